@@ -1,0 +1,130 @@
+"""Assemble closed candles from independent feeds into time slices.
+
+A slice is every asset's closed bar for one ``ts`` (bar open time), in manifest order. The
+assembler releases slices strictly in increasing ``ts`` and each ``ts`` at most once:
+
+* a ``ts`` is **complete** when every asset either delivered its candle for ``ts`` or has
+  already delivered a later one (feeds emit in order and backfill gaps first, so a later
+  candle proves the exchange has no bar for ``ts``: that asset is missing, NaN);
+* an incomplete ``ts`` is released anyway ``grace_s`` seconds after its first candle
+  arrived, with the absent assets as NaN (the caller logs it);
+* a candle for a ``ts`` at or before the last released slice is **late**: never stepped,
+  handed back to the caller to log/record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from daemon.state import ClosedCandle
+
+
+@dataclass
+class Slice:
+    """One time slice ready for the engine (arrays in manifest asset order)."""
+
+    ts: int
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    candles: list[ClosedCandle]
+    missing: list[str]
+    by_grace: bool  # released by the grace timer rather than by completeness
+
+
+class SliceAssembler:
+    """Collects closed candles per ``ts`` and releases complete (or expired) slices in order."""
+
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        grace_s: float,
+        last_ts: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.symbols = list(symbols)
+        self.index = {s: i for i, s in enumerate(self.symbols)}
+        self.grace_s = float(grace_s)
+        self.last_ts = last_ts  # last released slice
+        self.clock = clock
+        self._pending: dict[int, dict[str, ClosedCandle]] = {}
+        self._first_seen: dict[int, float] = {}
+        # Latest ts each asset delivered (feeds deliver in order, so this is its progress).
+        self._progress: dict[str, int] = {}
+
+    def add(self, candle: ClosedCandle) -> str:
+        """Offer one closed candle. Returns ``"ok"``, ``"late"``, ``"duplicate"`` or ``"unknown"``."""
+        if candle.symbol not in self.index:
+            return "unknown"
+        if self.last_ts is not None and candle.ts <= self.last_ts:
+            return "late"
+        bucket = self._pending.setdefault(candle.ts, {})
+        if candle.symbol in bucket:
+            return "duplicate"
+        bucket[candle.symbol] = candle
+        self._first_seen.setdefault(candle.ts, self.clock())
+        prev = self._progress.get(candle.symbol)
+        if prev is None or candle.ts > prev:
+            self._progress[candle.symbol] = candle.ts
+        return "ok"
+
+    def mark_progress(self, symbol: str, ts: int) -> None:
+        """Tell the assembler an asset has no bar before ``ts`` left to deliver (e.g. REST
+        showed a gap or the asset's first bar is later), without a candle."""
+        if symbol in self.index and ts > self._progress.get(symbol, -1):
+            self._progress[symbol] = ts
+
+    def _complete(self, ts: int) -> bool:
+        bucket = self._pending[ts]
+        for s in self.symbols:
+            if s not in bucket and self._progress.get(s, -1) <= ts:
+                return False
+        return True
+
+    def pop_ready(self) -> list[Slice]:
+        """Slices that may be stepped now, oldest first (possibly empty)."""
+        out: list[Slice] = []
+        now = self.clock()
+        while self._pending:
+            ts = min(self._pending)
+            by_grace = False
+            if not self._complete(ts):
+                if now - self._first_seen[ts] < self.grace_s:
+                    break
+                by_grace = True
+            out.append(self._build(ts, by_grace))
+        return out
+
+    def next_deadline(self) -> float | None:
+        """Clock time at which the oldest pending slice's grace expires (None if nothing)."""
+        if not self._pending:
+            return None
+        return self._first_seen[min(self._pending)] + self.grace_s
+
+    def pending(self) -> dict[int, list[str]]:
+        """``{ts: symbols received}`` for slices not yet released (for status/health)."""
+        return {ts: sorted(b) for ts, b in sorted(self._pending.items())}
+
+    def _build(self, ts: int, by_grace: bool) -> Slice:
+        bucket = self._pending.pop(ts)
+        self._first_seen.pop(ts, None)
+        n = len(self.symbols)
+        arrs = {k: np.full(n, np.nan) for k in ("open", "high", "low", "close", "volume")}
+        candles: list[ClosedCandle] = []
+        missing: list[str] = []
+        for i, s in enumerate(self.symbols):
+            c = bucket.get(s)
+            if c is None:
+                missing.append(s)
+                continue
+            candles.append(c)
+            arrs["open"][i], arrs["high"][i], arrs["low"][i] = c.open, c.high, c.low
+            arrs["close"][i], arrs["volume"][i] = c.close, c.volume
+        self.last_ts = ts
+        return Slice(ts=ts, candles=candles, missing=missing, by_grace=by_grace, **arrs)

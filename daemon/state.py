@@ -1,0 +1,313 @@
+"""The daemon's durable state in SQLite (stdlib ``sqlite3``, WAL journal).
+
+Everything the daemon needs to resume lives in one file:
+
+* ``meta``      — profile name, canonical profile JSON and its hash, the session id, the first
+                  tradable bar ``t0``, the last processed slice ``last_ts``;
+* ``blobs``     — opaque state blobs (engine state, MTF/rating state) from the core's
+                  ``to_bytes``;
+* ``positions`` — position per symbol after the last slice (a readable mirror of the blob);
+* ``fills``     — the fills journal, same columns as the backtest's ``fills.csv``;
+* ``candles``   — every closed candle the engine consumed, with where it came from;
+* ``slices``    — one row per stepped slice (which assets were missing, warm-up or not);
+* ``late``      — candles that arrived after their slice had been stepped (not consumed).
+
+A slice is committed in ONE transaction (:meth:`StateStore.commit_slice`), so a crash
+leaves either all of it or none of it; ``last_ts`` moves in that same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+# The journal columns, in DESIGN.md order ("The fills journal").
+JOURNAL_COLUMNS: tuple[str, ...] = (
+    "fill_id", "source", "run_id", "profile", "symbol", "ts", "side", "qty", "price", "fee",
+    "reason", "intrabar", "position_after", "cash_after",
+)
+_JOURNAL_SQL_TYPES = {
+    "ts": "INTEGER NOT NULL", "qty": "REAL NOT NULL", "price": "REAL NOT NULL",
+    "fee": "REAL NOT NULL", "position_after": "REAL NOT NULL", "cash_after": "REAL NOT NULL",
+}
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS blobs (name TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS positions (
+    symbol TEXT PRIMARY KEY, qty REAL NOT NULL, ts INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS fills (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    {", ".join(f"{c} {_JOURNAL_SQL_TYPES.get(c, 'TEXT NOT NULL')}" for c in JOURNAL_COLUMNS)},
+    UNIQUE (fill_id));
+CREATE TABLE IF NOT EXISTS candles (
+    symbol TEXT NOT NULL, ts INTEGER NOT NULL, open REAL, high REAL, low REAL, close REAL,
+    volume REAL, origin TEXT NOT NULL, received_at REAL NOT NULL, PRIMARY KEY (symbol, ts));
+CREATE TABLE IF NOT EXISTS slices (
+    ts INTEGER PRIMARY KEY, n_assets INTEGER NOT NULL, missing TEXT NOT NULL,
+    warmup INTEGER NOT NULL, n_fills INTEGER NOT NULL, committed_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS late (
+    symbol TEXT NOT NULL, ts INTEGER NOT NULL, open REAL, high REAL, low REAL, close REAL,
+    volume REAL, origin TEXT NOT NULL, received_at REAL NOT NULL, PRIMARY KEY (symbol, ts));
+"""
+
+
+class ProfileChangedError(RuntimeError):
+    """The stored profile's hash differs from the one asked for; resume refused."""
+
+
+def profile_hash(profile: Mapping[str, Any] | str) -> str:
+    """SHA-256 of the profile's canonical JSON (sorted keys, no whitespace)."""
+    text = profile if isinstance(profile, str) else canonical_json(profile)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def canonical_json(obj: Any) -> str:
+    """Canonical JSON: sorted keys, compact separators — stable across runs and machines."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+@dataclass(frozen=True)
+class ClosedCandle:
+    """One closed candle as the engine consumes it (``ts`` = bar open time, ms)."""
+
+    symbol: str
+    ts: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    origin: str = "ws"  # "ws" (closing kline frame) or "rest" (backfill / warm-up / catch-up)
+    received_at: float = field(default_factory=time.time)
+
+
+class StateStore:
+    """SQLite-backed daemon state. Not thread-safe: use it from the event-loop thread."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per slice.
+        self.conn = sqlite3.connect(str(self.path), isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        # synchronous=FULL: a committed slice survives power loss, not only a process kill.
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.executescript(_SCHEMA)
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def bind_profile(
+        self, name: str, profile: Mapping[str, Any], run_id: str, *, fresh: bool = False
+    ) -> bool:
+        """Attach this database to a profile. Returns True when resuming existing state.
+
+        A database created for another profile, or for this profile with different contents
+        (hash changed), refuses to resume unless ``fresh``; ``fresh`` wipes every table.
+        """
+        text = canonical_json(profile)
+        digest = profile_hash(text)
+        stored = self.get_meta("profile_hash")
+        if stored is not None and not fresh:
+            if stored != digest or self.get_meta("profile") != name:
+                raise ProfileChangedError(
+                    f"state in {self.path} belongs to profile {self.get_meta('profile')!r} "
+                    f"(hash {stored[:12]}), not {name!r} (hash {digest[:12]}): "
+                    "refusing to resume; start with --fresh to discard it"
+                )
+            return True
+        self._wipe()
+        with self.transaction():
+            self._set_meta_many(
+                {"profile": name, "profile_json": text, "profile_hash": digest,
+                 "run_id": run_id, "created_at": repr(time.time())}
+            )
+        return False
+
+    def _wipe(self) -> None:
+        with self.transaction():
+            for table in ("meta", "blobs", "positions", "fills", "candles", "slices", "late"):
+                self.conn.execute(f"DELETE FROM {table}")
+
+    # ---- transactions ------------------------------------------------------------------
+    def transaction(self) -> _Tx:
+        return _Tx(self.conn)
+
+    # ---- meta --------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.transaction():
+            self._set_meta_many({key: value})
+
+    def _set_meta_many(self, items: Mapping[str, Any]) -> None:
+        self.conn.executemany(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [(k, None if v is None else str(v)) for k, v in items.items()],
+        )
+
+    @property
+    def last_ts(self) -> int | None:
+        """Open time of the last committed slice, or None before the first one."""
+        value = self.get_meta("last_ts")
+        return None if value is None else int(value)
+
+    @property
+    def t0(self) -> int | None:
+        """Open time of the first tradable bar (everything before it is warm-up)."""
+        value = self.get_meta("t0")
+        return None if value is None else int(value)
+
+    # ---- blobs -------------------------------------------------------------------------
+    def load_blobs(self) -> dict[str, bytes]:
+        return {name: bytes(data) for name, data in self.conn.execute("SELECT name, data FROM blobs")}
+
+    # ---- the slice commit --------------------------------------------------------------
+    def commit_slice(
+        self,
+        ts: int,
+        candles: Sequence[ClosedCandle],
+        missing: Sequence[str],
+        blobs: Mapping[str, bytes],
+        fills: Sequence[Mapping[str, Any]],
+        positions: Mapping[str, float],
+        *,
+        warmup: bool,
+        extra_meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Persist one stepped slice atomically: candles, fills, blobs, positions, last_ts."""
+        now = time.time()
+        last = self.last_ts
+        if last is not None and ts <= last:
+            # The assembler guarantees order; this guards the database against a logic slip.
+            raise ValueError(f"slice {ts} is not after the last committed slice {last}")
+        with self.transaction():
+            c = self.conn
+            c.executemany(
+                "INSERT INTO candles VALUES (?,?,?,?,?,?,?,?,?)",
+                [(k.symbol, k.ts, k.open, k.high, k.low, k.close, k.volume, k.origin,
+                  k.received_at) for k in candles],
+            )
+            c.executemany(
+                f"INSERT INTO fills ({', '.join(JOURNAL_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(JOURNAL_COLUMNS))})",
+                [tuple(f[col] for col in JOURNAL_COLUMNS) for f in fills],
+            )
+            c.executemany(
+                "INSERT INTO blobs(name, data) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET data = excluded.data",
+                list(blobs.items()),
+            )
+            c.executemany(
+                "INSERT INTO positions(symbol, qty, ts) VALUES (?, ?, ?) "
+                "ON CONFLICT(symbol) DO UPDATE SET qty = excluded.qty, ts = excluded.ts",
+                [(s, float(q), ts) for s, q in positions.items()],
+            )
+            c.execute(
+                "INSERT INTO slices VALUES (?,?,?,?,?,?)",
+                (ts, len(candles), json.dumps(list(missing)), int(warmup), len(fills), now),
+            )
+            self._set_meta_many({"last_ts": ts, **(extra_meta or {})})
+
+    def record_late(self, candle: ClosedCandle) -> None:
+        """Keep a candle that arrived after its slice was stepped (for reconcile), once."""
+        with self.transaction():
+            self.conn.execute(
+                "INSERT OR IGNORE INTO late VALUES (?,?,?,?,?,?,?,?,?)",
+                (candle.symbol, candle.ts, candle.open, candle.high, candle.low, candle.close,
+                 candle.volume, candle.origin, candle.received_at),
+            )
+
+    # ---- readers -----------------------------------------------------------------------
+    def fills_frame(self) -> pd.DataFrame:
+        """The fills journal in commit order, with the journal's columns and dtypes."""
+        df = pd.read_sql_query(
+            f"SELECT {', '.join(JOURNAL_COLUMNS)} FROM fills ORDER BY seq", self.conn
+        )
+        return _journal_dtypes(df)
+
+    def candles_frame(self, symbol: str | None = None) -> pd.DataFrame:
+        """Consumed closed candles (``ts`` = bar open time), ordered by symbol then ts."""
+        q = "SELECT symbol, ts, open, high, low, close, volume, origin FROM candles"
+        args: tuple = ()
+        if symbol is not None:
+            q += " WHERE symbol = ?"
+            args = (symbol,)
+        return pd.read_sql_query(q + " ORDER BY symbol, ts", self.conn, params=args)
+
+    def consumed(self, symbol: str, ts: int) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM candles WHERE symbol = ? AND ts = ?", (symbol, ts)
+        ).fetchone()
+        return row is not None
+
+    def positions(self) -> dict[str, float]:
+        return {s: q for s, q in self.conn.execute("SELECT symbol, qty FROM positions")}
+
+    def slice_count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM slices").fetchone()[0])
+
+    def fill_count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM fills").fetchone()[0])
+
+    def status(self) -> dict[str, Any]:
+        """A summary for ``tandem-daemon status``."""
+        meta = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+        meta.pop("profile_json", None)
+        return {
+            **meta,
+            "slices": self.slice_count(),
+            "fills": self.fill_count(),
+            "candles": int(self.conn.execute("SELECT COUNT(*) FROM candles").fetchone()[0]),
+            "late": int(self.conn.execute("SELECT COUNT(*) FROM late").fetchone()[0]),
+            "positions": {s: q for s, q in self.positions().items() if q != 0.0},
+        }
+
+
+def _journal_dtypes(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.astype({"ts": "int64", "qty": "float64", "price": "float64", "fee": "float64",
+                    "position_after": "float64", "cash_after": "float64"})
+    for col in ("fill_id", "source", "run_id", "profile", "symbol", "side", "reason", "intrabar"):
+        df[col] = df[col].astype(object).where(df[col].notna(), "")
+    return df
+
+
+class _Tx:
+    """``with store.transaction():`` — BEGIN IMMEDIATE … COMMIT, ROLLBACK on error."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
+
+
+def iter_fill_rows(df: pd.DataFrame) -> Iterable[dict[str, Any]]:
+    """Journal rows of a DataFrame as dicts (helper for tests and export)."""
+    return df[list(JOURNAL_COLUMNS)].to_dict("records")

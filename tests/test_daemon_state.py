@@ -1,0 +1,69 @@
+"""SQLite state: one transaction per slice, resume, profile-hash guard, journal dtypes."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from daemon.state import JOURNAL_COLUMNS, ClosedCandle, ProfileChangedError, StateStore
+
+PROFILE = {"strategy": "rating_all", "core_assets": ["BTC/USDT"], "initial_cash": 10000.0}
+
+
+def _fill(ts: int, seq: int = 0) -> dict:
+    return {
+        "fill_id": f"p:BTC/USDT:{ts}:entry:{seq}", "source": "paper", "run_id": "r1",
+        "profile": "p", "symbol": "BTC/USDT", "ts": ts, "side": "buy", "qty": 0.5,
+        "price": 100.0, "fee": 0.05, "reason": "entry", "intrabar": "",
+        "position_after": 0.5, "cash_after": 49.95,
+    }
+
+
+def test_commit_resume_and_journal(tmp_path):
+    db = tmp_path / "s.sqlite"
+    with StateStore(db) as st:
+        assert st.bind_profile("p", PROFILE, "r1") is False
+        assert st.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        c = ClosedCandle("BTC/USDT", 0, 1, 2, 0.5, 1.5, 3, origin="rest")
+        st.commit_slice(0, [c], [], {"engine": b"\x01\x02"}, [_fill(3_600_000)],
+                        {"BTC/USDT": 0.5}, warmup=False)
+        with pytest.raises(ValueError):
+            st.commit_slice(0, [], [], {}, [], {}, warmup=False)
+    with StateStore(db) as st:
+        assert st.bind_profile("p", PROFILE, "r2") is True
+        assert st.last_ts == 0
+        assert st.load_blobs() == {"engine": b"\x01\x02"}
+        df = st.fills_frame()
+        assert list(df.columns) == list(JOURNAL_COLUMNS)
+        assert df.dtypes["ts"] == "int64" and df.dtypes["qty"] == "float64"
+        assert st.positions() == {"BTC/USDT": 0.5}
+        assert st.consumed("BTC/USDT", 0) and not st.consumed("BTC/USDT", 1)
+
+
+def test_profile_hash_change_refuses_unless_fresh(tmp_path):
+    db = tmp_path / "s.sqlite"
+    with StateStore(db) as st:
+        st.bind_profile("p", PROFILE, "r1")
+        st.commit_slice(0, [], ["BTC/USDT"], {}, [], {}, warmup=True)
+    changed = {**PROFILE, "initial_cash": 5000.0}
+    with StateStore(db) as st, pytest.raises(ProfileChangedError, match="--fresh"):
+        st.bind_profile("p", changed, "r2")
+    with StateStore(db) as st:
+        assert st.bind_profile("p", changed, "r2", fresh=True) is False
+        assert st.last_ts is None and st.slice_count() == 0
+
+
+def test_failed_slice_leaves_nothing(tmp_path):
+    """A slice whose write fails midway (duplicate fill id) leaves no partial rows."""
+    with StateStore(tmp_path / "s.sqlite") as st:
+        st.bind_profile("p", PROFILE, "r1")
+        st.commit_slice(0, [], [], {}, [_fill(1)], {}, warmup=False)
+        c = ClosedCandle("BTC/USDT", 3_600_000, 1, 2, 0.5, 1.5, 3)
+        with pytest.raises(sqlite3.IntegrityError):
+            st.commit_slice(3_600_000, [c], [], {"engine": b"x"}, [_fill(1)],
+                            {"BTC/USDT": 1.0}, warmup=False)
+        assert st.last_ts == 0
+        assert st.load_blobs() == {}
+        assert not st.consumed("BTC/USDT", 3_600_000)
+        assert st.fill_count() == 1 and st.positions() == {}
