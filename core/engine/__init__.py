@@ -1,0 +1,15 @@
+"""The trading engine: SL/TP state machine, discrete and portfolio modes (DESIGN.md "Execution").
+
+Public API:
+
+* :class:`EngineConfig` — validated settings with the manifest's names;
+* :class:`Engine` — per-slice stepping for the daemon, ``to_bytes``/``from_bytes``;
+* :func:`run_batch` / :func:`run_batch_raw` — the backtest's numba loop over the same step;
+* kernels in :mod:`core.engine.kernels` (``step_nb``, ``run_batch_nb``) and array layouts in
+  :mod:`core.engine.layout`.
+"""
+
+from core.engine.api import BatchResult, Engine, run_batch, run_batch_raw
+from core.engine.params import EngineConfig
+
+__all__ = ["BatchResult", "Engine", "EngineConfig", "run_batch", "run_batch_raw"]

@@ -1,0 +1,216 @@
+"""Python faces of the engine: :class:`Engine` (per-slice, for the daemon) and
+:func:`run_batch` (whole history, for the backtest). Both call the same numba step."""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from core.engine.inputs import as_matrix, check_bars, check_signals
+from core.engine.kernels import equity_nb, run_batch_nb, step_nb
+from core.engine.layout import MAX_FILLS_PER_ASSET, N_FILL_COLS, S_CASH
+from core.engine.params import EngineConfig
+from core.engine.state import new_state, state_from_bytes, state_to_bytes
+
+Source = Literal["backtest", "paper"]
+
+
+class Engine:
+    """Engine state for one profile over a fixed, ordered list of symbols.
+
+    ``step`` consumes one closed time slice and returns its fills as journal rows.
+    ``to_bytes``/``from_bytes`` save and restore the whole engine (config, symbols, state)
+    exactly, so a restored engine continues bit for bit.
+    """
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        symbols: Sequence[str],
+        *,
+        profile: str = "",
+        run_id: str = "",
+        source: Source = "paper",
+    ) -> None:
+        self.config = config
+        self.symbols = list(symbols)
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ValueError("symbols must be unique")
+        self.profile = profile
+        self.run_id = run_id
+        self.source: Source = source
+        self.params = config.to_params()
+        self.astate, self.pstate = new_state(len(self.symbols), config.initial_cash)
+        self._buf = np.zeros((MAX_FILLS_PER_ASSET * len(self.symbols), N_FILL_COLS))
+
+    @property
+    def n_assets(self) -> int:
+        return len(self.symbols)
+
+    @property
+    def cash(self) -> float:
+        return float(self.pstate[S_CASH])
+
+    def equity(self) -> float:
+        """Cash plus positions at their last seen closes."""
+        return float(equity_nb(self.astate, self.pstate))
+
+    def step_raw(self, ts_close: int, o, h, lo, c, signal) -> np.ndarray:  # noqa: ANN001
+        """One slice; returns the numeric fill rows (see :mod:`core.engine.layout`)."""
+        shape = (self.n_assets,)
+        o, h, lo, c = (
+            as_matrix(n, a, shape)
+            for n, a in zip(("open", "high", "low", "close"), (o, h, lo, c), strict=True)
+        )
+        sig = as_matrix("signal", signal, shape)
+        check_bars(o, h, lo, c)
+        check_signals(sig, self.config.mode, self.config.max_weight)
+        ts = int(ts_close)
+        last = self.pstate[2]
+        if ts <= last:
+            raise ValueError(f"ts_close {ts} is not after the last slice {int(last)}")
+        n = step_nb(
+            self.params, self.astate, self.pstate, float(ts), o, h, lo, c, sig, self._buf, 0
+        )
+        return self._buf[:n].copy()
+
+    def step(self, ts_close: int, o, h, lo, c, signal) -> pd.DataFrame:  # noqa: ANN001
+        """One slice; returns its fills as a journal frame (``core.journal`` schema)."""
+        from core.journal import fills_frame
+
+        raw = self.step_raw(ts_close, o, h, lo, c, signal)
+        return fills_frame(raw, self.symbols, self.profile, self.run_id, self.source)
+
+    def to_bytes(self) -> bytes:
+        """Config, symbols, profile/run/source and state as one self-describing blob."""
+        meta = json.dumps(
+            {
+                "config": self.config.model_dump(mode="json"),
+                "symbols": self.symbols,
+                "profile": self.profile,
+                "run_id": self.run_id,
+                "source": self.source,
+            },
+            sort_keys=True,
+        ).encode()
+        return struct.pack("<I", len(meta)) + meta + state_to_bytes(self.astate, self.pstate)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Engine:
+        """Inverse of :meth:`to_bytes`."""
+        (k,) = struct.unpack_from("<I", data, 0)
+        meta = json.loads(data[4 : 4 + k])
+        eng = cls(
+            EngineConfig.model_validate(meta["config"]),
+            meta["symbols"],
+            profile=meta["profile"],
+            run_id=meta["run_id"],
+            source=meta["source"],
+        )
+        astate, pstate = state_from_bytes(data[4 + k :])
+        if astate.shape[0] != eng.n_assets:
+            raise ValueError("engine state: asset count does not match the symbols")
+        eng.astate, eng.pstate = astate, pstate
+        return eng
+
+
+@dataclass
+class BatchResult:
+    """What :func:`run_batch` returns."""
+
+    fills: pd.DataFrame  # journal rows
+    equity: pd.Series  # equity after each bar, indexed by ts_close
+    raw: np.ndarray  # numeric fill rows (core.engine.layout)
+    engine: Engine  # final state (continue with engine.step, or save it)
+
+
+def run_batch_raw(
+    config: EngineConfig,
+    ts_close,  # noqa: ANN001
+    open_,  # noqa: ANN001
+    high,  # noqa: ANN001
+    low,  # noqa: ANN001
+    close,  # noqa: ANN001
+    signals,  # noqa: ANN001
+    engine: Engine | None = None,
+    symbols: Sequence[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray, Engine]:
+    """Validate inputs, then loop the step kernel over all bars in numba.
+
+    Arrays are ``n_bars x n_assets`` (``ts_close`` is ``n_bars`` int64 close times,
+    increasing). Starts from ``engine``'s state when given (it is advanced in place).
+    Returns ``(raw_fills, equity, engine)``.
+    """
+    c = np.ascontiguousarray(np.asarray(close, dtype=np.float64))
+    if c.ndim != 2:
+        raise ValueError(f"close must be 2-D (n_bars x n_assets), got shape {c.shape}")
+    shape = c.shape
+    o = as_matrix("open", open_, shape)
+    h = as_matrix("high", high, shape)
+    lo = as_matrix("low", low, shape)
+    sig = as_matrix("signals", signals, shape)
+    ts = np.ascontiguousarray(np.asarray(ts_close, dtype=np.int64))
+    if ts.shape != (shape[0],):
+        raise ValueError(f"ts_close has shape {ts.shape}, expected {(shape[0],)}")
+    if shape[0] > 1 and not (np.diff(ts) > 0).all():
+        raise ValueError("ts_close must be strictly increasing")
+    if engine is None:
+        syms = list(symbols) if symbols is not None else [str(i) for i in range(shape[1])]
+        if len(syms) != shape[1]:
+            raise ValueError(f"{len(syms)} symbols for {shape[1]} asset columns")
+        engine = Engine(config, syms, source="backtest")
+    elif engine.n_assets != shape[1]:
+        raise ValueError(f"engine has {engine.n_assets} assets, arrays have {shape[1]}")
+    if shape[0] and ts[0] <= engine.pstate[2]:
+        raise ValueError("ts_close must start after the engine's last slice")
+    check_bars(o, h, lo, c)
+    check_signals(sig, engine.config.mode, engine.config.max_weight)
+
+    equity = np.full(shape[0], np.nan)
+    # A generous first guess (~2 fills per asset per 50 bars); the kernel pauses when full.
+    cap = max(4096, MAX_FILLS_PER_ASSET * shape[1] * (2 + shape[0] // 50))
+    chunks = []
+    start = 0
+    while True:
+        buf = np.empty((cap, N_FILL_COLS))
+        n, start = run_batch_nb(
+            engine.params, engine.astate, engine.pstate, ts, o, h, lo, c, sig, buf, 0, start, equity
+        )
+        chunks.append(buf[:n])
+        if start >= shape[0]:
+            break
+        cap *= 2
+    raw = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+    return raw, equity, engine
+
+
+def run_batch(
+    config: EngineConfig,
+    ts_close,  # noqa: ANN001
+    open_,  # noqa: ANN001
+    high,  # noqa: ANN001
+    low,  # noqa: ANN001
+    close,  # noqa: ANN001
+    signals,  # noqa: ANN001
+    *,
+    symbols: Sequence[str],
+    profile: str,
+    run_id: str,
+    source: Source = "backtest",
+) -> BatchResult:
+    """Backtest driver: every bar through the step kernel; fills as a journal frame."""
+    from core.journal import fills_frame
+
+    eng = Engine(config, symbols, profile=profile, run_id=run_id, source=source)
+    raw, equity, eng = run_batch_raw(config, ts_close, open_, high, low, close, signals, engine=eng)
+    fills = fills_frame(raw, eng.symbols, profile, run_id, source)
+    eq = pd.Series(
+        equity, index=pd.Index(np.asarray(ts_close, dtype=np.int64), name="ts"), name="equity"
+    )
+    return BatchResult(fills=fills, equity=eq, raw=raw, engine=eng)

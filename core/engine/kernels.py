@@ -1,0 +1,455 @@
+"""Numba kernels of the trading engine: one step over a time slice, and a batch loop of it.
+
+Pure functions over explicit arrays (see :mod:`core.engine.layout`). The daemon calls
+:func:`step_nb` once per closed slice; the backtest calls :func:`run_batch_nb`, which is a
+numba loop over the very same :func:`step_nb`, so both drivers are bit-identical by
+construction. No ``fastmath``: every float comparison below states which side counts.
+
+Order of events inside one slice (DESIGN.md, "Execution"):
+
+1. exits of open positions, asset by asset: the open first (a gap through SL or TP fills at
+   the open), then SL/TP inside the bar with the intrabar policy when both are inside;
+2. trailing extremes update with the bar's high (long) / low (short), *after* the check;
+3. discrete mode: signal exits (and the exit leg of a reversal), then entries in asset
+   order sized on the equity after exits; portfolio mode: on rebalance slices, sells
+   then buys towards the target weights.
+
+A position entered at a bar's close is never checked against that bar (step 1 ran first).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from core.engine.layout import (
+    A_BLOCK,
+    A_ENTRY,
+    A_LAST_CLOSE,
+    A_PEAK,
+    A_POS,
+    A_SL,
+    A_TP,
+    F_ASSET,
+    F_CASH_AFTER,
+    F_FEE,
+    F_INTRABAR,
+    F_POS_AFTER,
+    F_PRICE,
+    F_QTY,
+    F_REASON,
+    F_SIDE,
+    F_TS,
+    MAX_FILLS_PER_ASSET,
+    REASON_ENTRY,
+    REASON_EXIT,
+    REASON_REBALANCE,
+    REASON_STOP_LOSS,
+    REASON_TAKE_PROFIT,
+    REASON_TRAILING_STOP,
+    S_CASH,
+    S_LAST_TS,
+    S_STEPS,
+)
+from core.engine.params import (
+    INTRABAR_ADAPTIVE,
+    INTRABAR_NONE,
+    INTRABAR_OHLC,
+    MODE_PORTFOLIO,
+    P_EXIT_ON_SIGNAL,
+    P_FEE,
+    P_INTRABAR,
+    P_LONG_SHORT,
+    P_MAX_WEIGHT,
+    P_MIN_TRADE,
+    P_MODE,
+    P_RISK_PCT,
+    P_SIZE_PCT,
+    P_SIZING,
+    P_SL,
+    P_SLIP,
+    P_TP,
+    P_TRAIL,
+    SIZING_RISK,
+)
+
+
+@njit(cache=True)
+def emit_fill_nb(
+    fills, n, ts, asset, side, qty, price, fee, reason, intrabar, pos_after, cash_after
+):
+    """Write one fill row at index ``n``; return ``n + 1``."""
+    fills[n, F_TS] = ts
+    fills[n, F_ASSET] = asset
+    fills[n, F_SIDE] = side
+    fills[n, F_QTY] = qty
+    fills[n, F_PRICE] = price
+    fills[n, F_FEE] = fee
+    fills[n, F_REASON] = reason
+    fills[n, F_INTRABAR] = intrabar
+    fills[n, F_POS_AFTER] = pos_after
+    fills[n, F_CASH_AFTER] = cash_after
+    return n + 1
+
+
+@njit(cache=True)
+def equity_nb(astate, pstate):
+    """Cash plus every position valued at its last seen close."""
+    eq = pstate[S_CASH]
+    for i in range(astate.shape[0]):
+        pos = astate[i, A_POS]
+        if pos != 0.0:
+            eq += pos * astate[i, A_LAST_CLOSE]
+    return eq
+
+
+@njit(cache=True)
+def open_position_nb(params, row, qty_signed, price):
+    """Set entry, SL/TP levels (anchored to the fill price) and the trailing extreme."""
+    row[A_POS] = qty_signed
+    row[A_ENTRY] = price
+    sl = params[P_SL]
+    tp = params[P_TP]
+    if qty_signed > 0.0:
+        row[A_SL] = price * (1.0 - sl) if sl > 0.0 else np.nan
+        row[A_TP] = price * (1.0 + tp) if tp > 0.0 else np.nan
+    else:
+        row[A_SL] = price * (1.0 + sl) if sl > 0.0 else np.nan
+        row[A_TP] = price * (1.0 - tp) if tp > 0.0 else np.nan
+    # The trailing extreme starts at the fill price: the entry bar's own high/low happened
+    # before the fill (at the close), so it must not move the stop.
+    row[A_PEAK] = price
+
+
+@njit(cache=True)
+def close_position_nb(row):
+    """Reset a flat asset's position fields (the re-arm block is kept)."""
+    row[A_POS] = 0.0
+    row[A_ENTRY] = np.nan
+    row[A_SL] = np.nan
+    row[A_TP] = np.nan
+    row[A_PEAK] = np.nan
+
+
+@njit(cache=True)
+def check_exit_nb(params, row, o, h, lo):
+    """Decide whether an open position exits on this bar.
+
+    Returns ``(reason, price, intrabar_code)`` with ``reason = -1`` when nothing exits.
+    The effective stop is the tighter of the fixed SL and the trailing level (ties count as
+    ``stop_loss``). Open first: an open at or through the stop (or the target) fills at the
+    open, the stop side checked first. Then inside the bar: the stop fills at its level if
+    ``low <= stop`` (long), the target at its level if ``high >= target``; if both are inside
+    the bar the ``intrabar`` policy decides and its code is returned.
+    """
+    pos = row[A_POS]
+    sl = row[A_SL]
+    tp = row[A_TP]
+    trail = params[P_TRAIL]
+    long = pos > 0.0
+    stop = sl
+    stop_reason = REASON_STOP_LOSS
+    if trail > 0.0:
+        tl = row[A_PEAK] * (1.0 - trail) if long else row[A_PEAK] * (1.0 + trail)
+        # NaN comparisons are false, so "no fixed SL" lets the trailing level win.
+        if np.isnan(stop) or (long and tl > stop) or ((not long) and tl < stop):
+            stop = tl
+            stop_reason = REASON_TRAILING_STOP
+    has_stop = not np.isnan(stop)
+    has_tp = not np.isnan(tp)
+    if long:
+        if has_stop and o <= stop:
+            return stop_reason, o, INTRABAR_NONE
+        if has_tp and o >= tp:
+            return REASON_TAKE_PROFIT, o, INTRABAR_NONE
+        stop_hit = has_stop and lo <= stop
+        tp_hit = has_tp and h >= tp
+    else:
+        if has_stop and o >= stop:
+            return stop_reason, o, INTRABAR_NONE
+        if has_tp and o <= tp:
+            return REASON_TAKE_PROFIT, o, INTRABAR_NONE
+        stop_hit = has_stop and h >= stop
+        tp_hit = has_tp and lo <= tp
+    if stop_hit and tp_hit:
+        policy = int(params[P_INTRABAR])
+        if policy == INTRABAR_OHLC:
+            # Path O -> H -> L -> C: the high comes first, which is the target of a long and
+            # the stop of a short.
+            tp_first = long
+        elif policy == INTRABAR_ADAPTIVE:
+            # The extreme nearer to the open is reached first; a tie counts as the stop.
+            up = h - o
+            down = o - lo
+            if long:
+                tp_first = up < down
+            else:
+                tp_first = down < up
+        else:
+            tp_first = False
+        if tp_first:
+            return REASON_TAKE_PROFIT, tp, policy
+        return stop_reason, stop, policy
+    if stop_hit:
+        return stop_reason, stop, INTRABAR_NONE
+    if tp_hit:
+        return REASON_TAKE_PROFIT, tp, INTRABAR_NONE
+    return -1, np.nan, INTRABAR_NONE
+
+
+@njit(cache=True)
+def flatten_nb(params, row, pstate, fills, n, ts, asset, price, reason, intrabar):
+    """Close the whole position of one asset at ``price`` (already slipped); emit the fill."""
+    pos = row[A_POS]
+    qty = abs(pos)
+    notional = qty * price
+    fee = notional * params[P_FEE]
+    if pos > 0.0:
+        pstate[S_CASH] += notional - fee
+        side = -1.0
+    else:
+        pstate[S_CASH] -= notional + fee
+        side = 1.0
+    close_position_nb(row)
+    return emit_fill_nb(
+        fills, n, ts, asset, side, qty, price, fee, reason, intrabar, 0.0, pstate[S_CASH]
+    )
+
+
+@njit(cache=True)
+def stop_exits_nb(params, astate, pstate, ts, o, h, lo, c, fills, n):
+    """Step 1 and 2 for every asset: SL/TP/trailing exits, then the trailing extreme update."""
+    for i in range(astate.shape[0]):
+        if np.isnan(c[i]):
+            continue
+        row = astate[i]
+        pos = row[A_POS]
+        if pos == 0.0:
+            continue
+        reason, price, ib = check_exit_nb(params, row, o[i], h[i], lo[i])
+        if reason >= 0:
+            # Block re-entry in the same direction until the signal leaves that state.
+            row[A_BLOCK] = 1.0 if pos > 0.0 else -1.0
+            # Stop and target fills (at the level or at a gapped open) take no slippage.
+            n = flatten_nb(params, row, pstate, fills, n, ts, i, price, reason, ib)
+        elif params[P_TRAIL] > 0.0:
+            if pos > 0.0:
+                if h[i] > row[A_PEAK]:
+                    row[A_PEAK] = h[i]
+            elif lo[i] < row[A_PEAK]:
+                row[A_PEAK] = lo[i]
+    return n
+
+
+@njit(cache=True)
+def entry_qty_nb(params, equity, price):
+    """Quantity and total cash spend (notional + fee) of a new entry at ``price``."""
+    fee_rate = params[P_FEE]
+    if int(params[P_SIZING]) == SIZING_RISK:
+        # Loss at the stop (fees aside) = qty * price * sl = risk_pct * equity.
+        qty = params[P_RISK_PCT] * equity / (price * params[P_SL])
+        spend = qty * price * (1.0 + fee_rate)
+    else:
+        # size_pct of equity pays for notional *and* fee, so 100 % sizing is fundable.
+        spend = params[P_SIZE_PCT] * equity
+        qty = spend / (price * (1.0 + fee_rate))
+    return qty, spend
+
+
+@njit(cache=True)
+def discrete_signals_nb(params, astate, pstate, ts, c, sig, fills, n):
+    """Signal exits, re-arming, then entries in asset order (shared cash, skip if unfundable)."""
+    n_assets = astate.shape[0]
+    slip = params[P_SLIP]
+    long_short = params[P_LONG_SHORT] > 0.0
+    exit_on_signal = params[P_EXIT_ON_SIGNAL] > 0.0
+    # Exits first so that the cash they free is available to entries in the same slice.
+    for i in range(n_assets):
+        if np.isnan(c[i]):
+            continue
+        row = astate[i]
+        s = sig[i]
+        pos = row[A_POS]
+        if pos > 0.0 and s == -1.0 and (exit_on_signal or long_short):
+            n = flatten_nb(
+                params, row, pstate, fills, n, ts, i, c[i] * (1.0 - slip), REASON_EXIT, 0
+            )
+        elif pos < 0.0 and s == 1.0 and (exit_on_signal or long_short):
+            n = flatten_nb(
+                params, row, pstate, fills, n, ts, i, c[i] * (1.0 + slip), REASON_EXIT, 0
+            )
+        # Re-arm once the signal has left the blocked state (NaN counts as "left").
+        if row[A_BLOCK] != 0.0 and s != row[A_BLOCK]:
+            row[A_BLOCK] = 0.0
+    equity = equity_nb(astate, pstate)
+    if not equity > 0.0:
+        return n
+    fee_rate = params[P_FEE]
+    for i in range(n_assets):
+        if np.isnan(c[i]):
+            continue
+        row = astate[i]
+        if row[A_POS] != 0.0:
+            continue  # levels, not edges: already in a position
+        s = sig[i]
+        if s == 1.0:
+            direction = 1.0
+        elif s == -1.0 and long_short:
+            direction = -1.0
+        else:
+            continue
+        if row[A_BLOCK] == direction:
+            continue
+        price = c[i] * (1.0 + slip * direction)
+        qty, spend = entry_qty_nb(params, equity, price)
+        # Unfundable entries are skipped (not shrunk); equality counts as fundable.
+        if not (qty > 0.0) or spend > pstate[S_CASH]:
+            continue
+        notional = qty * price
+        fee = notional * fee_rate
+        if direction > 0.0:
+            pstate[S_CASH] -= notional + fee
+        else:
+            pstate[S_CASH] += notional - fee
+        open_position_nb(params, row, direction * qty, price)
+        n = emit_fill_nb(
+            fills, n, ts, i, direction, qty, price, fee, REASON_ENTRY, 0, row[A_POS], pstate[S_CASH]
+        )
+    return n
+
+
+@njit(cache=True)
+def portfolio_rebalance_nb(params, astate, pstate, ts, c, target, fills, n):
+    """Rebalance towards target weights: sells (asset order), then buys (asset order).
+
+    A slice whose targets are all NaN is not a rebalance slice. On a rebalance slice an
+    asset with a NaN target, or a missing bar, keeps its holding. Weights are clipped to
+    [0, max_weight]; the SL/TP overlay forces a blocked asset's weight to 0 until its target
+    has been 0 once. Trades whose value at the close is below ``min_trade_value`` are
+    skipped (equality trades). Buys are shrunk to the cash available.
+    """
+    n_assets = astate.shape[0]
+    rebalance = False
+    for i in range(n_assets):
+        if not np.isnan(target[i]):
+            rebalance = True
+            break
+    if not rebalance:
+        return n
+    max_w = params[P_MAX_WEIGHT]
+    w = np.full(n_assets, np.nan)
+    total = 0.0
+    for i in range(n_assets):
+        if np.isnan(c[i]) or np.isnan(target[i]):
+            continue
+        wi = min(max(target[i], 0.0), max_w)
+        row = astate[i]
+        if row[A_BLOCK] > 0.0:
+            if wi == 0.0:
+                row[A_BLOCK] = 0.0
+            else:
+                wi = 0.0
+        w[i] = wi
+        total += wi
+    if total > 1.0:
+        # The Python wrappers reject such rows; this keeps the kernel safe if called directly.
+        for i in range(n_assets):
+            if not np.isnan(w[i]):
+                w[i] = w[i] / total
+    value = equity_nb(astate, pstate)
+    fee_rate = params[P_FEE]
+    slip = params[P_SLIP]
+    min_trade = params[P_MIN_TRADE]
+    for i in range(n_assets):  # sells first: they fund the buys
+        if np.isnan(w[i]):
+            continue
+        row = astate[i]
+        pos = row[A_POS]
+        if pos <= 0.0:
+            continue
+        delta = w[i] * value / c[i] - pos
+        if not delta < 0.0:
+            continue
+        qty = pos if w[i] == 0.0 else -delta
+        if qty * c[i] < min_trade:
+            continue
+        price = c[i] * (1.0 - slip)
+        notional = qty * price
+        fee = notional * fee_rate
+        pstate[S_CASH] += notional - fee
+        if qty >= pos:
+            close_position_nb(row)
+        else:
+            row[A_POS] = pos - qty
+        n = emit_fill_nb(
+            fills, n, ts, i, -1.0, qty, price, fee, REASON_REBALANCE, 0, row[A_POS], pstate[S_CASH]
+        )
+    for i in range(n_assets):
+        if np.isnan(w[i]) or w[i] == 0.0:
+            continue
+        row = astate[i]
+        pos = row[A_POS]
+        qty = w[i] * value / c[i] - pos
+        if not qty > 0.0:
+            continue
+        price = c[i] * (1.0 + slip)
+        cash = pstate[S_CASH]
+        if qty * price * (1.0 + fee_rate) > cash:
+            qty = max(cash, 0.0) / (price * (1.0 + fee_rate))
+        if not qty > 0.0 or qty * c[i] < min_trade:
+            continue
+        notional = qty * price
+        fee = notional * fee_rate
+        pstate[S_CASH] = cash - notional - fee
+        if pos == 0.0:
+            open_position_nb(params, row, qty, price)
+        else:
+            # Adding to a holding: stops stay anchored to the average fill price.
+            avg = (pos * row[A_ENTRY] + notional) / (pos + qty)
+            peak = row[A_PEAK]
+            open_position_nb(params, row, pos + qty, avg)
+            row[A_PEAK] = max(peak, avg)
+        n = emit_fill_nb(
+            fills, n, ts, i, 1.0, qty, price, fee, REASON_REBALANCE, 0, row[A_POS], pstate[S_CASH]
+        )
+    return n
+
+
+@njit(cache=True)
+def step_nb(params, astate, pstate, ts, o, h, lo, c, sig, fills, n):
+    """Advance the engine by one time slice; append fills at ``fills[n:]``; return new ``n``.
+
+    ``o, h, lo, c, sig`` are ``float64[n_assets]``; ``c[i]`` NaN marks a missing bar (the
+    asset does nothing). ``sig`` is the discrete signal (+1/0/-1) or, in portfolio mode, the
+    target weight (all NaN = not a rebalance slice). The caller guarantees room for
+    ``MAX_FILLS_PER_ASSET * n_assets`` more rows.
+    """
+    n = stop_exits_nb(params, astate, pstate, ts, o, h, lo, c, fills, n)
+    for i in range(astate.shape[0]):
+        if not np.isnan(c[i]):
+            astate[i, A_LAST_CLOSE] = c[i]
+    if int(params[P_MODE]) == MODE_PORTFOLIO:
+        n = portfolio_rebalance_nb(params, astate, pstate, ts, c, sig, fills, n)
+    else:
+        n = discrete_signals_nb(params, astate, pstate, ts, c, sig, fills, n)
+    pstate[S_STEPS] += 1.0
+    pstate[S_LAST_TS] = ts
+    return n
+
+
+@njit(cache=True)
+def run_batch_nb(params, astate, pstate, ts, o, h, lo, c, sig, fills, n, start, equity_out):
+    """Loop :func:`step_nb` over bars ``start..`` of ``n_bars x n_assets`` arrays.
+
+    Stops early when ``fills`` could overflow; returns ``(n_fills, next_bar)`` so the caller
+    can grow the buffer and resume from the same state. ``equity_out[t]`` receives the
+    equity after bar ``t``.
+    """
+    cap = fills.shape[0]
+    need = MAX_FILLS_PER_ASSET * astate.shape[0]
+    for t in range(start, ts.shape[0]):
+        if n + need > cap:
+            return n, t
+        n = step_nb(params, astate, pstate, float(ts[t]), o[t], h[t], lo[t], c[t], sig[t], fills, n)
+        equity_out[t] = equity_nb(astate, pstate)
+    return n, ts.shape[0]

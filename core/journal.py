@@ -1,0 +1,317 @@
+"""The fills journal: one schema for backtest and paper, writers/readers, trades, equity.
+
+The schema is defined once, here, as the pydantic model :class:`Fill` plus the Arrow schema
+:data:`FILLS_SCHEMA` (same columns, same order; a test keeps them in step). Numeric fill
+rows from the engine kernels become journal rows with :func:`fills_frame`; ``fill_id`` is
+``{profile}:{symbol}:{ts}:{reason}:{seq}`` where ``seq`` counts earlier fills with the same
+profile, symbol, ts and reason (0 for the first), so ids depend only on the fills.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict
+
+from core.engine.layout import (
+    F_ASSET,
+    F_CASH_AFTER,
+    F_FEE,
+    F_INTRABAR,
+    F_POS_AFTER,
+    F_PRICE,
+    F_QTY,
+    F_REASON,
+    F_SIDE,
+    F_TS,
+    REASON_NAMES,
+)
+from core.engine.params import INTRABAR_NAMES
+
+Reason = Literal["entry", "exit", "stop_loss", "take_profit", "trailing_stop", "rebalance"]
+
+
+class Fill(BaseModel):
+    """One journal row (DESIGN.md, "The fills journal")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fill_id: str
+    source: Literal["backtest", "paper"]
+    run_id: str
+    profile: str
+    symbol: str
+    ts: int
+    side: Literal["buy", "sell"]
+    qty: float
+    price: float
+    fee: float
+    reason: Reason
+    intrabar: Literal["", "pessimistic", "ohlc", "adaptive"]
+    position_after: float
+    cash_after: float
+
+
+FILLS_SCHEMA = pa.schema(
+    [
+        ("fill_id", pa.string()),
+        ("source", pa.string()),
+        ("run_id", pa.string()),
+        ("profile", pa.string()),
+        ("symbol", pa.string()),
+        ("ts", pa.int64()),
+        ("side", pa.string()),
+        ("qty", pa.float64()),
+        ("price", pa.float64()),
+        ("fee", pa.float64()),
+        ("reason", pa.string()),
+        ("intrabar", pa.string()),
+        ("position_after", pa.float64()),
+        ("cash_after", pa.float64()),
+    ]
+)
+FILL_COLUMNS: list[str] = FILLS_SCHEMA.names
+
+
+def make_fill_id(profile: str, symbol: str, ts: int, reason: str, seq: int) -> str:
+    """The deterministic id of a fill."""
+    return f"{profile}:{symbol}:{ts}:{reason}:{seq}"
+
+
+def empty_fills_frame() -> pd.DataFrame:
+    """A zero-row journal frame with the schema's dtypes."""
+    return FILLS_SCHEMA.empty_table().to_pandas()
+
+
+def fills_frame(
+    raw: np.ndarray,
+    symbols: Sequence[str],
+    profile: str,
+    run_id: str,
+    source: Literal["backtest", "paper"],
+) -> pd.DataFrame:
+    """Journal rows (schema :data:`FILLS_SCHEMA`) from the engine's numeric fill rows."""
+    if source not in ("backtest", "paper"):
+        raise ValueError(f"source must be 'backtest' or 'paper', got {source!r}")
+    raw = np.asarray(raw, dtype=np.float64).reshape(-1, raw.shape[-1] if raw.ndim else 0)
+    if raw.shape[0] == 0:
+        return empty_fills_frame()
+    sym = np.asarray(list(symbols), dtype=object)[raw[:, F_ASSET].astype(np.int64)]
+    reason = np.asarray(REASON_NAMES, dtype=object)[raw[:, F_REASON].astype(np.int64)]
+    ts = raw[:, F_TS].astype(np.int64)
+    df = pd.DataFrame(
+        {
+            "source": source,
+            "run_id": run_id,
+            "profile": profile,
+            "symbol": sym,
+            "ts": ts,
+            "side": np.where(raw[:, F_SIDE] > 0, "buy", "sell").astype(object),
+            "qty": raw[:, F_QTY],
+            "price": raw[:, F_PRICE],
+            "fee": raw[:, F_FEE],
+            "reason": reason,
+            "intrabar": np.asarray(INTRABAR_NAMES, dtype=object)[
+                raw[:, F_INTRABAR].astype(np.int64)
+            ],
+            "position_after": raw[:, F_POS_AFTER],
+            "cash_after": raw[:, F_CASH_AFTER],
+        }
+    )
+    seq = df.groupby(["symbol", "ts", "reason"], sort=False).cumcount().to_numpy()
+    df.insert(
+        0,
+        "fill_id",
+        [
+            make_fill_id(profile, s, int(t), r, int(q))
+            for s, t, r, q in zip(sym, ts, reason, seq, strict=True)
+        ],
+    )
+    return _conform(df)
+
+
+def _conform(df: pd.DataFrame) -> pd.DataFrame:
+    """Column order and dtypes exactly as the Arrow schema (object strings, int64, float64)."""
+    missing = [c for c in FILL_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"fills frame lacks columns {missing}")
+    return pa.Table.from_pandas(
+        df[FILL_COLUMNS], schema=FILLS_SCHEMA, preserve_index=False
+    ).to_pandas()
+
+
+def fills_to_models(df: pd.DataFrame) -> list[Fill]:
+    """Validated :class:`Fill` models from a journal frame."""
+    return [Fill(**rec) for rec in df[FILL_COLUMNS].to_dict("records")]
+
+
+def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
+    """Write a journal frame to Parquet with the canonical schema."""
+    table = pa.Table.from_pandas(df[FILL_COLUMNS], schema=FILLS_SCHEMA, preserve_index=False)
+    pq.write_table(table, path)
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    """Read a journal Parquet file; the schema is enforced."""
+    table = pq.read_table(path, schema=FILLS_SCHEMA)
+    return table.to_pandas()
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> None:
+    """Write a journal frame to CSV. Floats use the shortest repr that round-trips exactly."""
+    out = df[FILL_COLUMNS].copy()
+    for col in ("qty", "price", "fee", "position_after", "cash_after"):
+        out[col] = [repr(float(x)) for x in out[col]]
+    out.to_csv(path, index=False)
+
+
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """Read a journal CSV back with the canonical dtypes (empty ``intrabar`` stays ``""``)."""
+    convert = pa_csv.ConvertOptions(
+        column_types=FILLS_SCHEMA,
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
+    table = pa_csv.read_csv(path, convert_options=convert)
+    return table.select(FILL_COLUMNS).cast(FILLS_SCHEMA).to_pandas()
+
+
+# ------------------------------------------------------------------------------------------
+# Derived tables
+
+
+def trades_table(fills: pd.DataFrame) -> pd.DataFrame:
+    """Round trips per symbol: from a flat position back to flat (or through zero).
+
+    Columns: ``symbol, direction (long/short), entry_ts, exit_ts, qty, entry_price``
+    (VWAP of the fills that grew the position), ``exit_price`` (VWAP of those that shrank
+    it), ``fees, pnl`` (quote, net of all fees), ``return`` (pnl / entry notional),
+    ``duration_ms, exit_reason``. An unfinished trade has NaN exit fields and is kept.
+    """
+    rows: list[dict] = []
+    for symbol, g in fills.groupby("symbol", sort=False):
+        pos = 0.0
+        cur: dict | None = None
+        for f in g.itertuples(index=False):
+            signed = f.qty if f.side == "buy" else -f.qty
+            new_pos = f.position_after
+            if cur is None:
+                cur = _new_trade(symbol, f, 1.0 if signed > 0 else -1.0)
+            grows = (signed > 0) == (cur["_dir"] > 0)
+            if grows:
+                cur["_in_qty"] += f.qty
+                cur["_in_val"] += f.qty * f.price
+            else:
+                cur["_out_qty"] += f.qty
+                cur["_out_val"] += f.qty * f.price
+                cur["exit_reason"] = f.reason
+                cur["exit_ts"] = f.ts
+            cur["fees"] += f.fee
+            pos = new_pos
+            if pos == 0.0:
+                rows.append(_finish_trade(cur))
+                cur = None
+        if cur is not None:
+            rows.append(_finish_trade(cur, open_=True))
+    cols = [
+        "symbol",
+        "direction",
+        "entry_ts",
+        "exit_ts",
+        "qty",
+        "entry_price",
+        "exit_price",
+        "fees",
+        "pnl",
+        "return",
+        "duration_ms",
+        "exit_reason",
+    ]
+    out = pd.DataFrame(rows, columns=cols)
+    return out.sort_values(["entry_ts", "symbol"], kind="stable").reset_index(drop=True)
+
+
+def _new_trade(symbol: str, f, direction: float) -> dict:  # noqa: ANN001
+    return {
+        "symbol": symbol,
+        "_dir": direction,
+        "entry_ts": f.ts,
+        "exit_ts": np.nan,
+        "_in_qty": 0.0,
+        "_in_val": 0.0,
+        "_out_qty": 0.0,
+        "_out_val": 0.0,
+        "fees": 0.0,
+        "exit_reason": "",
+    }
+
+
+def _finish_trade(t: dict, open_: bool = False) -> dict:
+    entry_price = t["_in_val"] / t["_in_qty"]
+    exit_price = t["_out_val"] / t["_out_qty"] if t["_out_qty"] > 0 else np.nan
+    if open_:
+        pnl = np.nan
+        ret = np.nan
+        exit_ts = np.nan
+    else:
+        gross = (t["_out_val"] - t["_in_val"]) * t["_dir"]
+        pnl = gross - t["fees"]
+        ret = pnl / t["_in_val"]
+        exit_ts = t["exit_ts"]
+    return {
+        "symbol": t["symbol"],
+        "direction": "long" if t["_dir"] > 0 else "short",
+        "entry_ts": t["entry_ts"],
+        "exit_ts": exit_ts,
+        "qty": t["_in_qty"],
+        "entry_price": entry_price,
+        "exit_price": exit_price,
+        "fees": t["fees"],
+        "pnl": pnl,
+        "return": ret,
+        "duration_ms": exit_ts - t["entry_ts"] if not open_ else np.nan,
+        "exit_reason": t["exit_reason"] if not open_ else "",
+    }
+
+
+def equity_series(
+    fills: pd.DataFrame,
+    ts_close: np.ndarray,
+    closes: pd.DataFrame | np.ndarray,
+    symbols: Sequence[str],
+    initial_cash: float,
+) -> pd.Series:
+    """Equity per bar rebuilt from the journal alone: last ``cash_after`` + Σ position × close.
+
+    ``closes`` is ``n_bars x n_assets`` (columns in ``symbols`` order); a missing close
+    (NaN) values the position at the asset's last known close, as the engine does.
+    """
+    ts_close = np.asarray(ts_close, dtype=np.int64)
+    close = np.asarray(closes, dtype=np.float64)
+    close_ff = pd.DataFrame(close).ffill().to_numpy()
+    cash = np.full(ts_close.shape[0], float(initial_cash))
+    pos = np.zeros_like(close_ff)
+    if len(fills):
+        # The last fill of a bar holds that bar's closing cash / position.
+        last = fills.groupby("ts", sort=True).tail(1)
+        idx = np.searchsorted(ts_close, last["ts"].to_numpy())
+        cash_at = pd.Series(last["cash_after"].to_numpy(), index=idx)
+        cash = (
+            pd.Series(cash_at).reindex(range(len(ts_close))).ffill().fillna(initial_cash).to_numpy()
+        )
+        for j, sym in enumerate(symbols):
+            fs = fills[fills["symbol"] == sym].groupby("ts", sort=True).tail(1)
+            if not len(fs):
+                continue
+            k = np.searchsorted(ts_close, fs["ts"].to_numpy())
+            s = pd.Series(fs["position_after"].to_numpy(), index=k)
+            pos[:, j] = s.reindex(range(len(ts_close))).ffill().fillna(0.0).to_numpy()
+    held = np.where(pos != 0.0, pos * close_ff, 0.0).sum(axis=1)
+    return pd.Series(cash + held, index=pd.Index(ts_close, name="ts"), name="equity")
