@@ -1,0 +1,231 @@
+"""Read-only HTTP endpoint of the daemon (aiohttp): ``/health``, ``/metrics``, ``/positions``,
+``/fills?since=``.
+
+Security posture, because the daemon runs for weeks next to exchange credentials:
+
+* binds ``127.0.0.1`` by default; binding anything that is not loopback is **refused**
+  (``InsecureBindError``, raised before the socket opens) unless a bearer token is set;
+* with a token, every request (health included) needs ``Authorization: Bearer <token>``,
+  compared in constant time; otherwise ``401``;
+* GET/HEAD only: there is no route that changes anything (``405`` for other methods);
+* the token is a ``SecretStr`` end to end and never logged; aiohttp's access log is off
+  (we log no request lines at all, so nothing a client sends can leak into the journal).
+
+The data behind ``/positions`` and ``/fills`` comes from a ``StateProvider`` (the daemon's
+SQLite state), sync or async; ``/health`` and ``/metrics`` come from the ops models.
+"""
+
+from __future__ import annotations
+
+import hmac
+import inspect
+import ipaddress
+import json
+import math
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, Protocol
+
+from aiohttp import web
+from pydantic import SecretStr
+
+from daemon.ops.health import Health
+from daemon.ops.metrics import CONTENT_TYPE_LATEST, Metrics
+
+__all__ = [
+    "DEFAULT_FILLS_LIMIT",
+    "MAX_FILLS_LIMIT",
+    "InsecureBindError",
+    "OpsServer",
+    "StateProvider",
+    "is_loopback_host",
+]
+
+DEFAULT_FILLS_LIMIT = 1000
+MAX_FILLS_LIMIT = 10_000
+
+Rows = Sequence[Mapping[str, Any]]
+
+
+class StateProvider(Protocol):
+    """What the HTTP layer reads from the daemon's state (methods may be async)."""
+
+    def positions(self) -> Rows | Awaitable[Rows]:
+        """Open paper positions, one mapping per asset."""
+
+    def fills(self, since: int | None, limit: int) -> Rows | Awaitable[Rows]:
+        """Journal rows with ``ts > since`` (all when None), oldest first, at most ``limit``."""
+
+
+class InsecureBindError(ValueError):
+    """Refusing to listen on a non-loopback address without a bearer token."""
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True only for addresses that cannot be reached from another machine.
+
+    Hostnames other than ``localhost`` count as non-loopback: resolving them could change
+    under our feet, and the safe failure is to demand a token.
+    """
+    if not host:
+        return False  # aiohttp binds every interface for an empty host
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _secret(token: SecretStr | str | None) -> SecretStr | None:
+    if token is None:
+        return None
+    token = token if isinstance(token, SecretStr) else SecretStr(token)
+    return token if token.get_secret_value() else None  # "" means no token
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON has no NaN/inf: map them to null; numpy scalars to Python numbers."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(_jsonable(body), allow_nan=False),
+        status=status,
+        content_type="application/json",
+    )
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class OpsServer:
+    """The daemon's read-only HTTP server. ``await start()`` → bound port; ``await stop()``."""
+
+    def __init__(
+        self,
+        *,
+        metrics: Metrics,
+        health: Health,
+        provider: StateProvider | None = None,
+        host: str = "127.0.0.1",
+        port: int = 8787,
+        token: SecretStr | str | None = None,
+    ):
+        self._token = _secret(token)
+        if not is_loopback_host(host) and self._token is None:
+            raise InsecureBindError(
+                f"http_host={host!r} is not a loopback address: set a bearer token "
+                "(TANDEM_HTTP_TOKEN) to listen on it, or bind 127.0.0.1"
+            )
+        self.metrics, self.health, self.provider = metrics, health, provider
+        self.host, self._port = host, int(port)
+        self._runner: web.AppRunner | None = None
+        self.app = self._build_app()
+
+    @property
+    def auth_required(self) -> bool:
+        return self._token is not None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one after ``start()`` when 0 was asked)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._port}"
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._auth_middleware])
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/positions", self._positions)
+        app.router.add_get("/fills", self._fills)
+        return app
+
+    @web.middleware
+    async def _auth_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self._token is not None:
+            header = request.headers.get("Authorization", "")
+            scheme, _, given = header.partition(" ")
+            expected = self._token.get_secret_value().encode()
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                                     expected):
+                return web.json_response(
+                    {"error": "unauthorized"}, status=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="tandem"'},
+                )
+        return await handler(request)
+
+    # --- handlers ----------------------------------------------------------------------------
+    async def _health(self, request: web.Request) -> web.Response:
+        report = self.health.evaluate()
+        # 503 when degraded so `curl -f`, Docker's HEALTHCHECK and load balancers see it.
+        return _json_response(report.to_dict(), status=200 if report.ok else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = self.metrics.render()
+        resp = web.Response(body=body)
+        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return resp
+
+    async def _positions(self, request: web.Request) -> web.Response:
+        if self.provider is None:
+            return _json_response({"error": "no state yet"}, status=503)
+        rows = await _maybe_await(self.provider.positions())
+        return _json_response({"positions": list(rows)})
+
+    async def _fills(self, request: web.Request) -> web.Response:
+        try:
+            since = _int_param(request, "since", None)
+            limit = _int_param(request, "limit", DEFAULT_FILLS_LIMIT)
+        except ValueError as exc:
+            return _json_response({"error": str(exc)}, status=400)
+        limit = max(1, min(int(limit), MAX_FILLS_LIMIT))
+        if self.provider is None:
+            return _json_response({"error": "no state yet"}, status=503)
+        rows = list(await _maybe_await(self.provider.fills(since, limit)))
+        # Clients poll with the returned cursor. Fills of one slice commit in one transaction,
+        # so "ts > cursor" never splits a slice across two polls.
+        next_since = max((int(r["ts"]) for r in rows), default=since)
+        return _json_response({"fills": rows, "next_since": next_since})
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> int:
+        """Listen; returns the bound port (useful with ``port=0``)."""
+        # access_log=None: request lines (paths, headers) never reach the logs.
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self._port, reuse_address=True)
+        await site.start()
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self._port = server.sockets[0].getsockname()[1]
+        return self._port
+
+    async def stop(self) -> None:
+        """Stop listening and close open connections (idempotent)."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def _int_param(request: web.Request, name: str, default: int | None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer (ms since the epoch for 'since')") from None

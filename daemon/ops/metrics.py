@@ -1,0 +1,146 @@
+"""Prometheus metrics for the daemon: one private registry and the small API the daemon calls.
+
+The daemon never touches ``prometheus_client`` objects directly; it calls ``on_candle``,
+``on_slice`` and friends. That keeps metric names and labels in one place, and lets tests
+build as many independent ``Metrics`` as they like (each owns its own ``CollectorRegistry``
+instead of the process-global one, so nothing leaks between tests or daemon sessions).
+
+Label cardinality is bounded on purpose: ``symbol`` comes from the profile's universe and
+``side``/``reason`` from the fills journal's closed vocabularies. Nothing per-``ts``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "SLICE_LATENCY_BUCKETS", "Metrics"]
+
+# Seconds. The daemon's target is p99 < 5 ms per slice, so the resolution sits below 10 ms;
+# the long tail (catch-up after a restart, a first numba compile) still lands in a bucket.
+SLICE_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+
+
+class Metrics:
+    """The daemon's metrics, registered in a private ``CollectorRegistry``.
+
+    Every method is cheap (a dict lookup and an add) so it can sit on the hot path of a slice.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None, namespace: str = "tandem"):
+        self.registry = registry if registry is not None else CollectorRegistry()
+        ns, reg = namespace, self.registry
+        self.candles = Counter(
+            "candles", "Closed candles received from the feeds.", ["symbol"],
+            namespace=ns, registry=reg,
+        )
+        self.slices = Counter(
+            "slices_stepped", "Time slices stepped through the engine.",
+            namespace=ns, registry=reg,
+        )
+        self.partial_slices = Counter(
+            "slices_partial", "Slices stepped after the grace period with assets missing.",
+            namespace=ns, registry=reg,
+        )
+        self.slice_latency = Histogram(
+            "slice_latency_seconds",
+            "From the last closing candle of a slice arriving to its fills committed.",
+            buckets=SLICE_LATENCY_BUCKETS, namespace=ns, registry=reg,
+        )
+        self.fills = Counter(
+            "fills", "Paper fills journaled.", ["symbol", "side", "reason"],
+            namespace=ns, registry=reg,
+        )
+        self.reconnects = Counter(
+            "reconnects", "Websocket reconnects detected or forced, per feed.", ["symbol"],
+            namespace=ns, registry=reg,
+        )
+        self.backfills = Counter(
+            "backfills", "REST backfills run to close a gap, per feed.", ["symbol"],
+            namespace=ns, registry=reg,
+        )
+        self.backfilled_candles = Counter(
+            "backfilled_candles", "Closed candles recovered by REST backfills.", ["symbol"],
+            namespace=ns, registry=reg,
+        )
+        self.write_errors = Counter(
+            "write_errors", "Failed state/journal writes.", namespace=ns, registry=reg,
+        )
+        self.equity = Gauge(
+            "equity", "Paper portfolio equity in quote currency (marked at the last close).",
+            namespace=ns, registry=reg,
+        )
+        self.cash = Gauge("cash", "Paper quote cash.", namespace=ns, registry=reg)
+        self.open_positions = Gauge(
+            "open_positions", "Assets with a non-zero paper position.",
+            namespace=ns, registry=reg,
+        )
+        self.last_slice_ts = Gauge(
+            "last_slice_close_timestamp_seconds",
+            "Close time (epoch seconds) of the last slice stepped.",
+            namespace=ns, registry=reg,
+        )
+        self.ready = Gauge(
+            "ready", "1 once warm-up is done and the daemon trades live.",
+            namespace=ns, registry=reg,
+        )
+
+    # --- the API the daemon calls ------------------------------------------------------------
+    def on_candle(self, symbol: str, n: int = 1) -> None:
+        """``n`` closed candles of ``symbol`` reached the slice assembler."""
+        self.candles.labels(symbol=symbol).inc(n)
+
+    def on_slice(self, latency_s: float, ts_close_ms: int | None = None,
+                 partial: bool = False) -> None:
+        """One slice stepped and committed, ``latency_s`` seconds after its last candle."""
+        self.slices.inc()
+        self.slice_latency.observe(max(0.0, float(latency_s)))
+        if partial:
+            self.partial_slices.inc()
+        if ts_close_ms is not None:
+            self.last_slice_ts.set(ts_close_ms / 1000.0)
+
+    def on_fill(self, symbol: str, side: str, reason: str) -> None:
+        """One paper fill journaled."""
+        self.fills.labels(symbol=symbol, side=side, reason=reason).inc()
+
+    def on_reconnect(self, symbol: str) -> None:
+        """A feed's websocket reconnected (detected gap or forced by the watchdog)."""
+        self.reconnects.labels(symbol=symbol).inc()
+
+    def on_backfill(self, symbol: str, n_candles: int = 0) -> None:
+        """A REST backfill ran for ``symbol`` and recovered ``n_candles`` closed candles."""
+        self.backfills.labels(symbol=symbol).inc()
+        if n_candles > 0:
+            self.backfilled_candles.labels(symbol=symbol).inc(n_candles)
+
+    def on_write_error(self) -> None:
+        """A state or journal write failed (the health model says which)."""
+        self.write_errors.inc()
+
+    def set_equity(self, equity: float, cash: float | None = None) -> None:
+        """Mark the paper portfolio (quote currency)."""
+        self.equity.set(float(equity))
+        if cash is not None:
+            self.cash.set(float(cash))
+
+    def set_open_positions(self, n: int) -> None:
+        """Number of assets holding a position."""
+        self.open_positions.set(int(n))
+
+    def set_ready(self, ready: bool = True) -> None:
+        """Flip the readiness gauge (after warm-up)."""
+        self.ready.set(1 if ready else 0)
+
+    # --- exposition --------------------------------------------------------------------------
+    def render(self) -> bytes:
+        """The registry in Prometheus text format (what ``/metrics`` serves)."""
+        return generate_latest(self.registry)

@@ -1,0 +1,195 @@
+"""``Ops``: the one object the daemon holds for operations — metrics, health, HTTP, sd_notify.
+
+The daemon's run loop makes a handful of calls and nothing else::
+
+    ops = Ops.from_settings(settings, provider=state)   # raises InsecureBindError: exit 2
+    await ops.start()                                    # HTTP listening
+    ...warm-up...
+    ops.ready()                                          # READY=1, watchdog pings start
+    ops.on_feed_update(stream); ops.on_candle(symbol, ts_close)
+    ops.on_slice(ts_close, latency_s); ops.on_fill(symbol, side, reason)
+    ops.on_reconnect(symbol); ops.on_backfill(symbol, n)
+    ops.on_write_ok() / ops.on_write_error(msg); ops.set_portfolio(equity, cash, n_open)
+    ops.stopping()                                       # on SIGTERM: STOPPING=1
+    await ops.stop()
+
+Every event fans out to the metrics registry and the health model, so the two can never
+disagree about what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import SecretStr
+
+from daemon.ops.health import Health, HealthConfig
+from daemon.ops.http import OpsServer, StateProvider
+from daemon.ops.metrics import Metrics
+from daemon.ops.notify import SystemdNotifier
+
+__all__ = ["Ops", "OpsConfig"]
+
+
+@dataclass(frozen=True)
+class OpsConfig:
+    """Operations settings (mirrors the ``TANDEM_HTTP_*`` / ``TANDEM_HEALTH_*`` settings)."""
+
+    http_enabled: bool = True
+    http_host: str = "127.0.0.1"
+    http_port: int = 8787
+    http_token: SecretStr | None = None
+    notify: bool = True
+    stale_feed_after_s: float = 90.0
+    slice_lag_after_s: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> OpsConfig:
+        """Read whichever of our fields the settings object has; defaults for the rest."""
+        kw: dict[str, Any] = {}
+        for name in cls.__dataclass_fields__:
+            if hasattr(settings, name):
+                kw[name] = getattr(settings, name)
+        token = kw.get("http_token")
+        if token is not None and not isinstance(token, SecretStr):
+            kw["http_token"] = SecretStr(str(token))
+        return cls(**kw)
+
+    def __repr__(self) -> str:  # the token must not leak through a debug print either
+        token = "**********" if self.http_token else None
+        return (f"OpsConfig(http_enabled={self.http_enabled}, http_host={self.http_host!r}, "
+                f"http_port={self.http_port}, http_token={token}, notify={self.notify}, "
+                f"stale_feed_after_s={self.stale_feed_after_s}, "
+                f"slice_lag_after_s={self.slice_lag_after_s})")
+
+
+class Ops:
+    """Metrics + health + HTTP server + systemd notifier behind one small API."""
+
+    def __init__(
+        self,
+        config: OpsConfig | None = None,
+        provider: StateProvider | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        clock: Callable[[], float] | None = None,
+        logger: Any = None,
+    ):
+        self.config = config or OpsConfig()
+        cfg = self.config
+        self.metrics = Metrics()
+        health_cfg = HealthConfig(cfg.stale_feed_after_s, cfg.slice_lag_after_s)
+        self.health = Health(health_cfg) if clock is None else Health(health_cfg, clock=clock)
+        self.notifier = SystemdNotifier(env if cfg.notify else {})
+        # Built now, not in start(): a non-loopback bind without a token fails before READY.
+        self.server = (
+            OpsServer(metrics=self.metrics, health=self.health, provider=provider,
+                      host=cfg.http_host, port=cfg.http_port, token=cfg.http_token)
+            if cfg.http_enabled else None
+        )
+        self._log = logger
+        self._watchdog_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any, provider: StateProvider | None = None,
+                      **kw: Any) -> Ops:
+        """Build from ``core.settings`` (any object with our field names)."""
+        return cls(OpsConfig.from_settings(settings), provider, **kw)
+
+    @property
+    def provider(self) -> StateProvider | None:
+        return self.server.provider if self.server else None
+
+    @provider.setter
+    def provider(self, value: StateProvider | None) -> None:
+        """The state may open after the server: attach it late."""
+        if self.server is not None:
+            self.server.provider = value
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the HTTP server (if enabled). READY is a separate step: see ``ready``."""
+        if self.server is not None:
+            port = await self.server.start()
+            self._emit("ops.http.listening", host=self.server.host, port=port,
+                       auth=self.server.auth_required)
+
+    def ready(self, status: str = "live") -> None:
+        """Warm-up done: health goes live, READY=1, and the watchdog pings begin."""
+        self.health.set_phase("live")
+        self.metrics.set_ready(True)
+        sent = self.notifier.ready(status)
+        interval = self.notifier.watchdog_interval()
+        if self._watchdog_task is None and interval is not None and self.notifier.enabled:
+            self._watchdog_task = asyncio.get_running_loop().create_task(
+                self.notifier.watchdog_loop(), name="tandem-sd-watchdog")
+        self._emit("ops.ready", notified=sent, watchdog_interval_s=interval)
+
+    def stopping(self, status: str = "stopping") -> None:
+        """Shutdown has begun (SIGTERM): STOPPING=1; health reports stopping."""
+        self.health.set_phase("stopping")
+        self.metrics.set_ready(False)
+        self.notifier.stopping(status)
+
+    async def stop(self) -> None:
+        """Stop the watchdog and the HTTP server (idempotent)."""
+        if self._watchdog_task is not None:
+            self._watchdog_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog_task
+            self._watchdog_task = None
+        if self.server is not None:
+            await self.server.stop()
+        self.notifier.close()
+
+    # --- events ------------------------------------------------------------------------------
+    def register_feed(self, stream: str) -> None:
+        """A feed task starts: its staleness clock starts now."""
+        self.health.register_feed(stream)
+
+    def on_feed_update(self, stream: str) -> None:
+        """Any websocket update of ``stream`` arrived (forming or closed)."""
+        self.health.feed_update(stream)
+
+    def on_candle(self, symbol: str, ts_close_ms: int | None = None, n: int = 1) -> None:
+        """``n`` closed candles of ``symbol``; the newest closes at ``ts_close_ms``."""
+        self.metrics.on_candle(symbol, n)
+        if ts_close_ms is not None:
+            self.health.candle_closed(ts_close_ms)
+
+    def on_slice(self, ts_close_ms: int, latency_s: float, partial: bool = False) -> None:
+        """The slice closing at ``ts_close_ms`` was stepped and committed."""
+        self.metrics.on_slice(latency_s, ts_close_ms, partial)
+        self.health.slice_stepped(ts_close_ms)
+        self.health.write_ok()
+
+    def on_fill(self, symbol: str, side: str, reason: str) -> None:
+        self.metrics.on_fill(symbol, side, reason)
+
+    def on_reconnect(self, symbol: str) -> None:
+        self.metrics.on_reconnect(symbol)
+
+    def on_backfill(self, symbol: str, n_candles: int = 0) -> None:
+        self.metrics.on_backfill(symbol, n_candles)
+
+    def on_write_ok(self) -> None:
+        self.health.write_ok()
+
+    def on_write_error(self, error: str) -> None:
+        """A commit failed. ``error`` goes to /health: pass a message, never a secret."""
+        self.metrics.on_write_error()
+        self.health.write_failed(error)
+
+    def set_portfolio(self, equity: float, cash: float | None = None,
+                      open_positions: int | None = None) -> None:
+        self.metrics.set_equity(equity, cash)
+        if open_positions is not None:
+            self.metrics.set_open_positions(open_positions)
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        if self._log is not None:
+            self._log.info(event, **fields)
