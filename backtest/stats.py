@@ -1,0 +1,220 @@
+"""Performance statistics of a backtest, from its equity series, trades table and fills.
+
+Definitions (stated so they can be checked independently; they follow vectorbt's returns
+accessor, which the tests use as the reference):
+
+* returns: simple bar returns of equity; the first bar's return is measured against
+  ``initial_cash`` when given (the equity before the first bar), else it is dropped;
+* ``periods_per_year``: 365 days / the bar interval (crypto trades every day), inferred from
+  the median spacing of the equity index unless given;
+* ``total_return`` = final / initial − 1;  ``cagr`` = (1 + total_return) ** (ppy / n_returns) − 1;
+* ``sharpe`` = mean(r) / std(r, ddof=1) · √ppy (risk-free 0);
+* ``sortino`` = mean(r) / √mean(min(r, 0)²) · √ppy (target 0, downside over *all* bars);
+* ``max_drawdown`` = min(equity / running max − 1) ≤ 0, with the initial cash as first peak;
+* ``win_rate`` = share of closed trades with pnl > 0; ``profit_factor`` = gross profit /
+  gross loss (``None`` in JSON when there is no losing trade);
+* ``exposure`` = share of bars on which at least one position is open (from ``position_after``
+  in the fills); ``fees`` = sum of fill fees.
+
+Undefined values (no returns, zero variance, no trades) are NaN in :func:`compute_stats`
+and ``null`` in ``stats.json`` — never a made-up 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+YEAR_MS = 365 * 86_400_000
+
+
+def _index_ms(index: pd.Index) -> np.ndarray:
+    """Equity index as int64 epoch ms, whether it holds ms integers or datetimes."""
+    if isinstance(index, pd.DatetimeIndex):
+        idx = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+        return idx.as_unit("ms").asi8.astype(np.int64)
+    return np.asarray(index, dtype=np.int64)
+
+
+def infer_periods_per_year(equity: pd.Series) -> float:
+    """Bars per year from the median spacing of the index (crypto: 365 days a year)."""
+    ms = _index_ms(equity.index)
+    if len(ms) < 2:
+        return float("nan")
+    step = float(np.median(np.diff(ms)))
+    return YEAR_MS / step if step > 0 else float("nan")
+
+
+def bar_returns(equity: pd.Series, initial_cash: float | None = None) -> np.ndarray:
+    """Simple returns per bar; the first is against ``initial_cash`` if given, else dropped."""
+    values = np.asarray(equity, dtype=np.float64)
+    if initial_cash is not None:
+        prev = np.concatenate([[float(initial_cash)], values[:-1]])
+        return values / prev - 1.0
+    return values[1:] / values[:-1] - 1.0
+
+
+def sharpe_ratio(returns: np.ndarray, periods_per_year: float) -> float:
+    """Annualised Sharpe ratio (risk-free 0, sample std with ddof=1)."""
+    if len(returns) < 2:
+        return float("nan")
+    std = float(np.std(returns, ddof=1))
+    if std == 0.0 or not np.isfinite(std):
+        return float("nan")
+    return float(np.mean(returns)) / std * math.sqrt(periods_per_year)
+
+
+def sortino_ratio(returns: np.ndarray, periods_per_year: float) -> float:
+    """Annualised Sortino ratio, target 0; downside deviation over all bars (vectorbt's rule)."""
+    if len(returns) == 0:
+        return float("nan")
+    downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
+    if downside == 0.0:
+        return float("nan")
+    return float(np.mean(returns)) / downside * math.sqrt(periods_per_year)
+
+
+def drawdown_series(equity: pd.Series, initial_cash: float | None = None) -> pd.Series:
+    """Drawdown (≤ 0) at every bar: equity over its running peak, minus 1."""
+    values = np.asarray(equity, dtype=np.float64)
+    peak = np.maximum.accumulate(values)
+    if initial_cash is not None:
+        # Losing money on the very first bar is a drawdown from the starting cash.
+        peak = np.maximum(peak, float(initial_cash))
+    return pd.Series(values / peak - 1.0, index=equity.index, name="drawdown")
+
+
+def _cagr(total_return: float, periods_per_year: float, n_returns: int) -> float:
+    """Compound annual growth; +inf when a short sample would overflow, −1 when wiped out."""
+    if n_returns == 0 or not np.isfinite(periods_per_year) or not np.isfinite(total_return):
+        return float("nan")
+    growth = 1.0 + total_return
+    if growth <= 0.0:
+        return -1.0
+    with np.errstate(over="ignore"):
+        return float(np.power(growth, periods_per_year / n_returns)) - 1.0
+
+
+def _trade_pnl(trades: pd.DataFrame) -> np.ndarray:
+    """PnL column of a trades table (net of fees), tolerant of its exact name."""
+    for col in ("pnl", "net_pnl", "pnl_net"):
+        if col in trades.columns:
+            return np.asarray(trades[col], dtype=np.float64)
+    raise KeyError(f"trades table has no pnl column (columns: {list(trades.columns)})")
+
+
+def exposure_share(fills: pd.DataFrame | None, bar_ts: np.ndarray) -> float:
+    """Share of bars (timestamps ``bar_ts``) at whose close any position is open.
+
+    A position opened by a fill at ``ts`` counts from that bar on (the fill happens at that
+    bar's close, so the bar closes holding it); a position closed at ``ts`` does not count
+    on that bar.
+    """
+    if len(bar_ts) == 0:
+        return float("nan")
+    if fills is None or len(fills) == 0:
+        return 0.0
+    open_any = np.zeros(len(bar_ts), dtype=bool)
+    for _, f in fills.sort_values(["ts"], kind="stable").groupby("symbol", sort=False):
+        f_ts = np.asarray(f["ts"], dtype=np.int64)
+        pos = np.asarray(f["position_after"], dtype=np.float64)
+        # Index of the last fill at or before each bar (-1 = before the first fill).
+        k = np.searchsorted(f_ts, bar_ts, side="right") - 1
+        held = np.where(k >= 0, pos[np.clip(k, 0, None)], 0.0)
+        open_any |= held != 0.0
+    return float(open_any.mean())
+
+
+def compute_stats(
+    equity: pd.Series,
+    trades: pd.DataFrame | None = None,
+    fills: pd.DataFrame | None = None,
+    *,
+    initial_cash: float | None = None,
+    periods_per_year: float | None = None,
+    symbols: list[str] | None = None,
+) -> dict[str, Any]:
+    """All headline statistics of a run as a flat dict (see the module docstring).
+
+    ``equity``: equity at each bar close, indexed by the bar's ts (ms) or datetimes.
+    ``trades``: closed trades with ``symbol`` and ``pnl`` columns. ``fills``: the journal.
+    ``symbols``: every asset of the run, so assets that never traded show 0 trades.
+    """
+    equity = equity.astype(np.float64)
+    ppy = float(periods_per_year) if periods_per_year else infer_periods_per_year(equity)
+    rets = bar_returns(equity, initial_cash)
+    rets = rets[np.isfinite(rets)]
+    first = float(initial_cash) if initial_cash is not None else (
+        float(equity.iloc[0]) if len(equity) else float("nan")
+    )
+    last = float(equity.iloc[-1]) if len(equity) else float("nan")
+    total_return = last / first - 1.0 if first else float("nan")
+    n = len(rets)
+    cagr = _cagr(total_return, ppy, n)
+    dd = drawdown_series(equity, initial_cash)
+
+    if trades is not None and len(trades):
+        pnl = _trade_pnl(trades)
+        wins, losses = pnl[pnl > 0], pnl[pnl < 0]
+        win_rate = float(len(wins) / len(pnl))
+        profit_factor = float(wins.sum() / -losses.sum()) if len(losses) else float("inf")
+        n_trades = int(len(pnl))
+        per_asset = trades.groupby("symbol").size().to_dict()
+    else:
+        win_rate = profit_factor = float("nan")
+        n_trades = 0
+        per_asset = {}
+    trades_per_asset = {s: int(per_asset.get(s, 0)) for s in (symbols or sorted(per_asset))}
+    for s, k in per_asset.items():
+        trades_per_asset.setdefault(s, int(k))
+
+    ms = _index_ms(equity.index)
+    fees = float(fills["fee"].sum()) if fills is not None and len(fills) else 0.0
+    return {
+        "start_ts": int(ms[0]) if len(ms) else None,
+        "end_ts": int(ms[-1]) if len(ms) else None,
+        "n_bars": int(len(equity)),
+        "periods_per_year": ppy,
+        "initial_equity": first,
+        "final_equity": last,
+        "total_return": total_return,
+        "cagr": cagr,
+        "sharpe": sharpe_ratio(rets, ppy),
+        "sortino": sortino_ratio(rets, ppy),
+        "volatility": float(np.std(rets, ddof=1) * math.sqrt(ppy)) if n > 1 else float("nan"),
+        "max_drawdown": float(dd.min()) if len(dd) else float("nan"),
+        "n_trades": n_trades,
+        "win_rate": win_rate,
+        "profit_factor": profit_factor,
+        "exposure": exposure_share(fills, ms),
+        "fees": fees,
+        "n_fills": int(len(fills)) if fills is not None else 0,
+        "trades_per_asset": trades_per_asset,
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf → None (strict JSON has neither); numpy scalars → Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    return value
+
+
+def write_stats_json(stats: dict[str, Any], path: str | Path, **extra: Any) -> Path:
+    """Write ``stats`` (plus ``extra`` keys such as profile and run id) as strict JSON."""
+    path = Path(path)
+    payload = _json_safe({**extra, **stats})
+    path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    return path
