@@ -1,0 +1,159 @@
+"""Process settings (pydantic-settings): environment variables ``TANDEM_*`` and ``.env``.
+
+Settings say *where* and *how* a process runs (files, URLs, logging, HTTP); *what* it trades
+lives in the manifest (:mod:`core.manifest`). Every variable is documented in
+``.env.example``. Secrets are :class:`~pydantic.SecretStr`: they print as ``**********``
+and :meth:`Settings.safe_dict` is what drivers log.
+
+Environment variables win over ``.env``, which wins over defaults. Unknown ``TANDEM_*``
+keys in ``.env`` are errors (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "TANDEM_"
+# TANDEM_* variables that belong to other parts of the project, not to Settings.
+FOREIGN_VARIABLES = frozenset({"TANDEM_TEST_DATA"})
+
+
+class SettingsError(ValueError):
+    """Invalid settings; the message names the environment variable."""
+
+    def __init__(self, message: str, *, variable: str | None = None):
+        super().__init__(message)
+        self.variable = variable
+
+
+def _check_url(v: str | None, schemes: tuple[str, ...], what: str) -> str | None:
+    if v is None or v == "":
+        return None
+    scheme, sep, rest = v.partition("://")
+    if not sep or scheme not in schemes or not rest or rest.startswith("/"):
+        raise ValueError(f"{what} must be a {' or '.join(s + '://' for s in schemes)} URL, got {v!r}")
+    return v
+
+
+class Settings(BaseSettings):
+    """Runtime settings of the daemon and the backtest."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        # Non-TANDEM keys in .env belong to other tools (docker compose...): ignore them;
+        # unknown TANDEM_* keys are rejected by load_settings instead.
+        extra="ignore",
+        case_sensitive=False,
+        frozen=True,
+    )
+
+    manifest_path: Path = Field(default=Path("manifest.json"), description="strategy manifest file")
+    profile: str | None = Field(default=None, description="manifest profile; empty = default_profile")
+    data_dir: Path = Field(default=Path("data"), description="candle store root")
+    state_db: Path = Field(default=Path("state/tandem.sqlite"), description="daemon SQLite state")
+    exchange_rest_url: str | None = Field(default=None, description="override ccxt urls.api.public")
+    exchange_ws_url: str | None = Field(default=None, description="override ccxt urls.api.ws spot")
+    log_format: Literal["json", "console"] = "console"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    http_host: str = Field(default="127.0.0.1", min_length=1)
+    http_port: int = Field(default=8080, ge=0, le=65535, description="0 = any free port")
+    http_token: SecretStr | None = Field(default=None, description="bearer token for HTTP endpoints")
+    grace_period_s: float = Field(default=10.0, ge=0, le=3600, description="wait for late assets")
+    numba_cache_dir: Path | None = Field(default=None, description="sets NUMBA_CACHE_DIR")
+
+    @field_validator("profile", "numba_cache_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: Any) -> Any:
+        return None if v == "" else v
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+    @field_validator("exchange_rest_url")
+    @classmethod
+    def _rest(cls, v: str | None) -> str | None:
+        return _check_url(v, ("http", "https"), "REST URL")
+
+    @field_validator("exchange_ws_url")
+    @classmethod
+    def _ws(cls, v: str | None) -> str | None:
+        return _check_url(v, ("ws", "wss"), "websocket URL")
+
+    @field_validator("http_token")
+    @classmethod
+    def _token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or v.get_secret_value() == "":
+            return None
+        if len(v.get_secret_value()) < 16:
+            raise ValueError("token must be at least 16 characters")
+        return v
+
+    def safe_dict(self) -> dict[str, Any]:
+        """Settings as plain values for logging; secrets masked."""
+        out = self.model_dump(mode="json")
+        out["http_token"] = "**********" if self.http_token else None
+        return out
+
+    def apply_numba_cache_dir(self) -> None:
+        """Export ``NUMBA_CACHE_DIR`` (call before the first numba import compiles)."""
+        if self.numba_cache_dir is not None:
+            os.environ["NUMBA_CACHE_DIR"] = str(self.numba_cache_dir)
+
+
+def _variable(loc: tuple[Any, ...]) -> str:
+    return ENV_PREFIX + str(loc[0]).upper() if loc else "(settings)"
+
+
+def _reject_unknown(env_file: str | Path | None, overrides: dict[str, Any]) -> None:
+    """Unknown TANDEM_* keys in the .env file, or unknown override names, are typos."""
+    fields = set(Settings.model_fields)
+    for name in overrides:
+        if name not in fields:
+            raise SettingsError(f"settings: {_variable((name,))}: unknown setting (see .env.example)",
+                                variable=_variable((name,)))
+    if env_file is None or not Path(env_file).is_file():
+        return
+    from dotenv import dotenv_values  # python-dotenv ships with pydantic-settings
+
+    for key in dotenv_values(env_file):
+        up = key.upper()
+        if up.startswith(ENV_PREFIX) and up not in FOREIGN_VARIABLES and up[len(ENV_PREFIX):].lower() not in fields:
+            raise SettingsError(f"settings: {up} (in {env_file}): unknown setting (see .env.example)", variable=up)
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+    """Build :class:`Settings` from env, ``env_file`` and ``overrides`` (highest priority).
+
+    Raises :class:`SettingsError` with one message naming the variable at fault.
+    """
+    _reject_unknown(env_file, overrides)
+    try:
+        return Settings(_env_file=env_file, **overrides)
+    except ValidationError as exc:
+        errs = exc.errors()
+        first = errs[0]
+        loc = tuple(first["loc"])
+        var = _variable(loc)
+        if first["type"] == "extra_forbidden":
+            msg = "unknown setting (see .env.example)"
+        elif first["type"] == "missing":
+            msg = "required"
+        else:
+            shown = "'**********'" if loc and loc[0] == "http_token" else repr(first.get("input"))
+            msg = f"{first['msg'].removeprefix('Value error, ')} (got {shown})"
+        more = f" [+{len(errs) - 1} more problem(s)]" if len(errs) > 1 else ""
+        raise SettingsError(f"settings: {var}: {msg}{more}", variable=var) from None

@@ -1,0 +1,112 @@
+"""Settings: TANDEM_ env vars, .env, .env.example coverage, and clear errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from core.settings import Settings, SettingsError, load_settings
+from tests.conftest import REPO_ROOT
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    for key in list(__import__("os").environ):
+        if key.startswith("TANDEM_") and key != "TANDEM_TEST_DATA":
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)  # no stray .env from the working directory
+
+
+def test_defaults() -> None:
+    s = load_settings(env_file=None)
+    assert s.manifest_path == Path("manifest.json") and s.profile is None
+    assert s.http_host == "127.0.0.1" and s.http_token is None
+
+
+def test_env_example_documents_every_variable(tmp_path: Path) -> None:
+    text = (REPO_ROOT / ".env.example").read_text()
+    keys = set(re.findall(r"^(TANDEM_[A-Z0-9_]+)=", text, flags=re.M))
+    assert keys == {"TANDEM_" + f.upper() for f in Settings.model_fields}
+    # and the example itself is a valid .env
+    env = tmp_path / ".env"
+    env.write_text(text)
+    assert load_settings(env_file=env) == load_settings(env_file=None)
+
+
+def test_env_beats_dotenv_beats_default(tmp_path: Path, monkeypatch) -> None:
+    env = tmp_path / ".env"
+    env.write_text("TANDEM_HTTP_PORT=9001\nTANDEM_LOG_LEVEL=debug\nCOMPOSE_PROJECT_NAME=x\n")
+    s = load_settings(env_file=env)
+    assert s.http_port == 9001 and s.log_level == "DEBUG"
+    monkeypatch.setenv("TANDEM_HTTP_PORT", "9002")
+    assert load_settings(env_file=env).http_port == 9002
+    assert load_settings(env_file=env, http_port=9003).http_port == 9003
+
+
+def test_secret_never_shown(tmp_path: Path, monkeypatch) -> None:
+    token = "s3cr3t-token-abcdefgh"
+    monkeypatch.setenv("TANDEM_HTTP_TOKEN", token)
+    s = load_settings(env_file=None)
+    assert s.http_token.get_secret_value() == token
+    assert token not in repr(s) and token not in str(s.safe_dict())
+    monkeypatch.setenv("TANDEM_HTTP_TOKEN", "short")
+    with pytest.raises(SettingsError) as info:
+        load_settings(env_file=None)
+    assert "short" not in str(info.value) and "TANDEM_HTTP_TOKEN" in str(info.value)
+
+
+def test_numba_cache_dir_export(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TANDEM_NUMBA_CACHE_DIR", str(tmp_path / "nc"))
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "unchanged")
+    load_settings(env_file=None).apply_numba_cache_dir()
+    import os
+
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "nc")
+
+
+MALFORMED = [
+    ("TANDEM_HTTP_PORT", "http", "TANDEM_HTTP_PORT"),
+    ("TANDEM_HTTP_PORT", "70000", "TANDEM_HTTP_PORT"),
+    ("TANDEM_HTTP_PORT", "-1", "TANDEM_HTTP_PORT"),
+    ("TANDEM_LOG_LEVEL", "LOUD", "TANDEM_LOG_LEVEL"),
+    ("TANDEM_LOG_FORMAT", "xml", "TANDEM_LOG_FORMAT"),
+    ("TANDEM_GRACE_PERIOD_S", "-5", "TANDEM_GRACE_PERIOD_S"),
+    ("TANDEM_GRACE_PERIOD_S", "soon", "TANDEM_GRACE_PERIOD_S"),
+    ("TANDEM_EXCHANGE_REST_URL", "127.0.0.1:8000", "TANDEM_EXCHANGE_REST_URL"),
+    ("TANDEM_EXCHANGE_REST_URL", "ws://127.0.0.1:8000", "TANDEM_EXCHANGE_REST_URL"),
+    ("TANDEM_EXCHANGE_WS_URL", "http://127.0.0.1:8000/ws", "TANDEM_EXCHANGE_WS_URL"),
+    ("TANDEM_HTTP_HOST", "", "TANDEM_HTTP_HOST"),
+]
+
+
+@pytest.mark.parametrize("var,value,named", MALFORMED, ids=[f"{v}={x}" for v, x, _ in MALFORMED])
+def test_malformed_env(monkeypatch, var: str, value: str, named: str) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings(env_file=None)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"settings: {named}: "), msg
+    assert info.value.variable == named
+
+
+@pytest.mark.parametrize(
+    "line,named",
+    [
+        ("TANDEM_HTTP_PROT=8080", "TANDEM_HTTP_PROT"),
+        ("TANDEM_PROFILES=x", "TANDEM_PROFILES"),
+        ("TANDEM_HTTP_PORT=eighty", "TANDEM_HTTP_PORT"),
+    ],
+)
+def test_malformed_dotenv(tmp_path: Path, line: str, named: str) -> None:
+    env = tmp_path / ".env"
+    env.write_text(line + "\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(env_file=env)
+    assert info.value.variable == named and named in str(info.value)
+
+
+def test_unknown_override() -> None:
+    with pytest.raises(SettingsError, match="TANDEM_HTTP_PROT: unknown setting"):
+        load_settings(env_file=None, http_prot=1)
