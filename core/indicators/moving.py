@@ -1,0 +1,289 @@
+"""Moving averages: SMA, EMA, RMA (Wilder), WMA, Hull MA, VWMA.
+
+Window semantics (Pine): a windowed value is NaN until ``n`` consecutive non-NaN inputs
+exist, and a NaN input makes the window NaN again until ``n`` fresh values arrived. We keep a
+*run* counter (valid inputs since the last NaN, capped at ``n``) instead of storing NaNs in
+the ring, which also restarts running sums cleanly (no NaN poisoning, no drift carried
+across a gap).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# ---------------------------------------------------------------- SMA
+# layout: [n, run, pos, sum, ring[n]]
+_SMA_HDR = 4
+
+
+@njit(cache=True)
+def new_sma_state(n: int) -> np.ndarray:
+    """State of a simple moving average of length ``n``."""
+    s = np.zeros(_SMA_HDR + n)
+    s[0] = n
+    return s
+
+
+@njit(cache=True)
+def sma_step_nb(s: np.ndarray, x: float) -> float:
+    """Mean of the last ``n`` inputs (running sum, O(1) like TA-Lib's SMA)."""
+    n = int(s[0])
+    if math.isnan(x):
+        s[1] = 0.0
+        s[3] = 0.0
+        return np.nan
+    pos = int(s[2])
+    run = int(s[1])
+    if run >= n:
+        s[3] += x - s[_SMA_HDR + pos]
+    else:
+        s[3] += x
+        run += 1
+        s[1] = run
+    s[_SMA_HDR + pos] = x
+    pos += 1
+    s[2] = 0.0 if pos == n else pos
+    if run >= n:
+        return s[3] / n
+    return np.nan
+
+
+@njit(cache=True)
+def sma_nb(x: np.ndarray, n: int) -> np.ndarray:
+    """Batch SMA: a loop over :func:`sma_step_nb`."""
+    s = new_sma_state(n)
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        out[i] = sma_step_nb(s, x[i])
+    return out
+
+
+# ---------------------------------------------------------------- EMA / RMA
+# layout: [n, alpha, 1 - alpha, run, seed_sum, value, seeded]
+_EMA_SIZE = 7
+
+
+@njit(cache=True)
+def _new_exp_state(n: int, alpha: float) -> np.ndarray:
+    s = np.zeros(_EMA_SIZE)
+    s[0] = n
+    s[1] = alpha
+    s[2] = 1.0 - alpha
+    s[5] = np.nan
+    return s
+
+
+@njit(cache=True)
+def new_ema_state(n: int) -> np.ndarray:
+    """EMA, alpha = 2/(n+1), seeded with the SMA of the first ``n`` values (Pine/TA-Lib)."""
+    return _new_exp_state(n, 2.0 / (n + 1.0))
+
+
+@njit(cache=True)
+def new_rma_state(n: int) -> np.ndarray:
+    """Wilder's RMA, alpha = 1/n, seeded with the SMA of the first ``n`` values."""
+    return _new_exp_state(n, 1.0 / n)
+
+
+@njit(cache=True)
+def ema_step_nb(s: np.ndarray, x: float) -> float:
+    """One exponential-average step (shared by EMA and RMA; alpha lives in the state).
+
+    While seeding, a NaN restarts the seed window (Pine: sma over a window with na is na).
+    Once seeded, a NaN input yields NaN and leaves the state untouched, so a stray NaN
+    cannot poison the recursion forever.
+    """
+    if s[6] != 0.0:
+        if math.isnan(x):
+            return np.nan
+        v = s[1] * x + s[2] * s[5]
+        s[5] = v
+        return v
+    if math.isnan(x):
+        s[3] = 0.0
+        s[4] = 0.0
+        return np.nan
+    s[4] += x
+    s[3] += 1.0
+    if s[3] >= s[0]:
+        v = s[4] / s[0]
+        s[5] = v
+        s[6] = 1.0
+        return v
+    return np.nan
+
+
+rma_step_nb = ema_step_nb
+
+
+@njit(cache=True)
+def ema_nb(x: np.ndarray, n: int) -> np.ndarray:
+    """Batch EMA: a loop over :func:`ema_step_nb`."""
+    s = new_ema_state(n)
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        out[i] = ema_step_nb(s, x[i])
+    return out
+
+
+@njit(cache=True)
+def rma_nb(x: np.ndarray, n: int) -> np.ndarray:
+    """Batch RMA: a loop over :func:`rma_step_nb`."""
+    s = new_rma_state(n)
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        out[i] = ema_step_nb(s, x[i])
+    return out
+
+
+# ---------------------------------------------------------------- WMA
+# layout: [n, run, pos, denom, ring[n]]
+_WMA_HDR = 4
+
+
+@njit(cache=True)
+def new_wma_state(n: int) -> np.ndarray:
+    """Linearly weighted MA (weights n..1, newest heaviest)."""
+    s = np.zeros(_WMA_HDR + n)
+    s[0] = n
+    s[3] = n * (n + 1) / 2.0
+    return s
+
+
+@njit(cache=True)
+def wma_step_nb(s: np.ndarray, x: float) -> float:
+    """WMA recomputed from the ring each bar: O(n) but n <= 9 here, and exact."""
+    n = int(s[0])
+    if math.isnan(x):
+        s[1] = 0.0
+        return np.nan
+    pos = int(s[2])
+    s[_WMA_HDR + pos] = x
+    run = int(s[1])
+    if run < n:
+        run += 1
+        s[1] = run
+    nxt = pos + 1
+    s[2] = 0.0 if nxt == n else nxt
+    if run < n:
+        return np.nan
+    acc = 0.0
+    j = pos
+    for w in range(n, 0, -1):  # newest first, weight n
+        acc += w * s[_WMA_HDR + j]
+        j = j - 1 if j > 0 else n - 1
+    return acc / s[3]
+
+
+@njit(cache=True)
+def wma_nb(x: np.ndarray, n: int) -> np.ndarray:
+    """Batch WMA: a loop over :func:`wma_step_nb`."""
+    s = new_wma_state(n)
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        out[i] = wma_step_nb(s, x[i])
+    return out
+
+
+# ---------------------------------------------------------------- Hull MA
+# layout: [n, off_half, off_full, off_sqrt, end, <wma(n//2)>, <wma(n)>, <wma(floor(sqrt n))>]
+_HMA_HDR = 5
+
+
+@njit(cache=True)
+def new_hma_state(n: int) -> np.ndarray:
+    """Hull MA: wma(2*wma(x, n//2) - wma(x, n), floor(sqrt(n)))."""
+    a = new_wma_state(n // 2)
+    b = new_wma_state(n)
+    c = new_wma_state(int(math.floor(math.sqrt(n))))
+    o1 = _HMA_HDR
+    o2 = o1 + a.shape[0]
+    o3 = o2 + b.shape[0]
+    end = o3 + c.shape[0]
+    s = np.zeros(end)
+    s[0] = n
+    s[1] = o1
+    s[2] = o2
+    s[3] = o3
+    s[4] = end
+    s[o1:o2] = a
+    s[o2:o3] = b
+    s[o3:end] = c
+    return s
+
+
+@njit(cache=True)
+def hma_step_nb(s: np.ndarray, x: float) -> float:
+    """One Hull MA step."""
+    o1 = int(s[1])
+    o2 = int(s[2])
+    o3 = int(s[3])
+    end = int(s[4])
+    half = wma_step_nb(s[o1:o2], x)
+    full = wma_step_nb(s[o2:o3], x)
+    return wma_step_nb(s[o3:end], 2.0 * half - full)
+
+
+@njit(cache=True)
+def hma_nb(x: np.ndarray, n: int) -> np.ndarray:
+    """Batch Hull MA: a loop over :func:`hma_step_nb`."""
+    s = new_hma_state(n)
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        out[i] = hma_step_nb(s, x[i])
+    return out
+
+
+# ---------------------------------------------------------------- VWMA
+# layout: [n, run, pos, ring_close[n], ring_volume[n]]
+_VWMA_HDR = 3
+
+
+@njit(cache=True)
+def new_vwma_state(n: int) -> np.ndarray:
+    """Volume-weighted MA: sma(x*v, n) / sma(v, n)."""
+    s = np.zeros(_VWMA_HDR + 2 * n)
+    s[0] = n
+    return s
+
+
+@njit(cache=True)
+def vwma_step_nb(s: np.ndarray, x: float, v: float) -> float:
+    """VWMA recomputed from the ring (n = 20): exact, so an all-zero-volume window gives a
+    volume sum of exactly 0 and therefore NaN, instead of a drifted running sum's noise."""
+    n = int(s[0])
+    if math.isnan(x) or math.isnan(v):
+        s[1] = 0.0
+        return np.nan
+    pos = int(s[2])
+    s[_VWMA_HDR + pos] = x * v
+    s[_VWMA_HDR + n + pos] = v
+    run = int(s[1])
+    if run < n:
+        run += 1
+        s[1] = run
+    nxt = pos + 1
+    s[2] = 0.0 if nxt == n else nxt
+    if run < n:
+        return np.nan
+    num = 0.0
+    den = 0.0
+    for j in range(n):
+        num += s[_VWMA_HDR + j]
+        den += s[_VWMA_HDR + n + j]
+    if den == 0.0:
+        return np.nan
+    return num / den
+
+
+@njit(cache=True)
+def vwma_nb(x: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
+    """Batch VWMA: a loop over :func:`vwma_step_nb`."""
+    s = new_vwma_state(n)
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        out[i] = vwma_step_nb(s, x[i], v[i])
+    return out
