@@ -46,3 +46,11 @@ def read_shared_csv(folder: Path, name: str) -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def btc_1h(shared_data: Path) -> pd.DataFrame:
     return read_shared_csv(shared_data, "binance_BTC-USDT_1h.csv")
+
+
+# Exchange emulator fixtures (127.0.0.1, port 0), shared by emulator/download/daemon tests.
+from tests.emulator_fixtures import (  # noqa: E402,F401
+    emulator,
+    emulator_factory,
+    pro_exchange_factory,
+)

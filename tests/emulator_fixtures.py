@@ -1,0 +1,64 @@
+"""Shared pytest fixtures that run the exchange emulator on 127.0.0.1 (OS-chosen port).
+
+Imported into ``tests/conftest.py``; any test can ask for:
+
+* ``emulator_factory`` -> ``await make(market=None, **Emulator kwargs)``; every emulator it
+  starts is stopped at teardown. Default market: :func:`sample_market`.
+* ``emulator`` -> one started emulator on the default market, clock at its first bar.
+* ``pro_exchange_factory`` -> ``make(emu, **create_exchange kwargs)``: a ccxt.pro binance
+  client pointed at ``emu`` (closed at teardown).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest_asyncio
+
+from core.exchange import create_exchange
+from daemon.emulator import Emulator, MarketData
+
+SAMPLE_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+
+
+def sample_market(
+    symbols: tuple[str, ...] = SAMPLE_SYMBOLS, timeframe: str = "1m", n_bars: int = 400, seed: int = 7
+) -> MarketData:
+    """Seeded generated candles (no files needed)."""
+    return MarketData.generate(symbols, timeframe, n_bars=n_bars, seed=seed)
+
+
+@pytest_asyncio.fixture
+async def emulator_factory() -> AsyncIterator[Callable[..., Awaitable[Emulator]]]:
+    started: list[Emulator] = []
+
+    async def make(market: MarketData | None = None, **kwargs: Any) -> Emulator:
+        emu = Emulator(market if market is not None else sample_market(), **kwargs)
+        await emu.start()
+        started.append(emu)
+        return emu
+
+    yield make
+    for emu in started:
+        await emu.stop()
+
+
+@pytest_asyncio.fixture
+async def emulator(emulator_factory: Callable[..., Awaitable[Emulator]]) -> Emulator:
+    return await emulator_factory()
+
+
+@pytest_asyncio.fixture
+async def pro_exchange_factory() -> AsyncIterator[Callable[..., Any]]:
+    clients: list[Any] = []
+
+    def make(emu: Emulator, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout_ms", 3000)
+        client = create_exchange("binance", rest_url=emu.rest_url, ws_url=emu.ws_url, **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
