@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535, description="0 = any free port")
     http_token: SecretStr | None = Field(default=None, description="bearer token for HTTP endpoints")
     grace_period_s: float = Field(default=10.0, ge=0, le=3600, description="wait for late assets")
+    # --- ops (daemon/ops): HTTP on/off, systemd notify, health thresholds ---
+    http_enabled: bool = Field(default=True, description="serve /health, /metrics, /positions, /fills")
+    notify: bool = Field(default=True, description="sd_notify READY/WATCHDOG/STOPPING if $NOTIFY_SOCKET")
+    health_stale_feed_s: float = Field(default=90.0, gt=0, le=86400, description="feed silent this long = degraded")
+    health_slice_lag_s: float = Field(default=60.0, gt=0, le=86400, description="closed slice unstepped this long = degraded")
     numba_cache_dir: Path | None = Field(default=None, description="sets NUMBA_CACHE_DIR")
 
     @field_validator("profile", "numba_cache_dir", mode="before")
@@ -92,6 +97,15 @@ class Settings(BaseSettings):
     @classmethod
     def _ws(cls, v: str | None) -> str | None:
         return _check_url(v, ("ws", "wss"), "websocket URL")
+
+    @field_validator("health_slice_lag_s")
+    @classmethod
+    def _lag_after_grace(cls, v: float, info: Any) -> float:
+        # A slice legitimately waits grace_period_s for late assets: that is not a lag.
+        grace = info.data.get("grace_period_s")
+        if grace is not None and v <= grace:
+            raise ValueError(f"must exceed TANDEM_GRACE_PERIOD_S ({grace:g} s)")
+        return v
 
     @field_validator("http_token")
     @classmethod

@@ -190,3 +190,14 @@ async def test_no_secret_in_logs():
     logs = buf.getvalue()
     assert "ops.http.listening" in logs and '"auth": true' in logs
     assert TOKEN not in logs
+
+
+def test_ops_config_from_settings():
+    from core.settings import load_settings
+
+    s = load_settings(env_file=None, http_port=0, http_token=TOKEN, health_stale_feed_s=42,
+                      health_slice_lag_s=43, notify=False)
+    cfg = OpsConfig.from_settings(s)
+    assert (cfg.http_port, cfg.stale_feed_after_s, cfg.slice_lag_after_s) == (0, 42, 43)
+    assert cfg.http_token.get_secret_value() == TOKEN and cfg.notify is False
+    assert TOKEN not in repr(cfg)

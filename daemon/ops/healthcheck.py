@@ -16,7 +16,7 @@ import urllib.request
 
 def main(argv: list[str] | None = None) -> int:
     """Return 0 if ``/health`` answers 200 within the timeout, else 1."""
-    port = int(os.environ.get("TANDEM_HTTP_PORT", "8787"))
+    port = int(os.environ.get("TANDEM_HTTP_PORT", "8080"))
     req = urllib.request.Request(f"http://127.0.0.1:{port}/health")
     token = os.environ.get("TANDEM_HTTP_TOKEN", "")
     if token:

@@ -118,7 +118,7 @@ class OpsServer:
         health: Health,
         provider: StateProvider | None = None,
         host: str = "127.0.0.1",
-        port: int = 8787,
+        port: int = 8080,
         token: SecretStr | str | None = None,
     ):
         self._token = _secret(token)

@@ -34,6 +34,12 @@ from daemon.ops.notify import SystemdNotifier
 
 __all__ = ["Ops", "OpsConfig"]
 
+# OpsConfig field -> core.settings.Settings field (TANDEM_<NAME>) where the names differ.
+_SETTINGS_NAMES = {
+    "stale_feed_after_s": "health_stale_feed_s",
+    "slice_lag_after_s": "health_slice_lag_s",
+}
+
 
 @dataclass(frozen=True)
 class OpsConfig:
@@ -41,7 +47,7 @@ class OpsConfig:
 
     http_enabled: bool = True
     http_host: str = "127.0.0.1"
-    http_port: int = 8787
+    http_port: int = 8080
     http_token: SecretStr | None = None
     notify: bool = True
     stale_feed_after_s: float = 90.0
@@ -49,11 +55,12 @@ class OpsConfig:
 
     @classmethod
     def from_settings(cls, settings: Any) -> OpsConfig:
-        """Read whichever of our fields the settings object has; defaults for the rest."""
+        """Read our fields from ``core.settings.Settings`` (any object with those names)."""
         kw: dict[str, Any] = {}
         for name in cls.__dataclass_fields__:
-            if hasattr(settings, name):
-                kw[name] = getattr(settings, name)
+            source = _SETTINGS_NAMES.get(name, name)
+            if hasattr(settings, source):
+                kw[name] = getattr(settings, source)
         token = kw.get("http_token")
         if token is not None and not isinstance(token, SecretStr):
             kw["http_token"] = SecretStr(str(token))
