@@ -11,6 +11,8 @@ accessor, which the tests use as the reference):
 * ``sharpe`` = mean(r) / std(r, ddof=1) · √ppy (risk-free 0);
 * ``sortino`` = mean(r) / √mean(min(r, 0)²) · √ppy (target 0, downside over *all* bars);
 * ``max_drawdown`` = min(equity / running max − 1) ≤ 0, with the initial cash as first peak;
+* ``n_trades`` and ``trades_per_asset`` count *closed* trades; a trade still open at the end
+  (NaN pnl) is counted in ``n_open_trades`` only;
 * ``win_rate`` = share of closed trades with pnl > 0; ``profit_factor`` = gross profit /
   gross loss (``None`` in JSON when there is no losing trade);
 * ``exposure`` = share of bars on which at least one position is open (from ``position_after``
@@ -158,8 +160,15 @@ def compute_stats(
     cagr = _cagr(total_return, ppy, n)
     dd = drawdown_series(equity, initial_cash)
 
+    n_open = 0
     if trades is not None and len(trades):
-        pnl = _trade_pnl(trades)
+        # An unfinished trade (NaN pnl, core.journal.trades_table) is not a win or a loss.
+        pnl_all = _trade_pnl(trades)
+        closed = np.isfinite(pnl_all)
+        n_open = int((~closed).sum())
+        trades = trades[closed]
+        pnl = pnl_all[closed]
+    if trades is not None and len(trades):
         wins, losses = pnl[pnl > 0], pnl[pnl < 0]
         win_rate = float(len(wins) / len(pnl))
         profit_factor = float(wins.sum() / -losses.sum()) if len(losses) else float("inf")
@@ -189,6 +198,7 @@ def compute_stats(
         "volatility": float(np.std(rets, ddof=1) * math.sqrt(ppy)) if n > 1 else float("nan"),
         "max_drawdown": float(dd.min()) if len(dd) else float("nan"),
         "n_trades": n_trades,
+        "n_open_trades": n_open,
         "win_rate": win_rate,
         "profit_factor": profit_factor,
         "exposure": exposure_share(fills, ms),

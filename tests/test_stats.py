@@ -89,10 +89,12 @@ def test_empty_trades_and_flat_equity_are_undefined_not_zero():
 
 def test_profit_factor_without_losses_is_null_in_json(tmp_path):
     idx = pd.Index(np.arange(3, dtype=np.int64) * 3_600_000)
-    trades = pd.DataFrame({"symbol": ["A/USDT", "A/USDT"], "pnl": [5.0, 1.0]})
+    # The third trade is still open (NaN pnl, as core.journal.trades_table writes it).
+    trades = pd.DataFrame({"symbol": ["A/USDT"] * 3, "pnl": [5.0, 1.0, np.nan]})
     s = compute_stats(pd.Series([INIT, INIT + 3, INIT + 6], index=idx), trades, None,
                       initial_cash=INIT)
     assert s["profit_factor"] == math.inf and s["win_rate"] == 1.0
+    assert s["n_trades"] == 2 and s["n_open_trades"] == 1
     path = write_stats_json(s, tmp_path / "stats.json", profile="p")
     data = json.loads(path.read_text())  # strict JSON: no NaN / Infinity tokens
     assert data["profit_factor"] is None and data["profile"] == "p"

@@ -1,0 +1,238 @@
+"""``report.html``: one self-contained page a person opens in a browser after a run.
+
+Contents: the profile and data range it came from, headline statistics, equity and
+drawdown curves, a per-asset table, and close-price charts with the trade markers for a
+few chosen assets (a ``<select>`` switches between them). Everything is inline — SVG drawn
+by :mod:`backtest.svg`, a few lines of CSS and JS — so the file opens offline and can be
+mailed around. Timestamps in the page are UTC.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from backtest import svg
+from backtest.stats import drawdown_series
+
+_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2733;background:#fff}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px}
+.meta{color:#5a6875} table{border-collapse:collapse;margin:8px 0}
+td,th{padding:3px 10px;border-bottom:1px solid #e3e8ee;text-align:right}
+th{background:#f4f6f8} td:first-child,th:first-child{text-align:left}
+.kpi{display:flex;flex-wrap:wrap;gap:8px} .kpi div{border:1px solid #e3e8ee;border-radius:6px;
+padding:6px 12px;min-width:120px} .kpi b{display:block;font-size:18px}
+svg.chart{width:100%;max-width:1100px;height:auto;display:block;margin:6px 0}
+svg .plot{fill:#fbfcfd;stroke:#d5dbe1} svg .grid{stroke:#e9edf1}
+svg .tick{font-size:11px;fill:#5a6875} svg .title{font-size:13px;font-weight:600;fill:#1d2733}
+svg .legend{font-size:12px} svg .line{fill:none;stroke-width:1.4}
+svg .equity{stroke:#1f6feb;fill:#1f6feb} svg .drawdown{stroke:#d1242f}
+svg .area.drawdown{fill:#d1242f;fill-opacity:.18;stroke:none}
+svg .price{stroke:#57606a;fill:#57606a} svg .marker{stroke:#fff;stroke-width:.8}
+svg .marker.buy{fill:#1a7f37} svg .marker.sell{fill:#cf222e}
+svg path.line{fill:none}
+.neg{color:#cf222e} pre{background:#f6f8fa;padding:10px;overflow:auto;font-size:12px}
+"""
+
+# Shows one price chart at a time; without JS every chart stays visible.
+_JS = """
+(function(){var s=document.getElementById('asset-select');if(!s)return;
+function show(){document.querySelectorAll('.asset-chart').forEach(function(e){
+e.hidden=(e.dataset.symbol!==s.value);});}
+s.addEventListener('change',show);show();})();
+"""
+
+
+@dataclass
+class ReportInput:
+    """Everything the report shows; the runner fills it from one backtest run."""
+
+    profile: str
+    equity: pd.Series  # equity at each bar close, index = ts_close (int ms)
+    stats: dict[str, Any]
+    fills: pd.DataFrame  # the journal
+    trades: pd.DataFrame  # core.journal.trades_table
+    closes: pd.DataFrame  # index = ts_close (int ms), one column per symbol
+    profile_config: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # run id, mode, data source, range...
+    initial_cash: float | None = None
+
+
+def _iso(ms: Any) -> str:
+    if ms is None or (isinstance(ms, float) and not math.isfinite(ms)):
+        return "–"
+    return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _pct(v: Any) -> str:
+    return "–" if v is None or not math.isfinite(float(v)) else f"{100 * float(v):.2f}%"
+
+
+def _num(v: Any, digits: int = 2) -> str:
+    return "–" if v is None or not math.isfinite(float(v)) else f"{float(v):,.{digits}f}"
+
+
+def _cls(v: Any) -> str:
+    return ' class="neg"' if v is not None and math.isfinite(float(v)) and float(v) < 0 else ""
+
+
+def per_asset_table(data: ReportInput) -> pd.DataFrame:
+    """One row per asset: trades, win rate, pnl, fees, time in market, buy-and-hold return."""
+    symbols = list(data.closes.columns)
+    tr = data.trades
+    closed = tr[np.isfinite(tr["pnl"].astype(float))] if len(tr) else tr
+    rows = []
+    ts = np.asarray(data.closes.index, dtype=np.int64)
+    for sym in symbols:
+        t = closed[closed["symbol"] == sym] if len(closed) else closed
+        f = data.fills[data.fills["symbol"] == sym] if len(data.fills) else data.fills
+        px = data.closes[sym].dropna()
+        held = 0.0
+        if len(f):
+            k = np.searchsorted(f["ts"].to_numpy(np.int64), ts, side="right") - 1
+            pos = f["position_after"].to_numpy(np.float64)
+            held = float((np.where(k >= 0, pos[np.clip(k, 0, None)], 0.0) != 0).mean())
+        rows.append(
+            {
+                "symbol": sym,
+                "trades": len(t),
+                "open": int(len(tr[(tr["symbol"] == sym)]) - len(t)) if len(tr) else 0,
+                "win_rate": float((t["pnl"] > 0).mean()) if len(t) else float("nan"),
+                "pnl": float(t["pnl"].sum()) if len(t) else 0.0,
+                "fees": float(f["fee"].sum()) if len(f) else 0.0,
+                "in_market": held,
+                "buy_hold": float(px.iloc[-1] / px.iloc[0] - 1.0) if len(px) > 1 else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def default_chart_symbols(data: ReportInput, limit: int = 8) -> list[str]:
+    """Core assets first (from the profile), then the most-traded assets, up to ``limit``."""
+    symbols = list(data.closes.columns)
+    core = [s for s in data.profile_config.get("core_assets", []) if s in symbols]
+    counts = data.fills["symbol"].value_counts() if len(data.fills) else pd.Series(dtype=int)
+    busy = [s for s in counts.index if s in symbols]
+    out: list[str] = []
+    for s in core + busy + symbols:
+        if s not in out:
+            out.append(s)
+    return out[:limit]
+
+
+def _price_chart(data: ReportInput, sym: str, max_markers: int = 3000) -> svg.Chart:
+    px = data.closes[sym]
+    f = data.fills[data.fills["symbol"] == sym] if len(data.fills) else data.fills
+    markers = [
+        svg.Marker(
+            x=int(r.ts),
+            y=float(r.price),
+            side=str(r.side),
+            tooltip=f"{r.side} {r.qty:.6g} @ {r.price:.6g} ({r.reason}) {_iso(r.ts)}",
+        )
+        for r in f.head(max_markers).itertuples(index=False)
+    ]
+    return svg.Chart(
+        title=f"{sym} close with fills (▲ buy, ▼ sell)",
+        lines=[svg.Line(np.asarray(px.index, dtype=np.int64), px.to_numpy(np.float64), "price",
+                        "close")],
+        markers=markers,
+        y_format=lambda v: f"{v:,.6g}",
+        css_id=f"price-{sym.replace('/', '-')}",
+    )
+
+
+def render_report(data: ReportInput, chart_symbols: Sequence[str] | None = None) -> str:
+    """The whole page as one HTML string."""
+    st = data.stats
+    eq = data.equity
+    x = np.asarray(eq.index, dtype=np.int64)
+    dd = drawdown_series(eq, data.initial_cash)
+    charts_top = [
+        svg.Chart("Equity", [svg.Line(x, eq.to_numpy(np.float64), "equity", "equity")],
+                  y_format=lambda v: f"{v:,.0f}", css_id="equity-chart"),
+        svg.Chart("Drawdown", [svg.Line(x, dd.to_numpy(), "drawdown", "drawdown", area=True)],
+                  y_format=lambda v: f"{100 * v:.0f}%", height=200, css_id="drawdown-chart"),
+    ]
+    syms = list(chart_symbols) if chart_symbols is not None else default_chart_symbols(data)
+    syms = [s for s in syms if s in data.closes.columns]
+
+    kpis = [
+        ("Total return", _pct(st.get("total_return"))),
+        ("CAGR", _pct(st.get("cagr"))),
+        ("Sharpe", _num(st.get("sharpe"))),
+        ("Sortino", _num(st.get("sortino"))),
+        ("Max drawdown", _pct(st.get("max_drawdown"))),
+        ("Win rate", _pct(st.get("win_rate"))),
+        ("Profit factor", _num(st.get("profit_factor"))),
+        ("Exposure", _pct(st.get("exposure"))),
+        ("Trades", str(st.get("n_trades", 0))),
+        ("Fees", _num(st.get("fees"))),
+        ("Final equity", _num(st.get("final_equity"))),
+    ]
+    meta = {"profile": data.profile, **data.meta}
+    p = []
+    p.append("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>")
+    p.append(f"<title>Tandem backtest — {html.escape(data.profile)}</title>")
+    p.append(f"<style>{_CSS}</style></head><body>")
+    p.append(f"<h1>Backtest: {html.escape(data.profile)}</h1>")
+    p.append(
+        f"<div class='meta' id='data-range'>Data {_iso(st.get('start_ts'))} → "
+        f"{_iso(st.get('end_ts'))} · {st.get('n_bars', 0)} bars · "
+        f"{len(data.closes.columns)} assets</div>"
+    )
+    p.append("<h2>Summary</h2><div class='kpi' id='kpis'>")
+    p += [f"<div>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in kpis]
+    p.append("</div>")
+    p.append("<h2>Equity and drawdown</h2>")
+    p.append(svg.render_all(charts_top))
+
+    p.append("<h2>Trades on price</h2>")
+    if syms:
+        opts = "".join(f"<option value='{html.escape(s)}'>{html.escape(s)}</option>" for s in syms)
+        p.append(f"<label>Asset <select id='asset-select'>{opts}</select></label>")
+        for s in syms:
+            p.append(f"<div class='asset-chart' data-symbol='{html.escape(s)}'>")
+            p.append(svg.render(_price_chart(data, s)))
+            p.append("</div>")
+
+    p.append("<h2>Per asset</h2><table id='per-asset'><tr><th>symbol</th><th>trades</th>"
+             "<th>open</th><th>win rate</th><th>pnl</th><th>fees</th><th>in market</th>"
+             "<th>buy &amp; hold</th></tr>")
+    for r in per_asset_table(data).itertuples(index=False):
+        p.append(
+            f"<tr><td>{html.escape(r.symbol)}</td><td>{r.trades}</td><td>{r.open}</td>"
+            f"<td>{_pct(r.win_rate)}</td><td{_cls(r.pnl)}>{_num(r.pnl)}</td>"
+            f"<td>{_num(r.fees)}</td><td>{_pct(r.in_market)}</td>"
+            f"<td{_cls(r.buy_hold)}>{_pct(r.buy_hold)}</td></tr>"
+        )
+    p.append("</table>")
+
+    p.append("<h2>Run</h2><table id='run-meta'>")
+    p += [f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
+          for k, v in meta.items()]
+    p.append("</table>")
+    if data.profile_config:
+        p.append("<h2>Profile</h2><pre id='profile'>")
+        p.append(html.escape(json.dumps(data.profile_config, indent=2, default=str)))
+        p.append("</pre>")
+    p.append(f"<script>{_JS}</script></body></html>")
+    return "\n".join(p)
+
+
+def write_report(
+    path: str | Path, data: ReportInput, chart_symbols: Sequence[str] | None = None
+) -> Path:
+    """Write ``report.html`` (UTF-8) and return its path."""
+    path = Path(path)
+    path.write_text(render_report(data, chart_symbols), encoding="utf-8")
+    return path
