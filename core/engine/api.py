@@ -166,7 +166,7 @@ def run_batch_raw(
             raise ValueError(f"{len(syms)} symbols for {shape[1]} asset columns")
         engine = Engine(config, syms, source="backtest")
     elif engine.n_assets != shape[1]:
-        raise ValueError(f"engine has {engine.n_assets} assets, arrays have {shape[1]}")
+        raise ValueError(f"{engine.n_assets} symbols for {shape[1]} asset columns")
     if shape[0] and ts[0] <= engine.pstate[2]:
         raise ValueError("ts_close must start after the engine's last slice")
     check_bars(o, h, lo, c)
