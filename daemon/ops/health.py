@@ -95,9 +95,11 @@ class Health:
         """Stop watching ``stream`` (unsubscribed on purpose)."""
         self._feeds.pop(stream, None)
 
-    def feed_update(self, stream: str) -> None:
-        """Any websocket update of ``stream`` (forming or closing candle) arrived."""
-        self._feeds[stream] = self._clock()
+    def feed_update(self, stream: str, at: float | None = None) -> None:
+        """Any websocket update of ``stream`` (forming or closing candle) arrived, now or at
+        clock time ``at`` (sampled from the feed); time never moves backwards."""
+        at = self._clock() if at is None else float(at)
+        self._feeds[stream] = max(at, self._feeds.get(stream, at))
 
     def candle_closed(self, ts_close_ms: int) -> None:
         """A feed saw the bar closing at ``ts_close_ms``: a slice for it is now due."""

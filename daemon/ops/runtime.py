@@ -10,6 +10,7 @@ The daemon's run loop makes a handful of calls and nothing else::
     ops.on_slice(ts_close, latency_s); ops.on_fill(symbol, side, reason)
     ops.on_reconnect(symbol); ops.on_backfill(symbol, n)
     ops.on_write_ok() / ops.on_write_error(msg); ops.set_portfolio(equity, cash, n_open)
+    ops.watch_daemon(daemon)                             # or: sample its counters
     ops.stopping()                                       # on SIGTERM: STOPPING=1
     await ops.stop()
 
@@ -31,6 +32,7 @@ from daemon.ops.health import Health, HealthConfig
 from daemon.ops.http import OpsServer, StateProvider
 from daemon.ops.metrics import Metrics
 from daemon.ops.notify import SystemdNotifier
+from daemon.ops.sampler import DaemonSampler
 
 __all__ = ["Ops", "OpsConfig"]
 
@@ -100,6 +102,8 @@ class Ops:
         )
         self._log = logger
         self._watchdog_task: asyncio.Task[None] | None = None
+        self._sampler_task: asyncio.Task[None] | None = None
+        self.sampler: DaemonSampler | None = None
 
     @classmethod
     def from_settings(cls, settings: Any, provider: StateProvider | None = None,
@@ -142,13 +146,22 @@ class Ops:
         self.metrics.set_ready(False)
         self.notifier.stopping(status)
 
+    def watch_daemon(self, daemon: Any, every_s: float = 1.0) -> None:
+        """Sample ``daemon``'s feed counters and portfolio every ``every_s`` seconds
+        (stale feeds, reconnects, backfills, equity, open positions): see ``sampler``."""
+        self.sampler = DaemonSampler(daemon, self.metrics, self.health)
+        if self._sampler_task is None:
+            self._sampler_task = asyncio.get_running_loop().create_task(
+                self.sampler.run(every_s), name="tandem-ops-sampler")
+
     async def stop(self) -> None:
-        """Stop the watchdog and the HTTP server (idempotent)."""
-        if self._watchdog_task is not None:
-            self._watchdog_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog_task
-            self._watchdog_task = None
+        """Stop the sampler, the watchdog and the HTTP server (idempotent)."""
+        for task in (self._sampler_task, self._watchdog_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sampler_task = self._watchdog_task = None
         if self.server is not None:
             await self.server.stop()
         self.notifier.close()
