@@ -27,8 +27,8 @@ Read-only sources with the same reading API (``symbols``, ``read``, ``last_ts``,
 ``timestamp``, ``open`` … ``volume``). :func:`open_candles` picks the right one for a path.
 
 Time ranges: ``start`` is inclusive and ``end`` exclusive, both on the bar *open* time;
-either may be ``None`` (unbounded), an int (ms), or anything ``pandas.Timestamp`` accepts
-(naive values are taken as UTC).
+either may be ``None`` (unbounded), an int (ms) or a string of digits (ms), or anything
+else ``pandas.Timestamp`` accepts (naive values are taken as UTC).
 """
 
 from __future__ import annotations
@@ -128,6 +128,8 @@ def to_ms(value: TimeLike) -> int | None:
         return None
     if isinstance(value, int | np.integer):
         return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)  # a command line's "1700000000000": ms, not a date
     stamp = pd.Timestamp(value)
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")

@@ -7,11 +7,18 @@ Imported into ``tests/conftest.py``; any test can ask for:
 * ``emulator`` -> one started emulator on the default market, clock at its first bar.
 * ``pro_exchange_factory`` -> ``make(emu, **create_exchange kwargs)``: a ccxt.pro binance
   client pointed at ``emu`` (closed at teardown).
+
+``emulator_in_thread(market, **kwargs)`` is a context manager running an emulator on its
+own event loop in a thread, for blocking code under test (sync wrappers, CLIs in-process);
+drive its clock with ``run_in(emu, emu.advance(3))``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest_asyncio
@@ -62,3 +69,26 @@ async def pro_exchange_factory() -> AsyncIterator[Callable[..., Any]]:
     yield make
     for client in clients:
         await client.close()
+
+
+@contextmanager
+def emulator_in_thread(market: MarketData | None = None, **kwargs: Any) -> Iterator[Emulator]:
+    """An emulator served from a background thread's event loop (see module docstring)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="emulator", daemon=True)
+    thread.start()
+    emu = Emulator(market if market is not None else sample_market(), **kwargs)
+    emu._thread_loop = loop  # type: ignore[attr-defined]
+    try:
+        asyncio.run_coroutine_threadsafe(emu.start(), loop).result(10)
+        yield emu
+    finally:
+        asyncio.run_coroutine_threadsafe(emu.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def run_in(emu: Emulator, coro: Coroutine[Any, Any, Any], timeout: float = 10.0) -> Any:
+    """Run ``coro`` on the loop of an :func:`emulator_in_thread` emulator and wait for it."""
+    return asyncio.run_coroutine_threadsafe(coro, emu._thread_loop).result(timeout)  # type: ignore[attr-defined]

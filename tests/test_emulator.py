@@ -240,3 +240,34 @@ def test_market_from_aligned_roundtrip() -> None:
     again = MarketData.from_aligned(aligned, "1m")
     for s in md.symbols:
         np.testing.assert_array_equal(again.frame(s).to_numpy(), md.frame(s).to_numpy())
+
+
+def test_command_line_prints_urls_and_serves(tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon.emulator", "--generate", "30", "--symbols", "BTC/USDT",
+         "--timeframe", "1m", "--speed", "0", "--start", "1700000600000"],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        assert proc.stdout is not None
+        rest = proc.stdout.readline().split()[1]
+        ws = proc.stdout.readline().split()[1]
+        assert rest.startswith("http://127.0.0.1:") and rest.endswith("/api/v3")
+        assert ws.startswith("ws://127.0.0.1:") and ws.endswith("/ws")
+        with urllib.request.urlopen(rest + "/klines?symbol=BTCUSDT&interval=1m&limit=1000", timeout=5) as r:
+            rows = json.loads(r.read())
+        assert len(rows) == 11  # clock frozen 10 bars after the first (speed 0): 10 closed + forming
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -29,7 +29,10 @@ BINANCE_INTERVALS = (
 
 def fmt(x: float) -> str:
     """Shortest positional decimal string that round-trips to the same float64."""
-    return np.format_float_positional(float(x), unique=True, trim="0")
+    text = repr(float(x))  # shortest round-trip repr; fast path
+    if "e" in text or "n" in text:  # 1e-05 / inf / nan: Binance never sends exponents
+        return np.format_float_positional(float(x), unique=True, trim="0")
+    return text
 
 
 def market_id(symbol: str) -> str:

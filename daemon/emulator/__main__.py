@@ -1,0 +1,113 @@
+"""``python -m daemon.emulator``: serve stored (or generated) candles over Binance's wire format.
+
+Examples::
+
+    # real candles from a candle store or a folder of <exchange>_<BASE-QUOTE>_<tf>.csv files
+    python -m daemon.emulator --data ../shared/data --symbols BTC/USDT,ETH/USDT --timeframe 1h \\
+        --from 2021-03-01 --speed 3600
+    # seeded generated candles, no files
+    python -m daemon.emulator --generate 2000 --symbols BTC/USDT --timeframe 1m --speed 60
+
+It prints the REST / websocket URLs (and the ``TANDEM_EXCHANGE_*`` settings that point the
+daemon at them), then plays the virtual clock at ``--speed`` × wall time from ``--start``
+until the last bar closed, and keeps serving until interrupted (Ctrl-C / SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+import structlog
+
+from core.store import CandleStoreError, open_candles, to_ms
+from daemon.emulator.market import MarketData
+from daemon.emulator.server import Emulator
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m daemon.emulator",
+        description="Binance-spot exchange emulator: REST /api/v3 (exchangeInfo, klines, time, "
+        "ping) and websocket kline streams replaying candles on a virtual clock.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="candle store folder, folder of CSVs, or universe .parquet")
+    src.add_argument("--generate", type=int, metavar="N_BARS", help="play N seeded random-walk bars")
+    p.add_argument("--symbols", required=True, help="comma-separated ccxt symbols, e.g. BTC/USDT,ETH/USDT")
+    p.add_argument("--timeframe", default="1h", help="base timeframe of the played candles")
+    p.add_argument("--exchange", default="binance", help="exchange name inside --data")
+    p.add_argument("--from", dest="start_data", help="first bar to load (inclusive; date or ms)")
+    p.add_argument("--to", dest="end_data", help="last bar to load (exclusive; date or ms)")
+    p.add_argument("--start", help="virtual clock start (default: the first loaded bar's open)")
+    p.add_argument("--speed", type=float, default=1.0, help="virtual ms per wall ms (0 = clock frozen)")
+    p.add_argument("--seed", type=int, default=0, help="seed for --generate")
+    p.add_argument("--host", default="127.0.0.1", help="bind address")
+    p.add_argument("--port", type=int, default=0, help="port (0 = any free port)")
+    p.add_argument("--updates-per-bar", type=int, default=1, help="in-progress kline updates per bar")
+    p.add_argument("--ping-interval", type=float, default=20.0, help="server websocket ping period, s")
+    p.add_argument("--exit-at-end", action="store_true", help="exit once the last bar has closed")
+    return p
+
+
+def load_market(args: argparse.Namespace) -> MarketData:
+    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+    if args.generate is not None:
+        start = to_ms(args.start_data) if args.start_data else 1_700_000_000_000
+        return MarketData.generate(symbols, args.timeframe, start=start, n_bars=args.generate, seed=args.seed)
+    source = open_candles(args.data, exchange=args.exchange, timeframe=args.timeframe)
+    aligned = source.load_aligned(symbols, args.timeframe, args.start_data, args.end_data)
+    if aligned.n_bars == 0:
+        raise CandleStoreError(f"no {args.timeframe} candles for {symbols} in that range")
+    return MarketData.from_aligned(aligned, args.timeframe)
+
+
+async def serve(args: argparse.Namespace, market: MarketData) -> None:
+    start = to_ms(args.start) if args.start else None
+    emu = Emulator(market, start=start, host=args.host, port=args.port,
+                   updates_per_bar=args.updates_per_bar, ping_interval=args.ping_interval)
+    await emu.start()
+    print(f"REST      {emu.rest_url}", flush=True)
+    print(f"WEBSOCKET {emu.ws_url}", flush=True)
+    print(f"TANDEM_EXCHANGE_REST_URL={emu.rest_url}", flush=True)
+    print(f"TANDEM_EXCHANGE_WS_URL={emu.ws_url}", flush=True)
+    print(f"symbols {','.join(market.symbols)} {market.timeframe}; clock {emu.now} speed {args.speed}",
+          flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        if args.speed > 0:
+            emu.start_realtime(speed=args.speed)
+            if args.exit_at_end:
+                await asyncio.wait(
+                    [asyncio.ensure_future(emu.wait_realtime()), asyncio.ensure_future(stop.wait())],
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                return
+        await stop.wait()
+    finally:
+        await emu.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # stdout carries the URLs (scripts parse it); logs go to stderr.
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    try:
+        market = load_market(args)
+    except (CandleStoreError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(serve(args, market))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
