@@ -1,0 +1,247 @@
+"""Multi-timeframe (MTF) rating state: base-timeframe ratings plus each higher timeframe's
+last *closed* ratings, updated one closed base bar at a time.
+
+Per asset, everything lives in one flat float64 array so the daemon can checkpoint it::
+
+    [ base rating state | HTF 1: agg state, rating state, last out | HTF 2: ... ]
+
+:func:`mtf_step_nb` consumes one base bar: it steps the base rating, feeds the bar to each
+HTF aggregator (:mod:`core.aggregate`) and, for every HTF bar that closed on this bar,
+steps that timeframe's rating and stores its output. Output rows: ``out[0]`` = base
+ratings of this bar, ``out[1 + k]`` = HTF k's last closed ratings (NaN until its first
+close). An HTF value therefore changes only on the base bar where that HTF bar closed
+(or, after a gap, on the first real bar beyond its end) and never repaints.
+
+A missing base bar (close NaN) leaves the whole state untouched: the base row is NaN and
+the HTF rows repeat their last closed values.
+
+The batch (:func:`mtf_batch_nb`) runs the same step over ``n_bars × n_assets`` with
+``prange`` over assets, so batch and streaming are bit-identical by construction.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numba import njit, prange
+
+from core.aggregate import AGG_STATE_SIZE, HTF_BAR_SIZE, MAX_EMIT, agg_step_nb, new_agg_state
+from core.ratings import N_RATING_OUT, RATING_STATE_SIZE, new_rating_state, rating_step_nb
+from core.timeframes import bucket_offset_ms, check_htf, timeframe_to_ms
+
+if TYPE_CHECKING:
+    from core.manifest import Profile
+
+HTF_BLOCK = AGG_STATE_SIZE + RATING_STATE_SIZE + N_RATING_OUT
+N_RATINGS = 3  # rating_ma, rating_osc, rating_all (the first three output columns)
+
+
+def mtf_state_size(n_htf: int) -> int:
+    """Length of one asset's flat MTF state with ``n_htf`` higher timeframes."""
+    return RATING_STATE_SIZE + n_htf * HTF_BLOCK
+
+
+def new_mtf_state(n_htf: int) -> np.ndarray:
+    """Fresh MTF state for one asset."""
+    state = np.empty(mtf_state_size(n_htf))
+    state[:RATING_STATE_SIZE] = new_rating_state()
+    for k in range(n_htf):
+        a = RATING_STATE_SIZE + k * HTF_BLOCK
+        state[a : a + AGG_STATE_SIZE] = new_agg_state()
+        b = a + AGG_STATE_SIZE
+        state[b : b + RATING_STATE_SIZE] = new_rating_state()
+        state[b + RATING_STATE_SIZE : a + HTF_BLOCK] = np.nan
+    return state
+
+
+def new_mtf_states(n_assets: int, n_htf: int) -> np.ndarray:
+    """Fresh states for many assets, one row each."""
+    return np.tile(new_mtf_state(n_htf), (n_assets, 1))
+
+
+@njit(cache=True)
+def mtf_step_nb(state, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, scratch, out):  # noqa: E741
+    """Consume one closed base bar (open time ``ts``) of one asset.
+
+    ``htf_ms``/``htf_off``: int64 per HTF (length and bucket offset, ms). ``use_htf``:
+    False for assets that run on the base timeframe only (HTF rows stay NaN and no HTF
+    work is done). ``scratch``: float64 ``(MAX_EMIT, HTF_BAR_SIZE)``. ``out``:
+    ``(1 + n_htf, N_RATING_OUT)``.
+    """
+    rating_step_nb(state[:RATING_STATE_SIZE], o, h, l, c, v, out[0])
+    n_htf = htf_ms.shape[0]
+    for k in range(n_htf):
+        a = RATING_STATE_SIZE + k * HTF_BLOCK
+        b = a + AGG_STATE_SIZE
+        r = b + RATING_STATE_SIZE
+        last = state[r : a + HTF_BLOCK]
+        if use_htf:
+            n = agg_step_nb(state[a:b], ts, o, h, l, c, v, base_ms, htf_ms[k], htf_off[k], scratch)
+            for j in range(n):
+                # Oldest first: after a gap two HTF bars may close on one base bar.
+                rating_step_nb(
+                    state[b:r], scratch[j, 1], scratch[j, 2], scratch[j, 3], scratch[j, 4], scratch[j, 5], last
+                )
+        out[k + 1, :] = last
+
+
+@njit(cache=True, parallel=True)
+def mtf_batch_nb(ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, states, n_cols):  # noqa: E741
+    """Run :func:`mtf_step_nb` over ``n_bars × n_assets`` (inputs ``(n_bars, n_assets)``).
+
+    ``states`` (``(n_assets, size)``) is advanced in place, so a batch can continue where
+    another (or a warm-up) stopped. Returns ``(n_bars, n_assets, 1 + n_htf, n_cols)``:
+    the first ``n_cols`` output columns (3 = ratings only, N_RATING_OUT = with votes).
+    """
+    n_bars, n_assets = c.shape
+    n_tf = 1 + htf_ms.shape[0]
+    res = np.empty((n_bars, n_assets, n_tf, n_cols))
+    for j in prange(n_assets):
+        scratch = np.empty((MAX_EMIT, HTF_BAR_SIZE))
+        out = np.empty((n_tf, N_RATING_OUT))
+        st = states[j]
+        for t in range(n_bars):
+            mtf_step_nb(st, ts[t], o[t, j], h[t, j], l[t, j], c[t, j], v[t, j], base_ms, htf_ms, htf_off, use_htf[j], scratch, out)
+            res[t, j, :, :] = out[:, :n_cols]
+    return res
+
+
+@njit(cache=True)
+def mtf_slice_nb(states, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, out):  # noqa: E741
+    """One time slice for all assets (daemon): inputs ``(n_assets,)``, ``out``
+    ``(n_assets, 1 + n_htf, N_RATING_OUT)``. Same step as the batch."""
+    scratch = np.empty((MAX_EMIT, HTF_BAR_SIZE))
+    for j in range(states.shape[0]):
+        mtf_step_nb(states[j], ts, o[j], h[j], l[j], c[j], v[j], base_ms, htf_ms, htf_off, use_htf[j], scratch, out[j])
+
+
+class MtfConfig:
+    """Timeframe layout of an MTF run: base timeframe + higher timeframes (ms, offsets)."""
+
+    def __init__(self, base_tf: str, htfs: list[str] | tuple[str, ...]):
+        for htf in htfs:
+            check_htf(base_tf, htf)
+        self.base_tf = base_tf
+        self.htfs = tuple(htfs)
+        self.base_ms = timeframe_to_ms(base_tf)
+        self.htf_ms = np.array([timeframe_to_ms(t) for t in htfs], dtype=np.int64)
+        self.htf_off = np.array([bucket_offset_ms(t) for t in htfs], dtype=np.int64)
+
+    @classmethod
+    def from_profile(cls, profile: Profile) -> MtfConfig:
+        return cls(profile.base_timeframe, profile.htfs)
+
+    @property
+    def timeframes(self) -> tuple[str, ...]:
+        return (self.base_tf, *self.htfs)
+
+    @property
+    def n_htf(self) -> int:
+        return len(self.htfs)
+
+    @property
+    def state_size(self) -> int:
+        return mtf_state_size(self.n_htf)
+
+
+def use_htf_mask(profile: Profile, symbols: Sequence[str] | None = None) -> np.ndarray:
+    """Per asset (``symbols``, default ``profile.assets``): True for core assets (MTF)."""
+    core = set(profile.core_assets)
+    syms = profile.assets if symbols is None else symbols
+    return np.array([s in core for s in syms], dtype=np.bool_)
+
+
+def compute_mtf_ratings(
+    cfg: MtfConfig,
+    ts: np.ndarray,
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    use_htf: np.ndarray | None = None,
+    *,
+    votes: bool = False,
+    states: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Batch MTF ratings over aligned candles (``ts`` bar open times; prices
+    ``(n_bars, n_assets)``, NaN = missing bar).
+
+    Returns ``(ratings, states)``: ratings ``(n_bars, n_assets, n_tf, 3 or N_RATING_OUT)``
+    (``votes=True`` adds the component votes) and the final per-asset states (pass them
+    back as ``states`` to continue, or hand them to the daemon).
+    """
+    close = np.asarray(close, dtype=np.float64)
+    if close.ndim != 2:
+        raise ValueError(f"prices must be (n_bars, n_assets), got {close.shape}")
+    n_assets = close.shape[1]
+    if states is None:
+        states = new_mtf_states(n_assets, cfg.n_htf)
+    elif states.shape != (n_assets, cfg.state_size):
+        raise ValueError(f"states must be {(n_assets, cfg.state_size)}, got {states.shape}")
+    if use_htf is None:
+        use_htf = np.ones(n_assets, dtype=np.bool_)
+    arrays = [np.ascontiguousarray(x, dtype=np.float64) for x in (open_, high, low, close, volume)]
+    res = mtf_batch_nb(
+        np.asarray(ts, dtype=np.int64), *arrays, cfg.base_ms, cfg.htf_ms, cfg.htf_off,
+        np.asarray(use_htf, dtype=np.bool_), states, N_RATING_OUT if votes else N_RATINGS,
+    )
+    return res, states
+
+
+_MAGIC = b"TMTF"
+_HEADER = struct.Struct("<4sHHHqH")  # magic, version, rating state size, n_rating_out, base_ms, n_htf
+
+
+class MtfRatingState:
+    """Streaming MTF ratings of one asset (the daemon's face), checkpointable as bytes."""
+
+    VERSION = 1
+
+    def __init__(self, base_tf: str, htfs: list[str] | tuple[str, ...], *, use_htf: bool = True):
+        self.cfg = MtfConfig(base_tf, htfs)
+        self.use_htf = bool(use_htf)
+        self.state = new_mtf_state(self.cfg.n_htf)
+        self._scratch = np.empty((MAX_EMIT, HTF_BAR_SIZE))
+        self._out = np.empty((1 + self.cfg.n_htf, N_RATING_OUT))
+
+    def step(self, ts: int, o: float, h: float, l: float, c: float, v: float) -> np.ndarray:  # noqa: E741
+        """Consume one closed base bar; return a copy of ``(1 + n_htf, N_RATING_OUT)``."""
+        cfg = self.cfg
+        mtf_step_nb(
+            self.state, int(ts), float(o), float(h), float(l), float(c), float(v), cfg.base_ms,
+            cfg.htf_ms, cfg.htf_off, self.use_htf, self._scratch, self._out,
+        )
+        return self._out.copy()
+
+    def to_bytes(self) -> bytes:
+        """Checkpoint: a small header (layout + timeframes) and the raw float64 state."""
+        tfs = ",".join(self.cfg.timeframes).encode()
+        head = _HEADER.pack(_MAGIC, self.VERSION, RATING_STATE_SIZE, N_RATING_OUT, self.cfg.base_ms, self.cfg.n_htf)
+        return head + struct.pack("<?H", self.use_htf, len(tfs)) + tfs + self.state.astype("<f8").tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> MtfRatingState:
+        """Restore a checkpoint; refuses one written with another state layout."""
+        magic, ver, rss, nro, _base_ms, _n_htf = _HEADER.unpack_from(data, 0)
+        if magic != _MAGIC or ver != cls.VERSION:
+            raise ValueError("not an MTF rating state checkpoint (bad magic/version)")
+        if rss != RATING_STATE_SIZE or nro != N_RATING_OUT:
+            raise ValueError(
+                f"checkpoint layout (rating state {rss}, out {nro}) differs from this build "
+                f"({RATING_STATE_SIZE}, {N_RATING_OUT}); warm up again"
+            )
+        pos = _HEADER.size
+        use_htf, n = struct.unpack_from("<?H", data, pos)
+        pos += struct.calcsize("<?H")
+        tfs = data[pos : pos + n].decode().split(",")
+        pos += n
+        obj = cls(tfs[0], tfs[1:], use_htf=use_htf)
+        state = np.frombuffer(data, dtype="<f8", offset=pos).astype(np.float64)
+        if state.shape[0] != obj.cfg.state_size:
+            raise ValueError("checkpoint truncated or corrupt")
+        obj.state = state
+        return obj
