@@ -405,19 +405,28 @@ class UniverseParquetSource(_Source):
             raise CandleStoreError(f"corrupt or unreadable parquet {self.path}: {exc}") from exc
         if "symbol" not in frame.columns:
             raise CandleStoreError(f"{self.path} is not a long-format universe (no 'symbol' column)")
-        frame["symbol"] = frame["symbol"].astype(str)
-        self._frames = {
-            str(sym): _sorted_unique(normalize_candles(group), f"{self.path}:{sym}")
-            for sym, group in frame.groupby("symbol", sort=True, observed=True)
-        }
+        # Index rows by symbol once; each symbol's frame is built (and checked) on first read.
+        codes, names = pd.factorize(frame["symbol"].astype(str), sort=True)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        self._raw = frame.iloc[order].reset_index(drop=True)
+        self._rows = {str(n): (int(bounds[i]), int(bounds[i + 1])) for i, n in enumerate(names)}
+        self._cache: dict[str, pd.DataFrame] = {}
 
     def symbols(self, timeframe: str | None = None) -> list[str]:
-        return sorted(self._frames) if self._tf(timeframe) == self.default_timeframe else []
+        return sorted(self._rows) if self._tf(timeframe) == self.default_timeframe else []
 
     def _read_all(self, symbol: str, timeframe: str) -> pd.DataFrame:
-        if timeframe != self.default_timeframe or symbol not in self._frames:
+        if timeframe != self.default_timeframe or symbol not in self._rows:
             raise self._missing(symbol, timeframe, f"universe {self.path}")
-        return self._frames[symbol]
+        if symbol not in self._cache:
+            lo, hi = self._rows[symbol]
+            try:
+                frame = normalize_candles(self._raw.iloc[lo:hi])
+            except ValueError as exc:
+                raise CandleStoreError(f"bad candles for {symbol} in {self.path}: {exc}") from exc
+            self._cache[symbol] = _sorted_unique(frame, f"{self.path}:{symbol}")
+        return self._cache[symbol]
 
 
 def _sorted_unique(frame: pd.DataFrame, where: str) -> pd.DataFrame:

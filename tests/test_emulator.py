@@ -232,14 +232,19 @@ async def test_realtime_play(emulator_factory, pro_exchange_factory) -> None:
         await emu.advance_to(stopped - 1)
 
 
-def test_market_from_aligned_roundtrip() -> None:
-    md = sample_market(n_bars=10)
-    from core.store import align
+def test_market_from_aligned_and_from_store_roundtrip(tmp_path) -> None:
+    from core.store import CandleStore, align
 
+    md = sample_market(n_bars=10)
     aligned = align({s: md.frame(s) for s in md.symbols}, list(md.symbols))
     again = MarketData.from_aligned(aligned, "1m")
+    store = CandleStore(tmp_path, timeframe="1m")
+    for s in md.symbols:
+        store.append(s, md.frame(s).iloc[::2])  # every other bar: gaps must stay gaps
+    stored = MarketData.from_source(store, None, "1m")
     for s in md.symbols:
         np.testing.assert_array_equal(again.frame(s).to_numpy(), md.frame(s).to_numpy())
+        np.testing.assert_array_equal(stored.frame(s).to_numpy(), md.frame(s).iloc[::2].to_numpy())
 
 
 def test_command_line_prints_urls_and_serves(tmp_path) -> None:

@@ -15,6 +15,7 @@ emulator sends is derived from it *deterministically*, so a test can predict eve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -88,6 +89,18 @@ class MarketData:
                 + [getattr(aligned, n)[have, j] for n in ("open", "high", "low", "close", "volume")]
             )
         return cls(timeframe, candles)
+
+    @classmethod
+    def from_source(
+        cls,
+        source: Any,
+        symbols: list[str] | tuple[str, ...] | None,
+        timeframe: str,
+        start: Any = None,
+        end: Any = None,
+    ) -> MarketData:
+        """From any :mod:`core.store` source (store, CSV folder, universe parquet)."""
+        return cls.from_aligned(source.load_aligned(symbols, timeframe, start, end), timeframe)
 
     @classmethod
     def from_frames(cls, frames: dict[str, pd.DataFrame], timeframe: str) -> MarketData:
