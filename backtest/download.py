@@ -202,19 +202,26 @@ examples:
 """
 
 
+def _symbol_list(text: str) -> list[str]:
+    out = [part.strip() for part in text.split(",") if part.strip()]
+    if not out:
+        raise ValueError("empty symbol list")
+    return out
+
+
 def add_download_arguments(parser: Any) -> None:
-    """Add the ``download`` options to an ``argparse`` (sub)parser."""
+    """Add the ``download`` options to an ``argparse`` (sub)parser (see :func:`cli_main`)."""
     parser.add_argument("--exchange", default="binance", help="ccxt exchange id (default: binance)")
-    parser.add_argument("--symbols", required=True,
+    parser.add_argument("--symbols", type=_symbol_list, required=True,
                         help="comma-separated ccxt unified symbols, e.g. BTC/USDT,ETH/USDT")
     parser.add_argument("--timeframe", default="1h", help="candle timeframe (default: 1h)")
-    parser.add_argument("--since", required=True,
-                        help="first bar open time to fetch, inclusive: a date (UTC) or ms; "
-                        "ignored for symbols already stored beyond it")
+    parser.add_argument("--since", default=None,
+                        help="first bar open time to fetch, inclusive: a UTC date or epoch ms; "
+                        "needed for symbols with nothing stored yet")
     parser.add_argument("--until", default=None,
                         help="stop before this bar open time (exclusive); default: now")
-    parser.add_argument("--store", default="data",
-                        help="candle store root folder (default: ./data; created if missing)")
+    parser.add_argument("--data", "--store", dest="data", default=None,
+                        help="candle store root folder (default: $TANDEM_DATA_DIR or ./data)")
     parser.add_argument("--rest-url", default=None,
                         help="override the exchange REST base URL (e.g. the emulator's or a "
                         "testnet's /api/v3); default: $TANDEM_EXCHANGE_REST_URL or the exchange's own")
@@ -224,19 +231,40 @@ def add_download_arguments(parser: Any) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
-def run_download_command(args: Any) -> int:
-    """Run the ``download`` subcommand from parsed ``args``; returns the exit code."""
+def cli_main(args: Any, settings: Any = None, profile: Any = None) -> int:
+    """Run ``tandem-backtest download`` from parsed ``args``; returns the exit code.
+
+    Reads (all optional except what the situation needs): ``exchange``, ``symbols`` (list
+    or comma string; default ``profile.assets``), ``timeframe`` (default
+    ``profile.base_timeframe``), ``since``, ``until``, ``data`` (default
+    ``settings.data_dir`` / ``$TANDEM_DATA_DIR`` / ``./data``), ``rest_url`` (default
+    ``settings.exchange_rest_url`` / ``$TANDEM_EXCHANGE_REST_URL``), ``limit``, ``retries``,
+    ``no_progress``. Exit 0 on success, 1 on a download error, 130 on Ctrl-C.
+    """
     import os
     import sys
 
-    symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
-    rest_url = args.rest_url or os.environ.get("TANDEM_EXCHANGE_REST_URL") or None
+    def pick(name: str, default: Any = None) -> Any:
+        value = getattr(args, name, None)
+        return default if value is None else value
+
+    symbols = pick("symbols", getattr(profile, "assets", None))
+    if isinstance(symbols, str):
+        symbols = _symbol_list(symbols)
+    timeframe = pick("timeframe", getattr(profile, "base_timeframe", None) or "1h")
+    exchange = pick("exchange", getattr(profile, "exchange", None) or "binance")
+    data = pick("data", getattr(settings, "data_dir", None) or os.environ.get("TANDEM_DATA_DIR") or "data")
+    rest_url = pick("rest_url", getattr(settings, "exchange_rest_url", None)
+                    or os.environ.get("TANDEM_EXCHANGE_REST_URL") or None)
+    if not symbols:
+        print("error: no symbols given (use --symbols or a profile)", file=sys.stderr)
+        return 1
     try:
         added = download(
-            args.exchange, symbols, args.timeframe, args.since,
-            CandleStore(args.store, exchange=args.exchange, timeframe=args.timeframe),
-            until=args.until, progress=not args.no_progress, rest_url=rest_url,
-            limit=args.limit, max_retries=args.retries,
+            exchange, list(symbols), timeframe, pick("since"),
+            CandleStore(data, exchange=exchange, timeframe=timeframe),
+            until=pick("until"), progress=not pick("no_progress", False), rest_url=rest_url,
+            limit=int(pick("limit", 1000)), max_retries=int(pick("retries", 5)),
         )
     except (DownloadError, CandleStoreError, ccxt.BaseError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -245,5 +273,8 @@ def run_download_command(args: Any) -> int:
         print("interrupted: the bars stored so far are kept; re-run to resume", file=sys.stderr)
         return 130
     for symbol, n in added.items():
-        print(f"{symbol}: {n} new bars")
+        print(f"{symbol}: {n} new bars -> {Path(data) / exchange}")
     return 0
+
+
+run_download_command = cli_main  # older name

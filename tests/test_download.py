@@ -176,20 +176,38 @@ async def test_real_candles_with_gaps_roundtrip(shared_data: Path, emulator_fact
 def test_download_command_line(md: MarketData, tmp_path: Path, capsys) -> None:
     import argparse
 
-    from backtest.download import DOWNLOAD_DESCRIPTION, add_download_arguments, run_download_command
+    from backtest.download import DOWNLOAD_DESCRIPTION, add_download_arguments, cli_main
 
     parser = argparse.ArgumentParser(description=DOWNLOAD_DESCRIPTION)
     add_download_arguments(parser)
     with emulator_in_thread(md, start=md.first_ts + 700 * M + 1) as emu:
         argv = ["--symbols", "BTC/USDT,ETH/USDT", "--timeframe", "1m", "--since", str(md.first_ts),
                 "--store", str(tmp_path), "--rest-url", emu.rest_url, "--no-progress"]
-        assert run_download_command(parser.parse_args(argv)) == 0
+        assert cli_main(parser.parse_args(argv)) == 0
         assert "BTC/USDT: 700 new bars" in capsys.readouterr().out
-        assert run_download_command(parser.parse_args(argv)) == 0  # nothing new: resumes at the end
+        assert cli_main(parser.parse_args(argv)) == 0  # nothing new: resumes at the end
         assert "ETH/USDT: 0 new bars" in capsys.readouterr().out
         bad = parser.parse_args([*argv[:1], "NOPE/USDT", *argv[2:]])
-        assert run_download_command(bad) == 1
+        assert cli_main(bad) == 1
         assert "no market NOPE/USDT" in capsys.readouterr().err
     store = CandleStore(tmp_path, timeframe="1m")
     assert store.symbols() == ["BTC/USDT", "ETH/USDT"]
     assert_store_equals_source(store, md, "ETH/USDT", 700)
+
+
+def test_tandem_backtest_download_subcommand(md: MarketData, tmp_path: Path, monkeypatch, capsys) -> None:
+    """The real ``tandem-backtest download`` entry point, endpoint taken from settings."""
+    cli = pytest.importorskip("backtest.cli")
+    with emulator_in_thread(md, start=md.first_ts + 250 * M) as emu:
+        monkeypatch.setenv("TANDEM_EXCHANGE_REST_URL", emu.rest_url)
+        code = cli.main(["download", "--symbols", "ETH/USDT,BTC/USDT", "--timeframe", "1m",
+                         "--since", "2023-11-14", "--data", str(tmp_path)])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        assert "ETH/USDT: 250 new bars" in out.out
+        code = cli.main(["download", "--symbols", "DOGE/USDT", "--timeframe", "1m",
+                         "--since", "2023-11-14", "--data", str(tmp_path)])
+        assert code != 0 and "no market DOGE/USDT" in capsys.readouterr().err
+    store = CandleStore(tmp_path, timeframe="1m")
+    assert store.symbols() == ["BTC/USDT", "ETH/USDT"]
+    assert_store_equals_source(store, md, "BTC/USDT", 250)
