@@ -1,0 +1,113 @@
+"""Command-line faces, registered into ``tandem-backtest`` by ``backtest/cli.py``:
+
+* ``tandem-backtest reconcile --paper <fills|daemon db> --backtest <fills> [--candles <db>]``
+  (:func:`register_reconcile`): prints the terminal summary, optionally writes the
+  Markdown/HTML/CSV reports, exits 0 within tolerance, 1 otherwise, 2 on bad input;
+* ``tandem-backtest run --candles-from <daemon db>`` (:func:`add_candles_from` adds the
+  option, :func:`candles_from_source` builds the candle source the run reads instead of
+  its ``--data``): backtest exactly the candles the daemon consumed.
+
+Kept in this package so the backtest CLI's owner only adds two calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from backtest.reconcile.api import reconcile
+from backtest.reconcile.match import Tolerance
+from backtest.reconcile.sources import DaemonCandleSource, ReconcileInputError
+
+
+def register_reconcile(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``reconcile`` sub-command; its handler is stored as ``func``."""
+    p = subparsers.add_parser(
+        "reconcile",
+        help="compare paper fills (or a daemon db) with backtest fills and explain differences",
+        description=(
+            "Match fills by (profile, symbol, ts, side, reason); report matched, mismatched "
+            "and missing fills, equity/PnL drift, and classify every difference as data, "
+            "intrabar, rounding, config or logic. Exit 0 within tolerance, 1 otherwise."
+        ),
+    )
+    p.add_argument("--paper", action="append", required=True, metavar="PATH",
+                   help="paper fills CSV/Parquet or daemon SQLite db (repeatable)")
+    p.add_argument("--backtest", action="append", required=True, metavar="PATH",
+                   help="backtest fills CSV/Parquet or run folder (repeatable)")
+    p.add_argument("--candles", action="append", metavar="DB",
+                   help="daemon db(s) whose journaled candles explain data differences "
+                        "(default: the --paper inputs that are dbs)")
+    p.add_argument("--history", metavar="PATH",
+                   help="stored candles the backtest read (store folder, CSV folder or "
+                        "universe parquet), compared bar by bar with the daemon's candles")
+    p.add_argument("--manifest", metavar="PATH",
+                   help="manifest the backtest ran with (for the config check)")
+    p.add_argument("--tolerance", type=float, default=0.0, metavar="REL",
+                   help="relative tolerance on price/qty/fee/position/cash (default 0: exact)")
+    p.add_argument("--abs-tolerance", type=float, default=0.0, metavar="ABS",
+                   help="absolute tolerance added to the relative one (default 0)")
+    p.add_argument("--equity-tolerance", type=float, default=None, metavar="QUOTE",
+                   help="also fail when |equity drift| exceeds this (quote currency)")
+    p.add_argument("--out", metavar="DIR", help="write reconcile.md, reconcile.html, reconcile_differences.csv here")
+    p.add_argument("--markdown", metavar="FILE", help="write the Markdown report to FILE")
+    p.add_argument("--html", metavar="FILE", help="write the HTML report to FILE")
+    p.set_defaults(func=cmd_reconcile)
+    return p
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Run reconcile from parsed arguments; returns the process exit code."""
+    try:
+        report = reconcile(
+            args.paper,
+            args.backtest,
+            candles=args.candles,
+            tolerance=Tolerance(rel=args.tolerance, abs=args.abs_tolerance, equity=args.equity_tolerance),
+            history=args.history,
+            backtest_manifest=args.manifest,
+        )
+    except (ReconcileInputError, ValueError, OSError) as exc:
+        print(f"reconcile: error: {exc}", file=sys.stderr)
+        return 2
+    print(report.to_terminal())
+    if args.out:
+        for path in report.write(args.out):
+            print(f"wrote {path}")
+    for path, text in ((args.markdown, report.to_markdown), (args.html, report.to_html)):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text(), encoding="utf-8")
+            print(f"wrote {path}")
+    return report.exit_code
+
+
+def add_candles_from(run_parser: argparse.ArgumentParser) -> None:
+    """Add ``--candles-from <daemon db>`` to ``tandem-backtest run``."""
+    run_parser.add_argument(
+        "--candles-from", action="append", metavar="DB", default=None,
+        help="backtest exactly the candles a daemon consumed (its SQLite db; repeatable) "
+             "instead of --data, so data and logic differences separate cleanly",
+    )
+
+
+def candles_from_source(args: argparse.Namespace, timeframe: str | None = None) -> DaemonCandleSource | None:
+    """The candle source for ``run --candles-from``, or None when the option is absent."""
+    dbs = getattr(args, "candles_from", None)
+    if not dbs:
+        return None
+    return DaemonCandleSource(dbs, timeframe=timeframe)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m backtest.reconcile.cli reconcile ...``)."""
+    parser = argparse.ArgumentParser(prog="tandem-reconcile")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register_reconcile(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
