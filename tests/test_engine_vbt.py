@@ -19,6 +19,7 @@ vbt = pytest.importorskip("vectorbt")
 
 from core.engine import EngineConfig, run_batch  # noqa: E402
 from core.engine.layout import F_PRICE, F_QTY, F_REASON, F_SIDE, F_TS, REASON_NAMES  # noqa: E402
+from core.journal import trades_table  # noqa: E402
 
 HOUR = 3_600_000
 
@@ -242,3 +243,51 @@ def test_portfolio_matches_from_orders_targetpercent(vbt_warm) -> None:
     np.testing.assert_allclose(mine[rebal], theirs[rebal], rtol=3 * fee, atol=1e-9)
     np.testing.assert_allclose(res.equity.to_numpy(), pf.value().to_numpy(), rtol=3 * fee)
     assert (fills["reason"] == "rebalance").all()
+
+
+def test_trades_table_matches_vectorbt(vbt_warm) -> None:
+    """Per-trade PnL and return equal vectorbt's trade records on the same run."""
+    rng = np.random.default_rng(5)
+    n = 1500
+    c = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    o = np.r_[100.0, c[:-1]]
+    h = np.maximum(o, c) * 1.004
+    lo = np.minimum(o, c) * 0.996
+    u = rng.random(n)
+    sig = np.where(u < 0.02, 1.0, np.where(u > 0.98, -1.0, 0.0))
+    cfg = EngineConfig(stop_loss_pct=0.02, take_profit_pct=0.03, fee_rate=0.001, size_pct=1.0)
+    ts = (np.arange(n) + 1) * HOUR
+    res = run_batch(
+        cfg,
+        ts,
+        o[:, None],
+        h[:, None],
+        lo[:, None],
+        c[:, None],
+        sig[:, None],
+        symbols=["X"],
+        profile="p",
+        run_id="r",
+    )
+    pf = vbt.Portfolio.from_signals(
+        c,
+        sig == 1,
+        sig == -1,
+        open=o,
+        high=h,
+        low=lo,
+        sl_stop=0.02,
+        tp_stop=0.03,
+        fees=0.001,
+        init_cash=10_000.0,
+        stop_entry_price="fillprice",
+    )
+    theirs = pf.trades.records
+    mine = trades_table(res.fills)
+    assert len(mine) == len(theirs) > 10
+    closed = ~np.isnan(mine["pnl"].to_numpy())
+    np.testing.assert_allclose(mine["pnl"].to_numpy()[closed], theirs["pnl"][closed], rtol=1e-9)
+    np.testing.assert_allclose(
+        mine["return"].to_numpy()[closed], theirs["return"][closed], rtol=1e-6
+    )
+    np.testing.assert_array_equal(mine["entry_ts"] // HOUR - 1, theirs["entry_idx"])
