@@ -17,6 +17,8 @@ its slices stepped as missing, which then cannot be told apart from a real excha
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -188,4 +190,30 @@ def config_diff(name: str, paper: ProfileInfo | None, backtest: ProfileInfo | No
     if compared:
         fa, fb = flatten(paper.json), flatten(backtest.json)
         fields = tuple(sorted(k for k in fa.keys() | fb.keys() if not _same(fa.get(k), fb.get(k))))
+    elif ph and bh and ph != bh:
+        # Only one side's JSON is known (a backtest's stats.json keeps just the hash): if
+        # that JSON with another intrabar policy hashes to the other side's hash, the
+        # policy is exactly what changed.
+        known, other = (paper, bh) if paper and paper.json is not None else (backtest, ph)
+        if known is not None and known.json is not None:
+            policy = _intrabar_variant(known.json, other)
+            if policy is not None:
+                fields = ("exit_rules.intrabar",)
     return ConfigDiff(name, ph, bh, fields, compared)
+
+
+def _canonical_hash(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _intrabar_variant(profile_json: dict[str, Any], target_hash: str) -> str | None:
+    """The intrabar policy that makes ``profile_json`` hash to ``target_hash``, if any."""
+    rules = profile_json.get("exit_rules")
+    if not isinstance(rules, dict):
+        return None
+    for policy in ("pessimistic", "ohlc", "adaptive"):
+        variant = {**profile_json, "exit_rules": {**rules, "intrabar": policy}}
+        if _canonical_hash(variant) == target_hash:
+            return policy
+    return None

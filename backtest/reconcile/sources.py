@@ -23,7 +23,7 @@ from core.store import _Source, normalize_candles
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 #: Sidecar files next to a backtest's fills that may carry the profile (first found wins).
-SIDECAR_NAMES = ("run.json", "meta.json", "manifest.json", "profile.json")
+SIDECAR_NAMES = ("run.json", "stats.json", "meta.json", "manifest.json", "profile.json")
 
 
 class ReconcileInputError(ValueError):
