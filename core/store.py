@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import structlog
 
@@ -178,24 +179,41 @@ def normalize_candles(data: Any) -> pd.DataFrame:
     return out
 
 
-def _slice(frame: pd.DataFrame, start: TimeLike, end: TimeLike) -> pd.DataFrame:
-    ts = frame["ts"].to_numpy()
+Arrays = tuple[np.ndarray, np.ndarray]  # (ts int64[n], values float64[n, 5]) sorted, unique ts
+
+
+def _bounds(ts: np.ndarray, start: TimeLike, end: TimeLike) -> tuple[int, int]:
     lo = 0 if start is None else int(np.searchsorted(ts, to_ms(start), side="left"))
     hi = len(ts) if end is None else int(np.searchsorted(ts, to_ms(end), side="left"))
-    return frame.iloc[lo:hi].reset_index(drop=True)
+    return lo, max(lo, hi)
+
+
+def _to_frame(ts: np.ndarray, values: np.ndarray) -> pd.DataFrame:
+    frame = pd.DataFrame({"ts": np.asarray(ts, dtype=np.int64)})
+    for k, name in enumerate(PRICE_COLUMNS):
+        frame[name] = np.asarray(values[:, k], dtype=np.float64)
+    return frame
+
+
+def _frame_arrays(frame: pd.DataFrame) -> Arrays:
+    return (
+        frame["ts"].to_numpy(np.int64),
+        frame.loc[:, list(PRICE_COLUMNS)].to_numpy(np.float64).reshape(-1, len(PRICE_COLUMNS)),
+    )
+
+
+def _align_arrays(parts: list[Arrays], symbols: list[str] | tuple[str, ...]) -> AlignedCandles:
+    ts = np.unique(np.concatenate([p[0] for p in parts])) if parts else np.empty(0, np.int64)
+    cube = np.full((len(PRICE_COLUMNS), ts.shape[0], len(symbols)), np.nan)
+    for j, (t, v) in enumerate(parts):
+        cube[:, np.searchsorted(ts, t), j] = v.T
+    return AlignedCandles(ts=ts.astype(np.int64), symbols=tuple(symbols),
+                          **{name: np.ascontiguousarray(cube[k]) for k, name in enumerate(PRICE_COLUMNS)})
 
 
 def align(frames: dict[str, pd.DataFrame], symbols: list[str] | tuple[str, ...]) -> AlignedCandles:
     """Put per-asset frames (sorted, unique ``ts``) on the union time axis, NaN elsewhere."""
-    all_ts = [frames[s]["ts"].to_numpy(np.int64) for s in symbols]
-    ts = np.unique(np.concatenate(all_ts)) if all_ts else np.empty(0, np.int64)
-    shape = (ts.shape[0], len(symbols))
-    arrays = {name: np.full(shape, np.nan) for name in PRICE_COLUMNS}
-    for j, sym in enumerate(symbols):
-        rows = np.searchsorted(ts, all_ts[j])
-        for name in PRICE_COLUMNS:
-            arrays[name][rows, j] = frames[sym][name].to_numpy(np.float64)
-    return AlignedCandles(ts=ts, symbols=tuple(symbols), **arrays)
+    return _align_arrays([_frame_arrays(frames[s]) for s in symbols], symbols)
 
 
 # --------------------------------------------------------------------------- sources
@@ -209,8 +227,14 @@ class _Source:
     def symbols(self, timeframe: str | None = None) -> list[str]:  # pragma: no cover
         raise NotImplementedError
 
-    def _read_all(self, symbol: str, timeframe: str) -> pd.DataFrame:  # pragma: no cover
-        raise NotImplementedError
+    # Subclasses implement one of the two hooks; each defaults to the other.
+    def _read_all(self, symbol: str, timeframe: str) -> pd.DataFrame:
+        """All bars of ``symbol`` (sorted, unique ts) as a frame."""
+        return _to_frame(*self._arrays(symbol, timeframe))
+
+    def _arrays(self, symbol: str, timeframe: str) -> Arrays:
+        """All bars of ``symbol`` as ``(ts, values)`` arrays (the fast path)."""
+        return _frame_arrays(self._read_all(symbol, timeframe))
 
     def _tf(self, timeframe: str | None) -> str:
         tf = timeframe or self.default_timeframe
@@ -229,15 +253,17 @@ class _Source:
         self, symbol: str, start: TimeLike = None, end: TimeLike = None, *, timeframe: str | None = None
     ) -> pd.DataFrame:
         """One symbol's bars with ``start <= ts < end`` as a ``ts, open, ..., volume`` frame."""
-        return _slice(self._read_all(symbol, self._tf(timeframe)), start, end)
+        ts, values = self._arrays(symbol, self._tf(timeframe))
+        lo, hi = _bounds(ts, start, end)
+        return _to_frame(ts[lo:hi], values[lo:hi])
 
     def last_ts(self, symbol: str, *, timeframe: str | None = None) -> int | None:
         """Open time of the newest stored bar, or ``None`` when nothing is stored."""
         try:
-            frame = self._read_all(symbol, self._tf(timeframe))
+            ts, _ = self._arrays(symbol, self._tf(timeframe))
         except SymbolNotFoundError:
             return None
-        return int(frame["ts"].iloc[-1]) if len(frame) else None
+        return int(ts[-1]) if len(ts) else None
 
     def load_aligned(
         self,
@@ -251,8 +277,12 @@ class _Source:
         syms = list(symbols) if symbols is not None else self.symbols(tf)
         if len(set(syms)) != len(syms):
             raise CandleStoreError(f"duplicate symbols in {syms}")
-        frames = {s: self.read(s, start, end, timeframe=tf) for s in syms}
-        return align(frames, syms)
+        parts = []
+        for sym in syms:
+            ts, values = self._arrays(sym, tf)
+            lo, hi = _bounds(ts, start, end)
+            parts.append((ts[lo:hi], values[lo:hi]))
+        return _align_arrays(parts, syms)
 
 
 class CandleStore(_Source):
@@ -274,19 +304,20 @@ class CandleStore(_Source):
             return []
         return sorted(filename_to_symbol(p.name) for p in base.iterdir() if (p / f"{tf}.parquet").is_file())
 
-    def _read_all(self, symbol: str, timeframe: str) -> pd.DataFrame:
+    def _arrays(self, symbol: str, timeframe: str) -> Arrays:
         path = self.path(symbol, timeframe)
         if not path.is_file():
             raise self._missing(symbol, timeframe, f"store {self.root / self.exchange}")
         try:
             table = pq.read_table(path)
-            frame = table.to_pandas()
         except Exception as exc:  # pyarrow raises several types for damaged files
             raise CandleStoreError(f"corrupt candle file {path}: {exc}") from exc
-        missing = [c for c in COLUMNS if c not in frame.columns]
+        missing = [c for c in COLUMNS if c not in table.column_names]
         if missing:
             raise CandleStoreError(f"corrupt candle file {path}: missing columns {missing}")
-        return frame.loc[:, list(COLUMNS)].astype({"ts": np.int64} | dict.fromkeys(PRICE_COLUMNS, np.float64))
+        ts = table.column("ts").to_numpy().astype(np.int64, copy=False)
+        values = np.column_stack([table.column(c).to_numpy().astype(np.float64, copy=False) for c in PRICE_COLUMNS])
+        return ts, values.reshape(-1, len(PRICE_COLUMNS))
 
     def append(self, symbol: str, candles: Any, *, timeframe: str | None = None) -> int:
         """Add bars (deduplicated, first written wins); return how many new bars were stored."""
@@ -369,13 +400,13 @@ class CsvFolderSource(_Source):
                     "pass exchange= to choose"
                 )
             self._files[key] = path
-        self._cache: dict[tuple[str, str], pd.DataFrame] = {}
+        self._cache: dict[tuple[str, str], Arrays] = {}
 
     def symbols(self, timeframe: str | None = None) -> list[str]:
         tf = self._tf(timeframe)
         return sorted(sym for sym, t in self._files if t == tf)
 
-    def _read_all(self, symbol: str, timeframe: str) -> pd.DataFrame:
+    def _arrays(self, symbol: str, timeframe: str) -> Arrays:
         key = (symbol, timeframe)
         if key not in self._cache:
             path = self._files.get(key)
@@ -386,7 +417,7 @@ class CsvFolderSource(_Source):
                 frame = normalize_candles(raw)
             except Exception as exc:
                 raise CandleStoreError(f"bad candle CSV {path}: {exc}") from exc
-            self._cache[key] = _sorted_unique(frame, str(path))
+            self._cache[key] = _frame_arrays(_sorted_unique(frame, str(path)))
         return self._cache[key]
 
 
@@ -400,32 +431,49 @@ class UniverseParquetSource(_Source):
             timeframe = m.group(1) if m else None
         self.default_timeframe = timeframe
         try:
-            frame = pd.read_parquet(self.path)
+            table = pq.read_table(self.path)
         except Exception as exc:
             raise CandleStoreError(f"corrupt or unreadable parquet {self.path}: {exc}") from exc
-        if "symbol" not in frame.columns:
-            raise CandleStoreError(f"{self.path} is not a long-format universe (no 'symbol' column)")
-        # Index rows by symbol once; each symbol's frame is built (and checked) on first read.
-        codes, names = pd.factorize(frame["symbol"].astype(str), sort=True)
-        order = np.argsort(codes, kind="stable")
-        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
-        self._raw = frame.iloc[order].reset_index(drop=True)
-        self._rows = {str(n): (int(bounds[i]), int(bounds[i + 1])) for i, n in enumerate(names)}
-        self._cache: dict[str, pd.DataFrame] = {}
+        names = set(table.column_names)
+        ts_col = "timestamp" if "timestamp" in names else "ts"
+        missing = [c for c in ("symbol", ts_col, *PRICE_COLUMNS) if c not in names]
+        if missing:
+            raise CandleStoreError(f"{self.path} is not a long-format universe (missing {missing})")
+        # One lexsort by (symbol, ts) for the whole table; each symbol is then a row range
+        # (lexsort is stable, so among duplicate ts the first row in the file comes first).
+        symbol_col = table.column("symbol")
+        if not pa.types.is_dictionary(symbol_col.type):
+            symbol_col = pc.dictionary_encode(symbol_col)
+        symbol_col = symbol_col.unify_dictionaries().combine_chunks()  # one shared dictionary
+        codes = symbol_col.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        uniques = symbol_col.dictionary.to_pylist()
+        ts = table.column(ts_col).to_numpy().astype(np.int64, copy=False)
+        order = np.lexsort((ts, codes))
+        self._ts = ts[order]
+        self._values = np.column_stack(
+            [table.column(c).to_numpy().astype(np.float64, copy=False)[order] for c in PRICE_COLUMNS]
+        )
+        bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+        self._rows = {str(n): (int(bounds[i]), int(bounds[i + 1])) for i, n in enumerate(uniques)}
+        self._cache: dict[str, Arrays] = {}
 
     def symbols(self, timeframe: str | None = None) -> list[str]:
         return sorted(self._rows) if self._tf(timeframe) == self.default_timeframe else []
 
-    def _read_all(self, symbol: str, timeframe: str) -> pd.DataFrame:
+    def _arrays(self, symbol: str, timeframe: str) -> Arrays:
         if timeframe != self.default_timeframe or symbol not in self._rows:
             raise self._missing(symbol, timeframe, f"universe {self.path}")
         if symbol not in self._cache:
             lo, hi = self._rows[symbol]
-            try:
-                frame = normalize_candles(self._raw.iloc[lo:hi])
-            except ValueError as exc:
-                raise CandleStoreError(f"bad candles for {symbol} in {self.path}: {exc}") from exc
-            self._cache[symbol] = _sorted_unique(frame, f"{self.path}:{symbol}")
+            ts, values = self._ts[lo:hi], self._values[lo:hi]
+            if not np.isfinite(values).all() or (values[:, 4] < 0).any():
+                raise CandleStoreError(f"bad candles for {symbol} in {self.path}: NaN/inf or negative volume")
+            keep = np.concatenate([[True], np.diff(ts) != 0])
+            if not keep.all():
+                log.warning("candle_duplicates", source=f"{self.path}:{symbol}",
+                            dropped=int((~keep).sum()), kept="first")
+                ts, values = ts[keep], values[keep]
+            self._cache[symbol] = (ts, values)
         return self._cache[symbol]
 
 
