@@ -124,8 +124,8 @@ class OpsServer:
         self._token = _secret(token)
         if not is_loopback_host(host) and self._token is None:
             raise InsecureBindError(
-                f"http_host={host!r} is not a loopback address: set a bearer token "
-                "(TANDEM_HTTP_TOKEN) to listen on it, or bind 127.0.0.1"
+                f"settings: TANDEM_HTTP_HOST: {host!r} is not a loopback address; refusing to "
+                "serve it without a bearer token (set TANDEM_HTTP_TOKEN, or bind 127.0.0.1)"
             )
         self.metrics, self.health, self.provider = metrics, health, provider
         self.host, self._port = host, int(port)
