@@ -234,6 +234,11 @@ def test_compose_file():
     assert {"/var/lib/tandem", "/var/cache/tandem"} <= set(mounts)
     assert set(mounts.values()) <= set(doc["volumes"]), "named volumes, declared"
     env = svc.get("environment", {})
+    # Everything the daemon writes lands in a volume; the manifest is the image's.
+    for key in ("TANDEM_STATE_DB", "TANDEM_DATA_DIR", "TANDEM_NUMBA_CACHE_DIR"):
+        assert any(env[key].startswith(m + "/") for m in mounts), key
+    docker_env = " ".join(a for i, a in dockerfile_instructions(DOCKERFILE) if i in ("ENV", "COPY"))
+    assert env["TANDEM_MANIFEST_PATH"] in docker_env
     # Binding 0.0.0.0 in the container needs the token; it must come from .env, not be literal.
     if env.get("TANDEM_HTTP_HOST") not in (None, "127.0.0.1"):
         assert str(env.get("TANDEM_HTTP_TOKEN", "")).startswith("${TANDEM_HTTP_TOKEN")
