@@ -17,8 +17,9 @@ a difference without evidence of its own is attributed to the earliest earlier d
 (a *root*) of the same symbol, else of the same profile, and inherits its category; the
 ``caused_by`` column names that root. Evidence is tried in this order, most specific
 first: rounding; config; a data event on this very bar; intrabar; an earlier data event
-of this symbol; a root of this symbol; a data event of another asset of the profile (a
-missing bar changes portfolio weights of every asset); a root of the profile; else logic.
+of this symbol; a root of this symbol; a root of the profile (the same slice counts: an
+exit frees cash that later entries size on); a data event of another asset of the profile
+(a missing bar changes the portfolio weights of every asset); else logic.
 """
 
 from __future__ import annotations
@@ -174,12 +175,12 @@ def _inherited(
     if same:
         r = same[0]
         return r[2], f"follows the earlier difference {r[3]}", r[3]
-    hit = ev.before(None, ts)
-    if hit is not None:
-        return DATA, f"another asset's data: {_event_text(hit)}", ""
     if roots:
         r = roots[0]
         return r[2], f"follows the earlier difference {r[3]} (shared cash/weights)", r[3]
+    hit = ev.before(None, ts)
+    if hit is not None:
+        return DATA, f"another asset's data: {_event_text(hit)}", ""
     return None, "", ""
 
 
