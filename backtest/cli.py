@@ -1,0 +1,374 @@
+"""``tandem-backtest``: run, demo, download, look-ahead probe and feature export.
+
+Each subcommand is a thin shell over library calls (:mod:`backtest.runner`, the core);
+this module only parses arguments, resolves defaults (``TANDEM_*`` settings), prints
+results and maps errors to exit codes:
+
+* 0 — success;
+* 1 — the data cannot serve the request (no candles in range, missing symbol file, corrupt
+  file), or the look-ahead probe found a difference;
+* 2 — usage or configuration error (bad option, unknown profile, invalid manifest/settings).
+
+Every error is one line on stderr starting with ``error:``; nothing is written before the
+inputs are validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_DATA = 1
+EXIT_USAGE = 2
+DEMO_FIRST_TRADABLE = 1_704_067_200_000  # 2024-01-01T00:00Z
+REPO_MANIFEST = Path(__file__).resolve().parents[1] / "manifest.json"
+
+_EPILOG = """\
+exit codes: 0 ok · 1 data problem (no candles in range, missing symbol, corrupt file) or
+look-ahead difference · 2 usage/config error (bad option, unknown profile, invalid manifest).
+Defaults come from TANDEM_MANIFEST_PATH, TANDEM_PROFILE and TANDEM_DATA_DIR (see .env.example).
+Dates are UTC: 2021-02-01, 2021-02-01T12:00 or epoch milliseconds; --from is inclusive and
+--to exclusive, on bar open times."""
+
+
+class UsageError(Exception):
+    """Bad arguments or configuration → exit 2."""
+
+
+def _date(text: str) -> int:
+    """argparse type: a UTC date/time or epoch ms → epoch ms."""
+    import pandas as pd
+
+    if text.strip().lstrip("-").isdigit():
+        return int(text)
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        raise argparse.ArgumentTypeError(
+            f"not a date: {text!r} (use e.g. 2021-02-01 or 2021-02-01T12:00, UTC)"
+        ) from None
+    if ts is pd.NaT:
+        raise argparse.ArgumentTypeError(f"not a date: {text!r}")
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(ts.value // 1_000_000)
+
+
+def _symbols(text: str) -> list[str]:
+    """argparse type: comma-separated ccxt symbols."""
+    out = [s.strip() for s in text.split(",") if s.strip()]
+    if not out:
+        raise argparse.ArgumentTypeError("empty symbol list")
+    return out
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+# ------------------------------------------------------------------------------ parser
+
+
+def _add_profile_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", help="manifest profile to use (default: TANDEM_PROFILE, else "
+                   "the manifest's default_profile)")
+    p.add_argument("--manifest", type=Path, help="strategy manifest JSON (default: "
+                   "TANDEM_MANIFEST_PATH, else ./manifest.json, else the repository's)")
+
+
+def _add_data_args(p: argparse.ArgumentParser, *, dates: bool = True) -> None:
+    p.add_argument("--data", type=Path, help="candles: a candle-store folder "
+                   "(<exchange>/<BASE-QUOTE>/<tf>.parquet), a folder of CSVs named "
+                   "<exchange>_<BASE-QUOTE>_<tf>.csv (the ../shared/data format), or a long-format "
+                   "universe .parquet (default: TANDEM_DATA_DIR, else ./data)")
+    p.add_argument("--symbols", type=_symbols, help="comma-separated subset of the profile's "
+                   "assets to run (default: all core assets and universe, manifest order)")
+    if dates:
+        p.add_argument("--from", dest="start", type=_date, help="first tradable bar (open time, "
+                       "UTC, inclusive); the warm-up bars before it are loaded as well. Default: "
+                       "the first bar of the data plus the warm-up")
+        p.add_argument("--to", dest="end", type=_date, help="end of the run (open time, UTC, "
+                       "exclusive). Default: the last bar of the data")
+    p.add_argument("--warmup-bars", type=_positive_int, help="override the profile's warm-up "
+                   "(base bars fed before the first tradable bar; nothing trades during them)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of ``tandem-backtest`` (also used to render ``--help``)."""
+    parser = argparse.ArgumentParser(
+        prog="tandem-backtest",
+        description="Backtest Tandem strategy profiles on stored candles with the same numba "
+                    "core the paper-trading daemon runs.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--log-level", default="warning",
+                        choices=["debug", "info", "warning", "error"],
+                        help="stderr log verbosity (default: warning)")
+    parser.add_argument("--log-json", action="store_true", help="structured JSON log lines")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run", help="backtest a profile and write fills, trades, equity, stats and a report",
+        description="Load candles, compute multi-timeframe ratings and signals, drive the core "
+                    "engine over every time slice, and write fills.csv, fills.parquet (the "
+                    "journal format), trades.csv, equity.csv, stats.json, report.html and "
+                    "equity.png into --out.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_profile_args(run)
+    _add_data_args(run)
+    run.add_argument("--out", type=Path, help="output folder (default: runs/<profile>-<mode>)")
+    run.add_argument("--mode", choices=["discrete", "portfolio"], help="override the profile's "
+                     "execution mode: discrete = entries/exits from signals; portfolio = "
+                     "target weights at each rebalance bar")
+    run.add_argument("--run-id", help="run id written in the journal (default: derived from "
+                     "profile, assets and range, so a rerun is byte-identical)")
+    run.add_argument("--chart", action="append", metavar="SYMBOL", help="asset(s) to show "
+                     "with trade markers in report.html (repeatable; default: core assets, "
+                     "then the most traded)")
+    run.add_argument("--no-report", action="store_true", help="skip report.html / equity.png")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="progress bar (default: on for long runs in a terminal)")
+
+    demo = sub.add_parser(
+        "demo", help="generate demo candles and backtest the default profile on them",
+        description="Draw realistic synthetic candles (seeded GBM with volatility clusters) "
+                    "for the profile's assets into a candle store, backtest the profile on "
+                    "them and print the statistics and where the report is. Needs no "
+                    "downloaded data and no network.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_profile_args(demo)
+    demo.add_argument("--out", type=Path, help="output folder (default: a new temporary folder)")
+    demo.add_argument("--days", type=_positive_int, default=180,
+                      help="tradable days to generate after the warm-up (default: 180)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
+    demo.add_argument("--mode", choices=["discrete", "portfolio"],
+                      help="override the profile's execution mode")
+
+    from backtest.download import DOWNLOAD_DESCRIPTION, DOWNLOAD_HELP, add_download_arguments
+
+    dl = sub.add_parser("download", help=DOWNLOAD_HELP, description=DOWNLOAD_DESCRIPTION,
+                        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_download_arguments(dl)  # the download room owns its options
+
+    la = sub.add_parser(
+        "lookahead", help="look-ahead probe: signals on truncated data equal the full run",
+        description="For many cut points t, recompute the profile's signals on the bars up to "
+                    "t only and compare with the full run's signals up to t. Any difference "
+                    "means a look-ahead bug; the command then exits 1.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_profile_args(la)
+    _add_data_args(la)
+    la.add_argument("--cuts", type=_positive_int, default=20,
+                    help="number of cut points (default: 20)")
+
+    fe = sub.add_parser(
+        "features", help="write the wide feature matrix (every timeframe's ratings) as Parquet",
+        description="One row per (asset, base bar) with each timeframe's ratings and component "
+                    "votes (last closed values), the input a research model would use.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_profile_args(fe)
+    _add_data_args(fe)
+    fe.add_argument("--out", type=Path, help="output Parquet file "
+                    "(default: runs/<profile>-features.parquet)")
+    return parser
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _settings() -> Any:
+    from core.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _profile(args: argparse.Namespace, settings: Any, *, mode: str | None = None,
+             warmup: int | None = None) -> Any:
+    """Load the manifest and the profile (with CLI overrides); UsageError on any problem."""
+    from backtest.runner import ConfigError, with_overrides
+    from core.manifest import ManifestError, load_manifest
+
+    path = args.manifest
+    if path is None:
+        path = Path(settings.manifest_path)
+        if not path.exists() and not path.is_absolute() and REPO_MANIFEST.exists():
+            path = REPO_MANIFEST  # run from elsewhere: fall back to the repository's manifest
+    try:
+        prof = load_manifest(path).profile(args.profile or settings.profile)
+        return with_overrides(prof, mode=mode, warmup_bars=warmup)
+    except (ManifestError, ConfigError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _source(args: argparse.Namespace, settings: Any, profile: Any) -> tuple[Any, str]:
+    from core.store import CandleStoreError, open_candles
+
+    path = args.data if args.data is not None else Path(settings.data_dir)
+    try:
+        return open_candles(path, exchange=profile.exchange, timeframe=profile.base_timeframe), str(path)
+    except CandleStoreError as exc:
+        from backtest.runner import DataError
+
+        raise DataError(str(exc)) from None
+
+
+def _fmt(v: Any, pct: bool = False) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    if pct:
+        return f"{100 * v:.2f}%"
+    return f"{v:,.3f}" if isinstance(v, float) else str(v)
+
+
+def print_summary(result: Any, out: Any = None) -> None:
+    """Headline statistics and file locations, for people (stdout)."""
+    out = out or sys.stdout
+    s, m = result.stats, result.meta
+    rows = [
+        ("profile", f"{m['profile']} ({m['strategy']}, {m['mtf']} MTF {'/'.join(m['timeframes'])}, "
+                    f"{m['mode']})"),
+        ("data", f"{m['first_tradable_bar']} → {m['last_bar']} · {s['n_bars']} bars · "
+                 f"{m['n_assets']} assets · warm-up {m['warmup_bars_available']}/{m['warmup_bars']}"),
+        ("total return", _fmt(s["total_return"], True)),
+        ("CAGR", _fmt(s["cagr"], True)),
+        ("Sharpe / Sortino", f"{_fmt(s['sharpe'])} / {_fmt(s['sortino'])}"),
+        ("max drawdown", _fmt(s["max_drawdown"], True)),
+        ("trades (open)", f"{s['n_trades']} ({s['n_open_trades']})"),
+        ("win rate", _fmt(s["win_rate"], True)),
+        ("profit factor", _fmt(s["profit_factor"])),
+        ("exposure", _fmt(s["exposure"], True)),
+        ("fees", _fmt(s["fees"])),
+        ("final equity", _fmt(s["final_equity"])),
+        ("run id", result.run_id),
+        ("fingerprint", m["run_fingerprint"][:16]),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}", file=out)
+    if result.files:
+        folder = Path(next(iter(result.files.values()))).parent
+        print(f"{'output':<{width}}  {folder}", file=out)
+        if "report.html" in result.files:
+            print(f"{'report':<{width}}  {result.files['report.html']}", file=out)
+
+
+# ------------------------------------------------------------------------------ commands
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from backtest.runner import run_backtest
+
+    settings = _settings()
+    profile = _profile(args, settings, mode=args.mode, warmup=args.warmup_bars)
+    source, label = _source(args, settings, profile)
+    out = args.out or Path("runs") / f"{profile.name}-{profile.execution.mode}"
+    result = run_backtest(profile, source, args.start, args.end, out, symbols=args.symbols,
+                          run_id=args.run_id, data_label=label, chart_symbols=args.chart,
+                          progress=args.progress, report=not args.no_report)
+    print_summary(result)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from backtest.demo_data import generate_candles
+    from backtest.runner import run_backtest
+    from core.store import CandleStore
+    from core.timeframes import timeframe_to_ms
+
+    settings = _settings()
+    profile = _profile(args, settings, mode=args.mode)
+    out = args.out or Path(tempfile.mkdtemp(prefix="tandem-demo-"))
+    store_dir = out / "candles"
+    base_ms = timeframe_to_ms(profile.base_timeframe)
+    tradable = args.days * 86_400_000 // base_ms
+    if tradable <= 0:
+        raise UsageError("--days must be at least one day")
+    # First tradable bar: 2024-01-01 UTC; the data starts a whole warm-up earlier (floored
+    # to a day so the first 4h/1d buckets are complete).
+    first_tradable = DEMO_FIRST_TRADABLE
+    start = (first_tradable - profile.warmup * base_ms) // 86_400_000 * 86_400_000
+    n_bars = (first_tradable - start) // base_ms + tradable
+    t0 = time.perf_counter()
+    tf = profile.base_timeframe
+    candles = generate_candles(profile.assets, start=start, n_bars=n_bars, timeframe=tf,
+                               seed=args.seed)
+    store = CandleStore(store_dir, exchange=profile.exchange, timeframe=tf)
+    for sym, frame in candles.items():
+        store.append(sym, frame)
+    print(f"demo candles: {len(candles)} assets × {n_bars} {tf} bars (warm-up "
+          f"{n_bars - tradable} + {tradable} tradable, seed {args.seed}) in {store_dir} "
+          f"[{time.perf_counter() - t0:.1f} s]")
+    result = run_backtest(profile, store, first_tradable, None, out,
+                          data_label=f"demo (seed {args.seed})", progress=None)
+    print_summary(result)
+    print(f"\nopen {result.files['report.html']} in a browser to see the equity curve, "
+          "drawdown and trades.")
+    return EXIT_OK
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from backtest.download import run_download_command
+
+    return run_download_command(args)
+
+
+def cmd_lookahead(args: argparse.Namespace) -> int:
+    raise UsageError("lookahead: core.lookahead is not available yet")
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    raise UsageError("features: core.features is not available yet")
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "demo": cmd_demo,
+    "download": cmd_download,
+    "lookahead": cmd_lookahead,
+    "features": cmd_features,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``tandem-backtest``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from backtest.logs import configure_logging
+    from backtest.runner import ConfigError, DataError
+
+    configure_logging(args.log_level, args.log_json)
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_DATA
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,356 @@
+"""The backtest driver: candles → MTF ratings → signals → engine → journal, stats, report.
+
+No trading rule lives here. Every number that decides a fill comes from the core:
+:func:`core.signals.signals_from_candles` (MTF ratings and the combiner) and
+:func:`core.engine.run_batch` (the numba engine loop). This module only chooses the bars,
+hands them over, and writes what comes back.
+
+Bars and time (DESIGN.md "Bars and time"): ``start``/``end`` are bar *open* times, start
+inclusive, end exclusive. The first tradable bar is the first bar at or after ``start``;
+the indicator state is seeded with the base bars of the ``warmup_bars × base timeframe``
+before it — the same time window the daemon warms up on (``t0 − warmup_bars · tf``) — and
+nothing trades during warm-up: the engine only sees bars from ``start`` on. Without
+``start``, the first tradable bar is the first bar of the data plus the warm-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from backtest.stats import compute_stats, write_stats_json
+from core.store import AlignedCandles, CandleStoreError, to_ms
+
+log = structlog.get_logger(__name__)
+
+Mode = Literal["discrete", "portfolio"]
+#: Bars per chunk of the ratings loop; chunks only feed the progress bar (the MTF state
+#: carries over exactly, so chunked and one-shot ratings are identical).
+CHUNK_BARS = 2048
+#: Runs smaller than this (bars × assets) get no progress bar: they finish in a blink.
+PROGRESS_MIN_CELLS = 500_000
+
+
+class BacktestError(Exception):
+    """A run that cannot go ahead; the message says why and what to do."""
+
+
+class ConfigError(BacktestError):
+    """Bad configuration or arguments (CLI exit code 2)."""
+
+
+class DataError(BacktestError):
+    """The candles cannot serve the request: no data in range, missing symbol, corrupt file."""
+
+
+@dataclass
+class BacktestResult:
+    """Everything a run produced (also written to ``out_dir`` when one is given)."""
+
+    profile: str
+    run_id: str
+    mode: str
+    symbols: list[str]
+    ts_close: np.ndarray  # close times of the tradable bars (int64 ms)
+    fills: pd.DataFrame  # the journal (core.journal schema)
+    trades: pd.DataFrame  # core.journal.trades_table
+    equity: pd.Series  # equity after each tradable bar, index = ts_close
+    stats: dict[str, Any]
+    meta: dict[str, Any]  # profile hash, data range, warm-up, fingerprint...
+    files: dict[str, Path] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def with_overrides(profile: Any, *, mode: Mode | None = None, warmup_bars: int | None = None) -> Any:
+    """The profile with ``execution.mode`` / ``warmup_bars`` replaced, validated again.
+
+    Going through :func:`core.manifest.parse_manifest` keeps every cross-field rule (e.g.
+    portfolio mode is long-only) and its clear error messages.
+    """
+    if mode is None and warmup_bars is None:
+        return profile
+    from core.manifest import ManifestError, parse_manifest
+
+    data = profile.model_dump(mode="json")
+    if mode is not None:
+        data["execution"]["mode"] = mode
+    if warmup_bars is not None:
+        data["warmup_bars"] = int(warmup_bars)
+    name = profile.name or "profile"
+    try:
+        return parse_manifest({"profiles": {name: data}}, source="overrides").profile(name)
+    except ManifestError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def default_run_id(profile: Any, symbols: Sequence[str], start_ms: int, end_ms: int) -> str:
+    """Deterministic run id: same profile, assets and range → same id (so reruns are
+    byte-identical, ``run_id`` column included)."""
+    key = json.dumps([profile.profile_hash(), list(symbols), int(start_ms), int(end_ms)])
+    return "bt-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat()
+
+
+def _load(
+    candles: Any, symbols: list[str], timeframe: str, start: int | None, end: int | None
+) -> AlignedCandles:
+    """Aligned candles from a source (store, CSV folder, universe) or an AlignedCandles."""
+    if isinstance(candles, AlignedCandles):
+        missing = [s for s in symbols if s not in candles.symbols]
+        if missing:
+            raise DataError(f"no candles for {', '.join(missing)} in the given data")
+        cols = [candles.symbols.index(s) for s in symbols]
+        lo = 0 if start is None else int(np.searchsorted(candles.ts, start, side="left"))
+        hi = len(candles.ts) if end is None else int(np.searchsorted(candles.ts, end, side="left"))
+        sel = {k: getattr(candles, k)[lo:hi][:, cols] for k in ("open", "high", "low", "close",
+                                                                "volume")}
+        keep = ~np.all(np.isnan(sel["close"]), axis=1)  # a slice where no asset has a bar
+        return AlignedCandles(ts=candles.ts[lo:hi][keep], symbols=tuple(symbols),
+                              **{k: v[keep] for k, v in sel.items()})
+    try:
+        return candles.load_aligned(symbols, timeframe, start=start, end=end)
+    except CandleStoreError as exc:
+        raise DataError(str(exc)) from exc
+
+
+def _coverage(candles: Any, symbols: list[str], timeframe: str) -> str:
+    """'first → last' bar open times of the data (for error messages)."""
+    try:
+        a = _load(candles, symbols, timeframe, None, None)
+    except DataError:
+        return "unknown"
+    if len(a.ts) == 0:
+        return "no bars at all"
+    return f"{_iso(int(a.ts[0]))} → {_iso(int(a.ts[-1]))}"
+
+
+def run_backtest(
+    profile: Any,
+    candles: Any,
+    start: int | str | pd.Timestamp | None = None,
+    end: int | str | pd.Timestamp | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    symbols: Sequence[str] | None = None,
+    run_id: str | None = None,
+    data_label: str = "",
+    chart_symbols: Sequence[str] | None = None,
+    progress: bool | None = None,
+    report: bool = True,
+) -> BacktestResult:
+    """Backtest ``profile`` (a :class:`core.manifest.Profile`) over ``candles``.
+
+    ``candles``: a candle source with ``load_aligned`` (:func:`core.store.open_candles`) or
+    an :class:`core.store.AlignedCandles`. ``symbols``: a subset of ``profile.assets`` (in
+    that order); default all. ``out_dir``: where ``fills.csv``, ``fills.parquet``,
+    ``trades.csv``, ``equity.csv``, ``stats.json``, ``report.html`` and ``equity.png`` go
+    (nothing is written when None). ``progress``: tqdm bar (None = on for big runs on a TTY).
+    Raises :class:`DataError` / :class:`ConfigError` with a clear message.
+    """
+    from core.engine import EngineConfig, run_batch
+    from core.fingerprint import run_fingerprint
+    from core.journal import trades_table
+    from core.timeframes import timeframe_to_ms
+
+    t_all = time.perf_counter()
+    timings: dict[str, float] = {}
+    syms = list(profile.assets) if symbols is None else list(symbols)
+    unknown = [s for s in syms if s not in profile.assets]
+    if unknown:
+        raise ConfigError(f"profile {profile.name!r} does not trade {', '.join(unknown)}")
+    if not syms:
+        raise ConfigError("no symbols to backtest")
+    syms = [s for s in profile.assets if s in syms]  # engine order = manifest order
+    tf = profile.base_timeframe
+    base_ms = timeframe_to_ms(tf)
+    warm = int(profile.warmup)
+    try:
+        start_ms, end_ms = to_ms(start), to_ms(end)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"bad date: {exc}") from None
+    if start_ms is not None and end_ms is not None and end_ms <= start_ms:
+        raise ConfigError(f"--to ({_iso(end_ms)}) must be after --from ({_iso(start_ms)})")
+
+    t0 = time.perf_counter()
+    load_from = None if start_ms is None else start_ms - warm * base_ms
+    a = _load(candles, syms, tf, load_from, end_ms)
+    if start_ms is None:
+        if len(a.ts) == 0:
+            raise DataError(f"no {tf} candles for {', '.join(syms)} in the data")
+        start_ms = int(a.ts[0]) + warm * base_ms
+    k0 = int(np.searchsorted(a.ts, start_ms, side="left"))
+    if k0 >= len(a.ts):
+        raise DataError(
+            f"no {tf} candles to trade from {_iso(start_ms)}"
+            + (f" to {_iso(end_ms)}" if end_ms is not None else "")
+            + f" after a warm-up of {warm} bars; the data covers "
+            + _coverage(candles, syms, tf)
+            + " (pick another --from/--to, or a shorter --warmup-bars)"
+        )
+    warm_avail = int((start_ms - int(a.ts[0])) // base_ms) if k0 > 0 else 0
+    if warm_avail < warm:
+        log.warning("warmup_short", wanted_bars=warm, available_bars=warm_avail,
+                    first_tradable=_iso(start_ms),
+                    hint="ratings of the first bars differ from a fully warmed run")
+    timings["load"] = time.perf_counter() - t0
+
+    ts_close_all = a.ts + base_ms
+    run_end = int(a.ts[-1]) + base_ms
+    rid = run_id or default_run_id(profile, syms, start_ms, end_ms if end_ms is not None
+                                   else run_end)
+    mode = profile.execution.mode
+    log.info("backtest_start", profile=profile.name, run_id=rid, mode=mode, assets=len(syms),
+             bars=int(len(a.ts) - k0), warmup_bars=warm, first_tradable=_iso(start_ms),
+             last_bar=_iso(int(a.ts[-1])))
+
+    # 1+2. MTF ratings and signals over warm-up + tradable bars, in chunks for the progress
+    # bar; the MTF state carries over, and the combiner is stateless per bar.
+    t0 = time.perf_counter()
+    sig_rows, tgt_rows = _signals(profile, a, syms, progress)
+    timings["ratings_signals"] = time.perf_counter() - t0
+
+    # 3. The engine over the tradable bars only (warm-up never trades).
+    t0 = time.perf_counter()
+    trade_sig = (tgt_rows if mode == "portfolio" else sig_rows)[k0:]
+    cfg = EngineConfig(**profile.engine_params())
+    res = run_batch(cfg, ts_close_all[k0:], a.open[k0:], a.high[k0:], a.low[k0:], a.close[k0:],
+                    trade_sig, symbols=syms, profile=profile.name, run_id=rid, source="backtest")
+    timings["engine"] = time.perf_counter() - t0
+
+    # 4. Derived tables and statistics.
+    t0 = time.perf_counter()
+    trades = trades_table(res.fills)
+    stats = compute_stats(res.equity, trades, res.fills, initial_cash=cfg.initial_cash,
+                          symbols=syms)
+    meta = {
+        "profile": profile.name,
+        "profile_hash": profile.profile_hash(),
+        "run_id": rid,
+        "strategy": profile.strategy,
+        "mode": mode,
+        "mtf": profile.mtf.mode,
+        "timeframes": list(profile.timeframes),
+        "data": data_label,
+        "n_assets": len(syms),
+        "first_tradable_bar": _iso(start_ms),
+        "last_bar": _iso(int(a.ts[-1])),
+        "warmup_bars": warm,
+        "warmup_bars_available": min(warm_avail, warm),
+        "run_fingerprint": run_fingerprint(res.fills),
+    }
+    timings["stats"] = time.perf_counter() - t0
+    result = BacktestResult(
+        profile=profile.name, run_id=rid, mode=mode, symbols=syms,
+        ts_close=ts_close_all[k0:], fills=res.fills, trades=trades, equity=res.equity,
+        stats=stats, meta=meta, timings=timings,
+    )
+    if out_dir is not None:
+        t0 = time.perf_counter()
+        close = pd.DataFrame(a.close[k0:], index=ts_close_all[k0:], columns=syms)
+        result.files = write_outputs(result, Path(out_dir), profile, close, chart_symbols,
+                                     report)
+        timings["write"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_all
+    log.info("backtest_done", run_id=rid, fills=len(res.fills), trades=stats["n_trades"],
+             total_return=round(stats["total_return"], 6),
+             **{f"t_{k}": round(v, 3) for k, v in timings.items()})
+    return result
+
+
+def _signals(profile: Any, a: AlignedCandles, syms: list[str], progress: bool | None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Discrete signals (float) and portfolio targets for every loaded bar, via the core."""
+    from core.signals import signals_from_candles
+
+    n = len(a.ts)
+    if progress is None:
+        import sys
+
+        progress = n * len(syms) >= PROGRESS_MIN_CELLS and sys.stderr.isatty()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, unit="bar", desc=f"ratings {len(syms)} assets", leave=False)
+    sig = np.empty((n, len(syms)))
+    tgt = np.empty((n, len(syms)))
+    states = None
+    try:
+        for lo in range(0, n, CHUNK_BARS):
+            hi = min(n, lo + CHUNK_BARS)
+            _, s, states = signals_from_candles(
+                profile, a.ts[lo:hi], a.open[lo:hi], a.high[lo:hi], a.low[lo:hi],
+                a.close[lo:hi], a.volume[lo:hi], syms, states=states,
+            )
+            sig[lo:hi] = s.signal
+            tgt[lo:hi] = s.target
+            if bar is not None:
+                bar.update(hi - lo)
+    finally:
+        if bar is not None:
+            bar.close()
+    return sig, tgt
+
+
+def write_outputs(
+    result: BacktestResult,
+    out_dir: Path,
+    profile: Any,
+    close: pd.DataFrame,
+    chart_symbols: Sequence[str] | None = None,
+    report: bool = True,
+) -> dict[str, Path]:
+    """Write the run's files into ``out_dir``; returns ``{name: path}``."""
+    from core.journal import write_csv, write_parquet
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "fills.csv": out_dir / "fills.csv",
+        "fills.parquet": out_dir / "fills.parquet",
+        "trades.csv": out_dir / "trades.csv",
+        "equity.csv": out_dir / "equity.csv",
+        "stats.json": out_dir / "stats.json",
+    }
+    write_csv(result.fills, files["fills.csv"])
+    write_parquet(result.fills, files["fills.parquet"])
+    result.trades.to_csv(files["trades.csv"], index=False)
+    eq = result.equity
+    pd.DataFrame(
+        {
+            "ts": np.asarray(eq.index, dtype=np.int64),
+            "time": pd.to_datetime(np.asarray(eq.index, dtype=np.int64), unit="ms", utc=True)
+            .strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "equity": eq.to_numpy(),
+        }
+    ).to_csv(files["equity.csv"], index=False)
+    write_stats_json(result.stats, files["stats.json"], **result.meta)
+    if report:
+        from backtest.plots import write_equity_png
+        from backtest.report import ReportInput, write_report
+
+        data = ReportInput(
+            profile=result.profile, equity=eq, stats=result.stats, fills=result.fills,
+            trades=result.trades, closes=close, profile_config=profile.model_dump(mode="json"),
+            meta={k: v for k, v in result.meta.items() if k != "profile"},
+            initial_cash=float(profile.initial_cash),
+        )
+        files["report.html"] = write_report(out_dir / "report.html", data, chart_symbols)
+        try:
+            files["equity.png"] = write_equity_png(out_dir / "equity.png", eq,
+                                                   float(profile.initial_cash),
+                                                   title=f"{result.profile} equity")
+        except ImportError:  # matplotlib is a dependency, but a trimmed install may lack it
+            log.warning("png_skipped", reason="matplotlib not installed")
+    return files

@@ -1,0 +1,181 @@
+"""``tandem-backtest`` on generated candles (always on): outputs, determinism, parity with
+the core called directly, warm-up, and clear errors with the right exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtest.cli import build_parser, main
+from backtest.demo_data import generate_candles, write_csv_folder
+
+SYMS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "ADA/USDT"]  # 3 core (MTF) assets + 1 base-only
+HOUR = 3_600_000
+WARMUP = 24 * 40  # shortened warm-up keeps the test fast; the rule is the same
+N_BARS = 24 * 140
+FROM = "2024-02-15"  # data starts 2024-01-01: 45 days of history before --from
+TO = "2024-05-01"
+
+
+@pytest.fixture(scope="module")
+def csv_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("candles")
+    write_csv_folder(generate_candles(SYMS, start="2024-01-01", n_bars=N_BARS, seed=3), folder)
+    return folder
+
+
+def _run(csv_dir: Path, out: Path, *extra: str) -> int:
+    return main(["run", "--profile", "crypto_rating_all", "--data", str(csv_dir),
+                 "--symbols", ",".join(SYMS), "--from", FROM, "--to", TO,
+                 "--warmup-bars", str(WARMUP), "--out", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def run_dir(csv_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    assert _run(csv_dir, out) == 0
+    return out
+
+
+def test_run_writes_every_output(run_dir):
+    from core.journal import FILL_COLUMNS, fills_to_models, read_csv, read_parquet
+
+    for name in ("fills.csv", "fills.parquet", "trades.csv", "equity.csv", "stats.json",
+                 "report.html", "equity.png"):
+        assert (run_dir / name).stat().st_size > 0, name
+    fills = read_parquet(run_dir / "fills.parquet")
+    assert list(fills.columns) == FILL_COLUMNS and len(fills) > 10
+    pd.testing.assert_frame_equal(fills, read_csv(run_dir / "fills.csv"))
+    fills_to_models(fills)  # every row validates against the journal model
+    assert set(fills["source"]) == {"backtest"} and set(fills["profile"]) == {"crypto_rating_all"}
+    stats = json.loads((run_dir / "stats.json").read_text())
+    assert stats["n_fills"] == len(fills) and stats["warmup_bars"] == WARMUP
+    assert stats["warmup_bars_available"] == WARMUP
+    assert set(stats["trades_per_asset"]) == set(SYMS)
+    eq = pd.read_csv(run_dir / "equity.csv")
+    assert eq["ts"].iloc[0] == pd.Timestamp(FROM, tz="UTC").value // 10**6 + HOUR
+    assert eq["ts"].iloc[-1] == pd.Timestamp(TO, tz="UTC").value // 10**6  # last bar's close
+
+
+def test_nothing_trades_during_warmup(run_dir):
+    fills = pd.read_parquet(run_dir / "fills.parquet")
+    first_close = pd.Timestamp(FROM, tz="UTC").value // 10**6 + HOUR
+    assert fills["ts"].min() >= first_close
+
+
+def test_fills_equal_the_core_called_directly(run_dir, csv_dir):
+    """No logic in the CLI: the core's batch path on the same bars gives the same journal."""
+    from core.engine import EngineConfig, run_batch
+    from core.journal import read_parquet
+    from core.manifest import load_manifest
+    from core.signals import signals_from_candles
+    from core.store import CsvFolderSource
+
+    prof = load_manifest(Path(__file__).resolve().parents[1] / "manifest.json").profile(
+        "crypto_rating_all")
+    syms = [s for s in prof.assets if s in SYMS]
+    start = pd.Timestamp(FROM, tz="UTC").value // 10**6
+    a = CsvFolderSource(csv_dir, timeframe="1h").load_aligned(syms, "1h", start - WARMUP * HOUR,
+                                                               TO)
+    # One call over all bars (the runner chunks its ratings loop; this one does not).
+    _, sig, _ = signals_from_candles(prof, a.ts, a.open, a.high, a.low, a.close, a.volume, syms)
+    k0 = int(np.searchsorted(a.ts, start))
+    assert k0 == WARMUP
+    stats = json.loads((run_dir / "stats.json").read_text())
+    res = run_batch(EngineConfig(**prof.engine_params()), a.ts[k0:] + HOUR, a.open[k0:],
+                    a.high[k0:], a.low[k0:], a.close[k0:], sig.signal[k0:], symbols=syms,
+                    profile=prof.name, run_id=stats["run_id"])
+    pd.testing.assert_frame_equal(read_parquet(run_dir / "fills.parquet"), res.fills)
+    eq = pd.read_csv(run_dir / "equity.csv")
+    np.testing.assert_array_equal(eq["equity"].to_numpy(), res.equity.to_numpy())
+
+
+def test_rerun_is_byte_identical_and_warmup_is_exact(run_dir, csv_dir, tmp_path):
+    # Same inputs -> same bytes. Data cut to exactly the warm-up window -> same fills too,
+    # which shows the run reads exactly WARMUP bars before --from and nothing earlier.
+    start = pd.Timestamp(FROM, tz="UTC").value // 10**6
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for f in csv_dir.glob("*.csv"):
+        df = pd.read_csv(f)
+        df[df["timestamp"] >= start - WARMUP * HOUR].to_csv(cut / f.name, index=False)
+    assert _run(cut, tmp_path / "again") == 0
+    for name in ("fills.csv", "fills.parquet", "trades.csv", "equity.csv"):
+        assert (tmp_path / "again" / name).read_bytes() == (run_dir / name).read_bytes(), name
+
+
+def test_portfolio_mode_override(csv_dir, tmp_path):
+    assert _run(csv_dir, tmp_path, "--mode", "portfolio", "--no-report") == 0
+    fills = pd.read_parquet(tmp_path / "fills.parquet")
+    assert len(fills) and set(fills["reason"]) <= {"rebalance", "stop_loss", "take_profit",
+                                                   "trailing_stop"}
+    assert json.loads((tmp_path / "stats.json").read_text())["mode"] == "portfolio"
+    assert not (tmp_path / "report.html").exists()
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["--profile", "no_such_profile"], 2, "profile 'no_such_profile' not found"),
+        (["--from", "2030-01-01"], 1, "no 1h candles to trade"),
+        (["--symbols", "XRP/USDT"], 1, "XRP/USDT"),  # in the profile, no file in the folder
+        (["--symbols", "FOO/USDT"], 2, "does not trade FOO/USDT"),
+        (["--from", "2024-03-01", "--to", "2024-02-01"], 2, "must be after"),
+        (["--warmup-bars", "-3"], 2, "must be >= 0"),
+        (["--from", "yesterday-ish"], 2, "not a date"),
+    ],
+)
+def test_bad_input_one_clear_message(csv_dir, tmp_path, capsys, args, code, needle):
+    base = {"--profile": "crypto_rating_all", "--data": str(csv_dir),
+            "--symbols": ",".join(SYMS), "--warmup-bars": str(WARMUP)}
+    for k, v in zip(args[::2], args[1::2], strict=True):
+        base[k] = v
+    argv = ["run", "--out", str(tmp_path / "out")] + [x for kv in base.items() for x in kv]
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse rejects malformed values itself (exit 2)
+        rc = exc.code
+    err = capsys.readouterr().err
+    assert rc == code, err
+    assert needle in err and "Traceback" not in err
+    assert len([ln for ln in err.splitlines() if ln.startswith("error:") or ": error:" in ln]) == 1
+    assert not (tmp_path / "out").exists()  # nothing written before the inputs are valid
+
+
+def test_invalid_manifest_and_corrupt_store(csv_dir, tmp_path, capsys):
+    bad = tmp_path / "manifest.json"
+    bad.write_text(json.dumps({"profiles": {"p": {"strategy": "rating_all"}}}))
+    assert main(["run", "--manifest", str(bad), "--profile", "p", "--data", str(csv_dir)]) == 2
+    assert "profile 'p'" in capsys.readouterr().err
+    store = tmp_path / "store" / "binance" / "BTC-USDT"
+    store.mkdir(parents=True)
+    (store / "1h.parquet").write_bytes(b"PAR1 this is not parquet")
+    rc = main(["run", "--profile", "crypto_rating_all", "--data", str(tmp_path / "store"),
+               "--symbols", "BTC/USDT", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "corrupt" in err and "Traceback" not in err
+    assert main(["run", "--profile", "crypto_rating_all", "--data",
+                 str(tmp_path / "missing")]) == 1
+
+
+def test_help_explains_every_option():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            if action.dest != "help":
+                assert action.help and len(action.help) > 10, (name, action.dest)
+        assert p.format_help()
+    # The installed entry point works and exits 0 on --help.
+    out = subprocess.run([sys.executable, "-m", "backtest.cli", "run", "--help"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "--warmup-bars" in out.stdout and "exit codes" in out.stdout
