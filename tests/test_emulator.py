@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.emulator import Emulator, MarketData, partial_bar
+from daemon.emulator import Emulator, MarketData, kline_event, kline_event_json, partial_bar
+from daemon.emulator.market import Bar
 from tests.emulator_fixtures import sample_market
 
 M = 60_000  # 1m
@@ -276,3 +277,15 @@ def test_command_line_prints_urls_and_serves(tmp_path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    px=st.lists(st.floats(1e-8, 1e7), min_size=5, max_size=5), closed=st.booleans(),
+    t=st.integers(0, 2**41), interval=st.sampled_from(["1m", "1h", "1d"]),
+)
+def test_serialized_kline_event_equals_the_dict_form(px, closed, t, interval) -> None:
+    bar = Bar(t, *px, closed)
+    text = kline_event_json("ETH/BTC", interval, bar, 60_000, t + 5)
+    assert json.loads(text) == kline_event("ETH/BTC", interval, bar, 60_000, t + 5)
+    assert [float(json.loads(text)["k"][f]) for f in "ohlcv"] == px  # exact round trip

@@ -4,7 +4,7 @@ See :mod:`daemon.emulator.server` for what is served and the fault-injection API
 """
 
 from daemon.emulator.faults import FaultPlan, MessageFault, MessageFaultKind, RestFault
-from daemon.emulator.market import MarketData, kline_event, kline_row, partial_bar
+from daemon.emulator.market import MarketData, kline_event, kline_event_json, kline_row, partial_bar
 from daemon.emulator.server import Emulator
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "MessageFaultKind",
     "RestFault",
     "kline_event",
+    "kline_event_json",
     "kline_row",
     "partial_bar",
 ]

@@ -14,6 +14,7 @@ emulator sends is derived from it *deterministically*, so a test can predict eve
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,7 +167,7 @@ class MarketData:
     def bar(self, symbol: str, i: int, now: int | None = None) -> Bar:
         """Bar ``i`` of ``symbol`` as seen at virtual time ``now`` (closed if ``now`` >= close)."""
         ts = int(self.ts[symbol][i])
-        o, h, low, c, v = (float(x) for x in self.ohlcv[symbol][i])
+        o, h, low, c, v = self.ohlcv[symbol][i].tolist()  # one call -> Python floats
         if now is None or now >= ts + self.tf_ms:
             return Bar(ts, o, h, low, c, v, True)
         p = max(0.0, (now - ts) / self.tf_ms)
@@ -223,5 +224,19 @@ def kline_event(symbol: str, interval: str, bar: Bar, tf_ms: int, event_time: in
     }
 
 
+def kline_event_json(symbol: str, interval: str, bar: Bar, tf_ms: int, event_time: int) -> str:
+    """:func:`kline_event` already serialized (the emulator's hot path; same JSON content)."""
+    mid = market_id(symbol)
+    quote_vol = bar.volume * bar.close
+    n = _n_trades(bar)
+    return (
+        f'{{"e":"kline","E":{int(event_time)},"s":"{mid}","k":{{"t":{bar.ts},"T":{bar.ts + tf_ms - 1},'
+        f'"s":"{mid}","i":"{interval}","f":100,"L":{100 + n},"o":"{fmt(bar.open)}",'
+        f'"c":"{fmt(bar.close)}","h":"{fmt(bar.high)}","l":"{fmt(bar.low)}","v":"{fmt(bar.volume)}",'
+        f'"n":{n},"x":{"true" if bar.closed else "false"},"q":"{fmt(quote_vol)}",'
+        f'"V":"{fmt(bar.volume / 2)}","Q":"{fmt(quote_vol / 2)}","B":"0"}}}}'
+    )
+
+
 def _n_trades(bar: Bar) -> int:
-    return int(bar.volume * 10) if np.isfinite(bar.volume) else 0
+    return int(bar.volume * 10) if math.isfinite(bar.volume) else 0

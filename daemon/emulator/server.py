@@ -54,7 +54,7 @@ from daemon.emulator.faults import (
 from daemon.emulator.market import (
     BINANCE_INTERVALS,
     MarketData,
-    kline_event,
+    kline_event_json,
     kline_row,
     market_id,
 )
@@ -92,7 +92,7 @@ class _Event:
     stream: str
     symbol: str
     closed: bool
-    payload: dict
+    text: str  # the raw-stream JSON frame
 
 
 class Emulator:
@@ -107,12 +107,15 @@ class Emulator:
         port: int = 0,
         updates_per_bar: int = 1,
         ping_interval: float | None = 20.0,
+        ws_compress: bool = False,
     ):
         self.market = market
         self.host = host
         self.port = port
         self.updates_per_bar = max(0, int(updates_per_bar))
         self.ping_interval = ping_interval
+        # permessage-deflate costs ~as much CPU as building the frame; off unless asked for.
+        self.ws_compress = ws_compress
         self._now = int(market.first_ts if start is None else start)
         self.faults = FaultPlan()
         self.connections: list[Connection] = []
@@ -251,12 +254,12 @@ class Emulator:
                     if t0 < t <= t1:
                         bar = market.bar(symbol, i, t)
                         events.append(_Event(t, 1, rank, stream, symbol, False,
-                                             kline_event(symbol, interval, bar, tf, t)))
+                                             kline_event_json(symbol, interval, bar, tf, t)))
                 t = bar_ts + tf
                 if t0 < t <= t1:
                     bar = market.bar(symbol, i)
                     events.append(_Event(t, 0, rank, stream, symbol, True,
-                                         kline_event(symbol, interval, bar, tf, t)))
+                                         kline_event_json(symbol, interval, bar, tf, t)))
         events.sort(key=lambda e: (e.time, e.order, e.stream_rank))
         return events
 
@@ -266,7 +269,7 @@ class Emulator:
         if refusal is not None:
             log.info("emulator_handshake_refused", status=refusal.status)
             return web.json_response(_INTERNAL_ERROR, status=refusal.status)
-        ws = web.WebSocketResponse(heartbeat=self.ping_interval, autoping=True)
+        ws = web.WebSocketResponse(heartbeat=self.ping_interval, autoping=True, compress=self.ws_compress)
         await ws.prepare(request)
         self.handshakes += 1
         combined = request.path == "/stream"
@@ -331,14 +334,15 @@ class Emulator:
             except (ConnectionError, RuntimeError):
                 pass  # the peer went away mid-send; its handler cleans up
 
-    def _frame(self, conn: Connection, stream: str, payload: dict) -> str:
-        return json.dumps({"stream": stream, "data": payload} if conn.combined else payload)
+    @staticmethod
+    def _frame(conn: Connection, stream: str, text: str) -> str:
+        return f'{{"stream":"{stream}","data":{text}}}' if conn.combined else text
 
     async def _broadcast(self, ev: _Event) -> int:
         n = 0
         for conn in list(self.connections):
             if ev.stream in conn.subs and not conn.silent and not conn.ws.closed:
-                await self._deliver(conn, ev, self._frame(conn, ev.stream, ev.payload))
+                await self._deliver(conn, ev, self._frame(conn, ev.stream, ev.text))
                 n += 1
         return n
 
