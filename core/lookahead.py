@@ -146,3 +146,53 @@ def lookahead_probe(
         results.append(CutResult(cut=cut, ts=int(ts[cut]), mismatches=acc, first=first[0] if first else None))
     n_assets = prices[3].shape[1]
     return LookaheadReport(profile=profile.name, n_bars=int(ts.shape[0]), n_assets=n_assets, cuts=results)
+
+
+def warmup_sensitivity(
+    profile: Profile,
+    ts: np.ndarray,
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    start: int,
+    lengths: Sequence[int],
+    *,
+    symbols: Sequence[str] | None = None,
+) -> list[dict]:
+    """How much the outputs from bar ``start`` on move with the warm-up length
+    (freqtrade's "recursive analysis"): for each ``L`` in ``lengths`` the pipeline is
+    started at ``start - L`` and compared with the longest warm-up in ``lengths``.
+
+    Returns one record per length: ``warmup_bars``, per timeframe ``max_diff_<tf>`` (max
+    |Δ| of the profile's rating) and ``nan_<tf>`` (cells still NaN where the baseline has a
+    value), and ``signal_diff`` (fraction of (bar, asset) signals that differ).
+    """
+    from core.signals import signals_from_candles
+
+    lengths = sorted({int(x) for x in lengths})
+    if not lengths or lengths[0] < 0 or lengths[-1] > start:
+        raise ValueError(f"warm-up lengths must lie in [0, start={start}], got {lengths}")
+    prices = [np.asarray(x, dtype=np.float64) for x in (open_, high, low, close, volume)]
+    ts = np.asarray(ts, dtype=np.int64)
+    col = profile.rating_column
+
+    def run(length: int):
+        a = start - length
+        r, s, _ = signals_from_candles(profile, ts[a:], *(p[a:] for p in prices), symbols=symbols)
+        return r[length:, :, :, col], s.signal[length:]
+
+    base_r, base_s = run(lengths[-1])
+    records = []
+    for length in lengths:
+        r, s = run(length)
+        rec: dict = {"warmup_bars": length}
+        for k, tf in enumerate(profile.timeframes):
+            a, b = r[:, :, k], base_r[:, :, k]
+            both = ~np.isnan(a) & ~np.isnan(b)
+            rec[f"max_diff_{tf}"] = float(np.abs(a[both] - b[both]).max()) if both.any() else 0.0
+            rec[f"nan_{tf}"] = int((np.isnan(a) & ~np.isnan(b)).sum())
+        rec["signal_diff"] = float((s != base_s).mean()) if s.size else 0.0
+        records.append(rec)
+    return records

@@ -196,36 +196,53 @@ _MAGIC = b"TMTF"
 _HEADER = struct.Struct("<4sHHHqH")  # magic, version, rating state size, n_rating_out, base_ms, n_htf
 
 
-class MtfRatingState:
-    """Streaming MTF ratings of one asset (the daemon's face), checkpointable as bytes."""
+class MtfRatingStates:
+    """Streaming MTF ratings of several assets stepped one time slice at a time (the
+    daemon's face), checkpointable as bytes. Uses the batch's step kernel, so a replay
+    through it equals :func:`compute_mtf_ratings` bit for bit."""
 
     VERSION = 1
 
-    def __init__(self, base_tf: str, htfs: list[str] | tuple[str, ...], *, use_htf: bool = True):
-        self.cfg = MtfConfig(base_tf, htfs)
-        self.use_htf = bool(use_htf)
-        self.state = new_mtf_state(self.cfg.n_htf)
-        self._scratch = np.empty((MAX_EMIT, HTF_BAR_SIZE))
-        self._out = np.empty((1 + self.cfg.n_htf, N_RATING_OUT))
+    def __init__(self, base_tf: str, htfs: Sequence[str], use_htf: Sequence[bool]):
+        self.cfg = MtfConfig(base_tf, list(htfs))
+        self.use_htf = np.array(use_htf, dtype=np.bool_).reshape(-1)
+        self.states = new_mtf_states(self.use_htf.shape[0], self.cfg.n_htf)
+        self._out = np.empty((self.use_htf.shape[0], 1 + self.cfg.n_htf, N_RATING_OUT))
 
-    def step(self, ts: int, o: float, h: float, l: float, c: float, v: float) -> np.ndarray:  # noqa: E741
-        """Consume one closed base bar; return a copy of ``(1 + n_htf, N_RATING_OUT)``."""
+    @classmethod
+    def from_profile(cls, profile: Profile, symbols: Sequence[str] | None = None) -> MtfRatingStates:
+        """States for ``symbols`` (default ``profile.assets``); core assets get the HTFs."""
+        return cls(profile.base_timeframe, profile.htfs, use_htf_mask(profile, symbols))
+
+    @property
+    def n_assets(self) -> int:
+        return int(self.use_htf.shape[0])
+
+    def step_slice(self, ts: int, o, h, l, c, v) -> np.ndarray:  # noqa: E741
+        """Consume one time slice (prices ``(n_assets,)``, NaN = missing bar); return a
+        copy of ``(n_assets, 1 + n_htf, N_RATING_OUT)``."""
         cfg = self.cfg
-        mtf_step_nb(
-            self.state, int(ts), float(o), float(h), float(l), float(c), float(v), cfg.base_ms,
-            cfg.htf_ms, cfg.htf_off, self.use_htf, self._scratch, self._out,
-        )
+        arrs = [np.asarray(x, dtype=np.float64).reshape(self.n_assets) for x in (o, h, l, c, v)]
+        mtf_slice_nb(self.states, int(ts), *arrs, cfg.base_ms, cfg.htf_ms, cfg.htf_off, self.use_htf, self._out)
         return self._out.copy()
 
     def to_bytes(self) -> bytes:
-        """Checkpoint: a small header (layout + timeframes) and the raw float64 state."""
+        """Checkpoint: a header (layout, timeframes, HTF mask) and the raw float64 states."""
         tfs = ",".join(self.cfg.timeframes).encode()
         head = _HEADER.pack(_MAGIC, self.VERSION, RATING_STATE_SIZE, N_RATING_OUT, self.cfg.base_ms, self.cfg.n_htf)
-        return head + struct.pack("<?H", self.use_htf, len(tfs)) + tfs + self.state.astype("<f8").tobytes()
+        return (
+            head
+            + struct.pack("<IH", self.n_assets, len(tfs))
+            + tfs
+            + self.use_htf.astype(np.uint8).tobytes()
+            + self.states.astype("<f8").tobytes()
+        )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> MtfRatingState:
+    def from_bytes(cls, data: bytes) -> MtfRatingStates:
         """Restore a checkpoint; refuses one written with another state layout."""
+        if len(data) < _HEADER.size:
+            raise ValueError("not an MTF rating state checkpoint (too short)")
         magic, ver, rss, nro, _base_ms, _n_htf = _HEADER.unpack_from(data, 0)
         if magic != _MAGIC or ver != cls.VERSION:
             raise ValueError("not an MTF rating state checkpoint (bad magic/version)")
@@ -235,13 +252,47 @@ class MtfRatingState:
                 f"({RATING_STATE_SIZE}, {N_RATING_OUT}); warm up again"
             )
         pos = _HEADER.size
-        use_htf, n = struct.unpack_from("<?H", data, pos)
-        pos += struct.calcsize("<?H")
+        n_assets, n = struct.unpack_from("<IH", data, pos)
+        pos += struct.calcsize("<IH")
         tfs = data[pos : pos + n].decode().split(",")
         pos += n
-        obj = cls(tfs[0], tfs[1:], use_htf=use_htf)
-        state = np.frombuffer(data, dtype="<f8", offset=pos).astype(np.float64)
-        if state.shape[0] != obj.cfg.state_size:
+        mask = np.frombuffer(data, dtype=np.uint8, count=n_assets, offset=pos).astype(np.bool_)
+        pos += n_assets
+        obj = cls(tfs[0], tfs[1:], mask)
+        states = np.frombuffer(data, dtype="<f8", offset=pos).astype(np.float64)
+        if states.shape[0] != n_assets * obj.cfg.state_size:
             raise ValueError("checkpoint truncated or corrupt")
-        obj.state = state
+        obj.states = states.reshape(n_assets, obj.cfg.state_size)
+        return obj
+
+
+class MtfRatingState:
+    """Streaming MTF ratings of one asset (a one-asset :class:`MtfRatingStates`)."""
+
+    def __init__(self, base_tf: str, htfs: Sequence[str], *, use_htf: bool = True):
+        self._multi = MtfRatingStates(base_tf, htfs, [use_htf])
+
+    @property
+    def cfg(self) -> MtfConfig:
+        return self._multi.cfg
+
+    @property
+    def state(self) -> np.ndarray:
+        """The flat state array (a view: checkpoint with :meth:`to_bytes`)."""
+        return self._multi.states[0]
+
+    def step(self, ts: int, o: float, h: float, l: float, c: float, v: float) -> np.ndarray:  # noqa: E741
+        """Consume one closed base bar; return a copy of ``(1 + n_htf, N_RATING_OUT)``."""
+        return self._multi.step_slice(ts, o, h, l, c, v)[0]
+
+    def to_bytes(self) -> bytes:
+        return self._multi.to_bytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> MtfRatingState:
+        multi = MtfRatingStates.from_bytes(data)
+        if multi.n_assets != 1:
+            raise ValueError(f"checkpoint holds {multi.n_assets} assets, not one")
+        obj = cls.__new__(cls)
+        obj._multi = multi
         return obj

@@ -111,3 +111,26 @@ def test_probe_catches_forming_htf_bar() -> None:
     # it fails exactly where the last kept bar is the one before an HTF close
     assert all((ts[c.cut] + 2 * H) % (4 * H) == 0 for c in failing)
     assert bad.to_records()[0].keys() >= {"cut", "ts", "ok", "signal", "ratings"}
+
+
+@pytest.mark.data
+def test_warmup_sensitivity_real_data(universe) -> None:
+    """Ratings from a fixed bar on depend less on the warm-up the longer it is; the
+    profile's derived warm-up is not the subject here (the data is only 228 days), the
+    measurement is."""
+    from core.lookahead import warmup_sensitivity
+
+    ts, p = universe
+    prof = _profile("crypto_rating_all", "rating_all", "wide")
+    core = prof.core_assets
+    idx = [prof.assets.index(s) for s in core]
+    q = [x[:, idx] for x in p]
+    start = 24 * 150
+    recs = warmup_sensitivity(prof, ts[: start + 24 * 30], *(x[: start + 24 * 30] for x in q),
+                              start=start, lengths=[24 * 10, 24 * 40, 24 * 100, 24 * 150], symbols=core)
+    by = {r["warmup_bars"]: r for r in recs}
+    assert by[24 * 150]["max_diff_1h"] == 0.0 and by[24 * 150]["signal_diff"] == 0.0
+    # a short warm-up leaves daily ratings unavailable or different; a long one converges
+    short, long_ = by[24 * 10], by[24 * 100]
+    assert short["nan_1d"] + short["max_diff_1d"] > long_["nan_1d"] + long_["max_diff_1d"]
+    assert short["signal_diff"] >= long_["signal_diff"]

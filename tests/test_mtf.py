@@ -10,6 +10,7 @@ import pytest
 from core.mtf import (
     MtfConfig,
     MtfRatingState,
+    MtfRatingStates,
     compute_mtf_ratings,
     mtf_slice_nb,
     new_mtf_states,
@@ -127,6 +128,13 @@ def test_stream_slice_batch_identical() -> None:
         sl[t] = out
     assert np.array_equal(batch, sl, equal_nan=True)
     assert np.array_equal(st, states, equal_nan=True)
+    # the daemon's class, checkpointed every 100 slices
+    multi = MtfRatingStates("1h", ["4h", "1d"], use)
+    for t in range(n):
+        assert np.array_equal(multi.step_slice(ts[t], *(x[t] for x in p)), batch[t], equal_nan=True)
+        if t % 100 == 50:
+            multi = MtfRatingStates.from_bytes(multi.to_bytes())
+    assert np.array_equal(multi.use_htf, use)
     # batch resumed from a state equals one uninterrupted batch
     first, st1 = compute_mtf_ratings(cfg, ts[:400], *(x[:400] for x in p), use, votes=True)
     second, _ = compute_mtf_ratings(cfg, ts[400:], *(x[400:] for x in p), use, votes=True, states=st1)
@@ -148,3 +156,5 @@ def test_checkpoint_rejects_garbage() -> None:
     with pytest.raises(ValueError):
         MtfRatingState.from_bytes(data[:-8])
     assert MtfRatingState.from_bytes(data).cfg.timeframes == ("1h", "4h")
+    with pytest.raises(ValueError):
+        MtfRatingState.from_bytes(MtfRatingStates("1h", ["4h"], [True, False]).to_bytes())
