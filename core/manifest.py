@@ -50,7 +50,6 @@ RATING_COLUMNS = {"rating_ma": 0, "rating_osc": 1, "rating_all": 2}
 # Extra highest-timeframe bars beyond the longest lookback, so exponential seeds (EMA/RMA,
 # which Pine seeds with an SMA) have partly converged before the first tradable bar.
 WARMUP_MARGIN_HTF_BARS = 50
-_FALLBACK_RATING_WARMUP = 200  # sma/ema 200: the longest lookback in RATINGS.md
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+(:[A-Z0-9]+)?$")
 _PROFILE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
@@ -355,10 +354,9 @@ def _ccxt_exchanges() -> frozenset[str]:
 
 
 def _rating_warmup_bars() -> int:
-    try:
-        from core.ratings import RATING_WARMUP_BARS  # noqa: PLC0415
-    except ImportError:  # ratings not built yet in this checkout
-        return _FALLBACK_RATING_WARMUP
+    # Imported lazily: validating a manifest should not pay for importing the kernels.
+    from core.ratings import RATING_WARMUP_BARS
+
     return int(RATING_WARMUP_BARS)
 
 
