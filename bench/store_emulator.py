@@ -8,7 +8,8 @@
    ``download`` of 2 × 10,000 1m bars through ccxt.
 3. emulator websocket -> real ccxt.pro client: for 10 / 50 / 200 streams (one
    ``watch_ohlcv`` task each), latency from ``advance(1)`` to the last stream's closing
-   update seen by the client, p50 / p99 over ``--bars`` bars.
+   update seen by the client, p50 / p99 over ``--bars`` bars. (Subscribing is slow by
+   design: ccxt throttles each SUBSCRIBE to Binance's 5 messages/s, ~0.25 s per stream.)
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ async def bench_ws(n_streams: int, n_bars: int) -> None:
             lat_ms = np.array(lat) * 1e3
             print(f"emulator WS -> ccxt.pro, {n_streams:3d} streams: bar fan-out p50 "
                   f"{np.percentile(lat_ms, 50):.1f} ms, p99 {np.percentile(lat_ms, 99):.1f} ms "
-                  f"({2 * n_streams} frames per bar)")
+                  f"({3 * n_streams} frames per bar: mid tick, close, next open tick)")
         finally:
             for t_ in tasks:
                 t_.cancel()
