@@ -54,8 +54,8 @@ def arrays(n: int = 5, m: int = 2):
         (lambda a: a.update(ts_close=a["ts_close"][:-1]), "ts_close has shape"),
         (lambda a: a.update(ts_close=a["ts_close"][::-1].copy()), "strictly increasing"),
         (lambda a: a["signals"].__setitem__((1, 1), 2.0), "-1, 0 or \\+1"),
-        (lambda a: a["open"].__setitem__((1, 1), np.nan), "open is not finite"),
-        (lambda a: a["close"].__setitem__((1, 1), -5.0), "prices must be > 0"),
+        (lambda a: a["open"].__setitem__((1, 1), np.nan), "open/high/low is not finite"),
+        (lambda a: a["close"].__setitem__((1, 1), -5.0), "prices must be finite and > 0"),
     ],
 )
 def test_run_batch_rejects(mutate, match: str) -> None:  # noqa: ANN001

@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.engine.validate import (
+    BAD_NONE,
+    BAD_OPEN,
+    BAD_PRICE,
+    BAD_SIGNAL,
+    BAD_WEIGHT,
+    BAD_WEIGHT_SUM,
+    scan_bars_nb,
+    scan_signals_nb,
+)
+
 # Weights may sum to 1 up to float rounding of the producer's normalisation.
 WEIGHT_SUM_TOL = 1e-9
 
@@ -16,36 +27,32 @@ def as_matrix(name: str, a: object, shape: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
+def _2d(a: np.ndarray) -> np.ndarray:
+    return a.reshape(1, -1) if a.ndim == 1 else a
+
+
 def check_bars(o: np.ndarray, h: np.ndarray, low: np.ndarray, c: np.ndarray) -> None:
-    """A bar is present iff its close is finite; then open/high/low must be finite too."""
-    present = ~np.isnan(c)
-    if np.isinf(c).any():
-        raise ValueError("close contains inf")
-    for name, a in (("open", o), ("high", h), ("low", low)):
-        bad = present & ~np.isfinite(a)
-        if bad.any():
-            idx = tuple(int(x[0]) for x in np.nonzero(bad))
-            raise ValueError(f"{name} is not finite where close is present (first at {idx})")
-    if (c[present] <= 0).any() or (o[present] <= 0).any() or (low[present] <= 0).any():
-        raise ValueError("prices must be > 0")
+    """A bar is present iff its close is not NaN; then all four prices must be finite, > 0."""
+    code, t, j = scan_bars_nb(_2d(o), _2d(h), _2d(low), _2d(c))
+    if code == BAD_OPEN:
+        raise ValueError(f"open/high/low is not finite where close is present (bar {t}, asset {j})")
+    if code == BAD_PRICE:
+        raise ValueError(f"prices must be finite and > 0 (bar {t}, asset {j})")
+    assert code == BAD_NONE
 
 
 def check_signals(sig: np.ndarray, mode: str, max_weight: float) -> None:
-    """Discrete: values in {-1, 0, +1} (NaN = neutral). Portfolio: weights in [0, 1], rows ≤ 1."""
-    if mode == "discrete":
-        finite = sig[~np.isnan(sig)]
-        if not np.isin(finite, (-1.0, 0.0, 1.0)).all():
-            raise ValueError("discrete signals must be -1, 0 or +1")
-        return
-    if np.isinf(sig).any():
-        raise ValueError("target weights contain inf")
-    if (sig < 0).any():
-        raise ValueError("target weights must be >= 0 (portfolio mode is long-only)")
-    capped = np.minimum(sig, max_weight)
-    sums = np.nansum(capped, axis=-1)
-    if (sums > 1.0 + WEIGHT_SUM_TOL).any():
-        where = np.nonzero(np.atleast_1d(sums > 1.0 + WEIGHT_SUM_TOL))[0]
+    """Discrete: values in {-1, 0, +1} (NaN = neutral). Portfolio: weights >= 0 whose
+    row sum after the ``max_weight`` cap is <= 1."""
+    code, t, j = scan_signals_nb(_2d(sig), mode == "portfolio", max_weight, WEIGHT_SUM_TOL)
+    if code == BAD_SIGNAL:
+        raise ValueError(f"discrete signals must be -1, 0 or +1 (bar {t}, asset {j})")
+    if code == BAD_WEIGHT:
+        raise ValueError(f"target weights must be >= 0 and finite (bar {t}, asset {j})")
+    if code == BAD_WEIGHT_SUM:
+        row = _2d(sig)[t]
+        total = float(np.nansum(np.minimum(row, max_weight)))
         raise ValueError(
-            f"target weights sum to more than 1 (after the max_weight cap) at row {int(where[0])}: "
-            f"{float(np.atleast_1d(sums)[where[0]])}"
+            f"target weights sum to more than 1 (after the max_weight cap) at row {t}: {total}"
         )
+    assert code == BAD_NONE

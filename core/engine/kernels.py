@@ -104,35 +104,35 @@ def equity_nb(astate, pstate):
 
 
 @njit(cache=True)
-def open_position_nb(params, row, qty_signed, price):
+def open_position_nb(params, astate, i, qty_signed, price):
     """Set entry, SL/TP levels (anchored to the fill price) and the trailing extreme."""
-    row[A_POS] = qty_signed
-    row[A_ENTRY] = price
+    astate[i, A_POS] = qty_signed
+    astate[i, A_ENTRY] = price
     sl = params[P_SL]
     tp = params[P_TP]
     if qty_signed > 0.0:
-        row[A_SL] = price * (1.0 - sl) if sl > 0.0 else np.nan
-        row[A_TP] = price * (1.0 + tp) if tp > 0.0 else np.nan
+        astate[i, A_SL] = price * (1.0 - sl) if sl > 0.0 else np.nan
+        astate[i, A_TP] = price * (1.0 + tp) if tp > 0.0 else np.nan
     else:
-        row[A_SL] = price * (1.0 + sl) if sl > 0.0 else np.nan
-        row[A_TP] = price * (1.0 - tp) if tp > 0.0 else np.nan
+        astate[i, A_SL] = price * (1.0 + sl) if sl > 0.0 else np.nan
+        astate[i, A_TP] = price * (1.0 - tp) if tp > 0.0 else np.nan
     # The trailing extreme starts at the fill price: the entry bar's own high/low happened
     # before the fill (at the close), so it must not move the stop.
-    row[A_PEAK] = price
+    astate[i, A_PEAK] = price
 
 
 @njit(cache=True)
-def close_position_nb(row):
+def close_position_nb(astate, i):
     """Reset a flat asset's position fields (the re-arm block is kept)."""
-    row[A_POS] = 0.0
-    row[A_ENTRY] = np.nan
-    row[A_SL] = np.nan
-    row[A_TP] = np.nan
-    row[A_PEAK] = np.nan
+    astate[i, A_POS] = 0.0
+    astate[i, A_ENTRY] = np.nan
+    astate[i, A_SL] = np.nan
+    astate[i, A_TP] = np.nan
+    astate[i, A_PEAK] = np.nan
 
 
 @njit(cache=True)
-def check_exit_nb(params, row, o, h, lo):
+def check_exit_nb(params, astate, i, o, h, lo):
     """Decide whether an open position exits on this bar.
 
     Returns ``(reason, price, intrabar_code)`` with ``reason = -1`` when nothing exits.
@@ -142,15 +142,15 @@ def check_exit_nb(params, row, o, h, lo):
     ``low <= stop`` (long), the target at its level if ``high >= target``; if both are inside
     the bar the ``intrabar`` policy decides and its code is returned.
     """
-    pos = row[A_POS]
-    sl = row[A_SL]
-    tp = row[A_TP]
+    pos = astate[i, A_POS]
+    sl = astate[i, A_SL]
+    tp = astate[i, A_TP]
     trail = params[P_TRAIL]
     long = pos > 0.0
     stop = sl
     stop_reason = REASON_STOP_LOSS
     if trail > 0.0:
-        tl = row[A_PEAK] * (1.0 - trail) if long else row[A_PEAK] * (1.0 + trail)
+        tl = astate[i, A_PEAK] * (1.0 - trail) if long else astate[i, A_PEAK] * (1.0 + trail)
         # NaN comparisons are false, so "no fixed SL" lets the trailing level win.
         if np.isnan(stop) or (long and tl > stop) or ((not long) and tl < stop):
             stop = tl
@@ -198,9 +198,9 @@ def check_exit_nb(params, row, o, h, lo):
 
 
 @njit(cache=True)
-def flatten_nb(params, row, pstate, fills, n, ts, asset, price, reason, intrabar):
+def flatten_nb(params, astate, asset, pstate, fills, n, ts, price, reason, intrabar):
     """Close the whole position of one asset at ``price`` (already slipped); emit the fill."""
-    pos = row[A_POS]
+    pos = astate[asset, A_POS]
     qty = abs(pos)
     notional = qty * price
     fee = notional * params[P_FEE]
@@ -210,7 +210,7 @@ def flatten_nb(params, row, pstate, fills, n, ts, asset, price, reason, intrabar
     else:
         pstate[S_CASH] -= notional + fee
         side = 1.0
-    close_position_nb(row)
+    close_position_nb(astate, asset)
     return emit_fill_nb(
         fills, n, ts, asset, side, qty, price, fee, reason, intrabar, 0.0, pstate[S_CASH]
     )
@@ -220,24 +220,21 @@ def flatten_nb(params, row, pstate, fills, n, ts, asset, price, reason, intrabar
 def stop_exits_nb(params, astate, pstate, ts, o, h, lo, c, fills, n):
     """Step 1 and 2 for every asset: SL/TP/trailing exits, then the trailing extreme update."""
     for i in range(astate.shape[0]):
-        if np.isnan(c[i]):
+        pos = astate[i, A_POS]
+        if pos == 0.0 or np.isnan(c[i]):
             continue
-        row = astate[i]
-        pos = row[A_POS]
-        if pos == 0.0:
-            continue
-        reason, price, ib = check_exit_nb(params, row, o[i], h[i], lo[i])
+        reason, price, ib = check_exit_nb(params, astate, i, o[i], h[i], lo[i])
         if reason >= 0:
             # Block re-entry in the same direction until the signal leaves that state.
-            row[A_BLOCK] = 1.0 if pos > 0.0 else -1.0
+            astate[i, A_BLOCK] = 1.0 if pos > 0.0 else -1.0
             # Stop and target fills (at the level or at a gapped open) take no slippage.
-            n = flatten_nb(params, row, pstate, fills, n, ts, i, price, reason, ib)
+            n = flatten_nb(params, astate, i, pstate, fills, n, ts, price, reason, ib)
         elif params[P_TRAIL] > 0.0:
             if pos > 0.0:
-                if h[i] > row[A_PEAK]:
-                    row[A_PEAK] = h[i]
-            elif lo[i] < row[A_PEAK]:
-                row[A_PEAK] = lo[i]
+                if h[i] > astate[i, A_PEAK]:
+                    astate[i, A_PEAK] = h[i]
+            elif lo[i] < astate[i, A_PEAK]:
+                astate[i, A_PEAK] = lo[i]
     return n
 
 
@@ -267,29 +264,27 @@ def discrete_signals_nb(params, astate, pstate, ts, c, sig, fills, n):
     for i in range(n_assets):
         if np.isnan(c[i]):
             continue
-        row = astate[i]
         s = sig[i]
-        pos = row[A_POS]
+        pos = astate[i, A_POS]
         if pos > 0.0 and s == -1.0 and (exit_on_signal or long_short):
             n = flatten_nb(
-                params, row, pstate, fills, n, ts, i, c[i] * (1.0 - slip), REASON_EXIT, 0
+                params, astate, i, pstate, fills, n, ts, c[i] * (1.0 - slip), REASON_EXIT, 0
             )
         elif pos < 0.0 and s == 1.0 and (exit_on_signal or long_short):
             n = flatten_nb(
-                params, row, pstate, fills, n, ts, i, c[i] * (1.0 + slip), REASON_EXIT, 0
+                params, astate, i, pstate, fills, n, ts, c[i] * (1.0 + slip), REASON_EXIT, 0
             )
         # Re-arm once the signal has left the blocked state (NaN counts as "left").
-        if row[A_BLOCK] != 0.0 and s != row[A_BLOCK]:
-            row[A_BLOCK] = 0.0
-    equity = equity_nb(astate, pstate)
-    if not equity > 0.0:
-        return n
+        if astate[i, A_BLOCK] != 0.0 and s != astate[i, A_BLOCK]:
+            astate[i, A_BLOCK] = 0.0
+    # Entries are sized on the equity after exits and before any entry of this slice;
+    # it is computed lazily (most slices have no entry candidate).
+    equity = np.nan
     fee_rate = params[P_FEE]
     for i in range(n_assets):
         if np.isnan(c[i]):
             continue
-        row = astate[i]
-        if row[A_POS] != 0.0:
+        if astate[i, A_POS] != 0.0:
             continue  # levels, not edges: already in a position
         s = sig[i]
         if s == 1.0:
@@ -298,8 +293,12 @@ def discrete_signals_nb(params, astate, pstate, ts, c, sig, fills, n):
             direction = -1.0
         else:
             continue
-        if row[A_BLOCK] == direction:
+        if astate[i, A_BLOCK] == direction:
             continue
+        if np.isnan(equity):
+            equity = equity_nb(astate, pstate)
+        if not equity > 0.0:
+            break
         price = c[i] * (1.0 + slip * direction)
         qty, spend = entry_qty_nb(params, equity, price)
         # Unfundable entries are skipped (not shrunk); equality counts as fundable.
@@ -311,9 +310,20 @@ def discrete_signals_nb(params, astate, pstate, ts, c, sig, fills, n):
             pstate[S_CASH] -= notional + fee
         else:
             pstate[S_CASH] += notional - fee
-        open_position_nb(params, row, direction * qty, price)
+        open_position_nb(params, astate, i, direction * qty, price)
         n = emit_fill_nb(
-            fills, n, ts, i, direction, qty, price, fee, REASON_ENTRY, 0, row[A_POS], pstate[S_CASH]
+            fills,
+            n,
+            ts,
+            i,
+            direction,
+            qty,
+            price,
+            fee,
+            REASON_ENTRY,
+            0,
+            astate[i, A_POS],
+            pstate[S_CASH],
         )
     return n
 
@@ -343,10 +353,9 @@ def portfolio_rebalance_nb(params, astate, pstate, ts, c, target, fills, n):
         if np.isnan(c[i]) or np.isnan(target[i]):
             continue
         wi = min(max(target[i], 0.0), max_w)
-        row = astate[i]
-        if row[A_BLOCK] > 0.0:
+        if astate[i, A_BLOCK] > 0.0:
             if wi == 0.0:
-                row[A_BLOCK] = 0.0
+                astate[i, A_BLOCK] = 0.0
             else:
                 wi = 0.0
         w[i] = wi
@@ -363,8 +372,7 @@ def portfolio_rebalance_nb(params, astate, pstate, ts, c, target, fills, n):
     for i in range(n_assets):  # sells first: they fund the buys
         if np.isnan(w[i]):
             continue
-        row = astate[i]
-        pos = row[A_POS]
+        pos = astate[i, A_POS]
         if pos <= 0.0:
             continue
         delta = w[i] * value / c[i] - pos
@@ -378,17 +386,27 @@ def portfolio_rebalance_nb(params, astate, pstate, ts, c, target, fills, n):
         fee = notional * fee_rate
         pstate[S_CASH] += notional - fee
         if qty >= pos:
-            close_position_nb(row)
+            close_position_nb(astate, i)
         else:
-            row[A_POS] = pos - qty
+            astate[i, A_POS] = pos - qty
         n = emit_fill_nb(
-            fills, n, ts, i, -1.0, qty, price, fee, REASON_REBALANCE, 0, row[A_POS], pstate[S_CASH]
+            fills,
+            n,
+            ts,
+            i,
+            -1.0,
+            qty,
+            price,
+            fee,
+            REASON_REBALANCE,
+            0,
+            astate[i, A_POS],
+            pstate[S_CASH],
         )
     for i in range(n_assets):
         if np.isnan(w[i]) or w[i] == 0.0:
             continue
-        row = astate[i]
-        pos = row[A_POS]
+        pos = astate[i, A_POS]
         qty = w[i] * value / c[i] - pos
         if not qty > 0.0:
             continue
@@ -402,15 +420,26 @@ def portfolio_rebalance_nb(params, astate, pstate, ts, c, target, fills, n):
         fee = notional * fee_rate
         pstate[S_CASH] = cash - notional - fee
         if pos == 0.0:
-            open_position_nb(params, row, qty, price)
+            open_position_nb(params, astate, i, qty, price)
         else:
             # Adding to a holding: stops stay anchored to the average fill price.
-            avg = (pos * row[A_ENTRY] + notional) / (pos + qty)
-            peak = row[A_PEAK]
-            open_position_nb(params, row, pos + qty, avg)
-            row[A_PEAK] = max(peak, avg)
+            avg = (pos * astate[i, A_ENTRY] + notional) / (pos + qty)
+            peak = astate[i, A_PEAK]
+            open_position_nb(params, astate, i, pos + qty, avg)
+            astate[i, A_PEAK] = max(peak, avg)
         n = emit_fill_nb(
-            fills, n, ts, i, 1.0, qty, price, fee, REASON_REBALANCE, 0, row[A_POS], pstate[S_CASH]
+            fills,
+            n,
+            ts,
+            i,
+            1.0,
+            qty,
+            price,
+            fee,
+            REASON_REBALANCE,
+            0,
+            astate[i, A_POS],
+            pstate[S_CASH],
         )
     return n
 
