@@ -174,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(la)
     la.add_argument("--cuts", type=_positive_int, default=20,
                     help="number of cut points (default: 20)")
+    la.add_argument("--warmup-lengths", type=lambda t: [_positive_int(x) for x in t.split(",")],
+                    metavar="N,N,...", help="also report how much ratings and signals move "
+                    "when the warm-up is only N bars instead of all bars before --from "
+                    "(freqtrade's recursive analysis), e.g. 0,500,2000")
 
     fe = sub.add_parser(
         "features", help="write the wide feature matrix (every timeframe's ratings) as Parquet",
@@ -333,11 +337,53 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_lookahead(args: argparse.Namespace) -> int:
-    raise UsageError("lookahead: core.lookahead is not available yet")
+    from backtest.runner import load_window
+    from core.lookahead import lookahead_probe, warmup_sensitivity
+
+    settings = _settings()
+    profile = _profile(args, settings, warmup=args.warmup_bars)
+    source, _ = _source(args, settings, profile)
+    w = load_window(profile, source, args.start, args.end, args.symbols)
+    a = w.candles
+    prices = (a.open, a.high, a.low, a.close, a.volume)
+    report = lookahead_probe(profile, a.ts, *prices, symbols=w.symbols, n_cuts=args.cuts)
+    print(report.summary())
+    if args.warmup_lengths:
+        lengths = sorted({min(x, w.k0) for x in args.warmup_lengths} | {w.k0})
+        print(f"\nwarm-up sensitivity (from the first tradable bar on, vs {w.k0} warm-up bars):")
+        for rec in warmup_sensitivity(profile, a.ts, *prices, w.k0, lengths, symbols=w.symbols):
+            diffs = "  ".join(f"max|Δ| {tf} {rec[f'max_diff_{tf}']:.4f} (NaN {rec[f'nan_{tf}']})"
+                              for tf in profile.timeframes)
+            print(f"  warm-up {rec['warmup_bars']:>6} bars: {diffs}  signals differ "
+                  f"{100 * rec['signal_diff']:.2f}%")
+    return EXIT_OK if report.ok else EXIT_DATA
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    raise UsageError("features: core.features is not available yet")
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from backtest.runner import load_window
+    from core.features import export_features
+
+    settings = _settings()
+    profile = _profile(args, settings, warmup=args.warmup_bars)
+    source, _ = _source(args, settings, profile)
+    w = load_window(profile, source, args.start, args.end, args.symbols)
+    out = args.out or Path("runs") / f"{profile.name}-features.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    a = w.candles
+    n = export_features(profile, out, a.ts, a.open, a.high, a.low, a.close, a.volume,
+                        symbols=w.symbols)
+    if w.k0 > 0:
+        # The warm-up rows only seeded the indicators: keep the requested range.
+        table = pq.read_table(out)
+        table = table.filter(pc.greater_equal(table["ts"], w.start_ms))
+        pq.write_table(table, out)
+        n = table.num_rows
+    print(f"features: {n} rows ({len(w.symbols)} assets, timeframes "
+          f"{'/'.join(profile.timeframes)}, from {w.start_ms}) -> {out}")
+    return EXIT_OK
 
 
 COMMANDS = {

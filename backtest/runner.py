@@ -136,6 +136,75 @@ def _coverage(candles: Any, symbols: list[str], timeframe: str) -> str:
     return f"{_iso(int(a.ts[0]))} → {_iso(int(a.ts[-1]))}"
 
 
+@dataclass
+class Window:
+    """The bars of one run: warm-up + tradable, and where trading starts."""
+
+    candles: AlignedCandles  # warm-up bars followed by the tradable bars
+    symbols: list[str]  # manifest order
+    start_ms: int  # open time of the first tradable bar (requested or derived)
+    end_ms: int | None  # exclusive end as requested
+    k0: int  # row of the first tradable bar in ``candles``
+    warmup_bars: int  # the profile's warm-up (base bars)
+    warmup_available: int  # base-bar periods of data actually before ``start_ms`` (≤ wanted)
+    base_ms: int
+
+
+def load_window(
+    profile: Any,
+    candles: Any,
+    start: int | str | pd.Timestamp | None = None,
+    end: int | str | pd.Timestamp | None = None,
+    symbols: Sequence[str] | None = None,
+) -> Window:
+    """Load the bars a run needs: ``[start − warmup·tf, end)`` (see the module docstring).
+
+    Raises :class:`ConfigError` for bad symbols/dates and :class:`DataError` when the data
+    cannot serve the range.
+    """
+    from core.timeframes import timeframe_to_ms
+
+    syms = list(profile.assets) if symbols is None else list(symbols)
+    unknown = [s for s in syms if s not in profile.assets]
+    if unknown:
+        raise ConfigError(f"profile {profile.name!r} does not trade {', '.join(unknown)}")
+    if not syms:
+        raise ConfigError("no symbols to backtest")
+    syms = [s for s in profile.assets if s in syms]  # engine order = manifest order
+    tf = profile.base_timeframe
+    base_ms = timeframe_to_ms(tf)
+    warm = int(profile.warmup)
+    try:
+        start_ms, end_ms = to_ms(start), to_ms(end)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"bad date: {exc}") from None
+    if start_ms is not None and end_ms is not None and end_ms <= start_ms:
+        raise ConfigError(f"--to ({_iso(end_ms)}) must be after --from ({_iso(start_ms)})")
+
+    load_from = None if start_ms is None else start_ms - warm * base_ms
+    a = _load(candles, syms, tf, load_from, end_ms)
+    if start_ms is None:
+        if len(a.ts) == 0:
+            raise DataError(f"no {tf} candles for {', '.join(syms)} in the data")
+        start_ms = int(a.ts[0]) + warm * base_ms
+    k0 = int(np.searchsorted(a.ts, start_ms, side="left"))
+    if k0 >= len(a.ts):
+        raise DataError(
+            f"no {tf} candles to trade from {_iso(start_ms)}"
+            + (f" to {_iso(end_ms)}" if end_ms is not None else "")
+            + f" after a warm-up of {warm} bars; the data covers "
+            + _coverage(candles, syms, tf)
+            + " (pick another --from/--to, or a shorter --warmup-bars)"
+        )
+    warm_avail = min(warm, int((start_ms - int(a.ts[0])) // base_ms)) if k0 > 0 else 0
+    if warm_avail < warm:
+        log.warning("warmup_short", wanted_bars=warm, available_bars=warm_avail,
+                    first_tradable=_iso(start_ms),
+                    hint="ratings of the first bars differ from a fully warmed run")
+    return Window(candles=a, symbols=syms, start_ms=start_ms, end_ms=end_ms, k0=k0,
+                  warmup_bars=warm, warmup_available=warm_avail, base_ms=base_ms)
+
+
 def run_backtest(
     profile: Any,
     candles: Any,
@@ -162,49 +231,13 @@ def run_backtest(
     from core.engine import EngineConfig, run_batch
     from core.fingerprint import run_fingerprint
     from core.journal import trades_table
-    from core.timeframes import timeframe_to_ms
 
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
-    syms = list(profile.assets) if symbols is None else list(symbols)
-    unknown = [s for s in syms if s not in profile.assets]
-    if unknown:
-        raise ConfigError(f"profile {profile.name!r} does not trade {', '.join(unknown)}")
-    if not syms:
-        raise ConfigError("no symbols to backtest")
-    syms = [s for s in profile.assets if s in syms]  # engine order = manifest order
-    tf = profile.base_timeframe
-    base_ms = timeframe_to_ms(tf)
-    warm = int(profile.warmup)
-    try:
-        start_ms, end_ms = to_ms(start), to_ms(end)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"bad date: {exc}") from None
-    if start_ms is not None and end_ms is not None and end_ms <= start_ms:
-        raise ConfigError(f"--to ({_iso(end_ms)}) must be after --from ({_iso(start_ms)})")
-
-    t0 = time.perf_counter()
-    load_from = None if start_ms is None else start_ms - warm * base_ms
-    a = _load(candles, syms, tf, load_from, end_ms)
-    if start_ms is None:
-        if len(a.ts) == 0:
-            raise DataError(f"no {tf} candles for {', '.join(syms)} in the data")
-        start_ms = int(a.ts[0]) + warm * base_ms
-    k0 = int(np.searchsorted(a.ts, start_ms, side="left"))
-    if k0 >= len(a.ts):
-        raise DataError(
-            f"no {tf} candles to trade from {_iso(start_ms)}"
-            + (f" to {_iso(end_ms)}" if end_ms is not None else "")
-            + f" after a warm-up of {warm} bars; the data covers "
-            + _coverage(candles, syms, tf)
-            + " (pick another --from/--to, or a shorter --warmup-bars)"
-        )
-    warm_avail = int((start_ms - int(a.ts[0])) // base_ms) if k0 > 0 else 0
-    if warm_avail < warm:
-        log.warning("warmup_short", wanted_bars=warm, available_bars=warm_avail,
-                    first_tradable=_iso(start_ms),
-                    hint="ratings of the first bars differ from a fully warmed run")
-    timings["load"] = time.perf_counter() - t0
+    w = load_window(profile, candles, start, end, symbols)
+    a, syms, k0, base_ms = w.candles, w.symbols, w.k0, w.base_ms
+    start_ms, end_ms, warm, warm_avail = w.start_ms, w.end_ms, w.warmup_bars, w.warmup_available
+    timings["load"] = time.perf_counter() - t_all
 
     ts_close_all = a.ts + base_ms
     run_end = int(a.ts[-1]) + base_ms
@@ -247,7 +280,7 @@ def run_backtest(
         "first_tradable_bar": _iso(start_ms),
         "last_bar": _iso(int(a.ts[-1])),
         "warmup_bars": warm,
-        "warmup_bars_available": min(warm_avail, warm),
+        "warmup_bars_available": warm_avail,
         "run_fingerprint": run_fingerprint(res.fills),
     }
     timings["stats"] = time.perf_counter() - t0

@@ -179,3 +179,52 @@ def test_help_explains_every_option():
     out = subprocess.run([sys.executable, "-m", "backtest.cli", "run", "--help"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--warmup-bars" in out.stdout and "exit codes" in out.stdout
+
+
+# ----------------------------------------------------------------------------- lookahead / features
+
+
+def _probe_args(csv_dir: Path) -> list[str]:
+    return ["lookahead", "--profile", "crypto_rating_all", "--data", str(csv_dir),
+            "--symbols", "BTC/USDT,ADA/USDT", "--from", "2024-02-01", "--to", "2024-03-15",
+            "--warmup-bars", "240", "--cuts", "4"]
+
+
+def test_lookahead_passes_on_the_core(csv_dir, capsys):
+    assert main(_probe_args(csv_dir)) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_lookahead_fails_on_a_peeking_pipeline(csv_dir, capsys, monkeypatch):
+    """A pipeline that uses the next bar's close must be caught: exit 1, FAILED."""
+    import core.signals as signals
+
+    real = signals.signals_from_candles
+
+    def peeking(profile, ts, o, h, lo, c, v, symbols=None, states=None):  # noqa: ANN001
+        nxt = np.vstack([c[1:], c[-1:]])  # tomorrow's close, today
+        return real(profile, ts, o, np.maximum(h, nxt), np.minimum(lo, nxt), nxt, v,
+                    symbols=symbols, states=states)
+
+    monkeypatch.setattr(signals, "signals_from_candles", peeking)
+    assert main(_probe_args(csv_dir)) == 1
+    assert "FAILED" in capsys.readouterr().out
+
+
+def test_features_export_matches_the_run(csv_dir, tmp_path, capsys):
+    """Feature rows cover exactly the requested range, and their signal column equals the
+    signals the run used (the same core call)."""
+    out = tmp_path / "f.parquet"
+    assert main(["features", "--profile", "crypto_rating_all", "--data", str(csv_dir),
+                 "--symbols", ",".join(SYMS), "--from", FROM, "--to", TO,
+                 "--warmup-bars", str(WARMUP), "--out", str(out)]) == 0
+    f = pd.read_parquet(out)
+    start = pd.Timestamp(FROM, tz="UTC").value // 10**6
+    end = pd.Timestamp(TO, tz="UTC").value // 10**6
+    assert f["ts"].min() == start and f["ts"].max() == end - HOUR
+    assert len(f) == len(SYMS) * (end - start) // HOUR
+    assert {"rating_all_1h", "rating_all_4h", "rating_all_1d", "signal"} <= set(f.columns)
+    # A 4h column only changes on bars where a 4h bar closed (ts_close on a 4h boundary).
+    btc = f[f["symbol"] == "BTC/USDT"]
+    changed = btc["rating_all_4h"].diff().fillna(0).to_numpy() != 0
+    assert (btc["ts_close"].to_numpy()[changed] % (4 * HOUR) == 0).all() and changed.any()
