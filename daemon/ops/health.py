@@ -98,14 +98,18 @@ class Health:
     def feed_update(self, stream: str, at: float | None = None) -> None:
         """Any websocket update of ``stream`` (forming or closing candle) arrived, now or at
         clock time ``at`` (sampled from the feed); time never moves backwards."""
-        at = self._clock() if at is None else float(at)
-        self._feeds[stream] = max(at, self._feeds.get(stream, at))
+        if at is None:  # the hot path: called per candle, keep it to one clock read
+            self._feeds[stream] = self._clock()
+            return
+        prev = self._feeds.get(stream)
+        self._feeds[stream] = at if prev is None or at > prev else prev
 
     def candle_closed(self, ts_close_ms: int) -> None:
         """A feed saw the bar closing at ``ts_close_ms``: a slice for it is now due."""
         if self._last_stepped_ts is not None and ts_close_ms <= self._last_stepped_ts:
             return  # a late duplicate of a slice already stepped is not pending work
-        self._pending.setdefault(int(ts_close_ms), self._clock())
+        if ts_close_ms not in self._pending:  # first sighting only (one per asset follows)
+            self._pending[int(ts_close_ms)] = self._clock()
 
     def slice_stepped(self, ts_close_ms: int) -> None:
         """The slice closing at ``ts_close_ms`` was stepped and committed."""

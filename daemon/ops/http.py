@@ -17,6 +17,7 @@ SQLite state), sync or async; ``/health`` and ``/metrics`` come from the ops mod
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import inspect
 import ipaddress
@@ -175,7 +176,9 @@ class OpsServer:
         return _json_response(report.to_dict(), status=200 if report.ok else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        body = self.metrics.render()
+        # Rendering a few hundred series takes milliseconds: do it off the event loop so a
+        # scrape never delays a slice by more than a GIL switch interval.
+        body = await asyncio.to_thread(self.metrics.render)
         resp = web.Response(body=body)
         resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return resp
