@@ -84,7 +84,7 @@ def test_conflicting_duplicate_keeps_stored_bar_and_logs(tmp_path: Path) -> None
     assert not [e for e in logs if e["event"] == "candle_conflict"]
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     batches=st.lists(
         st.lists(st.tuples(st.integers(0, 30), st.integers(0, 3)), min_size=0, max_size=25),
