@@ -289,3 +289,26 @@ def test_serialized_kline_event_equals_the_dict_form(px, closed, t, interval) ->
     text = kline_event_json("ETH/BTC", interval, bar, 60_000, t + 5)
     assert json.loads(text) == kline_event("ETH/BTC", interval, bar, 60_000, t + 5)
     assert [float(json.loads(text)["k"][f]) for f in "ohlcv"] == px  # exact round trip
+
+
+def test_exchange_factory_config_and_sync_flavor() -> None:
+    from core.exchange import create_exchange, exchange_config
+    from tests.emulator_fixtures import emulator_in_thread, run_in
+
+    cfg = exchange_config("binance", rest_url="http://127.0.0.1:9/", ws_url="ws://127.0.0.1:9/ws/")
+    assert cfg["urls"]["api"]["public"] == "http://127.0.0.1:9/api/v3"  # bare host: /api/v3 added
+    assert cfg["urls"]["api"]["ws"]["spot"] == "ws://127.0.0.1:9/ws"
+    assert cfg["options"]["fetchMarkets"]["types"] == ["spot"] and cfg["enableRateLimit"]
+    ex = create_exchange("binance", flavor="sync", rest_url="http://127.0.0.1:9/api/v3")
+    assert ex.urls["api"]["public"] == "http://127.0.0.1:9/api/v3"
+    assert ex.urls["api"]["sapi"].startswith("https://")  # the other hosts are kept, not wiped
+    with pytest.raises(ValueError, match="only defined for binance"):
+        exchange_config("kraken", rest_url="http://x")
+    with pytest.raises(ValueError, match="no exchange"):
+        create_exchange("nope", flavor="sync")
+    md = sample_market(n_bars=20)
+    with emulator_in_thread(md) as emu:
+        run_in(emu, emu.advance(5))
+        sync = create_exchange("binance", flavor="sync", rest_url=emu.base_url)
+        rows = sync.fetch_ohlcv("BTC/USDT", "1m", since=md.first_ts)
+    assert [r[0] for r in rows] == md.ts["BTC/USDT"][:6].tolist()
