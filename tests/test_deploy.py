@@ -98,8 +98,9 @@ def test_systemd_security_exposure(tmp_path):
     m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout + r.stderr)
     if m is None:
         pytest.skip(f"this systemd-analyze has no offline security scoring: {r.stderr[:200]}")
-    # systemd rates < 4.0 as "OK"; a default unit scores 9.6 ("UNSAFE").
-    assert float(m.group(1)) < 4.0, r.stdout
+    # systemd rates < 4.0 as "OK" and a default unit 9.6 ("UNSAFE"); ours scores 1.5: keep
+    # it well inside OK so a dropped hardening line is noticed.
+    assert float(m.group(1)) < 2.5, r.stdout
 
 
 def test_unit_contract():
