@@ -11,7 +11,8 @@ Rules (the contract, see docs/CONTRACTS.md):
 
 * **Append-only.** ``append`` never changes a stored bar. A new file version is written to a
   temporary file and atomically renamed over the old one, so a crash (or an interrupted
-  download) leaves either the old or the new file, never a torn one.
+  download) leaves either the old or the new file, never a torn one. Concurrent appends to
+  one file (several processes) are serialized by an advisory ``flock``.
 * **Deduplicated by ts; the first written value wins.** A bar whose ``ts`` is already stored
   is dropped; if its OHLCV differ from the stored bar this is a *conflict* and is logged
   (count and first ts). Within one ``append`` batch the first occurrence of a ``ts`` wins
@@ -36,6 +37,8 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import structlog
+
+try:  # POSIX only; elsewhere appends are not guarded against a concurrent writer
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 
 log = structlog.get_logger(__name__)
 
@@ -332,18 +340,20 @@ class CandleStore(_Source):
             self._log_conflicts(symbol, tf, new, dup_in_batch, "batch")
             new = new[~dup_in_batch]
         path = self.path(symbol, tf)
-        old = self._read_all(symbol, tf) if path.is_file() else None
-        if old is not None and len(old):
-            known = np.isin(new["ts"].to_numpy(), old["ts"].to_numpy())
-            if known.any():
-                self._log_stored_conflicts(symbol, tf, old, new[known])
-            new = new[~known]
-            if new.empty:
-                return 0
-            merged = pd.concat([old, new], ignore_index=True).sort_values("ts", kind="stable")
-        else:
-            merged = new
-        self._write(path, merged)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _exclusive(path.parent / f".{tf}.lock"):  # read-merge-write by one writer at a time
+            old = self._read_all(symbol, tf) if path.is_file() else None
+            if old is not None and len(old):
+                known = np.isin(new["ts"].to_numpy(), old["ts"].to_numpy())
+                if known.any():
+                    self._log_stored_conflicts(symbol, tf, old, new[known])
+                new = new[~known]
+                if new.empty:
+                    return 0
+                merged = pd.concat([old, new], ignore_index=True).sort_values("ts", kind="stable")
+            else:
+                merged = new
+            self._write(path, merged)
         return int(len(new))
 
     def _log_conflicts(self, symbol: str, tf: str, batch: pd.DataFrame, dup: pd.Series, where: str) -> None:
@@ -475,6 +485,19 @@ class UniverseParquetSource(_Source):
                 ts, values = ts[keep], values[keep]
             self._cache[symbol] = (ts, values)
         return self._cache[symbol]
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An advisory inter-process lock (flock) around one file's read-merge-write."""
+    with open(lock_path, "a+") as fh:
+        if fcntl is not None:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _sorted_unique(frame: pd.DataFrame, where: str) -> pd.DataFrame:

@@ -62,8 +62,8 @@ def test_append_read_roundtrip_and_last_ts(tmp_path: Path) -> None:
     rows = bars([T0 + 10 * H]).to_numpy().tolist()
     assert store.append("BTC/USDT", rows) == 1
     assert store.last_ts("BTC/USDT") == T0 + 10 * H
-    # no temp files left behind by the atomic write
-    assert [p.name for p in store.path("BTC/USDT").parent.iterdir()] == ["1h.parquet"]
+    # no temp files left behind by the atomic write (only the data file and its lock file)
+    assert sorted(p.name for p in store.path("BTC/USDT").parent.iterdir()) == [".1h.lock", "1h.parquet"]
 
 
 def test_conflicting_duplicate_keeps_stored_bar_and_logs(tmp_path: Path) -> None:
@@ -249,3 +249,23 @@ def test_shared_universe_parquet_matches_pandas_pivot(shared_data: Path) -> None
     np.testing.assert_array_equal(got.close, ref[syms].to_numpy())
     with pytest.raises(SymbolNotFoundError, match="universe"):
         src.read("NOPE/USDT")
+
+
+def _append_many(root: str, offset: int) -> None:
+    store = CandleStore(root)
+    for k in range(12):
+        store.append("BTC/USDT", bars([T0 + (2 * k + offset) * H]))
+
+
+def test_concurrent_appends_from_two_processes_lose_nothing(tmp_path: Path) -> None:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_append_many, args=(str(tmp_path), off)) for off in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    got = CandleStore(tmp_path).read("BTC/USDT")
+    assert got["ts"].tolist() == [T0 + i * H for i in range(24)]  # every bar of both writers
