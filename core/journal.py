@@ -78,6 +78,7 @@ FILLS_SCHEMA = pa.schema(
     ]
 )
 FILL_COLUMNS: list[str] = FILLS_SCHEMA.names
+ARROW_SCHEMA = FILLS_SCHEMA  # alias used by daemon/export.py
 
 
 def make_fill_id(profile: str, symbol: str, ts: int, reason: str, seq: int) -> str:

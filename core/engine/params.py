@@ -84,7 +84,7 @@ class EngineConfig(BaseModel):
     @classmethod
     def _stop_positive(cls, v: float | None, info) -> float | None:  # noqa: ANN001
         if v is None or math.isnan(v) or v == 0.0:
-            return v
+            return None  # one canonical "off", so saved configs compare and serialise cleanly
         if not math.isfinite(v) or v < 0.0:
             raise ValueError(f"{info.field_name} must be > 0 (or 0/None = off), got {v}")
         if info.field_name != "take_profit_pct" and v >= 1.0:
