@@ -218,3 +218,23 @@ async def test_malformed_json_kills_ccxt_receive_loop_until_keepalive(
     task = await watching(emu, ex)  # a new watch reconnects
     await emu.advance(1)
     assert isinstance(await outcome(task), list)
+
+
+async def test_a_client_that_stops_reading_is_dropped_not_waited_for(emulator_factory) -> None:
+    """A stuck consumer must not stall the emulator (Binance drops slow clients too)."""
+    import aiohttp
+
+    emu = await emulator_factory(market(), send_timeout=0.3)
+    async with aiohttp.ClientSession() as s, s.ws_connect(emu.ws_url, max_msg_size=0) as ws:
+        await wait_for(lambda: len(emu.connections) == 1)
+        transport = ws._response.connection.transport
+        transport.pause_reading()  # the client stops reading
+        t0 = time.monotonic()
+        big = '{"pad":"' + "x" * 1_000_000 + '"}'
+        for _ in range(64):  # far more than the socket buffers hold
+            await emu.send_raw(big)
+            if not emu.connections:
+                break
+        await wait_for(lambda: not emu.connections)  # dropped
+        assert time.monotonic() - t0 < 5
+        transport.resume_reading()  # let the client see the abort (else its close() waits 10 s)

@@ -108,6 +108,7 @@ class Emulator:
         updates_per_bar: int = 1,
         ping_interval: float | None = 20.0,
         ws_compress: bool = False,
+        send_timeout: float = 5.0,
     ):
         self.market = market
         self.host = host
@@ -116,6 +117,7 @@ class Emulator:
         self.ping_interval = ping_interval
         # permessage-deflate costs ~as much CPU as building the frame; off unless asked for.
         self.ws_compress = ws_compress
+        self.send_timeout = send_timeout
         self._now = int(market.first_ts if start is None else start)
         self.faults = FaultPlan()
         self.connections: list[Connection] = []
@@ -329,8 +331,14 @@ class Emulator:
             if conn.ws.closed:
                 return
             try:
-                await conn.ws.send_str(text)
+                # send_str waits when the socket buffer is full; a client that stopped reading
+                # must not stall the clock forever: drop it, as Binance drops slow consumers.
+                await asyncio.wait_for(conn.ws.send_str(text), self.send_timeout)
                 conn.sent += 1
+            except TimeoutError:
+                log.warning("emulator_slow_consumer_dropped", path=conn.path)
+                if conn.transport is not None:
+                    conn.transport.abort()
             except (ConnectionError, RuntimeError):
                 pass  # the peer went away mid-send; its handler cleans up
 
