@@ -1,4 +1,8 @@
-"""Rolling highest/lowest (one tracker for both) and the Ichimoku lines built from them."""
+"""Rolling highest/lowest (one tracker for both) and the Ichimoku lines built from them.
+
+Same conventions as :mod:`core.indicators.moving`: ``*_step_at_nb(s, o, ...)`` works on a
+state embedded at offset ``o``; ``*_step_nb(s, ...)`` on a standalone state.
+"""
 
 from __future__ import annotations
 
@@ -8,97 +12,97 @@ import numpy as np
 from numba import njit
 
 # ---------------------------------------------------------------- highest / lowest
-# layout: [n, run, pos, t, hi, hi_t, lo, lo_t, ring_hi[n], ring_lo[n]]
-HL_HI = 4
-HL_LO = 6
-_HL_HDR = 8
+# layout: [n, run, t, hi, lo, hi_head, hi_len, lo_head, lo_len,
+#          hi_val[n], hi_t[n], lo_val[n], lo_t[n]]   (two monotonic deques, ring-stored)
+HL_HI = 3
+HL_LO = 4
+_HL_HDR = 9
 
 
 @njit(cache=True)
 def new_highlow_state(n: int) -> np.ndarray:
     """Rolling max of ``hi`` and min of ``lo`` over the last ``n`` bars (current included)."""
-    s = np.zeros(_HL_HDR + 2 * n)
+    s = np.zeros(_HL_HDR + 4 * n)
     s[0] = n
     s[HL_HI] = np.nan
     s[HL_LO] = np.nan
     return s
 
 
-@njit(cache=True)
-def highlow_step_nb(s: np.ndarray, hi: float, lo: float) -> bool:
-    """Push one bar; True when the window is full. Results are in ``s[HL_HI]``, ``s[HL_LO]``.
+@njit(cache=True, inline="always")
+def _deque_push(
+    s: np.ndarray, o: int, n: int, t: float, x: float, slot: int, base: int, sign: float
+) -> None:
+    """Monotonic deque step (max when sign = 1, min when sign = -1): amortised O(1) and
+    exact, with no rescans (a plain "rescan when the extreme leaves" tracker rescans on
+    nearly every bar of a trend). Entries are (value, bar index) in a ring of n slots."""
+    head = int(s[o + slot])
+    ln = int(s[o + slot + 1])
+    vals = o + base
+    ts = vals + n
+    # the oldest entry leaves once it is n bars old
+    if ln > 0 and s[ts + head] <= t - n:
+        head = head + 1 if head + 1 < n else 0
+        ln -= 1
+    # drop entries the new value dominates (ties: keep the newest, it lives longest)
+    while ln > 0:
+        back = head + ln - 1
+        if back >= n:
+            back -= n
+        if sign * s[vals + back] > sign * x:
+            break
+        ln -= 1
+    j = head + ln
+    if j >= n:
+        j -= n
+    s[vals + j] = x
+    s[ts + j] = t
+    ln += 1
+    s[o + slot] = head
+    s[o + slot + 1] = ln
 
-    Amortised O(1), exact (max/min never round): the extreme and the bar index where it
-    occurred are kept; the ring is rescanned only when that bar leaves the window (TA-Lib's
-    MAX/MIN do the same). Ties keep the newest bar so it lives longest.
+
+@njit(cache=True, inline="always")
+def highlow_step_at_nb(s: np.ndarray, o: int, hi: float, lo: float) -> bool:
+    """Push one bar; True when the window is full. Results: ``s[o+HL_HI]``, ``s[o+HL_LO]``.
+
+    A NaN input empties the window (NaN until ``n`` fresh bars, Pine's window rule).
     """
-    n = int(s[0])
+    n = int(s[o])
     if math.isnan(hi) or math.isnan(lo):
-        s[1] = 0.0
-        s[HL_HI] = np.nan
-        s[HL_LO] = np.nan
+        s[o + 1] = 0.0
+        s[o + 6] = 0.0
+        s[o + 8] = 0.0
+        s[o + HL_HI] = np.nan
+        s[o + HL_LO] = np.nan
         return False
-    pos = int(s[2])
-    s[_HL_HDR + pos] = hi
-    s[_HL_HDR + n + pos] = lo
-    t = s[3] + 1.0
-    s[3] = t
-    run = int(s[1])
+    t = s[o + 2] + 1.0
+    s[o + 2] = t
+    run = int(s[o + 1])
     if run < n:
         run += 1
-        s[1] = run
-    if run == 1:
-        s[HL_HI] = hi
-        s[5] = t
-        s[HL_LO] = lo
-        s[7] = t
-    else:
-        if hi >= s[HL_HI]:
-            s[HL_HI] = hi
-            s[5] = t
-        elif s[5] <= t - n:
-            _rescan(s, n, pos, run, t, 0)
-        if lo <= s[HL_LO]:
-            s[HL_LO] = lo
-            s[7] = t
-        elif s[7] <= t - n:
-            _rescan(s, n, pos, run, t, 1)
-    nxt = pos + 1
-    s[2] = 0.0 if nxt == n else nxt
+        s[o + 1] = run
+    _deque_push(s, o, n, t, hi, 5, _HL_HDR, 1.0)
+    _deque_push(s, o, n, t, lo, 7, _HL_HDR + 2 * n, -1.0)
+    s[o + HL_HI] = s[o + _HL_HDR + int(s[o + 5])]
+    s[o + HL_LO] = s[o + _HL_HDR + 2 * n + int(s[o + 7])]
     return run >= n
 
 
 @njit(cache=True)
-def _rescan(s: np.ndarray, n: int, pos: int, run: int, t: float, which: int) -> None:
-    """Find the extreme of the last ``run`` entries, oldest to newest (newest wins ties)."""
-    base = _HL_HDR + which * n
-    j = pos - run + 1
-    if j < 0:
-        j += n
-    best = s[base + j]
-    best_t = t - run + 1
-    for k in range(1, run):
-        j = j + 1 if j + 1 < n else 0
-        val = s[base + j]
-        if (which == 0 and val >= best) or (which == 1 and val <= best):
-            best = val
-            best_t = t - run + 1 + k
-    if which == 0:
-        s[HL_HI] = best
-        s[5] = best_t
-    else:
-        s[HL_LO] = best
-        s[7] = best_t
+def highlow_step_nb(s: np.ndarray, hi: float, lo: float) -> bool:
+    """One highest/lowest step on a standalone state."""
+    return highlow_step_at_nb(s, 0, hi, lo)
 
 
 @njit(cache=True)
 def highlow_nb(hi: np.ndarray, lo: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Batch highest(hi, n), lowest(lo, n): a loop over :func:`highlow_step_nb`."""
+    """Batch highest(hi, n), lowest(lo, n): a loop over the step."""
     s = new_highlow_state(n)
     out_hi = np.empty(hi.shape[0])
     out_lo = np.empty(hi.shape[0])
     for i in range(hi.shape[0]):
-        if highlow_step_nb(s, hi[i], lo[i]):
+        if highlow_step_at_nb(s, 0, hi[i], lo[i]):
             out_hi[i] = s[HL_HI]
             out_lo[i] = s[HL_LO]
         else:
@@ -109,22 +113,22 @@ def highlow_nb(hi: np.ndarray, lo: np.ndarray, n: int) -> tuple[np.ndarray, np.n
 
 # ---------------------------------------------------------------- Ichimoku
 # layout: [conv, base, lead1, lead2, lead1[lag], lead2[lag], lag, run, pos,
-#          off9, off26, off52, off_ring, end, <hl conv>, <hl base>, <hl span>,
-#          ring_lead1[lag], ring_lead2[lag]]
+#          off_conv, off_base, off_span, off_ring, <hl conv>, <hl base>, <hl span>,
+#          ring_lead1[lag], ring_lead2[lag]]          (offsets relative to the state start)
 ICHI_CONV = 0
 ICHI_BASE = 1
 ICHI_LEAD1 = 2
 ICHI_LEAD2 = 3
 ICHI_LEAD1_LAG = 4
 ICHI_LEAD2_LAG = 5
-_ICHI_HDR = 14
+_ICHI_HDR = 13
 
 
 @njit(cache=True)
 def new_ichimoku_state(conv: int = 9, base: int = 26, span: int = 52, lag: int = 26) -> np.ndarray:
     """Ichimoku: conversion = midpoint(conv), base = midpoint(base), lead1 = their mean,
-    lead2 = midpoint(span); plus lead1/lead2 as of ``lag`` bars ago (what the cloud shows
-    under the current bar)."""
+    lead2 = midpoint(span); plus lead1/lead2 as of ``lag`` bars ago (the cloud under the
+    current bar)."""
     a = new_highlow_state(conv)
     b = new_highlow_state(base)
     c = new_highlow_state(span)
@@ -140,7 +144,6 @@ def new_ichimoku_state(conv: int = 9, base: int = 26, span: int = 52, lag: int =
     s[10] = o2
     s[11] = o3
     s[12] = o4
-    s[13] = end
     s[o1:o2] = a
     s[o2:o3] = b
     s[o3:o4] = c
@@ -148,54 +151,61 @@ def new_ichimoku_state(conv: int = 9, base: int = 26, span: int = 52, lag: int =
     return s
 
 
-@njit(cache=True)
-def ichimoku_step_nb(s: np.ndarray, h: float, lo: float) -> float:
+@njit(cache=True, inline="always")
+def _mid(s: np.ndarray, o: int, h: float, lo: float) -> float:
+    if highlow_step_at_nb(s, o, h, lo):
+        return (s[o + HL_HI] + s[o + HL_LO]) / 2.0
+    return np.nan
+
+
+@njit(cache=True, inline="always")
+def ichimoku_step_at_nb(s: np.ndarray, o: int, h: float, lo: float) -> float:
     """Push one bar; returns lead2 (the rating's guard). Every line is in the state slots.
 
     A NaN bar is a missing bar: the state is left untouched and NaN returned.
     """
     if math.isnan(h) or math.isnan(lo):
         return np.nan
-    o1 = int(s[9])
-    o2 = int(s[10])
-    o3 = int(s[11])
-    o4 = int(s[12])
-    end = int(s[13])
-    a = s[o1:o2]
-    b = s[o2:o3]
-    c = s[o3:o4]
-    conv = (a[HL_HI] + a[HL_LO]) / 2.0 if highlow_step_nb(a, h, lo) else np.nan
-    base = (b[HL_HI] + b[HL_LO]) / 2.0 if highlow_step_nb(b, h, lo) else np.nan
-    lead2 = (c[HL_HI] + c[HL_LO]) / 2.0 if highlow_step_nb(c, h, lo) else np.nan
+    conv = _mid(s, o + int(s[o + 9]), h, lo)
+    base = _mid(s, o + int(s[o + 10]), h, lo)
+    lead2 = _mid(s, o + int(s[o + 11]), h, lo)
     lead1 = (conv + base) / 2.0
-    lag = int(s[6])
-    pos = int(s[8])
-    run = int(s[7])
+    ring = o + int(s[o + 12])
+    lag = int(s[o + 6])
+    pos = int(s[o + 8])
+    run = int(s[o + 7])
     # the ring slot about to be overwritten holds the value from exactly `lag` bars ago
-    s[ICHI_LEAD1_LAG] = s[o4 + pos] if run >= lag else np.nan
-    s[ICHI_LEAD2_LAG] = s[o4 + lag + pos] if run >= lag else np.nan
-    s[o4 + pos] = lead1
-    s[o4 + lag + pos] = lead2
+    s[o + ICHI_LEAD1_LAG] = s[ring + pos] if run >= lag else np.nan
+    s[o + ICHI_LEAD2_LAG] = s[ring + lag + pos] if run >= lag else np.nan
+    s[ring + pos] = lead1
+    s[ring + lag + pos] = lead2
     if run < lag:
-        s[7] = run + 1
+        s[o + 7] = run + 1
     nxt = pos + 1
-    s[8] = 0.0 if nxt == lag else nxt
-    s[ICHI_CONV] = conv
-    s[ICHI_BASE] = base
-    s[ICHI_LEAD1] = lead1
-    s[ICHI_LEAD2] = lead2
-    _ = end
+    s[o + 8] = 0.0 if nxt == lag else nxt
+    s[o + ICHI_CONV] = conv
+    s[o + ICHI_BASE] = base
+    s[o + ICHI_LEAD1] = lead1
+    s[o + ICHI_LEAD2] = lead2
     return lead2
+
+
+@njit(cache=True)
+def ichimoku_step_nb(s: np.ndarray, h: float, lo: float) -> float:
+    """One Ichimoku step on a standalone state."""
+    return ichimoku_step_at_nb(s, 0, h, lo)
 
 
 @njit(cache=True)
 def ichimoku_nb(h: np.ndarray, lo: np.ndarray) -> np.ndarray:
     """Batch Ichimoku (9, 26, 52, lag 26): columns conv, base, lead1, lead2, lead1[26],
-    lead2[26]; a loop over :func:`ichimoku_step_nb`."""
+    lead2[26]; a loop over the step."""
     s = new_ichimoku_state(9, 26, 52, 26)
     out = np.empty((h.shape[0], 6))
     for i in range(h.shape[0]):
-        ichimoku_step_nb(s, h[i], lo[i])
+        if math.isnan(ichimoku_step_at_nb(s, 0, h[i], lo[i])) and math.isnan(h[i] + lo[i]):
+            out[i, :] = np.nan
+            continue
         for k in range(6):
             out[i, k] = s[k]
     return out

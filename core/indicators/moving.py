@@ -5,6 +5,10 @@ exist, and a NaN input makes the window NaN again until ``n`` fresh values arriv
 *run* counter (valid inputs since the last NaN, capped at ``n``) instead of storing NaNs in
 the ring, which also restarts running sums cleanly (no NaN poisoning, no drift carried
 across a gap).
+
+Every kernel comes as ``<x>_step_at_nb(s, o, ...)`` reading its state at offset ``o`` of a
+bigger array (how composite states embed it: no array views, which cost numba a reference
+count per call) and ``<x>_step_nb(s, ...)`` = the same at offset 0.
 """
 
 from __future__ import annotations
@@ -27,48 +31,54 @@ def new_sma_state(n: int) -> np.ndarray:
     return s
 
 
-@njit(cache=True)
-def sma_step_nb(s: np.ndarray, x: float) -> float:
+@njit(cache=True, inline="always")
+def sma_step_at_nb(s: np.ndarray, o: int, x: float) -> float:
     """Mean of the last ``n`` inputs (running sum, O(1) like TA-Lib's SMA)."""
-    n = int(s[0])
+    n = int(s[o])
     if math.isnan(x):
-        s[1] = 0.0
-        s[3] = 0.0
+        s[o + 1] = 0.0
+        s[o + 3] = 0.0
         return np.nan
-    pos = int(s[2])
-    run = int(s[1])
+    pos = int(s[o + 2])
+    run = int(s[o + 1])
     if run >= n:
-        s[3] += x - s[_SMA_HDR + pos]
+        s[o + 3] += x - s[o + _SMA_HDR + pos]
     else:
-        s[3] += x
+        s[o + 3] += x
         run += 1
-        s[1] = run
-    s[_SMA_HDR + pos] = x
+        s[o + 1] = run
+    s[o + _SMA_HDR + pos] = x
     pos += 1
-    s[2] = 0.0 if pos == n else pos
+    s[o + 2] = 0.0 if pos == n else pos
     if run >= n:
-        return s[3] / n
+        return s[o + 3] / n
     return np.nan
 
 
 @njit(cache=True)
+def sma_step_nb(s: np.ndarray, x: float) -> float:
+    """One SMA step on a standalone state."""
+    return sma_step_at_nb(s, 0, x)
+
+
+@njit(cache=True)
 def sma_nb(x: np.ndarray, n: int) -> np.ndarray:
-    """Batch SMA: a loop over :func:`sma_step_nb`."""
+    """Batch SMA: a loop over the step."""
     s = new_sma_state(n)
     out = np.empty(x.shape[0])
     for i in range(x.shape[0]):
-        out[i] = sma_step_nb(s, x[i])
+        out[i] = sma_step_at_nb(s, 0, x[i])
     return out
 
 
 # ---------------------------------------------------------------- EMA / RMA
 # layout: [n, alpha, 1 - alpha, run, seed_sum, value, seeded]
-_EMA_SIZE = 7
+EMA_SIZE = 7
 
 
 @njit(cache=True)
 def _new_exp_state(n: int, alpha: float) -> np.ndarray:
-    s = np.zeros(_EMA_SIZE)
+    s = np.zeros(EMA_SIZE)
     s[0] = n
     s[1] = alpha
     s[2] = 1.0 - alpha
@@ -88,54 +98,62 @@ def new_rma_state(n: int) -> np.ndarray:
     return _new_exp_state(n, 1.0 / n)
 
 
-@njit(cache=True)
-def ema_step_nb(s: np.ndarray, x: float) -> float:
-    """One exponential-average step (shared by EMA and RMA; alpha lives in the state).
+@njit(cache=True, inline="always")
+def ema_step_at_nb(s: np.ndarray, o: int, x: float) -> float:
+    """One exponential-average step (shared by EMA and RMA; alpha lives in the state):
+    ``alpha * x + (1 - alpha) * prev`` as Pine writes it.
 
     While seeding, a NaN restarts the seed window (Pine: sma over a window with na is na).
     Once seeded, a NaN input yields NaN and leaves the state untouched, so a stray NaN
     cannot poison the recursion forever.
     """
-    if s[6] != 0.0:
+    if s[o + 6] != 0.0:
         if math.isnan(x):
             return np.nan
-        v = s[1] * x + s[2] * s[5]
-        s[5] = v
+        v = s[o + 1] * x + s[o + 2] * s[o + 5]
+        s[o + 5] = v
         return v
     if math.isnan(x):
-        s[3] = 0.0
-        s[4] = 0.0
+        s[o + 3] = 0.0
+        s[o + 4] = 0.0
         return np.nan
-    s[4] += x
-    s[3] += 1.0
-    if s[3] >= s[0]:
-        v = s[4] / s[0]
-        s[5] = v
-        s[6] = 1.0
+    s[o + 4] += x
+    s[o + 3] += 1.0
+    if s[o + 3] >= s[o]:
+        v = s[o + 4] / s[o]
+        s[o + 5] = v
+        s[o + 6] = 1.0
         return v
     return np.nan
 
 
+@njit(cache=True)
+def ema_step_nb(s: np.ndarray, x: float) -> float:
+    """One EMA (or RMA: same kernel, alpha in the state) step on a standalone state."""
+    return ema_step_at_nb(s, 0, x)
+
+
 rma_step_nb = ema_step_nb
+rma_step_at_nb = ema_step_at_nb
 
 
 @njit(cache=True)
 def ema_nb(x: np.ndarray, n: int) -> np.ndarray:
-    """Batch EMA: a loop over :func:`ema_step_nb`."""
+    """Batch EMA: a loop over the step."""
     s = new_ema_state(n)
     out = np.empty(x.shape[0])
     for i in range(x.shape[0]):
-        out[i] = ema_step_nb(s, x[i])
+        out[i] = ema_step_at_nb(s, 0, x[i])
     return out
 
 
 @njit(cache=True)
 def rma_nb(x: np.ndarray, n: int) -> np.ndarray:
-    """Batch RMA: a loop over :func:`rma_step_nb`."""
+    """Batch RMA: a loop over the step."""
     s = new_rma_state(n)
     out = np.empty(x.shape[0])
     for i in range(x.shape[0]):
-        out[i] = ema_step_nb(s, x[i])
+        out[i] = ema_step_at_nb(s, 0, x[i])
     return out
 
 
@@ -153,44 +171,51 @@ def new_wma_state(n: int) -> np.ndarray:
     return s
 
 
-@njit(cache=True)
-def wma_step_nb(s: np.ndarray, x: float) -> float:
+@njit(cache=True, inline="always")
+def wma_step_at_nb(s: np.ndarray, o: int, x: float) -> float:
     """WMA recomputed from the ring each bar: O(n) but n <= 9 here, and exact."""
-    n = int(s[0])
+    n = int(s[o])
     if math.isnan(x):
-        s[1] = 0.0
+        s[o + 1] = 0.0
         return np.nan
-    pos = int(s[2])
-    s[_WMA_HDR + pos] = x
-    run = int(s[1])
+    pos = int(s[o + 2])
+    s[o + _WMA_HDR + pos] = x
+    run = int(s[o + 1])
     if run < n:
         run += 1
-        s[1] = run
+        s[o + 1] = run
     nxt = pos + 1
-    s[2] = 0.0 if nxt == n else nxt
+    s[o + 2] = 0.0 if nxt == n else nxt
     if run < n:
         return np.nan
     acc = 0.0
     j = pos
     for w in range(n, 0, -1):  # newest first, weight n
-        acc += w * s[_WMA_HDR + j]
+        acc += w * s[o + _WMA_HDR + j]
         j = j - 1 if j > 0 else n - 1
-    return acc / s[3]
+    return acc / s[o + 3]
+
+
+@njit(cache=True)
+def wma_step_nb(s: np.ndarray, x: float) -> float:
+    """One WMA step on a standalone state."""
+    return wma_step_at_nb(s, 0, x)
 
 
 @njit(cache=True)
 def wma_nb(x: np.ndarray, n: int) -> np.ndarray:
-    """Batch WMA: a loop over :func:`wma_step_nb`."""
+    """Batch WMA: a loop over the step."""
     s = new_wma_state(n)
     out = np.empty(x.shape[0])
     for i in range(x.shape[0]):
-        out[i] = wma_step_nb(s, x[i])
+        out[i] = wma_step_at_nb(s, 0, x[i])
     return out
 
 
 # ---------------------------------------------------------------- Hull MA
-# layout: [n, off_half, off_full, off_sqrt, end, <wma(n//2)>, <wma(n)>, <wma(floor(sqrt n))>]
-_HMA_HDR = 5
+# layout: [n, off_half, off_full, off_sqrt, <wma(n//2)>, <wma(n)>, <wma(floor(sqrt n))>]
+# (offsets relative to the start of this state)
+_HMA_HDR = 4
 
 
 @njit(cache=True)
@@ -208,37 +233,38 @@ def new_hma_state(n: int) -> np.ndarray:
     s[1] = o1
     s[2] = o2
     s[3] = o3
-    s[4] = end
     s[o1:o2] = a
     s[o2:o3] = b
     s[o3:end] = c
     return s
 
 
+@njit(cache=True, inline="always")
+def hma_step_at_nb(s: np.ndarray, o: int, x: float) -> float:
+    """One Hull MA step."""
+    half = wma_step_at_nb(s, o + int(s[o + 1]), x)
+    full = wma_step_at_nb(s, o + int(s[o + 2]), x)
+    return wma_step_at_nb(s, o + int(s[o + 3]), 2.0 * half - full)
+
+
 @njit(cache=True)
 def hma_step_nb(s: np.ndarray, x: float) -> float:
-    """One Hull MA step."""
-    o1 = int(s[1])
-    o2 = int(s[2])
-    o3 = int(s[3])
-    end = int(s[4])
-    half = wma_step_nb(s[o1:o2], x)
-    full = wma_step_nb(s[o2:o3], x)
-    return wma_step_nb(s[o3:end], 2.0 * half - full)
+    """One Hull MA step on a standalone state."""
+    return hma_step_at_nb(s, 0, x)
 
 
 @njit(cache=True)
 def hma_nb(x: np.ndarray, n: int) -> np.ndarray:
-    """Batch Hull MA: a loop over :func:`hma_step_nb`."""
+    """Batch Hull MA: a loop over the step."""
     s = new_hma_state(n)
     out = np.empty(x.shape[0])
     for i in range(x.shape[0]):
-        out[i] = hma_step_nb(s, x[i])
+        out[i] = hma_step_at_nb(s, 0, x[i])
     return out
 
 
 # ---------------------------------------------------------------- VWMA
-# layout: [n, run, pos, ring_close[n], ring_volume[n]]
+# layout: [n, run, pos, ring_close_x_volume[n], ring_volume[n]]
 _VWMA_HDR = 3
 
 
@@ -250,40 +276,47 @@ def new_vwma_state(n: int) -> np.ndarray:
     return s
 
 
-@njit(cache=True)
-def vwma_step_nb(s: np.ndarray, x: float, v: float) -> float:
+@njit(cache=True, inline="always")
+def vwma_step_at_nb(s: np.ndarray, o: int, x: float, v: float) -> float:
     """VWMA recomputed from the ring (n = 20): exact, so an all-zero-volume window gives a
     volume sum of exactly 0 and therefore NaN, instead of a drifted running sum's noise."""
-    n = int(s[0])
+    n = int(s[o])
     if math.isnan(x) or math.isnan(v):
-        s[1] = 0.0
+        s[o + 1] = 0.0
         return np.nan
-    pos = int(s[2])
-    s[_VWMA_HDR + pos] = x * v
-    s[_VWMA_HDR + n + pos] = v
-    run = int(s[1])
+    pos = int(s[o + 2])
+    b = o + _VWMA_HDR
+    s[b + pos] = x * v
+    s[b + n + pos] = v
+    run = int(s[o + 1])
     if run < n:
         run += 1
-        s[1] = run
+        s[o + 1] = run
     nxt = pos + 1
-    s[2] = 0.0 if nxt == n else nxt
+    s[o + 2] = 0.0 if nxt == n else nxt
     if run < n:
         return np.nan
     num = 0.0
     den = 0.0
     for j in range(n):
-        num += s[_VWMA_HDR + j]
-        den += s[_VWMA_HDR + n + j]
+        num += s[b + j]
+        den += s[b + n + j]
     if den == 0.0:
         return np.nan
     return num / den
 
 
 @njit(cache=True)
+def vwma_step_nb(s: np.ndarray, x: float, v: float) -> float:
+    """One VWMA step on a standalone state."""
+    return vwma_step_at_nb(s, 0, x, v)
+
+
+@njit(cache=True)
 def vwma_nb(x: np.ndarray, v: np.ndarray, n: int) -> np.ndarray:
-    """Batch VWMA: a loop over :func:`vwma_step_nb`."""
+    """Batch VWMA: a loop over the step."""
     s = new_vwma_state(n)
     out = np.empty(x.shape[0])
     for i in range(x.shape[0]):
-        out[i] = vwma_step_nb(s, x[i], v[i])
+        out[i] = vwma_step_at_nb(s, 0, x[i], v[i])
     return out

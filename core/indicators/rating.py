@@ -31,18 +31,18 @@ from core.indicators.extremes import (
     ICHI_LEAD1_LAG,
     ICHI_LEAD2,
     ICHI_LEAD2_LAG,
-    ichimoku_step_nb,
+    ichimoku_step_at_nb,
     new_ichimoku_state,
 )
 from core.indicators.moving import (
-    ema_step_nb,
-    hma_step_nb,
+    ema_step_at_nb,
+    hma_step_at_nb,
     new_ema_state,
     new_hma_state,
     new_sma_state,
     new_vwma_state,
-    sma_step_nb,
-    vwma_step_nb,
+    sma_step_at_nb,
+    vwma_step_at_nb,
 )
 from core.indicators.oscillators import (
     BBP_BEAR,
@@ -51,12 +51,12 @@ from core.indicators.oscillators import (
     DMI_PDI,
     MACD_SIGNAL,
     STOCH_D,
-    ao_step_nb,
-    bbp_step_nb,
-    cci_step_nb,
-    dmi_step_nb,
-    macd_step_nb,
-    mom_step_nb,
+    ao_step_at_nb,
+    bbp_step_at_nb,
+    cci_step_at_nb,
+    dmi_step_at_nb,
+    macd_step_at_nb,
+    mom_step_at_nb,
     new_ao_state,
     new_bbp_state,
     new_cci_state,
@@ -68,11 +68,11 @@ from core.indicators.oscillators import (
     new_stochrsi_state,
     new_uo_state,
     new_wpr_state,
-    rsi_step_nb,
-    stoch_step_nb,
-    stochrsi_step_nb,
-    uo_step_nb,
-    wpr_step_nb,
+    rsi_step_at_nb,
+    stoch_step_at_nb,
+    stochrsi_step_at_nb,
+    uo_step_at_nb,
+    wpr_step_at_nb,
 )
 
 MA_LENGTHS = (10, 20, 30, 50, 100, 200)
@@ -153,23 +153,23 @@ _TEMPLATE, _SPANS = _layout()
 RATING_STATE_SIZE: int = int(_TEMPLATE.shape[0])
 
 # Module-level ints/arrays are frozen into the compiled kernel as constants.
-_SMA_OFF = np.array([_SPANS[f"sma{n}"][0] for n in MA_LENGTHS] + [_SPANS["sma200"][1]], np.int64)
-_EMA_OFF = np.array([_SPANS[f"ema{n}"][0] for n in MA_LENGTHS] + [_SPANS["ema200"][1]], np.int64)
-_EMA50_A, _EMA50_B = _SPANS["ema50"]
-_HMA_A, _HMA_B = _SPANS["hma"]
-_VWMA_A, _VWMA_B = _SPANS["vwma"]
-_ICHI_A, _ICHI_B = _SPANS["ichimoku"]
-_RSI_A, _RSI_B = _SPANS["rsi"]
-_STOCH_A, _STOCH_B = _SPANS["stoch"]
-_CCI_A, _CCI_B = _SPANS["cci"]
-_DMI_A, _DMI_B = _SPANS["dmi"]
-_AO_A, _AO_B = _SPANS["ao"]
-_MOM_A, _MOM_B = _SPANS["mom"]
-_MACD_A, _MACD_B = _SPANS["macd"]
-_SRSI_A, _SRSI_B = _SPANS["stochrsi"]
-_WPR_A, _WPR_B = _SPANS["wpr"]
-_BBP_A, _BBP_B = _SPANS["bbp"]
-_UO_A, _UO_B = _SPANS["uo"]
+_SMA_OFF = np.array([_SPANS[f"sma{n}"][0] for n in MA_LENGTHS], np.int64)
+_EMA_OFF = np.array([_SPANS[f"ema{n}"][0] for n in MA_LENGTHS], np.int64)
+_HMA = _SPANS["hma"][0]
+_VWMA = _SPANS["vwma"][0]
+_ICHI = _SPANS["ichimoku"][0]
+_RSI = _SPANS["rsi"][0]
+_STOCH = _SPANS["stoch"][0]
+_CCI = _SPANS["cci"][0]
+_DMI = _SPANS["dmi"][0]
+_AO = _SPANS["ao"][0]
+_MOM = _SPANS["mom"][0]
+_MACD = _SPANS["macd"][0]
+_SRSI = _SPANS["stochrsi"][0]
+_WPR = _SPANS["wpr"][0]
+_BBP = _SPANS["bbp"][0]
+_UO = _SPANS["uo"][0]
+# the vote memory sits at offset 0
 (_M_RSI1, _M_D1, _M_CCI1, _M_ADX1, _M_AO1, _M_AO2, _M_MOM1, _M_WR1, _M_BULL1, _M_BEAR1) = range(
     _MEM_SIZE
 )
@@ -191,7 +191,7 @@ def new_rating_states(n_assets: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- votes
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ma_vote_nb(close: float, ma: float) -> float:
     """sign(close - ma); NaN when the MA is NaN."""
     if math.isnan(ma):
@@ -203,7 +203,7 @@ def ma_vote_nb(close: float, ma: float) -> float:
     return 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def vote_nb(guard: float, value: float, bull: bool, bear: bool) -> float:
     """NaN if ``guard`` or ``value`` is NaN, else +1 if bull, -1 if bear, else 0."""
     if math.isnan(guard) or math.isnan(value):
@@ -215,7 +215,7 @@ def vote_nb(guard: float, value: float, bull: bool, bear: bool) -> float:
     return 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _mean_nan(out: np.ndarray, start: int, stop: int) -> float:
     tot = 0.0
     cnt = 0
@@ -238,93 +238,88 @@ def rating_step_nb(
     if math.isnan(c) or math.isnan(h) or math.isnan(lo):
         out[:] = np.nan
         return
-    mem = state[0:_MEM_SIZE]
+    st = state
     ov = OUT_VOTES
     # ---- MA group
     for k in range(6):
-        out[ov + k] = ma_vote_nb(c, sma_step_nb(state[_SMA_OFF[k] : _SMA_OFF[k + 1]], c))
+        out[ov + k] = ma_vote_nb(c, sma_step_at_nb(st, _SMA_OFF[k], c))
     ema50 = np.nan
     for k in range(6):
-        e = ema_step_nb(state[_EMA_OFF[k] : _EMA_OFF[k + 1]], c)
+        e = ema_step_at_nb(st, _EMA_OFF[k], c)
         if k == 3:
-            ema50 = e
+            ema50 = e  # priceAvg = ema(close, 50) of the trend filters
         out[ov + 6 + k] = ma_vote_nb(c, e)
-    out[ov + 12] = ma_vote_nb(c, hma_step_nb(state[_HMA_A:_HMA_B], c))
-    out[ov + 13] = ma_vote_nb(c, vwma_step_nb(state[_VWMA_A:_VWMA_B], c, v))
-    ich = state[_ICHI_A:_ICHI_B]
-    lead2 = ichimoku_step_nb(ich, h, lo)
-    con = ich[ICHI_CONV]
-    base = ich[ICHI_BASE]
-    l1x = ich[ICHI_LEAD1_LAG]
-    l2x = ich[ICHI_LEAD2_LAG]
+    out[ov + 12] = ma_vote_nb(c, hma_step_at_nb(st, _HMA, c))
+    out[ov + 13] = ma_vote_nb(c, vwma_step_at_nb(st, _VWMA, c, v))
+    lead2 = ichimoku_step_at_nb(st, _ICHI, h, lo)
+    con = st[_ICHI + ICHI_CONV]
+    base = st[_ICHI + ICHI_BASE]
+    l1x = st[_ICHI + ICHI_LEAD1_LAG]
+    l2x = st[_ICHI + ICHI_LEAD2_LAG]
     out[ov + 14] = vote_nb(
         lead2,
-        ich[ICHI_LEAD2],
+        st[_ICHI + ICHI_LEAD2],
         l1x > l2x and base > l1x and con > base and c > con,
         l1x < l2x and base < l1x and con < base and c < con,
     )
     o2 = ov + N_MA_VOTES
     # ---- oscillator group
-    r = rsi_step_nb(state[_RSI_A:_RSI_B], c)
-    r1 = mem[_M_RSI1]
+    r = rsi_step_at_nb(st, _RSI, c)
+    r1 = st[_M_RSI1]
     out[o2 + 0] = vote_nb(r1, r, r < 30.0 and r > r1, r > 70.0 and r < r1)
-    mem[_M_RSI1] = r
+    st[_M_RSI1] = r
 
-    st = state[_STOCH_A:_STOCH_B]
-    k_ = stoch_step_nb(st, h, lo, c)
-    d_ = st[STOCH_D]
-    d1 = mem[_M_D1]
+    k_ = stoch_step_at_nb(st, _STOCH, h, lo, c)
+    d_ = st[_STOCH + STOCH_D]
+    d1 = st[_M_D1]
     out[o2 + 1] = vote_nb(
         d1,
         k_ + d_,
         k_ < 20.0 and d_ < 20.0 and k_ > d_,
         k_ > 80.0 and d_ > 80.0 and k_ < d_,
     )
-    mem[_M_D1] = d_
+    st[_M_D1] = d_
 
-    cc = cci_step_nb(state[_CCI_A:_CCI_B], c)
-    cc1 = mem[_M_CCI1]
+    cc = cci_step_at_nb(st, _CCI, c)
+    cc1 = st[_M_CCI1]
     out[o2 + 2] = vote_nb(cc1, cc, cc < -100.0 and cc > cc1, cc > 100.0 and cc < cc1)
-    mem[_M_CCI1] = cc
+    st[_M_CCI1] = cc
 
-    dm = state[_DMI_A:_DMI_B]
-    adx = dmi_step_nb(dm, h, lo, c)
-    adx1 = mem[_M_ADX1]
-    pdi = dm[DMI_PDI]
-    mdi = dm[DMI_MDI]
+    adx = dmi_step_at_nb(st, _DMI, h, lo, c)
+    adx1 = st[_M_ADX1]
+    pdi = st[_DMI + DMI_PDI]
+    mdi = st[_DMI + DMI_MDI]
     out[o2 + 3] = vote_nb(
         adx,
         adx,
         adx > 20.0 and adx > adx1 and pdi > mdi,
         adx > 20.0 and adx > adx1 and pdi < mdi,
     )
-    mem[_M_ADX1] = adx
+    st[_M_ADX1] = adx
 
-    ao = ao_step_nb(state[_AO_A:_AO_B], h, lo)
-    ao1 = mem[_M_AO1]
-    ao2 = mem[_M_AO2]
+    ao = ao_step_at_nb(st, _AO, h, lo)
+    ao1 = st[_M_AO1]
+    ao2 = st[_M_AO2]
     out[o2 + 4] = vote_nb(
         ao1,
         ao,
         (ao > 0.0 and ao1 <= 0.0) or (ao > 0.0 and ao1 > 0.0 and ao > ao1 and ao2 > ao1),
         (ao < 0.0 and ao1 >= 0.0) or (ao < 0.0 and ao1 < 0.0 and ao < ao1 and ao2 < ao1),
     )
-    mem[_M_AO2] = ao1
-    mem[_M_AO1] = ao
+    st[_M_AO2] = ao1
+    st[_M_AO1] = ao
 
-    mo = mom_step_nb(state[_MOM_A:_MOM_B], c)
-    mo1 = mem[_M_MOM1]
+    mo = mom_step_at_nb(st, _MOM, c)
+    mo1 = st[_M_MOM1]
     out[o2 + 5] = vote_nb(mo1, mo, mo > mo1, mo < mo1)
-    mem[_M_MOM1] = mo
+    st[_M_MOM1] = mo
 
-    mc = state[_MACD_A:_MACD_B]
-    m = macd_step_nb(mc, c)
-    sig = mc[MACD_SIGNAL]
+    m = macd_step_at_nb(st, _MACD, c)
+    sig = st[_MACD + MACD_SIGNAL]
     out[o2 + 6] = vote_nb(sig, m, m > sig, m < sig)
 
-    sr = state[_SRSI_A:_SRSI_B]
-    sk = stochrsi_step_nb(sr, c)
-    sd = sr[STOCH_D]
+    sk = stochrsi_step_at_nb(st, _SRSI, c)
+    sd = st[_SRSI + STOCH_D]
     up_trend = c > ema50
     down_trend = c < ema50
     out[o2 + 7] = vote_nb(
@@ -334,27 +329,26 @@ def rating_step_nb(
         up_trend and sk > 80.0 and sd > 80.0 and sk < sd,
     )
 
-    wr = wpr_step_nb(state[_WPR_A:_WPR_B], h, lo, c)
-    wr1 = mem[_M_WR1]
+    wr = wpr_step_at_nb(st, _WPR, h, lo, c)
+    wr1 = st[_M_WR1]
     out[o2 + 8] = vote_nb(wr1, wr, wr < -80.0 and wr > wr1, wr > -20.0 and wr < wr1)
-    mem[_M_WR1] = wr
+    st[_M_WR1] = wr
 
-    bb = state[_BBP_A:_BBP_B]
-    bbp_step_nb(bb, h, lo, c)
-    bull = bb[BBP_BULL]
-    bear = bb[BBP_BEAR]
-    bull1 = mem[_M_BULL1]
-    bear1 = mem[_M_BEAR1]
+    bbp_step_at_nb(st, _BBP, h, lo, c)
+    bull = st[_BBP + BBP_BULL]
+    bear = st[_BBP + BBP_BEAR]
+    bull1 = st[_M_BULL1]
+    bear1 = st[_M_BEAR1]
     out[o2 + 9] = vote_nb(
         ema50,
         bull,
         up_trend and bear < 0.0 and bear > bear1,
         down_trend and bull > 0.0 and bull < bull1,
     )
-    mem[_M_BULL1] = bull
-    mem[_M_BEAR1] = bear
+    st[_M_BULL1] = bull
+    st[_M_BEAR1] = bear
 
-    u = uo_step_nb(state[_UO_A:_UO_B], h, lo, c)
+    u = uo_step_at_nb(st, _UO, h, lo, c)
     out[o2 + 10] = vote_nb(u, u, u > 70.0, u < 30.0)
 
     # ---- ratings
