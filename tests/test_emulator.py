@@ -179,6 +179,7 @@ async def test_ccxt_load_markets_fetch_ohlcv_fetch_time(emulator: Emulator, pro_
     assert await ex.fetch_time() == emulator.now
     rows = await ex.fetch_ohlcv("SOL/USDT", "1m", since=md.first_ts, limit=1000)
     assert len(rows) == 43
+    assert emulator.closed_candles("SOL/USDT")["ts"].tolist() == [r[0] for r in rows[:-1]]
     np.testing.assert_array_equal(np.array(rows[:-1], dtype=float), md.frame("SOL/USDT").iloc[:42].to_numpy())
     assert rows[-1][0] == md.ts["SOL/USDT"][42]  # the forming bar is the last row
     assert all(path.startswith("/api/v3/") for path, _ in emulator.rest_log)

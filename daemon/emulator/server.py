@@ -452,6 +452,11 @@ class Emulator:
                 n += 1
         return n
 
+    def closed_candles(self, symbol: str) -> Any:
+        """Ground truth for tests: ``symbol``'s bars closed by the virtual clock (a DataFrame)."""
+        frame = self.market.frame(symbol)
+        return frame[frame["ts"] + self.market.tf_ms <= self._now].reset_index(drop=True)
+
     def subscriptions(self) -> set[str]:
         """Streams subscribed on any open socket."""
         return {s for c in self.connections if not c.ws.closed for s in c.subs}
