@@ -90,7 +90,9 @@ _price = st.one_of(
 @settings(max_examples=60, deadline=None)
 @given(
     rows=st.lists(
-        st.tuples(st.integers(-1, 2), _price, _price, _price, _price, _price), min_size=1, max_size=12
+        st.tuples(st.integers(-1, 2), _price, _price, _price, _price, _price),
+        min_size=1,
+        max_size=12,
     )
 )
 def test_vector_check_equals_scalar_loop(rows: list[tuple]) -> None:
