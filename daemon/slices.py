@@ -7,7 +7,8 @@ assembler releases slices strictly in increasing ``ts`` and each ``ts`` at most 
   already delivered a later one (feeds emit in order and backfill gaps first, so a later
   candle proves the exchange has no bar for ``ts``: that asset is missing, NaN);
 * an incomplete ``ts`` is released anyway ``grace_s`` seconds after its first candle
-  arrived, with the absent assets as NaN (the caller logs it);
+  arrived, with the absent assets as NaN (the caller logs it) — unless ``hold(symbol)``
+  says an absent asset is still fetching its older bars (backfill in flight, start-up);
 * a candle for a ``ts`` at or before the last released slice is **late**: never stepped,
   handed back to the caller to log/record.
 """
@@ -47,12 +48,16 @@ class SliceAssembler:
         grace_s: float,
         last_ts: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        hold: Callable[[str], bool] | None = None,
     ):
         self.symbols = list(symbols)
         self.index = {s: i for i, s in enumerate(self.symbols)}
         self.grace_s = float(grace_s)
         self.last_ts = last_ts  # last released slice
         self.clock = clock
+        # hold(symbol) -> True while that asset is known to be fetching older bars (REST
+        # backfill, start-up): grace never expires a slice on such an asset.
+        self.hold = hold
         self._pending: dict[int, dict[str, ClosedCandle]] = {}
         self._first_seen: dict[int, float] = {}
         # Latest ts each asset delivered (feeds deliver in order, so this is its progress).
@@ -97,6 +102,10 @@ class SliceAssembler:
             if not self._complete(ts):
                 if now - self._first_seen[ts] < self.grace_s:
                     break
+                if self.hold is not None and any(
+                    self.hold(s) for s in self.symbols if s not in self._pending[ts]
+                ):
+                    break
                 by_grace = True
             out.append(self._build(ts, by_grace))
         return out
@@ -114,17 +123,23 @@ class SliceAssembler:
     def _build(self, ts: int, by_grace: bool) -> Slice:
         bucket = self._pending.pop(ts)
         self._first_seen.pop(ts, None)
-        n = len(self.symbols)
-        arrs = {k: np.full(n, np.nan) for k in ("open", "high", "low", "close", "volume")}
-        candles: list[ClosedCandle] = []
-        missing: list[str] = []
-        for i, s in enumerate(self.symbols):
-            c = bucket.get(s)
-            if c is None:
-                missing.append(s)
-                continue
-            candles.append(c)
-            arrs["open"][i], arrs["high"][i], arrs["low"][i] = c.open, c.high, c.low
-            arrs["close"][i], arrs["volume"][i] = c.close, c.volume
         self.last_ts = ts
-        return Slice(ts=ts, candles=candles, missing=missing, by_grace=by_grace, **arrs)
+        return make_slice(self.symbols, ts, bucket, by_grace)
+
+
+def make_slice(symbols: Sequence[str], ts: int, candles: dict[str, ClosedCandle],
+               by_grace: bool = False) -> Slice:
+    """The slice of ``ts`` from ``{symbol: candle}``; absent symbols are NaN (missing)."""
+    n = len(symbols)
+    arrs = {k: np.full(n, np.nan) for k in ("open", "high", "low", "close", "volume")}
+    got: list[ClosedCandle] = []
+    missing: list[str] = []
+    for i, s in enumerate(symbols):
+        c = candles.get(s)
+        if c is None:
+            missing.append(s)
+            continue
+        got.append(c)
+        arrs["open"][i], arrs["high"][i], arrs["low"][i] = c.open, c.high, c.low
+        arrs["close"][i], arrs["volume"][i] = c.close, c.volume
+    return Slice(ts=ts, candles=got, missing=missing, by_grace=by_grace, **arrs)

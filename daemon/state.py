@@ -93,14 +93,18 @@ class ClosedCandle:
 class StateStore:
     """SQLite-backed daemon state. Not thread-safe: use it from the event-loop thread."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, synchronous: str = "NORMAL"):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per slice.
         self.conn = sqlite3.connect(str(self.path), isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
-        # synchronous=FULL: a committed slice survives power loss, not only a process kill.
-        self.conn.execute("PRAGMA synchronous=FULL")
+        # WAL + synchronous=NORMAL: a commit is atomic and survives any process crash
+        # (SIGKILL included); only an OS crash/power loss may drop the newest commits (never
+        # half of one). FULL adds an fsync per slice for power-loss durability too.
+        if synchronous.upper() not in ("NORMAL", "FULL"):
+            raise ValueError("synchronous must be NORMAL or FULL")
+        self.conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self.conn.executescript(_SCHEMA)
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -114,14 +118,14 @@ class StateStore:
         self.close()
 
     def bind_profile(
-        self, name: str, profile: Mapping[str, Any], run_id: str, *, fresh: bool = False
+        self, name: str, profile: Mapping[str, Any] | str, run_id: str, *, fresh: bool = False
     ) -> bool:
         """Attach this database to a profile. Returns True when resuming existing state.
 
         A database created for another profile, or for this profile with different contents
         (hash changed), refuses to resume unless ``fresh``; ``fresh`` wipes every table.
         """
-        text = canonical_json(profile)
+        text = profile if isinstance(profile, str) else canonical_json(profile)
         digest = profile_hash(text)
         stored = self.get_meta("profile_hash")
         if stored is not None and not fresh:
@@ -187,14 +191,18 @@ class StateStore:
         ts: int,
         candles: Sequence[ClosedCandle],
         missing: Sequence[str],
-        blobs: Mapping[str, bytes],
         fills: Sequence[Mapping[str, Any]],
         positions: Mapping[str, float],
         *,
         warmup: bool,
         extra_meta: Mapping[str, Any] | None = None,
     ) -> None:
-        """Persist one stepped slice atomically: candles, fills, blobs, positions, last_ts."""
+        """Persist one stepped slice atomically: its candles, fills, positions, ``last_ts``.
+
+        The strategy state is a deterministic function of the consumed candles, so it is not
+        rewritten per slice (hundreds of KB): :meth:`write_checkpoint` stores it now and
+        then, and a restart re-steps the slices committed after the checkpoint.
+        """
         now = time.time()
         last = self.last_ts
         if last is not None and ts <= last:
@@ -212,21 +220,57 @@ class StateStore:
                 f"VALUES ({', '.join('?' * len(JOURNAL_COLUMNS))})",
                 [tuple(f[col] for col in JOURNAL_COLUMNS) for f in fills],
             )
-            c.executemany(
-                "INSERT INTO blobs(name, data) VALUES (?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET data = excluded.data",
-                list(blobs.items()),
-            )
-            c.executemany(
-                "INSERT INTO positions(symbol, qty, ts) VALUES (?, ?, ?) "
-                "ON CONFLICT(symbol) DO UPDATE SET qty = excluded.qty, ts = excluded.ts",
-                [(s, float(q), ts) for s, q in positions.items()],
-            )
+            if fills or not warmup:
+                c.executemany(
+                    "INSERT INTO positions(symbol, qty, ts) VALUES (?, ?, ?) "
+                    "ON CONFLICT(symbol) DO UPDATE SET qty = excluded.qty, ts = excluded.ts",
+                    [(s, float(q), ts) for s, q in positions.items()],
+                )
             c.execute(
                 "INSERT INTO slices VALUES (?,?,?,?,?,?)",
                 (ts, len(candles), json.dumps(list(missing)), int(warmup), len(fills), now),
             )
             self._set_meta_many({"last_ts": ts, **(extra_meta or {})})
+
+    def write_checkpoint(self, ts: int, blobs: Mapping[str, bytes]) -> None:
+        """Store the strategy state as of the committed slice ``ts`` (one transaction)."""
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO blobs(name, data) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET data = excluded.data",
+                list(blobs.items()),
+            )
+            self._set_meta_many({"checkpoint_ts": ts})
+
+    @property
+    def checkpoint_ts(self) -> int | None:
+        value = self.get_meta("checkpoint_ts")
+        return None if value is None else int(value)
+
+    def slices_after(self, ts: int | None) -> list[tuple[int, bool, list[ClosedCandle]]]:
+        """Committed slices with ``ts`` after the given one, oldest first:
+        ``(ts, warmup, candles)`` — what a restart re-steps after its checkpoint."""
+        lo = -1 if ts is None else ts
+        rows = self.conn.execute(
+            "SELECT s.ts, s.warmup, c.symbol, c.ts, c.open, c.high, c.low, c.close, c.volume, "
+            "c.origin, c.received_at FROM slices s LEFT JOIN candles c ON c.ts = s.ts "
+            "WHERE s.ts > ? ORDER BY s.ts", (lo,),
+        ).fetchall()
+        out: list[tuple[int, bool, list[ClosedCandle]]] = []
+        for r in rows:
+            if not out or out[-1][0] != r[0]:
+                out.append((r[0], bool(r[1]), []))
+            if r[2] is not None:
+                out[-1][2].append(ClosedCandle(*r[2:]))
+        return out
+
+    def fills_of_slice(self, ts_close: int) -> list[dict[str, Any]]:
+        """Journal rows whose ``ts`` (bar close) is ``ts_close``, in commit order."""
+        cur = self.conn.execute(
+            f"SELECT {', '.join(JOURNAL_COLUMNS)} FROM fills WHERE ts = ? ORDER BY seq",
+            (ts_close,),
+        )
+        return [dict(zip(JOURNAL_COLUMNS, r, strict=True)) for r in cur.fetchall()]
 
     def record_late(self, candle: ClosedCandle) -> None:
         """Keep a candle that arrived after its slice was stepped (for reconcile), once."""

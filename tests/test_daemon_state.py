@@ -26,14 +26,18 @@ def test_commit_resume_and_journal(tmp_path):
         assert st.bind_profile("p", PROFILE, "r1") is False
         assert st.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         c = ClosedCandle("BTC/USDT", 0, 1, 2, 0.5, 1.5, 3, origin="rest")
-        st.commit_slice(0, [c], [], {"engine": b"\x01\x02"}, [_fill(3_600_000)],
-                        {"BTC/USDT": 0.5}, warmup=False)
+        st.commit_slice(0, [c], [], [_fill(3_600_000)], {"BTC/USDT": 0.5}, warmup=False)
+        st.write_checkpoint(0, {"engine": b"\x01\x02"})
         with pytest.raises(ValueError):
-            st.commit_slice(0, [], [], {}, [], {}, warmup=False)
+            st.commit_slice(0, [], [], [], {}, warmup=False)
     with StateStore(db) as st:
         assert st.bind_profile("p", PROFILE, "r2") is True
         assert st.last_ts == 0
-        assert st.load_blobs() == {"engine": b"\x01\x02"}
+        assert st.load_blobs() == {"engine": b"\x01\x02"} and st.checkpoint_ts == 0
+        ((ts, warm, cs),) = st.slices_after(None)
+        assert (ts, warm, cs[0].close, cs[0].origin) == (0, False, 1.5, "rest")
+        assert st.slices_after(0) == []
+        assert st.fills_of_slice(3_600_000)[0]["fill_id"] == "p:BTC/USDT:3600000:entry:0"
         df = st.fills_frame()
         assert list(df.columns) == list(JOURNAL_COLUMNS)
         assert df.dtypes["ts"] == "int64" and df.dtypes["qty"] == "float64"
@@ -45,7 +49,7 @@ def test_profile_hash_change_refuses_unless_fresh(tmp_path):
     db = tmp_path / "s.sqlite"
     with StateStore(db) as st:
         st.bind_profile("p", PROFILE, "r1")
-        st.commit_slice(0, [], ["BTC/USDT"], {}, [], {}, warmup=True)
+        st.commit_slice(0, [], ["BTC/USDT"], [], {}, warmup=True)
     changed = {**PROFILE, "initial_cash": 5000.0}
     with StateStore(db) as st, pytest.raises(ProfileChangedError, match="--fresh"):
         st.bind_profile("p", changed, "r2")
@@ -58,12 +62,11 @@ def test_failed_slice_leaves_nothing(tmp_path):
     """A slice whose write fails midway (duplicate fill id) leaves no partial rows."""
     with StateStore(tmp_path / "s.sqlite") as st:
         st.bind_profile("p", PROFILE, "r1")
-        st.commit_slice(0, [], [], {}, [_fill(1)], {}, warmup=False)
+        st.commit_slice(0, [], [], [_fill(1)], {}, warmup=False)
         c = ClosedCandle("BTC/USDT", 3_600_000, 1, 2, 0.5, 1.5, 3)
         with pytest.raises(sqlite3.IntegrityError):
-            st.commit_slice(3_600_000, [c], [], {"engine": b"x"}, [_fill(1)],
-                            {"BTC/USDT": 1.0}, warmup=False)
+            st.commit_slice(3_600_000, [c], [], [_fill(1)], {"BTC/USDT": 1.0}, warmup=False)
         assert st.last_ts == 0
-        assert st.load_blobs() == {}
+        assert st.slice_count() == 1
         assert not st.consumed("BTC/USDT", 3_600_000)
         assert st.fill_count() == 1 and st.positions() == {}

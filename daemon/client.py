@@ -1,0 +1,61 @@
+"""Build the daemon's ccxt.pro client: the core's exchange config + our live hooks.
+
+The endpoint URLs come from settings (``TANDEM_EXCHANGE_REST_URL`` /
+``TANDEM_EXCHANGE_WS_URL``), so the daemon runs against the real exchange, a testnet, the
+emulator, or any server speaking the exchange's protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ccxt.pro as ccxtpro
+
+from daemon.feeds import make_live_exchange
+
+
+def exchange_config(rest_url: str | None = None, ws_url: str | None = None) -> dict[str, Any]:
+    """ccxt config for Binance-protocol endpoints (DESIGN.md: point ccxt at a local server).
+
+    Prefers the core's factory when present, so the backtest and the daemon configure ccxt
+    the same way.
+    """
+    try:
+        from core.exchange import exchange_config as core_config  # type: ignore[attr-defined]
+
+        return core_config(rest_url=rest_url, ws_url=ws_url)
+    except (ImportError, AttributeError, TypeError):
+        pass
+    cfg: dict[str, Any] = {
+        "enableRateLimit": True,
+        "newUpdates": True,
+        # Without this, load_markets also calls the futures hosts.
+        "options": {"fetchMarkets": {"types": ["spot"]}, "OHLCVLimit": 1000},
+    }
+    urls: dict[str, Any] = {}
+    if rest_url:
+        urls.setdefault("api", {})["public"] = rest_url.rstrip("/")
+    if ws_url:
+        urls.setdefault("api", {})["ws"] = {"spot": ws_url.rstrip("/")}
+    if urls:
+        cfg["urls"] = urls
+    return cfg
+
+
+def build_exchange(exchange_id: str, rest_url: str | None = None, ws_url: str | None = None,
+                   timeout_ms: int = 10_000):
+    """A ccxt.pro exchange with :class:`daemon.feeds.LiveExchangeMixin` hooks."""
+    base = getattr(ccxtpro, exchange_id)
+    cfg = exchange_config(rest_url, ws_url)
+    cfg["timeout"] = timeout_ms
+    ex = make_live_exchange(base, cfg)
+    if rest_url or ws_url:
+        # ccxt merges urls deeply only for known keys; set them explicitly to be sure.
+        api = ex.urls.setdefault("api", {})
+        if rest_url:
+            api["public"] = rest_url.rstrip("/")
+        if ws_url:
+            ws = api.get("ws") if isinstance(api.get("ws"), dict) else {}
+            ws["spot"] = ws_url.rstrip("/")
+            api["ws"] = ws
+    return ex

@@ -1,0 +1,460 @@
+"""Closed-candle feeds over ccxt.pro: one ``watch_ohlcv`` task per symbol, REST backfill,
+a connection-level watchdog and a supervisor.
+
+What the ccxt.pro client does not do for us (DESIGN.md, "What we know about ccxt.pro"):
+
+* ``watch_ohlcv`` returns the forming candle and drops Binance's ``x`` flag. We keep ``x``
+  by wrapping ``handle_ohlcv`` (:class:`LiveExchangeMixin`): a closing frame's values are
+  recorded the moment it is parsed. A bar is also known closed when a newer ``ts`` shows up.
+* A reconnect loses candles silently, so every feed tracks ``next_ts`` (the next closed bar
+  it owes the engine). When a bar is known closed but no valid closing frame for it was
+  seen — after a reconnect, a dropped/late/malformed frame, at warm-up or catch-up — the
+  feed fetches it over REST (``fetch_ohlcv``) and drops the forming row.
+* A silent socket is never detected by ccxt: the watchdog forces a reconnect with
+  ``client.on_error(NetworkError(...))`` when a connection carried no data frame for
+  ``watchdog_s`` (server pings do not count).
+
+Candle validity rule (stated, applied identically to every feed):
+* a closing ws frame that is not a valid candle (non-finite or non-positive price, negative
+  volume, ``high < low``, open/close outside ``[low, high]``) is **not trusted**: logged
+  (``ws_candle_invalid``) and the bar is fetched over REST instead;
+* a REST row with a non-finite/non-positive price or negative volume is **skipped**
+  (logged ``rest_candle_skipped``; the bar counts as missing); a REST row whose only fault
+  is its range (``high < low`` or open/close outside it) is **repaired**: ``high`` :=
+  max(o, h, l, c), ``low`` := min(o, h, l, c), logged ``rest_candle_repaired``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import ccxt
+
+from daemon.logconfig import get_logger
+from daemon.state import ClosedCandle
+
+log = get_logger("feeds")
+
+Row = list  # [ts, open, high, low, close, volume]
+
+
+# ---------------------------------------------------------------------------------------
+# candle validity
+# ---------------------------------------------------------------------------------------
+def candle_fault(row: Sequence[Any]) -> str | None:
+    """Why ``row`` is not a valid closed candle, or None. Range faults start with 'range'."""
+    try:
+        ts = int(row[0])
+        o, h, lo, c, v = (float(x) for x in row[1:6])
+    except (TypeError, ValueError, IndexError):
+        return "unparseable"
+    if ts < 0:
+        return "negative ts"
+    if not all(math.isfinite(x) for x in (o, h, lo, c, v)):
+        return "non-finite value"
+    if min(o, h, lo, c) <= 0:
+        return "non-positive price"
+    if v < 0:
+        return "negative volume"
+    if h < lo:
+        return "range: high < low"
+    if not (lo <= o <= h and lo <= c <= h):
+        return "range: open/close outside [low, high]"
+    return None
+
+
+def repair_range(row: Sequence[Any]) -> Row:
+    """The stated repair for a range fault: high/low widened to cover o, h, l, c."""
+    ts, o, h, lo, c, v = int(row[0]), *(float(x) for x in row[1:6])
+    return [ts, o, max(o, h, lo, c), min(o, h, lo, c), c, v]
+
+
+# ---------------------------------------------------------------------------------------
+# the ccxt.pro exchange, with the hooks we need
+# ---------------------------------------------------------------------------------------
+class LiveExchangeMixin:
+    """Mix into a ccxt.pro exchange class (see :func:`live_exchange_class`).
+
+    * records closing kline frames (``x: true``) per (symbol, timeframe) in ``closed_rows``;
+    * skips, and logs, klines for unknown symbols or streams we did not subscribe;
+    * survives malformed frames (a JSON parse error inside ccxt's receive callback would
+      otherwise stop the connection's receive loop silently);
+    * stamps ``last_data_at[url]`` on every data frame for the watchdog.
+    """
+
+    def _live_init(self) -> None:
+        self.closed_rows: dict[tuple[str, str], dict[int, Row]] = {}
+        self.subscribed: set[tuple[str, str]] = set()
+        self.last_data_at: dict[str, float] = {}
+        self.frame_hook: Callable[[str, str, int], None] | None = None
+        self.skipped_frames = 0
+
+    def client(self, url):  # noqa: D401 - ccxt API
+        existed = url in (self.clients or {})
+        client = super().client(url)
+        if not existed:
+            _guard_client(client)
+        return client
+
+    def handle_message(self, client, message):
+        self.last_data_at[client.url] = time.monotonic()
+        if not isinstance(message, dict | list):
+            self.skipped_frames += 1
+            log.warning("ws_frame_skipped", reason="not a JSON object", frame=str(message)[:200])
+            return
+        try:
+            return super().handle_message(client, message)
+        except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the stream
+            self.skipped_frames += 1
+            log.warning("ws_frame_skipped", reason=repr(exc), frame=str(message)[:200])
+
+    def handle_ohlcv(self, client, message):
+        kline = message.get("k") if isinstance(message, dict) else None
+        if not isinstance(kline, dict):
+            self.skipped_frames += 1
+            log.warning("ws_frame_skipped", reason="kline without k", frame=str(message)[:200])
+            return
+        market_id = kline.get("s")
+        market = (self.markets_by_id or {}).get(market_id) if market_id else None
+        if not market:
+            self.skipped_frames += 1
+            log.warning("kline_unknown_symbol", market_id=market_id)
+            return
+        symbol = market[0]["symbol"] if isinstance(market, list) else market["symbol"]
+        timeframe = self.find_timeframe(kline.get("i"))
+        key = (symbol, timeframe)
+        if key not in self.subscribed:
+            self.skipped_frames += 1
+            log.warning("kline_unsubscribed", symbol=symbol, timeframe=timeframe)
+            return
+        if kline.get("x") is True:
+            try:
+                row = [int(kline["t"]), float(kline["o"]), float(kline["h"]), float(kline["l"]),
+                       float(kline["c"]), float(kline["v"])]
+            except (KeyError, TypeError, ValueError):
+                row = None
+            fault = "unparseable" if row is None else candle_fault(row)
+            if fault is None:
+                self.closed_rows.setdefault(key, {})[row[0]] = row
+                if self.frame_hook is not None:
+                    self.frame_hook(symbol, timeframe, row[0])
+            else:
+                # Not trusted: the feed will fetch this bar over REST (see module doc).
+                log.warning("ws_candle_invalid", symbol=symbol, ts=kline.get("t"), fault=fault)
+        try:
+            return super().handle_ohlcv(client, message)
+        except Exception as exc:  # noqa: BLE001
+            self.skipped_frames += 1
+            log.warning("ws_frame_skipped", reason=repr(exc), frame=str(message)[:200])
+
+
+def _guard_client(client) -> None:
+    """Make a ccxt ws client skip frames it cannot decode instead of dying on them."""
+    original = client.handle_text_or_binary_message
+
+    def guarded(data):
+        try:
+            return original(data)
+        except ValueError as exc:  # json decode errors subclass ValueError
+            log.warning("ws_malformed_frame", error=str(exc)[:200], frame=str(data)[:200])
+
+    client.handle_text_or_binary_message = guarded
+
+
+_CLASS_CACHE: dict[type, type] = {}
+
+
+def live_exchange_class(base: type) -> type:
+    """``LiveExchangeMixin`` + a ccxt.pro exchange class (cached per base class)."""
+    if base not in _CLASS_CACHE:
+        _CLASS_CACHE[base] = type(f"Live{base.__name__}", (LiveExchangeMixin, base), {})
+    return _CLASS_CACHE[base]
+
+
+def make_live_exchange(base: type, config: dict[str, Any]):
+    """Instantiate the live exchange from a ccxt.pro class and a ccxt config dict."""
+    ex = live_exchange_class(base)(config)
+    ex._live_init()
+    return ex
+
+
+# ---------------------------------------------------------------------------------------
+# one feed per symbol
+# ---------------------------------------------------------------------------------------
+class CandleFeed:
+    """Delivers every closed bar of one symbol exactly once, in order, to ``emit``.
+
+    ``start(first_forming_ts) -> next_ts`` is awaited once, on the first websocket update:
+    the daemon answers with the first bar it needs (warm-up start, or the bar after the
+    last committed slice). Everything from there to the forming bar comes over REST.
+    """
+
+    def __init__(
+        self,
+        exchange,
+        symbol: str,
+        timeframe: str,
+        tf_ms: int,
+        start: Callable[[int], Awaitable[int]],
+        emit: Callable[[ClosedCandle], None],
+        *,
+        rest_limit: int = 1000,
+        rest_lag_retries: int = 10,
+    ):
+        self.ex = exchange
+        self.symbol = symbol
+        self.timeframe = timeframe
+        self.tf = tf_ms
+        self._start = start
+        self._emit = emit
+        self.rest_limit = rest_limit
+        self.rest_lag_retries = rest_lag_retries
+        self.next_ts: int | None = None
+        self.forming_ts: int | None = None  # every bar before it is closed
+        self.updates = 0
+        self.reconnects = 0
+        self.backfills = 0
+        self.last_update_at: float | None = None
+        self.delivered = 0
+        ex_key = (symbol, timeframe)
+        exchange.subscribed.add(ex_key)
+        self._closed = exchange.closed_rows.setdefault(ex_key, {})
+        self._lock = asyncio.Lock()
+        self._probe_task: asyncio.Task | None = None
+        #: True while REST backfill is in flight: the slice assembler must not give up on
+        #: this asset's older bars by grace while it is demonstrably fetching them.
+        self.busy = False
+
+    async def run(self) -> None:
+        """The feed task: watch, detect closes, backfill — until cancelled."""
+        backoff = 0.05
+        while True:
+            try:
+                rows = await self.ex.watch_ohlcv(self.symbol, self.timeframe)
+            except asyncio.CancelledError:
+                raise
+            except (ccxt.NetworkError, ccxt.ExchangeError) as exc:
+                self.reconnects += 1
+                log.warning("feed_reconnect", symbol=self.symbol, error=str(exc)[:200],
+                            backoff_s=backoff)
+                self._schedule_probe()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.05
+            # ccxt mutates returned rows later: copy before any await.
+            rows = [list(r[:6]) for r in rows]
+            self.updates += 1
+            self.last_update_at = time.monotonic()
+            await self.on_rows(rows)
+
+    def _schedule_probe(self) -> None:
+        """After a reconnect, ask REST what closed meanwhile instead of waiting for the next
+        websocket update to reveal the gap (bars that closed while we were away)."""
+        if self.next_ts is None or (self._probe_task is not None and not self._probe_task.done()):
+            return
+        self._probe_task = asyncio.create_task(self._probe(), name=f"probe:{self.symbol}")
+
+    async def _probe(self) -> None:
+        await asyncio.sleep(0.2)  # let the resubscription go out first
+        self.busy = True
+        try:
+            rows = await self._fetch(self.next_ts)
+        finally:
+            self.busy = False
+        if rows:
+            newest = max(int(r[0]) for r in rows)  # REST's last row is the forming bar
+            if newest > (self.forming_ts or 0):
+                self.forming_ts = newest
+        async with self._lock:
+            await self._advance()
+
+    async def on_rows(self, rows: list[Row]) -> None:
+        """Account for a batch of websocket rows and deliver whatever is now closed."""
+        for r in rows:
+            try:
+                ts = int(r[0])
+            except (TypeError, ValueError):
+                continue
+            closed = ts in self._closed
+            horizon = ts + self.tf if closed else ts
+            if self.forming_ts is None or horizon > self.forming_ts:
+                self.forming_ts = horizon
+        # x-frames recorded since the last call may carry a newer close too
+        if self._closed:
+            newest = max(self._closed) + self.tf
+            if self.forming_ts is None or newest > self.forming_ts:
+                self.forming_ts = newest
+        if self.forming_ts is None:
+            return
+        async with self._lock:
+            if self.next_ts is None:
+                # The earliest bar of the first update is the first bar seen forming; taking
+                # the minimum keeps this independent of how many frames were queued.
+                seen = [int(r[0]) for r in rows if r and r[0] is not None]
+                first = min(seen) if seen else self.forming_ts
+                self.next_ts = await self._start(first)
+                log.info("feed_started", symbol=self.symbol, next_ts=self.next_ts,
+                         forming_ts=self.forming_ts)
+            await self._advance()
+
+    async def _advance(self) -> None:
+        while True:
+            for stale in [t for t in self._closed if t < self.next_ts]:
+                del self._closed[stale]  # duplicates / late frames of delivered bars
+            row = self._closed.pop(self.next_ts, None)
+            if row is not None:
+                self._deliver(row, "ws")
+                continue
+            if self.next_ts < self.forming_ts:
+                await self._backfill()
+                continue
+            return
+
+    def _deliver(self, row: Row, origin: str) -> None:
+        ts = int(row[0])
+        self._emit(ClosedCandle(self.symbol, ts, float(row[1]), float(row[2]), float(row[3]),
+                                float(row[4]), float(row[5]), origin=origin))
+        self.delivered += 1
+        self.next_ts = ts + self.tf
+
+    async def _backfill(self) -> None:
+        """Fetch closed bars ``[next_ts, forming_ts)`` (and any newer closed ones) over REST."""
+        self.busy = True
+        try:
+            await self._backfill_inner()
+        finally:
+            self.busy = False
+
+    async def _backfill_inner(self) -> None:
+        start = self.next_ts
+        self.backfills += 1
+        lag_tries = 0
+        got = 0
+        while self.next_ts < self.forming_ts:
+            rows = await self._fetch(self.next_ts)
+            rows = sorted({int(r[0]): r for r in rows if r and r[0] is not None
+                           and int(r[0]) >= self.next_ts}.items())
+            rows = [r for _, r in rows]
+            newest = int(rows[-1][0]) if rows else None
+            if newest is None or newest < self.forming_ts:
+                # REST has not caught up with the websocket (its newest row should be the
+                # forming bar): retry a few times before accepting what it has as final.
+                if lag_tries < self.rest_lag_retries:
+                    lag_tries += 1
+                    await asyncio.sleep(0.05 * lag_tries)
+                    continue
+            full_page = len(rows) >= self.rest_limit
+            for i, r in enumerate(rows):
+                ts = int(r[0])
+                is_last = i == len(rows) - 1
+                if ts >= self.forming_ts and is_last:
+                    break  # the forming row (or one we cannot prove closed yet): not delivered
+                fault = candle_fault(r)
+                if fault is not None and fault.startswith("range"):
+                    log.warning("rest_candle_repaired", symbol=self.symbol, ts=ts, fault=fault)
+                    r = repair_range(r)
+                elif fault is not None:
+                    log.warning("rest_candle_skipped", symbol=self.symbol, ts=ts, fault=fault)
+                    self.next_ts = ts + self.tf
+                    continue
+                # REST is the authority here (same values as stored history); a closing
+                # frame for this bar that was also recorded is simply superseded.
+                self._closed.pop(ts, None)
+                self._deliver(r, "rest")
+                got += 1
+                if got % 200 == 0:
+                    # Each delivery may step a slice: let sockets and timers breathe.
+                    await asyncio.sleep(0)
+            if not full_page:
+                # Bars between next_ts and forming_ts that REST does not have are gaps at
+                # the exchange: skip them (the slice assembler sees this feed move on).
+                if self.next_ts < self.forming_ts and (newest is None or newest >= self.forming_ts
+                                                       or lag_tries >= self.rest_lag_retries):
+                    log.warning("exchange_gap", symbol=self.symbol, from_ts=self.next_ts,
+                                to_ts=self.forming_ts)
+                    self.next_ts = self.forming_ts
+                break
+        log.info("backfill", symbol=self.symbol, from_ts=start, to_ts=self.next_ts, rows=got)
+
+    async def _fetch(self, since: int) -> list[Row]:
+        backoff = 0.05
+        while True:
+            try:
+                rows = await self.ex.fetch_ohlcv(self.symbol, self.timeframe, since=since,
+                                                 limit=self.rest_limit)
+                return [list(r[:6]) for r in rows]
+            except asyncio.CancelledError:
+                raise
+            except (ccxt.NetworkError, ccxt.ExchangeError) as exc:
+                log.warning("rest_retry", symbol=self.symbol, since=since,
+                            error=str(exc)[:200], backoff_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+
+# ---------------------------------------------------------------------------------------
+# supervisor + watchdog
+# ---------------------------------------------------------------------------------------
+class FeedSupervisor:
+    """Runs every feed as a task, restarts one that died, and watches the connections."""
+
+    def __init__(self, exchange, feeds: Sequence[CandleFeed], *, watchdog_s: float = 60.0,
+                 check_every_s: float = 0.5):
+        self.ex = exchange
+        self.feeds = list(feeds)
+        self.by_symbol = {f.symbol: f for f in self.feeds}
+        self.watchdog_s = watchdog_s
+        self.check_every_s = check_every_s
+        self.tasks: dict[str, asyncio.Task] = {}
+        self.restarts = 0
+        self.watchdog_fires = 0
+        self._runner: asyncio.Task | None = None
+
+    def start(self) -> None:
+        for f in self.feeds:
+            self._spawn(f)
+        self._runner = asyncio.create_task(self._loop(), name="feed-supervisor")
+
+    def _spawn(self, feed: CandleFeed) -> None:
+        self.tasks[feed.symbol] = asyncio.create_task(feed.run(), name=f"feed:{feed.symbol}")
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.check_every_s)
+            self.check()
+
+    def check(self) -> None:
+        """One supervision pass: restart dead feed tasks, fire the watchdog."""
+        for f in self.feeds:
+            task = self.tasks.get(f.symbol)
+            if task is not None and task.done() and not task.cancelled():
+                exc = task.exception()
+                self.restarts += 1
+                log.error("feed_restarted", symbol=f.symbol, error=repr(exc))
+                self._spawn(f)
+        if self.watchdog_s <= 0:
+            return
+        now = time.monotonic()
+        for url, client in list((self.ex.clients or {}).items()):
+            if client.closed() or not client.futures:
+                continue
+            last = self.ex.last_data_at.get(url)
+            opened = getattr(client, "_tandem_seen_at", None)
+            if opened is None:
+                client._tandem_seen_at = opened = now
+            ref = max(last or 0.0, opened)
+            if now - ref > self.watchdog_s:
+                self.watchdog_fires += 1
+                log.warning("watchdog_reconnect", url=url, silent_s=round(now - ref, 3))
+                client.on_error(ccxt.NetworkError(f"watchdog: no data frame for {now - ref:.1f}s"))
+
+    async def stop(self) -> None:
+        tasks = [t for t in [self._runner, *self.tasks.values()] if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

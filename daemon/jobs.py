@@ -1,0 +1,91 @@
+"""Periodic jobs on APScheduler (3.x, asyncio scheduler): journal export, daily summary,
+heartbeat. The jobs only read state; trading happens in the slice loop, never here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from daemon.export import export_fills
+from daemon.logconfig import get_logger
+from daemon.state import StateStore
+
+log = get_logger("jobs")
+
+
+def build_scheduler(
+    store: StateStore,
+    *,
+    export_dir: Path | None,
+    export_every_s: float = 300.0,
+    heartbeat_every_s: float = 30.0,
+    health: Callable[[], dict[str, Any]] | None = None,
+) -> AsyncIOScheduler:
+    """An (unstarted) scheduler with the daemon's jobs. Start it inside the running loop."""
+    sched = AsyncIOScheduler(timezone="UTC")
+    # Jobs are coroutines so they run on the event loop: a plain function would run in
+    # APScheduler's thread pool, and the SQLite connection belongs to the loop's thread.
+    if export_dir is not None and export_every_s > 0:
+        sched.add_job(
+            _on_loop(export_job), "interval", seconds=export_every_s, args=[store, export_dir],
+            id="export", max_instances=1, coalesce=True, misfire_grace_time=None,
+        )
+    sched.add_job(
+        _on_loop(heartbeat_job), "interval", seconds=heartbeat_every_s, args=[store, health],
+        id="heartbeat", max_instances=1, coalesce=True, misfire_grace_time=None,
+    )
+    sched.add_job(
+        _on_loop(daily_summary_job), "cron", hour=0, minute=0, second=5, args=[store],
+        id="daily_summary", max_instances=1, coalesce=True, misfire_grace_time=None,
+    )
+    return sched
+
+
+def _on_loop(fn: Callable[..., Any]) -> Callable[..., Any]:
+    async def job(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - a failing job must not kill the scheduler
+            log.error("job_failed", job=fn.__name__, error=repr(exc))
+
+    job.__name__ = fn.__name__
+    return job
+
+
+def export_job(store: StateStore, export_dir: Path) -> list[Path]:
+    """Write the journal to ``export_dir/fills.csv`` and ``fills.parquet`` (atomic replace)."""
+    paths = export_fills(store, export_dir)
+    log.info("journal_exported", paths=[str(p) for p in paths], fills=store.fill_count())
+    return paths
+
+
+def heartbeat_job(store: StateStore, health: Callable[[], dict[str, Any]] | None = None) -> dict:
+    """Log one ``heartbeat`` event: last slice, fills, and whatever ``health()`` adds."""
+    fields: dict[str, Any] = {"last_ts": store.last_ts, "fills": store.fill_count()}
+    if health is not None:
+        fields.update(health())
+    log.info("heartbeat", **fields)
+    return fields
+
+
+def daily_summary_job(store: StateStore, now_ms: int | None = None) -> dict:
+    """Log the last 24 h: slices stepped, fills by reason, fees, open positions."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    since = now_ms - 86_400_000
+    df = store.fills_frame()
+    day = df[df["ts"] > since]
+    summary = {
+        "since_ts": since,
+        "fills": len(day),
+        "fills_by_reason": day["reason"].value_counts().to_dict(),
+        "fees": float(day["fee"].sum()),
+        "last_cash": float(df["cash_after"].iloc[-1]) if len(df) else None,
+        "open_positions": {s: q for s, q in store.positions().items() if q != 0.0},
+        "last_ts": store.last_ts,
+    }
+    log.info("daily_summary", **summary)
+    return summary

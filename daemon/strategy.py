@@ -1,0 +1,99 @@
+"""The daemon's strategy stepper: one closed time slice through the core, nothing else.
+
+Per slice, in this order, and only with the core's step functions:
+
+1. :func:`core.mtf.mtf_slice_nb` — base and higher-timeframe ratings (warm-up included);
+2. :func:`core.signals.signals_step_nb` — the combiner (the kernel ``compute_signals``
+   loops over bars in the backtest), with the profile's :class:`~core.signals.SignalParams`;
+3. :meth:`core.engine.Engine.step_raw` — exits, entries, sizing, fees: the fills, turned
+   into journal rows by :func:`core.journal.fills_frame`.
+
+Warm-up slices (``trade=False``) run step 1 only, exactly as the batch driver seeds its
+indicator state with the warm-up bars before its first tradable bar. No trading rule lives
+here: the daemon and the backtest cannot drift apart by construction.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from core.engine import Engine, EngineConfig
+from core.engine.layout import A_POS
+from core.journal import fills_frame
+from core.mtf import MtfConfig, mtf_slice_nb, new_mtf_states, use_htf_mask
+from core.ratings import N_RATING_OUT
+from core.signals import SignalParams, signals_step_nb
+from daemon.slices import Slice
+
+
+class ProfileStepper:
+    """MTF ratings -> signals -> engine for one manifest profile (assets in manifest order)."""
+
+    def __init__(self, profile, run_id: str):  # noqa: ANN001 - core.manifest.Profile
+        self.profile = profile
+        self.run_id = run_id
+        self.symbols = list(profile.assets)
+        n = len(self.symbols)
+        self.mtf = MtfConfig.from_profile(profile)
+        self.use_htf = np.ascontiguousarray(use_htf_mask(profile))
+        self.states = new_mtf_states(n, self.mtf.n_htf)
+        self._out = np.empty((n, 1 + self.mtf.n_htf, N_RATING_OUT))
+        self.sp = SignalParams.from_profile(profile)
+        self._sig = np.zeros(n, dtype=np.int8)
+        self._score = np.empty(n)
+        self._target = np.empty(n)
+        self.portfolio = profile.execution.mode == "portfolio"
+        self.engine = Engine(
+            EngineConfig(**profile.engine_params()), self.symbols,
+            profile=profile.name, run_id=run_id, source="paper",
+        )
+
+    def step(self, sl: Slice, *, trade: bool) -> list[dict[str, Any]]:
+        """Step one slice; the journal rows of its fills (none during warm-up)."""
+        mtf_slice_nb(self.states, np.int64(sl.ts), sl.open, sl.high, sl.low, sl.close, sl.volume,
+                     self.mtf.base_ms, self.mtf.htf_ms, self.mtf.htf_off, self.use_htf, self._out)
+        if not trade:
+            return []
+        ts_close = sl.ts + self.mtf.base_ms
+        sp = self.sp
+        chosen = np.ascontiguousarray(self._out[:, :, sp.rating_column])
+        signals_step_nb(
+            np.int64(ts_close), chosen, sp.mtf_mask, sp.weights, sp.mode, sp.entry, sp.exit,
+            sp.min_agree, sp.portfolio, sp.max_weight, sp.every_ms, sp.every_off,
+            self._sig, self._score, self._target,
+        )
+        signal = self._target if self.portfolio else self._sig
+        raw = self.engine.step_raw(ts_close, sl.open, sl.high, sl.low, sl.close, signal)
+        if len(raw) == 0:
+            return []
+        df = fills_frame(raw, self.symbols, self.profile.name, self.run_id, "paper")
+        return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
+                for r in df.to_dict("records")]
+
+    def blobs(self) -> dict[str, bytes]:
+        """MTF/rating states and the engine, as restorable bytes."""
+        buf = io.BytesIO()
+        np.save(buf, self.states, allow_pickle=False)
+        return {"mtf": buf.getvalue(), "engine": self.engine.to_bytes()}
+
+    def restore(self, blobs: dict[str, bytes]) -> None:
+        states = np.load(io.BytesIO(blobs["mtf"]), allow_pickle=False)
+        if states.shape != self.states.shape:
+            raise ValueError(f"stored MTF state has shape {states.shape}, expected "
+                             f"{self.states.shape}")
+        self.states = np.ascontiguousarray(states)
+        if "engine" in blobs:
+            self.engine = Engine.from_bytes(blobs["engine"])
+
+    def positions(self) -> dict[str, float]:
+        pos = self.engine.astate[:, A_POS]
+        return {s: float(pos[i]) for i, s in enumerate(self.symbols)}
+
+
+def stepper_factory(profile) -> Callable[[str], ProfileStepper]:  # noqa: ANN001
+    """``run_id -> ProfileStepper`` for :class:`daemon.app.Daemon`."""
+    return lambda run_id: ProfileStepper(profile, run_id)
