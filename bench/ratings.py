@@ -1,0 +1,180 @@
+"""Benchmark: full TradingView ratings (all indicators + votes) vs TA-Lib computing the
+same indicators alone, over a universe of assets; plus cold (first JIT) and warm (cached)
+start time. Prints figures; not a test.
+
+    NUMBA_CACHE_DIR=.numba_cache .venv/bin/python bench/ratings.py [--assets 100] [--bars 8760]
+
+Data: the real Binance 1h universe in ../shared/data (or $TANDEM_TEST_DATA) when present
+(its series hold 5,482 bars, so it is reported as found), and always a synthetic universe
+of ``--assets`` x ``--bars`` random-walk candles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+_FIRST_RATING = (
+    "import time; t0 = time.perf_counter();"
+    "import numpy as np; from core.ratings import RatingState;"
+    "r = RatingState(); r.step(0, 1.0, 1.1, 0.9, 1.05, 5.0);"
+    "print(time.perf_counter() - t0)"
+)
+
+
+def start_time(cache_dir: str) -> float:
+    """Seconds from interpreter start to the first rating (import + JIT or cache load)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", _FIRST_RATING], env=env, cwd=REPO, check=True)
+    return time.perf_counter() - t0
+
+
+def synthetic(n_assets: int, n_bars: int, seed: int = 1) -> list[np.ndarray]:
+    """Random-walk OHLCV, n_bars x n_assets, C-contiguous."""
+    rng = np.random.default_rng(seed)
+    c = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, (n_bars, n_assets)), axis=0))
+    o = np.vstack([c[:1], c[:-1]])
+    h = np.maximum(o, c) * (1 + rng.random((n_bars, n_assets)) * 0.005)
+    lo = np.minimum(o, c) * (1 - rng.random((n_bars, n_assets)) * 0.005)
+    v = rng.random((n_bars, n_assets)) * 100.0
+    return [np.ascontiguousarray(x) for x in (o, h, lo, c, v)]
+
+
+def real_universe(n_assets: int) -> list[np.ndarray] | None:
+    """The first n_assets complete series of the shared Binance 1h universe, or None."""
+    folder = Path(os.environ.get("TANDEM_TEST_DATA", REPO.parent / "shared" / "data"))
+    path = folder / "binance_USDT_1h_universe.parquet"
+    if not path.exists():
+        return None
+    import pandas as pd
+
+    df = pd.read_parquet(path)
+    counts = df.groupby("symbol").size()
+    full = counts[counts == counts.max()].index[:n_assets]
+    df = df[df.symbol.isin(full)]
+    out = []
+    for k in ("open", "high", "low", "close", "volume"):
+        wide = df.pivot(index="timestamp", columns="symbol", values=k)
+        out.append(np.ascontiguousarray(wide.to_numpy(np.float64)))
+    return out
+
+
+def talib_indicators(o, h, lo, c, v) -> None:
+    """Every indicator the rating uses, one asset, with TA-Lib (HMA/VWMA/AO/BBP/Ichimoku
+    composed from TA-Lib's WMA/SMA/EMA/MAX/MIN)."""
+    import talib
+
+    for n in (10, 20, 30, 50, 100, 200):
+        talib.SMA(c, n)
+        talib.EMA(c, n)
+    talib.WMA(2 * talib.WMA(c, 4) - talib.WMA(c, 9), 3)
+    talib.SMA(c * v, 20) / talib.SMA(v, 20)
+    for n in (9, 26, 52):
+        talib.MAX(h, n)
+        talib.MIN(lo, n)
+    talib.RSI(c, 14)
+    talib.STOCH(h, lo, c, 14, 3, 0, 3, 0)
+    talib.CCI(c, c, c, 20)
+    talib.ADX(h, lo, c, 14)
+    talib.PLUS_DI(h, lo, c, 14)
+    talib.MINUS_DI(h, lo, c, 14)
+    hl2 = (h + lo) / 2
+    talib.SMA(hl2, 5) - talib.SMA(hl2, 34)
+    talib.MOM(c, 10)
+    talib.MACD(c, 12, 26, 9)
+    talib.STOCHRSI(c, 14, 14, 3, 0)
+    talib.WILLR(h, lo, c, 14)
+    e = talib.EMA(c, 13)
+    h - e
+    lo - e
+    talib.ULTOSC(h, lo, c, 7, 14, 28)
+
+
+def best_of(fn, reps: int) -> float:
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def run(name: str, cols: list[np.ndarray], reps: int) -> None:
+    import numba
+
+    from core.ratings import new_rating_state, new_rating_states, ratings_batch_nb, ratings_nb
+
+    n_bars, n_assets = cols[0].shape
+    per_asset = [[np.ascontiguousarray(x[:, a]) for x in cols] for a in range(n_assets)]
+    ab = n_bars * n_assets
+
+    def ta() -> None:
+        for a in range(n_assets):
+            talib_indicators(*per_asset[a])
+
+    def ours_1() -> None:
+        for a in range(n_assets):
+            ratings_nb(*per_asset[a], new_rating_state())
+
+    def ours_par() -> None:
+        ratings_batch_nb(*cols, new_rating_states(n_assets))
+
+    ours_par()  # make sure nothing below pays for compilation
+    ours_1()
+    t_ta = best_of(ta, reps)
+    t_1 = best_of(ours_1, reps)
+    t_par = best_of(ours_par, reps)
+    print(f"\n{name}: {n_assets} assets x {n_bars} bars = {ab:,} asset-bars (best of {reps})")
+    print(
+        f"  TA-Lib, indicators only, 1 thread : {t_ta:7.3f} s  {ab / t_ta / 1e6:6.2f} M asset-bars/s"
+    )
+    print(
+        f"  Tandem full rating, 1 thread      : {t_1:7.3f} s  {ab / t_1 / 1e6:6.2f} M asset-bars/s"
+    )
+    print(
+        f"  Tandem full rating, prange x{numba.get_num_threads()}     : {t_par:7.3f} s"
+        f"  {ab / t_par / 1e6:6.2f} M asset-bars/s"
+    )
+    verdict = "meets" if t_par < t_ta else "MISSES"
+    print(
+        f"  rating / TA-Lib time: 1 thread {t_1 / t_ta:.2f}x, parallel {t_par / t_ta:.2f}x ({verdict} target)"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--assets", type=int, default=100)
+    ap.add_argument("--bars", type=int, default=8760)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--no-cold", action="store_true", help="skip the cold-start (JIT) probe")
+    args = ap.parse_args()
+
+    cache = os.environ.get("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
+    if not args.no_cold:
+        with tempfile.TemporaryDirectory() as empty:
+            cold = start_time(empty)
+        print(f"cold start (empty numba cache, JIT compile) to first rating: {cold:6.2f} s")
+    start_time(cache)  # populate the cache if needed
+    warm = start_time(cache)
+    print(f"warm start (cached)  to first rating:                         {warm:6.2f} s")
+
+    os.environ.setdefault("NUMBA_CACHE_DIR", cache)
+    real = real_universe(args.assets)
+    if real is not None:
+        run("real Binance 1h universe", real, args.reps)
+    run("synthetic random walk", synthetic(args.assets, args.bars), args.reps)
+
+
+if __name__ == "__main__":
+    main()
