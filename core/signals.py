@@ -24,7 +24,10 @@ signal by the thresholds (vote mode: the base timeframe's vote).
 **Portfolio targets** (CONTRACTS.md "Signals"): on a rebalance bar (its close falls on a
 ``portfolio.rebalance_every`` UTC boundary) assets with ``signal == +1`` and a positive
 score get ``w_i = score_i / Σ score`` capped at ``max_weight`` (the excess stays in cash,
-so Σw ≤ 1); every other asset gets 0. Non-rebalance bars are all-NaN rows.
+so Σw ≤ 1); every other asset gets 0, except assets without a base bar in the slice
+(base rating NaN: missing bar), which get NaN ("do nothing"). Non-rebalance bars are
+all-NaN rows; an all-missing slice is therefore never a rebalance (as in the batch, whose
+time axis has no such row).
 """
 
 from __future__ import annotations
@@ -152,6 +155,11 @@ def signals_step_nb(
         out_score[i] = sc
     if portfolio and is_rebalance_bar_nb(ts_close, every_ms, every_off):
         target_weights_nb(out_score, out_signal, max_weight, out_target)
+        for i in range(n_assets):
+            # No base bar for this asset in this slice (missing, or not listed yet): NaN =
+            # "does nothing", rather than 0 = "sell it all". It still gets no weight share.
+            if np.isnan(ratings[i, 0]):
+                out_target[i] = np.nan
     else:
         out_target[:] = np.nan
 

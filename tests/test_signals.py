@@ -154,6 +154,11 @@ def test_slice_equals_batch_and_subset() -> None:
         one = compute_signals(prof, r[t : t + 1], ts_close[t : t + 1])
         assert np.array_equal(one.signal[0], batch.signal[t])
         assert np.array_equal(one.target[0], batch.target[t], equal_nan=True)
+    # on rebalance bars, assets without a base bar get NaN ("do nothing"), the rest a weight
+    rebal = ~np.isnan(batch.target).all(axis=1)
+    assert rebal.any()
+    base_nan = np.isnan(r[:, :, 0, prof.rating_column])
+    assert np.array_equal(np.isnan(batch.target[rebal]), base_nan[rebal])
     # a subset of the assets in another order: per-asset signals are unchanged
     syms = ["ETH/USDT", "ADA/USDT", "BTC/USDT"]
     idx = [prof.assets.index(s) for s in syms]
