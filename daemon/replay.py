@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from daemon.app import Daemon
 from daemon.emulator.market import MarketData
@@ -58,10 +58,14 @@ async def run_replay(
     speed: float | None = None,
     updates_per_bar: int = 1,
     on_emulator: Callable[[Emulator], None] | None = None,
+    on_bar: Callable[[Emulator, int], Awaitable[None]] | None = None,
     bar_timeout_s: float = 30.0,
 ) -> Emulator:
     """Serve ``market`` from ``start_ts`` (first tradable bar's open) and play to ``end_ts``
-    (exclusive: the last bar played opens at ``end_ts - tf``); run ``daemon`` against it."""
+    (exclusive: the last bar played opens at ``end_ts - tf``); run ``daemon`` against it.
+
+    ``on_bar(emu, k)`` is awaited before the ``k``-th bar is played (fast mode): the hook
+    tests use to inject faults at chosen moments."""
     tf = market.tf_ms
     last_bar = end_ts - tf
     daemon.cfg.stop_after_ts = last_bar
@@ -78,7 +82,11 @@ async def run_replay(
             emu.start_realtime(speed=speed, stop_at=end_ts + tf)
             await task
             return emu
+        k = 0
         while not task.done() and emu.now < end_ts + tf:
+            if on_bar is not None:
+                await _race(task, on_bar(emu, k))
+            k += 1
             await emu.advance(1)
             # After advance(1) the clock sits on a bar boundary B: the bar [B - tf, B) closed.
             closed = emu.now - tf
