@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--rest-url", help="override TANDEM_EXCHANGE_REST_URL")
     run.add_argument("--ws-url", help="override TANDEM_EXCHANGE_WS_URL")
     run.add_argument("--http", action="store_true",
-                     help="serve /health, /metrics, /positions, /fills (daemon.ops)")
+                     help="serve /health, /metrics, /positions, /fills (daemon.ops; on by "
+                          "default, TANDEM_HTTP_ENABLED=false turns it off)")
 
     rep = sub.add_parser("replay", help="play stored history through the emulator and the "
                                         "live path (real ccxt.pro over 127.0.0.1)")
@@ -155,7 +156,8 @@ def _serve(args) -> int:
 
     try:
         if args.cmd == "run":
-            return asyncio.run(_run_live(args, settings, profile))
+            ops = _build_ops(settings, args.db or settings.state_db)  # ops (issue 8)
+            return asyncio.run(_run_live(args, settings, profile, ops))
         return asyncio.run(_run_replay(args, settings, profile))
     except ProfileChangedError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -186,25 +188,44 @@ def _daemon_config(args, settings, profile, db: Path):
     )
 
 
-def _install_signals(daemon) -> None:
+def _install_signals(daemon, ops=None) -> None:
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if ops is not None:  # ops (issue 8): tell systemd at once (STOPPING=1)
+            ops.stopping()
+        daemon.stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, daemon.stop)
+        loop.add_signal_handler(sig, on_signal)
 
 
-async def _run_live(args, settings, profile) -> int:
+# --- ops (issue 8): HTTP /health /metrics /positions /fills, sd_notify, metrics sampling ---
+def _build_ops(settings, db: Path):
+    """Ops for ``run``, built before the event loop so that a non-loopback bind without a
+    token (or any ops setting problem) exits 2 naming the field, before READY."""
+    from daemon.logconfig import get_logger
+    from daemon.ops import InsecureBindError, Ops
+    from daemon.ops.provider import SqliteStateProvider
+
+    try:
+        return Ops.from_settings(settings, provider=SqliteStateProvider(db),
+                                 logger=get_logger("ops"))
+    except InsecureBindError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+async def _run_live(args, settings, profile, ops=None) -> int:
     from daemon.app import Daemon
     from daemon.strategy import stepper_factory
 
     cfg = _daemon_config(args, settings, profile, args.db or settings.state_db)
-    ops = None
-    if args.http:
-        from daemon.ops.runtime import Ops
-
-        ops = Ops.from_settings(settings)
+    if ops is not None:  # ops (issue 8): HTTP up during warm-up (/health says "starting")
         await ops.start()
     daemon = Daemon(cfg, stepper_factory(profile), ops=ops)
-    _install_signals(daemon)
+    _install_signals(daemon, ops)
+    if ops is not None:
+        ops.watch_daemon(daemon)  # ops (issue 8): feeds/equity -> health + metrics
     try:
         await daemon.run()
     finally:
