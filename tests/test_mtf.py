@@ -6,7 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from core.aggregate import aggregate_candles
 from core.mtf import (
     MtfConfig,
     MtfRatingState,
@@ -158,3 +161,30 @@ def test_checkpoint_rejects_garbage() -> None:
     assert MtfRatingState.from_bytes(data).cfg.timeframes == ("1h", "4h")
     with pytest.raises(ValueError):
         MtfRatingState.from_bytes(MtfRatingStates("1h", ["4h"], [True, False]).to_bytes())
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), gap_rate=st.sampled_from([0.0, 0.05, 0.3]), offset=st.integers(0, 23))
+def test_htf_updates_exactly_at_emissions(seed: int, gap_rate: float, offset: int) -> None:
+    """With random gaps: each HTF row changes only on bars where the aggregator emitted an
+    HTF bar, and then equals the rating of the aggregated series up to that bar."""
+    rng = np.random.default_rng(seed)
+    n = 24 * 12
+    ts_all = (np.arange(n) + 24 * 18_000 + offset) * H
+    keep = rng.random(n) >= gap_rate
+    keep[0] = True
+    ts = ts_all[keep]
+    c = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, ts.shape[0])))
+    o = np.r_[c[0], c[:-1]]
+    df = pd.DataFrame({"timestamp": ts, "open": o, "high": np.maximum(o, c) * 1.002,
+                       "low": np.minimum(o, c) * 0.998, "close": c, "volume": rng.random(ts.shape[0]) + 1})
+    tsa, p = _arrays(df)
+    r, _ = compute_mtf_ratings(MtfConfig("1h", ["4h"]), tsa, *p, votes=True)
+    agg = aggregate_candles(df, "1h", "4h")
+    vals = ratings_nb(*(agg[k].to_numpy(np.float64) for k in ("open", "high", "low", "close", "volume")),
+                      new_rating_state())
+    expect = np.full((len(ts), N_RATING_OUT), np.nan)
+    at = np.searchsorted(ts, agg["emitted_at_ts"].to_numpy())
+    for k in range(len(agg)):
+        expect[at[k]:] = vals[k]  # later emissions overwrite (two on one bar: the newest wins)
+    assert np.array_equal(r[:, 0, 1], expect, equal_nan=True)
