@@ -86,10 +86,10 @@ def agg_step_nb(state, ts, o, h, l, c, v, base_ms, htf_ms, offset_ms, out):  # n
     """Feed one closed base bar (open time ``ts`` ms); return how many HTF bars closed (0-2).
 
     Closed HTF bars are written to ``out[:n]`` (rows ``[ts_open, o, h, l, c, v]``), oldest
-    first. ``c`` NaN marks a missing bar: nothing changes and 0 is returned.
+    first. NaN close/high/low marks a missing bar: nothing changes and 0 is returned.
     """
-    if np.isnan(c):
-        return 0
+    if np.isnan(c) or np.isnan(h) or np.isnan(l):
+        return 0  # same missing-bar rule as the ratings (rating_step_nb)
     fts = float(ts)
     if state[AGG_SEEN] == 1.0 and fts <= state[AGG_LAST_TS]:
         return 0  # duplicate or out-of-order bar
