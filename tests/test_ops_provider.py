@@ -42,8 +42,8 @@ def db(tmp_path):
             fills = [fill("BTC/USDT", ts + H, "buy", 0.1 * (i + 1), 2 * i),
                      fill("ETH/USDT", ts + H, "buy", 1.0, 2 * i + 1)] if i % 2 else []
             written += fills
-            st.commit_slice(ts, candles, [], {}, fills,
-                            {"BTC/USDT": 0.5, "ETH/USDT": 0.0}, warmup=False)
+            st.commit_slice(ts, candles, [], fills=fills,
+                            positions={"BTC/USDT": 0.5, "ETH/USDT": 0.0}, warmup=False)
     return path, written
 
 
