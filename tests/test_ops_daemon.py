@@ -177,6 +177,16 @@ async def test_daemon_under_notify_socket(tmp_path):
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:
+            # HTTP is up during warm-up and says so (503 "starting") until READY.
+            async def answering():
+                status, body = await http(session, base + "/health")
+                return status is not None and (status, body, bool(listener.times("READY=1")))
+
+            status, body, was_ready = await wait_for(answering, READY_TIMEOUT_S,
+                                                     "HTTP to answer", proc, every=0.25)
+            if not was_ready:
+                assert status == 503 and json.loads(body)["phase"] == "starting", body
+
             # READY=1 after warm-up (the first tradable slice), not before.
             async def ready():
                 return listener.times("READY=1")
