@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-report", action="store_true", help="skip report.html / equity.png")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bar (default: on for long runs in a terminal)")
+    from backtest.reconcile.cli import add_candles_from, register_reconcile
+
+    add_candles_from(run)  # --candles-from <daemon db> (reconcile room)
 
     demo = sub.add_parser(
         "demo", help="generate demo candles and backtest the default profile on them",
@@ -189,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(fe)
     fe.add_argument("--out", type=Path, help="output Parquet file "
                     "(default: runs/<profile>-features.parquet)")
+    register_reconcile(sub)  # tandem-backtest reconcile (reconcile room)
     return parser
 
 
@@ -282,12 +286,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings()
     profile = _profile(args, settings, mode=args.mode, warmup=args.warmup_bars)
-    source, label = _source(args, settings, profile)
+    from backtest.reconcile.cli import candles_from_source
+
+    source = candles_from_source(args, profile.base_timeframe)  # run --candles-from <daemon db>
+    if source is not None:
+        label = "daemon db " + ", ".join(str(p) for p in args.candles_from)
+    else:
+        source, label = _source(args, settings, profile)
     out = args.out or Path("runs") / f"{profile.name}-{profile.execution.mode}"
     result = run_backtest(profile, source, args.start, args.end, out, symbols=args.symbols,
                           run_id=args.run_id, data_label=label, chart_symbols=args.chart,
                           progress=args.progress, report=not args.no_report)
     print_summary(result)
+    from core.fingerprint import fingerprint_line
+
+    print(fingerprint_line(result.fills))  # same line as tandem-daemon prints (reconcile room)
     return EXIT_OK
 
 
@@ -392,6 +405,7 @@ COMMANDS = {
     "download": cmd_download,
     "lookahead": cmd_lookahead,
     "features": cmd_features,
+    "reconcile": lambda args: args.func(args),  # backtest.reconcile.cli.cmd_reconcile
 }
 
 

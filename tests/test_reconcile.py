@@ -11,6 +11,7 @@ the test checks the category reconcile gives every resulting difference.
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,7 @@ class Plan:
     intrabar: str = "pessimistic"
     altered: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)  # (sym, i) -> values
     late: list[tuple[str, int]] = field(default_factory=list)  # (sym, i): arrives after its slice
+    stop_at: int | None = None  # the daemon stops before this bar (crash, not restarted)
 
 
 def profile(threshold: float, intrabar: str) -> dict:
@@ -130,7 +132,7 @@ def write_paper(root: Path, candles: dict[str, pd.DataFrame], plan: Plan) -> Pat
         late_rows.append((s, seen[s].loc[i].copy()))
         seen[s] = seen[s].drop(index=i)
     m = matrices({s: f.reset_index(drop=True) for s, f in seen.items()})
-    full_ts = matrices(candles)["ts"]
+    full_ts = matrices(candles)["ts"][: plan.stop_at]
     sig = signals(m["close"], plan.threshold)
     db = root / "paper.db"
     st = StateStore(db)
@@ -138,6 +140,8 @@ def write_paper(root: Path, candles: dict[str, pd.DataFrame], plan: Plan) -> Pat
     prof = profile(plan.threshold, plan.intrabar)
     st.bind_profile("p1", prof, "sess-1")
     eng = Engine(engine_config(plan.threshold, plan.intrabar), SYMS, profile="p1", run_id="sess-1", source="paper")
+    # Older StateStore versions also took engine-state blobs per slice; none are needed here.
+    blobs = {"blobs": {}} if "blobs" in inspect.signature(st.commit_slice).parameters else {}
     steps = []
     for ts in full_ts:
         k = int(np.searchsorted(m["ts"], ts))
@@ -159,7 +163,7 @@ def write_paper(root: Path, candles: dict[str, pd.DataFrame], plan: Plan) -> Pat
         missing = [s for j, s in enumerate(SYMS) if not present[j]]
         fills = by_ts.get(ts + TF)
         recs = [] if fills is None else fills.to_dict("records")
-        st.commit_slice(ts, cands, missing, {}, recs, {}, warmup=False)
+        st.commit_slice(ts, cands, missing, fills=recs, positions={}, warmup=False, **blobs)
     for s, r in late_rows:
         st.record_late(ClosedCandle(s, int(r["ts"]), *(float(r[c]) for c in ("open", "high", "low", "close", "volume")),
                                     origin="rest"))
@@ -256,6 +260,15 @@ def test_changed_threshold_is_config(tmp_path):
     d = report.differences
     assert len(d) > 0 and set(d["category"]) == {"config"}
     assert all("entry_threshold" in e for e in d["evidence"])
+
+
+def test_daemon_that_stopped_early_is_data_not_logic(tmp_path):
+    report, _, _ = scenario(tmp_path, Plan(stop_at=150))
+    d = report.differences
+    assert len(d) > 0 and set(d["status"]) == {MISSING_PAPER}
+    assert (d["ts"] > T0 + 150 * TF).all()
+    assert set(d["category"]) == {"data"}
+    assert all("after the daemon's last stepped slice" in e for e in d["evidence"])
 
 
 def test_edited_fill_is_logic_and_ulp_is_rounding(tmp_path):

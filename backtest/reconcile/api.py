@@ -111,7 +111,7 @@ def reconcile(
     configs = {
         p: config_diff(p, p_side.profiles.get(p), b_side.profiles.get(p)) for p in profiles
     }
-    diffs = classify(matches, events, configs)
+    diffs = classify(matches, events, configs, _coverage(dbs, tf_ms))
 
     marks = _marks(hist, dbs, p_side, b_side, timeframe, tf_ms)
     cash = {}
@@ -171,6 +171,21 @@ def _events(
         shared = out[None]
         for k in [k for k in out if k is not None]:
             out[k] = pd.concat([out[k], shared], ignore_index=True)
+    return out
+
+
+def _coverage(dbs: list[Path], tf_ms: int) -> dict[str, tuple[int, int]]:
+    """Per profile: close times of the first and last slice its daemon stepped."""
+    out: dict[str, tuple[int, int]] = {}
+    for db in dbs:
+        info = db_profile(db)
+        sl = read_db_slices(db)
+        if info is None or sl.empty:
+            continue
+        lo, hi = int(sl["ts"].min()) + tf_ms, int(sl["ts"].max()) + tf_ms
+        if info.name in out:  # several dbs of one profile: the union of their windows
+            lo, hi = min(lo, out[info.name][0]), max(hi, out[info.name][1])
+        out[info.name] = (lo, hi)
     return out
 
 

@@ -105,11 +105,15 @@ def classify(
     diffs: pd.DataFrame,
     events: dict[str, pd.DataFrame] | pd.DataFrame,
     configs: dict[str, ConfigDiff],
+    coverage: dict[str, tuple[int, int]] | None = None,
 ) -> pd.DataFrame:
     """Add ``category``, ``evidence`` and ``caused_by`` to the non-identical rows of a
     :func:`~backtest.reconcile.match.match_fills` frame (identical rows are dropped).
 
     ``events`` is a data-event frame per profile, or one frame that applies to all.
+    ``coverage`` maps a profile to the close times ``(first, last)`` of the slices its
+    daemon stepped: a fill outside that window is a *data* difference (the daemon never
+    had those candles: it stopped early or started late), not a logic one.
     """
     out = diffs[diffs["status"] != IDENTICAL].copy()
     out["category"], out["evidence"], out["caused_by"] = "", "", ""
@@ -121,13 +125,14 @@ def classify(
         ev_frame = events.get(profile) if isinstance(events, dict) else events
         ev = _Events.of(ev_frame) if ev_frame is not None and len(ev_frame) else _Events()
         cd = configs.get(str(profile)) or ConfigDiff(str(profile), None, None)
+        window = (coverage or {}).get(str(profile))
         roots: list[tuple[int, str, str, str]] = []  # (ts, symbol, category, key)
         # One slice at a time: rows with evidence of their own become roots first, since
         # inside a slice an exit (any asset) changes the cash that later entries size on.
         for ts, slice_rows in g.groupby("ts", sort=True):
             decided: dict[int, tuple[str, str, str]] = {}
             for idx, row in slice_rows.iterrows():
-                cat, text, _ = _own(row, ev, cd)
+                cat, text, _ = _own(row, ev, cd, window)
                 if cat is not None:
                     decided[idx] = (cat, text, "")
                     roots.append((int(ts), str(row["symbol"]), cat, diff_key(row)))
@@ -147,7 +152,9 @@ def classify(
     return out.reset_index(drop=True)
 
 
-def _own(row: pd.Series, ev: _Events, cd: ConfigDiff) -> tuple[str | None, str, str]:
+def _own(
+    row: pd.Series, ev: _Events, cd: ConfigDiff, window: tuple[int, int] | None = None
+) -> tuple[str | None, str, str]:
     sym, ts = str(row["symbol"]), int(row["ts"])
     if _is_rounding(row):
         return ROUNDING, f"relative differences <= {ROUNDING_REL:g} in {row['fields']}", ""
@@ -156,6 +163,10 @@ def _own(row: pd.Series, ev: _Events, cd: ConfigDiff) -> tuple[str | None, str, 
         what = f": {shown}" if cd.fields else ""
         ph, bh = (cd.paper_hash or "?")[:12], (cd.backtest_hash or "?")[:12]
         return CONFIG, f"profile hash differs (paper {ph}, backtest {bh}){what}", ""
+    if window is not None and ts > window[1]:
+        return DATA, f"after the daemon's last stepped slice (closed {fmt_ts(window[1])}): no candles", ""
+    if window is not None and ts < window[0]:
+        return DATA, f"before the daemon's first stepped slice (closed {fmt_ts(window[0])})", ""
     hit = ev.on_bar(sym, ts)
     if hit is not None:
         return DATA, _event_text(hit), ""
