@@ -53,3 +53,16 @@ async def test_probe_unreachable(monkeypatch):
         port = s.getsockname()[1]
     rc, out = await run_probe(monkeypatch, port, None)
     assert rc == 1 and out.startswith("unreachable")
+
+
+def test_probe_imports_stdlib_only():
+    """Docker runs the probe every 30 s: it must not drag aiohttp/pydantic/numba in."""
+    import subprocess
+    import sys
+
+    code = ("import sys, daemon.ops.healthcheck; "
+            "heavy = {'aiohttp', 'pydantic', 'prometheus_client', 'numba', 'pandas'}; "
+            "print(sorted(heavy & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout.strip()
+    assert out == "[]", out
