@@ -83,7 +83,7 @@ class Metrics:
         )
         self.slice_latency = Histogram(
             "slice_latency_seconds",
-            "From the last closing candle of a slice arriving to its fills committed.",
+            "Seconds to step one slice through the engine and commit it to SQLite.",
             buckets=SLICE_LATENCY_BUCKETS, namespace=ns, registry=reg,
         )
         self.fills = Counter(
@@ -132,7 +132,7 @@ class Metrics:
 
     def on_slice(self, latency_s: float, ts_close_ms: int | None = None,
                  partial: bool = False) -> None:
-        """One slice stepped and committed, ``latency_s`` seconds after its last candle."""
+        """One slice stepped and committed in ``latency_s`` seconds."""
         self.slices.inc()
         self.slice_latency.observe(max(0.0, float(latency_s)))
         if partial:
