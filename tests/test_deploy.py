@@ -246,3 +246,17 @@ def test_compose_file():
     for key, value in env.items():
         if SECRET_WORDS.search(key):
             assert str(value).startswith("${"), f"{key} is a literal secret"
+
+
+def test_dockerignore_keeps_what_the_dockerfile_copies():
+    """Every build-context source of a COPY is re-included after the blanket ``**``."""
+    ignore = [x.strip() for x in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+              if x.strip() and not x.startswith("#")]
+    assert ignore[0] == "**"
+    kept = {x[1:].rstrip("/") for x in ignore if x.startswith("!")}
+    for instr, args in dockerfile_instructions(DOCKERFILE):
+        if instr != "COPY" or "--from=" in args:
+            continue
+        for src in [s for s in args.split()[:-1] if not s.startswith("--")]:
+            assert src.rstrip("/") in kept, f"COPY {src} is excluded by the dockerignore"
+            assert (ROOT / src).exists(), f"COPY {src}: not in the repository"
