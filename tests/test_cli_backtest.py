@@ -228,3 +228,23 @@ def test_features_export_matches_the_run(csv_dir, tmp_path, capsys):
     btc = f[f["symbol"] == "BTC/USDT"]
     changed = btc["rating_all_4h"].diff().fillna(0).to_numpy() != 0
     assert (btc["ts_close"].to_numpy()[changed] % (4 * HOUR) == 0).all() and changed.any()
+
+
+def test_demo_runs_anywhere_without_shared_data(tmp_path):
+    """The README's main job, as a user runs it: another cwd, no ../shared/data, no network."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_")}
+    env["TANDEM_TEST_DATA"] = str(tmp_path / "nowhere")
+    repo = Path(__file__).resolve().parents[1]
+    env["PYTHONPATH"] = str(repo)
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "backtest.cli", "demo", "--days", "10",
+                           "--out", str(out)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert f"report            {out / 'report.html'}" in proc.stdout
+    assert "total return" in proc.stdout and "Traceback" not in proc.stderr
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["profile"] == "crypto_rating_all" and stats["n_bars"] == 24 * 10
+    assert stats["warmup_bars_available"] == stats["warmup_bars"]  # a full warm-up

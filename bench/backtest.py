@@ -1,0 +1,305 @@
+"""Benchmark: Tandem's backtest end to end vs. the same job done "by hand".
+
+Job: N assets (default 100) × one year of 1h candles, timeframes 1h/4h/1d, profile
+``crypto_rating_all`` (wide MTF combiner) with every asset on MTF, SL 5 % / TP 15 %.
+
+* **Tandem**: :func:`backtest.runner.run_backtest` — load from the candle store → MTF
+  ratings → signals → engine → fills, trades, equity, stats (no files written).
+* **Baseline** (what a user would write without us): pandas ``read_parquet`` per asset,
+  pandas ``resample`` for 4h/1d, TA-Lib for every indicator, NumPy for the 26 votes and
+  ratings, HTF values shifted to their close and forward-filled, the weighted score, then
+  ``vectorbt.Portfolio.from_signals`` with ``sl_stop``/``tp_stop`` and cash sharing
+  (each entry buys 10 % of the *initial* cash, skipped when cash is short: vectorbt's
+  from_signals cannot size by current equity, which Tandem's engine does).
+
+Both run in this process, each once to warm up (numba/vectorbt compiles) and then timed;
+the printed ratio is baseline / Tandem (warm). Cold: a fresh interpreter with an empty
+``NUMBA_CACHE_DIR`` runs the Tandem job once (first JIT included), then a second fresh
+interpreter with that cache filled ("warm process": cache load, no compile).
+
+The candles are generated (seeded GBM with volatility clusters, :mod:`backtest.demo_data`)
+into a temporary candle store, so the benchmark needs no downloaded data.
+
+    .venv/bin/python bench/backtest.py [--assets 100] [--days 365] [--skip-cold]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+HOUR = 3_600_000
+TF_RULE = {"1h": "1h", "4h": "4h", "1d": "1D"}  # pandas spelling of our timeframes
+START = "2024-01-01"
+
+
+def make_store(folder: Path, n_assets: int, days: int, seed: int = 1) -> list[str]:
+    """Write generated candles into a candle store; return the symbols."""
+    from backtest.demo_data import generate_candles
+    from core.store import CandleStore
+
+    syms = [f"A{i:03d}/USDT" for i in range(n_assets)]
+    candles = generate_candles(syms, start=START, n_bars=24 * days, seed=seed)
+    store = CandleStore(folder, exchange="binance", timeframe="1h")
+    for s, df in candles.items():
+        store.append(s, df)
+    return syms
+
+
+def bench_profile(symbols: list[str]):  # noqa: ANN201 - core.manifest.Profile
+    """crypto_rating_all with every asset on MTF, no warm-up cut, SL/TP only (as vectorbt)."""
+    from core.manifest import load_manifest, parse_manifest
+
+    prof = load_manifest(ROOT / "manifest.json").profile("crypto_rating_all")
+    data = prof.model_dump(mode="json")
+    data.update(core_assets=symbols, universe=[], warmup_bars=0)
+    data["exit_rules"]["trailing_stop_pct"] = None
+    return parse_manifest({"profiles": {"bench": data}}, source="bench").profile("bench")
+
+
+# --------------------------------------------------------------------------- Tandem
+
+
+def run_tandem(store_dir: Path, symbols: list[str]) -> tuple[float, object]:
+    """One end-to-end Tandem run; returns (seconds, result)."""
+    from backtest.runner import run_backtest
+    from core.store import CandleStore
+
+    prof = bench_profile(symbols)
+    t0 = time.perf_counter()
+    store = CandleStore(store_dir, exchange="binance", timeframe="1h")
+    res = run_backtest(prof, store, None, None, None, progress=False, report=False)
+    return time.perf_counter() - t0, res
+
+
+# --------------------------------------------------------------------------- baseline
+
+
+def _sign_vote(c: np.ndarray, ma: np.ndarray) -> np.ndarray:
+    out = np.sign(c - ma)
+    out[np.isnan(ma)] = np.nan
+    return out
+
+
+def _vote(guard: np.ndarray, bull: np.ndarray, bear: np.ndarray) -> np.ndarray:
+    out = np.where(bull, 1.0, np.where(bear, -1.0, 0.0))
+    out[np.isnan(guard)] = np.nan
+    return out
+
+
+def _prev(x: np.ndarray, k: int = 1) -> np.ndarray:
+    out = np.full_like(x, np.nan)
+    out[k:] = x[:-k]
+    return out
+
+
+def talib_rating_all(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
+                     v: np.ndarray) -> np.ndarray:
+    """TradingView's rating_all (RATINGS.md) from TA-Lib indicators and NumPy votes."""
+    import talib
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ma = []
+        for n in (10, 20, 30, 50, 100, 200):
+            ma.append(_sign_vote(c, talib.SMA(c, n)))
+            ma.append(_sign_vote(c, talib.EMA(c, n)))
+        ma.append(_sign_vote(c, talib.WMA(2 * talib.WMA(c, 4) - talib.WMA(c, 9), 3)))
+        ma.append(_sign_vote(c, talib.SMA(c * v, 20) / talib.SMA(v, 20)))
+        con = (talib.MAX(h, 9) + talib.MIN(lo, 9)) / 2
+        base = (talib.MAX(h, 26) + talib.MIN(lo, 26)) / 2
+        lead1 = (con + base) / 2
+        lead2 = (talib.MAX(h, 52) + talib.MIN(lo, 52)) / 2
+        l1, l2 = _prev(lead1, 26), _prev(lead2, 26)
+        ma.append(_vote(lead2, (l1 > l2) & (base > l1) & (con > base) & (c > con),
+                        (l1 < l2) & (base < l1) & (con < base) & (c < con)))
+
+        rsi = talib.RSI(c, 14)
+        k, d = talib.STOCH(h, lo, c, 14, 3, 0, 3, 0)
+        cci = talib.CCI(c, c, c, 20)
+        adx, pdi, mdi = talib.ADX(h, lo, c, 14), talib.PLUS_DI(h, lo, c, 14), talib.MINUS_DI(h, lo, c, 14)
+        hl2 = (h + lo) / 2
+        ao = talib.SMA(hl2, 5) - talib.SMA(hl2, 34)
+        mom = talib.MOM(c, 10)
+        macd, sig, _ = talib.MACD(c, 12, 26, 9)
+        _, srk = talib.STOCHRSI(c, 14, 14, 3, 0)  # fastd = TradingView's k
+        srd = talib.SMA(srk, 3)
+        wr = talib.WILLR(h, lo, c, 14)
+        ema13 = talib.EMA(c, 13)
+        bull_p, bear_p = h - ema13, lo - ema13
+        trend = talib.EMA(c, 50)
+        up, down = c > trend, c < trend
+        uo = talib.ULTOSC(h, lo, c, 7, 14, 28)
+        p = _prev
+        osc = [
+            _vote(p(rsi), (rsi < 30) & (rsi > p(rsi)), (rsi > 70) & (rsi < p(rsi))),
+            _vote(p(d), (k < 20) & (d < 20) & (k > d), (k > 80) & (d > 80) & (k < d)),
+            _vote(p(cci), (cci < -100) & (cci > p(cci)), (cci > 100) & (cci < p(cci))),
+            _vote(adx, (adx > 20) & (adx > p(adx)) & (pdi > mdi),
+                  (adx > 20) & (adx > p(adx)) & (pdi < mdi)),
+            _vote(p(ao), ((ao > 0) & (p(ao) <= 0)) | ((ao > 0) & (p(ao) > 0) & (ao > p(ao)) & (p(ao, 2) > p(ao))),
+                  ((ao < 0) & (p(ao) >= 0)) | ((ao < 0) & (p(ao) < 0) & (ao < p(ao)) & (p(ao, 2) < p(ao)))),
+            _vote(p(mom), mom > p(mom), mom < p(mom)),
+            _vote(sig, macd > sig, macd < sig),
+            _vote(trend, down & (srk < 20) & (srd < 20) & (srk > srd),
+                  up & (srk > 80) & (srd > 80) & (srk < srd)),
+            _vote(p(wr), (wr < -80) & (wr > p(wr)), (wr > -20) & (wr < p(wr))),
+            _vote(trend, up & (bear_p < 0) & (bear_p > p(bear_p)),
+                  down & (bull_p > 0) & (bull_p < p(bull_p))),
+            _vote(uo, uo > 70, uo < 30),
+        ]
+        with warnings.catch_warnings():  # all-NaN columns during warm-up are expected
+            warnings.simplefilter("ignore", RuntimeWarning)
+            r_ma = np.nanmean(np.vstack(ma), axis=0)
+            r_osc = np.nanmean(np.vstack(osc), axis=0)
+    return np.where(np.isnan(r_ma), r_osc, np.where(np.isnan(r_osc), r_ma, (r_ma + r_osc) / 2))
+
+
+def run_baseline(store_dir: Path, symbols: list[str], weights: dict[str, float],
+                 sl: float, tp: float, fee: float, slip: float, size: float, cash: float
+                 ) -> tuple[float, dict]:
+    """The same job with pandas + TA-Lib + NumPy + vectorbt; returns (seconds, outputs)."""
+    import vectorbt as vbt
+
+    t0 = time.perf_counter()
+    closes, opens, highs, lows, scores = {}, {}, {}, {}, {}
+    agg = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    for s in symbols:
+        df = pd.read_parquet(store_dir / "binance" / s.replace("/", "-") / "1h.parquet")
+        df.index = pd.to_datetime(df["ts"], unit="ms", utc=True)
+        tfs = {"1h": df}
+        for tf, rule in (("4h", TF_RULE["4h"]), ("1d", TF_RULE["1d"])):
+            r = df.resample(rule, label="left", closed="left").agg(agg).dropna()
+            # Drop a partial last bucket (not closed yet at the end of the data).
+            tfs[tf] = r.iloc[:-1] if df.index[-1] + pd.Timedelta("1h") < r.index[-1] + pd.Timedelta(rule) else r
+        rating = {}
+        for tf, f in tfs.items():
+            ra = talib_rating_all(*(f[k].to_numpy(np.float64) for k in agg))
+            # An HTF bar is visible on the base bar whose close equals its close.
+            shift = pd.Timedelta(TF_RULE[tf]) - pd.Timedelta("1h")
+            ser = pd.Series(ra, index=f.index + shift)
+            rating[tf] = ser.reindex(df.index, method="ffill")
+        w = sum(weights.values())
+        score = sum(weights[tf] * rating[tf] for tf in weights) / w
+        scores[s], closes[s] = score, df["close"]
+        opens[s], highs[s], lows[s] = df["open"], df["high"], df["low"]
+    score = pd.DataFrame(scores)
+    close = pd.DataFrame(closes)
+    entries, exits = score > 0.1, score < -0.1
+    pf = vbt.Portfolio.from_signals(
+        close, entries, exits, open=pd.DataFrame(opens), high=pd.DataFrame(highs),
+        low=pd.DataFrame(lows), sl_stop=sl, tp_stop=tp, fees=fee, slippage=slip,
+        size=size * cash, size_type="value", allow_partial=False, init_cash=cash, cash_sharing=True, group_by=True,
+        call_seq="default", freq="1h",
+    )
+    n_orders = int(pf.orders.count().sum())
+    value = pf.value()
+    return time.perf_counter() - t0, {"score": score, "n_orders": n_orders,
+                                      "final_value": float(value.iloc[-1])}
+
+
+# --------------------------------------------------------------------------- cold runs
+
+
+def child(store_dir: str, n_assets: int) -> None:
+    """Fresh-interpreter Tandem run (for cold/warm process timings); prints JSON."""
+    t0 = time.perf_counter()
+    syms = [f"A{i:03d}/USDT" for i in range(n_assets)]
+    secs, res = run_tandem(Path(store_dir), syms)
+    print(json.dumps({"run_s": secs, "process_s": time.perf_counter() - t0,
+                      "fills": len(res.fills), "timings": res.timings}))
+
+
+def fresh_process(store_dir: Path, n_assets: int, cache_dir: Path) -> dict:
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, __file__, "--child", str(store_dir), "--assets",
+                          str(n_assets)], capture_output=True, text=True, env=env, check=True)
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    data["wall_s"] = time.perf_counter() - t0
+    return data
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--assets", type=int, default=100)
+    ap.add_argument("--days", type=int, default=365)
+    ap.add_argument("--skip-cold", action="store_true", help="skip the fresh-process runs")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    from backtest.logs import configure_logging
+
+    configure_logging("warning")  # figures only; the runner's info logs would interleave
+    if args.child:
+        child(args.child, args.assets)
+        return
+
+    with tempfile.TemporaryDirectory(prefix="tandem-bench-") as tmp:
+        store_dir = Path(tmp) / "store"
+        t0 = time.perf_counter()
+        syms = make_store(store_dir, args.assets, args.days)
+        print(f"data: {args.assets} assets × {24 * args.days} 1h bars (generated, "
+              f"{time.perf_counter() - t0:.1f} s); timeframes 1h/4h/1d, wide MTF, SL 5% TP 15%")
+
+        cold = warm_proc = None
+        if not args.skip_cold:
+            cache = Path(tmp) / "numba_cache"
+            cache.mkdir()
+            cold = fresh_process(store_dir, args.assets, cache)
+            warm_proc = fresh_process(store_dir, args.assets, cache)
+
+        run_tandem(store_dir, syms)  # in-process warm-up (cache load / compile)
+        t_ours, res = min((run_tandem(store_dir, syms) for _ in range(2)), key=lambda r: r[0])
+        prof = bench_profile(syms)
+        kw = dict(weights=dict(zip(prof.timeframes, prof.tf_weights(), strict=True)),
+                  sl=prof.exit_rules.stop_loss_pct, tp=prof.exit_rules.take_profit_pct,
+                  fee=prof.execution.fee_rate, slip=prof.execution.slippage_bps / 1e4,
+                  size=prof.execution.size_pct, cash=prof.initial_cash)
+        run_baseline(store_dir, syms, **kw)  # warm-up: vectorbt's numba compiles
+        t_base, base = run_baseline(store_dir, syms, **kw)
+
+        # Sanity: the baseline does the same job (signals agree where both are defined).
+        from core.signals import signals_from_candles
+        from core.store import CandleStore
+
+        a = CandleStore(store_dir, "binance", "1h").load_aligned(syms, "1h")
+        _, ours, _ = signals_from_candles(prof, a.ts, a.open, a.high, a.low, a.close, a.volume,
+                                          syms)
+        bs = base["score"].to_numpy()
+        theirs = np.where(bs > 0.1, 1, np.where(bs < -0.1, -1, 0))
+        both = np.isfinite(bs) & np.isfinite(ours.score)
+        agree = float((theirs[both] == ours.signal[both]).mean())
+        after = both.copy()
+        after[: 24 * 250] = False  # once the 1d exponential seeds have converged
+        agree_late = float((theirs[after] == ours.signal[after]).mean()) if after.any() else float("nan")
+
+        t = res.timings
+        print(f"tandem warm (in-process): {t_ours:.2f} s  [load {t['load']:.2f}, ratings+signals "
+              f"{t['ratings_signals']:.2f}, engine {t['engine']:.2f}, stats {t['stats']:.2f}]  "
+              f"fills {len(res.fills)}")
+        print(f"baseline (pandas resample + TA-Lib + NumPy + vectorbt from_signals): "
+              f"{t_base:.2f} s  orders {base['n_orders']}")
+        print(f"ratio baseline / tandem (warm): {t_base / t_ours:.1f}x  (target >= 5x)")
+        if cold is not None:
+            print(f"tandem cold (fresh process, empty NUMBA_CACHE_DIR): run {cold['run_s']:.1f} s, "
+                  f"process {cold['wall_s']:.1f} s  (target < 20 s)")
+            print(f"tandem warm process (cache filled): run {warm_proc['run_s']:.1f} s, "
+                  f"process {warm_proc['wall_s']:.1f} s")
+        print(f"signal agreement with the baseline: {100 * agree:.2f}% of defined bars, "
+              f"{100 * agree_late:.2f}% after day 250 (TA-Lib seeds EMAs differently)")
+
+
+if __name__ == "__main__":
+    main()
