@@ -106,3 +106,24 @@ async def test_watchdog_loop_pings_and_respects_alive(listener):
 async def test_watchdog_loop_returns_without_watchdog(listener):
     path, _ = listener
     await asyncio.wait_for(SystemdNotifier({"NOTIFY_SOCKET": path}).watchdog_loop(), 1)
+
+
+async def test_ops_lifecycle_datagrams(listener):
+    """Ops: STATUS while warming up, READY then watchdog pings, STOPPING exactly once."""
+    from daemon.ops import Ops, OpsConfig
+
+    path, sock = listener
+    ops = Ops(OpsConfig(http_enabled=False),
+              env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})
+    await ops.start()
+    assert sock.recv(4096) == b"STATUS=warming up"
+    ops.ready()
+    await asyncio.sleep(0.12)
+    ops.stopping()
+    ops.stopping()
+    await ops.stop()
+    got = recv_all(sock)
+    assert got[0] == "READY=1\nSTATUS=live"
+    assert "WATCHDOG=1" in got
+    assert [m for m in got if m.startswith("STOPPING=1")] == ["STOPPING=1\nSTATUS=stopping"]
+    assert ops.health.evaluate().phase == "stopping"

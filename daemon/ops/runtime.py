@@ -124,6 +124,7 @@ class Ops:
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         """Start the HTTP server (if enabled). READY is a separate step: see ``ready``."""
+        self.notifier.status("warming up")  # shown by `systemctl status` until READY
         if self.server is not None:
             port = await self.server.start()
             self._emit("ops.http.listening", host=self.server.host, port=port,
@@ -141,7 +142,9 @@ class Ops:
         self._emit("ops.ready", notified=sent, watchdog_interval_s=interval)
 
     def stopping(self, status: str = "stopping") -> None:
-        """Shutdown has begun (SIGTERM): STOPPING=1; health reports stopping."""
+        """Shutdown has begun (SIGTERM): STOPPING=1 once; health reports stopping."""
+        if self.health.phase == "stopping":
+            return  # the signal handler and the run loop's ``finally`` both call this
         self.health.set_phase("stopping")
         self.metrics.set_ready(False)
         self.notifier.stopping(status)
