@@ -100,9 +100,11 @@ def test_sampler_moves_counters_and_health():
     engine = SimpleNamespace(equity=lambda: 10_500.0, cash=9_000.0)
     stepper = SimpleNamespace(engine=engine,
                               positions=lambda: {"BTC/USDT": 0.2, "ETH/USDT": 0.0})
-    daemon = SimpleNamespace(supervisor=SimpleNamespace(feeds=[btc, eth]), stepper=stepper)
+    sup = SimpleNamespace(feeds=[btc, eth], restarts=0, watchdog_fires=0)
+    daemon = SimpleNamespace(supervisor=sup, stepper=stepper, late=0)
     sampler = DaemonSampler(daemon, metrics, health)
     sampler.sample()
+    sup.restarts, sup.watchdog_fires, daemon.late = 1, 2, 5
     btc.last_update_at = eth.last_update_at = 101.0
     btc.reconnects, eth.backfills = 2, 3
     now["t"] = 104.0
@@ -129,6 +131,9 @@ def test_sampler_moves_counters_and_health():
     assert got[("tandem_reconnects_total", "ETH/USDT")] == 1
     assert got[("tandem_backfills_total", "ETH/USDT")] == 3
     assert got[("tandem_equity", None)] == 10_500.0
+    assert got[("tandem_feed_restarts_total", None)] == 1
+    assert got[("tandem_watchdog_reconnects_total", None)] == 2
+    assert got[("tandem_late_candles_total", None)] == 5
     assert got[("tandem_cash", None)] == 9_000.0
     assert got[("tandem_open_positions", None)] == 1
 

@@ -102,6 +102,18 @@ class Metrics:
             "backfilled_candles", "Closed candles recovered by REST backfills.", ["symbol"],
             namespace=ns, registry=reg,
         )
+        self.feed_restarts = Counter(
+            "feed_restarts", "Feed tasks that died and were restarted by the supervisor.",
+            namespace=ns, registry=reg,
+        )
+        self.watchdog_fires = Counter(
+            "watchdog_reconnects", "Reconnects forced by the connection watchdog (silent socket).",
+            namespace=ns, registry=reg,
+        )
+        self.late_candles = Counter(
+            "late_candles", "Closed candles that arrived after their slice was stepped.",
+            namespace=ns, registry=reg,
+        )
         self.write_errors = Counter(
             "write_errors", "Failed state/journal writes.", namespace=ns, registry=reg,
         )

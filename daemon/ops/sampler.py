@@ -7,8 +7,8 @@ code free of monitoring calls, and a feed that stops updating is noticed even th
 never calls anything — which is precisely the stale-feed case.
 
 Everything is duck-typed (``daemon.supervisor.feeds[*].symbol / last_update_at /
-reconnects / backfills``, ``daemon.stepper.engine.equity() / cash``,
-``daemon.stepper.positions()``), so this module imports nothing from the daemon. Reading
+reconnects / backfills``, ``daemon.supervisor.restarts / watchdog_fires``, ``daemon.late``,
+``daemon.stepper.engine.equity() / cash``, ``daemon.stepper.positions()``), so this module imports nothing from the daemon. Reading
 Python attributes from the event-loop thread is race-free: the daemon mutates them on the
 same thread.
 """
@@ -31,6 +31,7 @@ class DaemonSampler:
     def __init__(self, daemon: Any, metrics: Metrics, health: Health):
         self.daemon, self.metrics, self.health = daemon, metrics, health
         self._seen: dict[str, dict[str, int]] = {}  # symbol -> last counter values
+        self._totals: dict[str, int] = {}  # daemon-wide counters -> last values
 
     def feeds(self) -> list[Any]:
         sup = getattr(self.daemon, "supervisor", None)
@@ -54,6 +55,18 @@ class DaemonSampler:
                     counter.labels(symbol=symbol).inc(now - seen[name])
                 # A restarted feed object starts from 0 again: re-base, never count down.
                 seen[name] = now
+        sup = getattr(self.daemon, "supervisor", None)
+        for name, obj, attr, counter in (
+            ("restarts", sup, "restarts", self.metrics.feed_restarts),
+            ("watchdog", sup, "watchdog_fires", self.metrics.watchdog_fires),
+            ("late", self.daemon, "late", self.metrics.late_candles),
+        ):
+            value = getattr(obj, attr, None)
+            if isinstance(value, int):
+                delta = value - self._totals.get(name, 0)
+                if delta > 0:
+                    counter.inc(delta)
+                self._totals[name] = value
         self._sample_portfolio()
 
     def _sample_portfolio(self) -> None:
