@@ -333,7 +333,8 @@ class Emulator:
             try:
                 # send_str waits when the socket buffer is full; a client that stopped reading
                 # must not stall the clock forever: drop it, as Binance drops slow consumers.
-                await asyncio.wait_for(conn.ws.send_str(text), self.send_timeout)
+                async with asyncio.timeout(self.send_timeout):  # no extra task, unlike wait_for
+                    await conn.ws.send_str(text)
                 conn.sent += 1
             except TimeoutError:
                 log.warning("emulator_slow_consumer_dropped", path=conn.path)
