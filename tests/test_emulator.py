@@ -105,7 +105,10 @@ async def test_ws_subscribe_events_and_closing_update() -> None:
             assert await recv_json(ws) == {"result": ["btcusdt@kline_1m"], "id": 8}
             await ws.send_str("{not json")
             assert (await recv_json(ws))["error"]["code"] == 3
+            frames_out: list[tuple] = []
+            emu.on_frame = lambda *a: frames_out.append(a)
             sent = await emu.advance(2)
+            assert [(f[0], f[2]) for f in frames_out].count(("BTC/USDT", True)) == 2
             # per bar: ticks at 0, 1/3, 2/3 of the period and the closing update; bar 0's
             # open tick is at the start (already past), bar 2's is exactly at the new now.
             events = [await recv_json(ws) for _ in range(sent)]

@@ -38,6 +38,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +95,7 @@ class _Event:
     symbol: str
     closed: bool
     text: str  # the raw-stream JSON frame
+    payload_ts: int  # the kline's bar open time
 
 
 class Emulator:
@@ -118,6 +121,9 @@ class Emulator:
         # permessage-deflate costs ~as much CPU as building the frame; off unless asked for.
         self.ws_compress = ws_compress
         self.send_timeout = send_timeout
+        # Optional hook ``(symbol, bar_ts, closed, perf_counter)`` called right after each
+        # kline frame was written (for latency benchmarks: "frame left the emulator").
+        self.on_frame: Callable[[str, int, bool, float], None] | None = None
         self._now = int(market.first_ts if start is None else start)
         self.faults = FaultPlan()
         self.connections: list[Connection] = []
@@ -256,12 +262,12 @@ class Emulator:
                     if t0 < t <= t1:
                         bar = market.bar(symbol, i, t)
                         events.append(_Event(t, 1, rank, stream, symbol, False,
-                                             kline_event_json(symbol, interval, bar, tf, t)))
+                                             kline_event_json(symbol, interval, bar, tf, t), bar_ts))
                 t = bar_ts + tf
                 if t0 < t <= t1:
                     bar = market.bar(symbol, i)
                     events.append(_Event(t, 0, rank, stream, symbol, True,
-                                         kline_event_json(symbol, interval, bar, tf, t)))
+                                         kline_event_json(symbol, interval, bar, tf, t), bar_ts))
         events.sort(key=lambda e: (e.time, e.order, e.stream_rank))
         return events
 
@@ -372,6 +378,8 @@ class Emulator:
         if kind == MessageFaultKind.MALFORMED:
             await self._send(conn, text[: len(text) // 2])  # a truncated, unparsable frame
         await self._send(conn, text)
+        if self.on_frame is not None:  # benchmarks: when this kline frame left the emulator
+            self.on_frame(ev.symbol, ev.payload_ts, ev.closed, time.perf_counter())
         if kind == MessageFaultKind.DUPLICATE:
             await self._send(conn, text)
         held, conn.held_next = conn.held_next, []
