@@ -217,3 +217,15 @@ def test_indicator_batch_equals_stepping_and_never_looks_ahead(seed: int, cut: i
         (ind.ichimoku_nb(h, lo), ind.ichimoku_nb(h[:cut], lo[:cut])),
     ]:
         np.testing.assert_array_equal(full[:cut], part)
+
+
+def test_short_sma_exact_and_independent_of_the_start() -> None:
+    """k and d of the stochastics are SMA 3s compared with each other: when %K sits at 100
+    for three bars they must be exactly 100 whatever history preceded (no running-sum drift)."""
+    rng = np.random.default_rng(11)
+    x = np.concatenate([rng.normal(50, 30, 300), [100.0, 100.0, 100.0, 0.1, 0.2, 0.7]])
+    for start in range(0, 60, 7):
+        out = ind.sma_nb(x[start:], 3)
+        assert out[-4] == 100.0
+        assert out[-1] == ((0.1 + 0.2) + 0.7) / 3  # oldest-first sum
+        np.testing.assert_array_equal(out[-6:], ind.sma_nb(x[-8:], 3)[-6:])

@@ -31,9 +31,30 @@ def new_sma_state(n: int) -> np.ndarray:
     return s
 
 
+# Windows up to this length are summed afresh from the ring every bar, oldest to newest:
+# exact and independent of where the series started. That matters for the short
+# smoothings (stoch / stoch RSI k and d): when %K sits at 0 or 100 for three bars, k and
+# d must be *exactly* equal (their votes compare k > d); a running sum's drift would make
+# them differ by an ulp, and differently depending on the start of the history.
+SMA_EXACT_MAX = 8
+
+
+@njit(cache=True, inline="always")
+def chrono_sum_nb(s: np.ndarray, b: int, n: int, pos: int) -> float:
+    """Sum of a full ring ``s[b:b+n]`` whose newest entry is at ``pos``, oldest first, so
+    the rounding depends on the window's values only, not on the ring's rotation."""
+    tot = 0.0
+    for j in range(pos + 1, n):
+        tot += s[b + j]
+    for j in range(pos + 1):
+        tot += s[b + j]
+    return tot
+
+
 @njit(cache=True, inline="always")
 def sma_step_at_nb(s: np.ndarray, o: int, x: float) -> float:
-    """Mean of the last ``n`` inputs (running sum, O(1) like TA-Lib's SMA)."""
+    """Mean of the last ``n`` inputs: a running sum (O(1), like TA-Lib's SMA) for long
+    windows, an exact chronological sum for ``n <= SMA_EXACT_MAX``."""
     n = int(s[o])
     if math.isnan(x):
         s[o + 1] = 0.0
@@ -41,6 +62,15 @@ def sma_step_at_nb(s: np.ndarray, o: int, x: float) -> float:
         return np.nan
     pos = int(s[o + 2])
     run = int(s[o + 1])
+    if n <= SMA_EXACT_MAX:
+        s[o + _SMA_HDR + pos] = x
+        if run < n:
+            run += 1
+            s[o + 1] = run
+        s[o + 2] = 0.0 if pos + 1 == n else pos + 1
+        if run < n:
+            return np.nan
+        return chrono_sum_nb(s, o + _SMA_HDR, n, pos) / n
     if run >= n:
         s[o + 3] += x - s[o + _SMA_HDR + pos]
     else:
@@ -296,11 +326,8 @@ def vwma_step_at_nb(s: np.ndarray, o: int, x: float, v: float) -> float:
     s[o + 2] = 0.0 if nxt == n else nxt
     if run < n:
         return np.nan
-    num = 0.0
-    den = 0.0
-    for j in range(n):
-        num += s[b + j]
-        den += s[b + n + j]
+    num = chrono_sum_nb(s, b, n, pos)
+    den = chrono_sum_nb(s, b + n, n, pos)
     if den == 0.0:
         return np.nan
     return num / den

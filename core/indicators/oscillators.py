@@ -18,6 +18,7 @@ from numba import njit
 from core.indicators.extremes import HL_HI, HL_LO, highlow_step_at_nb, new_highlow_state
 from core.indicators.moving import (
     EMA_SIZE,
+    chrono_sum_nb,
     ema_step_at_nb,
     new_ema_state,
     new_rma_state,
@@ -242,12 +243,12 @@ def cci_step_at_nb(s: np.ndarray, o: int, x: float) -> float:
     s[o + 2] = 0.0 if nxt == n else nxt
     if run < n:
         return np.nan
-    tot = 0.0
-    for j in range(n):
-        tot += s[b + j]
-    mean = tot / n
+    # oldest-first sums: the rounding depends on the window only, not the ring rotation
+    mean = chrono_sum_nb(s, b, n, pos) / n
     dev = 0.0
-    for j in range(n):
+    for j in range(pos + 1, n):
+        dev += abs(s[b + j] - mean)
+    for j in range(pos + 1):
         dev += abs(s[b + j] - mean)
     dev /= n
     if dev == 0.0:
