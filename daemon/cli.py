@@ -291,6 +291,9 @@ def _print_summary(name: str, fills, status: dict, db: Path, paths: list[Path]) 
                      f"{fills['cash_after'].iloc[-1]:.2f}")
     open_pos = status.get("positions") or {}
     lines.append(f"  open positions: {open_pos or 'none'}")
+    from core.fingerprint import fingerprint_line
+
+    lines.append("  " + fingerprint_line(fills))  # same line as tandem-backtest run prints
     lines.append(f"  journal: {db} (tandem-daemon export-fills --db {db} --out DIR)")
     for p in paths:
         lines.append(f"  exported: {p}")
