@@ -185,7 +185,9 @@ def load_window(
     a = _load(candles, syms, tf, load_from, end_ms)
     if start_ms is None:
         if len(a.ts) == 0:
-            raise DataError(f"no {tf} candles for {', '.join(syms)} in the data")
+            before = f" before {_iso(end_ms)}" if end_ms is not None else ""
+            raise DataError(f"no {tf} candles for {', '.join(syms)}{before}; the data covers "
+                            + _coverage(candles, syms, tf))
         start_ms = int(a.ts[0]) + warm * base_ms
     k0 = int(np.searchsorted(a.ts, start_ms, side="left"))
     if k0 >= len(a.ts):
