@@ -371,7 +371,11 @@ def write_outputs(
         }
     ).to_csv(files["equity.csv"], index=False)
     write_stats_json(result.stats, files["stats.json"], **result.meta)
-    if report:
+    if not report:
+        # A report left by an earlier run in the same folder would describe other fills.
+        for stale in ("report.html", "equity.png"):
+            (out_dir / stale).unlink(missing_ok=True)
+    else:
         from backtest.plots import write_equity_png
         from backtest.report import ReportInput, write_report
 
