@@ -137,7 +137,9 @@ def _price_chart(data: ReportInput, sym: str, max_markers: int = 3000) -> svg.Ch
             x=int(r.ts),
             y=float(r.price),
             side=str(r.side),
-            tooltip=f"{r.side} {r.qty:.6g} @ {r.price:.6g} ({r.reason}) {_iso(r.ts)}",
+            tooltip=f"{r.side} {r.qty:.6g} @ {r.price:.6g} ({r.reason}"
+            + (f", ambiguous bar: {r.intrabar}" if getattr(r, "intrabar", "") else "")
+            + f") {_iso(r.ts)}",
         )
         for r in f.head(max_markers).itertuples(index=False)
     ]
@@ -149,6 +151,27 @@ def _price_chart(data: ReportInput, sym: str, max_markers: int = 3000) -> svg.Ch
         y_format=lambda v: f"{v:,.6g}",
         css_id=f"price-{sym.replace('/', '-')}",
     )
+
+
+def _trades_table(trades: pd.DataFrame, last: int = 50) -> str:
+    """The most recent ``last`` trades (open ones included), newest first."""
+    if not len(trades):
+        return "<h2>Trades</h2><p>No trades.</p>"
+    t = trades.sort_values("entry_ts", kind="stable").tail(last).iloc[::-1]
+    out = [f"<h2>Trades (last {len(t)} of {len(trades)})</h2><table id='trades'><tr>"
+           "<th>symbol</th><th>side</th><th>entry</th><th>exit</th><th>entry price</th>"
+           "<th>exit price</th><th>pnl</th><th>return</th><th>exit reason</th></tr>"]
+    for r in t.to_dict("records"):
+        exit_at = _iso(r["exit_ts"]) if math.isfinite(float(r["exit_ts"])) else "open"
+        out.append(
+            f"<tr><td>{html.escape(str(r['symbol']))}</td><td>{html.escape(str(r['direction']))}"
+            f"</td><td>{_iso(r['entry_ts'])}</td><td>{exit_at}</td>"
+            f"<td>{_num(r['entry_price'], 6)}</td><td>{_num(r['exit_price'], 6)}</td>"
+            f"<td{_cls(r['pnl'])}>{_num(r['pnl'])}</td><td{_cls(r['pnl'])}>{_pct(r['return'])}</td>"
+            f"<td>{html.escape(str(r['exit_reason']))}</td></tr>"
+        )
+    out.append("</table>")
+    return "\n".join(out)
 
 
 def render_report(data: ReportInput, chart_symbols: Sequence[str] | None = None) -> str:
@@ -216,6 +239,8 @@ def render_report(data: ReportInput, chart_symbols: Sequence[str] | None = None)
             f"<td{_cls(r.buy_hold)}>{_pct(r.buy_hold)}</td></tr>"
         )
     p.append("</table>")
+
+    p.append(_trades_table(data.trades))
 
     p.append("<h2>Run</h2><table id='run-meta'>")
     p += [f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"

@@ -64,9 +64,18 @@ def test_report_is_self_contained(run):
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=", text)
     urls = set(re.findall(r"https?://[^\s\"'<>]+", text))
     assert urls <= {"http://www.w3.org/2000/svg"}
-    for anchor in ("id='data-range'", "id='per-asset'", "id='profile'", "equity-chart",
-                   "drawdown-chart"):
+    for anchor in ("id='data-range'", "id='per-asset'", "id='profile'", "id='trades'",
+                   "equity-chart", "drawdown-chart"):
         assert anchor in text
+
+
+def test_trades_table_lists_the_latest_trades(run):
+    data, path = run
+    table = path.read_text().split("id='trades'")[1].split("</table>")[0]
+    assert table.count("<tr>") - 1 == min(50, len(data.trades))
+    n_open = int(data.trades["exit_ts"].isna().sum())
+    last = data.trades.sort_values("entry_ts", kind="stable").tail(50)
+    assert table.count("<td>open</td>") == int(last["exit_ts"].isna().sum()) <= n_open
 
 
 def test_price_markers_sit_on_the_close_line():
