@@ -92,12 +92,12 @@ def _env() -> dict[str, str]:
     return env
 
 
-def backtest(world: dict, profile: str) -> Path:
+def backtest(world: dict, profile: str, end: int = END) -> Path:
     """``tandem-backtest run`` for one profile; returns its fills.parquet (cached per module)."""
-    out = world["root"] / f"bt-{profile}"
+    out = world["root"] / (f"bt-{profile}" if end == END else f"bt-{profile}-{end}")
     if not (out / "fills.parquet").exists():
         _run(["backtest.cli", "run", "--manifest", str(world["manifest"]), "--profile", profile,
-              "--data", str(world["store"]), "--from", str(START), "--to", str(END),
+              "--data", str(world["store"]), "--from", str(START), "--to", str(end),
               "--out", str(out), "--no-report"])
     return out / "fills.parquet"
 
