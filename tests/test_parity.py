@@ -96,10 +96,18 @@ def backtest(world: dict, profile: str, end: int = END) -> Path:
     """``tandem-backtest run`` for one profile; returns its fills.parquet (cached per module)."""
     out = world["root"] / (f"bt-{profile}" if end == END else f"bt-{profile}-{end}")
     if not (out / "fills.parquet").exists():
-        _run(["backtest.cli", "run", "--manifest", str(world["manifest"]), "--profile", profile,
-              "--data", str(world["store"]), "--from", str(START), "--to", str(end),
-              "--out", str(out), "--no-report"])
+        proc = _run(["backtest.cli", "run", "--manifest", str(world["manifest"]), "--profile", profile,
+                     "--data", str(world["store"]), "--from", str(START), "--to", str(end),
+                     "--out", str(out), "--no-report"])
+        (out / "stdout.txt").write_text(proc.stdout)
     return out / "fills.parquet"
+
+
+def fingerprint_printed(stdout: str) -> str:
+    """The ``fingerprint run=... fills=... trades=...`` line a driver printed."""
+    lines = [ln.strip() for ln in stdout.splitlines() if ln.strip().startswith("fingerprint run=")]
+    assert len(lines) == 1, stdout[-2000:]
+    return lines[0]
 
 
 def replay_cmd(world: dict, profile: str, db: Path, fresh: bool = True) -> list[str]:
@@ -131,8 +139,17 @@ def assert_parity(world: dict, paper: Path, bt: Path, profile: str, context: str
 def test_replay_equals_backtest(world, profile):
     bt = backtest(world, profile)
     db = world["root"] / f"paper-{profile}.sqlite"
-    _run(replay_cmd(world, profile, db))
+    replayed = _run(replay_cmd(world, profile, db))
     assert_parity(world, db, bt, profile)
+    # Both drivers print the same fingerprint line: comparable at a glance.
+    assert fingerprint_printed(replayed.stdout) == fingerprint_printed((bt.parent / "stdout.txt").read_text())
+    if profile == PROFILES[0]:
+        # ``run --candles-from <daemon db>``: a backtest of exactly the consumed candles.
+        out = world["root"] / "bt-candles-from"
+        _run(["backtest.cli", "run", "--manifest", str(world["manifest"]), "--profile", profile,
+              "--candles-from", str(db), "--from", str(START), "--to", str(END),
+              "--out", str(out), "--no-report"])
+        assert_parity(world, db, out / "fills.parquet", profile)
 
 
 def test_replay_with_faults_equals_backtest(world):
