@@ -111,15 +111,13 @@ def _label_trades(order: pd.DataFrame) -> list[str]:
     labels: list[str] = []
     key = None
     label = ""
-    count = 0
     open_ = False
     for k in range(len(order)):
         here = (prof[k], sym[k])
         if here != key:
-            key, count, open_ = here, 0, False
+            key, open_ = here, False
         if not open_:
-            label = f"{prof[k]}:{sym[k]}:{int(ts[k])}:{count}"
-            count += 1
+            label = f"{prof[k]}:{sym[k]}:{int(ts[k])}"
             open_ = True
         labels.append(label)
         if pos[k] == 0.0:
@@ -128,7 +126,11 @@ def _label_trades(order: pd.DataFrame) -> list[str]:
 
 
 def trade_ids(fills: pd.DataFrame) -> np.ndarray:
-    """Label each fill with its trade: ``{profile}:{symbol}:{entry_ts}:{n}`` (n = trade count).
+    """Label each fill with its trade: ``{profile}:{symbol}:{entry_ts}``.
+
+    The entry time identifies a trade (one symbol never opens two trades on one bar: exits
+    come before entries in a slice, and an entry bar never exits), so the same trade has
+    the same id in two runs even when one run has extra trades before it.
 
     Fills are walked per (profile, symbol) in time order (within one bar, exits before an
     entry, as the engine emits them); a trade starts at the first fill after a flat

@@ -78,9 +78,9 @@ def test_trades_agree_with_trades_table_and_hand_split():
     assert list(tf["closed"]) == [True, True, False]
     assert list(tf["n_fills"]) == [2, 2, 1]
     ids = trade_ids(df)
-    assert ids[0] == ids[2] == "p:BTC/USDT:1000:0"
-    assert ids[1] == ids[3] == "p:ETH/USDT:1000:0"
-    assert ids[4] == "p:BTC/USDT:4000:1"
+    assert ids[0] == ids[2] == "p:BTC/USDT:1000"
+    assert ids[1] == ids[3] == "p:ETH/USDT:1000"
+    assert ids[4] == "p:BTC/USDT:4000"
 
 
 def test_trade_hash_is_local():
@@ -92,7 +92,7 @@ def test_trade_hash_is_local():
     changed.loc[[3, 4], "cash_after"] += 2.0
     b = trade_fingerprints(changed).set_index("trade_id")["fingerprint"]
     differ = sorted(a.index[a != b])
-    assert differ == ["p:ETH/USDT:1000:0"]
+    assert differ == ["p:ETH/USDT:1000"]
 
 
 def test_reversal_splits_trades():

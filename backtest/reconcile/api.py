@@ -265,4 +265,14 @@ def _summary(
         max_abs_equity_drift=float(d["equity_drift"].abs().max()) if len(d) else 0.0,
         final_equity_drift=float(d["equity_drift"].iloc[-1]) if len(d) else 0.0,
         final_pnl_drift=float(d["pnl_drift"].iloc[-1]) if len(d) else 0.0,
+        differing_trades=sorted(differing, key=_trade_sort_key),
     )
+
+
+def _trade_sort_key(trade_id: str) -> tuple[int, str]:
+    """Trade ids are ``profile:symbol:entry_ts``: order by entry time, then id."""
+    parts = trade_id.split(":")
+    try:
+        return int(parts[-1]), trade_id
+    except (IndexError, ValueError):
+        return 0, trade_id

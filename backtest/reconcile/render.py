@@ -165,6 +165,14 @@ def _fp_frame(r: ReconcileReport) -> pd.DataFrame:
     )
 
 
+def _trades_frame(r: ReconcileReport, limit: int = 20) -> pd.DataFrame:
+    rows = [
+        {"profile": p.profile, "symbol": t.split(":")[-2], "entry": fmt_ts(int(t.split(":")[-1]))}
+        for p in r.profiles for t in p.differing_trades[:limit]
+    ]
+    return pd.DataFrame(rows, columns=["profile", "symbol", "entry"])
+
+
 def markdown(r: ReconcileReport) -> str:
     """A Markdown report (summary, fingerprints, data events, differences)."""
     parts = [
@@ -186,6 +194,9 @@ def markdown(r: ReconcileReport) -> str:
         _md_table(_fp_frame(r)) if r.profiles else "",
         "",
     ]
+    trades = _trades_frame(r)
+    if len(trades):
+        parts += ["First trades whose fingerprints differ:", "", _md_table(trades), ""]
     if len(r.events):
         ev = r.events.head(MAX_ROWS).copy()
         ev["ts"] = [fmt_ts(t) for t in ev["ts"]]
@@ -293,6 +304,8 @@ def html(r: ReconcileReport) -> str:
         + (_html_table(_summary_frame(r)) if r.profiles else "<p>no fills on either side</p>")
         + "<h2>Fingerprints</h2>"
         + (_html_table(_fp_frame(r)) if r.profiles else "")
+        + (("<p>First trades whose fingerprints differ:</p>" + _html_table(_trades_frame(r)))
+           if len(_trades_frame(r)) else "")
         + "<h2>Equity drift</h2>"
         + "".join(charts)
         + events

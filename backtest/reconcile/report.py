@@ -35,6 +35,8 @@ class ProfileSummary:
     max_abs_equity_drift: float
     final_equity_drift: float
     final_pnl_drift: float
+    #: ids of trades whose fingerprints differ or that exist on one side only (sorted)
+    differing_trades: list[str] = field(default_factory=list)
 
     @property
     def differences(self) -> int:
