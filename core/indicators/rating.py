@@ -121,25 +121,29 @@ _MEM_SIZE = len(_MEM)
 
 
 def _layout() -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
-    """Concatenate every sub-state into one template; return it and the (start, end) of each."""
+    """Concatenate every sub-state into one template; return it and the (start, end) of each.
+
+    The constructors run as plain Python (``.py_func``): loading each one's compiled code
+    from the numba cache at import would cost more than the arithmetic (warm start < 2 s).
+    """
     parts: list[tuple[str, np.ndarray]] = [("mem", np.full(_MEM_SIZE, np.nan))]
-    parts += [(f"sma{n}", new_sma_state(n)) for n in MA_LENGTHS]
-    parts += [(f"ema{n}", new_ema_state(n)) for n in MA_LENGTHS]
+    parts += [(f"sma{n}", new_sma_state.py_func(n)) for n in MA_LENGTHS]
+    parts += [(f"ema{n}", new_ema_state.py_func(n)) for n in MA_LENGTHS]
     parts += [
-        ("hma", new_hma_state(9)),
-        ("vwma", new_vwma_state(20)),
-        ("ichimoku", new_ichimoku_state(9, 26, 52, 26)),
-        ("rsi", new_rsi_state(14)),
-        ("stoch", new_stoch_state(14, 3, 3)),
-        ("cci", new_cci_state(20)),
-        ("dmi", new_dmi_state(14, 14)),
-        ("ao", new_ao_state(5, 34)),
-        ("mom", new_mom_state(10)),
-        ("macd", new_macd_state(12, 26, 9)),
-        ("stochrsi", new_stochrsi_state(14, 14, 3, 3)),
-        ("wpr", new_wpr_state(14)),
-        ("bbp", new_bbp_state(13)),
-        ("uo", new_uo_state(7, 14, 28)),
+        ("hma", new_hma_state.py_func(9)),
+        ("vwma", new_vwma_state.py_func(20)),
+        ("ichimoku", new_ichimoku_state.py_func(9, 26, 52, 26)),
+        ("rsi", new_rsi_state.py_func(14)),
+        ("stoch", new_stoch_state.py_func(14, 3, 3)),
+        ("cci", new_cci_state.py_func(20)),
+        ("dmi", new_dmi_state.py_func(14, 14)),
+        ("ao", new_ao_state.py_func(5, 34)),
+        ("mom", new_mom_state.py_func(10)),
+        ("macd", new_macd_state.py_func(12, 26, 9)),
+        ("stochrsi", new_stochrsi_state.py_func(14, 14, 3, 3)),
+        ("wpr", new_wpr_state.py_func(14)),
+        ("bbp", new_bbp_state.py_func(13)),
+        ("uo", new_uo_state.py_func(7, 14, 28)),
     ]
     spans: dict[str, tuple[int, int]] = {}
     pos = 0
