@@ -126,6 +126,9 @@ class Settings(BaseSettings):
         """Export ``NUMBA_CACHE_DIR`` (call before the first numba import compiles)."""
         if self.numba_cache_dir is not None:
             os.environ["NUMBA_CACHE_DIR"] = str(self.numba_cache_dir)
+            from core.numba_cache import configure_numba_cache
+
+            configure_numba_cache(self.numba_cache_dir)
 
 
 def _variable(loc: tuple[Any, ...]) -> str:
