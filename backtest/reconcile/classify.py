@@ -16,7 +16,8 @@ One wrong decision makes later fills differ too (the position, then the shared c
 a difference without evidence of its own is attributed to the earliest earlier difference
 (a *root*) of the same symbol, else of the same profile, and inherits its category; the
 ``caused_by`` column names that root. Evidence is tried in this order, most specific
-first: rounding; config; a data event on this very bar; intrabar; an earlier data event
+first: rounding; config; outside the window of slices the daemon stepped (it stopped
+early or started late: *data*); a data event on this very bar; intrabar; an earlier data event
 of this symbol; a root of this symbol; a root of the profile (the same slice counts: an
 exit frees cash that later entries size on); a data event of another asset of the profile
 (a missing bar changes the portfolio weights of every asset); else logic.
