@@ -92,11 +92,13 @@ def _env() -> dict[str, str]:
     return env
 
 
-def backtest(world: dict, profile: str, end: int = END) -> Path:
+def backtest(world: dict, profile: str, end: int = END, manifest: Path | None = None) -> Path:
     """``tandem-backtest run`` for one profile; returns its fills.parquet (cached per module)."""
-    out = world["root"] / (f"bt-{profile}" if end == END else f"bt-{profile}-{end}")
+    tag = "" if manifest is None else f"-{manifest.stem}"
+    out = world["root"] / ((f"bt-{profile}" if end == END else f"bt-{profile}-{end}") + tag)
+    manifest = manifest or world["manifest"]
     if not (out / "fills.parquet").exists():
-        proc = _run(["backtest.cli", "run", "--manifest", str(world["manifest"]), "--profile", profile,
+        proc = _run(["backtest.cli", "run", "--manifest", str(manifest), "--profile", profile,
                      "--data", str(world["store"]), "--from", str(START), "--to", str(end),
                      "--out", str(out), "--no-report"])
         (out / "stdout.txt").write_text(proc.stdout)

@@ -7,13 +7,14 @@ disturbed on purpose and reconcile must name the cause:
 * a closing candle held back past the daemon's grace period (the slice is stepped without
   that asset; the candle arrives afterwards) -> ``data``/late.
 
-The intrabar-policy and threshold plants need no exchange (they are configuration, not
-data) and are covered against the daemon's state database in ``test_reconcile.py``.
+* the daemon runs another intrabar policy than the backtest -> ``intrabar``;
+* the daemon runs another entry threshold than the backtest -> ``config``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ PROFILE = "rating_all_discrete"
 
 
 def replay(world: dict, db: Path, *, alter=None, plant=None, grace_s: float = 60.0,  # noqa: ANN001
-           bar_timeout_s: float = 3.0) -> None:
+           bar_timeout_s: float = 3.0, manifest: Path | None = None) -> None:
     """Replay PROFILE over [START, SHORT_END) in-process, through emulator + ccxt.pro + daemon."""
     from core.manifest import load_manifest
     from core.timeframes import timeframe_to_ms
@@ -41,7 +42,7 @@ def replay(world: dict, db: Path, *, alter=None, plant=None, grace_s: float = 60
     from daemon.replay import run_replay
     from daemon.strategy import stepper_factory
 
-    prof = load_manifest(world["manifest"]).profile(PROFILE)
+    prof = load_manifest(manifest or world["manifest"]).profile(PROFILE)
     store = CandleStore(world["store"], exchange="binance", timeframe="1h")
     aligned = store.load_aligned(prof.assets, "1h", START - WARMUP * TF, SHORT_END)
     market = MarketData.from_aligned(aligned, "1h")
@@ -126,3 +127,52 @@ def test_candle_later_than_grace_is_data(world):  # noqa: F811
     assert len(d) > 0 and set(d["category"]) == {"data"}, text
     at_bar = d[(d["ts"] == bar + TF) & (d["symbol"] == sym)]
     assert len(at_bar) and all(f"late candle {sym}" in e for e in at_bar["evidence"]), text
+
+
+def variant(world: dict, name: str, **changes: dict) -> Path:
+    """A copy of the world's manifest with PROFILE's sections updated (``exit_rules={...}``)."""
+    data = json.loads(world["manifest"].read_text())
+    prof = data["profiles"][PROFILE]
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            prof[key] = {**prof[key], **value}
+        else:
+            prof[key] = value
+    path = world["root"] / f"{name}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_intrabar_policy_change_through_replay(world):  # noqa: F811
+    # Tight stops so that some bars hold both the stop and the target.
+    tight = {"stop_loss_pct": 0.004, "take_profit_pct": 0.005, "trailing_stop_pct": None}
+    bt_manifest = variant(world, "tight-pessimistic", exit_rules={**tight, "intrabar": "pessimistic"})
+    paper_manifest = variant(world, "tight-ohlc", exit_rules={**tight, "intrabar": "ohlc"})
+    bt = backtest(world, PROFILE, SHORT_END, manifest=bt_manifest)
+    db = world["root"] / "planted-intrabar.sqlite"
+    replay(world, db, manifest=paper_manifest)
+    # The backtest side knows only its profile hash (stats.json): the intrabar-only change is
+    # recognised by re-hashing the daemon's profile JSON with each policy.
+    report = reconcile(db, bt, history=world["store"])
+    text = report.to_terminal()
+    (p,) = report.profiles
+    assert p.config.fields == ("exit_rules.intrabar",), text
+    d = report.differences
+    assert len(d) > 0 and set(d["category"]) == {"intrabar"}, text
+    roots = d[d["caused_by"] == ""]
+    assert set(roots["intrabar_backtest"].dropna()) <= {"pessimistic"}
+    assert set(roots["intrabar_paper"].dropna()) <= {"ohlc"}
+    assert report.events.empty
+
+
+def test_threshold_change_through_replay(world):  # noqa: F811
+    bt = backtest(world, PROFILE, SHORT_END)
+    paper_manifest = variant(world, "threshold", entry_threshold=0.25)
+    db = world["root"] / "planted-threshold.sqlite"
+    replay(world, db, manifest=paper_manifest)
+    report = reconcile(db, bt, history=world["store"], backtest_manifest=world["manifest"])
+    text = report.to_terminal()
+    (p,) = report.profiles
+    assert p.config.hash_differs and p.config.fields == ("entry_threshold",), text
+    d = report.differences
+    assert len(d) > 0 and set(d["category"]) == {"config"}, text
