@@ -39,6 +39,7 @@ from backtest.reconcile.sources import (
     manifest_profiles,
     read_db_candles,
     read_db_slices,
+    sidecar_data_path,
 )
 from core.fingerprint import run_fingerprint, trade_fingerprints
 from core.timeframes import timeframe_to_ms
@@ -85,8 +86,9 @@ def reconcile(
     ``fills.parquet``/``fills.csv``, a list of those (concatenated), or a journal frame.
     ``candles``: daemon database(s) whose journaled candles explain *data* differences
     (default: the paper inputs that are databases). ``history``: the stored candles the
-    backtest read (a path for :func:`core.store.open_candles`, or a source object); the
-    journaled candles are compared with it bar by bar. ``tolerance``: a :class:`Tolerance`
+    backtest read (a path for :func:`core.store.open_candles`, or a source object; default:
+    the ``data`` named in the backtest's ``stats.json``); the journaled candles are compared
+    with it bar by bar. ``tolerance``: a :class:`Tolerance`
     or a relative tolerance; default exact. Profile hashes come from the daemon database
     (paper), a JSON sidecar next to the backtest fills, ``backtest_manifest``, or the
     explicit ``*_profiles`` (which win).
@@ -103,6 +105,10 @@ def reconcile(
 
     timeframe = _timeframe(p_side, b_side, dbs)
     tf_ms = timeframe_to_ms(timeframe) if timeframe else 0
+    if history is None and dbs:
+        # Default: the candles the backtest itself read (its stats.json names them).
+        found = [d for d in map(sidecar_data_path, b_side.paths) if d is not None]
+        history = found[0] if found else None
     hist = _history(history, timeframe)
     events = _events(dbs, tf_ms, hist, timeframe)
 

@@ -41,7 +41,8 @@ def register_reconcile(subparsers: argparse._SubParsersAction) -> argparse.Argum
                         "(default: the --paper inputs that are dbs)")
     p.add_argument("--history", metavar="PATH",
                    help="stored candles the backtest read (store folder, CSV folder or "
-                        "universe parquet), compared bar by bar with the daemon's candles")
+                        "universe parquet), compared bar by bar with the daemon's candles "
+                        "(default: the data named in the backtest's stats.json)")
     p.add_argument("--manifest", metavar="PATH",
                    help="manifest the backtest ran with (for the config check)")
     p.add_argument("--tolerance", type=float, default=0.0, metavar="REL",

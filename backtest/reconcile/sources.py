@@ -226,6 +226,20 @@ def sidecar_profiles(fills_path: str | Path) -> dict[str, ProfileInfo]:
     return {}
 
 
+def sidecar_data_path(fills_path: str | Path) -> Path | None:
+    """The candle source a backtest read, from the ``data`` key of its ``stats.json``
+    (``tandem-backtest run`` writes it), when that is an existing path."""
+    p = Path(fills_path)
+    stats = (p if p.is_dir() else p.parent) / "stats.json"
+    try:
+        data = json.loads(stats.read_text()).get("data")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    if isinstance(data, str) and data and Path(data).exists():
+        return Path(data)
+    return None
+
+
 def _as_obj(v: Any) -> dict[str, Any] | None:
     if isinstance(v, dict):
         return v
