@@ -317,3 +317,17 @@ def test_journal_formats_reconcile_alike(tmp_path):
     for path in (tmp_path / "paper.parquet", tmp_path / "paper.csv"):
         r = reconcile(path, bt)
         assert r.ok and r.profiles[0].identical == len(df)
+
+
+def test_history_defaults_to_the_backtests_stats_json(tmp_path):
+    """Without --history, the candles named in the backtest's stats.json are compared."""
+    candles = make_candles()
+    bt = write_backtest(tmp_path, candles)
+    (bt.parent / "stats.json").write_text(json.dumps({"data": str(tmp_path / "store")}))
+    c = candles["ETH/USDT"].loc[100]
+    db = write_paper(tmp_path, candles, Plan(altered={("ETH/USDT", 100): {"open": c["open"] * 1.01,
+                                                                          "high": max(c["high"], c["open"] * 1.01)}}))
+    report = reconcile(db, bt)
+    assert report.inputs["history"] == [str(tmp_path / "store")]
+    assert list(report.events["kind"]) == ["altered"]
+    assert "open" in report.events["detail"].iloc[0]
