@@ -139,6 +139,11 @@ class Daemon:
         resumed = self.store.bind_profile(cfg.profile_name, cfg.profile_json, cfg.run_id,
                                           fresh=cfg.fresh)
         self.stepper = self._stepper_factory(cfg.run_id)
+        prewarm = getattr(self.stepper, "prewarm", None)
+        if prewarm is not None:
+            t = time.perf_counter()
+            prewarm()  # JIT/cache load now, not while feeds wait on the first slice
+            log.info("kernels_ready", seconds=round(time.perf_counter() - t, 3))
         self.t0 = self.store.t0
         if resumed:
             self._restore()

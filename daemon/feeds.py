@@ -243,7 +243,9 @@ class CandleFeed:
                             backoff_s=backoff)
                 self._schedule_probe()
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                # Short and capped: ccxt already backs off genuine dial failures per URL, and
+                # a long sleep here only delays the resubscription after a forced reconnect.
+                backoff = min(backoff * 2, 0.5)
                 continue
             backoff = 0.05
             # ccxt mutates returned rows later: copy before any await.

@@ -74,6 +74,14 @@ class ProfileStepper:
         return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
                 for r in df.to_dict("records")]
 
+    def prewarm(self) -> None:
+        """Load/compile every kernel :meth:`step` uses, on a throwaway copy, so the first
+        live slice does not pay for JIT compilation (seconds) while feeds wait."""
+        n = len(self.symbols)
+        one = np.ones(n)
+        scratch = ProfileStepper(self.profile, "prewarm")
+        scratch.step(Slice(0, one, one * 1.01, one * 0.99, one, one, [], [], False), trade=True)
+
     def blobs(self) -> dict[str, bytes]:
         """MTF/rating states and the engine, as restorable bytes."""
         buf = io.BytesIO()

@@ -134,7 +134,7 @@ def make_daemon(profile, db: Path, **cfg) -> Daemon:
     base = dict(
         profile_name=profile.name, profile_json=profile.canonical_json(),
         symbols=profile.assets, exchange_id="binance", base_timeframe=TF, tf_ms=TF_MS,
-        warmup_bars=profile.warmup, state_db=db, grace_s=20.0, watchdog_s=1.0,
+        warmup_bars=profile.warmup, state_db=db, grace_s=20.0, watchdog_s=3.0,
         heartbeat_every_s=3600.0, rest_timeout_ms=2000,
     )
     base.update(cfg)
