@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-report", action="store_true", help="skip report.html / equity.png")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bar (default: on for long runs in a terminal)")
-    from backtest.reconcile.cli import add_candles_from, register_reconcile
+    from backtest.reconcile.cli import add_candles_from, register_fingerprints, register_reconcile
 
     add_candles_from(run)  # --candles-from <daemon db> (reconcile room)
 
@@ -193,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--out", type=Path, help="output Parquet file "
                     "(default: runs/<profile>-features.parquet)")
     register_reconcile(sub)  # tandem-backtest reconcile (reconcile room)
+    register_fingerprints(sub)  # tandem-backtest fingerprints (reconcile room)
     return parser
 
 
@@ -406,6 +407,7 @@ COMMANDS = {
     "lookahead": cmd_lookahead,
     "features": cmd_features,
     "reconcile": lambda args: args.func(args),  # backtest.reconcile.cli.cmd_reconcile
+    "fingerprints": lambda args: args.func(args),  # backtest.reconcile.cli.cmd_fingerprints
 }
 
 

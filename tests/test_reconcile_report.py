@@ -88,3 +88,20 @@ def test_markdown_and_terminal_agree_on_counts(altered):
     md = r.to_markdown()
     assert f"| {p.profile} | {p.paper_fills} | {p.backtest_fills} |" in md
     assert Path(bt).exists()
+
+
+def test_fingerprints_command_lists_every_trade(altered, capsys):
+    from core.fingerprint import fingerprint_line
+    from core.journal import read_csv, trades_table
+
+    _, db, bt = altered
+    assert main(["fingerprints", str(bt)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    fills = read_csv(bt)
+    assert out[0] == fingerprint_line(fills)
+    assert len(out) - 1 == len(trades_table(fills))  # independent trade split
+    assert all(re.fullmatch(r"[0-9a-f]{16}  p1:[A-Z]+/USDT:\d+  fills=\d+( open)?", ln) for ln in out[1:])
+    # The daemon db of the altered run: the same command, a different run fingerprint.
+    assert main(["fingerprints", str(db)]) == 0
+    other = capsys.readouterr().out.splitlines()
+    assert other[0] != out[0] and other[0].startswith("fingerprint run=")

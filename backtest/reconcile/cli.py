@@ -7,12 +7,16 @@
   option, :func:`candles_from_source` builds the candle source the run reads instead of
   its ``--data``): backtest exactly the candles the daemon consumed.
 
-Kept in this package so the backtest CLI's owner only adds two calls.
+* ``tandem-backtest fingerprints <journal>...`` (:func:`register_fingerprints`): the run
+  fingerprint line and one fingerprint per trade, ready to ``diff`` between two runs.
+
+Kept in this package so the backtest CLI's owner only adds the registration calls.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -84,6 +88,48 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def register_fingerprints(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``fingerprints`` sub-command; its handler is stored as ``func``."""
+    p = subparsers.add_parser(
+        "fingerprints",
+        help="print a journal's run fingerprint and one fingerprint per trade",
+        description=(
+            "Print the fingerprint line both drivers print, then one line per trade: "
+            "fingerprint, trade id (profile:symbol:entry_ts), fill count and whether it is "
+            "still open. Equal lines = equal fills (source and run_id aside); diff the "
+            "output of two runs to find the first trade that differs."
+        ),
+    )
+    p.add_argument("journal", nargs="+", help="fills CSV/Parquet, run folder or daemon SQLite db")
+    p.set_defaults(func=cmd_fingerprints)
+    return p
+
+
+def cmd_fingerprints(args: argparse.Namespace) -> int:
+    """Print the fingerprints of the given journals (concatenated); exit 2 on bad input."""
+    import pandas as pd
+
+    from backtest.reconcile.sources import read_fills
+    from core.fingerprint import fingerprint_line, trade_fingerprints
+
+    try:
+        fills = pd.concat([read_fills(p) for p in args.journal], ignore_index=True)
+    except (ReconcileInputError, ValueError, OSError) as exc:
+        print(f"fingerprints: error: {exc}", file=sys.stderr)
+        return 2
+    lines = [fingerprint_line(fills)]
+    for t in trade_fingerprints(fills).itertuples(index=False):
+        state = "" if t.closed else " open"
+        lines.append(f"{t.fingerprint[:16]}  {t.trade_id}  fills={t.n_fills}{state}")
+    try:
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `... | head` closed the pipe: not an error; silence Python's flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
 def add_candles_from(run_parser: argparse.ArgumentParser) -> None:
     """Add ``--candles-from <daemon db>`` to ``tandem-backtest run``."""
     run_parser.add_argument(
@@ -106,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tandem-reconcile")
     sub = parser.add_subparsers(dest="command", required=True)
     register_reconcile(sub)
+    register_fingerprints(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 
