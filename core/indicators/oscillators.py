@@ -504,12 +504,21 @@ def wpr_step_at_nb(s: np.ndarray, o: int, h: float, lo: float, c: float) -> floa
     """100 * (c - highest) / (highest - lowest); NaN when the range is 0."""
     if math.isnan(h) or math.isnan(lo) or math.isnan(c):
         return np.nan
-    if not highlow_step_at_nb(s, o, h, lo):
+    highlow_step_at_nb(s, o, h, lo)
+    return wpr_from_highlow_nb(s, o, c)
+
+
+@njit(cache=True, inline="always")
+def wpr_from_highlow_nb(s: np.ndarray, hl: int, c: float) -> float:
+    """Williams %R of close ``c`` from a high/low tracker at ``hl`` that has already taken
+    this bar (NaN until its window is full): lets the rating reuse the Stochastic's
+    14-bar tracker instead of keeping a second one fed the very same bars."""
+    if s[hl + 1] < s[hl]:
         return np.nan
-    rng = s[o + HL_HI] - s[o + HL_LO]
+    rng = s[hl + HL_HI] - s[hl + HL_LO]
     if rng == 0.0:
         return np.nan
-    return 100.0 * (c - s[o + HL_HI]) / rng
+    return 100.0 * (c - s[hl + HL_HI]) / rng
 
 
 @njit(cache=True)

@@ -67,12 +67,11 @@ from core.indicators.oscillators import (
     new_stoch_state,
     new_stochrsi_state,
     new_uo_state,
-    new_wpr_state,
     rsi_step_at_nb,
     stoch_step_at_nb,
     stochrsi_step_at_nb,
     uo_step_at_nb,
-    wpr_step_at_nb,
+    wpr_from_highlow_nb,
 )
 
 MA_LENGTHS = (10, 20, 30, 50, 100, 200)
@@ -141,7 +140,6 @@ def _layout() -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
         ("mom", new_mom_state.py_func(10)),
         ("macd", new_macd_state.py_func(12, 26, 9)),
         ("stochrsi", new_stochrsi_state.py_func(14, 14, 3, 3)),
-        ("wpr", new_wpr_state.py_func(14)),
         ("bbp", new_bbp_state.py_func(13)),
         ("uo", new_uo_state.py_func(7, 14, 28)),
     ]
@@ -170,7 +168,9 @@ _AO = _SPANS["ao"][0]
 _MOM = _SPANS["mom"][0]
 _MACD = _SPANS["macd"][0]
 _SRSI = _SPANS["stochrsi"][0]
-_WPR = _SPANS["wpr"][0]
+# Williams %R (14) reads the Stochastic's 14-bar high/low tracker: same window, same bars
+# (both skip only missing bars), so one tracker serves both.
+_STOCH_HL = _STOCH + int(_TEMPLATE[_STOCH + 2])
 _BBP = _SPANS["bbp"][0]
 _UO = _SPANS["uo"][0]
 # the vote memory sits at offset 0
@@ -333,7 +333,7 @@ def rating_step_nb(
         up_trend and sk > 80.0 and sd > 80.0 and sk < sd,
     )
 
-    wr = wpr_step_at_nb(st, _WPR, h, lo, c)
+    wr = wpr_from_highlow_nb(st, _STOCH_HL, c)
     wr1 = st[_M_WR1]
     out[o2 + 8] = vote_nb(wr1, wr, wr < -80.0 and wr > wr1, wr > -20.0 and wr < wr1)
     st[_M_WR1] = wr
