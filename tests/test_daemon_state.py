@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import pandas as pd
 import pytest
 
 from daemon.state import JOURNAL_COLUMNS, ClosedCandle, ProfileChangedError, StateStore
@@ -70,3 +71,21 @@ def test_failed_slice_leaves_nothing(tmp_path):
         assert st.slice_count() == 1
         assert not st.consumed("BTC/USDT", 3_600_000)
         assert st.fill_count() == 1 and st.positions() == {}
+
+
+def test_export_round_trips_through_the_core_journal_readers(tmp_path):
+    """The daemon's export is read back by the backtest's journal readers unchanged."""
+    from core.journal import read_csv, read_parquet
+    from daemon.export import export_fills
+
+    with StateStore(tmp_path / "s.sqlite") as st:
+        st.bind_profile("p", PROFILE, "r1")
+        st.commit_slice(0, [], [], [_fill(3_600_000), {**_fill(3_600_000, 1), "intrabar":
+                                                       "pessimistic", "reason": "stop_loss",
+                                                       "fill_id": "p:BTC/USDT:3600000:stop_loss:0",
+                                                       "side": "sell", "qty": 0.1 + 0.2}],
+                        {}, warmup=False)
+        csv_path, pq_path = export_fills(st, tmp_path / "out")
+        want = st.fills_frame()
+    for got in (read_csv(csv_path), read_parquet(pq_path)):
+        pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
