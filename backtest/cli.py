@@ -236,7 +236,12 @@ def _source(args: argparse.Namespace, settings: Any, profile: Any) -> tuple[Any,
     except CandleStoreError as exc:
         from backtest.runner import DataError
 
-        raise DataError(str(exc)) from None
+        msg = str(exc)
+        if args.data is None and not path.exists():
+            # A first-time user runs without --data; tell them where candles come from.
+            msg += (" (no --data given and TANDEM_DATA_DIR/./data is absent: pass --data PATH, "
+                    "fetch candles with `tandem-backtest download`, or try `tandem-backtest demo`)")
+        raise DataError(msg) from None
 
 
 def _fmt(v: Any, pct: bool = False) -> str:

@@ -27,11 +27,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import ccxt
 import structlog
-from tqdm import tqdm
 
-from core.exchange import create_exchange
+# ccxt (≈1.5 s to import) and tqdm are imported where they are used, so that building the
+# ``tandem-backtest`` parser (every ``--help``) does not pay for them.
 from core.store import CandleStore, CandleStoreError, TimeLike, timeframe_ms, to_ms
 
 log = structlog.get_logger(__name__)
@@ -64,6 +63,8 @@ async def download_async(
     created with :func:`core.exchange.create_exchange`, optionally at ``rest_url``, and
     closed afterwards). ``on_page(symbol, rows)`` is called after each stored page.
     """
+    from core.exchange import create_exchange
+
     own = isinstance(exchange, str)
     client = create_exchange(exchange, flavor="async", rest_url=rest_url) if own else exchange
     client.enableRateLimit = True  # never hammer the API, whatever the caller configured
@@ -133,6 +134,8 @@ async def _download_symbol(
         server_now = int(client.milliseconds())
     stop = server_now if until is None else min(server_now, until + tf)  # bars must close by `stop`
     total = max(0, (stop - cursor) // tf)
+    from tqdm import tqdm
+
     bar = tqdm(total=total, desc=symbol, unit="bar", disable=not progress, leave=False)
     added = 0
     log.info("download_start", symbol=symbol, timeframe=timeframe, cursor=cursor, resume=last is not None)
@@ -165,6 +168,8 @@ async def _retry(
     call: Callable[[], Any], max_retries: int, delay: float, what: str, done: int = 0
 ) -> Any:
     """Await ``call()``, retrying ccxt's transient errors with exponential back-off."""
+    import ccxt
+
     for attempt in range(max_retries + 1):
         try:
             return await call()
@@ -259,6 +264,8 @@ def cli_main(args: Any, settings: Any = None, profile: Any = None) -> int:
     if not symbols:
         print("error: no symbols given (use --symbols or a profile)", file=sys.stderr)
         return 1
+    import ccxt
+
     try:
         added = download(
             exchange, list(symbols), timeframe, pick("since"),

@@ -73,6 +73,26 @@ def _iso(ms: Any) -> str:
     return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _bar_range(stats: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The header's date range, in bar **open** times like the CLI summary and the Run table.
+
+    The equity index holds bar *close* times (equity is marked once a bar has closed), so
+    using it here showed a range one bar later than everything else the user sees.
+    """
+    first, last = meta.get("first_tradable_bar"), meta.get("last_bar")
+    if first and last:
+        return f"Bars {_iso(pd.Timestamp(first).value // 1_000_000)} → " \
+               f"{_iso(pd.Timestamp(last).value // 1_000_000)} (open times)"
+    return f"Equity {_iso(stats.get('start_ts'))} → {_iso(stats.get('end_ts'))} (bar closes)"
+
+
+def _trade_count(stats: dict[str, Any]) -> str:
+    """Closed round trips, plus the open ones (the trades table lists both)."""
+    n_open = int(stats.get("n_open_trades") or 0)
+    closed = str(stats.get("n_trades", 0))
+    return f"{closed} (+{n_open} open)" if n_open else closed
+
+
 def _pct(v: Any) -> str:
     return "–" if v is None or not math.isfinite(float(v)) else f"{100 * float(v):.2f}%"
 
@@ -198,7 +218,7 @@ def render_report(data: ReportInput, chart_symbols: Sequence[str] | None = None)
         ("Win rate", _pct(st.get("win_rate"))),
         ("Profit factor", _num(st.get("profit_factor"))),
         ("Exposure", _pct(st.get("exposure"))),
-        ("Trades", str(st.get("n_trades", 0))),
+        ("Trades", _trade_count(st)),
         ("Fees", _num(st.get("fees"))),
         ("Final equity", _num(st.get("final_equity"))),
     ]
@@ -209,8 +229,8 @@ def render_report(data: ReportInput, chart_symbols: Sequence[str] | None = None)
     p.append(f"<style>{_CSS}</style></head><body>")
     p.append(f"<h1>Backtest: {html.escape(data.profile)}</h1>")
     p.append(
-        f"<div class='meta' id='data-range'>Data {_iso(st.get('start_ts'))} → "
-        f"{_iso(st.get('end_ts'))} · {st.get('n_bars', 0)} bars · "
+        f"<div class='meta' id='data-range'>{_bar_range(st, data.meta)} · "
+        f"{st.get('n_bars', 0)} bars · "
         f"{len(data.closes.columns)} assets</div>"
     )
     p.append("<h2>Summary</h2><div class='kpi' id='kpis'>")
