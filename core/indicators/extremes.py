@@ -111,38 +111,10 @@ def highlow_nb(hi: np.ndarray, lo: np.ndarray, n: int) -> tuple[np.ndarray, np.n
     return out_hi, out_lo
 
 
-@njit(cache=True, inline="always")
-def _deque_recent_extreme(s: np.ndarray, o: int, n: int, slot: int, base: int, k: int) -> float:
-    """Extreme of the last ``k <= n`` bars from the ``n``-bar deque at ``slot``.
-
-    The deque holds, oldest first, every value not beaten by a later one, so the entries of
-    the last ``k`` bars are a suffix of it and the first of them is their extreme (exactly
-    the value a ``k``-bar tracker would report). Walking back from the newest entry visits
-    only that suffix: a few entries, not ``k`` bars.
-    """
-    head = int(s[o + slot])
-    ln = int(s[o + slot + 1])
-    vals = o + base
-    ts = vals + n
-    oldest_t = s[o + 2] - k  # entries at or before this bar index are outside the window
-    j = head + ln - 1
-    if j >= n:
-        j -= n
-    best = s[vals + j]  # the newest entry: always inside
-    for _ in range(ln - 1):
-        j = j - 1 if j > 0 else n - 1
-        if s[ts + j] <= oldest_t:
-            break
-        best = s[vals + j]
-    return best
-
-
 # ---------------------------------------------------------------- Ichimoku
 # layout: [conv, base, lead1, lead2, lead1[lag], lead2[lag], lag, run, pos,
-#          conv_n, base_n, off_hl, off_ring, <hl span>, ring_lead1[lag], ring_lead2[lag]]
-# (offsets relative to the state start). One ``span``-bar high/low tracker serves the
-# three lines: the conversion and base windows are suffixes of the span window (one deque
-# instead of three; the same extremes, so the same numbers bit for bit).
+#          off_conv, off_base, off_span, off_ring, <hl conv>, <hl base>, <hl span>,
+#          ring_lead1[lag], ring_lead2[lag]]          (offsets relative to the state start)
 ICHI_CONV = 0
 ICHI_BASE = 1
 ICHI_LEAD1 = 2
@@ -156,35 +128,34 @@ _ICHI_HDR = 13
 def new_ichimoku_state(conv: int = 9, base: int = 26, span: int = 52, lag: int = 26) -> np.ndarray:
     """Ichimoku: conversion = midpoint(conv), base = midpoint(base), lead1 = their mean,
     lead2 = midpoint(span); plus lead1/lead2 as of ``lag`` bars ago (the cloud under the
-    current bar). Needs ``conv <= span`` and ``base <= span``."""
-    if conv > span or base > span:
-        raise ValueError("ichimoku: conv and base windows must not exceed span")
+    current bar)."""
+    a = new_highlow_state(conv)
+    b = new_highlow_state(base)
     c = new_highlow_state(span)
-    o3 = _ICHI_HDR
+    o1 = _ICHI_HDR
+    o2 = o1 + a.shape[0]
+    o3 = o2 + b.shape[0]
     o4 = o3 + c.shape[0]
     end = o4 + 2 * lag
     s = np.zeros(end)
     s[0:6] = np.nan
     s[6] = lag
-    s[9] = conv
-    s[10] = base
+    s[9] = o1
+    s[10] = o2
     s[11] = o3
     s[12] = o4
+    s[o1:o2] = a
+    s[o2:o3] = b
     s[o3:o4] = c
     s[o4:end] = np.nan
     return s
 
 
 @njit(cache=True, inline="always")
-def _recent_mid(s: np.ndarray, hl: int, k: int) -> float:
-    """Midpoint of the last ``k`` bars' high/low from the tracker at ``hl`` (NaN until
-    ``k`` bars were pushed)."""
-    if s[hl + 1] < k:
-        return np.nan
-    n = int(s[hl])
-    hi = _deque_recent_extreme(s, hl, n, 5, _HL_HDR, k)
-    lo = _deque_recent_extreme(s, hl, n, 7, _HL_HDR + 2 * n, k)
-    return (hi + lo) / 2.0
+def _mid(s: np.ndarray, o: int, h: float, lo: float) -> float:
+    if highlow_step_at_nb(s, o, h, lo):
+        return (s[o + HL_HI] + s[o + HL_LO]) / 2.0
+    return np.nan
 
 
 @njit(cache=True, inline="always")
@@ -195,13 +166,9 @@ def ichimoku_step_at_nb(s: np.ndarray, o: int, h: float, lo: float) -> float:
     """
     if math.isnan(h) or math.isnan(lo):
         return np.nan
-    hl = o + int(s[o + 11])
-    if highlow_step_at_nb(s, hl, h, lo):
-        lead2 = (s[hl + HL_HI] + s[hl + HL_LO]) / 2.0
-    else:
-        lead2 = np.nan
-    conv = _recent_mid(s, hl, int(s[o + 9]))
-    base = _recent_mid(s, hl, int(s[o + 10]))
+    conv = _mid(s, o + int(s[o + 9]), h, lo)
+    base = _mid(s, o + int(s[o + 10]), h, lo)
+    lead2 = _mid(s, o + int(s[o + 11]), h, lo)
     lead1 = (conv + base) / 2.0
     ring = o + int(s[o + 12])
     lag = int(s[o + 6])

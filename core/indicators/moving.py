@@ -70,7 +70,15 @@ def sma_step_at_nb(s: np.ndarray, o: int, x: float) -> float:
         s[o + 2] = 0.0 if pos + 1 == n else pos + 1
         if run < n:
             return np.nan
-        return chrono_sum_nb(s, o + _SMA_HDR, n, pos) / n
+        b = o + _SMA_HDR
+        if n == 3:
+            # The stochastics' k and d smoothing: the same oldest-first sum as
+            # chrono_sum_nb, written out (no loop bounds that change with the ring
+            # position, which cost branch mispredictions on every bar).
+            j1 = pos + 1 if pos < 2 else 0
+            j2 = j1 + 1 if j1 < 2 else 0
+            return (((0.0 + s[b + j1]) + s[b + j2]) + s[b + pos]) / n
+        return chrono_sum_nb(s, b, n, pos) / n
     if run >= n:
         s[o + 3] += x - s[o + _SMA_HDR + pos]
     else:
