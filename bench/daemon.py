@@ -47,7 +47,8 @@ def symbols(n: int) -> list[str]:
     out = []
     for i in range(n):
         a, b = divmod(i, 26)
-        out.append(f"X{chr(65 + a % 26)}{chr(65 + b)}/USDT")
+        # "Q.." names: ccxt maps some real codes (XBT -> BTC), which would not round-trip.
+        out.append(f"Q{chr(65 + a % 26)}{chr(65 + b)}/USDT")
     return out
 
 

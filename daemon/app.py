@@ -214,7 +214,13 @@ class Daemon:
         blobs = self.store.load_blobs()
         ckpt = self.store.checkpoint_ts if blobs else None
         if blobs:
-            self.stepper.restore(blobs)
+            try:
+                self.stepper.restore(blobs)
+            except Exception as exc:  # noqa: BLE001 - e.g. a core upgrade changed the layout
+                # Every consumed candle is journaled: rebuild the state from the first slice.
+                log.warning("checkpoint_incompatible", error=repr(exc))
+                self.stepper = self._stepper_factory(self.cfg.run_id)
+                ckpt = None
         todo = self.store.slices_after(ckpt)
         mismatches = 0
         skip = {"source", "run_id"}

@@ -231,6 +231,8 @@ class CandleFeed:
 
     async def run(self) -> None:
         """The feed task: watch, detect closes, backfill — until cancelled."""
+        if self.next_ts is None and self._probe_task is None:
+            self._probe_task = asyncio.create_task(self._start_probe(), name=f"start:{self.symbol}")
         backoff = 0.05
         while True:
             try:
@@ -274,6 +276,17 @@ class CandleFeed:
                 self.forming_ts = newest
         async with self._lock:
             await self._advance()
+
+    async def _start_probe(self, after_s: float = 5.0) -> None:
+        """No websocket update within ``after_s`` (a quiet market, a stalled stream): start
+        from REST's forming row instead, so catch-up never waits for the next ws update."""
+        await asyncio.sleep(after_s)
+        if self.next_ts is not None:
+            return
+        rows = await self._fetch(None, limit=2)
+        if rows and self.next_ts is None:
+            log.info("feed_start_from_rest", symbol=self.symbol, forming_ts=int(rows[-1][0]))
+            await self.on_rows([rows[-1]])
 
     async def on_rows(self, rows: list[Row]) -> None:
         """Account for a batch of websocket rows and deliver whatever is now closed."""
@@ -383,12 +396,12 @@ class CandleFeed:
                 break
         log.info("backfill", symbol=self.symbol, from_ts=start, to_ts=self.next_ts, rows=got)
 
-    async def _fetch(self, since: int) -> list[Row]:
+    async def _fetch(self, since: int | None, limit: int | None = None) -> list[Row]:
         backoff = 0.05
         while True:
             try:
                 rows = await self.ex.fetch_ohlcv(self.symbol, self.timeframe, since=since,
-                                                 limit=self.rest_limit)
+                                                 limit=limit or self.rest_limit)
                 return [list(r[:6]) for r in rows]
             except asyncio.CancelledError:
                 raise
