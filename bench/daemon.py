@@ -91,7 +91,7 @@ async def latency(n: int, bars: int, tmp: Path) -> dict:
     commits: dict[int, float] = {}
     daemon.commit_hook = lambda sl, t: commits.__setitem__(sl.ts, t)
     task = asyncio.create_task(daemon.run())
-    await wait_subscribed(emu, n, timeout_s=120)
+    await wait_subscribed(emu, n, timeout_s=900)  # first run after a core change compiles
     for _ in range(bars):
         await emu.advance(1)
         closed = emu.now - TF_MS
@@ -134,7 +134,7 @@ async def idle(n: int, idle_s: float, tmp: Path) -> dict:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        await wait_subscribed(emu, n, timeout_s=180)
+        await wait_subscribed(emu, n, timeout_s=900)
         for _ in range(3):  # warm-up + two live bars
             await emu.advance(1)
             await asyncio.sleep(2.0)
