@@ -101,3 +101,49 @@ def test_run_without_data_says_where_candles_come_from(tmp_path, monkeypatch, ca
     assert code == 1
     assert err.count("\n") == 1 and "--data" in err and "tandem-backtest demo" in err
     assert not (tmp_path / "out").exists()
+
+
+def _small_manifest(tmp_path: Path) -> Path:
+    """The shipped manifest with the default profile cut to two assets and a short warm-up."""
+    import json
+
+    m = json.loads((REPO / "manifest.json").read_text())
+    prof = m["profiles"][m["default_profile"]]
+    prof["core_assets"] = prof["universe"] = SYMS
+    prof["warmup_bars"] = 200
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(m))
+    return path
+
+
+def test_demo_rerun_into_the_same_out_uses_the_new_seed(tmp_path, capsys):
+    """A rerun with another seed must not backtest the first run's candles (first write wins)."""
+    manifest = _small_manifest(tmp_path)
+    common = ["demo", "--manifest", str(manifest), "--days", "3"]
+    assert main([*common, "--seed", "1", "--out", str(tmp_path / "same")]) == 0
+    assert main([*common, "--seed", "2", "--out", str(tmp_path / "same")]) == 0
+    assert main([*common, "--seed", "2", "--out", str(tmp_path / "fresh")]) == 0
+    capsys.readouterr()
+    rerun = pd.read_csv(tmp_path / "same" / "fills.csv")
+    fresh = pd.read_csv(tmp_path / "fresh" / "fills.csv")
+    pd.testing.assert_frame_equal(rerun, fresh)
+    # and the stored candles are seed 2's, bar for bar
+    for sym in SYMS:
+        a = pd.read_parquet(tmp_path / "same" / "candles" / "binance" /
+                            sym.replace("/", "-") / "1h.parquet")
+        b = pd.read_parquet(tmp_path / "fresh" / "candles" / "binance" /
+                            sym.replace("/", "-") / "1h.parquet")
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_demo_never_deletes_a_candle_folder_it_did_not_write(tmp_path, capsys):
+    manifest = _small_manifest(tmp_path)
+    real = tmp_path / "out" / "candles" / "binance" / "BTC-USDT"
+    real.mkdir(parents=True)
+    (real / "1h.parquet").write_bytes(b"precious")
+    code = main(["demo", "--manifest", str(manifest), "--days", "1", "--out",
+                 str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "was not written by" in err
+    assert (real / "1h.parquet").read_bytes() == b"precious"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["candles"]
