@@ -145,9 +145,16 @@ async def idle(n: int, idle_s: float, tmp: Path) -> dict:
         rss = _proc_rss_mb(proc.pid)
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        t = time.monotonic()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        stop_s = time.monotonic() - t
         await emu.stop()
-    return {"streams": n, "idle_s": idle_s, "rss_mb": rss, "cpu_pct": 100.0 * (cpu1 - cpu0) / (t1 - t0)}
+    return {"streams": n, "idle_s": idle_s, "rss_mb": rss, "stop_s": stop_s,
+            "cpu_pct": 100.0 * (cpu1 - cpu0) / (t1 - t0)}
 
 
 async def main() -> None:
@@ -159,14 +166,15 @@ async def main() -> None:
     configure_logging("json", "ERROR")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        for n in (int(x) for x in args.streams.split(",")):
+        for n in (int(x) for x in args.streams.split(",") if x):
             r = await latency(n, args.bars, tmp)
             print(f"latency  streams={r['streams']:>3}  slices={r['slices']:>3}  "
                   f"p50={r['p50_ms']:.2f} ms  p99={r['p99_ms']:.2f} ms  max={r['max_ms']:.2f} ms",
                   flush=True)
         r = await idle(200, args.idle_s, tmp)
         print(f"idle     streams={r['streams']}  rss={r['rss_mb']:.0f} MB  "
-              f"cpu={r['cpu_pct']:.2f} % over {r['idle_s']:.0f} s", flush=True)
+              f"cpu={r['cpu_pct']:.2f} % over {r['idle_s']:.0f} s  "
+              f"SIGTERM->exit={r['stop_s']:.1f} s", flush=True)
 
 
 if __name__ == "__main__":
