@@ -147,3 +147,25 @@ def test_demo_never_deletes_a_candle_folder_it_did_not_write(tmp_path, capsys):
     assert code == 2 and "was not written by" in err
     assert (real / "1h.parquet").read_bytes() == b"precious"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["candles"]
+
+
+def test_cli_logging_survives_a_closed_stderr(monkeypatch):
+    """After the CLI configured logging under a stderr that is later closed (pytest's capture),
+    later log lines go to the current stderr instead of raising in unrelated code."""
+    import io
+
+    import structlog
+
+    from backtest.logs import configure_logging
+
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    configure_logging("info")
+    first.close()
+    now = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", now)
+    try:
+        structlog.get_logger("user").warning("still_logging", n=1)
+    finally:
+        structlog.reset_defaults()
+    assert "still_logging" in now.getvalue() and "n=1" in now.getvalue()
