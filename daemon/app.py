@@ -197,7 +197,9 @@ class Daemon:
                 await self.supervisor.stop()
             if own_exchange and self.ex is not None:
                 try:
-                    await self.ex.close()
+                    # Bounded: a polite close handshake on dozens of sockets must not hold
+                    # up the SIGTERM exit (state is already committed at this point).
+                    await asyncio.wait_for(self.ex.close(), timeout=2.0)
                 except Exception as exc:  # noqa: BLE001 - closing must not mask the exit
                     log.warning("exchange_close_failed", error=repr(exc))
             last = self.store.last_ts
