@@ -427,6 +427,19 @@ def cmd_features(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _subset_hint(args: argparse.Namespace, exc: Exception) -> str:
+    """A hint when the data lacks some of the profile's assets and no --symbols was given.
+
+    The shipped profiles trade 20 assets; a CSV folder such as ../shared/data holds four,
+    so a first run there fails on a missing symbol until the user learns about --symbols.
+    """
+    from core.store import SymbolNotFoundError
+
+    if isinstance(exc.__cause__, SymbolNotFoundError) and getattr(args, "symbols", 1) is None:
+        return "; to run only some of the profile's assets, pass --symbols A/B,C/D"
+    return ""
+
+
 COMMANDS = {
     "run": cmd_run,
     "demo": cmd_demo,
@@ -452,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}{_subset_hint(args, exc)}", file=sys.stderr)
         return EXIT_DATA
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -169,3 +169,20 @@ def test_cli_logging_survives_a_closed_stderr(monkeypatch):
     finally:
         structlog.reset_defaults()
     assert "still_logging" in now.getvalue() and "n=1" in now.getvalue()
+
+
+def test_missing_asset_suggests_symbols(tmp_path, capsys):
+    """The shipped profile trades 20 assets; a CSV folder with two must point at --symbols."""
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    for sym, frame in generate_candles(SYMS, n_bars=400, seed=5).items():
+        # the ../shared/data CSV format, written here independently of core.store
+        frame.rename(columns={"ts": "timestamp"}).to_csv(
+            folder / f"binance_{sym.replace('/', '-')}_1h.csv", index=False)
+    base = ["run", "--data", str(folder), "--warmup-bars", "100", "--no-report"]
+    assert main([*base, "--out", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--symbols" in err and "available: BTC/USDT, ETH/USDT" in err
+    assert not (tmp_path / "a").exists()
+    assert main([*base, "--symbols", ",".join(SYMS), "--out", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "b" / "fills.csv").exists()
