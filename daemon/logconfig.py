@@ -21,6 +21,7 @@ def configure_logging(fmt: LogFormat = "auto", level: str = "INFO", stream=None)
 
     ``fmt="auto"`` picks pretty output on a tty and JSON lines otherwise.
     """
+    explicit_stream = stream
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "pretty" if getattr(stream, "isatty", lambda: False)() else "json"
@@ -42,11 +43,22 @@ def configure_logging(fmt: LogFormat = "auto", level: str = "INFO", stream=None)
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=_logger_factory(explicit_stream),
         cache_logger_on_first_use=False,
     )
     # ccxt/aiohttp/apscheduler speak stdlib logging; keep their warnings, drop their chatter.
     logging.basicConfig(stream=stream, level=max(numeric, logging.WARNING), format="%(message)s")
+
+
+def _logger_factory(stream):
+    """A PrintLogger factory; without an explicit stream, on whatever ``sys.stderr`` is *now*.
+
+    Pinning ``sys.stderr`` at configure time breaks every later log line once that stream is
+    closed (a redirected stderr, pytest's capture): ``I/O operation on closed file``.
+    """
+    if stream is not None:
+        return structlog.PrintLoggerFactory(file=stream)
+    return lambda *_args: structlog.PrintLogger(file=sys.stderr)
 
 
 def get_logger(name: str = "tandem.daemon") -> structlog.stdlib.BoundLogger:

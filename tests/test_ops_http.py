@@ -163,6 +163,8 @@ def test_ops_fails_fast_on_insecure_bind():
 async def test_no_secret_in_logs():
     """Drive the server with right and wrong tokens while every logger writes to a buffer."""
     buf = io.StringIO()
+    # configure() merges into the current config: an earlier test's level filter would stay.
+    structlog.reset_defaults()
     structlog.configure(
         processors=[structlog.processors.add_log_level, structlog.processors.JSONRenderer()],
         logger_factory=structlog.PrintLoggerFactory(file=buf),
