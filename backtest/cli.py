@@ -363,6 +363,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"demo candles: {len(candles)} assets × {n_bars} {tf} bars (warm-up "
           f"{n_bars - tradable} + {tradable} tradable, seed {args.seed}) in {store_dir} "
           f"[{time.perf_counter() - t0:.1f} s]")
+    # A fresh install spends ~1-2 min compiling the numba core here with no output at all;
+    # say so, or a first-time user takes the silence for a hang.
+    print("backtesting… (the first run compiles the numba core, 1-2 min; later runs reuse "
+          "the compile cache)", flush=True)
     result = run_backtest(profile, store, first_tradable, None, out,
                           data_label=f"demo (seed {args.seed})", progress=None)
     print_summary(result)
