@@ -1,7 +1,8 @@
 """TradingView Technical Ratings as one streaming numba kernel per asset.
 
-One asset's whole rating state (26 indicator states, their ring buffers and the previous
-values the votes compare against) is a single flat float64 array of ``RATING_STATE_SIZE``:
+One asset's whole rating state (25 indicator states, since Williams %R reads the
+Stochastic's 14-bar high/low tracker; their ring buffers; the previous values the votes
+compare against) is a single flat float64 array of ``RATING_STATE_SIZE``:
 it checkpoints as raw bytes and many assets stack as the rows of a 2-D array.
 
 ``rating_step_nb(state, o, h, l, c, v, out)`` consumes one closed bar and writes
