@@ -145,5 +145,7 @@ async def replay(profile, market: MarketData, db: Path, *, on_bar=None, **cfg) -
     """Fast replay of ``market`` through the emulator and the real ccxt.pro client."""
     t0, end = replay_window(market, profile.warmup)
     daemon = make_daemon(profile, db, **cfg)
-    await run_replay(daemon, market, t0, end, on_bar=on_bar, bar_timeout_s=20.0)
+    # A bar not delivered within 2 s: move the clock on, as the exchange would (stalling the
+    # virtual clock only lengthens the watchdog/resubscription dance, never changes results).
+    await run_replay(daemon, market, t0, end, on_bar=on_bar, bar_timeout_s=2.0)
     return daemon
