@@ -27,7 +27,6 @@ EXIT_OK = 0
 EXIT_DATA = 1
 EXIT_USAGE = 2
 DEMO_FIRST_TRADABLE = 1_704_067_200_000  # 2024-01-01T00:00Z
-REPO_MANIFEST = Path(__file__).resolve().parents[1] / "manifest.json"
 
 _EPILOG = """\
 exit codes: 0 ok · 1 data problem (no candles in range, missing symbol, corrupt file) or
@@ -213,13 +212,9 @@ def _profile(args: argparse.Namespace, settings: Any, *, mode: str | None = None
              warmup: int | None = None) -> Any:
     """Load the manifest and the profile (with CLI overrides); UsageError on any problem."""
     from backtest.runner import ConfigError, with_overrides
-    from core.manifest import ManifestError, load_manifest
+    from core.manifest import ManifestError, load_manifest, resolve_manifest_path
 
-    path = args.manifest
-    if path is None:
-        path = Path(settings.manifest_path)
-        if not path.exists() and not path.is_absolute() and REPO_MANIFEST.exists():
-            path = REPO_MANIFEST  # run from elsewhere: fall back to the repository's manifest
+    path = resolve_manifest_path(args.manifest, settings.manifest_path)
     try:
         prof = load_manifest(path).profile(args.profile or settings.profile)
         return with_overrides(prof, mode=mode, warmup_bars=warmup)

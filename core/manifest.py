@@ -425,6 +425,23 @@ def parse_manifest(data: Any, source: str = "manifest") -> Manifest:
     return man
 
 
+REPO_MANIFEST = Path(__file__).resolve().parents[1] / "manifest.json"
+
+
+def resolve_manifest_path(explicit: str | Path | None, configured: str | Path) -> Path:
+    """The manifest to load: ``--manifest`` if given, else the configured path
+    (``TANDEM_MANIFEST_PATH``, default ``./manifest.json``); a relative configured path that
+    does not exist falls back to the repository's shipped manifest, so the CLIs also work
+    when started from another folder. Both drivers call this one rule.
+    """
+    if explicit is not None:
+        return Path(explicit)
+    path = Path(configured)
+    if not path.exists() and not path.is_absolute() and REPO_MANIFEST.exists():
+        return REPO_MANIFEST
+    return path
+
+
 def load_manifest(path: str | Path) -> Manifest:
     """Read and validate ``manifest.json``; every problem is a :class:`ManifestError`."""
     p = Path(path)

@@ -138,12 +138,12 @@ def _export(args) -> int:
 def _serve(args) -> int:
     settings = _settings()
     settings.apply_numba_cache_dir()
-    from core.manifest import ManifestError, load_manifest
+    from core.manifest import ManifestError, load_manifest, resolve_manifest_path
     from daemon.logconfig import configure_logging
 
     fmt = args.log_format or "auto"
     configure_logging(fmt, args.log_level or settings.log_level)
-    manifest_path = args.manifest or settings.manifest_path
+    manifest_path = resolve_manifest_path(args.manifest, settings.manifest_path)
     try:
         profile = load_manifest(manifest_path).profile(args.profile or settings.profile)
     except ManifestError as exc:
