@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -89,6 +89,35 @@ def make_fill_id(profile: str, symbol: str, ts: int, reason: str, seq: int) -> s
 def empty_fills_frame() -> pd.DataFrame:
     """A zero-row journal frame with the schema's dtypes."""
     return FILLS_SCHEMA.empty_table().to_pandas()
+
+
+def fill_records(
+    raw: np.ndarray,
+    symbols: Sequence[str],
+    profile: str,
+    run_id: str,
+    source: Literal["backtest", "paper"],
+) -> list[dict[str, Any]]:
+    """Journal rows as plain dicts: :func:`fills_frame`'s mapping without the pandas round
+    trip (~15 ms per call), for the daemon's one-slice-at-a-time path. The parity tests hold
+    the two to bit-equality."""
+    rows: list[dict[str, Any]] = []
+    seen: dict[tuple[str, int, str], int] = {}
+    for f in raw:
+        sym = symbols[int(f[F_ASSET])]
+        ts = int(f[F_TS])
+        reason = REASON_NAMES[int(f[F_REASON])]
+        seq = seen.get((sym, ts, reason), 0)
+        seen[(sym, ts, reason)] = seq + 1
+        rows.append({
+            "fill_id": make_fill_id(profile, sym, ts, reason, seq),
+            "source": source, "run_id": run_id, "profile": profile,
+            "symbol": sym, "ts": ts, "side": "buy" if f[F_SIDE] > 0 else "sell",
+            "qty": float(f[F_QTY]), "price": float(f[F_PRICE]), "fee": float(f[F_FEE]),
+            "reason": reason, "intrabar": INTRABAR_NAMES[int(f[F_INTRABAR])],
+            "position_after": float(f[F_POS_AFTER]), "cash_after": float(f[F_CASH_AFTER]),
+        })
+    return rows
 
 
 def fills_frame(
