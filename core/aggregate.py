@@ -66,16 +66,22 @@ def agg_reset_nb(state: np.ndarray) -> None:
 
 
 @njit(cache=True)
-def _emit_nb(state, out, n):
-    """Write the open bucket to ``out[n]`` unless it is partial; close the bucket."""
+def _emit_nb(state, row):
+    """Write the open bucket to ``row`` unless it is partial; close the bucket. Returns the
+    number of bars written (0 or 1).
+
+    Takes the output row rather than ``(out, n)``: the first call's ``n`` would be the
+    literal 0, which numba compiles as a second specialization (a cold-start cost).
+    """
+    n = 0
     if state[AGG_PARTIAL] == 0.0:
-        out[n, HTF_TS] = state[AGG_START]
-        out[n, HTF_OPEN] = state[AGG_OPEN]
-        out[n, HTF_HIGH] = state[AGG_HIGH]
-        out[n, HTF_LOW] = state[AGG_LOW]
-        out[n, HTF_CLOSE] = state[AGG_CLOSE]
-        out[n, HTF_VOLUME] = state[AGG_VOLUME]
-        n += 1
+        row[HTF_TS] = state[AGG_START]
+        row[HTF_OPEN] = state[AGG_OPEN]
+        row[HTF_HIGH] = state[AGG_HIGH]
+        row[HTF_LOW] = state[AGG_LOW]
+        row[HTF_CLOSE] = state[AGG_CLOSE]
+        row[HTF_VOLUME] = state[AGG_VOLUME]
+        n = 1
     state[AGG_START] = np.nan
     state[AGG_PARTIAL] = 0.0
     return n
@@ -97,7 +103,7 @@ def agg_step_nb(state, ts, o, h, l, c, v, base_ms, htf_ms, offset_ms, out):  # n
     start = (ts - offset_ms) // htf_ms * htf_ms + offset_ms
     if not np.isnan(state[AGG_START]) and float(start) != state[AGG_START]:
         # A bar beyond the open bucket's end: its last base bar(s) were missing.
-        n = _emit_nb(state, out, n)
+        n += _emit_nb(state, out[n])
     if np.isnan(state[AGG_START]):
         # The first bucket ever seen is partial if it does not start at its boundary.
         partial = state[AGG_SEEN] == 0.0 and ts != start
@@ -119,7 +125,7 @@ def agg_step_nb(state, ts, o, h, l, c, v, base_ms, htf_ms, offset_ms, out):  # n
     state[AGG_LAST_TS] = fts
     if ts + base_ms >= start + htf_ms:
         # This bar's close is the bucket's end: the HTF bar is complete now.
-        n = _emit_nb(state, out, n)
+        n += _emit_nb(state, out[n])
     return n
 
 

@@ -2,7 +2,7 @@
 
 One rule, used by both drivers: :func:`compute_signals` maps ``(profile, ratings)`` to
 signals for any number of bars (the backtest passes the whole history, the daemon one time
-slice), and both go through the same numba step :func:`signals_step_nb`. Combination is
+slice), and both go through the same numba kernel :func:`signals_rows_nb`. Combination is
 stateless per bar, so a slice and a history give the same numbers bit for bit.
 
 Inputs per bar: ``ratings[asset, tf]`` = the profile's rating (``rating_all|ma|osc``) of
@@ -49,15 +49,17 @@ MODE_VOTE = 1
 
 
 @njit(cache=True)
-def wide_score_nb(r: np.ndarray, weights: np.ndarray) -> float:
-    """Weighted mean of the timeframes' ratings; NaN if any is NaN."""
+def wide_score_nb(r: np.ndarray, weights: np.ndarray, unit: bool) -> float:
+    """Weighted mean of the timeframes' ratings; NaN if any is NaN. ``unit``: every
+    timeframe weighs 1.0 (a single-timeframe asset; saves allocating a ones array)."""
     num = 0.0
     den = 0.0
     for k in range(r.shape[0]):
         if np.isnan(r[k]):
             return np.nan
-        num += weights[k] * r[k]
-        den += weights[k]
+        wk = 1.0 if unit else weights[k]
+        num += wk * r[k]
+        den += wk
     return num / den
 
 
@@ -72,18 +74,21 @@ def threshold_signal_nb(score: float, entry: float, exit_: float) -> int:
 
 
 @njit(cache=True)
-def vote_nb(r: np.ndarray, weights: np.ndarray, entry: float, exit_: float, min_agree: float):
-    """Vote combiner for one asset: returns ``(signal, score)``."""
+def vote_nb(r: np.ndarray, weights: np.ndarray, unit: bool, entry: float, exit_: float,
+            min_agree: float):
+    """Vote combiner for one asset: returns ``(signal, score)`` (``unit``: as
+    :func:`wide_score_nb`)."""
     bull = 0.0
     bear = 0.0
     total = 0.0
     for k in range(r.shape[0]):
-        total += weights[k]
+        wk = 1.0 if unit else weights[k]
+        total += wk
         s = threshold_signal_nb(r[k], entry, exit_)
         if s > 0:
-            bull += weights[k]
+            bull += wk
         elif s < 0:
-            bear += weights[k]
+            bear += wk
     up = bull >= min_agree
     down = bear >= min_agree
     sig = 0
@@ -117,6 +122,60 @@ def is_rebalance_bar_nb(ts_close: int, every_ms: int, offset_ms: int) -> bool:
 
 
 @njit(cache=True)
+def signals_rows_nb(
+    ts_close,
+    ratings,
+    mtf_mask,
+    weights,
+    mode,
+    entry,
+    exit_,
+    min_agree,
+    portfolio,
+    max_weight,
+    every_ms,
+    every_off,
+    out_signal,
+    out_score,
+    out_target,
+):
+    """Combine time slices: ``ratings`` is ``(n_bars, n_assets, n_tf)`` of the chosen rating.
+
+    Writes ``out_signal`` (int8), ``out_score`` and ``out_target`` (all-NaN rows unless
+    ``portfolio`` and a rebalance bar), each ``(n_bars, n_assets)``. The batch passes its
+    whole history, the daemon one slice (:func:`signals_step_nb`): one kernel for both, so
+    they agree bit for bit, and a cold start compiles it once.
+    """
+    n_bars, n_assets = ratings.shape[0], ratings.shape[1]
+    for t in range(n_bars):
+        sig_t = out_signal[t]
+        score_t = out_score[t]
+        target_t = out_target[t]
+        for i in range(n_assets):
+            # Assets outside core_assets: the base timeframe alone, weighing 1.
+            single = not mtf_mask[i]
+            r = ratings[t, i, :1] if single else ratings[t, i]
+            if mode == MODE_WIDE:
+                sc = wide_score_nb(r, weights, single)
+                sig = threshold_signal_nb(sc, entry, exit_)
+            else:
+                # A single-timeframe asset needs its one vote; min_agree is in MTF weight units.
+                need = 1.0 if single else min_agree
+                sig, sc = vote_nb(r, weights, single, entry, exit_, need)
+            sig_t[i] = sig
+            score_t[i] = sc
+        if portfolio and is_rebalance_bar_nb(ts_close[t], every_ms, every_off):
+            target_weights_nb(score_t, sig_t, max_weight, target_t)
+            for i in range(n_assets):
+                # No base bar for this asset in this slice (missing, or not listed yet): NaN
+                # = "does nothing", rather than 0 = "sell it all". It gets no weight share.
+                if np.isnan(ratings[t, i, 0]):
+                    target_t[i] = np.nan
+        else:
+            target_t[:] = np.nan
+
+
+@njit(cache=True)
 def signals_step_nb(
     ts_close,
     ratings,
@@ -134,51 +193,16 @@ def signals_step_nb(
     out_score,
     out_target,
 ):
-    """Combine one time slice: ``ratings`` is ``(n_assets, n_tf)`` of the chosen rating.
-
-    Writes ``out_signal`` (int8), ``out_score`` and ``out_target`` (all-NaN unless
-    ``portfolio`` and a rebalance bar), each of length n_assets.
-    """
-    n_assets = ratings.shape[0]
-    base_w = np.ones(1)
-    for i in range(n_assets):
-        r = ratings[i] if mtf_mask[i] else ratings[i, :1]
-        w = weights if mtf_mask[i] else base_w
-        if mode == MODE_WIDE:
-            sc = wide_score_nb(r, w)
-            sig = threshold_signal_nb(sc, entry, exit_)
-        else:
-            # A single-timeframe asset needs its one vote; min_agree is in MTF weight units.
-            need = min_agree if mtf_mask[i] else 1.0
-            sig, sc = vote_nb(r, w, entry, exit_, need)
-        out_signal[i] = sig
-        out_score[i] = sc
-    if portfolio and is_rebalance_bar_nb(ts_close, every_ms, every_off):
-        target_weights_nb(out_score, out_signal, max_weight, out_target)
-        for i in range(n_assets):
-            # No base bar for this asset in this slice (missing, or not listed yet): NaN =
-            # "does nothing", rather than 0 = "sell it all". It still gets no weight share.
-            if np.isnan(ratings[i, 0]):
-                out_target[i] = np.nan
-    else:
-        out_target[:] = np.nan
-
-
-@njit(cache=True)
-def signals_batch_nb(
-    ts_close, ratings, mtf_mask, weights, mode, entry, exit_, min_agree, portfolio, max_weight, every_ms, every_off
-):
-    """Loop :func:`signals_step_nb` over bars: ``ratings`` is ``(n_bars, n_assets, n_tf)``."""
-    n_bars, n_assets = ratings.shape[0], ratings.shape[1]
-    sig = np.zeros((n_bars, n_assets), dtype=np.int8)
-    score = np.empty((n_bars, n_assets))
-    target = np.empty((n_bars, n_assets))
-    for t in range(n_bars):
-        signals_step_nb(
-            ts_close[t], ratings[t], mtf_mask, weights, mode, entry, exit_, min_agree,
-            portfolio, max_weight, every_ms, every_off, sig[t], score[t], target[t],
-        )
-    return sig, score, target
+    """One time slice (the daemon's face of :func:`signals_rows_nb`): ``ratings`` is
+    ``(n_assets, n_tf)`` (C-contiguous); ``out_*`` are ``(n_assets,)``."""
+    n_assets, n_tf = ratings.shape
+    ts = np.empty(1, dtype=np.int64)
+    ts[0] = ts_close
+    signals_rows_nb(
+        ts, ratings.reshape((1, n_assets, n_tf)), mtf_mask, weights, mode, entry, exit_,
+        min_agree, portfolio, max_weight, every_ms, every_off, out_signal.reshape((1, n_assets)),
+        out_score.reshape((1, n_assets)), out_target.reshape((1, n_assets)),
+    )
 
 
 @dataclass(frozen=True)
@@ -252,10 +276,14 @@ def compute_signals(
             f"got {ratings.shape}"
         )
     chosen = np.ascontiguousarray(ratings[..., p.rating_column])
-    ts_close = np.asarray(ts_close, dtype=np.int64)
-    sig, score, target = signals_batch_nb(
+    ts_close = np.ascontiguousarray(ts_close, dtype=np.int64)
+    shape = chosen.shape[:2]
+    sig = np.zeros(shape, dtype=np.int8)
+    score = np.empty(shape)
+    target = np.empty(shape)
+    signals_rows_nb(
         ts_close, chosen, p.mtf_mask, p.weights, p.mode, p.entry, p.exit, p.min_agree,
-        p.portfolio, p.max_weight, p.every_ms, p.every_off,
+        p.portfolio, p.max_weight, p.every_ms, p.every_off, sig, score, target,
     )
     return Signals(signal=sig, score=score, target=target)
 

@@ -5,7 +5,7 @@ Public API:
 * :class:`EngineConfig` — validated settings with the manifest's names;
 * :class:`Engine` — per-slice stepping for the daemon, ``to_bytes``/``from_bytes``;
 * :func:`run_batch` / :func:`run_batch_raw` — the backtest's numba loop over the same step;
-* kernels in :mod:`core.engine.kernels` (``step_nb``, ``run_batch_nb``) and array layouts in
+* the kernel :func:`core.engine.kernels.run_batch_nb` (both drivers) and array layouts in
   :mod:`core.engine.layout`.
 """
 

@@ -1,5 +1,6 @@
 """Python faces of the engine: :class:`Engine` (per-slice, for the daemon) and
-:func:`run_batch` (whole history, for the backtest). Both call the same numba step."""
+:func:`run_batch` (whole history, for the backtest). Both call the same numba kernel,
+:func:`core.engine.kernels.run_batch_nb` (the daemon with one slice at a time)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from core.engine.inputs import as_matrix, check_bars, check_signals
-from core.engine.kernels import equity_nb, run_batch_nb, step_nb
+from core.engine.kernels import equity_nb, run_batch_nb
 from core.engine.layout import MAX_FILLS_PER_ASSET, N_FILL_COLS, S_CASH
 from core.engine.params import EngineConfig
 from core.engine.state import new_state, state_from_bytes, state_to_bytes
@@ -48,6 +49,13 @@ class Engine:
         self.params = config.to_params()
         self.astate, self.pstate = new_state(len(self.symbols), config.initial_cash)
         self._buf = np.zeros((MAX_FILLS_PER_ASSET * len(self.symbols), N_FILL_COLS))
+        self._eq = np.empty(1)
+        self._work = self.work_array()
+
+    def work_array(self) -> np.ndarray | None:
+        """The kernel's mode-selecting work array: None (discrete) or float64[n_assets]
+        (portfolio); see :func:`core.engine.kernels.run_batch_nb`."""
+        return np.empty(self.n_assets) if self.config.mode == "portfolio" else None
 
     @property
     def n_assets(self) -> int:
@@ -75,8 +83,11 @@ class Engine:
         last = self.pstate[2]
         if ts <= last:
             raise ValueError(f"ts_close {ts} is not after the last slice {int(last)}")
-        n = step_nb(
-            self.params, self.astate, self.pstate, float(ts), o, h, lo, c, sig, self._buf, 0
+        # A one-slice batch: the backtest's kernel, so both drivers run the same code.
+        n, _ = run_batch_nb(
+            self.params, self.astate, self.pstate, np.array([ts], dtype=np.int64),
+            o.reshape(1, -1), h.reshape(1, -1), lo.reshape(1, -1), c.reshape(1, -1),
+            sig.reshape(1, -1), self._buf, 0, 0, self._eq, self._work,
         )
         return self._buf[:n].copy()
 
@@ -177,10 +188,12 @@ def run_batch_raw(
     cap = max(4096, MAX_FILLS_PER_ASSET * shape[1] * (2 + shape[0] // 50))
     chunks = []
     start = 0
+    work = engine.work_array()
     while True:
         buf = np.empty((cap, N_FILL_COLS))
         n, start = run_batch_nb(
-            engine.params, engine.astate, engine.pstate, ts, o, h, lo, c, sig, buf, 0, start, equity
+            engine.params, engine.astate, engine.pstate, ts, o, h, lo, c, sig, buf, 0, start,
+            equity, work,
         )
         chunks.append(buf[:n])
         if start >= shape[0]:

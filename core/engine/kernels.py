@@ -1,9 +1,9 @@
-"""Numba kernels of the trading engine: one step over a time slice, and a batch loop of it.
+"""Numba kernels of the trading engine: one loop over time slices, :func:`run_batch_nb`.
 
-Pure functions over explicit arrays (see :mod:`core.engine.layout`). The daemon calls
-:func:`step_nb` once per closed slice; the backtest calls :func:`run_batch_nb`, which is a
-numba loop over the very same :func:`step_nb`, so both drivers are bit-identical by
-construction. No ``fastmath``: every float comparison below states which side counts.
+Pure functions over explicit arrays (see :mod:`core.engine.layout`). The backtest calls
+:func:`run_batch_nb` over its whole history; the daemon calls the very same kernel with a
+one-slice batch for each closed slice, so both drivers are bit-identical by construction.
+No ``fastmath``: every float comparison below states which side counts.
 
 Order of events inside one slice (DESIGN.md, "Execution"):
 
@@ -15,6 +15,15 @@ Order of events inside one slice (DESIGN.md, "Execution"):
    then buys towards the target weights.
 
 A position entered at a bar's close is never checked against that bar (step 1 ran first).
+
+Compile-time shape (a cold start compiles every kernel here; see ``bench/backtest.py``):
+numba links each callee's LLVM IR into its caller and optimizes the whole again, so every
+call level re-optimizes everything below it, and every distinct argument typing of a helper
+is one more compile. Hence: the per-slice step *is* the body of :func:`run_batch_nb` (the
+daemon calls it with a one-slice batch, so both drivers run the very same machine code);
+each helper is called with one typing only (codes travel as float64, never as int
+constants, which numba would type as distinct literals); and the mode is chosen by the type
+of ``work`` (None = discrete), so a run compiles only its own mode's branch.
 """
 
 from __future__ import annotations
@@ -55,14 +64,12 @@ from core.engine.params import (
     INTRABAR_ADAPTIVE,
     INTRABAR_NONE,
     INTRABAR_OHLC,
-    MODE_PORTFOLIO,
     P_EXIT_ON_SIGNAL,
     P_FEE,
     P_INTRABAR,
     P_LONG_SHORT,
     P_MAX_WEIGHT,
     P_MIN_TRADE,
-    P_MODE,
     P_RISK_PCT,
     P_SIZE_PCT,
     P_SIZING,
@@ -72,6 +79,17 @@ from core.engine.params import (
     P_TRAIL,
     SIZING_RISK,
 )
+
+# Reason / intrabar codes as float64 (the fill row's dtype). Passed as Python int constants
+# they would be typed as numba literals, compiling one copy of each helper per value.
+_ENTRY = float(REASON_ENTRY)
+_EXIT = float(REASON_EXIT)
+_STOP_LOSS = float(REASON_STOP_LOSS)
+_TAKE_PROFIT = float(REASON_TAKE_PROFIT)
+_TRAILING_STOP = float(REASON_TRAILING_STOP)
+_REBALANCE = float(REASON_REBALANCE)
+_NO_EXIT = -1.0
+_IB_NONE = float(INTRABAR_NONE)
 
 
 @njit(cache=True)
@@ -135,7 +153,8 @@ def close_position_nb(astate, i):
 def check_exit_nb(params, astate, i, o, h, lo):
     """Decide whether an open position exits on this bar.
 
-    Returns ``(reason, price, intrabar_code)`` with ``reason = -1`` when nothing exits.
+    Returns ``(reason, price, intrabar_code)`` (codes as float64) with ``reason = -1`` when
+    nothing exits.
     The effective stop is the tighter of the fixed SL and the trailing level (ties count as
     ``stop_loss``). Open first: an open at or through the stop (or the target) fills at the
     open, the stop side checked first. Then inside the bar: the stop fills at its level if
@@ -148,27 +167,27 @@ def check_exit_nb(params, astate, i, o, h, lo):
     trail = params[P_TRAIL]
     long = pos > 0.0
     stop = sl
-    stop_reason = REASON_STOP_LOSS
+    stop_reason = _STOP_LOSS
     if trail > 0.0:
         tl = astate[i, A_PEAK] * (1.0 - trail) if long else astate[i, A_PEAK] * (1.0 + trail)
         # NaN comparisons are false, so "no fixed SL" lets the trailing level win.
         if np.isnan(stop) or (long and tl > stop) or ((not long) and tl < stop):
             stop = tl
-            stop_reason = REASON_TRAILING_STOP
+            stop_reason = _TRAILING_STOP
     has_stop = not np.isnan(stop)
     has_tp = not np.isnan(tp)
     if long:
         if has_stop and o <= stop:
-            return stop_reason, o, INTRABAR_NONE
+            return stop_reason, o, _IB_NONE
         if has_tp and o >= tp:
-            return REASON_TAKE_PROFIT, o, INTRABAR_NONE
+            return _TAKE_PROFIT, o, _IB_NONE
         stop_hit = has_stop and lo <= stop
         tp_hit = has_tp and h >= tp
     else:
         if has_stop and o >= stop:
-            return stop_reason, o, INTRABAR_NONE
+            return stop_reason, o, _IB_NONE
         if has_tp and o <= tp:
-            return REASON_TAKE_PROFIT, o, INTRABAR_NONE
+            return _TAKE_PROFIT, o, _IB_NONE
         stop_hit = has_stop and h >= stop
         tp_hit = has_tp and lo <= tp
     if stop_hit and tp_hit:
@@ -188,13 +207,13 @@ def check_exit_nb(params, astate, i, o, h, lo):
         else:
             tp_first = False
         if tp_first:
-            return REASON_TAKE_PROFIT, tp, policy
-        return stop_reason, stop, policy
+            return _TAKE_PROFIT, tp, float(policy)
+        return stop_reason, stop, float(policy)
     if stop_hit:
-        return stop_reason, stop, INTRABAR_NONE
+        return stop_reason, stop, _IB_NONE
     if tp_hit:
-        return REASON_TAKE_PROFIT, tp, INTRABAR_NONE
-    return -1, np.nan, INTRABAR_NONE
+        return _TAKE_PROFIT, tp, _IB_NONE
+    return _NO_EXIT, np.nan, _IB_NONE
 
 
 @njit(cache=True)
@@ -268,11 +287,11 @@ def discrete_signals_nb(params, astate, pstate, ts, c, sig, fills, n):
         pos = astate[i, A_POS]
         if pos > 0.0 and s == -1.0 and (exit_on_signal or long_short):
             n = flatten_nb(
-                params, astate, i, pstate, fills, n, ts, c[i] * (1.0 - slip), REASON_EXIT, 0
+                params, astate, i, pstate, fills, n, ts, c[i] * (1.0 - slip), _EXIT, _IB_NONE
             )
         elif pos < 0.0 and s == 1.0 and (exit_on_signal or long_short):
             n = flatten_nb(
-                params, astate, i, pstate, fills, n, ts, c[i] * (1.0 + slip), REASON_EXIT, 0
+                params, astate, i, pstate, fills, n, ts, c[i] * (1.0 + slip), _EXIT, _IB_NONE
             )
         # Re-arm once the signal has left the blocked state (NaN counts as "left").
         if astate[i, A_BLOCK] != 0.0 and s != astate[i, A_BLOCK]:
@@ -320,8 +339,8 @@ def discrete_signals_nb(params, astate, pstate, ts, c, sig, fills, n):
             qty,
             price,
             fee,
-            REASON_ENTRY,
-            0,
+            _ENTRY,
+            _IB_NONE,
             astate[i, A_POS],
             pstate[S_CASH],
         )
@@ -329,14 +348,15 @@ def discrete_signals_nb(params, astate, pstate, ts, c, sig, fills, n):
 
 
 @njit(cache=True)
-def portfolio_rebalance_nb(params, astate, pstate, ts, c, target, fills, n):
+def portfolio_rebalance_nb(params, astate, pstate, ts, c, target, fills, n, w):
     """Rebalance towards target weights: sells (asset order), then buys (asset order).
 
     A slice whose targets are all NaN is not a rebalance slice. On a rebalance slice an
     asset with a NaN target, or a missing bar, keeps its holding. Weights are clipped to
     [0, max_weight]; the SL/TP overlay forces a blocked asset's weight to 0 until its target
     has been 0 once. Trades whose value at the close is below ``min_trade_value`` are
-    skipped (equality trades). Buys are shrunk to the cash available.
+    skipped (equality trades). Buys are shrunk to the cash available. ``w`` is a
+    ``float64[n_assets]`` work array (overwritten; passed in so the loop allocates nothing).
     """
     n_assets = astate.shape[0]
     rebalance = False
@@ -347,9 +367,9 @@ def portfolio_rebalance_nb(params, astate, pstate, ts, c, target, fills, n):
     if not rebalance:
         return n
     max_w = params[P_MAX_WEIGHT]
-    w = np.full(n_assets, np.nan)
     total = 0.0
     for i in range(n_assets):
+        w[i] = np.nan
         if np.isnan(c[i]) or np.isnan(target[i]):
             continue
         wi = min(max(target[i], 0.0), max_w)
@@ -398,8 +418,8 @@ def portfolio_rebalance_nb(params, astate, pstate, ts, c, target, fills, n):
             qty,
             price,
             fee,
-            REASON_REBALANCE,
-            0,
+            _REBALANCE,
+            _IB_NONE,
             astate[i, A_POS],
             pstate[S_CASH],
         )
@@ -436,8 +456,8 @@ def portfolio_rebalance_nb(params, astate, pstate, ts, c, target, fills, n):
             qty,
             price,
             fee,
-            REASON_REBALANCE,
-            0,
+            _REBALANCE,
+            _IB_NONE,
             astate[i, A_POS],
             pstate[S_CASH],
         )
@@ -445,40 +465,40 @@ def portfolio_rebalance_nb(params, astate, pstate, ts, c, target, fills, n):
 
 
 @njit(cache=True)
-def step_nb(params, astate, pstate, ts, o, h, lo, c, sig, fills, n):
-    """Advance the engine by one time slice; append fills at ``fills[n:]``; return new ``n``.
+def run_batch_nb(params, astate, pstate, ts, o, h, lo, c, sig, fills, n, start, equity_out, work):
+    """Step the engine over time slices ``start..`` of ``n_bars x n_assets`` arrays.
 
-    ``o, h, lo, c, sig`` are ``float64[n_assets]``; ``c[i]`` NaN marks a missing bar (the
-    asset does nothing). ``sig`` is the discrete signal (+1/0/-1) or, in portfolio mode, the
-    target weight (all NaN = not a rebalance slice). The caller guarantees room for
-    ``MAX_FILLS_PER_ASSET * n_assets`` more rows.
-    """
-    n = stop_exits_nb(params, astate, pstate, ts, o, h, lo, c, fills, n)
-    for i in range(astate.shape[0]):
-        if not np.isnan(c[i]):
-            astate[i, A_LAST_CLOSE] = c[i]
-    if int(params[P_MODE]) == MODE_PORTFOLIO:
-        n = portfolio_rebalance_nb(params, astate, pstate, ts, c, sig, fills, n)
-    else:
-        n = discrete_signals_nb(params, astate, pstate, ts, c, sig, fills, n)
-    pstate[S_STEPS] += 1.0
-    pstate[S_LAST_TS] = ts
-    return n
+    One slice (``ts[t]`` = its close time; ``o[t], h[t], lo[t], c[t], sig[t]`` per asset):
+    ``c[t, i]`` NaN marks a missing bar (the asset does nothing); ``sig`` is the discrete
+    signal (+1/0/-1) or, in portfolio mode, the target weight (an all-NaN row = not a
+    rebalance slice). Fills are appended at ``fills[n:]``; ``equity_out[t]`` receives the
+    equity after slice ``t``. The daemon steps one slice by passing one-row arrays.
 
-
-@njit(cache=True)
-def run_batch_nb(params, astate, pstate, ts, o, h, lo, c, sig, fills, n, start, equity_out):
-    """Loop :func:`step_nb` over bars ``start..`` of ``n_bars x n_assets`` arrays.
+    ``work``: None in discrete mode, a ``float64[n_assets]`` work array in portfolio mode.
+    The mode is taken from its *type*, not from ``params``, so that numba prunes the other
+    mode's branch and a run compiles only what it uses (the Python wrappers pass the one
+    matching ``params[P_MODE]``).
 
     Stops early when ``fills`` could overflow; returns ``(n_fills, next_bar)`` so the caller
-    can grow the buffer and resume from the same state. ``equity_out[t]`` receives the
-    equity after bar ``t``.
+    can grow the buffer and resume from the same state.
     """
     cap = fills.shape[0]
-    need = MAX_FILLS_PER_ASSET * astate.shape[0]
+    n_assets = astate.shape[0]
+    need = MAX_FILLS_PER_ASSET * n_assets
     for t in range(start, ts.shape[0]):
         if n + need > cap:
             return n, t
-        n = step_nb(params, astate, pstate, float(ts[t]), o[t], h[t], lo[t], c[t], sig[t], fills, n)
+        tsf = float(ts[t])
+        ct = c[t]
+        n = stop_exits_nb(params, astate, pstate, tsf, o[t], h[t], lo[t], ct, fills, n)
+        for i in range(n_assets):
+            if not np.isnan(ct[i]):
+                astate[i, A_LAST_CLOSE] = ct[i]
+        if work is None:
+            n = discrete_signals_nb(params, astate, pstate, tsf, ct, sig[t], fills, n)
+        else:
+            n = portfolio_rebalance_nb(params, astate, pstate, tsf, ct, sig[t], fills, n, work)
+        pstate[S_STEPS] += 1.0
+        pstate[S_LAST_TS] = tsf
         equity_out[t] = equity_nb(astate, pstate)
     return n, ts.shape[0]
