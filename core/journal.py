@@ -225,27 +225,36 @@ def trades_table(fills: pd.DataFrame) -> pd.DataFrame:
     it), ``fees, pnl`` (quote, net of all fees), ``return`` (pnl / entry notional),
     ``duration_ms, exit_reason``. An unfinished trade has NaN exit fields and is kept.
     """
+    # Plain Python lists, not groupby + itertuples: ~10x faster on a year of fills (the
+    # per-row pandas access dominated the backtest's post-processing); same values, same
+    # order of float additions.
+    n = len(fills)
+    cols_in = ("symbol", "ts", "side", "qty", "price", "fee", "reason", "position_after")
+    sym, ts, side, qty, price, fee, reason, pos_after = (
+        fills[c].tolist() if n else [] for c in cols_in
+    )
+    groups: dict[str, list[int]] = {}  # symbol -> its rows; dicts keep first-seen order
+    for k, s in enumerate(sym):
+        if isinstance(s, str):  # groupby's rule: rows without a symbol belong to no trade
+            groups.setdefault(s, []).append(k)
     rows: list[dict] = []
-    for symbol, g in fills.groupby("symbol", sort=False):
-        pos = 0.0
+    for symbol, idx in groups.items():
         cur: dict | None = None
-        for f in g.itertuples(index=False):
-            signed = f.qty if f.side == "buy" else -f.qty
-            new_pos = f.position_after
+        for k in idx:
+            q = qty[k]
+            signed = q if side[k] == "buy" else -q
             if cur is None:
-                cur = _new_trade(symbol, f, 1.0 if signed > 0 else -1.0)
-            grows = (signed > 0) == (cur["_dir"] > 0)
-            if grows:
-                cur["_in_qty"] += f.qty
-                cur["_in_val"] += f.qty * f.price
+                cur = _new_trade(symbol, ts[k], 1.0 if signed > 0 else -1.0)
+            if (signed > 0) == (cur["_dir"] > 0):  # the fill grows the trade
+                cur["_in_qty"] += q
+                cur["_in_val"] += q * price[k]
             else:
-                cur["_out_qty"] += f.qty
-                cur["_out_val"] += f.qty * f.price
-                cur["exit_reason"] = f.reason
-                cur["exit_ts"] = f.ts
-            cur["fees"] += f.fee
-            pos = new_pos
-            if pos == 0.0:
+                cur["_out_qty"] += q
+                cur["_out_val"] += q * price[k]
+                cur["exit_reason"] = reason[k]
+                cur["exit_ts"] = ts[k]
+            cur["fees"] += fee[k]
+            if pos_after[k] == 0.0:
                 rows.append(_finish_trade(cur))
                 cur = None
         if cur is not None:
@@ -268,11 +277,11 @@ def trades_table(fills: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["entry_ts", "symbol"], kind="stable").reset_index(drop=True)
 
 
-def _new_trade(symbol: str, f, direction: float) -> dict:  # noqa: ANN001
+def _new_trade(symbol: str, ts: int, direction: float) -> dict:
     return {
         "symbol": symbol,
         "_dir": direction,
-        "entry_ts": f.ts,
+        "entry_ts": ts,
         "exit_ts": np.nan,
         "_in_qty": 0.0,
         "_in_val": 0.0,

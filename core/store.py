@@ -211,10 +211,15 @@ def _frame_arrays(frame: pd.DataFrame) -> Arrays:
 
 
 def _align_arrays(parts: list[Arrays], symbols: list[str] | tuple[str, ...]) -> AlignedCandles:
-    ts = np.unique(np.concatenate([p[0] for p in parts])) if parts else np.empty(0, np.int64)
+    # Usually every asset has the same bars: then the union is the first asset's axis, and
+    # the sort behind np.unique (most of the cost on a year of 100 assets) is skipped.
+    first = parts[0][0] if parts else np.empty(0, np.int64)
+    same = all(np.array_equal(p[0], first) for p in parts[1:])
+    ts = first if same else np.unique(np.concatenate([p[0] for p in parts]))
     cube = np.full((len(PRICE_COLUMNS), ts.shape[0], len(symbols)), np.nan)
     for j, (t, v) in enumerate(parts):
-        cube[:, np.searchsorted(ts, t), j] = v.T
+        rows = slice(None) if same else np.searchsorted(ts, t)
+        cube[:, rows, j] = v.T
     return AlignedCandles(ts=ts.astype(np.int64), symbols=tuple(symbols),
                           **{name: np.ascontiguousarray(cube[k]) for k, name in enumerate(PRICE_COLUMNS)})
 
@@ -317,7 +322,8 @@ class CandleStore(_Source):
         if not path.is_file():
             raise self._missing(symbol, timeframe, f"store {self.root / self.exchange}")
         try:
-            table = pq.read_table(path)
+            # ParquetFile.read: ~1/3 less overhead per file than read_table's dataset path.
+            table = pq.ParquetFile(path, pre_buffer=False).read(use_threads=False)
         except Exception as exc:  # pyarrow raises several types for damaged files
             raise CandleStoreError(f"corrupt candle file {path}: {exc}") from exc
         missing = [c for c in COLUMNS if c not in table.column_names]
