@@ -29,7 +29,8 @@ import numpy as np
 from numba import njit, prange
 
 from core.aggregate import AGG_STATE_SIZE, HTF_BAR_SIZE, MAX_EMIT, agg_step_nb, new_agg_state
-from core.ratings import N_RATING_OUT, RATING_STATE_SIZE, new_rating_state, rating_step_nb
+from core.indicators.rating import rating_step_at_nb
+from core.ratings import N_RATING_OUT, RATING_STATE_SIZE, new_rating_state
 from core.timeframes import bucket_offset_ms, check_htf, timeframe_to_ms
 
 if TYPE_CHECKING:
@@ -63,29 +64,33 @@ def new_mtf_states(n_assets: int, n_htf: int) -> np.ndarray:
 
 
 @njit(cache=True)
-def mtf_step_nb(state, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, scratch, out):  # noqa: E741
+def mtf_step_nb(state, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, scratch, out, oo):  # noqa: E741
     """Consume one closed base bar (open time ``ts``) of one asset.
 
     ``htf_ms``/``htf_off``: int64 per HTF (length and bucket offset, ms). ``use_htf``:
     False for assets that run on the base timeframe only (HTF rows stay NaN and no HTF
-    work is done). ``scratch``: float64 ``(MAX_EMIT, HTF_BAR_SIZE)``. ``out``:
-    ``(1 + n_htf, N_RATING_OUT)``.
+    work is done). ``scratch``: float64 ``(MAX_EMIT, HTF_BAR_SIZE)``. ``out``: a flat
+    float64 array; this bar's ``(1 + n_htf) x N_RATING_OUT`` outputs go to
+    ``out[oo:]``, timeframe by timeframe. The ratings step at offsets into ``state``
+    (no array view per bar: see :func:`core.indicators.rating.rating_step_at_nb`); an
+    HTF's last ratings live in its block of ``state`` and repeat until its next close.
     """
-    rating_step_nb(state[:RATING_STATE_SIZE], o, h, l, c, v, out[0])
+    rating_step_at_nb(state, 0, o, h, l, c, v, out, oo)
     n_htf = htf_ms.shape[0]
     for k in range(n_htf):
         a = RATING_STATE_SIZE + k * HTF_BLOCK
         b = a + AGG_STATE_SIZE
         r = b + RATING_STATE_SIZE
-        last = state[r : a + HTF_BLOCK]
         if use_htf:
             n = agg_step_nb(state[a:b], ts, o, h, l, c, v, base_ms, htf_ms[k], htf_off[k], scratch)
             for j in range(n):
                 # Oldest first: after a gap two HTF bars may close on one base bar.
-                rating_step_nb(
-                    state[b:r], scratch[j, 1], scratch[j, 2], scratch[j, 3], scratch[j, 4], scratch[j, 5], last
+                rating_step_at_nb(
+                    state, b, scratch[j, 1], scratch[j, 2], scratch[j, 3], scratch[j, 4], scratch[j, 5], state, r
                 )
-        out[k + 1, :] = last
+        base = oo + (k + 1) * N_RATING_OUT
+        for q in range(N_RATING_OUT):
+            out[base + q] = state[r + q]
 
 
 @njit(cache=True, parallel=True)
@@ -95,27 +100,36 @@ def mtf_batch_nb(ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, states, n
     ``states`` (``(n_assets, size)``) is advanced in place, so a batch can continue where
     another (or a warm-up) stopped. Returns ``(n_bars, n_assets, 1 + n_htf, n_cols)``:
     the first ``n_cols`` output columns (3 = ratings only, N_RATING_OUT = with votes).
+    Each thread steps a private copy of its asset's state (no reference count shared
+    between threads in the hot loop).
     """
     n_bars, n_assets = c.shape
     n_tf = 1 + htf_ms.shape[0]
     res = np.empty((n_bars, n_assets, n_tf, n_cols))
+    flat = res.reshape(-1)
     for j in prange(n_assets):
         scratch = np.empty((MAX_EMIT, HTF_BAR_SIZE))
-        out = np.empty((n_tf, N_RATING_OUT))
-        st = states[j]
+        row = np.empty(n_tf * N_RATING_OUT)
+        st = states[j].copy()
         for t in range(n_bars):
-            mtf_step_nb(st, ts[t], o[t, j], h[t, j], l[t, j], c[t, j], v[t, j], base_ms, htf_ms, htf_off, use_htf[j], scratch, out)
-            res[t, j, :, :] = out[:, :n_cols]
+            mtf_step_nb(st, ts[t], o[t, j], h[t, j], l[t, j], c[t, j], v[t, j], base_ms, htf_ms, htf_off, use_htf[j], scratch, row, 0)
+            dst = (t * n_assets + j) * n_tf * n_cols
+            for f in range(n_tf):
+                for q in range(n_cols):
+                    flat[dst + f * n_cols + q] = row[f * N_RATING_OUT + q]
+        states[j, :] = st
     return res
 
 
 @njit(cache=True)
 def mtf_slice_nb(states, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, out):  # noqa: E741
     """One time slice for all assets (daemon): inputs ``(n_assets,)``, ``out``
-    ``(n_assets, 1 + n_htf, N_RATING_OUT)``. Same step as the batch."""
+    ``(n_assets, 1 + n_htf, N_RATING_OUT)`` (C-contiguous). Same step as the batch."""
     scratch = np.empty((MAX_EMIT, HTF_BAR_SIZE))
+    flat = out.reshape(-1)
+    per_asset = out.shape[1] * N_RATING_OUT
     for j in range(states.shape[0]):
-        mtf_step_nb(states[j], ts, o[j], h[j], l[j], c[j], v[j], base_ms, htf_ms, htf_off, use_htf[j], scratch, out[j])
+        mtf_step_nb(states[j], ts, o[j], h[j], l[j], c[j], v[j], base_ms, htf_ms, htf_off, use_htf[j], scratch, flat, j * per_asset)
 
 
 class MtfConfig:

@@ -26,55 +26,6 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from core.indicators.extremes import (
-    ICHI_BASE,
-    ICHI_CONV,
-    ICHI_LEAD1_LAG,
-    ICHI_LEAD2,
-    ICHI_LEAD2_LAG,
-    ichimoku_step_at_nb,
-    new_ichimoku_state,
-)
-from core.indicators.moving import (
-    ema_step_at_nb,
-    hma_step_at_nb,
-    new_ema_state,
-    new_hma_state,
-    new_sma_state,
-    new_vwma_state,
-    sma_step_at_nb,
-    vwma_step_at_nb,
-)
-from core.indicators.oscillators import (
-    BBP_BEAR,
-    BBP_BULL,
-    DMI_MDI,
-    DMI_PDI,
-    MACD_SIGNAL,
-    STOCH_D,
-    ao_step_at_nb,
-    bbp_step_at_nb,
-    cci_step_at_nb,
-    dmi_step_at_nb,
-    macd_step_at_nb,
-    mom_step_at_nb,
-    new_ao_state,
-    new_bbp_state,
-    new_cci_state,
-    new_dmi_state,
-    new_macd_state,
-    new_mom_state,
-    new_rsi_state,
-    new_stoch_state,
-    new_stochrsi_state,
-    new_uo_state,
-    rsi_step_at_nb,
-    stoch_step_at_nb,
-    stochrsi_step_at_nb,
-    uo_step_at_nb,
-    wpr_from_highlow_nb,
-)
-
 MA_LENGTHS = (10, 20, 30, 50, 100, 200)
 MA_VOTE_NAMES = (
     tuple(f"sma{n}" for n in MA_LENGTHS)
@@ -115,69 +66,148 @@ LABELS = ("Strong Sell", "Sell", "Neutral", "Buy", "Strong Buy")
 LABEL_NONE = -1
 
 # ---------------------------------------------------------------- state layout
-# Memory of previous indicator values the votes compare against (x[1], ao[2]).
+# One flat float64 array per asset (it checkpoints as raw bytes; many assets stack as rows).
+# Every indicator length is fixed by RATINGS.md, so the kernel is written for those lengths:
+# compile-time constants, no lengths or offsets read back from the state. Indicators that
+# read the same series share one ring:
+#   * the close ring (200) serves SMA 10..200, WMA 4/9 (Hull), CCI 20 and Momentum 10;
+#   * the high/low rings (52) serve the Ichimoku windows 9/26/52 and Stochastic/W%R 14;
+#   * one RSI(14) serves the RSI vote and the Stochastic RSI.
+# Rings are "doubled" (each value written at ``pos`` and ``pos + N``), so the newest ``n <= N``
+# values are always contiguous, oldest first: no wrap-around branch in the window loops.
+# Inside the kernel high, low and close are never NaN (such a bar is skipped whole), so every
+# bar reaches every indicator and one bar counter ``t`` gives each ring position and each
+# warm-up test; only the series that can hold NaN (volume; the stochastics' raw values; Hull's
+# inner difference; MACD's line; DMI's DX) keep run counters of their own.
+#
+# The arithmetic is the standalone kernels' (core.indicators.moving / oscillators /
+# extremes, each checked against TA-Lib or a pandas reference), operation for operation, so
+# the values are the same to the bit; tests/test_ratings.py checks the votes against them.
+_N_CLOSE = 200
+_N_HL = 52
+_N_RSI = 14
+_N_AO = 34
+_N_VWMA = 20
+_N_UO = 28
+_N_LAG = 26
+_EMA_LENGTHS = MA_LENGTHS + (12, 26, 13)  # the MA votes', then MACD fast/slow, Bull/Bear Power
+_E50, _E12, _E26, _E13 = 3, 6, 7, 8
+_HL_LENGTHS = (9, 14, 26, 52)  # Ichimoku conversion, Stochastic/W%R, Ichimoku base and span
 _MEM = ("rsi1", "d1", "cci1", "adx1", "ao1", "ao2", "mom1", "wr1", "bull1", "bear1")
-_MEM_SIZE = len(_MEM)
 
 
-def _layout() -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
-    """Concatenate every sub-state into one template; return it and the (start, end) of each.
-
-    The constructors run as plain Python (``.py_func``): loading each one's compiled code
-    from the numba cache at import would cost more than the arithmetic (warm start < 2 s).
-    """
-    parts: list[tuple[str, np.ndarray]] = [("mem", np.full(_MEM_SIZE, np.nan))]
-    parts += [(f"sma{n}", new_sma_state.py_func(n)) for n in MA_LENGTHS]
-    parts += [(f"ema{n}", new_ema_state.py_func(n)) for n in MA_LENGTHS]
-    parts += [
-        ("hma", new_hma_state.py_func(9)),
-        ("vwma", new_vwma_state.py_func(20)),
-        ("ichimoku", new_ichimoku_state.py_func(9, 26, 52, 26)),
-        ("rsi", new_rsi_state.py_func(14)),
-        ("stoch", new_stoch_state.py_func(14, 3, 3)),
-        ("cci", new_cci_state.py_func(20)),
-        ("dmi", new_dmi_state.py_func(14, 14)),
-        ("ao", new_ao_state.py_func(5, 34)),
-        ("mom", new_mom_state.py_func(10)),
-        ("macd", new_macd_state.py_func(12, 26, 9)),
-        ("stochrsi", new_stochrsi_state.py_func(14, 14, 3, 3)),
-        ("bbp", new_bbp_state.py_func(13)),
-        ("uo", new_uo_state.py_func(7, 14, 28)),
+def _build_layout() -> tuple[dict[str, int], np.ndarray]:
+    """Name -> offset of every slot, and the state of a fresh asset."""
+    fields: list[tuple[str, int, float | tuple[float, float]]] = [
+        ("t", 1, 0.0),  # bars consumed so far
+        ("mem", len(_MEM), np.nan),  # previous indicator values the votes compare with
+        ("close", 2 * _N_CLOSE, 0.0),
+        ("sma_sum", len(MA_LENGTHS), 0.0),  # running sums
+        ("ema_sum", len(_EMA_LENGTHS), 0.0),  # seed sums (the SMA of the first n closes)
+        ("ema", len(_EMA_LENGTHS), np.nan),
+        ("hull_d", 3, 0.0),  # the last three 2*wma(4) - wma(9), oldest first
+        ("hull_run", 1, 0.0),
+        ("xv", 2 * _N_VWMA, 0.0),  # close * volume
+        ("vol", 2 * _N_VWMA, 0.0),
+        ("vwma_run", 1, 0.0),
+        ("high", 2 * _N_HL, 0.0),
+        ("low", 2 * _N_HL, 0.0),
+        ("hl_ext", 2 * len(_HL_LENGTHS), 0.0),  # per window: highest high, lowest low
+        ("hl_blocks", 2 * sum(_HL_LENGTHS), 0.0),  # per window: suffix highs, suffix lows
+        ("lead_ring", 2 * _N_LAG, np.nan),  # Ichimoku lead1 and lead2 of the last 26 bars
+        ("prev_close", 1, np.nan),
+        ("rsi_sum", 2, 0.0),  # Wilder average gain / loss: seed sums ...
+        ("rsi_rma", 2, np.nan),  # ... then the averages
+        ("rsi_ring", 2 * _N_RSI, 0.0),
+        ("rsi_count", 1, 0.0),  # RSI values since the last NaN one (the StochRSI window)
+        ("rsi_ext", 2, 0.0),  # highest, lowest RSI of the window
+        ("rsi_blocks", 2 * _N_RSI, 0.0),  # suffix highs, suffix lows
+        ("stoch_k", 4, 0.0),  # the last 3 raw %K oldest first, and their run
+        ("stoch_d", 4, 0.0),  # the last 3 %K, and their run
+        ("srsi_k", 4, 0.0),
+        ("srsi_d", 4, 0.0),
+        ("prev_hl", 2, 0.0),  # previous high, low (DMI)
+        ("dmi_sum", 3, 0.0),  # Wilder +DM, -DM, TR: seed sums ...
+        ("dmi_rma", 3, np.nan),  # ... then the averages
+        ("di", 2, np.nan),  # +DI, -DI (kept through bars whose smoothed TR is 0)
+        ("adx", 4, 0.0),  # DX average: count, seed sum, value, seeded
+        ("hl2", 2 * _N_AO, 0.0),
+        ("ao_sum", 1, 0.0),  # running sum of the slow (34) average
+        ("macd_sig", 4, 0.0),  # signal EMA: count, seed sum, value, seeded
+        ("uo_flat", 1, 0.0),  # bars in a row with a zero true range
+        ("uo_sum", 6, 0.0),  # buying pressure over 7, 14, 28; true range over 7, 14, 28
+        ("uo_bp", 2 * _N_UO, 0.0),  # buying pressure
+        ("uo_tr", 2 * _N_UO, 0.0),  # true range
     ]
-    spans: dict[str, tuple[int, int]] = {}
+    offsets: dict[str, int] = {}
+    parts: list[np.ndarray] = []
     pos = 0
-    for name, arr in parts:
-        spans[name] = (pos, pos + arr.shape[0])
-        pos += arr.shape[0]
-    return np.concatenate([a for _, a in parts]), spans
+    for name, size, fill in fields:
+        offsets[name] = pos
+        parts.append(np.resize(np.asarray(fill, np.float64), size))
+        pos += size
+    return offsets, np.concatenate(parts)
 
 
-_TEMPLATE, _SPANS = _layout()
+_OFF, _TEMPLATE = _build_layout()
 RATING_STATE_SIZE: int = int(_TEMPLATE.shape[0])
 
-# Module-level ints/arrays are frozen into the compiled kernel as constants.
-_SMA_OFF = np.array([_SPANS[f"sma{n}"][0] for n in MA_LENGTHS], np.int64)
-_EMA_OFF = np.array([_SPANS[f"ema{n}"][0] for n in MA_LENGTHS], np.int64)
-_HMA = _SPANS["hma"][0]
-_VWMA = _SPANS["vwma"][0]
-_ICHI = _SPANS["ichimoku"][0]
-_RSI = _SPANS["rsi"][0]
-_STOCH = _SPANS["stoch"][0]
-_CCI = _SPANS["cci"][0]
-_DMI = _SPANS["dmi"][0]
-_AO = _SPANS["ao"][0]
-_MOM = _SPANS["mom"][0]
-_MACD = _SPANS["macd"][0]
-_SRSI = _SPANS["stochrsi"][0]
-# Williams %R (14) reads the Stochastic's 14-bar high/low tracker: same window, same bars
-# (both skip only missing bars), so one tracker serves both.
-_STOCH_HL = _STOCH + int(_TEMPLATE[_STOCH + 2])
-_BBP = _SPANS["bbp"][0]
-_UO = _SPANS["uo"][0]
-# the vote memory sits at offset 0
-(_M_RSI1, _M_D1, _M_CCI1, _M_ADX1, _M_AO1, _M_AO2, _M_MOM1, _M_WR1, _M_BULL1, _M_BEAR1) = range(
-    _MEM_SIZE
+# Module-level ints and arrays are frozen into the compiled kernel as constants.
+_T = _OFF["t"]
+(_M_RSI1, _M_D1, _M_CCI1, _M_ADX1, _M_AO1, _M_AO2, _M_MOM1, _M_WR1, _M_BULL1, _M_BEAR1) = (
+    _OFF["mem"] + k for k in range(len(_MEM))
 )
+_CLOSE = _OFF["close"]
+_SMA_SUM = _OFF["sma_sum"]
+_SMA_N = np.array(MA_LENGTHS, np.int64)
+_EMA_SUM = _OFF["ema_sum"]
+_EMA = _OFF["ema"]
+_EMA_N = np.array(_EMA_LENGTHS, np.int64)
+_EMA_NF = np.array(_EMA_LENGTHS, np.float64)
+_EMA_A = np.array([2.0 / (n + 1.0) for n in _EMA_LENGTHS])  # as new_ema_state computes them
+_EMA_B = np.array([1.0 - 2.0 / (n + 1.0) for n in _EMA_LENGTHS])
+_HULL_D = _OFF["hull_d"]
+_HULL_RUN = _OFF["hull_run"]
+_XV = _OFF["xv"]
+_VOL = _OFF["vol"]
+_VWMA_RUN = _OFF["vwma_run"]
+_HIGH = _OFF["high"]
+_LOW = _OFF["low"]
+_HL_N = np.array(_HL_LENGTHS, np.int64)
+_HL_EXT = _OFF["hl_ext"]  # window k: highest at _HL_EXT + 2k, lowest at _HL_EXT + 2k + 1
+# window k: suffix highs at _HL_BLOCK[k], suffix lows at _HL_BLOCK[k] + n_k
+_HL_BLOCK = np.array(
+    [_OFF["hl_blocks"] + 2 * sum(_HL_LENGTHS[:k]) for k in range(len(_HL_LENGTHS))], np.int64
+)
+_LEAD = _OFF["lead_ring"]
+_PREV_C = _OFF["prev_close"]
+_RSI_SUM = _OFF["rsi_sum"]
+_RSI_RMA = _OFF["rsi_rma"]
+_RSI_RING = _OFF["rsi_ring"]
+_RSI_COUNT = _OFF["rsi_count"]
+_RSI_EXT = _OFF["rsi_ext"]
+_RSI_BLOCK = _OFF["rsi_blocks"]
+_STOCH_K = _OFF["stoch_k"]
+_STOCH_D = _OFF["stoch_d"]
+_SRSI_K = _OFF["srsi_k"]
+_SRSI_D = _OFF["srsi_d"]
+_PREV_HL = _OFF["prev_hl"]
+_DMI_SUM = _OFF["dmi_sum"]
+_DMI_RMA = _OFF["dmi_rma"]
+_DI = _OFF["di"]
+_ADX = _OFF["adx"]
+_HL2 = _OFF["hl2"]
+_AO_SUM = _OFF["ao_sum"]
+_MACD_SIG = _OFF["macd_sig"]
+_UO_FLAT = _OFF["uo_flat"]
+_UO_SUM = _OFF["uo_sum"]
+_UO_BP = _OFF["uo_bp"]
+_UO_TR = _OFF["uo_tr"]
+_UO_N = np.array((7, 14, 28), np.int64)
+_WILDER_A = 1.0 / 14  # as new_rma_state(14) computes alpha
+_WILDER_B = 1.0 - 1.0 / 14
+_SIG_A = 2.0 / (9 + 1.0)
+_SIG_B = 1.0 - 2.0 / (9 + 1.0)
 
 
 @njit(cache=True)
@@ -195,8 +225,10 @@ def new_rating_states(n_assets: int) -> np.ndarray:
     return out
 
 
-# ---------------------------------------------------------------- votes
-@njit(cache=True, inline="always")
+# ---------------------------------------------------------------- small helpers
+# Plain (not numba-inlined) functions: LLVM inlines them where it pays, and numba's own
+# inlining of every call site is what made the fused kernel take a minute to compile.
+@njit(cache=True)
 def ma_vote_nb(close: float, ma: float) -> float:
     """sign(close - ma); NaN when the MA is NaN."""
     if math.isnan(ma):
@@ -208,7 +240,7 @@ def ma_vote_nb(close: float, ma: float) -> float:
     return 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def vote_nb(guard: float, value: float, bull: bool, bear: bool) -> float:
     """NaN if ``guard`` or ``value`` is NaN, else +1 if bull, -1 if bear, else 0."""
     if math.isnan(guard) or math.isnan(value):
@@ -220,7 +252,83 @@ def vote_nb(guard: float, value: float, bull: bool, bear: bool) -> float:
     return 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
+def _sma3_nb(s: np.ndarray, o: int, x: float) -> float:
+    """Exact 3-bar SMA (the stochastics' smoothing) at ``s[o:o+4]`` = the last three inputs
+    oldest first and their run. A NaN input restarts the window. Summed oldest first from
+    0.0, as ``sma_step_at_nb`` does for short windows, so %K and %D sitting at 0 or 100 are
+    exactly equal (their votes compare k > d)."""
+    if math.isnan(x):
+        s[o + 3] = 0.0
+        return np.nan
+    s[o] = s[o + 1]
+    s[o + 1] = s[o + 2]
+    s[o + 2] = x
+    run = s[o + 3]
+    if run < 3.0:
+        run += 1.0
+        s[o + 3] = run
+        if run < 3.0:
+            return np.nan
+    return (((0.0 + s[o]) + s[o + 1]) + s[o + 2]) / 3
+
+
+# Rolling highest / lowest over a window of n values, exact and O(1) per value (van Herk /
+# Gil-Werman): the series is cut into blocks of n values. Once a block is complete, its
+# suffix extremes (the max of each of its tails) are stored; within the current block a
+# running (prefix) extreme is kept. The window of the last n values is the tail of the
+# previous block plus the head of the current one: max(suffix[j + 1], prefix). No
+# data-dependent rescans, so the cost does not depend on the trend.
+@njit(cache=True)
+def _window_max_nb(
+    s: np.ndarray, newest: int, n: int, j: int, x: float, pref: int, suf: int
+) -> float:
+    """Highest of the last ``n`` values of a ring whose newest value ``x`` sits at
+    ``s[newest]`` (older ones before it), ``j`` = the new value's position in its block.
+    ``s[pref]``: the running max of the current block; ``s[suf:suf+n]``: the previous
+    block's suffix maxima. Valid once n values exist."""
+    if j == 0:  # the previous block is complete: store its suffix maxima
+        m = s[newest - 1]
+        s[suf + n - 1] = m
+        for i in range(n - 2, -1, -1):
+            y = s[newest - n + i]
+            m = y if y > m else m
+            s[suf + i] = m
+        p = x
+    else:
+        p = s[pref]
+        p = x if x > p else p
+    s[pref] = p
+    if j == n - 1:
+        return p
+    q = s[suf + j + 1]
+    return q if q > p else p
+
+
+@njit(cache=True)
+def _window_min_nb(
+    s: np.ndarray, newest: int, n: int, j: int, x: float, pref: int, suf: int
+) -> float:
+    """Lowest of the last ``n`` values: :func:`_window_max_nb` mirrored."""
+    if j == 0:
+        m = s[newest - 1]
+        s[suf + n - 1] = m
+        for i in range(n - 2, -1, -1):
+            y = s[newest - n + i]
+            m = y if y < m else m
+            s[suf + i] = m
+        p = x
+    else:
+        p = s[pref]
+        p = x if x < p else p
+    s[pref] = p
+    if j == n - 1:
+        return p
+    q = s[suf + j + 1]
+    return q if q < p else p
+
+
+@njit(cache=True)
 def _mean_nan(out: np.ndarray, start: int, stop: int) -> float:
     tot = 0.0
     cnt = 0
@@ -232,6 +340,427 @@ def _mean_nan(out: np.ndarray, start: int, stop: int) -> float:
     return tot / cnt if cnt > 0 else np.nan
 
 
+# ---------------------------------------------------------------- the step
+@njit(cache=True)
+def rating_step_at_nb(
+    state: np.ndarray,
+    so: int,
+    o: float,
+    h: float,
+    lo: float,
+    c: float,
+    v: float,
+    out: np.ndarray,
+    oo: int,
+) -> None:
+    """:func:`rating_step_nb` on a state stored at ``state[so:so+RATING_STATE_SIZE]``,
+    writing to ``out[oo:oo+N_RATING_OUT]``: how composite states (MTF) and the batch loops
+    call it without taking an array view per bar (each view costs numba an atomic
+    reference count, which threads then contend for)."""
+    if math.isnan(c) or math.isnan(h) or math.isnan(lo):
+        for k in range(N_RATING_OUT):
+            out[oo + k] = np.nan
+        return
+    s = state
+    t = s[so + _T]
+    ti = int(t)
+    ov = OUT_VOTES
+    o2 = ov + N_MA_VOTES
+
+    # ---- close ring: SMA running sums and Momentum read the values leaving first
+    pc = ti % _N_CLOSE
+    newest = _CLOSE + pc + _N_CLOSE  # where this close goes (its twin is at pc)
+    for k in range(6):
+        n = _SMA_N[k]
+        if t >= n:
+            s[so + _SMA_SUM + k] += c - s[so + newest - n]
+        else:
+            s[so + _SMA_SUM + k] += c
+    mo = c - s[so + newest - 10] if t >= 10 else np.nan
+    s[so + _CLOSE + pc] = c
+    s[so + newest] = c
+    for k in range(6):
+        n = _SMA_N[k]
+        out[oo + ov + k] = ma_vote_nb(c, s[so + _SMA_SUM + k] / n if t + 1 >= n else np.nan)
+
+    # ---- EMAs of close (MA votes, MACD, Bull/Bear Power), seeded with their first SMA
+    for k in range(9):
+        n = _EMA_N[k]
+        if t >= n:
+            s[so + _EMA + k] = _EMA_A[k] * c + _EMA_B[k] * s[so + _EMA + k]
+        else:
+            s[so + _EMA_SUM + k] += c
+            if t + 1 >= n:
+                s[so + _EMA + k] = s[so + _EMA_SUM + k] / _EMA_NF[k]
+    for k in range(6):
+        out[oo + ov + 6 + k] = ma_vote_nb(c, s[so + _EMA + k])
+    ema50 = s[so + _EMA + _E50]  # priceAvg = ema(close, 50) of the trend filters
+
+    # ---- Hull MA 9: wma(2*wma(close, 4) - wma(close, 9), 3), weights newest first
+    hull = np.nan
+    if t + 1 >= 9:
+        acc4 = 0.0
+        for w in range(4, 0, -1):
+            acc4 += w * s[so + newest - 4 + w]
+        acc9 = 0.0
+        for w in range(9, 0, -1):
+            acc9 += w * s[so + newest - 9 + w]
+        d = 2.0 * (acc4 / 10.0) - acc9 / 45.0
+        s[so + _HULL_D] = s[so + _HULL_D + 1]
+        s[so + _HULL_D + 1] = s[so + _HULL_D + 2]
+        s[so + _HULL_D + 2] = d
+        run = s[so + _HULL_RUN]
+        if run < 3.0:
+            run += 1.0
+            s[so + _HULL_RUN] = run
+        if run >= 3.0:
+            acc = 0.0
+            acc += 3 * d
+            acc += 2 * s[so + _HULL_D + 1]
+            acc += 1 * s[so + _HULL_D]
+            hull = acc / 6.0
+    out[oo + ov + 12] = ma_vote_nb(c, hull)
+
+    # ---- VWMA 20: exact sums of the window (an all-zero-volume window reads NaN)
+    vwma = np.nan
+    if math.isnan(v):
+        s[so + _VWMA_RUN] = 0.0
+    else:
+        pv = ti % _N_VWMA
+        s[so + _XV + pv] = c * v
+        s[so + _XV + pv + _N_VWMA] = c * v
+        s[so + _VOL + pv] = v
+        s[so + _VOL + pv + _N_VWMA] = v
+        run = s[so + _VWMA_RUN]
+        if run < _N_VWMA:
+            run += 1.0
+            s[so + _VWMA_RUN] = run
+        if run >= _N_VWMA:
+            num = 0.0
+            den = 0.0
+            for j in range(pv + 1, pv + 1 + _N_VWMA):
+                num += s[so + _XV + j]
+                den += s[so + _VOL + j]
+            if den != 0.0:
+                vwma = num / den
+    out[oo + ov + 13] = ma_vote_nb(c, vwma)
+
+    # ---- high/low rings: Ichimoku 9/26/52 and Stochastic / Williams %R 14
+    ph = ti % _N_HL
+    s[so + _HIGH + ph] = h
+    s[so + _HIGH + ph + _N_HL] = h
+    s[so + _LOW + ph] = lo
+    s[so + _LOW + ph + _N_HL] = lo
+    nh = _HIGH + ph + _N_HL
+    nl = _LOW + ph + _N_HL
+    e = _HL_EXT
+    b9, b14, b26, b52 = _HL_BLOCK[0], _HL_BLOCK[1], _HL_BLOCK[2], _HL_BLOCK[3]
+    hi9 = _window_max_nb(s, so + nh, 9, ti % 9, h, so + e, so + b9)
+    lo9 = _window_min_nb(s, so + nl, 9, ti % 9, lo, so + e + 1, so + b9 + 9)
+    hi14 = _window_max_nb(s, so + nh, 14, ti % 14, h, so + e + 2, so + b14)
+    lo14 = _window_min_nb(s, so + nl, 14, ti % 14, lo, so + e + 3, so + b14 + 14)
+    hi26 = _window_max_nb(s, so + nh, 26, ti % 26, h, so + e + 4, so + b26)
+    lo26 = _window_min_nb(s, so + nl, 26, ti % 26, lo, so + e + 5, so + b26 + 26)
+    hi52 = _window_max_nb(s, so + nh, 52, ti % 52, h, so + e + 6, so + b52)
+    lo52 = _window_min_nb(s, so + nl, 52, ti % 52, lo, so + e + 7, so + b52 + 52)
+    conv = (hi9 + lo9) / 2.0 if t + 1 >= 9 else np.nan
+    base = (hi26 + lo26) / 2.0 if t + 1 >= 26 else np.nan
+    lead2 = (hi52 + lo52) / 2.0 if t + 1 >= 52 else np.nan
+    lead1 = (conv + base) / 2.0
+    pl = ti % _N_LAG
+    l1x = s[so + _LEAD + pl] if t >= _N_LAG else np.nan  # the cloud under this bar: 26 bars ago
+    l2x = s[so + _LEAD + _N_LAG + pl] if t >= _N_LAG else np.nan
+    s[so + _LEAD + pl] = lead1
+    s[so + _LEAD + _N_LAG + pl] = lead2
+    out[oo + ov + 14] = vote_nb(
+        lead2,
+        lead2,
+        l1x > l2x and base > l1x and conv > base and c > conv,
+        l1x < l2x and base < l1x and conv < base and c < conv,
+    )
+
+    # ---- RSI 14 (Wilder) and the votes that need a previous close
+    pcl = s[so + _PREV_C]
+    s[so + _PREV_C] = c
+    r = np.nan
+    if t >= 1:
+        ch = c - pcl
+        gain = ch if ch > 0.0 else 0.0
+        loss = -ch if ch < 0.0 else 0.0
+        if t > 14:
+            s[so + _RSI_RMA] = _WILDER_A * gain + _WILDER_B * s[so + _RSI_RMA]
+            s[so + _RSI_RMA + 1] = _WILDER_A * loss + _WILDER_B * s[so + _RSI_RMA + 1]
+        else:
+            s[so + _RSI_SUM] += gain
+            s[so + _RSI_SUM + 1] += loss
+            if t == 14:
+                s[so + _RSI_RMA] = s[so + _RSI_SUM] / 14.0
+                s[so + _RSI_RMA + 1] = s[so + _RSI_SUM + 1] / 14.0
+        up = s[so + _RSI_RMA]
+        dn = s[so + _RSI_RMA + 1]
+        if math.isnan(up) or math.isnan(dn):
+            r = np.nan
+        elif dn == 0.0:
+            r = 100.0
+        elif up == 0.0:
+            r = 0.0
+        else:
+            r = 100.0 - 100.0 / (1.0 + up / dn)
+    r1 = s[so + _M_RSI1]
+    out[oo + o2 + 0] = vote_nb(r1, r, r < 30.0 and r > r1, r > 70.0 and r < r1)
+    s[so + _M_RSI1] = r
+
+    # ---- Stochastic 14, 3, 3
+    raw = np.nan
+    if t + 1 >= 14:
+        rng = hi14 - lo14
+        if rng != 0.0:
+            raw = 100.0 * (c - lo14) / rng
+    k_ = _sma3_nb(s, so + _STOCH_K, raw)
+    d_ = _sma3_nb(s, so + _STOCH_D, k_)
+    d1 = s[so + _M_D1]
+    out[oo + o2 + 1] = vote_nb(
+        d1,
+        k_ + d_,
+        k_ < 20.0 and d_ < 20.0 and k_ > d_,
+        k_ > 80.0 and d_ > 80.0 and k_ < d_,
+    )
+    s[so + _M_D1] = d_
+
+    # ---- CCI 20 on close: (x - mean) / (0.015 * mean deviation), window oldest first
+    cc = np.nan
+    if t + 1 >= 20:
+        first = newest - 19
+        tot = 0.0
+        for j in range(first, newest + 1):
+            tot += s[so + j]
+        mean = tot / 20
+        dev = 0.0
+        for j in range(first, newest + 1):
+            dev += abs(s[so + j] - mean)
+        dev /= 20
+        if dev != 0.0:
+            cc = (c - mean) / (0.015 * dev)
+    cc1 = s[so + _M_CCI1]
+    out[oo + o2 + 2] = vote_nb(cc1, cc, cc < -100.0 and cc > cc1, cc > 100.0 and cc < cc1)
+    s[so + _M_CCI1] = cc
+
+    # ---- DMI 14 / ADX 14 (Pine's ta.dmi: DIs fixnan-ed, DX's zero sum read as 1)
+    adx = np.nan
+    if t >= 1:
+        up_m = h - s[so + _PREV_HL]
+        dn_m = s[so + _PREV_HL + 1] - lo
+        pdm = up_m if (up_m > dn_m and up_m > 0.0) else 0.0
+        mdm = dn_m if (dn_m > up_m and dn_m > 0.0) else 0.0
+        tr = max(h - lo, abs(h - pcl), abs(lo - pcl))
+        if t > 14:
+            s[so + _DMI_RMA] = _WILDER_A * pdm + _WILDER_B * s[so + _DMI_RMA]
+            s[so + _DMI_RMA + 1] = _WILDER_A * mdm + _WILDER_B * s[so + _DMI_RMA + 1]
+            s[so + _DMI_RMA + 2] = _WILDER_A * tr + _WILDER_B * s[so + _DMI_RMA + 2]
+        else:
+            s[so + _DMI_SUM] += pdm
+            s[so + _DMI_SUM + 1] += mdm
+            s[so + _DMI_SUM + 2] += tr
+            if t == 14:
+                s[so + _DMI_RMA] = s[so + _DMI_SUM] / 14.0
+                s[so + _DMI_RMA + 1] = s[so + _DMI_SUM + 1] / 14.0
+                s[so + _DMI_RMA + 2] = s[so + _DMI_SUM + 2] / 14.0
+        tr_a = s[so + _DMI_RMA + 2]
+        if not math.isnan(tr_a):
+            if tr_a != 0.0:
+                s[so + _DI] = 100.0 * s[so + _DMI_RMA] / tr_a
+                s[so + _DI + 1] = 100.0 * s[so + _DMI_RMA + 1] / tr_a
+            p = s[so + _DI]
+            m = s[so + _DI + 1]
+            if not math.isnan(p):
+                tot_di = p + m
+                dx = abs(p - m) / (tot_di if tot_di != 0.0 else 1.0)
+                if s[so + _ADX + 3] != 0.0:
+                    s[so + _ADX + 2] = _WILDER_A * dx + _WILDER_B * s[so + _ADX + 2]
+                    adx = 100.0 * s[so + _ADX + 2]
+                else:
+                    s[so + _ADX + 1] += dx
+                    s[so + _ADX] += 1.0
+                    if s[so + _ADX] >= 14.0:
+                        s[so + _ADX + 2] = s[so + _ADX + 1] / 14.0
+                        s[so + _ADX + 3] = 1.0
+                        adx = 100.0 * s[so + _ADX + 2]
+    s[so + _PREV_HL] = h
+    s[so + _PREV_HL + 1] = lo
+    adx1 = s[so + _M_ADX1]
+    pdi = s[so + _DI]
+    mdi = s[so + _DI + 1]
+    out[oo + o2 + 3] = vote_nb(
+        adx,
+        adx,
+        adx > 20.0 and adx > adx1 and pdi > mdi,
+        adx > 20.0 and adx > adx1 and pdi < mdi,
+    )
+    s[so + _M_ADX1] = adx
+
+    # ---- Awesome Oscillator: sma(hl2, 5) (exact) - sma(hl2, 34) (running sum)
+    hl2 = (h + lo) / 2.0
+    pa = ti % _N_AO
+    na = _HL2 + pa + _N_AO
+    if t >= _N_AO:
+        s[so + _AO_SUM] += hl2 - s[so + na - _N_AO]
+    else:
+        s[so + _AO_SUM] += hl2
+    s[so + _HL2 + pa] = hl2
+    s[so + na] = hl2
+    ao = np.nan
+    if t + 1 >= _N_AO:
+        fast = 0.0
+        for j in range(na - 4, na + 1):
+            fast += s[so + j]
+        ao = fast / 5 - s[so + _AO_SUM] / _N_AO
+    ao1 = s[so + _M_AO1]
+    ao2 = s[so + _M_AO2]
+    out[oo + o2 + 4] = vote_nb(
+        ao1,
+        ao,
+        (ao > 0.0 and ao1 <= 0.0) or (ao > 0.0 and ao1 > 0.0 and ao > ao1 and ao2 > ao1),
+        (ao < 0.0 and ao1 >= 0.0) or (ao < 0.0 and ao1 < 0.0 and ao < ao1 and ao2 < ao1),
+    )
+    s[so + _M_AO2] = ao1
+    s[so + _M_AO1] = ao
+
+    # ---- Momentum 10
+    mo1 = s[so + _M_MOM1]
+    out[oo + o2 + 5] = vote_nb(mo1, mo, mo > mo1, mo < mo1)
+    s[so + _M_MOM1] = mo
+
+    # ---- MACD 12, 26, 9
+    m_ = s[so + _EMA + _E12] - s[so + _EMA + _E26]
+    sg = _MACD_SIG
+    if s[so + sg + 3] != 0.0:
+        if not math.isnan(m_):
+            s[so + sg + 2] = _SIG_A * m_ + _SIG_B * s[so + sg + 2]
+    elif math.isnan(m_):
+        s[so + sg] = 0.0
+        s[so + sg + 1] = 0.0
+    else:
+        s[so + sg + 1] += m_
+        s[so + sg] += 1.0
+        if s[so + sg] >= 9.0:
+            s[so + sg + 2] = s[so + sg + 1] / 9.0
+            s[so + sg + 3] = 1.0
+    sig = s[so + sg + 2] if s[so + sg + 3] != 0.0 else np.nan
+    out[oo + o2 + 6] = vote_nb(sig, m_, m_ > sig, m_ < sig)
+
+    # ---- Stochastic RSI 14, 14, 3, 3 (TradingView: stoch(rsi, rsi, rsi, 14))
+    raw_s = np.nan
+    if math.isnan(r):
+        s[so + _RSI_COUNT] = 0.0
+    else:
+        pr = ti % _N_RSI
+        s[so + _RSI_RING + pr] = r
+        s[so + _RSI_RING + pr + _N_RSI] = r
+        cnt = s[so + _RSI_COUNT]  # RSI values before this one since the last NaN
+        s[so + _RSI_COUNT] = cnt + 1.0
+        j = int(cnt) % _N_RSI
+        nr = _RSI_RING + pr + _N_RSI
+        hi_r = _window_max_nb(s, so + nr, _N_RSI, j, r, so + _RSI_EXT, so + _RSI_BLOCK)
+        lo_r = _window_min_nb(s, so + nr, _N_RSI, j, r, so + _RSI_EXT + 1, so + _RSI_BLOCK + _N_RSI)
+        if cnt + 1.0 >= _N_RSI:
+            rng = hi_r - lo_r
+            if rng != 0.0:
+                raw_s = 100.0 * (r - lo_r) / rng
+    sk = _sma3_nb(s, so + _SRSI_K, raw_s)
+    sd = _sma3_nb(s, so + _SRSI_D, sk)
+    up_trend = c > ema50
+    down_trend = c < ema50
+    out[oo + o2 + 7] = vote_nb(
+        ema50,
+        sk + sd,
+        down_trend and sk < 20.0 and sd < 20.0 and sk > sd,
+        up_trend and sk > 80.0 and sd > 80.0 and sk < sd,
+    )
+
+    # ---- Williams %R 14 (the Stochastic's window)
+    wr = np.nan
+    if t + 1 >= 14:
+        rng = hi14 - lo14
+        if rng != 0.0:
+            wr = 100.0 * (c - hi14) / rng
+    wr1 = s[so + _M_WR1]
+    out[oo + o2 + 8] = vote_nb(wr1, wr, wr < -80.0 and wr > wr1, wr > -20.0 and wr < wr1)
+    s[so + _M_WR1] = wr
+
+    # ---- Bull / Bear Power 13
+    e13 = s[so + _EMA + _E13]
+    bull = h - e13
+    bear = lo - e13
+    bull1 = s[so + _M_BULL1]
+    bear1 = s[so + _M_BEAR1]
+    out[oo + o2 + 9] = vote_nb(
+        ema50,
+        bull,
+        up_trend and bear < 0.0 and bear > bear1,
+        down_trend and bull > 0.0 and bull < bull1,
+    )
+    s[so + _M_BULL1] = bull
+    s[so + _M_BEAR1] = bear
+
+    # ---- Ultimate Oscillator 7, 14, 28 (running sums; an all-flat window reads NaN)
+    u = np.nan
+    if t >= 1:
+        tmin = lo if lo < pcl else pcl
+        tmax = h if h > pcl else pcl
+        bp = c - tmin
+        tr_u = tmax - tmin
+        flat = s[so + _UO_FLAT] + 1.0 if tr_u == 0.0 else 0.0
+        s[so + _UO_FLAT] = flat
+        n_in = t - 1.0  # values already in the rings (the first bar has no true range)
+        pu = (ti - 1) % _N_UO
+        nb = _UO_BP + pu + _N_UO  # where this bar's value goes (its twin is at pu)
+        nt = _UO_TR + pu + _N_UO
+        for k in range(3):
+            nk = _UO_N[k]
+            if n_in >= nk:  # the value leaving the window is nk bars old
+                s[so + _UO_SUM + k] += bp - s[so + nb - nk]
+                s[so + _UO_SUM + 3 + k] += tr_u - s[so + nt - nk]
+            else:
+                s[so + _UO_SUM + k] += bp
+                s[so + _UO_SUM + 3 + k] += tr_u
+            if flat >= nk:
+                s[so + _UO_SUM + k] = 0.0
+                s[so + _UO_SUM + 3 + k] = 0.0
+        s[so + _UO_BP + pu] = bp
+        s[so + nb] = bp
+        s[so + _UO_TR + pu] = tr_u
+        s[so + nt] = tr_u
+        if n_in + 1.0 >= _N_UO:
+            t1 = s[so + _UO_SUM + 3]
+            t2 = s[so + _UO_SUM + 4]
+            t3 = s[so + _UO_SUM + 5]
+            if t1 != 0.0 and t2 != 0.0 and t3 != 0.0:
+                u = (
+                    100.0
+                    * (
+                        4.0 * (s[so + _UO_SUM] / t1)
+                        + 2.0 * (s[so + _UO_SUM + 1] / t2)
+                        + s[so + _UO_SUM + 2] / t3
+                    )
+                    / 7.0
+                )
+    out[oo + o2 + 10] = vote_nb(u, u, u > 70.0, u < 30.0)
+
+    s[so + _T] = t + 1.0
+
+    # ---- ratings
+    rm = _mean_nan(out, oo + ov, oo + o2)
+    ro = _mean_nan(out, oo + o2, oo + o2 + N_OSC_VOTES)
+    out[oo + OUT_MA] = rm
+    out[oo + OUT_OSC] = ro
+    if math.isnan(rm):
+        out[oo + OUT_ALL] = ro
+    elif math.isnan(ro):
+        out[oo + OUT_ALL] = rm
+    else:
+        out[oo + OUT_ALL] = (rm + ro) / 2.0
+
+
 @njit(cache=True)
 def rating_step_nb(
     state: np.ndarray, o: float, h: float, lo: float, c: float, v: float, out: np.ndarray
@@ -240,133 +769,7 @@ def rating_step_nb(
     votes into ``out`` (float64[N_RATING_OUT]). A bar with NaN high/low/close is a missing
     bar: ``state`` untouched, ``out`` all NaN. ``o`` is unused by the ratings (kept so the
     signature is the candle)."""
-    if math.isnan(c) or math.isnan(h) or math.isnan(lo):
-        out[:] = np.nan
-        return
-    st = state
-    ov = OUT_VOTES
-    # ---- MA group
-    for k in range(6):
-        out[ov + k] = ma_vote_nb(c, sma_step_at_nb(st, _SMA_OFF[k], c))
-    ema50 = np.nan
-    for k in range(6):
-        e = ema_step_at_nb(st, _EMA_OFF[k], c)
-        if k == 3:
-            ema50 = e  # priceAvg = ema(close, 50) of the trend filters
-        out[ov + 6 + k] = ma_vote_nb(c, e)
-    out[ov + 12] = ma_vote_nb(c, hma_step_at_nb(st, _HMA, c))
-    out[ov + 13] = ma_vote_nb(c, vwma_step_at_nb(st, _VWMA, c, v))
-    lead2 = ichimoku_step_at_nb(st, _ICHI, h, lo)
-    con = st[_ICHI + ICHI_CONV]
-    base = st[_ICHI + ICHI_BASE]
-    l1x = st[_ICHI + ICHI_LEAD1_LAG]
-    l2x = st[_ICHI + ICHI_LEAD2_LAG]
-    out[ov + 14] = vote_nb(
-        lead2,
-        st[_ICHI + ICHI_LEAD2],
-        l1x > l2x and base > l1x and con > base and c > con,
-        l1x < l2x and base < l1x and con < base and c < con,
-    )
-    o2 = ov + N_MA_VOTES
-    # ---- oscillator group
-    r = rsi_step_at_nb(st, _RSI, c)
-    r1 = st[_M_RSI1]
-    out[o2 + 0] = vote_nb(r1, r, r < 30.0 and r > r1, r > 70.0 and r < r1)
-    st[_M_RSI1] = r
-
-    k_ = stoch_step_at_nb(st, _STOCH, h, lo, c)
-    d_ = st[_STOCH + STOCH_D]
-    d1 = st[_M_D1]
-    out[o2 + 1] = vote_nb(
-        d1,
-        k_ + d_,
-        k_ < 20.0 and d_ < 20.0 and k_ > d_,
-        k_ > 80.0 and d_ > 80.0 and k_ < d_,
-    )
-    st[_M_D1] = d_
-
-    cc = cci_step_at_nb(st, _CCI, c)
-    cc1 = st[_M_CCI1]
-    out[o2 + 2] = vote_nb(cc1, cc, cc < -100.0 and cc > cc1, cc > 100.0 and cc < cc1)
-    st[_M_CCI1] = cc
-
-    adx = dmi_step_at_nb(st, _DMI, h, lo, c)
-    adx1 = st[_M_ADX1]
-    pdi = st[_DMI + DMI_PDI]
-    mdi = st[_DMI + DMI_MDI]
-    out[o2 + 3] = vote_nb(
-        adx,
-        adx,
-        adx > 20.0 and adx > adx1 and pdi > mdi,
-        adx > 20.0 and adx > adx1 and pdi < mdi,
-    )
-    st[_M_ADX1] = adx
-
-    ao = ao_step_at_nb(st, _AO, h, lo)
-    ao1 = st[_M_AO1]
-    ao2 = st[_M_AO2]
-    out[o2 + 4] = vote_nb(
-        ao1,
-        ao,
-        (ao > 0.0 and ao1 <= 0.0) or (ao > 0.0 and ao1 > 0.0 and ao > ao1 and ao2 > ao1),
-        (ao < 0.0 and ao1 >= 0.0) or (ao < 0.0 and ao1 < 0.0 and ao < ao1 and ao2 < ao1),
-    )
-    st[_M_AO2] = ao1
-    st[_M_AO1] = ao
-
-    mo = mom_step_at_nb(st, _MOM, c)
-    mo1 = st[_M_MOM1]
-    out[o2 + 5] = vote_nb(mo1, mo, mo > mo1, mo < mo1)
-    st[_M_MOM1] = mo
-
-    m = macd_step_at_nb(st, _MACD, c)
-    sig = st[_MACD + MACD_SIGNAL]
-    out[o2 + 6] = vote_nb(sig, m, m > sig, m < sig)
-
-    sk = stochrsi_step_at_nb(st, _SRSI, c)
-    sd = st[_SRSI + STOCH_D]
-    up_trend = c > ema50
-    down_trend = c < ema50
-    out[o2 + 7] = vote_nb(
-        ema50,
-        sk + sd,
-        down_trend and sk < 20.0 and sd < 20.0 and sk > sd,
-        up_trend and sk > 80.0 and sd > 80.0 and sk < sd,
-    )
-
-    wr = wpr_from_highlow_nb(st, _STOCH_HL, c)
-    wr1 = st[_M_WR1]
-    out[o2 + 8] = vote_nb(wr1, wr, wr < -80.0 and wr > wr1, wr > -20.0 and wr < wr1)
-    st[_M_WR1] = wr
-
-    bbp_step_at_nb(st, _BBP, h, lo, c)
-    bull = st[_BBP + BBP_BULL]
-    bear = st[_BBP + BBP_BEAR]
-    bull1 = st[_M_BULL1]
-    bear1 = st[_M_BEAR1]
-    out[o2 + 9] = vote_nb(
-        ema50,
-        bull,
-        up_trend and bear < 0.0 and bear > bear1,
-        down_trend and bull > 0.0 and bull < bull1,
-    )
-    st[_M_BULL1] = bull
-    st[_M_BEAR1] = bear
-
-    u = uo_step_at_nb(st, _UO, h, lo, c)
-    out[o2 + 10] = vote_nb(u, u, u > 70.0, u < 30.0)
-
-    # ---- ratings
-    rm = _mean_nan(out, ov, o2)
-    ro = _mean_nan(out, o2, o2 + N_OSC_VOTES)
-    out[OUT_MA] = rm
-    out[OUT_OSC] = ro
-    if math.isnan(rm):
-        out[OUT_ALL] = ro
-    elif math.isnan(ro):
-        out[OUT_ALL] = rm
-    else:
-        out[OUT_ALL] = (rm + ro) / 2.0
+    rating_step_at_nb(state, 0, o, h, lo, c, v, out, 0)
 
 
 @njit(cache=True)
@@ -390,6 +793,9 @@ def label_code_nb(v: float) -> int:
 
 
 # ---------------------------------------------------------------- batch forms
+# Both are loops over the step. They pass flat arrays and offsets rather than a view per
+# bar (``out[i]``), and each thread steps its own copy of the state: an atomic reference
+# count per call on an array that threads share costs more than the rating itself.
 @njit(cache=True)
 def ratings_nb(
     o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray, state: np.ndarray
@@ -397,8 +803,9 @@ def ratings_nb(
     """One asset over ``n_bars``: (n_bars, N_RATING_OUT), stepping ``state`` in place."""
     n = c.shape[0]
     out = np.empty((n, N_RATING_OUT))
+    flat = out.reshape(-1)
     for i in range(n):
-        rating_step_nb(state, o[i], h[i], lo[i], c[i], v[i], out[i])
+        rating_step_at_nb(state, 0, o[i], h[i], lo[i], c[i], v[i], flat, i * N_RATING_OUT)
     return out
 
 
@@ -418,8 +825,11 @@ def ratings_batch_nb(
     """
     n_bars, n_assets = c.shape
     out = np.empty((n_bars, n_assets, N_RATING_OUT))
+    flat = out.reshape(-1)
     for a in prange(n_assets):
-        st = states[a]
+        st = states[a].copy()
         for i in range(n_bars):
-            rating_step_nb(st, o[i, a], h[i, a], lo[i, a], c[i, a], v[i, a], out[i, a])
+            oo = (i * n_assets + a) * N_RATING_OUT
+            rating_step_at_nb(st, 0, o[i, a], h[i, a], lo[i, a], c[i, a], v[i, a], flat, oo)
+        states[a, :] = st
     return out
