@@ -9,10 +9,9 @@ names other rooms build on (``new_rating_state``, ``RATING_STATE_SIZE``, ``N_RAT
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from core.candles import check_bar, validate_candles
 from core.indicators.rating import (
@@ -35,6 +34,9 @@ from core.indicators.rating import (
     ratings_batch_nb,
     ratings_nb,
 )
+
+if TYPE_CHECKING:  # pandas is imported where it is used: the streaming path never needs it
+    import pandas as pd
 
 __all__ = [
     "LABELS",
@@ -67,7 +69,8 @@ __all__ = [
 
 def label_of(v: float) -> str | None:
     """The TradingView label of a rating value (None for NaN)."""
-    code = label_code_nb(float(v))
+    # the kernel's own Python source: no compiled-code load for a scalar (cached start)
+    code = label_code_nb.py_func(float(v))
     return None if code == LABEL_NONE else LABELS[code]
 
 
@@ -150,6 +153,8 @@ class RatingState:
 
 
 def _timestamps(candles: pd.DataFrame) -> np.ndarray:
+    import pandas as pd
+
     for col in ("ts", "timestamp"):
         if col in candles.columns:
             return candles[col].to_numpy()
@@ -166,6 +171,8 @@ def compute_ratings(candles: pd.DataFrame, votes: bool = False) -> pd.DataFrame:
     ``votes=True``, one ``vote_<name>`` column per component. Raises ``ValueError`` naming
     the first bad row (see :mod:`core.candles`).
     """
+    import pandas as pd
+
     missing = [k for k in ("open", "high", "low", "close", "volume") if k not in candles.columns]
     if missing:
         raise ValueError(f"candles lack column(s) {missing}")
