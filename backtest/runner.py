@@ -220,6 +220,7 @@ def run_backtest(
     chart_symbols: Sequence[str] | None = None,
     progress: bool | None = None,
     report: bool = True,
+    warmup: bool | None = None,
 ) -> BacktestResult:
     """Backtest ``profile`` (a :class:`core.manifest.Profile`) over ``candles``.
 
@@ -228,15 +229,26 @@ def run_backtest(
     that order); default all. ``out_dir``: where ``fills.csv``, ``fills.parquet``,
     ``trades.csv``, ``equity.csv``, ``stats.json``, ``report.html`` and ``equity.png`` go
     (nothing is written when None). ``progress``: tqdm bar (None = on for big runs on a TTY).
+    ``warmup``: on an empty numba cache, a worker process compiles the signal combiner and
+    the engine while this one loads the candles and compiles the ratings (:mod:`core.warmup`;
+    None = unless ``TANDEM_WARMUP=0``).
     Raises :class:`DataError` / :class:`ConfigError` with a clear message.
     """
+    from core import warmup as jit_warmup
     from core.engine import EngineConfig, run_batch
     from core.fingerprint import run_fingerprint
     from core.journal import trades_table
 
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
-    w = load_window(profile, candles, start, end, symbols)
+    jit_warm = (jit_warmup.start_warmup(profile, force=bool(warmup)) if warmup is not False
+                else None)
+    try:
+        w = load_window(profile, candles, start, end, symbols)
+    except BaseException:
+        if jit_warm is not None:
+            jit_warm.cancel()  # bad input: no run will need those kernels now
+        raise
     a, syms, k0, base_ms = w.candles, w.symbols, w.k0, w.base_ms
     start_ms, end_ms, warm, warm_avail = w.start_ms, w.end_ms, w.warmup_bars, w.warmup_available
     timings["load"] = time.perf_counter() - t_all
@@ -252,11 +264,14 @@ def run_backtest(
 
     # 1+2. MTF ratings and signals over warm-up + tradable bars, in chunks for the progress
     # bar; the MTF state carries over, and the combiner is stateless per bar.
+    _wait_for(jit_warm, "ratings", timings)  # no-op unless a worker compiles the ratings
     t0 = time.perf_counter()
-    sig_rows, tgt_rows = _signals(profile, a, syms, progress)
-    timings["ratings_signals"] = time.perf_counter() - t0
+    sig_rows, tgt_rows = _signals(profile, a, syms, progress, jit_warm, timings)
+    timings["ratings_signals"] = time.perf_counter() - t0 - timings.get("wait_signals", 0.0)
 
-    # 3. The engine over the tradable bars only (warm-up never trades).
+    # 3. The engine over the tradable bars only (warm-up never trades). Its worker compiled
+    # while this process compiled and ran the ratings.
+    _wait_for(jit_warm, "engine", timings)
     t0 = time.perf_counter()
     trade_sig = (tgt_rows if mode == "portfolio" else sig_rows)[k0:]
     cfg = EngineConfig(**profile.engine_params())
@@ -297,6 +312,8 @@ def run_backtest(
         result.files = write_outputs(result, Path(out_dir), profile, close, chart_symbols,
                                      report)
         timings["write"] = time.perf_counter() - t0
+    # Every kernel of this run is in the numba cache now: the next run spawns no worker.
+    jit_warmup.mark_warm(profile, jit_warmup.JOBS)
     timings["total"] = time.perf_counter() - t_all
     log.info("backtest_done", run_id=rid, fills=len(res.fills), trades=stats["n_trades"],
              total_return=round(stats["total_return"], 6),
@@ -304,10 +321,26 @@ def run_backtest(
     return result
 
 
-def _signals(profile: Any, a: AlignedCandles, syms: list[str], progress: bool | None
+def _wait_for(warm: Any, job: str, timings: dict[str, float]) -> None:
+    """Block until the warm-up worker of ``job`` is done (its kernels are then cached)."""
+    if warm is None or not any(job in g for g in warm.groups):
+        return
+    t0 = time.perf_counter()
+    info = warm.wait(job)
+    timings[f"wait_{job}"] = time.perf_counter() - t0
+    if info["failed"] or info.get("error"):
+        log.warning("jit_warmup_failed", job=job, failed=info["failed"], error=info.get("error"),
+                    hint="the run compiles in-process instead (slower first start)")
+
+
+def _signals(profile: Any, a: AlignedCandles, syms: list[str], progress: bool | None,
+             jit_warm: Any = None, timings: dict[str, float] | None = None
              ) -> tuple[np.ndarray, np.ndarray]:
-    """Discrete signals (float) and portfolio targets for every loaded bar, via the core."""
-    from core.signals import signals_from_candles
+    """Discrete signals (float) and portfolio targets for every loaded bar, via the core
+    (:func:`core.signals.signals_from_candles` in its two halves, so that the combiner
+    waits for its JIT warm-up worker only after the first chunk's ratings)."""
+    from core.signals import compute_signals, ratings_from_candles
+    from core.timeframes import timeframe_to_ms
 
     n = len(a.ts)
     if progress is None:
@@ -321,14 +354,18 @@ def _signals(profile: Any, a: AlignedCandles, syms: list[str], progress: bool | 
         bar = tqdm(total=n, unit="bar", desc=f"ratings {len(syms)} assets", leave=False)
     sig = np.empty((n, len(syms)))
     tgt = np.empty((n, len(syms)))
+    ts_close = a.ts + timeframe_to_ms(profile.base_timeframe)
     states = None
     try:
         for lo in range(0, n, CHUNK_BARS):
             hi = min(n, lo + CHUNK_BARS)
-            _, s, states = signals_from_candles(
+            ratings, states = ratings_from_candles(
                 profile, a.ts[lo:hi], a.open[lo:hi], a.high[lo:hi], a.low[lo:hi],
                 a.close[lo:hi], a.volume[lo:hi], syms, states=states,
             )
+            if lo == 0:
+                _wait_for(jit_warm, "signals", timings if timings is not None else {})
+            s = compute_signals(profile, ratings, ts_close[lo:hi], syms)
             sig[lo:hi] = s.signal
             tgt[lo:hi] = s.target
             if bar is not None:

@@ -13,30 +13,35 @@ Job: N assets (default 100) × one year of 1h candles, timeframes 1h/4h/1d, prof
   from_signals cannot size by current equity, which Tandem's engine does).
 
 Both run in this process, each once to warm up (numba/vectorbt compiles) and then timed;
-the printed ratio is baseline / Tandem (warm). Cold: a fresh interpreter with an empty
-``NUMBA_CACHE_DIR`` runs the Tandem job once (first JIT included), then a second fresh
-interpreter with that cache filled ("warm process": cache load, no compile).
+the printed ratio is baseline / Tandem (warm). Cold: fresh interpreters run the Tandem job
+once each — with an empty ``NUMBA_CACHE_DIR`` and the parallel JIT warm-up of
+:mod:`core.warmup` (the default), with an empty cache compiling in one process
+(``TANDEM_WARMUP=0``; its breakdown shows where the cold seconds go: imports, compile per
+top-level kernel, run), and with the cache filled ("warm process": cache loads only).
 
 The candles are generated (seeded GBM with volatility clusters, :mod:`backtest.demo_data`)
 into a temporary candle store, so the benchmark needs no downloaded data.
 
-    .venv/bin/python bench/backtest.py [--assets 100] [--days 365] [--skip-cold]
+    .venv/bin/python bench/backtest.py [--assets 100] [--days 365] [--skip-cold | --cold-only]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
-import warnings
-from pathlib import Path
 
-import numpy as np
-import pandas as pd
+_T0 = time.perf_counter()  # the fresh-process runs count their imports from here
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -213,23 +218,102 @@ def run_baseline(store_dir: Path, symbols: list[str], weights: dict[str, float],
 # --------------------------------------------------------------------------- cold runs
 
 
+class _CompileTimes:
+    """numba ``numba:compile`` listener: seconds per top-level kernel (compile, or cache
+    load when the cache has it), nested callee compiles included in their caller."""
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[str, float, float]] = []
+        self.top: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # process CPU seconds (compiles are single-threaded)
+
+    def install(self) -> None:
+        from numba.core import event
+
+        listener = self
+
+        class _L(event.Listener):
+            def on_start(self, ev) -> None:  # noqa: ANN001
+                listener.stack.append((ev.data["dispatcher"].py_func.__qualname__,
+                                       time.perf_counter(), time.process_time()))
+
+            def on_end(self, ev) -> None:  # noqa: ANN001
+                name, t0, c0 = listener.stack.pop()
+                if not listener.stack:
+                    listener.top[name] = listener.top.get(name, 0.0) + time.perf_counter() - t0
+                    listener.cpu[name] = listener.cpu.get(name, 0.0) + time.process_time() - c0
+
+        event.register("numba:compile", _L())
+
+
 def child(store_dir: str, n_assets: int) -> None:
     """Fresh-interpreter Tandem run (for cold/warm process timings); prints JSON."""
-    t0 = time.perf_counter()
+    import backtest.runner  # noqa: F401 - what a user's first run imports anyway
+    import core.engine  # noqa: F401
+    import core.mtf  # noqa: F401
+    import core.signals  # noqa: F401
+
+    t_import = time.perf_counter() - _T0
+    times = _CompileTimes()
+    times.install()
     syms = [f"A{i:03d}/USDT" for i in range(n_assets)]
     secs, res = run_tandem(Path(store_dir), syms)
-    print(json.dumps({"run_s": secs, "process_s": time.perf_counter() - t0,
-                      "fills": len(res.fills), "timings": res.timings}))
+    from core import warmup
+
+    prof = bench_profile(syms)
+    workers = {j: warmup.job_seconds(prof, j) for g in warmup.BACKTEST_GROUPS for j in g}
+    print(json.dumps({"run_s": secs, "process_s": time.perf_counter() - _T0,
+                      "import_s": t_import, "fills": len(res.fills), "timings": res.timings,
+                      "jit": times.top, "jit_cpu": times.cpu, "workers": workers}))
 
 
-def fresh_process(store_dir: Path, n_assets: int, cache_dir: Path) -> dict:
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
+def fresh_process(store_dir: Path, n_assets: int, cache_dir: Path, warmup: bool = True) -> dict:
+    """One child run; adds its wall time and the CPU seconds of it and its workers (the
+    machine is shared: CPU seconds show the work, wall seconds what a user waits)."""
+    import resource
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), TANDEM_WARMUP="1" if warmup else "0")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, __file__, "--child", str(store_dir), "--assets",
                           str(n_assets)], capture_output=True, text=True, env=env, check=True)
     data = json.loads(out.stdout.strip().splitlines()[-1])
     data["wall_s"] = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    data["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return data
+
+
+#: Top-level kernels by pipeline stage (anything else is reported as "other").
+STAGES = {"mtf_batch_nb": "ratings", "signals_rows_nb": "signals", "run_batch_nb": "engine"}
+
+
+def describe_process(label: str, d: dict) -> str:
+    """One paragraph: where a fresh process spent its seconds."""
+    stages: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    for name, sec in d["jit"].items():
+        stage = STAGES.get(name, "other")
+        stages[stage] = stages.get(stage, 0.0) + sec
+        cpu[stage] = cpu.get(stage, 0.0) + d["jit_cpu"].get(name, 0.0)
+    jit = sum(stages.values())
+    t = d["timings"]
+    waits = {k[5:]: v for k, v in t.items() if k.startswith("wait_")}
+    lines = [
+        f"{label}: wall {d['wall_s']:.1f} s (CPU {d['cpu_s']:.1f} s incl. workers) = "
+        f"interpreter+imports {d['import_s']:.1f} s + run {d['run_s']:.1f} s"
+        f" (+ exit {d['wall_s'] - d['process_s']:.1f} s)",
+        "    compiles in the main process " + f"{jit:.1f} s" + (": " if stages else "") + ", ".join(
+            f"{k} {v:.2f} (CPU {cpu[k]:.2f})"
+            for k, v in sorted(stages.items(), key=lambda kv: -kv[1])),
+        f"    run stages: load {t['load']:.2f}, ratings+signals {t['ratings_signals']:.2f}, "
+        f"engine {t['engine']:.2f}, stats {t['stats']:.2f} s (JIT included)",
+    ]
+    if waits:
+        work = ", ".join(f"{k} {v:.1f} s" for k, v in d["workers"].items() if v is not None)
+        lines.append("    waited for the JIT warm-up worker: " + ", ".join(
+            f"{k} {v:.1f} s" for k, v in waits.items()) + f" (worker jobs: {work})")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -237,6 +321,8 @@ def main() -> None:
     ap.add_argument("--assets", type=int, default=100)
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--skip-cold", action="store_true", help="skip the fresh-process runs")
+    ap.add_argument("--cold-only", action="store_true",
+                    help="only the fresh-process runs (no in-process warm run, no baseline)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     from backtest.logs import configure_logging
@@ -253,12 +339,20 @@ def main() -> None:
         print(f"data: {args.assets} assets × {24 * args.days} 1h bars (generated, "
               f"{time.perf_counter() - t0:.1f} s); timeframes 1h/4h/1d, wide MTF, SL 5% TP 15%")
 
-        cold = warm_proc = None
         if not args.skip_cold:
             cache = Path(tmp) / "numba_cache"
-            cache.mkdir()
             cold = fresh_process(store_dir, args.assets, cache)
             warm_proc = fresh_process(store_dir, args.assets, cache)
+            cold_serial = fresh_process(store_dir, args.assets, Path(tmp) / "numba_cache_2",
+                                        warmup=False)
+            print(f"tandem cold (fresh process, empty NUMBA_CACHE_DIR): wall {cold['wall_s']:.1f} s"
+                  "  (target < 20 s)")
+            print(describe_process("  cold, JIT warm-up worker (default)", cold))
+            print(describe_process("  cold, all compiled in one process (TANDEM_WARMUP=0)",
+                                   cold_serial))
+            print(describe_process("  warm process (cache filled)", warm_proc), flush=True)
+        if args.cold_only:
+            return
 
         run_tandem(store_dir, syms)  # in-process warm-up (cache load / compile)
         t_ours, res = min((run_tandem(store_dir, syms) for _ in range(2)), key=lambda r: r[0])
@@ -292,11 +386,6 @@ def main() -> None:
         print(f"baseline (pandas resample + TA-Lib + NumPy + vectorbt from_signals): "
               f"{t_base:.2f} s  orders {base['n_orders']}")
         print(f"ratio baseline / tandem (warm): {t_base / t_ours:.1f}x  (target >= 5x)")
-        if cold is not None:
-            print(f"tandem cold (fresh process, empty NUMBA_CACHE_DIR): run {cold['run_s']:.1f} s, "
-                  f"process {cold['wall_s']:.1f} s  (target < 20 s)")
-            print(f"tandem warm process (cache filled): run {warm_proc['run_s']:.1f} s, "
-                  f"process {warm_proc['wall_s']:.1f} s")
         print(f"signal agreement with the baseline: {100 * agree:.2f}% of defined bars, "
               f"{100 * agree_late:.2f}% after day 250 (TA-Lib seeds EMAs differently)")
 

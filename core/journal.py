@@ -133,38 +133,42 @@ def fills_frame(
     raw = np.asarray(raw, dtype=np.float64).reshape(-1, raw.shape[-1] if raw.ndim else 0)
     if raw.shape[0] == 0:
         return empty_fills_frame()
-    sym = np.asarray(list(symbols), dtype=object)[raw[:, F_ASSET].astype(np.int64)]
-    reason = np.asarray(REASON_NAMES, dtype=object)[raw[:, F_REASON].astype(np.int64)]
+    asset = raw[:, F_ASSET].astype(np.int64)
+    reason_code = raw[:, F_REASON].astype(np.int64)
     ts = raw[:, F_TS].astype(np.int64)
-    df = pd.DataFrame(
-        {
-            "source": source,
-            "run_id": run_id,
-            "profile": profile,
-            "symbol": sym,
-            "ts": ts,
-            "side": np.where(raw[:, F_SIDE] > 0, "buy", "sell").astype(object),
-            "qty": raw[:, F_QTY],
-            "price": raw[:, F_PRICE],
-            "fee": raw[:, F_FEE],
-            "reason": reason,
-            "intrabar": np.asarray(INTRABAR_NAMES, dtype=object)[
-                raw[:, F_INTRABAR].astype(np.int64)
-            ],
-            "position_after": raw[:, F_POS_AFTER],
-            "cash_after": raw[:, F_CASH_AFTER],
-        }
-    )
-    seq = df.groupby(["symbol", "ts", "reason"], sort=False).cumcount().to_numpy()
-    df.insert(
-        0,
-        "fill_id",
-        [
-            make_fill_id(profile, s, int(t), r, int(q))
-            for s, t, r, q in zip(sym, ts, reason, seq, strict=True)
+    sym = np.asarray(list(symbols), dtype=object)[asset]
+    reason = np.asarray(REASON_NAMES, dtype=object)[reason_code]
+    # seq = earlier fills with the same (symbol, ts, reason): a dict walk over the rows
+    # (one pass, ~10x faster than a three-key pandas groupby().cumcount()).
+    seen: dict[tuple[int, int, int], int] = {}
+    seq = []
+    for key in zip(asset.tolist(), ts.tolist(), reason_code.tolist(), strict=True):
+        k = seen.get(key, 0)
+        seen[key] = k + 1
+        seq.append(k)
+    n = raw.shape[0]
+    columns = {
+        "fill_id": [
+            make_fill_id(profile, s, t, r, q)
+            for s, t, r, q in zip(sym.tolist(), ts.tolist(), reason.tolist(), seq, strict=True)
         ],
-    )
-    return _conform(df)
+        "source": [source] * n,
+        "run_id": [run_id] * n,
+        "profile": [profile] * n,
+        "symbol": sym,
+        "ts": ts,
+        "side": np.where(raw[:, F_SIDE] > 0, "buy", "sell").astype(object),
+        "qty": raw[:, F_QTY],
+        "price": raw[:, F_PRICE],
+        "fee": raw[:, F_FEE],
+        "reason": reason,
+        "intrabar": np.asarray(INTRABAR_NAMES, dtype=object)[raw[:, F_INTRABAR].astype(np.int64)],
+        "position_after": raw[:, F_POS_AFTER],
+        "cash_after": raw[:, F_CASH_AFTER],
+    }
+    # Straight into Arrow with the canonical schema, then pandas once (what _conform does
+    # to any frame), instead of building a pandas frame first and round-tripping it.
+    return pa.table(columns, schema=FILLS_SCHEMA).to_pandas()
 
 
 def _conform(df: pd.DataFrame) -> pd.DataFrame:

@@ -288,6 +288,32 @@ def compute_signals(
     return Signals(signal=sig, score=score, target=target)
 
 
+def ratings_from_candles(
+    profile: Profile,
+    ts: np.ndarray,
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    symbols: Sequence[str] | None = None,
+    states: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first half of :func:`signals_from_candles`: ``(mtf ratings, final MTF states)``.
+
+    A driver that feeds the ratings in chunks (a progress bar) and combines them afterwards
+    calls this, then :func:`compute_signals` with ``ts_close = ts + base timeframe`` — the
+    combiner is stateless per bar, so the result is the same as one call of
+    :func:`signals_from_candles`.
+    """
+    from core.mtf import MtfConfig, compute_mtf_ratings, use_htf_mask  # ratings are heavy
+
+    return compute_mtf_ratings(
+        MtfConfig.from_profile(profile), ts, open_, high, low, close, volume,
+        use_htf_mask(profile, symbols), states=states,
+    )
+
+
 def signals_from_candles(
     profile: Profile,
     ts: np.ndarray,
@@ -306,11 +332,7 @@ def signals_from_candles(
     path the backtest and the look-ahead probe use; the daemon runs the same kernels one
     slice at a time (``core.mtf.mtf_slice_nb`` then :func:`compute_signals`).
     """
-    from core.mtf import MtfConfig, compute_mtf_ratings, use_htf_mask  # ratings are heavy
-
-    cfg = MtfConfig.from_profile(profile)
-    ratings, states = compute_mtf_ratings(
-        cfg, ts, open_, high, low, close, volume, use_htf_mask(profile, symbols), states=states
-    )
-    ts_close = np.asarray(ts, dtype=np.int64) + cfg.base_ms
+    ratings, states = ratings_from_candles(profile, ts, open_, high, low, close, volume, symbols,
+                                           states)
+    ts_close = np.asarray(ts, dtype=np.int64) + timeframe_to_ms(profile.base_timeframe)
     return ratings, compute_signals(profile, ratings, ts_close, symbols), states

@@ -291,11 +291,14 @@ class _Source:
         if len(set(syms)) != len(syms):
             raise CandleStoreError(f"duplicate symbols in {syms}")
         parts = []
-        for sym in syms:
-            ts, values = self._arrays(sym, tf)
+        for ts, values in self._arrays_many(syms, tf):
             lo, hi = _bounds(ts, start, end)
             parts.append((ts[lo:hi], values[lo:hi]))
         return _align_arrays(parts, syms)
+
+    def _arrays_many(self, symbols: list[str], timeframe: str) -> list[Arrays]:
+        """:meth:`_arrays` of several symbols, in order (the first error is raised)."""
+        return [self._arrays(sym, timeframe) for sym in symbols]
 
 
 class CandleStore(_Source):
@@ -332,6 +335,17 @@ class CandleStore(_Source):
         ts = table.column("ts").to_numpy().astype(np.int64, copy=False)
         values = np.column_stack([table.column(c).to_numpy().astype(np.float64, copy=False) for c in PRICE_COLUMNS])
         return ts, values.reshape(-1, len(PRICE_COLUMNS))
+
+    def _arrays_many(self, symbols: list[str], timeframe: str) -> list[Arrays]:
+        # One file per symbol: decode them on a few threads (pyarrow releases the GIL while
+        # it reads and decodes; ~2x on two cores for a 100-asset universe). map() yields in
+        # order, so the first failing symbol raises, as in a sequential read.
+        if len(symbols) < 8:
+            return super()._arrays_many(symbols, timeframe)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            return list(pool.map(lambda sym: self._arrays(sym, timeframe), symbols))
 
     def append(self, symbol: str, candles: Any, *, timeframe: str | None = None) -> int:
         """Add bars (deduplicated, first written wins); return how many new bars were stored."""

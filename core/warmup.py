@@ -1,0 +1,292 @@
+"""First start on an empty numba cache: compile independent kernels in parallel processes.
+
+Why: a backtest needs three kernel families that do not depend on each other's machine
+code — the MTF ratings, the signal combiner and the engine. On an empty cache one process
+compiles them one after another, single-threaded (numba's compiler holds a global lock).
+:func:`start_warmup` instead spawns worker processes that each call one family once on
+tiny inputs *of the same types as the real run*; numba writes their cache entries, and the
+main process, which meanwhile loads its candles, calls :meth:`Warmup.wait` and then finds
+every kernel in the cache (a load takes milliseconds, a compile seconds).
+
+Safety of concurrent compiles: numba writes a cache entry as an index file plus a data
+file, each first to a unique temporary name and then ``os.replace``-d (atomic on POSIX), so
+a reader sees either no file or a complete one. Two processes compiling the *same* kernel
+with the *same* signature (say a worker and a main process that stopped waiting) write the
+same index key and data file name: the last rename wins with equivalent contents. A
+reader that finds an index entry whose data file is not there yet gets no hit and compiles
+itself. What numba does not guard against is two processes saving two *different*
+signatures of one kernel at once (both may pick the same data file name for different
+keys); the jobs below therefore compile exactly the one signature per kernel that the run
+uses — the engine's kernel is typed by the profile's execution mode.
+
+Markers: after a job succeeded, the worker leaves a small ``warm-<job>.ok`` file in the
+cache folder (which :mod:`core.numba_cache` keys by a hash of the core's sources, so any
+change to the core means a new, empty folder without markers). A warm start therefore costs
+a few ``stat`` calls and spawns nothing. Missing markers with a full cache (e.g. a run made
+with the warm-up switched off) only cost one quick worker round that loads, not compiles.
+
+Workers are fresh interpreters (``python -m core.warmup``), as with multiprocessing's
+``spawn`` — forking a process that has initialised LLVM is not safe — but without
+``spawn``'s re-import of the caller's ``__main__`` (a user script without a main guard
+would run its whole backtest again in each worker). Workers that fail, or a platform that
+cannot start processes, are reported and ignored: the main process then compiles what it
+needs itself, exactly as without this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from core.manifest import Profile
+
+#: Every job: one kernel family each, compiled with the types of a real run.
+JOBS: tuple[str, ...] = ("ratings", "signals", "engine")
+#: The worker groups of a backtest (one process per group). The main process compiles the
+#: ratings itself — its first need, and the biggest compile — while one worker compiles
+#: the rest: on two cores this measured faster than a second worker for the ratings,
+#: whose start-up (a fresh interpreter importing numpy, numba and the core) costs ~1 s.
+BACKTEST_GROUPS: tuple[tuple[str, ...], ...] = (("signals", "engine"),)
+#: ``TANDEM_WARMUP=0`` switches the parallel warm-up off (the run compiles in-process).
+ENV_SWITCH = "TANDEM_WARMUP"
+_BARS = 3  # bars of the dummy inputs: enough for every code path to be typed
+
+
+def enabled() -> bool:
+    """False when ``TANDEM_WARMUP`` is ``0``/``false``/``no``/``off``."""
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def cache_dir() -> Path:
+    """The folder numba caches the core's kernels in (set by :mod:`core.numba_cache`)."""
+    from numba.core import config
+
+    return Path(config.CACHE_DIR)
+
+
+def job_key(profile: Profile, job: str) -> str:
+    """Marker name of ``job`` for ``profile``: the job plus a hash of the settings that
+    choose kernel *types* (timeframes, combiner, execution mode), not values."""
+    typed = {
+        "ratings": [profile.base_timeframe, list(profile.htfs)],
+        "signals": [],
+        "engine": [profile.execution.mode],
+    }[job]
+    digest = hashlib.sha256(json.dumps(typed).encode()).hexdigest()[:10]
+    return f"{job}-{digest}"
+
+
+def _marker(profile: Profile, job: str, folder: Path | None = None) -> Path:
+    return (folder or cache_dir()) / f"warm-{job_key(profile, job)}.ok"
+
+
+def is_warm(profile: Profile, job: str) -> bool:
+    """True when a worker (or a finished run, :func:`mark_warm`) left ``job``'s marker."""
+    return _marker(profile, job).is_file()
+
+
+def mark_warm(profile: Profile, jobs: Sequence[str], folder: Path | None = None,
+              seconds: dict[str, float] | None = None) -> None:
+    """Leave the markers of ``jobs`` (their kernels are in the cache now); best effort.
+    ``seconds``: how long each job took, kept in its marker (for benchmarks)."""
+    for job in jobs:
+        path = _marker(profile, job, folder)
+        if path.is_file() and seconds is None:
+            continue  # keep the worker's timing
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"seconds": (seconds or {}).get(job)}))
+        except OSError:
+            pass  # an unwritable cache folder: numba does not cache there either
+
+
+def job_seconds(profile: Profile, job: str) -> float | None:
+    """Seconds the worker spent on ``job`` (compile or cache load plus a tiny run), if a
+    worker ran it for the current cache folder; None otherwise."""
+    try:
+        return json.loads(_marker(profile, job).read_text()).get("seconds")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+# --------------------------------------------------------------------------- the jobs
+
+
+def _dummy_bars(n_assets: int) -> tuple[np.ndarray, ...]:
+    """``_BARS`` valid hourly bars for ``n_assets`` (open ts, o, h, l, c, v)."""
+    ts = np.arange(_BARS, dtype=np.int64) * 3_600_000
+    c = np.full((_BARS, n_assets), 100.0)
+    return ts, c, c * 1.01, c * 0.99, c.copy(), np.ones((_BARS, n_assets))
+
+
+def _job_ratings(profile: Profile) -> None:
+    """MTF ratings, through the backtest's own batch path."""
+    from core.signals import ratings_from_candles
+
+    syms = list(profile.assets)
+    ts, o, h, lo, c, v = _dummy_bars(len(syms))
+    ratings_from_candles(profile, ts, o, h, lo, c, v, syms)
+
+
+def _job_signals(profile: Profile) -> None:
+    """The signal combiner on ratings shaped as the MTF batch returns them."""
+    from core.manifest import RATING_COLUMNS
+    from core.signals import compute_signals
+
+    n = len(profile.assets)
+    ratings = np.zeros((_BARS, n, len(profile.timeframes), len(RATING_COLUMNS)))
+    compute_signals(profile, ratings, np.arange(1, _BARS + 1, dtype=np.int64) * 3_600_000)
+
+
+def _job_engine(profile: Profile) -> None:
+    """The engine's batch kernel, typed for the profile's execution mode."""
+    from core.engine import EngineConfig, run_batch_raw
+
+    n = len(profile.assets)
+    ts, o, h, lo, c, _ = _dummy_bars(n)
+    sig = np.zeros((_BARS, n)) if profile.execution.mode == "discrete" else np.full((_BARS, n), np.nan)
+    run_batch_raw(EngineConfig(**profile.engine_params()), ts + 3_600_000, o, h, lo, c, sig)
+
+
+_JOBS = {"ratings": _job_ratings, "signals": _job_signals, "engine": _job_engine}
+
+
+def run_jobs(profile: Profile, jobs: Sequence[str]) -> dict[str, float]:
+    """Run ``jobs`` in this process (compile or load their kernels); seconds per job."""
+    out = {}
+    for job in jobs:
+        t0 = time.perf_counter()
+        _JOBS[job](profile)
+        out[job] = time.perf_counter() - t0
+    return out
+
+
+def _worker(spec_path: str) -> None:
+    """Worker process entry (``python -m core.warmup SPEC``): same cache folder as the
+    parent, then the jobs, then the markers."""
+    from numba.core import config
+
+    spec = json.loads(Path(spec_path).read_text())
+    # Before any kernel module is imported: numba reads CACHE_DIR when a cached dispatcher
+    # is created. The parent's folder wins over whatever this process would derive.
+    config.CACHE_DIR = spec["folder"]
+    from core.manifest import parse_manifest
+
+    name = spec["name"]
+    profile = parse_manifest({"profiles": {name: spec["profile"]}}, source="warmup").profile(name)
+    seconds = run_jobs(profile, spec["jobs"])
+    mark_warm(profile, spec["jobs"], Path(spec["folder"]), seconds=seconds)
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+@dataclass
+class Warmup:
+    """Handle of started workers; :meth:`wait` before using their kernels."""
+
+    groups: list[list[str]]
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    logs: list[Any] = field(default_factory=list)  # each worker's stderr (a temporary file)
+    started: float = field(default_factory=time.perf_counter)
+    error: str | None = None
+
+    def wait(self, job: str | None = None, timeout: float | None = None) -> dict[str, Any]:
+        """Wait for the worker of ``job`` (default: all workers). Returns ``{"groups",
+        "seconds", "failed"}``; ``failed`` lists the awaited groups whose worker did not
+        exit cleanly, with the end of its stderr (the main process then compiles those
+        kernels itself)."""
+        failed = []
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for group, proc, log in zip(self.groups, self.procs, self.logs, strict=True):
+            if job is not None and job not in group:
+                continue
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                code = proc.wait(left)
+            except subprocess.TimeoutExpired:
+                code = None
+            if code != 0:
+                log.seek(0)
+                failed.append({"jobs": group, "exit": code,
+                               "stderr": log.read().decode(errors="replace")[-2000:]})
+        info: dict[str, Any] = {"groups": self.groups,
+                                "seconds": time.perf_counter() - self.started, "failed": failed}
+        if self.error:
+            info["error"] = self.error
+        return info
+
+    def cancel(self) -> None:
+        """Stop workers still running (the run failed before it needed them)."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def start_warmup(
+    profile: Profile,
+    groups: Sequence[Sequence[str]] = BACKTEST_GROUPS,
+    *,
+    force: bool = False,
+) -> Warmup:
+    """Start one worker process per group of jobs that is not warm yet; returns at once.
+
+    Does nothing (an empty :class:`Warmup`) when every job is marked warm, when
+    ``TANDEM_WARMUP=0`` (unless ``force``), or when processes cannot be started.
+    """
+    todo = [[j for j in g if not is_warm(profile, j)] for g in groups]
+    todo = [g for g in todo if g]
+    if not todo or not (force or enabled()):
+        return Warmup(groups=[])
+    w = Warmup(groups=todo)
+    folder = cache_dir()
+    name = profile.name or "profile"
+    env = dict(os.environ)
+    # The workers import this very core, wherever it lives (checkout or installed).
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    try:
+        for group in todo:
+            spec = tempfile.NamedTemporaryFile("w", suffix=".json", prefix="tandem-warmup-",
+                                               delete=False)
+            with spec:
+                json.dump({"profile": profile.model_dump(mode="json"), "name": name,
+                           "jobs": list(group), "folder": str(folder)}, spec)
+            log = tempfile.TemporaryFile()
+            # A fresh interpreter, like multiprocessing's "spawn" (forking a process that
+            # has initialised LLVM is unsafe), but without re-importing the caller's
+            # __main__: a script without a main guard would run again in every worker.
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "core.warmup", spec.name], env=env, cwd=root,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+            )
+            w.procs.append(proc)
+            w.logs.append(log)
+    except OSError as exc:  # e.g. a sandbox that forbids new processes
+        w.groups = w.groups[: len(w.procs)]
+        w.error = f"{type(exc).__name__}: {exc}"
+    return w
+
+
+if __name__ == "__main__":
+    try:
+        _worker(sys.argv[1])
+    finally:
+        Path(sys.argv[1]).unlink(missing_ok=True)
