@@ -15,6 +15,11 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# No JIT warm-up worker processes during the suite (core.warmup): the suite keeps every core
+# busy already, so a worker would only compete with the tests; tests/test_warmup.py forces
+# it where it is the subject. Subprocesses (the CLI tests) inherit the setting.
+os.environ.setdefault("TANDEM_WARMUP", "0")
+
 
 def shared_data_dir() -> Path | None:
     """Folder with the real candles, or None when this machine has none."""

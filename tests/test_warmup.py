@@ -68,6 +68,7 @@ def test_markers_and_switch(profile, cache, monkeypatch) -> None:  # noqa: ANN00
     assert warmup.job_key(port, "engine") != warmup.job_key(profile, "engine")
     assert not warmup.is_warm(port, "engine")
     # Warm jobs spawn nothing; TANDEM_WARMUP=0 spawns nothing either.
+    monkeypatch.setenv(warmup.ENV_SWITCH, "1")  # the suite's conftest sets 0
     assert warmup.start_warmup(profile, (("engine",),)).groups == []
     monkeypatch.setenv(warmup.ENV_SWITCH, "0")
     assert warmup.start_warmup(port, (("engine",),)).groups == []
@@ -96,3 +97,67 @@ def test_two_workers_compiling_the_same_kernel_at_once(profile, cache) -> None: 
     assert len(list(index[0].parent.glob("kernels.run_batch_nb-*.nbc"))) == 1
     assert not list(index[0].parent.glob("*.tmp.*"))  # no torn temporary files left
     assert load_in_fresh_process(cache) == {"hits": 1, "misses": 0}
+
+
+class FakeWarmup:
+    """Stands in for core.warmup.Warmup: records when the runner waits, reports a failure."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.groups = [list(g) for g in warmup.BACKTEST_GROUPS]
+        self.events = events
+
+    def wait(self, job=None, timeout=None) -> dict:  # noqa: ANN001
+        self.events.append(f"wait:{job}")
+        return {"groups": self.groups, "seconds": 0.0,
+                "failed": [{"jobs": ["signals", "engine"], "exit": 1, "stderr": "boom"}]}
+
+    def cancel(self) -> None:
+        self.events.append("cancel")
+
+
+def test_runner_waits_for_each_worker_right_before_its_stage(monkeypatch, tmp_path) -> None:  # noqa: ANN001
+    """Combiner after wait:signals (after the first ratings chunk), engine after wait:engine;
+    a failed worker only costs time: the run completes (and compiles in-process)."""
+    import numpy as np
+
+    import core.engine
+    import core.signals
+    from backtest.demo_data import generate_candles, write_csv_folder
+    from backtest.runner import run_backtest, with_overrides
+    from core.store import CsvFolderSource
+
+    events: list[str] = []
+    monkeypatch.setattr(warmup, "start_warmup", lambda *a, **k: FakeWarmup(events))
+
+    def fake_ratings(profile, ts, *args, states=None, **kw):  # noqa: ANN001, ANN202
+        # No rating kernels needed here: a plain +0.5 rating makes every asset a buy.
+        events.append("ratings")
+        return np.full((len(ts), 2, len(profile.timeframes), 3), 0.5), states
+
+    real_signals, real_batch = core.signals.compute_signals, core.engine.run_batch
+
+    def spy_signals(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        events.append("signals")
+        return real_signals(*a, **k)
+
+    def spy_batch(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        events.append("engine")
+        return real_batch(*a, **k)
+
+    monkeypatch.setattr(core.signals, "ratings_from_candles", fake_ratings)
+    monkeypatch.setattr(core.signals, "compute_signals", spy_signals)
+    monkeypatch.setattr(core.engine, "run_batch", spy_batch)
+    syms = ["BTC/USDT", "DOGE/USDT"]
+    write_csv_folder(generate_candles(syms, start="2024-01-01", n_bars=5000, seed=5), tmp_path)
+    prof = with_overrides(load_manifest(REPO / "manifest.json").profile("crypto_rating_all"),
+                          warmup_bars=24)
+    res = run_backtest(prof, CsvFolderSource(tmp_path, timeframe="1h"), symbols=syms,
+                       report=False)
+    assert len(res.fills) > 0
+    first_ratings = events.index("ratings")
+    assert events[first_ratings + 1] == "wait:signals"  # after the first chunk's ratings
+    assert events.index("wait:signals") < events.index("signals")
+    assert events.count("ratings") > 1  # several chunks; one wait
+    assert events.count("wait:signals") == 1
+    assert events.index("wait:engine") < events.index("engine")
+    assert res.timings["wait_engine"] >= 0.0
