@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 BAD_NONE = 0
@@ -38,12 +40,22 @@ def _first(mask: np.ndarray) -> tuple[int, int] | None:
     return t, j
 
 
-# The scans are NumPy, not numba: a few ms on a year of 100 assets (~20 us on one slice),
-# while two more kernels would add ~0.7 s to every cold start.
+# The scans are NumPy, not numba: a few ms on a year of 100 assets, while two more kernels
+# would add ~0.7 s to every cold start. Each first tries a short "all is well" test (the
+# daemon scans one small slice per step, where every NumPy call costs ~1 us) and only
+# then, if that fails, locates the first problem cell by cell.
 # NumPy comparisons with NaN are False, without a warning: `not (x > 0)` also rejects NaN.
 def scan_bars(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray) -> tuple[int, int, int]:
     """First problem in ``n_bars x n_assets`` bars as ``(code, bar, asset)`` (row-major
     order; at one cell the open/high/low finiteness is checked before the prices)."""
+    if c.size:
+        with np.errstate(over="ignore", invalid="ignore"):
+            # All bars present and fine: the grand sum is finite only if every price is (an
+            # overflow merely sends us the long way), and a NaN fails the minimum's test.
+            total = float((o + h + lo + c).sum())
+            low = float(np.minimum(np.minimum(c, o), lo).min())
+        if math.isfinite(total) and low > 0.0:
+            return BAD_NONE, -1, -1
     present = ~np.isnan(c)
     bad_open = present & ~(np.isfinite(o) & np.isfinite(h) & np.isfinite(lo))
     bad_price = present & ~((np.minimum(np.minimum(c, o), lo) > 0.0) & ~np.isinf(c))
@@ -60,10 +72,14 @@ def scan_signals(sig: np.ndarray, portfolio: bool, max_weight: float, tol: float
     if sig.size == 0:
         return BAD_NONE, -1, -1
     if not portfolio:
+        if ((sig == 0.0) | (np.abs(sig) == 1.0)).all():
+            return BAD_NONE, -1, -1
         bad = ~((np.abs(sig) == 1.0) | (sig == 0.0) | np.isnan(sig))
         first = _first(bad)
         return (BAD_NONE, -1, -1) if first is None else (BAD_SIGNAL, first[0], first[1])
     given = ~np.isnan(sig)
+    if not given.any():
+        return BAD_NONE, -1, -1  # no weights at all: not a rebalance slice
     bad = given & ((sig < 0.0) | np.isinf(sig))
     # Left-to-right running sums (cumsum is sequential), as the engine's own row sum.
     capped = np.where(given, np.minimum(sig, max_weight), 0.0)
