@@ -75,7 +75,7 @@ def mtf_step_nb(state, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, scr
     (no array view per bar: see :func:`core.indicators.rating.rating_step_at_nb`); an
     HTF's last ratings live in its block of ``state`` and repeat until its next close.
     """
-    rating_step_at_nb(state, 0, o, h, l, c, v, out, oo)
+    rating_step_at_nb(state, np.int64(0), o, h, l, c, v, out, oo)  # int64: one compiled kernel
     n_htf = htf_ms.shape[0]
     for k in range(n_htf):
         a = RATING_STATE_SIZE + k * HTF_BLOCK
@@ -112,7 +112,7 @@ def mtf_batch_nb(ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, states, n
         row = np.empty(n_tf * N_RATING_OUT)
         st = states[j].copy()
         for t in range(n_bars):
-            mtf_step_nb(st, ts[t], o[t, j], h[t, j], l[t, j], c[t, j], v[t, j], base_ms, htf_ms, htf_off, use_htf[j], scratch, row, 0)
+            mtf_step_nb(st, ts[t], o[t, j], h[t, j], l[t, j], c[t, j], v[t, j], base_ms, htf_ms, htf_off, use_htf[j], scratch, row, np.int64(0))
             dst = (t * n_assets + j) * n_tf * n_cols
             for f in range(n_tf):
                 for q in range(n_cols):

@@ -455,14 +455,17 @@ def rating_step_at_nb(
     nl = _LOW + ph + _N_HL
     e = _HL_EXT
     b9, b14, b26, b52 = _HL_BLOCK[0], _HL_BLOCK[1], _HL_BLOCK[2], _HL_BLOCK[3]
-    hi9 = _window_max_nb(s, so + nh, 9, ti % 9, h, so + e, so + b9)
-    lo9 = _window_min_nb(s, so + nl, 9, ti % 9, lo, so + e + 1, so + b9 + 9)
-    hi14 = _window_max_nb(s, so + nh, 14, ti % 14, h, so + e + 2, so + b14)
-    lo14 = _window_min_nb(s, so + nl, 14, ti % 14, lo, so + e + 3, so + b14 + 14)
-    hi26 = _window_max_nb(s, so + nh, 26, ti % 26, h, so + e + 4, so + b26)
-    lo26 = _window_min_nb(s, so + nl, 26, ti % 26, lo, so + e + 5, so + b26 + 26)
-    hi52 = _window_max_nb(s, so + nh, 52, ti % 52, h, so + e + 6, so + b52)
-    lo52 = _window_min_nb(s, so + nl, 52, ti % 52, lo, so + e + 7, so + b52 + 52)
+    # lengths read from an array, not literals: a literal argument would make numba
+    # compile one copy of the helper per length
+    n9, n14, n26, n52 = _HL_N[0], _HL_N[1], _HL_N[2], _HL_N[3]
+    hi9 = _window_max_nb(s, so + nh, n9, ti % 9, h, so + e, so + b9)
+    lo9 = _window_min_nb(s, so + nl, n9, ti % 9, lo, so + e + 1, so + b9 + 9)
+    hi14 = _window_max_nb(s, so + nh, n14, ti % 14, h, so + e + 2, so + b14)
+    lo14 = _window_min_nb(s, so + nl, n14, ti % 14, lo, so + e + 3, so + b14 + 14)
+    hi26 = _window_max_nb(s, so + nh, n26, ti % 26, h, so + e + 4, so + b26)
+    lo26 = _window_min_nb(s, so + nl, n26, ti % 26, lo, so + e + 5, so + b26 + 26)
+    hi52 = _window_max_nb(s, so + nh, n52, ti % 52, h, so + e + 6, so + b52)
+    lo52 = _window_min_nb(s, so + nl, n52, ti % 52, lo, so + e + 7, so + b52 + 52)
     conv = (hi9 + lo9) / 2.0 if t + 1 >= 9 else np.nan
     base = (hi26 + lo26) / 2.0 if t + 1 >= 26 else np.nan
     lead2 = (hi52 + lo52) / 2.0 if t + 1 >= 52 else np.nan
@@ -660,8 +663,8 @@ def rating_step_at_nb(
         s[so + _RSI_COUNT] = cnt + 1.0
         j = int(cnt) % _N_RSI
         nr = _RSI_RING + pr + _N_RSI
-        hi_r = _window_max_nb(s, so + nr, _N_RSI, j, r, so + _RSI_EXT, so + _RSI_BLOCK)
-        lo_r = _window_min_nb(s, so + nr, _N_RSI, j, r, so + _RSI_EXT + 1, so + _RSI_BLOCK + _N_RSI)
+        hi_r = _window_max_nb(s, so + nr, n14, j, r, so + _RSI_EXT, so + _RSI_BLOCK)
+        lo_r = _window_min_nb(s, so + nr, n14, j, r, so + _RSI_EXT + 1, so + _RSI_BLOCK + _N_RSI)
         if cnt + 1.0 >= _N_RSI:
             rng = hi_r - lo_r
             if rng != 0.0:
@@ -769,7 +772,8 @@ def rating_step_nb(
     votes into ``out`` (float64[N_RATING_OUT]). A bar with NaN high/low/close is a missing
     bar: ``state`` untouched, ``out`` all NaN. ``o`` is unused by the ratings (kept so the
     signature is the candle)."""
-    rating_step_at_nb(state, 0, o, h, lo, c, v, out, 0)
+    # np.int64(0), not 0: a literal would compile a second copy of the kernel
+    rating_step_at_nb(state, np.int64(0), o, h, lo, c, v, out, np.int64(0))
 
 
 @njit(cache=True)
@@ -805,7 +809,7 @@ def ratings_nb(
     out = np.empty((n, N_RATING_OUT))
     flat = out.reshape(-1)
     for i in range(n):
-        rating_step_at_nb(state, 0, o[i], h[i], lo[i], c[i], v[i], flat, i * N_RATING_OUT)
+        rating_step_at_nb(state, np.int64(0), o[i], h[i], lo[i], c[i], v[i], flat, i * N_RATING_OUT)
     return out
 
 
@@ -830,6 +834,8 @@ def ratings_batch_nb(
         st = states[a].copy()
         for i in range(n_bars):
             oo = (i * n_assets + a) * N_RATING_OUT
-            rating_step_at_nb(st, 0, o[i, a], h[i, a], lo[i, a], c[i, a], v[i, a], flat, oo)
+            rating_step_at_nb(
+                st, np.int64(0), o[i, a], h[i, a], lo[i, a], c[i, a], v[i, a], flat, oo
+            )
         states[a, :] = st
     return out
