@@ -357,12 +357,15 @@ def rating_step_at_nb(
     writing to ``out[oo:oo+N_RATING_OUT]``: how composite states (MTF) and the batch loops
     call it without taking an array view per bar (each view costs numba an atomic
     reference count, which threads then contend for)."""
+    # Views with constant indices inside: an index ``so + X`` would cost numba a
+    # negative-index check on every one of the ~300 accesses per bar (the view costs one
+    # reference count, on the caller's private array).
+    out = out[oo : oo + N_RATING_OUT]
     if math.isnan(c) or math.isnan(h) or math.isnan(lo):
-        for k in range(N_RATING_OUT):
-            out[oo + k] = np.nan
+        out[:] = np.nan
         return
-    s = state
-    t = s[so + _T]
+    s = state[so : so + RATING_STATE_SIZE]
+    t = s[_T]
     ti = int(t)
     ov = OUT_VOTES
     o2 = ov + N_MA_VOTES
@@ -373,84 +376,84 @@ def rating_step_at_nb(
     for k in range(6):
         n = _SMA_N[k]
         if t >= n:
-            s[so + _SMA_SUM + k] += c - s[so + newest - n]
+            s[_SMA_SUM + k] += c - s[newest - n]
         else:
-            s[so + _SMA_SUM + k] += c
-    mo = c - s[so + newest - 10] if t >= 10 else np.nan
-    s[so + _CLOSE + pc] = c
-    s[so + newest] = c
+            s[_SMA_SUM + k] += c
+    mo = c - s[newest - 10] if t >= 10 else np.nan
+    s[_CLOSE + pc] = c
+    s[newest] = c
     for k in range(6):
         n = _SMA_N[k]
-        out[oo + ov + k] = ma_vote_nb(c, s[so + _SMA_SUM + k] / n if t + 1 >= n else np.nan)
+        out[ov + k] = ma_vote_nb(c, s[_SMA_SUM + k] / n if t + 1 >= n else np.nan)
 
     # ---- EMAs of close (MA votes, MACD, Bull/Bear Power), seeded with their first SMA
     for k in range(9):
         n = _EMA_N[k]
         if t >= n:
-            s[so + _EMA + k] = _EMA_A[k] * c + _EMA_B[k] * s[so + _EMA + k]
+            s[_EMA + k] = _EMA_A[k] * c + _EMA_B[k] * s[_EMA + k]
         else:
-            s[so + _EMA_SUM + k] += c
+            s[_EMA_SUM + k] += c
             if t + 1 >= n:
-                s[so + _EMA + k] = s[so + _EMA_SUM + k] / _EMA_NF[k]
+                s[_EMA + k] = s[_EMA_SUM + k] / _EMA_NF[k]
     for k in range(6):
-        out[oo + ov + 6 + k] = ma_vote_nb(c, s[so + _EMA + k])
-    ema50 = s[so + _EMA + _E50]  # priceAvg = ema(close, 50) of the trend filters
+        out[ov + 6 + k] = ma_vote_nb(c, s[_EMA + k])
+    ema50 = s[_EMA + _E50]  # priceAvg = ema(close, 50) of the trend filters
 
     # ---- Hull MA 9: wma(2*wma(close, 4) - wma(close, 9), 3), weights newest first
     hull = np.nan
     if t + 1 >= 9:
         acc4 = 0.0
         for w in range(4, 0, -1):
-            acc4 += w * s[so + newest - 4 + w]
+            acc4 += w * s[newest - 4 + w]
         acc9 = 0.0
         for w in range(9, 0, -1):
-            acc9 += w * s[so + newest - 9 + w]
+            acc9 += w * s[newest - 9 + w]
         d = 2.0 * (acc4 / 10.0) - acc9 / 45.0
-        s[so + _HULL_D] = s[so + _HULL_D + 1]
-        s[so + _HULL_D + 1] = s[so + _HULL_D + 2]
-        s[so + _HULL_D + 2] = d
-        run = s[so + _HULL_RUN]
+        s[_HULL_D] = s[_HULL_D + 1]
+        s[_HULL_D + 1] = s[_HULL_D + 2]
+        s[_HULL_D + 2] = d
+        run = s[_HULL_RUN]
         if run < 3.0:
             run += 1.0
-            s[so + _HULL_RUN] = run
+            s[_HULL_RUN] = run
         if run >= 3.0:
             acc = 0.0
             acc += 3 * d
-            acc += 2 * s[so + _HULL_D + 1]
-            acc += 1 * s[so + _HULL_D]
+            acc += 2 * s[_HULL_D + 1]
+            acc += 1 * s[_HULL_D]
             hull = acc / 6.0
-    out[oo + ov + 12] = ma_vote_nb(c, hull)
+    out[ov + 12] = ma_vote_nb(c, hull)
 
     # ---- VWMA 20: exact sums of the window (an all-zero-volume window reads NaN)
     vwma = np.nan
     if math.isnan(v):
-        s[so + _VWMA_RUN] = 0.0
+        s[_VWMA_RUN] = 0.0
     else:
         pv = ti % _N_VWMA
-        s[so + _XV + pv] = c * v
-        s[so + _XV + pv + _N_VWMA] = c * v
-        s[so + _VOL + pv] = v
-        s[so + _VOL + pv + _N_VWMA] = v
-        run = s[so + _VWMA_RUN]
+        s[_XV + pv] = c * v
+        s[_XV + pv + _N_VWMA] = c * v
+        s[_VOL + pv] = v
+        s[_VOL + pv + _N_VWMA] = v
+        run = s[_VWMA_RUN]
         if run < _N_VWMA:
             run += 1.0
-            s[so + _VWMA_RUN] = run
+            s[_VWMA_RUN] = run
         if run >= _N_VWMA:
             num = 0.0
             den = 0.0
             for j in range(pv + 1, pv + 1 + _N_VWMA):
-                num += s[so + _XV + j]
-                den += s[so + _VOL + j]
+                num += s[_XV + j]
+                den += s[_VOL + j]
             if den != 0.0:
                 vwma = num / den
-    out[oo + ov + 13] = ma_vote_nb(c, vwma)
+    out[ov + 13] = ma_vote_nb(c, vwma)
 
     # ---- high/low rings: Ichimoku 9/26/52 and Stochastic / Williams %R 14
     ph = ti % _N_HL
-    s[so + _HIGH + ph] = h
-    s[so + _HIGH + ph + _N_HL] = h
-    s[so + _LOW + ph] = lo
-    s[so + _LOW + ph + _N_HL] = lo
+    s[_HIGH + ph] = h
+    s[_HIGH + ph + _N_HL] = h
+    s[_LOW + ph] = lo
+    s[_LOW + ph + _N_HL] = lo
     nh = _HIGH + ph + _N_HL
     nl = _LOW + ph + _N_HL
     e = _HL_EXT
@@ -458,24 +461,24 @@ def rating_step_at_nb(
     # lengths read from an array, not literals: a literal argument would make numba
     # compile one copy of the helper per length
     n9, n14, n26, n52 = _HL_N[0], _HL_N[1], _HL_N[2], _HL_N[3]
-    hi9 = _window_max_nb(s, so + nh, n9, ti % 9, h, so + e, so + b9)
-    lo9 = _window_min_nb(s, so + nl, n9, ti % 9, lo, so + e + 1, so + b9 + 9)
-    hi14 = _window_max_nb(s, so + nh, n14, ti % 14, h, so + e + 2, so + b14)
-    lo14 = _window_min_nb(s, so + nl, n14, ti % 14, lo, so + e + 3, so + b14 + 14)
-    hi26 = _window_max_nb(s, so + nh, n26, ti % 26, h, so + e + 4, so + b26)
-    lo26 = _window_min_nb(s, so + nl, n26, ti % 26, lo, so + e + 5, so + b26 + 26)
-    hi52 = _window_max_nb(s, so + nh, n52, ti % 52, h, so + e + 6, so + b52)
-    lo52 = _window_min_nb(s, so + nl, n52, ti % 52, lo, so + e + 7, so + b52 + 52)
+    hi9 = _window_max_nb(s, nh, n9, ti % 9, h, e, b9)
+    lo9 = _window_min_nb(s, nl, n9, ti % 9, lo, e + 1, b9 + 9)
+    hi14 = _window_max_nb(s, nh, n14, ti % 14, h, e + 2, b14)
+    lo14 = _window_min_nb(s, nl, n14, ti % 14, lo, e + 3, b14 + 14)
+    hi26 = _window_max_nb(s, nh, n26, ti % 26, h, e + 4, b26)
+    lo26 = _window_min_nb(s, nl, n26, ti % 26, lo, e + 5, b26 + 26)
+    hi52 = _window_max_nb(s, nh, n52, ti % 52, h, e + 6, b52)
+    lo52 = _window_min_nb(s, nl, n52, ti % 52, lo, e + 7, b52 + 52)
     conv = (hi9 + lo9) / 2.0 if t + 1 >= 9 else np.nan
     base = (hi26 + lo26) / 2.0 if t + 1 >= 26 else np.nan
     lead2 = (hi52 + lo52) / 2.0 if t + 1 >= 52 else np.nan
     lead1 = (conv + base) / 2.0
     pl = ti % _N_LAG
-    l1x = s[so + _LEAD + pl] if t >= _N_LAG else np.nan  # the cloud under this bar: 26 bars ago
-    l2x = s[so + _LEAD + _N_LAG + pl] if t >= _N_LAG else np.nan
-    s[so + _LEAD + pl] = lead1
-    s[so + _LEAD + _N_LAG + pl] = lead2
-    out[oo + ov + 14] = vote_nb(
+    l1x = s[_LEAD + pl] if t >= _N_LAG else np.nan  # the cloud under this bar: 26 bars ago
+    l2x = s[_LEAD + _N_LAG + pl] if t >= _N_LAG else np.nan
+    s[_LEAD + pl] = lead1
+    s[_LEAD + _N_LAG + pl] = lead2
+    out[ov + 14] = vote_nb(
         lead2,
         lead2,
         l1x > l2x and base > l1x and conv > base and c > conv,
@@ -483,24 +486,24 @@ def rating_step_at_nb(
     )
 
     # ---- RSI 14 (Wilder) and the votes that need a previous close
-    pcl = s[so + _PREV_C]
-    s[so + _PREV_C] = c
+    pcl = s[_PREV_C]
+    s[_PREV_C] = c
     r = np.nan
     if t >= 1:
         ch = c - pcl
         gain = ch if ch > 0.0 else 0.0
         loss = -ch if ch < 0.0 else 0.0
         if t > 14:
-            s[so + _RSI_RMA] = _WILDER_A * gain + _WILDER_B * s[so + _RSI_RMA]
-            s[so + _RSI_RMA + 1] = _WILDER_A * loss + _WILDER_B * s[so + _RSI_RMA + 1]
+            s[_RSI_RMA] = _WILDER_A * gain + _WILDER_B * s[_RSI_RMA]
+            s[_RSI_RMA + 1] = _WILDER_A * loss + _WILDER_B * s[_RSI_RMA + 1]
         else:
-            s[so + _RSI_SUM] += gain
-            s[so + _RSI_SUM + 1] += loss
+            s[_RSI_SUM] += gain
+            s[_RSI_SUM + 1] += loss
             if t == 14:
-                s[so + _RSI_RMA] = s[so + _RSI_SUM] / 14.0
-                s[so + _RSI_RMA + 1] = s[so + _RSI_SUM + 1] / 14.0
-        up = s[so + _RSI_RMA]
-        dn = s[so + _RSI_RMA + 1]
+                s[_RSI_RMA] = s[_RSI_SUM] / 14.0
+                s[_RSI_RMA + 1] = s[_RSI_SUM + 1] / 14.0
+        up = s[_RSI_RMA]
+        dn = s[_RSI_RMA + 1]
         if math.isnan(up) or math.isnan(dn):
             r = np.nan
         elif dn == 0.0:
@@ -509,9 +512,9 @@ def rating_step_at_nb(
             r = 0.0
         else:
             r = 100.0 - 100.0 / (1.0 + up / dn)
-    r1 = s[so + _M_RSI1]
-    out[oo + o2 + 0] = vote_nb(r1, r, r < 30.0 and r > r1, r > 70.0 and r < r1)
-    s[so + _M_RSI1] = r
+    r1 = s[_M_RSI1]
+    out[o2 + 0] = vote_nb(r1, r, r < 30.0 and r > r1, r > 70.0 and r < r1)
+    s[_M_RSI1] = r
 
     # ---- Stochastic 14, 3, 3
     raw = np.nan
@@ -519,16 +522,16 @@ def rating_step_at_nb(
         rng = hi14 - lo14
         if rng != 0.0:
             raw = 100.0 * (c - lo14) / rng
-    k_ = _sma3_nb(s, so + _STOCH_K, raw)
-    d_ = _sma3_nb(s, so + _STOCH_D, k_)
-    d1 = s[so + _M_D1]
-    out[oo + o2 + 1] = vote_nb(
+    k_ = _sma3_nb(s, _STOCH_K, raw)
+    d_ = _sma3_nb(s, _STOCH_D, k_)
+    d1 = s[_M_D1]
+    out[o2 + 1] = vote_nb(
         d1,
         k_ + d_,
         k_ < 20.0 and d_ < 20.0 and k_ > d_,
         k_ > 80.0 and d_ > 80.0 and k_ < d_,
     )
-    s[so + _M_D1] = d_
+    s[_M_D1] = d_
 
     # ---- CCI 20 on close: (x - mean) / (0.015 * mean deviation), window oldest first
     cc = np.nan
@@ -536,144 +539,144 @@ def rating_step_at_nb(
         first = newest - 19
         tot = 0.0
         for j in range(first, newest + 1):
-            tot += s[so + j]
+            tot += s[j]
         mean = tot / 20
         dev = 0.0
         for j in range(first, newest + 1):
-            dev += abs(s[so + j] - mean)
+            dev += abs(s[j] - mean)
         dev /= 20
         if dev != 0.0:
             cc = (c - mean) / (0.015 * dev)
-    cc1 = s[so + _M_CCI1]
-    out[oo + o2 + 2] = vote_nb(cc1, cc, cc < -100.0 and cc > cc1, cc > 100.0 and cc < cc1)
-    s[so + _M_CCI1] = cc
+    cc1 = s[_M_CCI1]
+    out[o2 + 2] = vote_nb(cc1, cc, cc < -100.0 and cc > cc1, cc > 100.0 and cc < cc1)
+    s[_M_CCI1] = cc
 
     # ---- DMI 14 / ADX 14 (Pine's ta.dmi: DIs fixnan-ed, DX's zero sum read as 1)
     adx = np.nan
     if t >= 1:
-        up_m = h - s[so + _PREV_HL]
-        dn_m = s[so + _PREV_HL + 1] - lo
+        up_m = h - s[_PREV_HL]
+        dn_m = s[_PREV_HL + 1] - lo
         pdm = up_m if (up_m > dn_m and up_m > 0.0) else 0.0
         mdm = dn_m if (dn_m > up_m and dn_m > 0.0) else 0.0
         tr = max(h - lo, abs(h - pcl), abs(lo - pcl))
         if t > 14:
-            s[so + _DMI_RMA] = _WILDER_A * pdm + _WILDER_B * s[so + _DMI_RMA]
-            s[so + _DMI_RMA + 1] = _WILDER_A * mdm + _WILDER_B * s[so + _DMI_RMA + 1]
-            s[so + _DMI_RMA + 2] = _WILDER_A * tr + _WILDER_B * s[so + _DMI_RMA + 2]
+            s[_DMI_RMA] = _WILDER_A * pdm + _WILDER_B * s[_DMI_RMA]
+            s[_DMI_RMA + 1] = _WILDER_A * mdm + _WILDER_B * s[_DMI_RMA + 1]
+            s[_DMI_RMA + 2] = _WILDER_A * tr + _WILDER_B * s[_DMI_RMA + 2]
         else:
-            s[so + _DMI_SUM] += pdm
-            s[so + _DMI_SUM + 1] += mdm
-            s[so + _DMI_SUM + 2] += tr
+            s[_DMI_SUM] += pdm
+            s[_DMI_SUM + 1] += mdm
+            s[_DMI_SUM + 2] += tr
             if t == 14:
-                s[so + _DMI_RMA] = s[so + _DMI_SUM] / 14.0
-                s[so + _DMI_RMA + 1] = s[so + _DMI_SUM + 1] / 14.0
-                s[so + _DMI_RMA + 2] = s[so + _DMI_SUM + 2] / 14.0
-        tr_a = s[so + _DMI_RMA + 2]
+                s[_DMI_RMA] = s[_DMI_SUM] / 14.0
+                s[_DMI_RMA + 1] = s[_DMI_SUM + 1] / 14.0
+                s[_DMI_RMA + 2] = s[_DMI_SUM + 2] / 14.0
+        tr_a = s[_DMI_RMA + 2]
         if not math.isnan(tr_a):
             if tr_a != 0.0:
-                s[so + _DI] = 100.0 * s[so + _DMI_RMA] / tr_a
-                s[so + _DI + 1] = 100.0 * s[so + _DMI_RMA + 1] / tr_a
-            p = s[so + _DI]
-            m = s[so + _DI + 1]
+                s[_DI] = 100.0 * s[_DMI_RMA] / tr_a
+                s[_DI + 1] = 100.0 * s[_DMI_RMA + 1] / tr_a
+            p = s[_DI]
+            m = s[_DI + 1]
             if not math.isnan(p):
                 tot_di = p + m
                 dx = abs(p - m) / (tot_di if tot_di != 0.0 else 1.0)
-                if s[so + _ADX + 3] != 0.0:
-                    s[so + _ADX + 2] = _WILDER_A * dx + _WILDER_B * s[so + _ADX + 2]
-                    adx = 100.0 * s[so + _ADX + 2]
+                if s[_ADX + 3] != 0.0:
+                    s[_ADX + 2] = _WILDER_A * dx + _WILDER_B * s[_ADX + 2]
+                    adx = 100.0 * s[_ADX + 2]
                 else:
-                    s[so + _ADX + 1] += dx
-                    s[so + _ADX] += 1.0
-                    if s[so + _ADX] >= 14.0:
-                        s[so + _ADX + 2] = s[so + _ADX + 1] / 14.0
-                        s[so + _ADX + 3] = 1.0
-                        adx = 100.0 * s[so + _ADX + 2]
-    s[so + _PREV_HL] = h
-    s[so + _PREV_HL + 1] = lo
-    adx1 = s[so + _M_ADX1]
-    pdi = s[so + _DI]
-    mdi = s[so + _DI + 1]
-    out[oo + o2 + 3] = vote_nb(
+                    s[_ADX + 1] += dx
+                    s[_ADX] += 1.0
+                    if s[_ADX] >= 14.0:
+                        s[_ADX + 2] = s[_ADX + 1] / 14.0
+                        s[_ADX + 3] = 1.0
+                        adx = 100.0 * s[_ADX + 2]
+    s[_PREV_HL] = h
+    s[_PREV_HL + 1] = lo
+    adx1 = s[_M_ADX1]
+    pdi = s[_DI]
+    mdi = s[_DI + 1]
+    out[o2 + 3] = vote_nb(
         adx,
         adx,
         adx > 20.0 and adx > adx1 and pdi > mdi,
         adx > 20.0 and adx > adx1 and pdi < mdi,
     )
-    s[so + _M_ADX1] = adx
+    s[_M_ADX1] = adx
 
     # ---- Awesome Oscillator: sma(hl2, 5) (exact) - sma(hl2, 34) (running sum)
     hl2 = (h + lo) / 2.0
     pa = ti % _N_AO
     na = _HL2 + pa + _N_AO
     if t >= _N_AO:
-        s[so + _AO_SUM] += hl2 - s[so + na - _N_AO]
+        s[_AO_SUM] += hl2 - s[na - _N_AO]
     else:
-        s[so + _AO_SUM] += hl2
-    s[so + _HL2 + pa] = hl2
-    s[so + na] = hl2
+        s[_AO_SUM] += hl2
+    s[_HL2 + pa] = hl2
+    s[na] = hl2
     ao = np.nan
     if t + 1 >= _N_AO:
         fast = 0.0
         for j in range(na - 4, na + 1):
-            fast += s[so + j]
-        ao = fast / 5 - s[so + _AO_SUM] / _N_AO
-    ao1 = s[so + _M_AO1]
-    ao2 = s[so + _M_AO2]
-    out[oo + o2 + 4] = vote_nb(
+            fast += s[j]
+        ao = fast / 5 - s[_AO_SUM] / _N_AO
+    ao1 = s[_M_AO1]
+    ao2 = s[_M_AO2]
+    out[o2 + 4] = vote_nb(
         ao1,
         ao,
         (ao > 0.0 and ao1 <= 0.0) or (ao > 0.0 and ao1 > 0.0 and ao > ao1 and ao2 > ao1),
         (ao < 0.0 and ao1 >= 0.0) or (ao < 0.0 and ao1 < 0.0 and ao < ao1 and ao2 < ao1),
     )
-    s[so + _M_AO2] = ao1
-    s[so + _M_AO1] = ao
+    s[_M_AO2] = ao1
+    s[_M_AO1] = ao
 
     # ---- Momentum 10
-    mo1 = s[so + _M_MOM1]
-    out[oo + o2 + 5] = vote_nb(mo1, mo, mo > mo1, mo < mo1)
-    s[so + _M_MOM1] = mo
+    mo1 = s[_M_MOM1]
+    out[o2 + 5] = vote_nb(mo1, mo, mo > mo1, mo < mo1)
+    s[_M_MOM1] = mo
 
     # ---- MACD 12, 26, 9
-    m_ = s[so + _EMA + _E12] - s[so + _EMA + _E26]
+    m_ = s[_EMA + _E12] - s[_EMA + _E26]
     sg = _MACD_SIG
-    if s[so + sg + 3] != 0.0:
+    if s[sg + 3] != 0.0:
         if not math.isnan(m_):
-            s[so + sg + 2] = _SIG_A * m_ + _SIG_B * s[so + sg + 2]
+            s[sg + 2] = _SIG_A * m_ + _SIG_B * s[sg + 2]
     elif math.isnan(m_):
-        s[so + sg] = 0.0
-        s[so + sg + 1] = 0.0
+        s[sg] = 0.0
+        s[sg + 1] = 0.0
     else:
-        s[so + sg + 1] += m_
-        s[so + sg] += 1.0
-        if s[so + sg] >= 9.0:
-            s[so + sg + 2] = s[so + sg + 1] / 9.0
-            s[so + sg + 3] = 1.0
-    sig = s[so + sg + 2] if s[so + sg + 3] != 0.0 else np.nan
-    out[oo + o2 + 6] = vote_nb(sig, m_, m_ > sig, m_ < sig)
+        s[sg + 1] += m_
+        s[sg] += 1.0
+        if s[sg] >= 9.0:
+            s[sg + 2] = s[sg + 1] / 9.0
+            s[sg + 3] = 1.0
+    sig = s[sg + 2] if s[sg + 3] != 0.0 else np.nan
+    out[o2 + 6] = vote_nb(sig, m_, m_ > sig, m_ < sig)
 
     # ---- Stochastic RSI 14, 14, 3, 3 (TradingView: stoch(rsi, rsi, rsi, 14))
     raw_s = np.nan
     if math.isnan(r):
-        s[so + _RSI_COUNT] = 0.0
+        s[_RSI_COUNT] = 0.0
     else:
         pr = ti % _N_RSI
-        s[so + _RSI_RING + pr] = r
-        s[so + _RSI_RING + pr + _N_RSI] = r
-        cnt = s[so + _RSI_COUNT]  # RSI values before this one since the last NaN
-        s[so + _RSI_COUNT] = cnt + 1.0
+        s[_RSI_RING + pr] = r
+        s[_RSI_RING + pr + _N_RSI] = r
+        cnt = s[_RSI_COUNT]  # RSI values before this one since the last NaN
+        s[_RSI_COUNT] = cnt + 1.0
         j = int(cnt) % _N_RSI
         nr = _RSI_RING + pr + _N_RSI
-        hi_r = _window_max_nb(s, so + nr, n14, j, r, so + _RSI_EXT, so + _RSI_BLOCK)
-        lo_r = _window_min_nb(s, so + nr, n14, j, r, so + _RSI_EXT + 1, so + _RSI_BLOCK + _N_RSI)
+        hi_r = _window_max_nb(s, nr, n14, j, r, _RSI_EXT, _RSI_BLOCK)
+        lo_r = _window_min_nb(s, nr, n14, j, r, _RSI_EXT + 1, _RSI_BLOCK + _N_RSI)
         if cnt + 1.0 >= _N_RSI:
             rng = hi_r - lo_r
             if rng != 0.0:
                 raw_s = 100.0 * (r - lo_r) / rng
-    sk = _sma3_nb(s, so + _SRSI_K, raw_s)
-    sd = _sma3_nb(s, so + _SRSI_D, sk)
+    sk = _sma3_nb(s, _SRSI_K, raw_s)
+    sd = _sma3_nb(s, _SRSI_D, sk)
     up_trend = c > ema50
     down_trend = c < ema50
-    out[oo + o2 + 7] = vote_nb(
+    out[o2 + 7] = vote_nb(
         ema50,
         sk + sd,
         down_trend and sk < 20.0 and sd < 20.0 and sk > sd,
@@ -686,24 +689,24 @@ def rating_step_at_nb(
         rng = hi14 - lo14
         if rng != 0.0:
             wr = 100.0 * (c - hi14) / rng
-    wr1 = s[so + _M_WR1]
-    out[oo + o2 + 8] = vote_nb(wr1, wr, wr < -80.0 and wr > wr1, wr > -20.0 and wr < wr1)
-    s[so + _M_WR1] = wr
+    wr1 = s[_M_WR1]
+    out[o2 + 8] = vote_nb(wr1, wr, wr < -80.0 and wr > wr1, wr > -20.0 and wr < wr1)
+    s[_M_WR1] = wr
 
     # ---- Bull / Bear Power 13
-    e13 = s[so + _EMA + _E13]
+    e13 = s[_EMA + _E13]
     bull = h - e13
     bear = lo - e13
-    bull1 = s[so + _M_BULL1]
-    bear1 = s[so + _M_BEAR1]
-    out[oo + o2 + 9] = vote_nb(
+    bull1 = s[_M_BULL1]
+    bear1 = s[_M_BEAR1]
+    out[o2 + 9] = vote_nb(
         ema50,
         bull,
         up_trend and bear < 0.0 and bear > bear1,
         down_trend and bull > 0.0 and bull < bull1,
     )
-    s[so + _M_BULL1] = bull
-    s[so + _M_BEAR1] = bear
+    s[_M_BULL1] = bull
+    s[_M_BEAR1] = bear
 
     # ---- Ultimate Oscillator 7, 14, 28 (running sums; an all-flat window reads NaN)
     u = np.nan
@@ -712,8 +715,8 @@ def rating_step_at_nb(
         tmax = h if h > pcl else pcl
         bp = c - tmin
         tr_u = tmax - tmin
-        flat = s[so + _UO_FLAT] + 1.0 if tr_u == 0.0 else 0.0
-        s[so + _UO_FLAT] = flat
+        flat = s[_UO_FLAT] + 1.0 if tr_u == 0.0 else 0.0
+        s[_UO_FLAT] = flat
         n_in = t - 1.0  # values already in the rings (the first bar has no true range)
         pu = (ti - 1) % _N_UO
         nb = _UO_BP + pu + _N_UO  # where this bar's value goes (its twin is at pu)
@@ -721,47 +724,43 @@ def rating_step_at_nb(
         for k in range(3):
             nk = _UO_N[k]
             if n_in >= nk:  # the value leaving the window is nk bars old
-                s[so + _UO_SUM + k] += bp - s[so + nb - nk]
-                s[so + _UO_SUM + 3 + k] += tr_u - s[so + nt - nk]
+                s[_UO_SUM + k] += bp - s[nb - nk]
+                s[_UO_SUM + 3 + k] += tr_u - s[nt - nk]
             else:
-                s[so + _UO_SUM + k] += bp
-                s[so + _UO_SUM + 3 + k] += tr_u
+                s[_UO_SUM + k] += bp
+                s[_UO_SUM + 3 + k] += tr_u
             if flat >= nk:
-                s[so + _UO_SUM + k] = 0.0
-                s[so + _UO_SUM + 3 + k] = 0.0
-        s[so + _UO_BP + pu] = bp
-        s[so + nb] = bp
-        s[so + _UO_TR + pu] = tr_u
-        s[so + nt] = tr_u
+                s[_UO_SUM + k] = 0.0
+                s[_UO_SUM + 3 + k] = 0.0
+        s[_UO_BP + pu] = bp
+        s[nb] = bp
+        s[_UO_TR + pu] = tr_u
+        s[nt] = tr_u
         if n_in + 1.0 >= _N_UO:
-            t1 = s[so + _UO_SUM + 3]
-            t2 = s[so + _UO_SUM + 4]
-            t3 = s[so + _UO_SUM + 5]
+            t1 = s[_UO_SUM + 3]
+            t2 = s[_UO_SUM + 4]
+            t3 = s[_UO_SUM + 5]
             if t1 != 0.0 and t2 != 0.0 and t3 != 0.0:
                 u = (
                     100.0
-                    * (
-                        4.0 * (s[so + _UO_SUM] / t1)
-                        + 2.0 * (s[so + _UO_SUM + 1] / t2)
-                        + s[so + _UO_SUM + 2] / t3
-                    )
+                    * (4.0 * (s[_UO_SUM] / t1) + 2.0 * (s[_UO_SUM + 1] / t2) + s[_UO_SUM + 2] / t3)
                     / 7.0
                 )
-    out[oo + o2 + 10] = vote_nb(u, u, u > 70.0, u < 30.0)
+    out[o2 + 10] = vote_nb(u, u, u > 70.0, u < 30.0)
 
-    s[so + _T] = t + 1.0
+    s[_T] = t + 1.0
 
     # ---- ratings
-    rm = _mean_nan(out, oo + ov, oo + o2)
-    ro = _mean_nan(out, oo + o2, oo + o2 + N_OSC_VOTES)
-    out[oo + OUT_MA] = rm
-    out[oo + OUT_OSC] = ro
+    rm = _mean_nan(out, ov, o2)
+    ro = _mean_nan(out, o2, o2 + N_OSC_VOTES)
+    out[OUT_MA] = rm
+    out[OUT_OSC] = ro
     if math.isnan(rm):
-        out[oo + OUT_ALL] = ro
+        out[OUT_ALL] = ro
     elif math.isnan(ro):
-        out[oo + OUT_ALL] = rm
+        out[OUT_ALL] = rm
     else:
-        out[oo + OUT_ALL] = (rm + ro) / 2.0
+        out[OUT_ALL] = (rm + ro) / 2.0
 
 
 @njit(cache=True)
