@@ -231,7 +231,8 @@ def run_backtest(
     (nothing is written when None). ``progress``: tqdm bar (None = on for big runs on a TTY).
     ``warmup``: on an empty numba cache, a worker process compiles the signal combiner and
     the engine while this one loads the candles and compiles the ratings (:mod:`core.warmup`;
-    None = unless ``TANDEM_WARMUP=0``).
+    True = always, False = never, None = as ``TANDEM_WARMUP`` says, by default only when a
+    core is idle).
     Raises :class:`DataError` / :class:`ConfigError` with a clear message.
     """
     from core import warmup as jit_warmup

@@ -14,10 +14,11 @@ Job: N assets (default 100) × one year of 1h candles, timeframes 1h/4h/1d, prof
 
 Both run in this process, each once to warm up (numba/vectorbt compiles) and then timed;
 the printed ratio is baseline / Tandem (warm). Cold: fresh interpreters run the Tandem job
-once each — with an empty ``NUMBA_CACHE_DIR`` and the parallel JIT warm-up of
-:mod:`core.warmup` (the default), with an empty cache compiling in one process
-(``TANDEM_WARMUP=0``; its breakdown shows where the cold seconds go: imports, compile per
-top-level kernel, run), and with the cache filled ("warm process": cache loads only).
+once each — with an empty ``NUMBA_CACHE_DIR`` and the JIT warm-up worker of
+:mod:`core.warmup` forced on (``TANDEM_WARMUP=1``; by default it only starts when a core
+is idle), with an empty cache compiling everything in one process (``TANDEM_WARMUP=0``; its
+breakdown shows where the cold seconds go: imports, compile per top-level kernel, run), and
+with the cache filled ("warm process": cache loads only).
 
 The candles are generated (seeded GBM with volatility clusters, :mod:`backtest.demo_data`)
 into a temporary candle store, so the benchmark needs no downloaded data.
@@ -347,7 +348,7 @@ def main() -> None:
                                         warmup=False)
             print(f"tandem cold (fresh process, empty NUMBA_CACHE_DIR): wall {cold['wall_s']:.1f} s"
                   "  (target < 20 s)")
-            print(describe_process("  cold, JIT warm-up worker (default)", cold))
+            print(describe_process("  cold, JIT warm-up worker (TANDEM_WARMUP=1)", cold))
             print(describe_process("  cold, all compiled in one process (TANDEM_WARMUP=0)",
                                    cold_serial))
             print(describe_process("  warm process (cache filled)", warm_proc), flush=True)

@@ -72,6 +72,15 @@ def test_markers_and_switch(profile, cache, monkeypatch) -> None:  # noqa: ANN00
     assert warmup.start_warmup(profile, (("engine",),)).groups == []
     monkeypatch.setenv(warmup.ENV_SWITCH, "0")
     assert warmup.start_warmup(port, (("engine",),)).groups == []
+    # auto (the default): a worker only when a core is idle — here the machine is busy.
+    monkeypatch.delenv(warmup.ENV_SWITCH)
+    assert warmup.mode() == "auto"
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.0, 2.0, 2.0))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert not warmup.spare_core()
+    assert warmup.start_warmup(port, (("engine",),)).groups == []
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 0.3, 0.3))
+    assert warmup.spare_core()
 
 
 def test_worker_fills_the_cache_for_a_fresh_process(profile, cache) -> None:  # noqa: ANN001
