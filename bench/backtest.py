@@ -264,6 +264,7 @@ def child(store_dir: str, n_assets: int) -> None:
     prof = bench_profile(syms)
     workers = {j: warmup.job_seconds(prof, j) for g in warmup.BACKTEST_GROUPS for j in g}
     print(json.dumps({"run_s": secs, "process_s": time.perf_counter() - _T0,
+                      "main_cpu_s": time.process_time(),
                       "import_s": t_import, "fills": len(res.fills), "timings": res.timings,
                       "jit": times.top, "jit_cpu": times.cpu, "workers": workers}))
 
@@ -301,7 +302,8 @@ def describe_process(label: str, d: dict) -> str:
     t = d["timings"]
     waits = {k[5:]: v for k, v in t.items() if k.startswith("wait_")}
     lines = [
-        f"{label}: wall {d['wall_s']:.1f} s (CPU {d['cpu_s']:.1f} s incl. workers) = "
+        f"{label}: wall {d['wall_s']:.1f} s (CPU {d['cpu_s']:.1f} s incl. workers, "
+        f"{d['main_cpu_s']:.1f} s in the main process) = "
         f"interpreter+imports {d['import_s']:.1f} s + run {d['run_s']:.1f} s"
         f" (+ exit {d['wall_s'] - d['process_s']:.1f} s)",
         "    compiles in the main process " + f"{jit:.1f} s" + (": " if stages else "") + ", ".join(
