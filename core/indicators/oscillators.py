@@ -18,7 +18,8 @@ from numba import njit
 from core.indicators.extremes import HL_HI, HL_LO, highlow_step_at_nb, new_highlow_state
 from core.indicators.moving import (
     EMA_SIZE,
-    chrono_sum_nb,
+    chrono_absdev4_nb,
+    chrono_sum4_nb,
     ema_step_at_nb,
     new_ema_state,
     new_rma_state,
@@ -243,13 +244,10 @@ def cci_step_at_nb(s: np.ndarray, o: int, x: float) -> float:
     s[o + 2] = 0.0 if nxt == n else nxt
     if run < n:
         return np.nan
-    # oldest-first sums: the rounding depends on the window only, not the ring rotation
-    mean = chrono_sum_nb(s, b, n, pos) / n
-    dev = 0.0
-    for j in range(pos + 1, n):
-        dev += abs(s[b + j] - mean)
-    for j in range(pos + 1):
-        dev += abs(s[b + j] - mean)
+    # oldest-first sums (four interleaved partials): the rounding depends on the window
+    # only, not on the ring's rotation
+    mean = chrono_sum4_nb(s, b, n, pos) / n
+    dev = chrono_absdev4_nb(s, b, n, pos, mean)
     dev /= n
     if dev == 0.0:
         return np.nan

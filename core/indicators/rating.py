@@ -329,6 +329,54 @@ def _window_min_nb(
 
 
 @njit(cache=True)
+def sum4_nb(s: np.ndarray, first: int, n: int) -> float:
+    """Sum of ``s[first:first+n]`` (oldest first) as four interleaved partial sums added
+    pairwise: ``core.indicators.moving.chrono_sum4_nb`` over a contiguous window, so the
+    standalone VWMA and CCI give the same bits."""
+    p0 = 0.0
+    p1 = 0.0
+    p2 = 0.0
+    p3 = 0.0
+    q = 0
+    while q + 4 <= n:
+        p0 += s[first + q]
+        p1 += s[first + q + 1]
+        p2 += s[first + q + 2]
+        p3 += s[first + q + 3]
+        q += 4
+    if q < n:
+        p0 += s[first + q]
+    if q + 1 < n:
+        p1 += s[first + q + 1]
+    if q + 2 < n:
+        p2 += s[first + q + 2]
+    return (p0 + p1) + (p2 + p3)
+
+
+@njit(cache=True)
+def absdev4_nb(s: np.ndarray, first: int, n: int, mean: float) -> float:
+    """Sum of ``|x - mean|`` over ``s[first:first+n]``, grouped as :func:`sum4_nb`."""
+    p0 = 0.0
+    p1 = 0.0
+    p2 = 0.0
+    p3 = 0.0
+    q = 0
+    while q + 4 <= n:
+        p0 += abs(s[first + q] - mean)
+        p1 += abs(s[first + q + 1] - mean)
+        p2 += abs(s[first + q + 2] - mean)
+        p3 += abs(s[first + q + 3] - mean)
+        q += 4
+    if q < n:
+        p0 += abs(s[first + q] - mean)
+    if q + 1 < n:
+        p1 += abs(s[first + q + 1] - mean)
+    if q + 2 < n:
+        p2 += abs(s[first + q + 2] - mean)
+    return (p0 + p1) + (p2 + p3)
+
+
+@njit(cache=True)
 def _mean_nan(out: np.ndarray, start: int, stop: int) -> float:
     tot = 0.0
     cnt = 0
@@ -439,11 +487,8 @@ def rating_step_at_nb(
             run += 1.0
             s[_VWMA_RUN] = run
         if run >= _N_VWMA:
-            num = 0.0
-            den = 0.0
-            for j in range(pv + 1, pv + 1 + _N_VWMA):
-                num += s[_XV + j]
-                den += s[_VOL + j]
+            num = sum4_nb(s, _XV + pv + 1, 20)  # a literal 20 (the only length): unrolled
+            den = sum4_nb(s, _VOL + pv + 1, 20)
             if den != 0.0:
                 vwma = num / den
     out[ov + 13] = ma_vote_nb(c, vwma)
@@ -537,13 +582,8 @@ def rating_step_at_nb(
     cc = np.nan
     if t + 1 >= 20:
         first = newest - 19
-        tot = 0.0
-        for j in range(first, newest + 1):
-            tot += s[j]
-        mean = tot / 20
-        dev = 0.0
-        for j in range(first, newest + 1):
-            dev += abs(s[j] - mean)
+        mean = sum4_nb(s, first, 20) / 20
+        dev = absdev4_nb(s, first, 20, mean)
         dev /= 20
         if dev != 0.0:
             cc = (c - mean) / (0.015 * dev)
