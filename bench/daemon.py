@@ -1,23 +1,37 @@
 """Daemon benchmark: close-frame-to-commit latency and idle footprint.
 
-Latency: the emulator plays generated 1m candles for N streams (10, 50, 200) on its virtual
-clock; the daemon consumes them with the real ccxt.pro client over 127.0.0.1, exactly as in
-production. For every slice we take the moment the *last* closing kline frame of that bar
-left the emulator (the frame that completes the slice; ``Emulator.on_frame``) and the
-moment the slice's SQLite transaction committed (``Daemon.commit_hook``): p50/p99 over the
-live bars (warm-up excluded). Emulator and daemon share one process and one event loop, so
-the figure includes the emulator's own sending of the other streams' frames.
+Latency (definition printed with the figures): the emulator plays generated 1m candles for
+N streams (10, 50, 200) on its virtual clock **in a separate process** (as the exchange is
+another machine in production); the daemon consumes them with the real ccxt.pro client
+over 127.0.0.1, exactly as in production. For every live slice, latency = the moment the
+*last* closing kline frame (``x: true``) that completes the slice was written to its socket
+by the emulator (``Emulator.on_frame``, in the child) -> the moment the slice's SQLite
+transaction committed (``Daemon.commit_hook``, in the daemon). Both stamps are
+``time.perf_counter()``, which on Linux is ``clock_gettime(CLOCK_MONOTONIC)``: one
+system-wide clock, so stamps from the two processes are comparable (checked at start).
+p50/p99/max over the live bars (warm-up excluded). Per bar the emulator first sends every
+stream's in-progress update (``x: false``; on the exchange these are spread over the bar),
+pauses 20 ms, then sends every closing frame followed by every stream's open tick of the next
+bar (``x: false``), as Binance does — so the daemon reads 400 frames per burst at 200 streams.
+``--inproc`` runs the emulator in the daemon's own process and event loop instead (the old
+figure: it adds the emulator's sending of the other streams' frames to the daemon's time).
+Also printed: the daemon process's CPU time from the burst's start to the slice's commit
+(p50) — a figure the machine's load does not inflate, unlike the wall-clock latency (the
+load average is printed too: on a shared 2-core machine, other jobs preempt the daemon).
 
 Idle: a separate ``tandem-daemon run`` process with 200 streams, live and caught up, then no
 market data for ``--idle-s`` seconds: resident memory (VmRSS) and CPU use of that process.
 
     NUMBA_CACHE_DIR=.numba_cache .venv/bin/python bench/daemon.py [--bars 60] [--idle-s 10]
+        [--streams 10,50,200] [--inproc] [--profile 200:prof.out]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import cProfile
 import json
 import os
 import subprocess
@@ -41,6 +55,7 @@ from daemon.strategy import stepper_factory  # noqa: E402
 
 TF_MS = 60_000
 WARMUP = 60
+SEED = 3
 
 
 def symbols(n: int) -> list[str]:
@@ -66,51 +81,206 @@ def make_profile(syms: list[str]):
     return parse_manifest({"version": 1, "profiles": {"bench": profile_dict(syms)}}).profile("bench")
 
 
-async def latency(n: int, bars: int, tmp: Path) -> dict:
-    syms = symbols(n)
-    prof = make_profile(syms)
-    market = MarketData.generate(syms, "1m", n_bars=WARMUP + bars + 5, seed=3)
+def bench_market(n: int, bars: int) -> MarketData:
+    return MarketData.generate(symbols(n), "1m", n_bars=WARMUP + bars + 5, seed=SEED)
+
+
+# ---------------------------------------------------------------------------------------
+# the exchange: an emulator driven over stdin/stdout (runs in its own process)
+# ---------------------------------------------------------------------------------------
+async def emulator_child(n: int, bars: int) -> None:
+    """Serve the bench market; obey line commands on stdin, answer JSON lines on stdout.
+
+    ``subs K`` -> wait until K streams are subscribed; ``pre`` -> move the clock to 1 ms
+    before the next bar boundary (the bar's in-progress updates go out); ``advance`` -> close
+    one bar and answer ``{bar_ts: perf_counter of that bar's last closing frame}``; ``quit``.
+    """
+    market = bench_market(n, bars)
     t0 = market.first_ts + WARMUP * TF_MS
     emu = Emulator(market, start=t0)
-    last_frame: dict[int, float] = {}
+    last: dict[int, float] = {}
+    first: dict[int, float] = {}
 
     def on_frame(symbol, bar_ts, closed, t):  # noqa: ANN001
         if closed:
-            last_frame[bar_ts] = t  # frames of one bar arrive in order: keep the last
+            last[bar_ts] = t  # one bar's closing frames go out in order: keep the last
+            first.setdefault(bar_ts, t)
 
     emu.on_frame = on_frame
     await emu.start()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    def answer(obj: dict) -> None:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    answer({"rest_url": emu.rest_url, "ws_url": emu.ws_url, "t0": t0, "clock": time.perf_counter()})
+    try:
+        while line := (await reader.readline()).decode().strip():
+            cmd, *arg = line.split()
+            if cmd == "subs":
+                await wait_subscribed(emu, int(arg[0]), timeout_s=900)
+                answer({"subs": len(emu.subscriptions())})
+            elif cmd == "pre":
+                await emu.advance_to((emu.now // TF_MS + 1) * TF_MS - 1)
+                answer({"now": emu.now})
+            elif cmd == "advance":
+                last.clear()
+                first.clear()
+                await emu.advance(1)
+                answer({"now": emu.now, "frames": {str(k): v for k, v in last.items()},
+                        "first": {str(k): v for k, v in first.items()}})
+            elif cmd == "quit":
+                break
+    finally:
+        await emu.stop()
+
+
+class RemoteEmulator:
+    """The parent's handle on :func:`emulator_child`."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, hello: dict):
+        self.proc = proc
+        self.rest_url, self.ws_url, self.t0 = hello["rest_url"], hello["ws_url"], hello["t0"]
+
+    @classmethod
+    async def start(cls, n: int, bars: int) -> RemoteEmulator:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--emulator-child", "--streams", str(n), "--bars", str(bars),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        hello = json.loads(await proc.stdout.readline())
+        return cls(proc, hello)
+
+    async def ask(self, line: str) -> dict:
+        self.proc.stdin.write((line + "\n").encode())
+        await self.proc.stdin.drain()
+        return json.loads(await self.proc.stdout.readline())
+
+    async def stop(self) -> None:
+        self.proc.stdin.write(b"quit\n")
+        await self.proc.stdin.drain()
+        await asyncio.wait_for(self.proc.wait(), 30)
+
+
+# ---------------------------------------------------------------------------------------
+# latency
+# ---------------------------------------------------------------------------------------
+def _daemon(n: int, tmp: Path, rest_url: str, ws_url: str, t0: int) -> Daemon:
+    prof = make_profile(symbols(n))
     cfg = DaemonConfig(
         profile_name=prof.name, profile_json=prof.canonical_json(), symbols=prof.assets,
         exchange_id="binance", base_timeframe="1m", tf_ms=TF_MS, warmup_bars=prof.warmup,
-        state_db=tmp / f"lat{n}.sqlite", rest_url=emu.rest_url, ws_url=emu.ws_url,
+        state_db=tmp / f"lat{n}.sqlite", rest_url=rest_url, ws_url=ws_url,
         grace_s=30.0, watchdog_s=0, heartbeat_every_s=3600, fresh=True, t0=t0,
         checkpoint_every=10**9, checkpoint_every_s=3600,
     )
-    daemon = Daemon(cfg, stepper_factory(prof))
+    return Daemon(cfg, stepper_factory(prof))
+
+
+def _figures(n: int, commits: dict[int, float], frames: dict[int, float], t0: int,
+             cpu: list[float] | None = None) -> dict:
+    lat = np.array([commits[ts] - frames[ts] for ts in commits
+                    if ts >= t0 + TF_MS and ts in frames]) * 1000.0
+    out = {"streams": n, "slices": int(lat.size), "p50_ms": float(np.percentile(lat, 50)),
+           "p99_ms": float(np.percentile(lat, 99)), "max_ms": float(lat.max())}
+    if cpu:
+        out["cpu_ms"] = float(np.percentile(np.array(cpu) * 1000.0, 50))
+    return out
+
+
+async def latency(n: int, bars: int, tmp: Path, prof: cProfile.Profile | None = None) -> dict:
+    """Emulator in a child process (see the module docstring)."""
+    emu = await RemoteEmulator.start(n, bars)
+    daemon = _daemon(n, tmp, emu.rest_url, emu.ws_url, emu.t0)
+    commits: dict[int, float] = {}
+    cpu_at_commit: dict[int, float] = {}
+    frames: dict[int, float] = {}
+    committed = asyncio.Event()
+
+    def on_commit(sl, t: float) -> None:  # noqa: ANN001
+        commits[sl.ts] = t
+        cpu_at_commit[sl.ts] = time.process_time()
+        committed.set()
+
+    daemon.commit_hook = on_commit
+    task = asyncio.create_task(daemon.run())
+    cpu: list[float] = []  # daemon process CPU from the burst's start to the slice's commit
+    try:
+        await emu.ask(f"subs {n}")  # first run after a core change compiles: may be slow
+        for k in range(bars):
+            if prof is not None and k == 1:
+                prof.enable()  # live bars only (the first one still seeds caches)
+            # The bar's in-progress updates first, as on the exchange (where they are spread
+            # over the bar), then a pause, then the closing frames (+ the next bar's open).
+            await emu.ask("pre")
+            await asyncio.sleep(0.02)
+            committed.clear()
+            cpu0 = time.process_time()
+            reply = await emu.ask("advance")
+            closed = reply["now"] - TF_MS
+            frames.update({int(ts): t for ts, t in reply["frames"].items()})
+            deadline = time.monotonic() + 60
+            while closed not in commits and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(committed.wait(), 1.0)
+                committed.clear()
+            if k > 0 and closed in cpu_at_commit:
+                cpu.append(cpu_at_commit[closed] - cpu0)
+            await asyncio.sleep(0.002)  # idle gap between bars, as in live trading
+        if prof is not None:
+            prof.disable()
+    finally:
+        daemon.stop()
+        await task
+        await emu.stop()
+    return _figures(n, commits, frames, emu.t0, cpu)
+
+
+async def latency_inproc(n: int, bars: int, tmp: Path) -> dict:
+    """Emulator in the daemon's own process and event loop (the figure before the split)."""
+    market = bench_market(n, bars)
+    t0 = market.first_ts + WARMUP * TF_MS
+    emu = Emulator(market, start=t0)
+    frames: dict[int, float] = {}
+    emu.on_frame = lambda sym, bar_ts, closed, t: closed and frames.__setitem__(bar_ts, t)
+    await emu.start()
+    daemon = _daemon(n, tmp, emu.rest_url, emu.ws_url, t0)
     commits: dict[int, float] = {}
     daemon.commit_hook = lambda sl, t: commits.__setitem__(sl.ts, t)
     task = asyncio.create_task(daemon.run())
-    await wait_subscribed(emu, n, timeout_s=900)  # first run after a core change compiles
-    for _ in range(bars):
-        await emu.advance(1)
-        closed = emu.now - TF_MS
-        await wait_delivered(daemon, closed, 60)
-        await asyncio.sleep(0.002)  # idle gap between bars, as in live trading
-    daemon.stop()
-    await task
-    await emu.stop()
-    lat = np.array([commits[ts] - last_frame[ts] for ts in commits if ts >= t0 + TF_MS
-                    and ts in last_frame]) * 1000.0
-    return {"streams": n, "slices": int(lat.size), "p50_ms": float(np.percentile(lat, 50)),
-            "p99_ms": float(np.percentile(lat, 99)), "max_ms": float(lat.max())}
+    try:
+        await wait_subscribed(emu, n, timeout_s=900)
+        for _ in range(bars):
+            await emu.advance(1)
+            await wait_delivered(daemon, emu.now - TF_MS, 60)
+            await asyncio.sleep(0.002)
+    finally:
+        daemon.stop()
+        await task
+        await emu.stop()
+    return _figures(n, commits, frames, t0)
 
 
-def _proc_rss_mb(pid: int) -> float:
+# ---------------------------------------------------------------------------------------
+# idle
+# ---------------------------------------------------------------------------------------
+def _proc_mem_mb(pid: int) -> dict[str, float]:
+    """VmRSS and its parts: RssAnon (heap, Python objects, JIT code) and RssFile (mapped
+    shared libraries: LLVM, Arrow, ... — shared with any other process mapping them)."""
+    out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile"):
+            out[key] = int(rest.split()[0]) / 1024.0
+    # PSS: shared pages divided among the processes mapping them.
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            out["Pss"] = int(line.split()[1]) / 1024.0
+    return out
 
 
 def _proc_cpu_s(pid: int) -> float:
@@ -120,7 +290,7 @@ def _proc_cpu_s(pid: int) -> float:
 
 async def idle(n: int, idle_s: float, tmp: Path) -> dict:
     syms = symbols(n)
-    market = MarketData.generate(syms, "1m", n_bars=WARMUP + 20, seed=3)
+    market = MarketData.generate(syms, "1m", n_bars=WARMUP + 20, seed=SEED)
     man = tmp / "manifest.json"
     man.write_text(json.dumps({"version": 1, "profiles": {"bench": profile_dict(syms)}}))
     db = tmp / "idle.sqlite"
@@ -130,7 +300,8 @@ async def idle(n: int, idle_s: float, tmp: Path) -> dict:
         [sys.executable, "-m", "daemon.cli", "run", "--manifest", str(man), "--profile", "bench",
          "--db", str(db), "--rest-url", emu.rest_url, "--ws-url", emu.ws_url, "--watchdog", "0",
          "--log-level", "WARNING", "--log-format", "json"],
-        cwd=str(tmp), env={**os.environ, "PYTHONPATH": str(REPO)},
+        # Ops HTTP on (as in production) but on a free port: 8080 may be taken.
+        cwd=str(tmp), env={**os.environ, "PYTHONPATH": str(REPO), "TANDEM_HTTP_PORT": "0"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -142,7 +313,7 @@ async def idle(n: int, idle_s: float, tmp: Path) -> dict:
         cpu0, t0 = _proc_cpu_s(proc.pid), time.monotonic()
         await asyncio.sleep(idle_s)
         cpu1, t1 = _proc_cpu_s(proc.pid), time.monotonic()
-        rss = _proc_rss_mb(proc.pid)
+        mem = _proc_mem_mb(proc.pid)
     finally:
         proc.terminate()
         t = time.monotonic()
@@ -153,7 +324,7 @@ async def idle(n: int, idle_s: float, tmp: Path) -> dict:
             proc.wait()
         stop_s = time.monotonic() - t
         await emu.stop()
-    return {"streams": n, "idle_s": idle_s, "rss_mb": rss, "stop_s": stop_s,
+    return {"streams": n, "idle_s": idle_s, "stop_s": stop_s, **mem,
             "cpu_pct": 100.0 * (cpu1 - cpu0) / (t1 - t0)}
 
 
@@ -161,20 +332,42 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bars", type=int, default=60, help="live bars per latency run")
     ap.add_argument("--streams", default="10,50,200")
-    ap.add_argument("--idle-s", type=float, default=10.0)
+    ap.add_argument("--idle-s", type=float, default=10.0, help="0 = skip the idle run")
+    ap.add_argument("--inproc", action="store_true",
+                    help="emulator in the daemon's process and loop (the old set-up)")
+    ap.add_argument("--profile", metavar="N:FILE",
+                    help="cProfile the daemon process over the live bars of the N-stream run")
+    ap.add_argument("--emulator-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     configure_logging("json", "ERROR")
+    if args.emulator_child:
+        await emulator_child(int(args.streams), args.bars)
+        return
+    clock = time.get_clock_info("perf_counter").implementation
+    where = "in the daemon's process" if args.inproc else "in a child process"
+    print(f"latency = last closing kline frame of a bar written by the emulator ({where}) -> "
+          f"that slice's SQLite commit in the daemon; clock {clock}; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)
+    prof_n, prof_file = (int(args.profile.split(":")[0]), args.profile.split(":", 1)[1]) \
+        if args.profile else (None, None)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         for n in (int(x) for x in args.streams.split(",") if x):
-            r = await latency(n, args.bars, tmp)
+            prof = cProfile.Profile() if n == prof_n else None
+            r = await (latency_inproc(n, args.bars, tmp) if args.inproc
+                       else latency(n, args.bars, tmp, prof))
+            cpu = f"  daemon CPU/bar p50={r['cpu_ms']:.2f} ms" if "cpu_ms" in r else ""
             print(f"latency  streams={r['streams']:>3}  slices={r['slices']:>3}  "
-                  f"p50={r['p50_ms']:.2f} ms  p99={r['p99_ms']:.2f} ms  max={r['max_ms']:.2f} ms",
-                  flush=True)
-        r = await idle(200, args.idle_s, tmp)
-        print(f"idle     streams={r['streams']}  rss={r['rss_mb']:.0f} MB  "
-              f"cpu={r['cpu_pct']:.2f} % over {r['idle_s']:.0f} s  "
-              f"SIGTERM->exit={r['stop_s']:.1f} s", flush=True)
+                  f"p50={r['p50_ms']:.2f} ms  p99={r['p99_ms']:.2f} ms  max={r['max_ms']:.2f} ms"
+                  f"{cpu}", flush=True)
+            if prof is not None:
+                prof.dump_stats(prof_file)
+        if args.idle_s > 0:
+            r = await idle(200, args.idle_s, tmp)
+            print(f"idle     streams={r['streams']}  rss={r['VmRSS']:.0f} MB (anon "
+                  f"{r['RssAnon']:.0f}, file {r['RssFile']:.0f}; pss {r['Pss']:.0f})  "
+                  f"cpu={r['cpu_pct']:.2f} % over {r['idle_s']:.0f} s  "
+                  f"SIGTERM->exit={r['stop_s']:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

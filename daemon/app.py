@@ -34,6 +34,7 @@ from daemon.client import build_exchange
 from daemon.feeds import CandleFeed, FeedSupervisor
 from daemon.jobs import build_scheduler
 from daemon.logconfig import get_logger
+from daemon.memory import release_memory
 from daemon.slices import Slice, SliceAssembler, make_slice
 from daemon.state import ClosedCandle, StateStore
 
@@ -93,6 +94,11 @@ class DaemonConfig:
     #: restart re-steps the committed slices after the last checkpoint
     checkpoint_every: int = 500
     checkpoint_every_s: float = 30.0
+    #: SQLite WAL checkpoint after this many slices (and after each strategy checkpoint);
+    #: always right after a commit, never inside one (see daemon.state)
+    wal_checkpoint_every: int = 100
+    #: on going live: gc.collect + gc.freeze + malloc_trim (daemon.memory)
+    release_memory: bool = True
 
 
 class Daemon:
@@ -333,10 +339,18 @@ class Daemon:
                 or (trade and not self.live)):
             # After the commit, outside the close-to-commit path; its own transaction.
             self._checkpoint(sl.ts)
+            self.store.checkpoint_wal()  # the state blobs are the WAL's bulk
+        else:
+            self.store.checkpoint_wal(self.cfg.wal_checkpoint_every)
         self.fills_written += len(rows)
         if trade and not self.live:
             self.live = True
             log.info("live", ts=sl.ts)
+            if self.cfg.release_memory:
+                # Start-up garbage out, start-up survivors frozen (daemon.memory); after the
+                # commit, a bar period before the next slice is due.
+                mem = release_memory()
+                log.info("memory_released", **{k: v and round(v, 1) for k, v in mem.items()})
             if self.ops is not None:
                 self.ops.ready()
         for r in rows:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from core.journal import write_csv, write_parquet
 from daemon.state import StateStore
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def write_journal(df: pd.DataFrame, out_dir: Path, stem: str = "fills") -> list[Path]:

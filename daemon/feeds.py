@@ -14,6 +14,16 @@ What the ccxt.pro client does not do for us (DESIGN.md, "What we know about ccxt
   ``client.on_error(NetworkError(...))`` when a connection carried no data frame for
   ``watchdog_s`` (server pings do not count).
 
+Per-frame fast path (the close-to-commit latency at 200 streams): ccxt.pro still owns the
+connections, subscriptions, pings, reconnects and JSON decoding, and each feed still runs
+one ``watch_ohlcv`` task for its (symbol, timeframe) — but a kline frame is handed straight
+from the frame handler to its feed (:meth:`CandleFeed.on_ws_kline`), synchronously, instead
+of through ccxt's ``ArrayCacheByTimestamp``, future resolution, a task wake-up and a fresh
+``watch_ohlcv`` call per frame (~3/4 of the daemon's CPU per frame, profiled). The
+``watch_ohlcv`` call then stays pending for the life of the connection: it is how the feed
+subscribes and how a disconnect reaches it (as a ``NetworkError``). Anything that needs an
+``await`` (the first update's start, REST backfill of a gap) is handed to the feed task.
+
 Candle validity rule (stated, applied identically to every feed):
 * a closing ws frame that is not a valid candle (non-finite or non-positive price, negative
   volume, ``high < low``, open/close outside ``[low, high]``) is **not trusted**: logged
@@ -47,14 +57,16 @@ Row = list  # [ts, open, high, low, close, volume]
 # ---------------------------------------------------------------------------------------
 def candle_fault(row: Sequence[Any]) -> str | None:
     """Why ``row`` is not a valid closed candle, or None. Range faults start with 'range'."""
+    # Written out (no generators): it runs on every closing frame, 200 per bar.
     try:
         ts = int(row[0])
-        o, h, lo, c, v = (float(x) for x in row[1:6])
+        o, h, lo, c, v = float(row[1]), float(row[2]), float(row[3]), float(row[4]), float(row[5])
     except (TypeError, ValueError, IndexError):
         return "unparseable"
     if ts < 0:
         return "negative ts"
-    if not all(math.isfinite(x) for x in (o, h, lo, c, v)):
+    isfinite = math.isfinite
+    if not (isfinite(o) and isfinite(h) and isfinite(lo) and isfinite(c) and isfinite(v)):
         return "non-finite value"
     if min(o, h, lo, c) <= 0:
         return "non-positive price"
@@ -92,6 +104,10 @@ class LiveExchangeMixin:
         self.last_data_at: dict[str, float] = {}
         self.frame_hook: Callable[[str, str, int], None] | None = None
         self.skipped_frames = 0
+        #: (symbol, timeframe) -> ``sink(bar_ts)`` called for each kline frame of that stream
+        #: instead of ccxt's handle_ohlcv (the fast path; see the module docstring)
+        self.kline_sinks: dict[tuple[str, str], Callable[[int], None]] = {}
+        self._tf_of_interval: dict[str, str] = {}
 
     def client(self, url):  # noqa: D401 - ccxt API
         existed = url in (self.clients or {})
@@ -102,6 +118,15 @@ class LiveExchangeMixin:
 
     def handle_message(self, client, message):
         self.last_data_at[client.url] = time.monotonic()
+        if type(message) is dict and message.get("e") == "kline":
+            # A raw-stream kline event: binance.handle_message would probe it for envelopes,
+            # errors and ids and then call handle_ohlcv; go there directly.
+            try:
+                return self.handle_ohlcv(client, message)
+            except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the stream
+                self.skipped_frames += 1
+                log.warning("ws_frame_skipped", reason=repr(exc), frame=str(message)[:200])
+                return
         if not isinstance(message, dict | list):
             self.skipped_frames += 1
             log.warning("ws_frame_skipped", reason="not a JSON object", frame=str(message)[:200])
@@ -125,12 +150,26 @@ class LiveExchangeMixin:
             log.warning("kline_unknown_symbol", market_id=market_id)
             return
         symbol = market[0]["symbol"] if isinstance(market, list) else market["symbol"]
-        timeframe = self.find_timeframe(kline.get("i"))
+        interval = kline.get("i")
+        timeframe = self._tf_of_interval.get(interval) if isinstance(interval, str) else None
+        if timeframe is None:
+            timeframe = self.find_timeframe(interval)
+            if isinstance(interval, str) and timeframe is not None:
+                self._tf_of_interval[interval] = timeframe
         key = (symbol, timeframe)
         if key not in self.subscribed:
             self.skipped_frames += 1
             log.warning("kline_unsubscribed", symbol=symbol, timeframe=timeframe)
             return
+        sink = self.kline_sinks.get(key)
+        if sink is not None:
+            try:
+                bar_ts = int(kline["t"])
+            except (KeyError, TypeError, ValueError):
+                self.skipped_frames += 1
+                log.warning("ws_frame_skipped", reason="kline without a valid t",
+                            frame=str(message)[:200])
+                return
         if kline.get("x") is True:
             try:
                 row = [int(kline["t"]), float(kline["o"]), float(kline["h"]), float(kline["l"]),
@@ -145,6 +184,9 @@ class LiveExchangeMixin:
             else:
                 # Not trusted: the feed will fetch this bar over REST (see module doc).
                 log.warning("ws_candle_invalid", symbol=symbol, ts=kline.get("t"), fault=fault)
+        if sink is not None:
+            sink(bar_ts)  # the fast path: no ccxt cache, no future, no task hop
+            return
         try:
             return super().handle_ohlcv(client, message)
         except Exception as exc:  # noqa: BLE001
@@ -223,38 +265,112 @@ class CandleFeed:
         ex_key = (symbol, timeframe)
         exchange.subscribed.add(ex_key)
         self._closed = exchange.closed_rows.setdefault(ex_key, {})
+        sinks = getattr(exchange, "kline_sinks", None)
+        if sinks is not None:
+            sinks[ex_key] = self.on_ws_kline
         self._lock = asyncio.Lock()
         self._probe_task: asyncio.Task | None = None
+        # Fast path -> feed task hand-over: work that needs an await is pending, and the
+        # future the feed task waits on (besides its watch_ohlcv call).
+        self._kicked = False
+        self._kick_fut: asyncio.Future | None = None
+        self._first_seen: int | None = None  # earliest bar ts seen before the start
         #: True while REST backfill is in flight: the slice assembler must not give up on
         #: this asset's older bars by grace while it is demonstrably fetching them.
         self.busy = False
 
     async def run(self) -> None:
-        """The feed task: watch, detect closes, backfill — until cancelled."""
+        """The feed task: subscribe (``watch_ohlcv``), do the fast path's awaited work,
+        turn disconnects into reconnects — until cancelled."""
         if self.next_ts is None and self._probe_task is None:
             self._probe_task = asyncio.create_task(self._start_probe(), name=f"start:{self.symbol}")
         backoff = 0.05
-        while True:
-            try:
-                rows = await self.ex.watch_ohlcv(self.symbol, self.timeframe)
-            except asyncio.CancelledError:
-                raise
-            except (ccxt.NetworkError, ccxt.ExchangeError) as exc:
-                self.reconnects += 1
-                log.warning("feed_reconnect", symbol=self.symbol, error=str(exc)[:200],
-                            backoff_s=backoff)
-                self._schedule_probe()
-                await asyncio.sleep(backoff)
-                # Short and capped: ccxt already backs off genuine dial failures per URL, and
-                # a long sleep here only delays the resubscription after a forced reconnect.
-                backoff = min(backoff * 2, 0.5)
-                continue
-            backoff = 0.05
-            # ccxt mutates returned rows later: copy before any await.
-            rows = [list(r[:6]) for r in rows]
-            self.updates += 1
-            self.last_update_at = time.monotonic()
-            await self.on_rows(rows)
+        loop = asyncio.get_running_loop()
+        watch: asyncio.Future | None = None
+        try:
+            while True:
+                if self._kicked:
+                    self._kicked = False  # frames arriving during the work kick again
+                    try:
+                        async with self._lock:
+                            await self._catch_up()
+                    except Exception:
+                        self._kicked = True  # the restarted task (supervisor) retries it
+                        raise
+                    continue
+                if watch is None:
+                    watch = asyncio.ensure_future(self.ex.watch_ohlcv(self.symbol, self.timeframe))
+                self._kick_fut = loop.create_future()
+                await asyncio.wait((watch, self._kick_fut), return_when=asyncio.FIRST_COMPLETED)
+                self._kick_fut = None
+                if not watch.done():
+                    continue
+                done, watch = watch, None
+                try:
+                    rows = done.result()
+                except (ccxt.NetworkError, ccxt.ExchangeError) as exc:
+                    self.reconnects += 1
+                    log.warning("feed_reconnect", symbol=self.symbol, error=str(exc)[:200],
+                                backoff_s=backoff)
+                    self._schedule_probe()
+                    await asyncio.sleep(backoff)
+                    # Short and capped: ccxt already backs off genuine dial failures per URL,
+                    # and a long sleep here only delays the resubscription after a forced
+                    # reconnect.
+                    backoff = min(backoff * 2, 0.5)
+                    continue
+                backoff = 0.05
+                # Only without the fast path (an exchange without kline_sinks): ccxt's rows.
+                # ccxt mutates returned rows later: copy before any await.
+                rows = [list(r[:6]) for r in rows]
+                self.updates += 1
+                self.last_update_at = time.monotonic()
+                await self.on_rows(rows)
+        finally:
+            self._kick_fut = None
+            if watch is not None and not watch.done():
+                watch.cancel()
+
+    # ---- the fast path -----------------------------------------------------------------
+    def on_ws_kline(self, ts: int) -> None:
+        """One kline frame of this stream (``ts`` = its bar open), called synchronously by
+        the frame handler; a valid closing frame was recorded in ``_closed`` just before.
+
+        Delivers the bars now known closed right here when nothing is in flight; anything
+        needing an ``await`` (the start, a REST backfill) goes to the feed task."""
+        self.updates += 1
+        self.last_update_at = time.monotonic()
+        horizon = ts + self.tf if ts in self._closed else ts
+        if self.forming_ts is None or horizon > self.forming_ts:
+            self.forming_ts = horizon
+        if self.next_ts is None:
+            if self._first_seen is None or ts < self._first_seen:
+                self._first_seen = ts
+            self._kick()
+            return
+        if self._kicked or self._lock.locked():
+            self._kick()  # awaited work in flight: keep the order, let it deliver
+            return
+        self._deliver_recorded()
+        if self.next_ts < self.forming_ts:
+            self._kick()  # a bar closed without a valid closing frame: REST backfill
+
+    def _kick(self) -> None:
+        self._kicked = True
+        fut = self._kick_fut
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    async def _catch_up(self) -> None:
+        """The fast path's awaited work (under the lock): start, then advance."""
+        if self.next_ts is None:
+            if self.forming_ts is None:
+                return
+            first = self._first_seen if self._first_seen is not None else self.forming_ts
+            self.next_ts = await self._start(first)
+            log.info("feed_started", symbol=self.symbol, next_ts=self.next_ts,
+                     forming_ts=self.forming_ts)
+        await self._advance()
 
     def _schedule_probe(self) -> None:
         """After a reconnect, ask REST what closed meanwhile instead of waiting for the next
@@ -319,16 +435,21 @@ class CandleFeed:
 
     async def _advance(self) -> None:
         while True:
-            for stale in [t for t in self._closed if t < self.next_ts]:
-                del self._closed[stale]  # duplicates / late frames of delivered bars
-            row = self._closed.pop(self.next_ts, None)
-            if row is not None:
-                self._deliver(row, "ws")
-                continue
+            self._deliver_recorded()
             if self.next_ts < self.forming_ts:
                 await self._backfill()
                 continue
             return
+
+    def _deliver_recorded(self) -> None:
+        """Deliver the recorded closing frames that continue ``next_ts`` (no await)."""
+        closed = self._closed
+        if not closed:
+            return
+        for stale in [t for t in closed if t < self.next_ts]:
+            del closed[stale]  # duplicates / late frames of delivered bars
+        while (row := closed.pop(self.next_ts, None)) is not None:
+            self._deliver(row, "ws")
 
     def _deliver(self, row: Row, origin: str) -> None:
         ts = int(row[0])

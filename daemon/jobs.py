@@ -10,7 +10,6 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from daemon.export import export_fills
 from daemon.logconfig import get_logger
 from daemon.state import StateStore
 
@@ -58,6 +57,8 @@ def _on_loop(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def export_job(store: StateStore, export_dir: Path) -> list[Path]:
     """Write the journal to ``export_dir/fills.csv`` and ``fills.parquet`` (atomic replace)."""
+    from daemon.export import export_fills  # pandas/pyarrow: only when an export runs
+
     paths = export_fills(store, export_dir)
     log.info("journal_exported", paths=[str(p) for p in paths], fills=store.fill_count())
     return paths

@@ -62,6 +62,10 @@ class SliceAssembler:
         self._first_seen: dict[int, float] = {}
         # Latest ts each asset delivered (feeds deliver in order, so this is its progress).
         self._progress: dict[str, int] = {}
+        # (ts, i): for pending slice ts, every asset before symbols[i] is accounted for. An
+        # asset once accounted for stays so (buckets only fill, progress only grows), so a
+        # completeness check resumes there: O(assets) per slice, not per candle.
+        self._scan: tuple[int | None, int] = (None, 0)
 
     def add(self, candle: ClosedCandle) -> str:
         """Offer one closed candle. Returns ``"ok"``, ``"late"``, ``"duplicate"`` or ``"unknown"``."""
@@ -87,9 +91,19 @@ class SliceAssembler:
 
     def _complete(self, ts: int) -> bool:
         bucket = self._pending[ts]
-        for s in self.symbols:
-            if s not in bucket and self._progress.get(s, -1) <= ts:
+        symbols, n = self.symbols, len(self.symbols)
+        if len(bucket) == n:
+            return True
+        scan_ts, i = self._scan
+        if scan_ts != ts:
+            i = 0
+        progress = self._progress
+        while i < n:
+            s = symbols[i]
+            if s not in bucket and progress.get(s, -1) <= ts:
+                self._scan = (ts, i)
                 return False
+            i += 1
         return True
 
     def pop_ready(self) -> list[Slice]:

@@ -89,3 +89,47 @@ def test_export_round_trips_through_the_core_journal_readers(tmp_path):
         want = st.fills_frame()
     for got in (read_csv(csv_path), read_parquet(pq_path)):
         pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
+
+
+def test_positions_rows_track_the_engine_and_mark_open_ones_as_of_each_slice(tmp_path):
+    """Only open or changed positions are rewritten per slice (a speed rule): the table still
+    equals the engine's positions after every slice, and every open position's ``ts`` is the
+    last slice (what ``/positions`` reports as ``as_of_ts``). Reference: a plain dict."""
+    db = tmp_path / "s.sqlite"
+    syms = ["A/USDT", "B/USDT", "C/USDT"]
+    script = [{"A/USDT": 0.0, "B/USDT": 0.0, "C/USDT": 0.0},
+              {"A/USDT": 1.5, "B/USDT": 0.0, "C/USDT": 0.0},
+              {"A/USDT": 1.5, "B/USDT": 2.0, "C/USDT": 0.0},
+              {"A/USDT": 0.0, "B/USDT": 2.0, "C/USDT": 0.0},
+              {"A/USDT": 0.0, "B/USDT": 0.0, "C/USDT": 0.0}]
+    with StateStore(db) as st:
+        st.bind_profile("p", PROFILE, "r1")
+        for k, pos in enumerate(script):
+            ts = k * 60_000
+            st.commit_slice(ts, [], [], [], pos, warmup=False)
+            rows = {s: (q, t) for s, q, t in st.conn.execute("SELECT symbol, qty, ts FROM positions")}
+            assert {s: q for s, (q, _) in rows.items()} == pos
+            assert all(t == ts for q, t in rows.values() if q != 0.0)
+    # A restart reloads what was written: a flat asset is not rewritten, an open one is.
+    with StateStore(db) as st:
+        st.bind_profile("p", PROFILE, "r2")
+        st.commit_slice(5 * 60_000, [], [], [], {**script[-1], "C/USDT": 3.0}, warmup=False)
+        assert st.positions() == {"A/USDT": 0.0, "B/USDT": 0.0, "C/USDT": 3.0}
+        assert set(syms) == set(st.positions())
+
+
+def test_wal_is_checkpointed_by_the_daemon_not_inside_a_commit(tmp_path):
+    """SQLite's automatic checkpoint is off (it would fsync inside some slice's COMMIT);
+    ``checkpoint_wal`` runs it when asked, every ``every`` commits."""
+    with StateStore(tmp_path / "s.sqlite") as st:
+        st.bind_profile("p", PROFILE, "r1")
+        assert st.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        for k in range(3):
+            c = ClosedCandle("BTC/USDT", k * 60_000, 1, 2, 0.5, 1.5, 3)
+            st.commit_slice(k * 60_000, [c], [], [], {}, warmup=True)
+            assert st.checkpoint_wal(every=3) is (k == 2)
+        # The candles table is keyed (ts, symbol): a candle consumed twice is refused.
+        with pytest.raises(sqlite3.IntegrityError):
+            st.commit_slice(4 * 60_000, [ClosedCandle("BTC/USDT", 0, 1, 2, 0.5, 1.5, 3)], [], [],
+                            {}, warmup=True)
+        assert st.last_ts == 2 * 60_000 and st.consumed("BTC/USDT", 60_000)
