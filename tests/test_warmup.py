@@ -28,19 +28,25 @@ def profile():  # noqa: ANN201
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
-    """An empty cache root; this process's numba folder points into it like a fresh one's."""
+    """An empty numba cache folder for this process (and the workers it starts)."""
     from numba.core import config
 
     folder = tmp_path / f"core-{core_source_hash()}"
     monkeypatch.setattr(config, "CACHE_DIR", str(folder))
-    return tmp_path
+    return folder
 
 
-def load_in_fresh_process(root: Path, profile_name: str = "crypto_rating_all") -> dict:
-    """Run the engine job in a new interpreter on ``root``; report the kernel's cache use."""
+def load_in_fresh_process(folder: Path, profile_name: str = "crypto_rating_all") -> dict:
+    """Run the engine job in a new interpreter on ``folder``; report the kernel's cache use."""
     code = (
         "import json, sys\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
+        "import core\n"
+        "from numba.core import config\n"
+        # The exact folder (not one derived from a hash of the sources, which another
+        # session editing the core may change in the meantime): set after core/__init__
+        # configured its own, before any kernel module is imported.
+        f"config.CACHE_DIR = {str(folder)!r}\n"
         "from core import warmup\n"
         "from core.manifest import load_manifest\n"
         f"p = load_manifest({str(REPO / 'manifest.json')!r}).profile({profile_name!r})\n"
@@ -49,8 +55,7 @@ def load_in_fresh_process(root: Path, profile_name: str = "crypto_rating_all") -
         "print(json.dumps({'hits': sum(k.stats.cache_hits.values()),\n"
         "                  'misses': sum(k.stats.cache_misses.values())}))\n"
     )
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(root))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=300)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
