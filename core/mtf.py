@@ -15,18 +15,23 @@ close). An HTF value therefore changes only on the base bar where that HTF bar c
 A missing base bar (close NaN) leaves the whole state untouched: the base row is NaN and
 the HTF rows repeat their last closed values.
 
-The batch (:func:`mtf_batch_nb`) runs the same step over ``n_bars × n_assets`` with
-``prange`` over assets, so batch and streaming are bit-identical by construction.
+The batch (:func:`mtf_batch_nb`) runs the same step over ``n_bars × n_assets``, so batch
+and streaming are bit-identical by construction. :func:`compute_mtf_ratings` runs it on a
+few threads, each over its share of the assets (the kernel releases the GIL): numba's
+``prange`` would do the same but its parallel lowering costs seconds of compile on a cold
+start.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from core.aggregate import AGG_STATE_SIZE, HTF_BAR_SIZE, MAX_EMIT, agg_step_nb, new_agg_state
 from core.indicators.rating import rating_step_at_nb
@@ -63,7 +68,10 @@ def new_mtf_states(n_assets: int, n_htf: int) -> np.ndarray:
     return np.tile(new_mtf_state(n_htf), (n_assets, 1))
 
 
-@njit(cache=True)
+# Inlined into its two callers (numba IR): numba re-optimizes every linked callee in each
+# caller's module, so one level less between the drivers and the rating kernel is one
+# optimization of that big kernel less on a cold start.
+@njit(cache=True, inline="always")
 def mtf_step_nb(state, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, scratch, out, oo):  # noqa: E741
     """Consume one closed base bar (open time ``ts``) of one asset.
 
@@ -93,32 +101,32 @@ def mtf_step_nb(state, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, scr
             out[base + q] = state[r + q]
 
 
-@njit(cache=True, parallel=True)
-def mtf_batch_nb(ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, states, n_cols):  # noqa: E741
-    """Run :func:`mtf_step_nb` over ``n_bars × n_assets`` (inputs ``(n_bars, n_assets)``).
-
-    ``states`` (``(n_assets, size)``) is advanced in place, so a batch can continue where
-    another (or a warm-up) stopped. Returns ``(n_bars, n_assets, 1 + n_htf, n_cols)``:
-    the first ``n_cols`` output columns (3 = ratings only, N_RATING_OUT = with votes).
-    Each thread steps a private copy of its asset's state (no reference count shared
+@njit(cache=True, nogil=True)
+def mtf_batch_nb(ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, states, res, first, stride):  # noqa: E741
+    """Run :func:`mtf_step_nb` over all bars for the assets ``first, first + stride, ...``
+    (inputs ``(n_bars, n_assets)``), writing ``res`` ``(n_bars, n_assets, 1 + n_htf,
+    n_cols)``: the first ``n_cols`` output columns (3 = ratings only, N_RATING_OUT = with
+    votes). ``states`` (``(n_assets, size)``) is advanced in place, so a batch can continue
+    where another (or a warm-up) stopped. Threads given different ``first`` touch disjoint
+    assets; each steps a private copy of its asset's state (no reference count shared
     between threads in the hot loop).
     """
     n_bars, n_assets = c.shape
-    n_tf = 1 + htf_ms.shape[0]
-    res = np.empty((n_bars, n_assets, n_tf, n_cols))
+    n_tf = res.shape[2]
+    n_cols = res.shape[3]
     flat = res.reshape(-1)
-    for j in prange(n_assets):
-        scratch = np.empty((MAX_EMIT, HTF_BAR_SIZE))
-        row = np.empty(n_tf * N_RATING_OUT)
+    scratch = np.empty((MAX_EMIT, HTF_BAR_SIZE))
+    row = np.empty(n_tf * N_RATING_OUT)
+    zero = np.int64(0)
+    for j in range(first, n_assets, stride):
         st = states[j].copy()
         for t in range(n_bars):
-            mtf_step_nb(st, ts[t], o[t, j], h[t, j], l[t, j], c[t, j], v[t, j], base_ms, htf_ms, htf_off, use_htf[j], scratch, row, np.int64(0))
+            mtf_step_nb(st, ts[t], o[t, j], h[t, j], l[t, j], c[t, j], v[t, j], base_ms, htf_ms, htf_off, use_htf[j], scratch, row, zero)
             dst = (t * n_assets + j) * n_tf * n_cols
             for f in range(n_tf):
                 for q in range(n_cols):
                     flat[dst + f * n_cols + q] = row[f * N_RATING_OUT + q]
         states[j, :] = st
-    return res
 
 
 @njit(cache=True)
@@ -199,10 +207,20 @@ def compute_mtf_ratings(
     if use_htf is None:
         use_htf = np.ones(n_assets, dtype=np.bool_)
     arrays = [np.ascontiguousarray(x, dtype=np.float64) for x in (open_, high, low, close, volume)]
-    res = mtf_batch_nb(
-        np.asarray(ts, dtype=np.int64), *arrays, cfg.base_ms, cfg.htf_ms, cfg.htf_off,
-        np.asarray(use_htf, dtype=np.bool_), states, N_RATING_OUT if votes else N_RATINGS,
-    )
+    ts = np.asarray(ts, dtype=np.int64)
+    use_htf = np.asarray(use_htf, dtype=np.bool_)
+    n_cols = N_RATING_OUT if votes else N_RATINGS
+    res = np.empty((close.shape[0], n_assets, 1 + cfg.n_htf, n_cols))
+    n_threads = max(1, min(n_assets, numba.config.NUMBA_NUM_THREADS))
+
+    def run(first: int) -> None:
+        mtf_batch_nb(ts, *arrays, cfg.base_ms, cfg.htf_ms, cfg.htf_off, use_htf, states, res, first, n_threads)
+
+    if n_threads == 1:
+        run(0)
+    else:
+        with ThreadPoolExecutor(n_threads) as pool:
+            list(pool.map(run, range(n_threads)))  # list(): re-raise a worker's error
     return res, states
 
 
