@@ -114,18 +114,25 @@ def mtf_batch_nb(ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, states, r
     n_bars, n_assets = c.shape
     n_tf = res.shape[2]
     n_cols = res.shape[3]
-    flat = res.reshape(-1)
     scratch = np.empty((MAX_EMIT, HTF_BAR_SIZE))
     row = np.empty(n_tf * N_RATING_OUT)
+    buf = np.empty((n_bars, n_tf, n_cols))
     zero = np.int64(0)
     for j in range(first, n_assets, stride):
+        # An asset's column is strided in the inputs and in ``res`` (a new page every few
+        # bars): copy it out, run the bars on contiguous data, copy the results back.
+        oj = o[:, j].copy()
+        hj = h[:, j].copy()
+        lj = l[:, j].copy()
+        cj = c[:, j].copy()
+        vj = v[:, j].copy()
         st = states[j].copy()
         for t in range(n_bars):
-            mtf_step_nb(st, ts[t], o[t, j], h[t, j], l[t, j], c[t, j], v[t, j], base_ms, htf_ms, htf_off, use_htf[j], scratch, row, zero)
-            dst = (t * n_assets + j) * n_tf * n_cols
+            mtf_step_nb(st, ts[t], oj[t], hj[t], lj[t], cj[t], vj[t], base_ms, htf_ms, htf_off, use_htf[j], scratch, row, zero)
             for f in range(n_tf):
                 for q in range(n_cols):
-                    flat[dst + f * n_cols + q] = row[f * N_RATING_OUT + q]
+                    buf[t, f, q] = row[f * N_RATING_OUT + q]
+        res[:, j, :, :] = buf
         states[j, :] = st
 
 

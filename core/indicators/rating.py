@@ -836,9 +836,10 @@ def label_code_nb(v: float) -> int:
 
 
 # ---------------------------------------------------------------- batch forms
-# Both are loops over the step. They pass flat arrays and offsets rather than a view per
-# bar (``out[i]``), and each thread steps its own copy of the state: an atomic reference
-# count per call on an array that threads share costs more than the rating itself.
+# Both are loops over the step. The step takes a view of the state and of the output row
+# it is given, and a view costs an atomic reference count on its array: threads must each
+# step their own copy of the state into their own row (a count that threads contend for
+# costs more than the rating itself).
 @njit(cache=True)
 def ratings_nb(
     o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray, state: np.ndarray
@@ -868,13 +869,13 @@ def ratings_batch_nb(
     """
     n_bars, n_assets = c.shape
     out = np.empty((n_bars, n_assets, N_RATING_OUT))
-    flat = out.reshape(-1)
     for a in prange(n_assets):
+        # One asset's column is strided in these arrays (a new page every few bars): copy
+        # it out once and run the single-asset loop on contiguous data.
         st = states[a].copy()
-        for i in range(n_bars):
-            oo = (i * n_assets + a) * N_RATING_OUT
-            rating_step_at_nb(
-                st, np.int64(0), o[i, a], h[i, a], lo[i, a], c[i, a], v[i, a], flat, oo
-            )
+        res = ratings_nb(
+            o[:, a].copy(), h[:, a].copy(), lo[:, a].copy(), c[:, a].copy(), v[:, a].copy(), st
+        )
+        out[:, a, :] = res
         states[a, :] = st
     return out
