@@ -8,19 +8,22 @@ over 127.0.0.1, exactly as in production. For every live slice, latency = the mo
 by the emulator (``Emulator.on_frame``, in the child) -> the moment the slice's SQLite
 transaction committed (``Daemon.commit_hook``, in the daemon). Both stamps are
 ``time.perf_counter()``, which on Linux is ``clock_gettime(CLOCK_MONOTONIC)``: one
-system-wide clock, so stamps from the two processes are comparable (checked at start).
+system-wide clock, so stamps from the two processes are comparable (printed at start).
 p50/p99/max over the live bars (warm-up excluded). Per bar the emulator first sends every
 stream's in-progress update (``x: false``; on the exchange these are spread over the bar),
 pauses 20 ms, then sends every closing frame followed by every stream's open tick of the next
 bar (``x: false``), as Binance does — so the daemon reads 400 frames per burst at 200 streams.
-``--inproc`` runs the emulator in the daemon's own process and event loop instead (the old
-figure: it adds the emulator's sending of the other streams' frames to the daemon's time).
+``--inproc`` runs the emulator in the daemon's own process and event loop instead, a whole
+bar's frames in one burst (the old figure: it adds the emulator's sending of every frame to
+the daemon's time).
 Also printed: the daemon process's CPU time from the burst's start to the slice's commit
-(p50) — a figure the machine's load does not inflate, unlike the wall-clock latency (the
-load average is printed too: on a shared 2-core machine, other jobs preempt the daemon).
+(p50; the process also runs this driver, a pipe read per bar) — a figure the machine's load
+hardly inflates, unlike the wall-clock latency (the load average is printed too: on a
+shared 2-core machine, other jobs preempt the daemon and the emulator).
 
 Idle: a separate ``tandem-daemon run`` process with 200 streams, live and caught up, then no
-market data for ``--idle-s`` seconds: resident memory (VmRSS) and CPU use of that process.
+market data for ``--idle-s`` seconds: resident memory (VmRSS, split into anonymous and
+file-backed pages, and PSS) and CPU use of that process.
 
     NUMBA_CACHE_DIR=.numba_cache .venv/bin/python bench/daemon.py [--bars 60] [--idle-s 10]
         [--streams 10,50,200] [--inproc] [--profile 200:prof.out]
