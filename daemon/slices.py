@@ -145,15 +145,22 @@ def make_slice(symbols: Sequence[str], ts: int, candles: dict[str, ClosedCandle]
                by_grace: bool = False) -> Slice:
     """The slice of ``ts`` from ``{symbol: candle}``; absent symbols are NaN (missing)."""
     n = len(symbols)
-    arrs = {k: np.full(n, np.nan) for k in ("open", "high", "low", "close", "volume")}
+    # Python lists, then one array each: ~3x faster than item-wise numpy stores (this runs
+    # on the close-to-commit path, once per slice).
+    o, h, lo, c, v = ([_NAN] * n for _ in range(5))
     got: list[ClosedCandle] = []
     missing: list[str] = []
     for i, s in enumerate(symbols):
-        c = candles.get(s)
-        if c is None:
+        k = candles.get(s)
+        if k is None:
             missing.append(s)
             continue
-        got.append(c)
-        arrs["open"][i], arrs["high"][i], arrs["low"][i] = c.open, c.high, c.low
-        arrs["close"][i], arrs["volume"][i] = c.close, c.volume
-    return Slice(ts=ts, candles=got, missing=missing, by_grace=by_grace, **arrs)
+        got.append(k)
+        o[i], h[i], lo[i], c[i], v[i] = k.open, k.high, k.low, k.close, k.volume
+    f64 = np.float64
+    return Slice(ts=ts, open=np.array(o, f64), high=np.array(h, f64), low=np.array(lo, f64),
+                 close=np.array(c, f64), volume=np.array(v, f64), candles=got,
+                 missing=missing, by_grace=by_grace)
+
+
+_NAN = float("nan")
