@@ -24,11 +24,15 @@ the MTF state that embeds it can be checkpointed as bytes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 from numba import njit
 
 from core.timeframes import bucket_offset_ms, check_htf, timeframe_to_ms
+
+if TYPE_CHECKING:  # pandas is imported where it is used (not on the daemon's hot path)
+    import pandas as pd
 
 # --- state layout ---------------------------------------------------------------------
 AGG_START = 0  # open time of the bucket being built; NaN = no bucket open
@@ -161,6 +165,8 @@ def aggregate_candles(candles: pd.DataFrame, base_tf: str, htf: str) -> pd.DataF
     open time of the base bar on whose close the HTF bar became visible. The final,
     still-forming bucket is not returned.
     """
+    import pandas as pd
+
     check_htf(base_tf, htf)
     ts_col = "timestamp" if "timestamp" in candles.columns else "ts"
     ts = candles[ts_col].to_numpy(dtype=np.int64)

@@ -10,14 +10,11 @@ profile, symbol, ts and reason (0 for the first), so ids depend only on the fill
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from core.engine.layout import (
@@ -34,6 +31,12 @@ from core.engine.layout import (
     REASON_NAMES,
 )
 from core.engine.params import INTRABAR_NAMES
+
+# pandas and pyarrow are imported by the functions that use them: the daemon's hot path
+# (fill_records) needs neither, and together they are ~100 MB of its resident memory.
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 Reason = Literal["entry", "exit", "stop_loss", "take_profit", "trailing_stop", "rebalance"]
 
@@ -59,26 +62,38 @@ class Fill(BaseModel):
     cash_after: float
 
 
-FILLS_SCHEMA = pa.schema(
-    [
-        ("fill_id", pa.string()),
-        ("source", pa.string()),
-        ("run_id", pa.string()),
-        ("profile", pa.string()),
-        ("symbol", pa.string()),
-        ("ts", pa.int64()),
-        ("side", pa.string()),
-        ("qty", pa.float64()),
-        ("price", pa.float64()),
-        ("fee", pa.float64()),
-        ("reason", pa.string()),
-        ("intrabar", pa.string()),
-        ("position_after", pa.float64()),
-        ("cash_after", pa.float64()),
-    ]
+#: The journal columns and their Arrow types (the fills contract, docs/CONTRACTS.md).
+FILL_TYPES: tuple[tuple[str, str], ...] = (
+    ("fill_id", "string"),
+    ("source", "string"),
+    ("run_id", "string"),
+    ("profile", "string"),
+    ("symbol", "string"),
+    ("ts", "int64"),
+    ("side", "string"),
+    ("qty", "float64"),
+    ("price", "float64"),
+    ("fee", "float64"),
+    ("reason", "string"),
+    ("intrabar", "string"),
+    ("position_after", "float64"),
+    ("cash_after", "float64"),
 )
-FILL_COLUMNS: list[str] = FILLS_SCHEMA.names
-ARROW_SCHEMA = FILLS_SCHEMA  # alias used by daemon/export.py
+FILL_COLUMNS: list[str] = [name for name, _ in FILL_TYPES]
+
+
+@cache
+def fills_schema() -> pa.Schema:
+    """The journal's Arrow schema (built on first use: pyarrow is imported lazily)."""
+    import pyarrow as pa
+
+    return pa.schema([(name, getattr(pa, kind)()) for name, kind in FILL_TYPES])
+
+
+def __getattr__(name: str):  # noqa: ANN202 - PEP 562: FILLS_SCHEMA / ARROW_SCHEMA, lazily
+    if name in ("FILLS_SCHEMA", "ARROW_SCHEMA"):
+        return fills_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_fill_id(profile: str, symbol: str, ts: int, reason: str, seq: int) -> str:
@@ -88,7 +103,7 @@ def make_fill_id(profile: str, symbol: str, ts: int, reason: str, seq: int) -> s
 
 def empty_fills_frame() -> pd.DataFrame:
     """A zero-row journal frame with the schema's dtypes."""
-    return FILLS_SCHEMA.empty_table().to_pandas()
+    return fills_schema().empty_table().to_pandas()
 
 
 def fill_records(
@@ -109,14 +124,24 @@ def fill_records(
         reason = REASON_NAMES[int(f[F_REASON])]
         seq = seen.get((sym, ts, reason), 0)
         seen[(sym, ts, reason)] = seq + 1
-        rows.append({
-            "fill_id": make_fill_id(profile, sym, ts, reason, seq),
-            "source": source, "run_id": run_id, "profile": profile,
-            "symbol": sym, "ts": ts, "side": "buy" if f[F_SIDE] > 0 else "sell",
-            "qty": float(f[F_QTY]), "price": float(f[F_PRICE]), "fee": float(f[F_FEE]),
-            "reason": reason, "intrabar": INTRABAR_NAMES[int(f[F_INTRABAR])],
-            "position_after": float(f[F_POS_AFTER]), "cash_after": float(f[F_CASH_AFTER]),
-        })
+        rows.append(
+            {
+                "fill_id": make_fill_id(profile, sym, ts, reason, seq),
+                "source": source,
+                "run_id": run_id,
+                "profile": profile,
+                "symbol": sym,
+                "ts": ts,
+                "side": "buy" if f[F_SIDE] > 0 else "sell",
+                "qty": float(f[F_QTY]),
+                "price": float(f[F_PRICE]),
+                "fee": float(f[F_FEE]),
+                "reason": reason,
+                "intrabar": INTRABAR_NAMES[int(f[F_INTRABAR])],
+                "position_after": float(f[F_POS_AFTER]),
+                "cash_after": float(f[F_CASH_AFTER]),
+            }
+        )
     return rows
 
 
@@ -128,6 +153,8 @@ def fills_frame(
     source: Literal["backtest", "paper"],
 ) -> pd.DataFrame:
     """Journal rows (schema :data:`FILLS_SCHEMA`) from the engine's numeric fill rows."""
+    import pyarrow as pa
+
     if source not in ("backtest", "paper"):
         raise ValueError(f"source must be 'backtest' or 'paper', got {source!r}")
     raw = np.asarray(raw, dtype=np.float64).reshape(-1, raw.shape[-1] if raw.ndim else 0)
@@ -168,16 +195,18 @@ def fills_frame(
     }
     # Straight into Arrow with the canonical schema, then pandas once (what _conform does
     # to any frame), instead of building a pandas frame first and round-tripping it.
-    return pa.table(columns, schema=FILLS_SCHEMA).to_pandas()
+    return pa.table(columns, schema=fills_schema()).to_pandas()
 
 
 def _conform(df: pd.DataFrame) -> pd.DataFrame:
     """Column order and dtypes exactly as the Arrow schema (object strings, int64, float64)."""
+    import pyarrow as pa
+
     missing = [c for c in FILL_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"fills frame lacks columns {missing}")
     return pa.Table.from_pandas(
-        df[FILL_COLUMNS], schema=FILLS_SCHEMA, preserve_index=False
+        df[FILL_COLUMNS], schema=fills_schema(), preserve_index=False
     ).to_pandas()
 
 
@@ -188,13 +217,18 @@ def fills_to_models(df: pd.DataFrame) -> list[Fill]:
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
     """Write a journal frame to Parquet with the canonical schema."""
-    table = pa.Table.from_pandas(df[FILL_COLUMNS], schema=FILLS_SCHEMA, preserve_index=False)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df[FILL_COLUMNS], schema=fills_schema(), preserve_index=False)
     pq.write_table(table, path)
 
 
 def read_parquet(path: str | Path) -> pd.DataFrame:
     """Read a journal Parquet file; the schema is enforced."""
-    table = pq.read_table(path, schema=FILLS_SCHEMA)
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path, schema=fills_schema())
     return table.to_pandas()
 
 
@@ -208,13 +242,15 @@ def write_csv(df: pd.DataFrame, path: str | Path) -> None:
 
 def read_csv(path: str | Path) -> pd.DataFrame:
     """Read a journal CSV back with the canonical dtypes (empty ``intrabar`` stays ``""``)."""
+    import pyarrow.csv as pa_csv
+
     convert = pa_csv.ConvertOptions(
-        column_types=FILLS_SCHEMA,
+        column_types=fills_schema(),
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
     )
     table = pa_csv.read_csv(path, convert_options=convert)
-    return table.select(FILL_COLUMNS).cast(FILLS_SCHEMA).to_pandas()
+    return table.select(FILL_COLUMNS).cast(fills_schema()).to_pandas()
 
 
 # ------------------------------------------------------------------------------------------
@@ -229,6 +265,8 @@ def trades_table(fills: pd.DataFrame) -> pd.DataFrame:
     it), ``fees, pnl`` (quote, net of all fees), ``return`` (pnl / entry notional),
     ``duration_ms, exit_reason``. An unfinished trade has NaN exit fields and is kept.
     """
+    import pandas as pd
+
     # Plain Python lists, not groupby + itertuples: ~10x faster on a year of fills (the
     # per-row pandas access dominated the backtest's post-processing); same values, same
     # order of float additions.
@@ -336,6 +374,8 @@ def equity_series(
     ``closes`` is ``n_bars x n_assets`` (columns in ``symbols`` order); a missing close
     (NaN) values the position at the asset's last known close, as the engine does.
     """
+    import pandas as pd
+
     ts_close = np.asarray(ts_close, dtype=np.int64)
     close = np.asarray(closes, dtype=np.float64)
     close_ff = pd.DataFrame(close).ffill().to_numpy()

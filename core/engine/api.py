@@ -8,16 +8,18 @@ import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 
 from core.engine.inputs import as_matrix, check_bars, check_signals
 from core.engine.kernels import equity_nb, run_batch_nb
 from core.engine.layout import MAX_FILLS_PER_ASSET, N_FILL_COLS, S_CASH
 from core.engine.params import EngineConfig
 from core.engine.state import new_state, state_from_bytes, state_to_bytes
+
+if TYPE_CHECKING:  # pandas is imported where it is used (not on the daemon's hot path)
+    import pandas as pd
 
 Source = Literal["backtest", "paper"]
 
@@ -218,6 +220,8 @@ def run_batch(
     source: Source = "backtest",
 ) -> BatchResult:
     """Backtest driver: every bar through the step kernel; fills as a journal frame."""
+    import pandas as pd
+
     from core.journal import fills_frame
 
     eng = Engine(config, symbols, profile=profile, run_id=run_id, source=source)
