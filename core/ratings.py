@@ -31,6 +31,7 @@ from core.indicators.rating import (
     new_rating_state,
     new_rating_states,
     rating_step_nb,
+    ratings_batch_into_nb,
     ratings_batch_nb,
     ratings_nb,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "new_rating_state",
     "new_rating_states",
     "rating_step_nb",
+    "ratings_batch_into_nb",
     "ratings_batch_nb",
     "ratings_nb",
     "Rating",
