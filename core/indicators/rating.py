@@ -1,9 +1,11 @@
 """TradingView Technical Ratings as one streaming numba kernel per asset.
 
-One asset's whole rating state (25 indicator states, since Williams %R reads the
-Stochastic's 14-bar high/low tracker; their ring buffers; the previous values the votes
-compare against) is a single flat float64 array of ``RATING_STATE_SIZE``:
-it checkpoints as raw bytes and many assets stack as the rows of a 2-D array.
+One asset's whole rating state (every indicator's state, the rings they share, the
+previous values the votes compare against; layout below) is a single flat float64 array
+of ``RATING_STATE_SIZE``: it checkpoints as raw bytes and many assets stack as the rows
+of a 2-D array. The kernel is written for RATINGS.md's fixed lengths and computes, to the
+bit, what the standalone indicator kernels of this package compute (each checked against
+TA-Lib or a pandas reference; ``tests/test_rating_kernel.py`` checks the equality).
 
 ``rating_step_nb(state, o, h, l, c, v, out)`` consumes one closed bar and writes
 ``out[0] = rating_ma``, ``out[1] = rating_osc``, ``out[2] = rating_all`` and ``out[3:]`` the
