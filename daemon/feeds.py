@@ -183,7 +183,6 @@ class LiveExchangeMixin:
             self.skipped_frames += 1
             log.warning("ws_frame_skipped", reason=repr(exc), frame=str(message)[:200])
 
-
     def _route(self, market_id, interval):  # noqa: ANN001 - straight from the frame
         """``(symbol, timeframe, key, sink)`` of a kline stream, or None (logged) for an
         unknown symbol or a stream we did not subscribe. Cached per (market id, interval)

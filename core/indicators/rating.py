@@ -887,7 +887,8 @@ def ratings_batch_into_nb(
     """:func:`ratings_batch_nb` into a caller's ``out`` (n_bars, n_assets, k): the first
     ``k`` output columns (3 = the ratings only, N_RATING_OUT = with the votes; every vote
     is computed either way). A job that rates a universe again and again reuses the
-    memory: first touching a fresh 200 MB output costs a third as much as the rating."""
+    memory: first touching a fresh 200 MB output costs about a quarter of the run
+    (bench/ratings.py: 378 vs 302 ns per asset-bar on 2 threads)."""
     n_bars, n_assets = c.shape
     k = out.shape[2]
     for a in prange(n_assets):
