@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit
 
 from core.aggregate import AGG_STATE_SIZE, HTF_BAR_SIZE, MAX_EMIT, agg_step_nb, new_agg_state
-from core.indicators.rating import rating_step_at_nb
+from core.indicators.rating import rating_kernel, rating_step_at_nb
 from core.ratings import N_RATING_OUT, RATING_STATE_SIZE, new_rating_state
 from core.timeframes import bucket_offset_ms, check_htf, timeframe_to_ms
 
@@ -68,12 +68,10 @@ def new_mtf_states(n_assets: int, n_htf: int) -> np.ndarray:
     return np.tile(new_mtf_state(n_htf), (n_assets, 1))
 
 
-# Inlined into its two callers (numba IR): numba re-optimizes every linked callee in each
-# caller's module, so one level less between the drivers and the rating kernel is one
-# optimization of that big kernel less on a cold start.
-@njit(cache=True, inline="always")
-def mtf_step_nb(state, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, scratch, out, oo):  # noqa: E741
-    """Consume one closed base bar (open time ``ts``) of one asset.
+@njit(cache=True)
+def mtf_step_nb(kern, state, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, scratch, out, oo):  # noqa: E741
+    """Consume one closed base bar (open time ``ts``) of one asset; ``kern`` is the rating
+    kernel (:func:`core.indicators.rating.rating_kernel`).
 
     ``htf_ms``/``htf_off``: int64 per HTF (length and bucket offset, ms). ``use_htf``:
     False for assets that run on the base timeframe only (HTF rows stay NaN and no HTF
@@ -83,7 +81,7 @@ def mtf_step_nb(state, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, scr
     (no array view per bar: see :func:`core.indicators.rating.rating_step_at_nb`); an
     HTF's last ratings live in its block of ``state`` and repeat until its next close.
     """
-    rating_step_at_nb(state, np.int64(0), o, h, l, c, v, out, oo)  # int64: one compiled kernel
+    rating_step_at_nb(kern, state, np.int64(0), o, h, l, c, v, out, oo)
     n_htf = htf_ms.shape[0]
     for k in range(n_htf):
         a = RATING_STATE_SIZE + k * HTF_BLOCK
@@ -94,7 +92,7 @@ def mtf_step_nb(state, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, scr
             for j in range(n):
                 # Oldest first: after a gap two HTF bars may close on one base bar.
                 rating_step_at_nb(
-                    state, b, scratch[j, 1], scratch[j, 2], scratch[j, 3], scratch[j, 4], scratch[j, 5], state, r
+                    kern, state, b, scratch[j, 1], scratch[j, 2], scratch[j, 3], scratch[j, 4], scratch[j, 5], state, r
                 )
         base = oo + (k + 1) * N_RATING_OUT
         for q in range(N_RATING_OUT):
@@ -102,7 +100,7 @@ def mtf_step_nb(state, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, scr
 
 
 @njit(cache=True, nogil=True)
-def mtf_batch_nb(ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, states, res, first, stride):  # noqa: E741
+def mtf_batch_nb(kern, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, states, res, first, stride):  # noqa: E741
     """Run :func:`mtf_step_nb` over all bars for the assets ``first, first + stride, ...``
     (inputs ``(n_bars, n_assets)``), writing ``res`` ``(n_bars, n_assets, 1 + n_htf,
     n_cols)``: the first ``n_cols`` output columns (3 = ratings only, N_RATING_OUT = with
@@ -128,23 +126,30 @@ def mtf_batch_nb(ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, states, r
         vj = v[:, j].copy()
         st = states[j].copy()
         for t in range(n_bars):
-            mtf_step_nb(st, ts[t], oj[t], hj[t], lj[t], cj[t], vj[t], base_ms, htf_ms, htf_off, use_htf[j], scratch, row, zero)
+            mtf_step_nb(kern, st, ts[t], oj[t], hj[t], lj[t], cj[t], vj[t], base_ms, htf_ms, htf_off, use_htf[j], scratch, row, zero)
             for f in range(n_tf):
                 for q in range(n_cols):
                     buf[t, f, q] = row[f * N_RATING_OUT + q]
-        res[:, j, :, :] = buf
-        states[j, :] = st
+        # Element loops, not ``res[:, j] = buf``: numba's array-to-array assignment carries
+        # a shape-mismatch message whose string formatting compiles for ~8 s.
+        for t in range(n_bars):
+            for f in range(n_tf):
+                for q in range(n_cols):
+                    res[t, j, f, q] = buf[t, f, q]
+        for q in range(st.shape[0]):
+            states[j, q] = st[q]
 
 
 @njit(cache=True)
-def mtf_slice_nb(states, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, out):  # noqa: E741
+def mtf_slice_nb(kern, states, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, out):  # noqa: E741
     """One time slice for all assets (daemon): inputs ``(n_assets,)``, ``out``
-    ``(n_assets, 1 + n_htf, N_RATING_OUT)`` (C-contiguous). Same step as the batch."""
+    ``(n_assets, 1 + n_htf, N_RATING_OUT)`` (C-contiguous). Same step as the batch;
+    ``kern`` = :func:`core.indicators.rating.rating_kernel`."""
     scratch = np.empty((MAX_EMIT, HTF_BAR_SIZE))
     flat = out.reshape(-1)
     per_asset = out.shape[1] * N_RATING_OUT
     for j in range(states.shape[0]):
-        mtf_step_nb(states[j], ts, o[j], h[j], l[j], c[j], v[j], base_ms, htf_ms, htf_off, use_htf[j], scratch, flat, j * per_asset)
+        mtf_step_nb(kern, states[j], ts, o[j], h[j], l[j], c[j], v[j], base_ms, htf_ms, htf_off, use_htf[j], scratch, flat, j * per_asset)
 
 
 class MtfConfig:
@@ -220,8 +225,10 @@ def compute_mtf_ratings(
     res = np.empty((close.shape[0], n_assets, 1 + cfg.n_htf, n_cols))
     n_threads = max(1, min(n_assets, numba.config.NUMBA_NUM_THREADS))
 
+    kern = rating_kernel()
+
     def run(first: int) -> None:
-        mtf_batch_nb(ts, *arrays, cfg.base_ms, cfg.htf_ms, cfg.htf_off, use_htf, states, res, first, n_threads)
+        mtf_batch_nb(kern, ts, *arrays, cfg.base_ms, cfg.htf_ms, cfg.htf_off, use_htf, states, res, first, n_threads)
 
     if n_threads == 1:
         run(0)
@@ -262,7 +269,7 @@ class MtfRatingStates:
         copy of ``(n_assets, 1 + n_htf, N_RATING_OUT)``."""
         cfg = self.cfg
         arrs = [np.asarray(x, dtype=np.float64).reshape(self.n_assets) for x in (o, h, l, c, v)]
-        mtf_slice_nb(self.states, int(ts), *arrs, cfg.base_ms, cfg.htf_ms, cfg.htf_off, self.use_htf, self._out)
+        mtf_slice_nb(rating_kernel(), self.states, int(ts), *arrs, cfg.base_ms, cfg.htf_ms, cfg.htf_off, self.use_htf, self._out)
         return self._out.copy()
 
     def to_bytes(self) -> bytes:

@@ -25,6 +25,7 @@ from core.engine import Engine, EngineConfig
 from core.engine.layout import (
     A_POS,
 )
+from core.indicators.rating import rating_kernel
 from core.journal import fill_records
 from core.mtf import MtfConfig, mtf_slice_nb, new_mtf_states, use_htf_mask
 from core.ratings import N_RATING_OUT
@@ -48,6 +49,7 @@ class ProfileStepper:
         self._sig = np.zeros(n, dtype=np.int8)
         self._score = np.empty(n)
         self._target = np.empty(n)
+        self._kern = rating_kernel()
         self.portfolio = profile.execution.mode == "portfolio"
         self.engine = Engine(
             EngineConfig(**profile.engine_params()), self.symbols,
@@ -56,7 +58,7 @@ class ProfileStepper:
 
     def step(self, sl: Slice, *, trade: bool) -> list[dict[str, Any]]:
         """Step one slice; the journal rows of its fills (none during warm-up)."""
-        mtf_slice_nb(self.states, np.int64(sl.ts), sl.open, sl.high, sl.low, sl.close, sl.volume,
+        mtf_slice_nb(self._kern, self.states, np.int64(sl.ts), sl.open, sl.high, sl.low, sl.close, sl.volume,
                      self.mtf.base_ms, self.mtf.htf_ms, self.mtf.htf_off, self.use_htf, self._out)
         if not trade:
             return []

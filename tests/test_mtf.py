@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.aggregate import aggregate_candles
+from core.indicators.rating import rating_kernel
 from core.mtf import (
     MtfConfig,
     MtfRatingState,
@@ -127,7 +128,7 @@ def test_stream_slice_batch_identical() -> None:
     out = np.empty((n_assets, 1 + cfg.n_htf, N_RATING_OUT))
     sl = np.empty_like(batch)
     for t in range(n):
-        mtf_slice_nb(st, ts[t], *(x[t] for x in p), cfg.base_ms, cfg.htf_ms, cfg.htf_off, use, out)
+        mtf_slice_nb(rating_kernel(), st, ts[t], *(x[t] for x in p), cfg.base_ms, cfg.htf_ms, cfg.htf_off, use, out)
         sl[t] = out
     assert np.array_equal(batch, sl, equal_nan=True)
     assert np.array_equal(st, states, equal_nan=True)

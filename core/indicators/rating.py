@@ -23,10 +23,13 @@ Vote rules are ``../shared/RATINGS.md``. Our NaN rules, stated once:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import carray, cfunc, njit, prange, types
+from numba.core.ccallback import CFunc
+from numba.extending import intrinsic
 
 MA_LENGTHS = (10, 20, 30, 50, 100, 200)
 MA_VOTE_NAMES = (
@@ -391,30 +394,22 @@ def _mean_nan(out: np.ndarray, start: int, stop: int) -> float:
 
 
 # ---------------------------------------------------------------- the step
-@njit(cache=True)
-def rating_step_at_nb(
-    state: np.ndarray,
-    so: int,
-    o: float,
-    h: float,
-    lo: float,
-    c: float,
-    v: float,
-    out: np.ndarray,
-    oo: int,
-) -> None:
-    """:func:`rating_step_nb` on a state stored at ``state[so:so+RATING_STATE_SIZE]``,
-    writing to ``out[oo:oo+N_RATING_OUT]``: how composite states (MTF) and the batch loops
-    call it without taking an array view per bar (each view costs numba an atomic
-    reference count, which threads then contend for)."""
-    # Views with constant indices inside: an index ``so + X`` would cost numba a
-    # negative-index check on every one of the ~300 accesses per bar (the view costs one
-    # reference count, on the caller's private array).
-    out = out[oo : oo + N_RATING_OUT]
+# The kernel is compiled once, as a C-callable function (``rating_kernel()``), and every
+# loop calls it through a function pointer it is given (numba's first-class functions).
+# Why not a plain ``@njit`` callee: numba links a callee's LLVM IR into each caller and
+# optimizes the whole again, so each of the kernel's loops (MTF batch, MTF slice, the
+# batch forms) paid another ~7 s of LLVM time for this big kernel on a cold start. Behind
+# a pointer the loops compile in a second and the kernel's machine code is shared. The
+# call costs a few ns of the ~300 a bar takes; the floating-point operations are the
+# same, so the numbers are identical.
+def _rating_kernel(sp, o, h, lo, c, v, op):  # noqa: E741
+    """Consume one closed bar: ``sp`` points at one asset's state (RATING_STATE_SIZE
+    float64), ``op`` at its N_RATING_OUT outputs. Compiled by :func:`rating_kernel`."""
+    out = carray(op, (N_RATING_OUT,))
     if math.isnan(c) or math.isnan(h) or math.isnan(lo):
         out[:] = np.nan
         return
-    s = state[so : so + RATING_STATE_SIZE]
+    s = carray(sp, (RATING_STATE_SIZE,))
     t = s[_T]
     ti = int(t)
     ov = OUT_VOTES
@@ -805,16 +800,58 @@ def rating_step_at_nb(
         out[OUT_ALL] = (rm + ro) / 2.0
 
 
+#: The kernel's C signature: (state pointer, open, high, low, close, volume, out pointer).
+RATING_KERNEL_SIG = types.void(
+    types.CPointer(types.float64), *(types.float64,) * 5, types.CPointer(types.float64)
+)
+
+
+@functools.cache
+def rating_kernel() -> CFunc:
+    """The compiled kernel (once per process; from numba's cache when it holds it): the
+    first argument of every loop below. Compiling takes ~8 s on an empty cache, which is
+    why this is not done at import."""
+    return cfunc(RATING_KERNEL_SIG, cache=True)(_rating_kernel)
+
+
+@intrinsic
+def _ptr_at(typingctx, arr, idx):
+    """Pointer to ``arr.flat[idx]`` (C-contiguous ``arr``), for calling the kernel."""
+    sig = types.CPointer(arr.dtype)(arr, idx)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.gep(ary.data, [args[1]])
+
+    return sig, codegen
+
+
 @njit(cache=True)
+def rating_step_at_nb(kern, state, so, o, h, lo, c, v, out, oo) -> None:  # noqa: E741
+    """Step the kernel ``kern`` (:func:`rating_kernel`) on the state at
+    ``state[so:so+RATING_STATE_SIZE]``, writing ``out[oo:oo+N_RATING_OUT]`` (both
+    C-contiguous 1-D): how the loops and composite states (MTF) call it, without an array
+    view per bar (a view costs an atomic reference count, which threads contend for)."""
+    # The kernel writes through raw pointers: check the bounds numba would have checked.
+    if so < 0 or so + RATING_STATE_SIZE > state.shape[0] or oo < 0 or oo + N_RATING_OUT > out.shape[0]:
+        raise IndexError("rating state or output out of bounds")
+    kern(_ptr_at(state, so), o, h, lo, c, v, _ptr_at(out, oo))
+
+
+@njit(cache=True)
+def _rating_step_nb(kern, state, o, h, lo, c, v, out) -> None:  # noqa: E741
+    rating_step_at_nb(kern, state, np.int64(0), o, h, lo, c, v, out, np.int64(0))
+
+
 def rating_step_nb(
     state: np.ndarray, o: float, h: float, lo: float, c: float, v: float, out: np.ndarray
 ) -> None:
     """Consume one closed bar of one asset: update every indicator and write the ratings and
     votes into ``out`` (float64[N_RATING_OUT]). A bar with NaN high/low/close is a missing
     bar: ``state`` untouched, ``out`` all NaN. ``o`` is unused by the ratings (kept so the
-    signature is the candle)."""
-    # np.int64(0), not 0: a literal would compile a second copy of the kernel
-    rating_step_at_nb(state, np.int64(0), o, h, lo, c, v, out, np.int64(0))
+    signature is the candle). Called from Python; jitted code calls
+    :func:`rating_step_at_nb` with the kernel."""
+    _rating_step_nb(rating_kernel(), state, float(o), float(h), float(lo), float(c), float(v), out)
 
 
 @njit(cache=True)
@@ -838,24 +875,27 @@ def label_code_nb(v: float) -> int:
 
 
 # ---------------------------------------------------------------- batch forms
-# Both are loops over the step. The step takes a view of the state and of the output row
-# it is given, and a view costs an atomic reference count on its array: threads must each
-# step their own copy of the state into their own row (a count that threads contend for
-# costs more than the rating itself).
+# Loops over the kernel. Threads each step their own copy of the state into their own row
+# (a reference count that threads contend for costs more than the rating itself). The
+# jitted loops take the kernel as their first argument; the functions without the
+# leading underscore are their Python faces.
 @njit(cache=True)
-def ratings_nb(
-    o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray, state: np.ndarray
-) -> np.ndarray:
-    """One asset over ``n_bars``: (n_bars, N_RATING_OUT), stepping ``state`` in place."""
+def _ratings_nb(kern, o, h, lo, c, v, state):  # noqa: E741
     n = c.shape[0]
     out = np.empty((n, N_RATING_OUT))
     flat = out.reshape(-1)
     for i in range(n):
-        rating_step_at_nb(state, np.int64(0), o[i], h[i], lo[i], c[i], v[i], flat, i * N_RATING_OUT)
+        rating_step_at_nb(kern, state, np.int64(0), o[i], h[i], lo[i], c[i], v[i], flat, i * N_RATING_OUT)
     return out
 
 
-@njit(cache=True)
+def ratings_nb(
+    o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray, state: np.ndarray
+) -> np.ndarray:
+    """One asset over ``n_bars``: (n_bars, N_RATING_OUT), stepping ``state`` in place."""
+    return _ratings_nb(rating_kernel(), o, h, lo, c, v, state)
+
+
 def ratings_batch_nb(
     o: np.ndarray,
     h: np.ndarray,
@@ -874,7 +914,6 @@ def ratings_batch_nb(
     return out
 
 
-@njit(cache=True, parallel=True)
 def ratings_batch_into_nb(
     o: np.ndarray,
     h: np.ndarray,
@@ -889,6 +928,11 @@ def ratings_batch_into_nb(
     is computed either way). A job that rates a universe again and again reuses the
     memory: first touching a fresh 200 MB output costs about a quarter of the run
     (bench/ratings.py: 378 vs 302 ns per asset-bar on 2 threads)."""
+    _ratings_batch_into_nb(rating_kernel(), o, h, lo, c, v, states, out)
+
+
+@njit(cache=True, parallel=True)
+def _ratings_batch_into_nb(kern, o, h, lo, c, v, states, out):  # noqa: E741
     n_bars, n_assets = c.shape
     k = out.shape[2]
     for a in prange(n_assets):
@@ -904,8 +948,13 @@ def ratings_batch_into_nb(
         buf = np.empty((n_bars, k))
         zero = np.int64(0)
         for i in range(n_bars):
-            rating_step_at_nb(st, zero, oa[i], ha[i], la[i], ca[i], va[i], row, zero)
+            rating_step_at_nb(kern, st, zero, oa[i], ha[i], la[i], ca[i], va[i], row, zero)
             for q in range(k):
                 buf[i, q] = row[q]
-        out[:, a, :] = buf
-        states[a, :] = st
+        # Element loops, not ``out[:, a] = buf``: numba's array-to-array assignment carries
+        # a shape-mismatch message whose string formatting compiles for seconds.
+        for i in range(n_bars):
+            for q in range(k):
+                out[i, a, q] = buf[i, q]
+        for q in range(st.shape[0]):
+            states[a, q] = st[q]
