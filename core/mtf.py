@@ -39,6 +39,8 @@ from core.ratings import N_RATING_OUT, RATING_STATE_SIZE, new_rating_state
 from core.timeframes import bucket_offset_ms, check_htf, timeframe_to_ms
 
 if TYPE_CHECKING:
+    from numba.core.ccallback import CFunc
+
     from core.manifest import Profile
 
 HTF_BLOCK = AGG_STATE_SIZE + RATING_STATE_SIZE + N_RATING_OUT
@@ -200,13 +202,16 @@ def compute_mtf_ratings(
     *,
     votes: bool = False,
     states: np.ndarray | None = None,
+    kernel: CFunc | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Batch MTF ratings over aligned candles (``ts`` bar open times; prices
     ``(n_bars, n_assets)``, NaN = missing bar).
 
     Returns ``(ratings, states)``: ratings ``(n_bars, n_assets, n_tf, 3 or N_RATING_OUT)``
     (``votes=True`` adds the component votes) and the final per-asset states (pass them
-    back as ``states`` to continue, or hand them to the daemon).
+    back as ``states`` to continue, or hand them to the daemon). ``kernel``: the rating
+    kernel (default :func:`core.indicators.rating.rating_kernel`; the JIT warm-up passes
+    a stand-in of the same type to compile this loop without compiling the kernel).
     """
     close = np.asarray(close, dtype=np.float64)
     if close.ndim != 2:
@@ -225,7 +230,7 @@ def compute_mtf_ratings(
     res = np.empty((close.shape[0], n_assets, 1 + cfg.n_htf, n_cols))
     n_threads = max(1, min(n_assets, numba.config.NUMBA_NUM_THREADS))
 
-    kern = rating_kernel()
+    kern = rating_kernel() if kernel is None else kernel
 
     def run(first: int) -> None:
         mtf_batch_nb(kern, ts, *arrays, cfg.base_ms, cfg.htf_ms, cfg.htf_off, use_htf, states, res, first, n_threads)

@@ -174,3 +174,30 @@ def test_fused_kernel_equals_standalone_indicators_on_awkward_bars() -> None:
     for a, b in ((2000, 2090), (2500, 2530)):
         o[a:b] = h[a:b] = lo[a:b] = c[a:b] = c[a]
     _check(o, h, lo, c, v)
+
+
+def test_the_kernel_behind_a_pointer_is_typed_by_its_signature_only() -> None:
+    """The loops are compiled for the kernel's *type*, which is its C signature alone: the
+    JIT warm-up's stand-in (core.warmup) therefore compiles the loop the real kernel runs
+    in, and an out-of-range offset is refused before the kernel writes through a pointer."""
+    from numba import cfunc, typeof
+
+    from core import warmup
+    from core.indicators.rating import (
+        N_RATING_OUT,
+        RATING_KERNEL_SIG,
+        RATING_STATE_SIZE,
+        rating_kernel,
+        rating_step_at_nb,
+    )
+
+    stand_in = cfunc(RATING_KERNEL_SIG)(warmup._stand_in_kernel)
+    assert typeof(rating_kernel()) == typeof(stand_in)
+    state = new_rating_state()
+    out = np.empty(N_RATING_OUT)
+    with pytest.raises(IndexError):
+        rating_step_at_nb(rating_kernel(), state, np.int64(1), 1.0, 1.0, 1.0, 1.0, 1.0, out, np.int64(0))
+    with pytest.raises(IndexError):
+        rating_step_at_nb(rating_kernel(), state, np.int64(0), 1.0, 1.0, 1.0, 1.0, 1.0, out, np.int64(-1))
+    assert state.shape == (RATING_STATE_SIZE,)
+    assert np.array_equal(state, new_rating_state(), equal_nan=True)  # untouched

@@ -1,7 +1,7 @@
 """core.warmup: worker processes fill the numba cache that a later process then loads.
 
-Each test uses its own empty cache folder. Only the engine group is compiled here (a few
-seconds); the ratings group runs the same machinery with a bigger kernel.
+Each test uses its own empty cache folder. Only the engine and MTF-loop jobs are compiled
+here (a few seconds each); the ratings job runs the same machinery with a bigger kernel.
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ def cache(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
     return folder
 
 
-def load_in_fresh_process(folder: Path, profile_name: str = "crypto_rating_all") -> dict:
-    """Run the engine job in a new interpreter on ``folder``; report the kernel's cache use."""
+def load_in_fresh_process(folder: Path, profile_name: str = "crypto_rating_all",
+                          job: str = "engine", kernel: str = "core.engine.kernels.run_batch_nb") -> dict:
+    """Run ``job`` in a new interpreter on ``folder``; report ``kernel``'s cache use."""
+    module, name = kernel.rsplit(".", 1)
     code = (
         "import json, sys\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
@@ -50,8 +52,8 @@ def load_in_fresh_process(folder: Path, profile_name: str = "crypto_rating_all")
         "from core import warmup\n"
         "from core.manifest import load_manifest\n"
         f"p = load_manifest({str(REPO / 'manifest.json')!r}).profile({profile_name!r})\n"
-        "warmup.run_jobs(p, ['engine'])\n"
-        "from core.engine.kernels import run_batch_nb as k\n"
+        f"warmup.run_jobs(p, [{job!r}])\n"
+        f"from {module} import {name} as k\n"
         "print(json.dumps({'hits': sum(k.stats.cache_hits.values()),\n"
         "                  'misses': sum(k.stats.cache_misses.values())}))\n"
     )
@@ -113,6 +115,18 @@ def test_two_workers_compiling_the_same_kernel_at_once(profile, cache) -> None: 
     assert load_in_fresh_process(cache) == {"hits": 1, "misses": 0}
 
 
+def test_mtf_job_compiles_the_loop_the_run_loads(profile, cache) -> None:  # noqa: ANN001
+    """The worker types the MTF loop with a stand-in kernel; another process calling the loop
+    with another function of the same C signature loads that entry (the real kernel's type
+    is the same: tests/test_rating_kernel.py)."""
+    w = warmup.start_warmup(profile, (("mtf",),), force=True)
+    info = w.wait(timeout=300)
+    assert info["failed"] == [], info
+    assert warmup.is_warm(profile, "mtf")
+    assert load_in_fresh_process(cache, job="mtf", kernel="core.mtf.mtf_batch_nb") == {
+        "hits": 1, "misses": 0}
+
+
 class FakeWarmup:
     """Stands in for core.warmup.Warmup: records when the runner waits, reports a failure."""
 
@@ -169,6 +183,7 @@ def test_runner_waits_for_each_worker_right_before_its_stage(monkeypatch, tmp_pa
                        report=False)
     assert len(res.fills) > 0
     first_ratings = events.index("ratings")
+    assert events.index("wait:mtf") < first_ratings  # the MTF loop is the worker's first job
     assert events[first_ratings + 1] == "wait:signals"  # after the first chunk's ratings
     assert events.index("wait:signals") < events.index("signals")
     assert events.count("ratings") > 1  # several chunks; one wait

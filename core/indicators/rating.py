@@ -233,6 +233,8 @@ def new_rating_states(n_assets: int) -> np.ndarray:
 # ---------------------------------------------------------------- small helpers
 # Plain (not numba-inlined) functions: LLVM inlines them where it pays, and numba's own
 # inlining of every call site is what made the fused kernel take a minute to compile.
+# Their integer arguments are passed as np.int64(...) where they are constants: numba
+# types a module constant as a literal and would compile one copy per value.
 @njit(cache=True)
 def ma_vote_nb(close: float, ma: float) -> float:
     """sign(close - ma); NaN when the MA is NaN."""
@@ -498,7 +500,7 @@ def _rating_kernel(sp, o, h, lo, c, v, op):  # noqa: E741
     s[_LOW + ph + _N_HL] = lo
     nh = _HIGH + ph + _N_HL
     nl = _LOW + ph + _N_HL
-    e = _HL_EXT
+    e = np.int64(_HL_EXT)
     b9, b14, b26, b52 = _HL_BLOCK[0], _HL_BLOCK[1], _HL_BLOCK[2], _HL_BLOCK[3]
     # lengths read from an array, not literals: a literal argument would make numba
     # compile one copy of the helper per length
@@ -564,8 +566,8 @@ def _rating_kernel(sp, o, h, lo, c, v, op):  # noqa: E741
         rng = hi14 - lo14
         if rng != 0.0:
             raw = 100.0 * (c - lo14) / rng
-    k_ = _sma3_nb(s, _STOCH_K, raw)
-    d_ = _sma3_nb(s, _STOCH_D, k_)
+    k_ = _sma3_nb(s, np.int64(_STOCH_K), raw)
+    d_ = _sma3_nb(s, np.int64(_STOCH_D), k_)
     d1 = s[_M_D1]
     out[o2 + 1] = vote_nb(
         d1,
@@ -703,14 +705,14 @@ def _rating_kernel(sp, o, h, lo, c, v, op):  # noqa: E741
         s[_RSI_COUNT] = cnt + 1.0
         j = int(cnt) % _N_RSI
         nr = _RSI_RING + pr + _N_RSI
-        hi_r = _window_max_nb(s, nr, n14, j, r, _RSI_EXT, _RSI_BLOCK)
+        hi_r = _window_max_nb(s, nr, n14, j, r, np.int64(_RSI_EXT), np.int64(_RSI_BLOCK))
         lo_r = _window_min_nb(s, nr, n14, j, r, _RSI_EXT + 1, _RSI_BLOCK + _N_RSI)
         if cnt + 1.0 >= _N_RSI:
             rng = hi_r - lo_r
             if rng != 0.0:
                 raw_s = 100.0 * (r - lo_r) / rng
-    sk = _sma3_nb(s, _SRSI_K, raw_s)
-    sd = _sma3_nb(s, _SRSI_D, sk)
+    sk = _sma3_nb(s, np.int64(_SRSI_K), raw_s)
+    sd = _sma3_nb(s, np.int64(_SRSI_D), sk)
     up_trend = c > ema50
     down_trend = c < ema50
     out[o2 + 7] = vote_nb(
@@ -788,7 +790,7 @@ def _rating_kernel(sp, o, h, lo, c, v, op):  # noqa: E741
     s[_T] = t + 1.0
 
     # ---- ratings
-    rm = _mean_nan(out, ov, o2)
+    rm = _mean_nan(out, np.int64(ov), o2)
     ro = _mean_nan(out, o2, o2 + N_OSC_VOTES)
     out[OUT_MA] = rm
     out[OUT_OSC] = ro
