@@ -70,24 +70,65 @@ def agg_reset_nb(state: np.ndarray) -> None:
 
 
 @njit(cache=True)
-def _emit_nb(state, row):
-    """Write the open bucket to ``row`` unless it is partial; close the bucket. Returns the
-    number of bars written (0 or 1).
+def _emit_nb(state, so, out, n):
+    """Write the open bucket (state at ``state[so:]``) to ``out[n]`` unless it is partial;
+    close the bucket. Returns the number of bars written (0 or 1)."""
+    if state[so + AGG_PARTIAL] == 0.0:
+        out[n, HTF_TS] = state[so + AGG_START]
+        out[n, HTF_OPEN] = state[so + AGG_OPEN]
+        out[n, HTF_HIGH] = state[so + AGG_HIGH]
+        out[n, HTF_LOW] = state[so + AGG_LOW]
+        out[n, HTF_CLOSE] = state[so + AGG_CLOSE]
+        out[n, HTF_VOLUME] = state[so + AGG_VOLUME]
+        written = 1
+    else:
+        written = 0
+    state[so + AGG_START] = np.nan
+    state[so + AGG_PARTIAL] = 0.0
+    return written
 
-    Takes the output row rather than ``(out, n)``: the first call's ``n`` would be the
-    literal 0, which numba compiles as a second specialization (a cold-start cost).
-    """
-    n = 0
-    if state[AGG_PARTIAL] == 0.0:
-        row[HTF_TS] = state[AGG_START]
-        row[HTF_OPEN] = state[AGG_OPEN]
-        row[HTF_HIGH] = state[AGG_HIGH]
-        row[HTF_LOW] = state[AGG_LOW]
-        row[HTF_CLOSE] = state[AGG_CLOSE]
-        row[HTF_VOLUME] = state[AGG_VOLUME]
-        n = 1
-    state[AGG_START] = np.nan
-    state[AGG_PARTIAL] = 0.0
+
+@njit(cache=True)
+def agg_step_at_nb(state, so, ts, o, h, l, c, v, base_ms, htf_ms, offset_ms, out):  # noqa: E741
+    """:func:`agg_step_nb` on a state stored at ``state[so:so+AGG_STATE_SIZE]``: how the
+    MTF step calls it, without an array view per bar (a view costs numba an atomic
+    reference count)."""
+    if np.isnan(c) or np.isnan(h) or np.isnan(l):
+        return 0  # same missing-bar rule as the ratings (rating_step_nb)
+    fts = float(ts)
+    if state[so + AGG_SEEN] == 1.0 and fts <= state[so + AGG_LAST_TS]:
+        return 0  # duplicate or out-of-order bar
+    n = np.int64(0)  # int64, not a literal 0: one compiled _emit_nb
+    cur = state[so + AGG_START]
+    if not np.isnan(cur) and fts < cur + htf_ms:
+        start = np.int64(cur)  # inside the open bucket (ts > the last bar >= its start)
+    else:  # a 64-bit division costs tens of ns: only for a new bucket
+        start = (ts - offset_ms) // htf_ms * htf_ms + offset_ms
+    if not np.isnan(state[so + AGG_START]) and float(start) != state[so + AGG_START]:
+        # A bar beyond the open bucket's end: its last base bar(s) were missing.
+        n += _emit_nb(state, so, out, n)
+    if np.isnan(state[so + AGG_START]):
+        # The first bucket ever seen is partial if it does not start at its boundary.
+        partial = state[so + AGG_SEEN] == 0.0 and ts != start
+        state[so + AGG_START] = float(start)
+        state[so + AGG_OPEN] = o
+        state[so + AGG_HIGH] = h
+        state[so + AGG_LOW] = l
+        state[so + AGG_CLOSE] = c
+        state[so + AGG_VOLUME] = v
+        state[so + AGG_PARTIAL] = 1.0 if partial else 0.0
+    else:
+        if h > state[so + AGG_HIGH]:
+            state[so + AGG_HIGH] = h
+        if l < state[so + AGG_LOW]:
+            state[so + AGG_LOW] = l
+        state[so + AGG_CLOSE] = c
+        state[so + AGG_VOLUME] += v
+    state[so + AGG_SEEN] = 1.0
+    state[so + AGG_LAST_TS] = fts
+    if ts + base_ms >= start + htf_ms:
+        # This bar's close is the bucket's end: the HTF bar is complete now.
+        n += _emit_nb(state, so, out, n)
     return n
 
 
@@ -98,39 +139,7 @@ def agg_step_nb(state, ts, o, h, l, c, v, base_ms, htf_ms, offset_ms, out):  # n
     Closed HTF bars are written to ``out[:n]`` (rows ``[ts_open, o, h, l, c, v]``), oldest
     first. NaN close/high/low marks a missing bar: nothing changes and 0 is returned.
     """
-    if np.isnan(c) or np.isnan(h) or np.isnan(l):
-        return 0  # same missing-bar rule as the ratings (rating_step_nb)
-    fts = float(ts)
-    if state[AGG_SEEN] == 1.0 and fts <= state[AGG_LAST_TS]:
-        return 0  # duplicate or out-of-order bar
-    n = 0
-    start = (ts - offset_ms) // htf_ms * htf_ms + offset_ms
-    if not np.isnan(state[AGG_START]) and float(start) != state[AGG_START]:
-        # A bar beyond the open bucket's end: its last base bar(s) were missing.
-        n += _emit_nb(state, out[n])
-    if np.isnan(state[AGG_START]):
-        # The first bucket ever seen is partial if it does not start at its boundary.
-        partial = state[AGG_SEEN] == 0.0 and ts != start
-        state[AGG_START] = float(start)
-        state[AGG_OPEN] = o
-        state[AGG_HIGH] = h
-        state[AGG_LOW] = l
-        state[AGG_CLOSE] = c
-        state[AGG_VOLUME] = v
-        state[AGG_PARTIAL] = 1.0 if partial else 0.0
-    else:
-        if h > state[AGG_HIGH]:
-            state[AGG_HIGH] = h
-        if l < state[AGG_LOW]:
-            state[AGG_LOW] = l
-        state[AGG_CLOSE] = c
-        state[AGG_VOLUME] += v
-    state[AGG_SEEN] = 1.0
-    state[AGG_LAST_TS] = fts
-    if ts + base_ms >= start + htf_ms:
-        # This bar's close is the bucket's end: the HTF bar is complete now.
-        n += _emit_nb(state, out[n])
-    return n
+    return agg_step_at_nb(state, np.int64(0), ts, o, h, l, c, v, base_ms, htf_ms, offset_ms, out)
 
 
 @njit(cache=True)
@@ -151,7 +160,8 @@ def agg_batch_nb(ts, o, h, l, c, v, base_ms, htf_ms, offset_ms):  # noqa: E741
     for i in range(n):
         k = agg_step_nb(state, ts[i], o[i], h[i], l[i], c[i], v[i], base_ms, htf_ms, offset_ms, out)
         for j in range(k):
-            bars[m, :] = out[j, :]
+            for q in range(HTF_BAR_SIZE):  # not bars[m, :] = out[j, :]: see core.mtf
+                bars[m, q] = out[j, q]
             emitted_at[m] = i
             m += 1
     return bars[:m].copy(), emitted_at[:m].copy()

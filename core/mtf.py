@@ -15,8 +15,9 @@ close). An HTF value therefore changes only on the base bar where that HTF bar c
 A missing base bar (close NaN) leaves the whole state untouched: the base row is NaN and
 the HTF rows repeat their last closed values.
 
-The batch (:func:`mtf_batch_nb`) runs the same step over ``n_bars × n_assets``, so batch
-and streaming are bit-identical by construction. :func:`compute_mtf_ratings` runs it on a
+The batch (:func:`mtf_batch_nb`) runs the same step over ``n_bars × n_assets`` (written
+out in its loop: the same kernel calls in the same order), so batch and streaming are
+bit-identical; ``tests/test_mtf.py`` checks it. :func:`compute_mtf_ratings` runs it on a
 few threads, each over its share of the assets (the kernel releases the GIL): numba's
 ``prange`` would do the same but its parallel lowering costs seconds of compile on a cold
 start.
@@ -33,7 +34,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from core.aggregate import AGG_STATE_SIZE, HTF_BAR_SIZE, MAX_EMIT, agg_step_nb, new_agg_state
+from core.aggregate import AGG_STATE_SIZE, HTF_BAR_SIZE, MAX_EMIT, agg_step_at_nb, new_agg_state
 from core.indicators.rating import rating_kernel, rating_step_at_nb
 from core.ratings import N_RATING_OUT, RATING_STATE_SIZE, new_rating_state
 from core.timeframes import bucket_offset_ms, check_htf, timeframe_to_ms
@@ -71,73 +72,98 @@ def new_mtf_states(n_assets: int, n_htf: int) -> np.ndarray:
 
 
 @njit(cache=True)
-def mtf_step_nb(kern, state, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, scratch, out, oo):  # noqa: E741
+def mtf_step_nb(kern, state, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, scratch, row, out, oo, n_cols):  # noqa: E741
     """Consume one closed base bar (open time ``ts``) of one asset; ``kern`` is the rating
     kernel (:func:`core.indicators.rating.rating_kernel`).
 
     ``htf_ms``/``htf_off``: int64 per HTF (length and bucket offset, ms). ``use_htf``:
     False for assets that run on the base timeframe only (HTF rows stay NaN and no HTF
-    work is done). ``scratch``: float64 ``(MAX_EMIT, HTF_BAR_SIZE)``. ``out``: a flat
-    float64 array; this bar's ``(1 + n_htf) x N_RATING_OUT`` outputs go to
-    ``out[oo:]``, timeframe by timeframe. The ratings step at offsets into ``state``
-    (no array view per bar: see :func:`core.indicators.rating.rating_step_at_nb`); an
-    HTF's last ratings live in its block of ``state`` and repeat until its next close.
+    work is done). ``scratch``: float64 ``(MAX_EMIT, HTF_BAR_SIZE)``; ``row``: float64
+    ``(N_RATING_OUT,)``, the base rating's full output. ``out``: a flat float64 array;
+    this bar's ``(1 + n_htf) x n_cols`` outputs (the first ``n_cols`` output columns of
+    each timeframe: 3 = ratings only, N_RATING_OUT = with votes) go to ``out[oo:]``,
+    timeframe by timeframe. States and outputs are addressed by offset (no array view per
+    bar: a view costs an atomic reference count); an HTF's last ratings live in its block
+    of ``state`` and repeat until its next close.
     """
-    rating_step_at_nb(kern, state, np.int64(0), o, h, l, c, v, out, oo)
+    rating_step_at_nb(kern, state, np.int64(0), o, h, l, c, v, row, np.int64(0))
+    for q in range(n_cols):
+        out[oo + q] = row[q]
     n_htf = htf_ms.shape[0]
     for k in range(n_htf):
         a = RATING_STATE_SIZE + k * HTF_BLOCK
         b = a + AGG_STATE_SIZE
         r = b + RATING_STATE_SIZE
         if use_htf:
-            n = agg_step_nb(state[a:b], ts, o, h, l, c, v, base_ms, htf_ms[k], htf_off[k], scratch)
+            n = agg_step_at_nb(state, a, ts, o, h, l, c, v, base_ms, htf_ms[k], htf_off[k], scratch)
             for j in range(n):
                 # Oldest first: after a gap two HTF bars may close on one base bar.
                 rating_step_at_nb(
                     kern, state, b, scratch[j, 1], scratch[j, 2], scratch[j, 3], scratch[j, 4], scratch[j, 5], state, r
                 )
-        base = oo + (k + 1) * N_RATING_OUT
-        for q in range(N_RATING_OUT):
+        base = oo + (k + 1) * n_cols
+        for q in range(n_cols):
             out[base + q] = state[r + q]
 
 
 @njit(cache=True, nogil=True)
-def mtf_batch_nb(kern, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, states, res, first, stride):  # noqa: E741
-    """Run :func:`mtf_step_nb` over all bars for the assets ``first, first + stride, ...``
-    (inputs ``(n_bars, n_assets)``), writing ``res`` ``(n_bars, n_assets, 1 + n_htf,
-    n_cols)``: the first ``n_cols`` output columns (3 = ratings only, N_RATING_OUT = with
-    votes). ``states`` (``(n_assets, size)``) is advanced in place, so a batch can continue
-    where another (or a warm-up) stopped. Threads given different ``first`` touch disjoint
-    assets; each steps a private copy of its asset's state (no reference count shared
-    between threads in the hot loop).
+def mtf_batch_nb(kern, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, states, res, first, stop):  # noqa: E741
+    """Run :func:`mtf_step_nb`'s step over all bars for the assets ``first .. stop - 1`` (inputs
+    ``(n_bars, n_assets)``), writing ``res`` ``(n_bars, n_assets, 1 + n_htf, n_cols)``:
+    the first ``n_cols`` output columns (3 = ratings only, N_RATING_OUT = with votes).
+    ``states`` (``(n_assets, size)``) is advanced in place, so a batch can continue where
+    another (or a warm-up) stopped. Threads given disjoint ranges touch disjoint assets;
+    each steps a private copy of its asset's state (no reference count shared between
+    threads in the hot loop).
     """
-    n_bars, n_assets = c.shape
+    n_bars = c.shape[0]
     n_tf = res.shape[2]
     n_cols = res.shape[3]
-    scratch = np.empty((MAX_EMIT, HTF_BAR_SIZE))
-    row = np.empty(n_tf * N_RATING_OUT)
-    buf = np.empty((n_bars, n_tf, n_cols))
+    per_bar = n_tf * n_cols
+    n_htf = htf_ms.shape[0]
     zero = np.int64(0)
-    for j in range(first, n_assets, stride):
+    scratch = np.empty((MAX_EMIT, HTF_BAR_SIZE))
+    row = np.empty(N_RATING_OUT)
+    buf = np.empty(n_bars * per_bar)
+    for j in range(first, stop):
         # An asset's column is strided in the inputs and in ``res`` (a new page every few
         # bars): copy it out, run the bars on contiguous data, copy the results back.
+        # Element loops, not ``res[:, j] = buf``: numba's array-to-array assignment carries
+        # a shape-mismatch message whose string formatting compiles for ~8 s.
         oj = o[:, j].copy()
         hj = h[:, j].copy()
         lj = l[:, j].copy()
         cj = c[:, j].copy()
         vj = v[:, j].copy()
         st = states[j].copy()
+        uh = use_htf[j]
         for t in range(n_bars):
-            mtf_step_nb(kern, st, ts[t], oj[t], hj[t], lj[t], cj[t], vj[t], base_ms, htf_ms, htf_off, use_htf[j], scratch, row, zero)
+            # mtf_step_nb, written out: a call (numba-inlined or not) that passes arrays
+            # costs their reference counts on every bar, ~100 ns, a quarter of this loop.
+            # Same calls in the same order as the step (tests/test_mtf.py: batch == slice
+            # == streaming, bit for bit).
+            ti, oi, hi, li, ci, vi = ts[t], oj[t], hj[t], lj[t], cj[t], vj[t]
+            rating_step_at_nb(kern, st, zero, oi, hi, li, ci, vi, row, zero)
+            oo = t * per_bar
+            for q in range(n_cols):
+                buf[oo + q] = row[q]
+            for k in range(n_htf):
+                a = RATING_STATE_SIZE + k * HTF_BLOCK
+                b = a + AGG_STATE_SIZE
+                r = b + RATING_STATE_SIZE
+                if uh:
+                    n = agg_step_at_nb(st, a, ti, oi, hi, li, ci, vi, base_ms, htf_ms[k], htf_off[k], scratch)
+                    for e in range(n):
+                        rating_step_at_nb(
+                            kern, st, b, scratch[e, 1], scratch[e, 2], scratch[e, 3], scratch[e, 4], scratch[e, 5], st, r
+                        )
+                base = oo + (k + 1) * n_cols
+                for q in range(n_cols):
+                    buf[base + q] = st[r + q]
+        for t in range(n_bars):
             for f in range(n_tf):
                 for q in range(n_cols):
-                    buf[t, f, q] = row[f * N_RATING_OUT + q]
-        # Element loops, not ``res[:, j] = buf``: numba's array-to-array assignment carries
-        # a shape-mismatch message whose string formatting compiles for ~8 s.
-        for t in range(n_bars):
-            for f in range(n_tf):
-                for q in range(n_cols):
-                    res[t, j, f, q] = buf[t, f, q]
+                    res[t, j, f, q] = buf[t * per_bar + f * n_cols + q]
         for q in range(st.shape[0]):
             states[j, q] = st[q]
 
@@ -148,10 +174,12 @@ def mtf_slice_nb(kern, states, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_
     ``(n_assets, 1 + n_htf, N_RATING_OUT)`` (C-contiguous). Same step as the batch;
     ``kern`` = :func:`core.indicators.rating.rating_kernel`."""
     scratch = np.empty((MAX_EMIT, HTF_BAR_SIZE))
+    row = np.empty(N_RATING_OUT)
     flat = out.reshape(-1)
     per_asset = out.shape[1] * N_RATING_OUT
     for j in range(states.shape[0]):
-        mtf_step_nb(kern, states[j], ts, o[j], h[j], l[j], c[j], v[j], base_ms, htf_ms, htf_off, use_htf[j], scratch, flat, j * per_asset)
+        mtf_step_nb(kern, states[j], ts, o[j], h[j], l[j], c[j], v[j], base_ms, htf_ms, htf_off, use_htf[j],
+                    scratch, row, flat, j * per_asset, N_RATING_OUT)
 
 
 class MtfConfig:
@@ -229,11 +257,14 @@ def compute_mtf_ratings(
     n_cols = N_RATING_OUT if votes else N_RATINGS
     res = np.empty((close.shape[0], n_assets, 1 + cfg.n_htf, n_cols))
     n_threads = max(1, min(n_assets, numba.config.NUMBA_NUM_THREADS))
-
+    # Contiguous ranges of assets per thread: interleaved assets would have the threads
+    # writing the same cache lines of ``res`` at the same time.
+    bounds = np.linspace(0, n_assets, n_threads + 1).round().astype(np.int64)
     kern = rating_kernel() if kernel is None else kernel
 
-    def run(first: int) -> None:
-        mtf_batch_nb(kern, ts, *arrays, cfg.base_ms, cfg.htf_ms, cfg.htf_off, use_htf, states, res, first, n_threads)
+    def run(part: int) -> None:
+        mtf_batch_nb(kern, ts, *arrays, cfg.base_ms, cfg.htf_ms, cfg.htf_off, use_htf, states, res,
+                     bounds[part], bounds[part + 1])
 
     if n_threads == 1:
         run(0)
