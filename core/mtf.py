@@ -40,8 +40,6 @@ from core.ratings import N_RATING_OUT, RATING_STATE_SIZE, new_rating_state
 from core.timeframes import bucket_offset_ms, check_htf, timeframe_to_ms
 
 if TYPE_CHECKING:
-    from numba.core.ccallback import CFunc
-
     from core.manifest import Profile
 
 HTF_BLOCK = AGG_STATE_SIZE + RATING_STATE_SIZE + N_RATING_OUT
@@ -74,7 +72,7 @@ def new_mtf_states(n_assets: int, n_htf: int) -> np.ndarray:
 @njit(cache=True)
 def mtf_step_nb(kern, state, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, scratch, row, out, oo, n_cols):  # noqa: E741
     """Consume one closed base bar (open time ``ts``) of one asset; ``kern`` is the rating
-    kernel (:func:`core.indicators.rating.rating_kernel`).
+    kernel's address (:func:`core.indicators.rating.rating_kernel`).
 
     ``htf_ms``/``htf_off``: int64 per HTF (length and bucket offset, ms). ``use_htf``:
     False for assets that run on the base timeframe only (HTF rows stay NaN and no HTF
@@ -230,7 +228,7 @@ def compute_mtf_ratings(
     *,
     votes: bool = False,
     states: np.ndarray | None = None,
-    kernel: CFunc | None = None,
+    kernel: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Batch MTF ratings over aligned candles (``ts`` bar open times; prices
     ``(n_bars, n_assets)``, NaN = missing bar).
@@ -238,8 +236,8 @@ def compute_mtf_ratings(
     Returns ``(ratings, states)``: ratings ``(n_bars, n_assets, n_tf, 3 or N_RATING_OUT)``
     (``votes=True`` adds the component votes) and the final per-asset states (pass them
     back as ``states`` to continue, or hand them to the daemon). ``kernel``: the rating
-    kernel (default :func:`core.indicators.rating.rating_kernel`; the JIT warm-up passes
-    a stand-in of the same type to compile this loop without compiling the kernel).
+    kernel's address (default :func:`core.indicators.rating.rating_kernel`; the JIT
+    warm-up passes a stand-in's to compile this loop without compiling the kernel).
     """
     close = np.asarray(close, dtype=np.float64)
     if close.ndim != 2:

@@ -8,7 +8,7 @@ tiny inputs *of the same types as the real run*, so that numba writes their cach
 The backtest (:data:`BACKTEST_GROUPS`) starts one worker for the MTF loop, the combiner
 and the engine while its own process loads the candles and compiles the rating kernel
 (the biggest compile; the MTF loop calls it through a function pointer, so the loop
-compiles against a stand-in of the same C signature); before each stage it calls
+compiles without it); before each stage it calls
 :meth:`Warmup.wait` and then finds that stage's kernel in the cache (a load takes
 milliseconds, a compile seconds).
 
@@ -167,8 +167,9 @@ def _stand_in_kernel(sp, o, h, lo, c, v, op) -> None:  # noqa: ANN001, E741
 
 def _job_mtf(profile: Profile) -> None:
     """The MTF loop (the backtest's call of :func:`core.mtf.compute_mtf_ratings`) without
-    the rating kernel: the loop's machine code depends only on the kernel's *type* (its C
-    signature), so a stand-in that compiles in a blink fills the same cache entry."""
+    compiling the rating kernel: the loop gets the kernel as an address, so its machine
+    code does not depend on the kernel; a stand-in of the same C signature that compiles
+    in a blink lets the dummy run call something real."""
     from numba import cfunc
 
     from core.indicators.rating import RATING_KERNEL_SIG
@@ -176,9 +177,9 @@ def _job_mtf(profile: Profile) -> None:
 
     syms = list(profile.assets)
     ts, o, h, lo, c, v = _dummy_bars(len(syms))
-    stand_in = cfunc(RATING_KERNEL_SIG)(_stand_in_kernel)
+    stand_in = cfunc(RATING_KERNEL_SIG)(_stand_in_kernel)  # alive until the call returns
     compute_mtf_ratings(MtfConfig.from_profile(profile), ts, o, h, lo, c, v,
-                        use_htf_mask(profile, syms), kernel=stand_in)
+                        use_htf_mask(profile, syms), kernel=stand_in.address)
 
 
 def _job_signals(profile: Profile) -> None:

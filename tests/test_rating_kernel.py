@@ -39,6 +39,7 @@ from core.ratings import (
     OUT_VOTES,
     VOTE_NAMES,
     new_rating_state,
+    rating_step_nb,
     ratings_nb,
 )
 from tests.conftest import read_shared_csv
@@ -176,28 +177,24 @@ def test_fused_kernel_equals_standalone_indicators_on_awkward_bars() -> None:
     _check(o, h, lo, c, v)
 
 
-def test_the_kernel_behind_a_pointer_is_typed_by_its_signature_only() -> None:
-    """The loops are compiled for the kernel's *type*, which is its C signature alone: the
-    JIT warm-up's stand-in (core.warmup) therefore compiles the loop the real kernel runs
-    in, and an out-of-range offset is refused before the kernel writes through a pointer."""
-    from numba import cfunc, typeof
+def test_the_kernel_is_called_by_address_within_bounds() -> None:
+    """The loops get the kernel as an address (an int: typed in nanoseconds, and the loops'
+    machine code does not depend on the kernel, which lets core.warmup compile them with a
+    stand-in); an out-of-range offset is refused before the kernel writes through a
+    pointer."""
+    from core.indicators.rating import N_RATING_OUT, rating_kernel, rating_step_at_nb
 
-    from core import warmup
-    from core.indicators.rating import (
-        N_RATING_OUT,
-        RATING_KERNEL_SIG,
-        RATING_STATE_SIZE,
-        rating_kernel,
-        rating_step_at_nb,
-    )
-
-    stand_in = cfunc(RATING_KERNEL_SIG)(warmup._stand_in_kernel)
-    assert typeof(rating_kernel()) == typeof(stand_in)
+    kern = rating_kernel()
+    assert isinstance(kern, int) and kern == rating_kernel()
     state = new_rating_state()
     out = np.empty(N_RATING_OUT)
     with pytest.raises(IndexError):
-        rating_step_at_nb(rating_kernel(), state, np.int64(1), 1.0, 1.0, 1.0, 1.0, 1.0, out, np.int64(0))
+        rating_step_at_nb(kern, state, np.int64(1), 1.0, 1.0, 1.0, 1.0, 1.0, out, np.int64(0))
     with pytest.raises(IndexError):
-        rating_step_at_nb(rating_kernel(), state, np.int64(0), 1.0, 1.0, 1.0, 1.0, 1.0, out, np.int64(-1))
-    assert state.shape == (RATING_STATE_SIZE,)
+        rating_step_at_nb(kern, state, np.int64(0), 1.0, 1.0, 1.0, 1.0, 1.0, out, np.int64(-1))
     assert np.array_equal(state, new_rating_state(), equal_nan=True)  # untouched
+    rating_step_at_nb(kern, state, np.int64(0), 1.0, 2.0, 0.5, 1.5, 10.0, out, np.int64(0))
+    expect_state, expect_out = new_rating_state(), np.empty(N_RATING_OUT)
+    rating_step_nb(expect_state, 1.0, 2.0, 0.5, 1.5, 10.0, expect_out)
+    assert np.array_equal(state, expect_state, equal_nan=True)
+    assert np.array_equal(out, expect_out, equal_nan=True)

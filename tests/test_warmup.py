@@ -116,9 +116,8 @@ def test_two_workers_compiling_the_same_kernel_at_once(profile, cache) -> None: 
 
 
 def test_mtf_job_compiles_the_loop_the_run_loads(profile, cache) -> None:  # noqa: ANN001
-    """The worker types the MTF loop with a stand-in kernel; another process calling the loop
-    with another function of the same C signature loads that entry (the real kernel's type
-    is the same: tests/test_rating_kernel.py)."""
+    """The worker compiles the MTF loop running a stand-in kernel; another process calling
+    the loop (with another function's address) loads that entry."""
     w = warmup.start_warmup(profile, (("mtf",),), force=True)
     info = w.wait(timeout=300)
     assert info["failed"] == [], info

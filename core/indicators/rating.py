@@ -27,6 +27,7 @@ import functools
 import math
 
 import numpy as np
+from llvmlite import ir as llvm_ir
 from numba import carray, cfunc, njit, prange, types
 from numba.core.ccallback import CFunc
 from numba.extending import intrinsic
@@ -396,8 +397,8 @@ def _mean_nan(out: np.ndarray, start: int, stop: int) -> float:
 
 
 # ---------------------------------------------------------------- the step
-# The kernel is compiled once, as a C-callable function (``rating_kernel()``), and every
-# loop calls it through a function pointer it is given (numba's first-class functions).
+# The kernel is compiled once, as a C-callable function (``rating_kernel()`` gives its
+# address), and every loop calls it through that function pointer.
 # Why not a plain ``@njit`` callee: numba links a callee's LLVM IR into each caller and
 # optimizes the whole again, so each of the kernel's loops (MTF batch, MTF slice, the
 # batch forms) paid another ~7 s of LLVM time for this big kernel on a cold start. Behind
@@ -809,11 +810,18 @@ RATING_KERNEL_SIG = types.void(
 
 
 @functools.cache
-def rating_kernel() -> CFunc:
-    """The compiled kernel (once per process; from numba's cache when it holds it): the
-    first argument of every loop below. Compiling takes ~8 s on an empty cache, which is
-    why this is not done at import."""
+def _rating_cfunc() -> CFunc:
+    # Kept alive by the cache: the machine code lives as long as this object.
     return cfunc(RATING_KERNEL_SIG, cache=True)(_rating_kernel)
+
+
+def rating_kernel() -> int:
+    """Address of the compiled kernel (compiled once per process; loaded from numba's cache
+    when it holds it): the first argument of every loop below. An address, not the
+    function object, because numba needs ~40 µs to type a function object on each call
+    from Python (the daemon calls once per slice); an int is typed in nanoseconds.
+    Compiling takes ~8 s on an empty cache, which is why this is not done at import."""
+    return _rating_cfunc().address
 
 
 @intrinsic
@@ -828,16 +836,37 @@ def _ptr_at(typingctx, arr, idx):
     return sig, codegen
 
 
+@intrinsic
+def _call_kernel(typingctx, addr, sp, o, h, lo, c, v, op):  # noqa: E741
+    """Call the C function at ``addr`` with :data:`RATING_KERNEL_SIG`."""
+    if not isinstance(addr, types.Integer):
+        return None
+    sig = types.void(addr, sp, o, h, lo, c, v, op)
+
+    def codegen(context, builder, signature, args):
+        arg_types = RATING_KERNEL_SIG.args
+        fnty = llvm_ir.FunctionType(llvm_ir.VoidType(), [context.get_value_type(t) for t in arg_types])
+        fn = builder.inttoptr(args[0], fnty.as_pointer())
+        values = [context.cast(builder, val, ty, want) for val, ty, want
+                  in zip(args[1:], signature.args[1:], arg_types, strict=True)]
+        builder.call(fn, values)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @njit(cache=True)
 def rating_step_at_nb(kern, state, so, o, h, lo, c, v, out, oo) -> None:  # noqa: E741
-    """Step the kernel ``kern`` (:func:`rating_kernel`) on the state at
+    """Step the kernel at address ``kern`` (:func:`rating_kernel`) on the state at
     ``state[so:so+RATING_STATE_SIZE]``, writing ``out[oo:oo+N_RATING_OUT]`` (both
-    C-contiguous 1-D): how the loops and composite states (MTF) call it, without an array
-    view per bar (a view costs an atomic reference count, which threads contend for)."""
+    C-contiguous float64 1-D): how the loops and composite states (MTF) call it, without
+    an array view per bar (a view costs an atomic reference count, which threads contend
+    for). ``kern`` must be a :func:`rating_kernel` address (or a function of the same C
+    signature): it is called as is."""
     # The kernel writes through raw pointers: check the bounds numba would have checked.
     if so < 0 or so + RATING_STATE_SIZE > state.shape[0] or oo < 0 or oo + N_RATING_OUT > out.shape[0]:
         raise IndexError("rating state or output out of bounds")
-    kern(_ptr_at(state, so), o, h, lo, c, v, _ptr_at(out, oo))
+    _call_kernel(kern, _ptr_at(state, so), o, h, lo, c, v, _ptr_at(out, oo))
 
 
 @njit(cache=True)
