@@ -304,7 +304,11 @@ async def idle(n: int, idle_s: float, tmp: Path) -> dict:
          "--db", str(db), "--rest-url", emu.rest_url, "--ws-url", emu.ws_url, "--watchdog", "0",
          "--log-level", "WARNING", "--log-format", "json"],
         # Ops HTTP on (as in production) but on a free port: 8080 may be taken.
-        cwd=str(tmp), env={**os.environ, "PYTHONPATH": str(REPO), "TANDEM_HTTP_PORT": "0"},
+        # An absolute NUMBA_CACHE_DIR: the child runs in ``tmp``, where a relative one would
+        # be an empty cache (a compile at start, whose leftovers would count as idle RSS).
+        cwd=str(tmp), env={**os.environ, "PYTHONPATH": str(REPO), "TANDEM_HTTP_PORT": "0",
+                           **({"NUMBA_CACHE_DIR": os.path.abspath(os.environ["NUMBA_CACHE_DIR"])}
+                              if os.environ.get("NUMBA_CACHE_DIR") else {})},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
