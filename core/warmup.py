@@ -57,11 +57,14 @@ if TYPE_CHECKING:
     from core.manifest import Profile
 
 #: Every job: one kernel family each, compiled with the types of a real run.
-JOBS: tuple[str, ...] = ("ratings", "mtf", "signals", "engine")
+JOBS: tuple[str, ...] = ("ratings", "kernel", "mtf", "signals", "engine")
 #: The worker groups of a backtest (one process per group). The main process compiles the
 #: rating kernel itself (~8 s, the biggest compile) while one worker compiles the MTF
 #: loop, the combiner and the engine (~10 s with its start-up) — about even on two cores.
 BACKTEST_GROUPS: tuple[tuple[str, ...], ...] = (("mtf", "signals", "engine"),)
+#: The daemon's (:meth:`daemon.strategy.ProfileStepper.prewarm`): the other way round — a
+#: worker compiles the kernel while the daemon compiles its slice loop, combiner and engine.
+DAEMON_GROUPS: tuple[tuple[str, ...], ...] = (("kernel",),)
 #: ``TANDEM_WARMUP``: ``0`` = never start workers (the run compiles in-process), ``1`` =
 #: always, unset or ``auto`` = only when a core is idle (:func:`spare_core`).
 ENV_SWITCH = "TANDEM_WARMUP"
@@ -101,6 +104,7 @@ def job_key(profile: Profile, job: str) -> str:
     choose kernel *types* (timeframes, combiner, execution mode), not values."""
     typed = {
         "ratings": [profile.base_timeframe, list(profile.htfs)],
+        "kernel": [],
         "mtf": [profile.base_timeframe, list(profile.htfs)],
         "signals": [],
         "engine": [profile.execution.mode],
@@ -161,8 +165,18 @@ def _job_ratings(profile: Profile) -> None:
     ratings_from_candles(profile, ts, o, h, lo, c, v, syms)
 
 
-def _stand_in_kernel(sp, o, h, lo, c, v, op) -> None:  # noqa: ANN001, E741
-    """Does nothing; has the rating kernel's C signature."""
+def stand_in_kernel() -> Any:
+    """A stand-in for the rating kernel (:func:`core.indicators.rating.stand_in_kernel`)."""
+    from core.indicators.rating import stand_in_kernel as make
+
+    return make()
+
+
+def _job_kernel(profile: Profile) -> None:
+    """The rating kernel itself (the biggest compile)."""
+    from core.indicators.rating import rating_kernel
+
+    rating_kernel()
 
 
 def _job_mtf(profile: Profile) -> None:
@@ -170,16 +184,12 @@ def _job_mtf(profile: Profile) -> None:
     compiling the rating kernel: the loop gets the kernel as an address, so its machine
     code does not depend on the kernel; a stand-in of the same C signature that compiles
     in a blink lets the dummy run call something real."""
-    from numba import cfunc
-
-    from core.indicators.rating import RATING_KERNEL_SIG
     from core.mtf import MtfConfig, compute_mtf_ratings, use_htf_mask
 
     syms = list(profile.assets)
     ts, o, h, lo, c, v = _dummy_bars(len(syms))
-    stand_in = cfunc(RATING_KERNEL_SIG)(_stand_in_kernel)  # alive until the call returns
     compute_mtf_ratings(MtfConfig.from_profile(profile), ts, o, h, lo, c, v,
-                        use_htf_mask(profile, syms), kernel=stand_in.address)
+                        use_htf_mask(profile, syms), kernel=stand_in_kernel().address)
 
 
 def _job_signals(profile: Profile) -> None:
@@ -202,7 +212,8 @@ def _job_engine(profile: Profile) -> None:
     run_batch_raw(EngineConfig(**profile.engine_params()), ts + 3_600_000, o, h, lo, c, sig)
 
 
-_JOBS = {"ratings": _job_ratings, "mtf": _job_mtf, "signals": _job_signals, "engine": _job_engine}
+_JOBS = {"ratings": _job_ratings, "kernel": _job_kernel, "mtf": _job_mtf, "signals": _job_signals,
+         "engine": _job_engine}
 
 
 def run_jobs(profile: Profile, jobs: Sequence[str]) -> dict[str, float]:

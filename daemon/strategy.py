@@ -30,13 +30,16 @@ from core.journal import fill_records
 from core.mtf import MtfConfig, mtf_slice_nb, new_mtf_states, use_htf_mask
 from core.ratings import N_RATING_OUT
 from core.signals import SignalParams, signals_step_nb
+from daemon.logconfig import get_logger
 from daemon.slices import Slice
+
+log = get_logger("daemon")
 
 
 class ProfileStepper:
     """MTF ratings -> signals -> engine for one manifest profile (assets in manifest order)."""
 
-    def __init__(self, profile, run_id: str):  # noqa: ANN001 - core.manifest.Profile
+    def __init__(self, profile, run_id: str, *, kernel: int | None = None):  # noqa: ANN001 - core.manifest.Profile
         self.profile = profile
         self.run_id = run_id
         self.symbols = list(profile.assets)
@@ -49,7 +52,7 @@ class ProfileStepper:
         self._sig = np.zeros(n, dtype=np.int8)
         self._score = np.empty(n)
         self._target = np.empty(n)
-        self._kern = rating_kernel()
+        self._kernel = kernel  # the rating kernel's address: loaded on the first step
         self.portfolio = profile.execution.mode == "portfolio"
         self.engine = Engine(
             EngineConfig(**profile.engine_params()), self.symbols,
@@ -58,7 +61,9 @@ class ProfileStepper:
 
     def step(self, sl: Slice, *, trade: bool) -> list[dict[str, Any]]:
         """Step one slice; the journal rows of its fills (none during warm-up)."""
-        mtf_slice_nb(self._kern, self.states, np.int64(sl.ts), sl.open, sl.high, sl.low, sl.close, sl.volume,
+        if self._kernel is None:
+            self._kernel = rating_kernel()
+        mtf_slice_nb(self._kernel, self.states, np.int64(sl.ts), sl.open, sl.high, sl.low, sl.close, sl.volume,
                      self.mtf.base_ms, self.mtf.htf_ms, self.mtf.htf_off, self.use_htf, self._out)
         if not trade:
             return []
@@ -82,11 +87,26 @@ class ProfileStepper:
 
     def prewarm(self) -> None:
         """Load/compile every kernel :meth:`step` uses, on a throwaway copy, so the first
-        live slice does not pay for JIT compilation (seconds) while feeds wait."""
+        live slice does not pay for JIT compilation (seconds) while feeds wait.
+
+        On an empty cache with a core idle (:mod:`core.warmup`), a worker process compiles
+        the rating kernel while this one compiles the slice loop (running a stand-in
+        kernel: the loop gets the kernel as an address), the combiner and the engine;
+        then the kernel loads from the cache."""
+        from core import warmup
+
         n = len(self.symbols)
         one = np.ones(n)
-        scratch = ProfileStepper(self.profile, "prewarm")
+        worker = warmup.start_warmup(self.profile, warmup.DAEMON_GROUPS)
+        stand_in = warmup.stand_in_kernel().address if worker.procs else None
+        scratch = ProfileStepper(self.profile, "prewarm", kernel=stand_in)
         scratch.step(Slice(0, one, one * 1.01, one * 0.99, one, one, [], [], False), trade=True)
+        info = worker.wait()
+        if info["failed"] or info.get("error"):
+            log.warning("jit_warmup_failed", failed=info["failed"], error=info.get("error"),
+                        hint="compiling the rating kernel in this process instead")
+        if self._kernel is None:
+            self._kernel = rating_kernel()
 
     def blobs(self) -> dict[str, bytes]:
         """MTF/rating states and the engine, as restorable bytes."""

@@ -189,3 +189,29 @@ def test_runner_waits_for_each_worker_right_before_its_stage(monkeypatch, tmp_pa
     assert events.count("wait:signals") == 1
     assert events.index("wait:engine") < events.index("engine")
     assert res.timings["wait_engine"] >= 0.0
+
+
+def test_daemon_prewarm_compiles_the_kernel_in_a_worker(profile, cache, monkeypatch) -> None:  # noqa: ANN001
+    """The daemon's first start on an empty cache: a worker compiles the rating kernel while
+    the daemon compiles its slice loop around a stand-in; afterwards the stepper rates with
+    the real kernel, exactly as the MTF states do."""
+    import numpy as np
+
+    from core.mtf import MtfRatingStates
+    from daemon.slices import Slice
+    from daemon.strategy import ProfileStepper
+
+    monkeypatch.setenv(warmup.ENV_SWITCH, "1")  # the suite's conftest sets 0
+    stepper = ProfileStepper(profile, "t")
+    stepper.prewarm()
+    assert warmup.is_warm(profile, "kernel")
+    n = len(stepper.symbols)
+    ref = MtfRatingStates.from_profile(profile)
+    rng = np.random.default_rng(3)
+    for k in range(30):
+        c = 100 + rng.normal(0, 1, n)
+        sl = Slice(k * 3_600_000, c, c + 1, c - 1, c, np.ones(n), [], [], False)
+        stepper.step(sl, trade=False)
+        want = ref.step_slice(sl.ts, sl.open, sl.high, sl.low, sl.close, sl.volume)
+    assert np.array_equal(stepper._out, want, equal_nan=True)
+    assert not np.isnan(want[:, 0, 0]).all()  # real ratings, not the stand-in's NaN

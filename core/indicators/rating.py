@@ -824,6 +824,21 @@ def rating_kernel() -> int:
     return _rating_cfunc().address
 
 
+def _stand_in(sp, o, h, lo, c, v, op):  # noqa: E741
+    out = carray(op, (N_RATING_OUT,))
+    for i in range(N_RATING_OUT):
+        out[i] = np.nan
+
+
+@functools.cache
+def stand_in_kernel() -> CFunc:
+    """A function with the kernel's C signature that rates every bar as missing (all NaN),
+    compiled in well under a second. The loops get the kernel as an address, so their
+    machine code does not depend on it: with this stand-in they can be compiled and run on
+    dummy bars while another process compiles the real kernel (:mod:`core.warmup`)."""
+    return cfunc(RATING_KERNEL_SIG)(_stand_in)
+
+
 @intrinsic
 def _ptr_at(typingctx, arr, idx):
     """Pointer to ``arr.flat[idx]`` (C-contiguous ``arr``), for calling the kernel."""
