@@ -82,12 +82,42 @@ def test_markers_and_switch(profile, cache, monkeypatch) -> None:  # noqa: ANN00
     # auto (the default): a worker only when a core is idle — here the machine is busy.
     monkeypatch.delenv(warmup.ENV_SWITCH)
     assert warmup.mode() == "auto"
-    monkeypatch.setattr(os, "getloadavg", lambda: (2.0, 2.0, 2.0))
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(warmup, "idle_cores", lambda: 0.4)
     assert not warmup.spare_core()
     assert warmup.start_warmup(port, (("engine",),)).groups == []
+    monkeypatch.setattr(warmup, "idle_cores", lambda: 1.8)
+    assert warmup.spare_core()
+    # Without /proc/stat: the 1-minute load average decides.
+    monkeypatch.setattr(warmup, "idle_cores", lambda: None)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.0, 2.0, 2.0))
+    assert not warmup.spare_core()
     monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 0.3, 0.3))
     assert warmup.spare_core()
+
+
+def test_idle_cores_sees_a_busy_core() -> None:
+    """/proc/stat sampling: a spinning thread makes about one core less idle."""
+    import threading
+
+    quiet = warmup.idle_cores(0.3)
+    if quiet is None:
+        pytest.skip("no /proc/stat on this platform")
+    assert 0.0 <= quiet <= (os.cpu_count() or 1) + 0.01
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    worker = threading.Thread(target=spin)
+    worker.start()
+    try:
+        busy = warmup.idle_cores(0.3)
+    finally:
+        stop.set()
+        worker.join()
+    assert busy is not None and busy < (os.cpu_count() or 1) - 0.5
 
 
 def test_worker_fills_the_cache_for_a_fresh_process(profile, cache) -> None:  # noqa: ANN001
