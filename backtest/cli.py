@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from core.exiting import exit_fast
+
 EXIT_OK = 0
 EXIT_DATA = 1
 EXIT_USAGE = 2
@@ -471,5 +473,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+
+def entry_point() -> None:
+    """The ``tandem-backtest`` console script: :func:`main`, then exit."""
+    exit_fast(main())
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry_point()

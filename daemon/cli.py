@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.exiting import exit_fast
+
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
@@ -92,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     except _UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def entry_point() -> None:
+    """The ``tandem-daemon`` console script: :func:`main`, then exit."""
+    exit_fast(main())
 
 
 class _UsageError(Exception):
@@ -301,4 +308,4 @@ def _print_summary(name: str, fills, status: dict, db: Path, paths: list[Path]) 
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry_point()
