@@ -9,8 +9,10 @@ TA-Lib or a pandas reference; ``tests/test_rating_kernel.py`` checks the equalit
 
 ``rating_step_nb(state, o, h, l, c, v, out)`` consumes one closed bar and writes
 ``out[0] = rating_ma``, ``out[1] = rating_osc``, ``out[2] = rating_all`` and ``out[3:]`` the
-26 votes in ``VOTE_NAMES`` order. The batch forms are loops over that same step, so batch
-and streaming are bit-identical by construction.
+26 votes in ``VOTE_NAMES`` order. The kernel behind it is compiled once, as a C function
+(``rating_kernel()`` gives its address), and every loop — the batch forms here, the MTF
+batch and slice — calls it through that pointer: batch and streaming run the same
+machine code, bit-identical by construction.
 
 Vote rules are ``../shared/RATINGS.md``. Our NaN rules, stated once:
 * a vote is NaN while its guard is NaN (warm-up) *or* while the indicator value it reads is
@@ -401,10 +403,11 @@ def _mean_nan(out: np.ndarray, start: int, stop: int) -> float:
 # address), and every loop calls it through that function pointer.
 # Why not a plain ``@njit`` callee: numba links a callee's LLVM IR into each caller and
 # optimizes the whole again, so each of the kernel's loops (MTF batch, MTF slice, the
-# batch forms) paid another ~7 s of LLVM time for this big kernel on a cold start. Behind
-# a pointer the loops compile in a second and the kernel's machine code is shared. The
-# call costs a few ns of the ~300 a bar takes; the floating-point operations are the
-# same, so the numbers are identical.
+# batch forms) paid again for this big kernel on a cold start. Behind a pointer the
+# loops compile in a second or two, the kernel's machine code is shared, and a loop can
+# even be compiled while another process compiles the kernel (core.warmup). The call
+# costs a few ns of the ~400 a bar takes; the floating-point operations are the same, so
+# the numbers are identical.
 def _rating_kernel(sp, o, h, lo, c, v, op):  # noqa: E741
     """Consume one closed bar: ``sp`` points at one asset's state (RATING_STATE_SIZE
     float64), ``op`` at its N_RATING_OUT outputs. Compiled by :func:`rating_kernel`."""
