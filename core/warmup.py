@@ -192,13 +192,6 @@ def _job_ratings(profile: Profile) -> None:
     ratings_from_candles(profile, ts, o, h, lo, c, v, syms)
 
 
-def stand_in_kernel() -> Any:
-    """A stand-in for the rating kernel (:func:`core.indicators.rating.stand_in_kernel`)."""
-    from core.indicators.rating import stand_in_kernel as make
-
-    return make()
-
-
 def _job_kernel(profile: Profile) -> None:
     """The rating kernel itself (the biggest compile)."""
     from core.indicators.rating import rating_kernel
@@ -211,6 +204,7 @@ def _job_mtf(profile: Profile) -> None:
     compiling the rating kernel: the loop gets the kernel as an address, so its machine
     code does not depend on the kernel; a stand-in of the same C signature that compiles
     in a blink lets the dummy run call something real."""
+    from core.indicators.rating import stand_in_kernel
     from core.mtf import MtfConfig, compute_mtf_ratings, use_htf_mask
 
     syms = list(profile.assets)

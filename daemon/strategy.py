@@ -25,7 +25,7 @@ from core.engine import Engine, EngineConfig
 from core.engine.layout import (
     A_POS,
 )
-from core.indicators.rating import rating_kernel
+from core.indicators.rating import rating_kernel, stand_in_kernel
 from core.journal import fill_records
 from core.mtf import MtfConfig, mtf_slice_nb, new_mtf_states, use_htf_mask
 from core.ratings import N_RATING_OUT
@@ -98,7 +98,7 @@ class ProfileStepper:
         n = len(self.symbols)
         one = np.ones(n)
         worker = warmup.start_warmup(self.profile, warmup.DAEMON_GROUPS)
-        stand_in = warmup.stand_in_kernel().address if worker.procs else None
+        stand_in = stand_in_kernel().address if worker.procs else None
         scratch = ProfileStepper(self.profile, "prewarm", kernel=stand_in)
         scratch.step(Slice(0, one, one * 1.01, one * 0.99, one, one, [], [], False), trade=True)
         info = worker.wait()
