@@ -136,65 +136,60 @@ def run(name: str, cols: list[np.ndarray], reps: int) -> None:
     n_bars, n_assets = cols[0].shape
     per_asset = [[np.ascontiguousarray(x[:, a]) for x in cols] for a in range(n_assets)]
     ab = n_bars * n_assets
+    out = np.empty((n_bars, n_assets, N_RATING_OUT))
+    out3 = np.empty((n_bars, n_assets, 3))
 
     def ta() -> None:
         for a in range(n_assets):
             talib_indicators(*per_asset[a])
 
-    def ours_1() -> None:
+    def scalar() -> None:  # the daemon's kernel, one asset after the other
         for a in range(n_assets):
             ratings_nb(*per_asset[a], new_rating_state())
 
-    def ours_par() -> None:
+    def lanes_fresh() -> None:
         ratings_batch_nb(*cols, new_rating_states(n_assets))
 
-    out = np.empty((n_bars, n_assets, N_RATING_OUT))
-    out3 = np.empty((n_bars, n_assets, 3))
-
-    def ours_par_into() -> None:
+    def lanes_into() -> None:
         ratings_batch_into_nb(*cols, new_rating_states(n_assets), out)
 
-    def ours_par_ratings() -> None:
+    def lanes_ratings() -> None:
         ratings_batch_into_nb(*cols, new_rating_states(n_assets), out3)
 
-    ours_par()  # make sure nothing below pays for compilation
-    ours_par_into()
-    ours_par_ratings()
-    ours_1()
+    threads = numba.get_num_threads()
+    runs = {"scalar": scalar, "fresh": lanes_fresh, "into": lanes_into, "ratings": lanes_ratings}
+    for fn in runs.values():
+        fn()  # nothing below pays for compilation
     t_ta = best_of(ta, reps)
-    t_1 = best_of(ours_1, reps)
-    t_par = best_of(ours_par, reps)
-    t_into = best_of(ours_par_into, reps)
-    t_r3 = best_of(ours_par_ratings, reps)
+    one: dict[str, float] = {}
+    numba.set_num_threads(1)
+    try:
+        for key, fn in runs.items():
+            one[key] = best_of(fn, reps)
+    finally:
+        numba.set_num_threads(threads)
+    par = {key: best_of(runs[key], reps) for key in ("fresh", "into", "ratings")}
+
+    def line(label: str, t: float) -> None:
+        print(
+            f"  {label:44s}: {t:7.3f} s  {ab / t / 1e6:6.2f} M asset-bars/s"
+            f"  {t / ab * 1e9:7.1f} ns/asset-bar  {t / t_ta:5.2f}x TA-Lib"
+        )
+
+    mb = n_bars * n_assets * N_RATING_OUT * 8 / 1e6
     print(f"\n{name}: {n_assets} assets x {n_bars} bars = {ab:,} asset-bars (best of {reps})")
+    line("TA-Lib, indicators only, 1 thread", t_ta)
+    line("Tandem scalar kernel per asset, 1 thread", one["scalar"])
+    line(f"Tandem lanes, 1 thread, fresh {mb:.0f} MB output", one["fresh"])
+    line("Tandem lanes, 1 thread, into a reused output", one["into"])
+    line("Tandem lanes, 1 thread, storing the 3 ratings", one["ratings"])
+    line(f"Tandem lanes, {threads} threads, fresh output", par["fresh"])
+    line(f"Tandem lanes, {threads} threads, into a reused output", par["into"])
+    line(f"Tandem lanes, {threads} threads, storing the 3 ratings", par["ratings"])
+    verdict = "meets" if one["into"] < t_ta else "MISSES"
     print(
-        f"  TA-Lib, indicators only, 1 thread : {t_ta:7.3f} s  {ab / t_ta / 1e6:6.2f} M asset-bars/s"
-        f"  {t_ta / ab * 1e9:7.1f} ns/asset-bar"
-    )
-    print(
-        f"  Tandem full rating, 1 thread      : {t_1:7.3f} s  {ab / t_1 / 1e6:6.2f} M asset-bars/s"
-        f"  {t_1 / ab * 1e9:7.1f} ns/asset-bar"
-    )
-    print(
-        f"  Tandem full rating, prange x{numba.get_num_threads()}     : {t_par:7.3f} s"
-        f"  {ab / t_par / 1e6:6.2f} M asset-bars/s  {t_par / ab * 1e9:7.1f} ns/asset-bar"
-    )
-    print(
-        f"  ... into a reused output buffer   : {t_into:7.3f} s"
-        f"  {ab / t_into / 1e6:6.2f} M asset-bars/s  {t_into / ab * 1e9:7.1f} ns/asset-bar"
-        f"  (a fresh {n_bars * n_assets * N_RATING_OUT * 8 / 1e6:.0f} MB output costs its page faults)"
-    )
-    print(
-        f"  ... storing the 3 ratings only     : {t_r3:7.3f} s"
-        f"  {ab / t_r3 / 1e6:6.2f} M asset-bars/s  {t_r3 / ab * 1e9:7.1f} ns/asset-bar"
-        "  (all 26 votes still computed)"
-    )
-    best = min(t_par, t_into, t_r3)
-    verdict = "meets" if best < t_ta else "MISSES"
-    print(
-        f"  rating / TA-Lib time: 1 thread {t_1 / t_ta:.2f}x, parallel {t_par / t_ta:.2f}x,"
-        f" into a reused buffer {t_into / t_ta:.2f}x, ratings only {t_r3 / t_ta:.2f}x"
-        f" (best {verdict} the target)"
+        f"  target (full rating, every vote stored, 1 thread < TA-Lib's indicators, 1 thread):"
+        f" {one['into'] / t_ta:.2f}x -> {verdict}"
     )
 
 

@@ -10,9 +10,11 @@ TA-Lib or a pandas reference; ``tests/test_rating_kernel.py`` checks the equalit
 ``rating_step_nb(state, o, h, l, c, v, out)`` consumes one closed bar and writes
 ``out[0] = rating_ma``, ``out[1] = rating_osc``, ``out[2] = rating_all`` and ``out[3:]`` the
 26 votes in ``VOTE_NAMES`` order. The kernel behind it is compiled once, as a C function
-(``rating_kernel()`` gives its address), and every loop — the batch forms here, the MTF
-batch and slice — calls it through that pointer: batch and streaming run the same
-machine code, bit-identical by construction.
+(``rating_kernel()`` gives its address), and every loop — ``ratings_nb`` here, the MTF
+batch and slice — calls it through that pointer: those loops and streaming run the same
+machine code, bit-identical by construction. A batch over many assets runs the same
+arithmetic in lanes across assets (:mod:`core.indicators.rating_lanes`), checked against
+this kernel bit for bit.
 
 Vote rules are ``../shared/RATINGS.md``. Our NaN rules, stated once:
 * a vote is NaN while its guard is NaN (warm-up) *or* while the indicator value it reads is
@@ -30,7 +32,7 @@ import math
 
 import numpy as np
 from llvmlite import ir as llvm_ir
-from numba import carray, cfunc, njit, prange, types
+from numba import carray, cfunc, njit, types
 from numba.core.ccallback import CFunc
 from numba.extending import intrinsic
 
@@ -923,11 +925,9 @@ def label_code_nb(v: float) -> int:
     return 4
 
 
-# ---------------------------------------------------------------- batch forms
-# Loops over the kernel. Threads each step their own copy of the state into their own row
-# (a reference count that threads contend for costs more than the rating itself). The
-# jitted loops take the kernel as their first argument; the functions without the
-# leading underscore are their Python faces.
+# ---------------------------------------------------------------- one asset's history
+# The jitted loop takes the kernel as its first argument; ``ratings_nb`` is its Python
+# face. Many assets at once: core.indicators.rating_lanes.
 @njit(cache=True)
 def _ratings_nb(kern, o, h, lo, c, v, state):  # noqa: E741
     n = c.shape[0]
@@ -943,67 +943,3 @@ def ratings_nb(
 ) -> np.ndarray:
     """One asset over ``n_bars``: (n_bars, N_RATING_OUT), stepping ``state`` in place."""
     return _ratings_nb(rating_kernel(), o, h, lo, c, v, state)
-
-
-def ratings_batch_nb(
-    o: np.ndarray,
-    h: np.ndarray,
-    lo: np.ndarray,
-    c: np.ndarray,
-    v: np.ndarray,
-    states: np.ndarray,
-) -> np.ndarray:
-    """``n_bars x n_assets`` inputs -> (n_bars, n_assets, N_RATING_OUT); assets in parallel.
-
-    ``states`` (n_assets, RATING_STATE_SIZE) is stepped in place, so a driver can warm up
-    with this and continue bar by bar with :func:`rating_step_nb`.
-    """
-    out = np.empty((c.shape[0], c.shape[1], N_RATING_OUT))
-    ratings_batch_into_nb(o, h, lo, c, v, states, out)
-    return out
-
-
-def ratings_batch_into_nb(
-    o: np.ndarray,
-    h: np.ndarray,
-    lo: np.ndarray,
-    c: np.ndarray,
-    v: np.ndarray,
-    states: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """:func:`ratings_batch_nb` into a caller's ``out`` (n_bars, n_assets, k): the first
-    ``k`` output columns (3 = the ratings only, N_RATING_OUT = with the votes; every vote
-    is computed either way). A job that rates a universe again and again reuses the
-    memory: first touching a fresh 200 MB output costs about a quarter of the run
-    (bench/ratings.py: 378 vs 302 ns per asset-bar on 2 threads)."""
-    _ratings_batch_into_nb(rating_kernel(), o, h, lo, c, v, states, out)
-
-
-@njit(cache=True, parallel=True)
-def _ratings_batch_into_nb(kern, o, h, lo, c, v, states, out):  # noqa: E741
-    n_bars, n_assets = c.shape
-    k = out.shape[2]
-    for a in prange(n_assets):
-        # One asset's column is strided in these arrays (a new page every few bars): copy
-        # it out once, run the bars on contiguous data, copy the results back.
-        oa = o[:, a].copy()
-        ha = h[:, a].copy()
-        la = lo[:, a].copy()
-        ca = c[:, a].copy()
-        va = v[:, a].copy()
-        st = states[a].copy()
-        row = np.empty(N_RATING_OUT)
-        buf = np.empty((n_bars, k))
-        zero = np.int64(0)
-        for i in range(n_bars):
-            rating_step_at_nb(kern, st, zero, oa[i], ha[i], la[i], ca[i], va[i], row, zero)
-            for q in range(k):
-                buf[i, q] = row[q]
-        # Element loops, not ``out[:, a] = buf``: numba's array-to-array assignment carries
-        # a shape-mismatch message whose string formatting compiles for seconds.
-        for i in range(n_bars):
-            for q in range(k):
-                out[i, a, q] = buf[i, q]
-        for q in range(st.shape[0]):
-            states[a, q] = st[q]
