@@ -21,11 +21,15 @@ data (a zero high-low range, NaN volume, a flat true range) are per-lane selects
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir as llvm_ir
+from numba import carray, cfunc, njit, prange, types
+from numba.core.ccallback import CFunc
+from numba.extending import intrinsic
 
 from core.indicators.rating import (
     _ADX,
@@ -106,6 +110,7 @@ from core.indicators.rating import (
     OUT_OSC,
     OUT_VOTES,
     RATING_STATE_SIZE,
+    _ptr_at,
     _window_max_nb,
     _window_min_nb,
 )
@@ -154,7 +159,15 @@ PAD = 4
 # code without remainder loops. Lanes that have no bar to step (a block narrower than
 # LANES, an asset past its last bar) step a constant dummy bar and their results are
 # dropped.
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
+def _max3(x: float, y: float, z: float) -> float:
+    """``max(x, y, z)`` of three numbers as selects (numba's builtin is a call, which
+    keeps a loop from vectorizing); the same value for any inputs that are not NaN."""
+    m = y if y > x else x
+    return z if z > m else m
+
+
+@njit(inline="always", error_model="numpy")
 def _ma_vote(c: float, ma: float) -> float:
     if math.isnan(ma):
         return np.nan
@@ -165,7 +178,7 @@ def _ma_vote(c: float, ma: float) -> float:
     return 0.0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always", error_model="numpy")
 def _vote(guard: float, value: float, bull: bool, bear: bool) -> float:
     if math.isnan(guard) or math.isnan(value):
         return np.nan
@@ -177,102 +190,107 @@ def _vote(guard: float, value: float, bull: bool, bear: bool) -> float:
 
 
 @njit(cache=True, error_model="numpy")
-def _window_max_lanes(s, w, n, newest, nw, j, x_row, pref, suf, res_row) -> None:
-    """The scalar kernel's ``_window_max_nb`` (van Herk / Gil-Werman) in lanes, all at
-    block position ``j``: the new value is ``w[x_row]``, the result goes to ``w[res_row]``."""
-    if j == 0:
+def _block_suffix_lanes(s, n, newest, nw, suf, high) -> None:
+    """Store the suffix maxima (``high``) or minima of the ``nw`` ring values before
+    ``newest`` at rows ``suf .. suf+nw``: the block recompute of the windows above."""
+    for a in range(n):
+        s[suf + nw - 1, a] = s[newest - 1, a]
+    for i in range(nw - 2, -1, -1):
         for a in range(n):
-            s[suf + nw - 1, a] = s[newest - 1, a]
-        for i in range(nw - 2, -1, -1):
-            for a in range(n):
-                y = s[newest - nw + i, a]
-                m = s[suf + i + 1, a]
+            y = s[newest - nw + i, a]
+            m = s[suf + i + 1, a]
+            if high:
                 s[suf + i, a] = y if y > m else m
-        for a in range(n):
-            s[pref, a] = w[x_row, a]
-    else:
-        for a in range(n):
-            x = w[x_row, a]
-            p = s[pref, a]
-            s[pref, a] = x if x > p else p
-    if j == nw - 1:
-        for a in range(n):
-            w[res_row, a] = s[pref, a]
-    else:
-        for a in range(n):
-            p = s[pref, a]
-            q = s[suf + j + 1, a]
-            w[res_row, a] = q if q > p else p
-
-
-@njit(cache=True, error_model="numpy")
-def _window_min_lanes(s, w, n, newest, nw, j, x_row, pref, suf, res_row) -> None:
-    """:func:`_window_max_lanes` mirrored."""
-    if j == 0:
-        for a in range(n):
-            s[suf + nw - 1, a] = s[newest - 1, a]
-        for i in range(nw - 2, -1, -1):
-            for a in range(n):
-                y = s[newest - nw + i, a]
-                m = s[suf + i + 1, a]
+            else:
                 s[suf + i, a] = y if y < m else m
-        for a in range(n):
-            s[pref, a] = w[x_row, a]
-    else:
-        for a in range(n):
-            x = w[x_row, a]
-            p = s[pref, a]
-            s[pref, a] = x if x < p else p
-    if j == nw - 1:
-        for a in range(n):
-            w[res_row, a] = s[pref, a]
-    else:
-        for a in range(n):
-            p = s[pref, a]
-            q = s[suf + j + 1, a]
-            w[res_row, a] = q if q < p else p
 
 
-@njit(cache=True, error_model="numpy")
-def _sma3_lanes(s, w, n, o, x_row, res_row) -> None:
-    """The scalar kernel's ``_sma3_nb`` per lane (a NaN input restarts that lane's
-    window): input ``w[x_row]``, result ``w[res_row]`` (may be the same row)."""
-    for a in range(n):
-        x = w[x_row, a]
-        ok = not math.isnan(x)
-        s0 = s[o, a]
-        s1 = s[o + 1, a]
-        s2 = s[o + 2, a]
-        run = s[o + 3, a]
-        n0 = s1 if ok else s0
-        n1 = s2 if ok else s1
-        n2 = x if ok else s2
-        run1 = run + 1.0 if run < 3.0 else run
-        run = run1 if ok else 0.0
-        s[o, a] = n0
-        s[o + 1, a] = n1
-        s[o + 2, a] = n2
-        s[o + 3, a] = run
-        mean = (((0.0 + n0) + n1) + n2) / 3
-        w[res_row, a] = mean if run >= 3.0 else np.nan
+@njit(inline="always", error_model="numpy")
+def _adx_at(s, a):
+    """DMI's DIs and ADX of lane ``a`` once its averages are updated (the scalar kernel's
+    DMI section, as selects): updates the state, returns ADX (NaN until it exists)."""
+    tr_a = s[_DMI_RMA + 2, a]
+    has_tr = not math.isnan(tr_a)
+    new_di = has_tr & (tr_a != 0.0)
+    p_old = s[_DI, a]
+    m_old = s[_DI + 1, a]
+    p = 100.0 * s[_DMI_RMA, a] / tr_a
+    m = 100.0 * s[_DMI_RMA + 1, a] / tr_a
+    p = p if new_di else p_old
+    m = m if new_di else m_old
+    s[_DI, a] = p
+    s[_DI + 1, a] = m
+    go = has_tr & (not math.isnan(p))
+    tot_di = p + m
+    dx = abs(p - m) / (tot_di if tot_di != 0.0 else 1.0)
+    seeded = s[_ADX + 3, a] != 0.0
+    cnt = s[_ADX, a]
+    total = s[_ADX + 1, a]
+    val = s[_ADX + 2, a]
+    smooth = go & seeded
+    seeding = go & (not seeded)
+    cnt1 = cnt + 1.0
+    total1 = total + dx
+    done = seeding & (cnt1 >= 14.0)
+    val = _WILDER_A * dx + _WILDER_B * val if smooth else val
+    val = total1 / 14.0 if done else val
+    s[_ADX, a] = cnt1 if seeding else cnt
+    s[_ADX + 1, a] = total1 if seeding else total
+    s[_ADX + 2, a] = val
+    s[_ADX + 3, a] = 1.0 if done else (1.0 if seeded else 0.0)
+    return 100.0 * val if smooth | done else np.nan
 
 
-@njit(cache=True, error_model="numpy")
-def _sum20_lanes(s, w, n, first, p_row) -> None:
-    """The scalar kernel's ``sum4_nb`` over the 20 rows from ``first``: its four partial
-    sums go to rows ``p_row .. p_row+3`` (added pairwise by the caller)."""
-    for a in range(n):
-        w[p_row, a] = 0.0
-        w[p_row + 1, a] = 0.0
-        w[p_row + 2, a] = 0.0
-        w[p_row + 3, a] = 0.0
+@njit(inline="always", error_model="numpy")
+def _sma3_at(s, o, a, x):
+    """The scalar kernel's ``_sma3_nb`` in lane ``a`` (a NaN input restarts its window),
+    with selects in place of branches so that the lane loops vectorize."""
+    ok = not math.isnan(x)
+    s0 = s[o, a]
+    s1 = s[o + 1, a]
+    s2 = s[o + 2, a]
+    run = s[o + 3, a]
+    n0 = s1 if ok else s0
+    n1 = s2 if ok else s1
+    n2 = x if ok else s2
+    run1 = run + 1.0 if run < 3.0 else run
+    run = run1 if ok else 0.0
+    s[o, a] = n0
+    s[o + 1, a] = n1
+    s[o + 2, a] = n2
+    s[o + 3, a] = run
+    mean = (((0.0 + n0) + n1) + n2) / 3
+    return mean if run >= 3.0 else np.nan
+
+
+@njit(inline="always", error_model="numpy")
+def _srsi_vote_at(s, vo, o2, a, raw, c) -> None:
+    """Stochastic RSI's %K and %D from this bar's raw value, and its vote, in lane ``a``."""
+    sk = _sma3_at(s, _SRSI_K, a, raw)
+    sd = _sma3_at(s, _SRSI_D, a, sk)
+    ema50 = s[_EMA + _E50, a]
+    vo[o2 + 7, a] = _vote(
+        ema50,
+        sk + sd,
+        (c < ema50) & (sk < 20.0) & (sd < 20.0) & (sk > sd),
+        (c > ema50) & (sk > 80.0) & (sd > 80.0) & (sk < sd),
+    )
+
+
+@njit(inline="always", error_model="numpy")
+def _sum20_at(s, first, a):
+    """The scalar kernel's ``sum4_nb`` over the 20 rows from ``first`` in lane ``a``: four
+    partial sums added pairwise (inlined into the lane loops, which LLVM vectorizes)."""
+    p0 = 0.0
+    p1 = 0.0
+    p2 = 0.0
+    p3 = 0.0
     for q in range(0, 20, 4):
-        r = first + q
-        for a in range(n):
-            w[p_row, a] += s[r, a]
-            w[p_row + 1, a] += s[r + 1, a]
-            w[p_row + 2, a] += s[r + 2, a]
-            w[p_row + 3, a] += s[r + 3, a]
+        p0 += s[first + q, a]
+        p1 += s[first + q + 1, a]
+        p2 += s[first + q + 2, a]
+        p3 += s[first + q + 3, a]
+    return (p0 + p1) + (p2 + p3)
 
 
 @njit(cache=True, error_model="numpy")
@@ -303,14 +321,20 @@ def _srsi_one_lane(s, w, a, pr) -> None:
 
 
 # ---------------------------------------------------------------- the step
-@njit(cache=True, error_model="numpy")
-def lanes_step_nb(s, w, vo, t, n) -> None:  # noqa: C901 - one kernel, read top-down
-    """Step every lane of a block one bar: the state ``s`` (RATING_STATE_SIZE, LANES),
-    inputs in rows ``_W_H/_W_L/_W_C/_W_V`` of ``w``, outputs to ``vo`` (N_RATING_OUT,
-    LANES). ``t`` = the bars every lane has consumed; no lane's bar is missing (the caller
-    steps each asset on its real bars). Sections and arithmetic are the scalar kernel's;
-    conditions on ``t`` are tested once per bar, conditions on the data per lane."""
+# Compiled once, as a C function called by address (as the scalar kernel is, and for the
+# same reason): a jitted callee is linked into its caller and optimized again there,
+# which for this kernel doubled a cold start (62 s).
+def _lanes_step(sp, wp, vp, t, n) -> None:  # noqa: C901 - one kernel, read top-down
+    """Step lanes ``0..n`` of a block one bar: the state at ``sp`` (RATING_STATE_SIZE, n),
+    inputs in rows ``_W_H/_W_L/_W_C/_W_V`` of the scratch at ``wp`` (_N_W, n), outputs to
+    ``vp`` (N_RATING_OUT, n); ``n`` is a multiple of PAD. ``t`` = the bars every lane has
+    consumed; no lane's bar is missing (the caller steps each asset on its real bars).
+    Sections and arithmetic are the scalar kernel's; conditions on ``t`` are tested once
+    per bar, conditions on the data per lane."""
     n = n // PAD * PAD  # tells LLVM the lane count is whole vectors: no remainder loops
+    s = carray(sp, (RATING_STATE_SIZE, n))
+    w = carray(wp, (_N_W, n))
+    vo = carray(vp, (N_RATING_OUT, n))
     ti = t
     tf = float(t)
     ov = OUT_VOTES
@@ -411,6 +435,8 @@ def lanes_step_nb(s, w, vo, t, n) -> None:  # noqa: C901 - one kernel, read top-
 
     # ---- VWMA 20 (a NaN volume restarts that lane's window and leaves its rings)
     pv = ti % _N_VWMA
+    first = _XV + pv + 1  # the window, oldest first, once this bar is in
+    first_v = _VOL + pv + 1
     for a in range(n):
         x = w[_W_V, a]
         ok = not math.isnan(x)
@@ -424,40 +450,67 @@ def lanes_step_nb(s, w, vo, t, n) -> None:  # noqa: C901 - one kernel, read top-
         s[_VOL + pv + _N_VWMA, a] = vv
         run = s[_VWMA_RUN, a]
         run1 = run + 1.0 if run < _N_VWMA else run
-        s[_VWMA_RUN, a] = run1 if ok else 0.0
-    _sum20_lanes(s, w, n, np.int64(_XV + pv + 1), np.int64(_W_P0))
-    _sum20_lanes(s, w, n, np.int64(_VOL + pv + 1), np.int64(_W_Q0))
+        run = run1 if ok else 0.0
+        s[_VWMA_RUN, a] = run
+    # Two loops, not one: a loop that writes many rows and reads many others needs more
+    # run-time overlap checks than LLVM allows, and stays scalar.
     for a in range(n):
-        num = (w[_W_P0, a] + w[_W_P1, a]) + (w[_W_P2, a] + w[_W_P3, a])
-        den = (w[_W_Q0, a] + w[_W_Q1, a]) + (w[_W_Q2, a] + w[_W_Q3, a])
-        ok = (s[_VWMA_RUN, a] >= _N_VWMA) & (den != 0.0)
-        vo[ov + 13, a] = _ma_vote(c_[a], num / den if ok else np.nan)
+        run = s[_VWMA_RUN, a]
+        num = _sum20_at(s, first, a)
+        den = _sum20_at(s, first_v, a)
+        good = (run >= _N_VWMA) & (den != 0.0)
+        vo[ov + 13, a] = _ma_vote(c_[a], num / den if good else np.nan)
 
     # ---- high/low rings: Ichimoku 9/26/52, Stochastic / Williams %R 14
     ph = ti % _N_HL
     nh = _HIGH + ph + _N_HL
     nl = _LOW + ph + _N_HL
+    e = _HL_EXT
+    # A window whose block of n values just completed stores that block's suffix extremes
+    # (the scalar kernel's _window_max_nb / _window_min_nb, at j == 0: once in n bars).
+    # The rings take this bar first, as in the scalar kernel: for the 52-bar window the
+    # oldest value of the completed block shares its ring slot with the new one (its
+    # suffix[0] is never read, but the states stay byte-identical).
+    if ti % 9 == 0 or ti % 14 == 0 or ti % 26 == 0 or ti % 52 == 0:
+        for a in range(n):
+            s[_HIGH + ph, a] = h_[a]
+            s[nh, a] = h_[a]
+            s[_LOW + ph, a] = l_[a]
+            s[nl, a] = l_[a]
+    for q in range(4):
+        nq = _HL_N[q]
+        if ti % nq == 0:
+            _block_suffix_lanes(s, n, nh, nq, _HL_BLOCK[q], True)
+            _block_suffix_lanes(s, n, nl, nq, _HL_BLOCK[q] + nq, False)
+    pl = ti % _N_LAG
+    # Loads never sit under a condition in these loops (LLVM would not vectorize them):
+    # compute, then select. One loop: the rings, the running extremes and Ichimoku.
+    conv_ok = tf + 1 >= 9
+    base_ok = tf + 1 >= 26
+    lead_ok = tf + 1 >= 52
+    lag_ok = tf >= _N_LAG
     for a in range(n):
         s[_HIGH + ph, a] = h_[a]
         s[nh, a] = h_[a]
         s[_LOW + ph, a] = l_[a]
         s[nl, a] = l_[a]
-    e = np.int64(_HL_EXT)
-    for q in range(4):
+    for q in range(4):  # window q: running extremes of its block, then the window's
         nq = _HL_N[q]
         jq = ti % nq
         bq = _HL_BLOCK[q]
-        _window_max_lanes(s, w, n, nh, nq, jq, np.int64(_W_H), e + 2 * q, bq, _W_HI9 + 2 * q)
-        _window_min_lanes(
-            s, w, n, nl, nq, jq, np.int64(_W_L), e + 2 * q + 1, bq + nq, _W_LO9 + 2 * q
-        )
-    pl = ti % _N_LAG
-    # Loads never sit under a condition in these loops (LLVM would not vectorize them):
-    # compute, then select.
-    conv_ok = tf + 1 >= 9
-    base_ok = tf + 1 >= 26
-    lead_ok = tf + 1 >= 52
-    lag_ok = tf >= _N_LAG
+        for a in range(n):
+            h = h_[a]
+            lo = l_[a]
+            p = s[e + 2 * q, a]
+            p = h if jq == 0 else (h if h > p else p)
+            s[e + 2 * q, a] = p
+            x = s[bq + jq + 1, a]  # the previous block's suffix (unused at its last j)
+            w[_W_HI9 + 2 * q, a] = p if jq == nq - 1 else (x if x > p else p)
+            p = s[e + 2 * q + 1, a]
+            p = lo if jq == 0 else (lo if lo < p else p)
+            s[e + 2 * q + 1, a] = p
+            x = s[bq + nq + jq + 1, a]
+            w[_W_LO9 + 2 * q, a] = p if jq == nq - 1 else (x if x < p else p)
     for a in range(n):
         c = c_[a]
         conv = (w[_W_HI9, a] + w[_W_LO9, a]) / 2.0
@@ -520,19 +573,13 @@ def lanes_step_nb(s, w, vo, t, n) -> None:  # noqa: C901 - one kernel, read top-
         s[_M_RSI1, a] = r
 
     # ---- Stochastic 14, 3, 3
-    if tf + 1 >= 14:
-        for a in range(n):
-            rng = w[_W_HI14, a] - w[_W_LO14, a]
-            raw = 100.0 * (c_[a] - w[_W_LO14, a]) / rng
-            w[_W_RAW, a] = raw if rng != 0.0 else np.nan
-    else:
-        for a in range(n):
-            w[_W_RAW, a] = np.nan
-    _sma3_lanes(s, w, n, np.int64(_STOCH_K), np.int64(_W_RAW), np.int64(_W_K))
-    _sma3_lanes(s, w, n, np.int64(_STOCH_D), np.int64(_W_K), np.int64(_W_D))
+    raw_ok = tf + 1 >= 14
     for a in range(n):
-        k_ = w[_W_K, a]
-        d_ = w[_W_D, a]
+        rng = w[_W_HI14, a] - w[_W_LO14, a]
+        raw = 100.0 * (c_[a] - w[_W_LO14, a]) / rng
+        raw = raw if raw_ok & (rng != 0.0) else np.nan
+        k_ = _sma3_at(s, _STOCH_K, a, raw)
+        d_ = _sma3_at(s, _STOCH_D, a, k_)
         d1 = s[_M_D1, a]
         vo[o2 + 1, a] = _vote(
             d1,
@@ -545,25 +592,20 @@ def lanes_step_nb(s, w, vo, t, n) -> None:  # noqa: C901 - one kernel, read top-
     # ---- CCI 20: mean, then mean deviation, each as the scalar kernel's four partial sums
     if tf + 1 >= 20:
         first = newest - 19
-        _sum20_lanes(s, w, n, first, np.int64(_W_P0))
         for a in range(n):
-            w[_W_Q0, a] = ((w[_W_P0, a] + w[_W_P1, a]) + (w[_W_P2, a] + w[_W_P3, a])) / 20
-            w[_W_P0, a] = 0.0
-            w[_W_P1, a] = 0.0
-            w[_W_P2, a] = 0.0
-            w[_W_P3, a] = 0.0
-        for q in range(0, 20, 4):
-            r0 = first + q
-            for a in range(n):
-                mean = w[_W_Q0, a]
-                w[_W_P0, a] += abs(s[r0, a] - mean)
-                w[_W_P1, a] += abs(s[r0 + 1, a] - mean)
-                w[_W_P2, a] += abs(s[r0 + 2, a] - mean)
-                w[_W_P3, a] += abs(s[r0 + 3, a] - mean)
-        for a in range(n):
-            dev = (w[_W_P0, a] + w[_W_P1, a]) + (w[_W_P2, a] + w[_W_P3, a])
+            mean = _sum20_at(s, first, a) / 20
+            p0 = 0.0
+            p1 = 0.0
+            p2 = 0.0
+            p3 = 0.0
+            for q in range(0, 20, 4):
+                p0 += abs(s[first + q, a] - mean)
+                p1 += abs(s[first + q + 1, a] - mean)
+                p2 += abs(s[first + q + 2, a] - mean)
+                p3 += abs(s[first + q + 3, a] - mean)
+            dev = (p0 + p1) + (p2 + p3)
             dev /= 20
-            cc = (c_[a] - w[_W_Q0, a]) / (0.015 * dev)
+            cc = (c_[a] - mean) / (0.015 * dev)
             cc = cc if dev != 0.0 else np.nan
             cc1 = s[_M_CCI1, a]
             vo[o2 + 2, a] = _vote(cc1, cc, (cc < -100.0) & (cc > cc1), (cc > 100.0) & (cc < cc1))
@@ -575,7 +617,22 @@ def lanes_step_nb(s, w, vo, t, n) -> None:  # noqa: C901 - one kernel, read top-
 
     # ---- DMI 14 / ADX 14: directional moves and true range, their Wilder averages, then
     # the DIs (kept through a zero average range) and ADX, per lane as selects
-    if ti >= 1:
+    if ti > 14:  # seeded: one loop
+        for a in range(n):
+            h = h_[a]
+            lo = l_[a]
+            pcl = w[_W_PCL, a]
+            up_m = h - s[_PREV_HL, a]
+            dn_m = s[_PREV_HL + 1, a] - lo
+            pdm = up_m if ((up_m > dn_m) & (up_m > 0.0)) else 0.0
+            mdm = dn_m if ((dn_m > up_m) & (dn_m > 0.0)) else 0.0
+            tr = _max3(h - lo, abs(h - pcl), abs(lo - pcl))
+            s[_DMI_RMA, a] = _WILDER_A * pdm + _WILDER_B * s[_DMI_RMA, a]
+            s[_DMI_RMA + 1, a] = _WILDER_A * mdm + _WILDER_B * s[_DMI_RMA + 1, a]
+            s[_DMI_RMA + 2, a] = _WILDER_A * tr + _WILDER_B * s[_DMI_RMA + 2, a]
+        for a in range(n):
+            w[_W_P3, a] = _adx_at(s, a)
+    elif ti >= 1:
         for a in range(n):
             h = h_[a]
             lo = l_[a]
@@ -584,53 +641,18 @@ def lanes_step_nb(s, w, vo, t, n) -> None:  # noqa: C901 - one kernel, read top-
             dn_m = s[_PREV_HL + 1, a] - lo
             w[_W_P0, a] = up_m if ((up_m > dn_m) & (up_m > 0.0)) else 0.0
             w[_W_P1, a] = dn_m if ((dn_m > up_m) & (dn_m > 0.0)) else 0.0
-            w[_W_P2, a] = max(h - lo, abs(h - pcl), abs(lo - pcl))
-        if ti > 14:
-            for a in range(n):
-                s[_DMI_RMA, a] = _WILDER_A * w[_W_P0, a] + _WILDER_B * s[_DMI_RMA, a]
-                s[_DMI_RMA + 1, a] = _WILDER_A * w[_W_P1, a] + _WILDER_B * s[_DMI_RMA + 1, a]
-                s[_DMI_RMA + 2, a] = _WILDER_A * w[_W_P2, a] + _WILDER_B * s[_DMI_RMA + 2, a]
-        else:
-            for a in range(n):
-                s[_DMI_SUM, a] += w[_W_P0, a]
-                s[_DMI_SUM + 1, a] += w[_W_P1, a]
-                s[_DMI_SUM + 2, a] += w[_W_P2, a]
-            if ti == 14:
-                for a in range(n):
-                    s[_DMI_RMA, a] = s[_DMI_SUM, a] / 14.0
-                    s[_DMI_RMA + 1, a] = s[_DMI_SUM + 1, a] / 14.0
-                    s[_DMI_RMA + 2, a] = s[_DMI_SUM + 2, a] / 14.0
+            w[_W_P2, a] = _max3(h - lo, abs(h - pcl), abs(lo - pcl))
         for a in range(n):
-            tr_a = s[_DMI_RMA + 2, a]
-            has_tr = not math.isnan(tr_a)
-            new_di = has_tr & (tr_a != 0.0)
-            p_old = s[_DI, a]
-            m_old = s[_DI + 1, a]
-            p = 100.0 * s[_DMI_RMA, a] / tr_a
-            m = 100.0 * s[_DMI_RMA + 1, a] / tr_a
-            p = p if new_di else p_old
-            m = m if new_di else m_old
-            s[_DI, a] = p
-            s[_DI + 1, a] = m
-            go = has_tr & (not math.isnan(p))
-            tot_di = p + m
-            dx = abs(p - m) / (tot_di if tot_di != 0.0 else 1.0)
-            seeded = s[_ADX + 3, a] != 0.0
-            cnt = s[_ADX, a]
-            total = s[_ADX + 1, a]
-            val = s[_ADX + 2, a]
-            smooth = go & seeded
-            seeding = go & (not seeded)
-            cnt1 = cnt + 1.0
-            total1 = total + dx
-            done = seeding & (cnt1 >= 14.0)
-            val = _WILDER_A * dx + _WILDER_B * val if smooth else val
-            val = total1 / 14.0 if done else val
-            s[_ADX, a] = cnt1 if seeding else cnt
-            s[_ADX + 1, a] = total1 if seeding else total
-            s[_ADX + 2, a] = val
-            s[_ADX + 3, a] = 1.0 if done else (1.0 if seeded else 0.0)
-            w[_W_P3, a] = 100.0 * val if smooth | done else np.nan
+            s[_DMI_SUM, a] += w[_W_P0, a]
+            s[_DMI_SUM + 1, a] += w[_W_P1, a]
+            s[_DMI_SUM + 2, a] += w[_W_P2, a]
+        if ti == 14:
+            for a in range(n):
+                s[_DMI_RMA, a] = s[_DMI_SUM, a] / 14.0
+                s[_DMI_RMA + 1, a] = s[_DMI_SUM + 1, a] / 14.0
+                s[_DMI_RMA + 2, a] = s[_DMI_SUM + 2, a] / 14.0
+        for a in range(n):
+            w[_W_P3, a] = _adx_at(s, a)
     else:
         for a in range(n):
             w[_W_P3, a] = np.nan
@@ -725,67 +747,42 @@ def lanes_step_nb(s, w, vo, t, n) -> None:  # noqa: C901 - one kernel, read top-
         if math.isnan(w[_W_R, a]):
             n_nan += 1
         same &= s[_RSI_COUNT, a] == cnt0
-    if n_nan == n:
-        for a in range(n):
-            s[_RSI_COUNT, a] = 0.0
-            w[_W_RAW, a] = np.nan
-    elif n_nan == 0 and same:
+    if n_nan == 0 and same:  # the RSI ring, its window and raw; then %K, %D, the vote
         nr = _RSI_RING + pr + _N_RSI
+        j = int(cnt0) % _N_RSI
+        if j == 0:  # the ring takes this RSI first (see the high/low windows)
+            for a in range(n):
+                s[_RSI_RING + pr, a] = w[_W_R, a]
+                s[nr, a] = w[_W_R, a]
+            _block_suffix_lanes(s, n, nr, _N_RSI, _RSI_BLOCK, True)
+            _block_suffix_lanes(s, n, nr, _N_RSI, _RSI_BLOCK + _N_RSI, False)
+        raw_ok = cnt0 + 1.0 >= _N_RSI
+        last = j == _N_RSI - 1
         for a in range(n):
             r = w[_W_R, a]
             s[_RSI_RING + pr, a] = r
             s[nr, a] = r
             s[_RSI_COUNT, a] = cnt0 + 1.0
-        j = int(cnt0) % _N_RSI
-        n14 = np.int64(_N_RSI)
-        _window_max_lanes(
-            s,
-            w,
-            n,
-            nr,
-            n14,
-            j,
-            np.int64(_W_R),
-            np.int64(_RSI_EXT),
-            np.int64(_RSI_BLOCK),
-            np.int64(_W_HI9),
-        )
-        _window_min_lanes(
-            s,
-            w,
-            n,
-            nr,
-            n14,
-            j,
-            np.int64(_W_R),
-            np.int64(_RSI_EXT + 1),
-            np.int64(_RSI_BLOCK + _N_RSI),
-            np.int64(_W_LO9),
-        )
-        if cnt0 + 1.0 >= _N_RSI:
-            for a in range(n):
-                rng = w[_W_HI9, a] - w[_W_LO9, a]
-                raw = 100.0 * (w[_W_R, a] - w[_W_LO9, a]) / rng
-                w[_W_RAW, a] = raw if rng != 0.0 else np.nan
-        else:
-            for a in range(n):
-                w[_W_RAW, a] = np.nan
-    else:
+            p = s[_RSI_EXT, a]
+            p = r if j == 0 else (r if r > p else p)
+            s[_RSI_EXT, a] = p
+            x = s[_RSI_BLOCK + j + 1, a]
+            hi = p if last else (x if x > p else p)
+            p = s[_RSI_EXT + 1, a]
+            p = r if j == 0 else (r if r < p else p)
+            s[_RSI_EXT + 1, a] = p
+            x = s[_RSI_BLOCK + _N_RSI + j + 1, a]
+            lo = p if last else (x if x < p else p)
+            rng = hi - lo
+            raw = 100.0 * (r - lo) / rng
+            w[_W_RAW, a] = raw if raw_ok & (rng != 0.0) else np.nan
         for a in range(n):
+            _srsi_vote_at(s, vo, o2, a, w[_W_RAW, a], c_[a])
+    else:
+        for a in range(n):  # warming up (no RSI yet), or lanes that disagree
             _srsi_one_lane(s, w, np.int64(a), pr)
-    _sma3_lanes(s, w, n, np.int64(_SRSI_K), np.int64(_W_RAW), np.int64(_W_K))
-    _sma3_lanes(s, w, n, np.int64(_SRSI_D), np.int64(_W_K), np.int64(_W_D))
-    for a in range(n):
-        c = c_[a]
-        ema50 = s[_EMA + _E50, a]
-        sk = w[_W_K, a]
-        sd = w[_W_D, a]
-        vo[o2 + 7, a] = _vote(
-            ema50,
-            sk + sd,
-            (c < ema50) & (sk < 20.0) & (sd < 20.0) & (sk > sd),
-            (c > ema50) & (sk > 80.0) & (sd > 80.0) & (sk < sd),
-        )
+        for a in range(n):
+            _srsi_vote_at(s, vo, o2, a, w[_W_RAW, a], c_[a])
 
     # ---- Williams %R 14
     for a in range(n):
@@ -902,9 +899,69 @@ def lanes_step_nb(s, w, vo, t, n) -> None:  # noqa: C901 - one kernel, read top-
         vo[OUT_ALL, a] = ro if math.isnan(rm) else (rm if math.isnan(ro) else both)
 
 
+#: The step's C signature: (state, scratch, outputs, bar count t, lanes n).
+LANES_STEP_SIG = types.void(
+    types.CPointer(types.float64),
+    types.CPointer(types.float64),
+    types.CPointer(types.float64),
+    types.int64,
+    types.int64,
+)
+
+
+@functools.cache
+def _lanes_cfunc() -> CFunc:
+    return cfunc(LANES_STEP_SIG, cache=True, error_model="numpy")(_lanes_step)
+
+
+def lanes_step_kernel() -> int:
+    """Address of the compiled lanes step (compiled once per process, or loaded from
+    numba's cache): the first argument of the batch loop."""
+    return _lanes_cfunc().address
+
+
+@intrinsic
+def _call_lanes_step(typingctx, addr, sp, wp, vp, t, n):
+    """Call the C function at ``addr`` with :data:`LANES_STEP_SIG`."""
+    if not isinstance(addr, types.Integer):
+        return None
+    sig = types.void(addr, sp, wp, vp, t, n)
+
+    def codegen(context, builder, signature, args):
+        arg_types = LANES_STEP_SIG.args
+        fnty = llvm_ir.FunctionType(
+            llvm_ir.VoidType(), [context.get_value_type(x) for x in arg_types]
+        )
+        fn = builder.inttoptr(args[0], fnty.as_pointer())
+        values = [
+            context.cast(builder, val, ty, want)
+            for val, ty, want in zip(args[1:], signature.args[1:], arg_types, strict=True)
+        ]
+        builder.call(fn, values)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def lanes_step_nb(s: np.ndarray, w: np.ndarray, vo: np.ndarray, t: int, n: int) -> None:
+    """One step of a block from Python (tests and probes): ``s`` (RATING_STATE_SIZE, n),
+    ``w`` (_N_W, n), ``vo`` (N_RATING_OUT, n), all C-contiguous float64."""
+    for x, rows in ((s, RATING_STATE_SIZE), (w, _N_W), (vo, N_RATING_OUT)):
+        if x.shape != (rows, n) or not x.flags.c_contiguous or x.dtype != np.float64:
+            raise ValueError(f"expected a C-contiguous float64 ({rows}, {n}) array")
+    if n % PAD:
+        raise ValueError(f"the lane count must be a multiple of {PAD}")
+    _lanes_step_once(lanes_step_kernel(), s, w, vo, np.int64(t), np.int64(n))
+
+
+@njit(cache=True)
+def _lanes_step_once(kern, s, w, vo, t, n) -> None:
+    _call_lanes_step(kern, _ptr_at(s, 0), _ptr_at(w, 0), _ptr_at(vo, 0), t, n)
+
+
 # ---------------------------------------------------------------- the batch
 @njit(cache=True, parallel=True, error_model="numpy")
-def _lanes_batch_into_nb(o, h, lo, c, v, states, out, order, bounds, n_real) -> None:  # noqa: E741
+def _lanes_batch_into_nb(kern, o, h, lo, c, v, states, out, order, bounds, n_real) -> None:  # noqa: E741
     n_bars = c.shape[0]
     k = out.shape[2]
     for b in prange(bounds.shape[0] - 1):
@@ -943,7 +1000,7 @@ def _lanes_batch_into_nb(o, h, lo, c, v, states, out, order, bounds, n_real) -> 
                 w[_W_L, j] = lo[i, a]
                 w[_W_C, j] = c[i, a]
                 w[_W_V, j] = v[i, a]
-            lanes_step_nb(s, w, vo, t0 + step, n)
+            _call_lanes_step(kern, _ptr_at(s, 0), _ptr_at(w, 0), _ptr_at(vo, 0), t0 + step, n)
             for j in range(width):
                 a = order[a0 + j]
                 if step < n_real[a]:
@@ -1017,4 +1074,5 @@ def ratings_batch_into_nb(
         n_blocks = max(-(-size // lanes), min(threads, size // (4 * PAD)), 1)
         bounds.extend(start + (size * b) // n_blocks for b in range(1, n_blocks + 1))
         start = stop
-    _lanes_batch_into_nb(o, h, lo, c, v, states, out, order, np.array(bounds, np.int64), n_real)
+    kern = lanes_step_kernel()
+    _lanes_batch_into_nb(kern, o, h, lo, c, v, states, out, order, np.array(bounds, np.int64), n_real)
