@@ -2,6 +2,11 @@
 same indicators alone, over a universe of assets; plus cold (first JIT) and warm (cached)
 start time. Prints figures; not a test.
 
+Tandem runs in two shapes: the scalar kernel one asset after the other (what the daemon
+steps, bar by bar) and the batch, which steps blocks of assets in lanes
+(core/indicators/rating_lanes.py, the same numbers bit for bit). Each is timed on one
+thread, against TA-Lib's one thread, and the batch also on numba's threads.
+
     NUMBA_CACHE_DIR=.numba_cache .venv/bin/python bench/ratings.py [--assets 100] [--bars 8760]
 
 Data: the real Binance 1h universe in ../shared/data (or $TANDEM_TEST_DATA) when present
@@ -30,9 +35,15 @@ _FIRST_RATING = (
     "r = RatingState(); r.step(0, 1.0, 1.1, 0.9, 1.05, 5.0);"
     "print(time.perf_counter() - t0)"
 )
+_FIRST_BATCH = (
+    "import time; t0 = time.perf_counter();"
+    "import numpy as np; from core.ratings import new_rating_states, ratings_batch_nb;"
+    "x = np.ones((3, 2)); ratings_batch_nb(x, x, x, x, x, new_rating_states(2));"
+    "print(time.perf_counter() - t0)"
+)
 
 
-def start_time(cache_dir: str) -> float:
+def start_time(cache_dir: str, code: str = _FIRST_RATING) -> float:
     """Seconds from interpreter start to the first rating (import + JIT or cache load).
 
     Also prints the child's CPU seconds: on a shared, loaded machine the wall time of a
@@ -43,7 +54,7 @@ def start_time(cache_dir: str) -> float:
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", _FIRST_RATING], env=env, cwd=REPO, check=True)
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, check=True)
     wall = time.perf_counter() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
@@ -245,6 +256,13 @@ def main() -> None:
     start_time(cache)  # populate the cache if needed
     warm = start_time(cache)
     print(f"warm start (cached)  to first rating:                         {warm:6.2f} s")
+    if not args.no_cold:
+        with tempfile.TemporaryDirectory() as empty:
+            cold = start_time(empty, _FIRST_BATCH)
+        print(f"cold start (empty numba cache) to a first batch (lanes):      {cold:6.2f} s")
+    start_time(cache, _FIRST_BATCH)
+    warm = start_time(cache, _FIRST_BATCH)
+    print(f"warm start (cached)  to a first batch (lanes):                {warm:6.2f} s")
 
     os.environ.setdefault("NUMBA_CACHE_DIR", cache)
     real = real_universe(args.assets)

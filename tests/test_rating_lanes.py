@@ -127,6 +127,8 @@ def test_bad_output_shapes_are_refused() -> None:
         ratings_batch_into_nb(*cols, new_rating_states(3), np.empty((50, 2, 3)))
     with pytest.raises(ValueError, match="states"):
         ratings_batch_into_nb(*cols, new_rating_states(2), np.empty((50, 3, 3)))
+    with pytest.raises(ValueError, match="lanes"):
+        ratings_batch_into_nb(*cols, new_rating_states(3), np.empty((50, 3, 3)), lanes=0)
 
 
 @settings(max_examples=15, deadline=None)

@@ -14,9 +14,17 @@ What keeps the lanes uniform: the warm-up tests and ring positions depend on the
 ``t``, so one block holds assets at the same ``t`` (fresh states all are). A *missing* bar
 (NaN high, low or close) leaves an asset's state untouched, so each asset is stepped on its
 own real bars: lane ``a``'s ``k``-th step is asset ``a``'s ``k``-th real bar, and its
-outputs are put back at that bar's row. Assets are sorted by their number of real bars, so
-the lanes still running are always a prefix of the block. Conditions that depend on the
-data (a zero high-low range, NaN volume, a flat true range) are per-lane selects.
+outputs are put back at that bar's row. An asset past its last real bar, and the padding
+lanes that round a block up to whole vectors, step a dummy bar whose results are dropped
+(the asset's state was kept at its last real bar); assets are sorted by their number of
+real bars, so a block's assets finish together. Conditions that depend on the data (a
+zero high-low range, NaN volume, a flat true range) are per-lane selects.
+
+What makes LLVM vectorize a lane loop (each found with its ``-pass-remarks-missed``
+report): no load under a condition (compute, then select), no call left in the loop
+(the vote helpers are inlined by numba), few distinct state rows written per loop (each
+pair of rows that might overlap costs a run-time check, and past a limit the loop stays
+scalar), and ``error_model="numpy"`` (Python's division-by-zero check is a branch).
 """
 
 from __future__ import annotations
@@ -116,15 +124,15 @@ from core.indicators.rating import (
 )
 
 # Rows of the per-block scratch ``w[row, lane]``: this bar's inputs and the values one
-# section hands to another (the scalar kernel's local variables).
+# section (one loop) hands to the next, the scalar kernel's local variables.
 (
     _W_H,
     _W_L,
     _W_C,
     _W_V,
     _W_PCL,  # the previous close (RSI, DMI, UO read it after it is replaced)
-    _W_MO,
-    _W_HI9,
+    _W_MO,  # Momentum, computed before the close ring moves
+    _W_HI9,  # the windows' highest highs / lowest lows (Ichimoku 9/26/52, Stochastic 14)
     _W_LO9,
     _W_HI14,
     _W_LO14,
@@ -133,19 +141,13 @@ from core.indicators.rating import (
     _W_HI52,
     _W_LO52,
     _W_R,  # RSI
-    _W_RAW,  # a stochastic's raw value, then its %K
-    _W_K,
-    _W_D,
-    _W_P0,  # four partial sums (the scalar kernel's sum4 grouping)
+    _W_RAW,  # Stochastic RSI's raw value
+    _W_P0,  # per-bar values of DMI and the Ultimate Oscillator
     _W_P1,
     _W_P2,
     _W_P3,
-    _W_Q0,
-    _W_Q1,
-    _W_Q2,
-    _W_Q3,
-) = range(26)
-_N_W = 26
+) = range(20)
+_N_W = 20
 
 # Assets per block at most, and the multiple a block is padded to with dummy lanes (the
 # vector width). Measured on one thread, per asset-bar: 16 lanes 314 ns, 32 239, 64 210,
@@ -155,10 +157,8 @@ PAD = 4
 
 
 # ---------------------------------------------------------------- helpers over lanes
-# Every loop runs over all LANES lanes, a compile-time constant: LLVM emits straight vector
-# code without remainder loops. Lanes that have no bar to step (a block narrower than
-# LANES, an asset past its last bar) step a constant dummy bar and their results are
-# dropped.
+# Inlined by numba into the lane loops (a call left in a loop keeps it scalar); the two
+# small cached ones run outside the vector loops.
 @njit(inline="always", error_model="numpy")
 def _max3(x: float, y: float, z: float) -> float:
     """``max(x, y, z)`` of three numbers as selects (numba's builtin is a call, which
@@ -1057,6 +1057,8 @@ def ratings_batch_into_nb(
         raise ValueError(f"out must be ({n_bars}, {n_assets}, 1..{N_RATING_OUT}), got {out.shape}")
     if not out.flags.c_contiguous or states.shape != (n_assets, RATING_STATE_SIZE):
         raise ValueError("out must be C-contiguous and states (n_assets, RATING_STATE_SIZE)")
+    if lanes < 1:
+        raise ValueError(f"lanes must be at least 1, got {lanes}")
     o, h, lo, c, v = (np.ascontiguousarray(x, dtype=np.float64) for x in (o, h, lo, c, v))
     missing = np.isnan(c) | np.isnan(h) | np.isnan(lo)
     n_real = (n_bars - missing.sum(axis=0)).astype(np.int64)
