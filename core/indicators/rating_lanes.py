@@ -121,6 +121,8 @@ from core.indicators.rating import (
     _ptr_at,
     _window_max_nb,
     _window_min_nb,
+    ma_vote_nb,
+    vote_nb,
 )
 
 # Rows of the per-block scratch ``w[row, lane]``: this bar's inputs and the values one
@@ -167,26 +169,19 @@ def _max3(x: float, y: float, z: float) -> float:
     return z if z > m else m
 
 
-@njit(inline="always", error_model="numpy")
-def _ma_vote(c: float, ma: float) -> float:
-    if math.isnan(ma):
-        return np.nan
-    if c > ma:
-        return 1.0
-    if c < ma:
-        return -1.0
-    return 0.0
+# The scalar kernel's vote rules, inlined into the lane loops.
+_ma_vote = njit(inline="always", error_model="numpy")(ma_vote_nb.py_func)
+_vote = njit(inline="always", error_model="numpy")(vote_nb.py_func)
 
 
 @njit(inline="always", error_model="numpy")
-def _vote(guard: float, value: float, bull: bool, bear: bool) -> float:
-    if math.isnan(guard) or math.isnan(value):
-        return np.nan
-    if bull:
-        return 1.0
-    if bear:
-        return -1.0
-    return 0.0
+def _dmi_moves_at(s, a, h, lo, pcl):
+    """+DM, -DM and the true range of lane ``a`` (before its previous high/low move on)."""
+    up_m = h - s[_PREV_HL, a]
+    dn_m = s[_PREV_HL + 1, a] - lo
+    pdm = up_m if ((up_m > dn_m) & (up_m > 0.0)) else 0.0
+    mdm = dn_m if ((dn_m > up_m) & (dn_m > 0.0)) else 0.0
+    return pdm, mdm, _max3(h - lo, abs(h - pcl), abs(lo - pcl))
 
 
 @njit(cache=True, error_model="numpy")
@@ -619,14 +614,7 @@ def _lanes_step(sp, wp, vp, t, n) -> None:  # noqa: C901 - one kernel, read top-
     # the DIs (kept through a zero average range) and ADX, per lane as selects
     if ti > 14:  # seeded: one loop
         for a in range(n):
-            h = h_[a]
-            lo = l_[a]
-            pcl = w[_W_PCL, a]
-            up_m = h - s[_PREV_HL, a]
-            dn_m = s[_PREV_HL + 1, a] - lo
-            pdm = up_m if ((up_m > dn_m) & (up_m > 0.0)) else 0.0
-            mdm = dn_m if ((dn_m > up_m) & (dn_m > 0.0)) else 0.0
-            tr = _max3(h - lo, abs(h - pcl), abs(lo - pcl))
+            pdm, mdm, tr = _dmi_moves_at(s, a, h_[a], l_[a], w[_W_PCL, a])
             s[_DMI_RMA, a] = _WILDER_A * pdm + _WILDER_B * s[_DMI_RMA, a]
             s[_DMI_RMA + 1, a] = _WILDER_A * mdm + _WILDER_B * s[_DMI_RMA + 1, a]
             s[_DMI_RMA + 2, a] = _WILDER_A * tr + _WILDER_B * s[_DMI_RMA + 2, a]
@@ -634,14 +622,10 @@ def _lanes_step(sp, wp, vp, t, n) -> None:  # noqa: C901 - one kernel, read top-
             w[_W_P3, a] = _adx_at(s, a)
     elif ti >= 1:
         for a in range(n):
-            h = h_[a]
-            lo = l_[a]
-            pcl = w[_W_PCL, a]
-            up_m = h - s[_PREV_HL, a]
-            dn_m = s[_PREV_HL + 1, a] - lo
-            w[_W_P0, a] = up_m if ((up_m > dn_m) & (up_m > 0.0)) else 0.0
-            w[_W_P1, a] = dn_m if ((dn_m > up_m) & (dn_m > 0.0)) else 0.0
-            w[_W_P2, a] = _max3(h - lo, abs(h - pcl), abs(lo - pcl))
+            pdm, mdm, tr = _dmi_moves_at(s, a, h_[a], l_[a], w[_W_PCL, a])
+            w[_W_P0, a] = pdm
+            w[_W_P1, a] = mdm
+            w[_W_P2, a] = tr
         for a in range(n):
             s[_DMI_SUM, a] += w[_W_P0, a]
             s[_DMI_SUM + 1, a] += w[_W_P1, a]
