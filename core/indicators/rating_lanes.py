@@ -318,7 +318,7 @@ def _srsi_one_lane(s, w, a, pr) -> None:
 # ---------------------------------------------------------------- the step
 # Compiled once, as a C function called by address (as the scalar kernel is, and for the
 # same reason): a jitted callee is linked into its caller and optimized again there,
-# which for this kernel doubled a cold start (62 s).
+# which made a cold start 62 s instead of 42 s.
 def _lanes_step(sp, wp, vp, t, n) -> None:  # noqa: C901 - one kernel, read top-down
     """Step lanes ``0..n`` of a block one bar: the state at ``sp`` (RATING_STATE_SIZE, n),
     inputs in rows ``_W_H/_W_L/_W_C/_W_V`` of the scratch at ``wp`` (_N_W, n), outputs to
