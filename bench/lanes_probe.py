@@ -10,10 +10,9 @@ over the same bars:
   arrays), so LLVM vectorizes every statement across assets.
 
 Both give bit-identical outputs (the same operations in the same order for each asset; the
-probe checks it). Not product code: a measurement of which kernel shape to build next. The
-catch for a real kernel is missing bars: an asset that skips a bar has its own bar count
-(ring position, warm-up tests), so lanes stay uniform only while a block of assets has no
-gaps.
+probe checks it). Not product code: the measurement that chose the shape of the batch
+kernel, core/indicators/rating_lanes.py (which steps each asset on its own real bars, so
+missing bars keep the lanes uniform). bench/ratings.py times that kernel.
 
     .venv/bin/python bench/lanes_probe.py
 """
