@@ -127,6 +127,10 @@ def test_bad_output_shapes_are_refused() -> None:
         ratings_batch_into_nb(*cols, new_rating_states(3), np.empty((50, 2, 3)))
     with pytest.raises(ValueError, match="states"):
         ratings_batch_into_nb(*cols, new_rating_states(2), np.empty((50, 3, 3)))
+    with pytest.raises(ValueError, match="must all be"):
+        ratings_batch_into_nb(*cols[:4], cols[4][:40], new_rating_states(3), np.empty((50, 3, 3)))
+    with pytest.raises(ValueError, match="out must be"):
+        ratings_batch_into_nb(*cols, new_rating_states(3), np.empty((50, 3, 3), np.float32))
     with pytest.raises(ValueError, match="lanes"):
         ratings_batch_into_nb(*cols, new_rating_states(3), np.empty((50, 3, 3)), lanes=0)
 

@@ -1037,10 +1037,14 @@ def ratings_batch_into_nb(
     ``lanes`` assets (at the same bar count); there are at least as many blocks as numba
     threads when each can still get a few vectors' worth of assets."""
     n_bars, n_assets = c.shape
+    if any(np.shape(x) != c.shape for x in (o, h, lo, v)):
+        raise ValueError(f"open, high, low, close and volume must all be {c.shape}")
     if out.shape[:2] != (n_bars, n_assets) or not 0 < out.shape[2] <= N_RATING_OUT:
         raise ValueError(f"out must be ({n_bars}, {n_assets}, 1..{N_RATING_OUT}), got {out.shape}")
-    if not out.flags.c_contiguous or states.shape != (n_assets, RATING_STATE_SIZE):
-        raise ValueError("out must be C-contiguous and states (n_assets, RATING_STATE_SIZE)")
+    if not (out.flags.c_contiguous and out.dtype == np.float64):
+        raise ValueError("out must be a C-contiguous float64 array")
+    if states.shape != (n_assets, RATING_STATE_SIZE) or states.dtype != np.float64:
+        raise ValueError(f"states must be float64 ({n_assets}, RATING_STATE_SIZE)")
     if lanes < 1:
         raise ValueError(f"lanes must be at least 1, got {lanes}")
     o, h, lo, c, v = (np.ascontiguousarray(x, dtype=np.float64) for x in (o, h, lo, c, v))
