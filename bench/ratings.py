@@ -183,7 +183,7 @@ def run(name: str, cols: list[np.ndarray], reps: int) -> None:
 
     def line(label: str, t: float) -> None:
         print(
-            f"  {label:44s}: {t:7.3f} s  {ab / t / 1e6:6.2f} M asset-bars/s"
+            f"  {label:47s}: {t:7.3f} s  {ab / t / 1e6:6.2f} M asset-bars/s"
             f"  {t / ab * 1e9:7.1f} ns/asset-bar  {t / t_ta:5.2f}x TA-Lib"
         )
 
