@@ -18,12 +18,19 @@ from hypothesis import strategies as st
 from core.indicators.rating import _RSI_COUNT
 from core.ratings import (
     N_RATING_OUT,
+    OUT_ALL,
+    OUT_MA,
+    OUT_OSC,
+    OUT_VOTES,
+    VOTE_NAMES,
     new_rating_state,
     new_rating_states,
     ratings_batch_into_nb,
     ratings_batch_nb,
     ratings_nb,
 )
+from tests.conftest import read_shared_csv
+from tests.test_rating_kernel import _mean, reference_votes
 
 
 def _universe(seed: int, n_bars: int, n_assets: int) -> list[np.ndarray]:
@@ -159,3 +166,26 @@ def test_one_asset_one_bar() -> None:
     out = ratings_batch_nb(*[np.full((1, 1), 1.0) for _ in range(5)], new_rating_states(1))
     ref = ratings_nb(*[np.full(1, 1.0) for _ in range(5)], new_rating_state())
     _same(out[:, 0], ref)
+
+
+def test_lanes_votes_equal_the_standalone_indicators_on_real_bars(shared_data) -> None:
+    """An independent check, not through the scalar kernel: on real candles the lanes'
+    votes equal the votes rebuilt in NumPy, rule by rule from RATINGS.md, on the
+    standalone indicators (each checked against TA-Lib or a pandas reference)."""
+    frames = [read_shared_csv(shared_data, f"binance_{s}-USDT_1h.csv") for s in ("BTC", "ETH", "SOL", "XRP")]
+    n = min(len(f) for f in frames)
+    cols = [
+        np.stack([f[k].to_numpy(np.float64)[-n:] for f in frames], axis=1)
+        for k in ("open", "high", "low", "close", "volume")
+    ]
+    out = ratings_batch_nb(*cols, new_rating_states(len(frames)))
+    for a in range(len(frames)):
+        ref = reference_votes(*[np.ascontiguousarray(x[:, a]) for x in cols])
+        for j, name in enumerate(VOTE_NAMES):
+            np.testing.assert_array_equal(out[:, a, OUT_VOTES + j], ref[name], err_msg=name)
+        ma = _mean([ref[name] for name in VOTE_NAMES[:15]])
+        osc = _mean([ref[name] for name in VOTE_NAMES[15:]])
+        np.testing.assert_array_equal(out[:, a, OUT_MA], ma)
+        np.testing.assert_array_equal(out[:, a, OUT_OSC], osc)
+        both = np.where(np.isnan(ma), osc, np.where(np.isnan(osc), ma, (ma + osc) / 2))
+        np.testing.assert_array_equal(out[:, a, OUT_ALL], both)

@@ -404,8 +404,8 @@ def _mean_nan(out: np.ndarray, start: int, stop: int) -> float:
 # The kernel is compiled once, as a C-callable function (``rating_kernel()`` gives its
 # address), and every loop calls it through that function pointer.
 # Why not a plain ``@njit`` callee: numba links a callee's LLVM IR into each caller and
-# optimizes the whole again, so each of the kernel's loops (MTF batch, MTF slice, the
-# batch forms) paid again for this big kernel on a cold start. Behind a pointer the
+# optimizes the whole again, so each of the kernel's loops (MTF batch, MTF slice,
+# ratings_nb) paid again for this big kernel on a cold start. Behind a pointer the
 # loops compile in a second or two, the kernel's machine code is shared, and a loop can
 # even be compiled while another process compiles the kernel (core.warmup). The call
 # costs a few ns of the ~400 a bar takes; the floating-point operations are the same, so

@@ -927,22 +927,6 @@ def _call_lanes_step(typingctx, addr, sp, wp, vp, t, n):
     return sig, codegen
 
 
-def lanes_step_nb(s: np.ndarray, w: np.ndarray, vo: np.ndarray, t: int, n: int) -> None:
-    """One step of a block from Python (tests and probes): ``s`` (RATING_STATE_SIZE, n),
-    ``w`` (_N_W, n), ``vo`` (N_RATING_OUT, n), all C-contiguous float64."""
-    for x, rows in ((s, RATING_STATE_SIZE), (w, _N_W), (vo, N_RATING_OUT)):
-        if x.shape != (rows, n) or not x.flags.c_contiguous or x.dtype != np.float64:
-            raise ValueError(f"expected a C-contiguous float64 ({rows}, {n}) array")
-    if n % PAD:
-        raise ValueError(f"the lane count must be a multiple of {PAD}")
-    _lanes_step_once(lanes_step_kernel(), s, w, vo, np.int64(t), np.int64(n))
-
-
-@njit(cache=True)
-def _lanes_step_once(kern, s, w, vo, t, n) -> None:
-    _call_lanes_step(kern, _ptr_at(s, 0), _ptr_at(w, 0), _ptr_at(vo, 0), t, n)
-
-
 # ---------------------------------------------------------------- the batch
 @njit(cache=True, parallel=True, error_model="numpy")
 def _lanes_batch_into_nb(kern, o, h, lo, c, v, states, out, order, bounds, n_real) -> None:  # noqa: E741
