@@ -1,0 +1,1 @@
+"""Research: parameter sweeps, walk-forward and overfitting statistics."""
