@@ -29,6 +29,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ MAX_LEVELS = 12  # a numeric parameter with more distinct values is binned
 N_BINS = 10
 MAX_PAIRS = 66  # heatmaps for every pair of the 12 most important parameters at most
 MAX_INVALID_ROWS = 300
+MAX_POINTS = 3000  # IS/OOS scatter: every fold winner plus a sample of this many
 
 _CSS = _RUN_CSS + """
 .heat .cell{stroke:#fff;stroke-width:1} .heat .nan{fill:#e3e8ee}
@@ -54,7 +56,8 @@ _CSS = _RUN_CSS + """
 .scatter .pt{fill:#1f6feb;fill-opacity:.45} .scatter .pt.win{fill:#cf222e;fill-opacity:1}
 .scatter .diag{stroke:#8c959f;stroke-dasharray:4 3} .scatter .frame,.bars .frame{fill:#fbfcfd;
 stroke:#d5dbe1} .note{color:#5a6875;font-style:italic} .explain{max-width:900px}
-svg.fig{max-width:900px;width:100%;height:auto;display:block;margin:6px 0}
+svg.fig{width:100%;height:auto;display:block;margin:6px 0}
+td.txt,th.txt{text-align:left} td.when{white-space:nowrap}
 """
 
 # Shows one heatmap at a time; without JS every heatmap stays visible.
@@ -228,10 +231,9 @@ def parameter_importance(trials: pd.DataFrame, param_cols: Sequence[str]) -> pd.
     return out.sort_values("eta2", ascending=False, na_position="last", kind="stable")
 
 
-def fold_winners(results: pd.DataFrame, objective: str) -> pd.DataFrame:
-    """Per fold, the valid trial with the best in-sample objective (or the rows a ``selected``
-    column marks, when the sweep wrote one) and its in/out-of-sample objective."""
-    df = _prepared(results, objective)
+def _fold_winners(df: pd.DataFrame) -> pd.DataFrame:
+    """Per fold, the valid row with the best in-sample objective (or the rows a boolean
+    ``selected`` column marks, when the sweep wrote one). ``df`` is :func:`_prepared`'s."""
     df = df[df["_valid"]]
     if "selected" in df.columns:
         win = df[df["selected"].fillna(False).astype(bool)]
@@ -270,7 +272,7 @@ def svg_heatmap(xl: list[str], yl: list[str], means: np.ndarray, counts: np.ndar
     fin = means[np.isfinite(means)]
     lo, hi = (float(fin.min()), float(fin.max())) if len(fin) else (0.0, 1.0)
     show_text = len(xl) * len(yl) <= 15 * 15
-    out = [f'<svg class="fig heat" viewBox="0 0 {w} {h}" role="img" '
+    out = [f'<svg class="fig heat" viewBox="0 0 {w} {h}" style="max-width:{w}px" role="img" '
            f'aria-label="{html.escape(title)}">',
            f'<text class="axis" x="{ml}" y="18">{html.escape(title)}</text>']
     for iy, ylab in enumerate(yl):
@@ -324,7 +326,7 @@ def svg_bars(labels: Sequence[str], values: Sequence[float], title: str, x_name:
     def sy(v: float) -> float:
         return mt + (hi - v) / (hi - lo) * ph
 
-    out = [f'<svg class="fig bars" viewBox="0 0 {w} {h}" role="img" '
+    out = [f'<svg class="fig bars" viewBox="0 0 {w} {h}" style="max-width:{w}px" role="img" '
            f'aria-label="{html.escape(title)}">',
            f'<text class="axis" x="{ml}" y="18">{html.escape(title)}</text>',
            f'<rect class="frame" x="{ml}" y="{mt}" width="{bw * n}" height="{ph}"/>']
@@ -371,7 +373,7 @@ def svg_scatter(x: np.ndarray, y: np.ndarray, win: np.ndarray, title: str, x_nam
     def sy(v: float) -> float:
         return mt + (hi - v) / (hi - lo) * ph
 
-    out = [f'<svg class="fig scatter" viewBox="0 0 {w} {h}" role="img" '
+    out = [f'<svg class="fig scatter" viewBox="0 0 {w} {h}" style="max-width:{w}px" role="img" '
            f'aria-label="{html.escape(title)}">',
            f'<text class="axis" x="{ml}" y="18">{html.escape(title)}</text>',
            f'<rect class="frame" x="{ml}" y="{mt}" width="{pw}" height="{ph}"/>',
@@ -583,6 +585,187 @@ def _logit_histogram(logits: Any) -> str:
 # ------------------------------------------------------------------ the page
 
 
+@dataclass
+class _Page:
+    """What every section needs: the prepared rows, per-trial table and where PNGs go."""
+
+    out_dir: Path
+    objective: str
+    df: pd.DataFrame  # results + _trial, _fold, _valid, _obj, _oos
+    trials: pd.DataFrame  # trial_table
+    cols: list[str]  # parameter columns as in results
+    imp: pd.DataFrame  # parameter_importance
+    files: dict[str, Path]
+
+    def name(self, col: str) -> str:
+        return _label(col)
+
+
+def _summary(pg: _Page, best: dict, dsr: dict, pbo: dict, notes: list[str]) -> list[str]:
+    df = pg.df
+    trial_ids = df["_trial"].unique()
+    bad_trials = df.loc[~df["_valid"], "_trial"].unique()
+    n_nan = int((df["_valid"] & ~np.isfinite(df["_obj"])).sum())
+    kpis = [("Trials", len(trial_ids)), ("Valid trials", len(trial_ids) - len(bad_trials)),
+            ("Invalid trials", len(bad_trials)),
+            ("Folds", int(df["_fold"].nunique()) if len(df) else 0),
+            ("Rows (trial × fold)", len(df)), ("Objective", pg.objective)]
+    p = ["<h2>Summary</h2><div class='kpi' id='summary'>"]
+    p += [f"<div>{html.escape(k)}<b>{html.escape(str(v))}</b></div>" for k, v in kpis]
+    p.append("</div>")
+    if n_nan:
+        p.append(f"<p class='note'>{n_nan} valid row{'s have' if n_nan > 1 else ' has'} no "
+                 f"finite {html.escape(pg.objective)} (no trades, flat equity or an infinite "
+                 "profit factor), left out of the averages.</p>")
+    p.append("<h3>Best</h3>")
+    if best:
+        p.append("<table id='best'>" + "".join(_kv_rows(best)) + "</table>")
+    else:
+        p.append("<p class='note' id='best'>No best trial (no valid trial).</p>")
+    p += [_dsr_html(dsr), _pbo_html(pbo)]
+    p += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
+    return p
+
+
+def _heatmaps(pg: _Page) -> list[str]:
+    obj = pg.objective
+    p = ["<h2>Objective by parameter</h2>",
+         f"<p class='explain'>Mean in-sample {html.escape(obj)} of the trials in each cell, "
+         "averaged over every other parameter (each trial first averaged over its folds). "
+         f"Numeric parameters with more than {MAX_LEVELS} values are cut into {N_BINS} "
+         "quantile bins.</p>"]
+    t = pg.trials
+    t = t[np.isfinite(t["objective"].astype(np.float64))] if len(t) else t
+    if not len(t):
+        return [*p, "<p class='note' id='heatmaps'>No valid trial with a finite objective: "
+                    "nothing to map.</p>"]
+    if not pg.cols:
+        return [*p, "<p class='note' id='heatmaps'>No swept parameter.</p>"]
+    png = pg.out_dir / "sweep_heatmap.png"
+    if len(pg.cols) == 1:  # no pair: the objective per level
+        c = pg.cols[0]
+        codes, labels = param_levels(t[c])
+        means = t.groupby(codes)["objective"].mean().reindex(range(len(labels))).to_numpy()
+        title = f"Mean {obj} by {pg.name(c)}"
+        pg.files["heatmap"] = _png_bars(png, labels, means, pg.name(c), title)
+        return [*p, "<div id='heatmaps'>" + svg_bars(labels, means, title, pg.name(c)) + "</div>"]
+    ranked = [c for c in pg.imp["column"] if c in pg.cols]
+    pairs = list(combinations(ranked[:12], 2))[:MAX_PAIRS]  # the first: the 2 most important
+    opts = "".join(f"<option value='{i}'>{html.escape(pg.name(a))} × {html.escape(pg.name(b))}"
+                   "</option>" for i, (a, b) in enumerate(pairs))
+    p += [f"<label>Parameters <select id='pair-select'>{opts}</select></label>",
+          "<div id='heatmaps'>"]
+    for i, (a, b) in enumerate(pairs):
+        xl, yl, means, counts = heatmap_grid(t, a, b)
+        title = f"Mean {obj}: {pg.name(a)} × {pg.name(b)}"
+        p.append(f"<div class='heatmap-pair' data-pair='{i}' data-x-param='"
+                 f"{html.escape(pg.name(a))}' data-y-param='{html.escape(pg.name(b))}'>")
+        p.append(svg_heatmap(xl, yl, means, counts, pg.name(a), pg.name(b), title))
+        p.append("</div>")
+        if i == 0:
+            pg.files["heatmap"] = _png_heatmap(png, xl, yl, means, pg.name(a), pg.name(b), title)
+    p.append("</div>")
+    return p
+
+
+def _importance(pg: _Page) -> list[str]:
+    p = ["<h2>Parameter importance</h2>",
+         "<p class='explain'>η² of a one-way analysis of variance: the share of the variance "
+         "of the per-trial objective explained by that parameter alone (1 = it determines the "
+         "objective, 0 = no effect). With few trials per level even a parameter without effect "
+         "scores about (levels − 1)/(trials − 1), the baseline column; interactions between "
+         "parameters are not counted.</p>",
+         "<table id='importance'><tr><th>parameter</th><th>η²</th><th>baseline</th>"
+         "<th>levels</th></tr>"]
+    for r in pg.imp.itertuples(index=False):
+        p.append(f"<tr><td>{html.escape(r.param)}</td><td>{_fmt(r.eta2, 3)}</td>"
+                 f"<td>{_fmt(r.baseline, 3)}</td><td>{r.levels}</td></tr>")
+    p.append("</table>")
+    return p
+
+
+def _is_vs_oos(pg: _Page, winners: pd.DataFrame) -> list[str]:
+    obj, df = pg.objective, pg.df
+    p = ["<h2>In-sample vs out-of-sample</h2><div id='is-oos'>"]
+    ok = df[df["_valid"] & np.isfinite(df["_obj"]) & np.isfinite(df["_oos"])]
+    if not len(ok):
+        return [*p, "<p class='note'>No out-of-sample results (the sweep ran without "
+                    "walk-forward), so there is nothing to compare.</p></div>"]
+    win_keys = set(zip(winners["_trial"], winners["_fold"], strict=True))
+    win = np.array([k in win_keys for k in zip(ok["_trial"], ok["_fold"], strict=True)], dtype=bool)
+    if len(ok) > MAX_POINTS:  # keep the page light: every winner plus a fixed sample
+        keep = win | (np.random.default_rng(0).random(len(ok)) < MAX_POINTS / len(ok))
+        ok, win = ok[keep], win[keep]
+    tips = [f"trial {t}, fold {f}: IS {_fmt(a)}, OOS {_fmt(b)}"
+            for t, f, a, b in zip(ok["_trial"], ok["_fold"], ok["_obj"], ok["_oos"], strict=True)]
+    x, y = ok["_obj"].to_numpy(np.float64), ok["_oos"].to_numpy(np.float64)
+    p.append("<p class='explain'>One point per valid trial and fold; red points are the fold "
+             "winners (best in sample). Above the dashed diagonal a trial did better out of "
+             "sample than in sample; winners far below it are what overfitting looks like.</p>")
+    p.append(svg_scatter(x, y, win, f"{obj}: in sample vs out of sample", f"in-sample {obj}",
+                         f"out-of-sample {obj}", tips))
+    pg.files["is_oos"] = _png_scatter(pg.out_dir / "sweep_is_oos.png", x, y, win, obj)
+    p.append("</div>")
+    return p
+
+
+def _equity(pg: _Page, oos_equity: pd.Series | None) -> list[str]:
+    p = ["<h2>Walk-forward out-of-sample equity</h2>"]
+    if oos_equity is None or not len(oos_equity):
+        return [*p, "<p class='note' id='oos-equity'>No walk-forward equity.</p>"]
+    eq = oos_equity.astype(np.float64)
+    chart = svg.Chart("Stitched out-of-sample equity (each fold's winner)",
+                      [svg.Line(np.asarray(eq.index, dtype=np.int64), eq.to_numpy(), "equity",
+                                "equity")],
+                      y_format=lambda v: f"{v:,.0f}", css_id="oos-equity")
+    pg.files["equity"] = write_equity_png(pg.out_dir / "sweep_equity.png", eq,
+                                          title="Walk-forward out-of-sample equity")
+    return [*p, svg.render(chart)]
+
+
+def _folds(pg: _Page, winners: pd.DataFrame) -> list[str]:
+    obj = html.escape(pg.objective)
+    if not len(winners):
+        return ["<h2>Per fold</h2><p class='note' id='folds'>No fold has a valid trial.</p>"]
+    p = ["<h2>Per fold</h2><table id='folds'><tr><th>fold</th><th>in sample</th>"
+         f"<th>out of sample</th><th>winner</th><th class='txt'>parameters</th><th>IS {obj}</th>"
+         f"<th>OOS {obj}</th></tr>"]
+    for _, r in winners.iterrows():
+        p.append(f"<tr><td>{html.escape(str(r['_fold']))}</td>"
+                 f"<td class='when'>{_range(r, 'is')}</td><td class='when'>{_range(r, 'oos')}</td>"
+                 f"<td>{html.escape(str(r['_trial']))}</td>"
+                 f"<td class='txt'>{html.escape(_params_text(r, pg.cols))}</td>"
+                 f"<td>{_fmt(r['_obj'])}</td><td>{_fmt(r['_oos'])}</td></tr>")
+    p.append("</table>")
+    return p
+
+
+def _invalid(pg: _Page) -> list[str]:
+    bad = pg.df[~pg.df["_valid"]]
+    if not len(bad):
+        return ["<h2>Invalid trials</h2><p class='note' id='invalid'>Every trial was valid.</p>"]
+    msgs = (bad["error"].fillna("").astype(str) if "error" in bad.columns
+            else pd.Series("", index=bad.index))
+    p = ["<h2>Invalid trials</h2><table id='invalid-summary'><tr><th class='txt'>message</th>"
+         "<th>rows</th></tr>"]
+    for m, n in msgs.value_counts().head(20).items():
+        p.append(f"<tr><td class='txt'>{html.escape(m or '(no message)')}</td><td>{n}</td></tr>")
+    p.append("</table>")
+    shown = bad.head(MAX_INVALID_ROWS)
+    p.append("<table id='invalid'><tr><th>trial</th><th>fold</th><th class='txt'>parameters</th>"
+             "<th class='txt'>message</th></tr>")
+    for idx, r in shown.iterrows():
+        p.append(f"<tr><td>{html.escape(str(r['_trial']))}</td>"
+                 f"<td>{html.escape(str(r['_fold']))}</td>"
+                 f"<td class='txt'>{html.escape(_params_text(r, pg.cols))}</td>"
+                 f"<td class='txt'>{html.escape(msgs[idx])}</td></tr>")
+    p.append("</table>")
+    if len(bad) > len(shown):
+        p.append(f"<p class='note'>… and {len(bad) - len(shown)} more invalid rows "
+                 "(see results.parquet).</p>")
+    return p
+
+
 def write_sweep_report(
     out_dir: Path,
     results: pd.DataFrame,
@@ -601,195 +784,35 @@ def write_sweep_report(
     (``sweep_equity.png``, only when ``oos_equity`` has points). ``param_cols`` may name the
     columns with or without the ``param.`` prefix. ``overfit`` is ``{"dsr": <dict of
     deflated_sharpe_ratio>, "pbo": <dict of pbo_cscv>, "notes": [str]}`` (any part may be
-    missing, or carry a ``reason`` string when it could not be computed).
+    missing, or carry a ``reason`` string when it could not be computed). Fold winners are
+    the rows of a boolean ``selected`` column when ``results`` has one, else each fold's
+    best finite in-sample objective.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-    cols = [_param_column(results, p) for p in param_cols]
-    names = {c: _label(c) for c in cols}
-    df = _prepared(results, objective)
+    cols = [_param_column(results, c) for c in param_cols]
     trials = trial_table(results, objective, param_cols)
-    imp = parameter_importance(trials, cols)
+    pg = _Page(out_dir, objective, _prepared(results, objective), trials, cols,
+               parameter_importance(trials, cols), {})
     dsr, pbo, notes = _split_overfit(overfit)
-    walk_forward = bool(np.isfinite(df.loc[df["_valid"], "_oos"]).any())
-
-    p: list[str] = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-                    f"<title>Tandem sweep — {html.escape(objective)}</title>",
-                    f"<style>{_CSS}</style></head><body>",
-                    f"<h1>Parameter sweep: {html.escape(objective)}</h1>"]
-
-    # Summary
-    trial_ids = df["_trial"].unique()
-    bad_trials = df.loc[~df["_valid"], "_trial"].unique()
-    n_folds = int(df["_fold"].nunique()) if len(df) else 0
-    n_nan = int((df["_valid"] & ~np.isfinite(df["_obj"])).sum())
-    p.append("<h2>Summary</h2><div class='kpi' id='summary'>")
-    kpis = [("Trials", str(len(trial_ids))), ("Valid trials", str(len(trial_ids) - len(bad_trials))),
-            ("Invalid trials", str(len(bad_trials))), ("Folds", str(n_folds)),
-            ("Rows (trial × fold)", str(len(df))), ("Objective", objective)]
-    p += [f"<div>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in kpis]
-    p.append("</div>")
-    if n_nan:
-        p.append(f"<p class='note'>{n_nan} valid rows have no finite {html.escape(objective)} "
-                 "(no trades, flat equity or an infinite profit factor) and are left out of "
-                 "the averages.</p>")
-    p.append("<h3>Best</h3>")
-    if best:
-        p.append("<table id='best'>" + "".join(_kv_rows(best)) + "</table>")
-    else:
-        p.append("<p class='note' id='best'>No best trial (no valid trial).</p>")
-    p.append(_dsr_html(dsr))
-    p.append(_pbo_html(pbo))
-    p += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
-
-    # Heatmaps
-    p.append("<h2>Objective by parameter</h2>")
-    p.append(f"<p class='explain'>Mean in-sample {html.escape(objective)} of the trials in each "
-             "cell, averaged over every other parameter (each trial first averaged over its "
-             f"folds). Numeric parameters with more than {MAX_LEVELS} values are cut into "
-             f"{N_BINS} quantile bins.</p>")
-    ranked = [c for c in imp["column"] if c in cols]
-    valid_trials = trials[np.isfinite(trials["objective"].astype(np.float64))] if len(trials) else trials
-    if not len(valid_trials):
-        p.append("<p class='note' id='heatmaps'>No valid trial with a finite objective: "
-                 "nothing to map.</p>")
-    elif len(cols) == 0:
-        p.append("<p class='note' id='heatmaps'>No swept parameter.</p>")
-    elif len(cols) == 1:
-        c = cols[0]
-        codes, labels = param_levels(valid_trials[c])
-        means = valid_trials.groupby(codes)["objective"].mean().reindex(range(len(labels)))
-        title = f"Mean {objective} by {names[c]}"
-        p.append("<div id='heatmaps'>" + svg_bars(labels, means.to_numpy(), title, names[c])
-                 + "</div>")
-        files["heatmap"] = _png_bars(out_dir / "sweep_heatmap.png", labels, means.to_numpy(),
-                                     names[c], title)
-    else:
-        top = ranked[:12]
-        pairs = list(combinations(top, 2))[:MAX_PAIRS]
-        opts = "".join(f"<option value='{i}'>{html.escape(names[a])} × {html.escape(names[b])}"
-                       "</option>" for i, (a, b) in enumerate(pairs))
-        p.append(f"<label>Parameters <select id='pair-select'>{opts}</select></label>")
-        p.append("<div id='heatmaps'>")
-        for i, (a, b) in enumerate(pairs):
-            xl, yl, means, counts = heatmap_grid(valid_trials, a, b)
-            p.append(f"<div class='heatmap-pair' data-pair='{i}' data-x-param='"
-                     f"{html.escape(names[a])}' data-y-param='{html.escape(names[b])}'>")
-            p.append(svg_heatmap(xl, yl, means, counts, names[a], names[b],
-                                 f"Mean {objective}: {names[a]} × {names[b]}"))
-            p.append("</div>")
-            if i == 0:
-                files["heatmap"] = _png_heatmap(out_dir / "sweep_heatmap.png", xl, yl, means,
-                                                names[a], names[b],
-                                                f"Mean {objective}: {names[a]} × {names[b]}")
-        p.append("</div>")
-
-    # Importance
-    p.append("<h2>Parameter importance</h2>")
-    p.append("<p class='explain'>η² of a one-way analysis of variance: the share of the "
-             "variance of the per-trial objective explained by that parameter alone (1 = it "
-             "determines the objective, 0 = no effect). With few trials per level even a "
-             "parameter without effect scores about (levels − 1)/(trials − 1), the baseline "
-             "column; interactions between parameters are not counted.</p>")
-    p.append("<table id='importance'><tr><th>parameter</th><th>η²</th><th>baseline</th>"
-             "<th>levels</th></tr>")
-    for r in imp.itertuples(index=False):
-        p.append(f"<tr><td>{html.escape(r.param)}</td><td>{_fmt(r.eta2, 3)}</td>"
-                 f"<td>{_fmt(r.baseline, 3)}</td><td>{r.levels}</td></tr>")
-    p.append("</table>")
-
-    # In-sample vs out-of-sample
-    p.append("<h2>In-sample vs out-of-sample</h2><div id='is-oos'>")
-    ok = df[df["_valid"] & np.isfinite(df["_obj"]) & np.isfinite(df["_oos"])]
-    winners = fold_winners(results, objective)
-    if walk_forward and len(ok):
-        win_keys = set(zip(winners["_trial"], winners["_fold"], strict=True))
-        win = np.array([(t, f) in win_keys for t, f in zip(ok["_trial"], ok["_fold"], strict=True)],
-                       dtype=bool)
-        if len(ok) > 3000:  # keep the page light: every winner plus a fixed sample
-            keep = win | (np.random.default_rng(0).random(len(ok)) < 3000 / len(ok))
-            ok, win = ok[keep], win[keep]
-        tips = [f"trial {t}, fold {f}: IS {_fmt(a)}, OOS {_fmt(b)}"
-                for t, f, a, b in zip(ok["_trial"], ok["_fold"], ok["_obj"], ok["_oos"],
-                                      strict=True)]
-        x, y = ok["_obj"].to_numpy(np.float64), ok["_oos"].to_numpy(np.float64)
-        p.append("<p class='explain'>One point per valid trial and fold; red points are the "
-                 "fold winners (best in sample). Above the dashed diagonal a trial did better "
-                 "out of sample than in sample; winners far below it are the overfitting.</p>")
-        p.append(svg_scatter(x, y, win, f"{objective}: in sample vs out of sample",
-                             f"in-sample {objective}", f"out-of-sample {objective}", tips))
-        files["is_oos"] = _png_scatter(out_dir / "sweep_is_oos.png", x, y, win, objective)
-    else:
-        p.append("<p class='note'>No out-of-sample results (the sweep ran without "
-                 "walk-forward), so there is nothing to compare.</p>")
-    p.append("</div>")
-
-    # Walk-forward equity
-    p.append("<h2>Walk-forward out-of-sample equity</h2>")
-    if oos_equity is not None and len(oos_equity):
-        eq = oos_equity.astype(np.float64)
-        x_ms = np.asarray(eq.index, dtype=np.int64)
-        p.append(svg.render(svg.Chart("Stitched out-of-sample equity (each fold's winner)",
-                                      [svg.Line(x_ms, eq.to_numpy(), "equity", "equity")],
-                                      y_format=lambda v: f"{v:,.0f}", css_id="oos-equity")))
-        files["equity"] = write_equity_png(out_dir / "sweep_equity.png", eq,
-                                           title="Walk-forward out-of-sample equity")
-    else:
-        p.append("<p class='note' id='oos-equity'>No walk-forward equity.</p>")
-
-    # Per fold
-    p.append("<h2>Per fold</h2>")
-    if len(winners):
-        p.append("<table id='folds'><tr><th>fold</th><th>in sample</th><th>out of sample</th>"
-                 f"<th>winner</th><th>parameters</th><th>IS {html.escape(objective)}</th>"
-                 f"<th>OOS {html.escape(objective)}</th></tr>")
-        for _, r in winners.iterrows():
-            p.append(
-                f"<tr><td>{html.escape(str(r['_fold']))}</td>"
-                f"<td>{_range(r, 'is')}</td><td>{_range(r, 'oos')}</td>"
-                f"<td>{html.escape(str(r['_trial']))}</td>"
-                f"<td>{html.escape(_params_text(r, cols))}</td>"
-                f"<td>{_fmt(r['_obj'])}</td><td>{_fmt(r['_oos'])}</td></tr>")
-        p.append("</table>")
-    else:
-        p.append("<p class='note' id='folds'>No fold has a valid trial.</p>")
-
-    # PBO logits
-    p.append("<h2>PBO logit distribution</h2><div id='pbo-logits'>")
-    p.append(_logit_histogram(pbo.get("logits")))
-    p.append("</div>")
-
-    # Invalid trials
-    p.append("<h2>Invalid trials</h2>")
-    bad = df[~df["_valid"]]
-    if len(bad):
-        msgs = bad["error"].fillna("").astype(str) if "error" in bad.columns else \
-            pd.Series("", index=bad.index)
-        p.append("<table id='invalid-summary'><tr><th>message</th><th>rows</th></tr>")
-        for m, n in msgs.value_counts().head(20).items():
-            p.append(f"<tr><td>{html.escape(m or '(no message)')}</td><td>{n}</td></tr>")
-        p.append("</table>")
-        shown = bad.head(MAX_INVALID_ROWS)
-        p.append("<table id='invalid'><tr><th>trial</th><th>fold</th><th>parameters</th>"
-                 "<th>message</th></tr>")
-        for idx, r in shown.iterrows():
-            p.append(f"<tr><td>{html.escape(str(r['_trial']))}</td>"
-                     f"<td>{html.escape(str(r['_fold']))}</td>"
-                     f"<td>{html.escape(_params_text(r, cols))}</td>"
-                     f"<td>{html.escape(msgs[idx])}</td></tr>")
-        p.append("</table>")
-        if len(bad) > len(shown):
-            p.append(f"<p class='note'>… and {len(bad) - len(shown)} more invalid rows "
-                     "(see results.parquet).</p>")
-    else:
-        p.append("<p class='note' id='invalid'>Every trial was valid.</p>")
-
+    winners = _fold_winners(pg.df)
+    p = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+         f"<title>Tandem sweep — {html.escape(objective)}</title>",
+         f"<style>{_CSS}</style></head><body>",
+         f"<h1>Parameter sweep: {html.escape(objective)}</h1>"]
+    p += _summary(pg, best, dsr, pbo, notes)
+    p += _heatmaps(pg)
+    p += _importance(pg)
+    p += _is_vs_oos(pg, winners)
+    p += _equity(pg, oos_equity)
+    p += _folds(pg, winners)
+    p += ["<h2>PBO logit distribution</h2><div id='pbo-logits'>",
+          _logit_histogram(pbo.get("logits")), "</div>"]
+    p += _invalid(pg)
     p.append(f"<script>{_JS}</script></body></html>")
     page = out_dir / "sweep.html"
     page.write_text("\n".join(p), encoding="utf-8")
-    files["html"] = page
-    return files
+    return {**pg.files, "html": page}
 
 
 def _range(row: pd.Series, side: str) -> str:
