@@ -312,3 +312,35 @@ def test_page_runs_in_headless_chromium_without_errors(built, tmp_path):
     assert "CONSOLE" not in res.stderr and "Uncaught" not in res.stderr, res.stderr[-2000:]
     shown = re.findall(r'<div class="heatmap-pair" data-pair="(\d+)"[^>]*?( hidden="")?>', res.stdout)
     assert len(shown) == 3 and [p for p, hid in shown if not hid] == ["0"]  # the JS ran
+
+
+def test_odd_inputs(tmp_path):
+    """Missing values, no fold/oos columns, infinite profit factors, an empty frame, a flat
+    overfit dict: a page, never an exception; an unknown parameter is a ValueError."""
+    df = _grid()
+    df["valid"] = df["valid"].astype(object)
+    df.loc[0, "valid"] = None  # unknown validity counts as invalid
+    df["param.mtf.min_agree"] = df["param.mtf.min_agree"].astype(object)
+    df.loc[df["trial"] == 3, "param.mtf.min_agree"] = None
+    of = {**deflated_sharpe_ratio(0.1, 100, 0.0, 3.0, 10, 0.01), "pbo": 0.3}
+    files = write_sweep_report(tmp_path / "a", df, objective="sharpe", param_cols=PARAMS,
+                               best={"trial": np.int64(3), "x": np.nan, "arr": np.arange(50)},
+                               oos_equity=pd.Series(dtype=float), overfit=of)
+    page = files["html"].read_text()
+    assert "Deflated Sharpe Ratio 0.284" in page and "Overfitting 30.0%</b> <span" in page
+    assert 'data-y="–"' in page or 'data-x="–"' in page  # the missing value is its own level
+    assert re.search(r"Invalid trials\s*<b>2</b>", page)
+
+    pf = df.drop(columns=["fold", "oos_sharpe"]).assign(
+        is_profit_factor=np.where(df["trial"] % 2 == 0, np.inf, 1.5))
+    files = write_sweep_report(tmp_path / "b", pf, objective="profit_factor", param_cols=PARAMS,
+                               best={}, oos_equity=None, overfit={})
+    cells = _cells(files["html"].read_text())
+    assert {v for c in cells.values() for v in c.values() if math.isfinite(v)} == {1.5}
+
+    files = write_sweep_report(tmp_path / "c", df.iloc[:0], objective="sharpe", param_cols=PARAMS,
+                               best={}, oos_equity=None, overfit={})
+    assert set(files) == {"html"} and "nothing to map" in files["html"].read_text()
+    with pytest.raises(ValueError, match="nope"):
+        write_sweep_report(tmp_path / "d", df, objective="sharpe", param_cols=["nope"], best={},
+                           oos_equity=None, overfit={})

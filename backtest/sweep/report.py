@@ -525,13 +525,19 @@ def _pbo_html(pbo: dict[str, Any]) -> str:
                 f"{' (' + html.escape(str(pbo['reason'])) + ')' if pbo.get('reason') else ''}"
                 ".</p>")
     deg = pbo.get("performance_degradation") or {}
+    details = []
+    if pbo.get("n_combinations") is not None:
+        details.append(f"{html.escape(_fmt(pbo.get('n_combinations')))} splits of "
+                       f"{html.escape(_fmt(pbo.get('n_splits')))} blocks")
+    if math.isfinite(_num(pbo.get("prob_oos_loss"))):
+        details.append(f"out-of-sample loss in {_fmt(100 * _num(pbo['prob_oos_loss']), 3)}% "
+                       "of them")
+    if math.isfinite(_num(deg.get("slope"))):
+        details.append(f"OOS ≈ {_fmt(deg.get('slope'), 3)} × IS + {_fmt(deg.get('intercept'), 3)}")
     return (
         f"<p id='pbo'><b>Probability of Backtest Overfitting {100 * val:.1f}%</b> "
-        f"({html.escape(_fmt(pbo.get('n_combinations')))} splits of "
-        f"{html.escape(_fmt(pbo.get('n_splits')))} blocks; out-of-sample loss in "
-        f"{_fmt(100 * _num(pbo.get('prob_oos_loss')), 3)}% of them; OOS ≈ "
-        f"{_fmt(deg.get('slope'), 3)} × IS + {_fmt(deg.get('intercept'), 3)}). "
-        "<span class='explain'>Over every way of splitting the history into an in-sample and an "
+        + (f"({'; '.join(details)}). " if details else "")
+        + "<span class='explain'>Over every way of splitting the history into an in-sample and an "
         "out-of-sample half, the share of splits in which the parameter set that was best in "
         "sample ranks at or below the median out of sample: near 0 means the choice carries "
         "over to unseen data, 50% or more means choosing by this backtest is no better than a "
