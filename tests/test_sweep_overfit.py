@@ -21,6 +21,7 @@ from backtest.sweep.overfit import (
     expected_max_sharpe,
     pbo_cscv,
     probabilistic_sharpe_ratio,
+    return_moments,
 )
 
 # ------------------------------------------------------------------------------ DSR / PSR
@@ -100,6 +101,19 @@ def test_dsr_edge_cases():
     assert d == sorted(d, reverse=True)
 
 
+def test_return_moments_match_scipy_and_backtest_stats():
+    from backtest.stats import sharpe_ratio
+
+    r = np.random.default_rng(8).standard_t(4, size=3000) * 0.01 + 0.0004
+    m = return_moments(np.concatenate([r, [np.nan]]))
+    assert m["n_obs"] == 3000
+    assert m["skew"] == pytest.approx(stats.skew(r), rel=1e-12)
+    assert m["kurtosis"] == pytest.approx(stats.kurtosis(r, fisher=False), rel=1e-12)
+    assert m["sharpe"] == pytest.approx(sharpe_ratio(r, 1.0), rel=1e-12)  # not annualised
+    assert math.isnan(return_moments(np.zeros(50))["sharpe"])
+    assert math.isnan(return_moments([0.01])["kurtosis"])
+
+
 # ------------------------------------------------------------------------------ PBO
 
 
@@ -111,7 +125,7 @@ def _metric_loop(r: np.ndarray, metric: str) -> float:
         return float(np.prod(1.0 + r) - 1.0)
     if metric == "sharpe":
         sd = np.std(r, ddof=1)
-        return float(np.mean(r) / sd) if sd > 1e-12 else -np.inf
+        return float(np.mean(r) / sd) if sd > 1e-12 else -np.inf  # constant: undefined
     down = math.sqrt(np.mean(np.minimum(r, 0.0) ** 2))
     return float(np.mean(r) / down) if down > 0 else -np.inf
 
@@ -144,6 +158,8 @@ def test_pbo_equals_a_plain_loop_over_the_paper_steps(metric):
     perf = rng.normal(skill, 0.01, size=(t, n))
     perf[:, 4] = perf[:, 3]  # a tie: same returns as another trial
     perf[:, 6] = 0.0  # a trial that never trades (Sharpe undefined → ranked last)
+    perf[:103, 7] = 0.0  # flat for the first half: undefined when only those blocks are used
+    perf[:103, 8] = 0.0017  # constant, not zero, for the first half: undefined there too
     got = pbo_cscv(perf, n_splits=8, metric=metric)
     want_pbo, want_logits = _pbo_loop(perf, 8, metric)
     assert got["n_combinations"] == math.comb(8, 4) == len(got["logits"])

@@ -58,6 +58,26 @@ def probabilistic_sharpe_ratio(
     return _N01.cdf(z)
 
 
+def return_moments(returns: Any) -> dict[str, float]:
+    """The DSR inputs of one return series: per-period ``sharpe`` (mean / std, ddof=1, as
+    :mod:`backtest.stats` before annualising), ``skew`` and plain ``kurtosis`` (normal = 3;
+    population moments, as the papers) and ``n_obs``. NaN values are dropped first; fewer than
+    2 returns or a flat series give NaN statistics.
+    """
+    r = np.asarray(returns, dtype=np.float64).ravel()
+    r = r[np.isfinite(r)]
+    nan = float("nan")
+    if len(r) < 2:
+        return {"sharpe": nan, "skew": nan, "kurtosis": nan, "n_obs": len(r)}
+    d = r - r.mean()
+    m2 = float(np.mean(d * d))
+    sd = float(np.std(r, ddof=1))
+    if m2 <= 0.0 or sd <= 1e-12 * max(abs(float(r.mean())), 1e-300):
+        return {"sharpe": nan, "skew": nan, "kurtosis": nan, "n_obs": len(r)}
+    return {"sharpe": float(r.mean()) / sd, "skew": float(np.mean(d**3)) / m2**1.5,
+            "kurtosis": float(np.mean(d**4)) / m2**2, "n_obs": len(r)}
+
+
 def expected_max_sharpe(n_trials: float, var_trials_sharpe: float) -> float:
     """SR0: the expected best per-period Sharpe of ``n_trials`` unskilled trials (DSR paper).
 
@@ -138,16 +158,13 @@ def _block_moments(m: np.ndarray, n_splits: int, metric: str) -> dict[str, Any]:
     """Per-block additive sums (S x N), from which any union of blocks' metric follows.
 
     Returns are centred on each trial's overall mean first, so the variance from
-    Σx² − (Σx)²/n does not cancel catastrophically when the mean dwarfs the spread.
-    ``tol`` is each trial's "no spread at all" level: a dispersion at or below it is float
-    residue of a flat stretch (say, no position for half the history), not a Sharpe.
+    Σd² − (Σd)²/n does not cancel catastrophically when the mean dwarfs the spread.
     """
     t = m.shape[0]
     blocks = m.reshape(n_splits, t // n_splits, m.shape[1])
     centre = m.mean(axis=0)
     d = blocks - centre
-    scale = np.maximum(np.abs(centre), m.std(axis=0))
-    out: dict[str, Any] = {"n_half": t // 2, "centre": centre, "tol": 1e-9 * scale}
+    out: dict[str, Any] = {"n_half": t // 2, "centre": centre}
     if metric in ("sharpe", "mean"):
         out["s1"] = d.sum(axis=1)
     if metric == "sharpe":
@@ -201,17 +218,21 @@ def _metric_pair(
             den = np.multiply(s1, s1)
             den *= -1.0 / n
             den += part["s2"]
+            # A constant stretch (no position for half the history: all zeros, or any
+            # constant) leaves only float residue here, ~n·ε of Σd², never exactly 0 once
+            # centred on the whole-history mean. Its Sharpe is undefined, not 1e7.
+            flat = den <= 1e-9 * part["s2"]
             np.maximum(den, 0.0, out=den)
             np.sqrt(den, out=den)
             den *= 1.0 / math.sqrt(n - 1.0)
         elif metric == "sortino":
             den = np.sqrt(part["down2"] * (1.0 / n))
+            flat = den == 0.0  # no downside at all: undefined (the stats module's rule)
         mean = np.multiply(s1, 1.0 / n, out=s1 if side else None)
         mean += mom["centre"]
         if metric == "mean":
             out.append(mean)
             continue
-        flat = den <= mom["tol"]
         with np.errstate(invalid="ignore", divide="ignore"):
             mean /= den
         np.copyto(mean, -np.inf, where=flat)
