@@ -226,10 +226,11 @@ def test_pbo_input_validation():
 
 
 def test_pbo_speed_at_sixteen_splits_and_two_thousand_trials():
-    """C(16, 8) = 12,870 splits x 2,000 trials; measured ~1.5 s on the shared 2-core box."""
+    """C(16, 8) = 12,870 splits x 2,000 trials: ~1.5 s of CPU (measured on the shared 2-core
+    box; wall time there varies with the other agents' load, so CPU time is what is bounded)."""
     perf = np.random.default_rng(5).normal(0.0, 0.01, size=(2000, 2000))
-    t0 = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     out = pbo_cscv(perf, n_splits=16)
-    elapsed = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert out["n_combinations"] == 12_870
-    assert elapsed < 8.0, f"{elapsed:.1f} s"
+    assert cpu < 5.0 and wall < 30.0, f"cpu {cpu:.1f} s, wall {wall:.1f} s"
