@@ -338,6 +338,12 @@ def test_odd_inputs(tmp_path):
     cells = _cells(files["html"].read_text())
     assert {v for c in cells.values() for v in c.values() if math.isfinite(v)} == {1.5}
 
+    when = pd.date_range("2024-03-01", periods=48, freq="h")
+    files = write_sweep_report(tmp_path / "e", df, objective="sharpe", param_cols=PARAMS, best={},
+                               oos_equity=pd.Series(np.linspace(1000, 1100, 48), index=when),
+                               overfit={})
+    assert "2024-03-01 00:00" in files["html"].read_text() and "equity" in files
+
     files = write_sweep_report(tmp_path / "c", df.iloc[:0], objective="sharpe", param_cols=PARAMS,
                                best={}, oos_equity=None, overfit={})
     assert set(files) == {"html"} and "nothing to map" in files["html"].read_text()

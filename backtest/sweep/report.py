@@ -720,6 +720,9 @@ def _equity(pg: _Page, oos_equity: pd.Series | None) -> list[str]:
     if oos_equity is None or not len(oos_equity):
         return [*p, "<p class='note' id='oos-equity'>No walk-forward equity.</p>"]
     eq = oos_equity.astype(np.float64)
+    if isinstance(eq.index, pd.DatetimeIndex):  # the charts want epoch ms, like run's equity
+        idx = eq.index.tz_localize("UTC") if eq.index.tz is None else eq.index.tz_convert("UTC")
+        eq = pd.Series(eq.to_numpy(), index=idx.as_unit("ms").asi8.astype(np.int64))
     chart = svg.Chart("Stitched out-of-sample equity (each fold's winner)",
                       [svg.Line(np.asarray(eq.index, dtype=np.int64), eq.to_numpy(), "equity",
                                 "equity")],
