@@ -73,7 +73,7 @@ def built(tmp_path_factory):
                                best={"trial": 30, "objective": 4.1,
                                      "params": {"entry_threshold": 0.4, "note": "<i>x</i>"}},
                                oos_equity=eq, overfit=of)
-    return df, files, files["html"].read_text(encoding="utf-8"), of
+    return df, files, files["sweep.html"].read_text(encoding="utf-8"), of
 
 
 class _Checker(HTMLParser):
@@ -114,10 +114,10 @@ def test_files_exist_and_pngs_are_drawn(built):
     from PIL import Image
 
     _, files, _, _ = built
-    assert set(files) == {"html", "heatmap", "is_oos", "equity"}
-    assert files["heatmap"].name == "sweep_heatmap.png" and files["is_oos"].name == "sweep_is_oos.png"
-    assert files["equity"].name == "sweep_equity.png" and files["html"].name == "sweep.html"
-    for key in ("heatmap", "is_oos", "equity"):
+    assert set(files) == {"sweep.html", "sweep_heatmap.png", "sweep_is_oos.png", "sweep_equity.png"}
+    assert all(path.name == name and path.parent == files["sweep.html"].parent
+               for name, path in files.items())
+    for key in ("sweep_heatmap.png", "sweep_is_oos.png", "sweep_equity.png"):
         img = np.asarray(Image.open(files[key]).convert("RGB")).astype(int)
         assert img.shape[0] > 250 and img.std() > 10, key
 
@@ -237,8 +237,8 @@ def test_one_parameter_one_fold_no_walk_forward(tmp_path):
     df = _grid(n_folds=1, walk_forward=False)
     files = write_sweep_report(tmp_path, df, objective="calmar", param_cols=["entry_threshold"],
                                best={}, oos_equity=None, overfit={})
-    assert set(files) == {"html", "heatmap"}
-    page = files["html"].read_text()
+    assert set(files) == {"sweep.html", "sweep_heatmap.png"}
+    page = files["sweep.html"].read_text()
     assert "id='pair-select'" not in page and 'class="fig bars"' in page
     assert "No out-of-sample results" in page and "No walk-forward equity" in page
     assert "Deflated Sharpe Ratio</b>: not available" in page
@@ -257,8 +257,8 @@ def test_all_invalid_trials(tmp_path):
     df["error"] = "entry below exit"
     files = write_sweep_report(tmp_path, df, objective="sharpe", param_cols=PARAMS, best={},
                                oos_equity=None, overfit={"notes": ["PBO needs 2 valid trials"]})
-    assert set(files) == {"html"}
-    page = files["html"].read_text()
+    assert set(files) == {"sweep.html"}
+    page = files["sweep.html"].read_text()
     assert "nothing to map" in page and "No fold has a valid trial" in page
     assert "PBO needs 2 valid trials" in page
     assert page.count("entry below exit") >= 72 // 2  # the invalid table lists the rows
@@ -270,7 +270,7 @@ def test_nan_objectives_everywhere(tmp_path):
     df["oos_sharpe"] = np.nan
     files = write_sweep_report(tmp_path, df, objective="sharpe", param_cols=PARAMS, best={},
                                oos_equity=None, overfit={})
-    page = files["html"].read_text()
+    page = files["sweep.html"].read_text()
     assert "nothing to map" in page and "have no finite sharpe" in page
 
 
@@ -291,7 +291,7 @@ def test_hundreds_of_random_trials_with_continuous_parameters(tmp_path):
                                param_cols=["stop", "size", "mode", "on"], best={"trial": 1},
                                oos_equity=None, overfit={})
     assert time.perf_counter() - t0 < 30
-    page = files["html"].read_text()
+    page = files["sweep.html"].read_text()
     maps = _cells(page)
     assert len(maps) == 6
     stop_size = maps[("stop", "size")]
@@ -306,7 +306,7 @@ def test_page_runs_in_headless_chromium_without_errors(built, tmp_path):
     base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
             "--disable-background-networking", "--enable-logging=stderr", "--v=0",
             f"--user-data-dir={tmp_path / 'u'}"]
-    res = subprocess.run(base + ["--dump-dom", files["html"].as_uri()], capture_output=True,
+    res = subprocess.run(base + ["--dump-dom", files["sweep.html"].as_uri()], capture_output=True,
                          text=True, timeout=90)
     # The page logs nothing: any console line is an error or a stray message.
     assert "CONSOLE" not in res.stderr and "Uncaught" not in res.stderr, res.stderr[-2000:]
@@ -326,7 +326,7 @@ def test_odd_inputs(tmp_path):
     files = write_sweep_report(tmp_path / "a", df, objective="sharpe", param_cols=PARAMS,
                                best={"trial": np.int64(3), "x": np.nan, "arr": np.arange(50)},
                                oos_equity=pd.Series(dtype=float), overfit=of)
-    page = files["html"].read_text()
+    page = files["sweep.html"].read_text()
     assert "Deflated Sharpe Ratio 0.284" in page and "Overfitting 30.0%</b> <span" in page
     assert 'data-y="–"' in page or 'data-x="–"' in page  # the missing value is its own level
     assert re.search(r"Invalid trials\s*<b>2</b>", page)
@@ -335,18 +335,41 @@ def test_odd_inputs(tmp_path):
         is_profit_factor=np.where(df["trial"] % 2 == 0, np.inf, 1.5))
     files = write_sweep_report(tmp_path / "b", pf, objective="profit_factor", param_cols=PARAMS,
                                best={}, oos_equity=None, overfit={})
-    cells = _cells(files["html"].read_text())
+    cells = _cells(files["sweep.html"].read_text())
     assert {v for c in cells.values() for v in c.values() if math.isfinite(v)} == {1.5}
 
     when = pd.date_range("2024-03-01", periods=48, freq="h")
     files = write_sweep_report(tmp_path / "e", df, objective="sharpe", param_cols=PARAMS, best={},
                                oos_equity=pd.Series(np.linspace(1000, 1100, 48), index=when),
                                overfit={})
-    assert "2024-03-01 00:00" in files["html"].read_text() and "equity" in files
+    assert "2024-03-01 00:00" in files["sweep.html"].read_text() and "sweep_equity.png" in files
 
     files = write_sweep_report(tmp_path / "c", df.iloc[:0], objective="sharpe", param_cols=PARAMS,
                                best={}, oos_equity=None, overfit={})
-    assert set(files) == {"html"} and "nothing to map" in files["html"].read_text()
+    assert set(files) == {"sweep.html"} and "nothing to map" in files["sweep.html"].read_text()
     with pytest.raises(ValueError, match="nope"):
         write_sweep_report(tmp_path / "d", df, objective="sharpe", param_cols=["nope"], best={},
                            oos_equity=None, overfit={})
+
+
+def _fold_rows(page: str) -> list[tuple[int, int]]:
+    table = page.split("id='folds'")[1].split("</table>")[0]
+    return [(int(f), int(t)) for f, t in re.findall(
+        r"<tr><td>(\d+)</td><td[^>]*>[^<]*</td><td[^>]*>[^<]*</td><td>(\d+)</td>", table)]
+
+
+def test_fold_winners_follow_the_sweep_and_its_tie_rule(tmp_path):
+    df = _grid().sample(frac=1.0, random_state=3)  # row order must not matter
+    df.loc[df["trial"] == 30, "is_sharpe"] = 9.0
+    df.loc[df["trial"] == 12, "is_sharpe"] = 9.0  # a tie: the lower trial wins
+    files = write_sweep_report(tmp_path / "a", df, objective="sharpe", param_cols=PARAMS,
+                               best={}, oos_equity=None, overfit={})
+    assert _fold_rows(files["sweep.html"].read_text()) == [(0, 12), (1, 12)]
+    # The driver's own choice (best.json "folds") is what the page shows.
+    best = {"trial": 4, "folds": [{"fold": 0, "trial": 3, "is_value": 1.0},
+                                  {"fold": 1, "trial": 4, "is_value": 1.0}]}
+    files = write_sweep_report(tmp_path / "b", df, objective="sharpe", param_cols=PARAMS,
+                               best=best, oos_equity=None, overfit={})
+    page = files["sweep.html"].read_text()
+    assert _fold_rows(page) == [(0, 3), (1, 4)]
+    assert "(2 entries: see below and best.json)" in page

@@ -231,16 +231,22 @@ def parameter_importance(trials: pd.DataFrame, param_cols: Sequence[str]) -> pd.
     return out.sort_values("eta2", ascending=False, na_position="last", kind="stable")
 
 
-def _fold_winners(df: pd.DataFrame) -> pd.DataFrame:
-    """Per fold, the valid row with the best in-sample objective (or the rows a boolean
-    ``selected`` column marks, when the sweep wrote one). ``df`` is :func:`_prepared`'s."""
+def _fold_winners(df: pd.DataFrame, best: dict | None = None) -> pd.DataFrame:
+    """Per fold, the winning row. The sweep's own choice when ``best["folds"]`` lists it
+    (``[{"fold", "trial", ...}]``, as best.json), else a boolean ``selected`` column, else the
+    valid row with the best finite in-sample objective (ties: lowest trial, the sweep's rule).
+    ``df`` is :func:`_prepared`'s."""
+    folds = (best or {}).get("folds")
+    if isinstance(folds, list) and folds and all(isinstance(f, dict) for f in folds):
+        keys = {(f.get("trial"), f.get("fold")) for f in folds if f.get("trial") is not None}
+        hit = [(t, f) in keys for t, f in zip(df["_trial"], df["_fold"], strict=True)]
+        return df[np.asarray(hit, dtype=bool)].sort_values("_fold", kind="stable")
     df = df[df["_valid"]]
     if "selected" in df.columns:
-        win = df[df["selected"].fillna(False).astype(bool)]
-    else:
-        df = df[np.isfinite(df["_obj"])]
-        win = df.loc[df.groupby("_fold")["_obj"].idxmax()] if len(df) else df
-    return win.sort_values("_fold", kind="stable")
+        return df[df["selected"].fillna(False).astype(bool)].sort_values("_fold", kind="stable")
+    df = df[np.isfinite(df["_obj"])]
+    ranked = df.sort_values(["_obj", "_trial"], ascending=[False, True], kind="stable")
+    return ranked.drop_duplicates("_fold").sort_values("_fold", kind="stable")
 
 
 # ------------------------------------------------------------------ SVG figures
@@ -550,6 +556,9 @@ def _kv_rows(d: dict[str, Any], prefix: str = "") -> list[str]:
     for k, v in d.items():
         if isinstance(v, dict):
             rows += _kv_rows(v, f"{prefix}{k}.")
+        elif isinstance(v, list | tuple) and v and all(isinstance(x, dict) for x in v):
+            rows.append(f"<tr><td>{html.escape(prefix + str(k))}</td><td>({len(v)} entries: see "
+                        "below and best.json)</td></tr>")
         elif isinstance(v, list | tuple | np.ndarray) and len(v) > 20:
             rows.append(f"<tr><td>{html.escape(prefix + str(k))}</td><td>({len(v)} values)</td></tr>")
         else:
@@ -653,7 +662,7 @@ def _heatmaps(pg: _Page) -> list[str]:
         codes, labels = param_levels(t[c])
         means = t.groupby(codes)["objective"].mean().reindex(range(len(labels))).to_numpy()
         title = f"Mean {obj} by {pg.name(c)}"
-        pg.files["heatmap"] = _png_bars(png, labels, means, pg.name(c), title)
+        pg.files["sweep_heatmap.png"] = _png_bars(png, labels, means, pg.name(c), title)
         return [*p, "<div id='heatmaps'>" + svg_bars(labels, means, title, pg.name(c)) + "</div>"]
     ranked = [c for c in pg.imp["column"] if c in pg.cols]
     pairs = list(combinations(ranked[:12], 2))[:MAX_PAIRS]  # the first: the 2 most important
@@ -669,7 +678,7 @@ def _heatmaps(pg: _Page) -> list[str]:
         p.append(svg_heatmap(xl, yl, means, counts, pg.name(a), pg.name(b), title))
         p.append("</div>")
         if i == 0:
-            pg.files["heatmap"] = _png_heatmap(png, xl, yl, means, pg.name(a), pg.name(b), title)
+            pg.files["sweep_heatmap.png"] = _png_heatmap(png, xl, yl, means, pg.name(a), pg.name(b), title)
     p.append("</div>")
     return p
 
@@ -710,7 +719,7 @@ def _is_vs_oos(pg: _Page, winners: pd.DataFrame) -> list[str]:
              "sample than in sample; winners far below it are what overfitting looks like.</p>")
     p.append(svg_scatter(x, y, win, f"{obj}: in sample vs out of sample", f"in-sample {obj}",
                          f"out-of-sample {obj}", tips))
-    pg.files["is_oos"] = _png_scatter(pg.out_dir / "sweep_is_oos.png", x, y, win, obj)
+    pg.files["sweep_is_oos.png"] = _png_scatter(pg.out_dir / "sweep_is_oos.png", x, y, win, obj)
     p.append("</div>")
     return p
 
@@ -727,7 +736,7 @@ def _equity(pg: _Page, oos_equity: pd.Series | None) -> list[str]:
                       [svg.Line(np.asarray(eq.index, dtype=np.int64), eq.to_numpy(), "equity",
                                 "equity")],
                       y_format=lambda v: f"{v:,.0f}", css_id="oos-equity")
-    pg.files["equity"] = write_equity_png(pg.out_dir / "sweep_equity.png", eq,
+    pg.files["sweep_equity.png"] = write_equity_png(pg.out_dir / "sweep_equity.png", eq,
                                           title="Walk-forward out-of-sample equity")
     return [*p, svg.render(chart)]
 
@@ -785,17 +794,16 @@ def write_sweep_report(
     oos_equity: pd.Series | None,
     overfit: dict,
 ) -> dict[str, Path]:
-    """Write ``sweep.html`` and the PNGs into ``out_dir``; return ``{name: path}``.
+    """Write ``sweep.html`` and the PNGs into ``out_dir``; return ``{file name: path}``.
 
-    Names: ``html`` (always), ``heatmap`` (``sweep_heatmap.png``: the two most important
-    parameters, or the objective per level with one parameter; absent with no valid trial),
-    ``is_oos`` (``sweep_is_oos.png``, only with out-of-sample values) and ``equity``
-    (``sweep_equity.png``, only when ``oos_equity`` has points). ``param_cols`` may name the
+    Files: ``sweep.html`` (always), ``sweep_heatmap.png`` (the two most important parameters,
+    or the objective per level with one parameter; absent with no valid trial),
+    ``sweep_is_oos.png`` (only with out-of-sample values) and ``sweep_equity.png`` (only when
+    ``oos_equity`` has points). ``param_cols`` may name the
     columns with or without the ``param.`` prefix. ``overfit`` is ``{"dsr": <dict of
     deflated_sharpe_ratio>, "pbo": <dict of pbo_cscv>, "notes": [str]}`` (any part may be
-    missing, or carry a ``reason`` string when it could not be computed). Fold winners are
-    the rows of a boolean ``selected`` column when ``results`` has one, else each fold's
-    best finite in-sample objective.
+    missing, or carry a ``reason`` string when it could not be computed; a ``note`` string is
+    shown). Fold winners: see :func:`_fold_winners`.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -804,7 +812,7 @@ def write_sweep_report(
     pg = _Page(out_dir, objective, _prepared(results, objective), trials, cols,
                parameter_importance(trials, cols), {})
     dsr, pbo, notes = _split_overfit(overfit)
-    winners = _fold_winners(pg.df)
+    winners = _fold_winners(pg.df, best)
     p = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
          f"<title>Tandem sweep — {html.escape(objective)}</title>",
          f"<style>{_CSS}</style></head><body>",
@@ -821,7 +829,7 @@ def write_sweep_report(
     p.append(f"<script>{_JS}</script></body></html>")
     page = out_dir / "sweep.html"
     page.write_text("\n".join(p), encoding="utf-8")
-    return {**pg.files, "html": page}
+    return {**pg.files, "sweep.html": page}
 
 
 def _range(row: pd.Series, side: str) -> str:

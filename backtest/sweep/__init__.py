@@ -1,1 +1,0 @@
-"""Research: parameter sweeps, walk-forward and overfitting statistics."""
