@@ -399,7 +399,9 @@ class _Tx:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.conn.execute("COMMIT")
-        else:
+        elif self.conn.in_transaction:
+            # SQLite may have rolled back already (SQLITE_FULL, SQLITE_IOERR, ...): a
+            # second ROLLBACK would fail and hide the error that matters.
             self.conn.execute("ROLLBACK")
 
 

@@ -1,0 +1,198 @@
+"""The daemon's runtime behaviour a user trips over (issue 16, items 5, 7, 8): a failed
+state write ends the process non-zero; SIGTERM is honoured while the exchange is
+unreachable at start and during a cold numba compile.
+
+In-process tests drive the real daemon against the emulator on 127.0.0.1 with the real
+ccxt.pro client; the process-level ones run ``tandem-daemon`` as a subprocess, as systemd
+does, and send it a real SIGTERM. Failures are real: SQLite's own "database or disk is
+full" (``PRAGMA max_page_count``) and the kernel's file-size limit (``RLIMIT_FSIZE``: a
+write past it fails with EFBIG, as on a full disk) — nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from daemon.app import SliceFailedError
+from daemon.replay import run_replay
+from tests.test_daemon_support import (
+    TF_MS,
+    make_daemon,
+    replay_window,
+    sample_market,
+    small_profile,
+)
+from tests.test_ops_daemon import base_env, write_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def daemon_cmd() -> list[str]:
+    # ``-m`` from ROOT: this checkout's code (an installed console script may be another's)
+    return [sys.executable, "-m", "daemon.cli"]
+
+
+# ---------------------------------------------------------------- item 5: failed write
+
+
+async def test_disk_full_mid_run_raises_instead_of_a_clean_stop(tmp_path):
+    """SQLite refuses to grow the database (SQLITE_FULL) after 20 live bars: ``run`` must
+    end with :class:`SliceFailedError` (the CLI's exit 1), not return as after a stop."""
+    profile = small_profile()
+    market = sample_market(n_tradable=60)
+    db = tmp_path / "d.sqlite"
+    t0, end = replay_window(market)
+    daemon = make_daemon(profile, db)
+
+    async def on_bar(emu, k):
+        if k == 20:
+            conn = daemon.store.conn
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count = {pages}")  # the database is now "full"
+
+    with pytest.raises(SliceFailedError) as info:
+        await run_replay(daemon, market, t0, end, on_bar=on_bar, bar_timeout_s=2.0)
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+    assert "full" in str(info.value.__cause__)
+    con = sqlite3.connect(db)
+    try:
+        last = int(con.execute("SELECT value FROM meta WHERE key='last_ts'").fetchone()[0])
+        n_slices = con.execute("SELECT COUNT(*) FROM slices").fetchone()[0]
+    finally:
+        con.close()
+    assert t0 + 20 * TF_MS <= last < end - TF_MS  # cut short, after the fault
+    # what is committed is whole: one slice row per committed ts, last_ts the newest
+    assert n_slices == (last - (t0 - profile.warmup * TF_MS)) // TF_MS + 1
+
+
+def _limit_file_size(limit: int):
+    def preexec() -> None:
+        # A write past the limit then fails with EFBIG instead of killing the process
+        # (SIGXFSZ): to SQLite, what a full disk looks like.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return preexec
+
+
+def test_replay_on_a_full_disk_exits_1_without_a_summary(tmp_path):
+    write_manifest(tmp_path)
+    db = tmp_path / "replay.sqlite"
+    env = base_env(tmp_path, TANDEM_HTTP_ENABLED="false")
+    proc = subprocess.run(
+        [*daemon_cmd(), "replay", "--sample", "--bars", "400", "--db", str(db), "--fresh"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300,
+        preexec_fn=_limit_file_size(400_000),
+    )
+    assert proc.returncode == 1, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    assert "replay of" not in proc.stdout  # no summary of a run cut short
+    # no bare traceback (the JSON log line of slice_failed carries one as a field)
+    assert not any(ln.startswith("Traceback") for ln in proc.stderr.splitlines())
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "could not be committed" in errors[0], proc.stderr[-2000:]
+    events = [json.loads(ln)["event"] for ln in proc.stderr.splitlines() if ln.startswith("{")]
+    assert "slice_failed" in events
+
+
+# ------------------------------------------------------------- items 7, 8: SIGTERM
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens there once the socket is closed
+
+
+class _Daemon:
+    """``tandem-daemon run`` as a subprocess, its JSON log lines collected from stderr."""
+
+    def __init__(self, tmp: Path, **env: str):
+        write_manifest(tmp)
+        port = _closed_port()
+        self.log_path = tmp / "daemon.log"
+        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [*daemon_cmd(), "run", "--rest-url", f"http://127.0.0.1:{port}/api/v3",
+             "--ws-url", f"ws://127.0.0.1:{port}/ws"],
+            env=base_env(tmp, TANDEM_HTTP_ENABLED="false", **env), cwd=ROOT,
+            stdout=subprocess.DEVNULL, stderr=self.log)
+        self.started = time.monotonic()
+
+    def events(self) -> list[dict]:
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass  # a line being written
+        return out
+
+    def wait_event(self, name: str, timeout: float) -> float:
+        """Seconds since start when ``name`` was first logged (fails after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(e.get("event") == name for e in self.events()):
+                return time.monotonic() - self.started
+            assert self.proc.poll() is None, (self.proc.returncode, self.log_path.read_text())
+            time.sleep(0.05)
+        raise AssertionError(f"no {name!r} within {timeout}s: {self.log_path.read_text()[-3000:]}")
+
+    def sigterm_exit(self, within: float) -> tuple[int | None, float]:
+        """Send SIGTERM; (exit code or None if still running after ``within``, seconds)."""
+        t = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(within)
+        except subprocess.TimeoutExpired:
+            code = None
+        return code, time.monotonic() - t
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log.close()
+
+
+def test_sigterm_while_the_exchange_is_unreachable_at_start(tmp_path):
+    d = _Daemon(tmp_path)
+    try:
+        d.wait_event("load_markets_retry", timeout=120)  # warm numba cache: seconds
+        time.sleep(1.5)  # inside the retry loop's backoff
+        code, took = d.sigterm_exit(within=5.0)
+        assert code == 0, (code, d.log_path.read_text()[-3000:])
+        assert took < 5.0
+    finally:
+        d.stop()
+
+
+@pytest.mark.timeout(180)
+def test_sigterm_during_a_cold_compile_is_prompt_and_announced(tmp_path):
+    cache = tmp_path / "numba-cold"
+    cache.mkdir()
+    d = _Daemon(tmp_path, NUMBA_CACHE_DIR=str(cache))
+    try:
+        # Announced before the compile (imports take a few seconds), not after it.
+        at = d.wait_event("compiling_core", timeout=40)
+        line = next(e for e in d.events() if e["event"] == "compiling_core")
+        assert "first run only" in line["message"] and line["estimate"]
+        time.sleep(2.0)  # well inside the compile (20-60 s cold)
+        assert not any(e["event"] == "kernels_ready" for e in d.events()), "not cold?"
+        code, took = d.sigterm_exit(within=5.0)
+        assert code == 0, (code, d.log_path.read_text()[-3000:])
+        assert took < 5.0, took
+        assert at < 40
+        events = [e["event"] for e in d.events()]
+        assert "prewarm_abandoned" in events
+    finally:
+        d.stop()
