@@ -137,6 +137,7 @@ class Daemon:
         self.fills_written = 0
         self.late = 0
         self.live = False
+        self.live_ts: int | None = None  # the slice at which the daemon went live
         self.commit_hook: Callable[[Slice, float], None] | None = None  # (slice, commit time)
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
@@ -204,8 +205,18 @@ class Daemon:
                 self._drain()
                 if self._failed is not None:
                     break
+                if not self.live and self._caught_up_idle():
+                    if self._ckpt_slices:
+                        try:
+                            self._checkpoint(self.store.last_ts)
+                        except sqlite3.Error as exc:
+                            self._fail("checkpoint_failed", exc)
+                            break
+                    self._go_live(self.store.last_ts)
                 deadline = self.assembler.next_deadline()
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not self.live:  # feeds report progress without waking us: look again
+                    timeout = 0.25 if timeout is None else min(timeout, 0.25)
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=timeout)
                 except TimeoutError:
@@ -448,25 +459,20 @@ class Daemon:
         now = time.perf_counter()
         self.slices_stepped += 1
         self._ckpt_slices += 1
+        # Live (READY=1) means caught up: a trading slice of the newest closed bar, not the
+        # first of a catch-up backlog (see _caught_up).
+        going_live = trade and not self.live and self._caught_up(sl.ts)
         if (self._ckpt_slices >= self.cfg.checkpoint_every
                 or time.monotonic() - self._ckpt_at >= self.cfg.checkpoint_every_s
-                or (trade and not self.live)):
+                or going_live):
             # After the commit, outside the close-to-commit path; its own transaction.
             self._checkpoint(sl.ts)
             self.store.checkpoint_wal()  # the state blobs are the WAL's bulk
         else:
             self.store.checkpoint_wal(self.cfg.wal_checkpoint_every)
         self.fills_written += len(rows)
-        if trade and not self.live:
-            self.live = True
-            log.info("live", ts=sl.ts)
-            if self.cfg.release_memory:
-                # Start-up garbage out, start-up survivors frozen (daemon.memory); after the
-                # commit, a bar period before the next slice is due.
-                mem = release_memory()
-                log.info("memory_released", **{k: v and round(v, 1) for k, v in mem.items()})
-            if self.ops is not None:
-                self.ops.ready()
+        if going_live:
+            self._go_live(sl.ts)
         for r in rows:
             log.info("fill", **r)
             if self.ops is not None:
@@ -480,6 +486,38 @@ class Daemon:
             log.info("replay_done", last_ts=sl.ts)
             self.stop()
 
+    # ---- live = caught up ----------------------------------------------------------------
+    def _caught_up(self, ts: int) -> bool:
+        """True when slice ``ts`` is the newest closed bar any feed knows of: nothing
+        closed after it is waiting for REST catch-up."""
+        sup = self.supervisor
+        horizons = [f.forming_ts for f in sup.feeds if f.forming_ts is not None] if sup else []
+        return not horizons or ts + self.cfg.tf_ms >= max(horizons)
+
+    def _caught_up_idle(self) -> bool:
+        """Warm-up or catch-up done with no bar owed (e.g. a restart within the bar it
+        stopped in): every feed started and owes nothing, no slice is pending, and the
+        next slice trades. Live now rather than a whole bar later (TimeoutStartSec)."""
+        sup, last = self.supervisor, self.store.last_ts
+        if sup is None or self.t0 is None or last is None or last + self.cfg.tf_ms < self.t0:
+            return False
+        if self.assembler is None or self.assembler.pending():
+            return False
+        return all(f.next_ts is not None and f.forming_ts is not None and not f.busy
+                   and f.next_ts >= f.forming_ts for f in sup.feeds)
+
+    def _go_live(self, ts: int) -> None:
+        self.live = True
+        self.live_ts = ts
+        log.info("live", ts=ts)
+        if self.cfg.release_memory:
+            # Start-up garbage out, start-up survivors frozen (daemon.memory); after the
+            # commit, a bar period before the next slice is due.
+            mem = release_memory()
+            log.info("memory_released", **{k: v and round(v, 1) for k, v in mem.items()})
+        if self.ops is not None:
+            self.ops.ready()
+
     # ---- status ------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         """Fields for the heartbeat: feeds, reconnects, pending slices."""
@@ -488,6 +526,7 @@ class Daemon:
         return {
             "live": self.live,
             "slices_stepped": self.slices_stepped,
+            "fills_this_run": self.fills_written,
             "late": self.late,
             "pending_slices": len(self.assembler.pending()) if self.assembler else 0,
             "reconnects": sum(f.reconnects for f in feeds),

@@ -326,8 +326,7 @@ class CandleFeed:
                     rows = done.result()
                 except (ccxt.NetworkError, ccxt.ExchangeError) as exc:
                     self.reconnects += 1
-                    log.warning("feed_reconnect", symbol=self.symbol, error=str(exc)[:200],
-                                backoff_s=backoff)
+                    reconnect_log(self.ex).add(self.symbol, exc)  # one line per connection
                     self._schedule_probe()
                     await asyncio.sleep(backoff)
                     # Short and capped: ccxt already backs off genuine dial failures per URL,
@@ -548,6 +547,41 @@ class CandleFeed:
                             error=str(exc)[:200], backoff_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+
+
+class ReconnectLog:
+    """One ``feed_reconnect`` line per connection event, not per feed.
+
+    The feeds share websocket connections: one drop rejects every stream on it with the
+    same error at once (20 lines for the shipped profiles). Reports arriving within
+    ``window_s`` with the same error text are one event: logged once with the symbols."""
+
+    def __init__(self, window_s: float = 0.1):
+        self.window_s = window_s
+        self._pending: dict[str, list[str]] = {}
+
+    def add(self, symbol: str, exc: BaseException) -> None:
+        error = str(exc)[:200]
+        batch = self._pending.get(error)
+        if batch is None:
+            batch = self._pending[error] = []
+            asyncio.get_running_loop().call_later(self.window_s, self._flush, error)
+        batch.append(symbol)
+
+    def _flush(self, error: str) -> None:
+        symbols = self._pending.pop(error, [])
+        if symbols:
+            log.warning("feed_reconnect", error=error, feeds=len(symbols),
+                        symbols=symbols[:20])
+
+
+def reconnect_log(exchange: Any) -> ReconnectLog:
+    """The exchange's (= its connections') :class:`ReconnectLog`."""
+    rl = getattr(exchange, "_tandem_reconnect_log", None)
+    if rl is None:
+        rl = ReconnectLog()
+        exchange._tandem_reconnect_log = rl
+    return rl
 
 
 # ---------------------------------------------------------------------------------------

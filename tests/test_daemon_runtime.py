@@ -11,6 +11,7 @@ write past it fails with EFBIG, as on a full disk) — nothing is mocked.
 
 from __future__ import annotations
 
+import io
 import json
 import resource
 import signal
@@ -19,12 +20,15 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from daemon.app import SliceFailedError
+from daemon.logconfig import configure_logging
 from daemon.replay import run_replay
+from daemon.state import StateStore
 from tests.test_daemon_support import (
     TF_MS,
     make_daemon,
@@ -196,3 +200,96 @@ def test_sigterm_during_a_cold_compile_is_prompt_and_announced(tmp_path):
         assert "prewarm_abandoned" in events
     finally:
         d.stop()
+
+
+# ------------------------------------------------------- item 15: live = caught up
+
+
+def _events(buf: io.StringIO) -> list[dict]:
+    return [json.loads(ln) for ln in buf.getvalue().splitlines() if ln.startswith("{")]
+
+
+@pytest.fixture
+def log_buffer():
+    buf = io.StringIO()
+    configure_logging("json", "INFO", stream=buf)
+    yield buf
+    configure_logging("json", "WARNING")
+
+
+async def test_live_fires_once_caught_up_not_at_the_first_catch_up_slice(tmp_path, log_buffer):
+    """Resume 50 bars behind: ``live`` (READY=1) comes at the newest closed bar, after the
+    backlog was stepped — not at the first catch-up slice."""
+    profile = small_profile()
+    market = sample_market(n_tradable=80)
+    db = tmp_path / "d.sqlite"
+    t0, _ = replay_window(market)
+    first = make_daemon(profile, db)
+    await run_replay(first, market, t0, t0 + 10 * TF_MS, bar_timeout_s=2.0)
+    assert first.live_ts == t0  # a fresh start: live at the first tradable bar
+    behind_from = t0 + 10 * TF_MS  # first bar the resumed daemon owes
+    now = t0 + 60 * TF_MS  # the exchange's clock at the restart
+    second = make_daemon(profile, db)
+    await run_replay(second, market, now, now + 3 * TF_MS, bar_timeout_s=2.0)
+    lives = [e for e in _events(log_buffer) if e["event"] == "live"]
+    assert len(lives) == 2
+    assert second.live_ts is not None and second.live_ts >= now - TF_MS, (
+        second.live_ts, behind_from)
+    with StateStore(db) as st:
+        assert st.last_ts == now + 2 * TF_MS  # and everything was stepped
+
+
+# ------------------------------------------------------ item 16: logs and status
+
+
+async def test_one_reconnect_of_the_shared_connection_logs_once(tmp_path, log_buffer):
+    profile = small_profile()
+    market = sample_market(n_tradable=30)
+    db = tmp_path / "d.sqlite"
+    t0, end = replay_window(market)
+
+    async def on_bar(emu, k):
+        if k == 10:
+            await emu.close_connections()
+
+    daemon = make_daemon(profile, db)
+    await run_replay(daemon, market, t0, end, on_bar=on_bar, bar_timeout_s=2.0)
+    feeds = daemon.supervisor.feeds
+    assert sum(f.reconnects for f in feeds) == len(profile.assets)  # every stream saw it
+    lines = [e for e in _events(log_buffer) if e["event"] == "feed_reconnect"]
+    assert len(lines) == 1, lines  # ... on one shared connection: one line
+    assert sorted(lines[0]["symbols"]) == sorted(profile.assets) and lines[0]["feeds"] == 3
+
+
+def test_heartbeat_and_stop_name_the_two_fill_counts_apart(tmp_path, log_buffer):
+    from daemon.jobs import heartbeat_job
+
+    with StateStore(tmp_path / "s.sqlite") as st:
+        st.bind_profile("p", {"x": 1}, "run-1")
+        fields = heartbeat_job(st, lambda: {"fills_this_run": 0})
+    assert fields["fills_total"] == 0 and fields["fills_this_run"] == 0
+    assert "fills" not in fields
+
+
+def test_status_shows_the_current_run_and_iso_times(tmp_path):
+    db = tmp_path / "s.sqlite"
+    t0 = 1_700_000_040_000
+    with StateStore(db) as st:
+        st.bind_profile("p", {"x": 1}, "run-1")
+        st.set_meta("t0", t0)
+        st.commit_slice(t0, [], [], [], {}, warmup=False)
+    with StateStore(db) as st:
+        assert st.bind_profile("p", {"x": 1}, "run-2") is True  # a resume
+        status = st.status()
+    assert status["run_id"] == "run-2" and status["first_run_id"] == "run-1"
+    # independent truth: the ISO text of the epoch, parsed back by the stdlib
+    assert status["t0"] == "2023-11-14T22:14:00Z" and status["t0_ms"] == t0
+    assert status["last_ts"] == "2023-11-14T22:14:00Z"
+    for key in ("created_at", "run_started_at"):
+        parsed = datetime.fromisoformat(status[key])
+        assert abs(parsed.timestamp() - time.time()) < 60
+    out = subprocess.run([*daemon_cmd(), "status", "--db", str(db)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["run_id"] == "run-2" and doc["t0"] == "2023-11-14T22:14:00Z"
