@@ -111,6 +111,9 @@ class DaemonConfig:
     wal_checkpoint_every: int = 100
     #: on going live: gc.collect + gc.freeze + malloc_trim (daemon.memory)
     release_memory: bool = True
+    #: while a feed's websocket is down, fetch closed bars over REST this often (seconds);
+    #: None = a tenth of the bar, 1-30 s (daemon.feeds.CandleFeed)
+    stream_down_poll_s: float | None = None
 
 
 class Daemon:
@@ -187,7 +190,7 @@ class Daemon:
                 return 0
             feeds = [
                 CandleFeed(self.ex, s, cfg.base_timeframe, cfg.tf_ms, self._feed_start,
-                           self._on_candle)
+                           self._on_candle, stream_down_poll_s=cfg.stream_down_poll_s)
                 for s in cfg.symbols
             ]
             self.supervisor = FeedSupervisor(self.ex, feeds, watchdog_s=cfg.watchdog_s)
