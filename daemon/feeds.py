@@ -308,7 +308,7 @@ class CandleFeed:
     async def run(self) -> None:
         """The feed task: subscribe (``watch_ohlcv``), do the fast path's awaited work,
         turn disconnects into reconnects — until cancelled."""
-        if self.next_ts is None and self._start_task is None:
+        if self.next_ts is None and (self._start_task is None or self._start_task.done()):
             # Its own handle: sharing _probe_task kept reconnect probes (and the REST poll
             # of a stream that is down) off for the start probe's first 5 s.
             self._start_task = asyncio.create_task(self._start_probe(), name=f"start:{self.symbol}")
@@ -359,9 +359,11 @@ class CandleFeed:
             self._kick_fut = None
             if watch is not None and not watch.done():
                 watch.cancel()
-            if self._down_task is not None:
-                self._down_task.cancel()
-                self._down_task = None
+            # The feed's helpers go with it: none may deliver into a stopped daemon.
+            for helper in (self._down_task, self._probe_task, self._start_task):
+                if helper is not None and not helper.done():
+                    helper.cancel()
+            self._down_task = None
 
     # ---- the fast path -----------------------------------------------------------------
     def on_ws_kline(self, ts: int) -> None:
