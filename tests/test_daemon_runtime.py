@@ -28,6 +28,7 @@ import pytest
 
 from daemon.app import SliceFailedError
 from daemon.logconfig import configure_logging
+from daemon.ops import Ops, OpsConfig
 from daemon.replay import run_replay
 from daemon.state import StateStore
 from tests.test_daemon_support import (
@@ -40,7 +41,7 @@ from tests.test_daemon_support import (
     sample_market,
     small_profile,
 )
-from tests.test_ops_daemon import base_env, write_manifest
+from tests.test_ops_daemon import NotifyListener, base_env, write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -235,12 +236,29 @@ async def test_live_fires_once_caught_up_not_at_the_first_catch_up_slice(tmp_pat
     assert first.live_ts in (t0 - TF_MS, t0)
     behind_from = t0 + 10 * TF_MS  # first bar the resumed daemon owes
     now = t0 + 60 * TF_MS  # the exchange's clock at the restart
+    # systemd's side: the real Ops sending sd_notify datagrams to a socket of this test
+    listener = NotifyListener()
+    ops = Ops(OpsConfig(http_enabled=False), env={"NOTIFY_SOCKET": listener.path})
     second = make_daemon(profile, db)
-    await run_replay(second, market, now, now + 3 * TF_MS, bar_timeout_s=2.0)
+    second.ops = ops
+    ready_seen_at: list[int] = []  # slice whose commit first saw READY=1 on the socket
+
+    def on_commit(sl, _t):
+        if not ready_seen_at and "READY=1" in "\n".join(listener.poll()):
+            ready_seen_at.append(sl.ts)
+
+    second.commit_hook = on_commit
+    try:
+        await run_replay(second, market, now, now + 3 * TF_MS, bar_timeout_s=2.0)
+        assert [m for m in listener.poll() if "READY=1" in m] != []
+    finally:
+        listener.close()
     lives = [e for e in _events(log_buffer) if e["event"] == "live"]
     assert len(lives) == 2
     assert second.live_ts is not None and second.live_ts >= now - TF_MS, (
         second.live_ts, behind_from)
+    # READY=1 was not on the socket during the catch-up slices
+    assert not ready_seen_at or ready_seen_at[0] >= now - TF_MS, (ready_seen_at, behind_from)
     with StateStore(db) as st:
         assert st.last_ts == now + 2 * TF_MS  # and everything was stepped
 
