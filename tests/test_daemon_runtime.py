@@ -1,6 +1,9 @@
-"""The daemon's runtime behaviour a user trips over (issue 16, items 5, 7, 8): a failed
-state write ends the process non-zero; SIGTERM is honoured while the exchange is
-unreachable at start and during a cold numba compile.
+"""The daemon's runtime behaviour a user trips over (issue 16, items 5, 7, 8, 14, 15, 16):
+a failed state write ends the process non-zero; SIGTERM is honoured while the exchange is
+unreachable at start and during a cold numba compile; closed bars keep coming over REST
+while only the websocket is down; live/READY=1 means caught up; one reconnect line per
+connection, fill counts named apart, status with the current run and ISO times.
+(Item 6, /fills paging, is in tests/test_ops_provider.py.)
 
 In-process tests drive the real daemon against the emulator on 127.0.0.1 with the real
 ccxt.pro client; the process-level ones run ``tandem-daemon`` as a subprocess, as systemd
