@@ -21,12 +21,15 @@ The daemon holds no trading rule: the stepper (:mod:`daemon.strategy`) calls the
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import ccxt
 
@@ -39,6 +42,15 @@ from daemon.slices import Slice, SliceAssembler, make_slice
 from daemon.state import ClosedCandle, StateStore
 
 log = get_logger("daemon")
+T = TypeVar("T")
+#: what the "compiling_core" log line announces (measured: 24-44 s on 2 shared cores)
+COLD_COMPILE_ESTIMATE = "20-60 s"
+
+
+class SliceFailedError(RuntimeError):
+    """A slice could not be stepped or committed (e.g. the disk is full): the daemon
+    stopped without it. Raised by :meth:`Daemon.run` after cleanup, so the process ends
+    non-zero and a supervisor (systemd ``Restart=on-failure``) restarts it."""
 
 
 class SliceStepper(Protocol):
@@ -99,6 +111,9 @@ class DaemonConfig:
     wal_checkpoint_every: int = 100
     #: on going live: gc.collect + gc.freeze + malloc_trim (daemon.memory)
     release_memory: bool = True
+    #: while a feed's websocket is down, fetch closed bars over REST this often (seconds);
+    #: None = a tenth of the bar, 1-30 s (daemon.feeds.CandleFeed)
+    stream_down_poll_s: float | None = None
 
 
 class Daemon:
@@ -125,6 +140,7 @@ class Daemon:
         self.fills_written = 0
         self.late = 0
         self.live = False
+        self.live_ts: int | None = None  # the slice at which the daemon went live
         self.commit_hook: Callable[[Slice, float], None] | None = None  # (slice, commit time)
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
@@ -145,11 +161,11 @@ class Daemon:
         resumed = self.store.bind_profile(cfg.profile_name, cfg.profile_json, cfg.run_id,
                                           fresh=cfg.fresh)
         self.stepper = self._stepper_factory(cfg.run_id)
-        prewarm = getattr(self.stepper, "prewarm", None)
-        if prewarm is not None:
-            t = time.perf_counter()
-            prewarm()  # JIT/cache load now, not while feeds wait on the first slice
-            log.info("kernels_ready", seconds=round(time.perf_counter() - t, 3))
+        if not await self._prewarm():
+            log.info("daemon_stop", slices=0, fills_this_run=0, last_ts=self.store.last_ts,
+                     reason="stop requested while the core was compiling")
+            self.store.close()
+            return 0
         self.t0 = self.store.t0
         if resumed:
             self._restore()
@@ -169,10 +185,12 @@ class Daemon:
                                      timeout_ms=cfg.rest_timeout_ms)
         sched = None
         try:
-            await self._load_markets()
+            if not await self._load_markets():
+                log.info("stopped_before_start", reason="stop requested while loading markets")
+                return 0
             feeds = [
                 CandleFeed(self.ex, s, cfg.base_timeframe, cfg.tf_ms, self._feed_start,
-                           self._on_candle)
+                           self._on_candle, stream_down_poll_s=cfg.stream_down_poll_s)
                 for s in cfg.symbols
             ]
             self.supervisor = FeedSupervisor(self.ex, feeds, watchdog_s=cfg.watchdog_s)
@@ -189,13 +207,28 @@ class Daemon:
                 self._wake.clear()
                 self._drain()
                 if self._failed is not None:
-                    raise self._failed
+                    break
+                if not self.live and self._caught_up_idle():
+                    if self._ckpt_slices:
+                        try:
+                            self._checkpoint(self.store.last_ts)
+                        except sqlite3.Error as exc:
+                            self._fail("checkpoint_failed", exc)
+                            break
+                    self._go_live(self.store.last_ts)
                 deadline = self.assembler.next_deadline()
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not self.live:  # feeds report progress without waking us: look again
+                    timeout = 0.25 if timeout is None else min(timeout, 0.25)
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=timeout)
                 except TimeoutError:
                     pass
+            # The failure may have stopped the loop from a feed callback (the loop then
+            # sees the stop flag first): it must still end the run with an error.
+            if self._failed is not None:
+                exc = self._failed
+                raise SliceFailedError(f"a slice could not be committed: {exc!r}") from exc
         finally:
             if sched is not None:
                 sched.shutdown(wait=False)
@@ -210,11 +243,66 @@ class Daemon:
                     log.warning("exchange_close_failed", error=repr(exc))
             last = self.store.last_ts
             if last is not None and self._ckpt_slices and self._failed is None:
-                self._checkpoint(last)
-            log.info("daemon_stop", slices=self.slices_stepped, fills=self.fills_written,
-                     last_ts=last)
+                try:
+                    self._checkpoint(last)
+                except sqlite3.Error as exc:  # e.g. disk full: the slices are committed
+                    self._fail("checkpoint_failed", exc)
+            # fills_this_run: written by this process; fills_total: the whole journal (the
+            # heartbeat's figure), so the two are never confused.
+            log.info("daemon_stop", slices=self.slices_stepped,
+                     fills_this_run=self.fills_written, fills_total=self.store.fill_count(),
+                     last_ts=last, failed=self._failed is not None)
             self.store.close()
+        if self._failed is not None:  # a failed final checkpoint (nothing else in flight)
+            exc = self._failed
+            raise SliceFailedError(f"the state could not be written: {exc!r}") from exc
         return self.slices_stepped
+
+    async def _prewarm(self) -> bool:
+        """Load (or, on a cold numba cache, compile) the core's kernels before the feeds
+        start, in a worker thread so that SIGTERM is honoured at once: a stop request
+        abandons the compile (False). numba writes a cache entry to a temporary name and
+        renames it into place, so an abandoned compile leaves the cache consistent; the
+        next start compiles what is missing."""
+        prewarm = getattr(self.stepper, "prewarm", None)
+        if prewarm is None:
+            return True
+        cold = getattr(self.stepper, "is_cold", None)
+        if cold is not None and cold():
+            # Tens of seconds without a word looked like a hang: say what is going on.
+            log.info("compiling_core", message="compiling the core, first run only "
+                     f"(about {COLD_COMPILE_ESTIMATE}; later starts load it in seconds)",
+                     estimate=COLD_COMPILE_ESTIMATE)
+        t = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[BaseException | None] = loop.create_future()
+
+        def settle(outcome: BaseException | None) -> None:
+            if not fut.done():
+                fut.set_result(outcome)
+
+        def work() -> None:
+            outcome: BaseException | None = None
+            try:
+                prewarm()
+            except BaseException as exc:  # noqa: BLE001 - handed to the event loop
+                outcome = exc
+            with contextlib.suppress(RuntimeError):  # the loop is gone: we were stopped
+                loop.call_soon_threadsafe(settle, outcome)
+
+        # A daemon thread: an abandoned compile must not hold up the process exit.
+        threading.Thread(target=work, name="tandem-prewarm", daemon=True).start()
+        done, outcome = await self._until_stopped(fut)
+        if not done:
+            cancel = getattr(self.stepper, "cancel_prewarm", None)
+            if cancel is not None:
+                cancel()  # warm-up worker processes, if any
+            log.info("prewarm_abandoned", seconds=round(time.perf_counter() - t, 3))
+            return False
+        if outcome is not None:
+            raise outcome
+        log.info("kernels_ready", seconds=round(time.perf_counter() - t, 3))
+        return True
 
     def _restore(self) -> None:
         """Checkpoint + re-step of the slices committed after it (same candles, same code:
@@ -250,20 +338,46 @@ class Daemon:
         self._ckpt_slices = 0
         self._ckpt_at = time.monotonic()
 
-    async def _load_markets(self) -> None:
+    async def _until_stopped(self, aw: Awaitable[T]) -> tuple[bool, T | None]:
+        """Await ``aw`` unless a stop request comes first (then ``aw`` is cancelled):
+        ``(True, result)`` or ``(False, None)``. What start-up waits on (markets from an
+        unreachable exchange, a cold compile) must never outlast SIGTERM."""
+        job = asyncio.ensure_future(aw)
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait((job, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if job.done():
+            return True, job.result()
+        job.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await job
+        return False, None
+
+    async def _load_markets(self) -> bool:
+        """Load the exchange's markets, retrying while it is unreachable. False when a stop
+        request came first (the caller then shuts down cleanly)."""
         backoff = 0.1
-        while True:
+        while not self._stop.is_set():
             try:
-                await self.ex.load_markets()
+                done, _ = await self._until_stopped(self.ex.load_markets())
+                if not done:
+                    return False
                 break
             except (ccxt.NetworkError, ccxt.ExchangeError) as exc:
                 log.warning("load_markets_retry", error=str(exc)[:200], backoff_s=backoff)
-                await asyncio.sleep(backoff)
+                done, _ = await self._until_stopped(asyncio.sleep(backoff))
+                if not done:
+                    return False
                 backoff = min(backoff * 2, 5.0)
+        if self._stop.is_set():
+            return False
         missing = [s for s in self.cfg.symbols if s not in self.ex.markets]
         if missing:
             # An unknown symbol would never deliver a bar; refuse rather than limp on.
             raise ValueError(f"exchange does not list: {', '.join(missing)}")
+        return True
 
     def _hold(self, symbol: str) -> bool:
         """True while ``symbol``'s feed is still fetching older bars (see SliceAssembler)."""
@@ -283,7 +397,11 @@ class Daemon:
             return self.store.last_ts + tf
         if self.t0 is None:
             self.t0 = int(forming_ts if self.cfg.t0 is None else self.cfg.t0)
-            self.store.set_meta("t0", self.t0)
+            try:
+                self.store.set_meta("t0", self.t0)
+            except sqlite3.Error as exc:
+                self._fail("state_write_failed", exc)
+                raise
             log.info("warmup_start", t0=self.t0, warmup_bars=self.cfg.warmup_bars,
                      from_ts=self.t0 - self.cfg.warmup_bars * tf)
         return self.t0 - self.cfg.warmup_bars * tf
@@ -298,7 +416,11 @@ class Daemon:
         if verdict == "late":
             if not self.store.consumed(candle.symbol, candle.ts):
                 self.late += 1
-                self.store.record_late(candle)
+                try:
+                    self.store.record_late(candle)
+                except sqlite3.Error as exc:
+                    self._fail("state_write_failed", exc)
+                    return
                 log.warning("candle_late", symbol=candle.symbol, ts=candle.ts,
                             origin=candle.origin)
             return
@@ -316,11 +438,17 @@ class Daemon:
             for sl in self.assembler.pop_ready():
                 self._step(sl)
         except Exception as exc:  # noqa: BLE001 - a failed step/commit stops the daemon
-            log.error("slice_failed", error=repr(exc), exc_info=True)
-            if self.ops is not None:
-                self.ops.on_write_error(type(exc).__name__)
+            self._fail("slice_failed", exc)
+
+    def _fail(self, event: str, exc: BaseException) -> None:
+        """A state write (or step) failed: log it, stop, and make :meth:`run` raise
+        :class:`SliceFailedError` (exit 1) once the feeds are down."""
+        log.error(event, error=repr(exc), exc_info=True)
+        if self.ops is not None:
+            self.ops.on_write_error(type(exc).__name__)
+        if self._failed is None:
             self._failed = exc
-            self.stop()
+        self.stop()
 
     def _step(self, sl: Slice) -> None:
         t_start = time.perf_counter()
@@ -334,25 +462,20 @@ class Daemon:
         now = time.perf_counter()
         self.slices_stepped += 1
         self._ckpt_slices += 1
+        # Live (READY=1) means caught up: a trading slice of the newest closed bar, not the
+        # first of a catch-up backlog (see _caught_up).
+        going_live = trade and not self.live and self._caught_up(sl.ts)
         if (self._ckpt_slices >= self.cfg.checkpoint_every
                 or time.monotonic() - self._ckpt_at >= self.cfg.checkpoint_every_s
-                or (trade and not self.live)):
+                or going_live):
             # After the commit, outside the close-to-commit path; its own transaction.
             self._checkpoint(sl.ts)
             self.store.checkpoint_wal()  # the state blobs are the WAL's bulk
         else:
             self.store.checkpoint_wal(self.cfg.wal_checkpoint_every)
         self.fills_written += len(rows)
-        if trade and not self.live:
-            self.live = True
-            log.info("live", ts=sl.ts)
-            if self.cfg.release_memory:
-                # Start-up garbage out, start-up survivors frozen (daemon.memory); after the
-                # commit, a bar period before the next slice is due.
-                mem = release_memory()
-                log.info("memory_released", **{k: v and round(v, 1) for k, v in mem.items()})
-            if self.ops is not None:
-                self.ops.ready()
+        if going_live:
+            self._go_live(sl.ts)
         for r in rows:
             log.info("fill", **r)
             if self.ops is not None:
@@ -366,6 +489,38 @@ class Daemon:
             log.info("replay_done", last_ts=sl.ts)
             self.stop()
 
+    # ---- live = caught up ----------------------------------------------------------------
+    def _caught_up(self, ts: int) -> bool:
+        """True when slice ``ts`` is the newest closed bar any feed knows of: nothing
+        closed after it is waiting for REST catch-up."""
+        sup = self.supervisor
+        horizons = [f.forming_ts for f in sup.feeds if f.forming_ts is not None] if sup else []
+        return not horizons or ts + self.cfg.tf_ms >= max(horizons)
+
+    def _caught_up_idle(self) -> bool:
+        """Warm-up or catch-up done with no bar owed (e.g. a restart within the bar it
+        stopped in): every feed started and owes nothing, no slice is pending, and the
+        next slice trades. Live now rather than a whole bar later (TimeoutStartSec)."""
+        sup, last = self.supervisor, self.store.last_ts
+        if sup is None or self.t0 is None or last is None or last + self.cfg.tf_ms < self.t0:
+            return False
+        if self.assembler is None or self.assembler.pending():
+            return False
+        return all(f.next_ts is not None and f.forming_ts is not None and not f.busy
+                   and f.next_ts >= f.forming_ts for f in sup.feeds)
+
+    def _go_live(self, ts: int) -> None:
+        self.live = True
+        self.live_ts = ts
+        log.info("live", ts=ts)
+        if self.cfg.release_memory:
+            # Start-up garbage out, start-up survivors frozen (daemon.memory); after the
+            # commit, a bar period before the next slice is due.
+            mem = release_memory()
+            log.info("memory_released", **{k: v and round(v, 1) for k, v in mem.items()})
+        if self.ops is not None:
+            self.ops.ready()
+
     # ---- status ------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         """Fields for the heartbeat: feeds, reconnects, pending slices."""
@@ -374,6 +529,7 @@ class Daemon:
         return {
             "live": self.live,
             "slices_stepped": self.slices_stepped,
+            "fills_this_run": self.fills_written,
             "late": self.late,
             "pending_slices": len(self.assembler.pending()) if self.assembler else 0,
             "reconnects": sum(f.reconnects for f in feeds),

@@ -159,6 +159,7 @@ def _serve(args) -> int:
         name = profile.name
         profile = profile.model_copy(update={"warmup_bars": args.warmup_bars})
         profile._name = name
+    from daemon.app import SliceFailedError
     from daemon.state import ProfileChangedError
 
     try:
@@ -169,6 +170,13 @@ def _serve(args) -> int:
     except ProfileChangedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except SliceFailedError as exc:
+        # Exit 1 (not 0), so systemd's Restart=on-failure restarts it; the committed state
+        # is intact and a restart resumes after the last committed slice. Replay prints no
+        # summary of a run cut short.
+        print(f"error: {exc}; stopped (a restart resumes after the last committed slice)",
+              file=sys.stderr)
+        return EXIT_FAIL
 
 
 def _daemon_config(args, settings, profile, db: Path):

@@ -263,6 +263,7 @@ class CandleFeed:
         *,
         rest_limit: int = 1000,
         rest_lag_retries: int = 10,
+        stream_down_poll_s: float | None = None,
     ):
         self.ex = exchange
         self.symbol = symbol
@@ -286,6 +287,7 @@ class CandleFeed:
             exchange.add_kline_sink(ex_key, self.on_ws_kline)
         self._lock = asyncio.Lock()
         self._probe_task: asyncio.Task | None = None
+        self._start_task: asyncio.Task | None = None
         # Fast path -> feed task hand-over: work that needs an await is pending, and the
         # future the feed task waits on (besides its watch_ohlcv call).
         self._kicked = False
@@ -294,12 +296,22 @@ class CandleFeed:
         #: True while REST backfill is in flight: the slice assembler must not give up on
         #: this asset's older bars by grace while it is demonstrably fetching them.
         self.busy = False
+        #: While the stream is down (a disconnect, until the next frame of this stream),
+        #: closed bars come over REST every ``stream_down_poll_s`` seconds: ccxt's own
+        #: reconnect backoff grows to 30 s, and only a failed attempt used to trigger a
+        #: fetch. Default: a tenth of the bar, 1-30 s (200 feeds x 1h bars: ~7 requests/s).
+        self.stream_down = False
+        self.stream_down_poll_s = (min(30.0, max(1.0, tf_ms / 10_000))
+                                   if stream_down_poll_s is None else float(stream_down_poll_s))
+        self._down_task: asyncio.Task | None = None
 
     async def run(self) -> None:
         """The feed task: subscribe (``watch_ohlcv``), do the fast path's awaited work,
         turn disconnects into reconnects — until cancelled."""
-        if self.next_ts is None and self._probe_task is None:
-            self._probe_task = asyncio.create_task(self._start_probe(), name=f"start:{self.symbol}")
+        if self.next_ts is None and (self._start_task is None or self._start_task.done()):
+            # Its own handle: sharing _probe_task kept reconnect probes (and the REST poll
+            # of a stream that is down) off for the start probe's first 5 s.
+            self._start_task = asyncio.create_task(self._start_probe(), name=f"start:{self.symbol}")
         backoff = 0.05
         loop = asyncio.get_running_loop()
         watch: asyncio.Future | None = None
@@ -326,9 +338,9 @@ class CandleFeed:
                     rows = done.result()
                 except (ccxt.NetworkError, ccxt.ExchangeError) as exc:
                     self.reconnects += 1
-                    log.warning("feed_reconnect", symbol=self.symbol, error=str(exc)[:200],
-                                backoff_s=backoff)
+                    reconnect_log(self.ex).add(self.symbol, exc)  # one line per connection
                     self._schedule_probe()
+                    self._stream_went_down()
                     await asyncio.sleep(backoff)
                     # Short and capped: ccxt already backs off genuine dial failures per URL,
                     # and a long sleep here only delays the resubscription after a forced
@@ -341,11 +353,17 @@ class CandleFeed:
                 rows = [list(r[:6]) for r in rows]
                 self.updates += 1
                 self.last_update_at = time.monotonic()
+                self.stream_down = False
                 await self.on_rows(rows)
         finally:
             self._kick_fut = None
             if watch is not None and not watch.done():
                 watch.cancel()
+            # The feed's helpers go with it: none may deliver into a stopped daemon.
+            for helper in (self._down_task, self._probe_task, self._start_task):
+                if helper is not None and not helper.done():
+                    helper.cancel()
+            self._down_task = None
 
     # ---- the fast path -----------------------------------------------------------------
     def on_ws_kline(self, ts: int) -> None:
@@ -356,6 +374,7 @@ class CandleFeed:
         needing an ``await`` (the start, a REST backfill) goes to the feed task."""
         self.updates += 1
         self.last_update_at = time.monotonic()
+        self.stream_down = False  # a frame of this stream: it is up (ends the REST poll)
         horizon = ts + self.tf if ts in self._closed else ts
         if self.forming_ts is None or horizon > self.forming_ts:
             self.forming_ts = horizon
@@ -396,8 +415,35 @@ class CandleFeed:
             return
         self._probe_task = asyncio.create_task(self._probe(), name=f"probe:{self.symbol}")
 
-    async def _probe(self) -> None:
-        await asyncio.sleep(0.2)  # let the resubscription go out first
+    def _stream_went_down(self) -> None:
+        self.stream_down = True
+        if self._down_task is None or self._down_task.done():
+            self._down_task = asyncio.create_task(self._poll_while_down(),
+                                                  name=f"rest-poll:{self.symbol}")
+
+    async def _poll_while_down(self) -> None:
+        """While the stream is down, fetch what closed over REST on a timer (item 14 of
+        issue 16: the lag grew 2 -> 20 bars in 10 s with only the websocket down)."""
+        polls = 0
+        while True:
+            await asyncio.sleep(self.stream_down_poll_s)
+            if not self.stream_down:
+                break
+            if self.next_ts is None or (self._probe_task is not None
+                                        and not self._probe_task.done()):
+                continue
+            polls += 1
+            self._probe_task = asyncio.create_task(self._probe(delay_s=0.0),
+                                                   name=f"probe:{self.symbol}")
+            try:
+                await asyncio.shield(self._probe_task)
+            except Exception as exc:  # noqa: BLE001 - the next poll tries again
+                log.warning("stream_down_poll_failed", symbol=self.symbol, error=repr(exc)[:200])
+        if polls:
+            log.info("stream_down_rest_polls", symbol=self.symbol, polls=polls)
+
+    async def _probe(self, delay_s: float = 0.2) -> None:
+        await asyncio.sleep(delay_s)  # let the resubscription go out first
         self.busy = True
         try:
             rows = await self._fetch(self.next_ts)
@@ -548,6 +594,41 @@ class CandleFeed:
                             error=str(exc)[:200], backoff_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+
+
+class ReconnectLog:
+    """One ``feed_reconnect`` line per connection event, not per feed.
+
+    The feeds share websocket connections: one drop rejects every stream on it with the
+    same error at once (20 lines for the shipped profiles). Reports arriving within
+    ``window_s`` with the same error text are one event: logged once with the symbols."""
+
+    def __init__(self, window_s: float = 0.1):
+        self.window_s = window_s
+        self._pending: dict[str, list[str]] = {}
+
+    def add(self, symbol: str, exc: BaseException) -> None:
+        error = str(exc)[:200]
+        batch = self._pending.get(error)
+        if batch is None:
+            batch = self._pending[error] = []
+            asyncio.get_running_loop().call_later(self.window_s, self._flush, error)
+        batch.append(symbol)
+
+    def _flush(self, error: str) -> None:
+        symbols = self._pending.pop(error, [])
+        if symbols:
+            log.warning("feed_reconnect", error=error, feeds=len(symbols),
+                        symbols=symbols[:20])
+
+
+def reconnect_log(exchange: Any) -> ReconnectLog:
+    """The exchange's (= its connections') :class:`ReconnectLog`."""
+    rl = getattr(exchange, "_tandem_reconnect_log", None)
+    if rl is None:
+        rl = ReconnectLog()
+        exchange._tandem_reconnect_log = rl
+    return rl
 
 
 # ---------------------------------------------------------------------------------------

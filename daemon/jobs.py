@@ -65,8 +65,10 @@ def export_job(store: StateStore, export_dir: Path) -> list[Path]:
 
 
 def heartbeat_job(store: StateStore, health: Callable[[], dict[str, Any]] | None = None) -> dict:
-    """Log one ``heartbeat`` event: last slice, fills, and whatever ``health()`` adds."""
-    fields: dict[str, Any] = {"last_ts": store.last_ts, "fills": store.fill_count()}
+    """Log one ``heartbeat`` event: last slice, ``fills_total`` (the whole journal, all
+    sessions; ``health()`` adds this session's ``fills_this_run``), and whatever
+    ``health()`` adds."""
+    fields: dict[str, Any] = {"last_ts": store.last_ts, "fills_total": store.fill_count()}
     if health is not None:
         fields.update(health())
     log.info("heartbeat", **fields)

@@ -36,6 +36,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -161,12 +162,21 @@ class StateStore:
                     f"(hash {stored[:12]}), not {name!r} (hash {digest[:12]}): "
                     "refusing to resume; start with --fresh to discard it"
                 )
+            # run_id is the current session's (status shows what runs now); the first
+            # session's stays as first_run_id.
+            with self.transaction():
+                meta = {"run_id": run_id, "run_started_at": repr(time.time())}
+                if self.get_meta("first_run_id") is None:
+                    meta["first_run_id"] = self.get_meta("run_id")
+                self._set_meta_many(meta)
             return True
         self._wipe()
+        now = repr(time.time())
         with self.transaction():
             self._set_meta_many(
                 {"profile": name, "profile_json": text, "profile_hash": digest,
-                 "run_id": run_id, "created_at": repr(time.time())}
+                 "run_id": run_id, "first_run_id": run_id, "created_at": now,
+                 "run_started_at": now}
             )
         return False
 
@@ -365,9 +375,18 @@ class StateStore:
         return int(self.conn.execute("SELECT COUNT(*) FROM fills").fetchone()[0])
 
     def status(self) -> dict[str, Any]:
-        """A summary for ``tandem-daemon status``."""
-        meta = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+        """A summary for ``tandem-daemon status``: times as ISO 8601 UTC (bar times ``t0``,
+        ``last_ts``, ``checkpoint_ts`` are bar opens; their ms values as ``<key>_ms``),
+        ``run_id`` the current (or last) session's, ``first_run_id`` the first one's."""
+        meta: dict[str, Any] = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
         meta.pop("profile_json", None)
+        for key in ("t0", "last_ts", "checkpoint_ts"):
+            if meta.get(key) is not None:
+                ms = int(meta[key])
+                meta[key], meta[f"{key}_ms"] = _iso(ms / 1000), ms
+        for key in ("created_at", "run_started_at"):
+            if meta.get(key) is not None:
+                meta[key] = _iso(float(meta[key]))
         return {
             **meta,
             "slices": self.slice_count(),
@@ -376,6 +395,13 @@ class StateStore:
             "late": int(self.conn.execute("SELECT COUNT(*) FROM late").fetchone()[0]),
             "positions": {s: q for s, q in self.positions().items() if q != 0.0},
         }
+
+
+def _iso(epoch_s: float) -> str:
+    """``2024-01-01T00:00:00Z`` (milliseconds shown only when there are any)."""
+    dt = datetime.fromtimestamp(epoch_s, tz=UTC)
+    text = dt.isoformat(timespec="milliseconds" if dt.microsecond else "seconds")
+    return text.replace("+00:00", "Z")
 
 
 def _journal_dtypes(df: pd.DataFrame) -> pd.DataFrame:
@@ -399,7 +425,9 @@ class _Tx:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.conn.execute("COMMIT")
-        else:
+        elif self.conn.in_transaction:
+            # SQLite may have rolled back already (SQLITE_FULL, SQLITE_IOERR, ...): a
+            # second ROLLBACK would fail and hide the error that matters.
             self.conn.execute("ROLLBACK")
 
 

@@ -15,8 +15,11 @@ here: the daemon and the backtest cannot drift apart by construction.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -97,7 +100,7 @@ class ProfileStepper:
 
         n = len(self.symbols)
         one = np.ones(n)
-        worker = warmup.start_warmup(self.profile, warmup.DAEMON_GROUPS)
+        worker = self._warmup = warmup.start_warmup(self.profile, warmup.DAEMON_GROUPS)
         stand_in = stand_in_kernel().address if worker.procs else None
         scratch = ProfileStepper(self.profile, "prewarm", kernel=stand_in)
         scratch.step(Slice(0, one, one * 1.01, one * 0.99, one, one, [], [], False), trade=True)
@@ -107,6 +110,33 @@ class ProfileStepper:
                         hint="compiling the rating kernel in this process instead")
         if self._kernel is None:
             self._kernel = rating_kernel()
+        marker = self._warm_marker()
+        try:  # best effort: only decides what the next start logs
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text("ok")
+        except OSError:
+            pass
+
+    def _warm_marker(self) -> Path:
+        """Left in the numba cache folder after a prewarm (that folder is keyed by the
+        core's sources, so a changed core starts without it). Keyed by what types the
+        kernels: timeframes and execution mode."""
+        from core import warmup
+
+        p = self.profile
+        typed = json.dumps([p.base_timeframe, list(p.htfs), p.execution.mode])
+        return warmup.cache_dir() / f"warm-daemon-{hashlib.sha256(typed.encode()).hexdigest()[:10]}.ok"
+
+    def is_cold(self) -> bool:
+        """True when :meth:`prewarm` will (likely) compile rather than load: no prewarm
+        finished with the current core and numba cache folder."""
+        return not self._warm_marker().is_file()
+
+    def cancel_prewarm(self) -> None:
+        """Stop the warm-up worker processes of an abandoned :meth:`prewarm` (SIGTERM)."""
+        worker = getattr(self, "_warmup", None)
+        if worker is not None:
+            worker.cancel()
 
     def blobs(self) -> dict[str, bytes]:
         """MTF/rating states and the engine, as restorable bytes."""

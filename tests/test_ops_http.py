@@ -87,7 +87,7 @@ async def test_fills_since_and_limit(serve):
     doc = json.loads(body)
     assert [f["ts"] for f in doc["fills"]] == [120_000, 120_000, 180_000]
     _, body, _ = await get(srv.url + "/fills?since=180000")
-    assert json.loads(body) == {"fills": [], "next_since": 180_000}
+    assert json.loads(body) == {"fills": [], "next_since": 180_000, "next_since_id": None}
     _, body, _ = await get(srv.url + "/fills?limit=1")
     assert len(json.loads(body)["fills"]) == 1
     status, body, _ = await get(srv.url + "/fills?since=yesterday")

@@ -65,7 +65,10 @@ async def test_fills_and_positions_over_http(db):
         assert doc["fills"] == [r for r in written if r["ts"] > since]
         assert doc["next_since"] == max(r["ts"] for r in written)
         _, doc = await get_json(f"{srv.url}/fills?limit=3")
-        assert doc["fills"] == written[:3]
+        # a page selected by since alone ends at a bar boundary: the 3rd row's bar has 2
+        assert doc["fills"] == written[:4]
+        _, doc = await get_json(f"{srv.url}/fills?limit=3&since_id=0")
+        assert doc["fills"] == written[:3]  # by the unique cursor: exactly the limit
         _, doc = await get_json(srv.url + "/positions")
         # ETH is flat (qty 0): not listed; BTC marked at its last consumed close (103).
         assert doc["positions"] == [{"symbol": "BTC/USDT", "qty": 0.5, "as_of_ts": 3 * H,
@@ -146,4 +149,48 @@ def test_sampler_tolerates_a_daemon_not_started():
 def test_json_roundtrip_of_written_rows(db):
     """The rows are plain JSON types (no numpy) once read back."""
     path, written = db
-    assert json.loads(json.dumps(SqliteStateProvider(path).fills_sync(None, 100))) == written
+    # each row also carries its journal sequence number (the /fills cursor), 1, 2, ...
+    want = [{"seq": i + 1, **r} for i, r in enumerate(written)]
+    assert json.loads(json.dumps(SqliteStateProvider(path).fills_sync(None, 100))) == want
+
+
+async def test_paging_never_loses_fills_that_share_a_ts(tmp_path):
+    """99 fills over 3 bars (33 per bar, one ts each), pages of 1: following either cursor
+    returns every fill exactly once, in journal order (issue 16, item 6: following
+    next_since used to return 90 of 99)."""
+    path = tmp_path / "state.sqlite"
+    written = []
+    with StateStore(path) as st:
+        st.bind_profile("p", {"x": 1}, "r")
+        for i in range(3):
+            ts = i * H
+            fills = [fill("BTC/USDT", ts + H, "buy", 0.1, 33 * i + k) for k in range(33)]
+            written += fills
+            st.commit_slice(ts, [ClosedCandle("BTC/USDT", ts, 1, 2, 0.5, 1.5, 1)], [],
+                            fills=fills, positions={"BTC/USDT": 0.1}, warmup=False)
+    srv = OpsServer(metrics=Metrics(), health=Health(), provider=SqliteStateProvider(path),
+                    port=0)
+    await srv.start()
+    try:
+        async def follow(first: str, key: str, param: str) -> tuple[list, int]:
+            got, url, pages = [], f"{srv.url}/fills?limit=1&{first}", 0
+            while True:
+                status, doc = await get_json(url)
+                assert status == 200
+                pages += 1
+                if not doc["fills"]:
+                    return got, pages
+                got += doc["fills"]
+                url = f"{srv.url}/fills?limit=1&{param}={doc[key]}"
+
+        by_id, pages = await follow("since_id=0", "next_since_id", "since_id")
+        assert by_id == written and pages == 100  # exactly one fill per page
+        by_ts, _ = await follow("since=0", "next_since", "since")
+        assert by_ts == written
+        # since=<ms> as the starting point, then the unique cursor
+        _, start = await get_json(f"{srv.url}/fills?limit=1&since={H + 1}")
+        rest, _ = await follow(f"since_id={start['next_since_id']}", "next_since_id",
+                               "since_id")
+        assert start["fills"] + rest == written[33:]
+    finally:
+        await srv.stop()

@@ -53,8 +53,12 @@ class StateProvider(Protocol):
     def positions(self) -> Rows | Awaitable[Rows]:
         """Open paper positions, one mapping per asset."""
 
-    def fills(self, since: int | None, limit: int) -> Rows | Awaitable[Rows]:
-        """Journal rows with ``ts > since`` (all when None), oldest first, at most ``limit``."""
+    def fills(self, since: int | None, limit: int, since_id: int | None = None,
+              ) -> Rows | Awaitable[Rows]:
+        """Journal rows with ``ts > since`` (all when None), oldest first, at most ``limit``
+        (see :meth:`daemon.ops.provider.SqliteStateProvider.fills_sync`). A provider with
+        a unique journal sequence returns it per row as ``seq`` and honours ``since_id``
+        (``seq > since_id``); ``since_id`` is passed only when a client sent it."""
 
 
 class InsecureBindError(ValueError):
@@ -193,16 +197,23 @@ class OpsServer:
         try:
             since = _int_param(request, "since", None)
             limit = _int_param(request, "limit", DEFAULT_FILLS_LIMIT)
+            since_id = _int_param(request, "since_id", None)
         except ValueError as exc:
             return _json_response({"error": str(exc)}, status=400)
         limit = max(1, min(int(limit), MAX_FILLS_LIMIT))
         if self.provider is None:
             return _json_response({"error": "no state yet"}, status=503)
-        rows = list(await _maybe_await(self.provider.fills(since, limit)))
-        # Clients poll with the returned cursor. Fills of one slice commit in one transaction,
-        # so "ts > cursor" never splits a slice across two polls.
+        cursor = {} if since_id is None else {"since_id": since_id}
+        rows = [dict(r) for r in await _maybe_await(self.provider.fills(since, limit, **cursor))]
+        # Two cursors. next_since_id: the last row's journal sequence number, unique, so a
+        # page boundary can never fall between fills that share a ts (follow it with
+        # ?since_id=). next_since (ts, kept for existing clients): safe because a page
+        # selected by since alone is never cut inside one bar's fills (the provider).
+        seqs = [r.pop("seq") for r in rows if "seq" in r]
         next_since = max((int(r["ts"]) for r in rows), default=since)
-        return _json_response({"fills": rows, "next_since": next_since})
+        next_since_id = int(seqs[-1]) if seqs else since_id
+        return _json_response({"fills": rows, "next_since": next_since,
+                               "next_since_id": next_since_id})
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> int:

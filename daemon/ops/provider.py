@@ -63,21 +63,41 @@ class SqliteStateProvider:
             })
         return out
 
-    def fills_sync(self, since: int | None, limit: int) -> list[dict[str, Any]]:
-        """Journal rows with ``ts > since`` in commit order (oldest first), at most ``limit``."""
+    def fills_sync(self, since: int | None, limit: int,
+                   since_id: int | None = None) -> list[dict[str, Any]]:
+        """Journal rows in commit order (oldest first), each with its ``seq`` (the journal's
+        unique, increasing sequence number): ``ts > since`` and ``seq > since_id`` where
+        given, at most ``limit`` — except that a page selected by ``since`` alone never ends
+        inside one bar's fills (it is extended to the bar's last fill), so that a client
+        following ``next_since`` (``ts > cursor``) loses none. With ``since_id`` the page
+        is exactly ``limit`` rows long (the cursor is unique)."""
         if not self.db_path.exists():
             return []
-        cols = ", ".join(JOURNAL_COLUMNS)
+        cols = "seq, " + ", ".join(JOURNAL_COLUMNS)
+        where, args = [], []
+        if since is not None:
+            where.append("ts > ?")
+            args.append(int(since))
+        if since_id is not None:
+            where.append("seq > ?")
+            args.append(int(since_id))
+        cond = f"WHERE {' AND '.join(where)} " if where else ""
         with contextlib.closing(self._connect()) as conn:
-            rows = conn.execute(
-                f"SELECT {cols} FROM fills WHERE ts > ? ORDER BY seq LIMIT ?",
-                (-(2**63) if since is None else int(since), int(limit)),
-            ).fetchall()
+            rows = conn.execute(f"SELECT {cols} FROM fills {cond}ORDER BY seq LIMIT ?",
+                                (*args, int(limit))).fetchall()
+            if since_id is None and rows and len(rows) >= limit:
+                # seq order is ts order (slices commit in time order), so the rest of the
+                # last bar's fills are the next rows with the same ts.
+                last = rows[-1]
+                rows += conn.execute(
+                    f"SELECT {cols} FROM fills WHERE ts = ? AND seq > ? ORDER BY seq",
+                    (last["ts"], last["seq"])).fetchall()
         return [dict(r) for r in rows]
 
     # --- StateProvider (async: off the event loop) ------------------------------------------
     async def positions(self) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.positions_sync)
 
-    async def fills(self, since: int | None, limit: int) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.fills_sync, since, limit)
+    async def fills(self, since: int | None, limit: int,
+                    since_id: int | None = None) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.fills_sync, since, limit, since_id)
