@@ -12,9 +12,8 @@ TA-Lib or a pandas reference; ``tests/test_rating_kernel.py`` checks the equalit
 26 votes in ``VOTE_NAMES`` order. The kernel behind it is compiled once, as a C function
 (``rating_kernel()`` gives its address), and every loop — ``ratings_nb`` here, the MTF
 batch and slice — calls it through that pointer: those loops and streaming run the same
-machine code, bit-identical by construction. A batch over many assets runs the same
-arithmetic in lanes across assets (:mod:`core.indicators.rating_lanes`), checked against
-this kernel bit for bit.
+machine code, bit-identical by construction. This is the only place the vote rules are
+computed.
 
 Vote rules are ``../shared/RATINGS.md``. Our NaN rules, stated once:
 * a vote is NaN while its guard is NaN (warm-up) *or* while the indicator value it reads is
@@ -927,7 +926,7 @@ def label_code_nb(v: float) -> int:
 
 # ---------------------------------------------------------------- one asset's history
 # The jitted loop takes the kernel as its first argument; ``ratings_nb`` is its Python
-# face. Many assets at once: core.indicators.rating_lanes.
+# face. Many assets: the MTF batch (core.mtf) calls the same kernel per asset.
 @njit(cache=True)
 def _ratings_nb(kern, o, h, lo, c, v, state):  # noqa: E741
     n = c.shape[0]
