@@ -321,3 +321,22 @@ def test_flat_rsi_window_from_the_start_gives_a_zero_stoch_rsi_vote() -> None:
     j = OUT_VOTES + VOTE_NAMES.index("stochrsi")
     assert (ref["stochrsi"][49:120] == 0.0).all()  # TA-Lib's ema(50) exists from bar 49
     np.testing.assert_array_equal(got[:START, j], ref["stochrsi"][:START])
+
+
+def test_equal_closes_make_cci_nan_at_any_price() -> None:
+    """20 equal closes: CCI is NaN (zero mean deviation) whatever the price's last bits, so
+    its vote is 0 on the first such bar (guard cci[1] exists) and NaN after. Off the binary
+    grid the rounded mean of 20 equal closes can miss them by an ulp (about one price in
+    ten), which used to leave CCI at +-66.7 and its vote at 0 throughout."""
+    rng = np.random.default_rng(4)
+    o, h, lo, c, v = _walk(3, 400)
+    j = OUT_VOTES + VOTE_NAMES.index("cci")
+    a = 300
+    for x in rng.uniform(1e-3, 1e5, 120):
+        cc, hh, ll = c.copy() * x / c[a - 1], h * x / c[a - 1], lo * x / c[a - 1]
+        cc[a : a + 30] = x
+        cc[a - 1] = x  # closes a-1 .. a+29 are equal: the 20th is bar a+18
+        hh, ll = np.maximum(hh, cc), np.minimum(ll, cc)
+        got = ratings_nb(cc, hh, ll, cc, v, new_rating_state())
+        assert got[a + 18, j] == 0.0, x
+        assert np.isnan(got[a + 19 : a + 30, j]).all(), x

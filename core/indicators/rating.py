@@ -395,6 +395,15 @@ def absdev4_nb(s: np.ndarray, first: int, n: int, mean: float) -> float:
 
 
 @njit(cache=True)
+def _all_equal_nb(s: np.ndarray, first: int, stop: int, x: float) -> bool:
+    """True when ``s[first:stop]`` all equal ``x``."""
+    for j in range(first, stop):
+        if s[j] != x:
+            return False
+    return True
+
+
+@njit(cache=True)
 def _mean_nan(out: np.ndarray, start: int, stop: int) -> float:
     tot = 0.0
     cnt = 0
@@ -594,7 +603,10 @@ def _rating_kernel(sp, o, h, lo, c, v, op):  # noqa: E741
         mean = sum4_nb(s, first, 20) / 20
         dev = absdev4_nb(s, first, 20, mean)
         dev /= 20
-        if dev != 0.0:
+        # 20 equal closes are a zero deviation (Pine: NaN), but their rounded mean can miss
+        # the close by an ulp, which leaves a tiny nonzero dev and a CCI of +-66.7: test the
+        # window itself (the scan stops at the first close that differs, the oldest as a rule)
+        if dev != 0.0 and not _all_equal_nb(s, first, newest, c):
             cc = (c - mean) / (0.015 * dev)
     cc1 = s[_M_CCI1]
     out[o2 + 2] = vote_nb(cc1, cc < -100.0 and cc > cc1, cc > 100.0 and cc < cc1)
