@@ -2,10 +2,9 @@
 same indicators alone, over a universe of assets; plus cold (first JIT) and warm (cached)
 start time. Prints figures; not a test.
 
-Tandem runs in two shapes: the scalar kernel one asset after the other (what the daemon
-steps, bar by bar) and the batch, which steps blocks of assets in lanes
-(core/indicators/rating_lanes.py, the same numbers bit for bit). Each is timed on one
-thread, against TA-Lib's one thread, and the batch also on numba's threads.
+Tandem's kernel runs one asset after the other (what the daemon steps, bar by bar, and
+what the backtest's MTF batch calls per asset), timed on one thread against TA-Lib's one
+thread.
 
     NUMBA_CACHE_DIR=.numba_cache .venv/bin/python bench/ratings.py [--assets 100] [--bars 8760]
 
@@ -33,12 +32,6 @@ _FIRST_RATING = (
     "import time; t0 = time.perf_counter();"
     "import numpy as np; from core.ratings import RatingState;"
     "r = RatingState(); r.step(0, 1.0, 1.1, 0.9, 1.05, 5.0);"
-    "print(time.perf_counter() - t0)"
-)
-_FIRST_BATCH = (
-    "import time; t0 = time.perf_counter();"
-    "import numpy as np; from core.ratings import new_rating_states, ratings_batch_nb;"
-    "x = np.ones((3, 2)); ratings_batch_nb(x, x, x, x, x, new_rating_states(2));"
     "print(time.perf_counter() - t0)"
 )
 
@@ -133,22 +126,11 @@ def best_of(fn, reps: int) -> float:
 
 
 def run(name: str, cols: list[np.ndarray], reps: int) -> None:
-    import numba
-
-    from core.ratings import (
-        N_RATING_OUT,
-        new_rating_state,
-        new_rating_states,
-        ratings_batch_into_nb,
-        ratings_batch_nb,
-        ratings_nb,
-    )
+    from core.ratings import new_rating_state, ratings_nb
 
     n_bars, n_assets = cols[0].shape
     per_asset = [[np.ascontiguousarray(x[:, a]) for x in cols] for a in range(n_assets)]
     ab = n_bars * n_assets
-    out = np.empty((n_bars, n_assets, N_RATING_OUT))
-    out3 = np.empty((n_bars, n_assets, 3))
 
     def ta() -> None:
         for a in range(n_assets):
@@ -158,49 +140,23 @@ def run(name: str, cols: list[np.ndarray], reps: int) -> None:
         for a in range(n_assets):
             ratings_nb(*per_asset[a], new_rating_state())
 
-    def lanes_fresh() -> None:
-        ratings_batch_nb(*cols, new_rating_states(n_assets))
-
-    def lanes_into() -> None:
-        ratings_batch_into_nb(*cols, new_rating_states(n_assets), out)
-
-    def lanes_ratings() -> None:
-        ratings_batch_into_nb(*cols, new_rating_states(n_assets), out3)
-
-    threads = numba.get_num_threads()
-    runs = {"scalar": scalar, "fresh": lanes_fresh, "into": lanes_into, "ratings": lanes_ratings}
-    for fn in runs.values():
-        fn()  # nothing below pays for compilation
+    scalar()  # nothing below pays for compilation
     t_ta = best_of(ta, reps)
-    one: dict[str, float] = {}
-    numba.set_num_threads(1)
-    try:
-        for key, fn in runs.items():
-            one[key] = best_of(fn, reps)
-    finally:
-        numba.set_num_threads(threads)
-    par = {key: best_of(runs[key], reps) for key in ("fresh", "into", "ratings")}
+    t_scalar = best_of(scalar, reps)
 
     def line(label: str, t: float) -> None:
         print(
-            f"  {label:47s}: {t:7.3f} s  {ab / t / 1e6:6.2f} M asset-bars/s"
+            f"  {label:52s}: {t:7.3f} s  {ab / t / 1e6:6.2f} M asset-bars/s"
             f"  {t / ab * 1e9:7.1f} ns/asset-bar  {t / t_ta:5.2f}x TA-Lib"
         )
 
-    mb = n_bars * n_assets * N_RATING_OUT * 8 / 1e6
     print(f"\n{name}: {n_assets} assets x {n_bars} bars = {ab:,} asset-bars (best of {reps})")
     line("TA-Lib, indicators only, 1 thread", t_ta)
-    line("Tandem scalar kernel per asset, 1 thread", one["scalar"])
-    line(f"Tandem lanes, 1 thread, fresh {mb:.0f} MB output", one["fresh"])
-    line("Tandem lanes, 1 thread, into a reused output", one["into"])
-    line("Tandem lanes, 1 thread, storing the 3 ratings", one["ratings"])
-    line(f"Tandem lanes, {threads} threads, fresh output", par["fresh"])
-    line(f"Tandem lanes, {threads} threads, into a reused output", par["into"])
-    line(f"Tandem lanes, {threads} threads, storing the 3 ratings", par["ratings"])
-    verdict = "meets" if one["into"] < t_ta else "MISSES"
+    line("Tandem kernel per asset, every vote stored, 1 thread", t_scalar)
+    verdict = "meets" if t_scalar < t_ta else "MISSES"
     print(
         f"  target (full rating, every vote stored, 1 thread < TA-Lib's indicators, 1 thread):"
-        f" {one['into'] / t_ta:.2f}x -> {verdict}"
+        f" {t_scalar / t_ta:.2f}x -> {verdict}"
     )
 
 
@@ -256,13 +212,6 @@ def main() -> None:
     start_time(cache)  # populate the cache if needed
     warm = start_time(cache)
     print(f"warm start (cached)  to first rating:                         {warm:6.2f} s")
-    if not args.no_cold:
-        with tempfile.TemporaryDirectory() as empty:
-            cold = start_time(empty, _FIRST_BATCH)
-        print(f"cold start (empty numba cache) to a first batch (lanes):      {cold:6.2f} s")
-    start_time(cache, _FIRST_BATCH)
-    warm = start_time(cache, _FIRST_BATCH)
-    print(f"warm start (cached)  to a first batch (lanes):                {warm:6.2f} s")
 
     os.environ.setdefault("NUMBA_CACHE_DIR", cache)
     real = real_universe(args.assets)

@@ -33,7 +33,6 @@ from core.indicators.rating import (
     rating_step_nb,
     ratings_nb,
 )
-from core.indicators.rating_lanes import ratings_batch_into_nb, ratings_batch_nb
 
 if TYPE_CHECKING:  # pandas is imported where it is used: the streaming path never needs it
     import pandas as pd
@@ -55,8 +54,6 @@ __all__ = [
     "new_rating_state",
     "new_rating_states",
     "rating_step_nb",
-    "ratings_batch_into_nb",
-    "ratings_batch_nb",
     "ratings_nb",
     "Rating",
     "RatingState",

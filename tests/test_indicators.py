@@ -229,3 +229,15 @@ def test_short_sma_exact_and_independent_of_the_start() -> None:
         assert out[-4] == 100.0
         assert out[-1] == ((0.1 + 0.2) + 0.7) / 3  # oldest-first sum
         np.testing.assert_array_equal(out[-6:], ind.sma_nb(x[-8:], 3)[-6:])
+
+
+def test_cci_of_equal_closes_is_nan_whatever_the_price() -> None:
+    """20 equal closes have a zero mean deviation (Pine: NaN). For about one price in ten the
+    rounded mean of 20 equal values misses them by an ulp, which left a tiny deviation and a
+    CCI of +-66.7 instead of NaN."""
+    rng = np.random.default_rng(0)
+    for x in rng.uniform(1e-4, 1e5, 300):
+        c = np.r_[rng.uniform(0.5 * x, 1.5 * x, 30), np.full(25, x)]
+        cc = ind.cci_nb(c, 20)
+        assert np.isnan(cc[49:]).all(), x  # closes 30..54 are equal: 20 of them from bar 49
+        assert np.isfinite(cc[19:49]).all(), x

@@ -51,10 +51,11 @@ def _prev(x: np.ndarray, k: int = 1) -> np.ndarray:
     return out
 
 
-def _vote(guard: np.ndarray, value: np.ndarray, bull: np.ndarray, bear: np.ndarray) -> np.ndarray:
+def _vote(guard: np.ndarray, bull: np.ndarray, bear: np.ndarray) -> np.ndarray:
+    """calcRating: NaN only while the guard is NaN; a NaN value makes the tests false (0)."""
     with np.errstate(invalid="ignore"):
         v = np.where(bull, 1.0, np.where(bear, -1.0, 0.0))
-    return np.where(np.isnan(guard) | np.isnan(value), np.nan, v)
+    return np.where(np.isnan(guard), np.nan, v)
 
 
 def reference_votes(o, h, lo, c, v) -> dict[str, np.ndarray]:  # noqa: ANN001
@@ -72,25 +73,23 @@ def reference_votes(o, h, lo, c, v) -> dict[str, np.ndarray]:  # noqa: ANN001
         conv, base, lead2, l1x, l2x = ich[:, 0], ich[:, 1], ich[:, 3], ich[:, 4], ich[:, 5]
         votes["ichimoku"] = _vote(
             lead2,
-            lead2,
             (l1x > l2x) & (base > l1x) & (conv > base) & (c > conv),
             (l1x < l2x) & (base < l1x) & (conv < base) & (c < conv),
         )
         r = rsi_nb(c, 14)
         r1 = _prev(r)
-        votes["rsi"] = _vote(r1, r, (r < 30) & (r > r1), (r > 70) & (r < r1))
+        votes["rsi"] = _vote(r1, (r < 30) & (r > r1), (r > 70) & (r < r1))
         k, d = stoch_nb(h, lo, c, 14, 3, 3)
         votes["stoch"] = _vote(
-            _prev(d), k + d, (k < 20) & (d < 20) & (k > d), (k > 80) & (d > 80) & (k < d)
+            _prev(d), (k < 20) & (d < 20) & (k > d), (k > 80) & (d > 80) & (k < d)
         )
         cc = cci_nb(c, 20)
         cc1 = _prev(cc)
-        votes["cci"] = _vote(cc1, cc, (cc < -100) & (cc > cc1), (cc > 100) & (cc < cc1))
+        votes["cci"] = _vote(cc1, (cc < -100) & (cc > cc1), (cc > 100) & (cc < cc1))
         dmi = dmi_nb(h, lo, c, 14, 14)
         pdi, mdi, adx = dmi[:, 0], dmi[:, 1], dmi[:, 2]
         adx1 = _prev(adx)
         votes["adx"] = _vote(
-            adx,
             adx,
             (adx > 20) & (adx > adx1) & (pdi > mdi),
             (adx > 20) & (adx > adx1) & (pdi < mdi),
@@ -99,35 +98,32 @@ def reference_votes(o, h, lo, c, v) -> dict[str, np.ndarray]:  # noqa: ANN001
         ao1, ao2 = _prev(ao), _prev(ao, 2)
         votes["ao"] = _vote(
             ao1,
-            ao,
             ((ao > 0) & (ao1 <= 0)) | ((ao > 0) & (ao1 > 0) & (ao > ao1) & (ao2 > ao1)),
             ((ao < 0) & (ao1 >= 0)) | ((ao < 0) & (ao1 < 0) & (ao < ao1) & (ao2 < ao1)),
         )
         mo = mom_nb(c, 10)
         mo1 = _prev(mo)
-        votes["mom"] = _vote(mo1, mo, mo > mo1, mo < mo1)
+        votes["mom"] = _vote(mo1, mo > mo1, mo < mo1)
         m, sig = macd_nb(c, 12, 26, 9)
-        votes["macd"] = _vote(sig, m, m > sig, m < sig)
+        votes["macd"] = _vote(sig, m > sig, m < sig)
         ema50 = ema_nb(c, 50)
         sk, sd = stochrsi_nb(c, 14, 14, 3, 3)
         votes["stochrsi"] = _vote(
             ema50,
-            sk + sd,
             (c < ema50) & (sk < 20) & (sd < 20) & (sk > sd),
             (c > ema50) & (sk > 80) & (sd > 80) & (sk < sd),
         )
         wr = wpr_nb(h, lo, c, 14)
         wr1 = _prev(wr)
-        votes["wpr"] = _vote(wr1, wr, (wr < -80) & (wr > wr1), (wr > -20) & (wr < wr1))
+        votes["wpr"] = _vote(wr1, (wr < -80) & (wr > wr1), (wr > -20) & (wr < wr1))
         bull, bear = bbp_nb(h, lo, c, 13)
         votes["bbp"] = _vote(
             ema50,
-            bull,
             (c > ema50) & (bear < 0) & (bear > _prev(bear)),
             (c < ema50) & (bull > 0) & (bull < _prev(bull)),
         )
         u = uo_nb(h, lo, c, 7, 14, 28)
-        votes["uo"] = _vote(u, u, u > 70, u < 30)
+        votes["uo"] = _vote(u, u > 70, u < 30)
     return votes
 
 

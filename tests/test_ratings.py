@@ -1,5 +1,5 @@
 """Ratings on real candles: hand-checked votes, averaging and labels, streaming, checkpoints,
-the multi-asset batch, bad input."""
+missing bars, bad input."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from core.ratings import (
     new_rating_state,
     new_rating_states,
     rating_step_nb,
-    ratings_batch_nb,
     ratings_nb,
 )
 from tests.conftest import read_shared_csv
@@ -176,8 +175,9 @@ def test_checkpoint_rejects_foreign_bytes() -> None:
         RatingState.from_bytes(blob[:-8])
 
 
-def test_batch_over_assets_equals_single_and_missing_bar_is_skipped(shared_data) -> None:
-    """prange batch == per-asset loop, bit for bit; a NaN bar leaves the state untouched."""
+def test_missing_bar_is_skipped_and_state_steps_in_place(shared_data) -> None:
+    """A NaN bar leaves the state untouched (outputs all NaN, the rest as if the bar were
+    absent); states stacked as rows step in place and continue bar by bar exactly."""
     frames = [
         read_shared_csv(shared_data, f"binance_{s}-USDT_1h.csv") for s in ("BTC", "ETH", "SOL")
     ]
@@ -185,10 +185,10 @@ def test_batch_over_assets_equals_single_and_missing_bar_is_skipped(shared_data)
     arrs = [np.stack([_cols(f)[k][:n] for f in frames], axis=1) for k in range(5)]
     arrs[3][300, 1] = np.nan  # ETH misses bar 300 (close NaN = missing bar)
     states = new_rating_states(3)
-    out = ratings_batch_nb(*arrs, states)
-    for a in range(3):
-        single = ratings_nb(*[np.ascontiguousarray(x[:, a]) for x in arrs], new_rating_state())
-        np.testing.assert_array_equal(out[:, a, :], single)
+    out = np.stack(
+        [ratings_nb(*[np.ascontiguousarray(x[:, a]) for x in arrs], states[a]) for a in range(3)],
+        axis=1,
+    )
     assert np.isnan(out[300, 1]).all()
     keep = np.r_[0:300, 301:n]
     eth_without = ratings_nb(*[np.ascontiguousarray(x[keep, 1]) for x in arrs], new_rating_state())

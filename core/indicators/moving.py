@@ -1,10 +1,12 @@
 """Moving averages: SMA, EMA, RMA (Wilder), WMA, Hull MA, VWMA.
 
-Window semantics (Pine): a windowed value is NaN until ``n`` consecutive non-NaN inputs
-exist, and a NaN input makes the window NaN again until ``n`` fresh values arrived. We keep a
-*run* counter (valid inputs since the last NaN, capped at ``n``) instead of storing NaNs in
-the ring, which also restarts running sums cleanly (no NaN poisoning, no drift carried
-across a gap).
+Window semantics: the SMA is Pine's ``sma`` (RATINGS.md): the mean of the last ``n``
+non-NaN inputs; a NaN input is skipped (the window does not move, the previous output
+repeats), which is what the stochastics' k and d need on a flat stretch (a NaN raw %K).
+The other windows (WMA, VWMA, the EMA seeds) restart on a NaN input: a windowed value is
+NaN until ``n`` consecutive non-NaN inputs exist. We keep a *run* counter (valid inputs,
+capped at ``n``) instead of storing NaNs in the ring, which also restarts running sums
+cleanly (no NaN poisoning, no drift carried across a gap).
 
 Every kernel comes as ``<x>_step_at_nb(s, o, ...)`` reading its state at offset ``o`` of a
 bigger array (how composite states embed it: no array views, which cost numba a reference
@@ -104,15 +106,24 @@ def chrono_absdev4_nb(s: np.ndarray, b: int, n: int, pos: int, mean: float) -> f
 
 @njit(cache=True, inline="always")
 def sma_step_at_nb(s: np.ndarray, o: int, x: float) -> float:
-    """Mean of the last ``n`` inputs: a running sum (O(1), like TA-Lib's SMA) for long
-    windows, an exact chronological sum for ``n <= SMA_EXACT_MAX``."""
+    """Mean of the last ``n`` non-NaN inputs: a running sum (O(1), like TA-Lib's SMA) for
+    long windows, an exact chronological sum for ``n <= SMA_EXACT_MAX``. A NaN input is
+    skipped (Pine): state untouched, the current window's mean again (same bits)."""
     n = int(s[o])
-    if math.isnan(x):
-        s[o + 1] = 0.0
-        s[o + 3] = 0.0
-        return np.nan
     pos = int(s[o + 2])
     run = int(s[o + 1])
+    if math.isnan(x):
+        if run < n:
+            return np.nan
+        if n > SMA_EXACT_MAX:
+            return s[o + 3] / n
+        pos = pos - 1 if pos > 0 else n - 1  # the newest value's slot
+        b = o + _SMA_HDR
+        if n == 3:
+            j1 = pos + 1 if pos < 2 else 0
+            j2 = j1 + 1 if j1 < 2 else 0
+            return (((0.0 + s[b + j1]) + s[b + j2]) + s[b + pos]) / n
+        return chrono_sum_nb(s, b, n, pos) / n
     if n <= SMA_EXACT_MAX:
         s[o + _SMA_HDR + pos] = x
         if run < n:

@@ -229,7 +229,8 @@ def new_cci_state(n: int = 20) -> np.ndarray:
 @njit(cache=True, inline="always")
 def cci_step_at_nb(s: np.ndarray, o: int, x: float) -> float:
     """(x - sma) / (0.015 * mean |x_i - sma|), recomputed from the ring (as TA-Lib does);
-    NaN when the mean deviation is 0."""
+    NaN when the mean deviation is 0, i.e. when the n values are equal (tested on the
+    window: their rounded mean can miss them by an ulp and leave a tiny nonzero deviation)."""
     if math.isnan(x):
         return np.nan
     n = int(s[o])
@@ -251,7 +252,10 @@ def cci_step_at_nb(s: np.ndarray, o: int, x: float) -> float:
     dev /= n
     if dev == 0.0:
         return np.nan
-    return (x - mean) / (0.015 * dev)
+    for j in range(n):
+        if s[b + j] != x:
+            return (x - mean) / (0.015 * dev)
+    return np.nan
 
 
 @njit(cache=True)

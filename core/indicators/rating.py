@@ -12,14 +12,17 @@ TA-Lib or a pandas reference; ``tests/test_rating_kernel.py`` checks the equalit
 26 votes in ``VOTE_NAMES`` order. The kernel behind it is compiled once, as a C function
 (``rating_kernel()`` gives its address), and every loop — ``ratings_nb`` here, the MTF
 batch and slice — calls it through that pointer: those loops and streaming run the same
-machine code, bit-identical by construction. A batch over many assets runs the same
-arithmetic in lanes across assets (:mod:`core.indicators.rating_lanes`), checked against
-this kernel bit for bit.
+machine code, bit-identical by construction. This is the only place the vote rules are
+computed.
 
 Vote rules are ``../shared/RATINGS.md``. Our NaN rules, stated once:
-* a vote is NaN while its guard is NaN (warm-up) *or* while the indicator value it reads is
-  NaN (e.g. a zero high-low range makes the stochastic NaN for that bar): NaN votes are
-  excluded from the means;
+* a vote is NaN only while its guard is NaN (TradingView's ``calcRating``:
+  ``na(guard) ? na : bull ? 1 : bear ? -1 : 0``); NaN votes are excluded from the means.
+  When the guard exists but a value the buy/sell test reads is NaN (a zero 14-bar range
+  makes %R NaN, 20 equal closes make CCI NaN), both tests are false: the vote is 0 and
+  counts in the mean;
+* the stochastics' k and d are Pine ``sma``s, which skip a NaN input: on a flat stretch
+  the raw stochastic is NaN, k holds its last value and d keeps averaging k;
 * ``rating_ma`` / ``rating_osc`` = mean of the available votes, NaN when none is;
   ``rating_all`` = mean of the two when both exist, the one that exists otherwise, else NaN;
 * a bar whose high, low or close is NaN is a *missing bar*: state untouched, outputs NaN.
@@ -253,9 +256,10 @@ def ma_vote_nb(close: float, ma: float) -> float:
 
 
 @njit(cache=True)
-def vote_nb(guard: float, value: float, bull: bool, bear: bool) -> float:
-    """NaN if ``guard`` or ``value`` is NaN, else +1 if bull, -1 if bear, else 0."""
-    if math.isnan(guard) or math.isnan(value):
+def vote_nb(guard: float, bull: bool, bear: bool) -> float:
+    """TradingView's calcRating: NaN if ``guard`` is NaN, else +1 if bull, -1 if bear,
+    else 0. A NaN in the values the tests read only makes the tests false (vote 0)."""
+    if math.isnan(guard):
         return np.nan
     if bull:
         return 1.0
@@ -267,12 +271,14 @@ def vote_nb(guard: float, value: float, bull: bool, bear: bool) -> float:
 @njit(cache=True)
 def _sma3_nb(s: np.ndarray, o: int, x: float) -> float:
     """Exact 3-bar SMA (the stochastics' smoothing) at ``s[o:o+4]`` = the last three inputs
-    oldest first and their run. A NaN input restarts the window. Summed oldest first from
-    0.0, as ``sma_step_at_nb`` does for short windows, so %K and %D sitting at 0 or 100 are
-    exactly equal (their votes compare k > d)."""
+    oldest first and their run. A NaN input is skipped (Pine's sma): the window does not
+    move and the previous output repeats (recomputed from the same window, so the same
+    bits). Summed oldest first from 0.0, as ``sma_step_at_nb`` does for short windows, so
+    %K and %D sitting at 0 or 100 are exactly equal (their votes compare k > d)."""
     if math.isnan(x):
-        s[o + 3] = 0.0
-        return np.nan
+        if s[o + 3] < 3.0:
+            return np.nan
+        return (((0.0 + s[o]) + s[o + 1]) + s[o + 2]) / 3
     s[o] = s[o + 1]
     s[o + 1] = s[o + 2]
     s[o + 2] = x
@@ -386,6 +392,15 @@ def absdev4_nb(s: np.ndarray, first: int, n: int, mean: float) -> float:
     if q + 2 < n:
         p2 += abs(s[first + q + 2] - mean)
     return (p0 + p1) + (p2 + p3)
+
+
+@njit(cache=True)
+def _all_equal_nb(s: np.ndarray, first: int, stop: int, x: float) -> bool:
+    """True when ``s[first:stop]`` all equal ``x``."""
+    for j in range(first, stop):
+        if s[j] != x:
+            return False
+    return True
 
 
 @njit(cache=True)
@@ -530,7 +545,6 @@ def _rating_kernel(sp, o, h, lo, c, v, op):  # noqa: E741
     s[_LEAD + _N_LAG + pl] = lead2
     out[ov + 14] = vote_nb(
         lead2,
-        lead2,
         l1x > l2x and base > l1x and conv > base and c > conv,
         l1x < l2x and base < l1x and conv < base and c < conv,
     )
@@ -563,7 +577,7 @@ def _rating_kernel(sp, o, h, lo, c, v, op):  # noqa: E741
         else:
             r = 100.0 - 100.0 / (1.0 + up / dn)
     r1 = s[_M_RSI1]
-    out[o2 + 0] = vote_nb(r1, r, r < 30.0 and r > r1, r > 70.0 and r < r1)
+    out[o2 + 0] = vote_nb(r1, r < 30.0 and r > r1, r > 70.0 and r < r1)
     s[_M_RSI1] = r
 
     # ---- Stochastic 14, 3, 3
@@ -577,7 +591,6 @@ def _rating_kernel(sp, o, h, lo, c, v, op):  # noqa: E741
     d1 = s[_M_D1]
     out[o2 + 1] = vote_nb(
         d1,
-        k_ + d_,
         k_ < 20.0 and d_ < 20.0 and k_ > d_,
         k_ > 80.0 and d_ > 80.0 and k_ < d_,
     )
@@ -590,10 +603,13 @@ def _rating_kernel(sp, o, h, lo, c, v, op):  # noqa: E741
         mean = sum4_nb(s, first, 20) / 20
         dev = absdev4_nb(s, first, 20, mean)
         dev /= 20
-        if dev != 0.0:
+        # 20 equal closes are a zero deviation (Pine: NaN), but their rounded mean can miss
+        # the close by an ulp, which leaves a tiny nonzero dev and a CCI of +-66.7: test the
+        # window itself (the scan stops at the first close that differs, the oldest as a rule)
+        if dev != 0.0 and not _all_equal_nb(s, first, newest, c):
             cc = (c - mean) / (0.015 * dev)
     cc1 = s[_M_CCI1]
-    out[o2 + 2] = vote_nb(cc1, cc, cc < -100.0 and cc > cc1, cc > 100.0 and cc < cc1)
+    out[o2 + 2] = vote_nb(cc1, cc < -100.0 and cc > cc1, cc > 100.0 and cc < cc1)
     s[_M_CCI1] = cc
 
     # ---- DMI 14 / ADX 14 (Pine's ta.dmi: DIs fixnan-ed, DX's zero sum read as 1)
@@ -643,7 +659,6 @@ def _rating_kernel(sp, o, h, lo, c, v, op):  # noqa: E741
     mdi = s[_DI + 1]
     out[o2 + 3] = vote_nb(
         adx,
-        adx,
         adx > 20.0 and adx > adx1 and pdi > mdi,
         adx > 20.0 and adx > adx1 and pdi < mdi,
     )
@@ -669,7 +684,6 @@ def _rating_kernel(sp, o, h, lo, c, v, op):  # noqa: E741
     ao2 = s[_M_AO2]
     out[o2 + 4] = vote_nb(
         ao1,
-        ao,
         (ao > 0.0 and ao1 <= 0.0) or (ao > 0.0 and ao1 > 0.0 and ao > ao1 and ao2 > ao1),
         (ao < 0.0 and ao1 >= 0.0) or (ao < 0.0 and ao1 < 0.0 and ao < ao1 and ao2 < ao1),
     )
@@ -678,7 +692,7 @@ def _rating_kernel(sp, o, h, lo, c, v, op):  # noqa: E741
 
     # ---- Momentum 10
     mo1 = s[_M_MOM1]
-    out[o2 + 5] = vote_nb(mo1, mo, mo > mo1, mo < mo1)
+    out[o2 + 5] = vote_nb(mo1, mo > mo1, mo < mo1)
     s[_M_MOM1] = mo
 
     # ---- MACD 12, 26, 9
@@ -697,7 +711,7 @@ def _rating_kernel(sp, o, h, lo, c, v, op):  # noqa: E741
             s[sg + 2] = s[sg + 1] / 9.0
             s[sg + 3] = 1.0
     sig = s[sg + 2] if s[sg + 3] != 0.0 else np.nan
-    out[o2 + 6] = vote_nb(sig, m_, m_ > sig, m_ < sig)
+    out[o2 + 6] = vote_nb(sig, m_ > sig, m_ < sig)
 
     # ---- Stochastic RSI 14, 14, 3, 3 (TradingView: stoch(rsi, rsi, rsi, 14))
     raw_s = np.nan
@@ -723,7 +737,6 @@ def _rating_kernel(sp, o, h, lo, c, v, op):  # noqa: E741
     down_trend = c < ema50
     out[o2 + 7] = vote_nb(
         ema50,
-        sk + sd,
         down_trend and sk < 20.0 and sd < 20.0 and sk > sd,
         up_trend and sk > 80.0 and sd > 80.0 and sk < sd,
     )
@@ -735,7 +748,7 @@ def _rating_kernel(sp, o, h, lo, c, v, op):  # noqa: E741
         if rng != 0.0:
             wr = 100.0 * (c - hi14) / rng
     wr1 = s[_M_WR1]
-    out[o2 + 8] = vote_nb(wr1, wr, wr < -80.0 and wr > wr1, wr > -20.0 and wr < wr1)
+    out[o2 + 8] = vote_nb(wr1, wr < -80.0 and wr > wr1, wr > -20.0 and wr < wr1)
     s[_M_WR1] = wr
 
     # ---- Bull / Bear Power 13
@@ -746,7 +759,6 @@ def _rating_kernel(sp, o, h, lo, c, v, op):  # noqa: E741
     bear1 = s[_M_BEAR1]
     out[o2 + 9] = vote_nb(
         ema50,
-        bull,
         up_trend and bear < 0.0 and bear > bear1,
         down_trend and bull > 0.0 and bull < bull1,
     )
@@ -791,7 +803,7 @@ def _rating_kernel(sp, o, h, lo, c, v, op):  # noqa: E741
                     * (4.0 * (s[_UO_SUM] / t1) + 2.0 * (s[_UO_SUM + 1] / t2) + s[_UO_SUM + 2] / t3)
                     / 7.0
                 )
-    out[o2 + 10] = vote_nb(u, u, u > 70.0, u < 30.0)
+    out[o2 + 10] = vote_nb(u, u > 70.0, u < 30.0)
 
     s[_T] = t + 1.0
 
@@ -927,7 +939,7 @@ def label_code_nb(v: float) -> int:
 
 # ---------------------------------------------------------------- one asset's history
 # The jitted loop takes the kernel as its first argument; ``ratings_nb`` is its Python
-# face. Many assets at once: core.indicators.rating_lanes.
+# face. Many assets: the MTF batch (core.mtf) calls the same kernel per asset.
 @njit(cache=True)
 def _ratings_nb(kern, o, h, lo, c, v, state):  # noqa: E741
     n = c.shape[0]
