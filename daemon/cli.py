@@ -159,6 +159,7 @@ def _serve(args) -> int:
         name = profile.name
         profile = profile.model_copy(update={"warmup_bars": args.warmup_bars})
         profile._name = name
+    from core.store import CandleStoreError
     from daemon.state import ProfileChangedError
 
     try:
@@ -169,6 +170,9 @@ def _serve(args) -> int:
     except ProfileChangedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except CandleStoreError as exc:  # bad candle data (--data): one line, exit 1 (issue 16)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAIL
 
 
 def _daemon_config(args, settings, profile, db: Path):
