@@ -285,7 +285,7 @@ def timestamps_to_ms(column: Any, where: str = "candles") -> np.ndarray:
             elif t.tz is not None:
                 column = column.cast(pa.timestamp(t.unit))  # the instant, zone dropped (UTC)
             return _datetime64_to_ms(np.asarray(column.to_numpy()), where)
-        if pa.types.is_string(t) or pa.types.is_large_string(t):
+        if pa.types.is_string(t) or pa.types.is_large_string(t) or str(t) == "string_view":
             column = pd.Series(column.to_pylist())
         else:
             if column.null_count:
@@ -295,7 +295,7 @@ def timestamps_to_ms(column: Any, where: str = "candles") -> np.ndarray:
     dtype = series.dtype
     if isinstance(dtype, pd.DatetimeTZDtype):
         return _datetime64_to_ms(series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(), where)
-    if np.issubdtype(dtype, np.datetime64):
+    if pd.api.types.is_datetime64_dtype(dtype):
         return _datetime64_to_ms(series.to_numpy(), where)
     if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
         if series.isna().any():
