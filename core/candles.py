@@ -387,11 +387,19 @@ def bar_fault(o: float, h: float, lo: float, c: float, v: float) -> str | None:
 def bar_fault_codes(values: np.ndarray) -> np.ndarray:
     """:func:`bar_fault` of every row of ``values`` (``n x 5``: o, h, l, c, v) as codes into
     :data:`FAULTS` (the first failing rule, in the same order)."""
-    o, h, lo, c, v = (values[:, k] for k in range(5))
     code = np.zeros(len(values), dtype=np.int8)
+    o, h, lo, c, v = (values[:, k] for k in range(5))
     with np.errstate(invalid="ignore", over="ignore"):
+        # Fast pass (every rule at once; NaN fails every comparison): most series are clean.
+        top, bottom = np.maximum(o, c), np.minimum(o, c)
+        ok = (lo > 0) & (lo <= bottom) & (top <= h) & (v >= 0) & (h <= SPIKE_FACTOR * top)
+        ok &= np.isfinite(h) & np.isfinite(v)  # inf high / volume pass the comparisons
+        if ok.all():
+            return code
+        rows = np.flatnonzero(~ok)
+        o, h, lo, c, v = (values[rows, k] for k in range(5))
         rules = (
-            ~np.isfinite(values).all(axis=1),
+            ~np.isfinite(values[rows]).all(axis=1),
             (o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0),
             v < 0,
             h < lo,
@@ -399,8 +407,10 @@ def bar_fault_codes(values: np.ndarray) -> np.ndarray:
             (c < lo) | (c > h),
             h > SPIKE_FACTOR * np.maximum(o, c),
         )
+    sub = np.zeros(len(rows), dtype=np.int8)
     for k in range(len(rules), 0, -1):  # the first rule in order wins
-        code[rules[k - 1]] = k
+        sub[rules[k - 1]] = k
+    code[rows] = sub
     return code
 
 
@@ -411,15 +421,24 @@ def jump_outliers(ts: np.ndarray, values: np.ndarray, tf_ms: int) -> np.ndarray:
     if n < 3:
         return out
     o, c = values[:, 0], values[:, 3]
-    prev_c, next_o = c[:-2], o[2:]  # neighbours of bars 1 .. n-2
-    inner = (ts[1:-1] - ts[:-2] == tf_ms) & (ts[2:] - ts[1:-1] == tf_ms)
+    # A print needs a jump at one of its bar's edges: look closer only where one is.
+    step = o[1:] / c[:-1]
+    edge = (step > JUMP_FACTOR) | (step < 1.0 / JUMP_FACTOR)
+    if not edge.any():
+        return out
+    i = np.unique(np.concatenate([np.flatnonzero(edge), np.flatnonzero(edge) + 1]))
+    i = i[(i >= 1) & (i <= n - 2)]  # bars with both neighbours in the series
+    inner = (ts[i] - ts[i - 1] == tf_ms) & (ts[i + 1] - ts[i] == tf_ms)
+    prev_c, next_o = c[i - 1], o[i + 1]
 
     def far(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.maximum(a / b, b / a) > JUMP_FACTOR
 
     agree = ~far(prev_c, next_o)
-    for x in (o[1:-1], c[1:-1]):
-        out[1:-1] |= inner & agree & far(x, prev_c) & far(x, next_o)
+    hit = np.zeros(len(i), dtype=bool)
+    for x in (o[i], c[i]):
+        hit |= inner & agree & far(x, prev_c) & far(x, next_o)
+    out[i[hit]] = True
     return out
 
 
@@ -434,15 +453,18 @@ def clean_candles(
     values = np.asarray(values, dtype=np.float64).reshape(-1, 5)
     if len(ts) == 0:
         return ts, values
-    back = np.diff(ts) < 0
+    d = np.diff(ts)
+    back = d < 0
     if back.any():
         first = int(ts[int(np.argmax(back)) + 1])
         order = np.argsort(ts, kind="stable")
         ts, values = ts[order], values[order]
+        d = np.diff(ts)
         log.warning("candles_unsorted", source=where, rows_out_of_order=int(back.sum()),
                     first_ts=first, first_time=iso(first), action="sorted by ts")
-    dup = np.concatenate([[False], np.diff(ts) == 0])
+    dup = d == 0
     if dup.any():
+        dup = np.concatenate([[False], dup])
         keep_idx = np.maximum.accumulate(np.where(dup, 0, np.arange(len(ts))))
         same = (values == values[keep_idx]) | (np.isnan(values) & np.isnan(values[keep_idx]))
         conflicts = dup & ~same.all(axis=1)
