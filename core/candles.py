@@ -1,27 +1,66 @@
-"""Candle validation shared by every driver.
+"""Candle validation shared by every driver and every source: one rule, stated here.
 
-One rule, two faces: :func:`bar_problem` judges a single bar (the streaming API calls it
-before stepping, so a rejected bar never touches indicator state) and
-:func:`validate_candles` checks whole arrays with numpy, then words its error with
-:func:`bar_problem` on the first bad row, so both faces raise the very same message.
+Two layers:
 
-A candle is ``(ts, open, high, low, close, volume)``; ``ts`` = bar open time, int ms UTC.
-Rules, checked in this order for each row:
+* **The strict API check** (:func:`bar_problem`, :func:`check_bar`, :func:`validate_candles`):
+  what ``compute_ratings`` and ``RatingState.step`` demand of the bars a caller hands them.
+  It raises ``ValueError`` naming the first bad row; both faces word it identically.
+* **The source policy** (:func:`clean_candles`, :func:`bar_fault`, :func:`timestamps_to_ms`):
+  what every loader (CSV folder, store Parquet, universe Parquet) and the daemon's live path
+  (websocket closing frames, REST backfill rows) do with the candles they read. Stated in the
+  README ("Candle validation"):
 
-1. every price and the volume is finite (no NaN / inf);
-2. ``ts`` is strictly after the previous row's (no duplicate, no out-of-order row);
-3. every price is > 0;
-4. ``high >= low``;
-5. ``volume >= 0``.
+  1. **Timestamps by their type.** A typed timestamp (Arrow ``timestamp[unit, tz]``, pandas
+     ``datetime64[unit(, tz)]``, ISO-8601 text) is read by its unit; naive means UTC. An
+     integer epoch's unit (s, ms, µs, ns) is detected by magnitude: every value must be a date
+     in 1980–2200 in the same unit, else the series is refused naming what was found.
+  2. **Order.** Unsorted rows are sorted (stable), logged ``candles_unsorted`` (count, first
+     ts). **Duplicated ts**: the first row wins (the store's append rule), logged
+     ``candle_duplicates`` (dropped, conflicting values, first ts).
+  3. **Grid.** Every bar opens on the timeframe's UTC grid (weeks start Monday) and
+     consecutive bars are a whole multiple of the timeframe apart (a multiple > 1 is a gap:
+     missing bars, allowed). Anything else (5m bars in a 1h file, 1h bars at :30) is a data
+     error: :class:`CandleDataError` naming the source, the first offending ts and the
+     spacing found. Months/years (no fixed length) skip this rule.
+  4. **Bad bars are dropped**: a non-finite or ≤ 0 price, a non-finite or < 0 volume,
+     ``high < low``, open or close outside ``[low, high]``, a high more than
+     ``SPIKE_FACTOR`` × the bar's body (``max(open, close)``; a 1e300 print), and — on
+     stored history, where the next bar is known — a single-bar bad print: an open or close
+     more than ``JUMP_FACTOR`` × away from *both* the previous bar's close and the next bar's
+     open while those two agree (bars exactly one timeframe apart). A dropped bar becomes a
+     missing bar (NaN in the aligned arrays: that asset does nothing in that slice, as for
+     an exchange gap). Logged once per series: ``candles_rejected`` with the count, the
+     first ts and a count per reason. Nothing is repaired: a repaired price is a price no
+     one traded.
 
-Gaps in time are allowed (exchange maintenance); zero volume and flat bars are allowed.
+Why drop and not reject the file: one bad print in years of history should not stop a
+backtest, and a missing bar is a state the engine already handles honestly; why not repair:
+a widened high/low would fire stops at prices that never traded. Why downward wicks are
+kept: a price cannot fall below zero, and real flash crashes trade (Coinbase ETH-USD fell
+from ≈317 to 0.10 on 2017-06-21 and filled real stops — a backtest must see that risk);
+a rise has no bound, and 100× above the bar's own body is a bad print. Why the jump rule
+looks at both neighbours: in a 24/7 market a bar opens where the previous one closed; a
+real move keeps the new level (the next bar opens there), a bad print does not.
+
+The live daemon applies rules 1 (ccxt gives ms), 3 (grid) and 4 without the jump rule (it
+needs the next bar, and the daemon acts at the bar's close); replays read stored history
+through the loaders, so a replay and a backtest see the same bars.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+import structlog
+
+log = structlog.get_logger(__name__)
+
+#: A bar whose high exceeds SPIKE_FACTOR x max(open, close) is a bad print (dropped).
+SPIKE_FACTOR = 100.0
+#: An open/close more than JUMP_FACTOR x away from both neighbours (which agree) is a bad print.
+JUMP_FACTOR = 1.25
 
 _FIELDS = ("open", "high", "low", "close", "volume")
 
@@ -110,3 +149,346 @@ def validate_candles(
     if problem is None:  # the vector rules and bar_problem disagree: a bug, not bad data
         raise AssertionError(f"validate_candles flagged row {i} but bar_problem accepts it")
     raise ValueError(bad_candle_message(i, int(ts[i]), problem))
+
+
+# --------------------------------------------------------------------------- source policy
+
+
+class CandleDataError(ValueError):
+    """A candle series that cannot be used as read (timestamp unit, spacing, alignment).
+    Loaders re-raise it as their own error; the CLIs exit 1 with its one-line message."""
+
+
+def iso(ms: int) -> str:
+    """``1609459200000 -> '2021-01-01T00:00:00Z'`` (for messages; no pandas needed)."""
+    try:
+        return np.datetime64(int(ms), "ms").astype("datetime64[s]").item().isoformat() + "Z"
+    except (OverflowError, ValueError):
+        return f"{ms} ms"
+
+
+def span(ms: int) -> str:
+    """A duration in the largest whole unit: ``300000 -> '5m'``, ``5400000 -> '90m'``."""
+    ms = int(ms)
+    for unit, size in (("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000),
+                       ("s", 1_000)):
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+# ---- 1. timestamps
+
+_EPOCH_LO_S = 315_532_800  # 1980-01-01: older than any exchange candle
+_EPOCH_HI_S = 7_258_118_400  # 2200-01-01
+# (name, units per second, ms per unit as a fraction num/den)
+_EPOCH_UNITS = (("s", 1, 1000, 1), ("ms", 1_000, 1, 1), ("µs", 1_000_000, 1, 1_000),
+                ("ns", 1_000_000_000, 1, 1_000_000))
+_DT_MS = {"s": (1000, 1), "ms": (1, 1), "us": (1, 1000), "ns": (1, 1_000_000),
+          "m": (60_000, 1), "h": (3_600_000, 1), "D": (86_400_000, 1)}
+
+
+def epoch_unit(value: int) -> str | None:
+    """The epoch unit in which ``value`` is a date in 1980–2200 (the windows are disjoint)."""
+    for name, per_s, _, _ in _EPOCH_UNITS:
+        if _EPOCH_LO_S * per_s <= value < _EPOCH_HI_S * per_s:
+            return name
+    return None
+
+
+def _nearest_reading(value: int) -> str:
+    """What ``value`` would mean in the unit whose window is nearest (for a refusal)."""
+    best = None
+    for name, per_s, _, _ in _EPOCH_UNITS:
+        lo, hi = _EPOCH_LO_S * per_s, _EPOCH_HI_S * per_s
+        d = 0.0 if lo <= value < hi else abs(math.log10(max(abs(value), 1) / (lo if value < lo else hi)))
+        if best is None or d < best[0]:
+            best = (d, name, per_s)
+    _, name, per_s = best
+    return f"as {name} it would be {iso(value * 1000 // per_s)}"
+
+
+def _scale(ints: np.ndarray, num: int, den: int, what: str, where: str) -> np.ndarray:
+    if den > 1:
+        rem = ints % den
+        if rem.any():
+            i = int(np.argmax(rem != 0))
+            raise CandleDataError(f"{where}: timestamp {int(ints[i])} ({what}) is not a whole "
+                                  "millisecond; bar open times are whole ms")
+        return ints // den
+    return ints * num
+
+
+def epochs_to_ms(values: Any, where: str = "candles") -> np.ndarray:
+    """Integer epochs (s, ms, µs or ns, detected by magnitude) to int64 ms.
+
+    Every value must read as a date in 1980–2200 in one and the same unit; otherwise the
+    series is refused (:class:`CandleDataError`) naming the values and the units they match.
+    """
+    arr = np.asarray(values)
+    if arr.size == 0:
+        return arr.astype(np.int64)
+    if np.issubdtype(arr.dtype, np.floating):
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise CandleDataError(f"{where}: timestamp missing or not finite at row {int(np.argmax(bad))}")
+        frac = arr != np.floor(arr)
+        if frac.any():
+            i = int(np.argmax(frac))
+            raise CandleDataError(f"{where}: timestamp {arr[i]!r} at row {i} is not a whole number")
+        if np.abs(arr).max() >= 2.0**63:
+            raise CandleDataError(f"{where}: timestamp {np.abs(arr).max():g} is out of range")
+        arr = arr.astype(np.int64)
+    elif not np.issubdtype(arr.dtype, np.integer):
+        raise CandleDataError(f"{where}: timestamps must be integer epochs or dates, got {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False)
+    lo, hi = int(arr.min()), int(arr.max())
+    u_lo, u_hi = epoch_unit(lo), epoch_unit(hi)
+    if u_lo is None or u_hi is None:
+        v = lo if u_lo is None else hi
+        raise CandleDataError(
+            f"{where}: timestamp {v} is not an epoch in s, ms, µs or ns of a date in 1980-2200 "
+            f"({_nearest_reading(v)}); refusing to guess its unit")
+    if u_lo != u_hi:
+        raise CandleDataError(
+            f"{where}: timestamps mix units: {lo} reads as {u_lo}, {hi} as {u_hi}; refusing to guess")
+    _, _, num, den = next(u for u in _EPOCH_UNITS if u[0] == u_lo)
+    return _scale(arr, num, den, u_lo, where)
+
+
+def _datetime64_to_ms(arr: np.ndarray, where: str) -> np.ndarray:
+    unit, count = np.datetime_data(arr.dtype)
+    if unit not in _DT_MS:
+        raise CandleDataError(f"{where}: timestamps of unit {unit!r} are not supported")
+    nat = np.isnat(arr)
+    if nat.any():
+        raise CandleDataError(f"{where}: timestamp missing (NaT) at row {int(np.argmax(nat))}")
+    num, den = _DT_MS[unit]
+    return _scale(arr.view(np.int64) * count, num, den, unit, where)
+
+
+def timestamps_to_ms(column: Any, where: str = "candles") -> np.ndarray:
+    """Bar open times of any source column as int64 ms UTC: typed timestamps (Arrow,
+    pandas, numpy ``datetime64``, with or without a zone; naive = UTC) by their unit,
+    ISO-8601 text parsed, integer epochs by magnitude (:func:`epochs_to_ms`)."""
+    import pandas as pd
+
+    try:
+        import pyarrow as pa
+    except ImportError:  # pragma: no cover - pyarrow is a dependency
+        pa = None
+    if pa is not None and isinstance(column, pa.ChunkedArray | pa.Array):
+        t = column.type
+        if pa.types.is_timestamp(t) or pa.types.is_date(t):
+            if pa.types.is_date(t):
+                column = column.cast(pa.timestamp("ms"))
+            elif t.tz is not None:
+                column = column.cast(pa.timestamp(t.unit))  # the instant, zone dropped (UTC)
+            return _datetime64_to_ms(np.asarray(column.to_numpy()), where)
+        if pa.types.is_string(t) or pa.types.is_large_string(t) or str(t) == "string_view":
+            column = pd.Series(column.to_pylist())
+        else:
+            if column.null_count:
+                raise CandleDataError(f"{where}: {column.null_count} timestamp(s) missing")
+            return epochs_to_ms(column.to_numpy(), where)
+    series = column if isinstance(column, pd.Series) else pd.Series(np.asarray(column))
+    dtype = series.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return _datetime64_to_ms(series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(), where)
+    if pd.api.types.is_datetime64_dtype(dtype):
+        return _datetime64_to_ms(series.to_numpy(), where)
+    if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+        if series.isna().any():
+            raise CandleDataError(f"{where}: timestamp missing at row {int(np.argmax(series.isna()))}")
+        try:
+            return epochs_to_ms(pd.to_numeric(series, errors="raise").to_numpy(), where)
+        except (ValueError, TypeError):
+            pass
+        try:
+            stamps = pd.to_datetime(series, utc=True, format="ISO8601")
+        except (ValueError, TypeError) as exc:
+            raise CandleDataError(f"{where}: timestamps are neither epochs nor ISO-8601 dates "
+                                  f"({str(exc)[:120]})") from None
+        return _datetime64_to_ms(stamps.dt.tz_localize(None).to_numpy(), where)
+    return epochs_to_ms(series.to_numpy(), where)
+
+
+# ---- 3. the grid
+
+
+def check_grid(ts: np.ndarray, timeframe: str, where: str = "candles") -> None:
+    """Raise :class:`CandleDataError` unless every bar (sorted, unique ``ts``) opens on
+    ``timeframe``'s UTC grid and consecutive bars are a whole multiple of it apart."""
+    from core.timeframes import TimeframeError, bucket_offset_ms, is_fixed_length, timeframe_to_ms
+
+    try:
+        tf = timeframe_to_ms(timeframe)
+    except TimeframeError as exc:
+        raise CandleDataError(f"{where}: {exc}") from None
+    if len(ts) == 0 or not is_fixed_length(timeframe):
+        return  # months/years: no fixed spacing to check
+    off = bucket_offset_ms(timeframe)
+    d = np.diff(ts)
+    bad_gap = d % tf != 0
+    bad_grid = (ts - off) % tf != 0
+    i_gap = int(np.argmax(bad_gap)) + 1 if bad_gap.any() else None  # the later bar of the pair
+    i_grid = int(np.argmax(bad_grid)) if bad_grid.any() else None
+    if i_gap is not None and (i_grid is None or i_gap <= i_grid):
+        a, b = int(ts[i_gap - 1]), int(ts[i_gap])
+        raise CandleDataError(
+            f"{where}: bars at {iso(a)} and {iso(b)} are {span(b - a)} apart, which is not "
+            f"a whole number of {timeframe} bars (first offending ts {b}); is this really "
+            f"{timeframe} data?")
+    if i_grid is not None:
+        t = int(ts[i_grid])
+        raise CandleDataError(
+            f"{where}: bar at {iso(t)} (ts {t}) is {span((t - off) % tf)} off the UTC {timeframe} "
+            f"grid (spacing found {span(int(d[0])) if len(d) else 'n/a'}); {timeframe} bars "
+            f"open on whole {timeframe} boundaries")
+
+
+# ---- 4. bad bars
+
+#: Reasons a bar is dropped, by code (0 = fine). The last one needs the next bar.
+FAULTS = (
+    None,
+    "price or volume not finite",
+    "price <= 0",
+    "volume < 0",
+    "high < low",
+    "open outside [low, high]",
+    "close outside [low, high]",
+    f"spike: high > {SPIKE_FACTOR:g} x max(open, close)",
+    f"jump: open or close > {JUMP_FACTOR:g} x away from both neighbouring bars",
+)
+_JUMP = len(FAULTS) - 1
+
+
+def bar_fault(o: float, h: float, lo: float, c: float, v: float) -> str | None:
+    """Why one bar is dropped (rules 4 without the jump rule), or None: the live face."""
+    if not (math.isfinite(o) and math.isfinite(h) and math.isfinite(lo) and math.isfinite(c)
+            and math.isfinite(v)):
+        return FAULTS[1]
+    if o <= 0.0 or h <= 0.0 or lo <= 0.0 or c <= 0.0:
+        return FAULTS[2]
+    if v < 0.0:
+        return FAULTS[3]
+    if h < lo:
+        return FAULTS[4]
+    if not lo <= o <= h:
+        return FAULTS[5]
+    if not lo <= c <= h:
+        return FAULTS[6]
+    if h > SPIKE_FACTOR * max(o, c):
+        return FAULTS[7]
+    return None
+
+
+def bar_fault_codes(values: np.ndarray) -> np.ndarray:
+    """:func:`bar_fault` of every row of ``values`` (``n x 5``: o, h, l, c, v) as codes into
+    :data:`FAULTS` (the first failing rule, in the same order)."""
+    code = np.zeros(len(values), dtype=np.int8)
+    o, h, lo, c, v = (values[:, k] for k in range(5))
+    with np.errstate(invalid="ignore", over="ignore"):
+        # Fast pass (every rule at once; NaN fails every comparison): most series are clean.
+        top, bottom = np.maximum(o, c), np.minimum(o, c)
+        ok = (lo > 0) & (lo <= bottom) & (top <= h) & (v >= 0) & (h <= SPIKE_FACTOR * top)
+        ok &= np.isfinite(h) & np.isfinite(v)  # inf high / volume pass the comparisons
+        if ok.all():
+            return code
+        rows = np.flatnonzero(~ok)
+        o, h, lo, c, v = (values[rows, k] for k in range(5))
+        rules = (
+            ~np.isfinite(values[rows]).all(axis=1),
+            (o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0),
+            v < 0,
+            h < lo,
+            (o < lo) | (o > h),
+            (c < lo) | (c > h),
+            h > SPIKE_FACTOR * np.maximum(o, c),
+        )
+    sub = np.zeros(len(rows), dtype=np.int8)
+    for k in range(len(rules), 0, -1):  # the first rule in order wins
+        sub[rules[k - 1]] = k
+    code[rows] = sub
+    return code
+
+
+def jump_outliers(ts: np.ndarray, values: np.ndarray, tf_ms: int) -> np.ndarray:
+    """Single-bar bad prints (the jump rule) among bars that passed :func:`bar_fault`."""
+    n = len(ts)
+    out = np.zeros(n, dtype=bool)
+    if n < 3:
+        return out
+    o, c = values[:, 0], values[:, 3]
+    # A print needs a jump at one of its bar's edges: look closer only where one is.
+    step = o[1:] / c[:-1]
+    edge = (step > JUMP_FACTOR) | (step < 1.0 / JUMP_FACTOR)
+    if not edge.any():
+        return out
+    i = np.unique(np.concatenate([np.flatnonzero(edge), np.flatnonzero(edge) + 1]))
+    i = i[(i >= 1) & (i <= n - 2)]  # bars with both neighbours in the series
+    inner = (ts[i] - ts[i - 1] == tf_ms) & (ts[i + 1] - ts[i] == tf_ms)
+    prev_c, next_o = c[i - 1], o[i + 1]
+
+    def far(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.maximum(a / b, b / a) > JUMP_FACTOR
+
+    agree = ~far(prev_c, next_o)
+    hit = np.zeros(len(i), dtype=bool)
+    for x in (o[i], c[i]):
+        hit |= inner & agree & far(x, prev_c) & far(x, next_o)
+    out[i[hit]] = True
+    return out
+
+
+def clean_candles(
+    ts: np.ndarray, values: np.ndarray, timeframe: str | None, where: str = "candles"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The source policy (module docstring) on one series: ``ts`` int64 ms, ``values``
+    ``n x 5`` (o, h, l, c, v). Returns sorted, unique, on-grid bars with bad bars dropped;
+    logs what it did; raises :class:`CandleDataError` for a grid violation. ``timeframe``
+    None skips the grid rule and the jump rule (they need it)."""
+    ts = np.asarray(ts, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float64).reshape(-1, 5)
+    if len(ts) == 0:
+        return ts, values
+    d = np.diff(ts)
+    back = d < 0
+    if back.any():
+        first = int(ts[int(np.argmax(back)) + 1])
+        order = np.argsort(ts, kind="stable")
+        ts, values = ts[order], values[order]
+        d = np.diff(ts)
+        log.warning("candles_unsorted", source=where, rows_out_of_order=int(back.sum()),
+                    first_ts=first, first_time=iso(first), action="sorted by ts")
+    dup = d == 0
+    if dup.any():
+        dup = np.concatenate([[False], dup])
+        keep_idx = np.maximum.accumulate(np.where(dup, 0, np.arange(len(ts))))
+        same = (values == values[keep_idx]) | (np.isnan(values) & np.isnan(values[keep_idx]))
+        conflicts = dup & ~same.all(axis=1)
+        first = int(ts[int(np.argmax(dup))])
+        log.warning("candle_duplicates", source=where, dropped=int(dup.sum()),
+                    conflicting=int(conflicts.sum()), first_ts=first, first_time=iso(first),
+                    kept="first")
+        ts, values = ts[~dup], values[~dup]
+    if timeframe is not None:
+        check_grid(ts, timeframe, where)
+    codes = bar_fault_codes(values)
+    if timeframe is not None:
+        from core.timeframes import is_fixed_length, timeframe_to_ms
+
+        if is_fixed_length(timeframe):
+            ok = codes == 0
+            jumps = jump_outliers(ts[ok], values[ok], timeframe_to_ms(timeframe))
+            codes[np.flatnonzero(ok)[jumps]] = _JUMP
+    bad = codes != 0
+    if bad.any():
+        first = int(ts[int(np.argmax(bad))])
+        counts = np.bincount(codes[bad], minlength=len(FAULTS))
+        log.warning("candles_rejected", source=where, dropped=int(bad.sum()), first_ts=first,
+                    first_time=iso(first), action="dropped (missing bars)",
+                    reasons={FAULTS[k]: int(counts[k]) for k in range(1, len(FAULTS)) if counts[k]})
+        ts, values = ts[~bad], values[~bad]
+    return ts, values

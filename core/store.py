@@ -19,8 +19,12 @@ Rules (the contract, see docs/CONTRACTS.md):
   the same way. Why first-wins: the store only receives *closed* bars, so the first
   closed value is authoritative, and re-running a download can never rewrite history that
   a backtest has already used.
-* Bars with a NaN/inf price or a negative volume are rejected (``ValueError``); the store
-  does not repair bad candles (real data keeps real bad prints).
+* Bars with a NaN/inf price or a negative volume are rejected on ``append``
+  (``ValueError``); the store does not repair bad candles (real data keeps real bad prints).
+* **Reading** goes through the one source policy of :mod:`core.candles` for every source
+  (store, CSV folder, universe Parquet): timestamps by type or epoch magnitude, sorted and
+  deduplicated (first wins, logged), on the timeframe's grid (else :class:`CandleStoreError`),
+  bad bars dropped and logged (they read as missing bars). The file itself is never changed.
 
 Read-only sources with the same reading API (``symbols``, ``read``, ``last_ts``,
 ``load_aligned``): :class:`CsvFolderSource` (``<exchange>_<BASE-QUOTE>_<tf>.csv`` files, the
@@ -49,6 +53,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import structlog
+
+from core.candles import CandleDataError, clean_candles, timestamps_to_ms
 
 try:  # POSIX only; elsewhere appends are not guarded against a concurrent writer
     import fcntl
@@ -320,7 +326,8 @@ class CandleStore(_Source):
             return []
         return sorted(filename_to_symbol(p.name) for p in base.iterdir() if (p / f"{tf}.parquet").is_file())
 
-    def _arrays(self, symbol: str, timeframe: str) -> Arrays:
+    def _raw_arrays(self, symbol: str, timeframe: str) -> Arrays:
+        """The file's rows as stored (ts in ms, file order): what ``append`` merges into."""
         path = self.path(symbol, timeframe)
         if not path.is_file():
             raise self._missing(symbol, timeframe, f"store {self.root / self.exchange}")
@@ -332,9 +339,16 @@ class CandleStore(_Source):
         missing = [c for c in COLUMNS if c not in table.column_names]
         if missing:
             raise CandleStoreError(f"corrupt candle file {path}: missing columns {missing}")
-        ts = table.column("ts").to_numpy().astype(np.int64, copy=False)
+        try:
+            ts = timestamps_to_ms(table.column("ts"), str(path))
+        except CandleDataError as exc:
+            raise CandleStoreError(str(exc)) from None
         values = np.column_stack([table.column(c).to_numpy().astype(np.float64, copy=False) for c in PRICE_COLUMNS])
         return ts, values.reshape(-1, len(PRICE_COLUMNS))
+
+    def _arrays(self, symbol: str, timeframe: str) -> Arrays:
+        ts, values = self._raw_arrays(symbol, timeframe)
+        return _clean(ts, values, timeframe, str(self.path(symbol, timeframe)))
 
     def _arrays_many(self, symbols: list[str], timeframe: str) -> list[Arrays]:
         # One file per symbol: decode them on a few threads (pyarrow releases the GIL while
@@ -362,7 +376,8 @@ class CandleStore(_Source):
         path = self.path(symbol, tf)
         path.parent.mkdir(parents=True, exist_ok=True)
         with _exclusive(path.parent / f".{tf}.lock"):  # read-merge-write by one writer at a time
-            old = self._read_all(symbol, tf) if path.is_file() else None
+            # The rows as stored (not the read policy's view): append never drops a stored bar.
+            old = _to_frame(*self._raw_arrays(symbol, tf)) if path.is_file() else None
             if old is not None and len(old):
                 known = np.isin(new["ts"].to_numpy(), old["ts"].to_numpy())
                 if known.any():
@@ -442,13 +457,48 @@ class CsvFolderSource(_Source):
             path = self._files.get(key)
             if path is None:
                 raise self._missing(symbol, timeframe, f"CSV folder {self.folder}")
-            try:
-                raw = pd.read_csv(path)
-                frame = normalize_candles(raw)
-            except Exception as exc:
-                raise CandleStoreError(f"bad candle CSV {path}: {exc}") from exc
-            self._cache[key] = _frame_arrays(_sorted_unique(frame, str(path)))
+            self._cache[key] = _clean(*_read_csv(path), timeframe, str(path))
         return self._cache[key]
+
+    def _missing(self, symbol: str, timeframe: str, where: str) -> SymbolNotFoundError:
+        if self.symbols(timeframe):
+            return super()._missing(symbol, timeframe, where)
+        # Nothing of this timeframe (and exchange): say what is there and what is expected,
+        # not just "available: none" (e.g. coinbase files for a binance profile).
+        found = sorted(p.name for p in self.folder.glob("*.csv"))
+        shown = ", ".join(found[:10]) + (f" ... ({len(found)} files)" if len(found) > 10 else "")
+        pair = symbol_to_filename(symbol) if "/" in symbol or "-" in symbol else "BASE-QUOTE"
+        return SymbolNotFoundError(
+            f"no {timeframe} candles for {symbol} in CSV folder {self.folder}: expected a file "
+            f"named {self.exchange or '<exchange>'}_{pair}_{timeframe}.csv "
+            f"(<exchange>_<BASE-QUOTE>_<timeframe>.csv); found: {shown or 'no .csv files'}"
+        )
+
+
+def _read_csv(path: Path) -> Arrays:
+    """A candle CSV's rows (file order) with ts in ms: timestamps by type or magnitude."""
+    try:
+        raw = pd.read_csv(path)
+    except Exception as exc:  # pandas raises many types for unreadable text
+        raise CandleStoreError(f"bad candle CSV {path}: {str(exc)[:200]}") from None
+    ts_col = "timestamp" if "timestamp" in raw.columns else "ts"
+    missing = [c for c in (ts_col, *PRICE_COLUMNS) if c not in raw.columns]
+    if missing:
+        raise CandleStoreError(f"bad candle CSV {path}: missing columns {missing}")
+    try:
+        ts = timestamps_to_ms(raw[ts_col], str(path))
+    except CandleDataError as exc:
+        raise CandleStoreError(str(exc)) from None
+    cols = []
+    for name in PRICE_COLUMNS:
+        col = pd.to_numeric(raw[name], errors="coerce")
+        text = col.isna() & raw[name].notna()
+        if text.any():
+            i = int(np.argmax(text.to_numpy()))
+            raise CandleStoreError(f"bad candle CSV {path}: {name} {str(raw[name].iloc[i])[:40]!r} "
+                                   f"at row {i} is not a number")
+        cols.append(col.to_numpy(np.float64))
+    return ts, np.column_stack(cols).reshape(-1, len(PRICE_COLUMNS))
 
 
 class UniverseParquetSource(_Source):
@@ -477,7 +527,10 @@ class UniverseParquetSource(_Source):
         symbol_col = symbol_col.unify_dictionaries().combine_chunks()  # one shared dictionary
         codes = symbol_col.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         uniques = symbol_col.dictionary.to_pylist()
-        ts = table.column(ts_col).to_numpy().astype(np.int64, copy=False)
+        try:  # an Arrow timestamp column by its unit, integer epochs by magnitude
+            ts = timestamps_to_ms(table.column(ts_col), str(self.path))
+        except CandleDataError as exc:
+            raise CandleStoreError(str(exc)) from None
         order = np.lexsort((ts, codes))
         self._ts = ts[order]
         self._values = np.column_stack(
@@ -495,14 +548,8 @@ class UniverseParquetSource(_Source):
             raise self._missing(symbol, timeframe, f"universe {self.path}")
         if symbol not in self._cache:
             lo, hi = self._rows[symbol]
-            ts, values = self._ts[lo:hi], self._values[lo:hi]
-            if not np.isfinite(values).all() or (values[:, 4] < 0).any():
-                raise CandleStoreError(f"bad candles for {symbol} in {self.path}: NaN/inf or negative volume")
-            keep = np.concatenate([[True], np.diff(ts) != 0])
-            if not keep.all():
-                log.warning("candle_duplicates", source=f"{self.path}:{symbol}",
-                            dropped=int((~keep).sum()), kept="first")
-                ts, values = ts[keep], values[keep]
+            # Sorted by (symbol, ts) already; the policy dedups (first row in the file wins).
+            ts, values = _clean(self._ts[lo:hi], self._values[lo:hi], timeframe, f"{self.path}:{symbol}")
             self._cache[symbol] = (ts, values)
         return self._cache[symbol]
 
@@ -520,14 +567,12 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-def _sorted_unique(frame: pd.DataFrame, where: str) -> pd.DataFrame:
-    """Sort by ts; duplicates in a read-only source: first wins, logged."""
-    frame = frame.sort_values("ts", kind="stable").reset_index(drop=True)
-    dup = frame["ts"].duplicated(keep="first")
-    if dup.any():
-        log.warning("candle_duplicates", source=where, dropped=int(dup.sum()), kept="first")
-        frame = frame[~dup].reset_index(drop=True)
-    return frame
+def _clean(ts: np.ndarray, values: np.ndarray, timeframe: str, where: str) -> Arrays:
+    """The one read policy (:func:`core.candles.clean_candles`), errors as CandleStoreError."""
+    try:
+        return clean_candles(ts, values, timeframe, where)
+    except CandleDataError as exc:
+        raise CandleStoreError(str(exc)) from None
 
 
 def open_candles(

@@ -159,6 +159,7 @@ def _serve(args) -> int:
         name = profile.name
         profile = profile.model_copy(update={"warmup_bars": args.warmup_bars})
         profile._name = name
+    from core.store import CandleStoreError
     from daemon.app import SliceFailedError
     from daemon.state import ProfileChangedError
 
@@ -176,6 +177,9 @@ def _serve(args) -> int:
         # summary of a run cut short.
         print(f"error: {exc}; stopped (a restart resumes after the last committed slice)",
               file=sys.stderr)
+        return EXIT_FAIL
+    except CandleStoreError as exc:  # bad candle data (--data): one line, exit 1 (issue 16)
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAIL
 
 

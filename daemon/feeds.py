@@ -24,26 +24,26 @@ of through ccxt's ``ArrayCacheByTimestamp``, future resolution, a task wake-up a
 subscribes and how a disconnect reaches it (as a ``NetworkError``). Anything that needs an
 ``await`` (the first update's start, REST backfill of a gap) is handed to the feed task.
 
-Candle validity rule (stated, applied identically to every feed):
-* a closing ws frame that is not a valid candle (non-finite or non-positive price, negative
-  volume, ``high < low``, open/close outside ``[low, high]``) is **not trusted**: logged
-  (``ws_candle_invalid``) and the bar is fetched over REST instead;
-* a REST row with a non-finite/non-positive price or negative volume is **skipped**
-  (logged ``rest_candle_skipped``; the bar counts as missing); a REST row whose only fault
-  is its range (``high < low`` or open/close outside it) is **repaired**: ``high`` :=
-  max(o, h, l, c), ``low`` := min(o, h, l, c), logged ``rest_candle_repaired``.
+Candle validity: the one rule of :mod:`core.candles` (README, "Candle validation"), its
+per-bar face :func:`core.candles.bar_fault` plus the timeframe grid:
+* a closing ws frame that fails it is **not trusted**: logged (``ws_candle_invalid``) and
+  the bar is fetched over REST instead;
+* a REST row that fails it is **dropped** (the bar counts as missing, as in the backtest's
+  loaders), logged once per backfill as ``rest_candles_rejected`` with the count, the first
+  ts and its reason. Nothing is repaired.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import ccxt
 
+from core.candles import bar_fault
+from core.timeframes import bucket_offset_ms
 from daemon.logconfig import get_logger
 from daemon.state import ClosedCandle
 
@@ -55,34 +55,19 @@ Row = list  # [ts, open, high, low, close, volume]
 # ---------------------------------------------------------------------------------------
 # candle validity
 # ---------------------------------------------------------------------------------------
-def candle_fault(row: Sequence[Any]) -> str | None:
-    """Why ``row`` is not a valid closed candle, or None. Range faults start with 'range'."""
-    # Written out (no generators): it runs on every closing frame, 200 per bar.
+def candle_fault(row: Sequence[Any], tf_ms: int | None = None, grid_offset_ms: int = 0) -> str | None:
+    """Why ``row`` is not a valid closed candle, or None: the core rule
+    (:func:`core.candles.bar_fault`), plus the timeframe grid when ``tf_ms`` is given."""
     try:
         ts = int(row[0])
         o, h, lo, c, v = float(row[1]), float(row[2]), float(row[3]), float(row[4]), float(row[5])
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return "unparseable"
     if ts < 0:
         return "negative ts"
-    isfinite = math.isfinite
-    if not (isfinite(o) and isfinite(h) and isfinite(lo) and isfinite(c) and isfinite(v)):
-        return "non-finite value"
-    if min(o, h, lo, c) <= 0:
-        return "non-positive price"
-    if v < 0:
-        return "negative volume"
-    if h < lo:
-        return "range: high < low"
-    if not (lo <= o <= h and lo <= c <= h):
-        return "range: open/close outside [low, high]"
-    return None
-
-
-def repair_range(row: Sequence[Any]) -> Row:
-    """The stated repair for a range fault: high/low widened to cover o, h, l, c."""
-    ts, o, h, lo, c, v = int(row[0]), *(float(x) for x in row[1:6])
-    return [ts, o, max(o, h, lo, c), min(o, h, lo, c), c, v]
+    if tf_ms is not None and (ts - grid_offset_ms) % tf_ms:
+        return "off the timeframe grid"
+    return bar_fault(o, h, lo, c, v)
 
 
 # ---------------------------------------------------------------------------------------
@@ -269,6 +254,7 @@ class CandleFeed:
         self.symbol = symbol
         self.timeframe = timeframe
         self.tf = tf_ms
+        self._grid_off = bucket_offset_ms(timeframe)  # weeks open on Monday
         self._start = start
         self._emit = emit
         self.rest_limit = rest_limit
@@ -534,6 +520,7 @@ class CandleFeed:
         self.backfills += 1
         lag_tries = 0
         got = 0
+        rejected, first_bad = 0, None
         while self.next_ts < self.forming_ts:
             rows = await self._fetch(self.next_ts)
             rows = sorted({int(r[0]): r for r in rows if r and r[0] is not None
@@ -553,13 +540,14 @@ class CandleFeed:
                 is_last = i == len(rows) - 1
                 if ts >= self.forming_ts and is_last:
                     break  # the forming row (or one we cannot prove closed yet): not delivered
-                fault = candle_fault(r)
-                if fault is not None and fault.startswith("range"):
-                    log.warning("rest_candle_repaired", symbol=self.symbol, ts=ts, fault=fault)
-                    r = repair_range(r)
-                elif fault is not None:
-                    log.warning("rest_candle_skipped", symbol=self.symbol, ts=ts, fault=fault)
-                    self.next_ts = ts + self.tf
+                fault = candle_fault(r, self.tf, self._grid_off)
+                if fault is not None:
+                    # Dropped: a missing bar (the one rule, core.candles); logged once below.
+                    rejected += 1
+                    if first_bad is None:
+                        first_bad = (ts, fault)
+                    if (ts - self._grid_off) % self.tf == 0:
+                        self.next_ts = ts + self.tf
                     continue
                 # REST is the authority here (same values as stored history); a closing
                 # frame for this bar that was also recorded is simply superseded.
@@ -578,6 +566,9 @@ class CandleFeed:
                                 to_ts=self.forming_ts)
                     self.next_ts = self.forming_ts
                 break
+        if rejected:
+            log.warning("rest_candles_rejected", symbol=self.symbol, count=rejected,
+                        first_ts=first_bad[0], fault=first_bad[1], action="dropped (missing bar)")
         log.info("backfill", symbol=self.symbol, from_ts=start, to_ts=self.next_ts, rows=got)
 
     async def _fetch(self, since: int | None, limit: int | None = None) -> list[Row]:
