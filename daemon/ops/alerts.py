@@ -75,10 +75,13 @@ def _scheme(url: SecretStr) -> str:
 
 
 def _quiet_apprise() -> None:
-    # Apprise logs the targets it sends to (URLs with their tokens): never let it.
-    lg = logging.getLogger("apprise")
-    lg.setLevel(logging.CRITICAL + 10)
-    lg.propagate = False
+    # Apprise logs the targets it sends to, and urllib3 (under Apprise's requests) logs
+    # every request line at DEBUG: URLs with their tokens. Never let either through. (The
+    # daemon itself speaks HTTP through aiohttp, so nothing else is silenced.)
+    for name in ("apprise", "urllib3"):
+        lg = logging.getLogger(name)
+        lg.setLevel(logging.CRITICAL + 10)
+        lg.propagate = False
 
 
 def validate_urls(urls: Sequence[SecretStr]) -> None:
