@@ -31,6 +31,7 @@ from pydantic import SecretStr
 from daemon.ops.alerts import Alerts
 from daemon.ops.dashboard import DashboardHub
 from daemon.ops.health import Health, HealthConfig
+from daemon.ops.health_metrics import HealthCollector
 from daemon.ops.http import OpsServer, StateProvider
 from daemon.ops.metrics import Metrics
 from daemon.ops.notify import SystemdNotifier
@@ -102,6 +103,8 @@ class Ops:
         self.metrics = Metrics()
         health_cfg = HealthConfig(cfg.stale_feed_after_s, cfg.slice_lag_after_s)
         self.health = Health(health_cfg) if clock is None else Health(health_cfg, clock=clock)
+        # health as gauges at scrape time (deploy/prometheus/alerts.yml alerts on them)
+        self.metrics.registry.register(HealthCollector(self.health))
         self.notifier = SystemdNotifier(env if cfg.notify else {})
         # People's views (issue 18): the dashboard page and Apprise notifications.
         self.dashboard = (
