@@ -327,3 +327,27 @@ async def test_replay_fills_reach_the_stream(tmp_path):
             assert row["labels"][tf] == rating_label(float("nan") if v is None else v)
     assert {r["symbol"] for r in last["ratings"]["rows"]} == set(profile.core_assets)
     assert last["equity"]["now"] == pytest.approx(daemon.stepper.engine.equity())
+
+
+def test_static_files_are_package_data(tmp_path):
+    """setuptools copies the page's files into the built package (what a wheel contains)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    for pkg in ("core", "backtest", "daemon"):
+        shutil.copytree(root / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path / "build"
+    code = ("import sys; sys.argv = ['setup.py', '-q', 'build_py', '--build-lib', sys.argv[1]]; "
+            "from setuptools import setup; setup()")
+    res = subprocess.run([sys.executable, "-c", code, str(out)], cwd=src, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    shipped = {p.name for p in (out / "daemon" / "ops" / "static").iterdir()}
+    assert {"index.html", "login.html", "dashboard.js", "dashboard.css"} <= shipped
