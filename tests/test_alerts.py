@@ -242,3 +242,36 @@ def test_format_fills_batches_one_slice():
     assert msg.title == "Tandem p: 2 fills (Take-profit hit, Trailing stop hit)"
     assert msg.kind == "warning" and "2023-11-14 22:13 UTC" in msg.body
     assert json.dumps(msg.body)  # plain text
+
+
+async def test_a_hanging_target_neither_blocks_the_loop_nor_the_stop():
+    release = asyncio.Event()
+
+    async def hang(request):
+        await release.wait()
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", hang)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    alerts = Alerts(f"json://127.0.0.1:{port}/{SECRET}", Metrics(), daily=False,
+                    queue_size=2)
+    await alerts.start()
+    try:
+        t = time.perf_counter()
+        results = [alerts.enqueue(format_fills([dict(
+            ts=60_000 * k, profile="p", symbol="BTC/USDT", side="buy", qty=1, price=1, fee=0,
+            reason="entry", position_after=1, cash_after=1)])) for k in range(1, 6)]
+        assert time.perf_counter() - t < 0.05, "enqueueing must not wait"
+        # one in the thread, two queued, the rest dropped and counted as failed
+        assert results.count(False) >= 2 and alerts.failed == results.count(False)
+        t = time.monotonic()
+        await alerts.stop(flush_s=0.5)
+        assert time.monotonic() - t < 1.5
+    finally:
+        release.set()
+        await runner.cleanup()

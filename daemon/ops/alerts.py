@@ -4,10 +4,11 @@ stop-loss / take-profit / trailing-stop hits, degraded / recovered health, a dai
 Sending never blocks or slows the slice loop:
 
 * the slice path only formats one message per slice (all its fills together) and
-  ``put_nowait``s it on a bounded ``asyncio.Queue`` — a full queue drops the message and
-  counts it as failed instead of waiting;
-* one background task drains the queue and runs Apprise (blocking HTTP) in a dedicated
-  worker thread, one message at a time;
+  ``put_nowait``s it on a bounded queue — a full queue drops the message and counts it as
+  failed instead of waiting;
+* one worker thread (a daemon thread: a target that hangs can never hold up the exit
+  after SIGTERM) drains the queue and runs Apprise's blocking HTTP, one message at a
+  time, and hands the results back to the event loop;
 * every delivery is counted per target in ``tandem_notifications_sent_total`` /
   ``tandem_notifications_failed_total``.
 
@@ -24,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,14 +147,15 @@ class Alerts:
         self._urls = parse_urls(urls)
         validate_urls(self._urls)  # a bad entry fails at start-up (exit 2), not at 3 a.m.
         self.metrics, self.health, self._log = metrics, health, logger
-        self.queue: asyncio.Queue[Message] | None = None
+        self.queue: queue.Queue[Message | None] | None = None
         self._queue_size = int(queue_size)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._in_flight = 0  # queued or being sent (the loop's count, for stop()'s flush)
         self.health_every_s = float(health_every_s)
         self._daily = daily
         self._sender = sender
         self._targets: list[Any] | None = None  # Apprise objects, built in the worker thread
-        self._pool: ThreadPoolExecutor | None = None
-        self._task: asyncio.Task[None] | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._sched: Any = None
         self._last_status: str | None = None
@@ -176,12 +179,13 @@ class Alerts:
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
-        if not self.enabled or self._task is not None:
+        if not self.enabled or self._thread is not None:
             return
-        self.queue = asyncio.Queue(maxsize=self._queue_size)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tandem-notify")
-        loop = asyncio.get_running_loop()
-        self._task = loop.create_task(self._drain(), name="tandem-notify")
+        self.queue = queue.Queue(maxsize=self._queue_size)
+        loop = self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._worker, args=(self.queue,),
+                                        name="tandem-notify", daemon=True)
+        self._thread.start()
         if self.health is not None and self.health_every_s > 0:
             self._health_task = loop.create_task(self._watch_health(), name="tandem-notify-health")
         if self._daily:
@@ -203,18 +207,14 @@ class Alerts:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
             self._health_task = None
-        if self._task is not None:
-            if self.queue is not None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.queue.join(), timeout=flush_s)
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._pool is not None:
-            # A target that hangs must not hold the process: don't wait for its thread.
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        if self._thread is not None and self.queue is not None:
+            deadline = time.monotonic() + flush_s
+            while self._in_flight and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            # Never joined: a hung target must not hold the process (daemon thread).
+            with contextlib.suppress(queue.Full):
+                self.queue.put_nowait(None)
+            self._thread = None
 
     # --- producers (the slice path: never blocks) ---------------------------------------
     def on_fills(self, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -223,34 +223,43 @@ class Alerts:
             self.enqueue(format_fills(rows))
 
     def enqueue(self, msg: Message) -> bool:
-        if self.queue is None:
+        """Queue ``msg`` without waiting (False when not started or the queue is full)."""
+        if self.queue is None or self._thread is None:
             return False
         try:
             self.queue.put_nowait(msg)
+            self._in_flight += 1
             return True
-        except asyncio.QueueFull:
+        except queue.Full:
             self._count(False, len(self._urls))
             self._emit("notification_dropped", reason="queue full", title=msg.title)
             return False
 
     # --- consumer -----------------------------------------------------------------------
-    async def _drain(self) -> None:
-        assert self.queue is not None
-        loop = asyncio.get_running_loop()
+    def _worker(self, q: queue.Queue[Message | None]) -> None:
+        """The sender thread: one message at a time until the ``None`` sentinel."""
         while True:
-            msg = await self.queue.get()
+            msg = q.get()
+            if msg is None:
+                return
             try:
-                results = await loop.run_in_executor(self._pool, self._send_all, msg)
-            except Exception as exc:  # noqa: BLE001 - the sender must survive anything
+                results = self._send_all(msg)
+            except Exception:  # noqa: BLE001 - the sender must survive anything
                 results = [False] * len(self._urls)
-                self._emit("notification_failed", target="all", error=type(exc).__name__)
-            finally:
-                self.queue.task_done()
-            for k, ok in enumerate(results, 1):
-                self._count(ok, 1)
-                if not ok:
-                    self._emit("notification_failed", target=k,
-                               scheme=_scheme(self._urls[k - 1]), title=msg.title)
+            loop = self._loop
+            if loop is None or loop.is_closed():
+                return
+            with contextlib.suppress(RuntimeError):  # loop closed between check and call
+                loop.call_soon_threadsafe(self._delivered, msg, results)
+
+    def _delivered(self, msg: Message, results: list[bool]) -> None:
+        """On the loop: count and log one message's deliveries."""
+        self._in_flight = max(0, self._in_flight - 1)
+        for k, ok in enumerate(results, 1):
+            self._count(ok, 1)
+            if not ok:
+                self._emit("notification_failed", target=k,
+                           scheme=_scheme(self._urls[k - 1]), title=msg.title)
 
     def _send_all(self, msg: Message) -> list[bool]:
         """In the worker thread: deliver ``msg`` to every target; one bool per target."""
