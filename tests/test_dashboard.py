@@ -327,6 +327,18 @@ async def test_replay_fills_reach_the_stream(tmp_path):
             assert row["labels"][tf] == rating_label(float("nan") if v is None else v)
     assert {r["symbol"] for r in last["ratings"]["rows"]} == set(profile.core_assets)
     assert last["equity"]["now"] == pytest.approx(daemon.stepper.engine.equity())
+    # A restarted dashboard rebuilds the same curve from the journal alone (cash after the
+    # last fill + positions at their last consumed close), slice by slice.
+    live = ops.dashboard.equity.to_dict()["points"]
+    assert len(live) == (end - t0) // TF_MS  # one point per trading slice
+    fresh = DashboardHub(health=Health(), metrics=Metrics(),
+                         provider=lambda: SqliteStateProvider(db))
+    await fresh.seed_history()
+    rebuilt = fresh.equity.to_dict()
+    assert [p[0] for p in rebuilt["points"]] == [p[0] for p in live]
+    for (_, a, da), (_, b, db_) in zip(rebuilt["points"], live, strict=True):
+        assert a == pytest.approx(b, rel=1e-12) and da == pytest.approx(db_, abs=1e-12)
+    assert rebuilt["max_drawdown"] == pytest.approx(last["equity"]["max_drawdown"], abs=1e-12)
 
 
 def test_static_files_are_package_data(tmp_path):
@@ -351,3 +363,14 @@ def test_static_files_are_package_data(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     shipped = {p.name for p in (out / "daemon" / "ops" / "static").iterdir()}
     assert {"index.html", "login.html", "dashboard.js", "dashboard.css"} <= shipped
+
+
+def test_history_from_the_journal_joins_the_live_track():
+    live = _EquityTrack(max_points=100)
+    live.add(3, 90.0)
+    live.add(4, 130.0)
+    merged = live.with_history([(1, 100.0), (2, 120.0), (3, 95.0)]).to_dict()
+    assert [p[0] for p in merged["points"]] == [1, 2, 3, 4]  # the live point wins at ts 3
+    assert [p[1] for p in merged["points"]] == [100.0, 120.0, 90.0, 130.0]
+    assert merged["max_drawdown"] == pytest.approx(90 / 120 - 1)
+    assert merged["start"] == 100.0

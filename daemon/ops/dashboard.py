@@ -122,6 +122,21 @@ class _EquityTrack:
                 self.points = self.points[::2]  # halve the resolution, keep the span
                 self._stride *= 2
 
+    def with_history(self, history: Sequence[tuple[int, float]]) -> _EquityTrack:
+        """A track of ``history`` (rebuilt from the journal) followed by this one's points."""
+        first_live = self.points[0][0] if self.points else None
+        out = _EquityTrack(self.max_points)
+        for ts, eq in history:
+            if first_live is None or ts < first_live:
+                out.add(ts, eq)
+        mine = list(self.points)
+        if self._last is not None and (not mine or mine[-1][0] != self._last[0]):
+            mine.append(self._last)
+        for ts, eq, _ in mine:
+            out.add(ts, eq)
+        out.max_dd = min(out.max_dd, self.max_dd)  # exact over the live part already
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         pts = list(self.points)
         last = self._last
@@ -144,6 +159,63 @@ class _JournalReader:
         self._late: dict[str, int] = {}
         self._missing: dict[str, int] = {}
         self._slices_seen = -(2**63)
+
+    def equity_history(self, before_ts: int | None = None) -> list[tuple[int, float]]:
+        """Equity after every trading slice, rebuilt from the journal: the cash after the
+        last fill plus each position at its asset's last consumed close — the engine's
+        ``equity()`` at that slice. Pure Python over cursors (no pandas in the daemon)."""
+        if not self.db_path.exists():
+            return []
+        conn = sqlite3.connect(f"{self.db_path.resolve().as_uri()}?mode=ro", uri=True,
+                               timeout=5.0)
+        try:
+            with contextlib.suppress(sqlite3.OperationalError, KeyError, ValueError, TypeError):
+                return self._equity_history(conn, before_ts)
+            return []
+        finally:
+            conn.close()
+
+    def _equity_history(self, conn: sqlite3.Connection,
+                        before_ts: int | None) -> list[tuple[int, float]]:
+        from core.timeframes import timeframe_to_ms
+
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        profile = json.loads(meta["profile_json"])
+        tf = timeframe_to_ms(profile["base_timeframe"])
+        cash = float(profile["initial_cash"])
+        hi = 2**62 if before_ts is None else int(before_ts) - tf  # slice ts = close - tf
+        slices = [r[0] for r in conn.execute(
+            "SELECT ts FROM slices WHERE warmup = 0 AND ts < ? ORDER BY ts", (hi,))]
+        if not slices:
+            return []
+        fills = conn.execute("SELECT ts, symbol, position_after, cash_after FROM fills "
+                             "ORDER BY seq").fetchall()
+        held = sorted({f[1] for f in fills})
+        pos: dict[str, float] = {}
+        last: dict[str, float] = {}
+        out: list[tuple[int, float]] = []
+        fi = 0
+        candles = iter(())
+        if held:
+            marks = ",".join("?" * len(held))
+            candles = conn.execute(
+                f"SELECT ts, symbol, close FROM candles WHERE ts >= ? AND ts < ? "
+                f"AND symbol IN ({marks}) ORDER BY ts", (slices[0], hi, *held))
+        pending = next(candles, None)
+        for ts in slices:
+            while pending is not None and pending[0] <= ts:
+                if pending[2] is not None and math.isfinite(pending[2]):
+                    last[pending[1]] = float(pending[2])
+                pending = next(candles, None)
+            close_ts = ts + tf
+            while fi < len(fills) and fills[fi][0] <= close_ts:
+                _, symbol, after, cash_after = fills[fi]
+                pos[symbol] = float(after)
+                cash = float(cash_after)
+                fi += 1
+            eq = cash + sum(q * last.get(sym, math.nan) for sym, q in pos.items() if q != 0.0)
+            out.append((close_ts, eq))
+        return out
 
     def read(self, n_fills: int) -> dict[str, Any]:
         if not self.db_path.exists():
@@ -213,6 +285,7 @@ class DashboardHub:
         self._reader: _JournalReader | None = None
         self._static: dict[str, bytes] | None = None
         self._closing = False
+        self._seed: asyncio.Task[None] | None = None
         self.pushes = 0  # snapshots pushed (for tests and the bench)
 
     # --- wiring -------------------------------------------------------------------------
@@ -267,7 +340,23 @@ class DashboardHub:
                 _offer(q, ("snapshot", data))
 
     # --- the snapshot -------------------------------------------------------------------
+    async def seed_history(self) -> None:
+        """Equity since the session's first trading slice, rebuilt from the journal once
+        (a restarted daemon's chart starts at its first trade, not at the restart)."""
+        provider = self._provider()
+        db = getattr(provider, "db_path", None)
+        if db is None:
+            return
+        first_live = self.equity.points[0][0] if self.equity.points else None
+        history = await asyncio.to_thread(_JournalReader(Path(db)).equity_history, first_live)
+        self.equity = self.equity.with_history(history)
+
     async def snapshot(self) -> dict[str, Any]:
+        if self._seed is None:
+            self._seed = asyncio.ensure_future(self.seed_history())
+        if not self._seed.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._seed)
         journal = await self._journal()
         d = self.daemon
         report = self.health.evaluate()
