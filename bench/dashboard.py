@@ -52,7 +52,8 @@ def build_db(db: Path, symbols: list[str], n_fills: int, per_slice: int) -> int:
     rng = np.random.default_rng(1)
     n_slices = max(1, n_fills // per_slice)
     with StateStore(db) as st:
-        st.bind_profile("bench", "{}", "bench-run")
+        st.bind_profile("bench", json.dumps({"base_timeframe": "1m", "initial_cash": 10_000.0}),
+                        "bench-run")
         k = 0
         for j in range(n_slices):
             ts = 1_700_000_000_000 + j * TF
@@ -134,6 +135,11 @@ async def main() -> None:
                     port=0, token=TOKEN, dashboard=hub)
     await srv.start()
     try:
+        t = time.perf_counter()
+        await hub.seed_history()
+        print(f"equity history rebuilt from the journal: {(time.perf_counter() - t) * 1e3:.0f} ms"
+              f" ({len(hub.equity.points)} points kept)")
+        hub._seed = asyncio.ensure_future(asyncio.sleep(0))  # seeded: snapshot() skips it
         t = time.perf_counter()
         await hub.snapshot()
         print(f"first snapshot (imports the rating labels): {(time.perf_counter() - t) * 1e3:.0f} ms")

@@ -14,9 +14,10 @@ Routes (registered by :meth:`DashboardHub.add_routes`):
 
 What a snapshot shows and where it comes from:
 
-* equity since this process attached to the daemon, and its drawdown — one point per
-  committed trading slice (``engine.equity()``), thinned to at most ``max_points`` for the
-  chart, the maximum drawdown kept exact;
+* equity since the session's first trading slice, and its drawdown — rebuilt once from the
+  journal (cash after the last fill + positions at their last consumed close), then one
+  point per committed slice (``engine.equity()``); thinned to at most ``2 * max_points``
+  for the chart, the maximum drawdown kept exact;
 * open positions with entry, last price, unrealized PnL and the SL/TP/trailing levels —
   ``Engine.open_levels()`` of the running engine (the same state the next slice's exit
   check reads; ``/positions``' SQLite view is the fallback when no daemon is attached);
@@ -263,7 +264,7 @@ class DashboardHub:
         metrics: Metrics,
         provider: Callable[[], Any] = lambda: None,
         token: SecretStr | None = None,
-        max_points: int = 1500,
+        max_points: int = 600,
         n_fills: int = 50,
         heartbeat_s: float = 15.0,
         min_push_interval_s: float = 0.1,
