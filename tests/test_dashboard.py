@@ -374,3 +374,14 @@ def test_history_from_the_journal_joins_the_live_track():
     assert [p[1] for p in merged["points"]] == [100.0, 120.0, 90.0, 130.0]
     assert merged["max_drawdown"] == pytest.approx(90 / 120 - 1)
     assert merged["start"] == 100.0
+
+
+async def test_without_a_token_only_loopback_host_names_get_the_page(server):
+    srv, _ = await server(token=None)
+    async with session() as s:
+        for path in ("/", "/api/dashboard", "/events"):
+            r = await s.get(srv.url + path, headers={"Host": "evil.example:8080"})
+            assert r.status == 421, path
+        for host in ("localhost:1", "127.0.0.1:8080", "[::1]:8080"):
+            r = await s.get(srv.url + "/api/dashboard", headers={"Host": host})
+            assert r.status == 200, host

@@ -52,6 +52,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from daemon.ops.health import Health
+from daemon.ops.http import is_loopback_host
 from daemon.ops.metrics import Metrics
 
 __all__ = ["SESSION_COOKIE", "DashboardHub"]
@@ -507,6 +508,17 @@ class DashboardHub:
             return True
         return request.method in ("GET", "HEAD") and self.has_session(request)
 
+    def _host_ok(self, request: web.Request) -> bool:
+        """Without a token the page is only for loopback names: a web page a person visits
+        cannot rebind its own domain to 127.0.0.1 and read the dashboard (DNS rebinding)."""
+        if self._token is not None:
+            return True
+        try:
+            host = request.url.host  # from the Host header, port and brackets removed
+        except ValueError:
+            return False
+        return is_loopback_host(host)
+
     # --- handlers -----------------------------------------------------------------------
     def _file(self, name: str) -> bytes | None:
         if self._static is None:
@@ -521,6 +533,8 @@ class DashboardHub:
                             headers=_SECURITY_HEADERS)
 
     async def _index(self, request: web.Request) -> web.Response:
+        if not self._host_ok(request):
+            raise web.HTTPMisdirectedRequest(text="use http://127.0.0.1 or http://localhost")
         if not self.has_session(request):
             return self._html("login.html", message="")
         return self._html("index.html")
@@ -554,10 +568,14 @@ class DashboardHub:
                                      "Cache-Control": "no-cache"})
 
     async def _api(self, request: web.Request) -> web.Response:
+        if not self._host_ok(request):
+            raise web.HTTPMisdirectedRequest(text="use http://127.0.0.1 or http://localhost")
         return web.Response(text=json.dumps(await self.snapshot(), allow_nan=False),
                             content_type="application/json", headers={"Cache-Control": "no-store"})
 
     async def _events(self, request: web.Request) -> web.StreamResponse:
+        if not self._host_ok(request):
+            raise web.HTTPMisdirectedRequest(text="use http://127.0.0.1 or http://localhost")
         resp = web.StreamResponse(headers={
             "Content-Type": "text/event-stream", "Cache-Control": "no-store",
             "X-Accel-Buffering": "no",  # a reverse proxy must not buffer the stream
