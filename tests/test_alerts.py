@@ -275,3 +275,15 @@ async def test_a_hanging_target_neither_blocks_the_loop_nor_the_stop():
     finally:
         release.set()
         await runner.cleanup()
+
+
+def test_notify_urls_setting_is_a_secret():
+    from core.settings import load_settings
+
+    st = load_settings(env_file=None, notify_urls=f"json://127.0.0.1:9/{SECRET}, ")
+    assert isinstance(st.notify_urls, SecretStr)
+    assert SECRET not in repr(st) and SECRET not in json.dumps(st.safe_dict())
+    assert st.notify_urls.get_secret_value().startswith("json://")
+    assert load_settings(env_file=None, notify_urls=" , ").notify_urls is None
+    cfg = OpsConfig.from_settings(st)
+    assert isinstance(cfg.notify_urls, SecretStr) and SECRET not in repr(cfg)
