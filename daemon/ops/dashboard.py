@@ -161,6 +161,7 @@ class _JournalReader:
         self._late: dict[str, int] = {}
         self._missing: dict[str, int] = {}
         self._slices_seen = -(2**63)
+        self._tf: int | None = None
 
     def equity_history(self, before_ts: int | None = None) -> list[tuple[int, float]]:
         """Equity after every trading slice, rebuilt from the journal: the cash after the
@@ -249,10 +250,20 @@ class _JournalReader:
                 self._missing[s] = self._missing.get(s, 0) + 1
             self._slices_seen = ts
         last = conn.execute("SELECT MAX(ts) FROM slices").fetchone()[0]
+        last_close = None
         if last is not None:
             self._slices_seen = max(self._slices_seen, int(last))
+            if self._tf is None:
+                with contextlib.suppress(TypeError, KeyError, ValueError):
+                    from core.timeframes import timeframe_to_ms
+
+                    row = conn.execute(
+                        "SELECT value FROM meta WHERE key = 'profile_json'").fetchone()
+                    self._tf = timeframe_to_ms(json.loads(row[0])["base_timeframe"])
+            last_close = None if self._tf is None else int(last) + self._tf
         return {"fills": [dict(r) for r in rows], "total": int(total or 0),
-                "late": dict(self._late), "missing": dict(self._missing)}
+                "late": dict(self._late), "missing": dict(self._missing),
+                "last_close": last_close}
 
 
 class DashboardHub:
@@ -374,7 +385,8 @@ class DashboardHub:
             "live": bool(getattr(d, "live", False)),
             "health": report.to_dict(),
             "slice": {
-                "last_ts_close": self.last_slice_ts,
+                # before the first slice of this process: the journal's last one
+                "last_ts_close": self.last_slice_ts or journal.get("last_close"),
                 "slices": self.slices,
                 "pending": report.details.get("pending_slices", 0),
                 "lag_s": round(self.health.slice_lag_s(), 3),

@@ -89,6 +89,8 @@
     add("text", { x: 4, y: y(hi) + 4, class: "axis" }, fmt(hi, 0));
     add("text", { x: 4, y: y(lo), class: "axis" }, fmt(lo, 0));
     add("text", { x: 4, y: ddTop + ddH, class: "axis" }, pct(ddMin));
+    add("text", { x: W - padR - 4, y: top + 10, class: "axis", "text-anchor": "end" },
+      `${utc(t0).slice(0, 16)} → ${utc(t1).slice(0, 16)} UTC`);
     add("polyline", { points: line, class: "eq" });
     add("polygon", { points: area, class: "dd" });
     box.replaceChildren(svg);
