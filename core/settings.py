@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     health_stale_feed_s: float = Field(default=90.0, gt=0, le=86400, description="feed silent this long = degraded")
     health_slice_lag_s: float = Field(default=60.0, gt=0, le=86400, description="closed slice unstepped this long = degraded")
     numba_cache_dir: Path | None = Field(default=None, description="sets NUMBA_CACHE_DIR")
+    # --- notifications (daemon/ops/alerts.py): Apprise URLs, comma-separated; a secret ---
+    notify_urls: SecretStr | None = Field(default=None, description="Apprise URLs, comma-separated")
 
     @field_validator("profile", "numba_cache_dir", mode="before")
     @classmethod
@@ -116,10 +118,18 @@ class Settings(BaseSettings):
             raise ValueError("token must be at least 16 characters")
         return v
 
+    @field_validator("notify_urls")
+    @classmethod
+    def _notify_urls(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value().strip(" ,"):
+            return None
+        return v
+
     def safe_dict(self) -> dict[str, Any]:
         """Settings as plain values for logging; secrets masked."""
         out = self.model_dump(mode="json")
         out["http_token"] = "**********" if self.http_token else None
+        out["notify_urls"] = "**********" if self.notify_urls else None
         return out
 
     def apply_numba_cache_dir(self) -> None:
@@ -170,7 +180,8 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
         elif first["type"] == "missing":
             msg = "required"
         else:
-            shown = "'**********'" if loc and loc[0] == "http_token" else repr(first.get("input"))
+            secret = loc and loc[0] in ("http_token", "notify_urls")
+            shown = "'**********'" if secret else repr(first.get("input"))
             msg = f"{first['msg'].removeprefix('Value error, ')} (got {shown})"
         more = f" [+{len(errs) - 1} more problem(s)]" if len(errs) > 1 else ""
         raise SettingsError(f"settings: {var}: {msg}{more}", variable=var) from None

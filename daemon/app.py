@@ -479,7 +479,7 @@ class Daemon:
         for r in rows:
             log.info("fill", **r)
             if self.ops is not None:
-                self.ops.on_fill(r["symbol"], r["side"], r["reason"])
+                self.ops.on_fill(r["symbol"], r["side"], r["reason"], r)
         if self.ops is not None:
             self.ops.on_slice(sl.ts + self.cfg.tf_ms, now - t_start, bool(sl.missing))
         if self.commit_hook is not None:

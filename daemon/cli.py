@@ -225,12 +225,13 @@ def _build_ops(settings, db: Path):
     token (or any ops setting problem) exits 2 naming the field, before READY."""
     from daemon.logconfig import get_logger
     from daemon.ops import InsecureBindError, Ops
+    from daemon.ops.alerts import NotifyConfigError
     from daemon.ops.provider import SqliteStateProvider
 
     try:
         return Ops.from_settings(settings, provider=SqliteStateProvider(db),
                                  logger=get_logger("ops"))
-    except InsecureBindError as exc:
+    except (InsecureBindError, NotifyConfigError) as exc:
         raise _UsageError(str(exc)) from None
 
 

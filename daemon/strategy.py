@@ -50,13 +50,14 @@ class ProfileStepper:
         self.mtf = MtfConfig.from_profile(profile)
         self.use_htf = np.ascontiguousarray(use_htf_mask(profile))
         self.states = new_mtf_states(n, self.mtf.n_htf)
-        self._out = np.empty((n, 1 + self.mtf.n_htf, N_RATING_OUT))
+        self._out = np.full((n, 1 + self.mtf.n_htf, N_RATING_OUT), np.nan)
         self.sp = SignalParams.from_profile(profile)
         self._sig = np.zeros(n, dtype=np.int8)
         self._score = np.empty(n)
         self._target = np.empty(n)
         self._kernel = kernel  # the rating kernel's address: loaded on the first step
         self.portfolio = profile.execution.mode == "portfolio"
+        self._core = frozenset(profile.core_assets)
         self.engine = Engine(
             EngineConfig(**profile.engine_params()), self.symbols,
             profile=profile.name, run_id=run_id, source="paper",
@@ -137,6 +138,19 @@ class ProfileStepper:
         worker = getattr(self, "_warmup", None)
         if worker is not None:
             worker.cancel()
+
+    def core_ratings(self) -> dict[str, dict[str, float]]:
+        """``{core asset: {timeframe: rating}}`` after the last step, the rating the profile
+        trades on (NaN until warmed up; an HTF value holds until that HTF bar's next close).
+        A read-only copy for the dashboard."""
+        col = self.sp.rating_column
+        tfs = self.mtf.timeframes
+        out: dict[str, dict[str, float]] = {}
+        for i, symbol in enumerate(self.symbols):
+            if symbol in self._core:
+                vals = self._out[i, :, col].tolist()
+                out[symbol] = dict(zip(tfs, vals, strict=True))
+        return out
 
     def blobs(self) -> dict[str, bytes]:
         """MTF/rating states and the engine, as restorable bytes."""

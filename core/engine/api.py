@@ -14,8 +14,18 @@ import numpy as np
 
 from core.engine.inputs import as_matrix, check_bars, check_signals
 from core.engine.kernels import equity_nb, run_batch_nb
-from core.engine.layout import MAX_FILLS_PER_ASSET, N_FILL_COLS, S_CASH
-from core.engine.params import EngineConfig
+from core.engine.layout import (
+    A_ENTRY,
+    A_LAST_CLOSE,
+    A_PEAK,
+    A_POS,
+    A_SL,
+    A_TP,
+    MAX_FILLS_PER_ASSET,
+    N_FILL_COLS,
+    S_CASH,
+)
+from core.engine.params import P_TRAIL, EngineConfig
 from core.engine.state import new_state, state_from_bytes, state_to_bytes
 
 if TYPE_CHECKING:  # pandas is imported where it is used (not on the daemon's hot path)
@@ -99,6 +109,38 @@ class Engine:
 
         raw = self.step_raw(ts_close, o, h, lo, c, signal)
         return fills_frame(raw, self.symbols, self.profile, self.run_id, self.source)
+
+    def open_levels(self) -> list[dict[str, float | str | None]]:
+        """Open positions with the levels the next slice's exit check will use: entry, last
+        close, unrealized PnL (quote), fixed SL/TP and the trailing level (None = off).
+
+        The trailing level is the same expression as the exit kernel's
+        (``peak * (1 -/+ trailing_stop_pct)``); which stop is effective (the tighter one) is
+        reported as ``stop``. A read-only view for people (dashboard, alerts)."""
+        trail = float(self.params[P_TRAIL])
+        out: list[dict[str, float | str | None]] = []
+        for i, symbol in enumerate(self.symbols):
+            row = self.astate[i]
+            pos = float(row[A_POS])
+            if pos == 0.0:
+                continue
+            long = pos > 0.0
+            entry, last = float(row[A_ENTRY]), float(row[A_LAST_CLOSE])
+            sl, tp, peak = float(row[A_SL]), float(row[A_TP]), float(row[A_PEAK])
+            tl = (peak * (1.0 - trail) if long else peak * (1.0 + trail)) if trail > 0.0 else None
+            stop = None if np.isnan(sl) else sl
+            if tl is not None and (stop is None or (long and tl > stop)
+                                   or (not long and tl < stop)):
+                stop = tl
+            out.append({
+                "symbol": symbol, "qty": pos, "side": "long" if long else "short",
+                "entry": entry, "last": last if np.isfinite(last) else None,
+                "unrealized": (last - entry) * pos if np.isfinite(last) else None,
+                "stop_loss": None if np.isnan(sl) else sl,
+                "take_profit": None if np.isnan(tp) else tp,
+                "trailing": tl, "stop": stop,
+            })
+        return out
 
     def to_bytes(self) -> bytes:
         """Config, symbols, profile/run/source and state as one self-describing blob."""

@@ -130,6 +130,17 @@ class Health:
         self._write_error = error
         self._write_error_at = self._clock()
 
+    def slice_lag_s(self) -> float:
+        """Seconds the oldest closed-but-unstepped slice has waited (0.0 when none)."""
+        if not self._pending:
+            return 0.0
+        return max(0.0, self._clock() - self._pending[min(self._pending)])
+
+    def feed_ages(self) -> list[tuple[str, float]]:
+        """``(stream, seconds since its last update)`` for every watched feed, sorted."""
+        now = self._clock()
+        return [(s, max(0.0, now - t)) for s, t in sorted(self._feeds.items())]
+
     # --- judgement ---------------------------------------------------------------------------
     def evaluate(self) -> HealthReport:
         """Judge the current state; pure (calling it twice gives the same answer)."""

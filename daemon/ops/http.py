@@ -125,8 +125,10 @@ class OpsServer:
         host: str = "127.0.0.1",
         port: int = 8080,
         token: SecretStr | str | None = None,
+        dashboard: Any = None,
     ):
         self._token = _secret(token)
+        self.dashboard = dashboard  # daemon.ops.dashboard.DashboardHub: "/" and its routes
         if not is_loopback_host(host) and self._token is None:
             raise InsecureBindError(
                 f"settings: TANDEM_HTTP_HOST: {host!r} is not a loopback address; refusing to "
@@ -157,11 +159,15 @@ class OpsServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/positions", self._positions)
         app.router.add_get("/fills", self._fills)
+        if self.dashboard is not None:
+            self.dashboard.add_routes(app)
         return app
 
     @web.middleware
     async def _auth_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if self._token is not None:
+        # A browser on the dashboard authenticates with its session cookie instead (read-only).
+        if self._token is not None and not (self.dashboard is not None
+                                            and self.dashboard.allows(request)):
             header = request.headers.get("Authorization", "")
             scheme, _, given = header.partition(" ")
             expected = self._token.get_secret_value().encode()

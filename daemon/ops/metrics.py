@@ -131,6 +131,15 @@ class Metrics:
             "Close time (epoch seconds) of the last slice stepped.",
             namespace=ns, registry=reg,
         )
+        self.notifications_sent = Counter(
+            "notifications_sent", "Notifications delivered (one per message and target).",
+            namespace=ns, registry=reg,
+        )
+        self.notifications_failed = Counter(
+            "notifications_failed",
+            "Notifications not delivered (a target failed, or the queue was full).",
+            namespace=ns, registry=reg,
+        )
         self.ready = Gauge(
             "ready", "1 once warm-up is done and the daemon trades live.",
             namespace=ns, registry=reg,
@@ -179,6 +188,10 @@ class Metrics:
     def set_open_positions(self, n: int) -> None:
         """Number of assets holding a position."""
         self.open_positions.set(int(n))
+
+    def on_notification(self, ok: bool, n: int = 1) -> None:
+        """``n`` notification deliveries succeeded (``ok``) or failed."""
+        (self.notifications_sent if ok else self.notifications_failed).inc(n)
 
     def set_ready(self, ready: bool = True) -> None:
         """Flip the readiness gauge (after warm-up)."""

@@ -7,7 +7,7 @@ The daemon's run loop makes a handful of calls and nothing else::
     ...warm-up...
     ops.ready()                                          # READY=1, watchdog pings start
     ops.on_feed_update(stream); ops.on_candle(symbol, ts_close)
-    ops.on_slice(ts_close, latency_s); ops.on_fill(symbol, side, reason)
+    ops.on_slice(ts_close, latency_s); ops.on_fill(symbol, side, reason, row)
     ops.on_reconnect(symbol); ops.on_backfill(symbol, n)
     ops.on_write_ok() / ops.on_write_error(msg); ops.set_portfolio(equity, cash, n_open)
     ops.watch_daemon(daemon)                             # or: sample its counters
@@ -28,7 +28,10 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from daemon.ops.alerts import Alerts
+from daemon.ops.dashboard import DashboardHub
 from daemon.ops.health import Health, HealthConfig
+from daemon.ops.health_metrics import HealthCollector
 from daemon.ops.http import OpsServer, StateProvider
 from daemon.ops.metrics import Metrics
 from daemon.ops.notify import SystemdNotifier
@@ -54,6 +57,8 @@ class OpsConfig:
     notify: bool = True
     stale_feed_after_s: float = 90.0
     slice_lag_after_s: float = 60.0
+    notify_urls: SecretStr | None = None  # Apprise URLs (daemon.ops.alerts); a secret
+    dashboard: bool = True  # the web page at "/" (daemon.ops.dashboard)
 
     @classmethod
     def from_settings(cls, settings: Any) -> OpsConfig:
@@ -66,6 +71,9 @@ class OpsConfig:
         token = kw.get("http_token")
         if token is not None and not isinstance(token, SecretStr):
             kw["http_token"] = SecretStr(str(token))
+        urls = kw.get("notify_urls")
+        if urls is not None and not isinstance(urls, SecretStr):
+            kw["notify_urls"] = SecretStr(str(urls))
         return cls(**kw)
 
     def __repr__(self) -> str:  # the token must not leak through a debug print either
@@ -73,7 +81,9 @@ class OpsConfig:
         return (f"OpsConfig(http_enabled={self.http_enabled}, http_host={self.http_host!r}, "
                 f"http_port={self.http_port}, http_token={token}, notify={self.notify}, "
                 f"stale_feed_after_s={self.stale_feed_after_s}, "
-                f"slice_lag_after_s={self.slice_lag_after_s})")
+                f"slice_lag_after_s={self.slice_lag_after_s}, "
+                f"notify_urls={'**********' if self.notify_urls else None}, "
+                f"dashboard={self.dashboard})")
 
 
 class Ops:
@@ -93,11 +103,24 @@ class Ops:
         self.metrics = Metrics()
         health_cfg = HealthConfig(cfg.stale_feed_after_s, cfg.slice_lag_after_s)
         self.health = Health(health_cfg) if clock is None else Health(health_cfg, clock=clock)
+        # health as gauges at scrape time (deploy/prometheus/alerts.yml alerts on them)
+        self.metrics.registry.register(HealthCollector(self.health))
         self.notifier = SystemdNotifier(env if cfg.notify else {})
+        # People's views (issue 18): the dashboard page and Apprise notifications.
+        self.dashboard = (
+            DashboardHub(health=self.health, metrics=self.metrics,
+                         provider=lambda: self.provider, token=cfg.http_token)
+            if cfg.http_enabled and cfg.dashboard else None
+        )
+        # Validates the URLs now: a bad entry exits 2 before READY (NotifyConfigError).
+        self.alerts = (Alerts(cfg.notify_urls, self.metrics, self.health, logger=logger)
+                       if cfg.notify_urls is not None else None)
+        self._slice_fills: list[Mapping[str, Any]] = []
         # Built now, not in start(): a non-loopback bind without a token fails before READY.
         self.server = (
             OpsServer(metrics=self.metrics, health=self.health, provider=provider,
-                      host=cfg.http_host, port=cfg.http_port, token=cfg.http_token)
+                      host=cfg.http_host, port=cfg.http_port, token=cfg.http_token,
+                      dashboard=self.dashboard)
             if cfg.http_enabled else None
         )
         self._log = logger
@@ -125,6 +148,8 @@ class Ops:
     async def start(self) -> None:
         """Start the HTTP server (if enabled). READY is a separate step: see ``ready``."""
         self.notifier.status("warming up")  # shown by `systemctl status` until READY
+        if self.alerts is not None:
+            await self.alerts.start()
         if self.server is not None:
             port = await self.server.start()
             self._emit("ops.http.listening", host=self.server.host, port=port,
@@ -153,6 +178,10 @@ class Ops:
         """Sample ``daemon``'s feed counters and portfolio every ``every_s`` seconds
         (stale feeds, reconnects, backfills, equity, open positions): see ``sampler``."""
         self.sampler = DaemonSampler(daemon, self.metrics, self.health)
+        if self.dashboard is not None:
+            self.dashboard.attach(daemon)
+        if self.alerts is not None:
+            self.alerts.attach(daemon)
         if self._sampler_task is None:
             self._sampler_task = asyncio.get_running_loop().create_task(
                 self.sampler.run(every_s), name="tandem-ops-sampler")
@@ -165,6 +194,10 @@ class Ops:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._sampler_task = self._watchdog_task = None
+        if self.alerts is not None:
+            await self.alerts.stop()
+        if self.dashboard is not None:
+            self.dashboard.close()  # ends the SSE streams, or the server waits for them
         if self.server is not None:
             await self.server.stop()
         self.notifier.close()
@@ -189,9 +222,19 @@ class Ops:
         self.metrics.on_slice(latency_s, ts_close_ms, partial)
         self.health.slice_stepped(ts_close_ms)
         self.health.write_ok()
+        rows, self._slice_fills = self._slice_fills, []
+        if self.alerts is not None and rows:
+            self.alerts.on_fills(rows)  # one message per slice; a queue put, never a wait
+        if self.dashboard is not None:
+            self.dashboard.on_slice(ts_close_ms, latency_s, rows)
 
-    def on_fill(self, symbol: str, side: str, reason: str) -> None:
+    def on_fill(self, symbol: str, side: str, reason: str,
+                row: Mapping[str, Any] | None = None) -> None:
+        """One journaled fill; ``row`` (the journal row) feeds the notifications, which
+        go out per slice on the next ``on_slice``."""
         self.metrics.on_fill(symbol, side, reason)
+        if row is not None:
+            self._slice_fills.append(row)
 
     def on_reconnect(self, symbol: str) -> None:
         self.metrics.on_reconnect(symbol)

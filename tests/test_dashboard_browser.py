@@ -1,0 +1,111 @@
+"""The dashboard in headless Chromium (issue 18): log in through the form, the page renders
+with no console error, and every fill a replay makes (emulator + real ccxt.pro + daemon)
+appears in the page's fills table within 2 s of its slice's commit. Skips only when no
+chromium is installed (.ci/run installs it)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+
+import pytest
+from pydantic import SecretStr
+
+from daemon.app import Daemon, DaemonConfig
+from daemon.ops import Ops, OpsConfig
+from daemon.ops.provider import SqliteStateProvider
+from daemon.replay import run_replay
+from daemon.strategy import stepper_factory
+from tests.cdp_browser import CHROMIUM, Chromium
+from tests.test_daemon_support import TF_MS, replay_window, sample_market, small_profile
+
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install "
+                                                "chromium; .ci/run installs it)"),
+    pytest.mark.timeout(300),
+]
+TOKEN = "browser-test-token-0c9d2e4f"
+FILL_IDS = "Array.from(document.querySelectorAll('#fills tr[data-fill-id]'))" \
+           ".map(e => e.dataset.fillId)"
+
+
+async def test_page_renders_and_shows_replay_fills_within_2s(tmp_path):
+    profile = small_profile("discrete", exit_rules={
+        "stop_loss_pct": 0.01, "take_profit_pct": 0.015, "trailing_stop_pct": 0.008,
+        "intrabar": "pessimistic"})
+    market = sample_market()
+    db = tmp_path / "d.sqlite"
+    t0, end = replay_window(market)
+    ops = Ops(OpsConfig(http_port=0, http_token=SecretStr(TOKEN), notify=False),
+              SqliteStateProvider(db))
+    await ops.start()
+    cfg = DaemonConfig(profile_name=profile.name, profile_json=profile.canonical_json(),
+                       symbols=profile.assets, exchange_id="binance", base_timeframe="1m",
+                       tf_ms=TF_MS, warmup_bars=profile.warmup, state_db=db, grace_s=20.0,
+                       watchdog_s=3.0, heartbeat_every_s=3600.0, rest_timeout_ms=2000)
+    daemon = Daemon(cfg, stepper_factory(profile), ops=ops)
+    ops.watch_daemon(daemon)
+    committed: dict[str, float] = {}
+    hub = ops.dashboard
+    orig = hub.on_slice
+
+    def spy(ts, lat, rows=()):  # Ops calls this right after the slice's commit
+        committed.update({r["fill_id"]: time.monotonic() for r in rows})
+        orig(ts, lat, rows)
+
+    hub.on_slice = spy
+    seen: dict[str, float] = {}
+    try:
+        async with Chromium() as page:
+            url = ops.server.url
+            await page.goto(url + "/")
+            assert await page.eval("!!document.querySelector('form[action=\"/login\"]')")
+            loaded = page.expect("Page.loadEventFired")
+            await page.eval(f"document.getElementById('token').value = '{TOKEN}';"
+                            "document.querySelector('form').submit(); true")
+            await asyncio.wait_for(loaded, 30)
+            assert await page.eval("location.pathname") == "/"
+            await page.wait_for("window.__tandem && window.__tandem.renders >= 1")
+            assert await page.eval("document.cookie") == "", "the session cookie is HttpOnly"
+            assert TOKEN not in await page.eval("location.href")
+
+            async def watch():
+                while True:
+                    now = time.monotonic()
+                    for fid in await page.eval(FILL_IDS) or []:
+                        seen.setdefault(fid, now)
+                    await asyncio.sleep(0.05)
+
+            watcher = asyncio.create_task(watch())
+            try:
+                await run_replay(daemon, market, t0, end, bar_timeout_s=2.0)
+                deadline = time.monotonic() + 3.0
+                while time.monotonic() < deadline and not set(committed) <= set(seen):
+                    await asyncio.sleep(0.05)
+            finally:
+                watcher.cancel()
+            # the page as a person sees it after the replay
+            n_feeds = await page.eval("document.querySelectorAll('#feeds tbody tr').length")
+            labels = await page.eval(
+                "Array.from(document.querySelectorAll('#ratings td[data-tf]'))"
+                ".map(td => td.className)")
+            total = await page.eval("document.getElementById('fills-total').textContent")
+            chart = await page.eval("document.querySelectorAll('#chart polyline').length")
+            errors = list(page.errors)
+    finally:
+        await ops.stop()
+    con = sqlite3.connect(db)
+    journal = [r[0] for r in con.execute("SELECT fill_id FROM fills ORDER BY seq")]
+    con.close()
+    assert journal and set(journal) == set(committed)
+    assert not errors, errors
+    never = [f for f in journal if f not in seen]
+    assert not never, f"never shown: {never}"
+    lags = {f: seen[f] - committed[f] for f in journal}
+    assert max(lags.values()) < 2.0, max(lags.items(), key=lambda kv: kv[1])
+    assert n_feeds == len(profile.assets)
+    assert total == str(len(journal))
+    assert chart == 1
+    assert labels and all(c.startswith("r-") for c in labels)
+    assert len(labels) == len(profile.core_assets) * len(profile.timeframes)
