@@ -303,7 +303,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print_summary(result)
     from core.fingerprint import fingerprint_line
 
-    print(fingerprint_line(result.fills))  # same line as tandem-daemon prints (reconcile room)
+    # The same line tandem-daemon prints; the run hash is the one the runner computed.
+    print(fingerprint_line(result.fills, run_hash=result.meta["run_fingerprint"]))
     return EXIT_OK
 
 

@@ -25,13 +25,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-# ccxt (≈1.5 s to import) and tqdm are imported where they are used, so that building the
-# ``tandem-backtest`` parser (every ``--help``) does not pay for them.
-from core.store import CandleStore, CandleStoreError, TimeLike, timeframe_ms, to_ms
+# ccxt (≈1.5 s to import), tqdm and the candle store (pandas, pyarrow) are imported where
+# they are used, so that building the ``tandem-backtest`` parser (every command, every
+# ``--help``) does not pay for them.
+if TYPE_CHECKING:
+    from core.store import CandleStore, TimeLike
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +66,7 @@ async def download_async(
     closed afterwards). ``on_page(symbol, rows)`` is called after each stored page.
     """
     from core.exchange import create_exchange
+    from core.store import CandleStore, to_ms
 
     own = isinstance(exchange, str)
     client = create_exchange(exchange, flavor="async", rest_url=rest_url) if own else exchange
@@ -121,6 +124,8 @@ async def _download_symbol(
     retry_delay: float,
     on_page: PageHook | None,
 ) -> int:
+    from core.store import timeframe_ms
+
     tf = timeframe_ms(timeframe)
     last = store.last_ts(symbol, timeframe=timeframe)
     if since is None and last is None:
@@ -265,6 +270,8 @@ def cli_main(args: Any, settings: Any = None, profile: Any = None) -> int:
         print("error: no symbols given (use --symbols or a profile)", file=sys.stderr)
         return 1
     import ccxt
+
+    from core.store import CandleStore, CandleStoreError
 
     try:
         added = download(

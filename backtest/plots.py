@@ -23,7 +23,9 @@ def write_equity_png(
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    when = pd.to_datetime(pd.Index(equity.index).astype("int64"), unit="ms", utc=True)
+    # matplotlib's date numbers (days since its 1970-01-01 epoch, UTC) computed here in one
+    # vectorized step: handing it datetimes made it convert them on every draw (~1 s).
+    when = pd.Index(equity.index).astype("int64").to_numpy() / 86_400_000.0
     dd = drawdown_series(equity, initial_cash)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True,
                                    gridspec_kw={"height_ratios": [3, 1.3]})
@@ -36,6 +38,7 @@ def write_equity_png(
         ax2.plot(when, dd.to_numpy() * 100, color="#d1242f", lw=0.8)
         ax2.set_ylabel("drawdown %")
         ax2.grid(alpha=0.3)
+        ax2.xaxis_date("UTC")
         fig.autofmt_xdate()
         fig.tight_layout()
         fig.savefig(path, dpi=100)

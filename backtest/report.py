@@ -108,27 +108,36 @@ def _cls(v: Any) -> str:
 def per_asset_table(data: ReportInput) -> pd.DataFrame:
     """One row per asset: trades, win rate, pnl, fees, time in market, buy-and-hold return."""
     symbols = list(data.closes.columns)
-    tr = data.trades
-    closed = tr[np.isfinite(tr["pnl"].astype(float))] if len(tr) else tr
+    tr, fills = data.trades, data.fills
+    closed_mask = np.isfinite(tr["pnl"].to_numpy(np.float64)) if len(tr) else np.zeros(0, bool)
+    # Row positions per symbol, found once (a boolean mask per asset cost seconds at 100).
+    trade_rows = tr.groupby("symbol", sort=False).indices if len(tr) else {}
+    fill_rows = fills.groupby("symbol", sort=False).indices if len(fills) else {}
+    none = np.zeros(0, dtype=np.int64)
+    pnl_all = tr["pnl"].to_numpy(np.float64) if len(tr) else np.zeros(0)
+    fill_ts = fills["ts"].to_numpy(np.int64) if len(fills) else none
+    fill_pos = fills["position_after"].to_numpy(np.float64) if len(fills) else np.zeros(0)
+    fill_fee = fills["fee"].to_numpy(np.float64) if len(fills) else np.zeros(0)
     rows = []
     ts = np.asarray(data.closes.index, dtype=np.int64)
     for sym in symbols:
-        t = closed[closed["symbol"] == sym] if len(closed) else closed
-        f = data.fills[data.fills["symbol"] == sym] if len(data.fills) else data.fills
+        t_rows = trade_rows.get(sym, none)
+        pnl = pnl_all[t_rows[closed_mask[t_rows]]]
+        f_rows = fill_rows.get(sym, none)
         px = data.closes[sym].dropna()
         held = 0.0
-        if len(f):
-            k = np.searchsorted(f["ts"].to_numpy(np.int64), ts, side="right") - 1
-            pos = f["position_after"].to_numpy(np.float64)
+        if len(f_rows):
+            k = np.searchsorted(fill_ts[f_rows], ts, side="right") - 1
+            pos = fill_pos[f_rows]
             held = float((np.where(k >= 0, pos[np.clip(k, 0, None)], 0.0) != 0).mean())
         rows.append(
             {
                 "symbol": sym,
-                "trades": len(t),
-                "open": int(len(tr[(tr["symbol"] == sym)]) - len(t)) if len(tr) else 0,
-                "win_rate": float((t["pnl"] > 0).mean()) if len(t) else float("nan"),
-                "pnl": float(t["pnl"].sum()) if len(t) else 0.0,
-                "fees": float(f["fee"].sum()) if len(f) else 0.0,
+                "trades": len(pnl),
+                "open": int(len(t_rows) - len(pnl)),
+                "win_rate": float((pnl > 0).mean()) if len(pnl) else float("nan"),
+                "pnl": float(pnl.sum()) if len(pnl) else 0.0,
+                "fees": float(fill_fee[f_rows].sum()) if len(f_rows) else 0.0,
                 "in_market": held,
                 "buy_hold": float(px.iloc[-1] / px.iloc[0] - 1.0) if len(px) > 1 else float("nan"),
             }

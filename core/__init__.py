@@ -1,5 +1,5 @@
-"""Tandem's shared core: numba kernels, contracts, candle store and fills journal."""
+"""Tandem's shared core: numba kernels, contracts, candle store and fills journal.
 
-from core.numba_cache import configure_numba_cache
-
-configure_numba_cache()
+Importing ``core`` loads nothing heavy: numba comes with the first kernel module
+(:mod:`core.jit` configures its cache folder then).
+"""

@@ -27,8 +27,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numba import njit
 
+from core.jit import njit
 from core.timeframes import bucket_offset_ms, check_htf, timeframe_to_ms
 
 if TYPE_CHECKING:  # pandas is imported where it is used (not on the daemon's hot path)

@@ -45,9 +45,10 @@ _UNIT, _RECORD = "\x1f", "\x1e"
 SHORT = 12
 
 
-def _enc_float(x: float) -> str:
-    x = float(x)
-    return (0.0 if x == 0.0 else x).hex()
+def _enc_floats(values: np.ndarray) -> list[str]:
+    # ``+ 0.0`` turns -0.0 into 0.0 (IEEE: -0.0 + 0.0 == +0.0) and leaves every other value
+    # as it is; tolist() hands float.hex Python floats without a per-value numpy scalar.
+    return list(map(float.hex, (np.asarray(values, dtype=np.float64) + 0.0).tolist()))
 
 
 def encode_rows(fills: pd.DataFrame, columns: Iterable[str]) -> list[str]:
@@ -57,20 +58,18 @@ def encode_rows(fills: pd.DataFrame, columns: Iterable[str]) -> list[str]:
     for col in cols:
         values = fills[col].to_numpy()
         if col in _FLOAT_COLUMNS:
-            parts.append([_enc_float(v) for v in values])
+            parts.append(_enc_floats(values))
         elif col == "ts":
-            parts.append([str(int(v)) for v in values])
+            parts.append(list(map(str, values.astype(np.int64).tolist())))
         else:
-            parts.append(["" if v is None else str(v) for v in values])
-    return [_UNIT.join(fields) for fields in zip(*parts, strict=True)] if cols else []
+            parts.append(["" if v is None else str(v) for v in values.tolist()])
+    return list(map(_UNIT.join, zip(*parts, strict=True))) if cols else []
 
 
-def _digest(rows: Iterable[str]) -> str:
-    h = hashlib.sha256()
-    for row in rows:
-        h.update(row.encode())
-        h.update(_RECORD.encode())
-    return h.hexdigest()
+def _digest(rows: list[str]) -> str:
+    # One update over the whole journal: each row followed by the record separator.
+    body = "".join(row + _RECORD for row in rows)
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 def canonical_order(fills: pd.DataFrame) -> pd.DataFrame:
@@ -178,13 +177,24 @@ def trade_fingerprints(fills: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["profile", "entry_ts", "symbol"], kind="stable").reset_index(drop=True)
 
 
-def fingerprint_line(fills: pd.DataFrame, label: str = "fingerprint") -> str:
+def count_trades(fills: pd.DataFrame) -> int:
+    """Number of trades (round trips, open ones included) in ``fills``."""
+    if not len(fills):
+        return 0
+    return len(set(_label_trades(_trade_order(fills.reset_index(drop=True)))))
+
+
+def fingerprint_line(fills: pd.DataFrame, label: str = "fingerprint",
+                     run_hash: str | None = None) -> str:
     """The one line both drivers print, e.g.
-    ``fingerprint run=3fa9c0d1e2b4 fills=812 trades=401 crypto_rating_all=3fa9c0d1e2b4``."""
-    trades = trade_fingerprints(fills)
-    per_profile = profile_fingerprints(fills)
-    extra = "".join(f" {p}={h[:SHORT]}" for p, h in per_profile.items()) if len(per_profile) > 1 else ""
+    ``fingerprint run=3fa9c0d1e2b4 fills=812 trades=401 crypto_rating_all=3fa9c0d1e2b4``
+    (one hash per profile only when the journal holds several). ``run_hash``: the
+    :func:`run_fingerprint` of ``fills`` when the caller has it already."""
+    run_hash = run_hash or run_fingerprint(fills)
+    n_profiles = fills["profile"].nunique() if len(fills) else 0
+    per_profile = profile_fingerprints(fills) if n_profiles > 1 else {}
+    extra = "".join(f" {p}={h[:SHORT]}" for p, h in per_profile.items())
     return (
-        f"{label} run={run_fingerprint(fills)[:SHORT]} fills={len(fills)} "
-        f"trades={len(trades)}{extra}"
+        f"{label} run={run_hash[:SHORT]} fills={len(fills)} "
+        f"trades={count_trades(fills)}{extra}"
     )

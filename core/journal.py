@@ -80,6 +80,8 @@ FILL_TYPES: tuple[tuple[str, str], ...] = (
     ("cash_after", "float64"),
 )
 FILL_COLUMNS: list[str] = [name for name, _ in FILL_TYPES]
+#: Journal columns written as floats (shortest round-trip repr in CSV).
+_FLOAT_COLUMNS = ("qty", "price", "fee", "position_after", "cash_after")
 
 
 @cache
@@ -233,11 +235,23 @@ def read_parquet(path: str | Path) -> pd.DataFrame:
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> None:
-    """Write a journal frame to CSV. Floats use the shortest repr that round-trips exactly."""
-    out = df[FILL_COLUMNS].copy()
-    for col in ("qty", "price", "fee", "position_after", "cash_after"):
-        out[col] = [repr(float(x)) for x in out[col]]
-    out.to_csv(path, index=False)
+    """Write a journal frame to CSV. Floats use the shortest repr that round-trips exactly.
+
+    Python's csv writer (minimal quoting, ``\\n`` line ends) — what ``DataFrame.to_csv``
+    runs underneath, without its per-block formatting, which cost ~10x the writing itself.
+    """
+    import csv
+
+    columns = []
+    for col in FILL_COLUMNS:
+        values = df[col].to_numpy()
+        if col in _FLOAT_COLUMNS:
+            values = values.astype(np.float64)
+        columns.append(values.tolist())  # Python floats print as their shortest repr
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(FILL_COLUMNS)
+        writer.writerows(zip(*columns, strict=True))
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:

@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
-from numba import njit
 
 from core.aggregate import AGG_STATE_SIZE, HTF_BAR_SIZE, MAX_EMIT, agg_step_at_nb, new_agg_state
 from core.indicators.rating import rating_kernel, rating_step_at_nb
+from core.jit import njit
 from core.ratings import N_RATING_OUT, RATING_STATE_SIZE, new_rating_state
 from core.timeframes import bucket_offset_ms, check_htf, timeframe_to_ms
 

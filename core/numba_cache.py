@@ -6,9 +6,12 @@ after an upgrade a cached caller can silently keep a stale callee, with a differ
 layout. We therefore key the whole cache by a hash of every source file in ``core/``: any
 change to the core gets a fresh sub-folder, and an unchanged core reuses its compiled code.
 
-``configure_numba_cache`` must run before the first ``@njit(cache=True)`` decorator of the
-core executes; ``core/__init__`` calls it on import, and the settings call it again when
-``TANDEM_NUMBA_CACHE_DIR`` names another folder (before any kernel module is imported).
+The folder must be set before the first ``@njit(cache=True)`` decorator of the core runs.
+Kernel modules import numba's decorators through :mod:`core.jit`, which sets the default
+folder on first import (:func:`numba_cache_folder`) — so numba itself, ~0.6 s to import, loads
+only in processes that use a kernel, never for ``--help`` or a manifest check. The settings
+choose another root (``TANDEM_NUMBA_CACHE_DIR``) and a warm-up worker the parent's exact
+folder, both before any kernel module is imported.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from functools import cache
 from pathlib import Path
 
 _CORE_DIR = Path(__file__).resolve().parent
+_folder: Path | None = None  # where numba's cache points, once configured
 
 
 @cache
@@ -42,10 +46,21 @@ def default_cache_root() -> Path:
 
 def configure_numba_cache(root: str | os.PathLike[str] | None = None) -> Path:
     """Point numba's cache at ``<root>/core-<source hash>`` and return that folder."""
+    folder = Path(root) if root is not None else default_cache_root()
+    return use_numba_cache_folder(folder / f"core-{core_source_hash()}")
+
+
+def use_numba_cache_folder(folder: str | os.PathLike[str]) -> Path:
+    """Point numba's cache at exactly ``folder`` (a warm-up worker takes its parent's)."""
+    global _folder
     from numba.core import config
 
-    folder = Path(root) if root is not None else default_cache_root()
-    target = folder / f"core-{core_source_hash()}"
     # numba reads CACHE_DIR when a cached dispatcher is created (at decoration time).
-    config.CACHE_DIR = str(target)
-    return target
+    config.CACHE_DIR = str(folder)
+    _folder = Path(folder)
+    return _folder
+
+
+def numba_cache_folder() -> Path:
+    """The folder numba caches the core's kernels in; the default one unless configured."""
+    return _folder if _folder is not None else configure_numba_cache()

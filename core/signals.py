@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numba import njit
 
+from core.jit import njit
 from core.timeframes import bucket_offset_ms, timeframe_to_ms
 
 if TYPE_CHECKING:

@@ -121,9 +121,9 @@ def spare_core() -> bool:
 
 def cache_dir() -> Path:
     """The folder numba caches the core's kernels in (set by :mod:`core.numba_cache`)."""
-    from numba.core import config
+    from core.numba_cache import numba_cache_folder
 
-    return Path(config.CACHE_DIR)
+    return numba_cache_folder()
 
 
 def job_key(profile: Profile, job: str) -> str:
@@ -250,12 +250,12 @@ def run_jobs(profile: Profile, jobs: Sequence[str]) -> dict[str, float]:
 def _worker(spec_path: str) -> None:
     """Worker process entry (``python -m core.warmup SPEC``): same cache folder as the
     parent, then the jobs, then the markers."""
-    from numba.core import config
+    from core.numba_cache import use_numba_cache_folder
 
     spec = json.loads(Path(spec_path).read_text())
     # Before any kernel module is imported: numba reads CACHE_DIR when a cached dispatcher
     # is created. The parent's folder wins over whatever this process would derive.
-    config.CACHE_DIR = spec["folder"]
+    use_numba_cache_folder(spec["folder"])
     from core.manifest import parse_manifest
 
     name = spec["name"]

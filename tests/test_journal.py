@@ -99,6 +99,22 @@ def test_round_trip_is_exact(tmp_path, fmt: str) -> None:  # noqa: ANN001
         assert (plain["price"].to_numpy() == f["price"].to_numpy()).all()
 
 
+def test_csv_bytes_are_pandas_to_csv_of_the_float_reprs(tmp_path) -> None:  # noqa: ANN001
+    """The CSV is byte for byte what pandas writes for the same rows with each float as its
+    shortest repr — including -0.0, NaN, an empty intrabar and a field that needs quoting."""
+    f = sample_run().fills.copy()
+    f.loc[0, "qty"] = -0.0
+    f.loc[1, "price"] = np.nan
+    f.loc[2, "fill_id"] = 'odd,"id"\nx'
+    f.loc[3, "intrabar"] = ""
+    ref = f.copy()
+    for col in ("qty", "price", "fee", "position_after", "cash_after"):
+        ref[col] = [repr(float(x)) for x in ref[col]]
+    ref.to_csv(tmp_path / "ref.csv", index=False)
+    write_csv(f, tmp_path / "ours.csv")
+    assert (tmp_path / "ours.csv").read_bytes() == (tmp_path / "ref.csv").read_bytes()
+
+
 def test_empty_journal_round_trips(tmp_path) -> None:  # noqa: ANN001
     f = fills_frame(np.empty((0, N_FILL_COLS)), ["A"], "p", "r", "paper")
     assert list(f.columns) == FILLS_SCHEMA.names and len(f) == 0

@@ -141,3 +141,38 @@ def test_equity_png_is_drawn(run, tmp_path):
 
     img = np.asarray(Image.open(png).convert("RGB")).astype(int)
     assert img.shape[0] > 300 and img.std() > 10
+
+
+def _decimate_by_hand(x, y, buckets):  # noqa: ANN001, ANN202
+    """The rule, one bucket at a time: first, last, first min and first max (finite)."""
+    n = len(x)
+    if n <= 4 * buckets:
+        return x, y
+    edges = np.linspace(0, n, buckets + 1).astype(np.int64)
+    keep: set[int] = set()
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        if b <= a:
+            continue
+        keep |= {int(a), int(b - 1)}
+        seg = y[a:b]
+        if np.isfinite(seg).any():
+            keep |= {int(a + np.nanargmin(seg)), int(a + np.nanargmax(seg))}
+    k = np.asarray(sorted(keep), dtype=np.int64)
+    return x[k], y[k]
+
+
+def test_decimate_keeps_each_buckets_ends_and_extremes() -> None:
+    from backtest.svg import decimate
+
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        n, buckets = int(rng.integers(1, 2000)), int(rng.integers(1, 150))
+        y = rng.normal(size=n).round(1)  # ties: the first min/max counts
+        if trial % 3 == 0:
+            y[rng.random(n) < 0.3] = np.nan
+        if trial % 11 == 0:
+            y[:] = np.nan
+        x = np.arange(n, dtype=np.float64)
+        got, want = decimate(x, y, buckets), _decimate_by_hand(x, y, buckets)
+        assert np.array_equal(got[0], want[0])
+        assert np.array_equal(got[1], want[1], equal_nan=True)

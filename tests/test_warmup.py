@@ -31,8 +31,11 @@ def cache(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
     """An empty numba cache folder for this process (and the workers it starts)."""
     from numba.core import config
 
+    from core import numba_cache
+
     folder = tmp_path / f"core-{core_source_hash()}"
     monkeypatch.setattr(config, "CACHE_DIR", str(folder))
+    monkeypatch.setattr(numba_cache, "_folder", folder)
     return folder
 
 
@@ -43,12 +46,11 @@ def load_in_fresh_process(folder: Path, profile_name: str = "crypto_rating_all",
     code = (
         "import json, sys\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
-        "import core\n"
-        "from numba.core import config\n"
+        "from core.numba_cache import use_numba_cache_folder\n"
         # The exact folder (not one derived from a hash of the sources, which another
-        # session editing the core may change in the meantime): set after core/__init__
-        # configured its own, before any kernel module is imported.
-        f"config.CACHE_DIR = {str(folder)!r}\n"
+        # session editing the core may change in the meantime), before any kernel module
+        # is imported.
+        f"use_numba_cache_folder({str(folder)!r})\n"
         "from core import warmup\n"
         "from core.manifest import load_manifest\n"
         f"p = load_manifest({str(REPO / 'manifest.json')!r}).profile({profile_name!r})\n"

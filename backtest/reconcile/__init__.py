@@ -11,16 +11,24 @@ See :func:`reconcile` for the inputs, :mod:`backtest.reconcile.classify` for the
 ``tandem-backtest reconcile`` and ``tandem-backtest run --candles-from``.
 """
 
-from backtest.reconcile.api import reconcile
-from backtest.reconcile.match import Tolerance
-from backtest.reconcile.report import ProfileSummary, ReconcileReport
-from backtest.reconcile.sources import DaemonCandleSource, ProfileInfo
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "DaemonCandleSource",
-    "ProfileInfo",
-    "ProfileSummary",
-    "ReconcileReport",
-    "Tolerance",
-    "reconcile",
-]
+# Where each public name lives. They load on first use (PEP 562), so that registering the
+# reconcile commands in ``tandem-backtest`` does not import pandas and the core for every
+# command (``--help`` included).
+_PUBLIC = {
+    "DaemonCandleSource": "backtest.reconcile.sources",
+    "ProfileInfo": "backtest.reconcile.sources",
+    "ProfileSummary": "backtest.reconcile.report",
+    "ReconcileReport": "backtest.reconcile.report",
+    "Tolerance": "backtest.reconcile.match",
+    "reconcile": "backtest.reconcile.api",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_PUBLIC[name]), name)

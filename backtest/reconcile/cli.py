@@ -19,10 +19,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from backtest.reconcile.api import reconcile
-from backtest.reconcile.match import Tolerance
-from backtest.reconcile.sources import DaemonCandleSource, ReconcileInputError
+# The reconcile machinery (pandas, the core's kernels) is imported by the commands that
+# run it: registering the options must not slow down every tandem-backtest command.
+if TYPE_CHECKING:
+    from backtest.reconcile.sources import DaemonCandleSource
 
 
 def register_reconcile(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -64,6 +66,10 @@ def register_reconcile(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """Run reconcile from parsed arguments; returns the process exit code."""
+    from backtest.reconcile.api import reconcile
+    from backtest.reconcile.match import Tolerance
+    from backtest.reconcile.sources import ReconcileInputError
+
     try:
         report = reconcile(
             args.paper,
@@ -109,7 +115,7 @@ def cmd_fingerprints(args: argparse.Namespace) -> int:
     """Print the fingerprints of the given journals (concatenated); exit 2 on bad input."""
     import pandas as pd
 
-    from backtest.reconcile.sources import read_fills
+    from backtest.reconcile.sources import ReconcileInputError, read_fills
     from core.fingerprint import fingerprint_line, trade_fingerprints
 
     try:
@@ -144,6 +150,8 @@ def candles_from_source(args: argparse.Namespace, timeframe: str | None = None) 
     dbs = getattr(args, "candles_from", None)
     if not dbs:
         return None
+    from backtest.reconcile.sources import DaemonCandleSource
+
     return DaemonCandleSource(dbs, timeframe=timeframe)
 
 

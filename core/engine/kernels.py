@@ -29,7 +29,6 @@ of ``work`` (None = discrete), so a run compiles only its own mode's branch.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from core.engine.layout import (
     A_BLOCK,
@@ -79,6 +78,7 @@ from core.engine.params import (
     P_TRAIL,
     SIZING_RISK,
 )
+from core.jit import njit
 
 # Reason / intrabar codes as float64 (the fill row's dtype). Passed as Python int constants
 # they would be typed as numba literals, compiling one copy of each helper per value.

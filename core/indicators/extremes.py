@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from core.jit import njit
 
 # ---------------------------------------------------------------- highest / lowest
 # layout: [n, run, t, hi, lo, hi_head, hi_len, lo_head, lo_len,

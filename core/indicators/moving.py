@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from core.jit import njit
 
 # ---------------------------------------------------------------- SMA
 # layout: [n, run, pos, sum, ring[n]]

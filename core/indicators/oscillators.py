@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
 from core.indicators.extremes import HL_HI, HL_LO, highlow_step_at_nb, new_highlow_state
 from core.indicators.moving import (
@@ -26,6 +25,7 @@ from core.indicators.moving import (
     new_sma_state,
     sma_step_at_nb,
 )
+from core.jit import njit
 
 
 @njit(cache=True)

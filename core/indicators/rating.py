@@ -35,9 +35,10 @@ import math
 
 import numpy as np
 from llvmlite import ir as llvm_ir
-from numba import carray, cfunc, njit, types
 from numba.core.ccallback import CFunc
 from numba.extending import intrinsic
+
+from core.jit import carray, cfunc, njit, types
 
 MA_LENGTHS = (10, 20, 30, 50, 100, 200)
 MA_VOTE_NAMES = (

@@ -1,0 +1,34 @@
+"""What a command imports is what a user waits for (issue 15): ``--help`` and a manifest
+check load neither numba, ccxt nor pandas; the exchange-id check reads ccxt's own list."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import REPO_ROOT
+
+HEAVY = ("numba", "ccxt", "pandas", "pyarrow", "scipy", "matplotlib")
+
+
+def _imported_after(code: str) -> list[str]:
+    probe = (code + "\nimport sys\n"
+             f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True,
+                         text=True, check=True)
+    return [m for m in out.stdout.strip().split(",") if m]
+
+
+def test_help_and_manifest_check_import_nothing_heavy() -> None:
+    code = ("from backtest.cli import build_parser\nbuild_parser().format_help()\n"
+            "from daemon.cli import _parser as daemon_parser\ndaemon_parser().format_help()\n"
+            "from core.manifest import load_manifest\nload_manifest('manifest.json')")
+    assert _imported_after(code) == []
+
+
+def test_exchange_ids_are_ccxts_own_list() -> None:
+    import ccxt
+
+    from core.manifest import _ccxt_exchanges
+
+    assert _ccxt_exchanges() == frozenset(ccxt.exchanges)
