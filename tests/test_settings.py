@@ -110,3 +110,47 @@ def test_malformed_dotenv(tmp_path: Path, line: str, named: str) -> None:
 def test_unknown_override() -> None:
     with pytest.raises(SettingsError, match="TANDEM_HTTP_PROT: unknown setting"):
         load_settings(env_file=None, http_prot=1)
+
+
+# --- hostile .env / values (issue 16 items 11, 13) ----------------------------------------
+@pytest.mark.parametrize("content", [b"TANDEM_LOG_LEVEL=INFO\nNOTE=caf\xe9\n", b"TANDEM_PROFILE=caf\xe9\n"],
+                         ids=["foreign key", "tandem key"])
+def test_non_utf8_dotenv(tmp_path: Path, content: bytes) -> None:
+    """A latin-1 .env raised a bare UnicodeDecodeError from python-dotenv."""
+    env = tmp_path / ".env"
+    env.write_bytes(content)
+    with pytest.raises(SettingsError) as info:
+        load_settings(env_file=env)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"settings: {env}: not UTF-8 text (byte 0xe9 at line"), msg
+
+
+def test_oversized_dotenv(tmp_path: Path) -> None:
+    from core.settings import MAX_ENV_FILE_BYTES
+
+    env = tmp_path / ".env"
+    env.write_text("# " + "x" * MAX_ENV_FILE_BYTES + "\n")
+    with pytest.raises(SettingsError, match="larger than"):
+        load_settings(env_file=env)
+
+
+def test_dotenv_that_is_a_directory_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / ".env").mkdir()
+    assert load_settings(env_file=tmp_path / ".env") == load_settings(env_file=None)
+
+
+@pytest.mark.parametrize("var", ["TANDEM_LOG_LEVEL", "TANDEM_EXCHANGE_REST_URL", "TANDEM_HTTP_PORT"])
+def test_huge_value_quoted_short(monkeypatch, var: str) -> None:
+    monkeypatch.setenv(var, "v" * 1_000_000)
+    with pytest.raises(SettingsError) as info:
+        load_settings(env_file=None)
+    msg = str(info.value)
+    assert len(msg) < 400 and "…(1000000 chars)" in msg and msg.startswith(f"settings: {var}: "), msg
+
+
+def test_huge_unknown_key_in_dotenv(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("TANDEM_" + "X" * 100_000 + "=1\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(env_file=env)
+    assert len(str(info.value)) < 400 and "unknown setting" in str(info.value)
