@@ -63,6 +63,9 @@ _PROFILE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 MAX_MANIFEST_BYTES = 8 * 1024 * 1024
 MAX_SYMBOLS = 5000
 MAX_JSON_DEPTH = 16
+#: An explicit warm-up may span at most 20 years of base bars (the derived one spans < 5):
+#: more is a typo, and 10**15 bars overflowed the backtest's timestamps (a traceback).
+MAX_WARMUP_SPAN_MS = 20 * 365_250 * 86_400_000 // 1000
 # A whole message is capped too: a safety net should some value reach it unquoted.
 _MAX_MESSAGE = 1000
 
@@ -90,6 +93,11 @@ class _Strict(BaseModel):
     # allow_inf_nan=False: every float field must be finite (an infinite initial_cash would
     # otherwise pass validation and crash profile_hash, or poison every equity value).
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+def _count(n: int) -> str:
+    # str() of a huge int is slow and past 4300 digits refused: show its magnitude instead
+    return str(n) if abs(n) < 10**30 else f"~10^{int(n.bit_length() * 0.30103)}"
 
 
 def _check_tf(tf: str) -> str:
@@ -263,6 +271,12 @@ class Profile(_Strict):
             raise _FieldProblem("execution.sizing", "'risk' sizing needs exit_rules.stop_loss_pct > 0")
         if self.execution.mode == "portfolio" and self.execution.long_short:
             raise _FieldProblem("execution.long_short", "portfolio mode is long-only")
+        if self.warmup_bars is not None and self.warmup_bars * timeframe_to_ms(base) > MAX_WARMUP_SPAN_MS:
+            raise _FieldProblem(
+                "warmup_bars",
+                f"{_count(self.warmup_bars)} bars of {base} span more than 20 years; at most "
+                f"{MAX_WARMUP_SPAN_MS // timeframe_to_ms(base)} (null derives it from the lookbacks)",
+            )
         if len(self.assets) > MAX_SYMBOLS:
             raise _FieldProblem(
                 "universe", f"core_assets and universe together name {len(self.assets)} symbols; at most {MAX_SYMBOLS}"

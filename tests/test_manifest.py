@@ -512,3 +512,17 @@ def test_fuzz_byte_mutations(tmp_path: Path, edits) -> None:
     path = tmp_path / "fuzz.json"
     path.write_bytes(bytes(raw))
     _exercise(path)
+
+
+@pytest.mark.parametrize("bars", [10**15, 10**400, 175_321])
+def test_warmup_span_limit(doc: dict, bars: int) -> None:
+    """warmup_bars 10**15 passed and the backtest died in pandas (OutOfBoundsDatetime): an
+    explicit warm-up spans at most 20 years of base bars (175,320 hours)."""
+    raw = copy.deepcopy(doc["profiles"][P])
+    raw["warmup_bars"] = bars
+    with pytest.raises(ManifestError) as info:
+        parse_manifest({"profiles": {P: raw}})
+    msg = str(info.value)
+    assert "field 'warmup_bars': " in msg and "span more than 20 years; at most 175320" in msg and len(msg) < 300, msg
+    raw["warmup_bars"] = 175_320
+    assert parse_manifest({"profiles": {P: raw}}).profile(P).warmup == 175_320
