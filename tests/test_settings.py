@@ -154,3 +154,26 @@ def test_huge_unknown_key_in_dotenv(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as info:
         load_settings(env_file=env)
     assert len(str(info.value)) < 400 and "unknown setting" in str(info.value)
+
+
+# --- fuzz: any .env bytes give Settings or one SettingsError line, never a traceback ----------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ENV_PIECES = st.sampled_from([
+    b"TANDEM_HTTP_PORT=", b"TANDEM_LOG_LEVEL=", b"TANDEM_PROFILE=", b"TANDEM_HTTP_TOKEN=",
+    b"TANDEM_EXCHANGE_REST_URL=", b"TANDEM_MANIFEST_PATH=", b"TANDEM_GRACE_PERIOD_S=", b"export ",
+    b"\n", b"=", b"'", b'"', b"#", b"\\", b"\x00", b"\xe9", b"\xef\xbb\xbf", b"1e400", b"nan", b"-1",
+    b"http://", b"${TANDEM_HTTP_PORT}", b" ",
+])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.lists(_ENV_PIECES | st.binary(max_size=6), max_size=12).map(b"".join))
+def test_fuzz_dotenv(tmp_path: Path, content: bytes) -> None:
+    env = tmp_path / ".env"
+    env.write_bytes(content)
+    try:
+        load_settings(env_file=env)
+    except SettingsError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 500, str(exc)
