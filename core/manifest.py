@@ -445,30 +445,38 @@ def _where(source: str, path: tuple[Any, ...]) -> tuple[str, str | None, str]:
 
 
 def _check_structure(data: Any, source: str, duplicates: dict[int, str] | None = None) -> None:
-    """Refuse a document nested deeper than :data:`MAX_JSON_DEPTH` or (``duplicates``: id of a
-    parsed object -> its first repeated key) with a repeated key. Iterative, so no depth can
-    exhaust the stack here or later (pydantic, json.dumps in messages)."""
+    """Refuse a document nested deeper than :data:`MAX_JSON_DEPTH`, with a list or object of
+    more than :data:`MAX_SYMBOLS` items, or (``duplicates``: id of a parsed object -> its
+    first repeated key) with a repeated key. Iterative, so no depth can exhaust the stack
+    here or later (pydantic, json.dumps in messages); linear in the document's size."""
     stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
     while stack:
         node, path = stack.pop()
         if isinstance(node, dict):
-            children = list(node.items())
             if duplicates and id(node) in duplicates:
                 prefix, profile, field = _where(source, (*path, duplicates[id(node)]))
                 raise ManifestError(
                     f"{prefix}: duplicate key (each key may appear once; a second one would "
                     "silently replace the first)", profile=profile, field=field,
                 )
+            items: Any = node.items()
         elif isinstance(node, list):
-            children = list(enumerate(node))
+            items = enumerate(node)
         else:
             continue
-        if len(path) >= MAX_JSON_DEPTH and children:
+        if node and len(path) >= MAX_JSON_DEPTH:
             prefix, profile, field = _where(source, path)
             raise ManifestError(
                 f"{prefix}: nested deeper than {MAX_JSON_DEPTH} levels", profile=profile, field=field
             )
-        stack.extend((v, (*path, k)) for k, v in reversed(children))
+        if len(node) > MAX_SYMBOLS:  # no list or object of a manifest needs more: stop here
+            prefix, profile, field = _where(source, path)
+            raise ManifestError(
+                f"{prefix}: {len(node)} items; at most {MAX_SYMBOLS}", profile=profile, field=field
+            )
+        # Only containers need a visit: pushing every string of a long list cost seconds.
+        kids = [(v, (*path, k)) for k, v in items if isinstance(v, (dict, list))]
+        stack.extend(reversed(kids))
 
 
 def parse_manifest(data: Any, source: str = "manifest") -> Manifest:
