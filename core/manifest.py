@@ -16,8 +16,9 @@ Every model forbids unknown keys and is strict about types (``"5"`` is not a num
 typo fails loudly. Every number must be finite (JSON's ``Infinity``/``NaN`` and ``1e400``,
 which Python reads as infinity, are refused), a JSON key may appear once per object, and the
 file is bounded (:data:`MAX_MANIFEST_BYTES`, :data:`MAX_SYMBOLS` per list,
-:data:`MAX_JSON_DEPTH` levels) so a hostile or broken file fails fast instead of hanging. Any problem raises :class:`ManifestError` whose message names the file,
-the profile and the field; drivers print it and exit non-zero before any output
+:data:`MAX_JSON_DEPTH` levels) so a hostile or broken file fails fast instead of hanging.
+Any problem raises :class:`ManifestError` whose message names the file, the profile and the
+field (quoting at most 80 characters of any value); drivers print it and exit non-zero before any output
 (``python -m core.manifest manifest.json`` does exactly that).
 """
 
@@ -65,7 +66,7 @@ MAX_SYMBOLS = 5000
 MAX_JSON_DEPTH = 16
 #: An explicit warm-up may span at most 20 years of base bars (the derived one spans < 5):
 #: more is a typo, and 10**15 bars overflowed the backtest's timestamps (a traceback).
-MAX_WARMUP_SPAN_MS = 20 * 365_250 * 86_400_000 // 1000
+MAX_WARMUP_SPAN_MS = int(20 * 365.25 * 86_400_000)
 # A whole message is capped too: a safety net should some value reach it unquoted.
 _MAX_MESSAGE = 1000
 
@@ -550,11 +551,14 @@ def _parse_json(text: str, p: Path) -> Any:
 
     def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         obj = dict(pairs)
-        if len(obj) != len(pairs):
+        if len(obj) != len(pairs):  # some key repeats: find the first one
             seen: set[str] = set()
-            first = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-            duplicates[id(obj)] = first
-            keep.append(obj)
+            for key, _ in pairs:
+                if key in seen:
+                    duplicates[id(obj)] = key
+                    keep.append(obj)
+                    break
+                seen.add(key)
         return obj
 
     try:
