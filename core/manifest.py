@@ -18,8 +18,8 @@ which Python reads as infinity, are refused), a JSON key may appear once per obj
 file is bounded (:data:`MAX_MANIFEST_BYTES`, :data:`MAX_SYMBOLS` per list,
 :data:`MAX_JSON_DEPTH` levels) so a hostile or broken file fails fast instead of hanging.
 Any problem raises :class:`ManifestError` whose message names the file, the profile and the
-field (quoting at most 80 characters of any value); drivers print it and exit non-zero before any output
-(``python -m core.manifest manifest.json`` does exactly that).
+field (quoting at most 80 characters of any value); drivers print it and exit non-zero
+before any output (``python -m core.manifest manifest.json`` does exactly that).
 """
 
 from __future__ import annotations
