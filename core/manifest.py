@@ -13,9 +13,13 @@ Layout (DESIGN.md "Configuration", docs/CONTRACTS.md "Engine")::
         "initial_cash": 10000, "warmup_bars": null}}}
 
 Every model forbids unknown keys and is strict about types (``"5"`` is not a number), so a
-typo fails loudly. Any problem raises :class:`ManifestError` whose message names the file,
-the profile and the field; drivers print it and exit non-zero before any output
-(``python -m core.manifest manifest.json`` does exactly that).
+typo fails loudly. Every number must be finite (JSON's ``Infinity``/``NaN`` and ``1e400``,
+which Python reads as infinity, are refused), a JSON key may appear once per object, and the
+file is bounded (:data:`MAX_MANIFEST_BYTES`, :data:`MAX_SYMBOLS` per list,
+:data:`MAX_JSON_DEPTH` levels) so a hostile or broken file fails fast instead of hanging.
+Any problem raises :class:`ManifestError` whose message names the file, the profile and the
+field (quoting at most 80 characters of any value); drivers print it and exit non-zero
+before any output (``python -m core.manifest manifest.json`` does exactly that).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import json
 import math
 import re
 import sys
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +44,7 @@ from pydantic import (
     model_validator,
 )
 
+from core.quoting import clip, quote
 from core.timeframes import (
     EXCHANGE_TIMEFRAMES,
     TimeframeError,
@@ -52,13 +58,24 @@ RATING_COLUMNS = {"rating_ma": 0, "rating_osc": 1, "rating_all": 2}
 WARMUP_MARGIN_HTF_BARS = 50
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+(:[A-Z0-9]+)?$")
 _PROFILE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+#: Size limits. The shipped manifest is ~10 kB and its deepest value 5 levels down; Binance
+#: lists ~2,000 spot pairs. These bounds are far above any real use and keep validation (and
+#: the engine arrays sized by the asset count) fast; beyond them the file is refused.
+MAX_MANIFEST_BYTES = 8 * 1024 * 1024
+MAX_SYMBOLS = 5000
+MAX_JSON_DEPTH = 16
+#: An explicit warm-up may span at most 20 years of base bars (the derived one spans < 5):
+#: more is a typo, and 10**15 bars overflowed the backtest's timestamps (a traceback).
+MAX_WARMUP_SPAN_MS = int(20 * 365.25 * 86_400_000)
+# A whole message is capped too: a safety net should some value reach it unquoted.
+_MAX_MESSAGE = 1000
 
 
 class ManifestError(ValueError):
     """An invalid manifest; the message names the file, profile and field."""
 
     def __init__(self, message: str, *, profile: str | None = None, field: str | None = None):
-        super().__init__(message)
+        super().__init__(clip(message, _MAX_MESSAGE))
         self.profile = profile
         self.field = field
 
@@ -74,16 +91,25 @@ class _FieldProblem(Exception):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # allow_inf_nan=False: every float field must be finite (an infinite initial_cash would
+    # otherwise pass validation and crash profile_hash, or poison every equity value).
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+def _count(n: int) -> str:
+    # str() of a huge int is slow and past 4300 digits refused: show its magnitude instead
+    return str(n) if abs(n) < 10**30 else f"~10^{int(n.bit_length() * 0.30103)}"
 
 
 def _check_tf(tf: str) -> str:
+    if len(tf) > 8:  # no timeframe is this long; keep the message short
+        raise ValueError(f"invalid timeframe {quote(tf)}")
     try:
         timeframe_to_ms(tf)
     except TimeframeError as exc:
         raise ValueError(str(exc)) from None
     if tf not in EXCHANGE_TIMEFRAMES:
-        raise ValueError(f"timeframe {tf!r} is not offered by exchanges; use one of {', '.join(EXCHANGE_TIMEFRAMES)}")
+        raise ValueError(f"timeframe {quote(tf)} is not offered by exchanges; use one of {', '.join(EXCHANGE_TIMEFRAMES)}")
     return tf
 
 
@@ -103,7 +129,7 @@ class MtfConfig(_Strict):
         if v is not None:
             for tf, w in v.items():
                 if not math.isfinite(w) or w < 0:
-                    raise ValueError(f"weight of {tf!r} must be a finite number >= 0, got {w}")
+                    raise ValueError(f"weight of {quote(tf)} must be a finite number >= 0, got {w}")
         return v
 
 
@@ -149,8 +175,8 @@ class Profile(_Strict):
 
     strategy: Literal["rating_all", "rating_ma", "rating_osc"]
     exchange: str
-    core_assets: list[str] = Field(min_length=1)
-    universe: list[str] = Field(default_factory=list)
+    core_assets: list[str] = Field(min_length=1, max_length=MAX_SYMBOLS)
+    universe: list[str] = Field(default_factory=list, max_length=MAX_SYMBOLS)
     base_timeframe: str
     timeframes: list[str] = Field(min_length=1)
     mtf: MtfConfig = Field(default_factory=MtfConfig)
@@ -171,7 +197,7 @@ class Profile(_Strict):
     @classmethod
     def _known_exchange(cls, v: str) -> str:
         if v not in _ccxt_exchanges():
-            raise ValueError(f"unknown exchange {v!r} (not a ccxt exchange id)")
+            raise ValueError(f"unknown exchange {quote(v)} (not a ccxt exchange id)")
         return v
 
     @field_validator("core_assets", "universe")
@@ -179,10 +205,11 @@ class Profile(_Strict):
     def _symbols(cls, v: list[str]) -> list[str]:
         for s in v:
             if not _SYMBOL_RE.match(s):
-                raise ValueError(f"{s!r} is not a ccxt unified symbol like 'BTC/USDT'")
-        dup = sorted({s for s in v if v.count(s) > 1})
+                raise ValueError(f"{quote(s)} is not a ccxt unified symbol like 'BTC/USDT'")
+        # One counting pass (list.count per symbol was quadratic: 20k symbols took 14 s).
+        dup = sorted(s for s, n in Counter(v).items() if n > 1)
         if dup:
-            raise ValueError(f"duplicate symbols: {', '.join(dup)}")
+            raise ValueError(f"duplicate symbols: {clip(', '.join(dup))}")
         return v
 
     @field_validator("base_timeframe")
@@ -218,7 +245,7 @@ class Profile(_Strict):
         if w is not None:
             if set(w) != set(self.timeframes):
                 raise _FieldProblem(
-                    "mtf.weights", f"keys {sorted(w)} must be exactly the timeframes {self.timeframes}"
+                    "mtf.weights", f"keys {clip(str(sorted(w)))} must be exactly the timeframes {self.timeframes}"
                 )
             if sum(w.values()) <= 0:
                 raise _FieldProblem("mtf.weights", "at least one weight must be > 0")
@@ -245,6 +272,16 @@ class Profile(_Strict):
             raise _FieldProblem("execution.sizing", "'risk' sizing needs exit_rules.stop_loss_pct > 0")
         if self.execution.mode == "portfolio" and self.execution.long_short:
             raise _FieldProblem("execution.long_short", "portfolio mode is long-only")
+        if self.warmup_bars is not None and self.warmup_bars * timeframe_to_ms(base) > MAX_WARMUP_SPAN_MS:
+            raise _FieldProblem(
+                "warmup_bars",
+                f"{_count(self.warmup_bars)} bars of {base} span more than 20 years; at most "
+                f"{MAX_WARMUP_SPAN_MS // timeframe_to_ms(base)} (null derives it from the lookbacks)",
+            )
+        if len(self.assets) > MAX_SYMBOLS:
+            raise _FieldProblem(
+                "universe", f"core_assets and universe together name {len(self.assets)} symbols; at most {MAX_SYMBOLS}"
+            )
         return self
 
     # ---- derived values -----------------------------------------------------------------
@@ -256,7 +293,8 @@ class Profile(_Strict):
     @property
     def assets(self) -> list[str]:
         """Every traded symbol, in engine order: core assets first, then the rest of the universe."""
-        return list(self.core_assets) + [s for s in self.universe if s not in self.core_assets]
+        core = set(self.core_assets)  # a set: `in` on the list was quadratic in the universe size
+        return list(self.core_assets) + [s for s in self.universe if s not in core]
 
     @property
     def rating_column(self) -> int:
@@ -332,7 +370,7 @@ class Manifest(_Strict):
             raise ManifestError(f"{self._source}: no profile given and no default_profile set", field="default_profile")
         if key not in self.profiles:
             raise ManifestError(
-                f"{self._source}: profile {key!r} not found; available: {', '.join(self.profiles)}",
+                f"{self._source}: profile {quote(key)} not found; available: {clip(', '.join(self.profiles))}",
                 profile=key,
             )
         return self.profiles[key]
@@ -375,31 +413,29 @@ def _rating_warmup_bars() -> int:
     return int(RATING_WARMUP_BARS)
 
 
-def _describe(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _format_validation(src: str, profile: str | None, exc: ValidationError) -> ManifestError:
     errs = exc.errors()
     first = errs[0]
-    field = ".".join(str(p) for p in first["loc"]) or "(profile)"
+    field = clip(".".join(str(p) for p in first["loc"]) or "(profile)")
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key (not allowed here)"
     elif first["type"] == "missing":
         msg = "required field is missing"
     else:
-        msg = f"{msg} (got {_describe(first.get('input'))})"
+        got = quote(first.get("input"))
+        if got not in msg:  # our own validators often quote the value already
+            msg = f"{msg} (got {got})"
     where = f"profile {profile!r}, " if profile else ""
     more = f" [+{len(errs) - 1} more problem(s)]" if len(errs) > 1 else ""
     return ManifestError(f"{src}: {where}field {field!r}: {msg}{more}", profile=profile, field=field)
 
 
 def _validate_profile(src: str, name: str, raw: Any) -> Profile:
-    if not _PROFILE_NAME_RE.match(name):
+    if not isinstance(name, str) or len(name) > 64 or not _PROFILE_NAME_RE.match(name):
         raise ManifestError(
-            f"{src}: profile {name!r}: name must be lowercase letters, digits and '_'", profile=name
+            f"{src}: profile {quote(name)}: name must be lowercase letters, digits and '_' "
+            "(at most 64)", profile=str(name)
         )
     try:
         prof = Profile.model_validate(raw)
@@ -413,10 +449,57 @@ def _validate_profile(src: str, name: str, raw: Any) -> Profile:
     return prof
 
 
+def _where(source: str, path: tuple[Any, ...]) -> tuple[str, str | None, str]:
+    """Message prefix, profile and field for a location in the document (as the
+    validation errors name them: the profile, then the field inside it)."""
+    keys = [str(k) for k in path]
+    if len(keys) >= 3 and keys[0] == "profiles":
+        field = clip(".".join(keys[2:]))
+        return f"{source}: profile {quote(keys[1])}, field {field!r}", keys[1], field
+    field = clip(".".join(keys) or "(top level)")
+    return f"{source}: field {field!r}", None, field
+
+
+def _check_structure(data: Any, source: str, duplicates: dict[int, str] | None = None) -> None:
+    """Refuse a document nested deeper than :data:`MAX_JSON_DEPTH`, with a list or object of
+    more than :data:`MAX_SYMBOLS` items, or (``duplicates``: id of a parsed object -> its
+    first repeated key) with a repeated key. Iterative, so no depth can exhaust the stack
+    here or later (pydantic, json.dumps in messages); linear in the document's size."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            if duplicates and id(node) in duplicates:
+                prefix, profile, field = _where(source, (*path, duplicates[id(node)]))
+                raise ManifestError(
+                    f"{prefix}: duplicate key (each key may appear once; a second one would "
+                    "silently replace the first)", profile=profile, field=field,
+                )
+            items: Any = node.items()
+        elif isinstance(node, list):
+            items = enumerate(node)
+        else:
+            continue
+        if node and len(path) >= MAX_JSON_DEPTH:
+            prefix, profile, field = _where(source, path)
+            raise ManifestError(
+                f"{prefix}: nested deeper than {MAX_JSON_DEPTH} levels", profile=profile, field=field
+            )
+        if len(node) > MAX_SYMBOLS:  # no list or object of a manifest needs more: stop here
+            prefix, profile, field = _where(source, path)
+            raise ManifestError(
+                f"{prefix}: {len(node)} items; at most {MAX_SYMBOLS}", profile=profile, field=field
+            )
+        # Only containers need a visit: pushing every string of a long list cost seconds.
+        kids = [(v, (*path, k)) for k, v in items if isinstance(v, (dict, list))]
+        stack.extend(reversed(kids))
+
+
 def parse_manifest(data: Any, source: str = "manifest") -> Manifest:
     """Validate an already-parsed manifest document; raise :class:`ManifestError`."""
     if not isinstance(data, dict):
         raise ManifestError(f"{source}: top level must be a JSON object, got {type(data).__name__}")
+    _check_structure(data, source)
     raw_profiles = data.get("profiles")
     if not isinstance(raw_profiles, dict) or not raw_profiles:
         raise ManifestError(f"{source}: field 'profiles': must be a non-empty object of profiles", field="profiles")
@@ -432,8 +515,8 @@ def parse_manifest(data: Any, source: str = "manifest") -> Manifest:
     )
     if man.default_profile is not None and man.default_profile not in profiles:
         raise ManifestError(
-            f"{source}: field 'default_profile': {man.default_profile!r} is not one of the profiles "
-            f"({', '.join(profiles)})",
+            f"{source}: field 'default_profile': {quote(man.default_profile)} is not one of the profiles "
+            f"({clip(', '.join(profiles))})",
             field="default_profile",
         )
     man._source = source
@@ -457,17 +540,58 @@ def resolve_manifest_path(explicit: str | Path | None, configured: str | Path) -
     return path
 
 
+def _read_text(p: Path) -> str:
+    """The file as text: at most :data:`MAX_MANIFEST_BYTES`, UTF-8 (a leading BOM is fine)."""
+    try:
+        with p.open("rb") as fh:
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise ManifestError(f"{p}: cannot read manifest: {getattr(exc, 'strerror', None) or exc}") from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{p}: manifest is larger than {MAX_MANIFEST_BYTES // (1024 * 1024)} MB; refused")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ManifestError(
+            f"{p}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at line {line}, offset {exc.start}); "
+            "save the manifest as UTF-8"
+        ) from None
+
+
+def _parse_json(text: str, p: Path) -> Any:
+    """JSON with every object's keys unique and a bounded depth; ManifestError otherwise."""
+    duplicates: dict[int, str] = {}
+    keep: list[dict[str, Any]] = []  # keeps ids in `duplicates` valid until the check
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):  # some key repeats: find the first one
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    duplicates[id(obj)] = key
+                    keep.append(obj)
+                    break
+                seen.add(key)
+        return obj
+
+    try:
+        data = json.loads(text, object_pairs_hook=pairs_hook)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:  # the C parser recurses per nesting level
+        raise ManifestError(f"{p}: invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts (4300 digits)
+        raise ManifestError(f"{p}: invalid JSON: {clip(str(exc))}") from None
+    _check_structure(data, str(p.name), duplicates)
+    return data
+
+
 def load_manifest(path: str | Path) -> Manifest:
     """Read and validate ``manifest.json``; every problem is a :class:`ManifestError`."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ManifestError(f"{p}: cannot read manifest: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    data = _parse_json(_read_text(p), p)
     return parse_manifest(data, source=str(p.name))
 
 

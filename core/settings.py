@@ -6,7 +6,9 @@ lives in the manifest (:mod:`core.manifest`). Every variable is documented in
 and :meth:`Settings.safe_dict` is what drivers log.
 
 Environment variables win over ``.env``, which wins over defaults. Unknown ``TANDEM_*``
-keys in ``.env`` are errors (a typo must not silently fall back to a default).
+keys in ``.env`` are errors (a typo must not silently fall back to a default). The ``.env``
+must be UTF-8 text of at most :data:`MAX_ENV_FILE_BYTES`; values quoted in messages are
+shortened (:func:`core.quoting.quote`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.quoting import clip, quote
+
 ENV_PREFIX = "TANDEM_"
 # TANDEM_* variables that belong to other parts of the project, not to Settings.
 FOREIGN_VARIABLES = frozenset({"TANDEM_TEST_DATA"})
+#: A .env is a few dozen lines; anything this big is the wrong file.
+MAX_ENV_FILE_BYTES = 1024 * 1024
 
 
 class SettingsError(ValueError):
@@ -36,7 +42,7 @@ def _check_url(v: str | None, schemes: tuple[str, ...], what: str) -> str | None
         return None
     scheme, sep, rest = v.partition("://")
     if not sep or scheme not in schemes or not rest or rest.startswith("/"):
-        raise ValueError(f"{what} must be a {' or '.join(s + '://' for s in schemes)} URL, got {v!r}")
+        raise ValueError(f"{what} must be a {' or '.join(s + '://' for s in schemes)} URL, got {quote(v)}")
     return v
 
 
@@ -145,6 +151,27 @@ def _variable(loc: tuple[Any, ...]) -> str:
     return ENV_PREFIX + str(loc[0]).upper() if loc else "(settings)"
 
 
+def _check_env_file(env_file: str | Path | None) -> None:
+    """The .env (if it exists) must be readable UTF-8 text of sane size: the two readers
+    below (python-dotenv, pydantic-settings) would otherwise raise a bare UnicodeDecodeError."""
+    if env_file is None or not Path(env_file).is_file():
+        return
+    try:
+        with open(env_file, "rb") as fh:
+            raw = fh.read(MAX_ENV_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SettingsError(f"settings: {env_file}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_ENV_FILE_BYTES:
+        raise SettingsError(f"settings: {env_file}: larger than {MAX_ENV_FILE_BYTES // 1024} kB; not a .env file")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise SettingsError(
+            f"settings: {env_file}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at line {line}); save it as UTF-8"
+        ) from None
+
+
 def _reject_unknown(env_file: str | Path | None, overrides: dict[str, Any]) -> None:
     """Unknown TANDEM_* keys in the .env file, or unknown override names, are typos."""
     fields = set(Settings.model_fields)
@@ -159,7 +186,8 @@ def _reject_unknown(env_file: str | Path | None, overrides: dict[str, Any]) -> N
     for key in dotenv_values(env_file):
         up = key.upper()
         if up.startswith(ENV_PREFIX) and up not in FOREIGN_VARIABLES and up[len(ENV_PREFIX):].lower() not in fields:
-            raise SettingsError(f"settings: {up} (in {env_file}): unknown setting (see .env.example)", variable=up)
+            raise SettingsError(f"settings: {clip(up)} (in {env_file}): unknown setting (see .env.example)",
+                                variable=up)
 
 
 def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
@@ -167,6 +195,7 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
 
     Raises :class:`SettingsError` with one message naming the variable at fault.
     """
+    _check_env_file(env_file)
     _reject_unknown(env_file, overrides)
     try:
         return Settings(_env_file=env_file, **overrides)
@@ -181,7 +210,7 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
             msg = "required"
         else:
             secret = loc and loc[0] in ("http_token", "notify_urls")
-            shown = "'**********'" if secret else repr(first.get("input"))
+            shown = "'**********'" if secret else quote(first.get("input"))
             msg = f"{first['msg'].removeprefix('Value error, ')} (got {shown})"
         more = f" [+{len(errs) - 1} more problem(s)]" if len(errs) > 1 else ""
         raise SettingsError(f"settings: {var}: {msg}{more}", variable=var) from None

@@ -110,3 +110,70 @@ def test_malformed_dotenv(tmp_path: Path, line: str, named: str) -> None:
 def test_unknown_override() -> None:
     with pytest.raises(SettingsError, match="TANDEM_HTTP_PROT: unknown setting"):
         load_settings(env_file=None, http_prot=1)
+
+
+# --- hostile .env / values (issue 16 items 11, 13) ----------------------------------------
+@pytest.mark.parametrize("content", [b"TANDEM_LOG_LEVEL=INFO\nNOTE=caf\xe9\n", b"TANDEM_PROFILE=caf\xe9\n"],
+                         ids=["foreign key", "tandem key"])
+def test_non_utf8_dotenv(tmp_path: Path, content: bytes) -> None:
+    """A latin-1 .env raised a bare UnicodeDecodeError from python-dotenv."""
+    env = tmp_path / ".env"
+    env.write_bytes(content)
+    with pytest.raises(SettingsError) as info:
+        load_settings(env_file=env)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"settings: {env}: not UTF-8 text (byte 0xe9 at line"), msg
+
+
+def test_oversized_dotenv(tmp_path: Path) -> None:
+    from core.settings import MAX_ENV_FILE_BYTES
+
+    env = tmp_path / ".env"
+    env.write_text("# " + "x" * MAX_ENV_FILE_BYTES + "\n")
+    with pytest.raises(SettingsError, match="larger than"):
+        load_settings(env_file=env)
+
+
+def test_dotenv_that_is_a_directory_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / ".env").mkdir()
+    assert load_settings(env_file=tmp_path / ".env") == load_settings(env_file=None)
+
+
+@pytest.mark.parametrize("var", ["TANDEM_LOG_LEVEL", "TANDEM_EXCHANGE_REST_URL", "TANDEM_HTTP_PORT"])
+def test_huge_value_quoted_short(monkeypatch, var: str) -> None:
+    monkeypatch.setenv(var, "v" * 1_000_000)
+    with pytest.raises(SettingsError) as info:
+        load_settings(env_file=None)
+    msg = str(info.value)
+    assert len(msg) < 400 and "…(1000000 chars)" in msg and msg.startswith(f"settings: {var}: "), msg
+
+
+def test_huge_unknown_key_in_dotenv(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("TANDEM_" + "X" * 100_000 + "=1\n")
+    with pytest.raises(SettingsError) as info:
+        load_settings(env_file=env)
+    assert len(str(info.value)) < 400 and "unknown setting" in str(info.value)
+
+
+# --- fuzz: any .env bytes give Settings or one SettingsError line, never a traceback ----------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ENV_PIECES = st.sampled_from([
+    b"TANDEM_HTTP_PORT=", b"TANDEM_LOG_LEVEL=", b"TANDEM_PROFILE=", b"TANDEM_HTTP_TOKEN=",
+    b"TANDEM_EXCHANGE_REST_URL=", b"TANDEM_MANIFEST_PATH=", b"TANDEM_GRACE_PERIOD_S=", b"export ",
+    b"\n", b"=", b"'", b'"', b"#", b"\\", b"\x00", b"\xe9", b"\xef\xbb\xbf", b"1e400", b"nan", b"-1",
+    b"http://", b"${TANDEM_HTTP_PORT}", b" ",
+])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.lists(_ENV_PIECES | st.binary(max_size=6), max_size=12).map(b"".join))
+def test_fuzz_dotenv(tmp_path: Path, content: bytes) -> None:
+    env = tmp_path / ".env"
+    env.write_bytes(content)
+    try:
+        load_settings(env_file=env)
+    except SettingsError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 500, str(exc)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import html as _html
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from backtest.reconcile.classify import CATEGORIES, fmt_ts
-from backtest.reconcile.report import ProfileSummary, ReconcileReport
+
+if TYPE_CHECKING:  # annotations only: report.py imports this module, not the reverse
+    from backtest.reconcile.report import ProfileSummary, ReconcileReport
 
 #: Differences listed in full in the Markdown/HTML reports (all are in the CSV).
 MAX_ROWS = 200

@@ -10,6 +10,7 @@ import pandas as pd
 from backtest.reconcile.classify import CATEGORIES
 from backtest.reconcile.evidence import ConfigDiff
 from backtest.reconcile.match import MISMATCHED, MISSING_BACKTEST, MISSING_PAPER, Tolerance
+from backtest.reconcile.render import html, markdown, terminal
 
 
 @dataclass
@@ -98,18 +99,12 @@ class ReconcileReport:
 
     # ---- output ------------------------------------------------------------------------
     def to_terminal(self) -> str:
-        from backtest.reconcile.render import terminal
-
         return terminal(self)
 
     def to_markdown(self) -> str:
-        from backtest.reconcile.render import markdown
-
         return markdown(self)
 
     def to_html(self) -> str:
-        from backtest.reconcile.render import html
-
         return html(self)
 
     def write(self, out_dir: str | Path, stem: str = "reconcile") -> list[Path]:
