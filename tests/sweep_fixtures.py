@@ -36,3 +36,13 @@ def sweep_args(inp: dict[str, Path], out: Path, *extra: str) -> list[str]:
     return ["sweep", "--manifest", str(inp["manifest"]), "--profile", "t", "--data",
             str(inp["data"]), "--space", str(inp["space"]), "--out", str(out),
             "--no-progress", *extra]
+
+
+def slow_evaluate_chunk(data, base, trials):  # noqa: ANN001, ANN201
+    """evaluate_chunk that takes long enough for a test to kill its worker mid-task."""
+    import time
+
+    from backtest.sweep.evaluate import evaluate_chunk
+
+    time.sleep(0.4)
+    return evaluate_chunk(data, base, trials)
