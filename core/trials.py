@@ -6,10 +6,10 @@ A parameter sweep computes the MTF ratings once; each trial then runs only
 daemon use, so a trial's fills are the fills ``run`` gives for that profile.
 
 Each trial × segment (a bar range ``[lo, hi)``; walk-forward folds are segments) starts flat
-with the trial's initial cash, exactly as ``run --from`` does. Time is processed in chunks
-(:data:`CHUNK`): the combiner writes a chunk of signals into a small reusable buffer, then
-the engine steps over it; its state carries over, so chunking is exact and the working set
-stays in cache.
+with the trial's initial cash, exactly as ``run --from`` does. The combiner runs in time
+chunks (:data:`CHUNK`) into one reusable signal buffer, once per distinct combiner setting
+(trials that differ only in engine settings share it); the engine then steps over the
+segment, pausing when its fill buffer is full (its state carries over, so this is exact).
 
 Statistics are computed here from the equity and the raw fill rows (round trips paired as
 :func:`core.journal.trades_table` does), with the definitions of ``backtest.stats``
@@ -172,28 +172,51 @@ def _account_fill(f, held, tdir, tin_q, tin_v, tout_q, tout_v, tfee, acc):
 
 
 @njit(cache=True)
+def _same_signals(sparams, weights, k):
+    """Trial ``k`` combines exactly like trial ``k - 1`` (its signals can be reused)."""
+    if k == 0:
+        return False
+    for j in range(sparams.shape[1]):
+        if sparams[k, j] != sparams[k - 1, j]:
+            return False
+    for j in range(weights.shape[1]):
+        if weights[k, j] != weights[k - 1, j]:
+            return False
+    return True
+
+
+@njit(cache=True)
 def run_trials_nb(ratings, ts, o, h, lo, c, mtf_mask, sparams, weights, eparams, seg_lo,
                   seg_hi, seg_ppy, seg_sample, sample_idx, work, stats_out, samples_out,
-                  eq_out, fills_keep):
+                  eq_out, fills_keep, sigf):
     """Run every trial (row of ``sparams``/``weights``/``eparams``) over every segment.
 
     ``ratings``: ``(n_cols, n_bars, n_assets, n_tf)`` — the strategies' rating columns;
     ``ts``: bar close times; prices ``(n_bars, n_assets)``. ``work``: None (discrete) or a
     ``float64[n_assets]`` (portfolio): it selects the engine's mode at compile time, so the
-    driver groups trials by mode. Outputs: ``stats_out[trial, seg, N_STATS]``;
+    driver groups trials by mode. ``sigf``: ``(n_bars, n_assets)`` scratch for the engine's
+    input (discrete signals or target weights). Outputs: ``stats_out[trial, seg, N_STATS]``;
     ``samples_out[trial, j]`` = equity after bar ``sample_idx[j]`` for segments with
     ``seg_sample``; ``eq_out`` (``n_bars``) holds the last trial's equity per segment;
     ``fills_keep`` (rows ≥ 0) receives the fills of the run (single-trial use). Returns the
     number of fills produced by the last trial × segment (may exceed ``fills_keep``).
+
+    The combiner is stateless per bar, so its output over the bars any segment covers is
+    computed once per distinct combiner setting: consecutive trials that differ only in
+    engine settings (stops, sizing, costs) reuse it (the driver sorts them together).
     """
     n_trials = sparams.shape[0]
     n_assets = c.shape[1]
     n_seg = seg_lo.shape[0]
     chunk = CHUNK
+    g_lo = ts.shape[0]
+    g_hi = 0
+    for s in range(n_seg):
+        g_lo = min(g_lo, seg_lo[s])
+        g_hi = max(g_hi, seg_hi[s])
     sig8 = np.zeros((chunk, n_assets), dtype=np.int8)
     score = np.empty((chunk, n_assets))
     target = np.empty((chunk, n_assets))
-    sigf = np.empty((chunk, n_assets))
     cap = max(4096, 8 * MAX_FILLS_PER_ASSET * n_assets)
     fills = np.empty((cap, N_FILL_COLS))
     astate = np.empty((n_assets, N_ASTATE))
@@ -210,12 +233,24 @@ def run_trials_nb(ratings, ts, o, h, lo, c, mtf_mask, sparams, weights, eparams,
     for k in range(n_trials):
         sp = sparams[k]
         ep = eparams[k]
-        w = weights[k]
-        rat = ratings[int(sp[SP_COL])]
-        mode = int(sp[SP_MODE])
         portfolio = sp[SP_PORTFOLIO] > 0.0
-        every_ms = np.int64(sp[SP_EVERY_MS])
-        every_off = np.int64(sp[SP_EVERY_OFF])
+        if not _same_signals(sparams, weights, k):
+            rat = ratings[int(sp[SP_COL])]
+            every_ms = np.int64(sp[SP_EVERY_MS])
+            every_off = np.int64(sp[SP_EVERY_OFF])
+            for t0 in range(g_lo, g_hi, chunk):
+                t1 = min(g_hi, t0 + chunk)
+                m = t1 - t0
+                signals_rows_nb(ts[t0:t1], rat[t0:t1], mtf_mask, weights[k], int(sp[SP_MODE]),
+                                sp[SP_ENTRY], sp[SP_EXIT], sp[SP_MIN_AGREE], portfolio,
+                                sp[SP_MAX_WEIGHT], every_ms, every_off, sig8[:m], score[:m],
+                                target[:m])
+                if portfolio:
+                    sigf[t0:t1] = target[:m]
+                else:
+                    for r in range(m):
+                        for i in range(n_assets):
+                            sigf[t0 + r, i] = sig8[r, i]
         cash0 = ep[P_INITIAL_CASH]
         for s in range(n_seg):
             a, b = seg_lo[s], seg_hi[s]
@@ -225,36 +260,25 @@ def run_trials_nb(ratings, ts, o, h, lo, c, mtf_mask, sparams, weights, eparams,
             acc[:] = 0.0
             exposed = 0
             kept = 0
-            for t0 in range(a, b, chunk):
-                t1 = min(b, t0 + chunk)
-                m = t1 - t0
-                signals_rows_nb(ts[t0:t1], rat[t0:t1], mtf_mask, w, mode, sp[SP_ENTRY],
-                                sp[SP_EXIT], sp[SP_MIN_AGREE], portfolio, sp[SP_MAX_WEIGHT],
-                                every_ms, every_off, sig8[:m], score[:m], target[:m])
-                if portfolio:
-                    sigf[:m] = target[:m]
-                else:
-                    for r in range(m):
-                        for i in range(n_assets):
-                            sigf[r, i] = sig8[r, i]
-                start = 0
-                while start < m:
-                    nf, nxt = run_batch_nb(ep, astate, pstate, ts[t0:t1], o[t0:t1], h[t0:t1],
-                                           lo[t0:t1], c[t0:t1], sigf[:m], fills, 0, start,
-                                           eq_out[t0:t1], work)
-                    j = 0
-                    for r in range(start, nxt):
-                        tr = float(ts[t0 + r])
-                        while j < nf and fills[j, F_TS] == tr:
-                            _account_fill(fills[j], held, tdir, tin_q, tin_v, tout_q, tout_v,
-                                          tfee, acc)
-                            if kept < fills_keep.shape[0]:
-                                fills_keep[kept] = fills[j]
-                            kept += 1
-                            j += 1
-                        if acc[6] > 0.0:
-                            exposed += 1
-                    start = nxt
+            start = 0
+            m = b - a
+            while start < m:
+                # The engine pauses when its fill buffer is full; its state carries over.
+                nf, nxt = run_batch_nb(ep, astate, pstate, ts[a:b], o[a:b], h[a:b], lo[a:b],
+                                       c[a:b], sigf[a:b], fills, 0, start, eq_out[a:b], work)
+                j = 0
+                for r in range(start, nxt):
+                    tr = float(ts[a + r])
+                    while j < nf and fills[j, F_TS] == tr:
+                        _account_fill(fills[j], held, tdir, tin_q, tin_v, tout_q, tout_v,
+                                      tfee, acc)
+                        if kept < fills_keep.shape[0]:
+                            fills_keep[kept] = fills[j]
+                        kept += 1
+                        j += 1
+                    if acc[6] > 0.0:
+                        exposed += 1
+                start = nxt
             st = stats_out[k, s]
             equity_stats_nb(eq_out[a:b], cash0, seg_ppy[s], st)
             n_closed = acc[0]
@@ -270,7 +294,7 @@ def run_trials_nb(ratings, ts, o, h, lo, c, mtf_mask, sparams, weights, eparams,
             else:
                 st[ST_WIN_RATE] = np.nan
                 st[ST_PROFIT_FACTOR] = np.nan
-            st[ST_EXPOSURE] = exposed / (b - a) if b > a else np.nan
+            st[ST_EXPOSURE] = exposed / m if m > 0 else np.nan
             st[ST_FEES] = acc[4]
             st[ST_N_FILLS] = acc[5]
             if seg_sample[s]:
@@ -311,10 +335,15 @@ def run_trials(ratings: np.ndarray, ts_close: np.ndarray, o: np.ndarray, h: np.n
     fills = np.empty((0, N_FILL_COLS))
     if batch.eparams.shape[1] != N_PARAMS or batch.sparams.shape[1] != N_SP:
         raise ValueError("trial parameter arrays have the wrong width")
+    sigf = np.empty(c.shape)
     for port in (False, True):
         rows = np.flatnonzero(batch.portfolio == port)
         if rows.size == 0:
             continue
+        # Trials with the same combiner settings side by side: their signals are computed
+        # once (a stable sort keeps the given order otherwise).
+        key = np.hstack([batch.sparams[rows], batch.weights[rows]])
+        rows = rows[np.lexsort(key.T[::-1])]
         work = np.empty(n_assets) if port else None
         cap = keep_fills
         while True:
@@ -325,7 +354,7 @@ def run_trials(ratings: np.ndarray, ts_close: np.ndarray, o: np.ndarray, h: np.n
                                 np.ascontiguousarray(batch.sparams[rows]),
                                 np.ascontiguousarray(batch.weights[rows]),
                                 np.ascontiguousarray(batch.eparams[rows]), seg_lo, seg_hi,
-                                seg_ppy, seg_sample, sample_idx, work, st, sm, eq, keep)
+                                seg_ppy, seg_sample, sample_idx, work, st, sm, eq, keep, sigf)
             if keep_fills <= 0 or got <= cap:
                 break
             cap = int(got)

@@ -238,3 +238,21 @@ def test_fold_winner_ties_and_nan():
     df = pd.DataFrame({"trial": [0, 1, 2, 3], "fold": 0, "valid": [True, True, True, False],
                        "is_sharpe": [np.nan, 1.0, 1.0, 5.0], "oos_sharpe": np.nan})
     assert fold_winners(df, "sharpe")[0]["trial"] == 1  # NaN loses, invalid never wins, tie → lowest
+
+
+def test_daily_returns_compound_to_the_total_return(grid):
+    out, df = grid
+    daily = pd.read_parquet(out / "daily_returns.parquet")
+    valid = df[df["valid"]]
+    assert sorted(int(c) for c in daily.columns) == sorted(valid["trial"])
+    for _, row in valid.iterrows():
+        r = daily[str(row["trial"])].to_numpy()
+        assert np.prod(1.0 + r) - 1.0 == pytest.approx(row["is_total_return"], rel=1e-9,
+                                                       abs=1e-12)
+    n_days = (df["is_end"].iloc[0] - df["is_start"].iloc[0]) / 86_400_000
+    assert len(daily) == pytest.approx(n_days, abs=1)
+    best = json.loads((out / "best.json").read_text())
+    dsr = best.get("overfit", {}).get("dsr")
+    if dsr is not None:  # with backtest.sweep.overfit present
+        assert dsr["n_trials"] == len(valid) and dsr["n_obs"] == len(daily)
+        assert 0.0 <= best["dsr"] <= 1.0 and 0.0 <= best["pbo"] <= 1.0

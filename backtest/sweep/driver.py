@@ -229,8 +229,10 @@ def summarize(results: pd.DataFrame, daily: dict[int, np.ndarray], dims: list[Di
     oos = stitched_oos_equity(results, winners, dims, data, base) if data.n_folds > 1 or any(
         s.kind == "oos" for s in data.segments) else None
     overfit = overfit_stats(daily, chosen)
-    best["dsr"] = overfit.get("dsr", {}).get("dsr") if overfit.get("dsr") else None
-    best["pbo"] = overfit.get("pbo", {}).get("pbo") if overfit.get("pbo") else None
+    summary = overfit_summary(overfit)
+    best["dsr"] = summary.get("dsr", {}).get("dsr")
+    best["pbo"] = summary.get("pbo", {}).get("pbo")
+    best["overfit"] = summary
     return SweepOutcome(results=results, best=best, daily=daily, oos_equity=oos,
                         overfit=overfit)
 
@@ -278,49 +280,58 @@ def stitched_oos_equity(results: pd.DataFrame, winners: list[dict[str, Any]], di
 
 
 def overfit_stats(daily: dict[int, np.ndarray], chosen: int | None) -> dict[str, Any]:
-    """DSR of the chosen trial and PBO (CSCV) over every valid trial's daily returns."""
+    """``{"dsr": ..., "pbo": ..., "notes": [...]}`` of the chosen trial and of all valid trials.
+
+    Inputs are daily returns (equity sampled at each UTC day's last bar): the full range
+    without walk-forward, the out-of-sample folds end to end with it. DSR: per-period (daily)
+    Sharpe, skew and plain kurtosis of the chosen trial, the number of valid trials and the
+    variance of their daily Sharpe ratios. PBO: CSCV over the (days × trials) matrix.
+    """
     try:
-        from backtest.sweep.overfit import deflated_sharpe_ratio, pbo_cscv
+        from backtest.sweep.overfit import deflated_sharpe_ratio, pbo_cscv, return_moments
     except ImportError:
         log.warning("overfit_skipped", reason="backtest.sweep.overfit is not available yet")
-        return {}
+        return {"notes": ["overfitting statistics unavailable (backtest.sweep.overfit missing)"]}
+    notes: list[str] = []
     if chosen is None or chosen not in daily or len(daily) < 2:
-        return {"note": "fewer than two valid trials: no DSR/PBO"}
-    lengths = {len(v) for v in daily.values()}
-    if len(lengths) != 1:
-        return {"note": "trials' daily returns differ in length"}
+        return {"notes": ["fewer than two valid trials: no DSR/PBO"]}
+    if len({len(v) for v in daily.values()}) != 1:
+        return {"notes": ["the trials' daily return series differ in length: no DSR/PBO"]}
     trials = sorted(daily)
     perf = np.column_stack([daily[t] for t in trials])
     perf = np.where(np.isfinite(perf), perf, 0.0)
-    sr = []
-    for j in range(perf.shape[1]):
-        sd = perf[:, j].std(ddof=1)
-        sr.append(perf[:, j].mean() / sd if sd > 0 else 0.0)
-    x = perf[:, trials.index(chosen)]
-    sd = x.std(ddof=1)
-    out: dict[str, Any] = {"n_trials": len(trials), "n_obs": int(perf.shape[0])}
-    if sd > 0 and perf.shape[0] > 3:
-        z = (x - x.mean()) / x.std(ddof=0)
-        out["dsr"] = _plain(deflated_sharpe_ratio(
-            sharpe=float(x.mean() / sd), n_obs=int(perf.shape[0]), skew=float(np.mean(z ** 3)),
-            kurtosis=float(np.mean(z ** 4)), n_trials=len(trials),
-            var_trials_sharpe=float(np.var(sr, ddof=1))))
-    n_splits = min(16, (perf.shape[0] // 2) * 2)
+    out: dict[str, Any] = {}
+    sharpes = np.array([return_moments(perf[:, j])["sharpe"] for j in range(perf.shape[1])])
+    finite = sharpes[np.isfinite(sharpes)]
+    mom = return_moments(perf[:, trials.index(chosen)])
+    if len(finite) >= 2 and np.isfinite(mom["sharpe"]):
+        out["dsr"] = deflated_sharpe_ratio(
+            sharpe=mom["sharpe"], n_obs=int(mom["n_obs"]), skew=mom["skew"],
+            kurtosis=mom["kurtosis"], n_trials=len(trials),
+            var_trials_sharpe=float(np.var(finite, ddof=1)))
+    else:
+        notes.append("DSR undefined: the chosen trial (or all but one) has flat daily returns")
+    n_splits = min(16, (perf.shape[0] // 4) * 2)
     if n_splits >= 4:
-        out["pbo"] = _plain(pbo_cscv(perf, n_splits=n_splits))
-        out["pbo"]["n_splits"] = n_splits
+        try:
+            out["pbo"] = pbo_cscv(perf, n_splits=n_splits)
+        except ValueError as exc:
+            notes.append(f"PBO not computed: {exc}")
+    else:
+        notes.append(f"PBO needs at least 8 days of returns, got {perf.shape[0]}")
+    out["notes"] = notes
     return out
 
 
-def _plain(d: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, np.ndarray):
-            out[k] = v.tolist()
-        elif isinstance(v, np.generic):
-            out[k] = v.item()
-        else:
-            out[k] = v
+def overfit_summary(overfit: dict[str, Any]) -> dict[str, Any]:
+    """The scalar figures of :func:`overfit_stats` (for best.json: no per-combination arrays)."""
+    out: dict[str, Any] = {}
+    for part in ("dsr", "pbo"):
+        d = overfit.get(part)
+        if isinstance(d, dict):
+            out[part] = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in d.items()
+                         if not isinstance(v, np.ndarray | list | tuple)}
+    out["notes"] = list(overfit.get("notes", []))
     return out
 
 
@@ -342,7 +353,12 @@ def write_outputs(outcome: SweepOutcome, out: Path, dims: list[Dim]) -> dict[str
     except ImportError:
         log.warning("sweep_report_skipped", reason="backtest.sweep.report is not available yet")
     else:
-        files.update(write_sweep_report(out, outcome.results, objective=outcome.best["objective"],
+        # The report marks our fold winners (ties: lowest trial) through `selected`.
+        sel = outcome.results.copy()
+        picks = {(f["fold"], f["trial"]) for f in outcome.best["folds"]}
+        sel["selected"] = [(f, t) in picks for f, t in zip(sel["fold"], sel["trial"],
+                                                         strict=True)]
+        files.update(write_sweep_report(out, sel, objective=outcome.best["objective"],
                                         param_cols=[d.column for d in dims], best=outcome.best,
                                         oos_equity=outcome.oos_equity, overfit=outcome.overfit))
     files["best.json"].write_text(json.dumps(_json_safe(outcome.best), indent=2,
