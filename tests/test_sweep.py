@@ -256,3 +256,15 @@ def test_daily_returns_compound_to_the_total_return(grid):
     if dsr is not None:  # with backtest.sweep.overfit present
         assert dsr["n_trials"] == len(valid) and dsr["n_obs"] == len(daily)
         assert 0.0 <= best["dsr"] <= 1.0 and 0.0 <= best["pbo"] <= 1.0
+
+
+def test_warmup_override_is_used_and_written(inp, tmp_path):
+    from core.manifest import load_manifest
+
+    out = tmp_path / "wu"
+    assert main(sweep_args(inp, out, "--workers", "0", "--warmup-bars", "240", "--trials", "2",
+                           "--write-profile", "t_w")) == 0
+    df = pd.read_parquet(out / "results.parquet")
+    first = pd.Timestamp("2024-01-01", tz="UTC").value // 10**6
+    assert (df["is_start"] == first + 240 * 3_600_000).all()
+    assert load_manifest(out / "manifest.json").profile("t_w").warmup_bars == 240

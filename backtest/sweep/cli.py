@@ -109,6 +109,13 @@ def cmd_sweep(args: argparse.Namespace, settings_fn: Callable, profile_fn: Calla
 
     settings = settings_fn()
     base, manifest_path = profile_fn(args, settings)
+    if args.warmup_bars is not None:
+        from backtest.runner import ConfigError, with_overrides
+
+        try:  # the written profile carries it too, so `run --profile NAME` loads the same bars
+            base = with_overrides(base, warmup_bars=args.warmup_bars)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
     # --- validate everything before any work --------------------------------------------
     try:
         dims = load_space(args.space, base)

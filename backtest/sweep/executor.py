@@ -8,6 +8,7 @@ scheduler (the driver keys results by trial, so nothing is counted twice).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -61,8 +62,11 @@ class DaskExecutor:
             for k in ("NUMBA_CACHE_DIR",):
                 if k in os.environ:
                     env[k] = os.environ[k]
+            # silence_logs: the nanny's "still alive after 4 s, killing" at shutdown on a
+            # busy machine is noise, not a problem of the sweep.
             self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                        dashboard_address=None, host="127.0.0.1", env=env)
+                                        dashboard_address=None, host="127.0.0.1", env=env,
+                                        silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
         info = self.client.scheduler_info()
         self.n_workers = max(1, len(info.get("workers", {})))
