@@ -100,7 +100,7 @@ def fold_ranges(end_ms: int, data_start_ms: int, folds: int, train_ms: int, test
     first_train = first_test - train_ms
     if first_train < data_start_ms:
         raise DataError(
-            f"{folds} folds of {test_ms // DAY_MS}d test after {train_ms // DAY_MS}d train need "
+            f"{folds} folds of {_dur(test_ms)} test after {_dur(train_ms)} train need "
             f"data from {_iso(first_train)} (after warm-up); the tradable data starts "
             f"{_iso(data_start_ms)}: use fewer folds, a shorter --train/--test, or --to")
     out = []
@@ -108,6 +108,10 @@ def fold_ranges(end_ms: int, data_start_ms: int, folds: int, train_ms: int, test
         ts0 = first_test + k * test_ms
         out.append((first_train if anchored else ts0 - train_ms, ts0, ts0 + test_ms))
     return out
+
+
+def _dur(ms: int) -> str:
+    return f"{ms / DAY_MS:g}d" if ms % 3_600_000 == 0 and ms >= DAY_MS else f"{ms / 3_600_000:g}h"
 
 
 def _iso(ms: int) -> str:

@@ -136,8 +136,9 @@ def finalize(parts: pd.DataFrame, dims: list[Any]) -> pd.DataFrame:
                     else pd.Series(np.nan, index=df.index))
     for col in SEG_COLUMNS:
         if col in df.columns:
-            out[col] = df[col].astype("Int64").astype("float64").astype("int64") \
-                if df[col].notna().all() else df[col].astype("float64")
+            # int64 ms; float only where a bound is missing (invalid rows have them too)
+            out[col] = (df[col].astype("int64") if df[col].notna().all()
+                        else df[col].astype("float64"))
         else:
             out[col] = pd.Series(np.nan, index=df.index)
     return out
