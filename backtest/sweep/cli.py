@@ -206,5 +206,6 @@ def _summary(outcome: Any, files: dict[str, Path], args: argparse.Namespace) -> 
         print(f"profile       {b['profile_name']} written to {b['manifest']} "
               f"(profile hash {b['profile_hash']})", file=out)
     print(f"output        {args.out}", file=out)
-    if "sweep.html" in files:
-        print(f"report        {files['sweep.html']}", file=out)
+    page = files.get("html") or files.get("sweep.html")  # write_sweep_report names it "html"
+    if page is not None:
+        print(f"report        {page}", file=out)
