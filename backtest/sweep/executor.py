@@ -49,6 +49,10 @@ class DaskExecutor:
                  scheduler: str | None = None) -> None:
         from distributed import Client, LocalCluster
 
+        if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+            # distributed logs every connection at INFO on its own handler; the CLI's
+            # --log-level debug lets it through.
+            logging.getLogger("distributed").setLevel(logging.ERROR)
         self.cluster = None
         if scheduler:
             try:
@@ -62,11 +66,14 @@ class DaskExecutor:
             for k in ("NUMBA_CACHE_DIR",):
                 if k in os.environ:
                     env[k] = os.environ[k]
-            # silence_logs: the nanny's "still alive after 4 s, killing" at shutdown on a
-            # busy machine is noise, not a problem of the sweep.
+            # The scheduler's HTTP server (health/metrics) always listens: on 127.0.0.1 and a
+            # free port, not 8787, with the dashboard off. silence_logs: worker start/stop
+            # chatter and the nanny's "still alive after 4 s, killing" on a busy machine.
             self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                         dashboard_address=None, host="127.0.0.1", env=env,
-                                        silence_logs=logging.ERROR)
+                                        silence_logs=logging.ERROR,
+                                        scheduler_kwargs={"dashboard": False,
+                                                          "dashboard_address": "127.0.0.1:0"})
             self.client = Client(self.cluster)
         info = self.client.scheduler_info()
         self.n_workers = max(1, len(info.get("workers", {})))
