@@ -268,3 +268,47 @@ def test_warmup_override_is_used_and_written(inp, tmp_path):
     first = pd.Timestamp("2024-01-01", tz="UTC").value // 10**6
     assert (df["is_start"] == first + 240 * 3_600_000).all()
     assert load_manifest(out / "manifest.json").profile("t_w").warmup_bars == 240
+
+
+def test_ranges_sample_within_bounds_and_steps():
+    from backtest.sweep.search import TpeSearch, random_trials
+    from backtest.sweep.space import parse_dim
+
+    dims = [parse_dim("execution.size_pct", {"low": 0.01, "high": 0.5, "log": True}),
+            parse_dim("exit_rules.stop_loss_pct", {"low": 0.02, "high": 0.1, "step": 0.02}),
+            parse_dim("initial_cash", {"low": 1000, "high": 5000, "step": 1000}),
+            parse_dim("exit_rules.intrabar", ["pessimistic", "ohlc"])]
+    assert dims[1].grid() == [0.02, 0.04, 0.06, 0.08, 0.1]
+    assert dims[2].integer and dims[2].grid() == [1000, 2000, 3000, 4000, 5000]
+    for trials in (random_trials(dims, 200, 1), TpeSearch(dims, 1).ask(30)):
+        size = np.array([t["execution.size_pct"] for t in trials])
+        assert ((size >= 0.01) & (size <= 0.5)).all()
+        assert {t["exit_rules.stop_loss_pct"] for t in trials} <= set(dims[1].grid())
+        assert {t["initial_cash"] for t in trials} <= set(dims[2].grid())
+        assert all(isinstance(t["initial_cash"], int) for t in trials)
+        assert {t["exit_rules.intrabar"] for t in trials} <= {"pessimistic", "ohlc"}
+    # log-uniform: about half the draws below the geometric midpoint
+    size = np.array([t["execution.size_pct"] for t in random_trials(dims, 2000, 2)])
+    assert 0.45 < np.mean(size < np.sqrt(0.01 * 0.5)) < 0.55
+
+
+def test_calmar_objective():
+    from backtest.sweep.driver import objective_values
+
+    df = pd.DataFrame({"valid": [True, True, False], "is_cagr": [0.2, 0.1, 0.5],
+                       "is_max_drawdown": [-0.1, 0.0, -0.1]})
+    v = objective_values(df, "calmar")
+    assert v[0] == pytest.approx(2.0) and np.isnan(v[1]) and np.isnan(v[2])
+
+
+def test_tpe_resume_ends_with_the_same_results(inp, tmp_path):
+    out = tmp_path / "tpe"
+    args = sweep_args(inp, out, "--workers", "0", "--search", "tpe", "--trials", "24",
+                      "--seed", "9")
+    assert main(args) == 0
+    full = pd.read_parquet(out / "results.parquet")
+    parts = sorted((out / "parts").glob("*.parquet"))
+    for p in parts[len(parts) // 2:]:
+        p.unlink()
+    assert main(args + ["--resume"]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), full)
