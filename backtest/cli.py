@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(fe)
     fe.add_argument("--out", type=Path, help="output Parquet file "
                     "(default: runs/<profile>-features.parquet)")
+    from backtest.sweep.cli import add_sweep_parser
+
+    add_sweep_parser(sub, _add_profile_args, _add_data_args, _EPILOG)
     register_reconcile(sub)  # tandem-backtest reconcile (reconcile room)
     register_fingerprints(sub)  # tandem-backtest fingerprints (reconcile room)
     return parser
@@ -221,6 +224,17 @@ def _profile(args: argparse.Namespace, settings: Any, *, mode: str | None = None
         prof = load_manifest(path).profile(args.profile or settings.profile)
         return with_overrides(prof, mode=mode, warmup_bars=warmup)
     except (ManifestError, ConfigError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _profile_only(args: argparse.Namespace, settings: Any) -> tuple[Any, Path]:
+    """The profile and the manifest path it came from (sweep writes a copy of it)."""
+    from core.manifest import ManifestError, load_manifest, resolve_manifest_path
+
+    path = resolve_manifest_path(args.manifest, settings.manifest_path)
+    try:
+        return load_manifest(path).profile(args.profile or settings.profile), path
+    except ManifestError as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -448,6 +462,8 @@ COMMANDS = {
     "download": cmd_download,
     "lookahead": cmd_lookahead,
     "features": cmd_features,
+    "sweep": lambda args: __import__("backtest.sweep.cli", fromlist=["cmd_sweep"]).cmd_sweep(
+        args, _settings, _profile_only, _source),
     "reconcile": lambda args: args.func(args),  # backtest.reconcile.cli.cmd_reconcile
     "fingerprints": lambda args: args.func(args),  # backtest.reconcile.cli.cmd_fingerprints
 }

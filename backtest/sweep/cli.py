@@ -1,0 +1,211 @@
+"""``tandem-backtest sweep``: options, validation before any work, and the summary.
+
+Everything the user can get wrong (space file, paths, durations, --out, the profile name to
+write) is checked before candles are loaded or a worker is started; each problem is one
+``error:`` line and exit 2. Data problems and an unreachable scheduler exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+_SWEEP_EPILOG = """\
+space file (YAML or JSON): dotted manifest paths → a list of values or a range, e.g.
+  entry_threshold: [0.05, 0.1, 0.2]
+  exit_rules.stop_loss_pct: {low: 0.02, high: 0.10, step: 0.01}
+  exit_rules.intrabar: [pessimistic, ohlc]
+  execution.size_pct: {low: 0.05, high: 0.5, log: true}     # random/tpe only
+outputs in --out: results.parquet (one row per trial x fold), best.json, daily_returns.parquet,
+sweep.html + PNGs, parts/ (chunk results, for --resume).
+"""
+
+
+def _duration(text: str) -> int:
+    from backtest.sweep.data import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _workers(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def add_sweep_parser(sub: Any, add_profile: Callable, add_data: Callable, epilog: str) -> None:
+    p = sub.add_parser(
+        "sweep", help="parameter sweep: grid/random/TPE search, walk-forward, DSR/PBO, Dask",
+        description="Search profile parameters. The ratings are computed once; each trial "
+                    "(the profile with the space's fields replaced, validated by the manifest "
+                    "model) runs only the combiner and the engine, many trials per kernel "
+                    "call, in this process or on a Dask cluster. Reports the in-sample (and "
+                    "walk-forward out-of-sample) statistics of every trial, the winner, its "
+                    "Deflated Sharpe Ratio and the Probability of Backtest Overfitting.",
+        epilog=_SWEEP_EPILOG + "\n" + epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_profile(p)
+    add_data(p)
+    p.add_argument("--space", type=Path, required=True,
+                   help="search space file (YAML or JSON; see below)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--search", choices=["grid", "random", "tpe"], default="grid",
+                   help="grid = every combination (ranges need a step); random = --trials "
+                   "seeded draws; tpe = Optuna's TPE sampler, asked in fixed batches of 16 "
+                   "(default: grid)")
+    p.add_argument("--trials", type=_count, help="number of trials for random/tpe (default 100); "
+                   "with grid, keep only the first N combinations")
+    p.add_argument("--seed", type=int, default=0, help="seed of random/tpe (default: 0)")
+    p.add_argument("--walk-forward", type=_count, metavar="FOLDS",
+                   help="walk-forward with FOLDS folds laid end to end, ending at the data end "
+                   "(or --to); needs --train and --test")
+    p.add_argument("--train", type=_duration, help="in-sample length per fold, e.g. 180d")
+    p.add_argument("--test", type=_duration, help="out-of-sample length per fold, e.g. 60d")
+    p.add_argument("--anchored", action="store_true", help="every fold's training starts at "
+                   "the first fold's (expanding window) instead of rolling")
+    p.add_argument("--objective", default="sharpe",
+                   choices=["sharpe", "sortino", "calmar", "total_return", "profit_factor"],
+                   help="what the winner maximises in-sample (calmar = CAGR / |max drawdown|; "
+                   "default: sharpe)")
+    p.add_argument("--workers", type=_workers, help="local Dask worker processes (default: "
+                   "the number of cores); 0 runs in this process without Dask")
+    p.add_argument("--scheduler", metavar="URL", help="use an existing Dask cluster, e.g. "
+                   "tcp://HOST:8786 (workers need tandem installed)")
+    p.add_argument("--resume", action="store_true", help="reuse the chunk results already in "
+                   "--out/parts (keyed by parameters + data fingerprint) and run only the rest")
+    p.add_argument("--write-profile", metavar="NAME", help="add the chosen parameters as "
+                   "profile NAME to a copy of the manifest (--out/manifest.json unless "
+                   "--manifest-out) and print its profile hash")
+    p.add_argument("--manifest-out", type=Path, help="where --write-profile writes the manifest")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar with trials/s and ETA (default: on in a terminal)")
+
+
+def cmd_sweep(args: argparse.Namespace, settings_fn: Callable, profile_fn: Callable,
+              source_fn: Callable) -> int:
+    from backtest.cli import UsageError
+    from backtest.sweep.space import SpaceError, load_space
+
+    settings = settings_fn()
+    base, manifest_path = profile_fn(args, settings)
+    if args.warmup_bars is not None:
+        from backtest.runner import ConfigError, with_overrides
+
+        try:  # the written profile carries it too, so `run --profile NAME` loads the same bars
+            base = with_overrides(base, warmup_bars=args.warmup_bars)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+    # --- validate everything before any work --------------------------------------------
+    try:
+        dims = load_space(args.space, base)
+    except SpaceError as exc:
+        raise UsageError(str(exc)) from None
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file; give a folder")
+    if args.walk_forward is not None and (args.train is None or args.test is None):
+        raise UsageError("--walk-forward needs --train and --test (e.g. --train 180d --test 60d)")
+    if args.walk_forward is None and (args.train or args.test or args.anchored):
+        raise UsageError("--train/--test/--anchored only apply with --walk-forward FOLDS")
+    if args.workers is not None and args.scheduler:
+        raise UsageError("give either --workers or --scheduler, not both")
+    if args.manifest_out is not None and not args.write_profile:
+        raise UsageError("--manifest-out only applies with --write-profile NAME")
+    if args.search == "grid":
+        try:
+            for d in dims:
+                d.grid()
+        except SpaceError as exc:
+            raise UsageError(str(exc)) from None
+    manifest_out = args.manifest_out or args.out / "manifest.json"
+    doc = None
+    if args.write_profile:
+        from backtest.sweep.profile_out import ProfileOutError, check_target
+
+        try:
+            doc = check_target(manifest_path, args.write_profile, manifest_out)
+        except ProfileOutError as exc:
+            raise UsageError(str(exc)) from None
+    if args.scheduler:
+        from backtest.sweep.executor import connect_check
+
+        connect_check(args.scheduler)  # exit 1 within seconds, before loading anything
+    # --- work ---------------------------------------------------------------------------
+    from backtest.sweep.data import load_sweep_data
+    from backtest.sweep.driver import SweepConfig, run_sweep, write_outputs
+    from backtest.sweep.executor import make_executor
+
+    source, _ = source_fn(args, settings, base)
+    strategies = [base.strategy] + [v for d in dims if d.path == "strategy"
+                                    for v in (d.values or ()) if isinstance(v, str)]
+    strategies = [s for s in strategies if s in ("rating_all", "rating_ma", "rating_osc")]
+    wf = (None if args.walk_forward is None
+          else (args.walk_forward, args.train, args.test, args.anchored))
+    data = load_sweep_data(base, source, args.start, args.end, args.symbols, strategies, wf)
+    args.out.mkdir(parents=True, exist_ok=True)
+    cfg = SweepConfig(search=args.search, trials=args.trials, seed=args.seed,
+                      objective=args.objective, resume=args.resume, progress=args.progress)
+    workers = args.workers if args.workers is not None else (
+        None if args.scheduler else (os.cpu_count() or 1))
+    executor = make_executor(data, base, workers, args.scheduler)
+    try:
+        outcome = run_sweep(base, data, dims, cfg, args.out, executor)
+    finally:
+        executor.close()
+    if args.write_profile and outcome.best["params"] is not None:
+        from backtest.sweep.profile_out import write_profile
+
+        outcome.best["profile_name"] = args.write_profile
+        outcome.best["manifest"] = str(manifest_out)
+        outcome.best["profile_hash"] = write_profile(doc, base, args.write_profile,
+                                                     outcome.best["params"], manifest_out)
+    files = write_outputs(outcome, args.out, dims)
+    _summary(outcome, files, args)
+    return 0
+
+
+def _summary(outcome: Any, files: dict[str, Path], args: argparse.Namespace) -> None:
+    b = outcome.best
+    out = sys.stdout
+    print(f"trials        {b['n_trials']} ({b['n_valid']} valid), search {b['search']}, "
+          f"objective {b['objective']}", file=out)
+    if b["trial"] is None:
+        print("winner        none (no valid trial with a finite objective)", file=out)
+    else:
+        print(f"winner        trial {b['trial']}: {b['params']}", file=out)
+        print(f"in-sample     {b['objective']} = {b['value']:.4f}", file=out)
+    for f in b["folds"] if len(b["folds"]) > 1 else []:
+        oos = f.get("oos_value")
+        print(f"fold {f['fold']:<8} trial {f['trial']}  IS {f.get('is_value', float('nan')):.4f}"
+              f"  OOS {'n/a' if oos is None else f'{oos:.4f}'}", file=out)
+    if b.get("dsr") is not None:
+        print(f"DSR           {b['dsr']:.4f}", file=out)
+    if b.get("pbo") is not None:
+        print(f"PBO           {b['pbo']:.4f}", file=out)
+    if b.get("profile_hash"):
+        print(f"profile       {b['profile_name']} written to {b['manifest']} "
+              f"(profile hash {b['profile_hash']})", file=out)
+    print(f"output        {args.out}", file=out)
+    page = files.get("html") or files.get("sweep.html")  # write_sweep_report names it "html"
+    if page is not None:
+        print(f"report        {page}", file=out)

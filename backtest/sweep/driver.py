@@ -1,0 +1,359 @@
+"""The sweep driver: trials → chunks → executor → parts → results, winners, statistics.
+
+Results are written per chunk as they finish (``<out>/parts/<hash>.parquet``); with
+``resume`` the parts already on disk are read first and every trial whose key (parameters +
+data fingerprint) is in them is not run again, so an interrupted sweep resumed ends with
+the same ``results.parquet`` as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from backtest.sweep.data import SweepData
+from backtest.sweep.evaluate import finalize, trial_key
+from backtest.sweep.space import Dim
+
+log = structlog.get_logger(__name__)
+
+OBJECTIVES = ("sharpe", "sortino", "calmar", "total_return", "profit_factor")
+#: Trials per task at most (smaller when there are few trials per worker).
+MAX_CHUNK = 32
+
+
+@dataclass
+class SweepConfig:
+    search: str = "grid"
+    trials: int | None = None
+    seed: int = 0
+    objective: str = "sharpe"
+    resume: bool = False
+    progress: bool | None = None
+
+
+@dataclass
+class SweepOutcome:
+    results: pd.DataFrame
+    best: dict[str, Any]
+    daily: dict[int, np.ndarray] = field(default_factory=dict)  # trial -> daily returns
+    oos_equity: pd.Series | None = None
+    overfit: dict[str, Any] = field(default_factory=dict)
+
+
+def objective_values(df: pd.DataFrame, objective: str, prefix: str = "is") -> pd.Series:
+    """The objective per row (calmar = cagr / |max_drawdown|); NaN where undefined."""
+    if objective == "calmar":
+        dd = df[f"{prefix}_max_drawdown"].abs()
+        v = df[f"{prefix}_cagr"] / dd.where(dd > 0)
+    else:
+        v = df[f"{prefix}_{objective}"].astype("float64")
+    v = v.where(df["valid"])
+    return v.where(np.isfinite(v))
+
+
+def fold_winners(results: pd.DataFrame, objective: str) -> list[dict[str, Any]]:
+    """Per fold: the best in-sample trial (ties: lowest trial; NaN never wins)."""
+    out = []
+    for fold, g in results.groupby("fold", sort=True):
+        v = objective_values(g, objective, "is")
+        ok = g[v.notna()].assign(_v=v[v.notna()])
+        if ok.empty:
+            out.append({"fold": int(fold), "trial": None})
+            continue
+        row = ok.sort_values(["_v", "trial"], ascending=[False, True], kind="stable").iloc[0]
+        oos = objective_values(ok.loc[[row.name]], objective, "oos").iloc[0]
+        out.append({"fold": int(fold), "trial": int(row["trial"]), "is_value": float(row["_v"]),
+                    "oos_value": None if pd.isna(oos) else float(oos)})
+    return out
+
+
+def _chunks(items: list[tuple[int, dict]], n_workers: int) -> list[list[tuple[int, dict]]]:
+    size = max(1, min(MAX_CHUNK, math.ceil(len(items) / (4 * max(1, n_workers)))))
+    return [items[k:k + size] for k in range(0, len(items), size)]
+
+
+class PartStore:
+    """Chunk results on disk, keyed by trial key."""
+
+    def __init__(self, out: Path, resume: bool) -> None:
+        self.dir = out / "parts"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.rows: dict[str, pd.DataFrame] = {}
+        if not resume:
+            for p in self.dir.glob("*.parquet"):
+                p.unlink()  # a fresh sweep never mixes in an older one's rows
+            return
+        for p in sorted(self.dir.glob("*.parquet")):
+            try:
+                df = pd.read_parquet(p)
+            except Exception:  # noqa: BLE001 - a part cut short by a kill: rerun its trials
+                log.warning("sweep_part_unreadable", path=str(p))
+                continue
+            for key, g in df.groupby("key", sort=False):
+                self.rows.setdefault(str(key), g)
+
+    def add(self, df: pd.DataFrame) -> None:
+        keys = sorted(df["key"].unique())
+        name = hashlib.sha256("|".join(keys).encode()).hexdigest()[:20]
+        tmp = self.dir / f".{name}.tmp"
+        df.to_parquet(tmp, index=False)
+        tmp.replace(self.dir / f"{name}.parquet")  # atomic: a kill leaves no half part
+        for key, g in df.groupby("key", sort=False):
+            self.rows.setdefault(str(key), g)
+
+
+def run_sweep(base: Any, data: SweepData, dims: list[Dim], cfg: SweepConfig, out: Path,
+              executor: Any) -> SweepOutcome:
+    """Generate, evaluate and collect every trial; pick winners; compute DSR/PBO."""
+    from backtest.sweep import search
+
+    store = PartStore(out, cfg.resume)
+    trial_rows: dict[int, str] = {}  # trial index -> key
+    bar = _bar(cfg, _total(dims, cfg))
+
+    def evaluate(batch: list[tuple[int, dict]]) -> None:
+        todo, seen = [], set()
+        for t, params in batch:
+            key = trial_key(params, data.fingerprint)
+            trial_rows[t] = key
+            if key in store.rows or key in seen:
+                if bar is not None:
+                    bar.update(1)
+                continue
+            seen.add(key)
+            todo.append((t, params))
+        for _, df in executor.run(_chunks(todo, executor.n_workers)):
+            store.add(df)
+            if bar is not None:
+                bar.update(df["trial"].nunique())
+
+    try:
+        if cfg.search == "tpe":
+            tpe = search.TpeSearch(dims, cfg.seed)
+            n = cfg.trials or 100
+            t = 0
+            while t < n:
+                params = tpe.ask(min(search.TPE_BATCH, n - t))
+                batch = list(enumerate(params, start=t))
+                evaluate(batch)
+                vals = []
+                for k, _ in batch:
+                    rows = store.rows[trial_rows[k]]
+                    v = objective_values(rows, cfg.objective, "is")
+                    vals.append(float(v.mean()) if v.notna().all() else float("nan"))
+                tpe.tell(vals)
+                t += len(batch)
+        else:
+            if cfg.search == "grid":
+                params = search.grid_trials(dims)
+                if cfg.trials is not None:
+                    params = params[:cfg.trials]
+            else:
+                params = search.random_trials(dims, cfg.trials or 100, cfg.seed)
+            evaluate(list(enumerate(params)))
+    finally:
+        if bar is not None:
+            bar.close()
+
+    frames = []
+    daily: dict[int, np.ndarray] = {}
+    for t in sorted(trial_rows):
+        g = store.rows[trial_rows[t]].copy()
+        g["trial"] = t
+        frames.append(g)
+        first = g.sort_values("fold").iloc[0]
+        if bool(first["valid"]):
+            daily[t] = np.asarray(first["_daily"], dtype=np.float64)
+    results = finalize(pd.concat(frames, ignore_index=True), dims)
+    return summarize(results, daily, dims, cfg, data, base)
+
+
+def _total(dims: list[Dim], cfg: SweepConfig) -> int:
+    from backtest.sweep.search import grid_size
+
+    if cfg.search == "grid":
+        n = grid_size(dims)
+        return min(n, cfg.trials) if cfg.trials is not None else n
+    return cfg.trials or 100
+
+
+def _bar(cfg: SweepConfig, total: int) -> Any:
+    if cfg.progress is False:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="trial", desc="sweep", leave=False,
+                disable=None if cfg.progress is None else False)
+
+
+def params_of(results: pd.DataFrame, trial: int, dims: list[Dim]) -> dict[str, Any]:
+    row = results[results["trial"] == trial].iloc[0]
+    out = {}
+    for d in dims:
+        v = row[d.column]
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, float) and d.integer:
+            v = int(v)
+        if isinstance(v, float) and math.isnan(v):
+            v = None
+        out[d.path] = v
+    return out
+
+
+def summarize(results: pd.DataFrame, daily: dict[int, np.ndarray], dims: list[Dim],
+              cfg: SweepConfig, data: SweepData, base: Any) -> SweepOutcome:
+    """Fold winners, the chosen trial (the last fold's winner), stitched OOS equity, DSR/PBO."""
+    winners = fold_winners(results, cfg.objective)
+    chosen = winners[-1]["trial"] if winners else None
+    n_valid = int(results.loc[results["fold"] == results["fold"].min(), "valid"].sum())
+    best: dict[str, Any] = {
+        "objective": cfg.objective, "search": cfg.search, "seed": cfg.seed,
+        "n_trials": int(results["trial"].nunique()), "n_valid": n_valid,
+        "data_fingerprint": data.fingerprint, "trial": chosen,
+        "params": params_of(results, chosen, dims) if chosen is not None else None,
+        "value": winners[-1].get("is_value") if winners else None,
+        "profile_hash": None,
+        "folds": [dict(w, params=params_of(results, w["trial"], dims)
+                       if w["trial"] is not None else None) for w in winners],
+    }
+    oos = stitched_oos_equity(results, winners, dims, data, base) if data.n_folds > 1 or any(
+        s.kind == "oos" for s in data.segments) else None
+    overfit = overfit_stats(daily, chosen)
+    summary = overfit_summary(overfit)
+    best["dsr"] = summary.get("dsr", {}).get("dsr")
+    best["pbo"] = summary.get("pbo", {}).get("pbo")
+    best["overfit"] = summary
+    return SweepOutcome(results=results, best=best, daily=daily, oos_equity=oos,
+                        overfit=overfit)
+
+
+def single_trial(data: SweepData, base: Any, params: dict[str, Any], seg_index: int,
+                 keep_fills: int = 0) -> tuple[np.ndarray, np.ndarray, Any]:
+    """One trial on one segment through the sweep kernel: ``(equity, raw fills, profile)``."""
+    from backtest.sweep.evaluate import profile_rows
+    from backtest.sweep.space import trial_profile
+    from core.trials import run_trials
+
+    prof, err = trial_profile(base, params)
+    if prof is None:
+        raise ValueError(err)
+    seg = data.segments[seg_index]
+    lo, hi, ppy, smp = data.seg_arrays()
+    sl = slice(seg_index, seg_index + 1)
+    _, _, eq, raw = run_trials(data.ratings, data.ts_close, data.open, data.high, data.low,
+                               data.close, data.mtf_mask, profile_rows([prof], data), lo[sl],
+                               hi[sl], ppy[sl], smp[sl], data.sample_idx, keep_fills=keep_fills)
+    return eq[seg.lo:seg.hi], raw, prof
+
+
+def stitched_oos_equity(results: pd.DataFrame, winners: list[dict[str, Any]], dims: list[Dim],
+                        data: SweepData, base: Any) -> pd.Series | None:
+    """Each fold winner's out-of-sample equity, chained by returns from its initial cash."""
+    parts, level = [], None
+    for w in winners:
+        if w["trial"] is None:
+            continue
+        k = next(i for i, s in enumerate(data.segments) if s.fold == w["fold"] and s.kind == "oos")
+        eq, _, prof = single_trial(data, base, params_of(results, w["trial"], dims), k)
+        cash = float(prof.initial_cash)
+        level = cash if level is None else level
+        scaled = level * eq / cash
+        seg = data.segments[k]
+        parts.append(pd.Series(scaled, index=data.ts_close[seg.lo:seg.hi]))
+        level = float(scaled[-1])
+    if not parts:
+        return None
+    s = pd.concat(parts)
+    s.index.name = "ts"
+    s.name = "equity"
+    return s
+
+
+def overfit_stats(daily: dict[int, np.ndarray], chosen: int | None) -> dict[str, Any]:
+    """``{"dsr": ..., "pbo": ..., "notes": [...]}`` of the chosen trial and of all valid trials.
+
+    Inputs are daily returns (equity sampled at each UTC day's last bar): the full range
+    without walk-forward, the out-of-sample folds end to end with it. DSR: per-period (daily)
+    Sharpe, skew and plain kurtosis of the chosen trial, the number of valid trials and the
+    variance of their daily Sharpe ratios. PBO: CSCV over the (days × trials) matrix.
+    """
+    from backtest.sweep.overfit import deflated_sharpe_ratio, pbo_cscv, return_moments
+
+    notes: list[str] = []
+    if chosen is None or chosen not in daily or len(daily) < 2:
+        return {"notes": ["fewer than two valid trials: no DSR/PBO"]}
+    if len({len(v) for v in daily.values()}) != 1:
+        return {"notes": ["the trials' daily return series differ in length: no DSR/PBO"]}
+    trials = sorted(daily)
+    perf = np.column_stack([daily[t] for t in trials])
+    perf = np.where(np.isfinite(perf), perf, 0.0)
+    out: dict[str, Any] = {}
+    sharpes = np.array([return_moments(perf[:, j])["sharpe"] for j in range(perf.shape[1])])
+    finite = sharpes[np.isfinite(sharpes)]
+    mom = return_moments(perf[:, trials.index(chosen)])
+    if len(finite) >= 2 and np.isfinite(mom["sharpe"]):
+        out["dsr"] = deflated_sharpe_ratio(
+            sharpe=mom["sharpe"], n_obs=int(mom["n_obs"]), skew=mom["skew"],
+            kurtosis=mom["kurtosis"], n_trials=len(trials),
+            var_trials_sharpe=float(np.var(finite, ddof=1)))
+    else:
+        notes.append("DSR undefined: the chosen trial (or all but one) has flat daily returns")
+    n_splits = min(16, (perf.shape[0] // 4) * 2)
+    if n_splits >= 4:
+        try:
+            out["pbo"] = pbo_cscv(perf, n_splits=n_splits)
+        except ValueError as exc:
+            notes.append(f"PBO not computed: {exc}")
+    else:
+        notes.append(f"PBO needs at least 8 days of returns, got {perf.shape[0]}")
+    out["notes"] = notes
+    return out
+
+
+def overfit_summary(overfit: dict[str, Any]) -> dict[str, Any]:
+    """The scalar figures of :func:`overfit_stats` (for best.json: no per-combination arrays)."""
+    out: dict[str, Any] = {}
+    for part in ("dsr", "pbo"):
+        d = overfit.get(part)
+        if isinstance(d, dict):
+            out[part] = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in d.items()
+                         if not isinstance(v, np.ndarray | list | tuple)}
+    out["notes"] = list(overfit.get("notes", []))
+    return out
+
+
+def write_outputs(outcome: SweepOutcome, out: Path, dims: list[Dim]) -> dict[str, Path]:
+    """results.parquet, best.json, the daily returns, and the report when available."""
+    from backtest.stats import _json_safe
+
+    files = {"results.parquet": out / "results.parquet", "best.json": out / "best.json"}
+    outcome.results.to_parquet(files["results.parquet"], index=False)
+    if outcome.daily:
+        trials = sorted(outcome.daily)
+        lengths = {len(outcome.daily[t]) for t in trials}
+        if len(lengths) == 1:
+            pd.DataFrame({str(t): outcome.daily[t] for t in trials}).to_parquet(
+                out / "daily_returns.parquet", index=False)
+            files["daily_returns.parquet"] = out / "daily_returns.parquet"
+    from backtest.sweep.report import write_sweep_report
+
+    # The report marks our fold winners (ties: lowest trial) through `selected`.
+    sel = outcome.results.copy()
+    picks = {(f["fold"], f["trial"]) for f in outcome.best["folds"]}
+    sel["selected"] = [(f, t) in picks for f, t in zip(sel["fold"], sel["trial"], strict=True)]
+    files.update(write_sweep_report(out, sel, objective=outcome.best["objective"],
+                                    param_cols=[d.column for d in dims], best=outcome.best,
+                                    oos_equity=outcome.oos_equity, overfit=outcome.overfit))
+    files["best.json"].write_text(json.dumps(_json_safe(outcome.best), indent=2,
+                                             allow_nan=False) + "\n")
+    return files

@@ -1,0 +1,122 @@
+"""Where chunks of trials run: in this process, or on a Dask cluster (local or remote).
+
+Both executors call the same :func:`backtest.sweep.evaluate.evaluate_chunk`. The Dask one
+scatters the shared data to every worker once (``broadcast=True``); each task then carries
+only its trials. A worker that dies mid-task has its tasks rerun elsewhere by the
+scheduler (the driver keys results by trial, so nothing is counted twice).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+
+from backtest.runner import DataError
+from backtest.sweep.evaluate import evaluate_chunk
+
+#: Seconds to reach a remote scheduler before giving up (the CLI promises < 10 s).
+CONNECT_TIMEOUT_S = 5
+
+
+class ClusterError(DataError):
+    """The Dask scheduler cannot be reached or the cluster failed (exit 1)."""
+
+
+class LocalExecutor:
+    """Chunks one after another in this process (``--workers 0``; tests, debugging)."""
+
+    n_workers = 1
+
+    def __init__(self, data: Any, base: Any) -> None:
+        self.data, self.base = data, base
+
+    def run(self, chunks: list[list[tuple[int, dict]]]) -> Iterator[tuple[int, pd.DataFrame]]:
+        for k, trials in enumerate(chunks):
+            yield k, evaluate_chunk(self.data, self.base, trials)
+
+    def close(self) -> None:
+        pass
+
+
+class DaskExecutor:
+    """Chunks as Dask tasks on a ``LocalCluster`` (``workers``) or at ``scheduler``."""
+
+    def __init__(self, data: Any, base: Any, *, workers: int | None = None,
+                 scheduler: str | None = None) -> None:
+        from distributed import Client, LocalCluster
+
+        if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+            # distributed logs every connection at INFO on its own handler; the CLI's
+            # --log-level debug lets it through.
+            logging.getLogger("distributed").setLevel(logging.ERROR)
+        self.cluster = None
+        if scheduler:
+            try:
+                self.client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
+            except (OSError, TimeoutError) as exc:
+                raise ClusterError(f"cannot reach the Dask scheduler at {scheduler} "
+                                   f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        else:
+            n = workers or os.cpu_count() or 1
+            env = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+            for k in ("NUMBA_CACHE_DIR",):
+                if k in os.environ:
+                    env[k] = os.environ[k]
+            # The scheduler's HTTP server (health/metrics) always listens: on 127.0.0.1 and a
+            # free port, not 8787, with the dashboard off. silence_logs: worker start/stop
+            # chatter and the nanny's "still alive after 4 s, killing" on a busy machine.
+            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                        dashboard_address=None, host="127.0.0.1", env=env,
+                                        silence_logs=logging.ERROR,
+                                        scheduler_kwargs={"dashboard": False,
+                                                          "dashboard_address": "127.0.0.1:0"})
+            self.client = Client(self.cluster)
+        info = self.client.scheduler_info()
+        self.n_workers = max(1, len(info.get("workers", {})))
+        # The ratings travel once to each worker, not once per task.
+        self.data_f = self.client.scatter(data, broadcast=True)
+        self.base_f = self.client.scatter(base, broadcast=True)
+
+    def run(self, chunks: list[list[tuple[int, dict]]]) -> Iterator[tuple[int, pd.DataFrame]]:
+        from distributed import as_completed
+
+        futs = {}
+        for k, trials in enumerate(chunks):
+            f = self.client.submit(evaluate_chunk, self.data_f, self.base_f, trials,
+                                   pure=False, retries=3)
+            futs[f] = k
+        for f in as_completed(list(futs)):
+            yield futs[f], f.result()
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
+
+
+def make_executor(data: Any, base: Any, workers: int | None, scheduler: str | None) -> Any:
+    if scheduler is None and workers == 0:
+        return LocalExecutor(data, base)
+    return DaskExecutor(data, base, workers=workers, scheduler=scheduler)
+
+
+def connect_check(scheduler: str) -> None:
+    """Fail fast (before loading data) when a remote scheduler is unreachable."""
+    import socket
+    from urllib.parse import urlparse
+
+    u = urlparse(scheduler if "://" in scheduler else f"tcp://{scheduler}")
+    if u.scheme not in ("tcp", "tls") or not u.hostname:
+        raise ClusterError(f"--scheduler must look like tcp://HOST:8786, got {scheduler!r}")
+    try:
+        with socket.create_connection((u.hostname, u.port or 8786), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise ClusterError(f"cannot reach the Dask scheduler at {scheduler} "
+                           f"({exc.strerror or exc})") from None

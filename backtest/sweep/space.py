@@ -1,0 +1,235 @@
+"""The search space: manifest fields by dotted path → candidate values.
+
+A space file (YAML or JSON) maps a dotted path of the profile (``exit_rules.stop_loss_pct``)
+to either a list of values or a range ``{low, high, step?, log?}``. A trial is the base
+profile with those fields replaced, validated again by the manifest model
+(:func:`core.manifest.parse_manifest`), so an invalid combination is reported with the
+model's own message instead of running.
+
+Only fields that leave the ratings unchanged are sweepable: the ratings are computed once
+per data window and shared by every trial. Paths that would change them (timeframes,
+base_timeframe, assets, warmup_bars, exchange) are refused before any work.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: Sweepable leaf paths (``mtf.weights.<tf>`` is added per profile timeframe).
+SWEEPABLE: tuple[str, ...] = (
+    "strategy",
+    "entry_threshold",
+    "exit_threshold",
+    "mtf.mode",
+    "mtf.min_agree",
+    "exit_rules.stop_loss_pct",
+    "exit_rules.take_profit_pct",
+    "exit_rules.trailing_stop_pct",
+    "exit_rules.exit_on_signal",
+    "exit_rules.intrabar",
+    "execution.mode",
+    "execution.fee_rate",
+    "execution.slippage_bps",
+    "execution.sizing",
+    "execution.size_pct",
+    "execution.risk_pct",
+    "execution.long_short",
+    "execution.min_trade_value",
+    "portfolio.max_weight",
+    "portfolio.rebalance_every",
+    "initial_cash",
+)
+#: Fields that change the ratings (or the data): never sweepable, named in the error.
+RATING_FIELDS = ("timeframes", "base_timeframe", "core_assets", "universe", "warmup_bars",
+                 "exchange")
+
+
+class SpaceError(ValueError):
+    """A bad space file or path (CLI exit 2); the message says what and where."""
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One swept field: either explicit ``values`` or a numeric range."""
+
+    path: str
+    values: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    integer: bool = False  # a range whose bounds and step are all integers
+
+    @property
+    def column(self) -> str:
+        return f"param.{self.path}"
+
+    def grid(self) -> list[Any]:
+        """Every value of this dimension (a range needs a step)."""
+        if self.values is not None:
+            return list(self.values)
+        assert self.low is not None and self.high is not None
+        if self.step is None:
+            raise SpaceError(f"{self.path}: a range needs 'step' for --search grid "
+                             "(or give a list of values)")
+        n = int(math.floor((self.high - self.low) / self.step + 1e-9))
+        return [self._snap(self.low + k * self.step) for k in range(n + 1)]
+
+    def _snap(self, v: float) -> Any:
+        # low + k*step in binary floats gives 0.060000000000000005; 12 digits are plenty.
+        return int(round(v)) if self.integer else round(float(v), 12)
+
+    def sample(self, rng: Any) -> Any:
+        """One random value (numpy Generator), honouring ``step`` and ``log``."""
+        if self.values is not None:
+            return self.values[int(rng.integers(len(self.values)))]
+        assert self.low is not None and self.high is not None
+        if self.step is not None:
+            n = int(math.floor((self.high - self.low) / self.step + 1e-9))
+            return self._snap(self.low + int(rng.integers(n + 1)) * self.step)
+        if self.log:
+            v = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        else:
+            v = rng.uniform(self.low, self.high)
+        return int(round(v)) if self.integer else float(v)
+
+
+def sweepable_paths(profile: Any) -> list[str]:
+    """Every sweepable path for ``profile`` (weights per its timeframes)."""
+    return list(SWEEPABLE) + [f"mtf.weights.{tf}" for tf in profile.timeframes]
+
+
+def _num(path: str, key: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise SpaceError(f"{path}: '{key}' must be a finite number, got {v!r}")
+    return float(v)
+
+
+def parse_dim(path: str, spec: Any) -> Dim:
+    """One entry of the space file → :class:`Dim` (shape checks only; values are checked by
+    the manifest model per trial)."""
+    if isinstance(spec, list):
+        if not spec:
+            raise SpaceError(f"{path}: empty list of values")
+        for v in spec:
+            if isinstance(v, dict | list):
+                raise SpaceError(f"{path}: values must be scalars, got {v!r}")
+        if len({json.dumps(v) for v in spec}) != len(spec):
+            raise SpaceError(f"{path}: duplicate values in {spec!r}")
+        return Dim(path, values=tuple(spec))
+    if isinstance(spec, dict):
+        unknown = set(spec) - {"low", "high", "step", "log"}
+        if unknown or "low" not in spec or "high" not in spec:
+            raise SpaceError(f"{path}: a range is {{low, high, step?, log?}}, got {spec!r}")
+        low, high = _num(path, "low", spec["low"]), _num(path, "high", spec["high"])
+        step = None if spec.get("step") is None else _num(path, "step", spec["step"])
+        log = spec.get("log", False)
+        if not isinstance(log, bool):
+            raise SpaceError(f"{path}: 'log' must be true or false, got {log!r}")
+        if high < low:
+            raise SpaceError(f"{path}: high ({high}) is below low ({low})")
+        if step is not None and step <= 0:
+            raise SpaceError(f"{path}: step must be > 0, got {step}")
+        if log and low <= 0:
+            raise SpaceError(f"{path}: log: true needs low > 0, got {low}")
+        if log and step is not None:
+            raise SpaceError(f"{path}: use either step or log: true, not both")
+        integer = all(isinstance(spec.get(k), int) and not isinstance(spec.get(k), bool)
+                      for k in ("low", "high") ) and (step is None or
+                                                      isinstance(spec["step"], int))
+        return Dim(path, low=low, high=high, step=step, log=log, integer=integer)
+    raise SpaceError(f"{path}: expected a list of values or {{low, high, step}}, got {spec!r}")
+
+
+def check_path(path: str, profile: Any) -> None:
+    """Refuse unknown and rating-changing paths, naming the sweepable ones."""
+    allowed = sweepable_paths(profile)
+    if path in allowed:
+        return
+    head = path.split(".")[0]
+    listing = ", ".join(allowed)
+    if head in RATING_FIELDS:
+        raise SpaceError(f"{path!r} changes the ratings (computed once for all trials) and "
+                         f"cannot be swept; sweepable fields: {listing}")
+    raise SpaceError(f"unknown or unsweepable field {path!r}; sweepable fields: {listing}")
+
+
+def load_space(path: str | Path, profile: Any) -> list[Dim]:
+    """Read a YAML/JSON space file and validate its shape and paths (before any work)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpaceError(f"{p}: cannot read space file: {exc.strerror or exc}") from None
+    if p.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpaceError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise SpaceError(f"{p}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    return parse_space(data, profile, source=str(p))
+
+
+def parse_space(data: Any, profile: Any, source: str = "space") -> list[Dim]:
+    """An already-parsed space document → dimensions, in file order."""
+    if not isinstance(data, dict) or not data:
+        raise SpaceError(f"{source}: the space must be a non-empty mapping of field → values")
+    dims = []
+    for path, spec in data.items():
+        if not isinstance(path, str):
+            raise SpaceError(f"{source}: field names must be strings, got {path!r}")
+        check_path(path, profile)
+        try:
+            dims.append(parse_dim(path, spec))
+        except SpaceError as exc:
+            raise SpaceError(f"{source}: {exc}") from None
+    return dims
+
+
+def apply_params(base: dict[str, Any], params: dict[str, Any], timeframes: list[str]
+                 ) -> dict[str, Any]:
+    """A deep copy of the profile dict ``base`` with ``params`` set by dotted path."""
+    data = copy.deepcopy(base)
+    for path, value in params.items():
+        keys = path.split(".")
+        node = data
+        for k in keys[:-1]:
+            if k == "weights" and node.get("weights") is None:
+                # Omitted weights mean 1.0 each; make them explicit so one can be changed.
+                node["weights"] = {tf: 1.0 for tf in timeframes}
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
+    return data
+
+
+def trial_profile(base_profile: Any, params: dict[str, Any]) -> tuple[Any | None, str]:
+    """``(profile, "")`` for a valid trial, ``(None, message)`` for an invalid one.
+
+    The message is the manifest model's, so the user sees exactly why the combination is
+    refused (e.g. "entry_threshold ... is below exit_threshold ...").
+    """
+    from core.manifest import ManifestError, parse_manifest
+
+    name = base_profile.name or "profile"
+    data = apply_params(base_profile.model_dump(mode="json"), params,
+                        list(base_profile.timeframes))
+    try:
+        return parse_manifest({"profiles": {name: data}}, source="trial").profile(name), ""
+    except ManifestError as exc:
+        return None, str(exc)
+
+
+def params_key(params: dict[str, Any]) -> str:
+    """Canonical JSON of a trial's parameters (sorted paths): part of the resume key."""
+    return json.dumps(params, sort_keys=True, separators=(",", ":"), allow_nan=False)

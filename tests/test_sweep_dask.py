@@ -1,0 +1,90 @@
+"""The sweep on a real Dask LocalCluster (worker processes on 127.0.0.1): same results as
+in-process, a killed worker's chunks rerun, an unreachable scheduler is a quick exit 1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pandas as pd
+import pytest
+
+from backtest.cli import main
+from tests.sweep_fixtures import make_inputs, sweep_args
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from backtest.sweep.data import load_sweep_data
+    from backtest.sweep.space import load_space
+    from core.manifest import load_manifest
+    from core.store import CsvFolderSource
+
+    inp = make_inputs(tmp_path_factory.mktemp("dask"))
+    base = load_manifest(inp["manifest"]).profile("t")
+    data = load_sweep_data(base, CsvFolderSource(inp["data"], timeframe="1h"))
+    return inp, base, data, load_space(inp["space"], base)
+
+
+def _sweep(setup, executor, out):
+    from backtest.sweep.driver import SweepConfig, run_sweep
+
+    _, base, data, dims = setup
+    return run_sweep(base, data, dims, SweepConfig(progress=False), out, executor).results
+
+
+def test_local_cluster_equals_in_process_and_survives_a_killed_worker(setup, tmp_path,
+                                                                      monkeypatch):
+    import backtest.sweep.driver as drv
+    from backtest.sweep import executor as ex
+
+    _, base, data, _ = setup
+    local = _sweep(setup, ex.LocalExecutor(data, base), tmp_path / "local")
+    monkeypatch.setattr(drv, "MAX_CHUNK", 1)  # 18 tasks
+    dask_ex = ex.DaskExecutor(data, base, workers=2)
+    try:
+        assert dask_ex.n_workers == 2
+        same = _sweep(setup, dask_ex, tmp_path / "dask")
+        pd.testing.assert_frame_equal(same, local)  # exactly the in-process results
+
+        # Kill one worker process while its tasks run: the scheduler reruns them elsewhere.
+        pids = dask_ex.client.run(os.getpid)
+        monkeypatch.setattr(ex, "evaluate_chunk", __import__(
+            "tests.sweep_fixtures", fromlist=["x"]).slow_evaluate_chunk)
+        real_run = dask_ex.run
+
+        def run_and_kill(chunks):
+            for k, (i, df) in enumerate(real_run(chunks)):
+                if k == 0:
+                    os.kill(next(iter(pids.values())), signal.SIGKILL)
+                yield i, df
+
+        dask_ex.run = run_and_kill
+        survived = _sweep(setup, dask_ex, tmp_path / "killed")
+    finally:
+        dask_ex.close()
+    assert list(survived["trial"]) == list(range(18))  # every trial, once
+    pd.testing.assert_frame_equal(survived, local)
+
+
+def test_unreachable_scheduler_exits_1_quickly(setup, tmp_path, capsys):
+    inp = setup[0]
+    t0 = time.monotonic()
+    code = main(sweep_args(inp, tmp_path / "o", "--scheduler", "tcp://127.0.0.1:9"))
+    assert code == 1 and time.monotonic() - t0 < 10
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot reach the Dask scheduler")
+
+
+def test_help_imports_no_dask_or_optuna():
+    # (numba: the reconcile parser already imports it through backtest.reconcile.classify)
+    import subprocess
+    import sys
+
+    code = ("import sys; from backtest.cli import build_parser; build_parser().format_help(); "
+            "bad = [m for m in ('dask', 'distributed', 'optuna') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=os.getcwd())

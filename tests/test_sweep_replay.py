@@ -1,0 +1,49 @@
+"""The profile a sweep writes, replayed by the daemon (``tandem-daemon replay``: the live
+path against the exchange emulator), gives the sweep's fills for that trial."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from backtest.cli import main
+from tests.sweep_fixtures import REPO, make_inputs, sweep_args
+
+pytestmark = pytest.mark.slow
+
+START = "2024-01-25"
+END = "2024-01-29"
+
+
+def test_written_profile_replayed_by_the_daemon_gives_the_sweeps_fills(tmp_path):
+    from backtest.sweep.data import load_sweep_data
+    from backtest.sweep.driver import single_trial
+    from core.fingerprint import fingerprint_line
+    from core.journal import fills_frame
+    from core.manifest import load_manifest
+    from core.store import CsvFolderSource
+
+    inp = make_inputs(tmp_path)
+    out = tmp_path / "out"
+    assert main(sweep_args(inp, out, "--workers", "0", "--from", START, "--to", END,
+                           "--write-profile", "t_rp")) == 0
+    best = json.loads((out / "best.json").read_text())
+    base = load_manifest(inp["manifest"]).profile("t")
+    data = load_sweep_data(base, CsvFolderSource(inp["data"], timeframe="1h"), START, END)
+    _, raw, _ = single_trial(data, base, best["params"], 0, keep_fills=256)
+    fills = fills_frame(raw, data.symbols, "t_rp", "x", "backtest")
+    assert len(fills) > 0
+    env = dict(os.environ)
+    env.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "replay", "--manifest", str(out / "manifest.json"),
+         "--profile", "t_rp", "--data", str(inp["data"]), "--from", START, "--to", END,
+         "--db", str(tmp_path / "replay.sqlite"), "--fresh", "--log-level", "ERROR",
+         "--grace", "120"], cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    printed = [ln.strip() for ln in proc.stdout.splitlines() if ln.strip().startswith("fingerprint")]
+    assert printed == [fingerprint_line(fills)], proc.stdout[-2000:]
