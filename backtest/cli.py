@@ -241,6 +241,17 @@ def _source(args: argparse.Namespace, settings: Any, profile: Any) -> tuple[Any,
         raise DataError(msg) from None
 
 
+def _check_out(path: Path, *, folder: bool) -> None:
+    """``--out`` must be writable as a folder (or a file for ``features``): checked before
+    any candle is loaded, so a bad path costs no compute (UsageError, exit 2)."""
+    from core.outpaths import OutPathError, check_out_dir, check_out_file
+
+    try:
+        (check_out_dir if folder else check_out_file)(path, "--out")
+    except OutPathError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _fmt(v: Any, pct: bool = False) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
@@ -291,12 +302,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     profile = _profile(args, settings, mode=args.mode, warmup=args.warmup_bars)
     from backtest.reconcile.cli import candles_from_source
 
+    out = args.out or Path("runs") / f"{profile.name}-{profile.execution.mode}"
+    _check_out(out, folder=True)  # before minutes of compute, not after
     source = candles_from_source(args, profile.base_timeframe)  # run --candles-from <daemon db>
     if source is not None:
         label = "daemon db " + ", ".join(str(p) for p in args.candles_from)
     else:
         source, label = _source(args, settings, profile)
-    out = args.out or Path("runs") / f"{profile.name}-{profile.execution.mode}"
     result = run_backtest(profile, source, args.start, args.end, out, symbols=args.symbols,
                           run_id=args.run_id, data_label=label, chart_symbols=args.chart,
                           progress=args.progress, report=not args.no_report)
@@ -337,6 +349,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     settings = _settings()
     profile = _profile(args, settings, mode=args.mode)
+    if args.out is not None:
+        _check_out(args.out, folder=True)
     out = args.out or Path(tempfile.mkdtemp(prefix="tandem-demo-"))
     store_dir = out / "candles"
     base_ms = timeframe_to_ms(profile.base_timeframe)
@@ -410,9 +424,10 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     settings = _settings()
     profile = _profile(args, settings, warmup=args.warmup_bars)
+    out = args.out or Path("runs") / f"{profile.name}-features.parquet"
+    _check_out(out, folder=False)
     source, _ = _source(args, settings, profile)
     w = load_window(profile, source, args.start, args.end, args.symbols)
-    out = args.out or Path("runs") / f"{profile.name}-features.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
     a = w.candles
     n = export_features(profile, out, a.ts, a.open, a.high, a.low, a.close, a.volume,

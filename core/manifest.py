@@ -50,6 +50,10 @@ RATING_COLUMNS = {"rating_ma": 0, "rating_osc": 1, "rating_all": 2}
 # Extra highest-timeframe bars beyond the longest lookback, so exponential seeds (EMA/RMA,
 # which Pine seeds with an SMA) have partly converged before the first tradable bar.
 WARMUP_MARGIN_HTF_BARS = 50
+#: The longest warm-up window accepted (warmup_bars × base timeframe): no market has a
+#: century of history, and a window past the representable dates (pandas ends in 2262,
+#: epoch ms in int64) used to crash the backtest and make the daemon fetch from 1970.
+MAX_WARMUP_YEARS = 100
 _SYMBOL_RE = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+(:[A-Z0-9]+)?$")
 _PROFILE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
@@ -245,6 +249,17 @@ class Profile(_Strict):
             raise _FieldProblem("execution.sizing", "'risk' sizing needs exit_rules.stop_loss_pct > 0")
         if self.execution.mode == "portfolio" and self.execution.long_short:
             raise _FieldProblem("execution.long_short", "portfolio mode is long-only")
+        return self
+
+    @model_validator(mode="after")
+    def _warmup_span(self) -> Profile:
+        if self.warmup_bars is not None:
+            span_ms = self.warmup_bars * timeframe_to_ms(self.base_timeframe)
+            if span_ms > MAX_WARMUP_YEARS * 365.25 * 86_400_000:
+                raise _FieldProblem(
+                    "warmup_bars", f"{self.warmup_bars} {self.base_timeframe} bars span "
+                    f"{span_ms / (365.25 * 86_400_000):.3g} years; the warm-up window must be at "
+                    f"most {MAX_WARMUP_YEARS} years")
         return self
 
     # ---- derived values -----------------------------------------------------------------

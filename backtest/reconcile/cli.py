@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -64,6 +65,17 @@ def register_reconcile(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """Run reconcile from parsed arguments; returns the process exit code."""
+    from core.outpaths import OutPathError, check_out_dir, check_out_file
+
+    try:  # output paths first: a bad one must not cost the whole comparison
+        if args.out:
+            check_out_dir(args.out, "--out")
+        for option, path in (("--markdown", args.markdown), ("--html", args.html)):
+            if path:
+                check_out_file(path, option)
+    except OutPathError as exc:
+        print(f"reconcile: error: {exc}", file=sys.stderr)
+        return 2
     try:
         report = reconcile(
             args.paper,
@@ -144,7 +156,17 @@ def candles_from_source(args: argparse.Namespace, timeframe: str | None = None) 
     dbs = getattr(args, "candles_from", None)
     if not dbs:
         return None
-    return DaemonCandleSource(dbs, timeframe=timeframe)
+    from backtest.runner import DataError
+
+    missing = [p for p in dbs if not Path(p).is_file()]
+    if missing:  # the data is not there: exit 1, like a --data path that does not exist
+        raise DataError(f"--candles-from {missing[0]}: "
+                        + ("is a folder, not a daemon database" if Path(missing[0]).is_dir()
+                           else "no such file"))
+    try:
+        return DaemonCandleSource(dbs, timeframe=timeframe)
+    except (ReconcileInputError, sqlite3.Error) as exc:  # not a daemon db, or a corrupt one
+        raise DataError(f"--candles-from: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
