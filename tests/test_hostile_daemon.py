@@ -217,3 +217,45 @@ def test_unknown_symbol_is_exit_2_naming_it(tmp_path, monkeypatch, capsys):
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert code == 2 and "Traceback" not in err, err
     assert len(lines) == 1 and "SOL/USDT" in lines[0] and "'tst'" in lines[0], err
+
+
+@pytest.mark.timeout(90)
+def test_exchange_speaking_garbage_is_one_line(tmp_path, monkeypatch, capsys):
+    """A server whose exchangeInfo is not what ccxt expects (here a JSON list): ccxt fails
+    inside its parser with an AttributeError, which escaped as a traceback."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import daemon.cli as cli
+    import daemon.strategy
+
+    class Garbage(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = b"[1, 2]"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    monkeypatch.setattr(daemon.strategy, "stepper_factory", lambda profile: _NoStepper)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TANDEM_HTTP_ENABLED", "false")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        code = cli.main(["run", "--manifest", str(_manifest(tmp_path)), "--profile", "tst",
+                         "--db", str(tmp_path / "s.sqlite"), "--rest-url", url,
+                         "--ws-url", "ws://127.0.0.1:9/ws", "--log-format", "json"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert code == 1 and "Traceback" not in err, err
+    assert len(lines) == 1 and lines[0].startswith("error: run failed:"), err
