@@ -47,17 +47,26 @@ def _date(text: str) -> int:
     import pandas as pd
 
     if text.strip().lstrip("-").isdigit():
-        return int(text)
-    try:
-        ts = pd.Timestamp(text)
-    except (ValueError, TypeError):
-        raise argparse.ArgumentTypeError(
-            f"not a date: {text!r} (use e.g. 2021-02-01 or 2021-02-01T12:00, UTC)"
-        ) from None
-    if ts is pd.NaT:
-        raise argparse.ArgumentTypeError(f"not a date: {text!r}")
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.value // 1_000_000)
+        ms = int(text)
+    else:
+        try:
+            ts = pd.Timestamp(text)
+            if ts is pd.NaT:
+                raise ValueError(text)
+            ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+            ms = int(ts.value // 1_000_000)  # OverflowError past 2262 (pandas' ns range)
+        except (OverflowError, pd.errors.OutOfBoundsDatetime):
+            ms = -1  # a date, but one pandas cannot hold: the range message below
+        except (ValueError, TypeError):
+            raise argparse.ArgumentTypeError(
+                f"not a date: {text[:40]!r} (use e.g. 2021-02-01 or 2021-02-01T12:00, UTC)"
+            ) from None
+    if not 0 <= ms <= _MAX_MS:  # past it, pandas fails later with OutOfBoundsDatetime
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is outside 1970-01-01 .. 2262-04-11")
+    return ms
+
+
+_MAX_MS = 9_223_372_036_854  # pandas' last representable time (2262-04-11), in ms
 
 
 def _symbols(text: str) -> list[str]:

@@ -66,11 +66,15 @@ def _number(kind: type, lo: float, hi: float, *, lo_open: bool = False):
 
 def _date(text: str) -> int:
     """argparse type: a UTC date/time or epoch ms -> epoch ms (as ``tandem-backtest``)."""
+    import pandas as pd
+
     from core.store import to_ms
 
     try:
         ms = to_ms(text)
-    except (ValueError, TypeError, OverflowError):
+    except (OverflowError, pd.errors.OutOfBoundsDatetime):
+        ms = -1  # a date, but past what pandas can hold: the range message below
+    except (ValueError, TypeError):
         ms = None
     if ms is None:
         raise argparse.ArgumentTypeError(
@@ -194,12 +198,6 @@ def _check_out(path: Path | None, option: str = "--out") -> None:
         raise _UsageError(str(exc)) from None
 
 
-def timeframe_ms(tf: str) -> int:
-    from core.timeframes import timeframe_to_ms
-
-    return timeframe_to_ms(tf)
-
-
 def _iso(ms: int) -> str:
     import pandas as pd
 
@@ -305,6 +303,8 @@ def _check_db(db: Path) -> None:
 
 def _empty_range(src, profile, data: Path, start: int | None, end: int | None) -> str:
     """Why the requested range holds no bars, with what the data does cover."""
+    from core.timeframes import timeframe_to_ms
+
     tf = profile.base_timeframe
     try:
         whole = src.load_aligned(profile.assets, tf, None, None)
@@ -313,7 +313,7 @@ def _empty_range(src, profile, data: Path, start: int | None, end: int | None) -
     if whole is None or whole.n_bars == 0:
         return f"no {tf} candles for {profile.name} in {data}"
     first, last = int(whole.ts[0]), int(whole.ts[-1])
-    data_end = last + timeframe_ms(tf)
+    data_end = last + timeframe_to_ms(tf)
     if start is not None and start >= data_end:
         return (f"nothing to replay: --from {_iso(start)} is at or after the end of the data "
                 f"({_iso(data_end)}; {data} covers {_iso(first)} → {_iso(last)})")

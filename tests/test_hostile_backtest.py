@@ -113,3 +113,13 @@ def test_candles_from_a_missing_or_foreign_file(tmp_path, capsys):
     text.write_text("not a database")
     _one_error(capsys, _rc([*base, "--candles-from", str(text)]), 1, "not a daemon database")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--from", "3000-01-01"),
+                                               ("--from", "99999999999999999999"),
+                                               ("--to", "9999999999999999")])
+def test_dates_past_what_pandas_holds_are_usage_errors(tmp_path, capsys, option, value):
+    """They passed the parser and crashed later with OutOfBoundsDatetime/OverflowError."""
+    rc = _rc(["run", "--profile", "crypto_rating_all", "--data", str(tmp_path / "nowhere"),
+              "--out", str(tmp_path / "o"), option, value])
+    _one_error(capsys, rc, 2, "is outside 1970-01-01 .. 2262-04-11")

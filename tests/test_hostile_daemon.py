@@ -64,6 +64,8 @@ def _manifest(tmp_path: Path, **over) -> Path:
     (["--heartbeat-every", "0"], "--heartbeat-every: must be > 0"),
     (["--from", "notadate"], "--from: not a date"),
     (["--to", "2021-13-45"], "--to: not a date"),
+    (["--from", "3000-01-01"], "--from: '3000-01-01' is outside 1970-01-01 .. 2262-04-11"),
+    (["--to", "99999999999999999999"], "is outside 1970-01-01"),
 ])
 def test_bad_replay_option_is_one_line_exit_2(tmp_path, args, needle):
     _one_error_line(_daemon("replay", *args, cwd=tmp_path, timeout=30), 2, needle)
