@@ -67,8 +67,25 @@ def _manifest(tmp_path: Path, **over) -> Path:
     (["--from", "3000-01-01"], "--from: '3000-01-01' is outside 1970-01-01 .. 2262-04-11"),
     (["--to", "99999999999999999999"], "is outside 1970-01-01"),
 ])
-def test_bad_replay_option_is_one_line_exit_2(tmp_path, args, needle):
-    _one_error_line(_daemon("replay", *args, cwd=tmp_path, timeout=30), 2, needle)
+@pytest.mark.timeout(60)  # before the fix several of these never returned
+def test_bad_replay_option_is_one_line_exit_2(tmp_path, monkeypatch, capsys, args, needle):
+    """In-process (fast): the parser refuses them; before, each of these hung or crashed."""
+    import daemon.cli as cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TANDEM_STATE_DB", str(tmp_path / "state.sqlite"))
+    try:
+        code = cli.main(["replay", *args])
+    except SystemExit as exc:
+        code = exc.code
+    proc = subprocess.CompletedProcess([], code, "", capsys.readouterr().err)
+    _one_error_line(proc, 2, needle)
+
+
+def test_bad_option_through_the_real_entry_point(tmp_path):
+    """The same through ``python -m daemon.cli``: one line on stderr, exit 2, promptly."""
+    _one_error_line(_daemon("replay", "--speed", "0", cwd=tmp_path, timeout=30), 2,
+                    "--speed: must be > 0")
 
 
 # ------------------------------------------------------------- item 11: warm-up bound
