@@ -137,12 +137,12 @@ class StateStore:
         self.path = Path(path)
         if synchronous.upper() not in ("NORMAL", "FULL"):
             raise ValueError("synchronous must be NORMAL or FULL")
-        self.conn: sqlite3.Connection | None = None
         try:
             self._open(synchronous.upper())
         except sqlite3.Error as exc:
-            if self.conn is not None:
-                self.conn.close()
+            conn = getattr(self, "conn", None)  # set once connect() succeeded
+            if conn is not None:
+                conn.close()
             raise _open_error(self.path, exc) from None
 
     def _open(self, synchronous: str) -> None:
