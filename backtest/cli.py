@@ -47,17 +47,26 @@ def _date(text: str) -> int:
     import pandas as pd
 
     if text.strip().lstrip("-").isdigit():
-        return int(text)
-    try:
-        ts = pd.Timestamp(text)
-    except (ValueError, TypeError):
-        raise argparse.ArgumentTypeError(
-            f"not a date: {text!r} (use e.g. 2021-02-01 or 2021-02-01T12:00, UTC)"
-        ) from None
-    if ts is pd.NaT:
-        raise argparse.ArgumentTypeError(f"not a date: {text!r}")
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.value // 1_000_000)
+        ms = int(text)
+    else:
+        try:
+            ts = pd.Timestamp(text)
+            if ts is pd.NaT:
+                raise ValueError(text)
+            ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+            ms = int(ts.value // 1_000_000)  # OverflowError past 2262 (pandas' ns range)
+        except (OverflowError, pd.errors.OutOfBoundsDatetime):
+            ms = -1  # a date, but one pandas cannot hold: the range message below
+        except (ValueError, TypeError):
+            raise argparse.ArgumentTypeError(
+                f"not a date: {text[:40]!r} (use e.g. 2021-02-01 or 2021-02-01T12:00, UTC)"
+            ) from None
+    if not 0 <= ms <= _MAX_MS:  # past it, pandas fails later with OutOfBoundsDatetime
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is outside 1970-01-01 .. 2262-04-11")
+    return ms
+
+
+_MAX_MS = 9_223_372_036_854  # pandas' last representable time (2262-04-11), in ms
 
 
 def _symbols(text: str) -> list[str]:
@@ -255,6 +264,17 @@ def _source(args: argparse.Namespace, settings: Any, profile: Any) -> tuple[Any,
         raise DataError(msg) from None
 
 
+def _check_out(path: Path, *, folder: bool) -> None:
+    """``--out`` must be writable as a folder (or a file for ``features``): checked before
+    any candle is loaded, so a bad path costs no compute (UsageError, exit 2)."""
+    from core.outpaths import OutPathError, check_out_dir, check_out_file
+
+    try:
+        (check_out_dir if folder else check_out_file)(path, "--out")
+    except OutPathError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _fmt(v: Any, pct: bool = False) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
@@ -305,12 +325,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     profile = _profile(args, settings, mode=args.mode, warmup=args.warmup_bars)
     from backtest.reconcile.cli import candles_from_source
 
+    out = args.out or Path("runs") / f"{profile.name}-{profile.execution.mode}"
+    _check_out(out, folder=True)  # before minutes of compute, not after
     source = candles_from_source(args, profile.base_timeframe)  # run --candles-from <daemon db>
     if source is not None:
         label = "daemon db " + ", ".join(str(p) for p in args.candles_from)
     else:
         source, label = _source(args, settings, profile)
-    out = args.out or Path("runs") / f"{profile.name}-{profile.execution.mode}"
     result = run_backtest(profile, source, args.start, args.end, out, symbols=args.symbols,
                           run_id=args.run_id, data_label=label, chart_symbols=args.chart,
                           progress=args.progress, report=not args.no_report)
@@ -352,6 +373,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     settings = _settings()
     profile = _profile(args, settings, mode=args.mode)
+    if args.out is not None:
+        _check_out(args.out, folder=True)
     out = args.out or Path(tempfile.mkdtemp(prefix="tandem-demo-"))
     store_dir = out / "candles"
     base_ms = timeframe_to_ms(profile.base_timeframe)
@@ -425,9 +448,10 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     settings = _settings()
     profile = _profile(args, settings, warmup=args.warmup_bars)
+    out = args.out or Path("runs") / f"{profile.name}-features.parquet"
+    _check_out(out, folder=False)
     source, _ = _source(args, settings, profile)
     w = load_window(profile, source, args.start, args.end, args.symbols)
-    out = args.out or Path("runs") / f"{profile.name}-features.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
     a = w.candles
     n = export_features(profile, out, a.ts, a.open, a.high, a.low, a.close, a.volume,

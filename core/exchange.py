@@ -44,8 +44,7 @@ def exchange_config(
         # Spot only: other market types live on other hosts (fapi/dapi/eapi/sapi).
         opts["fetchMarkets"] = {"types": ["spot"]}
         if rest_url is not None:
-            base = rest_url.rstrip("/")
-            urls["public"] = base if base.endswith("/api/v3") else base + "/api/v3"
+            urls["public"] = rest_api_base(rest_url)
         if ws_url is not None:
             urls["ws"] = {"spot": ws_url.rstrip("/"), "margin": ws_url.rstrip("/")}
     elif rest_url is not None or ws_url is not None:
@@ -59,6 +58,19 @@ def exchange_config(
     if extra:
         config = _deep_merge(config, extra)
     return config
+
+
+def rest_api_base(rest_url: str) -> str:
+    """Binance spot's REST base for a user's URL: ``http://host:port`` and
+    ``http://host:port/api/v3`` (with or without a trailing slash) both give
+    ``http://host:port/api/v3``.
+
+    The one place that normalises it: the backtest's downloader and the daemon's client both
+    set ``urls.api.public`` from this, so a bare URL works for both (the daemon used to
+    overwrite the appended ``/api/v3`` with the raw value and crash on its first request).
+    """
+    base = rest_url.strip().rstrip("/")
+    return base if base.endswith("/api/v3") else base + "/api/v3"
 
 
 def create_exchange(

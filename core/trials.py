@@ -23,7 +23,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from core.engine.kernels import run_batch_nb
 from core.engine.layout import (
@@ -44,6 +43,7 @@ from core.engine.layout import (
     S_LAST_TS,
 )
 from core.engine.params import N_PARAMS, P_INITIAL_CASH
+from core.jit import njit
 from core.signals import signals_rows_nb
 
 CHUNK = 512

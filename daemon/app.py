@@ -116,6 +116,10 @@ class DaemonConfig:
     stream_down_poll_s: float | None = None
 
 
+class UnknownSymbolError(ValueError):
+    """A profile symbol the exchange does not list: configuration, never retried."""
+
+
 class Daemon:
     """One profile's live paper-trading session (see the module docstring)."""
 
@@ -376,7 +380,8 @@ class Daemon:
         missing = [s for s in self.cfg.symbols if s not in self.ex.markets]
         if missing:
             # An unknown symbol would never deliver a bar; refuse rather than limp on.
-            raise ValueError(f"exchange does not list: {', '.join(missing)}")
+            raise UnknownSymbolError(f"exchange {self.cfg.exchange_id} does not list "
+                                     f"{', '.join(missing)} (check the profile's assets)")
         return True
 
     def _hold(self, symbol: str) -> bool:

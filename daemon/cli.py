@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import signal
 import sys
 from pathlib import Path
@@ -25,10 +26,69 @@ from typing import Any
 from core.exiting import exit_fast
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+#: Upper bound of every duration option (s): larger values overflow the event loop's timers
+#: and are never what a user meant (11.6 days).
+MAX_SECONDS = 1e6
+#: --sample generates (warm-up + --bars) bars for every asset in memory.
+MAX_SAMPLE_BARS = 1_000_000
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with ONE line on a bad option (``error: …``, exit 2), like every other
+    error of this command: no usage block for a log collector to split."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind: type, lo: float, hi: float, *, lo_open: bool = False):
+    """argparse type: a finite ``kind`` in [lo, hi] (``(lo, hi]`` with ``lo_open``).
+
+    Unchecked, ``--speed 0`` or ``-5`` and ``--warmup-bars -100`` made ``replay`` wait
+    forever for bars that never come."""
+
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a{'n integer' if kind is int else ' number'}: "
+                                             f"{text[:40]!r}") from None
+        if kind is float and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text[:40]!r}")
+        if (v <= lo if lo_open else v < lo) or v > hi:
+            low = f"> {lo:g}" if lo_open else f">= {lo:g}"
+            high = f" and <= {hi:g}" if math.isfinite(hi) else ""
+            raise argparse.ArgumentTypeError(f"must be {low}{high}, got {v:g}")
+        return v
+
+    return parse
+
+
+def _date(text: str) -> int:
+    """argparse type: a UTC date/time or epoch ms -> epoch ms (as ``tandem-backtest``)."""
+    import pandas as pd
+
+    from core.store import to_ms
+
+    try:
+        ms = to_ms(text)
+    except (OverflowError, pd.errors.OutOfBoundsDatetime):
+        ms = -1  # a date, but past what pandas can hold: the range message below
+    except (ValueError, TypeError):
+        ms = None
+    if ms is None:
+        raise argparse.ArgumentTypeError(
+            f"not a date: {text[:40]!r} (use e.g. 2021-02-01 or 2021-02-01T12:00, UTC, or epoch ms)")
+    if not 0 <= ms <= _MAX_MS:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is outside 1970-01-01 .. 2262-04-11")
+    return ms
+
+
+_MAX_MS = 9_223_372_036_854  # pandas' last representable time (2262-04-11), in ms
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tandem-daemon", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="tandem-daemon", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
@@ -37,13 +97,17 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--db", type=Path, help="SQLite state file (default: TANDEM_STATE_DB)")
         sp.add_argument("--fresh", action="store_true",
                         help="discard existing state (required when the profile changed)")
-        sp.add_argument("--grace", type=float, help="seconds to wait for late assets")
-        sp.add_argument("--watchdog", type=float, default=60.0,
+        secs = _number(float, 0, MAX_SECONDS)
+        sp.add_argument("--grace", type=secs, help="seconds to wait for late assets")
+        sp.add_argument("--watchdog", type=secs, default=60.0,
                         help="reconnect a connection silent this many seconds (0 = off)")
-        sp.add_argument("--warmup-bars", type=int, help="override the profile's warm-up")
+        sp.add_argument("--warmup-bars", type=_number(int, 0, float("inf")),
+                        help="override the profile's warm-up (>= 0 base bars)")
         sp.add_argument("--export-dir", type=Path, help="periodic fills.csv/.parquet export")
-        sp.add_argument("--export-every", type=float, default=300.0, help="export period, s")
-        sp.add_argument("--heartbeat-every", type=float, default=30.0, help="heartbeat, s")
+        sp.add_argument("--export-every", type=secs, default=300.0,
+                        help="export period, s (0 = off)")
+        sp.add_argument("--heartbeat-every", type=_number(float, 0, MAX_SECONDS, lo_open=True),
+                        default=30.0, help="heartbeat, s (> 0)")
         sp.add_argument("--log-format", choices=["auto", "json", "pretty"],
                         help="default: JSON when not on a terminal, pretty on one")
         sp.add_argument("--log-level", help="DEBUG/INFO/WARNING/ERROR")
@@ -63,14 +127,16 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--data", type=Path, help="candle store, CSV folder or universe parquet")
     src.add_argument("--sample", action="store_true",
                      help="seeded generated candles (default when --data is absent)")
-    rep.add_argument("--from", dest="from_", help="first tradable bar (date or ms); "
-                                                  "default: first bar + warm-up")
-    rep.add_argument("--to", help="end (exclusive; date or ms); default: last bar")
-    rep.add_argument("--bars", type=int, default=500,
+    rep.add_argument("--from", dest="from_", type=_date,
+                     help="first tradable bar (date or ms); default: first bar + warm-up")
+    rep.add_argument("--to", type=_date, help="end (exclusive; date or ms); default: last bar")
+    rep.add_argument("--bars", type=_number(int, 1, MAX_SAMPLE_BARS), default=500,
                      help="--sample: tradable bars to generate (plus the warm-up)")
-    rep.add_argument("--seed", type=int, default=7, help="--sample: generator seed")
-    rep.add_argument("--speed", type=float,
-                     help="play in wall time x speed (default: as fast as the live path goes)")
+    rep.add_argument("--seed", type=_number(int, 0, 2**63 - 1), default=7,
+                     help="--sample: generator seed (>= 0)")
+    rep.add_argument("--speed", type=_number(float, 0, 1e9, lo_open=True),
+                     help="play in wall time x speed (> 0; default: as fast as the live path "
+                          "goes)")
     rep.add_argument("--out", type=Path, help="write fills.csv/.parquet here at the end")
 
     st = sub.add_parser("status", help="print the state database's summary as JSON")
@@ -85,6 +151,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``tandem-daemon``."""
     args = _parser().parse_args(argv)
+    from daemon.state import StateDbError
+
     try:
         if args.cmd == "status":
             return _status(args)
@@ -94,6 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     except _UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except _DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except StateDbError as exc:
+        # Policy: a path that cannot hold a database (a folder, an uncreatable or
+        # unwritable place) is configuration -> 2, not retried by systemd; a file that is
+        # there but is not a usable SQLite database (corrupt, another format) -> 1.
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if exc.usage else EXIT_FAIL
 
 
 def entry_point() -> None:
@@ -102,7 +179,29 @@ def entry_point() -> None:
 
 
 class _UsageError(Exception):
-    pass
+    """Bad arguments or configuration -> exit 2."""
+
+
+class _DataError(Exception):
+    """The data cannot serve the request, or the exchange failed -> exit 1."""
+
+
+def _check_out(path: Path | None, option: str = "--out") -> None:
+    """An output folder must be usable BEFORE the run, not after it (exit 2)."""
+    if path is None:
+        return
+    from core.outpaths import OutPathError, check_out_dir
+
+    try:
+        check_out_dir(path, option)
+    except OutPathError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+def _iso(ms: int) -> str:
+    import pandas as pd
+
+    return pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat()
 
 
 def _settings(**overrides: Any):
@@ -136,6 +235,7 @@ def _export(args) -> int:
     db = _db_path(args)
     if not db.exists():
         raise _UsageError(f"no state database at {db}")
+    _check_out(args.out)
     with StateStore(db) as store:
         paths = export_fills(store, args.out)
         print(f"{store.fill_count()} fills -> {', '.join(str(p) for p in paths)}")
@@ -156,17 +256,21 @@ def _serve(args) -> int:
     except ManifestError as exc:
         raise _UsageError(str(exc)) from None
     if args.warmup_bars is not None:
-        name = profile.name
-        profile = profile.model_copy(update={"warmup_bars": args.warmup_bars})
-        profile._name = name
+        profile = _with_warmup(profile, args.warmup_bars)
+    for option in ("export_dir", "out"):
+        _check_out(getattr(args, option, None), "--" + option.replace("_", "-"))
+    import ccxt
+
     from core.store import CandleStoreError
-    from daemon.app import SliceFailedError
-    from daemon.state import ProfileChangedError
+    from daemon.app import SliceFailedError, UnknownSymbolError
+    from daemon.state import ProfileChangedError, StateDbError
 
     try:
         if args.cmd == "run":
+            _check_db(args.db or settings.state_db)
             ops = _build_ops(settings, args.db or settings.state_db)  # ops (issue 8)
             return asyncio.run(_run_live(args, settings, profile, ops))
+        _check_db(_replay_db(args, settings, profile))
         return asyncio.run(_run_replay(args, settings, profile))
     except ProfileChangedError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -181,6 +285,79 @@ def _serve(args) -> int:
     except CandleStoreError as exc:  # bad candle data (--data): one line, exit 1 (issue 16)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAIL
+    except UnknownSymbolError as exc:
+        # Configuration, not an outage: exit 2 so systemd does not restart it in a loop.
+        raise _UsageError(f"profile {profile.name!r}: {exc}") from None
+    except ccxt.BaseError as exc:
+        # The exchange refused or failed (after the retries where they apply): one line,
+        # the URL in ccxt's message says which endpoint; exit 1 (systemd may retry).
+        raise _DataError(f"exchange {profile.exchange}: {type(exc).__name__}: "
+                         f"{_clip(str(exc))}") from None
+    except (_UsageError, _DataError, StateDbError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. ccxt choking on a server's odd answer
+        # Still one line for the user; the traceback is in the log at DEBUG level.
+        from daemon.logconfig import get_logger
+
+        get_logger("cli").debug("daemon_failed", exc_info=True)
+        raise _DataError(f"{args.cmd} failed: {type(exc).__name__}: {_clip(str(exc))}") from None
+
+
+def _check_db(db: Path) -> None:
+    """Open the state database once before anything starts (HTTP, emulator, compile), so
+    a folder, an uncreatable path or a non-SQLite file fails first, with one line
+    (:class:`daemon.state.StateDbError`, mapped to an exit code in :func:`main`)."""
+    from daemon.state import StateStore
+
+    StateStore(db).close()
+
+
+def _empty_range(src, profile, data: Path, start: int | None, end: int | None) -> str:
+    """Why the requested range holds no bars, with what the data does cover."""
+    from core.timeframes import timeframe_to_ms
+
+    tf = profile.base_timeframe
+    try:
+        whole = src.load_aligned(profile.assets, tf, None, None)
+    except Exception:  # noqa: BLE001 - only for the message; the range load already worked
+        whole = None
+    if whole is None or whole.n_bars == 0:
+        return f"no {tf} candles for {profile.name} in {data}"
+    first, last = int(whole.ts[0]), int(whole.ts[-1])
+    data_end = last + timeframe_to_ms(tf)
+    if start is not None and start >= data_end:
+        return (f"nothing to replay: --from {_iso(start)} is at or after the end of the data "
+                f"({_iso(data_end)}; {data} covers {_iso(first)} → {_iso(last)})")
+    if end is not None and end <= first:
+        return (f"nothing to replay: --to {_iso(end)} is at or before the first bar of the data "
+                f"({_iso(first)})")
+    return (f"no {tf} candles for {profile.name} in the requested range; {data} covers "
+            f"{_iso(first)} → {_iso(last)}")
+
+
+def _replay_db(args, settings, profile) -> Path:
+    """``--db``, else ``replay-<profile>.sqlite`` next to the live state database."""
+    return args.db or Path(settings.state_db).with_name(f"replay-{profile.name}.sqlite")
+
+
+def _clip(text: str, n: int = 300) -> str:
+    """One line of at most ``n`` characters of a foreign message."""
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[:n] + "…"
+
+
+def _with_warmup(profile, warmup_bars: int):
+    """The profile with ``--warmup-bars``, validated again like the manifest itself (the
+    backtest's override does the same): the warm-up bound applies to the override too."""
+    from core.manifest import ManifestError, parse_manifest
+
+    data = profile.model_dump(mode="json")
+    data["warmup_bars"] = int(warmup_bars)
+    name = profile.name or "profile"
+    try:
+        return parse_manifest({"profiles": {name: data}}, source="--warmup-bars").profile(name)
+    except ManifestError as exc:
+        raise _UsageError(str(exc)) from None
 
 
 def _daemon_config(args, settings, profile, db: Path):
@@ -256,7 +433,7 @@ async def _run_live(args, settings, profile, ops=None) -> int:
 
 
 async def _run_replay(args, settings, profile) -> int:
-    from core.store import open_candles, to_ms
+    from core.store import CandleStoreError, open_candles
     from core.timeframes import timeframe_to_ms
     from daemon.app import Daemon
     from daemon.emulator.market import MarketData
@@ -265,29 +442,48 @@ async def _run_replay(args, settings, profile) -> int:
     from daemon.state import StateStore
     from daemon.strategy import stepper_factory
 
+    db = _replay_db(args, settings, profile)
     tf = timeframe_to_ms(profile.base_timeframe)
     warm = profile.warmup
+    start, end = args.from_, args.to  # epoch ms, validated by the parser
+    if start is not None and end is not None and end <= start:
+        raise _UsageError(f"--to ({_iso(end)}) must be after --from ({_iso(start)})")
     if args.data is not None:
-        src = open_candles(args.data, exchange=profile.exchange, timeframe=profile.base_timeframe)
-        start = to_ms(args.from_)
-        lo = None if start is None else start - warm * tf
-        aligned = src.load_aligned(profile.assets, profile.base_timeframe, lo, to_ms(args.to))
+        lo = None if start is None else max(0, start - warm * tf)
+        try:
+            src = open_candles(args.data, exchange=profile.exchange,
+                               timeframe=profile.base_timeframe)
+            aligned = src.load_aligned(profile.assets, profile.base_timeframe, lo, end)
+        except CandleStoreError as exc:  # missing symbol, corrupt file, no such path
+            raise _DataError(str(exc)) from None
         if aligned.n_bars == 0:
-            raise _UsageError(f"no candles for {profile.name} in {args.data} in that range")
+            raise _DataError(_empty_range(src, profile, args.data, start, end))
         market = MarketData.from_aligned(aligned, profile.base_timeframe)
     else:
         day = 86_400_000
         start0 = (1_700_000_000_000 // day) * day
+        if warm + args.bars > MAX_SAMPLE_BARS:
+            raise _UsageError(f"--sample: {warm} warm-up + {args.bars} bars exceed "
+                              f"{MAX_SAMPLE_BARS} bars; pass a smaller --warmup-bars/--bars")
         market = MarketData.generate(profile.assets, profile.base_timeframe,
                                      start=start0, n_bars=warm + args.bars, seed=args.seed)
-    first = market.first_ts
-    start_ts = to_ms(args.from_) if args.from_ else first + warm * tf
-    start_ts = (start_ts // tf) * tf
-    end_ts = market.end_ts if args.to is None else (to_ms(args.to) // tf) * tf
-    end_ts = min(end_ts, market.end_ts)
+    first, data_end = market.first_ts, market.end_ts
+    start_ts = start if start is not None else first + warm * tf
+    # A --from before the data plays from the first bar (as the backtest trades from the
+    # first bar at or after --from): the emulator has nothing to serve earlier.
+    start_ts = max((start_ts // tf) * tf, first)
+    end_ts = data_end if end is None else min((end // tf) * tf, data_end)
+    what = (f"--from {_iso(start_ts)}" if start is not None else
+            f"the first tradable bar {_iso(start_ts)} (first bar {_iso(first)} + warm-up "
+            f"of {warm} bars)")
+    if end is not None and end <= first:
+        raise _DataError(f"nothing to replay: --to {_iso(end)} is at or before the first bar "
+                         f"of the data ({_iso(first)})")
+    if end is not None and (end // tf) * tf <= start_ts:
+        raise _DataError(f"nothing to replay: --to {_iso(end)} is at or before {what}")
     if start_ts >= end_ts:
-        raise _UsageError("nothing to replay: --from is at or after the end of the data")
-    db = args.db or Path(settings.state_db).with_name(f"replay-{profile.name}.sqlite")
+        raise _DataError(f"nothing to replay: {what} is at or after the end of the data "
+                         f"({_iso(data_end)})")
     cfg = _daemon_config(args, settings, profile, db)
     cfg.fresh = True if args.db is None else args.fresh
     daemon = Daemon(cfg, stepper_factory(profile))

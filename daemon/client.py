@@ -11,6 +11,7 @@ from typing import Any
 
 import ccxt.pro as ccxtpro
 
+from core.exchange import rest_api_base
 from daemon.feeds import make_live_exchange
 
 
@@ -34,7 +35,7 @@ def exchange_config(rest_url: str | None = None, ws_url: str | None = None) -> d
     }
     urls: dict[str, Any] = {}
     if rest_url:
-        urls.setdefault("api", {})["public"] = rest_url.rstrip("/")
+        urls.setdefault("api", {})["public"] = rest_api_base(rest_url)
     if ws_url:
         urls.setdefault("api", {})["ws"] = {"spot": ws_url.rstrip("/")}
     if urls:
@@ -53,7 +54,7 @@ def build_exchange(exchange_id: str, rest_url: str | None = None, ws_url: str | 
         # ccxt merges urls deeply only for known keys; set them explicitly to be sure.
         api = ex.urls.setdefault("api", {})
         if rest_url:
-            api["public"] = rest_url.rstrip("/")
+            api["public"] = rest_api_base(rest_url)  # same normalisation as the core's config
         if ws_url:
             ws = api.get("ws") if isinstance(api.get("ws"), dict) else {}
             ws["spot"] = ws_url.rstrip("/")

@@ -79,6 +79,28 @@ _INSERT_FILL = (f"INSERT INTO fills ({', '.join(JOURNAL_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(JOURNAL_COLUMNS))})")
 
 
+class StateDbError(Exception):
+    """The state database cannot be opened. ``usage`` is True for a path problem (a folder,
+    a place that cannot be created or written: configuration) and False for a file that is
+    there but is not a usable SQLite database (corrupt, another format: data)."""
+
+    def __init__(self, message: str, *, usage: bool):
+        super().__init__(message)
+        self.usage = usage
+
+
+def _open_error(path: Path, exc: sqlite3.Error) -> StateDbError:
+    """Which side of the policy a failed open is on (see :class:`StateDbError`)."""
+    text = str(exc).lower()
+    if isinstance(exc, sqlite3.OperationalError) and any(
+            w in text for w in ("unable to open", "readonly", "read-only", "permission")):
+        # cannot open or write there: where, not what
+        return StateDbError(f"state database {path}: cannot open it ({exc})", usage=True)
+    # SQLITE_NOTADB / SQLITE_CORRUPT, or another program's tables: the file's content.
+    return StateDbError(f"state database {path} is not a usable Tandem/SQLite database "
+                        f"({exc}); move it away or pass another --db", usage=False)
+
+
 class ProfileChangedError(RuntimeError):
     """The stored profile's hash differs from the one asked for; resume refused."""
 
@@ -114,16 +136,35 @@ class StateStore:
 
     def __init__(self, path: str | Path, synchronous: str = "NORMAL"):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if synchronous.upper() not in ("NORMAL", "FULL"):
+            raise ValueError("synchronous must be NORMAL or FULL")
+        try:
+            self._open(synchronous.upper())
+        except sqlite3.Error as exc:
+            conn = getattr(self, "conn", None)  # set once connect() succeeded
+            if conn is not None:
+                conn.close()
+            raise _open_error(self.path, exc) from None
+
+    def _open(self, synchronous: str) -> None:
+        if self.path.is_dir():
+            raise StateDbError(f"state database {self.path} is a folder; give a file path "
+                               "(--db or TANDEM_STATE_DB)", usage=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            blocker = next((p for p in self.path.parents if p.exists()), None)
+            why = (f"{blocker} is a file" if blocker is not None and not blocker.is_dir()
+                   else exc.strerror or str(exc))
+            raise StateDbError(f"state database {self.path}: cannot create its folder "
+                               f"({why})", usage=True) from None
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per slice.
         self.conn = sqlite3.connect(str(self.path), isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
         # WAL + synchronous=NORMAL: a commit is atomic and survives any process crash
         # (SIGKILL included); only an OS crash/power loss may drop the newest commits (never
         # half of one). FULL adds an fsync per slice for power-loss durability too.
-        if synchronous.upper() not in ("NORMAL", "FULL"):
-            raise ValueError("synchronous must be NORMAL or FULL")
-        self.conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        self.conn.execute(f"PRAGMA synchronous={synchronous}")
         # Checkpoints are ours (checkpoint_wal), off the close-to-commit path (module doc).
         self.conn.execute("PRAGMA wal_autocheckpoint=0")
         self.conn.executescript(_SCHEMA)

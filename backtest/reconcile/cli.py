@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,7 +70,17 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from backtest.reconcile.api import reconcile
     from backtest.reconcile.match import Tolerance
     from backtest.reconcile.sources import ReconcileInputError
+    from core.outpaths import OutPathError, check_out_dir, check_out_file
 
+    try:  # output paths first: a bad one must not cost the whole comparison
+        if args.out:
+            check_out_dir(args.out, "--out")
+        for option, path in (("--markdown", args.markdown), ("--html", args.html)):
+            if path:
+                check_out_file(path, option)
+    except OutPathError as exc:
+        print(f"reconcile: error: {exc}", file=sys.stderr)
+        return 2
     try:
         report = reconcile(
             args.paper,
@@ -150,9 +161,18 @@ def candles_from_source(args: argparse.Namespace, timeframe: str | None = None) 
     dbs = getattr(args, "candles_from", None)
     if not dbs:
         return None
-    from backtest.reconcile.sources import DaemonCandleSource
+    from backtest.reconcile.sources import DaemonCandleSource, ReconcileInputError
+    from backtest.runner import DataError
 
-    return DaemonCandleSource(dbs, timeframe=timeframe)
+    missing = [p for p in dbs if not Path(p).is_file()]
+    if missing:  # the data is not there: exit 1, like a --data path that does not exist
+        raise DataError(f"--candles-from {missing[0]}: "
+                        + ("is a folder, not a daemon database" if Path(missing[0]).is_dir()
+                           else "no such file"))
+    try:
+        return DaemonCandleSource(dbs, timeframe=timeframe)
+    except (ReconcileInputError, sqlite3.Error) as exc:  # not a daemon db, or a corrupt one
+        raise DataError(f"--candles-from: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,10 @@ Security posture, because the daemon runs for weeks next to exchange credentials
   compared in constant time; otherwise ``401``;
 * GET/HEAD only: there is no route that changes anything (``405`` for other methods);
 * the token is a ``SecretStr`` end to end and never logged; aiohttp's access log is off
-  (we log no request lines at all, so nothing a client sends can leak into the journal).
+  (we log no request lines at all, so nothing a client sends can leak into the journal);
+  aiohttp's own error reports (a malformed or oversized request: its exception text and
+  traceback quote the request's bytes, a bearer token included) are replaced by one JSON
+  line naming the error type and status (:class:`_RequestErrorLog`).
 
 The data behind ``/positions`` and ``/fills`` comes from a ``StateProvider`` (the daemon's
 SQLite state), sync or async; ``/health`` and ``/metrics`` come from the ops models.
@@ -23,9 +26,11 @@ import inspect
 import ipaddress
 import json
 import math
+import sys
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, Protocol
 
+import structlog
 from aiohttp import web
 from pydantic import SecretStr
 
@@ -107,6 +112,47 @@ def _json_response(body: Any, status: int = 200) -> web.Response:
         status=status,
         content_type="application/json",
     )
+
+
+class _RequestErrorLog:
+    """Stands in for the ``aiohttp.server`` logger of the request handler.
+
+    aiohttp logs a request it cannot parse (``BadHttpMessage``, ``LineTooLong``...) with
+    ``logger.exception``: the exception's message and the traceback quote the offending
+    request bytes, e.g. an oversized ``Authorization`` header. Here each report becomes ONE
+    structured line with aiohttp's fixed message text, the error type and the HTTP status;
+    neither the exception's text nor the traceback (the client's bytes) is ever logged.
+    """
+
+    def __init__(self) -> None:
+        self._log = structlog.get_logger(component="ops.http")
+
+    def _emit(self, level: str, args: tuple[Any, ...], exc_info: Any) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else None
+        if exc is None and exc_info:
+            exc = sys.exc_info()[1]
+        text = args[0] if args and isinstance(args[0], str) else ""
+        # aiohttp's format strings are constants ("Error handling request from %s"); only
+        # the text before the first placeholder is kept, never a formatted argument.
+        getattr(self._log, level)(
+            "http_request_error", detail=text.split("%", 1)[0].strip()[:80],
+            error=None if exc is None else type(exc).__name__,
+            status=getattr(exc, "code", None) or getattr(exc, "status", None))
+
+    def debug(self, *args: Any, **kw: Any) -> None:
+        self._emit("debug", args, kw.get("exc_info"))
+
+    def info(self, *args: Any, **kw: Any) -> None:
+        self._emit("info", args, kw.get("exc_info"))
+
+    def warning(self, *args: Any, **kw: Any) -> None:
+        self._emit("warning", args, kw.get("exc_info"))
+
+    def error(self, *args: Any, **kw: Any) -> None:
+        self._emit("error", args, kw.get("exc_info"))
+
+    def exception(self, *args: Any, **kw: Any) -> None:
+        self._emit("error", args, kw.get("exc_info", True))
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -225,7 +271,8 @@ class OpsServer:
     async def start(self) -> int:
         """Listen; returns the bound port (useful with ``port=0``)."""
         # access_log=None: request lines (paths, headers) never reach the logs.
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
+                                     logger=_RequestErrorLog())
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self._port, reuse_address=True)
         await site.start()
@@ -241,11 +288,21 @@ class OpsServer:
             self._runner = None
 
 
+#: What each integer query parameter is, for its error message.
+_PARAM_MEANING = {"since": "ms since the epoch", "limit": "rows per page"}
+_INT64 = (-(2**63), 2**63 - 1)  # what SQLite can compare with: larger ones answered 500
+
+
 def _int_param(request: web.Request, name: str, default: int | None) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
+    meaning = _PARAM_MEANING.get(name, "")
+    what = f"{name} must be an integer" + (f" ({meaning})" if meaning else "")
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise ValueError(f"{name} must be an integer (ms since the epoch for 'since')") from None
+        raise ValueError(what) from None
+    if not _INT64[0] <= value <= _INT64[1]:
+        raise ValueError(f"{what} within a 64-bit range")
+    return value

@@ -1,0 +1,125 @@
+"""Hostile-user regressions for ``tandem-backtest`` (issue 16, item 11): an absurd warm-up,
+an ``--out`` that cannot be written and a missing ``--candles-from`` end in ONE ``error:``
+line with the right exit code — and a bad ``--out`` is refused before any work is done."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from backtest.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _rc(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse rejects malformed values itself (exit 2)
+        return int(exc.code)
+
+
+def _one_error(capsys, rc: int, code: int, needle: str) -> str:
+    err = capsys.readouterr().err
+    assert rc == code, err
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if "error:" in ln]
+    assert len(lines) == 1 and needle in lines[0], err
+    return lines[0]
+
+
+@pytest.fixture
+def big_warmup_manifest(tmp_path) -> Path:
+    data = json.loads((REPO / "manifest.json").read_text())
+    data["profiles"]["crypto_rating_all"]["warmup_bars"] = 10**15
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_absurd_warmup_in_the_manifest_is_a_config_error(tmp_path, capsys, big_warmup_manifest):
+    """10**15 warm-up bars: OutOfBoundsDatetime traceback before (the window starts ~10**11
+    years ago); now the manifest is refused, naming the field and the bound."""
+    rc = _rc(["run", "--manifest", str(big_warmup_manifest), "--profile", "crypto_rating_all",
+              "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+    line = _one_error(capsys, rc, 2, "warmup_bars")
+    assert "at most 100 years" in line
+
+
+def test_absurd_warmup_option_is_a_config_error(tmp_path, capsys):
+    rc = _rc(["run", "--profile", "crypto_rating_all", "--warmup-bars", str(10**15),
+              "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+    _one_error(capsys, rc, 2, "at most 100 years")
+
+
+def test_a_long_warmup_is_still_accepted(tmp_path):
+    """The bound is generous: 19 years of 1h bars pass validation."""
+    from backtest.runner import with_overrides
+    from core.manifest import load_manifest
+
+    prof = load_manifest(REPO / "manifest.json").profile("crypto_rating_all")
+    assert with_overrides(prof, warmup_bars=166_440).warmup == 166_440
+
+
+# ------------------------------------------------------------------ --out checked first
+
+
+@pytest.fixture
+def a_file(tmp_path) -> Path:
+    path = tmp_path / "taken"
+    path.write_text("x")
+    return path
+
+
+def test_run_out_is_checked_before_the_data(tmp_path, capsys, a_file):
+    # --data does not exist: had the data been read first, this would be exit 1 about it.
+    for out, needle in ((a_file, "is a file, not a folder"),
+                        (a_file / "sub", "so no folder can be created under it")):
+        rc = _rc(["run", "--profile", "crypto_rating_all", "--data", str(tmp_path / "nowhere"),
+                  "--out", str(out)])
+        _one_error(capsys, rc, 2, needle)
+
+
+def test_features_out_is_checked_before_the_data(tmp_path, capsys, a_file):
+    for out, needle in ((tmp_path, "is a folder; give a file path"),
+                        (a_file / "f.parquet", "so no folder can be created under it")):
+        rc = _rc(["features", "--profile", "crypto_rating_all",
+                  "--data", str(tmp_path / "nowhere"), "--out", str(out)])
+        _one_error(capsys, rc, 2, needle)
+
+
+def test_demo_out_that_is_a_file(capsys, a_file):
+    _one_error(capsys, _rc(["demo", "--out", str(a_file)]), 2, "is a file, not a folder")
+    assert a_file.read_text() == "x"
+
+
+def test_reconcile_out_is_checked_before_the_inputs(tmp_path, capsys, a_file):
+    base = ["reconcile", "--paper", str(tmp_path / "no.csv"), "--backtest",
+            str(tmp_path / "no2.csv")]
+    _one_error(capsys, _rc([*base, "--out", str(a_file)]), 2, "--out")
+    _one_error(capsys, _rc([*base, "--markdown", str(a_file / "r.md")]), 2, "--markdown")
+
+
+# ------------------------------------------------------------------ --candles-from
+
+
+def test_candles_from_a_missing_or_foreign_file(tmp_path, capsys):
+    base = ["run", "--profile", "crypto_rating_all", "--out", str(tmp_path / "o")]
+    _one_error(capsys, _rc([*base, "--candles-from", str(tmp_path / "gone.sqlite")]), 1,
+               "--candles-from")
+    text = tmp_path / "text.sqlite"
+    text.write_text("not a database")
+    _one_error(capsys, _rc([*base, "--candles-from", str(text)]), 1, "not a daemon database")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--from", "3000-01-01"),
+                                               ("--from", "99999999999999999999"),
+                                               ("--to", "9999999999999999")])
+def test_dates_past_what_pandas_holds_are_usage_errors(tmp_path, capsys, option, value):
+    """They passed the parser and crashed later with OutOfBoundsDatetime/OverflowError."""
+    rc = _rc(["run", "--profile", "crypto_rating_all", "--data", str(tmp_path / "nowhere"),
+              "--out", str(tmp_path / "o"), option, value])
+    _one_error(capsys, rc, 2, "is outside 1970-01-01 .. 2262-04-11")

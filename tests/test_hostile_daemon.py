@@ -1,0 +1,280 @@
+"""Hostile-user regressions for ``tandem-daemon`` (issue 16, items 9, 11, 12, 13): every bad
+option, data error, state database or exchange problem ends in ONE ``error:`` line on stderr
+(exit 2 for configuration/usage, 1 for data/runtime), never a traceback or a hang."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backtest.demo_data import generate_candles, write_csv_folder
+from daemon.state import StateStore
+from tests.emulator_fixtures import emulator_in_thread
+from tests.test_daemon_support import sample_market, small_profile
+
+REPO = Path(__file__).resolve().parents[1]
+HOUR = 3_600_000
+
+
+def _daemon(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``python -m daemon.cli ARGS`` from ``cwd`` with the repository importable; the state
+    database defaults into ``cwd`` so a test never touches the user's files."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TANDEM_STATE_DB": str(cwd / "state.sqlite"),
+           "TANDEM_HTTP_ENABLED": "false"}
+    return subprocess.run([sys.executable, "-m", "daemon.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def _one_error_line(proc: subprocess.CompletedProcess, code: int, needle: str) -> str:
+    err = proc.stderr
+    assert proc.returncode == code, err
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("{")]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err  # JSON log lines aside
+    assert needle in lines[0], err
+    return lines[0]
+
+
+def _manifest(tmp_path: Path, **over) -> Path:
+    """A manifest with the small 1m test profile ``tst`` (its fields overridden by ``over``)."""
+    prof = json.loads(small_profile().model_dump_json())
+    prof.update(over)
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"version": 1, "profiles": {"tst": prof}}))
+    return path
+
+
+# ------------------------------------------------------------- item 9: options that hung
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--speed", "0"], "--speed: must be > 0"),
+    (["--speed", "-5"], "--speed: must be > 0"),
+    (["--speed", "nan"], "--speed: must be a finite number"),
+    (["--warmup-bars", "-100", "--to", "2024-01-01"], "--warmup-bars: must be >= 0"),
+    (["--bars", "0"], "--bars: must be >= 1"),
+    (["--seed", "-1"], "--seed: must be >= 0"),
+    (["--grace", "-1"], "--grace: must be >= 0"),
+    (["--watchdog", "inf"], "--watchdog: must be a finite number"),
+    (["--heartbeat-every", "0"], "--heartbeat-every: must be > 0"),
+    (["--from", "notadate"], "--from: not a date"),
+    (["--to", "2021-13-45"], "--to: not a date"),
+    (["--from", "3000-01-01"], "--from: '3000-01-01' is outside 1970-01-01 .. 2262-04-11"),
+    (["--to", "99999999999999999999"], "is outside 1970-01-01"),
+])
+@pytest.mark.timeout(60)  # before the fix several of these never returned
+def test_bad_replay_option_is_one_line_exit_2(tmp_path, monkeypatch, capsys, args, needle):
+    """In-process (fast): the parser refuses them; before, each of these hung or crashed."""
+    import daemon.cli as cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TANDEM_STATE_DB", str(tmp_path / "state.sqlite"))
+    try:
+        code = cli.main(["replay", *args])
+    except SystemExit as exc:
+        code = exc.code
+    proc = subprocess.CompletedProcess([], code, "", capsys.readouterr().err)
+    _one_error_line(proc, 2, needle)
+
+
+def test_bad_option_through_the_real_entry_point(tmp_path):
+    """The same through ``python -m daemon.cli``: one line on stderr, exit 2, promptly."""
+    _one_error_line(_daemon("replay", "--speed", "0", cwd=tmp_path, timeout=30), 2,
+                    "--speed: must be > 0")
+
+
+# ------------------------------------------------------------- item 11: warm-up bound
+
+
+@pytest.mark.parametrize("where", ["manifest", "option"])
+def test_absurd_warmup_is_a_config_error(tmp_path, where):
+    """warmup_bars = 10**15 (1.9 billion years of 1m bars): the daemon ran it silently."""
+    if where == "manifest":
+        args = ["--manifest", str(_manifest(tmp_path, warmup_bars=10**15))]
+    else:
+        args = ["--manifest", str(_manifest(tmp_path)), "--warmup-bars", str(10**15)]
+    proc = _daemon("replay", *args, "--profile", "tst", cwd=tmp_path, timeout=30)
+    _one_error_line(proc, 2, "warmup_bars")
+    assert "at most 100 years" in proc.stderr
+
+
+# ------------------------------------------------------------- item 11: replay data errors
+
+
+@pytest.fixture(scope="module")
+def csv_dir(tmp_path_factory) -> Path:
+    """1m CSVs for BTC and ETH only (the profile also trades SOL/USDT)."""
+    folder = tmp_path_factory.mktemp("csv")
+    write_csv_folder(generate_candles(["BTC/USDT", "ETH/USDT"], start="2024-01-01",
+                                      n_bars=600, timeframe="1m", seed=5), folder,
+                     timeframe="1m")
+    return folder
+
+
+def test_replay_data_errors_are_one_line_exit_1(tmp_path, csv_dir):
+    m = str(_manifest(tmp_path))
+    # SymbolNotFoundError: the folder has no SOL/USDT
+    _one_error_line(_daemon("replay", "--manifest", m, "--profile", "tst", "--data",
+                            str(csv_dir), cwd=tmp_path), 1, "SOL/USDT")
+    # CandleStoreError: a path that does not exist, a corrupt store file
+    _one_error_line(_daemon("replay", "--manifest", m, "--profile", "tst", "--data",
+                            str(tmp_path / "nowhere"), cwd=tmp_path), 1, "does not exist")
+    store = tmp_path / "store" / "binance" / "BTC-USDT"
+    store.mkdir(parents=True)
+    (store / "1m.parquet").write_bytes(b"PAR1 this is not parquet")
+    _one_error_line(_daemon("replay", "--manifest", m, "--profile", "tst", "--data",
+                            str(tmp_path / "store"), cwd=tmp_path), 1, "BTC")
+
+
+def test_replay_range_messages_say_what_is_wrong(tmp_path, csv_dir):
+    """``--to`` before ``--from`` used to say '--from is at or after the end of the data'."""
+    m = _manifest(tmp_path, universe=["BTC/USDT", "ETH/USDT"])
+    base = ["replay", "--manifest", str(m), "--profile", "tst", "--data", str(csv_dir)]
+    _one_error_line(_daemon(*base, "--from", "2024-01-01T05:00", "--to", "2024-01-01T03:00",
+                            cwd=tmp_path), 2, "--to (2024-01-01T03:00:00+00:00) must be after --from")
+    line = _one_error_line(_daemon(*base, "--from", "2024-02-01", cwd=tmp_path), 1,
+                           "--from 2024-02-01T00:00:00+00:00 is at or after the end of the data")
+    assert "2024-01-01T10:00:00+00:00" in line  # where the data ends (600 1m bars)
+    # no --from: the first tradable bar is the first bar + 100 warm-up bars (01:40)
+    _one_error_line(_daemon(*base, "--to", "2024-01-01T01:00", cwd=tmp_path), 1,
+                    "--to 2024-01-01T01:00:00+00:00 is at or before the first tradable bar "
+                    "2024-01-01T01:40:00+00:00")
+
+
+# ------------------------------------------------------------- item 11: state databases
+
+
+@pytest.mark.parametrize("cmd", [["status"], ["export-fills", "--out", "exp"],
+                                 ["replay", "--sample"]])
+def test_state_db_problems_are_one_line(tmp_path, cmd):
+    """Policy: a path that cannot hold the database is configuration (exit 2); a file that
+    is there but is not SQLite is a corrupt database (exit 1)."""
+    (tmp_path / "folder.sqlite").mkdir()
+    (tmp_path / "text.sqlite").write_text("not a database, just some text " * 20)
+    (tmp_path / "plainfile").write_text("x")
+    _one_error_line(_daemon(*cmd, "--db", "folder.sqlite", cwd=tmp_path), 2, "is a folder")
+    _one_error_line(_daemon(*cmd, "--db", "text.sqlite", cwd=tmp_path), 1,
+                    "not a usable Tandem/SQLite database")
+    if cmd[0] == "replay":  # status/export need an existing database: "no state database"
+        _one_error_line(_daemon(*cmd, "--db", "plainfile/sub/x.sqlite", cwd=tmp_path), 2,
+                        "plainfile is a file")
+
+
+def test_out_that_is_a_file_fails_before_any_work(tmp_path):
+    db = tmp_path / "s.sqlite"
+    StateStore(db).close()
+    (tmp_path / "taken").write_text("x")
+    _one_error_line(_daemon("export-fills", "--db", str(db), "--out", "taken", cwd=tmp_path),
+                    2, "--out taken is a file")
+    # replay: refused before the market is generated or anything is compiled
+    proc = _daemon("replay", "--sample", "--out", "taken/sub", cwd=tmp_path, timeout=30)
+    _one_error_line(proc, 2, "is a file, so no folder can be created under it")
+    assert not (tmp_path / "state.sqlite").exists() and not list(tmp_path.glob("replay-*"))
+
+
+# ------------------------------------------------------------- item 12: exchange
+
+
+async def test_bare_rest_url_reaches_the_api_base(emulator):
+    """``--rest-url http://host:port`` (no ``/api/v3``): the daemon's client must request
+    ``/api/v3/exchangeInfo`` like the downloader does; it used to ask ``/exchangeInfo``."""
+    from daemon.client import build_exchange
+
+    bare = emulator.base_url
+    assert not bare.endswith("/api/v3")
+    for url in (bare, bare + "/", emulator.rest_url, emulator.rest_url + "/"):
+        ex = build_exchange("binance", url, emulator.ws_url, timeout_ms=3000)
+        try:
+            assert ex.urls["api"]["public"] == emulator.rest_url
+            markets = await ex.load_markets()
+        finally:
+            await ex.close()
+        assert "BTC/USDT" in markets
+
+
+class _NoStepper:
+    """The strategy is not under test here: the daemon must stop before it steps anything."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+
+    def step(self, sl, *, trade):  # pragma: no cover - must never be reached
+        raise AssertionError("stepped a slice although a symbol is unknown")
+
+    def blobs(self):
+        return {}
+
+    def restore(self, blobs):
+        pass
+
+    def positions(self):
+        return {}
+
+
+@pytest.mark.timeout(90)
+def test_unknown_symbol_is_exit_2_naming_it(tmp_path, monkeypatch, capsys):
+    """A profile symbol the exchange does not list: configuration (exit 2, the symbol
+    named), not a traceback with exit 1 that systemd restarts forever. Also drives the CLI
+    with a bare ``--rest-url`` (no ``/api/v3``), which crashed before."""
+    import daemon.cli as cli
+    import daemon.strategy
+
+    monkeypatch.setattr(daemon.strategy, "stepper_factory", lambda profile: _NoStepper)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TANDEM_HTTP_ENABLED", "false")
+    manifest = _manifest(tmp_path)  # trades BTC, ETH and SOL
+    with emulator_in_thread(sample_market(symbols=("BTC/USDT", "ETH/USDT"))) as emu:
+        code = cli.main(["run", "--manifest", str(manifest), "--profile", "tst",
+                         "--db", str(tmp_path / "s.sqlite"), "--rest-url", emu.base_url,
+                         "--ws-url", emu.ws_url, "--log-format", "json"])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert code == 2 and "Traceback" not in err, err
+    assert len(lines) == 1 and "SOL/USDT" in lines[0] and "'tst'" in lines[0], err
+
+
+@pytest.mark.timeout(90)
+def test_exchange_speaking_garbage_is_one_line(tmp_path, monkeypatch, capsys):
+    """A server whose exchangeInfo is not what ccxt expects (here a JSON list): ccxt fails
+    inside its parser with an AttributeError, which escaped as a traceback."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import daemon.cli as cli
+    import daemon.strategy
+
+    class Garbage(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = b"[1, 2]"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    monkeypatch.setattr(daemon.strategy, "stepper_factory", lambda profile: _NoStepper)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TANDEM_HTTP_ENABLED", "false")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        code = cli.main(["run", "--manifest", str(_manifest(tmp_path)), "--profile", "tst",
+                         "--db", str(tmp_path / "s.sqlite"), "--rest-url", url,
+                         "--ws-url", "ws://127.0.0.1:9/ws", "--log-format", "json"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert code == 1 and "Traceback" not in err, err
+    assert len(lines) == 1 and lines[0].startswith("error: run failed:"), err
