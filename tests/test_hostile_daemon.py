@@ -100,7 +100,7 @@ def test_absurd_warmup_is_a_config_error(tmp_path, where):
         args = ["--manifest", str(_manifest(tmp_path)), "--warmup-bars", str(10**15)]
     proc = _daemon("replay", *args, "--profile", "tst", cwd=tmp_path, timeout=30)
     _one_error_line(proc, 2, "warmup_bars")
-    assert "at most 100 years" in proc.stderr
+    assert "more than 20 years" in proc.stderr
 
 
 # ------------------------------------------------------------- item 11: replay data errors

@@ -104,39 +104,37 @@ def add_sweep_parser(sub: Any, add_profile: Callable, add_data: Callable, epilog
 
 def cmd_sweep(args: argparse.Namespace, settings_fn: Callable, profile_fn: Callable,
               source_fn: Callable) -> int:
-    from backtest.cli import UsageError
+    from backtest.runner import ConfigError  # exit 2 in tandem-backtest's main
     from backtest.sweep.space import SpaceError, load_space
 
     settings = settings_fn()
     base, manifest_path = profile_fn(args, settings)
     if args.warmup_bars is not None:
-        from backtest.runner import ConfigError, with_overrides
+        from backtest.runner import with_overrides
 
-        try:  # the written profile carries it too, so `run --profile NAME` loads the same bars
-            base = with_overrides(base, warmup_bars=args.warmup_bars)
-        except ConfigError as exc:
-            raise UsageError(str(exc)) from None
+        # The written profile carries it too, so `run --profile NAME` loads the same bars.
+        base = with_overrides(base, warmup_bars=args.warmup_bars)
     # --- validate everything before any work --------------------------------------------
     try:
         dims = load_space(args.space, base)
     except SpaceError as exc:
-        raise UsageError(str(exc)) from None
+        raise ConfigError(str(exc)) from None
     if args.out.exists() and not args.out.is_dir():
-        raise UsageError(f"--out {args.out} is a file; give a folder")
+        raise ConfigError(f"--out {args.out} is a file; give a folder")
     if args.walk_forward is not None and (args.train is None or args.test is None):
-        raise UsageError("--walk-forward needs --train and --test (e.g. --train 180d --test 60d)")
+        raise ConfigError("--walk-forward needs --train and --test (e.g. --train 180d --test 60d)")
     if args.walk_forward is None and (args.train or args.test or args.anchored):
-        raise UsageError("--train/--test/--anchored only apply with --walk-forward FOLDS")
+        raise ConfigError("--train/--test/--anchored only apply with --walk-forward FOLDS")
     if args.workers is not None and args.scheduler:
-        raise UsageError("give either --workers or --scheduler, not both")
+        raise ConfigError("give either --workers or --scheduler, not both")
     if args.manifest_out is not None and not args.write_profile:
-        raise UsageError("--manifest-out only applies with --write-profile NAME")
+        raise ConfigError("--manifest-out only applies with --write-profile NAME")
     if args.search == "grid":
         try:
             for d in dims:
                 d.grid()
         except SpaceError as exc:
-            raise UsageError(str(exc)) from None
+            raise ConfigError(str(exc)) from None
     manifest_out = args.manifest_out or args.out / "manifest.json"
     doc = None
     if args.write_profile:
@@ -145,7 +143,7 @@ def cmd_sweep(args: argparse.Namespace, settings_fn: Callable, profile_fn: Calla
         try:
             doc = check_target(manifest_path, args.write_profile, manifest_out)
         except ProfileOutError as exc:
-            raise UsageError(str(exc)) from None
+            raise ConfigError(str(exc)) from None
     if args.scheduler:
         from backtest.sweep.executor import connect_check
 
