@@ -229,98 +229,89 @@ def run_backtest(
     that order); default all. ``out_dir``: where ``fills.csv``, ``fills.parquet``,
     ``trades.csv``, ``equity.csv``, ``stats.json``, ``report.html`` and ``equity.png`` go
     (nothing is written when None). ``progress``: tqdm bar (None = on for big runs on a TTY).
-    ``warmup``: on an empty numba cache, a worker process compiles the signal combiner and
-    the engine while this one loads the candles and compiles the ratings (:mod:`core.warmup`;
+    ``warmup``: on an empty numba cache, a worker process compiles the MTF loop, the signal
+    combiner and the engine while this one loads the candles and compiles the rating kernel
+    (:func:`core.warmup.jit_warmup`;
     True = always, False = never, None = as ``TANDEM_WARMUP`` says, by default only when a
     core is idle).
     Raises :class:`DataError` / :class:`ConfigError` with a clear message.
     """
-    from core import warmup as jit_warmup
     from core.engine import EngineConfig, run_batch
     from core.fingerprint import run_fingerprint
-    from core.indicators.rating import rating_kernel
     from core.journal import trades_table
+    from core.warmup import jit_warmup
 
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
-    jit_warm = (jit_warmup.start_warmup(profile, force=bool(warmup)) if warmup is not False
-                else None)
-    try:
+    # On an empty numba cache a worker compiles the MTF loop, the combiner and the engine
+    # while this process loads the candles and compiles the rating kernel; each core stage
+    # waits for it right before its kernels run (timings: wait_<stage>).
+    with jit_warmup(profile, enabled=warmup, timings=timings):
         w = load_window(profile, candles, start, end, symbols)
-    except BaseException:
-        if jit_warm is not None:
-            jit_warm.cancel()  # bad input: no run will need those kernels now
-        raise
-    a, syms, k0, base_ms = w.candles, w.symbols, w.k0, w.base_ms
-    start_ms, end_ms, warm, warm_avail = w.start_ms, w.end_ms, w.warmup_bars, w.warmup_available
-    timings["load"] = time.perf_counter() - t_all
+        a, syms, k0, base_ms = w.candles, w.symbols, w.k0, w.base_ms
+        start_ms, end_ms, warm, warm_avail = (w.start_ms, w.end_ms, w.warmup_bars,
+                                              w.warmup_available)
+        timings["load"] = time.perf_counter() - t_all
 
-    ts_close_all = a.ts + base_ms
-    run_end = int(a.ts[-1]) + base_ms
-    rid = run_id or default_run_id(profile, syms, start_ms, end_ms if end_ms is not None
-                                   else run_end)
-    mode = profile.execution.mode
-    log.info("backtest_start", profile=profile.name, run_id=rid, mode=mode, assets=len(syms),
-             bars=int(len(a.ts) - k0), warmup_bars=warm, first_tradable=_iso(start_ms),
-             last_bar=_iso(int(a.ts[-1])))
+        ts_close_all = a.ts + base_ms
+        run_end = int(a.ts[-1]) + base_ms
+        rid = run_id or default_run_id(profile, syms, start_ms, end_ms if end_ms is not None
+                                       else run_end)
+        mode = profile.execution.mode
+        log.info("backtest_start", profile=profile.name, run_id=rid, mode=mode,
+                 assets=len(syms), bars=int(len(a.ts) - k0), warmup_bars=warm,
+                 first_tradable=_iso(start_ms), last_bar=_iso(int(a.ts[-1])))
 
-    # 1+2. MTF ratings and signals over warm-up + tradable bars, in chunks for the progress
-    # bar; the MTF state carries over, and the combiner is stateless per bar.
-    # The rating kernel first: on an empty cache this process compiles it (~8 s, the
-    # biggest compile) while the worker compiles the MTF loop that calls it.
-    t0 = time.perf_counter()
-    rating_kernel()
-    timings["rating_kernel"] = time.perf_counter() - t0
-    _wait_for(jit_warm, "mtf", timings)
-    t0 = time.perf_counter()
-    sig_rows, tgt_rows = _signals(profile, a, syms, progress, jit_warm, timings)
-    timings["ratings_signals"] = time.perf_counter() - t0 - timings.get("wait_signals", 0.0)
-
-    # 3. The engine over the tradable bars only (warm-up never trades). Its worker compiled
-    # while this process compiled and ran the ratings.
-    _wait_for(jit_warm, "engine", timings)
-    t0 = time.perf_counter()
-    trade_sig = (tgt_rows if mode == "portfolio" else sig_rows)[k0:]
-    cfg = EngineConfig(**profile.engine_params())
-    res = run_batch(cfg, ts_close_all[k0:], a.open[k0:], a.high[k0:], a.low[k0:], a.close[k0:],
-                    trade_sig, symbols=syms, profile=profile.name, run_id=rid, source="backtest")
-    timings["engine"] = time.perf_counter() - t0
-
-    # 4. Derived tables and statistics.
-    t0 = time.perf_counter()
-    trades = trades_table(res.fills)
-    stats = compute_stats(res.equity, trades, res.fills, initial_cash=cfg.initial_cash,
-                          symbols=syms)
-    meta = {
-        "profile": profile.name,
-        "profile_hash": profile.profile_hash(),
-        "run_id": rid,
-        "strategy": profile.strategy,
-        "mode": mode,
-        "mtf": profile.mtf.mode,
-        "timeframes": list(profile.timeframes),
-        "data": data_label,
-        "n_assets": len(syms),
-        "first_tradable_bar": _iso(start_ms),
-        "last_bar": _iso(int(a.ts[-1])),
-        "warmup_bars": warm,
-        "warmup_bars_available": warm_avail,
-        "run_fingerprint": run_fingerprint(res.fills),
-    }
-    timings["stats"] = time.perf_counter() - t0
-    result = BacktestResult(
-        profile=profile.name, run_id=rid, mode=mode, symbols=syms,
-        ts_close=ts_close_all[k0:], fills=res.fills, trades=trades, equity=res.equity,
-        stats=stats, meta=meta, timings=timings,
-    )
-    if out_dir is not None:
+        # 1+2. MTF ratings and signals over warm-up + tradable bars, in chunks for the
+        # progress bar; the MTF state carries over, and the combiner is stateless per bar.
         t0 = time.perf_counter()
-        close = pd.DataFrame(a.close[k0:], index=ts_close_all[k0:], columns=syms)
-        result.files = write_outputs(result, Path(out_dir), profile, close, chart_symbols,
-                                     report)
-        timings["write"] = time.perf_counter() - t0
-    # Every kernel of this run is in the numba cache now: the next run spawns no worker.
-    jit_warmup.mark_warm(profile, jit_warmup.JOBS)
+        sig_rows, tgt_rows = _signals(profile, a, syms, progress)
+        timings["ratings_signals"] = time.perf_counter() - t0
+
+        # 3. The engine over the tradable bars only (warm-up never trades).
+        t0 = time.perf_counter()
+        trade_sig = (tgt_rows if mode == "portfolio" else sig_rows)[k0:]
+        cfg = EngineConfig(**profile.engine_params())
+        res = run_batch(cfg, ts_close_all[k0:], a.open[k0:], a.high[k0:], a.low[k0:],
+                        a.close[k0:], trade_sig, symbols=syms, profile=profile.name, run_id=rid,
+                        source="backtest")
+        timings["engine"] = time.perf_counter() - t0
+
+        # 4. Derived tables and statistics.
+        t0 = time.perf_counter()
+        trades = trades_table(res.fills)
+        stats = compute_stats(res.equity, trades, res.fills, initial_cash=cfg.initial_cash,
+                              symbols=syms)
+        meta = {
+            "profile": profile.name,
+            "profile_hash": profile.profile_hash(),
+            "run_id": rid,
+            "strategy": profile.strategy,
+            "mode": mode,
+            "mtf": profile.mtf.mode,
+            "timeframes": list(profile.timeframes),
+            "data": data_label,
+            "n_assets": len(syms),
+            "first_tradable_bar": _iso(start_ms),
+            "last_bar": _iso(int(a.ts[-1])),
+            "warmup_bars": warm,
+            "warmup_bars_available": warm_avail,
+            "run_fingerprint": run_fingerprint(res.fills),
+        }
+        timings["stats"] = time.perf_counter() - t0
+        result = BacktestResult(
+            profile=profile.name, run_id=rid, mode=mode, symbols=syms,
+            ts_close=ts_close_all[k0:], fills=res.fills, trades=trades, equity=res.equity,
+            stats=stats, meta=meta, timings=timings,
+        )
+
+        # 5. Outputs.
+        if out_dir is not None:
+            t0 = time.perf_counter()
+            close = pd.DataFrame(a.close[k0:], index=ts_close_all[k0:], columns=syms)
+            result.files = write_outputs(result, Path(out_dir), profile, close, chart_symbols,
+                                         report)
+            timings["write"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
     log.info("backtest_done", run_id=rid, fills=len(res.fills), trades=stats["n_trades"],
              total_return=round(stats["total_return"], 6),
@@ -328,24 +319,10 @@ def run_backtest(
     return result
 
 
-def _wait_for(warm: Any, job: str, timings: dict[str, float]) -> None:
-    """Block until the warm-up worker of ``job`` is done (its kernels are then cached)."""
-    if warm is None or not any(job in g for g in warm.groups):
-        return
-    t0 = time.perf_counter()
-    info = warm.wait(job)
-    timings[f"wait_{job}"] = time.perf_counter() - t0
-    if info["failed"] or info.get("error"):
-        log.warning("jit_warmup_failed", job=job, failed=info["failed"], error=info.get("error"),
-                    hint="the run compiles in-process instead (slower first start)")
-
-
-def _signals(profile: Any, a: AlignedCandles, syms: list[str], progress: bool | None,
-             jit_warm: Any = None, timings: dict[str, float] | None = None
+def _signals(profile: Any, a: AlignedCandles, syms: list[str], progress: bool | None
              ) -> tuple[np.ndarray, np.ndarray]:
     """Discrete signals (float) and portfolio targets for every loaded bar, via the core
-    (:func:`core.signals.signals_from_candles` in its two halves, so that the combiner
-    waits for its JIT warm-up worker only after the first chunk's ratings)."""
+    (:func:`core.signals.signals_from_candles` in its two halves, chunk by chunk)."""
     from core.signals import compute_signals, ratings_from_candles
     from core.timeframes import timeframe_to_ms
 
@@ -370,8 +347,6 @@ def _signals(profile: Any, a: AlignedCandles, syms: list[str], progress: bool | 
                 profile, a.ts[lo:hi], a.open[lo:hi], a.high[lo:hi], a.low[lo:hi],
                 a.close[lo:hi], a.volume[lo:hi], syms, states=states,
             )
-            if lo == 0:
-                _wait_for(jit_warm, "signals", timings if timings is not None else {})
             s = compute_signals(profile, ratings, ts_close[lo:hi], syms)
             sig[lo:hi] = s.signal
             tgt[lo:hi] = s.target

@@ -309,10 +309,9 @@ def describe_process(label: str, d: dict) -> str:
         "    compiles in the main process " + f"{jit:.1f} s" + (": " if stages else "") + ", ".join(
             f"{k} {v:.2f} (CPU {cpu[k]:.2f})"
             for k, v in sorted(stages.items(), key=lambda kv: -kv[1])),
-        f"    run stages: load {t['load']:.2f}, rating kernel {t.get('rating_kernel', 0.0):.2f}"
-        f" (a C callable: its compile is not in the list above), "
-        f"ratings+signals {t['ratings_signals']:.2f}, "
-        f"engine {t['engine']:.2f}, stats {t['stats']:.2f} s (JIT included)",
+        f"    run stages: load {t['load']:.2f}, ratings+signals {t['ratings_signals']:.2f}"
+        f" (with the rating kernel's compile: a C callable, not in the list above), "
+        f"engine {t['engine']:.2f}, stats {t['stats']:.2f} s (JIT and waits included)",
     ]
     if waits:
         work = ", ".join(f"{k} {v:.1f} s" for k, v in d["workers"].items() if v is not None)

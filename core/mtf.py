@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numba
 import numpy as np
 
+from core import warmup
 from core.aggregate import AGG_STATE_SIZE, HTF_BAR_SIZE, MAX_EMIT, agg_step_at_nb, new_agg_state
 from core.indicators.rating import rating_kernel, rating_step_at_nb
 from core.jit import njit
@@ -243,10 +244,14 @@ def compute_mtf_ratings(
     if close.ndim != 2:
         raise ValueError(f"prices must be (n_bars, n_assets), got {close.shape}")
     n_assets = close.shape[1]
+    if states is not None and states.shape != (n_assets, cfg.state_size):
+        raise ValueError(f"states must be {(n_assets, cfg.state_size)}, got {states.shape}")
+    # The rating kernel first (on an empty cache: compiled here, the biggest compile), then
+    # this loop's own kernels, which a JIT warm-up worker may be compiling meanwhile.
+    kern = rating_kernel() if kernel is None else kernel
+    warmup.ready("mtf")
     if states is None:
         states = new_mtf_states(n_assets, cfg.n_htf)
-    elif states.shape != (n_assets, cfg.state_size):
-        raise ValueError(f"states must be {(n_assets, cfg.state_size)}, got {states.shape}")
     if use_htf is None:
         use_htf = np.ones(n_assets, dtype=np.bool_)
     arrays = [np.ascontiguousarray(x, dtype=np.float64) for x in (open_, high, low, close, volume)]
@@ -258,7 +263,6 @@ def compute_mtf_ratings(
     # Contiguous ranges of assets per thread: interleaved assets would have the threads
     # writing the same cache lines of ``res`` at the same time.
     bounds = np.linspace(0, n_assets, n_threads + 1).round().astype(np.int64)
-    kern = rating_kernel() if kernel is None else kernel
 
     def run(part: int) -> None:
         mtf_batch_nb(kern, ts, *arrays, cfg.base_ms, cfg.htf_ms, cfg.htf_off, use_htf, states, res,

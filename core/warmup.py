@@ -5,12 +5,16 @@ code — the MTF ratings, the signal combiner and the engine. On an empty cache 
 compiles them one after another, single-threaded (numba's compiler holds a global lock).
 :func:`start_warmup` instead starts worker processes that call given families once on
 tiny inputs *of the same types as the real run*, so that numba writes their cache entries.
-The backtest (:data:`BACKTEST_GROUPS`) starts one worker for the MTF loop, the combiner
-and the engine while its own process loads the candles and compiles the rating kernel
-(the biggest compile; the MTF loop calls it through a function pointer, so the loop
-compiles without it); before each stage it calls
-:meth:`Warmup.wait` and then finds that stage's kernel in the cache (a load takes
-milliseconds, a compile seconds).
+The backtest (:data:`BACKTEST_GROUPS`) runs its pipeline inside one :func:`jit_warmup`
+block: a worker compiles the MTF loop, the combiner and the engine while the backtest's
+own process loads the candles and compiles the rating kernel (the biggest compile; the MTF
+loop calls it through a function pointer, so the loop compiles without it). Each core
+stage calls :func:`ready` right before its kernels run — :func:`core.mtf.compute_mtf_ratings`
+after it got the rating kernel, :func:`core.signals.compute_signals`,
+:func:`core.engine.run_batch` — which, inside such a block, waits for the worker compiling
+that stage and then finds the stage's kernels in the cache (a load takes milliseconds, a
+compile seconds); outside a block it returns at once. So the driver reads as its pipeline,
+and the waits sit exactly where the kernels are needed.
 
 Safety of concurrent compiles: numba writes a cache entry as an index file plus a data
 file, each first to a unique temporary name and then ``os.replace``-d (atomic on POSIX), so
@@ -42,19 +46,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import structlog
 
+# subprocess and tempfile are imported where a worker is started: every core stage imports
+# this module (for :func:`ready`), and most processes never start a worker.
 if TYPE_CHECKING:
+    import subprocess
+
     from core.manifest import Profile
+
+log = structlog.get_logger(__name__)
 
 #: Every job: one kernel family each, compiled with the types of a real run.
 JOBS: tuple[str, ...] = ("ratings", "kernel", "mtf", "signals", "engine")
@@ -282,6 +293,8 @@ class Warmup:
         "seconds", "failed"}``; ``failed`` lists the awaited groups whose worker did not
         exit cleanly, with the end of its stderr (the main process then compiles those
         kernels itself)."""
+        import subprocess
+
         failed = []
         deadline = None if timeout is None else time.monotonic() + timeout
         for group, proc, log in zip(self.groups, self.procs, self.logs, strict=True):
@@ -304,6 +317,8 @@ class Warmup:
 
     def cancel(self) -> None:
         """Stop workers still running (the run failed before it needed them)."""
+        import subprocess
+
         for proc in self.procs:
             if proc.poll() is None:
                 proc.terminate()
@@ -333,6 +348,9 @@ def start_warmup(
     how = "always" if force else mode()
     if how == "never" or (how == "auto" and not spare_core()):
         return Warmup(groups=[])
+    import subprocess
+    import tempfile
+
     w = Warmup(groups=todo)
     folder = cache_dir()
     name = profile.name or "profile"
@@ -347,20 +365,95 @@ def start_warmup(
             with spec:
                 json.dump({"profile": profile.model_dump(mode="json"), "name": name,
                            "jobs": list(group), "folder": str(folder)}, spec)
-            log = tempfile.TemporaryFile()
+            err = tempfile.TemporaryFile()
             # A fresh interpreter, like multiprocessing's "spawn" (forking a process that
             # has initialised LLVM is unsafe), but without re-importing the caller's
             # __main__: a script without a main guard would run again in every worker.
             proc = subprocess.Popen(
                 [sys.executable, "-m", "core.warmup", spec.name], env=env, cwd=root,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
             )
             w.procs.append(proc)
-            w.logs.append(log)
+            w.logs.append(err)
     except OSError as exc:  # e.g. a sandbox that forbids new processes
         w.groups = w.groups[: len(w.procs)]
         w.error = f"{type(exc).__name__}: {exc}"
     return w
+
+
+# --------------------------------------------------------------------------- the block
+
+
+class WarmupBlock:
+    """What a :func:`jit_warmup` block holds: its worker (None: none started) and the jobs
+    no stage has waited for yet. ``waits``: seconds each stage waited, by job."""
+
+    def __init__(self, worker: Warmup | None) -> None:
+        self.worker = worker
+        self.pending = {j for g in worker.groups for j in g} if worker is not None else set()
+        self.waits: dict[str, float] = {}
+
+    def ready(self, job: str) -> None:
+        """Wait (once) for the worker compiling ``job``; a failed worker only costs time:
+        the stage then compiles in-process, as without a worker."""
+        if job not in self.pending or self.worker is None:
+            return
+        self.pending.discard(job)
+        t0 = time.perf_counter()
+        info = self.worker.wait(job)
+        self.waits[job] = time.perf_counter() - t0
+        if info["failed"] or info.get("error"):
+            log.warning("jit_warmup_failed", job=job, failed=info["failed"],
+                        error=info.get("error"),
+                        hint="the run compiles in-process instead (slower first start)")
+
+
+_BLOCK: ContextVar[WarmupBlock | None] = ContextVar("tandem_jit_warmup", default=None)
+
+
+def ready(job: str) -> None:
+    """Called by a core stage right before it runs the kernels of ``job`` (one of
+    :data:`JOBS`): inside a :func:`jit_warmup` block whose worker compiles them, block
+    until that worker is done (they are then in the cache: loaded, not compiled again);
+    otherwise return at once (a context-variable read)."""
+    block = _BLOCK.get()
+    if block is not None:
+        block.ready(job)
+
+
+@contextmanager
+def jit_warmup(
+    profile: Profile,
+    groups: Sequence[Sequence[str]] = BACKTEST_GROUPS,
+    *,
+    enabled: bool | None = None,
+    marks: Sequence[str] = JOBS,
+    timings: dict[str, float] | None = None,
+) -> Iterator[WarmupBlock]:
+    """Run a pipeline with JIT warm-up workers: ``with jit_warmup(profile):`` around the
+    whole run, nothing else in the driver.
+
+    Starts the workers of ``groups`` (:func:`start_warmup`; ``enabled``: True = always,
+    False = never, None = as ``TANDEM_WARMUP`` says) and returns at once; inside the block
+    each core stage waits for its worker through :func:`ready`. An exception leaving the
+    block stops the workers (no run needs those kernels now); a clean exit marks ``marks``
+    warm (the block ran them, so they are in the cache and the next run spawns nothing).
+    ``timings``: gets ``wait_<job>`` = seconds a stage waited for its worker.
+    """
+    worker = start_warmup(profile, groups, force=bool(enabled)) if enabled is not False else None
+    block = WarmupBlock(worker)
+    token = _BLOCK.set(block)
+    try:
+        yield block
+    except BaseException:
+        if worker is not None:
+            worker.cancel()
+        raise
+    finally:
+        _BLOCK.reset(token)
+        if timings is not None:
+            timings.update({f"wait_{job}": s for job, s in block.waits.items()})
+    mark_warm(profile, marks)
 
 
 if __name__ == "__main__":

@@ -175,11 +175,13 @@ class FakeWarmup:
 
 
 def test_runner_waits_for_each_worker_right_before_its_stage(monkeypatch, tmp_path) -> None:  # noqa: ANN001
-    """Combiner after wait:signals (after the first ratings chunk), engine after wait:engine;
-    a failed worker only costs time: the run completes (and compiles in-process)."""
-    import numpy as np
+    """One ``jit_warmup`` block around the run; each core stage waits right before its
+    kernels: the rating kernel compiles first, the MTF loop runs after wait:mtf, the
+    combiner after wait:signals (after the first chunk's ratings), the engine after
+    wait:engine. A failed worker only costs time: the run completes (compiling in-process)."""
 
-    import core.engine
+    import core.engine.api
+    import core.mtf
     import core.signals
     from backtest.demo_data import generate_candles, write_csv_folder
     from backtest.runner import run_backtest, with_overrides
@@ -188,24 +190,30 @@ def test_runner_waits_for_each_worker_right_before_its_stage(monkeypatch, tmp_pa
     events: list[str] = []
     monkeypatch.setattr(warmup, "start_warmup", lambda *a, **k: FakeWarmup(events))
 
-    def fake_ratings(profile, ts, *args, states=None, **kw):  # noqa: ANN001, ANN202
-        # No rating kernels needed here: a plain +0.5 rating makes every asset a buy.
+    def fake_kernel() -> int:  # no rating kernel compile here
+        events.append("kernel")
+        return 0
+
+    def fake_mtf_batch(kern, ts, o, h, lo, c, v, base_ms, htf_ms, htf_off, use_htf, states,  # noqa: ANN001, ANN202
+                       res, first, stop):
+        # A plain +0.5 rating on every timeframe makes every asset a buy.
         events.append("ratings")
-        return np.full((len(ts), 2, len(profile.timeframes), 3), 0.5), states
+        res[:, first:stop] = 0.5
 
-    real_signals, real_batch = core.signals.compute_signals, core.engine.run_batch
+    real_signals, real_batch = core.signals.signals_rows_nb, core.engine.api.run_batch_nb
 
-    def spy_signals(*a, **k):  # noqa: ANN002, ANN003, ANN202
+    def spy_signals(*a):  # noqa: ANN002, ANN202
         events.append("signals")
-        return real_signals(*a, **k)
+        return real_signals(*a)
 
-    def spy_batch(*a, **k):  # noqa: ANN002, ANN003, ANN202
+    def spy_batch(*a):  # noqa: ANN002, ANN202
         events.append("engine")
-        return real_batch(*a, **k)
+        return real_batch(*a)
 
-    monkeypatch.setattr(core.signals, "ratings_from_candles", fake_ratings)
-    monkeypatch.setattr(core.signals, "compute_signals", spy_signals)
-    monkeypatch.setattr(core.engine, "run_batch", spy_batch)
+    monkeypatch.setattr(core.mtf, "rating_kernel", fake_kernel)
+    monkeypatch.setattr(core.mtf, "mtf_batch_nb", fake_mtf_batch)
+    monkeypatch.setattr(core.signals, "signals_rows_nb", spy_signals)
+    monkeypatch.setattr(core.engine.api, "run_batch_nb", spy_batch)
     syms = ["BTC/USDT", "DOGE/USDT"]
     write_csv_folder(generate_candles(syms, start="2024-01-01", n_bars=5000, seed=5), tmp_path)
     prof = with_overrides(load_manifest(REPO / "manifest.json").profile("crypto_rating_all"),
@@ -214,13 +222,38 @@ def test_runner_waits_for_each_worker_right_before_its_stage(monkeypatch, tmp_pa
                        report=False)
     assert len(res.fills) > 0
     first_ratings = events.index("ratings")
-    assert events.index("wait:mtf") < first_ratings  # the MTF loop is the worker's first job
-    assert events[first_ratings + 1] == "wait:signals"  # after the first chunk's ratings
-    assert events.index("wait:signals") < events.index("signals")
-    assert events.count("ratings") > 1  # several chunks; one wait
-    assert events.count("wait:signals") == 1
+    # The rating kernel compiles in this process while the worker compiles the MTF loop.
+    assert events.index("kernel") < events.index("wait:mtf") < first_ratings
+    assert first_ratings < events.index("wait:signals") < events.index("signals")
+    assert events.count("ratings") > 1  # several chunks; one wait each
+    assert events.count("wait:mtf") == 1 and events.count("wait:signals") == 1
     assert events.index("wait:engine") < events.index("engine")
+    assert events.count("wait:engine") == 1 and "cancel" not in events
     assert res.timings["wait_engine"] >= 0.0
+
+
+def test_block_cancels_on_error_marks_on_success(profile, cache, monkeypatch) -> None:  # noqa: ANN001
+    """A run that fails inside the block stops its worker and marks nothing; a clean block
+    marks its jobs warm (the next run spawns nothing); outside a block ``ready`` is a no-op."""
+    events: list[str] = []
+    monkeypatch.setattr(warmup, "start_warmup", lambda *a, **k: FakeWarmup(events))
+    warmup.ready("engine")  # no block: returns at once
+    assert events == []
+    with pytest.raises(ValueError, match="bad input"), warmup.jit_warmup(profile):
+        raise ValueError("bad input")
+    assert events == ["cancel"]
+    assert not warmup.is_warm(profile, "engine")
+    timings: dict[str, float] = {}
+    with warmup.jit_warmup(profile, timings=timings):
+        warmup.ready("engine")
+        warmup.ready("engine")  # waits once
+    assert events == ["cancel", "wait:engine"]
+    assert set(timings) == {"wait_engine"}
+    assert all(warmup.is_warm(profile, j) for j in warmup.JOBS)
+    # enabled=False starts no worker at all.
+    with warmup.jit_warmup(profile, enabled=False) as block:
+        warmup.ready("engine")
+    assert block.worker is None and events == ["cancel", "wait:engine"]
 
 
 def test_daemon_prewarm_compiles_the_kernel_in_a_worker(profile, cache, monkeypatch) -> None:  # noqa: ANN001

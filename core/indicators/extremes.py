@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from core.indicators.moving import ring_push_nb
 from core.jit import njit
 
 # ---------------------------------------------------------------- highest / lowest
@@ -174,16 +175,12 @@ def ichimoku_step_at_nb(s: np.ndarray, o: int, h: float, lo: float) -> float:
     ring = o + int(s[o + 12])
     lag = int(s[o + 6])
     pos = int(s[o + 8])
-    run = int(s[o + 7])
+    full = s[o + 7] >= lag
     # the ring slot about to be overwritten holds the value from exactly `lag` bars ago
-    s[o + ICHI_LEAD1_LAG] = s[ring + pos] if run >= lag else np.nan
-    s[o + ICHI_LEAD2_LAG] = s[ring + lag + pos] if run >= lag else np.nan
-    s[ring + pos] = lead1
-    s[ring + lag + pos] = lead2
-    if run < lag:
-        s[o + 7] = run + 1
-    nxt = pos + 1
-    s[o + 8] = 0.0 if nxt == lag else nxt
+    s[o + ICHI_LEAD1_LAG] = s[ring + pos] if full else np.nan
+    s[o + ICHI_LEAD2_LAG] = s[ring + lag + pos] if full else np.nan
+    ring_push_nb(s, o + 6, ring, lead1)  # header [lag, run, pos] at o + 6
+    s[ring + lag + pos] = lead2  # the lead2 ring, same slot
     s[o + ICHI_CONV] = conv
     s[o + ICHI_BASE] = base
     s[o + ICHI_LEAD1] = lead1

@@ -54,6 +54,31 @@ def chrono_sum_nb(s: np.ndarray, b: int, n: int, pos: int) -> float:
     return tot
 
 
+@njit(cache=True, inline="always")
+def _chrono4_nb(s: np.ndarray, b: int, n: int, pos: int, mean: float, dev: bool) -> float:
+    """The one loop behind :func:`chrono_sum4_nb` (``dev`` False: the values) and
+    :func:`chrono_absdev4_nb` (``dev`` True: ``|x - mean|``). Inlined with ``dev`` a
+    constant, so each caller compiles to its own branch-free loop."""
+    p0 = 0.0
+    p1 = 0.0
+    p2 = 0.0
+    p3 = 0.0
+    j = pos + 1 if pos + 1 < n else 0
+    for k in range(n):
+        x = abs(s[b + j] - mean) if dev else s[b + j]
+        r = k & 3
+        if r == 0:
+            p0 += x
+        elif r == 1:
+            p1 += x
+        elif r == 2:
+            p2 += x
+        else:
+            p3 += x
+        j = j + 1 if j + 1 < n else 0
+    return (p0 + p1) + (p2 + p3)
+
+
 @njit(cache=True)
 def chrono_sum4_nb(s: np.ndarray, b: int, n: int, pos: int) -> float:
     """Sum of a full ring ``s[b:b+n]`` whose newest entry is at ``pos``, taken oldest first
@@ -61,48 +86,45 @@ def chrono_sum4_nb(s: np.ndarray, b: int, n: int, pos: int) -> float:
     end: the rounding depends on the window's values only, and the chain of dependent
     additions is a quarter as long (what the 20-bar CCI and VWMA windows cost).
     ``core.indicators.rating.sum4_nb`` is the same sum over a contiguous window."""
-    p0 = 0.0
-    p1 = 0.0
-    p2 = 0.0
-    p3 = 0.0
-    j = pos + 1 if pos + 1 < n else 0
-    for k in range(n):
-        x = s[b + j]
-        r = k & 3
-        if r == 0:
-            p0 += x
-        elif r == 1:
-            p1 += x
-        elif r == 2:
-            p2 += x
-        else:
-            p3 += x
-        j = j + 1 if j + 1 < n else 0
-    return (p0 + p1) + (p2 + p3)
+    return _chrono4_nb(s, b, n, pos, 0.0, False)
 
 
 @njit(cache=True)
 def chrono_absdev4_nb(s: np.ndarray, b: int, n: int, pos: int, mean: float) -> float:
     """Sum of ``|x - mean|`` over a full ring, in the order and grouping of
     :func:`chrono_sum4_nb` (the CCI's mean deviation)."""
-    p0 = 0.0
-    p1 = 0.0
-    p2 = 0.0
-    p3 = 0.0
-    j = pos + 1 if pos + 1 < n else 0
-    for k in range(n):
-        x = abs(s[b + j] - mean)
-        r = k & 3
-        if r == 0:
-            p0 += x
-        elif r == 1:
-            p1 += x
-        elif r == 2:
-            p2 += x
-        else:
-            p3 += x
-        j = j + 1 if j + 1 < n else 0
-    return (p0 + p1) + (p2 + p3)
+    return _chrono4_nb(s, b, n, pos, mean, True)
+
+
+@njit(cache=True, inline="always")
+def ring_push_nb(s: np.ndarray, w: int, b: int, x: float) -> int:
+    """Push ``x`` into the ring ``s[b:b+n]`` of a window whose header ``[n, run, pos]`` sits
+    at ``s[w:w+3]``: ``x`` overwrites slot ``pos`` (the value ``n`` pushes old), ``run``
+    counts up to ``n`` (the window is full when ``s[w + 1] == n``), ``pos`` moves on.
+    Returns the slot written, i.e. where the newest value now is. Every fixed window here
+    (SMA, WMA, VWMA, CCI, Momentum, UO, Ichimoku's lag) moves through this one step."""
+    n = int(s[w])
+    pos = int(s[w + 2])
+    s[b + pos] = x
+    run = s[w + 1]
+    if run < n:
+        s[w + 1] = run + 1.0
+    s[w + 2] = 0.0 if pos + 1 == n else pos + 1
+    return pos
+
+
+@njit(cache=True, inline="always")
+def _sma_exact_nb(s: np.ndarray, b: int, n: int, newest: int) -> float:
+    """Mean of the full ring ``s[b:b+n]`` whose newest value is at ``newest``, summed
+    oldest first from 0.0 (a window of ``n <= SMA_EXACT_MAX``)."""
+    if n == 3:
+        # The stochastics' k and d smoothing: the same oldest-first sum as chrono_sum_nb,
+        # written out (no loop bounds that change with the ring position, which cost
+        # branch mispredictions on every bar).
+        j1 = newest + 1 if newest < 2 else 0
+        j2 = j1 + 1 if j1 < 2 else 0
+        return (((0.0 + s[b + j1]) + s[b + j2]) + s[b + newest]) / n
+    return chrono_sum_nb(s, b, n, newest) / n
 
 
 @njit(cache=True, inline="always")
@@ -111,47 +133,26 @@ def sma_step_at_nb(s: np.ndarray, o: int, x: float) -> float:
     long windows, an exact chronological sum for ``n <= SMA_EXACT_MAX``. A NaN input is
     skipped (Pine): state untouched, the current window's mean again (same bits)."""
     n = int(s[o])
-    pos = int(s[o + 2])
-    run = int(s[o + 1])
+    b = o + _SMA_HDR
     if math.isnan(x):
-        if run < n:
+        if s[o + 1] < n:
             return np.nan
         if n > SMA_EXACT_MAX:
             return s[o + 3] / n
-        pos = pos - 1 if pos > 0 else n - 1  # the newest value's slot
-        b = o + _SMA_HDR
-        if n == 3:
-            j1 = pos + 1 if pos < 2 else 0
-            j2 = j1 + 1 if j1 < 2 else 0
-            return (((0.0 + s[b + j1]) + s[b + j2]) + s[b + pos]) / n
-        return chrono_sum_nb(s, b, n, pos) / n
+        pos = int(s[o + 2])
+        return _sma_exact_nb(s, b, n, pos - 1 if pos > 0 else n - 1)  # the newest's slot
     if n <= SMA_EXACT_MAX:
-        s[o + _SMA_HDR + pos] = x
-        if run < n:
-            run += 1
-            s[o + 1] = run
-        s[o + 2] = 0.0 if pos + 1 == n else pos + 1
-        if run < n:
+        newest = ring_push_nb(s, o, b, x)
+        if s[o + 1] < n:
             return np.nan
-        b = o + _SMA_HDR
-        if n == 3:
-            # The stochastics' k and d smoothing: the same oldest-first sum as
-            # chrono_sum_nb, written out (no loop bounds that change with the ring
-            # position, which cost branch mispredictions on every bar).
-            j1 = pos + 1 if pos < 2 else 0
-            j2 = j1 + 1 if j1 < 2 else 0
-            return (((0.0 + s[b + j1]) + s[b + j2]) + s[b + pos]) / n
-        return chrono_sum_nb(s, b, n, pos) / n
-    if run >= n:
-        s[o + 3] += x - s[o + _SMA_HDR + pos]
+        return _sma_exact_nb(s, b, n, newest)
+    # running sum: the value leaving a full window is the one about to be overwritten
+    if s[o + 1] >= n:
+        s[o + 3] += x - s[b + int(s[o + 2])]
     else:
         s[o + 3] += x
-        run += 1
-        s[o + 1] = run
-    s[o + _SMA_HDR + pos] = x
-    pos += 1
-    s[o + 2] = 0.0 if pos == n else pos
-    if run >= n:
+    ring_push_nb(s, o, b, x)
+    if s[o + 1] >= n:
         return s[o + 3] / n
     return np.nan
 
@@ -279,15 +280,8 @@ def wma_step_at_nb(s: np.ndarray, o: int, x: float) -> float:
     if math.isnan(x):
         s[o + 1] = 0.0
         return np.nan
-    pos = int(s[o + 2])
-    s[o + _WMA_HDR + pos] = x
-    run = int(s[o + 1])
-    if run < n:
-        run += 1
-        s[o + 1] = run
-    nxt = pos + 1
-    s[o + 2] = 0.0 if nxt == n else nxt
-    if run < n:
+    pos = ring_push_nb(s, o, o + _WMA_HDR, x)
+    if s[o + 1] < n:
         return np.nan
     acc = 0.0
     j = pos
@@ -385,17 +379,10 @@ def vwma_step_at_nb(s: np.ndarray, o: int, x: float, v: float) -> float:
     if math.isnan(x) or math.isnan(v):
         s[o + 1] = 0.0
         return np.nan
-    pos = int(s[o + 2])
     b = o + _VWMA_HDR
-    s[b + pos] = x * v
-    s[b + n + pos] = v
-    run = int(s[o + 1])
-    if run < n:
-        run += 1
-        s[o + 1] = run
-    nxt = pos + 1
-    s[o + 2] = 0.0 if nxt == n else nxt
-    if run < n:
+    pos = ring_push_nb(s, o, b, x * v)
+    s[b + n + pos] = v  # the volume ring, same slot
+    if s[o + 1] < n:
         return np.nan
     num = chrono_sum4_nb(s, b, n, pos)
     den = chrono_sum4_nb(s, b + n, n, pos)

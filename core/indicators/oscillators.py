@@ -23,6 +23,7 @@ from core.indicators.moving import (
     new_ema_state,
     new_rma_state,
     new_sma_state,
+    ring_push_nb,
     sma_step_at_nb,
 )
 from core.jit import njit
@@ -234,16 +235,9 @@ def cci_step_at_nb(s: np.ndarray, o: int, x: float) -> float:
     if math.isnan(x):
         return np.nan
     n = int(s[o])
-    pos = int(s[o + 2])
     b = o + _CCI_HDR
-    s[b + pos] = x
-    run = int(s[o + 1])
-    if run < n:
-        run += 1
-        s[o + 1] = run
-    nxt = pos + 1
-    s[o + 2] = 0.0 if nxt == n else nxt
-    if run < n:
+    pos = ring_push_nb(s, o, b, x)
+    if s[o + 1] < n:
         return np.nan
     # oldest-first sums (four interleaved partials): the rounding depends on the window
     # only, not on the ring's rotation
@@ -414,15 +408,9 @@ def mom_step_at_nb(s: np.ndarray, o: int, x: float) -> float:
     """Push one value; returns x - x[n] (NaN until n earlier values exist)."""
     if math.isnan(x):
         return np.nan
-    n = int(s[o])
-    pos = int(s[o + 2])
-    run = int(s[o + 1])
-    out = x - s[o + 3 + pos] if run >= n else np.nan  # the slot to overwrite is n bars old
-    s[o + 3 + pos] = x
-    if run < n:
-        s[o + 1] = run + 1
-    nxt = pos + 1
-    s[o + 2] = 0.0 if nxt == n else nxt
+    # the slot about to be overwritten holds the value from n bars ago
+    out = x - s[o + 3 + int(s[o + 2])] if s[o + 1] >= s[o] else np.nan
+    ring_push_nb(s, o, o + 3, x)
     return out
 
 
@@ -642,14 +630,9 @@ def uo_step_at_nb(s: np.ndarray, o: int, h: float, lo: float, c: float) -> float
         if flat >= nk:
             s[o + 8 + k] = 0.0
             s[o + 11 + k] = 0.0
-    s[rb + pos] = bp
-    s[rb + n3 + pos] = tr
-    if run < n3:
-        run += 1
-        s[o + 3] = run
-    nxt = pos + 1
-    s[o + 4] = 0.0 if nxt == n3 else nxt
-    if run < n3:
+    ring_push_nb(s, o + 2, rb, bp)  # header [n3, run, pos] at o + 2
+    s[rb + n3 + pos] = tr  # the true-range ring, same slot
+    if s[o + 3] < n3:
         return np.nan
     t1 = s[o + 11]
     t2 = s[o + 12]
