@@ -23,13 +23,19 @@ from daemon.logconfig import get_logger
 log = get_logger("replay")
 
 
-async def wait_subscribed(emu: Emulator, n_streams: int, timeout_s: float = 30.0) -> None:
-    """Wait until the emulator has ``n_streams`` subscriptions (the daemon is listening)."""
+async def wait_subscribed(emu: Emulator, n_streams: int, timeout_s: float = 30.0,
+                          daemon: Daemon | None = None) -> None:
+    """Wait until the emulator has ``n_streams`` subscriptions (the daemon is listening).
+
+    With ``daemon``, the timeout counts from when its feeds started: a cold start compiles
+    the core first (20-60 s), which once ran out this wait before a feed existed."""
     deadline = time.monotonic() + timeout_s
     while len(emu.subscriptions()) < n_streams:
+        if daemon is not None and daemon.supervisor is None:
+            deadline = time.monotonic() + timeout_s
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {len(emu.subscriptions())}/{n_streams} streams subscribed")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.005)
 
 
 async def wait_delivered(daemon: Daemon, closed_ts: int, timeout_s: float) -> bool:
@@ -77,7 +83,7 @@ async def run_replay(
         on_emulator(emu)
     task = asyncio.create_task(daemon.run(), name="daemon")
     try:
-        await _race(task, wait_subscribed(emu, len(daemon.cfg.symbols)))
+        await _race(task, wait_subscribed(emu, len(daemon.cfg.symbols), daemon=daemon))
         if speed is not None:
             emu.start_realtime(speed=speed, stop_at=end_ts + tf)
             await task

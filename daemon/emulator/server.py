@@ -56,6 +56,7 @@ from daemon.emulator.faults import (
 from daemon.emulator.market import (
     BINANCE_INTERVALS,
     MarketData,
+    closed_rows_json,
     kline_event_json,
     kline_row,
     market_id,
@@ -541,8 +542,13 @@ class Emulator:
         else:
             idx = range(max(lo, hi - limit), hi)
         tf = self.market.tf_ms
-        rows = [kline_row(self.market.bar(symbol, i, now), tf) for i in idx]
-        return web.json_response(rows)
+        # Closed rows in one pass (closed_rows_json); the forming row, if listed, as before.
+        n_closed = self.market.index_range(symbol, -(2**62), now - tf).stop  # ts + tf <= now
+        closed_hi = min(idx.stop, max(idx.start, n_closed))
+        texts = closed_rows_json(self.market, symbol, idx.start, closed_hi)
+        texts += [json.dumps(kline_row(self.market.bar(symbol, i, now), tf))
+                  for i in range(closed_hi, idx.stop)]
+        return web.Response(text="[" + ", ".join(texts) + "]", content_type="application/json")
 
 
 def _parse_stream(name: str) -> tuple[str, str] | None:
