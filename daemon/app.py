@@ -121,6 +121,9 @@ class DaemonConfig:
     #: REST request weight per minute the daemon may spend (Binance spot: 6,000); it uses
     #: 80 % of it (daemon.restbudget)
     rest_weight_per_min: int = 6000
+    #: local candle store root (TANDEM_DATA_DIR) to warm up from; None = REST only
+    candle_store: Path | None = None
+    candle_store_exchange: str = "binance"
 
 
 class Daemon:
@@ -142,6 +145,7 @@ class Daemon:
         self.stepper: SliceStepper | None = None
         self.assembler: SliceAssembler | None = None
         self.supervisor: FeedSupervisor | None = None
+        self.history: Any = None  # daemon.history.StoreHistory when warming up from the store
         self.t0: int | None = None
         self.slices_stepped = 0
         self.fills_written = 0
@@ -198,9 +202,17 @@ class Daemon:
             if not await self._load_markets():
                 log.info("stopped_before_start", reason="stop requested while loading markets")
                 return 0
+            history = None
+            if cfg.candle_store is not None:
+                from daemon.history import StoreHistory
+
+                history = StoreHistory(cfg.candle_store, cfg.candle_store_exchange,
+                                       cfg.base_timeframe)
+            self.history = history
             feeds = [
                 CandleFeed(self.ex, s, cfg.base_timeframe, cfg.tf_ms, self._feed_start,
-                           self._on_candle, stream_down_poll_s=cfg.stream_down_poll_s)
+                           self._on_candle, stream_down_poll_s=cfg.stream_down_poll_s,
+                           history=history)
                 for s in cfg.symbols
             ]
             self.supervisor = FeedSupervisor(self.ex, feeds, watchdog_s=cfg.watchdog_s)

@@ -325,6 +325,7 @@ class CandleFeed:
         rest_limit: int = 1000,
         rest_lag_retries: int = 10,
         stream_down_poll_s: float | None = None,
+        history: Any = None,
     ):
         self.ex = exchange
         self.symbol = symbol
@@ -366,6 +367,11 @@ class CandleFeed:
         self.stream_down_poll_s = (min(30.0, max(1.0, tf_ms / 10_000))
                                    if stream_down_poll_s is None else float(stream_down_poll_s))
         self._down_task: asyncio.Task | None = None
+        #: the local candle store (daemon.history.StoreHistory): the first backfill (warm-up
+        #: or catch-up) reads what it holds and REST fetches only the rest
+        self.history = history
+        self._history_pending = history is not None
+        self.from_store = 0
 
     async def run(self) -> None:
         """The feed task: subscribe (``watch_ohlcv``), do the fast path's awaited work,
@@ -591,7 +597,33 @@ class CandleFeed:
         finally:
             self.busy = False
 
+    async def _from_store(self) -> None:
+        """Deliver the stored bars that continue ``next_ts`` without a gap (first backfill)."""
+        self._history_pending = False
+        rows = await asyncio.to_thread(self.history.read, self.symbol, self.next_ts,
+                                       self.forming_ts)
+        n = 0
+        for r in rows:
+            ts = int(r[0])
+            if ts < self.next_ts:
+                continue
+            if ts != self.next_ts or ts >= self.forming_ts or candle_fault(r, self.tf, self._grid_off):
+                break  # a gap or a bad row: REST takes over from here
+            self._closed.pop(ts, None)
+            self._deliver(r, "store")
+            n += 1
+            if n % 200 == 0:
+                await asyncio.sleep(0)  # each delivery may step a slice
+        self.from_store += n
+        if n:
+            log.info("warmup_from_store", symbol=self.symbol, rows=n, next_ts=self.next_ts)
+
     async def _backfill_inner(self) -> None:
+        if self._history_pending:
+            await self._from_store()
+            saving: list | None = []  # REST rows of this first backfill go to the store
+        else:
+            saving = None
         start = self.next_ts
         self.backfills += 1
         lag_tries = 0
@@ -631,6 +663,8 @@ class CandleFeed:
                 # frame for this bar that was also recorded is simply superseded.
                 self._closed.pop(ts, None)
                 self._deliver(r, "rest")
+                if saving is not None:
+                    saving.append(r)
                 got += 1
                 if got % 200 == 0:
                     # Each delivery may step a slice: let sockets and timers breathe.
@@ -648,6 +682,10 @@ class CandleFeed:
             log.warning("rest_candles_rejected", symbol=self.symbol, count=rejected,
                         first_ts=first_bad[0], fault=first_bad[1], action="dropped (missing bar)")
         log.info("backfill", symbol=self.symbol, from_ts=start, to_ts=self.next_ts, rows=got)
+        if saving:
+            # In a worker thread (a Parquet read-merge-write); the next start reads them.
+            self._save_task = asyncio.ensure_future(
+                asyncio.to_thread(self.history.save, self.symbol, saving))
 
     async def _fetch(self, since: int | None, limit: int | None = None) -> list[Row]:
         backoff = 0.05

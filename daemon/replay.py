@@ -66,17 +66,20 @@ async def run_replay(
     on_emulator: Callable[[Emulator], None] | None = None,
     on_bar: Callable[[Emulator, int], Awaitable[None]] | None = None,
     bar_timeout_s: float = 30.0,
+    emulator_kwargs: dict | None = None,
 ) -> Emulator:
     """Serve ``market`` from ``start_ts`` (first tradable bar's open) and play to ``end_ts``
     (exclusive: the last bar played opens at ``end_ts - tf``); run ``daemon`` against it.
 
     ``on_bar(emu, k)`` is awaited before the ``k``-th bar is played (fast mode): the hook
-    tests use to inject faults at chosen moments."""
+    tests use to inject faults at chosen moments. ``emulator_kwargs``: e.g. the exchange's
+    limits (:class:`Emulator`: message rate, streams, connection lifetime, REST weight)."""
     tf = market.tf_ms
     last_bar = end_ts - tf
     daemon.cfg.stop_after_ts = last_bar
     daemon.cfg.t0 = start_ts  # replay knows its first tradable bar: no race on the first update
-    emu = Emulator(market, start=start_ts, updates_per_bar=updates_per_bar)
+    emu = Emulator(market, start=start_ts, updates_per_bar=updates_per_bar,
+                   **(emulator_kwargs or {}))
     await emu.start()
     daemon.cfg.rest_url, daemon.cfg.ws_url = emu.rest_url, emu.ws_url
     if on_emulator is not None:
