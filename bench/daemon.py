@@ -406,6 +406,7 @@ async def main() -> None:
     ap.add_argument("--bars", type=int, default=60, help="live bars per latency run")
     ap.add_argument("--streams", default="10,50,200")
     ap.add_argument("--idle-s", type=float, default=10.0, help="0 = skip the idle run")
+    ap.add_argument("--idle-streams", type=int, default=200, help="streams of the idle run")
     ap.add_argument("--inproc", action="store_true",
                     help="emulator in the daemon's process and loop (the old set-up)")
     ap.add_argument("--profile", metavar="N:FILE",
@@ -462,7 +463,7 @@ async def main() -> None:
             if prof is not None:
                 prof.dump_stats(prof_file)
         if args.idle_s > 0:
-            r = await idle(200, args.idle_s, tmp)
+            r = await idle(args.idle_streams, args.idle_s, tmp)
             print(f"idle     streams={r['streams']}  rss={r['VmRSS']:.0f} MB (anon "
                   f"{r['RssAnon']:.0f}, file {r['RssFile']:.0f}; pss {r['Pss']:.0f})  "
                   f"cpu={r['cpu_pct']:.2f} % over {r['idle_s']:.0f} s  "
