@@ -254,3 +254,29 @@ async def test_warmup_from_store_gives_the_same_fills_as_rest(tmp_path):
     await asyncio.sleep(0)
     for s in profile.assets:
         assert store.last_ts(s) >= t0 - TF_MS
+
+
+# ---- the REST weight budget ---------------------------------------------------------------
+async def test_rest_budget_bursts_then_refills_at_its_rate():
+    from daemon.restbudget import RestBudget
+
+    b = RestBudget(600, share=0.8, burst_share=0.25)  # 480/min: burst 120, then 6 weight/s
+    t = time.monotonic()
+    for _ in range(60):  # the burst: 60 klines pages of weight 2 at once
+        await b.acquire(2)
+    assert time.monotonic() - t < 0.2
+    for _ in range(6):  # 12 more weight: ~2 s at 6 weight/s
+        await b.acquire(2)
+    took = time.monotonic() - t
+    assert 1.6 < took < 3.5, took
+    assert b.spent == 132
+
+
+async def test_rest_budget_pause_stops_everyone():
+    from daemon.restbudget import RestBudget
+
+    b = RestBudget(6000)
+    b.pause(0.4)  # a 429 said Retry-After
+    t = time.monotonic()
+    await asyncio.gather(b.acquire(2), b.acquire(2))
+    assert time.monotonic() - t >= 0.39 and b.penalties == 1
