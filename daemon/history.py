@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.store import COLUMNS, CandleStore, CandleStoreError
+from core.store import COLUMNS, CandleStore, CandleStoreError, SymbolNotFoundError
 from daemon.logconfig import get_logger
 
 log = get_logger("history")
@@ -39,9 +39,10 @@ class StoreHistory:
         (none when the store has no file for ``symbol``; a damaged file is logged)."""
         try:
             frame = self.store.read(symbol, start_ts, end_ts, timeframe=self.timeframe)
+        except SymbolNotFoundError:
+            return []  # not downloaded: all of it comes over REST
         except CandleStoreError as exc:
-            if "no " not in str(exc)[:4]:  # SymbolNotFoundError: simply not downloaded
-                log.warning("store_unreadable", symbol=symbol, error=str(exc)[:200])
+            log.warning("store_unreadable", symbol=symbol, error=str(exc)[:200])
             return []
         rows = [[int(t), *v] for t, v in zip(frame["ts"].tolist(),
                                                frame[list(COLUMNS[1:])].to_numpy().tolist(),

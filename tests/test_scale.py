@@ -280,3 +280,24 @@ async def test_rest_budget_pause_stops_everyone():
     t = time.monotonic()
     await asyncio.gather(b.acquire(2), b.acquire(2))
     assert time.monotonic() - t >= 0.39 and b.penalties == 1
+
+
+async def test_warmup_from_store_missing_symbol_comes_over_rest(tmp_path):
+    from core.store import CandleStore
+
+    profile = small_profile()
+    market = sample_market(n_tradable=30)
+    t0, end = replay_window(market)
+    lo = t0 - profile.warmup * TF_MS
+    store = CandleStore(tmp_path / "data", exchange="binance", timeframe="1m")
+    stored = profile.assets[:2]  # the third asset was never downloaded
+    for s in stored:
+        f = market.frame(s)
+        store.append(s, f[(f["ts"] >= lo) & (f["ts"] < t0)])
+    db = tmp_path / "d.sqlite"
+    daemon, emu, *_ = await _replay(profile, market, db, candle_store=tmp_path / "data")
+    by = {f.symbol: f.from_store for f in daemon.supervisor.feeds}
+    assert by == {s: (profile.warmup if s in stored else 0) for s in profile.assets}
+    with StateStore(db) as st:
+        assert_journal_equal(st.fills_frame(), batch_fills(profile, market, t0, end))
+    assert_candles_exactly_once(db, market, profile.assets, lo, end)
