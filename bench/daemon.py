@@ -25,8 +25,13 @@ Idle: a separate ``tandem-daemon run`` process with 200 streams, live and caught
 market data for ``--idle-s`` seconds: resident memory (VmRSS, split into anonymous and
 file-backed pages, and PSS) and CPU use of that process.
 
+Start -> live (``--start 500``): a daemon with N streams and 6,024 warm-up bars per asset
+starts against the emulator (child process, Binance's limits enforced): once with the
+candle store holding the warm-up, once REST only (inside the request-weight budget).
+
     NUMBA_CACHE_DIR=.numba_cache .venv/bin/python bench/daemon.py [--bars 60] [--idle-s 10]
         [--streams 10,50,200] [--inproc] [--profile 200:prof.out]
+    NUMBA_CACHE_DIR=.numba_cache .venv/bin/python bench/daemon.py --start 500 [--warmup 6024]
 """
 
 from __future__ import annotations
@@ -84,22 +89,23 @@ def make_profile(syms: list[str]):
     return parse_manifest({"version": 1, "profiles": {"bench": profile_dict(syms)}}).profile("bench")
 
 
-def bench_market(n: int, bars: int) -> MarketData:
-    return MarketData.generate(symbols(n), "1m", n_bars=WARMUP + bars + 5, seed=SEED)
+def bench_market(n: int, bars: int, warmup: int = WARMUP) -> MarketData:
+    return MarketData.generate(symbols(n), "1m", n_bars=warmup + bars + 5, seed=SEED)
 
 
 # ---------------------------------------------------------------------------------------
 # the exchange: an emulator driven over stdin/stdout (runs in its own process)
 # ---------------------------------------------------------------------------------------
-async def emulator_child(n: int, bars: int) -> None:
+async def emulator_child(n: int, bars: int, warmup: int = WARMUP) -> None:
     """Serve the bench market; obey line commands on stdin, answer JSON lines on stdout.
 
     ``subs K`` -> wait until K streams are subscribed; ``pre`` -> move the clock to 1 ms
     before the next bar boundary (the bar's in-progress updates go out); ``advance`` -> close
-    one bar and answer ``{bar_ts: perf_counter of that bar's last closing frame}``; ``quit``.
+    one bar and answer ``{bar_ts: perf_counter of that bar's last closing frame}``; ``stats``
+    -> what the exchange's limits saw; ``quit``. Binance's limits are enforced (defaults).
     """
-    market = bench_market(n, bars)
-    t0 = market.first_ts + WARMUP * TF_MS
+    market = bench_market(n, bars, warmup)
+    t0 = market.first_ts + warmup * TF_MS
     emu = Emulator(market, start=t0)
     last: dict[int, float] = {}
     first: dict[int, float] = {}
@@ -135,6 +141,13 @@ async def emulator_child(n: int, bars: int) -> None:
                 await emu.advance(1)
                 answer({"now": emu.now, "frames": {str(k): v for k, v in last.items()},
                         "first": {str(k): v for k, v in first.items()}})
+            elif cmd == "stats":
+                answer({"rate_closes": emu.rate_closes, "peak_msgs_per_s": emu.peak_msgs_per_s,
+                        "refused_subscribes": emu.refused_subscribes, "rest_429": emu.rest_429,
+                        "rest_418": emu.rest_418, "peak_weight": emu.peak_weight,
+                        "klines": sum(p == "/api/v3/klines" for p, _ in emu.rest_log),
+                        "connections": len({c.path for c in emu.connections}),
+                        "subscribe_msgs": len(emu.subscribe_log)})
             elif cmd == "quit":
                 break
     finally:
@@ -149,9 +162,10 @@ class RemoteEmulator:
         self.rest_url, self.ws_url, self.t0 = hello["rest_url"], hello["ws_url"], hello["t0"]
 
     @classmethod
-    async def start(cls, n: int, bars: int) -> RemoteEmulator:
+    async def start(cls, n: int, bars: int, warmup: int = WARMUP) -> RemoteEmulator:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--emulator-child", "--streams", str(n), "--bars", str(bars),
+            "--warmup", str(warmup),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )
@@ -269,6 +283,58 @@ async def latency_inproc(n: int, bars: int, tmp: Path) -> dict:
 
 
 # ---------------------------------------------------------------------------------------
+# start -> live
+# ---------------------------------------------------------------------------------------
+def fill_store(root: Path, n: int, warmup: int) -> None:
+    """The candle store holding every asset's warm-up (as ``tandem-backtest download``)."""
+    from core.store import CandleStore
+
+    market = bench_market(n, 0, warmup)
+    t0 = market.first_ts + warmup * TF_MS
+    store = CandleStore(root, exchange="binance", timeframe="1m")
+    for s in market.symbols:
+        f = market.frame(s)
+        store.append(s, f[f["ts"] < t0])
+
+
+async def startup(n: int, warmup: int, tmp: Path, store: Path | None) -> dict:
+    """Start a daemon with ``n`` streams and ``warmup`` warm-up bars per asset against an
+    emulator (child process, Binance's limits enforced) whose clock closes one bar right
+    after the subscriptions: seconds from ``Daemon.run()`` to ``live`` (every stream
+    delivering, warm-up stepped, the first live slice committed)."""
+    emu = await RemoteEmulator.start(n, 3, warmup)
+    prof = parse_manifest({"version": 1, "profiles": {"bench": {
+        **profile_dict(symbols(n)), "warmup_bars": warmup}}}).profile("bench")
+    cfg = DaemonConfig(
+        profile_name=prof.name, profile_json=prof.canonical_json(), symbols=prof.assets,
+        exchange_id="binance", base_timeframe="1m", tf_ms=TF_MS, warmup_bars=prof.warmup,
+        state_db=tmp / f"start{n}-{store is not None}.sqlite", rest_url=emu.rest_url,
+        ws_url=emu.ws_url, grace_s=300.0, watchdog_s=0, heartbeat_every_s=3600, fresh=True,
+        t0=emu.t0, candle_store=store, startup_wait_s=600.0,
+    )
+    daemon = Daemon(cfg, stepper_factory(prof))
+    t = time.monotonic()
+    task = asyncio.create_task(daemon.run())
+    marks: dict[str, float] = {}
+    try:
+        await emu.ask(f"subs {n}")
+        marks["subscribed"] = time.monotonic() - t
+        await emu.ask("advance")
+        while not daemon.live and not task.done():
+            await asyncio.sleep(0.01)
+        marks["live"] = time.monotonic() - t
+        stats = await emu.ask("stats")
+    finally:
+        daemon.stop()
+        await task
+        await emu.stop()
+    feeds = daemon.supervisor.feeds
+    return {"streams": n, "warmup": warmup, "store": store is not None, **marks, **stats,
+            "from_store": sum(f.from_store for f in feeds),
+            "budget_wait_s": daemon.ex.rest_budget.waited_s if daemon.ex.rest_budget else 0.0}
+
+
+# ---------------------------------------------------------------------------------------
 # idle
 # ---------------------------------------------------------------------------------------
 def _proc_mem_mb(pid: int) -> dict[str, float]:
@@ -340,15 +406,42 @@ async def main() -> None:
     ap.add_argument("--bars", type=int, default=60, help="live bars per latency run")
     ap.add_argument("--streams", default="10,50,200")
     ap.add_argument("--idle-s", type=float, default=10.0, help="0 = skip the idle run")
+    ap.add_argument("--idle-streams", type=int, default=200, help="streams of the idle run")
     ap.add_argument("--inproc", action="store_true",
                     help="emulator in the daemon's process and loop (the old set-up)")
     ap.add_argument("--profile", metavar="N:FILE",
                     help="cProfile the daemon process over the live bars of the N-stream run")
+    ap.add_argument("--start", metavar="N", type=int, default=0,
+                    help="only the start -> live figures with N streams (store, then REST only)")
+    ap.add_argument("--warmup", type=int, default=6024, help="warm-up bars per asset (--start)")
+    ap.add_argument("--rest-only", action="store_true", help="--start: skip the store run")
+    ap.add_argument("--store-only", action="store_true", help="--start: skip the REST-only run")
     ap.add_argument("--emulator-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     configure_logging("json", "ERROR")
     if args.emulator_child:
-        await emulator_child(int(args.streams), args.bars)
+        await emulator_child(int(args.streams), args.bars, args.warmup)
+        return
+    if args.start:
+        with tempfile.TemporaryDirectory() as d:
+            tmp = Path(d)
+            runs = ([] if args.rest_only else [True]) + ([] if args.store_only else [False])
+            for use_store in runs:
+                store = None
+                if use_store:
+                    t = time.monotonic()
+                    fill_store(tmp / "data", args.start, args.warmup)
+                    print(f"(store filled in {time.monotonic() - t:.1f} s)", flush=True)
+                    store = tmp / "data"
+                r = await startup(args.start, args.warmup, tmp, store)
+                print(f"start    streams={r['streams']}  warmup={r['warmup']} bars  "
+                      f"{'store' if r['store'] else 'REST only'}: subscribed {r['subscribed']:.2f} s"
+                      f"  live {r['live']:.2f} s  | klines requests {r['klines']} (peak weight "
+                      f"{r['peak_weight']}/window)  bars from store {r['from_store']}  "
+                      f"budget wait {r['budget_wait_s']:.1f} s  | connections "
+                      f"{r['connections']}, SUBSCRIBE msgs {r['subscribe_msgs']}, peak msgs/s "
+                      f"{r['peak_msgs_per_s']}, 1008 closes {r['rate_closes']}, 429 "
+                      f"{r['rest_429']}, 418 {r['rest_418']}", flush=True)
         return
     clock = time.get_clock_info("perf_counter").implementation
     where = "in the daemon's process" if args.inproc else "in a child process"
@@ -370,7 +463,7 @@ async def main() -> None:
             if prof is not None:
                 prof.dump_stats(prof_file)
         if args.idle_s > 0:
-            r = await idle(200, args.idle_s, tmp)
+            r = await idle(args.idle_streams, args.idle_s, tmp)
             print(f"idle     streams={r['streams']}  rss={r['VmRSS']:.0f} MB (anon "
                   f"{r['RssAnon']:.0f}, file {r['RssFile']:.0f}; pss {r['Pss']:.0f})  "
                   f"cpu={r['cpu_pct']:.2f} % over {r['idle_s']:.0f} s  "

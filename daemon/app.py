@@ -114,6 +114,16 @@ class DaemonConfig:
     #: while a feed's websocket is down, fetch closed bars over REST this often (seconds);
     #: None = a tenth of the bar, 1-30 s (daemon.feeds.CandleFeed)
     stream_down_poll_s: float | None = None
+    #: websocket streams per connection (Binance: at most 1,024) and SUBSCRIBE messages per
+    #: second per connection (Binance closes at more than 5 incoming messages a second)
+    streams_per_connection: int = 200
+    subscribe_msgs_per_s: int = 3
+    #: REST request weight per minute the daemon may spend (Binance spot: 6,000); it uses
+    #: 80 % of it (daemon.restbudget)
+    rest_weight_per_min: int = 6000
+    #: local candle store root (TANDEM_DATA_DIR) to warm up from; None = REST only
+    candle_store: Path | None = None
+    candle_store_exchange: str = "binance"
 
 
 class UnknownSymbolError(ValueError):
@@ -139,6 +149,7 @@ class Daemon:
         self.stepper: SliceStepper | None = None
         self.assembler: SliceAssembler | None = None
         self.supervisor: FeedSupervisor | None = None
+        self.history: Any = None  # daemon.history.StoreHistory when warming up from the store
         self.t0: int | None = None
         self.slices_stepped = 0
         self.fills_written = 0
@@ -186,15 +197,26 @@ class Daemon:
         own_exchange = self.ex is None
         if own_exchange:
             self.ex = build_exchange(cfg.exchange_id, cfg.rest_url, cfg.ws_url,
-                                     timeout_ms=cfg.rest_timeout_ms)
+                                     timeout_ms=cfg.rest_timeout_ms,
+                                     streams_per_connection=cfg.streams_per_connection,
+                                     subscribe_msgs_per_s=cfg.subscribe_msgs_per_s,
+                                     rest_weight_per_min=cfg.rest_weight_per_min)
         sched = None
         try:
             if not await self._load_markets():
                 log.info("stopped_before_start", reason="stop requested while loading markets")
                 return 0
+            history = None
+            if cfg.candle_store is not None:
+                from daemon.history import StoreHistory
+
+                history = StoreHistory(cfg.candle_store, cfg.candle_store_exchange,
+                                       cfg.base_timeframe)
+            self.history = history
             feeds = [
                 CandleFeed(self.ex, s, cfg.base_timeframe, cfg.tf_ms, self._feed_start,
-                           self._on_candle, stream_down_poll_s=cfg.stream_down_poll_s)
+                           self._on_candle, stream_down_poll_s=cfg.stream_down_poll_s,
+                           history=history)
                 for s in cfg.symbols
             ]
             self.supervisor = FeedSupervisor(self.ex, feeds, watchdog_s=cfg.watchdog_s)
@@ -469,7 +491,8 @@ class Daemon:
         self._ckpt_slices += 1
         # Live (READY=1) means caught up: a trading slice of the newest closed bar, not the
         # first of a catch-up backlog (see _caught_up).
-        going_live = trade and not self.live and self._caught_up(sl.ts)
+        going_live = (trade and not self.live and self._caught_up(sl.ts)
+                      and self._streams_delivering())
         if (self._ckpt_slices >= self.cfg.checkpoint_every
                 or time.monotonic() - self._ckpt_at >= self.cfg.checkpoint_every_s
                 or going_live):
@@ -509,10 +532,16 @@ class Daemon:
         sup, last = self.supervisor, self.store.last_ts
         if sup is None or self.t0 is None or last is None or last + self.cfg.tf_ms < self.t0:
             return False
-        if self.assembler is None or self.assembler.pending():
+        if self.assembler is None or self.assembler.pending() or not self._streams_delivering():
             return False
         return all(f.next_ts is not None and f.forming_ts is not None and not f.busy
                    and f.next_ts >= f.forming_ts for f in sup.feeds)
+
+    def _streams_delivering(self) -> bool:
+        """Every feed's websocket stream delivered a frame and is not down: live means every
+        stream delivers (500 streams once went live with ~100 subscribed, DESIGN.md)."""
+        sup = self.supervisor
+        return sup is not None and all(f.updates > 0 and not f.stream_down for f in sup.feeds)
 
     def _go_live(self, ts: int) -> None:
         self.live = True

@@ -417,6 +417,12 @@ async def _run_live(args, settings, profile, ops=None) -> int:
     from daemon.strategy import stepper_factory
 
     cfg = _daemon_config(args, settings, profile, args.db or settings.state_db)
+    # Warm up from the local candle store when there is one (issue 18): REST fetches only
+    # the tail it lacks, and that tail is stored for the next start. Not in replay: its
+    # history is the emulator's, not the store's.
+    data_dir = Path(settings.data_dir)
+    if data_dir.is_dir():
+        cfg.candle_store, cfg.candle_store_exchange = data_dir, profile.exchange
     if ops is not None:  # ops (issue 8): HTTP up during warm-up (/health says "starting")
         await ops.start()
     daemon = Daemon(cfg, stepper_factory(profile), ops=ops)

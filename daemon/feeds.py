@@ -45,7 +45,9 @@ import ccxt
 from core.candles import bar_fault
 from core.timeframes import bucket_offset_ms
 from daemon.logconfig import get_logger
+from daemon.restbudget import KLINES_WEIGHT, RestBudget
 from daemon.state import ClosedCandle
+from daemon.subscribe import BatchedKlinesMixin
 
 log = get_logger("feeds")
 
@@ -73,17 +75,24 @@ def candle_fault(row: Sequence[Any], tf_ms: int | None = None, grid_offset_ms: i
 # ---------------------------------------------------------------------------------------
 # the ccxt.pro exchange, with the hooks we need
 # ---------------------------------------------------------------------------------------
-class LiveExchangeMixin:
+class LiveExchangeMixin(BatchedKlinesMixin):
     """Mix into a ccxt.pro exchange class (see :func:`live_exchange_class`).
 
     * records closing kline frames (``x: true``) per (symbol, timeframe) in ``closed_rows``;
     * skips, and logs, klines for unknown symbols or streams we did not subscribe;
     * survives malformed frames (a JSON parse error inside ccxt's receive callback would
       otherwise stop the connection's receive loop silently);
-    * stamps ``last_data_at[url]`` on every data frame for the watchdog.
+    * stamps ``last_data_at[url]`` on every data frame for the watchdog;
+    * subscribes klines in batches over several connections (:mod:`daemon.subscribe`);
+    * on Binance's ``serverShutdown`` event (the connection is about to end) reconnects that
+      connection at once: its feeds resubscribe and fetch over REST what closed meanwhile.
     """
 
-    def _live_init(self) -> None:
+    def _live_init(self, rest_budget: RestBudget | None = None, **batching: int) -> None:
+        self._batched_init(**batching)
+        self.server_shutdowns = 0
+        #: klines requests go through this weight budget (ccxt's own throttler is off)
+        self.rest_budget = rest_budget
         self.closed_rows: dict[tuple[str, str], dict[int, Row]] = {}
         self.subscribed: set[tuple[str, str]] = set()
         self.last_data_at: dict[str, float] = {}
@@ -93,6 +102,42 @@ class LiveExchangeMixin:
         #: instead of ccxt's handle_ohlcv (the fast path; see the module docstring)
         self.kline_sinks: dict[tuple[str, str], Callable[[int], None]] = {}
         self._routes: dict[tuple[str, str], tuple] = {}  # (market id, interval) -> route
+
+    async def fetch_ohlcv(self, symbol, timeframe="1m", since=None, limit=None, params={}):  # noqa: B006 - ccxt's signature
+        budget = self.rest_budget
+        if budget is None:
+            return await self._fetch_klines(symbol, timeframe, since, limit, params)
+        async with budget:
+            await budget.acquire(KLINES_WEIGHT)
+            try:
+                return await self._fetch_klines(symbol, timeframe, since, limit, params)
+            except ccxt.DDoSProtection:  # 429 / 418 (RateLimitExceeded is one)
+                headers = self.last_response_headers or {}
+                try:
+                    retry = float(headers.get("Retry-After") or headers.get("retry-after") or 1)
+                except (TypeError, ValueError):
+                    retry = 1.0
+                budget.pause(retry)
+                raise
+
+    async def _fetch_klines(self, symbol, timeframe, since, limit, params):
+        """ccxt's ``GET /api/v3/klines`` request (its signing, errors, timeouts), parsed here:
+        ccxt's generic ``parse_ohlcv`` (safe_number per field) was ~1/4 of the replay's CPU.
+        Same values: a field is ``float(text)`` either way; one that does not parse is None
+        (the row then fails :func:`candle_fault`, as with ccxt's parser)."""
+        if self.markets is None:
+            await self.load_markets()
+        market = self.market(symbol)
+        if params or market.get("type") != "spot" or not hasattr(self, "publicGetKlines"):
+            return await super().fetch_ohlcv(symbol, timeframe, since, limit, params)
+        request = {"symbol": market["id"],
+                   "interval": self.safe_string(self.timeframes, timeframe, timeframe)}
+        if since is not None:
+            request["startTime"] = int(since)
+        if limit is not None:
+            request["limit"] = min(int(limit), 1000)
+        response = await self.publicGetKlines(request)
+        return [_kline_row(r) for r in response]
 
     def client(self, url):  # noqa: D401 - ccxt API
         existed = url in (self.clients or {})
@@ -112,6 +157,11 @@ class LiveExchangeMixin:
                 self.skipped_frames += 1
                 log.warning("ws_frame_skipped", reason=repr(exc), frame=str(message)[:200])
                 return
+        if type(message) is dict and message.get("e") == "serverShutdown":
+            self.server_shutdowns += 1
+            log.info("server_shutdown", url=client.url)
+            client.on_error(ccxt.NetworkError("serverShutdown: the exchange ends this connection"))
+            return
         if not isinstance(message, dict | list):
             self.skipped_frames += 1
             log.warning("ws_frame_skipped", reason="not a JSON object", frame=str(message)[:200])
@@ -196,6 +246,27 @@ class LiveExchangeMixin:
         self._routes.clear()
 
 
+def _num(x: Any) -> float | None:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def _kline_row(r: Any) -> list:
+    """``[ts, o, h, l, c, v]`` of one Binance klines row (see ``_fetch_klines``)."""
+    try:
+        return [int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5])]
+    except (TypeError, ValueError, IndexError):
+        if not isinstance(r, list | tuple) or len(r) < 6:
+            return [None] * 6
+        try:
+            ts = int(r[0])
+        except (TypeError, ValueError):
+            ts = None
+        return [ts, *(_num(x) for x in r[1:6])]
+
+
 def _guard_client(client) -> None:
     """Make a ccxt ws client skip frames it cannot decode instead of dying on them."""
     original = client.handle_text_or_binary_message
@@ -219,10 +290,15 @@ def live_exchange_class(base: type) -> type:
     return _CLASS_CACHE[base]
 
 
-def make_live_exchange(base: type, config: dict[str, Any]):
-    """Instantiate the live exchange from a ccxt.pro class and a ccxt config dict."""
+def make_live_exchange(base: type, config: dict[str, Any], rest_budget: RestBudget | None = None,
+                       **batching: int):
+    """Instantiate the live exchange from a ccxt.pro class and a ccxt config dict;
+    ``batching``: see :meth:`daemon.subscribe.BatchedKlinesMixin._batched_init`. With a
+    ``rest_budget``, klines requests are paced by it instead of ccxt's throttler."""
     ex = live_exchange_class(base)(config)
-    ex._live_init()
+    ex._live_init(rest_budget=rest_budget, **batching)
+    if rest_budget is not None:
+        ex.enableRateLimit = False
     return ex
 
 
@@ -249,6 +325,7 @@ class CandleFeed:
         rest_limit: int = 1000,
         rest_lag_retries: int = 10,
         stream_down_poll_s: float | None = None,
+        history: Any = None,
     ):
         self.ex = exchange
         self.symbol = symbol
@@ -290,6 +367,11 @@ class CandleFeed:
         self.stream_down_poll_s = (min(30.0, max(1.0, tf_ms / 10_000))
                                    if stream_down_poll_s is None else float(stream_down_poll_s))
         self._down_task: asyncio.Task | None = None
+        #: the local candle store (daemon.history.StoreHistory): the first backfill (warm-up
+        #: or catch-up) reads what it holds and REST fetches only the rest
+        self.history = history
+        self._history_pending = history is not None
+        self.from_store = 0
 
     async def run(self) -> None:
         """The feed task: subscribe (``watch_ohlcv``), do the fast path's awaited work,
@@ -515,7 +597,33 @@ class CandleFeed:
         finally:
             self.busy = False
 
+    async def _from_store(self) -> None:
+        """Deliver the stored bars that continue ``next_ts`` without a gap (first backfill)."""
+        self._history_pending = False
+        rows = await asyncio.to_thread(self.history.read, self.symbol, self.next_ts,
+                                       self.forming_ts)
+        n = 0
+        for r in rows:
+            ts = int(r[0])
+            if ts < self.next_ts:
+                continue
+            if ts != self.next_ts or ts >= self.forming_ts or candle_fault(r, self.tf, self._grid_off):
+                break  # a gap or a bad row: REST takes over from here
+            self._closed.pop(ts, None)
+            self._deliver(r, "store")
+            n += 1
+            if n % 200 == 0:
+                await asyncio.sleep(0)  # each delivery may step a slice
+        self.from_store += n
+        if n:
+            log.info("warmup_from_store", symbol=self.symbol, rows=n, next_ts=self.next_ts)
+
     async def _backfill_inner(self) -> None:
+        if self._history_pending:
+            await self._from_store()
+            saving: list | None = []  # REST rows of this first backfill go to the store
+        else:
+            saving = None
         start = self.next_ts
         self.backfills += 1
         lag_tries = 0
@@ -527,14 +635,16 @@ class CandleFeed:
                            and int(r[0]) >= self.next_ts}.items())
             rows = [r for _, r in rows]
             newest = int(rows[-1][0]) if rows else None
-            if newest is None or newest < self.forming_ts:
+            full_page = len(rows) >= self.rest_limit
+            if not full_page and (newest is None or newest < self.forming_ts):
                 # REST has not caught up with the websocket (its newest row should be the
                 # forming bar): retry a few times before accepting what it has as final.
+                # Not after a full page: that is just one page of many (this retried the
+                # first page of every warm-up 10 times, 2.75 s of sleeps per feed).
                 if lag_tries < self.rest_lag_retries:
                     lag_tries += 1
                     await asyncio.sleep(0.05 * lag_tries)
                     continue
-            full_page = len(rows) >= self.rest_limit
             for i, r in enumerate(rows):
                 ts = int(r[0])
                 is_last = i == len(rows) - 1
@@ -553,6 +663,8 @@ class CandleFeed:
                 # frame for this bar that was also recorded is simply superseded.
                 self._closed.pop(ts, None)
                 self._deliver(r, "rest")
+                if saving is not None:
+                    saving.append(r)
                 got += 1
                 if got % 200 == 0:
                     # Each delivery may step a slice: let sockets and timers breathe.
@@ -570,6 +682,10 @@ class CandleFeed:
             log.warning("rest_candles_rejected", symbol=self.symbol, count=rejected,
                         first_ts=first_bad[0], fault=first_bad[1], action="dropped (missing bar)")
         log.info("backfill", symbol=self.symbol, from_ts=start, to_ts=self.next_ts, rows=got)
+        if saving:
+            # In a worker thread (a Parquet read-merge-write); the next start reads them.
+            self._save_task = asyncio.ensure_future(
+                asyncio.to_thread(self.history.save, self.symbol, saving))
 
     async def _fetch(self, since: int | None, limit: int | None = None) -> list[Row]:
         backoff = 0.05

@@ -23,13 +23,19 @@ from daemon.logconfig import get_logger
 log = get_logger("replay")
 
 
-async def wait_subscribed(emu: Emulator, n_streams: int, timeout_s: float = 30.0) -> None:
-    """Wait until the emulator has ``n_streams`` subscriptions (the daemon is listening)."""
+async def wait_subscribed(emu: Emulator, n_streams: int, timeout_s: float = 30.0,
+                          daemon: Daemon | None = None) -> None:
+    """Wait until the emulator has ``n_streams`` subscriptions (the daemon is listening).
+
+    With ``daemon``, the timeout counts from when its feeds started: a cold start compiles
+    the core first (20-60 s), which once ran out this wait before a feed existed."""
     deadline = time.monotonic() + timeout_s
     while len(emu.subscriptions()) < n_streams:
+        if daemon is not None and daemon.supervisor is None:
+            deadline = time.monotonic() + timeout_s
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {len(emu.subscriptions())}/{n_streams} streams subscribed")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.005)
 
 
 async def wait_delivered(daemon: Daemon, closed_ts: int, timeout_s: float) -> bool:
@@ -60,24 +66,27 @@ async def run_replay(
     on_emulator: Callable[[Emulator], None] | None = None,
     on_bar: Callable[[Emulator, int], Awaitable[None]] | None = None,
     bar_timeout_s: float = 30.0,
+    emulator_kwargs: dict | None = None,
 ) -> Emulator:
     """Serve ``market`` from ``start_ts`` (first tradable bar's open) and play to ``end_ts``
     (exclusive: the last bar played opens at ``end_ts - tf``); run ``daemon`` against it.
 
     ``on_bar(emu, k)`` is awaited before the ``k``-th bar is played (fast mode): the hook
-    tests use to inject faults at chosen moments."""
+    tests use to inject faults at chosen moments. ``emulator_kwargs``: e.g. the exchange's
+    limits (:class:`Emulator`: message rate, streams, connection lifetime, REST weight)."""
     tf = market.tf_ms
     last_bar = end_ts - tf
     daemon.cfg.stop_after_ts = last_bar
     daemon.cfg.t0 = start_ts  # replay knows its first tradable bar: no race on the first update
-    emu = Emulator(market, start=start_ts, updates_per_bar=updates_per_bar)
+    emu = Emulator(market, start=start_ts, updates_per_bar=updates_per_bar,
+                   **(emulator_kwargs or {}))
     await emu.start()
     daemon.cfg.rest_url, daemon.cfg.ws_url = emu.rest_url, emu.ws_url
     if on_emulator is not None:
         on_emulator(emu)
     task = asyncio.create_task(daemon.run(), name="daemon")
     try:
-        await _race(task, wait_subscribed(emu, len(daemon.cfg.symbols)))
+        await _race(task, wait_subscribed(emu, len(daemon.cfg.symbols), daemon=daemon))
         if speed is not None:
             emu.start_realtime(speed=speed, stop_at=end_ts + tf)
             await task

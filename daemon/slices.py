@@ -15,6 +15,7 @@ assembler releases slices strictly in increasing ``ts`` and each ``ts`` at most 
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,10 @@ class SliceAssembler:
         # backfill, start-up): grace never expires a slice on such an asset.
         self.hold = hold
         self._pending: dict[int, dict[str, ClosedCandle]] = {}
+        # the pending ts as a heap: the oldest in O(1). ``min(self._pending)`` per candle was
+        # O(pending), and a warm-up backfill holds thousands of pending slices (4.4 s of CPU
+        # of the 20-asset replay, profiled).
+        self._order: list[int] = []
         self._first_seen: dict[int, float] = {}
         # Latest ts each asset delivered (feeds deliver in order, so this is its progress).
         self._progress: dict[str, int] = {}
@@ -73,7 +78,10 @@ class SliceAssembler:
             return "unknown"
         if self.last_ts is not None and candle.ts <= self.last_ts:
             return "late"
-        bucket = self._pending.setdefault(candle.ts, {})
+        bucket = self._pending.get(candle.ts)
+        if bucket is None:
+            bucket = self._pending[candle.ts] = {}
+            heapq.heappush(self._order, candle.ts)
         if candle.symbol in bucket:
             return "duplicate"
         bucket[candle.symbol] = candle
@@ -111,7 +119,7 @@ class SliceAssembler:
         out: list[Slice] = []
         now = self.clock()
         while self._pending:
-            ts = min(self._pending)
+            ts = self._order[0]
             by_grace = False
             if not self._complete(ts):
                 if now - self._first_seen[ts] < self.grace_s:
@@ -128,7 +136,7 @@ class SliceAssembler:
         """Clock time at which the oldest pending slice's grace expires (None if nothing)."""
         if not self._pending:
             return None
-        return self._first_seen[min(self._pending)] + self.grace_s
+        return self._first_seen[self._order[0]] + self.grace_s
 
     def pending(self) -> dict[int, list[str]]:
         """``{ts: symbols received}`` for slices not yet released (for status/health)."""
@@ -136,6 +144,7 @@ class SliceAssembler:
 
     def _build(self, ts: int, by_grace: bool) -> Slice:
         bucket = self._pending.pop(ts)
+        heapq.heappop(self._order)  # ts is always the oldest pending (see pop_ready)
         self._first_seen.pop(ts, None)
         self.last_ts = ts
         return make_slice(self.symbols, ts, bucket, by_grace)

@@ -101,7 +101,9 @@ async def test_refused_handshake_then_backoff_reconnect(emulator_factory, pro_ex
 
 async def test_silent_socket_is_not_detected_by_ccxt(emulator_factory, pro_exchange_factory) -> None:
     """No data, pongs still answered: ccxt keeps the socket, only REST shows the closes."""
-    emu = await emulator_factory(market(), updates_per_bar=0)
+    # 10 client pings a second (keepAlive 100 ms) break Binance's 5-messages-a-second rule,
+    # which the emulator enforces (close 1008): off here, this test is about silence.
+    emu = await emulator_factory(market(), updates_per_bar=0, max_msgs_per_s=None)
     ex = pro_exchange_factory(emu, extra={"streaming": {"keepAlive": 100}})
     await ex.load_markets()
     task = await watching(emu, ex)

@@ -27,6 +27,17 @@ What is served at virtual time ``now``:
   times: closing updates first, then by stream subscription order.
 * Server pings every ``ping_interval`` s (aiohttp heartbeat; no pong in time -> closed).
 
+Binance's limits, enforced as the exchange does (each can be turned off with None):
+
+* ``max_msgs_per_s`` (5): a connection that sends more incoming messages than that within
+  one second (text, PING and PONG frames all count) is closed with code 1008;
+* ``max_streams`` (1,024 per connection): a ``SUBSCRIBE`` that would pass it is refused
+  with an error reply (nothing of it is subscribed);
+* ``lifetime_s`` (24 h at Binance; off by default, short in tests): every connection is
+  closed after it, with a ``serverShutdown`` event ``shutdown_notice_s`` before if given;
+* ``rest_weight_per_min`` (6,000 per ``rest_window_s``): request weight beyond it answers
+  429 with ``Retry-After``; a request during that back-off answers 418 (a ban of ``ban_s``).
+
 Fault injection: :meth:`inject_message_fault` (duplicate / out-of-order / late / malformed /
 dropped events), :meth:`fail_rest`, :meth:`stall_rest`, :meth:`refuse_handshakes`,
 :meth:`close_connections` (close frame), :meth:`abort_connections` (TCP abort),
@@ -39,6 +50,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,12 +68,16 @@ from daemon.emulator.faults import (
 from daemon.emulator.market import (
     BINANCE_INTERVALS,
     MarketData,
+    closed_rows_json,
     kline_event_json,
     kline_row,
     market_id,
 )
 
 log = structlog.get_logger(__name__)
+
+#: Binance spot request weights (GET); anything else weighs 1
+_REST_WEIGHT = {"/api/v3/klines": 2, "/api/v3/exchangeInfo": 20}
 
 _INTERNAL_ERROR = {"code": -1001, "msg": "Internal error; unable to process your request. Please try again."}
 
@@ -84,6 +100,8 @@ class Connection:
     held_late: list[tuple[int, str]] = field(default_factory=list)  # LATE: (release ms, text)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     sent: int = 0
+    msg_times: deque = field(default_factory=deque)  # arrival times of incoming messages
+    received: int = 0
 
 
 @dataclass
@@ -112,6 +130,13 @@ class Emulator:
         ping_interval: float | None = 20.0,
         ws_compress: bool = False,
         send_timeout: float = 5.0,
+        max_msgs_per_s: int | None = 5,
+        max_streams: int | None = 1024,
+        lifetime_s: float | None = None,
+        shutdown_notice_s: float | None = None,
+        rest_weight_per_min: int | None = 6000,
+        rest_window_s: float = 60.0,
+        ban_s: float | None = None,
     ):
         self.market = market
         self.host = host
@@ -121,6 +146,28 @@ class Emulator:
         # permessage-deflate costs ~as much CPU as building the frame; off unless asked for.
         self.ws_compress = ws_compress
         self.send_timeout = send_timeout
+        self.max_msgs_per_s = max_msgs_per_s
+        self.max_streams = max_streams
+        self.lifetime_s = lifetime_s
+        self.shutdown_notice_s = shutdown_notice_s
+        self.rest_weight_per_min = rest_weight_per_min
+        self.rest_window_s = float(rest_window_s)
+        self.ban_s = 2.0 * self.rest_window_s if ban_s is None else float(ban_s)
+        # what the limits saw (tests assert on these)
+        self.rate_closes = 0  # connections closed 1008 for their message rate
+        self.peak_msgs_per_s = 0  # most incoming messages any connection sent within 1 s
+        self.refused_subscribes = 0
+        #: (connection path, streams) of every accepted SUBSCRIBE, in arrival order
+        self.subscribe_log: list[tuple[str, list[str]]] = []
+        self.lifetime_closes = 0
+        self.shutdown_notices = 0
+        self.rest_429 = 0
+        self.rest_418 = 0
+        self.peak_weight = 0  # most REST weight used within one window
+        self._window_start = time.monotonic()
+        self._window_weight = 0
+        self._retry_until = 0.0  # after a 429: requests before this are banned (418)
+        self._banned_until = 0.0
         # Optional hook ``(symbol, bar_ts, closed, perf_counter)`` called right after each
         # kline frame was written (for latency benchmarks: "frame left the emulator").
         self.on_frame: Callable[[str, int, bool, float], None] | None = None
@@ -277,7 +324,9 @@ class Emulator:
         if refusal is not None:
             log.info("emulator_handshake_refused", status=refusal.status)
             return web.json_response(_INTERNAL_ERROR, status=refusal.status)
-        ws = web.WebSocketResponse(heartbeat=self.ping_interval, autoping=True, compress=self.ws_compress)
+        # autoping off: PING and PONG frames reach the loop below, where they count toward
+        # the message rate like on Binance (answered here).
+        ws = web.WebSocketResponse(heartbeat=self.ping_interval, autoping=False, compress=self.ws_compress)
         await ws.prepare(request)
         self.handshakes += 1
         combined = request.path == "/stream"
@@ -288,16 +337,60 @@ class Emulator:
             if _parse_stream(name) is not None:
                 self._subscribe(conn, [name])
         self.connections.append(conn)
+        lifetime = (asyncio.create_task(self._lifetime(conn))
+                    if self.lifetime_s is not None else None)
         try:
             async for msg in ws:
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.PING, WSMsgType.PONG):
+                    if not await self._count_message(conn):
+                        break
                 if msg.type == WSMsgType.TEXT:
                     await self._on_client_text(conn, msg.data)
+                elif msg.type == WSMsgType.PING:
+                    with contextlib.suppress(Exception):
+                        await ws.pong(msg.data)
                 elif msg.type == WSMsgType.ERROR:
                     break
         finally:
+            if lifetime is not None:
+                lifetime.cancel()
             if conn in self.connections:
                 self.connections.remove(conn)
         return ws
+
+    async def _count_message(self, conn: Connection) -> bool:
+        """Count one incoming message; over ``max_msgs_per_s`` in a second: close 1008."""
+        now = time.monotonic()
+        conn.received += 1
+        times = conn.msg_times
+        times.append(now)
+        while times and now - times[0] >= 1.0:
+            times.popleft()
+        self.peak_msgs_per_s = max(self.peak_msgs_per_s, len(times))
+        if self.max_msgs_per_s is None or len(times) <= self.max_msgs_per_s:
+            return True
+        self.rate_closes += 1
+        log.info("emulator_rate_close", path=conn.path, msgs_in_1s=len(times))
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(conn.ws.close(code=1008, message=b"Too many requests"), 2.0)
+        return False
+
+    async def _lifetime(self, conn: Connection) -> None:
+        """End ``conn`` after ``lifetime_s`` (Binance: 24 h), announcing it first if asked."""
+        assert self.lifetime_s is not None
+        notice = self.shutdown_notice_s
+        if notice is not None and 0 <= notice < self.lifetime_s:
+            await asyncio.sleep(self.lifetime_s - notice)
+            self.shutdown_notices += 1
+            await self._send(conn, json.dumps({"e": "serverShutdown", "E": self._now}))
+            await asyncio.sleep(notice)
+        else:
+            await asyncio.sleep(self.lifetime_s)
+        if not conn.ws.closed:
+            self.lifetime_closes += 1
+            log.info("emulator_lifetime_close", path=conn.path)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.ws.close(code=1000, message=b"connection lifetime"), 2.0)
 
     async def _on_client_text(self, conn: Connection, text: str) -> None:
         try:
@@ -313,11 +406,19 @@ class Emulator:
             if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
                 reply = {"error": {"code": 2, "msg": "Invalid request: params"}, "id": rid}
             else:
-                if method == "SUBSCRIBE":
+                new = {p.lower() if "@" in p else p for p in params} - set(conn.subs)
+                if (method == "SUBSCRIBE" and self.max_streams is not None
+                        and len(conn.subs) + len(new) > self.max_streams):
+                    self.refused_subscribes += 1
+                    reply = {"error": {"code": 2, "msg": "Invalid request: too many streams "
+                                       f"(max {self.max_streams} per connection)"}, "id": rid}
+                elif method == "SUBSCRIBE":
                     self._subscribe(conn, params)
+                    self.subscribe_log.append((conn.path, list(params)))
+                    reply = {"result": None, "id": rid}
                 else:
                     conn.subs = [s for s in conn.subs if s not in params]
-                reply = {"result": None, "id": rid}
+                    reply = {"result": None, "id": rid}
         elif method == "LIST_SUBSCRIPTIONS":
             reply = {"result": list(conn.subs), "id": rid}
         else:
@@ -475,6 +576,9 @@ class Emulator:
     async def _rest_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/api/"):
             self.rest_log.append((request.path, dict(request.query)))
+            limited = self._spend_weight(request.path)
+            if limited is not None:
+                return limited
             fault = self.faults.take_rest(request.path)
             if fault is not None:
                 log.info("emulator_rest_fault", path=request.path, status=fault.status, delay_s=fault.delay_s)
@@ -483,8 +587,43 @@ class Emulator:
                 if fault.status >= 400:
                     return web.json_response(_INTERNAL_ERROR, status=fault.status)
         response = await handler(request)
-        response.headers["x-mbx-used-weight-1m"] = str(len(self.rest_log))
+        response.headers["x-mbx-used-weight-1m"] = str(self._window_weight)
         return response
+
+    def _spend_weight(self, path: str) -> web.Response | None:
+        """Binance's request-weight rule: None (go on) or the 429/418 answer."""
+        if self.rest_weight_per_min is None:
+            return None
+        now = time.monotonic()
+        if now < self._banned_until:
+            self.rest_418 += 1
+            return self._limited(418, -1003, self._banned_until - now, "IP banned")
+        if now < self._retry_until:
+            # Kept sending after a 429: Binance bans the IP (418).
+            self._banned_until = now + self.ban_s
+            self.rest_418 += 1
+            log.info("emulator_rest_ban", seconds=self.ban_s)
+            return self._limited(418, -1003, self.ban_s, "IP banned")
+        if now - self._window_start >= self.rest_window_s:
+            elapsed = now - self._window_start
+            self._window_start += (elapsed // self.rest_window_s) * self.rest_window_s
+            self._window_weight = 0
+        weight = _REST_WEIGHT.get(path, 1)
+        if self._window_weight + weight > self.rest_weight_per_min:
+            retry = self._window_start + self.rest_window_s - now
+            self._retry_until = now + retry
+            self.rest_429 += 1
+            return self._limited(429, -1003, retry, "Too many requests")
+        self._window_weight += weight
+        self.peak_weight = max(self.peak_weight, self._window_weight)
+        return None
+
+    def _limited(self, status: int, code: int, retry_s: float, what: str) -> web.Response:
+        resp = _err(status, code, f"{what}; current limit is {self.rest_weight_per_min} "
+                                  "request weight per 1 MINUTE.")
+        resp.headers["Retry-After"] = str(max(1, int(retry_s + 0.999)))
+        resp.headers["x-mbx-used-weight-1m"] = str(self._window_weight)
+        return resp
 
     async def _ping(self, request: web.Request) -> web.Response:
         return web.json_response({})
@@ -541,8 +680,13 @@ class Emulator:
         else:
             idx = range(max(lo, hi - limit), hi)
         tf = self.market.tf_ms
-        rows = [kline_row(self.market.bar(symbol, i, now), tf) for i in idx]
-        return web.json_response(rows)
+        # Closed rows in one pass (closed_rows_json); the forming row, if listed, as before.
+        n_closed = self.market.index_range(symbol, -(2**62), now - tf).stop  # ts + tf <= now
+        closed_hi = min(idx.stop, max(idx.start, n_closed))
+        texts = closed_rows_json(self.market, symbol, idx.start, closed_hi)
+        texts += [json.dumps(kline_row(self.market.bar(symbol, i, now), tf))
+                  for i in range(closed_hi, idx.stop)]
+        return web.Response(text="[" + ", ".join(texts) + "]", content_type="application/json")
 
 
 def _parse_stream(name: str) -> tuple[str, str] | None:

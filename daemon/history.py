@@ -1,0 +1,64 @@
+"""Warm-up from the local candle store (``TANDEM_DATA_DIR``, filled by ``tandem-backtest
+download``): read what it holds, fetch only the missing tail over REST, store that tail.
+
+The shipped profiles need 6,024 1h warm-up bars per asset: over REST that is 7 pages per
+asset, ~3,500 requests for 500 assets — more than a minute of Binance's request-weight
+budget at every start. A feed (:class:`daemon.feeds.CandleFeed`) asks :meth:`read` for its
+first backfill's range and delivers the stored bars that continue it without a gap; REST
+takes over at the first bar the store lacks. The bars REST delivered in that first backfill
+are appended to the store (:meth:`save`, in a worker thread) so the next start reads them.
+
+The store's read policy is the one rule of :mod:`core.candles` (same as the backtest's
+loaders); the feed checks each row again with :func:`daemon.feeds.candle_fault` and the
+timeframe grid, and stops taking stored rows at the first one that fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from core.store import COLUMNS, CandleStore, CandleStoreError, SymbolNotFoundError
+from daemon.logconfig import get_logger
+
+log = get_logger("history")
+
+
+class StoreHistory:
+    """Closed bars of one exchange and base timeframe from a :class:`core.store.CandleStore`."""
+
+    def __init__(self, root: str | Path, exchange: str, timeframe: str):
+        self.store = CandleStore(root, exchange=exchange, timeframe=timeframe)
+        self.timeframe = timeframe
+        self.rows_read = 0
+        self.rows_saved = 0
+
+    def read(self, symbol: str, start_ts: int, end_ts: int) -> list[list]:
+        """Stored bars with ``start_ts <= ts < end_ts`` as ``[ts, o, h, l, c, v]`` rows
+        (none when the store has no file for ``symbol``; a damaged file is logged)."""
+        try:
+            frame = self.store.read(symbol, start_ts, end_ts, timeframe=self.timeframe)
+        except SymbolNotFoundError:
+            return []  # not downloaded: all of it comes over REST
+        except CandleStoreError as exc:
+            log.warning("store_unreadable", symbol=symbol, error=str(exc)[:200])
+            return []
+        rows = [[int(t), *v] for t, v in zip(frame["ts"].tolist(),
+                                               frame[list(COLUMNS[1:])].to_numpy().tolist(),
+                                               strict=True)]
+        self.rows_read += len(rows)
+        return rows
+
+    def save(self, symbol: str, rows: list[list]) -> int:
+        """Append closed bars fetched over REST (the store keeps what it already had)."""
+        if not rows:
+            return 0
+        try:
+            n = self.store.append(symbol, pd.DataFrame([r[:6] for r in rows], columns=list(COLUMNS)),
+                                  timeframe=self.timeframe)
+        except (CandleStoreError, ValueError, OSError) as exc:
+            log.warning("store_save_failed", symbol=symbol, error=str(exc)[:200])
+            return 0
+        self.rows_saved += n
+        return n
