@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING
 import numba
 import numpy as np
 
-from core import warmup
 from core.aggregate import AGG_STATE_SIZE, HTF_BAR_SIZE, MAX_EMIT, agg_step_at_nb, new_agg_state
 from core.indicators.rating import rating_kernel, rating_step_at_nb
 from core.jit import njit
+from core.jit_ready import ready as jit_ready
 from core.ratings import N_RATING_OUT, RATING_STATE_SIZE, new_rating_state
 from core.timeframes import bucket_offset_ms, check_htf, timeframe_to_ms
 
@@ -249,7 +249,7 @@ def compute_mtf_ratings(
     # The rating kernel first (on an empty cache: compiled here, the biggest compile), then
     # this loop's own kernels, which a JIT warm-up worker may be compiling meanwhile.
     kern = rating_kernel() if kernel is None else kernel
-    warmup.ready("mtf")
+    jit_ready("mtf")
     if states is None:
         states = new_mtf_states(n_assets, cfg.n_htf)
     if use_htf is None:

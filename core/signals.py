@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core import warmup
 from core.jit import njit
+from core.jit_ready import ready as jit_ready
 from core.timeframes import bucket_offset_ms, timeframe_to_ms
 
 if TYPE_CHECKING:
@@ -278,7 +278,7 @@ def compute_signals(
         )
     chosen = np.ascontiguousarray(ratings[..., p.rating_column])
     ts_close = np.ascontiguousarray(ts_close, dtype=np.int64)
-    warmup.ready("signals")  # a JIT warm-up worker may be compiling the combiner
+    jit_ready("signals")  # a JIT warm-up worker may be compiling the combiner
     shape = chosen.shape[:2]
     sig = np.zeros(shape, dtype=np.int8)
     score = np.empty(shape)

@@ -50,13 +50,14 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import structlog
+
+from core.jit_ready import _BLOCK, ready  # noqa: F401 - ready is part of this API
 
 # subprocess and tempfile are imported where a worker is started: every core stage imports
 # this module (for :func:`ready`), and most processes never start a worker.
@@ -406,19 +407,6 @@ class WarmupBlock:
             log.warning("jit_warmup_failed", job=job, failed=info["failed"],
                         error=info.get("error"),
                         hint="the run compiles in-process instead (slower first start)")
-
-
-_BLOCK: ContextVar[WarmupBlock | None] = ContextVar("tandem_jit_warmup", default=None)
-
-
-def ready(job: str) -> None:
-    """Called by a core stage right before it runs the kernels of ``job`` (one of
-    :data:`JOBS`): inside a :func:`jit_warmup` block whose worker compiles them, block
-    until that worker is done (they are then in the cache: loaded, not compiled again);
-    otherwise return at once (a context-variable read)."""
-    block = _BLOCK.get()
-    if block is not None:
-        block.ready(job)
 
 
 @contextmanager

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from core import warmup
 from core.engine.inputs import as_matrix, check_bars, check_signals
 from core.engine.kernels import equity_nb, run_batch_nb
 from core.engine.layout import (
@@ -28,6 +27,7 @@ from core.engine.layout import (
 )
 from core.engine.params import P_TRAIL, EngineConfig
 from core.engine.state import new_state, state_from_bytes, state_to_bytes
+from core.jit_ready import ready as jit_ready
 
 if TYPE_CHECKING:  # pandas is imported where it is used (not on the daemon's hot path)
     import pandas as pd
@@ -203,7 +203,7 @@ def run_batch_raw(
     increasing). Starts from ``engine``'s state when given (it is advanced in place).
     Returns ``(raw_fills, equity, engine)``.
     """
-    warmup.ready("engine")  # a JIT warm-up worker may be compiling these kernels
+    jit_ready("engine")  # a JIT warm-up worker may be compiling these kernels
     c = np.ascontiguousarray(np.asarray(close, dtype=np.float64))
     if c.ndim != 2:
         raise ValueError(f"close must be 2-D (n_bars x n_assets), got shape {c.shape}")
