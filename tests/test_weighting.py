@@ -1,0 +1,230 @@
+"""portfolio.weighting (core.weighting): manifest, weights against skfolio, properties,
+state checkpoints, and the drivers (batch == daemon slice stepper)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.manifest import ManifestError, Portfolio, load_manifest
+from core.weighting import (
+    W_EQUAL,
+    W_INVERSE_VOL,
+    W_SCORE,
+    new_weight_state,
+    weights_rows_nb,
+    weights_step_nb,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+MAIN_PY = Path("/work/main/.venv/bin/python")
+
+
+def _prices(rng: np.random.Generator, n_bars: int, n_assets: int) -> np.ndarray:
+    vol = rng.uniform(0.002, 0.05, n_assets)
+    return 100.0 * np.exp(np.cumsum(rng.normal(0.0, 1.0, (n_bars, n_assets)) * vol, axis=0))
+
+
+def _run(close, signal, method, lookback, *, max_w=1.0, min_w=0.0, band=0.0, cap=0.0,
+         rebalance=None, trade=None):
+    """Kernel over ``close``; rebalance rows get a score-like target (NaN where no bar)."""
+    n_bars, n = close.shape
+    target = np.full((n_bars, n), np.nan)
+    rows = range(n_bars) if rebalance is None else rebalance
+    for t in rows:
+        target[t] = np.where(np.isnan(close[t]), np.nan,
+                             np.where(signal[t] == 1, 1.0 / n, 0.0))
+    tr = np.ones(n_bars, dtype=np.bool_) if trade is None else trade
+    state = new_weight_state(n, lookback)
+    weights_rows_nb(close, signal.astype(np.int8), target, tr, state, method, max_w, min_w,
+                    band, cap)
+    return target, state
+
+
+# ---- independent truth: skfolio on the same return window ------------------------------
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_equal_and_inverse_vol_match_skfolio(seed):
+    skopt = pytest.importorskip("skfolio.optimization")
+    rng = np.random.default_rng(seed)
+    n, lookback = 12, 40
+    close = _prices(rng, 80, n)
+    signal = np.ones((80, n), dtype=np.int8)
+    signal[-1, [2, 5]] = 0  # ineligible at the last rebalance
+    last = [79]
+    window = close[-lookback:] / close[-lookback - 1:-1] - 1.0
+    elig = signal[-1] == 1
+    for method, est in ((W_EQUAL, skopt.EqualWeighted()), (W_INVERSE_VOL, skopt.InverseVolatility())):
+        target, _ = _run(close, signal, method, lookback, rebalance=last)
+        want = np.zeros(n)
+        want[elig] = est.fit(window[:, elig]).weights_
+        np.testing.assert_allclose(target[-1], want, rtol=0, atol=1e-12)
+        assert np.isnan(target[:-1]).all()
+
+
+def test_window_not_full_or_gap_means_no_weight():
+    rng = np.random.default_rng(3)
+    close = _prices(rng, 30, 3)
+    close[:12, 1] = np.nan  # joins mid-history
+    close[25, 2] = np.nan  # a gap: returns at 25 and 26 are missing
+    sig = np.ones((30, 3), dtype=np.int8)
+    target, _ = _run(close, sig, W_EQUAL, 17, rebalance=[28, 29])
+    # asset 1 has bars 12..28 at bar 28: 16 returns; the 17th (bar 29) makes it ready
+    assert target[28, 1] == 0.0 and target[29, 1] > 0.0
+    assert target[29, 2] == 0.0  # its window holds the gap
+    assert target[29, 0] == pytest.approx(0.5, abs=1e-15)
+
+
+def test_all_missing_slice_does_not_move_the_window():
+    rng = np.random.default_rng(4)
+    close = _prices(rng, 40, 4)
+    with_gap = np.insert(close, 20, np.nan, axis=0)  # the daemon may step an empty slice
+    sig = np.ones((41, 4), dtype=np.int8)
+    a, sa = _run(close, sig[:40], W_INVERSE_VOL, 10, rebalance=[39])
+    b, sb = _run(with_gap, sig, W_INVERSE_VOL, 10, rebalance=[40])
+    np.testing.assert_array_equal(a[39], b[40])
+
+
+def test_step_equals_rows_and_state_roundtrips():
+    """The daemon's slice face, with a checkpoint (np.save/np.load) half-way, equals the batch."""
+    import io
+
+    rng = np.random.default_rng(5)
+    n = 6
+    close = _prices(rng, 120, n)
+    close[50:55, 3] = np.nan
+    sig = rng.choice(np.array([-1, 0, 1], dtype=np.int8), size=(120, n))
+    reb = list(range(30, 120, 7))
+    trade = np.arange(120) >= 25
+    batch, _ = _run(close, sig, W_INVERSE_VOL, 20, max_w=0.3, min_w=0.05, band=0.02, cap=0.8,
+                    rebalance=reb, trade=trade)
+    state = new_weight_state(n, 20)
+    out = np.empty((120, n))
+    for t in range(120):
+        tgt = np.full(n, np.nan)
+        if t in reb:
+            tgt = np.where(np.isnan(close[t]), np.nan, np.where(sig[t] == 1, 1.0 / n, 0.0))
+        weights_step_nb(close[t].copy(), sig[t].copy(), tgt, bool(trade[t]), state,
+                        W_INVERSE_VOL, 0.3, 0.05, 0.02, 0.8)
+        out[t] = tgt
+        if t == 60:
+            buf = io.BytesIO()
+            np.save(buf, state, allow_pickle=False)
+            state = np.load(io.BytesIO(buf.getvalue()), allow_pickle=False)
+    np.testing.assert_array_equal(out, batch)
+
+
+# ---- properties ------------------------------------------------------------------------
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 9), method=st.sampled_from([W_EQUAL, W_INVERSE_VOL, W_SCORE]),
+       max_w=st.floats(0.05, 1.0), min_frac=st.floats(0.0, 1.0))
+def test_weights_sum_le_1_respect_bounds_zero_when_ineligible(seed, n, method, max_w, min_frac):
+    rng = np.random.default_rng(seed)
+    close = _prices(rng, 40, n)
+    close[rng.random((40, n)) < 0.05] = np.nan
+    sig = rng.choice(np.array([-1, 0, 1], dtype=np.int8), size=(40, n))
+    min_w = min_frac * max_w
+    target, _ = _run(close, sig, method, 5, max_w=max_w, min_w=min_w, rebalance=range(10, 40, 3))
+    for t in range(10, 40, 3):
+        row = target[t]
+        w = row[~np.isnan(row)]
+        assert w.sum() <= 1.0 + 1e-12
+        assert ((w == 0.0) | ((w >= min_w) & (w <= max_w + 1e-15))).all()
+        if method != W_SCORE:
+            assert (row[(sig[t] != 1) & ~np.isnan(close[t])] == 0.0).all()
+        assert np.isnan(row[np.isnan(close[t])]).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 8), method=st.sampled_from([W_EQUAL, W_INVERSE_VOL, W_SCORE]))
+def test_band_one_never_trades_after_first_rebalance(seed, n, method):
+    rng = np.random.default_rng(seed)
+    close = _prices(rng, 60, n)
+    sig = rng.choice(np.array([-1, 0, 1], dtype=np.int8), size=(60, n))
+    reb = list(range(10, 60, 4))
+    target, _ = _run(close, sig, method, 5, band=1.0, rebalance=reb)
+    assert not np.isnan(target[reb[0]]).any()
+    assert np.isnan(target[reb[1]:]).all()  # all-NaN rows: the engine does not rebalance
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 8), cap=st.floats(0.01, 2.0))
+def test_turnover_cap(seed, n, cap):
+    rng = np.random.default_rng(seed)
+    close = _prices(rng, 60, n)
+    sig = rng.choice(np.array([0, 1], dtype=np.int8), size=(60, n))
+    reb = list(range(10, 60, 5))
+    target, _ = _run(close, sig, W_INVERSE_VOL, 5, cap=cap, rebalance=reb)
+    prev = np.zeros(n)
+    for t in reb:
+        assert np.abs(target[t] - prev).sum() <= cap + 1e-12
+        assert target[t].sum() <= 1.0 + 1e-12
+        prev = target[t]
+
+
+# ---- manifest --------------------------------------------------------------------------
+def _manifest(tmp_path: Path, **portfolio) -> Path:
+    data = json.loads((REPO / "manifest.json").read_text())
+    name = data["default_profile"] or next(iter(data["profiles"]))
+    p = copy.deepcopy(data["profiles"][name])
+    p.setdefault("portfolio", {}).update(portfolio)
+    p["execution"]["mode"] = "portfolio"
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"version": 1, "default_profile": "x", "profiles": {"x": p}}))
+    return path
+
+
+@pytest.mark.parametrize(("fields", "field"), [
+    ({"min_weight": 0.5, "max_weight": 0.2}, "portfolio.min_weight"),
+    ({"band": 1.5}, "portfolio.band"),
+    ({"band": -0.1}, "portfolio.band"),
+    ({"weighting": "hrp"}, "portfolio.weighting"),
+    ({"lookback": 1}, "portfolio.lookback"),
+])
+def test_manifest_errors_name_the_field(tmp_path, fields, field):
+    with pytest.raises(ManifestError) as exc:
+        load_manifest(_manifest(tmp_path, **fields)).profile("x")
+    assert field in str(exc.value)
+
+
+def test_defaults_leave_canonical_json_unchanged():
+    """Every shipped profile hashes as on main (whose code has no weighting fields)."""
+    assert "weighting" not in Portfolio().model_dump()
+    assert Portfolio(weighting="equal").model_dump()["weighting"] == "equal"
+    mine = {n: p.profile_hash() for n, p in load_manifest(REPO / "manifest.json").profiles.items()}
+    if not MAIN_PY.exists() or not Path("/work/main/core/manifest.py").exists():
+        pytest.skip("no main checkout to compare with")
+    code = ("import json; from core.manifest import load_manifest; "
+            f"print(json.dumps({{n: p.profile_hash() for n, p in load_manifest({str(REPO / 'manifest.json')!r}).profiles.items()}}))")
+    out = subprocess.run([str(MAIN_PY), "-c", code], cwd="/work/main", capture_output=True,
+                         text=True, timeout=120, check=True)
+    assert json.loads(out.stdout) == mine
+
+
+def test_sweep_refuses_a_weighting(tmp_path):
+    from backtest.sweep.evaluate import profile_rows
+
+    prof = load_manifest(_manifest(tmp_path, weighting="inverse_vol")).profile("x")
+    with pytest.raises(ValueError, match="weighting"):
+        profile_rows([prof], None)  # refused before the data is touched
+
+
+def test_sweep_cli_refuses_a_weighting_exit_2(tmp_path, capsys):
+    from backtest.cli import main
+    from tests.sweep_fixtures import make_inputs, sweep_args
+
+    inp = make_inputs(tmp_path / "in", days=3)
+    doc = json.loads(inp["manifest"].read_text())
+    doc["profiles"]["t"]["portfolio"] = {"weighting": "equal"}
+    inp["manifest"].write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    assert main(sweep_args(inp, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "portfolio.weighting='equal'" in err, err
+    assert not out.exists()
