@@ -228,3 +228,60 @@ def test_sweep_cli_refuses_a_weighting_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: ") and "portfolio.weighting='equal'" in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("weighting", ["equal", "inverse_vol"])
+def test_daemon_stepper_with_checkpoint_equals_backtest(tmp_path, weighting):
+    """In process: the daemon's ProfileStepper, checkpointed (blobs -> restore into a new
+    stepper) half-way, trades exactly the fills of the batch backtest."""
+    import pandas as pd
+
+    from backtest.demo_data import generate_candles
+    from backtest.runner import run_backtest
+    from daemon.slices import Slice
+    from daemon.strategy import ProfileStepper
+
+    syms = ["AAA/USDT", "BBB/USDT", "CCC/USDT", "DDD/USDT"]
+    candles = generate_candles(syms, start="2024-01-01", n_bars=24 * 12, seed=3)
+    data = json.loads((REPO / "manifest.json").read_text())
+    p = copy.deepcopy(data["profiles"]["crypto_rating_all"])
+    p.update(core_assets=syms[:2], universe=syms, warmup_bars=96, timeframes=["1h", "4h"],
+             entry_threshold=0.0, exit_threshold=-0.05)
+    p.pop("mtf", None)
+    p["execution"]["mode"] = "portfolio"
+    p["portfolio"] = {"rebalance_every": "2h", "max_weight": 0.4, "weighting": weighting,
+                      "lookback": 48, "band": 0.005, "turnover_cap": 1.2, "min_weight": 0.01}
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"version": 1, "default_profile": "w", "profiles": {"w": p}}))
+    prof = load_manifest(path).profile("w")
+    from core.store import AlignedCandles
+
+    ts = candles[syms[0]]["ts"].to_numpy(np.int64)
+    frames = {c: np.column_stack([candles[s][c].to_numpy(np.float64) for s in syms])
+              for c in ("open", "high", "low", "close", "volume")}
+    frames["close"][100:104, 2] = np.nan  # a gap: breaks one asset's window
+    for c in ("open", "high", "low", "volume"):
+        frames[c][100:104, 2] = np.nan
+    start = int(ts[96])
+    aligned = AlignedCandles(ts=ts, symbols=tuple(syms), **frames)
+    res = run_backtest(prof, aligned, start=start, run_id="r", report=False)
+    assert len(res.fills) > 10
+    stepper = ProfileStepper(prof, "r")
+    rows = []
+    for t in range(len(ts)):
+        if t == 150:
+            fresh = ProfileStepper(prof, "r")
+            fresh.restore(stepper.blobs())
+            stepper = fresh
+        sl = Slice(int(ts[t]), *(frames[c][t].copy() for c in ("open", "high", "low", "close", "volume")),
+                   [], [], False)
+        rows += stepper.step(sl, trade=int(ts[t]) >= start)
+    cols = ["symbol", "ts", "side", "qty", "price", "fee", "reason"]
+    paper = pd.DataFrame(rows)[cols].reset_index(drop=True)
+    batch = res.fills[cols].reset_index(drop=True)
+    pd.testing.assert_frame_equal(paper, batch, check_exact=True, check_dtype=False)
+    assert (batch["reason"] == "rebalance").any()
+    # the weighting is in effect: the score rule trades other quantities
+    plain = prof.model_copy(update={"portfolio": Portfolio(rebalance_every="2h", max_weight=0.4)})
+    other = run_backtest(plain, aligned, start=start, run_id="r", report=False).fills
+    assert len(other) != len(batch) or not np.array_equal(other["qty"], batch["qty"])
