@@ -166,8 +166,9 @@ class Portfolio(_Strict):
     max_weight: float = Field(default=0.25, gt=0, le=1)
     #: how much each eligible asset (signal +1) gets: ``score`` (proportional to the
     #: combined score, the original rule), ``equal``, ``inverse_vol`` (1/σ of the last
-    #: ``lookback`` base-bar returns). See :mod:`core.weighting`.
-    weighting: Literal["score", "equal", "inverse_vol"] = "score"
+    #: ``lookback`` base-bar returns), ``min_variance`` (long-only, Ledoit–Wolf shrunk
+    #: covariance). See :mod:`core.weighting`.
+    weighting: Literal["score", "equal", "inverse_vol", "min_variance"] = "score"
     #: base bars of returns for volatility (an asset holds weight only with a full window)
     lookback: int = Field(default=60, ge=2, le=100_000)
     #: an optimizer weight below this goes to cash (0 = off)
@@ -310,6 +311,13 @@ class Profile(_Strict):
         er = self.exit_rules
         if self.execution.sizing == "risk" and not er.stop_loss_pct:
             raise _FieldProblem("execution.sizing", "'risk' sizing needs exit_rules.stop_loss_pct > 0")
+        pf = self.portfolio
+        if pf.weighting == "min_variance" and pf.lookback < len(self.assets):
+            raise _FieldProblem(
+                "portfolio.lookback",
+                f"{pf.lookback} bars of returns are fewer than the {len(self.assets)} assets: "
+                "min_variance needs lookback >= the number of assets for a usable covariance",
+            )
         if self.execution.mode == "portfolio" and self.execution.long_short:
             raise _FieldProblem("execution.long_short", "portfolio mode is long-only")
         if self.warmup_bars is not None and self.warmup_bars * timeframe_to_ms(base) > MAX_WARMUP_SPAN_MS:

@@ -28,12 +28,18 @@ where ``close_prev`` is the asset's close on the previous *stepped* slice. Rules
    ``equal`` 1/n; ``inverse_vol`` (1/σ_i)/Σ(1/σ_j), σ the sample standard deviation
    (ddof 1) of the window's returns — an asset with σ = 0 is not eligible;
    ``score`` the score rule's targets as they are (already capped);
+   ``min_variance`` argmin w'Σw with 0 <= w <= max_weight, Σw = 1, Σ the Ledoit–Wolf
+   shrunk covariance of the eligible assets' windows (rows in ring order; the estimate
+   does not depend on it); with n·max_weight <= 1 every eligible asset gets max_weight;
 2. each weight is capped at ``max_weight``; the excess stays in cash (no redistribution,
    as the score rule), so Σw ≤ 1;
 3. a weight below ``min_weight`` goes to cash (0);
 4. ``band`` (> 0): after the first rebalance, an asset whose new weight differs from its
    last rebalance target by at most ``band`` gets NaN = "do nothing" (the engine keeps the
    holding); ``band = 1`` therefore never trades again after the first rebalance;
+   The *book* (each asset's last target, R_PREV) must sum to at most 1: when the weights
+   held in place (band, or no bar) plus the new ones exceed 1, the new ones are scaled
+   down to fit (so after a band hold a weight may fall below ``min_weight``);
 5. ``turnover_cap``: if Σ|w_i − prev_i| over the assets that trade exceeds it, every move
    is scaled by cap/turnover (prev = last target, 0 before any); this convex step keeps
    Σw ≤ 1 and w ≤ max_weight but may leave a weight below ``min_weight`` while it moves.
@@ -50,7 +56,9 @@ from core.jit import njit
 W_SCORE = 0
 W_EQUAL = 1
 W_INVERSE_VOL = 2
-WEIGHTINGS = {"score": W_SCORE, "equal": W_EQUAL, "inverse_vol": W_INVERSE_VOL}
+W_MIN_VARIANCE = 3
+WEIGHTINGS = {"score": W_SCORE, "equal": W_EQUAL, "inverse_vol": W_INVERSE_VOL,
+              "min_variance": W_MIN_VARIANCE}
 
 # State rows (float64 ``(HDR + lookback, n_assets)``):
 R_LAST = 0  # the asset's close on the previous stepped slice (NaN: none)
@@ -116,12 +124,148 @@ def window_std_nb(state, i):
 
 
 @njit(cache=True)
+def ledoit_wolf_nb(x):
+    """Ledoit–Wolf (2004) shrunk covariance of returns ``x`` ``(n_obs, p)``: the sample
+    covariance (demeaned, divided by n) shrunk towards ``mu·I`` (``mu`` its mean variance)
+    with the optimal intensity — the estimator of scikit-learn's ``LedoitWolf``."""
+    n, p = x.shape
+    xc = x - x.sum(axis=0) / n  # broadcasting: demean each column
+    raw = np.dot(xc.T, xc)
+    x2 = xc * xc
+    s = raw / n
+    tr = 0.0
+    for i in range(p):
+        tr += s[i, i]
+    mu = tr / p
+    beta_ = np.dot(x2.T, x2).sum()
+    delta_ = (raw * raw).sum() / (n * n)
+    beta = (beta_ / n - delta_) / (p * n)
+    delta = (delta_ - 2.0 * mu * tr + p * mu * mu) / p
+    if beta > delta:
+        beta = delta
+    shrink = 0.0 if beta == 0.0 else beta / delta
+    out = (1.0 - shrink) * s
+    for i in range(p):
+        out[i, i] += shrink * mu
+    return out
+
+
+@njit(cache=True)
+def project_capped_simplex_nb(v, u, out):
+    """Euclidean projection of ``v`` onto {0 <= w <= u, Σw = 1} (needs p·u >= 1):
+    ``w = clip(v - τ, 0, u)`` with τ found by bisection."""
+    lo = v.min() - 1.0
+    hi = v.max()
+    for _ in range(200):
+        tau = 0.5 * (lo + hi)
+        tot = 0.0
+        for i in range(v.shape[0]):
+            tot += min(max(v[i] - tau, 0.0), u)
+        if tot > 1.0:
+            lo = tau
+        else:
+            hi = tau
+        if hi - lo <= 1e-16 * (1.0 + abs(tau)):
+            break
+    tau = 0.5 * (lo + hi)
+    for i in range(v.shape[0]):
+        out[i] = min(max(v[i] - tau, 0.0), u)
+
+
+@njit(cache=True)
+def _polish_nb(cov, w, u, out):
+    """Exact KKT solution on ``w``'s active set (free / at 0 / at u); True if it is
+    feasible and optimal (every multiplier of the right sign), then written to ``out``."""
+    p = w.shape[0]
+    tol = 1e-9
+    free = np.empty(p, dtype=np.int64)
+    nf = 0
+    n_up = 0
+    for i in range(p):
+        if w[i] > tol and w[i] < u - tol:
+            free[nf] = i
+            nf += 1
+        elif w[i] >= u - tol:
+            n_up += 1
+    if nf == 0:
+        return False
+    a = np.empty((nf, nf))
+    rhs = np.empty((nf, 2))
+    for r in range(nf):
+        i = free[r]
+        b = 0.0
+        for j in range(p):
+            if w[j] >= u - tol:
+                b += cov[i, j] * u
+        for c in range(nf):
+            a[r, c] = cov[i, free[c]]
+        rhs[r, 0] = 1.0
+        rhs[r, 1] = b
+    sol = np.linalg.solve(a, rhs)
+    s1 = sol[:, 0].sum()
+    sb = sol[:, 1].sum()
+    nu = (1.0 - n_up * u + sb) / s1
+    for i in range(p):
+        out[i] = u if w[i] >= u - tol else 0.0
+    for r in range(nf):
+        x = nu * sol[r, 0] - sol[r, 1]
+        if x < -1e-12 or x > u + 1e-12:
+            return False
+        out[free[r]] = min(max(x, 0.0), u)
+    g = np.dot(cov, out)  # ∂(w'Σw)/2: equals nu on the free set
+    for i in range(p):
+        if w[i] <= tol and g[i] < nu - 1e-12 * (1.0 + abs(nu)):
+            return False  # moving weight into i would lower the variance
+        if w[i] >= u - tol and g[i] > nu + 1e-12 * (1.0 + abs(nu)):
+            return False
+    return True
+
+
+@njit(cache=True)
+def min_variance_nb(cov, u, out):
+    """Long-only minimum variance: argmin w'Σw, 0 <= w <= u, Σw = 1 (``p·u >= 1``).
+    Accelerated projected gradient (FISTA) until its active set gives an exact KKT point
+    (:func:`_polish_nb`); the projected-gradient iterate if that never happens."""
+    p = cov.shape[0]
+    # step 1/L, L = 2·λmax(Σ) from a power iteration (1 % margin)
+    v = np.ones(p) / np.sqrt(p)
+    lam = 0.0
+    for _ in range(50):
+        z = np.dot(cov, v)
+        lam = np.sqrt((z * z).sum())
+        if lam == 0.0:
+            break
+        v = z / lam
+    step = 1.0 / (2.0 * lam * 1.01) if lam > 0.0 else 1.0
+    w = np.empty(p)
+    project_capped_simplex_nb(np.full(p, 1.0 / p), u, w)
+    y = w.copy()
+    t = 1.0
+    nxt = np.empty(p)
+    for it in range(1, 20001):
+        g = np.dot(cov, y)
+        project_capped_simplex_nb(y - step * 2.0 * g, u, nxt)
+        t2 = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+        y = nxt + ((t - 1.0) / t2) * (nxt - w)
+        w[:] = nxt
+        t = t2
+        if it % 25 == 0 and _polish_nb(cov, w, u, out):
+            return
+    out[:] = w
+
+
+@njit(cache=True)
 def rebalance_weights_nb(state, signal, target, method, max_w, min_w, band, cap, work):
     """Rewrite one rebalance row ``target`` in place (module doc, "Weights at a rebalance")."""
     n = target.shape[0]
     lookback = state.shape[0] - HDR
     total = 0.0
+    if method == W_MIN_VARIANCE:
+        _min_variance_row_nb(state, signal, target, max_w, work)
+        total = 1.0  # already normalised (and capped)
     for i in range(n):
+        if method == W_MIN_VARIANCE:
+            continue
         w = 0.0
         if not np.isnan(target[i]):
             if method == W_SCORE:
@@ -135,24 +279,38 @@ def rebalance_weights_nb(state, signal, target, method, max_w, min_w, band, cap,
                         w = 1.0 / sd
         work[i] = w
         total += w
-    if method != W_SCORE and total > 0.0:
+    if method != W_SCORE and method != W_MIN_VARIANCE and total > 0.0:
         for i in range(n):
             work[i] /= total
-    turnover = 0.0
+    held = 0.0  # the book weight of assets that keep their holding (no bar, or band)
+    moving = 0.0
     for i in range(n):
+        prev = state[R_PREV, i]
         if np.isnan(target[i]):
-            continue  # no bar: do nothing, as the score rule
+            held += 0.0 if np.isnan(prev) else prev  # no bar: do nothing, as the score rule
+            continue
         w = work[i]
         if w > max_w:
             w = max_w
         if w < min_w:
             w = 0.0
-        prev = state[R_PREV, i]
         if band > 0.0 and not np.isnan(prev) and abs(w - prev) <= band:
             target[i] = np.nan  # inside the band: keep the holding
+            held += prev
             continue
         target[i] = w
-        turnover += abs(w - (0.0 if np.isnan(prev) else prev))
+        moving += w
+    if held + moving > 1.0 and moving > 0.0:
+        # Held weights stay in the book: the moving ones share what is left (Σ book <= 1).
+        k = max(1.0 - held, 0.0) / moving
+        for i in range(n):
+            if not np.isnan(target[i]):
+                target[i] *= k
+    turnover = 0.0
+    for i in range(n):
+        if not np.isnan(target[i]):
+            prev = state[R_PREV, i]
+            turnover += abs(target[i] - (0.0 if np.isnan(prev) else prev))
     if cap > 0.0 and turnover > cap:
         k = cap / turnover
         for i in range(n):
@@ -163,6 +321,35 @@ def rebalance_weights_nb(state, signal, target, method, max_w, min_w, band, cap,
     for i in range(n):
         if not np.isnan(target[i]):
             state[R_PREV, i] = target[i]
+
+
+@njit(cache=True)
+def _min_variance_row_nb(state, signal, target, max_w, work):
+    """``work`` = long-only min-variance weights over the eligible assets (module doc)."""
+    n = target.shape[0]
+    lookback = state.shape[0] - HDR
+    idx = np.empty(n, dtype=np.int64)
+    m = 0
+    for i in range(n):
+        work[i] = 0.0
+        if not np.isnan(target[i]) and signal[i] == 1 and state[R_RUN, i] >= lookback:
+            idx[m] = i
+            m += 1
+    if m == 0:
+        return
+    if m * max_w <= 1.0:  # the caps bind everywhere: each eligible asset at its cap
+        for k in range(m):
+            work[idx[k]] = max_w
+        return
+    x = np.empty((lookback, m))
+    for k in range(m):
+        for r in range(lookback):
+            x[r, k] = state[HDR + r, idx[k]]
+    cov = ledoit_wolf_nb(x)
+    w = np.empty(m)
+    min_variance_nb(cov, max_w, w)
+    for k in range(m):
+        work[idx[k]] = w[k]
 
 
 @njit(cache=True)

@@ -55,6 +55,9 @@ WEIGHTED = {
         "weighting": "inverse_vol", "lookback": 72, "rebalance_every": "4h", "max_weight": 0.3,
         "min_weight": 0.02, "band": 0.01, "turnover_cap": 0.9,
     },
+    "rating_all_portfolio_min_variance": {
+        "weighting": "min_variance", "lookback": 60, "rebalance_every": "4h", "max_weight": 0.35,
+    },
 }
 PROFILES = BASE_PROFILES + list(WEIGHTED)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from core.manifest import ManifestError, Portfolio, load_manifest
 from core.weighting import (
     W_EQUAL,
     W_INVERSE_VOL,
+    W_MIN_VARIANCE,
     W_SCORE,
     new_weight_state,
     weights_rows_nb,
@@ -66,6 +68,59 @@ def test_equal_and_inverse_vol_match_skfolio(seed):
         want[elig] = est.fit(window[:, elig]).weights_
         np.testing.assert_allclose(target[-1], want, rtol=0, atol=1e-12)
         assert np.isnan(target[:-1]).all()
+
+
+def _skfolio_min_variance(returns: np.ndarray, max_w: float) -> np.ndarray:
+    skopt = pytest.importorskip("skfolio.optimization")
+    from skfolio.moments import LedoitWolf
+    from skfolio.prior import EmpiricalPrior
+
+    tight = {"tol_gap_abs": 1e-13, "tol_gap_rel": 1e-13, "tol_feas": 1e-13, "max_iter": 500}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Clarabel flags its own 1e-13 targets as "inaccurate"
+        est = skopt.MeanRisk(prior_estimator=EmpiricalPrior(covariance_estimator=LedoitWolf()),
+                             min_weights=0.0, max_weights=max_w, solver_params=tight,
+                             scale_objective=1e4)  # variances ~1e-4: an O(1) objective
+        return est.fit(returns).weights_
+
+
+@pytest.mark.parametrize(("seed", "n", "lookback", "max_w"), [
+    (0, 6, 30, 1.0), (1, 12, 60, 0.2), (2, 30, 90, 0.1), (3, 60, 126, 0.05),
+])
+def test_min_variance_matches_skfolio(seed, n, lookback, max_w):
+    """Same window, same Ledoit-Wolf shrinkage (sklearn's, through skfolio), same box:
+    weights to 1e-6 and a variance no higher than the reference solver's."""
+    from sklearn.covariance import LedoitWolf
+
+    from core.weighting import ledoit_wolf_nb
+
+    rng = np.random.default_rng(seed)
+    n_bars = lookback + 20
+    vol = rng.uniform(0.3, 2.0, n)
+    market = rng.normal(0.0, 0.01, (n_bars, 1)) * rng.uniform(0.5, 1.5, n)
+    close = 100.0 * np.exp(np.cumsum(market + rng.normal(0.0, 0.01, (n_bars, n)) * vol, axis=0))
+    signal = np.ones((n_bars, n), dtype=np.int8)
+    signal[-1, :: 5] = 0
+    target, _ = _run(close, signal, W_MIN_VARIANCE, lookback, max_w=max_w, rebalance=[n_bars - 1])
+    window = close[-lookback:] / close[-lookback - 1:-1] - 1.0
+    elig = signal[-1] == 1
+    cov = LedoitWolf().fit(window[:, elig]).covariance_
+    np.testing.assert_allclose(ledoit_wolf_nb(window[:, elig]), cov, rtol=1e-12, atol=1e-18)
+    want = np.zeros(n)
+    want[elig] = _skfolio_min_variance(window[:, elig], max_w)
+    np.testing.assert_allclose(target[-1], want, rtol=0, atol=1e-6)
+    got = target[-1][elig]
+    assert got.sum() == pytest.approx(1.0, abs=1e-12) and got.min() >= 0 and got.max() <= max_w
+    # the reference may sit 1e-13 outside the box, hence the small slack
+    assert got @ cov @ got <= want[elig] @ cov @ want[elig] * (1 + 1e-9)
+
+
+def test_min_variance_caps_binding_everywhere():
+    rng = np.random.default_rng(9)
+    close = _prices(rng, 40, 5)
+    sig = np.ones((40, 5), dtype=np.int8)
+    target, _ = _run(close, sig, W_MIN_VARIANCE, 20, max_w=0.15, rebalance=[39])
+    np.testing.assert_array_equal(target[39], np.full(5, 0.15))  # 0.25 stays in cash
 
 
 def test_window_not_full_or_gap_means_no_weight():
@@ -122,7 +177,7 @@ def test_step_equals_rows_and_state_roundtrips():
 
 # ---- properties ------------------------------------------------------------------------
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 9), method=st.sampled_from([W_EQUAL, W_INVERSE_VOL, W_SCORE]),
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 9), method=st.sampled_from([W_EQUAL, W_INVERSE_VOL, W_SCORE, W_MIN_VARIANCE]),
        max_w=st.floats(0.05, 1.0), min_frac=st.floats(0.0, 1.0))
 def test_weights_sum_le_1_respect_bounds_zero_when_ineligible(seed, n, method, max_w, min_frac):
     rng = np.random.default_rng(seed)
@@ -142,7 +197,7 @@ def test_weights_sum_le_1_respect_bounds_zero_when_ineligible(seed, n, method, m
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 8), method=st.sampled_from([W_EQUAL, W_INVERSE_VOL, W_SCORE]))
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 8), method=st.sampled_from([W_EQUAL, W_INVERSE_VOL, W_SCORE, W_MIN_VARIANCE]))
 def test_band_one_never_trades_after_first_rebalance(seed, n, method):
     rng = np.random.default_rng(seed)
     close = _prices(rng, 60, n)
@@ -151,6 +206,28 @@ def test_band_one_never_trades_after_first_rebalance(seed, n, method):
     target, _ = _run(close, sig, method, 5, band=1.0, rebalance=reb)
     assert not np.isnan(target[reb[0]]).any()
     assert np.isnan(target[reb[1]:]).all()  # all-NaN rows: the engine does not rebalance
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 9),
+       method=st.sampled_from([W_EQUAL, W_INVERSE_VOL, W_SCORE, W_MIN_VARIANCE]),
+       band=st.floats(0.0, 0.3), cap=st.sampled_from([0.0, 0.1, 0.5, 1.5]))
+def test_book_never_exceeds_one_with_band_and_cap(seed, n, method, band, cap):
+    """Regression: with a band, weights held in place plus new ones once summed above 1
+    (the engine refused the row). The book — every asset's last target — stays <= 1."""
+    rng = np.random.default_rng(seed)
+    close = _prices(rng, 80, n)
+    close[rng.random((80, n)) < 0.05] = np.nan
+    sig = rng.choice(np.array([0, 1], dtype=np.int8), size=(80, n))
+    reb = list(range(10, 80, 3))
+    target, state = _run(close, sig, method, 6, max_w=0.6, band=band, cap=cap, rebalance=reb)
+    book = np.zeros(n)
+    for t in reb:
+        row = target[t]
+        assert np.nansum(row) <= 1.0 + 1e-12
+        book = np.where(np.isnan(row), book, row)
+        assert book.sum() <= 1.0 + 1e-12
+    np.testing.assert_array_equal(np.nan_to_num(state[1]), book)
 
 
 @settings(max_examples=40, deadline=None)
@@ -186,6 +263,7 @@ def _manifest(tmp_path: Path, **portfolio) -> Path:
     ({"band": -0.1}, "portfolio.band"),
     ({"weighting": "hrp"}, "portfolio.weighting"),
     ({"lookback": 1}, "portfolio.lookback"),
+    ({"weighting": "min_variance", "lookback": 5}, "portfolio.lookback"),
 ])
 def test_manifest_errors_name_the_field(tmp_path, fields, field):
     with pytest.raises(ManifestError) as exc:
@@ -230,7 +308,7 @@ def test_sweep_cli_refuses_a_weighting_exit_2(tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("weighting", ["equal", "inverse_vol"])
+@pytest.mark.parametrize("weighting", ["equal", "inverse_vol", "min_variance"])
 def test_daemon_stepper_with_checkpoint_equals_backtest(tmp_path, weighting):
     """In process: the daemon's ProfileStepper, checkpointed (blobs -> restore into a new
     stepper) half-way, trades exactly the fills of the batch backtest."""
