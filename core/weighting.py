@@ -31,6 +31,8 @@ where ``close_prev`` is the asset's close on the previous *stepped* slice. Rules
    ``min_variance`` argmin w'Σw with 0 <= w <= max_weight, Σw = 1, Σ the Ledoit–Wolf
    shrunk covariance of the eligible assets' windows (rows in ring order; the estimate
    does not depend on it); with n·max_weight <= 1 every eligible asset gets max_weight;
+   ``risk_parity`` equal risk contributions ``w_i (Σw)_i`` under the same Σ, no box in
+   the optimizer (the cap of step 2 then applies, excess to cash);
 2. each weight is capped at ``max_weight``; the excess stays in cash (no redistribution,
    as the score rule), so Σw ≤ 1;
 3. a weight below ``min_weight`` goes to cash (0);
@@ -57,8 +59,9 @@ W_SCORE = 0
 W_EQUAL = 1
 W_INVERSE_VOL = 2
 W_MIN_VARIANCE = 3
+W_RISK_PARITY = 4
 WEIGHTINGS = {"score": W_SCORE, "equal": W_EQUAL, "inverse_vol": W_INVERSE_VOL,
-              "min_variance": W_MIN_VARIANCE}
+              "min_variance": W_MIN_VARIANCE, "risk_parity": W_RISK_PARITY}
 
 # State rows (float64 ``(HDR + lookback, n_assets)``):
 R_LAST = 0  # the asset's close on the previous stepped slice (NaN: none)
@@ -260,11 +263,12 @@ def rebalance_weights_nb(state, signal, target, method, max_w, min_w, band, cap,
     n = target.shape[0]
     lookback = state.shape[0] - HDR
     total = 0.0
-    if method == W_MIN_VARIANCE:
-        _min_variance_row_nb(state, signal, target, max_w, work)
-        total = 1.0  # already normalised (and capped)
+    covariance = method == W_MIN_VARIANCE or method == W_RISK_PARITY
+    if covariance:
+        _min_variance_row_nb(state, signal, target, max_w, work, method)
+        total = 1.0  # already normalised
     for i in range(n):
-        if method == W_MIN_VARIANCE:
+        if covariance:
             continue
         w = 0.0
         if not np.isnan(target[i]):
@@ -279,7 +283,7 @@ def rebalance_weights_nb(state, signal, target, method, max_w, min_w, band, cap,
                         w = 1.0 / sd
         work[i] = w
         total += w
-    if method != W_SCORE and method != W_MIN_VARIANCE and total > 0.0:
+    if method != W_SCORE and not covariance and total > 0.0:
         for i in range(n):
             work[i] /= total
     held = 0.0  # the book weight of assets that keep their holding (no bar, or band)
@@ -324,8 +328,36 @@ def rebalance_weights_nb(state, signal, target, method, max_w, min_w, band, cap,
 
 
 @njit(cache=True)
-def _min_variance_row_nb(state, signal, target, max_w, work):
-    """``work`` = long-only min-variance weights over the eligible assets (module doc)."""
+def risk_parity_nb(cov, out):
+    """Equal risk contribution, long-only: ``w_i (Σw)_i`` equal for all i, Σw = 1.
+    Cyclical coordinate descent on ``y`` with ``y_i (Σy)_i = 1/p`` (each step solves its
+    quadratic exactly; Griveau-Billion, Richard & Roncalli 2013), then ``w = y / Σy``."""
+    p = cov.shape[0]
+    b = 1.0 / p
+    y = np.empty(p)
+    for i in range(p):
+        y[i] = 1.0 / np.sqrt(cov[i, i]) / p
+    sy = np.dot(cov, y)
+    for _ in range(10_000):
+        moved = 0.0
+        for i in range(p):
+            c = sy[i] - cov[i, i] * y[i]
+            new = (-c + np.sqrt(c * c + 4.0 * cov[i, i] * b)) / (2.0 * cov[i, i])
+            d = new - y[i]
+            if d != 0.0:
+                for j in range(p):
+                    sy[j] += cov[j, i] * d
+                y[i] = new
+                moved = max(moved, abs(d) / new)
+        if moved < 1e-15:
+            break
+    out[:] = y / y.sum()
+
+
+@njit(cache=True)
+def _min_variance_row_nb(state, signal, target, max_w, work, method):
+    """``work`` = long-only min-variance (or risk-parity) weights over the eligible assets
+    (module doc)."""
     n = target.shape[0]
     lookback = state.shape[0] - HDR
     idx = np.empty(n, dtype=np.int64)
@@ -337,7 +369,7 @@ def _min_variance_row_nb(state, signal, target, max_w, work):
             m += 1
     if m == 0:
         return
-    if m * max_w <= 1.0:  # the caps bind everywhere: each eligible asset at its cap
+    if method == W_MIN_VARIANCE and m * max_w <= 1.0:  # the caps bind everywhere
         for k in range(m):
             work[idx[k]] = max_w
         return
@@ -347,7 +379,10 @@ def _min_variance_row_nb(state, signal, target, max_w, work):
             x[r, k] = state[HDR + r, idx[k]]
     cov = ledoit_wolf_nb(x)
     w = np.empty(m)
-    min_variance_nb(cov, max_w, w)
+    if method == W_MIN_VARIANCE:
+        min_variance_nb(cov, max_w, w)
+    else:
+        risk_parity_nb(cov, w)  # capped after, like equal and inverse_vol
     for k in range(m):
         work[idx[k]] = w[k]
 

@@ -58,6 +58,9 @@ WEIGHTED = {
     "rating_all_portfolio_min_variance": {
         "weighting": "min_variance", "lookback": 60, "rebalance_every": "4h", "max_weight": 0.35,
     },
+    "rating_all_portfolio_risk_parity": {
+        "weighting": "risk_parity", "lookback": 48, "rebalance_every": "2h", "max_weight": 0.3,
+    },
 }
 PROFILES = BASE_PROFILES + list(WEIGHTED)
 
@@ -248,11 +251,12 @@ def _slices(db: Path) -> int:
         return 0
 
 
-def test_sigkill_and_restart_equals_backtest(world):
-    """SIGKILL the replaying daemon half-way, restart it on the same database: same fills."""
-    profile = "rating_ma_discrete"
+@pytest.mark.parametrize("profile", ["rating_ma_discrete", "rating_all_portfolio_min_variance"])
+def test_sigkill_and_restart_equals_backtest(world, profile):
+    """SIGKILL the replaying daemon half-way, restart it on the same database: same fills
+    (the weighted profile: its return window comes back from the checkpoint)."""
     bt = backtest(world, profile)
-    db = world["root"] / "paper-kill.sqlite"
+    db = world["root"] / f"paper-kill-{profile}.sqlite"
     proc = subprocess.Popen([sys.executable, "-m", *replay_cmd(world, profile, db)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
     half = WARMUP + (END - START) // TF // 2

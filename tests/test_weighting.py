@@ -19,6 +19,7 @@ from core.weighting import (
     W_EQUAL,
     W_INVERSE_VOL,
     W_MIN_VARIANCE,
+    W_RISK_PARITY,
     W_SCORE,
     new_weight_state,
     weights_rows_nb,
@@ -115,6 +116,42 @@ def test_min_variance_matches_skfolio(seed, n, lookback, max_w):
     assert got @ cov @ got <= want[elig] @ cov @ want[elig] * (1 + 1e-9)
 
 
+@pytest.mark.parametrize(("seed", "n", "lookback", "max_w"), [
+    (0, 5, 30, 1.0), (1, 12, 60, 1.0), (2, 40, 90, 1.0), (3, 12, 60, 0.1),
+])
+def test_risk_parity_matches_skfolio(seed, n, lookback, max_w):
+    """Equal risk contribution under the Ledoit-Wolf covariance, against skfolio's
+    RiskBudgeting (equal budgets, same prior) to 1e-6; then the cap, excess to cash."""
+    skopt = pytest.importorskip("skfolio.optimization")
+    from skfolio.moments import LedoitWolf
+    from skfolio.prior import EmpiricalPrior
+
+    rng = np.random.default_rng(seed)
+    n_bars = lookback + 10
+    vol = rng.uniform(0.3, 2.0, n)
+    market = rng.normal(0.0, 0.01, (n_bars, 1)) * rng.uniform(0.5, 1.5, n)
+    close = 100.0 * np.exp(np.cumsum(market + rng.normal(0.0, 0.01, (n_bars, n)) * vol, axis=0))
+    signal = np.ones((n_bars, n), dtype=np.int8)
+    signal[-1, 1::4] = -1
+    target, _ = _run(close, signal, W_RISK_PARITY, lookback, max_w=max_w, rebalance=[n_bars - 1])
+    window = close[-lookback:] / close[-lookback - 1:-1] - 1.0
+    elig = signal[-1] == 1
+    tight = {"tol_gap_abs": 1e-13, "tol_gap_rel": 1e-13, "tol_feas": 1e-13, "max_iter": 500}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = skopt.RiskBudgeting(prior_estimator=EmpiricalPrior(covariance_estimator=LedoitWolf()),
+                                  solver_params=tight, scale_objective=1e4).fit(window[:, elig])
+    want = np.zeros(n)
+    want[elig] = np.minimum(ref.weights_, max_w)
+    np.testing.assert_allclose(target[-1], want, rtol=0, atol=1e-6)
+    if max_w == 1.0:  # the defining property, independently of any solver
+        from core.weighting import ledoit_wolf_nb
+
+        w = target[-1][elig]
+        rc = w * (ledoit_wolf_nb(window[:, elig]) @ w)
+        np.testing.assert_allclose(rc, rc.mean(), rtol=1e-9)
+
+
 def test_min_variance_caps_binding_everywhere():
     rng = np.random.default_rng(9)
     close = _prices(rng, 40, 5)
@@ -177,7 +214,7 @@ def test_step_equals_rows_and_state_roundtrips():
 
 # ---- properties ------------------------------------------------------------------------
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 9), method=st.sampled_from([W_EQUAL, W_INVERSE_VOL, W_SCORE, W_MIN_VARIANCE]),
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 9), method=st.sampled_from([W_EQUAL, W_INVERSE_VOL, W_SCORE, W_MIN_VARIANCE, W_RISK_PARITY]),
        max_w=st.floats(0.05, 1.0), min_frac=st.floats(0.0, 1.0))
 def test_weights_sum_le_1_respect_bounds_zero_when_ineligible(seed, n, method, max_w, min_frac):
     rng = np.random.default_rng(seed)
@@ -197,7 +234,7 @@ def test_weights_sum_le_1_respect_bounds_zero_when_ineligible(seed, n, method, m
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 8), method=st.sampled_from([W_EQUAL, W_INVERSE_VOL, W_SCORE, W_MIN_VARIANCE]))
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 8), method=st.sampled_from([W_EQUAL, W_INVERSE_VOL, W_SCORE, W_MIN_VARIANCE, W_RISK_PARITY]))
 def test_band_one_never_trades_after_first_rebalance(seed, n, method):
     rng = np.random.default_rng(seed)
     close = _prices(rng, 60, n)
@@ -210,7 +247,7 @@ def test_band_one_never_trades_after_first_rebalance(seed, n, method):
 
 @settings(max_examples=80, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(1, 9),
-       method=st.sampled_from([W_EQUAL, W_INVERSE_VOL, W_SCORE, W_MIN_VARIANCE]),
+       method=st.sampled_from([W_EQUAL, W_INVERSE_VOL, W_SCORE, W_MIN_VARIANCE, W_RISK_PARITY]),
        band=st.floats(0.0, 0.3), cap=st.sampled_from([0.0, 0.1, 0.5, 1.5]))
 def test_book_never_exceeds_one_with_band_and_cap(seed, n, method, band, cap):
     """Regression: with a band, weights held in place plus new ones once summed above 1
@@ -308,7 +345,7 @@ def test_sweep_cli_refuses_a_weighting_exit_2(tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("weighting", ["equal", "inverse_vol", "min_variance"])
+@pytest.mark.parametrize("weighting", ["equal", "inverse_vol", "min_variance", "risk_parity"])
 def test_daemon_stepper_with_checkpoint_equals_backtest(tmp_path, weighting):
     """In process: the daemon's ProfileStepper, checkpointed (blobs -> restore into a new
     stepper) half-way, trades exactly the fills of the batch backtest."""
