@@ -41,7 +41,7 @@ where ``close_prev`` is the asset's close on the previous *stepped* slice. Rules
    holding); ``band = 1`` therefore never trades again after the first rebalance;
    The *book* (each asset's last target, R_PREV) must sum to at most 1: when the weights
    held in place (band, or no bar) plus the new ones exceed 1, the new ones are scaled
-   down to fit (so after a band hold a weight may fall below ``min_weight``);
+   down to fit (one that falls below ``min_weight`` then goes to cash as well);
 5. ``turnover_cap``: if Σ|w_i − prev_i| over the assets that trade exceeds it, every move
    is scaled by cap/turnover (prev = last target, 0 before any); this convex step keeps
    Σw ≤ 1 and w ≤ max_weight but may leave a weight below ``min_weight`` while it moves.
@@ -245,6 +245,7 @@ def min_variance_nb(cov, u, out):
     y = w.copy()
     t = 1.0
     nxt = np.empty(p)
+    side = np.zeros(p, dtype=np.int8)  # 0 at zero, 1 free, 2 at the cap: the active set
     for it in range(1, 20001):
         g = np.dot(cov, y)
         project_capped_simplex_nb(y - step * 2.0 * g, u, nxt)
@@ -252,8 +253,16 @@ def min_variance_nb(cov, u, out):
         y = nxt + ((t - 1.0) / t2) * (nxt - w)
         w[:] = nxt
         t = t2
-        if it % 25 == 0 and _polish_nb(cov, w, u, out):
-            return
+        if it % 10 == 0:
+            # The exact solve costs O(free³): try it only once the active set holds still.
+            same = True
+            for i in range(p):
+                sd = 0 if w[i] <= 1e-9 else (2 if w[i] >= u - 1e-9 else 1)
+                if sd != side[i]:
+                    same = False
+                    side[i] = sd
+            if same and _polish_nb(cov, w, u, out):
+                return
     out[:] = w
 
 
@@ -310,6 +319,8 @@ def rebalance_weights_nb(state, signal, target, method, max_w, min_w, band, cap,
         for i in range(n):
             if not np.isnan(target[i]):
                 target[i] *= k
+                if target[i] < min_w:
+                    target[i] = 0.0  # min_weight holds after the squeeze too
     turnover = 0.0
     for i in range(n):
         if not np.isnan(target[i]):
