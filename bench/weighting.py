@@ -4,13 +4,18 @@ Run from the repo root: ``.venv/bin/python bench/weighting.py``. Times
 :func:`core.weighting.weights_step_nb` — exactly the call ``daemon.strategy.ProfileStepper``
 makes per trading slice — on a rebalance slice (window update + weights), per weighting,
 with a full return window (lookback 252 base bars). Synthetic prices: the cost does not
-depend on the values. Target: < 2 ms per rebalance.
+depend on the values. Target: < 2 ms per rebalance. ``max_weight`` 0.25.
 """
 
+import os
 import sys
 import time
 
-import numpy as np
+# min_variance / risk_parity call BLAS (np.dot in numba -> scipy's OpenBLAS) on small
+# matrices: its thread pool thrashes on a busy 2-core box (Ledoit-Wolf 0.5 ms -> 30 ms).
+# One BLAS thread is the setting to run the daemon with; override to compare.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, ".")
 from core.weighting import WEIGHTINGS, new_weight_state, weights_step_nb  # noqa: E402

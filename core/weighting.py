@@ -46,7 +46,10 @@ where ``close_prev`` is the asset's close on the previous *stepped* slice. Rules
    is scaled by cap/turnover (prev = last target, 0 before any); this convex step keeps
    Σw ≤ 1 and w ≤ max_weight but may leave a weight below ``min_weight`` while it moves.
 
-Assets without a bar in the slice keep NaN (do nothing), as in the score rule.
+Assets without a bar in the slice keep NaN (do nothing), as in the score rule. The engine's
+SL/TP overlay acts after this kernel (a stopped asset's weight is forced to 0 until its
+signal re-arms); the book here keeps the target it was given, so band and turnover are
+measured against targets, not against the drifted or stopped holdings.
 """
 
 from __future__ import annotations
@@ -349,7 +352,7 @@ def risk_parity_nb(cov, out):
     for i in range(p):
         y[i] = 1.0 / np.sqrt(cov[i, i]) / p
     sy = np.dot(cov, y)
-    for _ in range(10_000):
+    for _ in range(2_000):
         moved = 0.0
         for i in range(p):
             c = sy[i] - cov[i, i] * y[i]
@@ -360,7 +363,7 @@ def risk_parity_nb(cov, out):
                     sy[j] += cov[j, i] * d
                 y[i] = new
                 moved = max(moved, abs(d) / new)
-        if moved < 1e-15:
+        if moved < 1e-12:  # relative step; risk contributions then agree to ~1e-12
             break
     out[:] = y / y.sum()
 
