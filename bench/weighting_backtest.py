@@ -8,12 +8,14 @@ warm-up and ``execution.mode = portfolio``. Target: each weighting within 1.3× 
 
 import copy
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # see bench/weighting.py
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, ".")
 from backtest.demo_data import generate_candles  # noqa: E402
