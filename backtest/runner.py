@@ -266,6 +266,11 @@ def run_backtest(
         # progress bar; the MTF state carries over, and the combiner is stateless per bar.
         t0 = time.perf_counter()
         sig_rows, tgt_rows = _signals(profile, a, syms, progress)
+        if mode == "portfolio" and not profile.portfolio.plain_score():
+            from core.weighting import apply_weighting
+
+            # core.weighting: warm-up bars feed the return window, tradable ones rebalance.
+            apply_weighting(profile.portfolio, a.close, sig_rows, tgt_rows, k0)
         timings["ratings_signals"] = time.perf_counter() - t0
 
         # 3. The engine over the tradable bars only (warm-up never trades).

@@ -41,6 +41,7 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -163,11 +164,52 @@ class Portfolio(_Strict):
     #: so the backtest and the daemon pick the same bars without a clock.
     rebalance_every: str = "1d"
     max_weight: float = Field(default=0.25, gt=0, le=1)
+    #: how much each eligible asset (signal +1) gets: ``score`` (proportional to the
+    #: combined score, the original rule), ``equal``, ``inverse_vol`` (1/σ of the last
+    #: ``lookback`` base-bar returns), ``min_variance`` (long-only, Ledoit–Wolf shrunk
+    #: covariance), ``risk_parity`` (equal risk contribution, same covariance). See
+    #: :mod:`core.weighting`.
+    weighting: Literal["score", "equal", "inverse_vol", "min_variance", "risk_parity"] = "score"
+    #: base bars of returns for volatility (an asset holds weight only with a full window)
+    lookback: int = Field(default=60, ge=2, le=100_000)
+    #: an optimizer weight below this goes to cash (0 = off)
+    min_weight: float = Field(default=0.0, ge=0, le=1)
+    #: skip an asset's rebalance trade when its target moved by at most this (0 = off)
+    band: float = Field(default=0.0, ge=0, le=1)
+    #: most total |Δ target weight| per rebalance; larger moves are scaled down (None = off)
+    turnover_cap: float | None = Field(default=None, gt=0, le=2)
 
     @field_validator("rebalance_every")
     @classmethod
     def _tf(cls, v: str) -> str:
         return _check_tf(v)
+
+    @model_validator(mode="after")
+    def _weights_consistent(self) -> Portfolio:
+        if self.min_weight > self.max_weight:
+            raise _FieldProblem("portfolio.min_weight",
+                                f"{self.min_weight} is above portfolio.max_weight {self.max_weight}")
+        return self
+
+    def plain_score(self) -> bool:
+        """True when only the original score rule applies (no weighting setting changed):
+        the drivers then skip :mod:`core.weighting` entirely."""
+        return all(getattr(self, k) == v for k, v in _WEIGHTING_DEFAULTS.items())
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        # Settings at their defaults are left out, so every profile written before
+        # portfolio.weighting existed keeps its canonical JSON, hash and fingerprints.
+        data = handler(self)
+        for k, v in _WEIGHTING_DEFAULTS.items():
+            if k in data and data[k] == v:
+                del data[k]
+        return data
+
+
+_WEIGHTING_DEFAULTS: dict[str, Any] = {
+    "weighting": "score", "lookback": 60, "min_weight": 0.0, "band": 0.0, "turnover_cap": None,
+}
 
 
 class Profile(_Strict):
@@ -270,6 +312,13 @@ class Profile(_Strict):
         er = self.exit_rules
         if self.execution.sizing == "risk" and not er.stop_loss_pct:
             raise _FieldProblem("execution.sizing", "'risk' sizing needs exit_rules.stop_loss_pct > 0")
+        pf = self.portfolio
+        if pf.weighting == "min_variance" and pf.lookback < len(self.assets):
+            raise _FieldProblem(
+                "portfolio.lookback",
+                f"{pf.lookback} bars of returns are fewer than the {len(self.assets)} assets: "
+                "min_variance needs lookback >= the number of assets for a usable covariance",
+            )
         if self.execution.mode == "portfolio" and self.execution.long_short:
             raise _FieldProblem("execution.long_short", "portfolio mode is long-only")
         if self.warmup_bars is not None and self.warmup_bars * timeframe_to_ms(base) > MAX_WARMUP_SPAN_MS:

@@ -33,6 +33,7 @@ from core.journal import fill_records
 from core.mtf import MtfConfig, mtf_slice_nb, new_mtf_states, use_htf_mask
 from core.ratings import N_RATING_OUT
 from core.signals import SignalParams, signals_step_nb
+from core.weighting import WeightParams, new_weight_state, weights_step_nb
 from daemon.logconfig import get_logger
 from daemon.slices import Slice
 
@@ -57,6 +58,13 @@ class ProfileStepper:
         self._target = np.empty(n)
         self._kernel = kernel  # the rating kernel's address: loaded on the first step
         self.portfolio = profile.execution.mode == "portfolio"
+        # core.weighting: only when a weighting setting is changed (the score rule alone
+        # needs no state, and its checkpoints keep their layout).
+        self.wp = None
+        self.wstate = None
+        if self.portfolio and not profile.portfolio.plain_score():
+            self.wp = WeightParams(profile.portfolio)
+            self.wstate = new_weight_state(n, self.wp.lookback)
         self._core = frozenset(profile.core_assets)
         self.engine = Engine(
             EngineConfig(**profile.engine_params()), self.symbols,
@@ -70,6 +78,9 @@ class ProfileStepper:
         mtf_slice_nb(self._kernel, self.states, np.int64(sl.ts), sl.open, sl.high, sl.low, sl.close, sl.volume,
                      self.mtf.base_ms, self.mtf.htf_ms, self.mtf.htf_off, self.use_htf, self._out)
         if not trade:
+            if self.wp is not None:  # warm-up feeds the return window, as the batch does
+                weights_step_nb(sl.close, self._sig, self._target, False, self.wstate,
+                                *self.wp.args())
             return []
         ts_close = sl.ts + self.mtf.base_ms
         sp = self.sp
@@ -79,6 +90,8 @@ class ProfileStepper:
             sp.min_agree, sp.portfolio, sp.max_weight, sp.every_ms, sp.every_off,
             self._sig, self._score, self._target,
         )
+        if self.wp is not None:
+            weights_step_nb(sl.close, self._sig, self._target, True, self.wstate, *self.wp.args())
         signal = self._target if self.portfolio else self._sig
         raw = self.engine.step_raw(ts_close, sl.open, sl.high, sl.low, sl.close, signal)
         if len(raw) == 0:
@@ -156,7 +169,12 @@ class ProfileStepper:
         """MTF/rating states and the engine, as restorable bytes."""
         buf = io.BytesIO()
         np.save(buf, self.states, allow_pickle=False)
-        return {"mtf": buf.getvalue(), "engine": self.engine.to_bytes()}
+        out = {"mtf": buf.getvalue(), "engine": self.engine.to_bytes()}
+        if self.wstate is not None:
+            wbuf = io.BytesIO()
+            np.save(wbuf, self.wstate, allow_pickle=False)
+            out["weights"] = wbuf.getvalue()
+        return out
 
     def restore(self, blobs: dict[str, bytes]) -> None:
         states = np.load(io.BytesIO(blobs["mtf"]), allow_pickle=False)
@@ -164,6 +182,14 @@ class ProfileStepper:
             raise ValueError(f"stored MTF state has shape {states.shape}, expected "
                              f"{self.states.shape}")
         self.states = np.ascontiguousarray(states)
+        if self.wstate is not None:
+            if "weights" not in blobs:
+                raise ValueError("checkpoint has no portfolio weighting state")
+            ws = np.load(io.BytesIO(blobs["weights"]), allow_pickle=False)
+            if ws.shape != self.wstate.shape:
+                raise ValueError(f"stored weighting state has shape {ws.shape}, expected "
+                                 f"{self.wstate.shape}")
+            self.wstate = np.ascontiguousarray(ws)
         if "engine" in blobs:
             self.engine = Engine.from_bytes(blobs["engine"])
 

@@ -46,7 +46,23 @@ START = 1_614_556_800_000  # 2021-03-01 00:00 UTC, first tradable bar (includes 
 END = START + 14 * 24 * TF  # two weeks, exclusive
 STRATEGIES = ("rating_all", "rating_ma", "rating_osc")
 MODES = ("discrete", "portfolio")
-PROFILES = [f"{s}_{m}" for s in STRATEGIES for m in MODES]
+BASE_PROFILES = [f"{s}_{m}" for s in STRATEGIES for m in MODES]
+#: portfolio.weighting (core.weighting): each landed weighting, replay == backtest too. The
+#: lookback fits in the warm-up, so windows fill before the first tradable bar.
+WEIGHTED = {
+    "rating_all_portfolio_equal": {"weighting": "equal", "lookback": 48, "rebalance_every": "4h"},
+    "rating_all_portfolio_inverse_vol": {
+        "weighting": "inverse_vol", "lookback": 72, "rebalance_every": "4h", "max_weight": 0.3,
+        "min_weight": 0.02, "band": 0.01, "turnover_cap": 0.9,
+    },
+    "rating_all_portfolio_min_variance": {
+        "weighting": "min_variance", "lookback": 60, "rebalance_every": "4h", "max_weight": 0.35,
+    },
+    "rating_all_portfolio_risk_parity": {
+        "weighting": "risk_parity", "lookback": 48, "rebalance_every": "2h", "max_weight": 0.3,
+    },
+}
+PROFILES = BASE_PROFILES + list(WEIGHTED)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +90,10 @@ def world(shared_data: Path, tmp_path_factory) -> dict:
             p.update(core_assets=assets[:4], universe=assets, warmup_bars=WARMUP)
             p["execution"]["mode"] = mode
             profiles[f"{strat}_{mode}"] = p
+    for name, pf in WEIGHTED.items():
+        p = copy.deepcopy(profiles["rating_all_portfolio"])
+        p["portfolio"] = {**p.get("portfolio", {}), **pf}
+        profiles[name] = p
     manifest = root / "manifest.json"
     manifest.write_text(json.dumps({"version": 1, "default_profile": PROFILES[0], "profiles": profiles}))
     return {"root": root, "store": root / "store", "manifest": manifest, "assets": assets}
@@ -231,11 +251,12 @@ def _slices(db: Path) -> int:
         return 0
 
 
-def test_sigkill_and_restart_equals_backtest(world):
-    """SIGKILL the replaying daemon half-way, restart it on the same database: same fills."""
-    profile = "rating_ma_discrete"
+@pytest.mark.parametrize("profile", ["rating_ma_discrete", "rating_all_portfolio_min_variance"])
+def test_sigkill_and_restart_equals_backtest(world, profile):
+    """SIGKILL the replaying daemon half-way, restart it on the same database: same fills
+    (the weighted profile: its return window comes back from the checkpoint)."""
     bt = backtest(world, profile)
-    db = world["root"] / "paper-kill.sqlite"
+    db = world["root"] / f"paper-kill-{profile}.sqlite"
     proc = subprocess.Popen([sys.executable, "-m", *replay_cmd(world, profile, db)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
     half = WARMUP + (END - START) // TF // 2

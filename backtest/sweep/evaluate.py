@@ -34,6 +34,10 @@ def profile_rows(profiles: list[Any], data: SweepData) -> TrialBatch:
     from core.engine import EngineConfig
     from core.signals import SignalParams
 
+    for prof in profiles:
+        if not prof.portfolio.plain_score():
+            raise ValueError(f"trial profile {prof.name!r}: portfolio.weighting settings are "
+                             "not supported by the sweep kernel (score rule only)")
     n = len(profiles)
     n_tf = data.ratings.shape[3]
     sp = np.zeros((n, N_SP))
