@@ -189,6 +189,13 @@ class Portfolio(_Strict):
         if self.min_weight > self.max_weight:
             raise _FieldProblem("portfolio.min_weight",
                                 f"{self.min_weight} is above portfolio.max_weight {self.max_weight}")
+        if not self.plain_score() and not _have_scipy():
+            # core.weighting's kernels use numba's linear algebra, which needs scipy's BLAS
+            # and LAPACK. scipy is an extra, not a dependency: with it installed, numba
+            # imports scipy.linalg in every process that loads a kernel (~0.5 s).
+            raise _FieldProblem("portfolio.weighting",
+                                "weighting settings other than the score rule need scipy: "
+                                "pip install 'tandem[optimizers]'")
         return self
 
     def plain_score(self) -> bool:
@@ -434,6 +441,12 @@ class _ManifestHead(_Strict):
 
 
 @lru_cache(maxsize=1)
+def _have_scipy() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("scipy") is not None
+
+
 @lru_cache(maxsize=1)
 def _ccxt_exchanges() -> frozenset[str]:
     """ccxt's exchange ids, read from its package source: importing ccxt costs ~0.8 s, which

@@ -400,3 +400,21 @@ def test_daemon_stepper_with_checkpoint_equals_backtest(tmp_path, weighting):
     plain = prof.model_copy(update={"portfolio": Portfolio(rebalance_every="2h", max_weight=0.4)})
     other = run_backtest(plain, aligned, start=start, run_id="r", report=False).fills
     assert len(other) != len(batch) or not np.array_equal(other["qty"], batch["qty"])
+
+
+def test_a_weighting_without_scipy_is_a_manifest_error_naming_the_field(monkeypatch) -> None:
+    """numba's linear algebra needs scipy (an extra): without it, a weighted profile is
+    refused when the manifest loads, not a numba error at the first rebalance."""
+    import json
+
+    from core import manifest as m
+
+    monkeypatch.setattr(m, "_have_scipy", lambda: False)
+    data = json.loads((m.Path(__file__).resolve().parents[1] / "manifest.json").read_text())
+    prof = data["profiles"]["crypto_rating_all"]
+    prof["execution"]["mode"] = "portfolio"
+    prof["portfolio"]["weighting"] = "equal"
+    with pytest.raises(m.ManifestError, match=r"portfolio\.weighting.*optimizers"):
+        m.parse_manifest({"profiles": {"p": prof}}, source="t")
+    prof["portfolio"]["weighting"] = "score"
+    m.parse_manifest({"profiles": {"p": prof}}, source="t")  # the score rule needs no scipy
