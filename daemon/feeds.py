@@ -45,9 +45,10 @@ import ccxt
 from core.candles import bar_fault
 from core.timeframes import bucket_offset_ms
 from daemon.logconfig import get_logger
-from daemon.restbudget import KLINES_WEIGHT, RestBudget
+from daemon.restbudget import RestBudget
 from daemon.state import ClosedCandle
 from daemon.subscribe import BatchedKlinesMixin
+from daemon.venues import BinanceAdapter, VenueAdapter
 
 log = get_logger("feeds")
 
@@ -88,7 +89,10 @@ class LiveExchangeMixin(BatchedKlinesMixin):
       connection at once: its feeds resubscribe and fetch over REST what closed meanwhile.
     """
 
-    def _live_init(self, rest_budget: RestBudget | None = None, **batching: int) -> None:
+    def _live_init(self, rest_budget: RestBudget | None = None,
+                   venue: VenueAdapter | None = None, **batching: int) -> None:
+        #: the venue-specific edge (daemon.venues): frames, stream names, limits, REST paging
+        self.venue = venue if venue is not None else BinanceAdapter()
         self._batched_init(**batching)
         self.server_shutdowns = 0
         #: klines requests go through this weight budget (ccxt's own throttler is off)
@@ -108,7 +112,7 @@ class LiveExchangeMixin(BatchedKlinesMixin):
         if budget is None:
             return await self._fetch_klines(symbol, timeframe, since, limit, params)
         async with budget:
-            await budget.acquire(KLINES_WEIGHT)
+            await budget.acquire(self.venue.klines_weight)
             try:
                 return await self._fetch_klines(symbol, timeframe, since, limit, params)
             except ccxt.DDoSProtection:  # 429 / 418 (RateLimitExceeded is one)
@@ -128,15 +132,12 @@ class LiveExchangeMixin(BatchedKlinesMixin):
         if self.markets is None:
             await self.load_markets()
         market = self.market(symbol)
-        if params or market.get("type") != "spot" or not hasattr(self, "publicGetKlines"):
+        method = getattr(self, self.venue.rest_klines_method, None)
+        if params or market.get("type") != "spot" or method is None:
             return await super().fetch_ohlcv(symbol, timeframe, since, limit, params)
-        request = {"symbol": market["id"],
-                   "interval": self.safe_string(self.timeframes, timeframe, timeframe)}
-        if since is not None:
-            request["startTime"] = int(since)
-        if limit is not None:
-            request["limit"] = min(int(limit), 1000)
-        response = await self.publicGetKlines(request)
+        request = self.venue.klines_request(
+            market, self.safe_string(self.timeframes, timeframe, timeframe), since, limit)
+        response = await method(request)
         return [_kline_row(r) for r in response]
 
     def client(self, url):  # noqa: D401 - ccxt API
@@ -148,7 +149,7 @@ class LiveExchangeMixin(BatchedKlinesMixin):
 
     def handle_message(self, client, message):
         self.last_data_at[client.url] = time.monotonic()
-        if type(message) is dict and message.get("e") == "kline":
+        if self.venue.is_kline_frame(message):
             # A raw-stream kline event: binance.handle_message would probe it for envelopes,
             # errors and ids and then call handle_ohlcv; go there directly.
             try:
@@ -173,12 +174,12 @@ class LiveExchangeMixin(BatchedKlinesMixin):
             log.warning("ws_frame_skipped", reason=repr(exc), frame=str(message)[:200])
 
     def handle_ohlcv(self, client, message):
-        kline = message.get("k") if isinstance(message, dict) else None
-        if not isinstance(kline, dict):
+        kline = self.venue.parse_kline(message)
+        if kline is None:
             self.skipped_frames += 1
             log.warning("ws_frame_skipped", reason="kline without k", frame=str(message)[:200])
             return
-        market_id, interval = kline.get("s"), kline.get("i")
+        market_id, interval = kline.market_id, kline.interval
         route = None
         if type(market_id) is str and type(interval) is str:
             route = self._routes.get((market_id, interval))
@@ -189,18 +190,14 @@ class LiveExchangeMixin(BatchedKlinesMixin):
         symbol, timeframe, key, sink = route
         if sink is not None:
             try:
-                bar_ts = int(kline["t"])
-            except (KeyError, TypeError, ValueError):
+                bar_ts = int(kline.bar_ts)
+            except (TypeError, ValueError):
                 self.skipped_frames += 1
                 log.warning("ws_frame_skipped", reason="kline without a valid t",
                             frame=str(message)[:200])
                 return
-        if kline.get("x") is True:
-            try:
-                row = [int(kline["t"]), float(kline["o"]), float(kline["h"]), float(kline["l"]),
-                       float(kline["c"]), float(kline["v"])]
-            except (KeyError, TypeError, ValueError):
-                row = None
+        if kline.closed:
+            row = kline.row
             fault = "unparseable" if row is None else candle_fault(row)
             if fault is None:
                 self.closed_rows.setdefault(key, {})[row[0]] = row
@@ -208,7 +205,7 @@ class LiveExchangeMixin(BatchedKlinesMixin):
                     self.frame_hook(symbol, timeframe, row[0])
             else:
                 # Not trusted: the feed will fetch this bar over REST (see module doc).
-                log.warning("ws_candle_invalid", symbol=symbol, ts=kline.get("t"), fault=fault)
+                log.warning("ws_candle_invalid", symbol=symbol, ts=kline.bar_ts, fault=fault)
         if sink is not None:
             sink(bar_ts)  # the fast path: no ccxt cache, no future, no task hop
             return
@@ -291,12 +288,12 @@ def live_exchange_class(base: type) -> type:
 
 
 def make_live_exchange(base: type, config: dict[str, Any], rest_budget: RestBudget | None = None,
-                       **batching: int):
+                       venue: VenueAdapter | None = None, **batching: int):
     """Instantiate the live exchange from a ccxt.pro class and a ccxt config dict;
     ``batching``: see :meth:`daemon.subscribe.BatchedKlinesMixin._batched_init`. With a
     ``rest_budget``, klines requests are paced by it instead of ccxt's throttler."""
     ex = live_exchange_class(base)(config)
-    ex._live_init(rest_budget=rest_budget, **batching)
+    ex._live_init(rest_budget=rest_budget, venue=venue, **batching)
     if rest_budget is not None:
         ex.enableRateLimit = False
     return ex

@@ -59,6 +59,8 @@ class VenueAdapter:
     rest_weight_per_min: ClassVar[int]
     klines_weight: ClassVar[int]
     rest_page_limit: ClassVar[int]
+    #: ccxt's implicit-API method for the klines request (its signing, errors, timeouts)
+    rest_klines_method: ClassVar[str]
     #: what this adapter was tested against (README's venue table)
     tested_against: ClassVar[str]
 
@@ -104,6 +106,7 @@ class BinanceAdapter(VenueAdapter):
     rest_weight_per_min = 6000  # REQUEST_WEIGHT on spot
     klines_weight = 2  # GET /api/v3/klines with limit 101..1000
     rest_page_limit = 1000
+    rest_klines_method = "publicGetKlines"  # GET /api/v3/klines
     tested_against = ("daemon.emulator (Binance protocol: REST klines, SUBSCRIBE batching, "
                       "kline frames, ping/pong, limits) via ccxt.pro binance; replay parity")
 

@@ -126,3 +126,15 @@ def test_binance_subscribe_and_rest_request_match_the_docs():
         "method": "SUBSCRIBE", "params": ["btcusdt@kline_1h"], "id": 7}
     assert a.klines_request(market, "1h", 1_700_000_000_000, 5000) == {
         "symbol": "BTCUSDT", "interval": "1h", "startTime": 1_700_000_000_000, "limit": 1000}
+
+
+def test_library_use_of_an_unsupported_venue_is_refused_too():
+    """``Daemon`` builds its client with ``build_exchange``: no adapter, no client."""
+    from daemon.client import build_exchange
+
+    with pytest.raises(VenueError, match="'kraken' is not supported"):
+        build_exchange("kraken", "http://127.0.0.1:9", "ws://127.0.0.1:9")
+    ex = build_exchange("binance", "http://127.0.0.1:9", "ws://127.0.0.1:9")
+    assert ex.venue is ADAPTERS["binance"]
+    assert ex.conn_plan.cap == 200 and ex.subscribe_msgs_per_s == 3
+    assert ex.rest_budget.rate > 0
