@@ -68,13 +68,5 @@ def build_exchange(exchange_id: str, rest_url: str | None = None, ws_url: str | 
                                     venue.default_streams_per_connection),
         per_message=venue.streams_per_message,
         msgs_per_s=pick(subscribe_msgs_per_s, venue.subscribe_msgs_per_s))
-    if rest_url or ws_url:
-        # ccxt merges urls deeply only for known keys; set them explicitly to be sure.
-        api = ex.urls.setdefault("api", {})
-        if rest_url:
-            api["public"] = rest_api_base(rest_url)  # same normalisation as the core's config
-        if ws_url:
-            ws = api.get("ws") if isinstance(api.get("ws"), dict) else {}
-            ws["spot"] = ws_url.rstrip("/")
-            api["ws"] = ws
+    venue.point_at(ex, rest_url, ws_url)
     return ex

@@ -138,7 +138,7 @@ class LiveExchangeMixin(BatchedKlinesMixin):
         request = self.venue.klines_request(
             market, self.safe_string(self.timeframes, timeframe, timeframe), since, limit)
         response = await method(request)
-        return [_kline_row(r) for r in response]
+        return self.venue.rest_rows(response)
 
     def client(self, url):  # noqa: D401 - ccxt API
         existed = url in (self.clients or {})
@@ -174,11 +174,28 @@ class LiveExchangeMixin(BatchedKlinesMixin):
             log.warning("ws_frame_skipped", reason=repr(exc), frame=str(message)[:200])
 
     def handle_ohlcv(self, client, message):
-        kline = self.venue.parse_kline(message)
-        if kline is None:
+        klines = self.venue.parse_klines(message)
+        if klines is None:
             self.skipped_frames += 1
-            log.warning("ws_frame_skipped", reason="kline without k", frame=str(message)[:200])
+            log.warning("ws_frame_skipped", reason="no kline in the frame",
+                        frame=str(message)[:200])
             return
+        fallback = False
+        for kline in klines:  # Binance: one per frame; Bybit may batch several
+            if self._on_kline(kline, message) is False:
+                fallback = True
+        if not fallback:
+            return
+        try:
+            return super().handle_ohlcv(client, message)
+        except Exception as exc:  # noqa: BLE001
+            self.skipped_frames += 1
+            log.warning("ws_frame_skipped", reason=repr(exc), frame=str(message)[:200])
+
+    def _on_kline(self, kline, message) -> bool | None:  # noqa: ANN001 - hot path
+        """Record a closed kline and hand its bar to the stream's feed. True: handled (the
+        fast path), False: no feed sink yet (ccxt's own handler must see the frame), None:
+        skipped (logged)."""
         market_id, interval = kline.market_id, kline.interval
         route = None
         if type(market_id) is str and type(interval) is str:
@@ -186,16 +203,16 @@ class LiveExchangeMixin(BatchedKlinesMixin):
         if route is None:
             route = self._route(market_id, interval)
             if route is None:
-                return  # skipped and logged
+                return None  # skipped and logged
         symbol, timeframe, key, sink = route
         if sink is not None:
             try:
                 bar_ts = int(kline.bar_ts)
             except (TypeError, ValueError):
                 self.skipped_frames += 1
-                log.warning("ws_frame_skipped", reason="kline without a valid t",
+                log.warning("ws_frame_skipped", reason="kline without a valid open time",
                             frame=str(message)[:200])
-                return
+                return None
         if kline.closed:
             row = kline.row
             fault = "unparseable" if row is None else candle_fault(row)
@@ -208,12 +225,8 @@ class LiveExchangeMixin(BatchedKlinesMixin):
                 log.warning("ws_candle_invalid", symbol=symbol, ts=kline.bar_ts, fault=fault)
         if sink is not None:
             sink(bar_ts)  # the fast path: no ccxt cache, no future, no task hop
-            return
-        try:
-            return super().handle_ohlcv(client, message)
-        except Exception as exc:  # noqa: BLE001
-            self.skipped_frames += 1
-            log.warning("ws_frame_skipped", reason=repr(exc), frame=str(message)[:200])
+            return True
+        return False
 
     def _route(self, market_id, interval):  # noqa: ANN001 - straight from the frame
         """``(symbol, timeframe, key, sink)`` of a kline stream, or None (logged) for an
@@ -241,27 +254,6 @@ class LiveExchangeMixin(BatchedKlinesMixin):
         """Route the frames of stream ``key`` = (symbol, timeframe) to ``sink(bar_ts)``."""
         self.kline_sinks[key] = sink
         self._routes.clear()
-
-
-def _num(x: Any) -> float | None:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return None
-
-
-def _kline_row(r: Any) -> list:
-    """``[ts, o, h, l, c, v]`` of one Binance klines row (see ``_fetch_klines``)."""
-    try:
-        return [int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5])]
-    except (TypeError, ValueError, IndexError):
-        if not isinstance(r, list | tuple) or len(r) < 6:
-            return [None] * 6
-        try:
-            ts = int(r[0])
-        except (TypeError, ValueError):
-            ts = None
-        return [ts, *(_num(x) for x in r[1:6])]
 
 
 def _guard_client(client) -> None:

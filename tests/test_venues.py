@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from daemon.venues import ADAPTERS, BinanceAdapter, VenueError, adapter_for, check_venue
+from daemon.venues import (
+    ADAPTERS,
+    BinanceAdapter,
+    BybitAdapter,
+    VenueError,
+    adapter_for,
+    check_venue,
+)
 from tests.test_daemon_support import small_profile
 from tests.test_hostile_daemon import _daemon, _one_error_line
 
@@ -94,7 +101,7 @@ DOC_FRAME = {
 
 
 def test_binance_forming_frame_is_not_closed():
-    k = BinanceAdapter().parse_kline(DOC_FRAME)
+    k = BinanceAdapter().parse_klines(DOC_FRAME)[0]
     assert BinanceAdapter().is_kline_frame(DOC_FRAME)
     assert (k.market_id, k.interval, k.bar_ts, k.closed, k.row) == (
         "BNBBTC", "1m", 1672515780000, False, None)
@@ -102,7 +109,7 @@ def test_binance_forming_frame_is_not_closed():
 
 def test_binance_closed_frame_gives_the_row():
     frame = {**DOC_FRAME, "k": {**DOC_FRAME["k"], "x": True}}
-    k = BinanceAdapter().parse_kline(frame)
+    k = BinanceAdapter().parse_klines(frame)[0]
     assert k.closed and k.row == [1672515780000, 0.001, 0.0025, 0.0015, 0.002, 1000.0]
 
 
@@ -114,7 +121,7 @@ def test_binance_closed_flag_missing_or_not_a_bool_is_not_closed(x):
         del k["x"]
     else:
         k["x"] = x
-    parsed = BinanceAdapter().parse_kline({**DOC_FRAME, "k": k})
+    parsed = BinanceAdapter().parse_klines({**DOC_FRAME, "k": k})[0]
     assert parsed.closed is False and parsed.row is None
 
 
@@ -138,3 +145,63 @@ def test_library_use_of_an_unsupported_venue_is_refused_too():
     assert ex.venue is ADAPTERS["binance"]
     assert ex.conn_plan.cap == 200 and ex.subscribe_msgs_per_s == 3
     assert ex.rest_budget.rate > 0
+
+
+def test_binance_rest_rows_are_oldest_first_and_tolerate_bad_fields():
+    # GET /api/v3/klines as documented: 12 fields, strings for prices
+    doc = [[1499040000000, "0.01634790", "0.80000000", "0.01575800", "0.01577100",
+            "148976.11427815", 1499644799999, "2434.19055334", 308, "1756.87402397",
+            "28.46694368", "0"]]
+    assert BinanceAdapter().rest_rows(doc) == [
+        [1499040000000, 0.0163479, 0.8, 0.015758, 0.015771, 148976.11427815]]
+    assert BinanceAdapter().rest_rows([[1, "x", "1", "1", "1", "1"]]) == [[1, None, 1.0, 1.0, 1.0, 1.0]]
+
+
+# ------------------------------------------------ Bybit (decoding only: not registered)
+
+# Bybit v5 docs, "Kline" (public websocket) example frame
+BYBIT_FRAME = {
+    "topic": "kline.5.BTCUSDT",
+    "data": [{"start": 1672324800000, "end": 1672325099999, "interval": "5",
+              "open": "16649.5", "close": "16677", "high": "16677", "low": "16608",
+              "volume": "2.081", "turnover": "34666.4005", "confirm": False,
+              "timestamp": 1672324988882}],
+    "ts": 1672324988882, "type": "snapshot",
+}
+
+
+def test_bybit_frames_decode_with_confirm_as_the_closed_flag():
+    a = BybitAdapter()
+    assert a.is_kline_frame(BYBIT_FRAME) and not a.is_kline_frame(DOC_FRAME)
+    (k,) = a.parse_klines(BYBIT_FRAME)
+    assert (k.market_id, k.interval, k.bar_ts, k.closed, k.row) == (
+        "BTCUSDT", "5", 1672324800000, False, None)
+    closed = {**BYBIT_FRAME, "data": [{**BYBIT_FRAME["data"][0], "confirm": True}]}
+    (k,) = a.parse_klines(closed)
+    assert k.closed and k.row == [1672324800000, 16649.5, 16677.0, 16608.0, 16677.0, 2.081]
+    missing = {**BYBIT_FRAME, "data": [{kk: v for kk, v in BYBIT_FRAME["data"][0].items()
+                                        if kk != "confirm"}]}
+    assert a.parse_klines(missing)[0].closed is False
+    assert a.parse_klines({"topic": "kline.5", "data": []}) is None
+
+
+def test_bybit_rest_rows_come_newest_first_and_page_forward_with_end():
+    a = BybitAdapter()
+    # Bybit v5 docs, "Get Kline" example response (newest first)
+    doc = {"retCode": 0, "retMsg": "OK", "result": {"symbol": "BTCUSD", "category": "inverse",
+           "list": [["1670608800000", "17071", "17073", "17027", "17055.5", "268611", "15.74462667"],
+                    ["1670605200000", "17071.5", "17071.5", "17061", "17071", "4177", "0.24469757"],
+                    ["1670601600000", "17086.5", "17088", "16978", "17071.5", "6356", "0.37288112"]]},
+           "retExtInfo": {}, "time": 1672025956592}
+    rows = a.rest_rows(doc)
+    assert [r[0] for r in rows] == [1670601600000, 1670605200000, 1670608800000]
+    assert rows[-1] == [1670608800000, 17071.0, 17073.0, 17027.0, 17055.5, 268611.0]
+    req = a.klines_request({"id": "BTCUSDT"}, "60", 1670601600000, 5000)
+    assert req == {"category": "spot", "symbol": "BTCUSDT", "interval": "60", "limit": 1000,
+                   "start": 1670601600000, "end": 1670601600000 + 1000 * 3_600_000 - 1}
+    assert a.subscribe_message(["kline.60.BTCUSDT"], 3) == {
+        "op": "subscribe", "args": ["kline.60.BTCUSDT"], "req_id": "3"}
+
+
+def test_bybit_does_not_stream_8h():
+    assert "8h" not in BybitAdapter.ws_timeframes and "1h" in BybitAdapter.ws_timeframes
