@@ -14,7 +14,7 @@ import ccxt.pro as ccxtpro
 from core.exchange import rest_api_base
 from daemon.feeds import make_live_exchange
 from daemon.restbudget import RestBudget
-from daemon.venues import adapter_for
+from daemon.venues import VenueAdapter, adapter_for
 
 
 def exchange_config(rest_url: str | None = None, ws_url: str | None = None) -> dict[str, Any]:
@@ -48,13 +48,14 @@ def exchange_config(rest_url: str | None = None, ws_url: str | None = None) -> d
 def build_exchange(exchange_id: str, rest_url: str | None = None, ws_url: str | None = None,
                    timeout_ms: int = 10_000, *, streams_per_connection: int | None = None,
                    subscribe_msgs_per_s: int | None = None,
-                   rest_weight_per_min: int | None = None):
+                   rest_weight_per_min: int | None = None, venue: VenueAdapter | None = None):
     """A ccxt.pro exchange with :class:`daemon.feeds.LiveExchangeMixin` hooks: klines
     subscribed in batches (:mod:`daemon.subscribe`), klines REST paced by a request-weight
     budget of ``rest_weight_per_min`` (:mod:`daemon.restbudget`). The venue's adapter
     (:mod:`daemon.venues`) decodes its frames and gives the defaults of the limits (None);
-    a venue without one raises :class:`daemon.venues.VenueError`."""
-    venue = adapter_for(exchange_id)
+    a venue without one raises :class:`daemon.venues.VenueError`. ``venue``: an adapter
+    not (yet) registered, for its tests."""
+    venue = adapter_for(exchange_id) if venue is None else venue
     base = getattr(ccxtpro, exchange_id)
     cfg = exchange_config(rest_url, ws_url)
     cfg["timeout"] = timeout_ms

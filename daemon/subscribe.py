@@ -123,7 +123,7 @@ class BatchedKlinesMixin:
                                         self.venue.max_streams_per_connection)
         self.subscribe_per_message = min(per_message, streams_per_connection)
         self.subscribe_msgs_per_s = msgs_per_s
-        self.batched_subscribe = True
+        self.batched_subscribe = self.venue.batched_subscribe
 
     def batcher_of(self, client: Any) -> SubscribeBatcher:
         b = getattr(client, "_tandem_batcher", None)

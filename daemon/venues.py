@@ -61,6 +61,9 @@ class VenueAdapter:
     rest_page_limit: ClassVar[int]
     #: ccxt's implicit-API method for the klines request (its signing, errors, timeouts)
     rest_klines_method: ClassVar[str]
+    #: True: subscribe many streams per message ourselves (daemon.subscribe, Binance's
+    #: protocol); False: ccxt.pro's own watch_ohlcv subscribes, one stream per message
+    batched_subscribe: ClassVar[bool] = False
     #: what this adapter was tested against (README's venue table)
     tested_against: ClassVar[str]
 
@@ -116,6 +119,7 @@ class BinanceAdapter(VenueAdapter):
     klines_weight = 2  # GET /api/v3/klines with limit 101..1000
     rest_page_limit = 1000
     rest_klines_method = "publicGetKlines"  # GET /api/v3/klines
+    batched_subscribe = True
     tested_against = ("daemon.emulator (Binance protocol: REST klines, SUBSCRIBE batching, "
                       "kline frames, ping/pong, limits) via ccxt.pro binance; replay parity")
 
@@ -172,9 +176,10 @@ class BinanceAdapter(VenueAdapter):
 class BybitAdapter(VenueAdapter):
     """Bybit v5 public spot: ``kline.<interval>.<symbol>`` topics, ``confirm`` = closed.
 
-    NOT registered in :data:`ADAPTERS`: the emulator does not speak Bybit's protocol yet,
-    so this adapter has not run through ccxt.pro nor passed replay parity (issue 20). Its
-    decoding and paging are tested against Bybit's documented payloads."""
+    Tested through the real ccxt.pro ``bybit`` client against :mod:`daemon.emulator.bybit`
+    (Bybit's v5 wire protocol) with replay == backtest parity, and its decoding and paging
+    against Bybit's documented payloads. Subscriptions are ccxt.pro's own (one topic per
+    ``subscribe`` message, ``batched_subscribe`` False)."""
 
     id = "bybit"
     # https://bybit-exchange.github.io/docs/v5/websocket/public/kline : 1 3 5 15 30 60 120
@@ -199,7 +204,9 @@ class BybitAdapter(VenueAdapter):
     klines_weight = 1
     rest_page_limit = 1000
     rest_klines_method = "publicGetV5MarketKline"  # GET /v5/market/kline
-    tested_against = "Bybit's documented payloads only (not registered)"
+    tested_against = ("daemon.emulator.bybit (Bybit v5 protocol: instruments-info, kline "
+                      "REST, subscribe/ack, kline frames with confirm, op ping/pong) via "
+                      "ccxt.pro bybit; replay parity")
 
     def is_kline_frame(self, message: Any) -> bool:
         return (type(message) is dict and type(message.get("topic")) is str
@@ -288,7 +295,7 @@ def _row(r: Any, ts_at: int, first: int) -> list:
 
 #: The venues the daemon supports: exchange id -> adapter. Register a venue here only once
 #: it passes the live (emulator, real ccxt.pro client) and replay-parity tests.
-ADAPTERS: dict[str, VenueAdapter] = {a.id: a for a in (BinanceAdapter(),)}
+ADAPTERS: dict[str, VenueAdapter] = {a.id: a for a in (BinanceAdapter(), BybitAdapter())}
 
 
 def supported_venues() -> list[str]:

@@ -44,7 +44,7 @@ def _cli(tmp_path: Path, monkeypatch, capsys, *args: str) -> subprocess.Complete
 
 
 @pytest.mark.parametrize("cmd", ["run", "replay"])
-@pytest.mark.parametrize("venue", ["kraken", "bybit", "okx"])
+@pytest.mark.parametrize("venue", ["kraken", "okx"])
 def test_unsupported_venue_is_refused_at_start(tmp_path, monkeypatch, capsys, cmd, venue):
     """Before: a profile on a ccxt venue other than Binance started, subscribed, skipped
     every frame and never traded. Now: exit 2 naming it and the supported venues, and
@@ -52,7 +52,7 @@ def test_unsupported_venue_is_refused_at_start(tmp_path, monkeypatch, capsys, cm
     m = _manifest(tmp_path, exchange=venue)
     proc = _cli(tmp_path, monkeypatch, capsys, cmd, "--manifest", str(m), "--profile", "tst")
     line = _one_error_line(proc, 2, f"exchange '{venue}' is not supported by the daemon")
-    assert "(supported: binance)" in line
+    assert "(supported: binance, bybit)" in line
     assert not (tmp_path / "state.sqlite").exists()
     assert not list(tmp_path.glob("*.sqlite*"))
 
@@ -60,7 +60,8 @@ def test_unsupported_venue_is_refused_at_start(tmp_path, monkeypatch, capsys, cm
 def test_unsupported_venue_through_the_real_entry_point(tmp_path):
     proc = _daemon("replay", "--manifest", str(_manifest(tmp_path, exchange="kraken")),
                    "--profile", "tst", cwd=tmp_path, timeout=60)
-    _one_error_line(proc, 2, "exchange 'kraken' is not supported by the daemon (supported: binance)")
+    _one_error_line(proc, 2,
+                    "exchange 'kraken' is not supported by the daemon (supported: binance, bybit)")
 
 
 @pytest.mark.parametrize("cmd", ["run", "replay"])
@@ -81,10 +82,14 @@ def test_timeframe_the_venue_does_not_stream_is_named():
     assert check_venue("binance", "1h", ["BTC/USDT"]) is ADAPTERS["binance"]
 
 
-def test_only_binance_is_registered_until_another_passes_parity():
-    assert sorted(ADAPTERS) == ["binance"]
-    with pytest.raises(VenueError, match=r"\(supported: binance\)"):
-        adapter_for("bybit")
+def test_registered_venues_are_the_ones_with_an_emulator_and_parity():
+    from daemon.replay import emulator_class
+
+    assert sorted(ADAPTERS) == ["binance", "bybit"]
+    for venue in ADAPTERS:
+        assert emulator_class(venue) is not None
+    with pytest.raises(VenueError, match=r"\(supported: binance, bybit\)"):
+        adapter_for("okx")
 
 
 # ------------------------------------------------ the Binance adapter against Binance's docs
@@ -157,7 +162,7 @@ def test_binance_rest_rows_are_oldest_first_and_tolerate_bad_fields():
     assert BinanceAdapter().rest_rows([[1, "x", "1", "1", "1", "1"]]) == [[1, None, 1.0, 1.0, 1.0, 1.0]]
 
 
-# ------------------------------------------------ Bybit (decoding only: not registered)
+# ------------------------------------------------ Bybit against Bybit's docs
 
 # Bybit v5 docs, "Kline" (public websocket) example frame
 BYBIT_FRAME = {
@@ -205,3 +210,13 @@ def test_bybit_rest_rows_come_newest_first_and_page_forward_with_end():
 
 def test_bybit_does_not_stream_8h():
     assert "8h" not in BybitAdapter.ws_timeframes and "1h" in BybitAdapter.ws_timeframes
+    with pytest.raises(VenueError, match="'bybit' does not stream '8h' klines"):
+        check_venue("bybit", "8h", ["BTC/USDT"])
+
+
+def test_bybit_profile_with_8h_base_is_refused_at_start(tmp_path, monkeypatch, capsys):
+    m = _manifest(tmp_path, exchange="bybit", base_timeframe="8h", timeframes=["8h", "1d"],
+                  mtf={"mode": "wide", "weights": {"8h": 1.0, "1d": 1.0}},
+                  portfolio={"rebalance_every": "1d", "max_weight": 0.4})
+    proc = _cli(tmp_path, monkeypatch, capsys, "replay", "--manifest", str(m), "--profile", "tst")
+    _one_error_line(proc, 2, "exchange 'bybit' does not stream '8h' klines")

@@ -185,13 +185,7 @@ class Emulator:
     async def start(self) -> Emulator:
         """Bind and serve; ``port`` becomes the real port when 0 was asked."""
         app = web.Application(middlewares=[self._rest_middleware])
-        app.router.add_get("/api/v3/ping", self._ping)
-        app.router.add_get("/api/v3/time", self._time)
-        app.router.add_get("/api/v3/exchangeInfo", self._exchange_info)
-        app.router.add_get("/api/v3/klines", self._klines)
-        app.router.add_get("/ws", self._ws_handler)
-        app.router.add_get("/ws/{tail:.*}", self._ws_handler)
-        app.router.add_get("/stream", self._ws_handler)
+        self._add_routes(app)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -199,6 +193,27 @@ class Emulator:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         log.info("emulator_started", rest_url=self.rest_url, ws_url=self.ws_url, now=self._now)
         return self
+
+    #: REST paths under this prefix are logged, rate-limited and fault-injected
+    rest_prefix = "/api/"
+
+    def _add_routes(self, app: web.Application) -> None:
+        """The venue's endpoints (Binance spot here; see daemon.emulator.bybit)."""
+        app.router.add_get("/api/v3/ping", self._ping)
+        app.router.add_get("/api/v3/time", self._time)
+        app.router.add_get("/api/v3/exchangeInfo", self._exchange_info)
+        app.router.add_get("/api/v3/klines", self._klines)
+        app.router.add_get("/ws", self._ws_handler)
+        app.router.add_get("/ws/{tail:.*}", self._ws_handler)
+        app.router.add_get("/stream", self._ws_handler)
+
+    @staticmethod
+    def _parse_stream(name: str) -> tuple[str, str] | None:
+        return _parse_stream(name)
+
+    @staticmethod
+    def _event_json(symbol: str, interval: str, bar: Any, tf: int, t: int) -> str:
+        return kline_event_json(symbol, interval, bar, tf, t)
 
     async def stop(self) -> None:
         """Stop real-time play, close every socket (going away) and the listener."""
@@ -293,7 +308,7 @@ class Emulator:
         streams = {s for c in self.connections if not c.ws.closed for s in c.subs}
         events: list[_Event] = []
         for stream in streams:
-            parsed = _parse_stream(stream)
+            parsed = self._parse_stream(stream)
             if parsed is None:
                 continue
             mid, interval = parsed
@@ -309,12 +324,12 @@ class Emulator:
                     if t0 < t <= t1:
                         bar = market.bar(symbol, i, t)
                         events.append(_Event(t, 1, rank, stream, symbol, False,
-                                             kline_event_json(symbol, interval, bar, tf, t), bar_ts))
+                                             self._event_json(symbol, interval, bar, tf, t), bar_ts))
                 t = bar_ts + tf
                 if t0 < t <= t1:
                     bar = market.bar(symbol, i)
                     events.append(_Event(t, 0, rank, stream, symbol, True,
-                                         kline_event_json(symbol, interval, bar, tf, t), bar_ts))
+                                         self._event_json(symbol, interval, bar, tf, t), bar_ts))
         events.sort(key=lambda e: (e.time, e.order, e.stream_rank))
         return events
 
@@ -574,7 +589,7 @@ class Emulator:
     # ------------------------------------------------------------------ REST
     @web.middleware
     async def _rest_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith("/api/"):
+        if request.path.startswith(self.rest_prefix):
             self.rest_log.append((request.path, dict(request.query)))
             limited = self._spend_weight(request.path)
             if limited is not None:
