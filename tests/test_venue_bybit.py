@@ -115,3 +115,34 @@ def test_tandem_daemon_replay_on_bybit(tmp_path):
                    cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "replay of tst: 160 slices" in proc.stdout and "fills by reason" in proc.stdout
+
+
+def test_emulator_command_speaks_bybit_when_asked(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon.emulator", "--protocol", "bybit", "--generate", "10",
+         "--symbols", "BTC/USDT", "--timeframe", "1m", "--speed", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        urls = {}
+        for line in proc.stdout:
+            if line.startswith("TANDEM_EXCHANGE_"):
+                k, v = line.strip().split("=", 1)
+                urls[k] = v
+            if len(urls) == 2:
+                break
+        assert urls["TANDEM_EXCHANGE_WS_URL"].endswith("/v5/public/spot")
+        q = "/v5/market/kline?category=spot&symbol=BTCUSDT&interval=1&limit=2"
+        with urllib.request.urlopen(urls["TANDEM_EXCHANGE_REST_URL"] + q, timeout=10) as r:
+            body = json.loads(r.read())
+        assert body["retCode"] == 0 and body["result"]["symbol"] == "BTCUSDT"
+    finally:
+        proc.kill()
+        proc.wait(10)
