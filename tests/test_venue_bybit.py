@@ -146,3 +146,24 @@ def test_emulator_command_speaks_bybit_when_asked(tmp_path):
     finally:
         proc.kill()
         proc.wait(10)
+
+
+async def test_bybit_survives_every_fault_with_the_same_fills(tmp_path):
+    """The emulator's whole fault plan (closes, aborts, a silent socket for the watchdog,
+    refused handshakes, REST 5xx and stalls, duplicate/out-of-order/late/malformed/dropped
+    frames) on Bybit's wire: every candle exactly once, fills == backtest."""
+    from tests.test_daemon_faults import _mix
+    from tests.test_daemon_support import replay
+
+    profile = small_profile(exchange="bybit")
+    market = sample_market(n_tradable=75)
+    db = tmp_path / "d.sqlite"
+    daemon = await replay(profile, market, db, on_bar=_mix, exchange_id="bybit")
+    t0, end = replay_window(market)
+    assert_candles_exactly_once(db, market, profile.assets, t0 - profile.warmup * TF_MS, end)
+    with StateStore(db) as st:
+        paper = st.fills_frame()
+        assert st.last_ts == end - TF_MS
+    assert_journal_equal(paper, batch_fills(profile, market, t0, end))
+    assert daemon.supervisor.watchdog_fires > 0
+    assert sum(f.reconnects for f in daemon.supervisor.feeds) > 0

@@ -51,6 +51,7 @@ class BybitEmulator(Emulator):
     """:class:`Emulator` with Bybit's wire protocol (module docstring)."""
 
     rest_prefix = "/v5/market/"
+    klines_path = "/v5/market/kline"
 
     def __init__(self, market, **kw: Any):
         kw.setdefault("rest_weight_per_min", None)

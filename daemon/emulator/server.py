@@ -196,6 +196,8 @@ class Emulator:
 
     #: REST paths under this prefix are logged, rate-limited and fault-injected
     rest_prefix = "/api/"
+    #: the klines endpoint (the default target of REST faults)
+    klines_path = "/api/v3/klines"
 
     def _add_routes(self, app: web.Application) -> None:
         """The venue's endpoints (Binance spot here; see daemon.emulator.bybit)."""
@@ -525,15 +527,17 @@ class Emulator:
         self.faults.messages.append(fault)
         return fault
 
-    def fail_rest(self, count: int = 1, status: int = 503, path_prefix: str = "/api/v3/klines") -> RestFault:
-        """The next ``count`` REST requests under ``path_prefix`` answer HTTP ``status``."""
-        fault = RestFault(count=count, status=status, path_prefix=path_prefix)
+    def fail_rest(self, count: int = 1, status: int = 503, path_prefix: str | None = None) -> RestFault:
+        """The next ``count`` REST requests under ``path_prefix`` (default: the venue's
+        klines path) answer HTTP ``status``."""
+        fault = RestFault(count=count, status=status, path_prefix=path_prefix or self.klines_path)
         self.faults.rest.append(fault)
         return fault
 
-    def stall_rest(self, count: int = 1, seconds: float = 30.0, path_prefix: str = "/api/v3/klines") -> RestFault:
+    def stall_rest(self, count: int = 1, seconds: float = 30.0, path_prefix: str | None = None) -> RestFault:
         """The next ``count`` REST requests stall ``seconds`` before answering (timeouts)."""
-        fault = RestFault(count=count, status=200, delay_s=seconds, path_prefix=path_prefix)
+        fault = RestFault(count=count, status=200, delay_s=seconds,
+                          path_prefix=path_prefix or self.klines_path)
         self.faults.rest.append(fault)
         return fault
 
