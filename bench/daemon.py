@@ -32,6 +32,7 @@ candle store holding the warm-up, once REST only (inside the request-weight budg
     NUMBA_CACHE_DIR=.numba_cache .venv/bin/python bench/daemon.py [--bars 60] [--idle-s 10]
         [--streams 10,50,200] [--inproc] [--profile 200:prof.out]
     NUMBA_CACHE_DIR=.numba_cache .venv/bin/python bench/daemon.py --start 500 [--warmup 6024]
+    ... [--venue bybit]   (the emulator speaks that venue; the daemon uses its adapter)
 """
 
 from __future__ import annotations
@@ -58,12 +59,16 @@ from daemon.app import Daemon, DaemonConfig  # noqa: E402
 from daemon.emulator.market import MarketData  # noqa: E402
 from daemon.emulator.server import Emulator  # noqa: E402
 from daemon.logconfig import configure_logging  # noqa: E402
-from daemon.replay import wait_delivered, wait_subscribed  # noqa: E402
+from daemon.replay import emulator_class, wait_delivered, wait_subscribed  # noqa: E402
 from daemon.strategy import stepper_factory  # noqa: E402
 
 TF_MS = 60_000
 WARMUP = 60
 SEED = 3
+
+
+#: the venue of the latency and start runs (--venue)
+VENUE = "binance"
 
 
 def symbols(n: int) -> list[str]:
@@ -106,7 +111,7 @@ async def emulator_child(n: int, bars: int, warmup: int = WARMUP) -> None:
     """
     market = bench_market(n, bars, warmup)
     t0 = market.first_ts + warmup * TF_MS
-    emu = Emulator(market, start=t0)
+    emu = emulator_class(VENUE)(market, start=t0)
     last: dict[int, float] = {}
     first: dict[int, float] = {}
 
@@ -145,7 +150,7 @@ async def emulator_child(n: int, bars: int, warmup: int = WARMUP) -> None:
                 answer({"rate_closes": emu.rate_closes, "peak_msgs_per_s": emu.peak_msgs_per_s,
                         "refused_subscribes": emu.refused_subscribes, "rest_429": emu.rest_429,
                         "rest_418": emu.rest_418, "peak_weight": emu.peak_weight,
-                        "klines": sum(p == "/api/v3/klines" for p, _ in emu.rest_log),
+                        "klines": sum(p == emu.klines_path for p, _ in emu.rest_log),
                         "connections": len({c.path for c in emu.connections}),
                         "subscribe_msgs": len(emu.subscribe_log)})
             elif cmd == "quit":
@@ -165,7 +170,7 @@ class RemoteEmulator:
     async def start(cls, n: int, bars: int, warmup: int = WARMUP) -> RemoteEmulator:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--emulator-child", "--streams", str(n), "--bars", str(bars),
-            "--warmup", str(warmup),
+            "--warmup", str(warmup), "--venue", VENUE,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )
@@ -190,7 +195,7 @@ def _daemon(n: int, tmp: Path, rest_url: str, ws_url: str, t0: int) -> Daemon:
     prof = make_profile(symbols(n))
     cfg = DaemonConfig(
         profile_name=prof.name, profile_json=prof.canonical_json(), symbols=prof.assets,
-        exchange_id="binance", base_timeframe="1m", tf_ms=TF_MS, warmup_bars=prof.warmup,
+        exchange_id=VENUE, base_timeframe="1m", tf_ms=TF_MS, warmup_bars=prof.warmup,
         state_db=tmp / f"lat{n}.sqlite", rest_url=rest_url, ws_url=ws_url,
         grace_s=30.0, watchdog_s=0, heartbeat_every_s=3600, fresh=True, t0=t0,
         checkpoint_every=10**9, checkpoint_every_s=3600,
@@ -307,7 +312,7 @@ async def startup(n: int, warmup: int, tmp: Path, store: Path | None) -> dict:
         **profile_dict(symbols(n)), "warmup_bars": warmup}}}).profile("bench")
     cfg = DaemonConfig(
         profile_name=prof.name, profile_json=prof.canonical_json(), symbols=prof.assets,
-        exchange_id="binance", base_timeframe="1m", tf_ms=TF_MS, warmup_bars=prof.warmup,
+        exchange_id=VENUE, base_timeframe="1m", tf_ms=TF_MS, warmup_bars=prof.warmup,
         state_db=tmp / f"start{n}-{store is not None}.sqlite", rest_url=emu.rest_url,
         ws_url=emu.ws_url, grace_s=300.0, watchdog_s=0, heartbeat_every_s=3600, fresh=True,
         t0=emu.t0, candle_store=store, startup_wait_s=600.0,
@@ -416,8 +421,13 @@ async def main() -> None:
     ap.add_argument("--warmup", type=int, default=6024, help="warm-up bars per asset (--start)")
     ap.add_argument("--rest-only", action="store_true", help="--start: skip the store run")
     ap.add_argument("--store-only", action="store_true", help="--start: skip the REST-only run")
+    ap.add_argument("--venue", default="binance", choices=["binance", "bybit"],
+                    help="the exchange protocol (emulator + daemon adapter) of the latency "
+                         "and start runs")
     ap.add_argument("--emulator-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global VENUE
+    VENUE = args.venue
     configure_logging("json", "ERROR")
     if args.emulator_child:
         await emulator_child(int(args.streams), args.bars, args.warmup)

@@ -115,12 +115,13 @@ class DaemonConfig:
     #: None = a tenth of the bar, 1-30 s (daemon.feeds.CandleFeed)
     stream_down_poll_s: float | None = None
     #: websocket streams per connection (Binance: at most 1,024) and SUBSCRIBE messages per
-    #: second per connection (Binance closes at more than 5 incoming messages a second)
-    streams_per_connection: int = 200
-    subscribe_msgs_per_s: int = 3
+    #: second per connection (Binance closes at more than 5 incoming messages a second);
+    #: None = the venue adapter's defaults (daemon.venues; Binance: 200 and 3)
+    streams_per_connection: int | None = None
+    subscribe_msgs_per_s: int | None = None
     #: REST request weight per minute the daemon may spend (Binance spot: 6,000); it uses
-    #: 80 % of it (daemon.restbudget)
-    rest_weight_per_min: int = 6000
+    #: 80 % of it (daemon.restbudget); None = the venue's
+    rest_weight_per_min: int | None = None
     #: local candle store root (TANDEM_DATA_DIR) to warm up from; None = REST only
     candle_store: Path | None = None
     candle_store_exchange: str = "binance"

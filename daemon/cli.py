@@ -257,6 +257,14 @@ def _serve(args) -> int:
         raise _UsageError(str(exc)) from None
     if args.warmup_bars is not None:
         profile = _with_warmup(profile, args.warmup_bars)
+    from daemon.venues import VenueError, check_venue
+
+    try:
+        # Before anything starts (issue 20): a venue the daemon cannot trade is refused
+        # here, never a daemon that runs and gets no candles.
+        check_venue(profile.exchange, profile.base_timeframe, profile.assets)
+    except VenueError as exc:
+        raise _UsageError(f"profile {profile.name!r}: {exc}") from None
     for option in ("export_dir", "out"):
         _check_out(getattr(args, option, None), "--" + option.replace("_", "-"))
     import ccxt

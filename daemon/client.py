@@ -13,8 +13,8 @@ import ccxt.pro as ccxtpro
 
 from core.exchange import rest_api_base
 from daemon.feeds import make_live_exchange
-from daemon.restbudget import BINANCE_WEIGHT_PER_MIN, RestBudget
-from daemon.subscribe import DEFAULT_MSGS_PER_S
+from daemon.restbudget import RestBudget
+from daemon.venues import VenueAdapter, adapter_for
 
 
 def exchange_config(rest_url: str | None = None, ws_url: str | None = None) -> dict[str, Any]:
@@ -46,25 +46,28 @@ def exchange_config(rest_url: str | None = None, ws_url: str | None = None) -> d
 
 
 def build_exchange(exchange_id: str, rest_url: str | None = None, ws_url: str | None = None,
-                   timeout_ms: int = 10_000, *, streams_per_connection: int = 200,
-                   subscribe_msgs_per_s: int = DEFAULT_MSGS_PER_S,
-                   rest_weight_per_min: int = BINANCE_WEIGHT_PER_MIN):
+                   timeout_ms: int = 10_000, *, streams_per_connection: int | None = None,
+                   subscribe_msgs_per_s: int | None = None,
+                   rest_weight_per_min: int | None = None, venue: VenueAdapter | None = None):
     """A ccxt.pro exchange with :class:`daemon.feeds.LiveExchangeMixin` hooks: klines
     subscribed in batches (:mod:`daemon.subscribe`), klines REST paced by a request-weight
-    budget of ``rest_weight_per_min`` (:mod:`daemon.restbudget`)."""
+    budget of ``rest_weight_per_min`` (:mod:`daemon.restbudget`). The venue's adapter
+    (:mod:`daemon.venues`) decodes its frames and gives the defaults of the limits (None);
+    a venue without one raises :class:`daemon.venues.VenueError`. ``venue``: an adapter
+    not (yet) registered, for its tests."""
+    venue = adapter_for(exchange_id) if venue is None else venue
     base = getattr(ccxtpro, exchange_id)
     cfg = exchange_config(rest_url, ws_url)
     cfg["timeout"] = timeout_ms
-    ex = make_live_exchange(base, cfg, rest_budget=RestBudget(rest_weight_per_min),
-                            streams_per_connection=streams_per_connection,
-                            msgs_per_s=subscribe_msgs_per_s)
-    if rest_url or ws_url:
-        # ccxt merges urls deeply only for known keys; set them explicitly to be sure.
-        api = ex.urls.setdefault("api", {})
-        if rest_url:
-            api["public"] = rest_api_base(rest_url)  # same normalisation as the core's config
-        if ws_url:
-            ws = api.get("ws") if isinstance(api.get("ws"), dict) else {}
-            ws["spot"] = ws_url.rstrip("/")
-            api["ws"] = ws
+    def pick(value: int | None, default: int) -> int:
+        return default if value is None else value
+
+    ex = make_live_exchange(
+        base, cfg, rest_budget=RestBudget(pick(rest_weight_per_min, venue.rest_weight_per_min)),
+        venue=venue,
+        streams_per_connection=pick(streams_per_connection,
+                                    venue.default_streams_per_connection),
+        per_message=venue.streams_per_message,
+        msgs_per_s=pick(subscribe_msgs_per_s, venue.subscribe_msgs_per_s))
+    venue.point_at(ex, rest_url, ws_url)
     return ex

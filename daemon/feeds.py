@@ -45,9 +45,10 @@ import ccxt
 from core.candles import bar_fault
 from core.timeframes import bucket_offset_ms
 from daemon.logconfig import get_logger
-from daemon.restbudget import KLINES_WEIGHT, RestBudget
+from daemon.restbudget import RestBudget
 from daemon.state import ClosedCandle
 from daemon.subscribe import BatchedKlinesMixin
+from daemon.venues import BinanceAdapter, VenueAdapter
 
 log = get_logger("feeds")
 
@@ -88,7 +89,10 @@ class LiveExchangeMixin(BatchedKlinesMixin):
       connection at once: its feeds resubscribe and fetch over REST what closed meanwhile.
     """
 
-    def _live_init(self, rest_budget: RestBudget | None = None, **batching: int) -> None:
+    def _live_init(self, rest_budget: RestBudget | None = None,
+                   venue: VenueAdapter | None = None, **batching: int) -> None:
+        #: the venue-specific edge (daemon.venues): frames, stream names, limits, REST paging
+        self.venue = venue if venue is not None else BinanceAdapter()
         self._batched_init(**batching)
         self.server_shutdowns = 0
         #: klines requests go through this weight budget (ccxt's own throttler is off)
@@ -108,7 +112,7 @@ class LiveExchangeMixin(BatchedKlinesMixin):
         if budget is None:
             return await self._fetch_klines(symbol, timeframe, since, limit, params)
         async with budget:
-            await budget.acquire(KLINES_WEIGHT)
+            await budget.acquire(self.venue.klines_weight)
             try:
                 return await self._fetch_klines(symbol, timeframe, since, limit, params)
             except ccxt.DDoSProtection:  # 429 / 418 (RateLimitExceeded is one)
@@ -128,16 +132,13 @@ class LiveExchangeMixin(BatchedKlinesMixin):
         if self.markets is None:
             await self.load_markets()
         market = self.market(symbol)
-        if params or market.get("type") != "spot" or not hasattr(self, "publicGetKlines"):
+        method = getattr(self, self.venue.rest_klines_method, None)
+        if params or market.get("type") != "spot" or method is None:
             return await super().fetch_ohlcv(symbol, timeframe, since, limit, params)
-        request = {"symbol": market["id"],
-                   "interval": self.safe_string(self.timeframes, timeframe, timeframe)}
-        if since is not None:
-            request["startTime"] = int(since)
-        if limit is not None:
-            request["limit"] = min(int(limit), 1000)
-        response = await self.publicGetKlines(request)
-        return [_kline_row(r) for r in response]
+        request = self.venue.klines_request(
+            market, self.safe_string(self.timeframes, timeframe, timeframe), since, limit)
+        response = await method(request)
+        return self.venue.rest_rows(response)
 
     def client(self, url):  # noqa: D401 - ccxt API
         existed = url in (self.clients or {})
@@ -148,7 +149,7 @@ class LiveExchangeMixin(BatchedKlinesMixin):
 
     def handle_message(self, client, message):
         self.last_data_at[client.url] = time.monotonic()
-        if type(message) is dict and message.get("e") == "kline":
+        if self.venue.is_kline_frame(message):
             # A raw-stream kline event: binance.handle_message would probe it for envelopes,
             # errors and ids and then call handle_ohlcv; go there directly.
             try:
@@ -173,34 +174,47 @@ class LiveExchangeMixin(BatchedKlinesMixin):
             log.warning("ws_frame_skipped", reason=repr(exc), frame=str(message)[:200])
 
     def handle_ohlcv(self, client, message):
-        kline = message.get("k") if isinstance(message, dict) else None
-        if not isinstance(kline, dict):
+        klines = self.venue.parse_klines(message)
+        if klines is None:
             self.skipped_frames += 1
-            log.warning("ws_frame_skipped", reason="kline without k", frame=str(message)[:200])
+            log.warning("ws_frame_skipped", reason="no kline in the frame",
+                        frame=str(message)[:200])
             return
-        market_id, interval = kline.get("s"), kline.get("i")
+        fallback = False
+        for kline in klines:  # Binance: one per frame; Bybit may batch several
+            if self._on_kline(kline, message) is False:
+                fallback = True
+        if not fallback:
+            return
+        try:
+            return super().handle_ohlcv(client, message)
+        except Exception as exc:  # noqa: BLE001
+            self.skipped_frames += 1
+            log.warning("ws_frame_skipped", reason=repr(exc), frame=str(message)[:200])
+
+    def _on_kline(self, kline, message) -> bool | None:  # noqa: ANN001 - hot path
+        """Record a closed kline and hand its bar to the stream's feed. True: handled (the
+        fast path), False: no feed sink yet (ccxt's own handler must see the frame), None:
+        skipped (logged)."""
+        market_id, interval = kline.market_id, kline.interval
         route = None
         if type(market_id) is str and type(interval) is str:
             route = self._routes.get((market_id, interval))
         if route is None:
             route = self._route(market_id, interval)
             if route is None:
-                return  # skipped and logged
+                return None  # skipped and logged
         symbol, timeframe, key, sink = route
         if sink is not None:
             try:
-                bar_ts = int(kline["t"])
-            except (KeyError, TypeError, ValueError):
+                bar_ts = int(kline.bar_ts)
+            except (TypeError, ValueError):
                 self.skipped_frames += 1
-                log.warning("ws_frame_skipped", reason="kline without a valid t",
+                log.warning("ws_frame_skipped", reason="kline without a valid open time",
                             frame=str(message)[:200])
-                return
-        if kline.get("x") is True:
-            try:
-                row = [int(kline["t"]), float(kline["o"]), float(kline["h"]), float(kline["l"]),
-                       float(kline["c"]), float(kline["v"])]
-            except (KeyError, TypeError, ValueError):
-                row = None
+                return None
+        if kline.closed:
+            row = kline.row
             fault = "unparseable" if row is None else candle_fault(row)
             if fault is None:
                 self.closed_rows.setdefault(key, {})[row[0]] = row
@@ -208,15 +222,11 @@ class LiveExchangeMixin(BatchedKlinesMixin):
                     self.frame_hook(symbol, timeframe, row[0])
             else:
                 # Not trusted: the feed will fetch this bar over REST (see module doc).
-                log.warning("ws_candle_invalid", symbol=symbol, ts=kline.get("t"), fault=fault)
+                log.warning("ws_candle_invalid", symbol=symbol, ts=kline.bar_ts, fault=fault)
         if sink is not None:
             sink(bar_ts)  # the fast path: no ccxt cache, no future, no task hop
-            return
-        try:
-            return super().handle_ohlcv(client, message)
-        except Exception as exc:  # noqa: BLE001
-            self.skipped_frames += 1
-            log.warning("ws_frame_skipped", reason=repr(exc), frame=str(message)[:200])
+            return True
+        return False
 
     def _route(self, market_id, interval):  # noqa: ANN001 - straight from the frame
         """``(symbol, timeframe, key, sink)`` of a kline stream, or None (logged) for an
@@ -246,27 +256,6 @@ class LiveExchangeMixin(BatchedKlinesMixin):
         self._routes.clear()
 
 
-def _num(x: Any) -> float | None:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return None
-
-
-def _kline_row(r: Any) -> list:
-    """``[ts, o, h, l, c, v]`` of one Binance klines row (see ``_fetch_klines``)."""
-    try:
-        return [int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5])]
-    except (TypeError, ValueError, IndexError):
-        if not isinstance(r, list | tuple) or len(r) < 6:
-            return [None] * 6
-        try:
-            ts = int(r[0])
-        except (TypeError, ValueError):
-            ts = None
-        return [ts, *(_num(x) for x in r[1:6])]
-
-
 def _guard_client(client) -> None:
     """Make a ccxt ws client skip frames it cannot decode instead of dying on them."""
     original = client.handle_text_or_binary_message
@@ -291,12 +280,12 @@ def live_exchange_class(base: type) -> type:
 
 
 def make_live_exchange(base: type, config: dict[str, Any], rest_budget: RestBudget | None = None,
-                       **batching: int):
+                       venue: VenueAdapter | None = None, **batching: int):
     """Instantiate the live exchange from a ccxt.pro class and a ccxt config dict;
     ``batching``: see :meth:`daemon.subscribe.BatchedKlinesMixin._batched_init`. With a
     ``rest_budget``, klines requests are paced by it instead of ccxt's throttler."""
     ex = live_exchange_class(base)(config)
-    ex._live_init(rest_budget=rest_budget, **batching)
+    ex._live_init(rest_budget=rest_budget, venue=venue, **batching)
     if rest_budget is not None:
         ex.enableRateLimit = False
     return ex

@@ -67,19 +67,24 @@ async def run_replay(
     on_bar: Callable[[Emulator, int], Awaitable[None]] | None = None,
     bar_timeout_s: float = 30.0,
     emulator_kwargs: dict | None = None,
+    emulator_cls: type[Emulator] | None = None,
 ) -> Emulator:
     """Serve ``market`` from ``start_ts`` (first tradable bar's open) and play to ``end_ts``
     (exclusive: the last bar played opens at ``end_ts - tf``); run ``daemon`` against it.
 
     ``on_bar(emu, k)`` is awaited before the ``k``-th bar is played (fast mode): the hook
     tests use to inject faults at chosen moments. ``emulator_kwargs``: e.g. the exchange's
-    limits (:class:`Emulator`: message rate, streams, connection lifetime, REST weight)."""
+    limits (:class:`Emulator`: message rate, streams, connection lifetime, REST weight).
+    ``emulator_cls``: the venue's wire protocol; None = the one of ``daemon.cfg.exchange_id``
+    (:func:`emulator_class`)."""
     tf = market.tf_ms
     last_bar = end_ts - tf
     daemon.cfg.stop_after_ts = last_bar
     daemon.cfg.t0 = start_ts  # replay knows its first tradable bar: no race on the first update
-    emu = Emulator(market, start=start_ts, updates_per_bar=updates_per_bar,
-                   **(emulator_kwargs or {}))
+    if emulator_cls is None:
+        emulator_cls = emulator_class(daemon.cfg.exchange_id)
+    emu = emulator_cls(market, start=start_ts, updates_per_bar=updates_per_bar,
+                       **(emulator_kwargs or {}))
     await emu.start()
     daemon.cfg.rest_url, daemon.cfg.ws_url = emu.rest_url, emu.ws_url
     if on_emulator is not None:
@@ -107,6 +112,17 @@ async def run_replay(
             await asyncio.gather(task, return_exceptions=True)
         await emu.stop()
     return emu
+
+
+def emulator_class(exchange_id: str) -> type[Emulator]:
+    """The emulator speaking ``exchange_id``'s wire protocol (every supported venue has
+    one: that is how it is tested; see daemon.venues)."""
+    from daemon.emulator.bybit import BybitEmulator
+
+    classes: dict[str, type[Emulator]] = {"binance": Emulator, "bybit": BybitEmulator}
+    if exchange_id not in classes:
+        raise ValueError(f"no emulator speaks {exchange_id!r}; emulated: {', '.join(classes)}")
+    return classes[exchange_id]
 
 
 async def _race(task: asyncio.Task, aw) -> None:

@@ -33,11 +33,11 @@ DEFAULT_MSGS_PER_S = 3
 
 class ConnectionPlan:
     """Stream -> connection index, filled in order, at most ``cap`` streams each; stable
-    for the life of the exchange object."""
+    for the life of the exchange object. ``max_cap``: the venue's hard limit."""
 
-    def __init__(self, cap: int):
-        if not 1 <= cap <= BINANCE_MAX_STREAMS:
-            raise ValueError(f"streams per connection must be 1..{BINANCE_MAX_STREAMS}, got {cap}")
+    def __init__(self, cap: int, max_cap: int = BINANCE_MAX_STREAMS):
+        if not 1 <= cap <= max_cap:
+            raise ValueError(f"streams per connection must be 1..{max_cap}, got {cap}")
         self.cap = cap
         self._of: dict[Any, int] = {}
         self._count: list[int] = []
@@ -89,7 +89,7 @@ class SubscribeBatcher:
             rid = self.ex.request_id(self.client.url)
             for _, sub in batch:
                 sub["id"] = rid
-            message = {"method": "SUBSCRIBE", "params": [raw for raw, _ in batch], "id": rid}
+            message = self.ex.venue.subscribe_message([raw for raw, _ in batch], rid)
             self.sent_at.append(time.monotonic())
             self.messages += 1
             try:
@@ -119,10 +119,11 @@ class BatchedKlinesMixin:
 
     def _batched_init(self, streams_per_connection: int = 200, per_message: int = 200,
                       msgs_per_s: int = DEFAULT_MSGS_PER_S) -> None:
-        self.conn_plan = ConnectionPlan(streams_per_connection)
+        self.conn_plan = ConnectionPlan(streams_per_connection,
+                                        self.venue.max_streams_per_connection)
         self.subscribe_per_message = min(per_message, streams_per_connection)
         self.subscribe_msgs_per_s = msgs_per_s
-        self.batched_subscribe = True
+        self.batched_subscribe = self.venue.batched_subscribe
 
     def batcher_of(self, client: Any) -> SubscribeBatcher:
         b = getattr(client, "_tandem_batcher", None)
@@ -142,7 +143,7 @@ class BatchedKlinesMixin:
             return await super().watch_ohlcv(symbol, timeframe, since, limit, params)
         sym = market["symbol"]
         interval = self.safe_string(self.timeframes, timeframe, timeframe)
-        raw = market["lowercaseId"] + "@kline_" + interval
+        raw = self.venue.stream_name(market, interval)
         message_hash = "ohlcv::" + sym + "::" + timeframe
         base = self.get_ws_url("spot", self.get_future_ws_category("kline"))
         url = f"{base}/{self.conn_plan.index((sym, timeframe))}"

@@ -185,13 +185,7 @@ class Emulator:
     async def start(self) -> Emulator:
         """Bind and serve; ``port`` becomes the real port when 0 was asked."""
         app = web.Application(middlewares=[self._rest_middleware])
-        app.router.add_get("/api/v3/ping", self._ping)
-        app.router.add_get("/api/v3/time", self._time)
-        app.router.add_get("/api/v3/exchangeInfo", self._exchange_info)
-        app.router.add_get("/api/v3/klines", self._klines)
-        app.router.add_get("/ws", self._ws_handler)
-        app.router.add_get("/ws/{tail:.*}", self._ws_handler)
-        app.router.add_get("/stream", self._ws_handler)
+        self._add_routes(app)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -199,6 +193,29 @@ class Emulator:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         log.info("emulator_started", rest_url=self.rest_url, ws_url=self.ws_url, now=self._now)
         return self
+
+    #: REST paths under this prefix are logged, rate-limited and fault-injected
+    rest_prefix = "/api/"
+    #: the klines endpoint (the default target of REST faults)
+    klines_path = "/api/v3/klines"
+
+    def _add_routes(self, app: web.Application) -> None:
+        """The venue's endpoints (Binance spot here; see daemon.emulator.bybit)."""
+        app.router.add_get("/api/v3/ping", self._ping)
+        app.router.add_get("/api/v3/time", self._time)
+        app.router.add_get("/api/v3/exchangeInfo", self._exchange_info)
+        app.router.add_get("/api/v3/klines", self._klines)
+        app.router.add_get("/ws", self._ws_handler)
+        app.router.add_get("/ws/{tail:.*}", self._ws_handler)
+        app.router.add_get("/stream", self._ws_handler)
+
+    @staticmethod
+    def _parse_stream(name: str) -> tuple[str, str] | None:
+        return _parse_stream(name)
+
+    @staticmethod
+    def _event_json(symbol: str, interval: str, bar: Any, tf: int, t: int) -> str:
+        return kline_event_json(symbol, interval, bar, tf, t)
 
     async def stop(self) -> None:
         """Stop real-time play, close every socket (going away) and the listener."""
@@ -293,7 +310,7 @@ class Emulator:
         streams = {s for c in self.connections if not c.ws.closed for s in c.subs}
         events: list[_Event] = []
         for stream in streams:
-            parsed = _parse_stream(stream)
+            parsed = self._parse_stream(stream)
             if parsed is None:
                 continue
             mid, interval = parsed
@@ -309,12 +326,12 @@ class Emulator:
                     if t0 < t <= t1:
                         bar = market.bar(symbol, i, t)
                         events.append(_Event(t, 1, rank, stream, symbol, False,
-                                             kline_event_json(symbol, interval, bar, tf, t), bar_ts))
+                                             self._event_json(symbol, interval, bar, tf, t), bar_ts))
                 t = bar_ts + tf
                 if t0 < t <= t1:
                     bar = market.bar(symbol, i)
                     events.append(_Event(t, 0, rank, stream, symbol, True,
-                                         kline_event_json(symbol, interval, bar, tf, t), bar_ts))
+                                         self._event_json(symbol, interval, bar, tf, t), bar_ts))
         events.sort(key=lambda e: (e.time, e.order, e.stream_rank))
         return events
 
@@ -510,15 +527,17 @@ class Emulator:
         self.faults.messages.append(fault)
         return fault
 
-    def fail_rest(self, count: int = 1, status: int = 503, path_prefix: str = "/api/v3/klines") -> RestFault:
-        """The next ``count`` REST requests under ``path_prefix`` answer HTTP ``status``."""
-        fault = RestFault(count=count, status=status, path_prefix=path_prefix)
+    def fail_rest(self, count: int = 1, status: int = 503, path_prefix: str | None = None) -> RestFault:
+        """The next ``count`` REST requests under ``path_prefix`` (default: the venue's
+        klines path) answer HTTP ``status``."""
+        fault = RestFault(count=count, status=status, path_prefix=path_prefix or self.klines_path)
         self.faults.rest.append(fault)
         return fault
 
-    def stall_rest(self, count: int = 1, seconds: float = 30.0, path_prefix: str = "/api/v3/klines") -> RestFault:
+    def stall_rest(self, count: int = 1, seconds: float = 30.0, path_prefix: str | None = None) -> RestFault:
         """The next ``count`` REST requests stall ``seconds`` before answering (timeouts)."""
-        fault = RestFault(count=count, status=200, delay_s=seconds, path_prefix=path_prefix)
+        fault = RestFault(count=count, status=200, delay_s=seconds,
+                          path_prefix=path_prefix or self.klines_path)
         self.faults.rest.append(fault)
         return fault
 
@@ -574,7 +593,7 @@ class Emulator:
     # ------------------------------------------------------------------ REST
     @web.middleware
     async def _rest_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith("/api/"):
+        if request.path.startswith(self.rest_prefix):
             self.rest_log.append((request.path, dict(request.query)))
             limited = self._spend_weight(request.path)
             if limited is not None:
