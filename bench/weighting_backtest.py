@@ -34,7 +34,7 @@ doc = json.loads(Path("manifest.json").read_text())
 base = doc["profiles"]["crypto_rating_all"]
 tmp = Path(tempfile.mkdtemp())
 times = {}
-for weighting in ("score", "equal", "inverse_vol", "min_variance", "risk_parity"):
+for weighting in ("score", "equal", "inverse_vol", "min_variance", "risk_parity", "hrp"):
     p = copy.deepcopy(base)
     p.update(core_assets=syms[:4], universe=syms, warmup_bars=WARM)
     p["execution"]["mode"] = "portfolio"

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from core.manifest import ManifestError, Portfolio, load_manifest
 from core.weighting import (
     W_EQUAL,
+    W_HRP,
     W_INVERSE_VOL,
     W_MIN_VARIANCE,
     W_RISK_PARITY,
@@ -152,6 +153,59 @@ def test_risk_parity_matches_skfolio(seed, n, lookback, max_w):
         np.testing.assert_allclose(rc, rc.mean(), rtol=1e-9)
 
 
+@pytest.mark.parametrize(("seed", "n", "lookback", "max_w"), [
+    (0, 2, 20, 1.0), (1, 7, 30, 1.0), (2, 25, 60, 1.0), (3, 60, 40, 1.0), (4, 126, 168, 1.0),
+    (5, 20, 60, 0.1),
+])
+def test_hrp_matches_skfolio(seed, n, lookback, max_w):
+    """HRP against skfolio's HierarchicalRiskParity on the same window, to 1e-9: the same
+    Ledoit-Wolf prior, distances from that covariance (CovarianceDistance, precomputed),
+    single linkage without optimal leaf ordering (skfolio's default is Ward with optimal
+    ordering; we follow López de Prado). Then the cap, excess to cash. Correlated and
+    anti-correlated assets, so the dendrogram has structure; n > lookback included."""
+    from skfolio.cluster import HierarchicalClustering, LinkageMethod
+    from skfolio.distance import CovarianceDistance
+    from skfolio.moments import LedoitWolf
+    from skfolio.optimization import HierarchicalRiskParity
+    from skfolio.prior import EmpiricalPrior
+    from skfolio.seriation import HierarchicalSeriation
+
+    rng = np.random.default_rng(seed)
+    n_bars = lookback + 15
+    vol = rng.uniform(0.3, 2.0, n)
+    market = rng.normal(0.0, 0.01, (n_bars, 2)) @ rng.uniform(-1.5, 1.5, (2, n))
+    close = 100.0 * np.exp(np.cumsum(market + rng.normal(0.0, 0.01, (n_bars, n)) * vol, axis=0))
+    signal = np.ones((n_bars, n), dtype=np.int8)
+    if n > 2:
+        signal[-1, 1::6] = 0
+    target, _ = _run(close, signal, W_HRP, lookback, max_w=max_w, rebalance=[n_bars - 1])
+    window = close[-lookback:] / close[-lookback - 1:-1] - 1.0
+    elig = signal[-1] == 1
+    single = HierarchicalClustering(linkage_method=LinkageMethod.SINGLE)
+    ref = HierarchicalRiskParity(
+        prior_estimator=EmpiricalPrior(covariance_estimator=LedoitWolf()),
+        distance_estimator=CovarianceDistance(covariance_estimator="precomputed"),
+        seriation_estimator=HierarchicalSeriation(hierarchical_clustering_estimator=single,
+                                                  optimal_ordering=False),
+    ).fit(window[:, elig])
+    want = np.zeros(n)
+    want[elig] = np.minimum(ref.weights_, max_w)
+    np.testing.assert_allclose(target[-1], want, rtol=0, atol=1e-9)
+
+
+def test_hrp_one_asset_and_flat_windows():
+    """One eligible asset takes everything (as skfolio); all-flat windows (Σ = 0) give 0."""
+    rng = np.random.default_rng(8)
+    close = _prices(rng, 30, 3)
+    sig = np.zeros((30, 3), dtype=np.int8)
+    sig[:, 1] = 1
+    target, _ = _run(close, sig, W_HRP, 10, rebalance=[29])
+    np.testing.assert_array_equal(target[29], [0.0, 1.0, 0.0])
+    target, _ = _run(np.full((30, 3), 5.0), np.ones((30, 3), dtype=np.int8), W_HRP, 10,
+                     rebalance=[29])
+    np.testing.assert_array_equal(target[29], np.zeros(3))
+
+
 def test_min_variance_caps_binding_everywhere():
     rng = np.random.default_rng(9)
     close = _prices(rng, 40, 5)
@@ -214,7 +268,7 @@ def test_step_equals_rows_and_state_roundtrips():
 
 # ---- properties ------------------------------------------------------------------------
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 9), method=st.sampled_from([W_EQUAL, W_INVERSE_VOL, W_SCORE, W_MIN_VARIANCE, W_RISK_PARITY]),
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 9), method=st.sampled_from([W_EQUAL, W_INVERSE_VOL, W_SCORE, W_MIN_VARIANCE, W_RISK_PARITY, W_HRP]),
        max_w=st.floats(0.05, 1.0), min_frac=st.floats(0.0, 1.0))
 def test_weights_sum_le_1_respect_bounds_zero_when_ineligible(seed, n, method, max_w, min_frac):
     rng = np.random.default_rng(seed)
@@ -234,7 +288,7 @@ def test_weights_sum_le_1_respect_bounds_zero_when_ineligible(seed, n, method, m
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 8), method=st.sampled_from([W_EQUAL, W_INVERSE_VOL, W_SCORE, W_MIN_VARIANCE, W_RISK_PARITY]))
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 8), method=st.sampled_from([W_EQUAL, W_INVERSE_VOL, W_SCORE, W_MIN_VARIANCE, W_RISK_PARITY, W_HRP]))
 def test_band_one_never_trades_after_first_rebalance(seed, n, method):
     rng = np.random.default_rng(seed)
     close = _prices(rng, 60, n)
@@ -247,7 +301,7 @@ def test_band_one_never_trades_after_first_rebalance(seed, n, method):
 
 @settings(max_examples=80, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(1, 9),
-       method=st.sampled_from([W_EQUAL, W_INVERSE_VOL, W_SCORE, W_MIN_VARIANCE, W_RISK_PARITY]),
+       method=st.sampled_from([W_EQUAL, W_INVERSE_VOL, W_SCORE, W_MIN_VARIANCE, W_RISK_PARITY, W_HRP]),
        band=st.floats(0.0, 0.3), cap=st.sampled_from([0.0, 0.1, 0.5, 1.5]))
 def test_book_never_exceeds_one_with_band_and_cap(seed, n, method, band, cap):
     """Regression: with a band, weights held in place plus new ones once summed above 1
@@ -298,7 +352,7 @@ def _manifest(tmp_path: Path, **portfolio) -> Path:
     ({"min_weight": 0.5, "max_weight": 0.2}, "portfolio.min_weight"),
     ({"band": 1.5}, "portfolio.band"),
     ({"band": -0.1}, "portfolio.band"),
-    ({"weighting": "hrp"}, "portfolio.weighting"),
+    ({"weighting": "black_litterman"}, "portfolio.weighting"),
     ({"lookback": 1}, "portfolio.lookback"),
     ({"weighting": "min_variance", "lookback": 5}, "portfolio.lookback"),
 ])
@@ -345,7 +399,8 @@ def test_sweep_cli_refuses_a_weighting_exit_2(tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("weighting", ["equal", "inverse_vol", "min_variance", "risk_parity"])
+@pytest.mark.parametrize("weighting", ["equal", "inverse_vol", "min_variance", "risk_parity",
+                                       "hrp"])
 def test_daemon_stepper_with_checkpoint_equals_backtest(tmp_path, weighting):
     """In process: the daemon's ProfileStepper, checkpointed (blobs -> restore into a new
     stepper) half-way, trades exactly the fills of the batch backtest."""
