@@ -376,29 +376,6 @@ def test_defaults_leave_canonical_json_unchanged():
     assert json.loads(out.stdout) == mine
 
 
-def test_sweep_refuses_a_weighting(tmp_path):
-    from backtest.sweep.evaluate import profile_rows
-
-    prof = load_manifest(_manifest(tmp_path, weighting="inverse_vol")).profile("x")
-    with pytest.raises(ValueError, match="weighting"):
-        profile_rows([prof], None)  # refused before the data is touched
-
-
-def test_sweep_cli_refuses_a_weighting_exit_2(tmp_path, capsys):
-    from backtest.cli import main
-    from tests.sweep_fixtures import make_inputs, sweep_args
-
-    inp = make_inputs(tmp_path / "in", days=3)
-    doc = json.loads(inp["manifest"].read_text())
-    doc["profiles"]["t"]["portfolio"] = {"weighting": "equal"}
-    inp["manifest"].write_text(json.dumps(doc))
-    out = tmp_path / "out"
-    assert main(sweep_args(inp, out)) == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("error: ") and "portfolio.weighting='equal'" in err, err
-    assert not out.exists()
-
-
 @pytest.mark.parametrize("weighting", ["equal", "inverse_vol", "min_variance", "risk_parity",
                                        "hrp"])
 def test_daemon_stepper_with_checkpoint_equals_backtest(tmp_path, weighting):
