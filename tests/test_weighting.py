@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import warnings
 from pathlib import Path
@@ -450,3 +451,25 @@ def test_a_weighting_without_scipy_is_a_manifest_error_naming_the_field(monkeypa
         m.parse_manifest({"profiles": {"p": prof}}, source="t")
     prof["portfolio"]["weighting"] = "score"
     m.parse_manifest({"profiles": {"p": prof}}, source="t")  # the score rule needs no scipy
+
+
+def test_daemon_runs_blas_with_one_thread(tmp_path) -> None:
+    """tandem-daemon sets one BLAS thread before numpy/scipy load (the weighting kernels'
+    small products through scipy's OpenBLAS); without it the pool has one per core."""
+    pytest.importorskip("threadpoolctl")
+    code = ("import json, sys; from daemon.cli import main; "
+            "main(['status', '--db', sys.argv[1]]) if sys.argv[2] == 'daemon' else None; "
+            "import numpy, scipy.linalg; from threadpoolctl import threadpool_info; "
+            "print(json.dumps([i['num_threads'] for i in threadpool_info() "
+            "if i['user_api'] == 'blas']))")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")}
+    env["PYTHONPATH"] = str(REPO)
+    got = {}
+    for who in ("daemon", "plain"):
+        out = subprocess.run([str(MAIN_PY), "-c", code, str(tmp_path / "none.sqlite"), who],
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        got[who] = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["daemon"] and set(got["daemon"]) == {1}
+    if (os.cpu_count() or 1) > 1:
+        assert max(got["plain"]) > 1  # the control: the default is a thread per core
