@@ -188,7 +188,8 @@ def project_capped_simplex_nb(v, u, out):
 @njit(cache=True)
 def _polish_nb(cov, w, u, out):
     """Exact KKT solution on ``w``'s active set (free / at 0 / at u); True if it is
-    feasible and optimal (every multiplier of the right sign), then written to ``out``."""
+    feasible and optimal (every multiplier of the right sign), then written to ``out``.
+    No free asset: the capped ones must hold the whole book (``n_up · u = 1``)."""
     p = w.shape[0]
     tol = 1e-9
     free = np.empty(p, dtype=np.int64)
@@ -201,7 +202,21 @@ def _polish_nb(cov, w, u, out):
         elif w[i] >= u - tol:
             n_up += 1
     if nf == 0:
-        return False
+        # A vertex: n_up assets at the cap make the whole book. Optimal when no gradient on
+        # the capped set exceeds one on the zero set (one multiplier separates them).
+        if abs(n_up * u - 1.0) > 1e-9:
+            return False
+        for i in range(p):
+            out[i] = u if w[i] >= u - tol else 0.0
+        g = np.dot(cov, out)
+        top = -np.inf
+        bottom = np.inf
+        for i in range(p):
+            if out[i] > 0.0:
+                top = max(top, g[i])
+            else:
+                bottom = min(bottom, g[i])
+        return top <= bottom + 1e-12 * (1.0 + abs(top))
     a = np.empty((nf, nf))
     rhs = np.empty((nf, 2))
     for r in range(nf):

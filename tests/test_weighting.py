@@ -207,6 +207,21 @@ def test_hrp_one_asset_and_flat_windows():
     np.testing.assert_array_equal(target[29], np.zeros(3))
 
 
+def test_min_variance_vertex_is_solved_exactly():
+    """Regression: when the optimum has no free asset (20 capped assets hold the book, the
+    rest at 0), the exact KKT step gave up and FISTA ran its 20,000 iterations (~50 ms a
+    rebalance; 12 such rebalances made the 100-asset year 1.5x slower than score). A
+    one-factor covariance where the 20 low-beta assets at the cap are optimal by KKT:
+    gradient 0.14 on them, 0.3 on the others."""
+    from core.weighting import min_variance_nb
+
+    beta = np.r_[np.full(20, 0.3), np.full(10, 1.0)]
+    cov = 1e-4 * (np.outer(beta, beta) + np.diag(np.r_[np.ones(20), np.full(10, 4.0)]))
+    w = np.empty(30)
+    min_variance_nb(cov, 0.05, w)
+    np.testing.assert_array_equal(w, np.r_[np.full(20, 0.05), np.zeros(10)])
+
+
 def test_min_variance_caps_binding_everywhere():
     rng = np.random.default_rng(9)
     close = _prices(rng, 40, 5)
