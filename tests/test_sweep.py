@@ -174,6 +174,12 @@ def test_weighted_portfolio_sweep_equals_run(tmp_path, capsys, portfolio):
     inp["space"].write_text("entry_threshold: [0.0, 0.1]\nexit_threshold: [-0.1]\n")
     fills = _sweep_best_then_run(inp, None, tmp_path, capsys)
     assert (fills["reason"] == "rebalance").any()
+    if portfolio["weighting"] == "hrp":  # folds: each segment rebalances from its own start
+        out = tmp_path / "wf"
+        assert main(sweep_args(inp, out, "--workers", "0", "--walk-forward", "2", "--train",
+                               "4d", "--test", "2d")) == 0
+        df = pd.read_parquet(out / "results.parquet")
+        assert len(df) == 4 and df["oos_n_fills"].gt(0).all() and df["is_n_fills"].gt(0).all()
 
 
 def test_resume_after_lost_parts_ends_with_the_same_results(inp, grid, tmp_path, monkeypatch):

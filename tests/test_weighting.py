@@ -194,6 +194,26 @@ def test_hrp_matches_skfolio(seed, n, lookback, max_w):
     np.testing.assert_allclose(target[-1], want, rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("ties", [False, True])
+def test_single_linkage_order_equals_scipy(ties):
+    """The dendrogram leaf order equals scipy's leaves_list(linkage(..., "single")), also
+    when distances tie (rounded to one decimal: many equal merge heights)."""
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    from core.weighting import single_linkage_order_nb
+
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        p = int(rng.integers(2, 40))
+        x = rng.normal(size=(p, 3))
+        dist = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+        if ties:
+            dist = np.round(dist, 1)
+        want = leaves_list(linkage(squareform(dist, checks=False), "single"))
+        np.testing.assert_array_equal(single_linkage_order_nb(dist), want)
+
+
 def test_hrp_one_asset_and_flat_windows():
     """One eligible asset takes everything (as skfolio); all-flat windows (Σ = 0) give 0."""
     rng = np.random.default_rng(8)
