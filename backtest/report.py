@@ -2,7 +2,8 @@
 
 Contents: the profile and data range it came from, headline statistics, equity and
 drawdown curves, a per-asset table, and close-price charts with the trade markers for a
-few chosen assets (a ``<select>`` switches between them). Everything is inline — SVG drawn
+few chosen assets (a ``<select>`` switches between them). Portfolio-mode runs also get the
+weights over time (stacked area) and the turnover of each rebalance. Everything is inline — SVG drawn
 by :mod:`backtest.svg`, a few lines of CSS and JS — so the file opens offline and can be
 mailed around. Timestamps in the page are UTC.
 """
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from backtest import svg
-from backtest.stats import drawdown_series
+from backtest.stats import drawdown_series, fill_turnover
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2733;background:#fff}
@@ -41,6 +42,15 @@ svg .price{stroke:#57606a;fill:#57606a} svg .marker{stroke:#fff;stroke-width:.8}
 svg .marker.buy{fill:#1a7f37} svg .marker.sell{fill:#cf222e}
 svg path.line{fill:none}
 .neg{color:#cf222e} pre{background:#f6f8fa;padding:10px;overflow:auto;font-size:12px}
+"""
+
+# Only portfolio-mode pages carry the weights section, and only they get its styles.
+_WEIGHTS_CSS = """
+svg .band{stroke:none} svg .bars.turnover{stroke:#8250df;stroke-width:2}
+.band0{fill:#1f6feb;background:#1f6feb}.band1{fill:#e16f24;background:#e16f24}.band2{fill:#1a7f37;background:#1a7f37}.band3{fill:#cf222e;background:#cf222e}
+.band4{fill:#8250df;background:#8250df}.band5{fill:#bf8700;background:#bf8700}.band6{fill:#0a7ea4;background:#0a7ea4}.band7{fill:#d63384;background:#d63384}
+.band-other{fill:#8c959f;background:#8c959f}
+.swatch{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}
 """
 
 # Shows one price chart at a time; without JS every chart stays visible.
@@ -182,6 +192,77 @@ def _price_chart(data: ReportInput, sym: str, max_markers: int = 3000) -> svg.Ch
     )
 
 
+#: Bars drawn in the weights chart (evenly spaced) and assets with a band of their own.
+WEIGHT_SAMPLES, WEIGHT_BANDS = 400, 8
+
+
+def portfolio_weights(data: ReportInput) -> pd.DataFrame:
+    """Each asset's weight at every bar close: position (from the fills' ``position_after``)
+    × close / equity; index = the equity's bar closes, one column per asset. A missing bar
+    is valued at the asset's last close."""
+    ts = np.asarray(data.equity.index, dtype=np.int64)
+    eq = data.equity.to_numpy(np.float64)
+    closes = data.closes.reindex(ts).ffill()
+    out = pd.DataFrame(0.0, index=ts, columns=list(closes.columns))
+    if not len(data.fills):
+        return out
+    rows = data.fills.groupby("symbol", sort=False).indices
+    f_ts = data.fills["ts"].to_numpy(np.int64)
+    f_pos = data.fills["position_after"].to_numpy(np.float64)
+    for sym, r in rows.items():
+        if sym not in out.columns:
+            continue
+        r = r[np.argsort(f_ts[r], kind="stable")]
+        k = np.searchsorted(f_ts[r], ts, side="right") - 1
+        pos = np.where(k >= 0, f_pos[r][np.clip(k, 0, None)], 0.0)
+        out[sym] = np.where(pos != 0.0, pos * closes[sym].to_numpy(np.float64) / eq, 0.0)
+    return out
+
+
+def rebalance_turnover(data: ReportInput) -> pd.Series:
+    """Turnover of each rebalance: Σ ``|qty · price| / equity`` over its ``rebalance``
+    fills (the ``turnover`` statistic's rule), indexed by the rebalance bar's close."""
+    f = data.fills[data.fills["reason"] == "rebalance"] if len(data.fills) else data.fills
+    if not len(f):
+        return pd.Series(dtype=np.float64)
+    per_fill = pd.Series(fill_turnover(f, data.equity), index=f["ts"].to_numpy(np.int64))
+    return per_fill.groupby(level=0).sum()
+
+
+def _weights_section(data: ReportInput) -> list[str]:
+    """The weights chart (largest average weights in bands of their own, the rest as
+    ``other``; cash is what lies above the top) and the turnover per rebalance."""
+    w = portfolio_weights(data)
+    out = ["<h2>Portfolio weights</h2>"]
+    if len(w):
+        pick = np.unique(np.linspace(0, len(w) - 1, min(len(w), WEIGHT_SAMPLES)).astype(np.int64))
+        w = w.iloc[pick]
+        x = np.asarray(w.index, dtype=np.int64)
+        mean = w.mean().sort_values(ascending=False, kind="stable")
+        top = [s for s in mean.index[:WEIGHT_BANDS] if mean[s] > 0]
+        rest = [s for s in w.columns if s not in top]
+        bands = [svg.Line(x, w[s].to_numpy(), f"band{i}", s) for i, s in enumerate(top)]
+        if rest and (w[rest].to_numpy() != 0).any():
+            bands.append(svg.Line(x, w[rest].sum(axis=1).to_numpy(), "band-other", "other"))
+        if bands:
+            out.append(svg.render(svg.Chart("Weights over time (share of equity; cash above)",
+                                            bands, y_format=lambda v: f"{100 * v:.0f}%",
+                                            css_id="weights-chart", stacked=True)))
+            out.append("<div class='meta' id='weights-legend'>" + "".join(
+                f"<span class='swatch {b.css}'></span>{html.escape(b.label)}" for b in bands)
+                + "</div>")
+    turn = rebalance_turnover(data)
+    if len(turn):
+        out.append(svg.render(svg.Chart(
+            "Turnover per rebalance (traded value / equity)",
+            [svg.Line(np.asarray(turn.index, dtype=np.int64), turn.to_numpy(), "turnover",
+                      "turnover", bars=True)],
+            y_format=lambda v: f"{100 * v:.0f}%", height=200, css_id="turnover-chart")))
+    else:
+        out.append("<p>No rebalance trades.</p>")
+    return out
+
+
 def _trades_table(trades: pd.DataFrame, last: int = 50) -> str:
     """The most recent ``last`` trades (open ones included), newest first."""
     if not len(trades):
@@ -230,12 +311,15 @@ def render_report(data: ReportInput, chart_symbols: Sequence[str] | None = None)
         ("Trades", _trade_count(st)),
         ("Fees", _num(st.get("fees"))),
         ("Final equity", _num(st.get("final_equity"))),
+        ("Turnover", _num(st.get("turnover")) + "×"),
+        ("Avg holdings", _num(st.get("avg_holdings"))),
     ]
     meta = {"profile": data.profile, **data.meta}
     p = []
     p.append("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>")
     p.append(f"<title>Tandem backtest — {html.escape(data.profile)}</title>")
-    p.append(f"<style>{_CSS}</style></head><body>")
+    portfolio = data.meta.get("mode") == "portfolio"
+    p.append(f"<style>{_CSS}{_WEIGHTS_CSS if portfolio else ''}</style></head><body>")
     p.append(f"<h1>Backtest: {html.escape(data.profile)}</h1>")
     p.append(
         f"<div class='meta' id='data-range'>{_bar_range(st, data.meta)} · "
@@ -247,6 +331,8 @@ def render_report(data: ReportInput, chart_symbols: Sequence[str] | None = None)
     p.append("</div>")
     p.append("<h2>Equity and drawdown</h2>")
     p.append(svg.render_all(charts_top))
+    if portfolio:
+        p += _weights_section(data)
 
     p.append("<h2>Trades on price</h2>")
     if syms:

@@ -16,7 +16,12 @@ accessor, which the tests use as the reference):
 * ``win_rate`` = share of closed trades with pnl > 0; ``profit_factor`` = gross profit /
   gross loss (``None`` in JSON when there is no losing trade);
 * ``exposure`` = share of bars on which at least one position is open (from ``position_after``
-  in the fills); ``fees`` = sum of fill fees.
+  in the fills); ``fees`` = sum of fill fees;
+* ``avg_holdings`` = mean over bars of the number of assets held at the bar's close (same
+  rule as ``exposure``);
+* ``turnover`` = Σ over fills of ``|qty · price| / equity`` at the fill's bar close (fills
+  are stamped with the bar close, the equity index): how many times the book was traded,
+  buys and sells both counted (1.0 = one full book's worth); 0 without fills.
 
 Undefined values (no returns, zero variance, no trades) are NaN in :func:`compute_stats`
 and ``null`` in ``stats.json`` — never a made-up 0.
@@ -110,18 +115,16 @@ def _trade_pnl(trades: pd.DataFrame) -> np.ndarray:
     raise KeyError(f"trades table has no pnl column (columns: {list(trades.columns)})")
 
 
-def exposure_share(fills: pd.DataFrame | None, bar_ts: np.ndarray) -> float:
-    """Share of bars (timestamps ``bar_ts``) at whose close any position is open.
+def holdings_count(fills: pd.DataFrame | None, bar_ts: np.ndarray) -> np.ndarray:
+    """Number of assets with an open position at the close of each bar ``bar_ts``.
 
     A position opened by a fill at ``ts`` counts from that bar on (the fill happens at that
     bar's close, so the bar closes holding it); a position closed at ``ts`` does not count
     on that bar.
     """
-    if len(bar_ts) == 0:
-        return float("nan")
-    if fills is None or len(fills) == 0:
-        return 0.0
-    open_any = np.zeros(len(bar_ts), dtype=bool)
+    count = np.zeros(len(bar_ts), dtype=np.int64)
+    if fills is None or len(fills) == 0 or len(bar_ts) == 0:
+        return count
     codes, _ = pd.factorize(fills["symbol"])
     all_ts = np.asarray(fills["ts"], dtype=np.int64)
     all_pos = np.asarray(fills["position_after"], dtype=np.float64)
@@ -137,8 +140,19 @@ def exposure_share(fills: pd.DataFrame | None, bar_ts: np.ndarray) -> float:
         # Index of the last fill at or before each bar (-1 = before the first fill).
         k = np.searchsorted(f_ts, bar_ts, side="right") - 1
         held = np.where(k >= 0, pos[np.clip(k, 0, None)], 0.0)
-        open_any |= held != 0.0
-    return float(open_any.mean())
+        count += held != 0.0
+    return count
+
+
+def fill_turnover(fills: pd.DataFrame, equity: pd.Series) -> np.ndarray:
+    """Each fill's ``|qty · price|`` over the equity at its bar's close (the last equity
+    value at or before the fill's ts; NaN before the first)."""
+    eq_ts = _index_ms(equity.index)
+    k = np.searchsorted(eq_ts, np.asarray(fills["ts"], dtype=np.int64), side="right") - 1
+    eq = np.where(k >= 0, np.asarray(equity, dtype=np.float64)[np.clip(k, 0, None)], np.nan)
+    notional = np.abs(np.asarray(fills["qty"], dtype=np.float64)
+                      * np.asarray(fills["price"], dtype=np.float64))
+    return notional / eq
 
 
 def compute_stats(
@@ -192,7 +206,9 @@ def compute_stats(
         trades_per_asset.setdefault(s, int(k))
 
     ms = _index_ms(equity.index)
-    fees = float(fills["fee"].sum()) if fills is not None and len(fills) else 0.0
+    has_fills = fills is not None and len(fills) > 0
+    fees = float(fills["fee"].sum()) if has_fills else 0.0
+    held = holdings_count(fills, ms)
     return {
         "start_ts": int(ms[0]) if len(ms) else None,
         "end_ts": int(ms[-1]) if len(ms) else None,
@@ -210,9 +226,11 @@ def compute_stats(
         "n_open_trades": n_open,
         "win_rate": win_rate,
         "profit_factor": profit_factor,
-        "exposure": exposure_share(fills, ms),
+        "exposure": float((held > 0).mean()) if len(ms) else float("nan"),
         "fees": fees,
         "n_fills": int(len(fills)) if fills is not None else 0,
+        "avg_holdings": float(held.mean()) if len(ms) else float("nan"),
+        "turnover": float(fill_turnover(fills, equity).sum()) if has_fills else 0.0,
         "trades_per_asset": trades_per_asset,
     }
 

@@ -29,6 +29,7 @@ class Line:
     css: str
     label: str = ""
     area: bool = False  # fill between the line and y = 0 (drawdown)
+    bars: bool = False  # one vertical bar from y = 0 per point (turnover per rebalance)
 
 
 @dataclass
@@ -52,6 +53,34 @@ class Chart:
     width: int = 960
     height: int = 280
     css_id: str = ""
+    #: lines are bands stacked on one another (weights): each drawn as the area between the
+    #: running sum below it and the running sum including it; NaN counts as 0
+    stacked: bool = False
+
+
+def _stack(lines: list[Line]) -> list[Line]:
+    """Each band's top edge: the running sum of the lines up to and including it."""
+    out, acc = [], None
+    for ln in lines:
+        y = np.nan_to_num(np.asarray(ln.y, dtype=np.float64))
+        acc = y if acc is None else acc + y
+        out.append(Line(ln.x, acc, ln.css, ln.label))
+    return out
+
+
+def _band_paths(lines: list[Line], sx: Callable, sy: Callable) -> list[str]:
+    """Closed ``<path class="band ...">`` areas between consecutive stacked edges."""
+    out = []
+    below = np.zeros(len(lines[0].x)) if lines else np.zeros(0)
+    for ln in lines:
+        px = sx(np.asarray(ln.x, dtype=np.float64))
+        top, bot = sy(ln.y), sy(below)
+        d = "M" + "L".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, top, strict=True))
+        d += "L" + "L".join(f"{a:.1f},{b:.1f}" for a, b in zip(px[::-1], bot[::-1], strict=True))
+        out.append(f'<path class="band {html.escape(ln.css)}" d="{d}Z"><title>'
+                   f"{html.escape(ln.label)}</title></path>")
+        below = ln.y
+    return out
 
 
 def decimate(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,13 +143,14 @@ def render(chart: Chart) -> str:
     """The chart as one ``<svg>`` element (responsive width, fixed aspect)."""
     w, h = chart.width, chart.height
     pw, ph = w - _ML - _MR, h - _MT - _MB
-    xs = [ln.x for ln in chart.lines if len(ln.x)] + (
+    lines = _stack(chart.lines) if chart.stacked else chart.lines
+    xs = [ln.x for ln in lines if len(ln.x)] + (
         [np.array([m.x for m in chart.markers])] if chart.markers else []
     )
-    ys = [ln.y[np.isfinite(ln.y)] for ln in chart.lines] + (
+    ys = [ln.y[np.isfinite(ln.y)] for ln in lines] + (
         [np.array([m.y for m in chart.markers])] if chart.markers else []
     )
-    ys += [np.array([0.0])] if any(ln.area for ln in chart.lines) else []
+    ys += [np.array([0.0])] if chart.stacked or any(ln.area or ln.bars for ln in lines) else []
     allx = np.concatenate(xs) if xs else np.array([0.0])
     ally = np.concatenate([y for y in ys if len(y)]) if any(len(y) for y in ys) else np.array([0.0])
     x0, x1 = float(allx.min()), float(allx.max())
@@ -159,7 +189,16 @@ def render(chart: Chart) -> str:
             f'<text class="tick" x="{xx:.1f}" y="{h - 8}" text-anchor="{anchor}">'
             f"{_fmt_date(t, x1 - x0)}</text>"
         )
-    for ln in chart.lines:
+    if chart.stacked:
+        out += _band_paths(lines, sx, sy)
+    for ln in [] if chart.stacked else lines:
+        if ln.bars:
+            base = float(sy(0.0))
+            d = "".join(f"M{a:.1f},{base:.1f}V{b:.1f}"
+                        for a, b in zip(sx(ln.x), sy(ln.y), strict=True) if math.isfinite(b))
+            out.append(f'<path class="bars {html.escape(ln.css)}" d="{d}"><title>'
+                       f"{html.escape(ln.label)}</title></path>")
+            continue
         dx, dy = decimate(np.asarray(ln.x, dtype=np.float64), np.asarray(ln.y, dtype=np.float64),
                           buckets=pw)
         px, py = sx(dx), sy(dy)
@@ -178,7 +217,7 @@ def render(chart: Chart) -> str:
              else f"M{mx:.1f},{my:.1f}l-5,-9h10z")
         out.append(f'<path class="marker {m.side}" d="{d}"><title>'
                    f"{html.escape(m.tooltip)}</title></path>")
-    legend = [ln for ln in chart.lines if ln.label]
+    legend = [] if chart.stacked else [ln for ln in lines if ln.label]
     for i, ln in enumerate(legend):
         lx = w - _MR - 150 * (len(legend) - i)
         out.append(f'<text class="legend {html.escape(ln.css)}" x="{lx}" y="18">'

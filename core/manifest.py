@@ -167,9 +167,10 @@ class Portfolio(_Strict):
     #: how much each eligible asset (signal +1) gets: ``score`` (proportional to the
     #: combined score, the original rule), ``equal``, ``inverse_vol`` (1/σ of the last
     #: ``lookback`` base-bar returns), ``min_variance`` (long-only, Ledoit–Wolf shrunk
-    #: covariance), ``risk_parity`` (equal risk contribution, same covariance). See
-    #: :mod:`core.weighting`.
-    weighting: Literal["score", "equal", "inverse_vol", "min_variance", "risk_parity"] = "score"
+    #: covariance), ``risk_parity`` (equal risk contribution, same covariance), ``hrp``
+    #: (hierarchical risk parity, single linkage, same covariance). See :mod:`core.weighting`.
+    weighting: Literal["score", "equal", "inverse_vol", "min_variance", "risk_parity",
+                       "hrp"] = "score"
     #: base bars of returns for volatility (an asset holds weight only with a full window)
     lookback: int = Field(default=60, ge=2, le=100_000)
     #: an optimizer weight below this goes to cash (0 = off)

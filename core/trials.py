@@ -11,6 +11,13 @@ chunks (:data:`CHUNK`) into one reusable signal buffer, once per distinct combin
 (trials that differ only in engine settings share it); the engine then steps over the
 segment, pausing when its fill buffer is full (its state carries over, so this is exact).
 
+A trial with a portfolio weighting (:mod:`core.weighting`; ``TrialBatch.weighting``) runs
+one segment at a time: its combiner rows once over the data, then per segment the
+weighting kernel as ``run`` drives it (the window fed from the first loaded bar, rebalances
+from the segment's first bar, a fresh book), and the engine on those targets. The weighting
+kernels are only compiled when such a trial runs (they need scipy, an extra), never into
+:func:`run_trials_nb`.
+
 Statistics are computed here from the equity and the raw fill rows (round trips paired as
 :func:`core.journal.trades_table` does), with the definitions of ``backtest.stats``
 (a test holds them equal to ``compute_stats`` on a real run); the order of some float sums
@@ -188,7 +195,7 @@ def _same_signals(sparams, weights, k):
 @njit(cache=True)
 def run_trials_nb(ratings, ts, o, h, lo, c, mtf_mask, sparams, weights, eparams, seg_lo,
                   seg_hi, seg_ppy, seg_sample, sample_idx, work, stats_out, samples_out,
-                  eq_out, fills_keep, sigf):
+                  eq_out, fills_keep, sigf, combine):
     """Run every trial (row of ``sparams``/``weights``/``eparams``) over every segment.
 
     ``ratings``: ``(n_cols, n_bars, n_assets, n_tf)`` — the strategies' rating columns;
@@ -200,6 +207,8 @@ def run_trials_nb(ratings, ts, o, h, lo, c, mtf_mask, sparams, weights, eparams,
     ``seg_sample``; ``eq_out`` (``n_bars``) holds the last trial's equity per segment;
     ``fills_keep`` (rows ≥ 0) receives the fills of the run (single-trial use). Returns the
     number of fills produced by the last trial × segment (may exceed ``fills_keep``).
+    ``combine`` False: ``sigf`` already holds the engine's input (a weighted trial's
+    targets, :func:`run_trials`); the combiner is skipped.
 
     The combiner is stateless per bar, so its output over the bars any segment covers is
     computed once per distinct combiner setting: consecutive trials that differ only in
@@ -234,7 +243,7 @@ def run_trials_nb(ratings, ts, o, h, lo, c, mtf_mask, sparams, weights, eparams,
         sp = sparams[k]
         ep = eparams[k]
         portfolio = sp[SP_PORTFOLIO] > 0.0
-        if not _same_signals(sparams, weights, k):
+        if combine and not _same_signals(sparams, weights, k):
             rat = ratings[int(sp[SP_COL])]
             every_ms = np.int64(sp[SP_EVERY_MS])
             every_off = np.int64(sp[SP_EVERY_OFF])
@@ -313,14 +322,64 @@ class TrialBatch:
     weights: np.ndarray  # (n, n_tf)
     eparams: np.ndarray  # (n, N_PARAMS)
     portfolio: np.ndarray  # bool (n,)
+    #: per trial, its profile's ``portfolio`` settings when a weighting applies (portfolio
+    #: mode, not :meth:`~core.manifest.Portfolio.plain_score`); None: the score rule
+    weighting: list | None = None
+
+
+def _call(ratings, ts_close, o, h, lo, c, mtf_mask, sp, w, ep, seg_lo, seg_hi, seg_ppy,  # noqa: ANN001, ANN202
+          seg_sample, sample_idx, work, eq, sigf, combine, keep_fills):
+    """:func:`run_trials_nb` on some trials, growing the fill buffer until every fill fits."""
+    n_seg = seg_lo.shape[0]
+    cap = keep_fills
+    while True:
+        keep = np.empty((cap, N_FILL_COLS))
+        st = np.full((sp.shape[0], n_seg, N_STATS), np.nan)
+        sm = np.full((sp.shape[0], sample_idx.shape[0]), np.nan)
+        got = run_trials_nb(ratings, ts_close, o, h, lo, c, mtf_mask, np.ascontiguousarray(sp),
+                            np.ascontiguousarray(w), np.ascontiguousarray(ep), seg_lo, seg_hi,
+                            seg_ppy, seg_sample, sample_idx, work, st, sm, eq, keep, sigf,
+                            combine)
+        if keep_fills <= 0 or got <= cap:
+            return st, sm, keep[:got]
+        cap = int(got)
+
+
+def _weighted_targets(ratings, ts_close, c, warm_close, mtf_mask, sp, w, portfolio, seg_lo,  # noqa: ANN001, ANN202
+                      seg_hi):
+    """One weighted trial's engine input per segment: the combiner over ``[0, max hi)``,
+    then :func:`core.weighting.apply_weighting` over the warm-up closes and ``[0, hi)``,
+    rebalancing from ``lo`` on — as ``run`` does with ``lo`` its first tradable bar."""
+    from core.weighting import apply_weighting
+
+    end = int(seg_hi.max())
+    n = c.shape[1]
+    sig8 = np.zeros((end, n), dtype=np.int8)
+    score = np.empty((end, n))
+    target = np.empty((end, n))
+    signals_rows_nb(ts_close[:end], ratings[int(sp[SP_COL])][:end], mtf_mask, w,
+                    int(sp[SP_MODE]), sp[SP_ENTRY], sp[SP_EXIT], sp[SP_MIN_AGREE], True,
+                    sp[SP_MAX_WEIGHT], np.int64(sp[SP_EVERY_MS]), np.int64(sp[SP_EVERY_OFF]),
+                    sig8, score, target)
+    k = warm_close.shape[0]
+    closes = np.concatenate([warm_close, c[:end]])
+    sigs = np.concatenate([np.zeros((k, n), dtype=np.int8), sig8])
+    for a, b in zip(seg_lo, seg_hi, strict=True):
+        # warm-up rows only feed the window (NaN targets: never a rebalance there)
+        tgt = np.concatenate([np.full((k, n), np.nan), target[:b]])
+        apply_weighting(portfolio, closes[:k + b], sigs[:k + b], tgt, k + int(a))
+        yield tgt[k:]
 
 
 def run_trials(ratings: np.ndarray, ts_close: np.ndarray, o: np.ndarray, h: np.ndarray,
                lo: np.ndarray, c: np.ndarray, mtf_mask: np.ndarray, batch: TrialBatch,
                seg_lo: np.ndarray, seg_hi: np.ndarray, seg_ppy: np.ndarray,
-               seg_sample: np.ndarray, sample_idx: np.ndarray, *,
-               keep_fills: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Python face of :func:`run_trials_nb`: groups the trials by engine mode.
+               seg_sample: np.ndarray, sample_idx: np.ndarray, *, keep_fills: int = 0,
+               warm_close: np.ndarray | None = None,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Python face of :func:`run_trials_nb`: groups the trials by engine mode, and runs the
+    weighted ones segment by segment (module doc; ``warm_close``: the closes of the loaded
+    bars before these, which feed their return window).
 
     Returns ``(stats[n, n_seg, N_STATS], samples[n, n_samples], equity, fills)`` where
     ``equity``/``fills`` are the last trial's (meaningful for a single trial and segment;
@@ -335,9 +394,11 @@ def run_trials(ratings: np.ndarray, ts_close: np.ndarray, o: np.ndarray, h: np.n
     fills = np.empty((0, N_FILL_COLS))
     if batch.eparams.shape[1] != N_PARAMS or batch.sparams.shape[1] != N_SP:
         raise ValueError("trial parameter arrays have the wrong width")
+    wps = batch.weighting or [None] * n
+    weighted = np.array([wp is not None for wp in wps], dtype=np.bool_)
     sigf = np.empty(c.shape)
     for port in (False, True):
-        rows = np.flatnonzero(batch.portfolio == port)
+        rows = np.flatnonzero((batch.portfolio == port) & ~weighted)
         if rows.size == 0:
             continue
         # Trials with the same combiner settings side by side: their signals are computed
@@ -345,21 +406,28 @@ def run_trials(ratings: np.ndarray, ts_close: np.ndarray, o: np.ndarray, h: np.n
         key = np.hstack([batch.sparams[rows], batch.weights[rows]])
         rows = rows[np.lexsort(key.T[::-1])]
         work = np.empty(n_assets) if port else None
-        cap = keep_fills
-        while True:
-            keep = np.empty((cap, N_FILL_COLS))
-            st = np.full((rows.size, n_seg, N_STATS), np.nan)
-            sm = np.full((rows.size, sample_idx.shape[0]), np.nan)
-            got = run_trials_nb(ratings, ts_close, o, h, lo, c, mtf_mask,
-                                np.ascontiguousarray(batch.sparams[rows]),
-                                np.ascontiguousarray(batch.weights[rows]),
-                                np.ascontiguousarray(batch.eparams[rows]), seg_lo, seg_hi,
-                                seg_ppy, seg_sample, sample_idx, work, st, sm, eq, keep, sigf)
-            if keep_fills <= 0 or got <= cap:
-                break
-            cap = int(got)
+        st, sm, kept = _call(ratings, ts_close, o, h, lo, c, mtf_mask, batch.sparams[rows],
+                             batch.weights[rows], batch.eparams[rows], seg_lo, seg_hi, seg_ppy,
+                             seg_sample, sample_idx, work, eq, sigf, True, keep_fills)
         stats[rows] = st
         samples[rows] = sm
         if keep_fills > 0:
-            fills = keep[:got]
+            fills = kept
+    work = np.empty(n_assets)
+    for k in np.flatnonzero(weighted):
+        warm = np.empty((0, n_assets)) if warm_close is None else warm_close
+        targets = _weighted_targets(ratings, ts_close, c, warm, mtf_mask, batch.sparams[k],
+                                    batch.weights[k], wps[k], seg_lo, seg_hi)
+        for s, tgt in enumerate(targets):
+            sigf[: tgt.shape[0]] = tgt
+            one = slice(s, s + 1)
+            st, sm, kept = _call(ratings, ts_close, o, h, lo, c, mtf_mask,
+                                 batch.sparams[k:k + 1], batch.weights[k:k + 1],
+                                 batch.eparams[k:k + 1], seg_lo[one], seg_hi[one],
+                                 seg_ppy[one], seg_sample[one], sample_idx, work, eq, sigf,
+                                 False, keep_fills)
+            stats[k, s] = st[0, 0]
+            samples[k] = np.where(np.isnan(sm[0]), samples[k], sm[0])
+            if keep_fills > 0:
+                fills = kept
     return stats, samples, eq, fills

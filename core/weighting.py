@@ -33,6 +33,12 @@ where ``close_prev`` is the asset's close on the previous *stepped* slice. Rules
    does not depend on it); with n·max_weight <= 1 every eligible asset gets max_weight;
    ``risk_parity`` equal risk contributions ``w_i (Σw)_i`` under the same Σ, no box in
    the optimizer (the cap of step 2 then applies, excess to cash);
+   ``hrp`` hierarchical risk parity (López de Prado 2016) under the same Σ: distances
+   ``sqrt((1 - ρ_ij) / 2)`` from Σ's correlations, **single** linkage (López de Prado's,
+   not skfolio's default Ward), no optimal leaf ordering, leaves in dendrogram order
+   (scipy's labelling: the lower cluster id on the left), then recursive bisection of that
+   order into halves, each half's variance taken at its inverse-variance weights; the cap
+   of step 2 applies after, excess to cash;
 2. each weight is capped at ``max_weight``; the excess stays in cash (no redistribution,
    as the score rule), so Σw ≤ 1;
 3. a weight below ``min_weight`` goes to cash (0);
@@ -63,8 +69,9 @@ W_EQUAL = 1
 W_INVERSE_VOL = 2
 W_MIN_VARIANCE = 3
 W_RISK_PARITY = 4
+W_HRP = 5
 WEIGHTINGS = {"score": W_SCORE, "equal": W_EQUAL, "inverse_vol": W_INVERSE_VOL,
-              "min_variance": W_MIN_VARIANCE, "risk_parity": W_RISK_PARITY}
+              "min_variance": W_MIN_VARIANCE, "risk_parity": W_RISK_PARITY, "hrp": W_HRP}
 
 # State rows (float64 ``(HDR + lookback, n_assets)``):
 R_LAST = 0  # the asset's close on the previous stepped slice (NaN: none)
@@ -181,7 +188,8 @@ def project_capped_simplex_nb(v, u, out):
 @njit(cache=True)
 def _polish_nb(cov, w, u, out):
     """Exact KKT solution on ``w``'s active set (free / at 0 / at u); True if it is
-    feasible and optimal (every multiplier of the right sign), then written to ``out``."""
+    feasible and optimal (every multiplier of the right sign), then written to ``out``.
+    No free asset: the capped ones must hold the whole book (``n_up · u = 1``)."""
     p = w.shape[0]
     tol = 1e-9
     free = np.empty(p, dtype=np.int64)
@@ -194,7 +202,21 @@ def _polish_nb(cov, w, u, out):
         elif w[i] >= u - tol:
             n_up += 1
     if nf == 0:
-        return False
+        # A vertex: n_up assets at the cap make the whole book. Optimal when no gradient on
+        # the capped set exceeds one on the zero set (one multiplier separates them).
+        if abs(n_up * u - 1.0) > 1e-9:
+            return False
+        for i in range(p):
+            out[i] = u if w[i] >= u - tol else 0.0
+        g = np.dot(cov, out)
+        top = -np.inf
+        bottom = np.inf
+        for i in range(p):
+            if out[i] > 0.0:
+                top = max(top, g[i])
+            else:
+                bottom = min(bottom, g[i])
+        return top <= bottom + 1e-12 * (1.0 + abs(top))
     a = np.empty((nf, nf))
     rhs = np.empty((nf, 2))
     for r in range(nf):
@@ -275,7 +297,7 @@ def rebalance_weights_nb(state, signal, target, method, max_w, min_w, band, cap,
     n = target.shape[0]
     lookback = state.shape[0] - HDR
     total = 0.0
-    covariance = method == W_MIN_VARIANCE or method == W_RISK_PARITY
+    covariance = method == W_MIN_VARIANCE or method == W_RISK_PARITY or method == W_HRP
     if covariance:
         _min_variance_row_nb(state, signal, target, max_w, work, method)
         total = 1.0  # already normalised
@@ -369,8 +391,138 @@ def risk_parity_nb(cov, out):
 
 
 @njit(cache=True)
+def single_linkage_order_nb(dist):
+    """Leaf order of the single-linkage dendrogram of the distance matrix ``dist``, as
+    ``scipy.cluster.hierarchy.leaves_list(linkage(squareform(dist), "single"))``: Prim's
+    minimum spanning tree in scipy's visiting order, its edges sorted by distance (stable),
+    clusters labelled ``p + k`` at the k-th merge with the lower label on the left, then
+    the leaves read left first. Equal distances therefore break ties as scipy does."""
+    p = dist.shape[0]
+    # Prim, recording each step as (last added node, nearest outside node, its distance)
+    ex = np.empty(p - 1, dtype=np.int64)
+    ey = np.empty(p - 1, dtype=np.int64)
+    ed = np.empty(p - 1)
+    merged = np.zeros(p, dtype=np.bool_)
+    near = np.full(p, np.inf)
+    x = 0
+    for k in range(p - 1):
+        merged[x] = True
+        best = np.inf
+        y = -1
+        for i in range(p):
+            if merged[i]:
+                continue
+            if dist[x, i] < near[i]:
+                near[i] = dist[x, i]
+            if near[i] < best or y < 0:
+                best = near[i]
+                y = i
+        ex[k] = x
+        ey[k] = y
+        ed[k] = best
+        x = y
+    order = np.argsort(ed, kind="mergesort")
+    # union-find over cluster labels: leaves 0..p-1, the k-th merge makes p + k
+    parent = np.arange(2 * p - 1)
+    left = np.empty(p - 1, dtype=np.int64)
+    right = np.empty(p - 1, dtype=np.int64)
+    for k in range(p - 1):
+        roots = np.empty(2, dtype=np.int64)
+        for side in range(2):
+            r = ex[order[k]] if side == 0 else ey[order[k]]
+            while parent[r] != r:
+                r = parent[r]
+            roots[side] = r
+        a, b = min(roots[0], roots[1]), max(roots[0], roots[1])
+        left[k] = a
+        right[k] = b
+        parent[a] = p + k
+        parent[b] = p + k
+    leaves = np.empty(p, dtype=np.int64)
+    stack = np.empty(2 * p, dtype=np.int64)
+    top = 0
+    stack[0] = 2 * p - 2
+    n_out = 0
+    while top >= 0:
+        node = stack[top]
+        top -= 1
+        if node < p:
+            leaves[n_out] = node
+            n_out += 1
+        else:  # right pushed first: the left subtree is read first
+            stack[top + 1] = right[node - p]
+            stack[top + 2] = left[node - p]
+            top += 2
+    return leaves
+
+
+@njit(cache=True)
+def _cluster_variance_nb(cov, iv, ids, a, b):
+    """Variance of the assets ``ids[a:b]`` held at their inverse-variance weights
+    (``iv`` = 1 / diag(cov))."""
+    tot = 0.0
+    for k in range(a, b):
+        tot += iv[ids[k]]
+    var = 0.0
+    for k in range(a, b):
+        row = 0.0
+        for m in range(a, b):
+            row += iv[ids[m]] * cov[ids[k], ids[m]]
+        var += iv[ids[k]] * row
+    return var / (tot * tot)
+
+
+@njit(cache=True)
+def hrp_nb(cov, out):
+    """Hierarchical risk parity over ``cov`` (module doc): single-linkage leaf order, then
+    each range of it split in halves, the left half scaled by ``1 - v_l / (v_l + v_r)``.
+    A flat covariance (a zero variance: every window flat) leaves all weights at 0."""
+    p = cov.shape[0]
+    for i in range(p):
+        if not cov[i, i] > 0.0:
+            out[:] = 0.0
+            return
+    dist = np.empty((p, p))
+    for i in range(p):
+        for j in range(p):
+            rho = cov[i, j] / np.sqrt(cov[i, i] * cov[j, j])
+            dist[i, j] = np.sqrt(min(max(0.5 * (1.0 - rho), 0.0), 1.0))
+    ids = single_linkage_order_nb(dist) if p > 1 else np.zeros(1, dtype=np.int64)
+    iv = np.empty(p)
+    for i in range(p):
+        iv[i] = 1.0 / cov[i, i]
+    w = np.ones(p)
+    # ranges [a, b) of ``ids`` still to split; each split makes two, at most p - 1 splits
+    lo = np.empty(p, dtype=np.int64)
+    hi = np.empty(p, dtype=np.int64)
+    lo[0] = 0
+    hi[0] = p
+    top = 0
+    while top >= 0:
+        a = lo[top]
+        b = hi[top]
+        top -= 1
+        if b - a < 2:
+            continue
+        mid = a + (b - a) // 2
+        vl = _cluster_variance_nb(cov, iv, ids, a, mid)
+        vr = _cluster_variance_nb(cov, iv, ids, mid, b)
+        alpha = 1.0 - vl / (vl + vr)
+        for k in range(a, mid):
+            w[ids[k]] *= alpha
+        for k in range(mid, b):
+            w[ids[k]] *= 1.0 - alpha
+        lo[top + 1] = a
+        hi[top + 1] = mid
+        lo[top + 2] = mid
+        hi[top + 2] = b
+        top += 2
+    out[:] = w
+
+
+@njit(cache=True)
 def _min_variance_row_nb(state, signal, target, max_w, work, method):
-    """``work`` = long-only min-variance (or risk-parity) weights over the eligible assets
+    """``work`` = long-only min-variance (risk-parity, HRP) weights over the eligible assets
     (module doc)."""
     n = target.shape[0]
     lookback = state.shape[0] - HDR
@@ -395,8 +547,10 @@ def _min_variance_row_nb(state, signal, target, max_w, work, method):
     w = np.empty(m)
     if method == W_MIN_VARIANCE:
         min_variance_nb(cov, max_w, w)
-    else:
+    elif method == W_RISK_PARITY:
         risk_parity_nb(cov, w)  # capped after, like equal and inverse_vol
+    else:
+        hrp_nb(cov, w)  # capped after as well
     for k in range(m):
         work[idx[k]] = w[k]
 

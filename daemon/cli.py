@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -31,6 +32,19 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 MAX_SECONDS = 1e6
 #: --sample generates (warm-up + --bars) bars for every asset in memory.
 MAX_SAMPLE_BARS = 1_000_000
+#: Thread counts the BLAS libraries (numpy's and scipy's OpenBLAS, MKL, OpenMP builds) read
+#: once, when they load.
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+def one_blas_thread() -> None:
+    """One BLAS thread for the daemon, unless the user chose otherwise. core.weighting's
+    kernels multiply small matrices (a lookback × 126 assets) through numba → scipy's
+    OpenBLAS, whose thread pool costs more than it saves there and, on a busy machine,
+    spins against the event loop and the other processes (bench/weighting.py: README).
+    Called before anything loads numpy or scipy: the libraries read these variables once."""
+    for var in BLAS_THREAD_VARS:
+        os.environ.setdefault(var, "1")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -150,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``tandem-daemon``."""
+    one_blas_thread()
     args = _parser().parse_args(argv)
     from daemon.state import StateDbError
 

@@ -61,6 +61,10 @@ WEIGHTED = {
     "rating_all_portfolio_risk_parity": {
         "weighting": "risk_parity", "lookback": 48, "rebalance_every": "2h", "max_weight": 0.3,
     },
+    "rating_all_portfolio_hrp": {
+        "weighting": "hrp", "lookback": 48, "rebalance_every": "4h", "max_weight": 0.3,
+        "band": 0.01,
+    },
 }
 PROFILES = BASE_PROFILES + list(WEIGHTED)
 

@@ -176,3 +176,53 @@ def test_decimate_keeps_each_buckets_ends_and_extremes() -> None:
         got, want = decimate(x, y, buckets), _decimate_by_hand(x, y, buckets)
         assert np.array_equal(got[0], want[0])
         assert np.array_equal(got[1], want[1], equal_nan=True)
+
+
+def _hand_portfolio(mode: str = "portfolio") -> ReportInput:
+    """Four bars, two assets. Rebalance at bar 2: buy 5 A @ 10 and 2 B @ 20 (equity 100);
+    at bar 4: sell the 5 A @ 12 and buy 1 B @ 21 (equity 104)."""
+    ts = np.array([1000, 2000, 3000, 4000], dtype=np.int64)
+    equity = pd.Series([100.0, 100.0, 102.0, 104.0], index=ts)
+    closes = pd.DataFrame({"A": [10.0, 10.0, 11.0, 12.0], "B": [20.0, 20.0, 20.0, 21.0]}, index=ts)
+    fills = pd.DataFrame({
+        "symbol": ["A", "B", "A", "B"], "ts": [2000, 2000, 4000, 4000],
+        "side": ["buy", "buy", "sell", "buy"], "qty": [5.0, 2.0, 5.0, 1.0],
+        "price": [10.0, 20.0, 12.0, 21.0], "fee": [0.0] * 4, "reason": ["rebalance"] * 4,
+        "position_after": [5.0, 2.0, 0.0, 3.0],
+    })
+    trades = pd.DataFrame(columns=["symbol", "pnl", "entry_ts", "exit_ts"])
+    stats = compute_stats(equity, None, fills, initial_cash=100.0, symbols=["A", "B"])
+    return ReportInput("hand", equity, stats, fills, trades, closes,
+                       meta={"mode": mode}, initial_cash=100.0)
+
+
+def test_weights_and_turnover_by_hand(tmp_path):
+    from backtest.report import portfolio_weights, rebalance_turnover
+
+    data = _hand_portfolio()
+    w = portfolio_weights(data)
+    np.testing.assert_allclose(w["A"], [0.0, 0.5, 55 / 102, 0.0], rtol=1e-15)
+    np.testing.assert_allclose(w["B"], [0.0, 0.4, 40 / 102, 63 / 104], rtol=1e-15)
+    turn = rebalance_turnover(data)
+    assert list(turn.index) == [2000, 4000]
+    np.testing.assert_allclose(turn.to_numpy(), [0.9, 81 / 104], rtol=1e-15)
+    assert data.stats["turnover"] == pytest.approx(0.9 + 81 / 104, rel=1e-15)
+    assert data.stats["avg_holdings"] == pytest.approx((0 + 2 + 2 + 1) / 4, rel=1e-15)
+
+    text = write_report(tmp_path / "r.html", data).read_text()
+    chart = text.split('id="weights-chart"')[1].split("</svg>")[0]
+    assert chart.count('<path class="band band') == 2  # A and B, largest average first
+    assert chart.index("<title>B</title>") < chart.index("<title>A</title>")
+    legend = text.split("id='weights-legend'>")[1].split("</div>")[0]
+    assert "swatch band0'></span>B" in legend and "swatch band1'></span>A" in legend
+    bars = re.search(r'<path class="bars turnover" d="([^"]+)"', text).group(1)
+    assert bars.count("M") == 2
+    tops = [float(v) for v in re.findall(r"V([-\d.]+)", bars)]
+    assert tops[0] < tops[1]  # SVG y grows downwards: the 0.9 bar is taller than the 0.78
+    assert "Turnover<b>1.68×</b>" in text and "Avg holdings<b>1.25</b>" in text
+
+
+def test_discrete_report_has_no_weights_section(tmp_path):
+    text = write_report(tmp_path / "r.html", _hand_portfolio("discrete")).read_text()
+    assert "weights-chart" not in text and "turnover-chart" not in text
+    assert "Turnover<b>" in text  # the statistic is there in every mode

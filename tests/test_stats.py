@@ -56,6 +56,7 @@ def test_trade_metrics_match_plain_python(equity):
         bars = np.sort(rng.choice(len(ts), 12, replace=False))
         for i, k in enumerate(bars):
             rows.append({"symbol": sym, "ts": int(ts[k]), "fee": float(rng.random()),
+                         "qty": 1.5, "price": float(rng.uniform(50, 150)),
                          "position_after": 1.5 if i % 2 == 0 else 0.0})
     fills = pd.DataFrame(rows)
     s = compute_stats(equity, trades, fills, initial_cash=INIT, symbols=syms)
@@ -72,6 +73,26 @@ def test_trade_metrics_match_plain_python(equity):
     for sym, g in fills.groupby("symbol"):
         held[sym] = g.set_index("ts")["position_after"].reindex(ts).ffill().fillna(0.0)
     assert s["exposure"] == pytest.approx(float((held != 0).any(axis=1).mean()), rel=1e-12)
+    assert s["avg_holdings"] == pytest.approx(float((held != 0).sum(axis=1).mean()), rel=1e-12)
+    eq_at = dict(zip(ts.tolist(), equity.to_numpy().tolist(), strict=True))
+    assert s["turnover"] == pytest.approx(
+        sum(r["qty"] * r["price"] / eq_at[r["ts"]] for r in rows), rel=1e-12)
+
+
+def test_turnover_and_holdings_by_hand():
+    """Four bars, equity 100 → 110: buy A for 50 at bar 1, buy B for 30 at bar 2, sell A for
+    55 at bar 3. Turnover 50/100 + 30/105 + 55/110 = 1.2857…; holdings 0, 1, 2, 1 → 1.0."""
+    eq = pd.Series([100.0, 100.0, 105.0, 110.0], index=[1000, 2000, 3000, 4000])
+    fills = pd.DataFrame({
+        "symbol": ["A", "B", "A"], "ts": [2000, 3000, 4000], "qty": [5.0, 3.0, -5.0],
+        "price": [10.0, 10.0, 11.0], "fee": [0.0, 0.0, 0.0], "position_after": [5.0, 3.0, 0.0],
+    })
+    s = compute_stats(eq, None, fills, initial_cash=100.0)
+    assert s["turnover"] == pytest.approx(0.5 + 30 / 105 + 0.5, rel=1e-15)
+    assert s["avg_holdings"] == 1.0
+    assert s["exposure"] == 0.75
+    empty = compute_stats(eq, None, fills.iloc[:0], initial_cash=100.0)
+    assert empty["turnover"] == 0.0 and empty["avg_holdings"] == 0.0
 
 
 def test_stats_on_int_ms_index_equal_datetime_index(equity):

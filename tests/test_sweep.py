@@ -110,7 +110,10 @@ def test_random_and_tpe_are_seeded(inp, tmp_path):
         assert set(frames[search, 0]["param.exit_rules.stop_loss_pct"]) <= {0.02, 0.03, 0.04}
 
 
-def test_write_profile_then_run_gives_the_sweeps_fills(inp, grid, tmp_path, capsys):
+def _sweep_best_then_run(inp, grid_df, tmp_path, capsys):  # noqa: ANN001, ANN202
+    """Sweep with --write-profile, run the written profile with the ordinary CLI over the
+    same range: the sweep kernel's fills for the best trial equal run's, bit for bit, and
+    the sweep's statistics equal stats.json."""
     from backtest.sweep.data import load_sweep_data
     from backtest.sweep.driver import single_trial
     from core.fingerprint import run_fingerprint
@@ -142,9 +145,41 @@ def test_write_profile_then_run_gives_the_sweeps_fills(inp, grid, tmp_path, caps
     assert fills.equals(run_fills)
     assert run_fingerprint(fills) == run_fingerprint(run_fills)
     stats = json.loads((run_out / "stats.json").read_text())
-    row = grid[1][grid[1]["trial"] == best["trial"]].iloc[0]
+    if grid_df is None:
+        grid_df = pd.read_parquet(out / "results.parquet")
+    row = grid_df[grid_df["trial"] == best["trial"]].iloc[0]
     for k in ("total_return", "max_drawdown", "n_trades", "fees", "exposure"):
         assert row[f"is_{k}"] == pytest.approx(stats[k], rel=1e-9, abs=1e-12)
+    return run_fills
+
+
+def test_write_profile_then_run_gives_the_sweeps_fills(inp, grid, tmp_path, capsys):
+    _sweep_best_then_run(inp, grid[1], tmp_path, capsys)
+
+
+@pytest.mark.parametrize("portfolio", [
+    {"weighting": "inverse_vol", "lookback": 72, "max_weight": 0.5, "min_weight": 0.05,
+     "band": 0.02, "turnover_cap": 0.8, "rebalance_every": "4h"},
+    {"weighting": "min_variance", "lookback": 48, "max_weight": 0.6, "rebalance_every": "4h"},
+    {"weighting": "hrp", "lookback": 48, "max_weight": 0.6, "rebalance_every": "4h"},
+], ids=lambda p: p["weighting"])
+def test_weighted_portfolio_sweep_equals_run(tmp_path, capsys, portfolio):
+    """core.weighting in the sweep (core.trials): a weighted portfolio profile's best trial
+    trades exactly what `run` of the written profile trades."""
+    inp = make_inputs(tmp_path / "in", days=30)
+    doc = json.loads(inp["manifest"].read_text())
+    doc["profiles"]["t"]["execution"]["mode"] = "portfolio"
+    doc["profiles"]["t"]["portfolio"] = portfolio
+    inp["manifest"].write_text(json.dumps(doc))
+    inp["space"].write_text("entry_threshold: [0.0, 0.1]\nexit_threshold: [-0.1]\n")
+    fills = _sweep_best_then_run(inp, None, tmp_path, capsys)
+    assert (fills["reason"] == "rebalance").any()
+    if portfolio["weighting"] == "hrp":  # folds: each segment rebalances from its own start
+        out = tmp_path / "wf"
+        assert main(sweep_args(inp, out, "--workers", "0", "--walk-forward", "2", "--train",
+                               "4d", "--test", "2d")) == 0
+        df = pd.read_parquet(out / "results.parquet")
+        assert len(df) == 4 and df["oos_n_fills"].gt(0).all() and df["is_n_fills"].gt(0).all()
 
 
 def test_resume_after_lost_parts_ends_with_the_same_results(inp, grid, tmp_path, monkeypatch):

@@ -118,13 +118,6 @@ def cmd_sweep(args: argparse.Namespace, settings_fn: Callable, profile_fn: Calla
         dims = load_space(args.space, base)
     except SpaceError as exc:
         raise ConfigError(str(exc)) from None
-    if not base.portfolio.plain_score():
-        # The trial kernel (core.trials) runs the score rule only: refuse rather than
-        # silently sweep a different allocation than `run` would trade.
-        raise ConfigError(
-            f"profile {base.name!r}: portfolio.weighting={base.portfolio.weighting!r} (or "
-            "lookback/min_weight/band/turnover_cap) is not supported by sweep yet; "
-            "sweep a profile with the default score weighting")
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out} is a file; give a folder")
     if args.walk_forward is not None and (args.train is None or args.test is None):

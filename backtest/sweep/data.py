@@ -56,6 +56,9 @@ class SweepData:
     sample_idx: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     warmup_bars: int = 0
     warmup_available: int = 0
+    #: closes of the loaded bars before ``ts_open[0]`` (the warm-up the arrays above drop):
+    #: a portfolio weighting's return window is fed from the first loaded bar, as in ``run``
+    warm_close: np.ndarray | None = None
 
     @property
     def n_folds(self) -> int:
@@ -188,4 +191,5 @@ def load_sweep_data(profile: Any, source: Any, start: Any = None, end: Any = Non
         close=c(a.close[first:]), ratings=ratings, rating_cols=cols, mtf_mask=sp.mtf_mask,
         segments=segments, base_ms=base_ms, fingerprint=h.hexdigest(), sample_idx=sample_idx,
         warmup_bars=w.warmup_bars, warmup_available=w.warmup_available,
+        warm_close=c(a.close[:first]),
     )

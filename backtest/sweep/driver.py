@@ -252,7 +252,8 @@ def single_trial(data: SweepData, base: Any, params: dict[str, Any], seg_index: 
     sl = slice(seg_index, seg_index + 1)
     _, _, eq, raw = run_trials(data.ratings, data.ts_close, data.open, data.high, data.low,
                                data.close, data.mtf_mask, profile_rows([prof], data), lo[sl],
-                               hi[sl], ppy[sl], smp[sl], data.sample_idx, keep_fills=keep_fills)
+                               hi[sl], ppy[sl], smp[sl], data.sample_idx, keep_fills=keep_fills,
+                               warm_close=data.warm_close)
     return eq[seg.lo:seg.hi], raw, prof
 
 

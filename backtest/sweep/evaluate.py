@@ -34,10 +34,6 @@ def profile_rows(profiles: list[Any], data: SweepData) -> TrialBatch:
     from core.engine import EngineConfig
     from core.signals import SignalParams
 
-    for prof in profiles:
-        if not prof.portfolio.plain_score():
-            raise ValueError(f"trial profile {prof.name!r}: portfolio.weighting settings are "
-                             "not supported by the sweep kernel (score rule only)")
     n = len(profiles)
     n_tf = data.ratings.shape[3]
     sp = np.zeros((n, N_SP))
@@ -52,7 +48,10 @@ def profile_rows(profiles: list[Any], data: SweepData) -> TrialBatch:
         ep.append(EngineConfig(**prof.engine_params()).to_params())
         port[k] = p.portfolio
     eparams = np.vstack(ep) if ep else np.zeros((0, 15))
-    return TrialBatch(sparams=sp, weights=w, eparams=eparams, portfolio=port)
+    weighting = [p.portfolio if port[k] and not p.portfolio.plain_score() else None
+                 for k, p in enumerate(profiles)]
+    return TrialBatch(sparams=sp, weights=w, eparams=eparams, portfolio=port,
+                      weighting=weighting)
 
 
 def daily_returns(samples: np.ndarray, data: SweepData, cash: float) -> np.ndarray:
@@ -91,7 +90,8 @@ def evaluate_chunk(data: SweepData, base: Any, trials: list[tuple[int, dict[str,
         lo, hi, ppy, smp = data.seg_arrays()
         stats, samples, _, _ = run_trials(
             data.ratings, data.ts_close, data.open, data.high, data.low, data.close,
-            data.mtf_mask, batch, lo, hi, ppy, smp, data.sample_idx)
+            data.mtf_mask, batch, lo, hi, ppy, smp, data.sample_idx,
+            warm_close=data.warm_close)
     pos = {t: k for k, t in enumerate(valid_idx)}
     rows = []
     folds = sorted({s.fold for s in data.segments})
