@@ -511,7 +511,9 @@ class UniverseParquetSource(_Source):
             timeframe = m.group(1) if m else None
         self.default_timeframe = timeframe
         try:
-            table = pq.read_table(self.path)
+            # ParquetFile.read, not read_table: the dataset path costs ~0.4 s more on its
+            # first call in a process (the whole read here takes ~0.1 s).
+            table = pq.ParquetFile(self.path).read()
         except Exception as exc:
             raise CandleStoreError(f"corrupt or unreadable parquet {self.path}: {exc}") from exc
         names = set(table.column_names)
