@@ -232,8 +232,8 @@ def run_backtest(
     ``warmup``: on an empty numba cache, a worker process compiles the MTF loop, the signal
     combiner and the engine while this one loads the candles and compiles the rating kernel
     (:func:`core.warmup.jit_warmup`;
-    True = always, False = never, None = as ``TANDEM_WARMUP`` says, by default only when a
-    core is idle).
+    True = always, False = never, None = as ``TANDEM_WARMUP`` says, by default on two or
+    more CPUs).
     Raises :class:`DataError` / :class:`ConfigError` with a clear message.
     """
     from core.engine import EngineConfig, run_batch
