@@ -13,10 +13,11 @@ Job: N assets (default 100) × one year of 1h candles, timeframes 1h/4h/1d, prof
   from_signals cannot size by current equity, which Tandem's engine does).
 
 Both run in this process, each once to warm up (numba/vectorbt compiles) and then timed;
-the printed ratio is baseline / Tandem (warm). Cold: fresh interpreters run the Tandem job
+the printed ratio is baseline / Tandem (warm), imports and process start left out (for the
+whole-process comparison a user sees: ``bench/commands.py --versus``). Cold: fresh interpreters run the Tandem job
 once each — with an empty ``NUMBA_CACHE_DIR`` and the JIT warm-up worker of
-:mod:`core.warmup` forced on (``TANDEM_WARMUP=1``; by default it only starts when a core
-is idle), with an empty cache compiling everything in one process (``TANDEM_WARMUP=0``; its
+:mod:`core.warmup` forced on (``TANDEM_WARMUP=1``; by default it starts on two or more
+CPUs), with an empty cache compiling everything in one process (``TANDEM_WARMUP=0``; its
 breakdown shows where the cold seconds go: imports, compile per top-level kernel, run), and
 with the cache filled ("warm process": cache loads only).
 
