@@ -105,10 +105,11 @@ def usable_cpus() -> int:
 def wants_worker() -> bool:
     """Whether a cold start compiles in two processes: always with ``TANDEM_WARMUP=1``,
     never with ``0``, otherwise when two or more CPUs are usable — a rule a user can
-    predict, and never slower than one process (measured on 2 cores, idle and with other
-    processes busy): on idle cores the two compile side by side, and on busy ones the
-    scheduler shares CPU time by process, so two processes get more of it. An earlier
-    guess from how idle the cores looked made the busy case the slowest of all.
+    predict. Measured on 2 cores, 100-pair backtest, pairs of cold runs: with a core to
+    spare the two compile side by side (median 10.6 s instead of 11.4 s, 6.6 s at best);
+    with one core kept busy the worker's own start-up (~1.5 CPU s) is not won back
+    (14.7 s instead of 12.5 s median) — both well under the 20 s a first run may take. An
+    earlier guess from how idle the cores looked was not predictable, and wrong as often.
     """
     how = mode()
     return how == "always" or (how == "auto" and usable_cpus() >= 2)
