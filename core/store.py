@@ -511,8 +511,7 @@ class UniverseParquetSource(_Source):
             timeframe = m.group(1) if m else None
         self.default_timeframe = timeframe
         try:
-            # ParquetFile.read, not read_table: the dataset path costs ~0.4 s more on its
-            # first call in a process (the whole read here takes ~0.1 s).
+            # ParquetFile.read as for the store's files: no dataset layer, one chunk per column.
             table = pq.ParquetFile(self.path).read()
         except Exception as exc:
             raise CandleStoreError(f"corrupt or unreadable parquet {self.path}: {exc}") from exc
