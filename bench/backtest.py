@@ -13,10 +13,11 @@ Job: N assets (default 100) × one year of 1h candles, timeframes 1h/4h/1d, prof
   from_signals cannot size by current equity, which Tandem's engine does).
 
 Both run in this process, each once to warm up (numba/vectorbt compiles) and then timed;
-the printed ratio is baseline / Tandem (warm). Cold: fresh interpreters run the Tandem job
+the printed ratio is baseline / Tandem (warm), imports and process start left out (for the
+whole-process comparison a user sees: ``bench/commands.py --versus``). Cold: fresh interpreters run the Tandem job
 once each — with an empty ``NUMBA_CACHE_DIR`` and the JIT warm-up worker of
-:mod:`core.warmup` forced on (``TANDEM_WARMUP=1``; by default it only starts when a core
-is idle), with an empty cache compiling everything in one process (``TANDEM_WARMUP=0``; its
+:mod:`core.warmup` forced on (``TANDEM_WARMUP=1``; by default it starts on two or more
+CPUs), with an empty cache compiling everything in one process (``TANDEM_WARMUP=0``; its
 breakdown shows where the cold seconds go: imports, compile per top-level kernel, run), and
 with the cache filled ("warm process": cache loads only).
 
@@ -38,7 +39,6 @@ import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -48,7 +48,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 HOUR = 3_600_000
-TF_RULE = {"1h": "1h", "4h": "4h", "1d": "1D"}  # pandas spelling of our timeframes
 START = "2024-01-01"
 
 
@@ -94,126 +93,18 @@ def run_tandem(store_dir: Path, symbols: list[str]) -> tuple[float, object]:
 # --------------------------------------------------------------------------- baseline
 
 
-def _sign_vote(c: np.ndarray, ma: np.ndarray) -> np.ndarray:
-    out = np.sign(c - ma)
-    out[np.isnan(ma)] = np.nan
-    return out
-
-
-def _vote(guard: np.ndarray, bull: np.ndarray, bear: np.ndarray) -> np.ndarray:
-    out = np.where(bull, 1.0, np.where(bear, -1.0, 0.0))
-    out[np.isnan(guard)] = np.nan
-    return out
-
-
-def _prev(x: np.ndarray, k: int = 1) -> np.ndarray:
-    out = np.full_like(x, np.nan)
-    out[k:] = x[:-k]
-    return out
-
-
-def talib_rating_all(o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
-                     v: np.ndarray) -> np.ndarray:
-    """TradingView's rating_all (RATINGS.md) from TA-Lib indicators and NumPy votes."""
-    import talib
-
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ma = []
-        for n in (10, 20, 30, 50, 100, 200):
-            ma.append(_sign_vote(c, talib.SMA(c, n)))
-            ma.append(_sign_vote(c, talib.EMA(c, n)))
-        ma.append(_sign_vote(c, talib.WMA(2 * talib.WMA(c, 4) - talib.WMA(c, 9), 3)))
-        ma.append(_sign_vote(c, talib.SMA(c * v, 20) / talib.SMA(v, 20)))
-        con = (talib.MAX(h, 9) + talib.MIN(lo, 9)) / 2
-        base = (talib.MAX(h, 26) + talib.MIN(lo, 26)) / 2
-        lead1 = (con + base) / 2
-        lead2 = (talib.MAX(h, 52) + talib.MIN(lo, 52)) / 2
-        l1, l2 = _prev(lead1, 26), _prev(lead2, 26)
-        ma.append(_vote(lead2, (l1 > l2) & (base > l1) & (con > base) & (c > con),
-                        (l1 < l2) & (base < l1) & (con < base) & (c < con)))
-
-        rsi = talib.RSI(c, 14)
-        k, d = talib.STOCH(h, lo, c, 14, 3, 0, 3, 0)
-        cci = talib.CCI(c, c, c, 20)
-        adx, pdi, mdi = talib.ADX(h, lo, c, 14), talib.PLUS_DI(h, lo, c, 14), talib.MINUS_DI(h, lo, c, 14)
-        hl2 = (h + lo) / 2
-        ao = talib.SMA(hl2, 5) - talib.SMA(hl2, 34)
-        mom = talib.MOM(c, 10)
-        macd, sig, _ = talib.MACD(c, 12, 26, 9)
-        _, srk = talib.STOCHRSI(c, 14, 14, 3, 0)  # fastd = TradingView's k
-        srd = talib.SMA(srk, 3)
-        wr = talib.WILLR(h, lo, c, 14)
-        ema13 = talib.EMA(c, 13)
-        bull_p, bear_p = h - ema13, lo - ema13
-        trend = talib.EMA(c, 50)
-        up, down = c > trend, c < trend
-        uo = talib.ULTOSC(h, lo, c, 7, 14, 28)
-        p = _prev
-        osc = [
-            _vote(p(rsi), (rsi < 30) & (rsi > p(rsi)), (rsi > 70) & (rsi < p(rsi))),
-            _vote(p(d), (k < 20) & (d < 20) & (k > d), (k > 80) & (d > 80) & (k < d)),
-            _vote(p(cci), (cci < -100) & (cci > p(cci)), (cci > 100) & (cci < p(cci))),
-            _vote(adx, (adx > 20) & (adx > p(adx)) & (pdi > mdi),
-                  (adx > 20) & (adx > p(adx)) & (pdi < mdi)),
-            _vote(p(ao), ((ao > 0) & (p(ao) <= 0)) | ((ao > 0) & (p(ao) > 0) & (ao > p(ao)) & (p(ao, 2) > p(ao))),
-                  ((ao < 0) & (p(ao) >= 0)) | ((ao < 0) & (p(ao) < 0) & (ao < p(ao)) & (p(ao, 2) < p(ao)))),
-            _vote(p(mom), mom > p(mom), mom < p(mom)),
-            _vote(sig, macd > sig, macd < sig),
-            _vote(trend, down & (srk < 20) & (srd < 20) & (srk > srd),
-                  up & (srk > 80) & (srd > 80) & (srk < srd)),
-            _vote(p(wr), (wr < -80) & (wr > p(wr)), (wr > -20) & (wr < p(wr))),
-            _vote(trend, up & (bear_p < 0) & (bear_p > p(bear_p)),
-                  down & (bull_p > 0) & (bull_p < p(bull_p))),
-            _vote(uo, uo > 70, uo < 30),
-        ]
-        with warnings.catch_warnings():  # all-NaN columns during warm-up are expected
-            warnings.simplefilter("ignore", RuntimeWarning)
-            r_ma = np.nanmean(np.vstack(ma), axis=0)
-            r_osc = np.nanmean(np.vstack(osc), axis=0)
-    return np.where(np.isnan(r_ma), r_osc, np.where(np.isnan(r_osc), r_ma, (r_ma + r_osc) / 2))
-
-
-def run_baseline(store_dir: Path, symbols: list[str], weights: dict[str, float],
-                 sl: float, tp: float, fee: float, slip: float, size: float, cash: float
-                 ) -> tuple[float, dict]:
-    """The same job with pandas + TA-Lib + NumPy + vectorbt; returns (seconds, outputs)."""
-    import vectorbt as vbt
+def run_baseline(store_dir: Path, symbols: list[str], **params: float) -> tuple[float, dict]:
+    """The same job by hand (:func:`reference.reference_job`: pandas resample + TA-Lib +
+    NumPy + vectorbt) on the store's files; returns (seconds, outputs)."""
+    from reference import reference_job
 
     t0 = time.perf_counter()
-    closes, opens, highs, lows, scores = {}, {}, {}, {}, {}
-    agg = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    frames = {}
     for s in symbols:
         df = pd.read_parquet(store_dir / "binance" / s.replace("/", "-") / "1h.parquet")
-        df.index = pd.to_datetime(df["ts"], unit="ms", utc=True)
-        tfs = {"1h": df}
-        for tf, rule in (("4h", TF_RULE["4h"]), ("1d", TF_RULE["1d"])):
-            r = df.resample(rule, label="left", closed="left").agg(agg).dropna()
-            # Drop a partial last bucket (not closed yet at the end of the data).
-            tfs[tf] = r.iloc[:-1] if df.index[-1] + pd.Timedelta("1h") < r.index[-1] + pd.Timedelta(rule) else r
-        rating = {}
-        for tf, f in tfs.items():
-            ra = talib_rating_all(*(f[k].to_numpy(np.float64) for k in agg))
-            # An HTF bar is visible on the base bar whose close equals its close.
-            shift = pd.Timedelta(TF_RULE[tf]) - pd.Timedelta("1h")
-            ser = pd.Series(ra, index=f.index + shift)
-            rating[tf] = ser.reindex(df.index, method="ffill")
-        w = sum(weights.values())
-        score = sum(weights[tf] * rating[tf] for tf in weights) / w
-        scores[s], closes[s] = score, df["close"]
-        opens[s], highs[s], lows[s] = df["open"], df["high"], df["low"]
-    score = pd.DataFrame(scores)
-    close = pd.DataFrame(closes)
-    entries, exits = score > 0.1, score < -0.1
-    pf = vbt.Portfolio.from_signals(
-        close, entries, exits, open=pd.DataFrame(opens), high=pd.DataFrame(highs),
-        low=pd.DataFrame(lows), sl_stop=sl, tp_stop=tp, fees=fee, slippage=slip,
-        size=size * cash, size_type="value", allow_partial=False, init_cash=cash, cash_sharing=True, group_by=True,
-        call_seq="default", freq="1h",
-    )
-    n_orders = int(pf.orders.count().sum())
-    value = pf.value()
-    return time.perf_counter() - t0, {"score": score, "n_orders": n_orders,
-                                      "final_value": float(value.iloc[-1])}
+        frames[s] = df.set_index(pd.to_datetime(df["ts"], unit="ms", utc=True))
+    out = reference_job(frames, **params)
+    return time.perf_counter() - t0, out
 
 
 # --------------------------------------------------------------------------- cold runs

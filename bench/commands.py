@@ -9,10 +9,18 @@
 Each command runs once untimed (fills numba's cache), then ``--runs`` times; the figures are
 min / median / max wall seconds. ``--busy`` keeps one core spinning in another process
 meanwhile (a busy machine); ``--cold`` adds one run of each on an empty numba cache.
+``--versus`` instead times the 100-pair run against the reference job
+(:mod:`bench/reference.py`: pandas resample + TA-Lib + vectorbt ``from_signals`` on the same
+pairs), each one job per process, in turn (A B A B ...; both warm), and prints the ratio
+reference / Tandem pair by pair: pairing keeps it meaningful on a machine whose speed drifts.
 Needs ``../shared/data`` (or ``$TANDEM_TEST_DATA``) for the universe runs; they are skipped
 without it.
 
+The commands run as a user's would: Python writes bytecode (``PYTHONDONTWRITEBYTECODE`` is
+dropped from their environment; with it set, every run compiled the project's sources again).
+
     .venv/bin/python bench/commands.py [--runs 5] [--busy] [--cold] [--only run100,help]
+    .venv/bin/python bench/commands.py --versus [--runs 5]
 """
 
 from __future__ import annotations
@@ -70,16 +78,31 @@ def _time(cmd: list[str], env: dict[str, str]) -> float:
     return took
 
 
+def _versus(ours: tuple[str, list[str]], theirs: tuple[str, list[str]], env: dict[str, str],
+            runs: int) -> None:
+    """Both commands in turn, once each untimed (caches), then ``runs`` pairs."""
+    _time(ours[1], env), _time(theirs[1], env)
+    pairs = [(_time(ours[1], env), _time(theirs[1], env)) for _ in range(runs)]
+    for (name, _), times in ((ours, [a for a, _ in pairs]), (theirs, [b for _, b in pairs])):
+        print(f"{name:34} {min(times):7.2f} {statistics.median(times):7.2f} {max(times):7.2f}")
+    ratios = [b / a for a, b in pairs]
+    print(f"{'ratio reference / tandem':34} {min(ratios):7.2f} {statistics.median(ratios):7.2f} "
+          f"{max(ratios):7.2f}   (pair by pair; target >= 5)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--busy", action="store_true", help="one core kept busy meanwhile")
     ap.add_argument("--cold", action="store_true", help="also one run on an empty numba cache")
     ap.add_argument("--only", help="comma-separated subset of the command names")
+    ap.add_argument("--versus", action="store_true",
+                    help="the 100-pair run against the reference job, in turn")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="tandem-bench-"))
     env = dict(os.environ, TANDEM_LOG_LEVEL="warning")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
     bt, dm = str(BIN / "tandem-backtest"), str(BIN / "tandem-daemon")
     commands: dict[str, list[str]] = {
@@ -98,7 +121,14 @@ def main() -> None:
         print("no shared universe: the run figures are skipped", file=sys.stderr)
     commands["replay --sample --bars 200"] = [dm, "replay", "--sample", "--bars", "200",
                                               "--out", str(work / "paper")]
-    if args.only:
+    if args.versus:
+        if universe is None:
+            raise SystemExit("--versus needs the shared universe")
+        reference = [sys.executable, str(ROOT / "bench" / "reference.py"), "--data", str(universe),
+                     "--assets", "100"]
+        commands = {"run 100 pairs --no-report": commands["run 100 pairs --no-report"],
+                    "reference job, 100 pairs": reference}
+    elif args.only:
         keep = [k.strip() for k in args.only.split(",")]
         commands = {k: v for k, v in commands.items() if any(k.startswith(w) for w in keep)}
 
@@ -109,6 +139,9 @@ def main() -> None:
     try:
         print(f"{'command':34} {'min':>7} {'median':>7} {'max':>7}   (wall s, {args.runs} runs"
               f"{', one core busy' if args.busy else ''})")
+        if args.versus:
+            _versus(*commands.items(), env=env, runs=args.runs)
+            return
         for name, cmd in commands.items():
             if args.cold:
                 cold = dict(env, NUMBA_CACHE_DIR=str(work / "cold-cache"))

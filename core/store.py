@@ -511,7 +511,8 @@ class UniverseParquetSource(_Source):
             timeframe = m.group(1) if m else None
         self.default_timeframe = timeframe
         try:
-            table = pq.read_table(self.path)
+            # ParquetFile.read as for the store's files: no dataset layer, one chunk per column.
+            table = pq.ParquetFile(self.path).read()
         except Exception as exc:
             raise CandleStoreError(f"corrupt or unreadable parquet {self.path}: {exc}") from exc
         names = set(table.column_names)
@@ -519,8 +520,9 @@ class UniverseParquetSource(_Source):
         missing = [c for c in ("symbol", ts_col, *PRICE_COLUMNS) if c not in names]
         if missing:
             raise CandleStoreError(f"{self.path} is not a long-format universe (missing {missing})")
-        # One lexsort by (symbol, ts) for the whole table; each symbol is then a row range
-        # (lexsort is stable, so among duplicate ts the first row in the file comes first).
+        # Rows grouped by symbol (a stable sort: file order within a symbol); each symbol's
+        # rows are sorted by ts only when it is read, so a run of 10 pairs of a 100-pair
+        # universe sorts and copies only those 10.
         symbol_col = table.column("symbol")
         if not pa.types.is_dictionary(symbol_col.type):
             symbol_col = pc.dictionary_encode(symbol_col)
@@ -531,13 +533,11 @@ class UniverseParquetSource(_Source):
             ts = timestamps_to_ms(table.column(ts_col), str(self.path))
         except CandleDataError as exc:
             raise CandleStoreError(str(exc)) from None
-        order = np.lexsort((ts, codes))
-        self._ts = ts[order]
-        self._values = np.column_stack(
-            [table.column(c).to_numpy().astype(np.float64, copy=False)[order] for c in PRICE_COLUMNS]
-        )
-        bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-        self._rows = {str(n): (int(bounds[i]), int(bounds[i + 1])) for i, n in enumerate(uniques)}
+        by_symbol = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[by_symbol], np.arange(len(uniques) + 1))
+        self._rows = {str(n): by_symbol[bounds[i]:bounds[i + 1]] for i, n in enumerate(uniques)}
+        self._ts = ts
+        self._columns = [table.column(c).to_numpy() for c in PRICE_COLUMNS]
         self._cache: dict[str, Arrays] = {}
 
     def symbols(self, timeframe: str | None = None) -> list[str]:
@@ -547,9 +547,12 @@ class UniverseParquetSource(_Source):
         if timeframe != self.default_timeframe or symbol not in self._rows:
             raise self._missing(symbol, timeframe, f"universe {self.path}")
         if symbol not in self._cache:
-            lo, hi = self._rows[symbol]
-            # Sorted by (symbol, ts) already; the policy dedups (first row in the file wins).
-            ts, values = _clean(self._ts[lo:hi], self._values[lo:hi], timeframe, f"{self.path}:{symbol}")
+            rows = self._rows[symbol]
+            # A stable sort by ts: among duplicate ts the first row in the file comes first,
+            # and the policy dedups (that first row wins).
+            rows = rows[np.argsort(self._ts[rows], kind="stable")]
+            values = np.column_stack([c[rows].astype(np.float64, copy=False) for c in self._columns])
+            ts, values = _clean(self._ts[rows], values, timeframe, f"{self.path}:{symbol}")
             self._cache[symbol] = (ts, values)
         return self._cache[symbol]
 

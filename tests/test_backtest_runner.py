@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backtest.demo_data import generate_candles, write_csv_folder
 from backtest.runner import ConfigError, run_backtest, with_overrides
@@ -68,3 +70,25 @@ def test_overrides_are_validated():
     ls = parse_manifest({"profiles": {"ls": data}}).profile("ls")
     with pytest.raises(ConfigError, match="long"):
         with_overrides(ls, mode="portfolio")  # portfolio mode is long-only
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    floats=st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=30),
+    text=st.text(st.characters(blacklist_categories=("Cs",)), max_size=5),
+)
+def test_csv_writer_is_byte_identical_to_pandas(tmp_path_factory, floats, text) -> None:
+    """trades.csv / equity.csv: the csv writer prints what ``DataFrame.to_csv`` printed."""
+    from backtest.runner import _write_frame_csv
+
+    n = len(floats)
+    frame = pd.DataFrame({
+        "f": floats,
+        "i": np.arange(n, dtype=np.int64),
+        "s": pd.array([text if k % 3 else None for k in range(n)], dtype="str"),
+        "o": [text if k % 2 else "a,\"b\"" for k in range(n)],
+        "b": np.arange(n) % 2 == 0,
+    })
+    path = tmp_path_factory.mktemp("csv") / "x.csv"
+    _write_frame_csv(frame, path)
+    assert path.read_bytes() == frame.to_csv(index=False).encode()

@@ -81,45 +81,22 @@ def test_markers_and_switch(profile, cache, monkeypatch) -> None:  # noqa: ANN00
     assert warmup.start_warmup(profile, (("engine",),)).groups == []
     monkeypatch.setenv(warmup.ENV_SWITCH, "0")
     assert warmup.start_warmup(port, (("engine",),)).groups == []
-    # auto (the default): a worker only when a core is idle — here the machine is busy.
+    # auto (the default): a worker when two or more CPUs are usable, however busy.
     monkeypatch.delenv(warmup.ENV_SWITCH)
     assert warmup.mode() == "auto"
-    monkeypatch.setattr(warmup, "idle_cores", lambda: 0.4)
-    assert not warmup.spare_core()
+    monkeypatch.setattr(warmup, "usable_cpus", lambda: 1)
+    assert not warmup.wants_worker()
     assert warmup.start_warmup(port, (("engine",),)).groups == []
-    monkeypatch.setattr(warmup, "idle_cores", lambda: 1.8)
-    assert warmup.spare_core()
-    # Without /proc/stat: the 1-minute load average decides.
-    monkeypatch.setattr(warmup, "idle_cores", lambda: None)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(os, "getloadavg", lambda: (2.0, 2.0, 2.0))
-    assert not warmup.spare_core()
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 0.3, 0.3))
-    assert warmup.spare_core()
+    monkeypatch.setattr(warmup, "usable_cpus", lambda: 2)
+    assert warmup.wants_worker()
+    monkeypatch.setenv(warmup.ENV_SWITCH, "0")
+    assert not warmup.wants_worker()
 
 
-def test_idle_cores_sees_a_busy_core() -> None:
-    """/proc/stat sampling: a spinning thread makes about one core less idle."""
-    import threading
-
-    quiet = warmup.idle_cores(0.3)
-    if quiet is None:
-        pytest.skip("no /proc/stat on this platform")
-    assert 0.0 <= quiet <= (os.cpu_count() or 1) + 0.01
-    stop = threading.Event()
-
-    def spin() -> None:
-        while not stop.is_set():
-            pass
-
-    worker = threading.Thread(target=spin)
-    worker.start()
-    try:
-        busy = warmup.idle_cores(0.3)
-    finally:
-        stop.set()
-        worker.join()
-    assert busy is not None and busy < (os.cpu_count() or 1) - 0.5
+def test_usable_cpus_follows_the_affinity_mask() -> None:
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    assert warmup.usable_cpus() == len(os.sched_getaffinity(0)) >= 1
 
 
 def test_worker_fills_the_cache_for_a_fresh_process(profile, cache) -> None:  # noqa: ANN001
