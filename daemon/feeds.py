@@ -115,12 +115,16 @@ class LiveExchangeMixin(BatchedKlinesMixin):
             await budget.acquire(self.venue.klines_weight)
             try:
                 return await self._fetch_klines(symbol, timeframe, since, limit, params)
-            except ccxt.DDoSProtection:  # 429 / 418 (RateLimitExceeded is one)
+            # Binance 429 / 418, OKX 429 (50011), Bybit 403. RateLimitExceeded is NOT a
+            # DDoSProtection in ccxt 4.5 (both are NetworkErrors): name both.
+            except (ccxt.DDoSProtection, ccxt.RateLimitExceeded):
                 headers = self.last_response_headers or {}
+                pause = self.venue.rate_limit_pause_s
                 try:
-                    retry = float(headers.get("Retry-After") or headers.get("retry-after") or 1)
+                    retry = float(headers.get("Retry-After") or headers.get("retry-after")
+                                  or pause)
                 except (TypeError, ValueError):
-                    retry = 1.0
+                    retry = pause
                 budget.pause(retry)
                 raise
 

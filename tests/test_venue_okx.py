@@ -52,7 +52,9 @@ async def test_okx_replay_fills_equal_batch(tmp_path):
     daemon, emu, profile = await _replay_okx(tmp_path)
     # OKX's wire was used: v5 REST paths, candle1m channels, several per subscribe message
     assert emu.rest_log and all(p.startswith("/api/v5/") for p, _ in emu.rest_log)
-    assert any(p.startswith("/api/v5/market/") for p, _ in emu.rest_log)
+    # recent pages from candles (its newest 1,440 bars, by the venue's clock ccxt measured)
+    assert any(p == "/api/v5/market/candles" for p, _ in emu.rest_log)
+    assert any(p == "/api/v5/public/time" for p, _ in emu.rest_log)
     streams = [s for _, subs in emu.subscribe_log for s in subs]
     assert set(streams) == {f"candle1m:{s.replace('/', '-')}" for s in profile.assets}
     assert len(emu.subscribe_log) < len(streams)  # batched, not one channel per message
