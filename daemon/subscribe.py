@@ -12,6 +12,10 @@ futures and reconnect-by-``watch`` — only the subscribe step changes:
 * the streams waiting on one connection go out together, many per ``SUBSCRIBE``
   (:class:`SubscribeBatcher`), at most ``msgs_per_s`` messages in any second on that
   connection (3 by default: headroom for the PONGs under Binance's 5).
+
+The same batching serves every venue whose adapter sets ``batched_subscribe`` (Binance,
+Bybit at 10 topics a message, OKX): the adapter names the streams, builds the subscribe
+message, gives each connection's URL and ccxt's message hash (daemon.venues).
 """
 
 from __future__ import annotations

@@ -192,3 +192,34 @@ def test_tandem_daemon_replay_on_okx(tmp_path):
                    cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "replay of tst: 160 slices" in proc.stdout and "fills by reason" in proc.stdout
+
+
+def test_emulator_command_speaks_okx_when_asked(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon.emulator", "--protocol", "okx", "--generate", "10",
+         "--symbols", "BTC/USDT", "--timeframe", "1m", "--speed", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        urls = {}
+        for line in proc.stdout:
+            if line.startswith("TANDEM_EXCHANGE_"):
+                k, v = line.strip().split("=", 1)
+                urls[k] = v
+            if len(urls) == 2:
+                break
+        assert urls["TANDEM_EXCHANGE_WS_URL"].endswith("/ws/v5")
+        q = "/api/v5/market/candles?instId=BTC-USDT&bar=1m&limit=2"
+        with urllib.request.urlopen(urls["TANDEM_EXCHANGE_REST_URL"] + q, timeout=10) as r:
+            body = json.loads(r.read())
+        assert body["code"] == "0" and len(body["data"]) == 1  # the forming bar at the start
+    finally:
+        proc.kill()
+        proc.wait(10)
