@@ -228,7 +228,7 @@ class BybitAdapter(VenueAdapter):
     # at 20 messages.
     max_streams_per_connection = 500
     default_streams_per_connection = 200
-    subscribe_msgs_per_s = 3
+    subscribe_msgs_per_s = 10  # Bybit documents no subscribe rate; 200 topics in 2 s
     streams_per_message = 10
     # HTTP: 600 requests in any 5-s window per IP, every request weighs 1; past it a 403
     # and a ban of 10+ minutes. 6,000/min at the budget's 80 % share with a burst of 100:
