@@ -241,7 +241,8 @@ class BybitAdapter(VenueAdapter):
     rest_klines_method = "publicGetV5MarketKline"  # GET /v5/market/kline
     batched_subscribe = True
     tested_against = ("daemon.emulator.bybit (Bybit v5 protocol: instruments-info, kline "
-                      "REST, subscribe/ack, kline frames with confirm, op ping/pong) via "
+                      "REST, subscribe/ack with the 10-topic cap, kline frames with "
+                      "confirm, op ping/pong, the 600 requests / 5 s IP limit with 403) via "
                       "ccxt.pro bybit; replay parity")
 
     def is_kline_frame(self, message: Any) -> bool:
