@@ -32,7 +32,7 @@ candle store holding the warm-up, once REST only (inside the request-weight budg
     NUMBA_CACHE_DIR=.numba_cache .venv/bin/python bench/daemon.py [--bars 60] [--idle-s 10]
         [--streams 10,50,200] [--inproc] [--profile 200:prof.out]
     NUMBA_CACHE_DIR=.numba_cache .venv/bin/python bench/daemon.py --start 500 [--warmup 6024]
-    ... [--venue bybit]   (the emulator speaks that venue; the daemon uses its adapter)
+    ... [--venue bybit|okx]   (the emulator speaks that venue; the daemon uses its adapter)
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ async def emulator_child(n: int, bars: int, warmup: int = WARMUP) -> None:
                 answer({"rate_closes": emu.rate_closes, "peak_msgs_per_s": emu.peak_msgs_per_s,
                         "refused_subscribes": emu.refused_subscribes, "rest_429": emu.rest_429,
                         "rest_418": emu.rest_418, "peak_weight": emu.peak_weight,
-                        "klines": sum(p == emu.klines_path for p, _ in emu.rest_log),
+                        "klines": sum(p.startswith(emu.klines_path) for p, _ in emu.rest_log),
                         "connections": len({c.path for c in emu.connections}),
                         "subscribe_msgs": len(emu.subscribe_log)})
             elif cmd == "quit":
@@ -421,7 +421,7 @@ async def main() -> None:
     ap.add_argument("--warmup", type=int, default=6024, help="warm-up bars per asset (--start)")
     ap.add_argument("--rest-only", action="store_true", help="--start: skip the store run")
     ap.add_argument("--store-only", action="store_true", help="--start: skip the REST-only run")
-    ap.add_argument("--venue", default="binance", choices=["binance", "bybit"],
+    ap.add_argument("--venue", default="binance", choices=["binance", "bybit", "okx"],
                     help="the exchange protocol (emulator + daemon adapter) of the latency "
                          "and start runs")
     ap.add_argument("--emulator-child", action="store_true", help=argparse.SUPPRESS)

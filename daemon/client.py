@@ -63,7 +63,8 @@ def build_exchange(exchange_id: str, rest_url: str | None = None, ws_url: str | 
         return default if value is None else value
 
     ex = make_live_exchange(
-        base, cfg, rest_budget=RestBudget(pick(rest_weight_per_min, venue.rest_weight_per_min)),
+        base, cfg, rest_budget=RestBudget(pick(rest_weight_per_min, venue.rest_weight_per_min),
+                                          burst=venue.rest_burst),
         venue=venue,
         streams_per_connection=pick(streams_per_connection,
                                     venue.default_streams_per_connection),

@@ -115,12 +115,16 @@ class LiveExchangeMixin(BatchedKlinesMixin):
             await budget.acquire(self.venue.klines_weight)
             try:
                 return await self._fetch_klines(symbol, timeframe, since, limit, params)
-            except ccxt.DDoSProtection:  # 429 / 418 (RateLimitExceeded is one)
+            # Binance 429 / 418, OKX 429 (50011), Bybit 403. RateLimitExceeded is NOT a
+            # DDoSProtection in ccxt 4.5 (both are NetworkErrors): name both.
+            except (ccxt.DDoSProtection, ccxt.RateLimitExceeded):
                 headers = self.last_response_headers or {}
+                pause = self.venue.rate_limit_pause_s
                 try:
-                    retry = float(headers.get("Retry-After") or headers.get("retry-after") or 1)
+                    retry = float(headers.get("Retry-After") or headers.get("retry-after")
+                                  or pause)
                 except (TypeError, ValueError):
-                    retry = 1.0
+                    retry = pause
                 budget.pause(retry)
                 raise
 
@@ -132,12 +136,14 @@ class LiveExchangeMixin(BatchedKlinesMixin):
         if self.markets is None:
             await self.load_markets()
         market = self.market(symbol)
-        method = getattr(self, self.venue.rest_klines_method, None)
-        if params or market.get("type") != "spot" or method is None:
+        if params or market.get("type") != "spot":
             return await super().fetch_ohlcv(symbol, timeframe, since, limit, params)
-        request = self.venue.klines_request(
-            market, self.safe_string(self.timeframes, timeframe, timeframe), since, limit)
-        response = await method(request)
+        # the venue's clock as ccxt knows it (timeDifference: set when ccxt measured it)
+        now_ms = self.milliseconds() - int(self.options.get("timeDifference") or 0)
+        name, request = self.venue.klines_call(
+            market, self.safe_string(self.timeframes, timeframe, timeframe), since, limit,
+            now_ms)
+        response = await getattr(self, name)(request)
         return self.venue.rest_rows(response)
 
     def client(self, url):  # noqa: D401 - ccxt API
@@ -164,6 +170,8 @@ class LiveExchangeMixin(BatchedKlinesMixin):
             client.on_error(ccxt.NetworkError("serverShutdown: the exchange ends this connection"))
             return
         if not isinstance(message, dict | list):
+            if self.venue.is_control_text(message):
+                return super().handle_message(client, message)
             self.skipped_frames += 1
             log.warning("ws_frame_skipped", reason="not a JSON object", frame=str(message)[:200])
             return
@@ -311,7 +319,7 @@ class CandleFeed:
         start: Callable[[int], Awaitable[int]],
         emit: Callable[[ClosedCandle], None],
         *,
-        rest_limit: int = 1000,
+        rest_limit: int | None = None,
         rest_lag_retries: int = 10,
         stream_down_poll_s: float | None = None,
         history: Any = None,
@@ -323,7 +331,10 @@ class CandleFeed:
         self._grid_off = bucket_offset_ms(timeframe)  # weeks open on Monday
         self._start = start
         self._emit = emit
-        self.rest_limit = rest_limit
+        # rows per klines page: the venue's (a short page means "no more rows")
+        venue = getattr(exchange, "venue", None)
+        self.rest_limit = (rest_limit if rest_limit is not None
+                           else venue.rest_page_limit if venue is not None else 1000)
         self.rest_lag_retries = rest_lag_retries
         self.next_ts: int | None = None
         self.forming_ts: int | None = None  # every bar before it is closed

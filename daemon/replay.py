@@ -118,8 +118,10 @@ def emulator_class(exchange_id: str) -> type[Emulator]:
     """The emulator speaking ``exchange_id``'s wire protocol (every supported venue has
     one: that is how it is tested; see daemon.venues)."""
     from daemon.emulator.bybit import BybitEmulator
+    from daemon.emulator.okx import OkxEmulator
 
-    classes: dict[str, type[Emulator]] = {"binance": Emulator, "bybit": BybitEmulator}
+    classes: dict[str, type[Emulator]] = {"binance": Emulator, "bybit": BybitEmulator,
+                                          "okx": OkxEmulator}
     if exchange_id not in classes:
         raise ValueError(f"no emulator speaks {exchange_id!r}; emulated: {', '.join(classes)}")
     return classes[exchange_id]

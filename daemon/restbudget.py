@@ -28,13 +28,17 @@ class RestBudget:
     """Token bucket over request weight (see the module docstring)."""
 
     def __init__(self, limit_per_min: int = BINANCE_WEIGHT_PER_MIN, *, share: float = 0.8,
-                 burst_share: float = 0.25, max_in_flight: int = 16):
+                 burst_share: float = 0.25, max_in_flight: int = 16,
+                 burst: float | None = None):
         if limit_per_min <= 0 or not 0 < share <= 1 or not 0 <= burst_share < 1:
             raise ValueError("limit_per_min > 0, 0 < share <= 1, 0 <= burst_share < 1")
         budget = share * limit_per_min
-        self.burst = burst_share * budget
+        # ``burst`` (weight): a venue that counts per few seconds (OKX: 2 s) must not get
+        # a quarter of a minute's budget at once
+        self.burst = burst_share * budget if burst is None else float(burst)
         self.rate = (budget - self.burst) / 60.0  # weight per second
-        self.cap = max(self.burst, 16.0)  # a request heavier than the burst still goes
+        # a request heavier than the burst still goes
+        self.cap = max(self.burst, 16.0) if burst is None else self.burst
         self.tokens = self.cap
         self.spent = 0.0
         self.waited_s = 0.0

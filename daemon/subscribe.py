@@ -12,11 +12,16 @@ futures and reconnect-by-``watch`` — only the subscribe step changes:
 * the streams waiting on one connection go out together, many per ``SUBSCRIBE``
   (:class:`SubscribeBatcher`), at most ``msgs_per_s`` messages in any second on that
   connection (3 by default: headroom for the PONGs under Binance's 5).
+
+The same batching serves every venue whose adapter sets ``batched_subscribe`` (Binance,
+Bybit at 10 topics a message, OKX): the adapter names the streams, builds the subscribe
+message, gives each connection's URL and ccxt's message hash (daemon.venues).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections import deque
 from typing import Any
@@ -86,7 +91,9 @@ class SubscribeBatcher:
             if self.client.closed():
                 return
             batch, self.pending = self.pending[: self.per_message], self.pending[self.per_message:]
-            rid = self.ex.request_id(self.client.url)
+            # binance numbers requests per URL; bybit and okx per exchange
+            rid = (self.ex.request_id(self.client.url)
+                   if inspect.signature(self.ex.request_id).parameters else self.ex.request_id())
             for _, sub in batch:
                 sub["id"] = rid
             message = self.ex.venue.subscribe_message([raw for raw, _ in batch], rid)
@@ -111,7 +118,8 @@ class SubscribeBatcher:
 
 
 class BatchedKlinesMixin:
-    """``watch_ohlcv`` of a ccxt.pro Binance-protocol exchange, subscribing in batches.
+    """``watch_ohlcv`` of a ccxt.pro exchange, subscribing in batches through the venue's
+    adapter (its stream names, subscribe message, connection URLs).
 
     Same contract as ccxt's: returns the candles of the next update of (symbol, timeframe)
     (never, on the fast path of :mod:`daemon.feeds`), raises ``NetworkError`` when its
@@ -144,9 +152,8 @@ class BatchedKlinesMixin:
         sym = market["symbol"]
         interval = self.safe_string(self.timeframes, timeframe, timeframe)
         raw = self.venue.stream_name(market, interval)
-        message_hash = "ohlcv::" + sym + "::" + timeframe
-        base = self.get_ws_url("spot", self.get_future_ws_category("kline"))
-        url = f"{base}/{self.conn_plan.index((sym, timeframe))}"
+        message_hash = self.venue.ohlcv_hash(sym, market, interval, timeframe)
+        url = self.venue.ws_url(self, self.conn_plan.index((sym, timeframe)))
         self.open()
         backoff_delay = self.ws_dial_delay(url)
         client = self.client(url)

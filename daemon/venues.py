@@ -61,9 +61,16 @@ class VenueAdapter:
     rest_page_limit: ClassVar[int]
     #: ccxt's implicit-API method for the klines request (its signing, errors, timeouts)
     rest_klines_method: ClassVar[str]
-    #: True: subscribe many streams per message ourselves (daemon.subscribe, Binance's
-    #: protocol); False: ccxt.pro's own watch_ohlcv subscribes, one stream per message
+    #: True: subscribe many streams per message ourselves (daemon.subscribe); False:
+    #: ccxt.pro's own watch_ohlcv subscribes, one stream per message
     batched_subscribe: ClassVar[bool] = False
+    #: REST burst (weight) for daemon.restbudget; None: its default (a quarter of the
+    #: budget, for a venue that counts per minute). A venue counting per few seconds
+    #: needs a small one.
+    rest_burst: ClassVar[float | None] = None
+    #: pause of every REST request after the venue's rate-limit answer when it sends no
+    #: Retry-After (Bybit's 403 bans the IP for 10+ minutes)
+    rate_limit_pause_s: float = 1.0
     #: what this adapter was tested against (README's venue table)
     tested_against: ClassVar[str]
 
@@ -93,6 +100,25 @@ class VenueAdapter:
     def klines_request(self, market: dict, interval: str, since: int | None,
                        limit: int | None) -> dict:
         raise NotImplementedError
+
+    def klines_call(self, market: dict, interval: str, since: int | None, limit: int | None,
+                    now_ms: int | None = None) -> tuple[str, dict]:
+        """(ccxt implicit-API method, request) of one klines page; ``now_ms``: the venue's
+        clock as the client knows it (a venue with a recent-only endpoint needs it)."""
+        return self.rest_klines_method, self.klines_request(market, interval, since, limit)
+
+    def ws_url(self, exchange: Any, index: int) -> str:
+        """The URL of kline connection ``index`` (batched subscriptions, daemon.subscribe).
+        ccxt keys its connections by URL, so each index needs its own string."""
+        raise NotImplementedError
+
+    def ohlcv_hash(self, symbol: str, market: dict, interval: str, timeframe: str) -> str:
+        """The message hash ccxt.pro's own ``handle_ohlcv`` resolves for this stream."""
+        return "ohlcv::" + symbol + "::" + timeframe
+
+    def is_control_text(self, message: Any) -> bool:
+        """A non-JSON frame the venue's protocol uses (OKX answers ``ping`` with ``pong``)."""
+        return False
 
     def check_symbol(self, symbol: str) -> str | None:
         """Why the venue cannot stream ``symbol`` (by its form), or None. Whether the venue
@@ -160,6 +186,11 @@ class BinanceAdapter(VenueAdapter):
     def stream_name(self, market: dict, interval: str) -> str:
         return market["lowercaseId"] + "@kline_" + interval
 
+    def ws_url(self, exchange: Any, index: int) -> str:
+        # ccxt.pro binance connects to <urls.api.ws.spot>/<n>; Binance ignores the tail
+        base = exchange.get_ws_url("spot", exchange.get_future_ws_category("kline"))
+        return f"{base}/{index}"
+
     def subscribe_message(self, streams: list[str], request_id: Any) -> dict:
         return {"method": "SUBSCRIBE", "params": list(streams), "id": request_id}
 
@@ -178,8 +209,8 @@ class BybitAdapter(VenueAdapter):
 
     Tested through the real ccxt.pro ``bybit`` client against :mod:`daemon.emulator.bybit`
     (Bybit's v5 wire protocol) with replay == backtest parity, and its decoding and paging
-    against Bybit's documented payloads. Subscriptions are ccxt.pro's own (one topic per
-    ``subscribe`` message, ``batched_subscribe`` False)."""
+    against Bybit's documented payloads. Subscriptions are batched here (ccxt.pro sends one
+    topic per ``subscribe``): up to 10 topics a message, Bybit's cap on ``args``."""
 
     id = "bybit"
     # https://bybit-exchange.github.io/docs/v5/websocket/public/kline : 1 3 5 15 30 60 120
@@ -197,15 +228,21 @@ class BybitAdapter(VenueAdapter):
     # at 20 messages.
     max_streams_per_connection = 500
     default_streams_per_connection = 200
-    subscribe_msgs_per_s = 3
+    subscribe_msgs_per_s = 10  # Bybit documents no subscribe rate; 200 topics in 2 s
     streams_per_message = 10
-    # HTTP: 600 requests per 5 s per IP (= 7,200/min), every request weighs 1
-    rest_weight_per_min = 7200
+    # HTTP: 600 requests in any 5-s window per IP, every request weighs 1; past it a 403
+    # and a ban of 10+ minutes. 6,000/min at the budget's 80 % share with a burst of 100:
+    # at most 100 + 5 x 78 = 491 requests in any 5 s.
+    rest_weight_per_min = 6000
+    rest_burst = 100.0
+    rate_limit_pause_s = 600.0
     klines_weight = 1
     rest_page_limit = 1000
     rest_klines_method = "publicGetV5MarketKline"  # GET /v5/market/kline
+    batched_subscribe = True
     tested_against = ("daemon.emulator.bybit (Bybit v5 protocol: instruments-info, kline "
-                      "REST, subscribe/ack, kline frames with confirm, op ping/pong) via "
+                      "REST, subscribe/ack with the 10-topic cap, kline frames with "
+                      "confirm, op ping/pong, the 600 requests / 5 s IP limit with 403) via "
                       "ccxt.pro bybit; replay parity")
 
     def is_kline_frame(self, message: Any) -> bool:
@@ -235,6 +272,10 @@ class BybitAdapter(VenueAdapter):
 
     def stream_name(self, market: dict, interval: str) -> str:
         return f"kline.{interval}.{market['id']}"
+
+    def ws_url(self, exchange: Any, index: int) -> str:
+        return _indexed(exchange.implode_hostname(exchange.urls["api"]["ws"]["public"]["spot"]),
+                        index)
 
     def subscribe_message(self, streams: list[str], request_id: Any) -> dict:
         return {"op": "subscribe", "args": list(streams), "req_id": str(request_id)}
@@ -271,6 +312,154 @@ class BybitAdapter(VenueAdapter):
             api["ws"] = ws
 
 
+class OkxAdapter(VenueAdapter):
+    """OKX v5 spot: ``candle<bar>`` channels on the *business* websocket, ``confirm`` = closed.
+
+    Frames ``{"arg": {"channel": "candle1m", "instId": "BTC-USDT"}, "data": [[ts, o, h, l,
+    c, vol, volCcy, volCcyQuote, confirm]]}``; ``confirm`` "1" = the bar is complete. A row
+    without it (fewer than 9 fields) or with anything but "1" is not closed (module
+    docstring). Bars of 6h and more are subscribed and fetched in their ``utc`` variants
+    (``candle1Dutc``, ``bar=1Dutc``): OKX's plain ``1D`` opens at 16:00 UTC (Hong Kong
+    midnight), not on the backtest's UTC grid — ccxt.pro's own watch_ohlcv would subscribe
+    that one. Subscriptions are batched here, many channels per ``subscribe``.
+
+    REST: ``GET /api/v5/market/candles`` serves the newest 1,440 bars (limit <= 300,
+    40 requests / 2 s per IP), ``GET /api/v5/market/history-candles`` everything older
+    (limit <= 100, 20 requests / 2 s); both answer newest first, rows strictly between
+    ``before`` and ``after``. Pages are 100 rows on both (one page size for the feeds'
+    full-page rule), one klines request weighs 2 against 1,000 per minute with a burst of
+    4 requests: at most ~17 requests in any 2 s, under history-candles' 20."""
+
+    id = "okx"
+    INTERVALS: ClassVar[dict[str, str]] = {
+        "1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m", "1h": "1H",
+        "2h": "2H", "4h": "4H", "6h": "6Hutc", "12h": "12Hutc", "1d": "1Dutc",
+        "1w": "1Wutc", "1M": "1Mutc"}
+    INTERVAL_MS: ClassVar[dict[str, int]] = {
+        "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
+        "1H": 3_600_000, "2H": 7_200_000, "4H": 14_400_000, "6Hutc": 21_600_000,
+        "12Hutc": 43_200_000, "1Dutc": 86_400_000, "1Wutc": 604_800_000}
+    #: bars the recent-candles endpoint keeps; older ones are in history-candles. The
+    #: margin covers the client's estimate of the venue's clock.
+    RECENT_BARS = 1440
+    RECENT_MARGIN_BARS = 100
+    ws_timeframes = tuple(INTERVALS)
+    # OKX documents no channel cap per public connection; one subscribe's args may hold up
+    # to 64 KB (~1,400 candle channels) and a connection 480 subscribe requests an hour:
+    # 200 channels per message and per connection keeps a resubscription to one message.
+    max_streams_per_connection = 1000
+    default_streams_per_connection = 200
+    subscribe_msgs_per_s = 3  # OKX: 3 requests per second per IP for connecting/subscribing
+    streams_per_message = 200
+    rest_weight_per_min = 1000
+    rest_burst = 8.0
+    rate_limit_pause_s = 2.0  # OKX's 429 has no Retry-After; its windows are 2 s
+    klines_weight = 2
+    rest_page_limit = 100
+    rest_klines_method = "publicGetMarketCandles"  # GET /api/v5/market/candles
+    rest_history_method = "publicGetMarketHistoryCandles"  # GET /api/v5/market/history-candles
+    batched_subscribe = True
+    tested_against = ("daemon.emulator.okx (OKX v5 protocol: public instruments, candles "
+                      "and history-candles REST with their limits, business websocket "
+                      "subscribe/ack, text ping/pong, candle frames with confirm) via "
+                      "ccxt.pro okx; replay parity")
+
+    def is_kline_frame(self, message: Any) -> bool:
+        if type(message) is not dict or "data" not in message:
+            return False
+        arg = message.get("arg")
+        return (type(arg) is dict and type(arg.get("channel")) is str
+                and arg["channel"].startswith("candle"))
+
+    def parse_klines(self, message: Any) -> list[Kline] | None:
+        arg, data = message.get("arg"), message.get("data")
+        if not isinstance(arg, dict) or not isinstance(data, list):
+            return None
+        # the ccxt timeframe code: "1Dutc" -> "1D" (ccxt's okx timeframes carry no suffix)
+        interval = arg.get("channel", "")[len("candle"):].removesuffix("utc")
+        market_id = arg.get("instId")
+        out = []
+        for d in data:
+            if not isinstance(d, list) or not d:
+                continue
+            closed = len(d) > 8 and d[8] == "1"  # missing: not closed (module docstring)
+            row = _row(d, 0, 1) if closed else None
+            if row is not None and None in row:
+                row = None
+            out.append(Kline(market_id, interval, d[0], closed, row))
+        return out or None
+
+    def stream_name(self, market: dict, interval: str) -> str:
+        return f"candle{self._bar(interval)}:{market['id']}"
+
+    def subscribe_message(self, streams: list[str], request_id: Any) -> dict:
+        args = []
+        for s in streams:
+            channel, _, inst_id = s.partition(":")
+            args.append({"channel": channel, "instId": inst_id})
+        return {"id": str(request_id), "op": "subscribe", "args": args}
+
+    def ohlcv_hash(self, symbol: str, market: dict, interval: str, timeframe: str) -> str:
+        return f"candle{self._bar(interval)}:{market['id']}"  # ccxt okx handle_ohlcv's hash
+
+    def ws_url(self, exchange: Any, index: int) -> str:
+        return _indexed(exchange.urls["api"]["ws"].rstrip("/") + "/business", index)
+
+    def is_control_text(self, message: Any) -> bool:
+        return message == "pong"
+
+    def klines_call(self, market: dict, interval: str, since: int | None, limit: int | None,
+                    now_ms: int | None = None) -> tuple[str, dict]:
+        bar = self._bar(interval)
+        n = min(int(limit), self.rest_page_limit) if limit is not None else self.rest_page_limit
+        request: dict[str, Any] = {"instId": market["id"], "bar": bar, "limit": n}
+        method = self.rest_klines_method
+        step = self.INTERVAL_MS.get(bar)
+        if since is not None:
+            since = int(since)
+            # rows strictly between: (since - 1, since + n bars) = n bars from since
+            request["before"] = since - 1
+            if step is not None:
+                request["after"] = since + n * step
+                recent = self.RECENT_BARS - self.RECENT_MARGIN_BARS
+                if now_ms is None or since < now_ms - recent * step:
+                    method = self.rest_history_method
+        return method, request
+
+    def klines_request(self, market: dict, interval: str, since: int | None,
+                       limit: int | None) -> dict:
+        return self.klines_call(market, interval, since, limit)[1]
+
+    def rest_rows(self, response: Any) -> list[list]:
+        # {"code": "0", "msg": "", "data": [[ts, o, h, l, c, vol, volCcy, volCcyQuote,
+        # confirm], ...]}, newest first
+        rows = (response or {}).get("data") or []
+        return [_row(r, 0, 1) for r in reversed(rows)]
+
+    def point_at(self, exchange: Any, rest_url: str | None, ws_url: str | None) -> None:
+        api = exchange.urls.setdefault("api", {})
+        if rest_url:
+            api["rest"] = rest_url.rstrip("/")  # ccxt okx appends /api/v5/<path>
+        if ws_url:
+            api["ws"] = ws_url.rstrip("/")  # ccxt.pro okx appends /business, /public
+        # load_markets then reads GET /api/v5/public/time: klines_call's "now" is the
+        # venue's clock (the emulator's virtual one in replay), not this machine's
+        exchange.options["adjustForTimeDifference"] = True
+
+    #: ccxt's okx timeframe codes of 6h and more -> OKX's UTC-aligned bars
+    UTC_BARS: ClassVar[dict[str, str]] = {"6H": "6Hutc", "12H": "12Hutc", "1D": "1Dutc",
+                                          "1W": "1Wutc", "1M": "1Mutc"}
+
+    def _bar(self, interval: str) -> str:
+        return self.UTC_BARS.get(interval, interval)
+
+
+def _indexed(url: str, index: int) -> str:
+    """Connection ``index``'s URL: the venue's own for the first; a query tag for the next
+    ones (ccxt keys connections by URL; the venue ignores the tag)."""
+    return url if index == 0 else f"{url}{'&' if '?' in url else '?'}conn={index}"
+
+
 def _num(x: Any) -> float | None:
     try:
         return float(x)
@@ -295,7 +484,8 @@ def _row(r: Any, ts_at: int, first: int) -> list:
 
 #: The venues the daemon supports: exchange id -> adapter. Register a venue here only once
 #: it passes the live (emulator, real ccxt.pro client) and replay-parity tests.
-ADAPTERS: dict[str, VenueAdapter] = {a.id: a for a in (BinanceAdapter(), BybitAdapter())}
+ADAPTERS: dict[str, VenueAdapter] = {
+    a.id: a for a in (BinanceAdapter(), BybitAdapter(), OkxAdapter())}
 
 
 def supported_venues() -> list[str]:

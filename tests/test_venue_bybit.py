@@ -167,3 +167,101 @@ async def test_bybit_survives_every_fault_with_the_same_fills(tmp_path):
     assert_journal_equal(paper, batch_fills(profile, market, t0, end))
     assert daemon.supervisor.watchdog_fires > 0
     assert sum(f.reconnects for f in daemon.supervisor.feeds) > 0
+
+
+async def test_bybit_subscribes_in_batches_of_ten_through_ccxt_pro():
+    """ccxt.pro bybit sends one topic per ``subscribe``; the adapter batches them, at most
+    10 a message (Bybit's cap on ``args``, which the emulator enforces: over it, refused)."""
+    import asyncio
+    import contextlib
+
+    from daemon.client import build_exchange
+    from daemon.emulator.market import MarketData
+    from daemon.replay import wait_subscribed
+
+    names = [f"Q{chr(65 + i // 26)}{chr(65 + i % 26)}/USDT" for i in range(25)]
+    market = MarketData.generate(names, "1m", n_bars=20)
+    async with BybitEmulator(market, start=market.first_ts) as emu:
+        ex = build_exchange("bybit", emu.rest_url, emu.ws_url)
+        watches = [asyncio.ensure_future(ex.watch_ohlcv(s, "1m")) for s in names]
+        try:
+            await wait_subscribed(emu, len(names), timeout_s=20)
+        finally:
+            for w in watches:
+                w.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(*watches, return_exceptions=True)
+            await ex.close()
+    sizes = [len(subs) for _, subs in emu.subscribe_log]
+    assert sorted(sizes) == [5, 10, 10] and emu.refused_subscribes == 0
+
+
+async def _bybit_fetches(emu, n: int, venue=None) -> tuple[int, int]:
+    """``n`` klines pages fetched concurrently through the daemon's exchange (its REST
+    budget); returns (answered, rate-limited)."""
+    import asyncio
+
+    import ccxt
+
+    from daemon.client import build_exchange
+
+    ex = build_exchange("bybit", emu.rest_url, emu.ws_url, venue=venue)
+    since = emu.market.first_ts
+
+    async def one() -> int:
+        try:
+            await ex.fetch_ohlcv("BTC/USDT", "1m", since=since, limit=10)
+            return 0
+        except ccxt.RateLimitExceeded:
+            return 1
+
+    try:
+        limited = sum(await asyncio.gather(*(one() for _ in range(n))))
+    finally:
+        await ex.close()
+    return n - limited, limited
+
+
+async def test_bybit_rest_budget_stays_inside_the_ip_limit():
+    """Bybit bans an IP that sends more than 600 requests in 5 s (HTTP 403, 10+ minutes):
+    800 pages at once through the daemon's budget never pass 600 in any 5-s window."""
+    market = sample_market()
+    async with BybitEmulator(market, start=market.first_ts + 50 * TF_MS) as emu:
+        answered, limited = await _bybit_fetches(emu, 800)
+    assert (answered, limited, emu.rest_403) == (800, 0, 0)
+    assert 400 < emu.peak_ip_requests <= 600
+
+
+async def test_bybit_403_pauses_every_request_for_the_ban():
+    """Past the limit the emulator answers 403 for ``ban_s``; the daemon's budget then
+    holds every request for the venue's pause (Bybit sends no Retry-After), and the next
+    request, after the ban, is answered."""
+    import asyncio
+    import time
+
+    import ccxt
+
+    from daemon.client import build_exchange
+    from daemon.venues import BybitAdapter
+
+    venue = BybitAdapter()
+    venue.rate_limit_pause_s = 1.5  # Bybit's: 600 s (the ban is 10+ minutes)
+    market = sample_market()
+    async with BybitEmulator(market, start=market.first_ts + 50 * TF_MS,
+                             ip_limit=(5, 1.0), ban_s=1.0) as emu:
+        ex = build_exchange("bybit", emu.rest_url, emu.ws_url, venue=venue)
+        try:
+            fetch = ex.fetch_ohlcv("BTC/USDT", "1m", since=market.first_ts, limit=10)
+            results = await asyncio.gather(*(ex.fetch_ohlcv(
+                "BTC/USDT", "1m", since=market.first_ts, limit=10) for _ in range(8)),
+                return_exceptions=True)
+            fetch.close()
+            limited = [r for r in results if isinstance(r, ccxt.RateLimitExceeded)]
+            assert limited and emu.rest_403 == len(limited)
+            assert ex.rest_budget.penalties > 0
+            t = time.monotonic()
+            rows = await ex.fetch_ohlcv("BTC/USDT", "1m", since=market.first_ts, limit=10)
+            waited = time.monotonic() - t
+        finally:
+            await ex.close()
+    assert len(rows) == 10 and 1.0 < waited < 3.0  # held by the pause, then answered

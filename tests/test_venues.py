@@ -44,7 +44,7 @@ def _cli(tmp_path: Path, monkeypatch, capsys, *args: str) -> subprocess.Complete
 
 
 @pytest.mark.parametrize("cmd", ["run", "replay"])
-@pytest.mark.parametrize("venue", ["kraken", "okx"])
+@pytest.mark.parametrize("venue", ["kraken", "kucoin"])
 def test_unsupported_venue_is_refused_at_start(tmp_path, monkeypatch, capsys, cmd, venue):
     """Before: a profile on a ccxt venue other than Binance started, subscribed, skipped
     every frame and never traded. Now: exit 2 naming it and the supported venues, and
@@ -52,7 +52,7 @@ def test_unsupported_venue_is_refused_at_start(tmp_path, monkeypatch, capsys, cm
     m = _manifest(tmp_path, exchange=venue)
     proc = _cli(tmp_path, monkeypatch, capsys, cmd, "--manifest", str(m), "--profile", "tst")
     line = _one_error_line(proc, 2, f"exchange '{venue}' is not supported by the daemon")
-    assert "(supported: binance, bybit)" in line
+    assert "(supported: binance, bybit, okx)" in line
     assert not (tmp_path / "state.sqlite").exists()
     assert not list(tmp_path.glob("*.sqlite*"))
 
@@ -61,7 +61,7 @@ def test_unsupported_venue_through_the_real_entry_point(tmp_path):
     proc = _daemon("replay", "--manifest", str(_manifest(tmp_path, exchange="kraken")),
                    "--profile", "tst", cwd=tmp_path, timeout=60)
     _one_error_line(proc, 2,
-                    "exchange 'kraken' is not supported by the daemon (supported: binance, bybit)")
+                    "exchange 'kraken' is not supported by the daemon (supported: binance, bybit, okx)")
 
 
 @pytest.mark.parametrize("cmd", ["run", "replay"])
@@ -85,11 +85,11 @@ def test_timeframe_the_venue_does_not_stream_is_named():
 def test_registered_venues_are_the_ones_with_an_emulator_and_parity():
     from daemon.replay import emulator_class
 
-    assert sorted(ADAPTERS) == ["binance", "bybit"]
+    assert sorted(ADAPTERS) == ["binance", "bybit", "okx"]
     for venue in ADAPTERS:
         assert emulator_class(venue) is not None
-    with pytest.raises(VenueError, match=r"\(supported: binance, bybit\)"):
-        adapter_for("okx")
+    with pytest.raises(VenueError, match=r"\(supported: binance, bybit, okx\)"):
+        adapter_for("kraken")
 
 
 # ------------------------------------------------ the Binance adapter against Binance's docs

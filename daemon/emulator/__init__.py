@@ -1,6 +1,7 @@
 """Exchange emulator: Binance spot REST + websocket kline streams on a virtual clock.
 
-See :mod:`daemon.emulator.server` for what is served and the fault-injection API.
+See :mod:`daemon.emulator.server` for what is served and the fault-injection API;
+:mod:`daemon.emulator.bybit` and :mod:`daemon.emulator.okx` speak those venues' protocols.
 """
 
 from daemon.emulator.faults import FaultPlan, MessageFault, MessageFaultKind, RestFault

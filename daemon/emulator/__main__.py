@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="port (0 = any free port)")
     p.add_argument("--updates-per-bar", type=int, default=1, help="in-progress kline updates per bar")
     p.add_argument("--ping-interval", type=float, default=20.0, help="server websocket ping period, s")
-    p.add_argument("--protocol", choices=["binance", "bybit"], default="binance",
+    p.add_argument("--protocol", choices=["binance", "bybit", "okx"], default="binance",
                    help="wire protocol to speak (the profile's exchange)")
     p.add_argument("--exit-at-end", action="store_true", help="exit once the last bar has closed")
     return p
@@ -70,12 +70,14 @@ def load_market(args: argparse.Namespace) -> MarketData:
 
 async def serve(args: argparse.Namespace, market: MarketData) -> None:
     start = to_ms(args.start) if args.start else None
-    if getattr(args, "protocol", "binance") == "bybit":
-        from daemon.emulator.bybit import BybitEmulator
+    protocol = getattr(args, "protocol", "binance")
+    if protocol in ("bybit", "okx"):
+        from daemon.replay import emulator_class
 
-        # Bybit's clients ping with {"op": "ping"}; the server sends no ping frames
-        emu: Emulator = BybitEmulator(market, start=start, host=args.host, port=args.port,
-                                      updates_per_bar=args.updates_per_bar)
+        # Bybit's and OKX's clients ping (op ping / "ping"); the server sends no ping frames
+        emu: Emulator = emulator_class(protocol)(market, start=start, host=args.host,
+                                                 port=args.port,
+                                                 updates_per_bar=args.updates_per_bar)
     else:
         emu = Emulator(market, start=start, host=args.host, port=args.port,
                        updates_per_bar=args.updates_per_bar, ping_interval=args.ping_interval)

@@ -14,19 +14,24 @@ Same market, virtual clock, forming/closing updates and fault plan as the Binanc
   ``{"op": "ping"}`` answered with ``ret_msg: "pong"``; kline frames
   ``{"topic": "kline.<interval>.<SYMBOL>", "data": [{..., "confirm": bool}], "ts", "type"}``.
 
-Not emulated (yet): Bybit's REST IP limit (600 requests / 5 s, HTTP 403) and its
-connection-rate rules; ``rest_weight_per_min`` is off by default here.
+Bybit's HTTP IP limit (``ip_limit``, None turns it off): at most 600 requests in any 5-s
+window; past it HTTP 403 "access too frequent" and the IP stays banned ``ban_s`` (Bybit:
+"wait at least 10 minutes"; short in tests), every request meanwhile answered 403.
+Binance's ``rest_weight_per_min`` is off here. Not emulated: the websocket connection-rate
+rules (500 connections per 5 minutes per IP).
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections import deque
 from typing import Any
 
 from aiohttp import web
 
 from daemon.emulator.market import fmt, market_id
-from daemon.emulator.server import Connection, Emulator
+from daemon.emulator.server import Connection, Emulator, log
 
 #: ccxt timeframe -> Bybit interval code (the websocket topic and REST ``interval``)
 BYBIT_INTERVALS = {"1m": "1", "3m": "3", "5m": "5", "15m": "15", "30m": "30", "1h": "60",
@@ -34,6 +39,7 @@ BYBIT_INTERVALS = {"1m": "1", "3m": "3", "5m": "5", "15m": "15", "30m": "30", "1
                    "1w": "W", "1M": "M"}
 _TF_OF = {v: k for k, v in BYBIT_INTERVALS.items()}
 MAX_ARGS_PER_SUBSCRIBE = 10
+IP_LIMIT = (600, 5.0)  # requests, seconds
 
 
 def _ok(result: Any) -> web.Response:
@@ -53,11 +59,37 @@ class BybitEmulator(Emulator):
     rest_prefix = "/v5/market/"
     klines_path = "/v5/market/kline"
 
-    def __init__(self, market, **kw: Any):
+    def __init__(self, market, *, ip_limit: tuple[int, float] | None = IP_LIMIT,
+                 ban_s: float = 600.0, **kw: Any):
         kw.setdefault("rest_weight_per_min", None)
         kw.setdefault("max_msgs_per_s", None)
         kw.setdefault("ping_interval", None)  # Bybit: the client pings with {"op": "ping"}
-        super().__init__(market, **kw)
+        super().__init__(market, ban_s=ban_s, **kw)
+        self.ip_limit = ip_limit
+        self._ip_times: deque = deque()
+        self.rest_403 = 0
+        self.peak_ip_requests = 0  # most requests within one ip_limit window
+
+    def _spend_weight(self, path: str) -> web.Response | None:
+        """Bybit's HTTP IP limit (module docstring): None (go on) or the 403."""
+        if self.ip_limit is None:
+            return None
+        n, window = self.ip_limit
+        now = time.monotonic()
+        if now < self._banned_until:
+            self.rest_403 += 1
+            return web.Response(status=403, text="access too frequent")
+        times = self._ip_times
+        while times and now - times[0] >= window:
+            times.popleft()
+        if len(times) >= n:
+            self._banned_until = now + self.ban_s
+            self.rest_403 += 1
+            log.info("emulator_rest_ban", seconds=self.ban_s)
+            return web.Response(status=403, text="access too frequent")
+        times.append(now)
+        self.peak_ip_requests = max(self.peak_ip_requests, len(times))
+        return None
 
     def _add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v5/market/time", self._bybit_time)
