@@ -152,11 +152,11 @@ class WarmupSink:
             ts_p, val_p, org_p, sym_p = [], [], [], []
             for j in range(n):
                 t = ts_of[j]
-                b = pos[j] + int(np.searchsorted(t[pos[j]:], hi_ts, side="left"))
+                b = pos[j] + int(np.searchsorted(t[pos[j] :], hi_ts, side="left"))
                 if b > pos[j]:
-                    ts_p.append(t[pos[j]:b])
-                    val_p.append(val_of[j][pos[j]:b])
-                    org_p.append(org_of[j][pos[j]:b])
+                    ts_p.append(t[pos[j] : b])
+                    val_p.append(val_of[j][pos[j] : b])
+                    org_p.append(org_of[j][pos[j] : b])
                     sym_p.append(np.full(b - pos[j], j, np.int64))
                     pos[j] = b
             ts_c, val_c = np.concatenate(ts_p), np.concatenate(val_p)
