@@ -61,6 +61,7 @@ class WarmupSink:
         # per asset: (ts, values (k, 5), origin code) chunks, in order (for the journal)
         self._chunks: list[list[tuple[np.ndarray, np.ndarray, int]]] = [[] for _ in self.symbols]
         self._received_at = time.time()
+        self._committed_at = self._received_at
 
     def begin(self, start: int, end: int) -> None:
         self.start, self.end = int(start), int(end)
@@ -99,6 +100,7 @@ class WarmupSink:
         """No more warm-up bars: feed the cross-asset window (weighting profiles) and return
         what the warm-up commit records."""
         self.finished = True
+        self._committed_at = time.time()
         window = getattr(self.stepper, "wants_warm_window", lambda: False)()
         if window and self.n_bars:
             ts, close = self._close_matrix()
@@ -163,7 +165,7 @@ class WarmupSink:
             org_c, sym_c = np.concatenate(org_p), np.concatenate(sym_p)
             order = np.lexsort((rank[sym_c], ts_c))
             ts_c, val_c, org_c, sym_c = ts_c[order], val_c[order], org_c[order], sym_c[order]
-            slices = self._slice_rows(ts_c, sym_c, now)
+            slices = self._slice_rows(ts_c, sym_c, self._committed_at)
             names = [self.symbols[j] for j in sym_c.tolist()]
             origins = [_ORIGINS[o] for o in org_c.tolist()]
             cols = [val_c[:, q].tolist() for q in range(5)]
