@@ -272,7 +272,6 @@ class Daemon:
                 sched.shutdown(wait=False)
             if self.supervisor is not None:
                 await self.supervisor.stop()
-            self._journal_rest()
             if own_exchange and self.ex is not None:
                 try:
                     # Bounded: a polite close handshake on dozens of sockets must not hold
@@ -280,6 +279,7 @@ class Daemon:
                     await asyncio.wait_for(self.ex.close(), timeout=2.0)
                 except Exception as exc:  # noqa: BLE001 - closing must not mask the exit
                     log.warning("exchange_close_failed", error=repr(exc))
+            self._journal_rest()  # the connections are closed: nothing waits on the loop
             last = self.store.last_ts
             if last is not None and self._ckpt_slices and self._failed is None:
                 try:

@@ -631,7 +631,7 @@ class CandleFeed:
         m = 0 if warm is None or warm.end is None else int(np.searchsorted(ts[:n], warm.end))
         if m:
             self._flush_warm()
-            warm.bars(self.symbol, ts[:m], values[:m], "store")
+            await warm.bars_in_thread(self.symbol, ts[:m], values[:m], "store")
             self.delivered += m
             self.next_ts = int(ts[m - 1]) + self.tf
         for i in range(m, n):  # after the warm-up (a catch-up): bar by bar, as ever

@@ -41,14 +41,14 @@ class StoreHistory:
         ``(k, 5)`` o, h, l, c, v (none when the store has no file for ``symbol``; a damaged
         file is logged)."""
         try:
-            frame = self.store.read(symbol, start_ts, end_ts, timeframe=self.timeframe)
+            ts, values = self.store.read_arrays(symbol, start_ts, end_ts, timeframe=self.timeframe)
         except SymbolNotFoundError:
             return _NONE  # not downloaded: all of it comes over REST
         except CandleStoreError as exc:
             log.warning("store_unreadable", symbol=symbol, error=str(exc)[:200])
             return _NONE
-        ts = frame["ts"].to_numpy(np.int64)
-        values = np.ascontiguousarray(frame[list(COLUMNS[1:])].to_numpy(np.float64))
+        ts = np.ascontiguousarray(ts, dtype=np.int64)
+        values = np.ascontiguousarray(values, dtype=np.float64)
         self.rows_read += len(ts)
         return ts, values
 

@@ -20,6 +20,7 @@ between live slices (:meth:`WarmupSink.journal_chunks`), the rest at stop.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -73,24 +74,46 @@ class WarmupSink:
     def bars(self, symbol: str, ts: np.ndarray, values: np.ndarray, origin: str) -> None:
         """Consume ``symbol``'s next warm-up bars: ``ts`` (int64, increasing, after the ones
         before) and ``values`` ``(k, 5)`` o, h, l, c, v — validated by the feed."""
+        args = self._check(symbol, ts, values)
+        if args is not None:
+            t = time.perf_counter()
+            self.stepper.warm_asset(*args)
+            self._took(symbol, origin, time.perf_counter() - t, *args)
+
+    async def bars_in_thread(
+        self, symbol: str, ts: np.ndarray, values: np.ndarray, origin: str
+    ) -> None:
+        """:meth:`bars` with the core's kernel in a worker thread (it releases the GIL):
+        the event loop keeps reading sockets and the store meanwhile. The caller awaits it
+        before the asset's next bars (per asset, the bars go in order)."""
+        args = self._check(symbol, ts, values)
+        if args is not None:
+            t = time.perf_counter()
+            await asyncio.to_thread(self.stepper.warm_asset, *args)
+            self._took(symbol, origin, time.perf_counter() - t, *args)
+
+    def _check(self, symbol: str, ts: np.ndarray, values: np.ndarray) -> tuple | None:
         k = len(ts)
         if k == 0:
-            return
+            return None
         if self.finished:
             # The first live slice was stepped without them (as a slice released by grace).
             self.late += k
             log.warning("warmup_bars_late", symbol=symbol, bars=k, first_ts=int(ts[0]))
-            return
+            return None
         j = self.index[symbol]
         prev = self._next[j]
         if prev is not None and int(ts[0]) < prev:
             raise ValueError(f"warm-up bars of {symbol} out of order: {int(ts[0])} < {prev}")
-        ts = np.ascontiguousarray(ts, dtype=np.int64)
-        values = np.ascontiguousarray(values, dtype=np.float64).reshape(k, 5)
-        t = time.perf_counter()
-        self.stepper.warm_asset(j, ts, values)
-        self.seconds += time.perf_counter() - t
         self._next[j] = int(ts[-1]) + self.tf
+        ts = np.ascontiguousarray(ts, dtype=np.int64)
+        return j, ts, np.ascontiguousarray(values, dtype=np.float64).reshape(k, 5)
+
+    def _took(
+        self, symbol: str, origin: str, seconds: float, j: int, ts: np.ndarray, values: np.ndarray
+    ) -> None:
+        k = len(ts)
+        self.seconds += seconds
         self._chunks[j].append((ts, values, _ORIGINS.index(origin)))
         self.n_bars += k
         if self.ops is not None:
@@ -148,19 +171,21 @@ class WarmupSink:
         rank = np.argsort(np.argsort(np.array(self.symbols, dtype=object)))
         per_slice = max(1, chunk_rows // max(1, n))
         now = self._received_at
-        pos = [0] * n
-        for a in range(0, len(axis), per_slice):
-            hi_ts = int(axis[min(a + per_slice, len(axis)) - 1]) + 1
+        # chunk c holds the slices axis[c * per_slice : (c + 1) * per_slice]; its rows of
+        # asset j are ts_of[j][cut[j][c] : cut[j][c + 1]]
+        edges = axis[per_slice::per_slice]
+        cut = [np.concatenate([[0], np.searchsorted(t, edges), [len(t)]]).tolist() for t in ts_of]
+        for c in range(len(edges) + 1):
             ts_p, val_p, org_p, sym_p = [], [], [], []
             for j in range(n):
-                t = ts_of[j]
-                b = pos[j] + int(np.searchsorted(t[pos[j] :], hi_ts, side="left"))
-                if b > pos[j]:
-                    ts_p.append(t[pos[j] : b])
-                    val_p.append(val_of[j][pos[j] : b])
-                    org_p.append(org_of[j][pos[j] : b])
-                    sym_p.append(np.full(b - pos[j], j, np.int64))
-                    pos[j] = b
+                a, b = cut[j][c], cut[j][c + 1]
+                if b > a:
+                    ts_p.append(ts_of[j][a:b])
+                    val_p.append(val_of[j][a:b])
+                    org_p.append(org_of[j][a:b])
+                    sym_p.append(np.full(b - a, j, np.int64))
+            if not ts_p:
+                continue
             ts_c, val_c = np.concatenate(ts_p), np.concatenate(val_p)
             org_c, sym_c = np.concatenate(org_p), np.concatenate(sym_p)
             order = np.lexsort((rank[sym_c], ts_c))
