@@ -494,6 +494,9 @@ class Daemon:
             except StopIteration:
                 self._journal = None
                 log.info("warmup_journaled", candles=self.warm.n_bars)
+                if self.cfg.release_memory and self.live:
+                    # the warm-up's bars and rows are garbage now (daemon.memory)
+                    release_memory(freeze=False)
             except sqlite3.Error as exc:
                 self._journal = None
                 self._fail("state_write_failed", exc)

@@ -274,7 +274,6 @@ def _serve(args) -> int:
         _check_out(getattr(args, option, None), "--" + option.replace("_", "-"))
     import ccxt
 
-    from core.store import CandleStoreError
     from daemon.app import SliceFailedError, UnknownSymbolError
     from daemon.state import ProfileChangedError, StateDbError
 
@@ -300,7 +299,7 @@ def _serve(args) -> int:
         print(f"error: {exc}; stopped (a restart resumes after the last committed slice)",
               file=sys.stderr)
         return EXIT_FAIL
-    except CandleStoreError as exc:  # bad candle data (--data): one line, exit 1 (issue 16)
+    except _candle_store_error() as exc:  # bad candle data (--data): exit 1 (issue 16)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAIL
     except UnknownSymbolError as exc:
@@ -319,6 +318,19 @@ def _serve(args) -> int:
 
         get_logger("cli").debug("daemon_failed", exc_info=True)
         raise _DataError(f"{args.cmd} failed: {type(exc).__name__}: {_clip(str(exc))}") from None
+
+
+class _NotRaised(Exception):
+    """Stands for an exception class whose module was never imported."""
+
+
+def _candle_store_error() -> type[Exception]:
+    """``core.store.CandleStoreError`` once something imported ``core.store`` (only then can
+    it be raised; an ``except`` clause evaluates this when an exception reaches it). Not
+    imported up front: it brings pandas and pyarrow, ~60 MB of a live daemon's resident
+    set that ``run`` without a candle store never uses."""
+    store = sys.modules.get("core.store")
+    return store.CandleStoreError if store is not None else _NotRaised
 
 
 def _check_db(db: Path) -> None:
