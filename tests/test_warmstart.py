@@ -31,17 +31,30 @@ def _holes(market, seed: int) -> dict[str, np.ndarray]:
         if j == 0:
             keep[:] = True  # one asset has every bar: every warm-up ts is a slice
         f = f[keep]
-        out[s] = (f["ts"].to_numpy(np.int64),
-                  f[["open", "high", "low", "close", "volume"]].to_numpy(np.float64))
+        out[s] = (
+            f["ts"].to_numpy(np.int64),
+            f[["open", "high", "low", "close", "volume"]].to_numpy(np.float64),
+        )
     return out
 
 
-@pytest.mark.parametrize("profile", [
-    small_profile(warmup=WARM),
-    small_profile("portfolio", warmup=WARM,
-                  portfolio={"rebalance_every": "5m", "max_weight": 0.4,
-                             "weighting": "inverse_vol", "lookback": 30}),
-], ids=["discrete", "inverse_vol"])
+@pytest.mark.parametrize(
+    "profile",
+    [
+        small_profile(warmup=WARM),
+        small_profile(
+            "portfolio",
+            warmup=WARM,
+            portfolio={
+                "rebalance_every": "5m",
+                "max_weight": 0.4,
+                "weighting": "inverse_vol",
+                "lookback": 30,
+            },
+        ),
+    ],
+    ids=["discrete", "inverse_vol"],
+)
 @pytest.mark.parametrize("seed", [1, 2])
 def test_batched_warmup_equals_the_slice_steps(tmp_path, profile, seed):
     market = sample_market(warmup=WARM, n_tradable=5)
@@ -94,8 +107,10 @@ def test_batched_warmup_equals_the_slice_steps(tmp_path, profile, seed):
     for s in syms:
         mine = candles[candles["symbol"] == s].sort_values("ts")
         assert mine["ts"].tolist() == bars[s][0].tolist()
-        assert mine[["open", "high", "low", "close", "volume"]].to_numpy().tobytes() \
+        assert (
+            mine[["open", "high", "low", "close", "volume"]].to_numpy().tobytes()
             == bars[s][1].tobytes()
+        )
 
 
 def test_bars_after_the_warmup_finished_are_counted_late_not_stepped():
