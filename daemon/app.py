@@ -491,6 +491,7 @@ class Daemon:
             await asyncio.sleep(0.002)
             try:
                 next(self._journal)
+                self.store.checkpoint_wal(self.cfg.wal_checkpoint_every)  # keep the WAL short
             except StopIteration:
                 self._journal = None
                 log.info("warmup_journaled", candles=self.warm.n_bars)
