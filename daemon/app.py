@@ -46,6 +46,8 @@ log = get_logger("daemon")
 T = TypeVar("T")
 #: what the "compiling_core" log line announces (measured: 24-44 s on 2 shared cores)
 COLD_COMPILE_ESTIMATE = "20-60 s"
+#: at stop, seconds spent writing what is left of the warm-up's journal (daemon.warmstart)
+STOP_JOURNAL_S = 2.0
 
 
 class SliceFailedError(RuntimeError):
@@ -279,7 +281,9 @@ class Daemon:
                     await asyncio.wait_for(self.ex.close(), timeout=2.0)
                 except Exception as exc:  # noqa: BLE001 - closing must not mask the exit
                     log.warning("exchange_close_failed", error=repr(exc))
-            self._journal_rest()  # the connections are closed: nothing waits on the loop
+            # The connections are closed: nothing waits on the loop. Bounded: SIGTERM must
+            # still exit within seconds (the state itself is committed).
+            self._journal_rest(STOP_JOURNAL_S)
             last = self.store.last_ts
             if last is not None and self._ckpt_slices and self._failed is None:
                 try:
@@ -464,7 +468,7 @@ class Daemon:
     def _finish_warmup(self) -> None:
         """Commit the warm-up: the state after it is the checkpoint at ``t0 - tf`` (the
         last committed slice); its journal rows follow (at once when few, else between
-        live slices, the rest at stop)."""
+        live slices, at stop for a bounded time)."""
         w = self.warm
         if w is None or w.finished:
             return
@@ -502,17 +506,28 @@ class Daemon:
                 self._journal = None
                 self._fail("state_write_failed", exc)
 
-    def _journal_rest(self) -> None:
-        """Write what is left of the warm-up's journal now (at once, or at stop)."""
+    def _journal_rest(self, within_s: float | None = None) -> None:
+        """Write what is left of the warm-up's journal now: all of it, or at stop what
+        ``within_s`` seconds allow. A journal cut short stays ``warmup_journal = pending``
+        in the state's meta (logged): the warm-up state itself is committed, only its
+        candle rows are missing for reconcile."""
         task, self._journal_task = self._journal_task, None
         if task is not None:
             task.cancel()
         journal, self._journal = self._journal, None
         if journal is None:
             return
+        deadline = None if within_s is None else time.monotonic() + within_s
+        written = 0
         try:
-            for _ in journal:
-                pass
+            for n in journal:
+                written += n
+                if deadline is not None and time.monotonic() > deadline:
+                    journal.close()
+                    log.warning("warmup_journal_incomplete", written_at_stop=written,
+                                candles=self.warm.n_bars if self.warm else None,
+                                reason="stopped while journaling the warm-up")
+                    break
         except sqlite3.Error as exc:
             self._fail("state_write_failed", exc)
 

@@ -15,7 +15,7 @@ The state database keeps its contract: every consumed candle, warm-up included, 
 journaled once with one ``slices`` row per warm-up ``ts`` (what reconcile reads). The
 warm-up commit itself is the strategy checkpoint at ``t0 - tf`` (what a restart resumes
 from); the journal rows follow — at once when they are few, else in short transactions
-between live slices (:meth:`WarmupSink.journal_chunks`), the rest at stop.
+between live slices (:meth:`WarmupSink.journal_chunks`), at stop for a bounded time.
 """
 
 from __future__ import annotations

@@ -123,3 +123,42 @@ def test_bars_after_the_warmup_finished_are_counted_late_not_stepped():
     sink.bars(profile.assets[0], np.array([0], np.int64), np.ones((1, 5)), "rest")
     assert sink.late == 1 and sink.n_bars == 0
     assert stepper.states.tobytes() == before.tobytes()
+
+
+@pytest.mark.parametrize("stop_s", [60.0, 0.0])
+async def test_journal_between_live_slices_and_at_stop(tmp_path, monkeypatch, stop_s):
+    """A replay whose warm-up journal goes out in the background (as for 500 assets): fills
+    == backtest; the journal is whole once done, and a stop that leaves it no time (0 s)
+    leaves it ``pending`` — the state committed, the journal never half a chunk."""
+    import daemon.app as app
+    from tests.test_daemon_support import (
+        assert_candles_exactly_once,
+        assert_journal_equal,
+        batch_fills,
+        replay,
+        replay_window,
+    )
+
+    monkeypatch.setattr(app, "JOURNAL_AT_ONCE_ROWS", 0)
+    monkeypatch.setattr(app, "STOP_JOURNAL_S", stop_s)
+    if stop_s == 0.0:  # no background chunk runs before the stop: it is all left to the stop
+
+        async def never(self):  # noqa: ANN001
+            return None
+
+        monkeypatch.setattr(app.Daemon, "_journal_between_slices", never)
+    profile = small_profile(warmup=WARM)
+    market = sample_market(warmup=WARM, n_tradable=40)
+    db = tmp_path / "d.sqlite"
+    await replay(profile, market, db)
+    t0, end = replay_window(market, WARM)
+    with StateStore(db) as st:
+        assert_journal_equal(st.fills_frame(), batch_fills(profile, market, t0, end))
+        state = st.get_meta("warmup_journal")
+        n_warm = st.conn.execute("SELECT COUNT(*) FROM candles WHERE ts < ?", (t0,)).fetchone()[0]
+    if stop_s:
+        assert state == "done"
+        assert_candles_exactly_once(db, market, profile.assets, t0 - WARM * TF_MS, end)
+    else:
+        # one chunk (every row here: fewer than a chunk) went out before the deadline; no "done"
+        assert state == "pending" and n_warm == WARM * len(profile.assets)
