@@ -158,6 +158,7 @@ class Daemon:
         self.warm: WarmupSink | None = None
         self._journal: Iterator[int] | None = None  # its journal rows still to write
         self._journal_task: asyncio.Task | None = None
+        self.warmup_done_s: float | None = None  # seconds from run() to the warm-up commit
         self.t0: int | None = None
         self.slices_stepped = 0
         self.fills_written = 0
@@ -480,8 +481,9 @@ class Daemon:
             return
         self._ckpt_slices = 0
         self._ckpt_at = time.monotonic()
+        self.warmup_done_s = time.monotonic() - self._started_at
         log.info("warmup_done", candles=w.n_bars, late=w.late, core_s=round(w.seconds, 3),
-                 since_start_s=round(time.monotonic() - self._started_at, 3))
+                 since_start_s=round(self.warmup_done_s, 3))
         self._journal = w.journal_chunks(self.store)
         if w.n_bars <= JOURNAL_AT_ONCE_ROWS:
             self._journal_rest()

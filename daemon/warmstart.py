@@ -57,7 +57,7 @@ class WarmupSink:
         self.finished = False
         self.n_bars = 0
         self.late = 0
-        self.seconds = 0.0  # in the core
+        self.seconds = 0.0  # in the core's kernel (summed over assets and threads)
         self._next: list[int | None] = [None] * len(self.symbols)
         # per asset: (ts, values (k, 5), origin code) chunks, in order (for the journal)
         self._chunks: list[list[tuple[np.ndarray, np.ndarray, int]]] = [[] for _ in self.symbols]
@@ -88,9 +88,13 @@ class WarmupSink:
         before the asset's next bars (per asset, the bars go in order)."""
         args = self._check(symbol, ts, values)
         if args is not None:
-            t = time.perf_counter()
-            await asyncio.to_thread(self.stepper.warm_asset, *args)
-            self._took(symbol, origin, time.perf_counter() - t, *args)
+            took = await asyncio.to_thread(self._timed_warm, *args)
+            self._took(symbol, origin, took, *args)
+
+    def _timed_warm(self, j: int, ts: np.ndarray, values: np.ndarray) -> float:
+        t = time.perf_counter()
+        self.stepper.warm_asset(j, ts, values)
+        return time.perf_counter() - t
 
     def _check(self, symbol: str, ts: np.ndarray, values: np.ndarray) -> tuple | None:
         k = len(ts)
