@@ -47,8 +47,10 @@ class StoreHistory:
         except CandleStoreError as exc:
             log.warning("store_unreadable", symbol=symbol, error=str(exc)[:200])
             return _NONE
-        ts = np.ascontiguousarray(ts, dtype=np.int64)
-        values = np.ascontiguousarray(values, dtype=np.float64)
+        # Copies: the slices are views of the symbol's whole file (years of bars), which
+        # the warm-up would otherwise keep alive until its journal is written.
+        ts = np.array(ts, dtype=np.int64)
+        values = np.array(values, dtype=np.float64)
         self.rows_read += len(ts)
         return ts, values
 

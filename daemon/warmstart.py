@@ -128,13 +128,10 @@ class WarmupSink:
         what the warm-up commit records."""
         self.finished = True
         self._committed_at = time.time()
-        window = getattr(self.stepper, "wants_warm_window", lambda: False)()
-        if window and self.n_bars:
-            ts, close = self._close_matrix()
+        if self.stepper.wants_warm_window() and self.n_bars:
             t = time.perf_counter()
-            self.stepper.warm_window(close)
+            self.stepper.warm_window(self._close_matrix())
             self.seconds += time.perf_counter() - t
-            del ts, close
         return {"warmup_from": self.start, "warmup_to": self.end, "warmup_candles": self.n_bars}
 
     def _axis(self) -> np.ndarray:
@@ -143,13 +140,14 @@ class WarmupSink:
         parts = [c[0] for chunks in self._chunks for c in chunks]
         return np.unique(np.concatenate(parts)) if parts else np.empty(0, np.int64)
 
-    def _close_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+    def _close_matrix(self) -> np.ndarray:
+        """Closes ``(warm-up slices, assets)``, NaN where an asset has no bar."""
         axis = self._axis()
         close = np.full((len(axis), len(self.symbols)), np.nan)
         for j, chunks in enumerate(self._chunks):
             for ts, values, _ in chunks:
                 close[np.searchsorted(axis, ts), j] = values[:, 3]
-        return axis, close
+        return close
 
     # ---- the journal ---------------------------------------------------------------------
     def journal_chunks(self, store: Any, chunk_rows: int = JOURNAL_CHUNK_ROWS) -> Iterator[int]:
