@@ -336,6 +336,8 @@ async def startup(n: int, warmup: int, tmp: Path, store: Path | None) -> dict:
     feeds = daemon.supervisor.feeds
     return {"streams": n, "warmup": warmup, "store": store is not None, **marks, **stats,
             "from_store": sum(f.from_store for f in feeds),
+            "warmup_done": daemon.warmup_done_s or 0.0,
+            "warm_core_s": daemon.warm.seconds if daemon.warm is not None else 0.0,
             "budget_wait_s": daemon.ex.rest_budget.waited_s if daemon.ex.rest_budget else 0.0}
 
 
@@ -446,7 +448,9 @@ async def main() -> None:
                 r = await startup(args.start, args.warmup, tmp, store)
                 print(f"start    streams={r['streams']}  warmup={r['warmup']} bars  "
                       f"{'store' if r['store'] else 'REST only'}: subscribed {r['subscribed']:.2f} s"
-                      f"  live {r['live']:.2f} s  | klines requests {r['klines']} (peak weight "
+                      f"  warm-up committed {r['warmup_done']:.2f} s (kernel {r['warm_core_s']:.2f} s"
+                      f" in worker threads)  live {r['live']:.2f} s  | klines requests "
+                      f"{r['klines']} (peak weight "
                       f"{r['peak_weight']}/window)  bars from store {r['from_store']}  "
                       f"budget wait {r['budget_wait_s']:.1f} s  | connections "
                       f"{r['connections']}, SUBSCRIBE msgs {r['subscribe_msgs']}, peak msgs/s "

@@ -272,9 +272,16 @@ class _Source:
         self, symbol: str, start: TimeLike = None, end: TimeLike = None, *, timeframe: str | None = None
     ) -> pd.DataFrame:
         """One symbol's bars with ``start <= ts < end`` as a ``ts, open, ..., volume`` frame."""
+        return _to_frame(*self.read_arrays(symbol, start, end, timeframe=timeframe))
+
+    def read_arrays(
+        self, symbol: str, start: TimeLike = None, end: TimeLike = None, *, timeframe: str | None = None
+    ) -> Arrays:
+        """:meth:`read` as arrays: ``ts`` (int64) and ``values`` ``(n, 5)`` o, h, l, c, v
+        (no DataFrame: the daemon's warm-up reads hundreds of symbols at a start)."""
         ts, values = self._arrays(symbol, self._tf(timeframe))
         lo, hi = _bounds(ts, start, end)
-        return _to_frame(ts[lo:hi], values[lo:hi])
+        return ts[lo:hi], values[lo:hi]
 
     def last_ts(self, symbol: str, *, timeframe: str | None = None) -> int | None:
         """Open time of the newest stored bar, or ``None`` when nothing is stored."""

@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -40,11 +40,14 @@ from daemon.logconfig import get_logger
 from daemon.memory import release_memory
 from daemon.slices import Slice, SliceAssembler, make_slice
 from daemon.state import ClosedCandle, StateStore
+from daemon.warmstart import JOURNAL_AT_ONCE_ROWS, WarmupSink
 
 log = get_logger("daemon")
 T = TypeVar("T")
 #: what the "compiling_core" log line announces (measured: 24-44 s on 2 shared cores)
 COLD_COMPILE_ESTIMATE = "20-60 s"
+#: at stop, seconds spent writing what is left of the warm-up's journal (daemon.warmstart)
+STOP_JOURNAL_S = 2.0
 
 
 class SliceFailedError(RuntimeError):
@@ -151,6 +154,11 @@ class Daemon:
         self.assembler: SliceAssembler | None = None
         self.supervisor: FeedSupervisor | None = None
         self.history: Any = None  # daemon.history.StoreHistory when warming up from the store
+        #: a fresh start's warm-up, stepped per asset in the core's batch kernel
+        self.warm: WarmupSink | None = None
+        self._journal: Iterator[int] | None = None  # its journal rows still to write
+        self._journal_task: asyncio.Task | None = None
+        self.warmup_done_s: float | None = None  # seconds from run() to the warm-up commit
         self.t0: int | None = None
         self.slices_stepped = 0
         self.fills_written = 0
@@ -214,10 +222,14 @@ class Daemon:
                 history = StoreHistory(cfg.candle_store, cfg.candle_store_exchange,
                                        cfg.base_timeframe)
             self.history = history
+            if self.store.last_ts is None and cfg.warmup_bars > 0:
+                self.warm = WarmupSink(cfg.symbols, self.stepper, cfg.tf_ms, ops=self.ops)
+                if self.t0 is not None:  # a warm-up cut short before: same t0 again
+                    self._begin_warmup()
             feeds = [
                 CandleFeed(self.ex, s, cfg.base_timeframe, cfg.tf_ms, self._feed_start,
                            self._on_candle, stream_down_poll_s=cfg.stream_down_poll_s,
-                           history=history)
+                           history=history, warm=self.warm)
                 for s in cfg.symbols
             ]
             self.supervisor = FeedSupervisor(self.ex, feeds, watchdog_s=cfg.watchdog_s)
@@ -235,6 +247,8 @@ class Daemon:
                 self._drain()
                 if self._failed is not None:
                     break
+                if self._warmup_delivered():
+                    self._finish_warmup()
                 if not self.live and self._caught_up_idle():
                     if self._ckpt_slices:
                         try:
@@ -268,6 +282,9 @@ class Daemon:
                     await asyncio.wait_for(self.ex.close(), timeout=2.0)
                 except Exception as exc:  # noqa: BLE001 - closing must not mask the exit
                     log.warning("exchange_close_failed", error=repr(exc))
+            # The connections are closed: nothing waits on the loop. Bounded: SIGTERM must
+            # still exit within seconds (the state itself is committed).
+            self._journal_rest(STOP_JOURNAL_S)
             last = self.store.last_ts
             if last is not None and self._ckpt_slices and self._failed is None:
                 try:
@@ -432,7 +449,89 @@ class Daemon:
                 raise
             log.info("warmup_start", t0=self.t0, warmup_bars=self.cfg.warmup_bars,
                      from_ts=self.t0 - self.cfg.warmup_bars * tf)
+            self._begin_warmup()
         return self.t0 - self.cfg.warmup_bars * tf
+
+    # ---- the warm-up (daemon.warmstart) ------------------------------------------------
+    def _begin_warmup(self) -> None:
+        if self.warm is not None and self.warm.end is None:
+            self.warm.begin(self.t0 - self.cfg.warmup_bars * self.cfg.tf_ms, self.t0)
+
+    def _warmup_delivered(self) -> bool:
+        """True when the warm-up is open and every feed delivered its warm-up bars (or, not
+        started after ``startup_wait_s``, is given up on, as the slice assembler does)."""
+        w, sup = self.warm, self.supervisor
+        if w is None or w.finished or w.end is None or sup is None:
+            return False
+        return all(not self._hold(f.symbol) and (f.next_ts is None or f.next_ts >= w.end)
+                   for f in sup.feeds)
+
+    def _finish_warmup(self) -> None:
+        """Commit the warm-up: the state after it is the checkpoint at ``t0 - tf`` (the
+        last committed slice); its journal rows follow (at once when few, else between
+        live slices, at stop for a bounded time)."""
+        w = self.warm
+        if w is None or w.finished:
+            return
+        meta = w.finish()
+        try:
+            self.store.commit_warmup(self.t0 - self.cfg.tf_ms, self.stepper.blobs(), meta)
+        except sqlite3.Error as exc:
+            self._fail("state_write_failed", exc)
+            return
+        self._ckpt_slices = 0
+        self._ckpt_at = time.monotonic()
+        self.warmup_done_s = time.monotonic() - self._started_at
+        log.info("warmup_done", candles=w.n_bars, late=w.late, core_s=round(w.seconds, 3),
+                 since_start_s=round(self.warmup_done_s, 3))
+        self._journal = w.journal_chunks(self.store)
+        if w.n_bars <= JOURNAL_AT_ONCE_ROWS:
+            self._journal_rest()
+        else:
+            self._journal_task = asyncio.ensure_future(self._journal_between_slices())
+
+    async def _journal_between_slices(self) -> None:
+        """The warm-up's journal rows, a short transaction at a time, yielding to the feeds
+        and the slices in between."""
+        while self._journal is not None:
+            await asyncio.sleep(0.002)
+            try:
+                next(self._journal)
+                self.store.checkpoint_wal(self.cfg.wal_checkpoint_every)  # keep the WAL short
+            except StopIteration:
+                self._journal = None
+                log.info("warmup_journaled", candles=self.warm.n_bars)
+                if self.cfg.release_memory and self.live:
+                    # the warm-up's bars and rows are garbage now (daemon.memory)
+                    release_memory(freeze=False)
+            except sqlite3.Error as exc:
+                self._journal = None
+                self._fail("state_write_failed", exc)
+
+    def _journal_rest(self, within_s: float | None = None) -> None:
+        """Write what is left of the warm-up's journal now: all of it, or at stop what
+        ``within_s`` seconds allow. A journal cut short stays ``warmup_journal = pending``
+        in the state's meta (logged): the warm-up state itself is committed, only its
+        candle rows are missing for reconcile."""
+        task, self._journal_task = self._journal_task, None
+        if task is not None:
+            task.cancel()
+        journal, self._journal = self._journal, None
+        if journal is None:
+            return
+        deadline = None if within_s is None else time.monotonic() + within_s
+        written = 0
+        try:
+            for n in journal:
+                written += n
+                if deadline is not None and time.monotonic() > deadline:
+                    journal.close()
+                    log.warning("warmup_journal_incomplete", written_at_stop=written,
+                                candles=self.warm.n_bars if self.warm else None,
+                                reason="stopped while journaling the warm-up")
+                    break
+        except sqlite3.Error as exc:
+            self._fail("state_write_failed", exc)
 
     def _on_candle(self, candle: ClosedCandle) -> None:
         """A feed delivered a closed candle: assemble, and step whatever became ready."""
@@ -479,6 +578,10 @@ class Daemon:
         self.stop()
 
     def _step(self, sl: Slice) -> None:
+        if self.warm is not None and not self.warm.finished and self.warm.end is not None:
+            self._finish_warmup()  # the first slice after t0 needs the warmed state
+            if self._failed is not None:
+                raise self._failed
         t_start = time.perf_counter()
         trade = self.t0 is not None and sl.ts >= self.t0
         if sl.missing:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -152,6 +153,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="play in wall time x speed (> 0; default: as fast as the live path "
                           "goes)")
     rep.add_argument("--out", type=Path, help="write fills.csv/.parquet here at the end")
+    rep.add_argument("--http", metavar="PORT", type=_number(int, 0, 65535),
+                     help="serve the dashboard (and /health, /metrics, ...) on this port while "
+                          "the replay runs, to watch it (0 = any free port; host and token "
+                          "from TANDEM_HTTP_HOST/TANDEM_HTTP_TOKEN; no notifications)")
 
     st = sub.add_parser("status", help="print the state database's summary as JSON")
     st.add_argument("--db", type=Path)
@@ -284,7 +289,6 @@ def _serve(args) -> int:
         _check_out(getattr(args, option, None), "--" + option.replace("_", "-"))
     import ccxt
 
-    from core.store import CandleStoreError
     from daemon.app import SliceFailedError, UnknownSymbolError
     from daemon.state import ProfileChangedError, StateDbError
 
@@ -294,7 +298,12 @@ def _serve(args) -> int:
             ops = _build_ops(settings, args.db or settings.state_db)  # ops (issue 8)
             return asyncio.run(_run_live(args, settings, profile, ops))
         _check_db(_replay_db(args, settings, profile))
-        return asyncio.run(_run_replay(args, settings, profile))
+        ops = None
+        if args.http is not None:  # watch a replay on the dashboard (issue 18)
+            ops = _build_ops(settings.model_copy(update={
+                "http_enabled": True, "http_port": args.http, "notify_urls": None}),
+                _replay_db(args, settings, profile), notify=False)
+        return asyncio.run(_run_replay(args, settings, profile, ops))
     except ProfileChangedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -305,7 +314,7 @@ def _serve(args) -> int:
         print(f"error: {exc}; stopped (a restart resumes after the last committed slice)",
               file=sys.stderr)
         return EXIT_FAIL
-    except CandleStoreError as exc:  # bad candle data (--data): one line, exit 1 (issue 16)
+    except _candle_store_error() as exc:  # bad candle data (--data): exit 1 (issue 16)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAIL
     except UnknownSymbolError as exc:
@@ -324,6 +333,19 @@ def _serve(args) -> int:
 
         get_logger("cli").debug("daemon_failed", exc_info=True)
         raise _DataError(f"{args.cmd} failed: {type(exc).__name__}: {_clip(str(exc))}") from None
+
+
+class _NotRaised(Exception):
+    """Stands for an exception class whose module was never imported."""
+
+
+def _candle_store_error() -> type[Exception]:
+    """``core.store.CandleStoreError`` once something imported ``core.store`` (only then can
+    it be raised; an ``except`` clause evaluates this when an exception reaches it). Not
+    imported up front: it brings pandas and pyarrow, ~60 MB of a live daemon's resident
+    set that ``run`` without a candle store never uses."""
+    store = sys.modules.get("core.store")
+    return store.CandleStoreError if store is not None else _NotRaised
 
 
 def _check_db(db: Path) -> None:
@@ -420,17 +442,20 @@ def _install_signals(daemon, ops=None) -> None:
 
 
 # --- ops (issue 8): HTTP /health /metrics /positions /fills, sd_notify, metrics sampling ---
-def _build_ops(settings, db: Path):
-    """Ops for ``run``, built before the event loop so that a non-loopback bind without a
-    token (or any ops setting problem) exits 2 naming the field, before READY."""
+def _build_ops(settings, db: Path, *, notify: bool = True):
+    """Ops for ``run`` (and ``replay --http``), built before the event loop so that a
+    non-loopback bind without a token (or any ops setting problem) exits 2 naming the
+    field, before READY. ``notify=False``: no sd_notify (a replay is not the service)."""
     from daemon.logconfig import get_logger
-    from daemon.ops import InsecureBindError, Ops
+    from daemon.ops import InsecureBindError, Ops, OpsConfig
     from daemon.ops.alerts import NotifyConfigError
     from daemon.ops.provider import SqliteStateProvider
 
     try:
-        return Ops.from_settings(settings, provider=SqliteStateProvider(db),
-                                 logger=get_logger("ops"))
+        cfg = OpsConfig.from_settings(settings)
+        if not notify:
+            cfg = dataclasses.replace(cfg, notify=False)
+        return Ops(cfg, SqliteStateProvider(db), logger=get_logger("ops"))
     except (InsecureBindError, NotifyConfigError) as exc:
         raise _UsageError(str(exc)) from None
 
@@ -461,7 +486,7 @@ async def _run_live(args, settings, profile, ops=None) -> int:
     return EXIT_OK
 
 
-async def _run_replay(args, settings, profile) -> int:
+async def _run_replay(args, settings, profile, ops=None) -> int:
     from core.store import CandleStoreError, open_candles
     from core.timeframes import timeframe_to_ms
     from daemon.app import Daemon
@@ -515,9 +540,19 @@ async def _run_replay(args, settings, profile) -> int:
                          f"({_iso(data_end)})")
     cfg = _daemon_config(args, settings, profile, db)
     cfg.fresh = True if args.db is None else args.fresh
-    daemon = Daemon(cfg, stepper_factory(profile))
-    _install_signals(daemon)
-    await run_replay(daemon, market, start_ts, end_ts, speed=args.speed)
+    if ops is not None:
+        await ops.start()
+        print(f"dashboard: {ops.server.url}/", file=sys.stderr, flush=True)
+    daemon = Daemon(cfg, stepper_factory(profile), ops=ops)
+    _install_signals(daemon, ops)
+    if ops is not None:
+        ops.watch_daemon(daemon)
+    try:
+        await run_replay(daemon, market, start_ts, end_ts, speed=args.speed)
+    finally:
+        if ops is not None:
+            ops.stopping()
+            await ops.stop()
     with StateStore(db) as store:
         fills = store.fills_frame()
         out = args.out

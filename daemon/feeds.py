@@ -41,8 +41,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import ccxt
+import numpy as np
 
-from core.candles import bar_fault
+from core.candles import bar_fault, bar_fault_codes
 from core.timeframes import bucket_offset_ms
 from daemon.logconfig import get_logger
 from daemon.restbudget import RestBudget
@@ -323,6 +324,7 @@ class CandleFeed:
         rest_lag_retries: int = 10,
         stream_down_poll_s: float | None = None,
         history: Any = None,
+        warm: Any = None,
     ):
         self.ex = exchange
         self.symbol = symbol
@@ -372,6 +374,11 @@ class CandleFeed:
         self.history = history
         self._history_pending = history is not None
         self.from_store = 0
+        #: a fresh start's warm-up (daemon.warmstart.WarmupSink): bars before its ``end``
+        #: go there in chunks (``_warm_rows``, flushed in order) instead of to ``emit``
+        self.warm = warm
+        self._warm_rows: list[Row] = []
+        self._warm_origin = ""
 
     async def run(self) -> None:
         """The feed task: subscribe (``watch_ohlcv``), do the fast path's awaited work,
@@ -584,10 +591,31 @@ class CandleFeed:
 
     def _deliver(self, row: Row, origin: str) -> None:
         ts = int(row[0])
+        warm = self.warm
+        if warm is not None:
+            if warm.takes(ts):
+                if origin != self._warm_origin:
+                    self._flush_warm()
+                    self._warm_origin = origin
+                self._warm_rows.append(row)
+                self.delivered += 1
+                self.next_ts = ts + self.tf
+                return
+            self._flush_warm()  # the warm-up's bars before any later one
         self._emit(ClosedCandle(self.symbol, ts, float(row[1]), float(row[2]), float(row[3]),
                                 float(row[4]), float(row[5]), origin=origin))
         self.delivered += 1
         self.next_ts = ts + self.tf
+
+    def _flush_warm(self) -> None:
+        """Hand the warm-up bars collected since the last flush to the warm-up sink."""
+        rows = self._warm_rows
+        if not rows:
+            return
+        self._warm_rows = []
+        ts = np.array([int(r[0]) for r in rows], dtype=np.int64)
+        values = np.array([r[1:6] for r in rows], dtype=np.float64)
+        self.warm.bars(self.symbol, ts, values, self._warm_origin)
 
     async def _backfill(self) -> None:
         """Fetch closed bars ``[next_ts, forming_ts)`` (and any newer closed ones) over REST."""
@@ -595,24 +623,32 @@ class CandleFeed:
         try:
             await self._backfill_inner()
         finally:
+            self._flush_warm()  # delivered bars (next_ts moved past them) never stay behind
             self.busy = False
 
     async def _from_store(self) -> None:
-        """Deliver the stored bars that continue ``next_ts`` without a gap (first backfill)."""
+        """Deliver the stored bars that continue ``next_ts`` without a gap (first backfill):
+        checked as arrays (the grid, no gap, :func:`core.candles.bar_fault_codes` — the
+        per-row rule's array face); warm-up bars go to the warm-up sink in one chunk."""
         self._history_pending = False
-        rows = await asyncio.to_thread(self.history.read, self.symbol, self.next_ts,
-                                       self.forming_ts)
-        n = 0
-        for r in rows:
-            ts = int(r[0])
-            if ts < self.next_ts:
-                continue
-            if ts != self.next_ts or ts >= self.forming_ts or candle_fault(r, self.tf, self._grid_off):
-                break  # a gap or a bad row: REST takes over from here
-            self._closed.pop(ts, None)
-            self._deliver(r, "store")
-            n += 1
-            if n % 200 == 0:
+        ts, values = await asyncio.to_thread(self.history.read_arrays, self.symbol,
+                                             self.next_ts, self.forming_ts)
+        start = self.next_ts
+        k = len(ts)
+        ok = ((ts == start + np.arange(k, dtype=np.int64) * self.tf) & (ts < self.forming_ts)
+              & ((ts - self._grid_off) % self.tf == 0) & (bar_fault_codes(values) == 0))
+        n = k if ok.all() else int(np.argmin(ok))  # a gap or a bad row: REST from there
+        warm = self.warm
+        m = 0 if warm is None or warm.end is None else int(np.searchsorted(ts[:n], warm.end))
+        if m:
+            self._flush_warm()
+            await warm.bars_in_thread(self.symbol, ts[:m], values[:m], "store")
+            self.delivered += m
+            self.next_ts = int(ts[m - 1]) + self.tf
+        for i in range(m, n):  # after the warm-up (a catch-up): bar by bar, as ever
+            self._closed.pop(int(ts[i]), None)
+            self._deliver([int(ts[i]), *values[i].tolist()], "store")
+            if (i - m + 1) % 200 == 0:
                 await asyncio.sleep(0)  # each delivery may step a slice
         self.from_store += n
         if n:

@@ -3,26 +3,28 @@ download``): read what it holds, fetch only the missing tail over REST, store th
 
 The shipped profiles need 6,024 1h warm-up bars per asset: over REST that is 7 pages per
 asset, ~3,500 requests for 500 assets — more than a minute of Binance's request-weight
-budget at every start. A feed (:class:`daemon.feeds.CandleFeed`) asks :meth:`read` for its
+budget at every start. A feed (:class:`daemon.feeds.CandleFeed`) asks :meth:`read_arrays` for its
 first backfill's range and delivers the stored bars that continue it without a gap; REST
 takes over at the first bar the store lacks. The bars REST delivered in that first backfill
 are appended to the store (:meth:`save`, in a worker thread) so the next start reads them.
 
 The store's read policy is the one rule of :mod:`core.candles` (same as the backtest's
-loaders); the feed checks each row again with :func:`daemon.feeds.candle_fault` and the
-timeframe grid, and stops taking stored rows at the first one that fails.
+loaders); the feed checks the rows again (the same rule as :func:`daemon.feeds.candle_fault`
+and the timeframe grid, on arrays) and stops taking stored rows at the first one that fails.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from core.store import COLUMNS, CandleStore, CandleStoreError, SymbolNotFoundError
 from daemon.logconfig import get_logger
 
 log = get_logger("history")
+_NONE = (np.empty(0, np.int64), np.empty((0, 5)))
 
 
 class StoreHistory:
@@ -34,21 +36,23 @@ class StoreHistory:
         self.rows_read = 0
         self.rows_saved = 0
 
-    def read(self, symbol: str, start_ts: int, end_ts: int) -> list[list]:
-        """Stored bars with ``start_ts <= ts < end_ts`` as ``[ts, o, h, l, c, v]`` rows
-        (none when the store has no file for ``symbol``; a damaged file is logged)."""
+    def read_arrays(self, symbol: str, start_ts: int, end_ts: int) -> tuple[np.ndarray, np.ndarray]:
+        """Stored bars with ``start_ts <= ts < end_ts``: ``ts`` (int64) and ``values``
+        ``(k, 5)`` o, h, l, c, v (none when the store has no file for ``symbol``; a damaged
+        file is logged)."""
         try:
-            frame = self.store.read(symbol, start_ts, end_ts, timeframe=self.timeframe)
+            ts, values = self.store.read_arrays(symbol, start_ts, end_ts, timeframe=self.timeframe)
         except SymbolNotFoundError:
-            return []  # not downloaded: all of it comes over REST
+            return _NONE  # not downloaded: all of it comes over REST
         except CandleStoreError as exc:
             log.warning("store_unreadable", symbol=symbol, error=str(exc)[:200])
-            return []
-        rows = [[int(t), *v] for t, v in zip(frame["ts"].tolist(),
-                                               frame[list(COLUMNS[1:])].to_numpy().tolist(),
-                                               strict=True)]
-        self.rows_read += len(rows)
-        return rows
+            return _NONE
+        # Copies: the slices are views of the symbol's whole file (years of bars), which
+        # the warm-up would otherwise keep alive until its journal is written.
+        ts = np.array(ts, dtype=np.int64)
+        values = np.array(values, dtype=np.float64)
+        self.rows_read += len(ts)
+        return ts, values
 
     def save(self, symbol: str, rows: list[list]) -> int:
         """Append closed bars fetched over REST (the store keeps what it already had)."""

@@ -340,6 +340,34 @@ class StateStore:
             )
             self._set_meta_many({"checkpoint_ts": ts})
 
+    def commit_warmup(self, last_ts: int, blobs: Mapping[str, bytes],
+                      meta: Mapping[str, Any]) -> None:
+        """The warm-up of a fresh start (daemon.warmstart), stepped in one batch: the
+        strategy state as of ``last_ts`` (the bar before ``t0``) becomes the checkpoint and
+        ``last_ts`` the last committed slice, atomically. Its journal rows follow
+        (:meth:`journal_warmup`)."""
+        last = self._last_ts
+        if last is not None and last_ts <= last:
+            raise ValueError(f"warm-up end {last_ts} is not after the last committed slice {last}")
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO blobs(name, data) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET data = excluded.data",
+                list(blobs.items()),
+            )
+            self._set_meta_many({"last_ts": last_ts, "checkpoint_ts": last_ts,
+                                 "warmup_journal": "pending", **meta})
+        self._last_ts = last_ts
+
+    def journal_warmup(self, slices: Sequence[tuple], candles: Iterable[tuple]) -> None:
+        """Journal rows of warm-up slices stepped in a batch (one transaction): ``slices``
+        rows and ``candles`` rows as :meth:`commit_slice` writes them."""
+        with self.transaction():
+            c = self.conn
+            c.executemany("INSERT INTO candles VALUES (?,?,?,?,?,?,?,?,?)", candles)
+            c.executemany("INSERT INTO slices VALUES (?,?,?,?,?,?)", slices)
+        self._commits_since_ckpt += 1
+
     @property
     def checkpoint_ts(self) -> int | None:
         value = self.get_meta("checkpoint_ts")

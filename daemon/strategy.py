@@ -30,7 +30,7 @@ from core.engine.layout import (
 )
 from core.indicators.rating import rating_kernel, stand_in_kernel
 from core.journal import fill_records
-from core.mtf import MtfConfig, mtf_slice_nb, new_mtf_states, use_htf_mask
+from core.mtf import N_RATINGS, MtfConfig, mtf_batch_nb, mtf_slice_nb, new_mtf_states, use_htf_mask
 from core.ratings import N_RATING_OUT
 from core.signals import SignalParams, signals_step_nb
 from core.weighting import WeightParams, new_weight_state, weights_step_nb
@@ -98,6 +98,31 @@ class ProfileStepper:
             return []
         return self._journal_rows(raw)
 
+    def warm_asset(self, j: int, ts: np.ndarray, values: np.ndarray) -> None:
+        """Warm-up bars of asset ``j`` (``ts`` int64 ``(k,)``, ``values`` ``(k, 5)``: o, h,
+        l, c, v) through the backtest's batch kernel on that asset's state row: the same
+        steps as :meth:`step` with ``trade=False`` over slices where only this asset has a
+        bar (daemon.warmstart)."""
+        if self._kernel is None:
+            self._kernel = rating_kernel()
+        k = len(ts)
+        cols = [np.ascontiguousarray(values[:, q]).reshape(k, 1) for q in range(5)]
+        res = np.empty((k, 1, 1 + self.mtf.n_htf, N_RATINGS))
+        mtf_batch_nb(self._kernel, ts, *cols, self.mtf.base_ms, self.mtf.htf_ms, self.mtf.htf_off,
+                     self.use_htf[j : j + 1], self.states[j : j + 1], res, 0, 1)
+        self._out[j, :, :N_RATINGS] = res[-1, 0]  # the latest ratings, for core_ratings()
+
+    def wants_warm_window(self) -> bool:
+        """True when the warm-up also feeds a weighting return window (:meth:`warm_window`)."""
+        return self.wp is not None
+
+    def warm_window(self, close: np.ndarray) -> None:
+        """The weighting window's warm-up: ``close`` ``(n_slices, n_assets)`` (NaN = no
+        bar), one row per warm-up slice in time order, as :meth:`step` feeds it."""
+        for row in close:
+            weights_step_nb(np.ascontiguousarray(row), self._sig, self._target, False,
+                            self.wstate, *self.wp.args())
+
     def _journal_rows(self, raw: np.ndarray) -> list[dict[str, Any]]:
         """Journal rows of one slice's numeric fills (the core's one mapping)."""
         return fill_records(raw, self.symbols, self.profile.name, self.run_id, "paper")
@@ -118,6 +143,7 @@ class ProfileStepper:
         stand_in = stand_in_kernel().address if worker.procs else None
         scratch = ProfileStepper(self.profile, "prewarm", kernel=stand_in)
         scratch.step(Slice(0, one, one * 1.01, one * 0.99, one, one, [], [], False), trade=True)
+        scratch.warm_asset(0, np.zeros(1, np.int64), np.ones((1, 5)))  # the warm-up's loop
         info = worker.wait()
         if info["failed"] or info.get("error"):
             log.warning("jit_warmup_failed", failed=info["failed"], error=info.get("error"),

@@ -385,3 +385,40 @@ async def test_without_a_token_only_loopback_host_names_get_the_page(server):
         for host in ("localhost:1", "127.0.0.1:8080", "[::1]:8080"):
             r = await s.get(srv.url + "/api/dashboard", headers={"Host": host})
             assert r.status == 200, host
+
+
+async def test_replay_serves_the_dashboard_while_it_runs(tmp_path):
+    """``tandem-daemon replay --http 0``: a person can watch a replay (the page, its event
+    stream and /health answer while it plays); the replay still ends with its summary."""
+    import sys
+
+    from tests.test_ops_daemon import base_env, write_manifest
+
+    write_manifest(tmp_path)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "daemon.cli", "replay", "--sample", "--bars", "120",
+        "--speed", "1500", "--db", str(tmp_path / "r.sqlite"), "--fresh", "--http", "0",
+        env=base_env(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        url = None
+        while url is None:
+            line = (await asyncio.wait_for(proc.stderr.readline(), 120)).decode()
+            assert line, "replay ended without announcing the dashboard"
+            if line.startswith("dashboard: "):
+                url = line.split(" ", 1)[1].strip()
+        drain = asyncio.ensure_future(proc.stderr.read())
+        async with aiohttp.ClientSession() as s:
+            async with s.get(url) as r:
+                assert r.status == 200 and "text/html" in r.headers["Content-Type"]
+            async with s.get(url + "events") as r:
+                assert r.status == 200
+                while (line := await asyncio.wait_for(r.content.readline(), 10)) \
+                        != b"event: snapshot\n":
+                    assert line, "the stream ended before its first snapshot"
+        out = (await asyncio.wait_for(proc.stdout.read(), 120)).decode()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0, (await drain)[-2000:]
+        assert "replay of ops_test" in out, out
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
