@@ -1,6 +1,6 @@
 """``tandem-backtest``: run, demo, download, look-ahead probe and feature export.
 
-Each subcommand is a thin shell over library calls (:mod:`backtest.runner`, the core);
+Each subcommand is a thin shell over library calls (:mod:`tandem.backtest.runner`, the core);
 this module only parses arguments, resolves defaults (``TANDEM_*`` settings), prints
 results and maps errors to exit codes:
 
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core.exiting import exit_fast
+from tandem.core.exiting import exit_fast
 
 EXIT_OK = 0
 EXIT_DATA = 1
@@ -150,7 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-report", action="store_true", help="skip report.html / equity.png")
     run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="progress bar (default: on for long runs in a terminal)")
-    from backtest.reconcile.cli import add_candles_from, register_fingerprints, register_reconcile
+    from tandem.backtest.reconcile.cli import (
+        add_candles_from,
+        register_fingerprints,
+        register_reconcile,
+    )
 
     add_candles_from(run)  # --candles-from <daemon db> (reconcile room)
 
@@ -170,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--mode", choices=["discrete", "portfolio"],
                       help="override the profile's execution mode")
 
-    from backtest.download import DOWNLOAD_DESCRIPTION, DOWNLOAD_HELP, add_download_arguments
+    from tandem.backtest.download import DOWNLOAD_DESCRIPTION, DOWNLOAD_HELP, add_download_arguments
 
     dl = sub.add_parser("download", help=DOWNLOAD_HELP, description=DOWNLOAD_DESCRIPTION,
                         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -202,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(fe)
     fe.add_argument("--out", type=Path, help="output Parquet file "
                     "(default: runs/<profile>-features.parquet)")
-    from backtest.sweep.cli import add_sweep_parser
+    from tandem.backtest.sweep.cli import add_sweep_parser
 
     add_sweep_parser(sub, _add_profile_args, _add_data_args, _EPILOG)
     register_reconcile(sub)  # tandem-backtest reconcile (reconcile room)
@@ -214,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings() -> Any:
-    from core.settings import SettingsError, load_settings
+    from tandem.core.settings import SettingsError, load_settings
 
     try:
         return load_settings()
@@ -225,8 +229,8 @@ def _settings() -> Any:
 def _profile(args: argparse.Namespace, settings: Any, *, mode: str | None = None,
              warmup: int | None = None) -> Any:
     """Load the manifest and the profile (with CLI overrides); UsageError on any problem."""
-    from backtest.runner import ConfigError, with_overrides
-    from core.manifest import ManifestError, load_manifest, resolve_manifest_path
+    from tandem.backtest.runner import ConfigError, with_overrides
+    from tandem.core.manifest import ManifestError, load_manifest, resolve_manifest_path
 
     path = resolve_manifest_path(args.manifest, settings.manifest_path)
     try:
@@ -238,7 +242,7 @@ def _profile(args: argparse.Namespace, settings: Any, *, mode: str | None = None
 
 def _profile_only(args: argparse.Namespace, settings: Any) -> tuple[Any, Path]:
     """The profile and the manifest path it came from (sweep writes a copy of it)."""
-    from core.manifest import ManifestError, load_manifest, resolve_manifest_path
+    from tandem.core.manifest import ManifestError, load_manifest, resolve_manifest_path
 
     path = resolve_manifest_path(args.manifest, settings.manifest_path)
     try:
@@ -248,13 +252,13 @@ def _profile_only(args: argparse.Namespace, settings: Any) -> tuple[Any, Path]:
 
 
 def _source(args: argparse.Namespace, settings: Any, profile: Any) -> tuple[Any, str]:
-    from core.store import CandleStoreError, open_candles
+    from tandem.core.store import CandleStoreError, open_candles
 
     path = args.data if args.data is not None else Path(settings.data_dir)
     try:
         return open_candles(path, exchange=profile.exchange, timeframe=profile.base_timeframe), str(path)
     except CandleStoreError as exc:
-        from backtest.runner import DataError
+        from tandem.backtest.runner import DataError
 
         msg = str(exc)
         if args.data is None and not path.exists():
@@ -267,7 +271,7 @@ def _source(args: argparse.Namespace, settings: Any, profile: Any) -> tuple[Any,
 def _check_out(path: Path, *, folder: bool) -> None:
     """``--out`` must be writable as a folder (or a file for ``features``): checked before
     any candle is loaded, so a bad path costs no compute (UsageError, exit 2)."""
-    from core.outpaths import OutPathError, check_out_dir, check_out_file
+    from tandem.core.outpaths import OutPathError, check_out_dir, check_out_file
 
     try:
         (check_out_dir if folder else check_out_file)(path, "--out")
@@ -319,11 +323,11 @@ def print_summary(result: Any, out: Any = None) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from backtest.runner import run_backtest
+    from tandem.backtest.runner import run_backtest
 
     settings = _settings()
     profile = _profile(args, settings, mode=args.mode, warmup=args.warmup_bars)
-    from backtest.reconcile.cli import candles_from_source
+    from tandem.backtest.reconcile.cli import candles_from_source
 
     out = args.out or Path("runs") / f"{profile.name}-{profile.execution.mode}"
     _check_out(out, folder=True)  # before minutes of compute, not after
@@ -336,7 +340,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                           run_id=args.run_id, data_label=label, chart_symbols=args.chart,
                           progress=args.progress, report=not args.no_report)
     print_summary(result)
-    from core.fingerprint import fingerprint_line
+    from tandem.core.fingerprint import fingerprint_line
 
     # The same line tandem-daemon prints; the run hash is the one the runner computed.
     print(fingerprint_line(result.fills, run_hash=result.meta["run_fingerprint"]))
@@ -366,10 +370,10 @@ def _fresh_demo_store(store_dir: Path) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     import time
 
-    from backtest.demo_data import generate_candles
-    from backtest.runner import run_backtest
-    from core.store import CandleStore
-    from core.timeframes import timeframe_to_ms
+    from tandem.backtest.demo_data import generate_candles
+    from tandem.backtest.runner import run_backtest
+    from tandem.core.store import CandleStore
+    from tandem.core.timeframes import timeframe_to_ms
 
     settings = _settings()
     profile = _profile(args, settings, mode=args.mode)
@@ -411,14 +415,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from backtest.download import run_download_command
+    from tandem.backtest.download import run_download_command
 
     return run_download_command(args)
 
 
 def cmd_lookahead(args: argparse.Namespace) -> int:
-    from backtest.runner import load_window
-    from core.lookahead import lookahead_probe, warmup_sensitivity
+    from tandem.backtest.runner import load_window
+    from tandem.core.lookahead import lookahead_probe, warmup_sensitivity
 
     settings = _settings()
     profile = _profile(args, settings, warmup=args.warmup_bars)
@@ -442,9 +446,8 @@ def cmd_lookahead(args: argparse.Namespace) -> int:
 def cmd_features(args: argparse.Namespace) -> int:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-
-    from backtest.runner import load_window
-    from core.features import export_features
+    from tandem.backtest.runner import load_window
+    from tandem.core.features import export_features
 
     settings = _settings()
     profile = _profile(args, settings, warmup=args.warmup_bars)
@@ -473,7 +476,7 @@ def _subset_hint(args: argparse.Namespace, exc: Exception) -> str:
     The shipped profiles trade 20 assets; a CSV folder such as ../shared/data holds four,
     so a first run there fails on a missing symbol until the user learns about --symbols.
     """
-    from core.store import SymbolNotFoundError
+    from tandem.core.store import SymbolNotFoundError
 
     if isinstance(exc.__cause__, SymbolNotFoundError) and getattr(args, "symbols", 1) is None:
         return "; to run only some of the profile's assets, pass --symbols A/B,C/D"
@@ -486,7 +489,7 @@ COMMANDS = {
     "download": cmd_download,
     "lookahead": cmd_lookahead,
     "features": cmd_features,
-    "sweep": lambda args: __import__("backtest.sweep.cli", fromlist=["cmd_sweep"]).cmd_sweep(
+    "sweep": lambda args: __import__("tandem.backtest.sweep.cli", fromlist=["cmd_sweep"]).cmd_sweep(
         args, _settings, _profile_only, _source),
     "reconcile": lambda args: args.func(args),  # backtest.reconcile.cli.cmd_reconcile
     "fingerprints": lambda args: args.func(args),  # backtest.reconcile.cli.cmd_fingerprints
@@ -497,8 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tandem-backtest``; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from backtest.logs import configure_logging
-    from backtest.runner import ConfigError, DataError
+    from tandem.backtest.logs import configure_logging
+    from tandem.backtest.runner import ConfigError, DataError
 
     configure_logging(args.log_level, args.log_json)
     try:

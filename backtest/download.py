@@ -1,7 +1,7 @@
 """Download closed candles from an exchange's REST API into the candle store.
 
 ``download(exchange, symbols, timeframe, since, store)`` pages through ccxt
-``fetch_ohlcv`` and appends every page to :class:`core.store.CandleStore` as it arrives,
+``fetch_ohlcv`` and appends every page to :class:`tandem.core.store.CandleStore` as it arrives,
 so an interrupted download keeps what it got and the next run **resumes** after the last
 stored bar (the store's first-write-wins dedup makes any overlap harmless).
 
@@ -33,7 +33,7 @@ import structlog
 # they are used, so that building the ``tandem-backtest`` parser (every command, every
 # ``--help``) does not pay for them.
 if TYPE_CHECKING:
-    from core.store import CandleStore, TimeLike
+    from tandem.core.store import CandleStore, TimeLike
 
 log = structlog.get_logger(__name__)
 
@@ -62,11 +62,11 @@ async def download_async(
     """Async core of :func:`download`; returns new bars stored per symbol.
 
     ``exchange`` is a ccxt async / pro client (left open) or an exchange id (a client is
-    created with :func:`core.exchange.create_exchange`, optionally at ``rest_url``, and
+    created with :func:`tandem.core.exchange.create_exchange`, optionally at ``rest_url``, and
     closed afterwards). ``on_page(symbol, rows)`` is called after each stored page.
     """
-    from core.exchange import create_exchange
-    from core.store import CandleStore, to_ms
+    from tandem.core.exchange import create_exchange
+    from tandem.core.store import CandleStore, to_ms
 
     own = isinstance(exchange, str)
     client = create_exchange(exchange, flavor="async", rest_url=rest_url) if own else exchange
@@ -124,7 +124,7 @@ async def _download_symbol(
     retry_delay: float,
     on_page: PageHook | None,
 ) -> int:
-    from core.store import timeframe_ms
+    from tandem.core.store import timeframe_ms
 
     tf = timeframe_ms(timeframe)
     last = store.last_ts(symbol, timeframe=timeframe)
@@ -270,8 +270,7 @@ def cli_main(args: Any, settings: Any = None, profile: Any = None) -> int:
         print("error: no symbols given (use --symbols or a profile)", file=sys.stderr)
         return 1
     import ccxt
-
-    from core.store import CandleStore, CandleStoreError
+    from tandem.core.store import CandleStore, CandleStoreError
 
     try:
         added = download(

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-
-from backtest.stats import drawdown_series
+from tandem.backtest.stats import drawdown_series
 
 
 def write_equity_png(

@@ -4,7 +4,7 @@ Contents: the profile and data range it came from, headline statistics, equity a
 drawdown curves, a per-asset table, and close-price charts with the trade markers for a
 few chosen assets (a ``<select>`` switches between them). Portfolio-mode runs also get the
 weights over time (stacked area) and the turnover of each rebalance. Everything is inline — SVG drawn
-by :mod:`backtest.svg`, a few lines of CSS and JS — so the file opens offline and can be
+by :mod:`tandem.backtest.svg`, a few lines of CSS and JS — so the file opens offline and can be
 mailed around. Timestamps in the page are UTC.
 """
 
@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from backtest import svg
-from backtest.stats import drawdown_series, fill_turnover
+from tandem.backtest import svg
+from tandem.backtest.stats import drawdown_series, fill_turnover
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2733;background:#fff}

@@ -1,8 +1,8 @@
 """The backtest driver: candles → MTF ratings → signals → engine → journal, stats, report.
 
 No trading rule lives here. Every number that decides a fill comes from the core:
-:func:`core.signals.signals_from_candles` (MTF ratings and the combiner) and
-:func:`core.engine.run_batch` (the numba engine loop). This module only chooses the bars,
+:func:`tandem.core.signals.signals_from_candles` (MTF ratings and the combiner) and
+:func:`tandem.core.engine.run_batch` (the numba engine loop). This module only chooses the bars,
 hands them over, and writes what comes back.
 
 Bars and time (DESIGN.md "Bars and time"): ``start``/``end`` are bar *open* times, start
@@ -26,9 +26,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import structlog
-
-from backtest.stats import compute_stats, write_stats_json
-from core.store import AlignedCandles, CandleStoreError, to_ms
+from tandem.backtest.stats import compute_stats, write_stats_json
+from tandem.core.store import AlignedCandles, CandleStoreError, to_ms
 
 log = structlog.get_logger(__name__)
 
@@ -73,12 +72,12 @@ class BacktestResult:
 def with_overrides(profile: Any, *, mode: Mode | None = None, warmup_bars: int | None = None) -> Any:
     """The profile with ``execution.mode`` / ``warmup_bars`` replaced, validated again.
 
-    Going through :func:`core.manifest.parse_manifest` keeps every cross-field rule (e.g.
+    Going through :func:`tandem.core.manifest.parse_manifest` keeps every cross-field rule (e.g.
     portfolio mode is long-only) and its clear error messages.
     """
     if mode is None and warmup_bars is None:
         return profile
-    from core.manifest import ManifestError, parse_manifest
+    from tandem.core.manifest import ManifestError, parse_manifest
 
     data = profile.model_dump(mode="json")
     if mode is not None:
@@ -162,7 +161,7 @@ def load_window(
     Raises :class:`ConfigError` for bad symbols/dates and :class:`DataError` when the data
     cannot serve the range.
     """
-    from core.timeframes import timeframe_to_ms
+    from tandem.core.timeframes import timeframe_to_ms
 
     syms = list(profile.assets) if symbols is None else list(symbols)
     unknown = [s for s in syms if s not in profile.assets]
@@ -222,24 +221,24 @@ def run_backtest(
     report: bool = True,
     warmup: bool | None = None,
 ) -> BacktestResult:
-    """Backtest ``profile`` (a :class:`core.manifest.Profile`) over ``candles``.
+    """Backtest ``profile`` (a :class:`tandem.core.manifest.Profile`) over ``candles``.
 
-    ``candles``: a candle source with ``load_aligned`` (:func:`core.store.open_candles`) or
-    an :class:`core.store.AlignedCandles`. ``symbols``: a subset of ``profile.assets`` (in
+    ``candles``: a candle source with ``load_aligned`` (:func:`tandem.core.store.open_candles`) or
+    an :class:`tandem.core.store.AlignedCandles`. ``symbols``: a subset of ``profile.assets`` (in
     that order); default all. ``out_dir``: where ``fills.csv``, ``fills.parquet``,
     ``trades.csv``, ``equity.csv``, ``stats.json``, ``report.html`` and ``equity.png`` go
     (nothing is written when None). ``progress``: tqdm bar (None = on for big runs on a TTY).
     ``warmup``: on an empty numba cache, a worker process compiles the MTF loop, the signal
     combiner and the engine while this one loads the candles and compiles the rating kernel
-    (:func:`core.warmup.jit_warmup`;
+    (:func:`tandem.core.warmup.jit_warmup`;
     True = always, False = never, None = as ``TANDEM_WARMUP`` says, by default on two or
     more CPUs).
     Raises :class:`DataError` / :class:`ConfigError` with a clear message.
     """
-    from core.engine import EngineConfig, run_batch
-    from core.fingerprint import run_fingerprint
-    from core.journal import trades_table
-    from core.warmup import jit_warmup
+    from tandem.core.engine import EngineConfig, run_batch
+    from tandem.core.fingerprint import run_fingerprint
+    from tandem.core.journal import trades_table
+    from tandem.core.warmup import jit_warmup
 
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
@@ -267,7 +266,7 @@ def run_backtest(
         t0 = time.perf_counter()
         sig_rows, tgt_rows = _signals(profile, a, syms, progress)
         if mode == "portfolio" and not profile.portfolio.plain_score():
-            from core.weighting import apply_weighting
+            from tandem.core.weighting import apply_weighting
 
             # core.weighting: warm-up bars feed the return window, tradable ones rebalance.
             apply_weighting(profile.portfolio, a.close, sig_rows, tgt_rows, k0)
@@ -346,9 +345,9 @@ def _write_frame_csv(frame: pd.DataFrame, path: Path) -> None:
 def _signals(profile: Any, a: AlignedCandles, syms: list[str], progress: bool | None
              ) -> tuple[np.ndarray, np.ndarray]:
     """Discrete signals (float) and portfolio targets for every loaded bar, via the core
-    (:func:`core.signals.signals_from_candles` in its two halves, chunk by chunk)."""
-    from core.signals import compute_signals, ratings_from_candles
-    from core.timeframes import timeframe_to_ms
+    (:func:`tandem.core.signals.signals_from_candles` in its two halves, chunk by chunk)."""
+    from tandem.core.signals import compute_signals, ratings_from_candles
+    from tandem.core.timeframes import timeframe_to_ms
 
     n = len(a.ts)
     if progress is None:
@@ -391,7 +390,7 @@ def write_outputs(
     report: bool = True,
 ) -> dict[str, Path]:
     """Write the run's files into ``out_dir``; returns ``{name: path}``."""
-    from core.journal import write_csv, write_parquet
+    from tandem.core.journal import write_csv, write_parquet
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
@@ -415,8 +414,8 @@ def write_outputs(
         for stale in ("report.html", "equity.png"):
             (out_dir / stale).unlink(missing_ok=True)
     else:
-        from backtest.plots import write_equity_png
-        from backtest.report import ReportInput, write_report
+        from tandem.backtest.plots import write_equity_png
+        from tandem.backtest.report import ReportInput, write_report
 
         data = ReportInput(
             profile=result.profile, equity=eq, stats=result.stats, fills=result.fills,

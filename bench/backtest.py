@@ -3,7 +3,7 @@
 Job: N assets (default 100) × one year of 1h candles, timeframes 1h/4h/1d, profile
 ``crypto_rating_all`` (wide MTF combiner) with every asset on MTF, SL 5 % / TP 15 %.
 
-* **Tandem**: :func:`backtest.runner.run_backtest` — load from the candle store → MTF
+* **Tandem**: :func:`tandem.backtest.runner.run_backtest` — load from the candle store → MTF
   ratings → signals → engine → fills, trades, equity, stats (no files written).
 * **Baseline** (what a user would write without us): pandas ``read_parquet`` per asset,
   pandas ``resample`` for 4h/1d, TA-Lib for every indicator, NumPy for the 26 votes and
@@ -16,12 +16,12 @@ Both run in this process, each once to warm up (numba/vectorbt compiles) and the
 the printed ratio is baseline / Tandem (warm), imports and process start left out (for the
 whole-process comparison a user sees: ``bench/commands.py --versus``). Cold: fresh interpreters run the Tandem job
 once each — with an empty ``NUMBA_CACHE_DIR`` and the JIT warm-up worker of
-:mod:`core.warmup` forced on (``TANDEM_WARMUP=1``; by default it starts on two or more
+:mod:`tandem.core.warmup` forced on (``TANDEM_WARMUP=1``; by default it starts on two or more
 CPUs), with an empty cache compiling everything in one process (``TANDEM_WARMUP=0``; its
 breakdown shows where the cold seconds go: imports, compile per top-level kernel, run), and
 with the cache filled ("warm process": cache loads only).
 
-The candles are generated (seeded GBM with volatility clusters, :mod:`backtest.demo_data`)
+The candles are generated (seeded GBM with volatility clusters, :mod:`tandem.backtest.demo_data`)
 into a temporary candle store, so the benchmark needs no downloaded data.
 
     .venv/bin/python bench/backtest.py [--assets 100] [--days 365] [--skip-cold | --cold-only]
@@ -53,8 +53,8 @@ START = "2024-01-01"
 
 def make_store(folder: Path, n_assets: int, days: int, seed: int = 1) -> list[str]:
     """Write generated candles into a candle store; return the symbols."""
-    from backtest.demo_data import generate_candles
-    from core.store import CandleStore
+    from tandem.backtest.demo_data import generate_candles
+    from tandem.core.store import CandleStore
 
     syms = [f"A{i:03d}/USDT" for i in range(n_assets)]
     candles = generate_candles(syms, start=START, n_bars=24 * days, seed=seed)
@@ -66,7 +66,7 @@ def make_store(folder: Path, n_assets: int, days: int, seed: int = 1) -> list[st
 
 def bench_profile(symbols: list[str]):  # noqa: ANN201 - core.manifest.Profile
     """crypto_rating_all with every asset on MTF, no warm-up cut, SL/TP only (as vectorbt)."""
-    from core.manifest import load_manifest, parse_manifest
+    from tandem.core.manifest import load_manifest, parse_manifest
 
     prof = load_manifest(ROOT / "manifest.json").profile("crypto_rating_all")
     data = prof.model_dump(mode="json")
@@ -80,8 +80,8 @@ def bench_profile(symbols: list[str]):  # noqa: ANN201 - core.manifest.Profile
 
 def run_tandem(store_dir: Path, symbols: list[str]) -> tuple[float, object]:
     """One end-to-end Tandem run; returns (seconds, result)."""
-    from backtest.runner import run_backtest
-    from core.store import CandleStore
+    from tandem.backtest.runner import run_backtest
+    from tandem.core.store import CandleStore
 
     prof = bench_profile(symbols)
     t0 = time.perf_counter()
@@ -140,17 +140,17 @@ class _CompileTimes:
 
 def child(store_dir: str, n_assets: int) -> None:
     """Fresh-interpreter Tandem run (for cold/warm process timings); prints JSON."""
-    import backtest.runner  # noqa: F401 - what a user's first run imports anyway
-    import core.engine  # noqa: F401
-    import core.mtf  # noqa: F401
-    import core.signals  # noqa: F401
+    import tandem.backtest.runner  # noqa: F401 - what a user's first run imports anyway
+    import tandem.core.engine  # noqa: F401
+    import tandem.core.mtf  # noqa: F401
+    import tandem.core.signals  # noqa: F401
 
     t_import = time.perf_counter() - _T0
     times = _CompileTimes()
     times.install()
     syms = [f"A{i:03d}/USDT" for i in range(n_assets)]
     secs, res = run_tandem(Path(store_dir), syms)
-    from core import warmup
+    from tandem.core import warmup
 
     prof = bench_profile(syms)
     workers = {j: warmup.job_seconds(prof, j) for g in warmup.BACKTEST_GROUPS for j in g}
@@ -220,7 +220,7 @@ def main() -> None:
                     help="only the fresh-process runs (no in-process warm run, no baseline)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    from backtest.logs import configure_logging
+    from tandem.backtest.logs import configure_logging
 
     configure_logging("warning")  # figures only; the runner's info logs would interleave
     if args.child:
@@ -260,8 +260,8 @@ def main() -> None:
         t_base, base = run_baseline(store_dir, syms, **kw)
 
         # Sanity: the baseline does the same job (signals agree where both are defined).
-        from core.signals import signals_from_candles
-        from core.store import CandleStore
+        from tandem.core.signals import signals_from_candles
+        from tandem.core.store import CandleStore
 
         a = CandleStore(store_dir, "binance", "1h").load_aligned(syms, "1h")
         _, ours, _ = signals_from_candles(prof, a.ts, a.open, a.high, a.low, a.close, a.volume,

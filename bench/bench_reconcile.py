@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_reconcile.py [n_fills] [n_symbols]
 
-Builds a plausible journal (round trips per symbol, through ``core.journal.fills_frame``),
+Builds a plausible journal (round trips per symbol, through ``tandem.core.journal.fills_frame``),
 plants 1 % edits and 0.5 % drops on the "paper" copy, and times each stage.
 """
 
@@ -16,11 +16,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-
-from backtest.reconcile import reconcile  # noqa: E402
-from backtest.reconcile.match import match_fills  # noqa: E402
-from core.fingerprint import run_fingerprint, trade_fingerprints  # noqa: E402
-from core.journal import fills_frame  # noqa: E402
+from tandem.backtest.reconcile import reconcile  # noqa: E402
+from tandem.backtest.reconcile.match import match_fills  # noqa: E402
+from tandem.core.fingerprint import run_fingerprint, trade_fingerprints  # noqa: E402
+from tandem.core.journal import fills_frame  # noqa: E402
 
 
 def synthetic(n_fills: int, n_symbols: int, seed: int = 1):

@@ -54,13 +54,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core.manifest import parse_manifest  # noqa: E402
-from daemon.app import Daemon, DaemonConfig  # noqa: E402
-from daemon.emulator.market import MarketData  # noqa: E402
-from daemon.emulator.server import Emulator  # noqa: E402
-from daemon.logconfig import configure_logging  # noqa: E402
-from daemon.replay import emulator_class, wait_delivered, wait_subscribed  # noqa: E402
-from daemon.strategy import stepper_factory  # noqa: E402
+from tandem.core.manifest import parse_manifest  # noqa: E402
+from tandem.daemon.app import Daemon, DaemonConfig  # noqa: E402
+from tandem.daemon.emulator.market import MarketData  # noqa: E402
+from tandem.daemon.emulator.server import Emulator  # noqa: E402
+from tandem.daemon.logconfig import configure_logging  # noqa: E402
+from tandem.daemon.replay import emulator_class, wait_delivered, wait_subscribed  # noqa: E402
+from tandem.daemon.strategy import stepper_factory  # noqa: E402
 
 TF_MS = 60_000
 WARMUP = 60
@@ -292,7 +292,7 @@ async def latency_inproc(n: int, bars: int, tmp: Path) -> dict:
 # ---------------------------------------------------------------------------------------
 def fill_store(root: Path, n: int, warmup: int) -> None:
     """The candle store holding every asset's warm-up (as ``tandem-backtest download``)."""
-    from core.store import CandleStore
+    from tandem.core.store import CandleStore
 
     market = bench_market(n, 0, warmup)
     t0 = market.first_ts + warmup * TF_MS
@@ -373,7 +373,7 @@ async def idle(n: int, idle_s: float, tmp: Path) -> dict:
     emu = Emulator(market, start=market.first_ts + WARMUP * TF_MS)
     await emu.start()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon.cli", "run", "--manifest", str(man), "--profile", "bench",
+        [sys.executable, "-m", "tandem.daemon.cli", "run", "--manifest", str(man), "--profile", "bench",
          "--db", str(db), "--rest-url", emu.rest_url, "--ws-url", emu.ws_url, "--watchdog", "0",
          "--log-level", "WARNING", "--log-format", "json"],
         # Ops HTTP on (as in production) but on a free port: 8080 may be taken.

@@ -32,12 +32,12 @@ from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.engine import Engine, EngineConfig  # noqa: E402
-from core.engine.layout import A_ENTRY, A_LAST_CLOSE, A_PEAK, A_POS, A_SL, A_TP  # noqa: E402
-from daemon.ops import Health, Metrics, OpsServer  # noqa: E402
-from daemon.ops.dashboard import DashboardHub  # noqa: E402
-from daemon.ops.provider import SqliteStateProvider  # noqa: E402
-from daemon.state import ClosedCandle, StateStore  # noqa: E402
+from tandem.core.engine import Engine, EngineConfig  # noqa: E402
+from tandem.core.engine.layout import A_ENTRY, A_LAST_CLOSE, A_PEAK, A_POS, A_SL, A_TP  # noqa: E402
+from tandem.daemon.ops import Health, Metrics, OpsServer  # noqa: E402
+from tandem.daemon.ops.dashboard import DashboardHub  # noqa: E402
+from tandem.daemon.ops.provider import SqliteStateProvider  # noqa: E402
+from tandem.daemon.state import ClosedCandle, StateStore  # noqa: E402
 
 TOKEN = "bench-dashboard-token-1234"
 TF = 60_000

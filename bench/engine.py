@@ -41,7 +41,7 @@ def make_inputs(n_bars: int, n_assets: int, density: float = 0.01, seed: int = 4
 
 
 def run_ours(inputs, cfg):  # noqa: ANN001
-    from core.engine import run_batch_raw
+    from tandem.core.engine import run_batch_raw
 
     ts, o, h, lo, c, sig = inputs
     return run_batch_raw(cfg, ts, o, h, lo, c, sig)
@@ -71,7 +71,7 @@ def run_vbt(inputs):  # noqa: ANN001
 
 
 def our_config():  # noqa: ANN201
-    from core.engine import EngineConfig
+    from tandem.core.engine import EngineConfig
 
     return EngineConfig(
         stop_loss_pct=0.03,
@@ -97,7 +97,7 @@ def first_call(which: str, n_bars: int, n_assets: int) -> float:
         f"import sys, time; sys.path.insert(0, {str(ROOT)!r})\n"
         "from bench.engine import make_inputs, run_ours, run_vbt, our_config\n"
         f"x = make_inputs({n_bars}, {n_assets})\n"
-        "import vectorbt, core.engine\n"
+        "import vectorbt, tandem.core.engine\n"
         "t = time.perf_counter()\n"
         f"run_ours(x, our_config()) if {which!r} == 'ours' else run_vbt(x)\n"
         "print(time.perf_counter() - t)\n"
@@ -150,7 +150,7 @@ def main() -> None:
         f"-> speed-up {t_vbt / t_ours:.1f}x"
     )
 
-    from core.engine import Engine
+    from tandem.core.engine import Engine
 
     eng = Engine(cfg, [f"A{j}" for j in range(args.assets)])
     ts, o, h, lo, c, sig = inputs

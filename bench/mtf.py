@@ -16,10 +16,10 @@ sys.path.insert(0, ".")
 DATA = Path(
     os.environ.get("TANDEM_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
 )
-from core.aggregate import aggregate_candles  # noqa: E402
-from core.lookahead import warmup_sensitivity  # noqa: E402
-from core.manifest import load_manifest  # noqa: E402
-from core.mtf import MtfConfig, MtfRatingStates, compute_mtf_ratings  # noqa: E402
+from tandem.core.aggregate import aggregate_candles  # noqa: E402
+from tandem.core.lookahead import warmup_sensitivity  # noqa: E402
+from tandem.core.manifest import load_manifest  # noqa: E402
+from tandem.core.mtf import MtfConfig, MtfRatingStates, compute_mtf_ratings  # noqa: E402
 
 if not (DATA / "binance_USDT_1h_universe.parquet").exists():
     sys.exit(f"needs {DATA}/binance_USDT_1h_universe.parquet (set TANDEM_TEST_DATA)")

@@ -16,9 +16,8 @@ import time
 from types import SimpleNamespace
 
 import aiohttp
-
-from daemon.ops import Ops, OpsConfig
-from daemon.ops.sampler import DaemonSampler
+from tandem.daemon.ops import Ops, OpsConfig
+from tandem.daemon.ops.sampler import DaemonSampler
 
 
 def pct(xs: list[float], q: float) -> float:

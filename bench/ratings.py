@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 _FIRST_RATING = (
     "import time; t0 = time.perf_counter();"
-    "import numpy as np; from core.ratings import RatingState;"
+    "import numpy as np; from tandem.core.ratings import RatingState;"
     "r = RatingState(); r.step(0, 1.0, 1.1, 0.9, 1.05, 5.0);"
     "print(time.perf_counter() - t0)"
 )
@@ -126,7 +126,7 @@ def best_of(fn, reps: int) -> float:
 
 
 def run(name: str, cols: list[np.ndarray], reps: int) -> None:
-    from core.ratings import new_rating_state, ratings_nb
+    from tandem.core.ratings import new_rating_state, ratings_nb
 
     n_bars, n_assets = cols[0].shape
     per_asset = [[np.ascontiguousarray(x[:, a]) for x in cols] for a in range(n_assets)]
@@ -164,7 +164,7 @@ def warmup_sensitivity(cols: list[np.ndarray], eval_from: int = 2000) -> None:
     """How much ratings move with the warm-up length (the "recursive analysis" question):
     start each asset ``w`` bars before ``eval_from`` instead of at its first bar and
     compare every rating from ``eval_from`` on with the full-history one."""
-    from core.ratings import new_rating_state, ratings_nb
+    from tandem.core.ratings import new_rating_state, ratings_nb
 
     n_bars, n_assets = cols[0].shape
     assets = range(min(n_assets, 20))

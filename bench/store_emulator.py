@@ -28,10 +28,10 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backtest.download import download_async  # noqa: E402
-from core.exchange import create_exchange  # noqa: E402
-from core.store import CandleStore, open_candles  # noqa: E402
-from daemon.emulator import Emulator, MarketData  # noqa: E402
+from tandem.backtest.download import download_async  # noqa: E402
+from tandem.core.exchange import create_exchange  # noqa: E402
+from tandem.core.store import CandleStore, open_candles  # noqa: E402
+from tandem.daemon.emulator import Emulator, MarketData  # noqa: E402
 
 
 def bench_store(data: Path) -> None:

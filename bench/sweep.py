@@ -1,4 +1,4 @@
-"""Benchmark of ``tandem-backtest sweep``'s kernel (core.trials) — issue 14's figures.
+"""Benchmark of ``tandem-backtest sweep``'s kernel (tandem.core.trials) — issue 14's figures.
 
 (a) 1,000 trials × 100 assets × 1 year of 1h bars (8,760 bars, 876k asset-bars per trial),
     discrete mode, warm (numba cache loaded, one untimed warm-up call): trials/s and
@@ -39,11 +39,11 @@ WARM = 24 * 30
 
 
 def setup(n_assets: int, n_bars: int):
-    from backtest.demo_data import generate_candles
-    from backtest.runner import with_overrides
-    from backtest.sweep.data import load_sweep_data
-    from core.manifest import load_manifest, parse_manifest
-    from core.store import align
+    from tandem.backtest.demo_data import generate_candles
+    from tandem.backtest.runner import with_overrides
+    from tandem.backtest.sweep.data import load_sweep_data
+    from tandem.core.manifest import load_manifest, parse_manifest
+    from tandem.core.store import align
 
     syms = [f"A{k:03d}/USDT" for k in range(n_assets)]
     base = load_manifest(ROOT / "manifest.json").profile("crypto_rating_all")
@@ -69,9 +69,9 @@ def grid(n: int) -> list[dict]:
 
 
 def run_in_process(prof, sd, trials):
-    from backtest.sweep.evaluate import profile_rows
-    from backtest.sweep.space import trial_profile
-    from core.trials import run_trials
+    from tandem.backtest.sweep.evaluate import profile_rows
+    from tandem.backtest.sweep.space import trial_profile
+    from tandem.core.trials import run_trials
 
     profiles = [trial_profile(prof, p)[0] for p in trials]
     batch = profile_rows(profiles, sd)
@@ -84,13 +84,13 @@ def run_in_process(prof, sd, trials):
 
 
 def run_dask(prof, sd, trials, workers: int) -> float:
-    from backtest.sweep.driver import _chunks
-    from backtest.sweep.executor import DaskExecutor
+    from tandem.backtest.sweep.driver import _chunks
+    from tandem.backtest.sweep.executor import DaskExecutor
 
     ex = DaskExecutor(sd, prof, workers=workers)
     try:
         items = list(enumerate(trials))
-        from backtest.sweep.evaluate import evaluate_chunk
+        from tandem.backtest.sweep.evaluate import evaluate_chunk
 
         # every worker loads the numba cache before the clock starts
         warm = [ex.client.submit(evaluate_chunk, ex.data_f, ex.base_f, items[:2], pure=False,
@@ -107,10 +107,9 @@ def run_dask(prof, sd, trials, workers: int) -> float:
 
 def vbt_side_by_side(prof, sd, n_assets: int) -> None:
     import vectorbt as vbt
-
-    from backtest.sweep.evaluate import profile_rows
-    from backtest.sweep.space import trial_profile
-    from core.signals import signals_rows_nb
+    from tandem.backtest.sweep.evaluate import profile_rows
+    from tandem.backtest.sweep.space import trial_profile
+    from tandem.core.signals import signals_rows_nb
 
     trials = grid(100)
     p0 = trial_profile(prof, trials[0])[0]
@@ -150,10 +149,10 @@ def vbt_side_by_side(prof, sd, n_assets: int) -> None:
 
 def fills_equal(prof, sd, trials, vbt) -> None:
     """One asset, all-in, no slippage: Tandem's fills = vectorbt's orders, per trial."""
-    from backtest.sweep.data import SweepData
-    from backtest.sweep.driver import single_trial
-    from core.engine.layout import F_PRICE, F_QTY, F_SIDE, F_TS
-    from core.signals import signals_rows_nb
+    from tandem.backtest.sweep.data import SweepData
+    from tandem.backtest.sweep.driver import single_trial
+    from tandem.core.engine.layout import F_PRICE, F_QTY, F_SIDE, F_TS
+    from tandem.core.signals import signals_rows_nb
 
     one = SweepData(symbols=sd.symbols[:1], ts_open=sd.ts_open, ts_close=sd.ts_close,
                     open=np.ascontiguousarray(sd.open[:, :1]), high=np.ascontiguousarray(sd.high[:, :1]),

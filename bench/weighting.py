@@ -1,7 +1,7 @@
 """Issue 17: one portfolio rebalance for 126 assets in the daemon's slice step.
 
 Run from the repo root: ``.venv/bin/python bench/weighting.py``. Times
-:func:`core.weighting.weights_step_nb` — exactly the call ``daemon.strategy.ProfileStepper``
+:func:`tandem.core.weighting.weights_step_nb` — exactly the call ``tandem.daemon.strategy.ProfileStepper``
 makes per trading slice — on a rebalance slice (window update + weights), per weighting,
 with a full return window (lookback 252 base bars). Synthetic prices: the cost does not
 depend on the values. Target: < 2 ms per rebalance. ``max_weight`` 0.25.
@@ -18,7 +18,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, ".")
-from core.weighting import WEIGHTINGS, new_weight_state, weights_step_nb  # noqa: E402
+from tandem.core.weighting import WEIGHTINGS, new_weight_state, weights_step_nb  # noqa: E402
 
 N, LOOKBACK, REPS = 126, 252, 2000
 rng = np.random.default_rng(0)

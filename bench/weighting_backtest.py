@@ -3,7 +3,7 @@ weighting, warm (kernels compiled; the best of ``REPS`` rounds, as the machine i
 against the ``score`` weighting's time.
 
 Run from the repo root: ``.venv/bin/python bench/weighting_backtest.py``. Synthetic candles
-(backtest.demo_data); the shipped ``crypto_rating_all`` profile with 100 assets, a 200-bar
+(tandem.backtest.demo_data); the shipped ``crypto_rating_all`` profile with 100 assets, a 200-bar
 warm-up and ``execution.mode = portfolio``. Target: each weighting within 1.3× of score.
 """
 
@@ -19,10 +19,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # see bench/weighting.py
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, ".")
-from backtest.demo_data import generate_candles  # noqa: E402
-from backtest.runner import run_backtest  # noqa: E402
-from core.manifest import load_manifest  # noqa: E402
-from core.store import AlignedCandles  # noqa: E402
+from tandem.backtest.demo_data import generate_candles  # noqa: E402
+from tandem.backtest.runner import run_backtest  # noqa: E402
+from tandem.core.manifest import load_manifest  # noqa: E402
+from tandem.core.store import AlignedCandles  # noqa: E402
 
 N, BARS, WARM, REPS = 100, 24 * 365, 200, 7
 syms = [f"A{i:03d}/USDT" for i in range(N)]

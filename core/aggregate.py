@@ -2,7 +2,7 @@
 
 Rules (DESIGN.md "Multi-timeframe", issue 4):
 
-* Buckets sit on UTC epoch boundaries (weeks: Monday, see :mod:`core.timeframes`);
+* Buckets sit on UTC epoch boundaries (weeks: Monday, see :mod:`tandem.core.timeframes`);
   open = first, high = max, low = min, close = last, volume = sum.
 * An HTF bar is emitted on the step of the base bar whose **close equals the bucket's
   end** — the earliest moment it is complete, never earlier. The live daemon cannot wait
@@ -27,9 +27,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from core.jit import njit
-from core.timeframes import bucket_offset_ms, check_htf, timeframe_to_ms
+from tandem.core.jit import njit
+from tandem.core.timeframes import bucket_offset_ms, check_htf, timeframe_to_ms
 
 if TYPE_CHECKING:  # pandas is imported where it is used (not on the daemon's hot path)
     import pandas as pd

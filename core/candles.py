@@ -319,7 +319,12 @@ def timestamps_to_ms(column: Any, where: str = "candles") -> np.ndarray:
 def check_grid(ts: np.ndarray, timeframe: str, where: str = "candles") -> None:
     """Raise :class:`CandleDataError` unless every bar (sorted, unique ``ts``) opens on
     ``timeframe``'s UTC grid and consecutive bars are a whole multiple of it apart."""
-    from core.timeframes import TimeframeError, bucket_offset_ms, is_fixed_length, timeframe_to_ms
+    from tandem.core.timeframes import (
+        TimeframeError,
+        bucket_offset_ms,
+        is_fixed_length,
+        timeframe_to_ms,
+    )
 
     try:
         tf = timeframe_to_ms(timeframe)
@@ -477,7 +482,7 @@ def clean_candles(
         check_grid(ts, timeframe, where)
     codes = bar_fault_codes(values)
     if timeframe is not None:
-        from core.timeframes import is_fixed_length, timeframe_to_ms
+        from tandem.core.timeframes import is_fixed_length, timeframe_to_ms
 
         if is_fixed_length(timeframe):
             ok = codes == 0

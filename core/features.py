@@ -21,13 +21,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from core.mtf import MtfConfig, compute_mtf_ratings, use_htf_mask
-from core.ratings import N_RATING_OUT, OUT_VOTES, VOTE_NAMES
-from core.signals import compute_signals
+from tandem.core.mtf import MtfConfig, compute_mtf_ratings, use_htf_mask
+from tandem.core.ratings import N_RATING_OUT, OUT_VOTES, VOTE_NAMES
+from tandem.core.signals import compute_signals
 
 if TYPE_CHECKING:
-    from core.manifest import Profile
+    from tandem.core.manifest import Profile
 
 RATING_NAMES = ("rating_ma", "rating_osc", "rating_all")
 

@@ -1,14 +1,13 @@
 """numba's decorators for the core's kernel modules, with the cache folder set first.
 
 Every kernel module takes ``njit``/``cfunc``/... from here rather than from numba, so that
-numba's cache points at the core's folder (:mod:`core.numba_cache`) before the module's first
+numba's cache points at the core's folder (:mod:`tandem.core.numba_cache`) before the module's first
 ``@njit(cache=True)`` runs, and so that importing ``core`` alone (settings, manifest, a
 ``--help``) never loads numba.
 """
 
 from numba import carray, cfunc, njit, prange, types
-
-from core.numba_cache import numba_cache_folder
+from tandem.core.numba_cache import numba_cache_folder
 
 numba_cache_folder()
 

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-
-from core.engine.layout import (
+from tandem.core.engine.layout import (
     F_ASSET,
     F_CASH_AFTER,
     F_FEE,
@@ -30,7 +29,7 @@ from core.engine.layout import (
     F_TS,
     REASON_NAMES,
 )
-from core.engine.params import INTRABAR_NAMES
+from tandem.core.engine.params import INTRABAR_NAMES
 
 # pandas and pyarrow are imported by the functions that use them: the daemon's hot path
 # (fill_records) needs neither, and together they are ~100 MB of its resident memory.

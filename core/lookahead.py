@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from core.timeframes import timeframe_to_ms
+from tandem.core.timeframes import timeframe_to_ms
 
 if TYPE_CHECKING:
-    from core.manifest import Profile
+    from tandem.core.manifest import Profile
 
 
 @dataclass(frozen=True)
@@ -120,10 +119,10 @@ def lookahead_probe(
     Candles are aligned arrays (``ts`` bar open times; prices ``(n_bars, n_assets)``,
     assets in ``symbols`` order, default ``profile.assets``). ``cuts``: indices of the
     last bar kept (default :func:`default_cuts`). ``runner``: the pipeline under test,
-    called like :func:`core.signals.signals_from_candles` (default: that function).
+    called like :func:`tandem.core.signals.signals_from_candles` (default: that function).
     """
     if runner is None:
-        from core.signals import signals_from_candles as runner
+        from tandem.core.signals import signals_from_candles as runner
 
     ts = np.asarray(ts, dtype=np.int64)
     prices = [np.asarray(x, dtype=np.float64) for x in (open_, high, low, close, volume)]
@@ -169,7 +168,7 @@ def warmup_sensitivity(
     |Δ| of the profile's rating) and ``nan_<tf>`` (cells still NaN where the baseline has a
     value), and ``signal_diff`` (fraction of (bar, asset) signals that differ).
     """
-    from core.signals import signals_from_candles
+    from tandem.core.signals import signals_from_candles
 
     lengths = sorted({int(x) for x in lengths})
     if not lengths or lengths[0] < 0 or lengths[-1] > start:

@@ -19,7 +19,7 @@ file is bounded (:data:`MAX_MANIFEST_BYTES`, :data:`MAX_SYMBOLS` per list,
 :data:`MAX_JSON_DEPTH` levels) so a hostile or broken file fails fast instead of hanging.
 Any problem raises :class:`ManifestError` whose message names the file, the profile and the
 field (quoting at most 80 characters of any value); drivers print it and exit non-zero
-before any output (``python -m core.manifest manifest.json`` does exactly that).
+before any output (``python -m tandem.core.manifest manifest.json`` does exactly that).
 """
 
 from __future__ import annotations
@@ -44,9 +44,8 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
-
-from core.quoting import clip, quote
-from core.timeframes import (
+from tandem.core.quoting import clip, quote
+from tandem.core.timeframes import (
     EXCHANGE_TIMEFRAMES,
     TimeframeError,
     check_htf,
@@ -201,7 +200,7 @@ class Portfolio(_Strict):
 
     def plain_score(self) -> bool:
         """True when only the original score rule applies (no weighting setting changed):
-        the drivers then skip :mod:`core.weighting` entirely."""
+        the drivers then skip :mod:`tandem.core.weighting` entirely."""
         return all(getattr(self, k) == v for k, v in _WEIGHTING_DEFAULTS.items())
 
     @model_serializer(mode="wrap")
@@ -471,7 +470,7 @@ def _ccxt_exchanges() -> frozenset[str]:
 
 def _rating_warmup_bars() -> int:
     # Imported lazily: validating a manifest should not pay for importing the kernels.
-    from core.ratings import RATING_WARMUP_BARS
+    from tandem.core.ratings import RATING_WARMUP_BARS
 
     return int(RATING_WARMUP_BARS)
 
@@ -659,7 +658,7 @@ def load_manifest(path: str | Path) -> Manifest:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m core.manifest [manifest.json] [profile]``: validate and summarise."""
+    """``python -m tandem.core.manifest [manifest.json] [profile]``: validate and summarise."""
     args = sys.argv[1:] if argv is None else argv
     path = args[0] if args else "manifest.json"
     try:

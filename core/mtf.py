@@ -6,7 +6,7 @@ Per asset, everything lives in one flat float64 array so the daemon can checkpoi
     [ base rating state | HTF 1: agg state, rating state, last out | HTF 2: ... ]
 
 :func:`mtf_step_nb` consumes one base bar: it steps the base rating, feeds the bar to each
-HTF aggregator (:mod:`core.aggregate`) and, for every HTF bar that closed on this bar,
+HTF aggregator (:mod:`tandem.core.aggregate`) and, for every HTF bar that closed on this bar,
 steps that timeframe's rating and stores its output. Output rows: ``out[0]`` = base
 ratings of this bar, ``out[1 + k]`` = HTF k's last closed ratings (NaN until its first
 close). An HTF value therefore changes only on the base bar where that HTF bar closed
@@ -32,16 +32,21 @@ from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
-
-from core.aggregate import AGG_STATE_SIZE, HTF_BAR_SIZE, MAX_EMIT, agg_step_at_nb, new_agg_state
-from core.indicators.rating import rating_kernel, rating_step_at_nb
-from core.jit import njit
-from core.jit_ready import ready as jit_ready
-from core.ratings import N_RATING_OUT, RATING_STATE_SIZE, new_rating_state
-from core.timeframes import bucket_offset_ms, check_htf, timeframe_to_ms
+from tandem.core.aggregate import (
+    AGG_STATE_SIZE,
+    HTF_BAR_SIZE,
+    MAX_EMIT,
+    agg_step_at_nb,
+    new_agg_state,
+)
+from tandem.core.indicators.rating import rating_kernel, rating_step_at_nb
+from tandem.core.jit import njit
+from tandem.core.jit_ready import ready as jit_ready
+from tandem.core.ratings import N_RATING_OUT, RATING_STATE_SIZE, new_rating_state
+from tandem.core.timeframes import bucket_offset_ms, check_htf, timeframe_to_ms
 
 if TYPE_CHECKING:
-    from core.manifest import Profile
+    from tandem.core.manifest import Profile
 
 HTF_BLOCK = AGG_STATE_SIZE + RATING_STATE_SIZE + N_RATING_OUT
 N_RATINGS = 3  # rating_ma, rating_osc, rating_all (the first three output columns)
@@ -73,7 +78,7 @@ def new_mtf_states(n_assets: int, n_htf: int) -> np.ndarray:
 @njit(cache=True)
 def mtf_step_nb(kern, state, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, scratch, row, out, oo, n_cols):  # noqa: E741
     """Consume one closed base bar (open time ``ts``) of one asset; ``kern`` is the rating
-    kernel's address (:func:`core.indicators.rating.rating_kernel`).
+    kernel's address (:func:`tandem.core.indicators.rating.rating_kernel`).
 
     ``htf_ms``/``htf_off``: int64 per HTF (length and bucket offset, ms). ``use_htf``:
     False for assets that run on the base timeframe only (HTF rows stay NaN and no HTF
@@ -171,7 +176,7 @@ def mtf_batch_nb(kern, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, sta
 def mtf_slice_nb(kern, states, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, out):  # noqa: E741
     """One time slice for all assets (daemon): inputs ``(n_assets,)``, ``out``
     ``(n_assets, 1 + n_htf, N_RATING_OUT)`` (C-contiguous). Same step as the batch;
-    ``kern`` = :func:`core.indicators.rating.rating_kernel`."""
+    ``kern`` = :func:`tandem.core.indicators.rating.rating_kernel`."""
     scratch = np.empty((MAX_EMIT, HTF_BAR_SIZE))
     row = np.empty(N_RATING_OUT)
     flat = out.reshape(-1)
@@ -237,7 +242,7 @@ def compute_mtf_ratings(
     Returns ``(ratings, states)``: ratings ``(n_bars, n_assets, n_tf, 3 or N_RATING_OUT)``
     (``votes=True`` adds the component votes) and the final per-asset states (pass them
     back as ``states`` to continue, or hand them to the daemon). ``kernel``: the rating
-    kernel's address (default :func:`core.indicators.rating.rating_kernel`; the JIT
+    kernel's address (default :func:`tandem.core.indicators.rating.rating_kernel`; the JIT
     warm-up passes a stand-in's to compile this loop without compiling the kernel).
     """
     close = np.asarray(close, dtype=np.float64)

@@ -7,7 +7,7 @@ layout. We therefore key the whole cache by a hash of every source file in ``cor
 change to the core gets a fresh sub-folder, and an unchanged core reuses its compiled code.
 
 The folder must be set before the first ``@njit(cache=True)`` decorator of the core runs.
-Kernel modules import numba's decorators through :mod:`core.jit`, which sets the default
+Kernel modules import numba's decorators through :mod:`tandem.core.jit`, which sets the default
 folder on first import (:func:`numba_cache_folder`) — so numba itself, ~0.6 s to import, loads
 only in processes that use a kernel, never for ``--help`` or a manifest check. The settings
 choose another root (``TANDEM_NUMBA_CACHE_DIR``) and a warm-up worker the parent's exact

@@ -1,6 +1,6 @@
 """TradingView Technical Ratings: the public face.
 
-Kernels (numba) live in :mod:`core.indicators.rating`; this module re-exports the contract
+Kernels (numba) live in :mod:`tandem.core.indicators.rating`; this module re-exports the contract
 names other rooms build on (``new_rating_state``, ``RATING_STATE_SIZE``, ``N_RATING_OUT``,
 ``VOTE_NAMES``, ``rating_step_nb``, ``RATING_WARMUP_BARS``) and adds the pandas-facing
 ``compute_ratings`` and the streaming ``RatingState``.
@@ -12,9 +12,8 @@ import struct
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-
-from core.candles import check_bar, validate_candles
-from core.indicators.rating import (
+from tandem.core.candles import check_bar, validate_candles
+from tandem.core.indicators.rating import (
     LABEL_NONE,
     LABELS,
     N_MA_VOTES,
@@ -167,7 +166,7 @@ def compute_ratings(candles: pd.DataFrame, votes: bool = False) -> pd.DataFrame:
     Returns a frame on the same index with ``rating_ma, rating_osc, rating_all, label``
     (an ordered categorical of ``LABELS``; missing while warming up) and, with
     ``votes=True``, one ``vote_<name>`` column per component. Raises ``ValueError`` naming
-    the first bad row (see :mod:`core.candles`).
+    the first bad row (see :mod:`tandem.core.candles`).
     """
     import pandas as pd
 

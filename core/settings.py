@@ -1,14 +1,14 @@
 """Process settings (pydantic-settings): environment variables ``TANDEM_*`` and ``.env``.
 
 Settings say *where* and *how* a process runs (files, URLs, logging, HTTP); *what* it trades
-lives in the manifest (:mod:`core.manifest`). Every variable is documented in
+lives in the manifest (:mod:`tandem.core.manifest`). Every variable is documented in
 ``.env.example``. Secrets are :class:`~pydantic.SecretStr`: they print as ``**********``
 and :meth:`Settings.safe_dict` is what drivers log.
 
 Environment variables win over ``.env``, which wins over defaults. Unknown ``TANDEM_*``
 keys in ``.env`` are errors (a typo must not silently fall back to a default). The ``.env``
 must be UTF-8 text of at most :data:`MAX_ENV_FILE_BYTES`; values quoted in messages are
-shortened (:func:`core.quoting.quote`).
+shortened (:func:`tandem.core.quoting.quote`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from core.quoting import clip, quote
+from tandem.core.quoting import clip, quote
 
 ENV_PREFIX = "TANDEM_"
 # TANDEM_* variables that belong to other parts of the project, not to Settings.
@@ -142,7 +141,7 @@ class Settings(BaseSettings):
         """Export ``NUMBA_CACHE_DIR`` (call before the first numba import compiles)."""
         if self.numba_cache_dir is not None:
             os.environ["NUMBA_CACHE_DIR"] = str(self.numba_cache_dir)
-            from core.numba_cache import configure_numba_cache
+            from tandem.core.numba_cache import configure_numba_cache
 
             configure_numba_cache(self.numba_cache_dir)
 

@@ -7,7 +7,7 @@ stateless per bar, so a slice and a history give the same numbers bit for bit.
 
 Inputs per bar: ``ratings[asset, tf]`` = the profile's rating (``rating_all|ma|osc``) of
 each timeframe in ``profile.timeframes`` order (base first; higher timeframes hold their
-last *closed* value, see :mod:`core.mtf`).
+last *closed* value, see :mod:`tandem.core.mtf`).
 
 **wide**: ``score = Σ w_k r_k / Σ w_k``; NaN if any timeframe's rating is NaN (warm-up or
 missing bar). ``signal = +1`` if ``score > entry_threshold``, ``-1`` if
@@ -37,13 +37,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from core.jit import njit
-from core.jit_ready import ready as jit_ready
-from core.timeframes import bucket_offset_ms, timeframe_to_ms
+from tandem.core.jit import njit
+from tandem.core.jit_ready import ready as jit_ready
+from tandem.core.timeframes import bucket_offset_ms, timeframe_to_ms
 
 if TYPE_CHECKING:
-    from core.manifest import Profile
+    from tandem.core.manifest import Profile
 
 MODE_WIDE = 0
 MODE_VOTE = 1
@@ -262,7 +261,7 @@ def compute_signals(
 ) -> Signals:
     """Map MTF ratings to signals — the one rule both drivers call.
 
-    ``ratings``: ``(n_bars, n_assets, n_tf, k)`` as :func:`core.mtf.compute_mtf_ratings`
+    ``ratings``: ``(n_bars, n_assets, n_tf, k)`` as :func:`tandem.core.mtf.compute_mtf_ratings`
     returns (``k >= 3``: ma, osc, all, ...); the profile's rating is picked here. Assets in
     ``profile.assets`` order, timeframes in ``profile.timeframes`` order. ``ts_close``:
     int64 ``(n_bars,)`` bar close times (open ts + base timeframe). The daemon passes one
@@ -308,7 +307,7 @@ def ratings_from_candles(
     combiner is stateless per bar, so the result is the same as one call of
     :func:`signals_from_candles`.
     """
-    from core.mtf import MtfConfig, compute_mtf_ratings, use_htf_mask  # ratings are heavy
+    from tandem.core.mtf import MtfConfig, compute_mtf_ratings, use_htf_mask  # ratings are heavy
 
     return compute_mtf_ratings(
         MtfConfig.from_profile(profile), ts, open_, high, low, close, volume,
@@ -332,7 +331,7 @@ def signals_from_candles(
     ``ts``: bar open times (int64 ms); prices ``(n_bars, n_assets)`` with assets in
     ``symbols`` order (default ``profile.assets``), NaN = missing bar. This is the batch
     path the backtest and the look-ahead probe use; the daemon runs the same kernels one
-    slice at a time (``core.mtf.mtf_slice_nb`` then :func:`compute_signals`).
+    slice at a time (``tandem.core.mtf.mtf_slice_nb`` then :func:`compute_signals`).
     """
     ratings, states = ratings_from_candles(profile, ts, open_, high, low, close, volume, symbols,
                                            states)

@@ -21,7 +21,7 @@ Rules (the contract, see docs/CONTRACTS.md):
   a backtest has already used.
 * Bars with a NaN/inf price or a negative volume are rejected on ``append``
   (``ValueError``); the store does not repair bad candles (real data keeps real bad prints).
-* **Reading** goes through the one source policy of :mod:`core.candles` for every source
+* **Reading** goes through the one source policy of :mod:`tandem.core.candles` for every source
   (store, CSV folder, universe Parquet): timestamps by type or epoch magnitude, sorted and
   deduplicated (first wins, logged), on the timeframe's grid (else :class:`CandleStoreError`),
   bad bars dropped and logged (they read as missing bars). The file itself is never changed.
@@ -53,8 +53,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import structlog
-
-from core.candles import CandleDataError, clean_candles, timestamps_to_ms
+from tandem.core.candles import CandleDataError, clean_candles, timestamps_to_ms
 
 try:  # POSIX only; elsewhere appends are not guarded against a concurrent writer
     import fcntl
@@ -578,7 +577,7 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 
 def _clean(ts: np.ndarray, values: np.ndarray, timeframe: str, where: str) -> Arrays:
-    """The one read policy (:func:`core.candles.clean_candles`), errors as CandleStoreError."""
+    """The one read policy (:func:`tandem.core.candles.clean_candles`), errors as CandleStoreError."""
     try:
         return clean_candles(ts, values, timeframe, where)
     except CandleDataError as exc:

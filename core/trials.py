@@ -1,8 +1,8 @@
 """Many trials per kernel call: the combiner and the engine over shared ratings.
 
 A parameter sweep computes the MTF ratings once; each trial then runs only
-:func:`core.signals.signals_rows_nb` (the combiner) and
-:func:`core.engine.kernels.run_batch_nb` (the engine) — the same kernels ``run`` and the
+:func:`tandem.core.signals.signals_rows_nb` (the combiner) and
+:func:`tandem.core.engine.kernels.run_batch_nb` (the engine) — the same kernels ``run`` and the
 daemon use, so a trial's fills are the fills ``run`` gives for that profile.
 
 Each trial × segment (a bar range ``[lo, hi)``; walk-forward folds are segments) starts flat
@@ -11,7 +11,7 @@ chunks (:data:`CHUNK`) into one reusable signal buffer, once per distinct combin
 (trials that differ only in engine settings share it); the engine then steps over the
 segment, pausing when its fill buffer is full (its state carries over, so this is exact).
 
-A trial with a portfolio weighting (:mod:`core.weighting`; ``TrialBatch.weighting``) runs
+A trial with a portfolio weighting (:mod:`tandem.core.weighting`; ``TrialBatch.weighting``) runs
 one segment at a time: its combiner rows once over the data, then per segment the
 weighting kernel as ``run`` drives it (the window fed from the first loaded bar, rebalances
 from the segment's first bar, a fresh book), and the engine on those targets. The weighting
@@ -19,7 +19,7 @@ kernels are only compiled when such a trial runs (they need scipy, an extra), ne
 :func:`run_trials_nb`.
 
 Statistics are computed here from the equity and the raw fill rows (round trips paired as
-:func:`core.journal.trades_table` does), with the definitions of ``backtest.stats``
+:func:`tandem.core.journal.trades_table` does), with the definitions of ``tandem.backtest.stats``
 (a test holds them equal to ``compute_stats`` on a real run); the order of some float sums
 differs, so they agree to rounding, not bit for bit.
 """
@@ -30,9 +30,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from core.engine.kernels import run_batch_nb
-from core.engine.layout import (
+from tandem.core.engine.kernels import run_batch_nb
+from tandem.core.engine.layout import (
     A_BLOCK,
     A_POS,
     F_ASSET,
@@ -49,9 +48,9 @@ from core.engine.layout import (
     S_CASH,
     S_LAST_TS,
 )
-from core.engine.params import N_PARAMS, P_INITIAL_CASH
-from core.jit import njit
-from core.signals import signals_rows_nb
+from tandem.core.engine.params import N_PARAMS, P_INITIAL_CASH
+from tandem.core.jit import njit
+from tandem.core.signals import signals_rows_nb
 
 CHUNK = 512
 
@@ -78,7 +77,7 @@ N_STATS = len(STAT_NAMES)
 
 @njit(cache=True)
 def equity_stats_nb(eq, initial_cash, ppy, out):
-    """Return-based statistics of one equity path (``backtest.stats`` definitions)."""
+    """Return-based statistics of one equity path (``tandem.backtest.stats`` definitions)."""
     n_bars = eq.shape[0]
     prev = initial_cash
     n = 0
@@ -140,7 +139,7 @@ def _reset_state(astate, pstate, cash):
 
 @njit(cache=True)
 def _account_fill(f, held, tdir, tin_q, tin_v, tout_q, tout_v, tfee, acc):
-    """Pair one fill into its asset's round trip (core.journal.trades_table's rule).
+    """Pair one fill into its asset's round trip (tandem.core.journal.trades_table's rule).
 
     ``acc``: [n_closed, n_wins, gross_win, gross_loss, fees, n_fills, n_open_positions].
     """
@@ -348,9 +347,9 @@ def _call(ratings, ts_close, o, h, lo, c, mtf_mask, sp, w, ep, seg_lo, seg_hi, s
 def _weighted_targets(ratings, ts_close, c, warm_close, mtf_mask, sp, w, portfolio, seg_lo,  # noqa: ANN001, ANN202
                       seg_hi):
     """One weighted trial's engine input per segment: the combiner over ``[0, max hi)``,
-    then :func:`core.weighting.apply_weighting` over the warm-up closes and ``[0, hi)``,
+    then :func:`tandem.core.weighting.apply_weighting` over the warm-up closes and ``[0, hi)``,
     rebalancing from ``lo`` on — as ``run`` does with ``lo`` its first tradable bar."""
-    from core.weighting import apply_weighting
+    from tandem.core.weighting import apply_weighting
 
     end = int(seg_hi.max())
     n = c.shape[1]

@@ -9,9 +9,9 @@ The backtest (:data:`BACKTEST_GROUPS`) runs its pipeline inside one :func:`jit_w
 block: a worker compiles the MTF loop, the combiner and the engine while the backtest's
 own process loads the candles and compiles the rating kernel (the biggest compile; the MTF
 loop calls it through a function pointer, so the loop compiles without it). Each core
-stage calls :func:`ready` right before its kernels run — :func:`core.mtf.compute_mtf_ratings`
-after it got the rating kernel, :func:`core.signals.compute_signals`,
-:func:`core.engine.run_batch` — which, inside such a block, waits for the worker compiling
+stage calls :func:`ready` right before its kernels run — :func:`tandem.core.mtf.compute_mtf_ratings`
+after it got the rating kernel, :func:`tandem.core.signals.compute_signals`,
+:func:`tandem.core.engine.run_batch` — which, inside such a block, waits for the worker compiling
 that stage and then finds the stage's kernels in the cache (a load takes milliseconds, a
 compile seconds); outside a block it returns at once. So the driver reads as its pipeline,
 and the waits sit exactly where the kernels are needed.
@@ -28,12 +28,12 @@ keys); the jobs below therefore compile exactly the one signature per kernel tha
 uses — the engine's kernel is typed by the profile's execution mode.
 
 Markers: after a job succeeded, the worker leaves a small ``warm-<job>.ok`` file in the
-cache folder (which :mod:`core.numba_cache` keys by a hash of the core's sources, so any
+cache folder (which :mod:`tandem.core.numba_cache` keys by a hash of the core's sources, so any
 change to the core means a new, empty folder without markers). A warm start therefore costs
 a few ``stat`` calls and spawns nothing. Missing markers with a full cache (e.g. a run made
 with the warm-up switched off) only cost one quick worker round that loads, not compiles.
 
-Workers are fresh interpreters (``python -m core.warmup``), as with multiprocessing's
+Workers are fresh interpreters (``python -m tandem.core.warmup``), as with multiprocessing's
 ``spawn`` — forking a process that has initialised LLVM is not safe — but without
 ``spawn``'s re-import of the caller's ``__main__`` (a user script without a main guard
 would run its whole backtest again in each worker). Workers that fail, or a platform that
@@ -56,15 +56,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import structlog
-
-from core.jit_ready import _BLOCK, ready  # noqa: F401 - ready is part of this API
+from tandem.core.jit_ready import _BLOCK, ready  # noqa: F401 - ready is part of this API
 
 # subprocess and tempfile are imported where a worker is started: every core stage imports
 # this module (for :func:`ready`), and most processes never start a worker.
 if TYPE_CHECKING:
     import subprocess
 
-    from core.manifest import Profile
+    from tandem.core.manifest import Profile
 
 log = structlog.get_logger(__name__)
 
@@ -116,8 +115,8 @@ def wants_worker() -> bool:
 
 
 def cache_dir() -> Path:
-    """The folder numba caches the core's kernels in (set by :mod:`core.numba_cache`)."""
-    from core.numba_cache import numba_cache_folder
+    """The folder numba caches the core's kernels in (set by :mod:`tandem.core.numba_cache`)."""
+    from tandem.core.numba_cache import numba_cache_folder
 
     return numba_cache_folder()
 
@@ -181,7 +180,7 @@ def _dummy_bars(n_assets: int) -> tuple[np.ndarray, ...]:
 
 def _job_ratings(profile: Profile) -> None:
     """MTF ratings, kernel included, through the backtest's own batch path."""
-    from core.signals import ratings_from_candles
+    from tandem.core.signals import ratings_from_candles
 
     syms = list(profile.assets)
     ts, o, h, lo, c, v = _dummy_bars(len(syms))
@@ -190,18 +189,18 @@ def _job_ratings(profile: Profile) -> None:
 
 def _job_kernel(profile: Profile) -> None:
     """The rating kernel itself (the biggest compile)."""
-    from core.indicators.rating import rating_kernel
+    from tandem.core.indicators.rating import rating_kernel
 
     rating_kernel()
 
 
 def _job_mtf(profile: Profile) -> None:
-    """The MTF loop (the backtest's call of :func:`core.mtf.compute_mtf_ratings`) without
+    """The MTF loop (the backtest's call of :func:`tandem.core.mtf.compute_mtf_ratings`) without
     compiling the rating kernel: the loop gets the kernel as an address, so its machine
     code does not depend on the kernel; a stand-in of the same C signature that compiles
     in a blink lets the dummy run call something real."""
-    from core.indicators.rating import stand_in_kernel
-    from core.mtf import MtfConfig, compute_mtf_ratings, use_htf_mask
+    from tandem.core.indicators.rating import stand_in_kernel
+    from tandem.core.mtf import MtfConfig, compute_mtf_ratings, use_htf_mask
 
     syms = list(profile.assets)
     ts, o, h, lo, c, v = _dummy_bars(len(syms))
@@ -211,8 +210,8 @@ def _job_mtf(profile: Profile) -> None:
 
 def _job_signals(profile: Profile) -> None:
     """The signal combiner on ratings shaped as the MTF batch returns them."""
-    from core.manifest import RATING_COLUMNS
-    from core.signals import compute_signals
+    from tandem.core.manifest import RATING_COLUMNS
+    from tandem.core.signals import compute_signals
 
     n = len(profile.assets)
     ratings = np.zeros((_BARS, n, len(profile.timeframes), len(RATING_COLUMNS)))
@@ -221,7 +220,7 @@ def _job_signals(profile: Profile) -> None:
 
 def _job_engine(profile: Profile) -> None:
     """The engine's batch kernel, typed for the profile's execution mode."""
-    from core.engine import EngineConfig, run_batch_raw
+    from tandem.core.engine import EngineConfig, run_batch_raw
 
     n = len(profile.assets)
     ts, o, h, lo, c, _ = _dummy_bars(n)
@@ -244,15 +243,15 @@ def run_jobs(profile: Profile, jobs: Sequence[str]) -> dict[str, float]:
 
 
 def _worker(spec_path: str) -> None:
-    """Worker process entry (``python -m core.warmup SPEC``): same cache folder as the
+    """Worker process entry (``python -m tandem.core.warmup SPEC``): same cache folder as the
     parent, then the jobs, then the markers."""
-    from core.numba_cache import use_numba_cache_folder
+    from tandem.core.numba_cache import use_numba_cache_folder
 
     spec = json.loads(Path(spec_path).read_text())
     # Before any kernel module is imported: numba reads CACHE_DIR when a cached dispatcher
     # is created. The parent's folder wins over whatever this process would derive.
     use_numba_cache_folder(spec["folder"])
-    from core.manifest import parse_manifest
+    from tandem.core.manifest import parse_manifest
 
     name = spec["name"]
     profile = parse_manifest({"profiles": {name: spec["profile"]}}, source="warmup").profile(name)
@@ -337,10 +336,11 @@ def start_warmup(
     w = Warmup(groups=todo)
     folder = cache_dir()
     name = profile.name or "profile"
-    env = dict(os.environ)
-    # The workers import this very core, wherever it lives (checkout or installed).
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    # The workers import this very core, wherever it lives (checkout or installed): they
+    # start in the folder that holds the `tandem` package, first on a `-m` child's path.
+    import tandem
+
+    root = str(Path(tandem.__file__).resolve().parents[1])
     try:
         for group in todo:
             spec = tempfile.NamedTemporaryFile("w", suffix=".json", prefix="tandem-warmup-",
@@ -353,7 +353,7 @@ def start_warmup(
             # has initialised LLVM is unsafe), but without re-importing the caller's
             # __main__: a script without a main guard would run again in every worker.
             proc = subprocess.Popen(
-                [sys.executable, "-m", "core.warmup", spec.name], env=env, cwd=root,
+                [sys.executable, "-m", "tandem.core.warmup", spec.name], cwd=root,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
             )
             w.procs.append(proc)

@@ -1,8 +1,8 @@
 """Portfolio weighting: how much each eligible asset gets at a rebalance — one rule, both drivers.
 
-:func:`core.signals.signals_rows_nb` decides *which* assets may hold weight (signal +1 on
+:func:`tandem.core.signals.signals_rows_nb` decides *which* assets may hold weight (signal +1 on
 a rebalance bar) and writes the original ``score`` targets. When a profile changes any
-``portfolio.weighting`` setting (:meth:`core.manifest.Portfolio.plain_score` is False),
+``portfolio.weighting`` setting (:meth:`tandem.core.manifest.Portfolio.plain_score` is False),
 both drivers then pass the same rows through :func:`weights_rows_nb`: the backtest over
 its whole loaded history (warm-up bars with ``trade=False``), the daemon one slice at a
 time through :func:`weights_step_nb`. The kernel keeps its state in one float64 array
@@ -61,8 +61,7 @@ measured against targets, not against the drifted or stopped holdings.
 from __future__ import annotations
 
 import numpy as np
-
-from core.jit import njit
+from tandem.core.jit import njit
 
 W_SCORE = 0
 W_EQUAL = 1

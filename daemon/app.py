@@ -15,7 +15,7 @@ Lifecycle of :meth:`Daemon.run`:
    land between slices;
 5. on stop (SIGTERM/SIGINT or ``stop()``): feeds cancelled, state closed, return.
 
-The daemon holds no trading rule: the stepper (:mod:`daemon.strategy`) calls the core.
+The daemon holds no trading rule: the stepper (:mod:`tandem.daemon.strategy`) calls the core.
 """
 
 from __future__ import annotations
@@ -32,15 +32,14 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import ccxt
-
-from daemon.client import build_exchange
-from daemon.feeds import CandleFeed, FeedSupervisor
-from daemon.jobs import build_scheduler
-from daemon.logconfig import get_logger
-from daemon.memory import release_memory
-from daemon.slices import Slice, SliceAssembler, make_slice
-from daemon.state import ClosedCandle, StateStore
-from daemon.warmstart import JOURNAL_AT_ONCE_ROWS, WarmupSink
+from tandem.daemon.client import build_exchange
+from tandem.daemon.feeds import CandleFeed, FeedSupervisor
+from tandem.daemon.jobs import build_scheduler
+from tandem.daemon.logconfig import get_logger
+from tandem.daemon.memory import release_memory
+from tandem.daemon.slices import Slice, SliceAssembler, make_slice
+from tandem.daemon.state import ClosedCandle, StateStore
+from tandem.daemon.warmstart import JOURNAL_AT_ONCE_ROWS, WarmupSink
 
 log = get_logger("daemon")
 T = TypeVar("T")
@@ -58,7 +57,7 @@ class SliceFailedError(RuntimeError):
 
 class SliceStepper(Protocol):
     """What the daemon needs from the strategy (implemented over the core in
-    :class:`daemon.strategy.ProfileStepper`)."""
+    :class:`tandem.daemon.strategy.ProfileStepper`)."""
 
     symbols: list[str]
 
@@ -217,7 +216,7 @@ class Daemon:
                 return 0
             history = None
             if cfg.candle_store is not None:
-                from daemon.history import StoreHistory
+                from tandem.daemon.history import StoreHistory
 
                 history = StoreHistory(cfg.candle_store, cfg.candle_store_exchange,
                                        cfg.base_timeframe)

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.exiting import exit_fast
+from tandem.core.exiting import exit_fast
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 #: Upper bound of every duration option (s): larger values overflow the event loop's timers
@@ -39,7 +39,7 @@ BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"
 
 
 def one_blas_thread() -> None:
-    """One BLAS thread for the daemon, unless the user chose otherwise. core.weighting's
+    """One BLAS thread for the daemon, unless the user chose otherwise. tandem.core.weighting's
     kernels multiply small matrices (a lookback × 126 assets) through numba → scipy's
     OpenBLAS, whose thread pool costs more than it saves there and, on a busy machine,
     spins against the event loop and the other processes (bench/weighting.py: README).
@@ -82,8 +82,7 @@ def _number(kind: type, lo: float, hi: float, *, lo_open: bool = False):
 def _date(text: str) -> int:
     """argparse type: a UTC date/time or epoch ms -> epoch ms (as ``tandem-backtest``)."""
     import pandas as pd
-
-    from core.store import to_ms
+    from tandem.core.store import to_ms
 
     try:
         ms = to_ms(text)
@@ -132,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--rest-url", help="override TANDEM_EXCHANGE_REST_URL")
     run.add_argument("--ws-url", help="override TANDEM_EXCHANGE_WS_URL")
     run.add_argument("--http", action="store_true",
-                     help="serve /health, /metrics, /positions, /fills (daemon.ops; on by "
+                     help="serve /health, /metrics, /positions, /fills (tandem.daemon.ops; on by "
                           "default, TANDEM_HTTP_ENABLED=false turns it off)")
 
     rep = sub.add_parser("replay", help="play stored history through the emulator and the "
@@ -171,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``tandem-daemon``."""
     one_blas_thread()
     args = _parser().parse_args(argv)
-    from daemon.state import StateDbError
+    from tandem.daemon.state import StateDbError
 
     try:
         if args.cmd == "status":
@@ -210,7 +209,7 @@ def _check_out(path: Path | None, option: str = "--out") -> None:
     """An output folder must be usable BEFORE the run, not after it (exit 2)."""
     if path is None:
         return
-    from core.outpaths import OutPathError, check_out_dir
+    from tandem.core.outpaths import OutPathError, check_out_dir
 
     try:
         check_out_dir(path, option)
@@ -225,7 +224,7 @@ def _iso(ms: int) -> str:
 
 
 def _settings(**overrides: Any):
-    from core.settings import SettingsError, load_settings
+    from tandem.core.settings import SettingsError, load_settings
 
     try:
         return load_settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -238,7 +237,7 @@ def _db_path(args) -> Path:
 
 
 def _status(args) -> int:
-    from daemon.state import StateStore
+    from tandem.daemon.state import StateStore
 
     db = _db_path(args)
     if not db.exists():
@@ -249,8 +248,8 @@ def _status(args) -> int:
 
 
 def _export(args) -> int:
-    from daemon.export import export_fills
-    from daemon.state import StateStore
+    from tandem.daemon.export import export_fills
+    from tandem.daemon.state import StateStore
 
     db = _db_path(args)
     if not db.exists():
@@ -265,8 +264,8 @@ def _export(args) -> int:
 def _serve(args) -> int:
     settings = _settings()
     settings.apply_numba_cache_dir()
-    from core.manifest import ManifestError, load_manifest, resolve_manifest_path
-    from daemon.logconfig import configure_logging
+    from tandem.core.manifest import ManifestError, load_manifest, resolve_manifest_path
+    from tandem.daemon.logconfig import configure_logging
 
     fmt = args.log_format or "auto"
     configure_logging(fmt, args.log_level or settings.log_level)
@@ -277,7 +276,7 @@ def _serve(args) -> int:
         raise _UsageError(str(exc)) from None
     if args.warmup_bars is not None:
         profile = _with_warmup(profile, args.warmup_bars)
-    from daemon.venues import VenueError, check_venue
+    from tandem.daemon.venues import VenueError, check_venue
 
     try:
         # Before anything starts (issue 20): a venue the daemon cannot trade is refused
@@ -288,9 +287,8 @@ def _serve(args) -> int:
     for option in ("export_dir", "out"):
         _check_out(getattr(args, option, None), "--" + option.replace("_", "-"))
     import ccxt
-
-    from daemon.app import SliceFailedError, UnknownSymbolError
-    from daemon.state import ProfileChangedError, StateDbError
+    from tandem.daemon.app import SliceFailedError, UnknownSymbolError
+    from tandem.daemon.state import ProfileChangedError, StateDbError
 
     try:
         if args.cmd == "run":
@@ -329,7 +327,7 @@ def _serve(args) -> int:
         raise
     except Exception as exc:  # noqa: BLE001 - e.g. ccxt choking on a server's odd answer
         # Still one line for the user; the traceback is in the log at DEBUG level.
-        from daemon.logconfig import get_logger
+        from tandem.daemon.logconfig import get_logger
 
         get_logger("cli").debug("daemon_failed", exc_info=True)
         raise _DataError(f"{args.cmd} failed: {type(exc).__name__}: {_clip(str(exc))}") from None
@@ -340,26 +338,26 @@ class _NotRaised(Exception):
 
 
 def _candle_store_error() -> type[Exception]:
-    """``core.store.CandleStoreError`` once something imported ``core.store`` (only then can
+    """``tandem.core.store.CandleStoreError`` once something imported ``tandem.core.store`` (only then can
     it be raised; an ``except`` clause evaluates this when an exception reaches it). Not
     imported up front: it brings pandas and pyarrow, ~60 MB of a live daemon's resident
     set that ``run`` without a candle store never uses."""
-    store = sys.modules.get("core.store")
+    store = sys.modules.get("tandem.core.store")
     return store.CandleStoreError if store is not None else _NotRaised
 
 
 def _check_db(db: Path) -> None:
     """Open the state database once before anything starts (HTTP, emulator, compile), so
     a folder, an uncreatable path or a non-SQLite file fails first, with one line
-    (:class:`daemon.state.StateDbError`, mapped to an exit code in :func:`main`)."""
-    from daemon.state import StateStore
+    (:class:`tandem.daemon.state.StateDbError`, mapped to an exit code in :func:`main`)."""
+    from tandem.daemon.state import StateStore
 
     StateStore(db).close()
 
 
 def _empty_range(src, profile, data: Path, start: int | None, end: int | None) -> str:
     """Why the requested range holds no bars, with what the data does cover."""
-    from core.timeframes import timeframe_to_ms
+    from tandem.core.timeframes import timeframe_to_ms
 
     tf = profile.base_timeframe
     try:
@@ -394,7 +392,7 @@ def _clip(text: str, n: int = 300) -> str:
 def _with_warmup(profile, warmup_bars: int):
     """The profile with ``--warmup-bars``, validated again like the manifest itself (the
     backtest's override does the same): the warm-up bound applies to the override too."""
-    from core.manifest import ManifestError, parse_manifest
+    from tandem.core.manifest import ManifestError, parse_manifest
 
     data = profile.model_dump(mode="json")
     data["warmup_bars"] = int(warmup_bars)
@@ -406,8 +404,8 @@ def _with_warmup(profile, warmup_bars: int):
 
 
 def _daemon_config(args, settings, profile, db: Path):
-    from core.timeframes import timeframe_to_ms
-    from daemon.app import DaemonConfig
+    from tandem.core.timeframes import timeframe_to_ms
+    from tandem.daemon.app import DaemonConfig
 
     return DaemonConfig(
         profile_name=profile.name,
@@ -446,10 +444,10 @@ def _build_ops(settings, db: Path, *, notify: bool = True):
     """Ops for ``run`` (and ``replay --http``), built before the event loop so that a
     non-loopback bind without a token (or any ops setting problem) exits 2 naming the
     field, before READY. ``notify=False``: no sd_notify (a replay is not the service)."""
-    from daemon.logconfig import get_logger
-    from daemon.ops import InsecureBindError, Ops, OpsConfig
-    from daemon.ops.alerts import NotifyConfigError
-    from daemon.ops.provider import SqliteStateProvider
+    from tandem.daemon.logconfig import get_logger
+    from tandem.daemon.ops import InsecureBindError, Ops, OpsConfig
+    from tandem.daemon.ops.alerts import NotifyConfigError
+    from tandem.daemon.ops.provider import SqliteStateProvider
 
     try:
         cfg = OpsConfig.from_settings(settings)
@@ -461,8 +459,8 @@ def _build_ops(settings, db: Path, *, notify: bool = True):
 
 
 async def _run_live(args, settings, profile, ops=None) -> int:
-    from daemon.app import Daemon
-    from daemon.strategy import stepper_factory
+    from tandem.daemon.app import Daemon
+    from tandem.daemon.strategy import stepper_factory
 
     cfg = _daemon_config(args, settings, profile, args.db or settings.state_db)
     # Warm up from the local candle store when there is one (issue 18): REST fetches only
@@ -487,14 +485,14 @@ async def _run_live(args, settings, profile, ops=None) -> int:
 
 
 async def _run_replay(args, settings, profile, ops=None) -> int:
-    from core.store import CandleStoreError, open_candles
-    from core.timeframes import timeframe_to_ms
-    from daemon.app import Daemon
-    from daemon.emulator.market import MarketData
-    from daemon.export import export_fills
-    from daemon.replay import run_replay
-    from daemon.state import StateStore
-    from daemon.strategy import stepper_factory
+    from tandem.core.store import CandleStoreError, open_candles
+    from tandem.core.timeframes import timeframe_to_ms
+    from tandem.daemon.app import Daemon
+    from tandem.daemon.emulator.market import MarketData
+    from tandem.daemon.export import export_fills
+    from tandem.daemon.replay import run_replay
+    from tandem.daemon.state import StateStore
+    from tandem.daemon.strategy import stepper_factory
 
     db = _replay_db(args, settings, profile)
     tf = timeframe_to_ms(profile.base_timeframe)
@@ -571,7 +569,7 @@ def _print_summary(name: str, fills, status: dict, db: Path, paths: list[Path]) 
                      f"{fills['cash_after'].iloc[-1]:.2f}")
     open_pos = status.get("positions") or {}
     lines.append(f"  open positions: {open_pos or 'none'}")
-    from core.fingerprint import fingerprint_line
+    from tandem.core.fingerprint import fingerprint_line
 
     lines.append("  " + fingerprint_line(fills))  # same line as tandem-backtest run prints
     lines.append(f"  journal: {db} (tandem-daemon export-fills --db {db} --out DIR)")

@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import ccxt.pro as ccxtpro
-
-from core.exchange import rest_api_base
-from daemon.feeds import make_live_exchange
-from daemon.restbudget import RestBudget
-from daemon.venues import VenueAdapter, adapter_for
+from tandem.core.exchange import rest_api_base
+from tandem.daemon.feeds import make_live_exchange
+from tandem.daemon.restbudget import RestBudget
+from tandem.daemon.venues import VenueAdapter, adapter_for
 
 
 def exchange_config(rest_url: str | None = None, ws_url: str | None = None) -> dict[str, Any]:
@@ -24,7 +23,7 @@ def exchange_config(rest_url: str | None = None, ws_url: str | None = None) -> d
     the same way.
     """
     try:
-        from core.exchange import exchange_config as core_config  # type: ignore[attr-defined]
+        from tandem.core.exchange import exchange_config as core_config  # type: ignore[attr-defined]
 
         return core_config(rest_url=rest_url, ws_url=ws_url)
     except (ImportError, AttributeError, TypeError):
@@ -49,11 +48,11 @@ def build_exchange(exchange_id: str, rest_url: str | None = None, ws_url: str | 
                    timeout_ms: int = 10_000, *, streams_per_connection: int | None = None,
                    subscribe_msgs_per_s: int | None = None,
                    rest_weight_per_min: int | None = None, venue: VenueAdapter | None = None):
-    """A ccxt.pro exchange with :class:`daemon.feeds.LiveExchangeMixin` hooks: klines
-    subscribed in batches (:mod:`daemon.subscribe`), klines REST paced by a request-weight
-    budget of ``rest_weight_per_min`` (:mod:`daemon.restbudget`). The venue's adapter
-    (:mod:`daemon.venues`) decodes its frames and gives the defaults of the limits (None);
-    a venue without one raises :class:`daemon.venues.VenueError`. ``venue``: an adapter
+    """A ccxt.pro exchange with :class:`tandem.daemon.feeds.LiveExchangeMixin` hooks: klines
+    subscribed in batches (:mod:`tandem.daemon.subscribe`), klines REST paced by a request-weight
+    budget of ``rest_weight_per_min`` (:mod:`tandem.daemon.restbudget`). The venue's adapter
+    (:mod:`tandem.daemon.venues`) decodes its frames and gives the defaults of the limits (None);
+    a venue without one raises :class:`tandem.daemon.venues.VenueError`. ``venue``: an adapter
     not (yet) registered, for its tests."""
     venue = adapter_for(exchange_id) if venue is None else venue
     base = getattr(ccxtpro, exchange_id)

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.journal import write_csv, write_parquet
-from daemon.state import StateStore
+from tandem.core.journal import write_csv, write_parquet
+from tandem.daemon.state import StateStore
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -24,8 +24,8 @@ of through ccxt's ``ArrayCacheByTimestamp``, future resolution, a task wake-up a
 subscribes and how a disconnect reaches it (as a ``NetworkError``). Anything that needs an
 ``await`` (the first update's start, REST backfill of a gap) is handed to the feed task.
 
-Candle validity: the one rule of :mod:`core.candles` (README, "Candle validation"), its
-per-bar face :func:`core.candles.bar_fault` plus the timeframe grid:
+Candle validity: the one rule of :mod:`tandem.core.candles` (README, "Candle validation"), its
+per-bar face :func:`tandem.core.candles.bar_fault` plus the timeframe grid:
 * a closing ws frame that fails it is **not trusted**: logged (``ws_candle_invalid``) and
   the bar is fetched over REST instead;
 * a REST row that fails it is **dropped** (the bar counts as missing, as in the backtest's
@@ -42,14 +42,13 @@ from typing import Any
 
 import ccxt
 import numpy as np
-
-from core.candles import bar_fault, bar_fault_codes
-from core.timeframes import bucket_offset_ms
-from daemon.logconfig import get_logger
-from daemon.restbudget import RestBudget
-from daemon.state import ClosedCandle
-from daemon.subscribe import BatchedKlinesMixin
-from daemon.venues import BinanceAdapter, VenueAdapter
+from tandem.core.candles import bar_fault, bar_fault_codes
+from tandem.core.timeframes import bucket_offset_ms
+from tandem.daemon.logconfig import get_logger
+from tandem.daemon.restbudget import RestBudget
+from tandem.daemon.state import ClosedCandle
+from tandem.daemon.subscribe import BatchedKlinesMixin
+from tandem.daemon.venues import BinanceAdapter, VenueAdapter
 
 log = get_logger("feeds")
 
@@ -61,7 +60,7 @@ Row = list  # [ts, open, high, low, close, volume]
 # ---------------------------------------------------------------------------------------
 def candle_fault(row: Sequence[Any], tf_ms: int | None = None, grid_offset_ms: int = 0) -> str | None:
     """Why ``row`` is not a valid closed candle, or None: the core rule
-    (:func:`core.candles.bar_fault`), plus the timeframe grid when ``tf_ms`` is given."""
+    (:func:`tandem.core.candles.bar_fault`), plus the timeframe grid when ``tf_ms`` is given."""
     try:
         ts = int(row[0])
         o, h, lo, c, v = float(row[1]), float(row[2]), float(row[3]), float(row[4]), float(row[5])
@@ -85,7 +84,7 @@ class LiveExchangeMixin(BatchedKlinesMixin):
     * survives malformed frames (a JSON parse error inside ccxt's receive callback would
       otherwise stop the connection's receive loop silently);
     * stamps ``last_data_at[url]`` on every data frame for the watchdog;
-    * subscribes klines in batches over several connections (:mod:`daemon.subscribe`);
+    * subscribes klines in batches over several connections (:mod:`tandem.daemon.subscribe`);
     * on Binance's ``serverShutdown`` event (the connection is about to end) reconnects that
       connection at once: its feeds resubscribe and fetch over REST what closed meanwhile.
     """
@@ -291,7 +290,7 @@ def live_exchange_class(base: type) -> type:
 def make_live_exchange(base: type, config: dict[str, Any], rest_budget: RestBudget | None = None,
                        venue: VenueAdapter | None = None, **batching: int):
     """Instantiate the live exchange from a ccxt.pro class and a ccxt config dict;
-    ``batching``: see :meth:`daemon.subscribe.BatchedKlinesMixin._batched_init`. With a
+    ``batching``: see :meth:`tandem.daemon.subscribe.BatchedKlinesMixin._batched_init`. With a
     ``rest_budget``, klines requests are paced by it instead of ccxt's throttler."""
     ex = live_exchange_class(base)(config)
     ex._live_init(rest_budget=rest_budget, venue=venue, **batching)
@@ -628,7 +627,7 @@ class CandleFeed:
 
     async def _from_store(self) -> None:
         """Deliver the stored bars that continue ``next_ts`` without a gap (first backfill):
-        checked as arrays (the grid, no gap, :func:`core.candles.bar_fault_codes` — the
+        checked as arrays (the grid, no gap, :func:`tandem.core.candles.bar_fault_codes` — the
         per-row rule's array face); warm-up bars go to the warm-up sink in one chunk."""
         self._history_pending = False
         ts, values = await asyncio.to_thread(self.history.read_arrays, self.symbol,

@@ -3,13 +3,13 @@ download``): read what it holds, fetch only the missing tail over REST, store th
 
 The shipped profiles need 6,024 1h warm-up bars per asset: over REST that is 7 pages per
 asset, ~3,500 requests for 500 assets — more than a minute of Binance's request-weight
-budget at every start. A feed (:class:`daemon.feeds.CandleFeed`) asks :meth:`read_arrays` for its
+budget at every start. A feed (:class:`tandem.daemon.feeds.CandleFeed`) asks :meth:`read_arrays` for its
 first backfill's range and delivers the stored bars that continue it without a gap; REST
 takes over at the first bar the store lacks. The bars REST delivered in that first backfill
 are appended to the store (:meth:`save`, in a worker thread) so the next start reads them.
 
-The store's read policy is the one rule of :mod:`core.candles` (same as the backtest's
-loaders); the feed checks the rows again (the same rule as :func:`daemon.feeds.candle_fault`
+The store's read policy is the one rule of :mod:`tandem.core.candles` (same as the backtest's
+loaders); the feed checks the rows again (the same rule as :func:`tandem.daemon.feeds.candle_fault`
 and the timeframe grid, on arrays) and stops taking stored rows at the first one that fails.
 """
 
@@ -19,16 +19,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from core.store import COLUMNS, CandleStore, CandleStoreError, SymbolNotFoundError
-from daemon.logconfig import get_logger
+from tandem.core.store import COLUMNS, CandleStore, CandleStoreError, SymbolNotFoundError
+from tandem.daemon.logconfig import get_logger
 
 log = get_logger("history")
 _NONE = (np.empty(0, np.int64), np.empty((0, 5)))
 
 
 class StoreHistory:
-    """Closed bars of one exchange and base timeframe from a :class:`core.store.CandleStore`."""
+    """Closed bars of one exchange and base timeframe from a :class:`tandem.core.store.CandleStore`."""
 
     def __init__(self, root: str | Path, exchange: str, timeframe: str):
         self.store = CandleStore(root, exchange=exchange, timeframe=timeframe)

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
-from daemon.logconfig import get_logger
-from daemon.state import StateStore
+from tandem.daemon.logconfig import get_logger
+from tandem.daemon.state import StateStore
 
 log = get_logger("jobs")
 
@@ -57,7 +56,7 @@ def _on_loop(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def export_job(store: StateStore, export_dir: Path) -> list[Path]:
     """Write the journal to ``export_dir/fills.csv`` and ``fills.parquet`` (atomic replace)."""
-    from daemon.export import export_fills  # pandas/pyarrow: only when an export runs
+    from tandem.daemon.export import export_fills  # pandas/pyarrow: only when an export runs
 
     paths = export_fills(store, export_dir)
     log.info("journal_exported", paths=[str(p) for p in paths], fills=store.fill_count())

@@ -1,6 +1,6 @@
 """Replay: paper-trade stored history through the exact live path.
 
-The emulator (``daemon.emulator``) serves the history over Binance's wire protocol on
+The emulator (``tandem.daemon.emulator``) serves the history over Binance's wire protocol on
 127.0.0.1; the daemon connects to it with the real ccxt.pro client, exactly as it would to
 the exchange. Two pacings:
 
@@ -15,10 +15,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from daemon.app import Daemon
-from daemon.emulator.market import MarketData
-from daemon.emulator.server import Emulator
-from daemon.logconfig import get_logger
+from tandem.daemon.app import Daemon
+from tandem.daemon.emulator.market import MarketData
+from tandem.daemon.emulator.server import Emulator
+from tandem.daemon.logconfig import get_logger
 
 log = get_logger("replay")
 
@@ -116,9 +116,9 @@ async def run_replay(
 
 def emulator_class(exchange_id: str) -> type[Emulator]:
     """The emulator speaking ``exchange_id``'s wire protocol (every supported venue has
-    one: that is how it is tested; see daemon.venues)."""
-    from daemon.emulator.bybit import BybitEmulator
-    from daemon.emulator.okx import OkxEmulator
+    one: that is how it is tested; see tandem.daemon.venues)."""
+    from tandem.daemon.emulator.bybit import BybitEmulator
+    from tandem.daemon.emulator.okx import OkxEmulator
 
     classes: dict[str, type[Emulator]] = {"binance": Emulator, "bybit": BybitEmulator,
                                           "okx": OkxEmulator}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from daemon.logconfig import get_logger
+from tandem.daemon.logconfig import get_logger
 
 log = get_logger("restbudget")
 

@@ -21,8 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from daemon.state import ClosedCandle
+from tandem.daemon.state import ClosedCandle
 
 
 @dataclass

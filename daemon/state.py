@@ -342,7 +342,7 @@ class StateStore:
 
     def commit_warmup(self, last_ts: int, blobs: Mapping[str, bytes],
                       meta: Mapping[str, Any]) -> None:
-        """The warm-up of a fresh start (daemon.warmstart), stepped in one batch: the
+        """The warm-up of a fresh start (tandem.daemon.warmstart), stepped in one batch: the
         strategy state as of ``last_ts`` (the bar before ``t0``) becomes the checkpoint and
         ``last_ts`` the last committed slice, atomically. Its journal rows follow
         (:meth:`journal_warmup`)."""

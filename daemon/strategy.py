@@ -2,11 +2,11 @@
 
 Per slice, in this order, and only with the core's step functions:
 
-1. :func:`core.mtf.mtf_slice_nb` — base and higher-timeframe ratings (warm-up included);
-2. :func:`core.signals.signals_step_nb` — the combiner (the kernel ``compute_signals``
-   loops over bars in the backtest), with the profile's :class:`~core.signals.SignalParams`;
-3. :meth:`core.engine.Engine.step_raw` — exits, entries, sizing, fees: the fills, turned
-   into journal rows by :func:`core.journal.fills_frame`.
+1. :func:`tandem.core.mtf.mtf_slice_nb` — base and higher-timeframe ratings (warm-up included);
+2. :func:`tandem.core.signals.signals_step_nb` — the combiner (the kernel ``compute_signals``
+   loops over bars in the backtest), with the profile's :class:`~tandem.core.signals.SignalParams`;
+3. :meth:`tandem.core.engine.Engine.step_raw` — exits, entries, sizing, fees: the fills, turned
+   into journal rows by :func:`tandem.core.journal.fills_frame`.
 
 Warm-up slices (``trade=False``) run step 1 only, exactly as the batch driver seeds its
 indicator state with the warm-up bars before its first tradable bar. No trading rule lives
@@ -23,19 +23,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from core.engine import Engine, EngineConfig
-from core.engine.layout import (
+from tandem.core.engine import Engine, EngineConfig
+from tandem.core.engine.layout import (
     A_POS,
 )
-from core.indicators.rating import rating_kernel, stand_in_kernel
-from core.journal import fill_records
-from core.mtf import N_RATINGS, MtfConfig, mtf_batch_nb, mtf_slice_nb, new_mtf_states, use_htf_mask
-from core.ratings import N_RATING_OUT
-from core.signals import SignalParams, signals_step_nb
-from core.weighting import WeightParams, new_weight_state, weights_step_nb
-from daemon.logconfig import get_logger
-from daemon.slices import Slice
+from tandem.core.indicators.rating import rating_kernel, stand_in_kernel
+from tandem.core.journal import fill_records
+from tandem.core.mtf import (
+    N_RATINGS,
+    MtfConfig,
+    mtf_batch_nb,
+    mtf_slice_nb,
+    new_mtf_states,
+    use_htf_mask,
+)
+from tandem.core.ratings import N_RATING_OUT
+from tandem.core.signals import SignalParams, signals_step_nb
+from tandem.core.weighting import WeightParams, new_weight_state, weights_step_nb
+from tandem.daemon.logconfig import get_logger
+from tandem.daemon.slices import Slice
 
 log = get_logger("daemon")
 
@@ -102,7 +108,7 @@ class ProfileStepper:
         """Warm-up bars of asset ``j`` (``ts`` int64 ``(k,)``, ``values`` ``(k, 5)``: o, h,
         l, c, v) through the backtest's batch kernel on that asset's state row: the same
         steps as :meth:`step` with ``trade=False`` over slices where only this asset has a
-        bar (daemon.warmstart)."""
+        bar (tandem.daemon.warmstart)."""
         if self._kernel is None:
             self._kernel = rating_kernel()
         k = len(ts)
@@ -131,11 +137,11 @@ class ProfileStepper:
         """Load/compile every kernel :meth:`step` uses, on a throwaway copy, so the first
         live slice does not pay for JIT compilation (seconds) while feeds wait.
 
-        On an empty cache with a core idle (:mod:`core.warmup`), a worker process compiles
+        On an empty cache with a core idle (:mod:`tandem.core.warmup`), a worker process compiles
         the rating kernel while this one compiles the slice loop (running a stand-in
         kernel: the loop gets the kernel as an address), the combiner and the engine;
         then the kernel loads from the cache."""
-        from core import warmup
+        from tandem.core import warmup
 
         n = len(self.symbols)
         one = np.ones(n)
@@ -161,7 +167,7 @@ class ProfileStepper:
         """Left in the numba cache folder after a prewarm (that folder is keyed by the
         core's sources, so a changed core starts without it). Keyed by what types the
         kernels: timeframes and execution mode."""
-        from core import warmup
+        from tandem.core import warmup
 
         p = self.profile
         typed = json.dumps([p.base_timeframe, list(p.htfs), p.execution.mode])
@@ -225,5 +231,5 @@ class ProfileStepper:
 
 
 def stepper_factory(profile) -> Callable[[str], ProfileStepper]:  # noqa: ANN001
-    """``run_id -> ProfileStepper`` for :class:`daemon.app.Daemon`."""
+    """``run_id -> ProfileStepper`` for :class:`tandem.daemon.app.Daemon`."""
     return lambda run_id: ProfileStepper(profile, run_id)

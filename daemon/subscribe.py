@@ -15,7 +15,7 @@ futures and reconnect-by-``watch`` — only the subscribe step changes:
 
 The same batching serves every venue whose adapter sets ``batched_subscribe`` (Binance,
 Bybit at 10 topics a message, OKX): the adapter names the streams, builds the subscribe
-message, gives each connection's URL and ccxt's message hash (daemon.venues).
+message, gives each connection's URL and ccxt's message hash (tandem.daemon.venues).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 from collections import deque
 from typing import Any
 
-from daemon.logconfig import get_logger
+from tandem.daemon.logconfig import get_logger
 
 log = get_logger("subscribe")
 
@@ -122,7 +122,7 @@ class BatchedKlinesMixin:
     adapter (its stream names, subscribe message, connection URLs).
 
     Same contract as ccxt's: returns the candles of the next update of (symbol, timeframe)
-    (never, on the fast path of :mod:`daemon.feeds`), raises ``NetworkError`` when its
+    (never, on the fast path of :mod:`tandem.daemon.feeds`), raises ``NetworkError`` when its
     connection drops; calling it again resubscribes the stream on a new connection."""
 
     def _batched_init(self, streams_per_connection: int = 200, per_message: int = 200,

@@ -17,7 +17,7 @@ and replay == backtest parity holds for it. Anything else is refused at start
 
 When a venue's closed flag is missing from a frame the frame is treated as *not closed*
 (never guessed closed): the bar is then proven closed by the first frame of a newer bar and
-fetched over REST (``daemon.feeds.CandleFeed``), so a missing flag costs one REST request,
+fetched over REST (``tandem.daemon.feeds.CandleFeed``), so a missing flag costs one REST request,
 never a wrong bar.
 """
 
@@ -84,7 +84,7 @@ class VenueAdapter:
 
     def rest_rows(self, response: Any) -> list[list]:
         """``[ts, o, h, l, c, v]`` rows, oldest first, of a klines REST answer. A field that
-        does not parse is None (the row then fails ``daemon.feeds.candle_fault``)."""
+        does not parse is None (the row then fails ``tandem.daemon.feeds.candle_fault``)."""
         raise NotImplementedError
 
     def point_at(self, exchange: Any, rest_url: str | None, ws_url: str | None) -> None:
@@ -108,7 +108,7 @@ class VenueAdapter:
         return self.rest_klines_method, self.klines_request(market, interval, since, limit)
 
     def ws_url(self, exchange: Any, index: int) -> str:
-        """The URL of kline connection ``index`` (batched subscriptions, daemon.subscribe).
+        """The URL of kline connection ``index`` (batched subscriptions, tandem.daemon.subscribe).
         ccxt keys its connections by URL, so each index needs its own string."""
         raise NotImplementedError
 
@@ -146,7 +146,7 @@ class BinanceAdapter(VenueAdapter):
     rest_page_limit = 1000
     rest_klines_method = "publicGetKlines"  # GET /api/v3/klines
     batched_subscribe = True
-    tested_against = ("daemon.emulator (Binance protocol: REST klines, SUBSCRIBE batching, "
+    tested_against = ("tandem.daemon.emulator (Binance protocol: REST klines, SUBSCRIBE batching, "
                       "kline frames, ping/pong, limits) via ccxt.pro binance; replay parity")
 
     def is_kline_frame(self, message: Any) -> bool:
@@ -172,7 +172,7 @@ class BinanceAdapter(VenueAdapter):
         return [_row(r, 0, 1) for r in response]
 
     def point_at(self, exchange: Any, rest_url: str | None, ws_url: str | None) -> None:
-        from core.exchange import rest_api_base
+        from tandem.core.exchange import rest_api_base
 
         # ccxt merges urls deeply only for known keys; set them explicitly to be sure.
         api = exchange.urls.setdefault("api", {})
@@ -207,7 +207,7 @@ class BinanceAdapter(VenueAdapter):
 class BybitAdapter(VenueAdapter):
     """Bybit v5 public spot: ``kline.<interval>.<symbol>`` topics, ``confirm`` = closed.
 
-    Tested through the real ccxt.pro ``bybit`` client against :mod:`daemon.emulator.bybit`
+    Tested through the real ccxt.pro ``bybit`` client against :mod:`tandem.daemon.emulator.bybit`
     (Bybit's v5 wire protocol) with replay == backtest parity, and its decoding and paging
     against Bybit's documented payloads. Subscriptions are batched here (ccxt.pro sends one
     topic per ``subscribe``): up to 10 topics a message, Bybit's cap on ``args``."""
@@ -240,7 +240,7 @@ class BybitAdapter(VenueAdapter):
     rest_page_limit = 1000
     rest_klines_method = "publicGetV5MarketKline"  # GET /v5/market/kline
     batched_subscribe = True
-    tested_against = ("daemon.emulator.bybit (Bybit v5 protocol: instruments-info, kline "
+    tested_against = ("tandem.daemon.emulator.bybit (Bybit v5 protocol: instruments-info, kline "
                       "REST, subscribe/ack with the 10-topic cap, kline frames with "
                       "confirm, op ping/pong, the 600 requests / 5 s IP limit with 403) via "
                       "ccxt.pro bybit; replay parity")
@@ -359,7 +359,7 @@ class OkxAdapter(VenueAdapter):
     rest_klines_method = "publicGetMarketCandles"  # GET /api/v5/market/candles
     rest_history_method = "publicGetMarketHistoryCandles"  # GET /api/v5/market/history-candles
     batched_subscribe = True
-    tested_against = ("daemon.emulator.okx (OKX v5 protocol: public instruments, candles "
+    tested_against = ("tandem.daemon.emulator.okx (OKX v5 protocol: public instruments, candles "
                       "and history-candles REST with their limits, business websocket "
                       "subscribe/ack, text ping/pong, candle frames with confirm) via "
                       "ccxt.pro okx; replay parity")

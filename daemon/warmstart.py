@@ -5,7 +5,7 @@ tradable bar ``t0`` (DESIGN.md, "Warm-up"). Stepped as time slices — one core 
 candle objects and one SQLite transaction per slice — the 6,024 warm-up slices were most of
 a 500-asset start (65 s). Here each feed hands its warm-up bars, in order, to
 :class:`WarmupSink` (store rows as arrays, REST pages as they come), which runs them at
-once through :func:`core.mtf.mtf_batch_nb` — the backtest's batch kernel, bit-identical to
+once through :func:`tandem.core.mtf.mtf_batch_nb` — the backtest's batch kernel, bit-identical to
 the slice step (``tests/test_mtf.py``) — on that asset's state row alone: in the MTF stage
 assets are independent, and a missing bar leaves an asset's state untouched, so per asset
 the bars it has are all that matters. The one cross-asset warm-up state, a weighting
@@ -27,8 +27,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
-
-from daemon.logconfig import get_logger
+from tandem.daemon.logconfig import get_logger
 
 log = get_logger("daemon")
 
@@ -42,7 +41,7 @@ _ORIGINS = ("store", "rest", "ws")
 class WarmupSink:
     """Collects each asset's warm-up bars (``ts < end``) and steps them through the core.
 
-    ``stepper`` is a :class:`daemon.strategy.ProfileStepper` (``warm_asset``,
+    ``stepper`` is a :class:`tandem.daemon.strategy.ProfileStepper` (``warm_asset``,
     ``warm_window``). :meth:`begin` opens it once ``t0`` is known; feeds call
     :meth:`takes` and :meth:`bars`; the daemon calls :meth:`finish`."""
 

@@ -22,9 +22,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest_asyncio
-
-from core.exchange import create_exchange
-from daemon.emulator import Emulator, MarketData
+from tandem.core.exchange import create_exchange
+from tandem.daemon.emulator import Emulator, MarketData
 
 SAMPLE_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 

@@ -16,7 +16,7 @@ exit_rules.stop_loss_pct: {low: 0.02, high: 0.04, step: 0.01}
 
 
 def make_inputs(folder: Path, days: int = 60) -> dict[str, Path]:
-    from backtest.demo_data import generate_candles, write_csv_folder
+    from tandem.backtest.demo_data import generate_candles, write_csv_folder
 
     data = folder / "data"
     write_csv_folder(generate_candles(SYMS, start="2024-01-01", n_bars=24 * days, seed=11), data)
@@ -42,7 +42,7 @@ def slow_evaluate_chunk(data, base, trials):  # noqa: ANN001, ANN201
     """evaluate_chunk that takes long enough for a test to kill its worker mid-task."""
     import time
 
-    from backtest.sweep.evaluate import evaluate_chunk
+    from tandem.backtest.sweep.evaluate import evaluate_chunk
 
     time.sleep(0.4)
     return evaluate_chunk(data, base, trials)

@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from core.aggregate import (
+from tandem.core.aggregate import (
     AGG_STATE_SIZE,
     HTF_BAR_SIZE,
     MAX_EMIT,
@@ -16,7 +15,8 @@ from core.aggregate import (
     aggregate_candles,
     new_agg_state,
 )
-from core.timeframes import bucket_offset_ms, timeframe_to_ms
+from tandem.core.timeframes import bucket_offset_ms, timeframe_to_ms
+
 from tests.conftest import read_shared_csv
 
 COLS = ["open", "high", "low", "close", "volume"]

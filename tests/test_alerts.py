@@ -17,14 +17,14 @@ import structlog
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
+from tandem.daemon.app import Daemon, DaemonConfig
+from tandem.daemon.ops import Health, HealthConfig, Metrics, Ops, OpsConfig
+from tandem.daemon.ops.alerts import Alerts, NotifyConfigError, format_fills
+from tandem.daemon.ops.provider import SqliteStateProvider
+from tandem.daemon.replay import run_replay
+from tandem.daemon.state import StateStore
+from tandem.daemon.strategy import stepper_factory
 
-from daemon.app import Daemon, DaemonConfig
-from daemon.ops import Health, HealthConfig, Metrics, Ops, OpsConfig
-from daemon.ops.alerts import Alerts, NotifyConfigError, format_fills
-from daemon.ops.provider import SqliteStateProvider
-from daemon.replay import run_replay
-from daemon.state import StateStore
-from daemon.strategy import stepper_factory
 from tests.test_daemon_support import (
     TF_MS,
     assert_journal_equal,
@@ -223,7 +223,7 @@ def test_a_url_apprise_cannot_use_is_refused_without_echoing_it():
 
 
 def test_cli_exits_2_on_a_bad_notify_url(monkeypatch, capsys, tmp_path):
-    from daemon.cli import main
+    from tandem.daemon.cli import main
 
     monkeypatch.chdir(tmp_path)  # no .env here
     monkeypatch.setenv("TANDEM_NOTIFY_URLS", f"nonsense-{SECRET}")
@@ -278,7 +278,7 @@ async def test_a_hanging_target_neither_blocks_the_loop_nor_the_stop():
 
 
 def test_notify_urls_setting_is_a_secret():
-    from core.settings import load_settings
+    from tandem.core.settings import load_settings
 
     st = load_settings(env_file=None, notify_urls=f"json://127.0.0.1:9/{SECRET}, ")
     assert isinstance(st.notify_urls, SecretStr)

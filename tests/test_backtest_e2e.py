@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from backtest.cli import main
+from tandem.backtest.cli import main
 
 pytestmark = pytest.mark.data
 
@@ -59,7 +58,13 @@ def runs(universe: Path, tmp_path_factory) -> dict[tuple[str, str], Path]:
 
 
 def test_journal_schema_for_every_profile_and_mode(runs):
-    from core.journal import FILL_COLUMNS, FILLS_SCHEMA, fills_to_models, read_csv, read_parquet
+    from tandem.core.journal import (
+        FILL_COLUMNS,
+        FILLS_SCHEMA,
+        fills_to_models,
+        read_csv,
+        read_parquet,
+    )
 
     start = pd.Timestamp(FROM, tz="UTC").value // 10**6
     end = pd.Timestamp(TO, tz="UTC").value // 10**6
@@ -90,8 +95,8 @@ def test_journal_schema_for_every_profile_and_mode(runs):
 
 def test_equity_equals_the_journal_rebuild(runs, universe):
     """equity.csv (the engine's) equals equity rebuilt from fills.csv + closes alone."""
-    from core.journal import equity_series, read_csv
-    from core.store import open_candles
+    from tandem.core.journal import equity_series, read_csv
+    from tandem.core.store import open_candles
 
     src = open_candles(universe)
     a = src.load_aligned(SYMS, "1h", FROM, TO)
@@ -117,7 +122,7 @@ def test_csv_folder_and_universe_parquet_agree(runs, shared_data, tmp_path):
     core = SYMS[:4]
     if not all((shared_data / f"binance_{s.replace('/', '-')}_1h.csv").exists() for s in core):
         pytest.skip("binance 1h CSV files not found")
-    from core.journal import read_parquet
+    from tandem.core.journal import read_parquet
 
     a, b = tmp_path / "csv", tmp_path / "uni"
     assert main(_args(shared_data, a, "crypto_rating_all", "discrete", symbols=core)) == 0
@@ -137,11 +142,11 @@ def test_report_of_a_real_run(runs):
 def test_fills_equal_the_core_batch_driver(runs, universe):
     """No logic in the CLI, in both modes: the core's batch path (signals_from_candles over
     warm-up + range, then run_batch over the range) gives the very same journal."""
-    from core.engine import EngineConfig, run_batch
-    from core.journal import read_parquet
-    from core.manifest import load_manifest, parse_manifest
-    from core.signals import signals_from_candles
-    from core.store import open_candles
+    from tandem.core.engine import EngineConfig, run_batch
+    from tandem.core.journal import read_parquet
+    from tandem.core.manifest import load_manifest, parse_manifest
+    from tandem.core.signals import signals_from_candles
+    from tandem.core.store import open_candles
 
     man = load_manifest(Path(__file__).resolve().parents[1] / "manifest.json")
     src = open_candles(universe)

@@ -1,4 +1,4 @@
-"""backtest.runner as a library: input kinds, default range, short warm-up, overrides."""
+"""tandem.backtest.runner as a library: input kinds, default range, short warm-up, overrides."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from backtest.demo_data import generate_candles, write_csv_folder
-from backtest.runner import ConfigError, run_backtest, with_overrides
+from tandem.backtest.demo_data import generate_candles, write_csv_folder
+from tandem.backtest.runner import ConfigError, run_backtest, with_overrides
 
 SYMS = ["BTC/USDT", "DOGE/USDT"]
 HOUR = 3_600_000
@@ -20,8 +19,8 @@ WARM = 24 * 20
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from core.manifest import load_manifest
-    from core.store import CsvFolderSource
+    from tandem.core.manifest import load_manifest
+    from tandem.core.store import CsvFolderSource
 
     folder = tmp_path_factory.mktemp("c")
     write_csv_folder(generate_candles(SYMS, start="2024-01-01", n_bars=24 * 60, seed=5), folder)
@@ -57,7 +56,7 @@ def test_short_warmup_is_reported_not_hidden(setup):
 
 
 def test_overrides_are_validated():
-    from core.manifest import load_manifest
+    from tandem.core.manifest import load_manifest
 
     prof = load_manifest(Path(__file__).resolve().parents[1] / "manifest.json").profile(
         "crypto_rating_all")
@@ -65,7 +64,7 @@ def test_overrides_are_validated():
     assert with_overrides(prof, mode="portfolio").name == "crypto_rating_all"
     data = prof.model_dump(mode="json")
     data["execution"]["long_short"] = True
-    from core.manifest import parse_manifest
+    from tandem.core.manifest import parse_manifest
 
     ls = parse_manifest({"profiles": {"ls": data}}).profile("ls")
     with pytest.raises(ConfigError, match="long"):
@@ -79,7 +78,7 @@ def test_overrides_are_validated():
 )
 def test_csv_writer_is_byte_identical_to_pandas(tmp_path_factory, floats, text) -> None:
     """trades.csv / equity.csv: the csv writer prints what ``DataFrame.to_csv`` printed."""
-    from backtest.runner import _write_frame_csv
+    from tandem.backtest.runner import _write_frame_csv
 
     n = len(floats)
     frame = pd.DataFrame({

@@ -1,5 +1,5 @@
 """Issue 16, items 1-3 (and the candle parts of 11 and 13): every candle source goes through
-the one policy of ``core.candles``. Each case below was accepted silently (or crashed) before.
+the one policy of ``tandem.core.candles``. Each case below was accepted silently (or crashed) before.
 
 Truth is built independently of the code under test: expected timestamps by integer
 arithmetic, expected arrays by plain pandas / pyarrow reads of the same files, the bars the
@@ -20,9 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
-
-from core.candles import FAULTS, bar_fault, bar_fault_codes
-from core.store import CandleStoreError, SymbolNotFoundError, open_candles
+from tandem.core.candles import FAULTS, bar_fault, bar_fault_codes
+from tandem.core.store import CandleStoreError, SymbolNotFoundError, open_candles
 
 H = 3_600_000
 T0 = 1_609_459_200_000  # 2021-01-01 00:00 UTC
@@ -336,7 +335,7 @@ _px = st.one_of(st.floats(0.5, 3.0), st.sampled_from([0.0, -1.0, math.nan, math.
 @given(rows=st.lists(st.tuples(_px, _px, _px, _px, _px), min_size=1, max_size=20))
 def test_live_and_batch_faces_judge_every_bar_alike(rows):
     """``bar_fault`` (the daemon's per-bar face) == ``bar_fault_codes`` (the loaders')."""
-    from daemon.feeds import candle_fault
+    from tandem.daemon.feeds import candle_fault
 
     values = np.array(rows, dtype=np.float64)
     codes = bar_fault_codes(values)
@@ -345,7 +344,7 @@ def test_live_and_batch_faces_judge_every_bar_alike(rows):
 
 
 def test_live_rows_off_the_grid_are_refused():
-    from daemon.feeds import candle_fault
+    from tandem.daemon.feeds import candle_fault
 
     assert candle_fault([T0 + 1_800_000, 1.0, 1.0, 1.0, 1.0, 1.0], H) == "off the timeframe grid"
     assert candle_fault([T0, 1.0, 1.0, 1.0, 1.0, 1.0], H) is None
@@ -357,9 +356,10 @@ async def test_live_rest_bad_bar_is_dropped_as_missing_not_repaired(tmp_path):
     engine sees it as a missing bar, exactly like the backtest's loaders do."""
     import io
 
-    from daemon.emulator.market import MarketData
-    from daemon.logconfig import configure_logging
-    from daemon.state import StateStore
+    from tandem.daemon.emulator.market import MarketData
+    from tandem.daemon.logconfig import configure_logging
+    from tandem.daemon.state import StateStore
+
     from tests.test_daemon_support import (
         TF,
         TF_MS,
@@ -421,8 +421,8 @@ def _one_asset_manifest(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("case", ["5m in 1h", "unit", "other exchange"])
 def test_backtest_and_replay_print_one_line_and_exit_1(tmp_path, capsys, case):
-    from backtest.cli import main as backtest_main
-    from daemon.cli import main as daemon_main
+    from tandem.backtest.cli import main as backtest_main
+    from tandem.daemon.cli import main as daemon_main
 
     frame = _bars()
     if case == "5m in 1h":
@@ -443,7 +443,7 @@ def test_backtest_and_replay_print_one_line_and_exit_1(tmp_path, capsys, case):
 
 
 def test_backtest_with_bad_bars_runs_and_logs(tmp_path, capsys):
-    from backtest.cli import main as backtest_main
+    from tandem.backtest.cli import main as backtest_main
 
     bad = _spoil(_spoil(_bars(), 120, "zero price"), 121, "high<low")
     data = _csv(tmp_path / "d", bad)

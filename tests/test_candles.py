@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from core.candles import bar_problem, check_bar, validate_candles
+from tandem.core.candles import bar_problem, check_bar, validate_candles
 
 
 def _good(n: int = 6) -> list[np.ndarray]:

@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from backtest.cli import build_parser, main
-from backtest.demo_data import generate_candles, write_csv_folder
+from tandem.backtest.cli import build_parser, main
+from tandem.backtest.demo_data import generate_candles, write_csv_folder
 
 SYMS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "ADA/USDT"]  # 3 core (MTF) assets + 1 base-only
 HOUR = 3_600_000
@@ -44,7 +43,7 @@ def run_dir(csv_dir, tmp_path_factory) -> Path:
 
 
 def test_run_writes_every_output(run_dir):
-    from core.journal import FILL_COLUMNS, fills_to_models, read_csv, read_parquet
+    from tandem.core.journal import FILL_COLUMNS, fills_to_models, read_csv, read_parquet
 
     for name in ("fills.csv", "fills.parquet", "trades.csv", "equity.csv", "stats.json",
                  "report.html", "equity.png"):
@@ -71,11 +70,11 @@ def test_nothing_trades_during_warmup(run_dir):
 
 def test_fills_equal_the_core_called_directly(run_dir, csv_dir):
     """No logic in the CLI: the core's batch path on the same bars gives the same journal."""
-    from core.engine import EngineConfig, run_batch
-    from core.journal import read_parquet
-    from core.manifest import load_manifest
-    from core.signals import signals_from_candles
-    from core.store import CsvFolderSource
+    from tandem.core.engine import EngineConfig, run_batch
+    from tandem.core.journal import read_parquet
+    from tandem.core.manifest import load_manifest
+    from tandem.core.signals import signals_from_candles
+    from tandem.core.store import CsvFolderSource
 
     prof = load_manifest(Path(__file__).resolve().parents[1] / "manifest.json").profile(
         "crypto_rating_all")
@@ -176,7 +175,7 @@ def test_help_explains_every_option():
                 assert action.help and len(action.help) > 10, (name, action.dest)
         assert p.format_help()
     # The installed entry point works and exits 0 on --help.
-    out = subprocess.run([sys.executable, "-m", "backtest.cli", "run", "--help"],
+    out = subprocess.run([sys.executable, "-m", "tandem.backtest.cli", "run", "--help"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--warmup-bars" in out.stdout and "exit codes" in out.stdout
 
@@ -197,7 +196,7 @@ def test_lookahead_passes_on_the_core(csv_dir, capsys):
 
 def test_lookahead_fails_on_a_peeking_pipeline(csv_dir, capsys, monkeypatch):
     """A pipeline that uses the next bar's close must be caught: exit 1, FAILED."""
-    import core.signals as signals
+    import tandem.core.signals as signals
 
     real = signals.signals_from_candles
 
@@ -239,7 +238,7 @@ def test_demo_runs_anywhere_without_shared_data(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     env["PYTHONPATH"] = str(repo)
     out = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "backtest.cli", "demo", "--days", "10",
+    proc = subprocess.run([sys.executable, "-m", "tandem.backtest.cli", "demo", "--days", "10",
                            "--out", str(out)], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr

@@ -53,10 +53,10 @@ CASES = [
     ("latin-1 .env", None, b"TANDEM_LOG_LEVEL=INFO\nNOTE=caf\xe9\n", "settings: .env: not UTF-8 text (byte 0xe9 at line 2)"),
 ]
 COMMANDS = {
-    "core.manifest": lambda m: ["core.manifest", str(m)],
-    "backtest run": lambda m: ["backtest.cli", "run", "--manifest", str(m)],
-    "daemon run": lambda m: ["daemon.cli", "run", "--manifest", str(m)],
-    "daemon replay": lambda m: ["daemon.cli", "replay", "--manifest", str(m)],
+    "tandem.core.manifest": lambda m: ["tandem.core.manifest", str(m)],
+    "backtest run": lambda m: ["tandem.backtest.cli", "run", "--manifest", str(m)],
+    "daemon run": lambda m: ["tandem.daemon.cli", "run", "--manifest", str(m)],
+    "daemon replay": lambda m: ["tandem.daemon.cli", "replay", "--manifest", str(m)],
 }
 
 
@@ -69,12 +69,12 @@ def _setup(tmp_path: Path, manifest: bytes | None, env: bytes | None) -> Path:
 
 
 def _main(module: str):
-    if module == "core.manifest":
-        from core.manifest import main
-    elif module == "backtest.cli":
-        from backtest.cli import main
+    if module == "tandem.core.manifest":
+        from tandem.core.manifest import main
+    elif module == "tandem.backtest.cli":
+        from tandem.backtest.cli import main
     else:
-        from daemon.cli import main
+        from tandem.daemon.cli import main
     return main
 
 
@@ -91,8 +91,8 @@ def clean_cwd(tmp_path: Path, monkeypatch) -> Path:
 @pytest.mark.parametrize("command", list(COMMANDS))
 @pytest.mark.parametrize("case,manifest,env,expect", CASES, ids=[c[0] for c in CASES])
 def test_hostile_config_in_process(clean_cwd: Path, capsys, command, case, manifest, env, expect) -> None:
-    if command == "core.manifest" and env is not None:
-        pytest.skip("python -m core.manifest reads no settings")
+    if command == "tandem.core.manifest" and env is not None:
+        pytest.skip("python -m tandem.core.manifest reads no settings")
     path = _setup(clean_cwd, manifest, env)
     before = sorted(clean_cwd.iterdir())
     module, *args = COMMANDS[command](path)
@@ -104,7 +104,7 @@ def test_hostile_config_in_process(clean_cwd: Path, capsys, command, case, manif
 
 
 SUBPROCESS = [
-    ("core.manifest", "min_trade_value 1e400"),
+    ("tandem.core.manifest", "min_trade_value 1e400"),
     ("backtest run", "latin-1 manifest"),
     ("daemon run", "latin-1 .env"),
     ("daemon replay", "nested manifest"),

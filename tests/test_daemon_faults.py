@@ -9,10 +9,10 @@ import io
 import json
 
 import pytest
+from tandem.daemon.emulator.market import kline_event
+from tandem.daemon.logconfig import configure_logging
+from tandem.daemon.state import StateStore
 
-from daemon.emulator.market import kline_event
-from daemon.logconfig import configure_logging
-from daemon.state import StateStore
 from tests.test_daemon_support import (
     TF,
     TF_MS,
@@ -129,7 +129,7 @@ async def test_mix_of_all_faults(tmp_path):
 async def test_bad_messages_logged_and_skipped(tmp_path):
     """Malformed JSON, an unknown symbol, a kline for an unsubscribed stream and a closing
     candle with high < low: each is logged; the bad close is not trusted and the bar is
-    fetched over REST instead (stated rule in daemon.feeds), so parity still holds."""
+    fetched over REST instead (stated rule in tandem.daemon.feeds), so parity still holds."""
     buf = io.StringIO()
     configure_logging("json", "INFO", stream=buf)
     profile = small_profile()

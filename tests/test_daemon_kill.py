@@ -5,8 +5,8 @@ doubled — and a final SIGTERM exits 0 within 5 s.
 
 To keep 20+ trials fast on a small machine, daemon processes are forked from a "zygote"
 process that has imported everything once (``python -m tests.test_daemon_kill``); each
-child runs the real CLI entry point (``daemon.cli.main(["run", ...])``) in its own process
-and dies by a real SIGKILL. The final run uses a fresh ``python -m daemon.cli`` process.
+child runs the real CLI entry point (``tandem.daemon.cli.main(["run", ...])``) in its own process
+and dies by a real SIGKILL. The final run uses a fresh ``python -m tandem.daemon.cli`` process.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 import pytest
+from tandem.daemon.emulator.server import Emulator
 
-from daemon.emulator.server import Emulator
 from tests.test_daemon_support import (
     TF_MS,
     assert_candles_exactly_once,
@@ -141,7 +141,7 @@ async def test_sigkill_trials_journal_equals_uninterrupted_run(tmp_path):
         # Final, uninterrupted stretch in a fresh process of the real entry point: catch up
         # over REST, then the last bars live.
         await emu.advance_to(end_of_data - 5 * TF_MS)
-        proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", *_args(manifest, db, emu)],
+        proc = subprocess.Popen([sys.executable, "-m", "tandem.daemon.cli", *_args(manifest, db, emu)],
                                 cwd=str(tmp_path), env={**os.environ, "PYTHONPATH": str(REPO)})
         t_start = time.monotonic()
         while not emu.subscriptions() and time.monotonic() - t_start < 300:
@@ -172,7 +172,7 @@ async def test_sigkill_trials_journal_equals_uninterrupted_run(tmp_path):
     con = sqlite3.connect(str(db))
     t0 = int(con.execute("SELECT value FROM meta WHERE key='t0'").fetchone()[0])
     con.close()
-    from daemon.state import StateStore
+    from tandem.daemon.state import StateStore
 
     with StateStore(db) as st:
         paper = st.fills_frame()
@@ -187,10 +187,10 @@ async def test_sigkill_trials_journal_equals_uninterrupted_run(tmp_path):
 def _zygote(cwd: str) -> None:
     """Import everything once, then fork one daemon per request line (JSON argv)."""
     import numpy as np
+    import tandem.daemon.cli as cli
+    from tandem.daemon.slices import Slice
+    from tandem.daemon.strategy import ProfileStepper
 
-    import daemon.cli as cli
-    from daemon.slices import Slice
-    from daemon.strategy import ProfileStepper
     from tests.test_daemon_support import small_profile as sp
 
     # Load every numba kernel the daemon steps once, here, so no child pays for it.

@@ -4,8 +4,8 @@ equal the engine's batch run on the same candles (discrete and portfolio modes).
 from __future__ import annotations
 
 import pytest
+from tandem.daemon.state import StateStore
 
-from daemon.state import StateStore
 from tests.test_daemon_support import (
     TF_MS,
     assert_candles_exactly_once,

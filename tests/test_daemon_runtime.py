@@ -28,12 +28,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from tandem.daemon.app import SliceFailedError
+from tandem.daemon.logconfig import configure_logging
+from tandem.daemon.ops import Ops, OpsConfig
+from tandem.daemon.replay import run_replay
+from tandem.daemon.state import StateStore
 
-from daemon.app import SliceFailedError
-from daemon.logconfig import configure_logging
-from daemon.ops import Ops, OpsConfig
-from daemon.replay import run_replay
-from daemon.state import StateStore
 from tests.test_daemon_support import (
     TF_MS,
     assert_candles_exactly_once,
@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def daemon_cmd() -> list[str]:
     # ``-m`` from ROOT: this checkout's code (an installed console script may be another's)
-    return [sys.executable, "-m", "daemon.cli"]
+    return [sys.executable, "-m", "tandem.daemon.cli"]
 
 
 # ---------------------------------------------------------------- item 5: failed write
@@ -289,7 +289,7 @@ async def test_one_reconnect_of_the_shared_connection_logs_once(tmp_path, log_bu
 
 
 def test_heartbeat_and_stop_name_the_two_fill_counts_apart(tmp_path, log_buffer):
-    from daemon.jobs import heartbeat_job
+    from tandem.daemon.jobs import heartbeat_job
 
     with StateStore(tmp_path / "s.sqlite") as st:
         st.bind_profile("p", {"x": 1}, "run-1")

@@ -6,9 +6,8 @@ import numpy as np
 import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from daemon.slices import SliceAssembler
-from daemon.state import ClosedCandle
+from tandem.daemon.slices import SliceAssembler
+from tandem.daemon.state import ClosedCandle
 
 H = 3_600_000
 

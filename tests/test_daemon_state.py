@@ -6,8 +6,7 @@ import sqlite3
 
 import pandas as pd
 import pytest
-
-from daemon.state import JOURNAL_COLUMNS, ClosedCandle, ProfileChangedError, StateStore
+from tandem.daemon.state import JOURNAL_COLUMNS, ClosedCandle, ProfileChangedError, StateStore
 
 PROFILE = {"strategy": "rating_all", "core_assets": ["BTC/USDT"], "initial_cash": 10000.0}
 
@@ -75,8 +74,8 @@ def test_failed_slice_leaves_nothing(tmp_path):
 
 def test_export_round_trips_through_the_core_journal_readers(tmp_path):
     """The daemon's export is read back by the backtest's journal readers unchanged."""
-    from core.journal import read_csv, read_parquet
-    from daemon.export import export_fills
+    from tandem.core.journal import read_csv, read_parquet
+    from tandem.daemon.export import export_fills
 
     with StateStore(tmp_path / "s.sqlite") as st:
         st.bind_profile("p", PROFILE, "r1")

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from core.engine import EngineConfig, run_batch
-from core.manifest import parse_manifest
-from core.mtf import MtfConfig, compute_mtf_ratings, use_htf_mask
-from core.signals import compute_signals
-from daemon.app import Daemon, DaemonConfig
-from daemon.emulator.market import MarketData
-from daemon.replay import run_replay
-from daemon.strategy import stepper_factory
+from tandem.core.engine import EngineConfig, run_batch
+from tandem.core.manifest import parse_manifest
+from tandem.core.mtf import MtfConfig, compute_mtf_ratings, use_htf_mask
+from tandem.core.signals import compute_signals
+from tandem.daemon.app import Daemon, DaemonConfig
+from tandem.daemon.emulator.market import MarketData
+from tandem.daemon.replay import run_replay
+from tandem.daemon.strategy import stepper_factory
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 WARMUP = 100

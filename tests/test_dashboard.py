@@ -17,14 +17,14 @@ import aiohttp
 import numpy as np
 import pytest
 from pydantic import SecretStr
+from tandem.core.engine import Engine, EngineConfig
+from tandem.daemon.app import Daemon, DaemonConfig
+from tandem.daemon.ops import Health, Metrics, Ops, OpsConfig, OpsServer
+from tandem.daemon.ops.dashboard import SESSION_COOKIE, DashboardHub, _EquityTrack
+from tandem.daemon.ops.provider import SqliteStateProvider
+from tandem.daemon.replay import run_replay
+from tandem.daemon.strategy import stepper_factory
 
-from core.engine import Engine, EngineConfig
-from daemon.app import Daemon, DaemonConfig
-from daemon.ops import Health, Metrics, Ops, OpsConfig, OpsServer
-from daemon.ops.dashboard import SESSION_COOKIE, DashboardHub, _EquityTrack
-from daemon.ops.provider import SqliteStateProvider
-from daemon.replay import run_replay
-from daemon.strategy import stepper_factory
 from tests.test_daemon_support import TF_MS, replay_window, sample_market, small_profile
 
 TOKEN = "dashboard-test-token-5b0e1f7a"
@@ -236,7 +236,7 @@ def test_open_levels_are_where_the_engine_then_stops_out():
     # next bar opens above the trailing level and trades through it
     fills = eng.step_raw(180_000, one(117), one(117.5), one(110), one(111), one(1))
     assert len(fills) == 1
-    from core.engine.layout import F_PRICE, F_REASON, REASON_TRAILING_STOP
+    from tandem.core.engine.layout import F_PRICE, F_REASON, REASON_TRAILING_STOP
 
     assert int(fills[0, F_REASON]) == REASON_TRAILING_STOP
     assert fills[0, F_PRICE] == pytest.approx(lv["trailing"], rel=1e-12)
@@ -351,17 +351,15 @@ def test_static_files_are_package_data(tmp_path):
     root = Path(__file__).resolve().parents[1]
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(root / name, src / name)
-    for pkg in ("core", "backtest", "daemon"):
+    for pkg in ("tandem", "core", "backtest", "daemon"):
         shutil.copytree(root / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path / "build"
-    code = ("import sys; sys.argv = ['setup.py', '-q', 'build_py', '--build-lib', sys.argv[1]]; "
-            "from setuptools import setup; setup()")
-    res = subprocess.run([sys.executable, "-c", code, str(out)], cwd=src, capture_output=True,
-                         text=True, timeout=300)
+    res = subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(out)],
+                         cwd=src, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
-    shipped = {p.name for p in (out / "daemon" / "ops" / "static").iterdir()}
+    shipped = {p.name for p in (out / "tandem" / "daemon" / "ops" / "static").iterdir()}
     assert {"index.html", "login.html", "dashboard.js", "dashboard.css"} <= shipped
 
 
@@ -396,7 +394,7 @@ async def test_replay_serves_the_dashboard_while_it_runs(tmp_path):
 
     write_manifest(tmp_path)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "daemon.cli", "replay", "--sample", "--bars", "120",
+        sys.executable, "-m", "tandem.daemon.cli", "replay", "--sample", "--bars", "120",
         "--speed", "1500", "--db", str(tmp_path / "r.sqlite"), "--fresh", "--http", "0",
         env=base_env(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:

@@ -11,12 +11,12 @@ import time
 
 import pytest
 from pydantic import SecretStr
+from tandem.daemon.app import Daemon, DaemonConfig
+from tandem.daemon.ops import Ops, OpsConfig
+from tandem.daemon.ops.provider import SqliteStateProvider
+from tandem.daemon.replay import run_replay
+from tandem.daemon.strategy import stepper_factory
 
-from daemon.app import Daemon, DaemonConfig
-from daemon.ops import Ops, OpsConfig
-from daemon.ops.provider import SqliteStateProvider
-from daemon.replay import run_replay
-from daemon.strategy import stepper_factory
 from tests.cdp_browser import CHROMIUM, Chromium
 from tests.test_daemon_support import TF_MS, replay_window, sample_market, small_profile
 

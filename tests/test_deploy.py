@@ -191,7 +191,7 @@ def test_dockerfile_structure():
     idx_user = max(k for k, (i, _) in enumerate(final) if i == "USER")
     assert all(i != "RUN" for i, _ in final[idx_user:])
     hc = [a for i, a in final if i == "HEALTHCHECK"]
-    assert len(hc) == 1 and "CMD" in hc[0] and "daemon.ops.healthcheck" in hc[0]
+    assert len(hc) == 1 and "CMD" in hc[0] and "tandem.daemon.ops.healthcheck" in hc[0]
     entry = " ".join(a for i, a in final if i == "ENTRYPOINT")
     assert "tini" in entry.split(",")[0], entry
     env_text = " ".join(a for i, a in final if i == "ENV")
@@ -216,7 +216,7 @@ def test_dockerfile_bakes_no_secrets():
 
 
 def test_healthcheck_module_is_packaged():
-    from daemon.ops import healthcheck
+    from tandem.daemon.ops import healthcheck
 
     assert callable(healthcheck.main)
 

@@ -17,8 +17,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
-
-from daemon.ops import Ops, OpsConfig
+from tandem.daemon.ops import Ops, OpsConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PROM = ROOT / "deploy" / "prometheus"

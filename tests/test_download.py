@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tandem.backtest.download import DownloadError, download, download_async
+from tandem.core.exchange import create_exchange
+from tandem.core.store import CandleStore, CsvFolderSource
+from tandem.daemon.emulator import Emulator, MarketData
 
-from backtest.download import DownloadError, download, download_async
-from core.exchange import create_exchange
-from core.store import CandleStore, CsvFolderSource
-from daemon.emulator import Emulator, MarketData
 from tests.emulator_fixtures import emulator_in_thread, run_in
 
 M = 60_000
@@ -176,7 +176,7 @@ async def test_real_candles_with_gaps_roundtrip(shared_data: Path, emulator_fact
 def test_download_command_line(md: MarketData, tmp_path: Path, capsys) -> None:
     import argparse
 
-    from backtest.download import DOWNLOAD_DESCRIPTION, add_download_arguments, cli_main
+    from tandem.backtest.download import DOWNLOAD_DESCRIPTION, add_download_arguments, cli_main
 
     parser = argparse.ArgumentParser(description=DOWNLOAD_DESCRIPTION)
     add_download_arguments(parser)
@@ -197,7 +197,7 @@ def test_download_command_line(md: MarketData, tmp_path: Path, capsys) -> None:
 
 def test_tandem_backtest_download_subcommand(md: MarketData, tmp_path: Path, monkeypatch, capsys) -> None:
     """The real ``tandem-backtest download`` entry point, endpoint taken from settings."""
-    cli = pytest.importorskip("backtest.cli")
+    cli = pytest.importorskip("tandem.backtest.cli")
     with emulator_in_thread(md, start=md.first_ts + 250 * M) as emu:
         monkeypatch.setenv("TANDEM_EXCHANGE_REST_URL", emu.rest_url)
         code = cli.main(["download", "--symbols", "ETH/USDT,BTC/USDT", "--timeframe", "1m",

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tandem.daemon.emulator import Emulator, MarketData, kline_event, kline_event_json, partial_bar
+from tandem.daemon.emulator.market import Bar
 
-from daemon.emulator import Emulator, MarketData, kline_event, kline_event_json, partial_bar
-from daemon.emulator.market import Bar
 from tests.emulator_fixtures import sample_market
 
 M = 60_000  # 1m
@@ -238,7 +238,7 @@ async def test_realtime_play(emulator_factory, pro_exchange_factory) -> None:
 
 
 def test_market_from_aligned_and_from_store_roundtrip(tmp_path) -> None:
-    from core.store import CandleStore, align
+    from tandem.core.store import CandleStore, align
 
     md = sample_market(n_bars=10)
     aligned = align({s: md.frame(s) for s in md.symbols}, list(md.symbols))
@@ -262,7 +262,7 @@ def test_command_line_prints_urls_and_serves(tmp_path) -> None:
 
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon.emulator", "--generate", "30", "--symbols", "BTC/USDT",
+        [sys.executable, "-m", "tandem.daemon.emulator", "--generate", "30", "--symbols", "BTC/USDT",
          "--timeframe", "1m", "--speed", "0", "--start", "1700000600000"],
         cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env={**os.environ, "PYTHONPATH": str(root)},
@@ -296,7 +296,8 @@ def test_serialized_kline_event_equals_the_dict_form(px, closed, t, interval) ->
 
 
 def test_exchange_factory_config_and_sync_flavor() -> None:
-    from core.exchange import create_exchange, exchange_config
+    from tandem.core.exchange import create_exchange, exchange_config
+
     from tests.emulator_fixtures import emulator_in_thread, run_in
 
     cfg = exchange_config("binance", rest_url="http://127.0.0.1:9/", ws_url="ws://127.0.0.1:9/ws/")

@@ -12,8 +12,7 @@ from typing import Any
 
 import ccxt
 import pytest
-
-from daemon.emulator import Emulator, MarketData
+from tandem.daemon.emulator import Emulator, MarketData
 
 M = 60_000
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from core.engine import Engine, EngineConfig, run_batch
+from tandem.core.engine import Engine, EngineConfig, run_batch
 
 HOUR = 3_600_000
 

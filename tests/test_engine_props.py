@@ -6,10 +6,9 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from core.engine import Engine, EngineConfig, run_batch, run_batch_raw
-from core.engine.layout import F_CASH_AFTER, F_FEE, F_POS_AFTER, F_PRICE, F_QTY, F_SIDE
-from core.journal import equity_series, fills_frame
+from tandem.core.engine import Engine, EngineConfig, run_batch, run_batch_raw
+from tandem.core.engine.layout import F_CASH_AFTER, F_FEE, F_POS_AFTER, F_PRICE, F_QTY, F_SIDE
+from tandem.core.journal import equity_series, fills_frame
 
 HOUR = 3_600_000
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

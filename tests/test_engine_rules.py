@@ -8,8 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from core.engine import Engine, EngineConfig, run_batch
+from tandem.core.engine import Engine, EngineConfig, run_batch
 
 HOUR = 3_600_000
 NAN = np.nan

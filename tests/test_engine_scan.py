@@ -1,6 +1,6 @@
 """The engine's NumPy input scans agree with a plain cell-by-cell loop (the rule as written).
 
-``core.engine.inputs.scan_bars`` / ``scan_signals`` are vectorised (no numba compile at cold
+``tandem.core.engine.inputs.scan_bars`` / ``scan_signals`` are vectorised (no numba compile at cold
 start); the reference below walks the cells in row-major order exactly as the rule reads.
 """
 
@@ -11,8 +11,7 @@ import math
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from core.engine.inputs import (
+from tandem.core.engine.inputs import (
     BAD_NONE,
     BAD_OPEN,
     BAD_PRICE,

@@ -17,9 +17,9 @@ import pytest
 
 vbt = pytest.importorskip("vectorbt")
 
-from core.engine import EngineConfig, run_batch  # noqa: E402
-from core.engine.layout import F_PRICE, F_QTY, F_REASON, F_SIDE, F_TS, REASON_NAMES  # noqa: E402
-from core.journal import trades_table  # noqa: E402
+from tandem.core.engine import EngineConfig, run_batch  # noqa: E402
+from tandem.core.engine.layout import F_PRICE, F_QTY, F_REASON, F_SIDE, F_TS, REASON_NAMES  # noqa: E402
+from tandem.core.journal import trades_table  # noqa: E402
 
 HOUR = 3_600_000
 

@@ -11,8 +11,9 @@ import pytest
 
 vbt = pytest.importorskip("vectorbt")
 
-from core.engine import EngineConfig  # noqa: E402
-from core.engine.layout import F_PRICE, F_QTY, F_REASON, F_SIDE  # noqa: E402
+from tandem.core.engine import EngineConfig  # noqa: E402
+from tandem.core.engine.layout import F_PRICE, F_QTY, F_REASON, F_SIDE  # noqa: E402
+
 from tests.test_engine_vbt import market, ours  # noqa: E402
 
 

@@ -8,8 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from backtest.cli import main
+from tandem.backtest.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,8 +55,8 @@ def test_absurd_warmup_option_is_a_config_error(tmp_path, capsys):
 
 def test_a_long_warmup_is_still_accepted(tmp_path):
     """The bound is generous: 19 years of 1h bars pass validation."""
-    from backtest.runner import with_overrides
-    from core.manifest import load_manifest
+    from tandem.backtest.runner import with_overrides
+    from tandem.core.manifest import load_manifest
 
     prof = load_manifest(REPO / "manifest.json").profile("crypto_rating_all")
     assert with_overrides(prof, warmup_bars=166_440).warmup == 166_440

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tandem.backtest.demo_data import generate_candles, write_csv_folder
+from tandem.daemon.state import StateStore
 
-from backtest.demo_data import generate_candles, write_csv_folder
-from daemon.state import StateStore
 from tests.emulator_fixtures import emulator_in_thread
 from tests.test_daemon_support import sample_market, small_profile
 
@@ -22,11 +22,11 @@ HOUR = 3_600_000
 
 
 def _daemon(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
-    """``python -m daemon.cli ARGS`` from ``cwd`` with the repository importable; the state
+    """``python -m tandem.daemon.cli ARGS`` from ``cwd`` with the repository importable; the state
     database defaults into ``cwd`` so a test never touches the user's files."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TANDEM_STATE_DB": str(cwd / "state.sqlite"),
            "TANDEM_HTTP_ENABLED": "false"}
-    return subprocess.run([sys.executable, "-m", "daemon.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tandem.daemon.cli", *args], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=timeout)
 
 
@@ -70,7 +70,7 @@ def _manifest(tmp_path: Path, **over) -> Path:
 @pytest.mark.timeout(60)  # before the fix several of these never returned
 def test_bad_replay_option_is_one_line_exit_2(tmp_path, monkeypatch, capsys, args, needle):
     """In-process (fast): the parser refuses them; before, each of these hung or crashed."""
-    import daemon.cli as cli
+    import tandem.daemon.cli as cli
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TANDEM_STATE_DB", str(tmp_path / "state.sqlite"))
@@ -83,7 +83,7 @@ def test_bad_replay_option_is_one_line_exit_2(tmp_path, monkeypatch, capsys, arg
 
 
 def test_bad_option_through_the_real_entry_point(tmp_path):
-    """The same through ``python -m daemon.cli``: one line on stderr, exit 2, promptly."""
+    """The same through ``python -m tandem.daemon.cli``: one line on stderr, exit 2, promptly."""
     _one_error_line(_daemon("replay", "--speed", "0", cwd=tmp_path, timeout=30), 2,
                     "--speed: must be > 0")
 
@@ -183,7 +183,7 @@ def test_out_that_is_a_file_fails_before_any_work(tmp_path):
 async def test_bare_rest_url_reaches_the_api_base(emulator):
     """``--rest-url http://host:port`` (no ``/api/v3``): the daemon's client must request
     ``/api/v3/exchangeInfo`` like the downloader does; it used to ask ``/exchangeInfo``."""
-    from daemon.client import build_exchange
+    from tandem.daemon.client import build_exchange
 
     bare = emulator.base_url
     assert not bare.endswith("/api/v3")
@@ -221,10 +221,10 @@ def test_unknown_symbol_is_exit_2_naming_it(tmp_path, monkeypatch, capsys):
     """A profile symbol the exchange does not list: configuration (exit 2, the symbol
     named), not a traceback with exit 1 that systemd restarts forever. Also drives the CLI
     with a bare ``--rest-url`` (no ``/api/v3``), which crashed before."""
-    import daemon.cli as cli
-    import daemon.strategy
+    import tandem.daemon.cli as cli
+    import tandem.daemon.strategy
 
-    monkeypatch.setattr(daemon.strategy, "stepper_factory", lambda profile: _NoStepper)
+    monkeypatch.setattr(tandem.daemon.strategy, "stepper_factory", lambda profile: _NoStepper)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TANDEM_HTTP_ENABLED", "false")
     manifest = _manifest(tmp_path)  # trades BTC, ETH and SOL
@@ -245,8 +245,8 @@ def test_exchange_speaking_garbage_is_one_line(tmp_path, monkeypatch, capsys):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    import daemon.cli as cli
-    import daemon.strategy
+    import tandem.daemon.cli as cli
+    import tandem.daemon.strategy
 
     class Garbage(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server's name
@@ -260,7 +260,7 @@ def test_exchange_speaking_garbage_is_one_line(tmp_path, monkeypatch, capsys):
         def log_message(self, *args):
             pass
 
-    monkeypatch.setattr(daemon.strategy, "stepper_factory", lambda profile: _NoStepper)
+    monkeypatch.setattr(tandem.daemon.strategy, "stepper_factory", lambda profile: _NoStepper)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TANDEM_HTTP_ENABLED", "false")
     server = ThreadingHTTPServer(("127.0.0.1", 0), Garbage)

@@ -12,10 +12,9 @@ import logging
 import aiohttp
 import pytest
 import structlog
-
-from daemon.ops import Health, Metrics, OpsServer
-from daemon.ops.provider import SqliteStateProvider
-from daemon.state import StateStore
+from tandem.daemon.ops import Health, Metrics, OpsServer
+from tandem.daemon.ops.provider import SqliteStateProvider
+from tandem.daemon.state import StateStore
 
 TOKEN = "s3cr3t-t0ken-never-in-a-log-77c1"
 

@@ -17,7 +17,8 @@ PACKAGES = ("core", "backtest", "daemon")
 
 
 def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
+    """The installed name: the folders core/, backtest/, daemon/ ship as tandem.*."""
+    parts = ["tandem", *path.relative_to(REPO_ROOT).with_suffix("").parts]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -104,8 +105,8 @@ def test_cycle_detector_finds_a_cycle() -> None:
 
 def test_reconcile_render_and_report_do_not_import_each_other() -> None:
     g = _graph()
-    assert "backtest.reconcile.render" in g["backtest.reconcile.report"]
-    assert "backtest.reconcile.report" not in g["backtest.reconcile.render"]
+    assert "tandem.backtest.reconcile.render" in g["tandem.backtest.reconcile.report"]
+    assert "tandem.backtest.reconcile.report" not in g["tandem.backtest.reconcile.render"]
 
 
 def test_no_import_cycles() -> None:

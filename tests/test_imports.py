@@ -20,15 +20,14 @@ def _imported_after(code: str) -> list[str]:
 
 
 def test_help_and_manifest_check_import_nothing_heavy() -> None:
-    code = ("from backtest.cli import build_parser\nbuild_parser().format_help()\n"
-            "from daemon.cli import _parser as daemon_parser\ndaemon_parser().format_help()\n"
-            "from core.manifest import load_manifest\nload_manifest('manifest.json')")
+    code = ("from tandem.backtest.cli import build_parser\nbuild_parser().format_help()\n"
+            "from tandem.daemon.cli import _parser as daemon_parser\ndaemon_parser().format_help()\n"
+            "from tandem.core.manifest import load_manifest\nload_manifest('manifest.json')")
     assert _imported_after(code) == []
 
 
 def test_exchange_ids_are_ccxts_own_list() -> None:
     import ccxt
-
-    from core.manifest import _ccxt_exchanges
+    from tandem.core.manifest import _ccxt_exchanges
 
     assert _ccxt_exchanges() == frozenset(ccxt.exchanges)

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import talib
+import tandem.core.indicators as ind
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import core.indicators as ind
 from tests.conftest import read_shared_csv
 
 START = 600  # compare after every seed has converged far below 1e-9

@@ -11,10 +11,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from core.engine import EngineConfig, run_batch
-from core.engine.layout import N_FILL_COLS
-from core.journal import (
+from tandem.core.engine import EngineConfig, run_batch
+from tandem.core.engine.layout import N_FILL_COLS
+from tandem.core.journal import (
     FILLS_SCHEMA,
     Fill,
     fills_frame,

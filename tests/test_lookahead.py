@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from tandem.core.lookahead import default_cuts, lookahead_probe
+from tandem.core.manifest import parse_manifest
+from tandem.core.signals import signals_from_candles
 
-from core.lookahead import default_cuts, lookahead_probe
-from core.manifest import parse_manifest
-from core.signals import signals_from_candles
 from tests.conftest import REPO_ROOT
 
 DOC = json.loads((REPO_ROOT / "manifest.json").read_text())
@@ -97,7 +97,7 @@ def test_probe_catches_forming_htf_bar() -> None:
         r, s, st = signals_from_candles(profile, ts_, *prices, symbols=symbols)
         r = r.copy()
         r[:-1, :, 1:] = r[1:, :, 1:]  # HTF value visible one bar before its close
-        from core.signals import compute_signals
+        from tandem.core.signals import compute_signals
 
         return r, compute_signals(profile, r, ts_ + H, symbols), st
 
@@ -118,7 +118,7 @@ def test_warmup_sensitivity_real_data(universe) -> None:
     """Ratings from a fixed bar on depend less on the warm-up the longer it is; the
     profile's derived warm-up is not the subject here (the data is only 228 days), the
     measurement is."""
-    from core.lookahead import warmup_sensitivity
+    from tandem.core.lookahead import warmup_sensitivity
 
     ts, p = universe
     prof = _profile("crypto_rating_all", "rating_all", "wide")

@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-
-from core.manifest import (
+from tandem.core.manifest import (
     ManifestError,
     Profile,
     load_manifest,
     main,
     parse_manifest,
 )
+
 from tests.conftest import REPO_ROOT
 
 MANIFEST = REPO_ROOT / "manifest.json"
@@ -53,7 +53,7 @@ def test_unknown_profile_names_it() -> None:
 
 
 def test_warmup_derived_and_override(doc: dict) -> None:
-    from core.manifest import WARMUP_MARGIN_HTF_BARS, _rating_warmup_bars
+    from tandem.core.manifest import WARMUP_MARGIN_HTF_BARS, _rating_warmup_bars
 
     p = load_manifest(MANIFEST).profile("crypto_rating_all")
     # Highest timeframe 1d on a 1h base: 24 base bars per lookback bar.
@@ -239,7 +239,7 @@ def _one_line_error(path: Path, capsys) -> str:
 def _float_fields() -> list[str]:
     """Every float field of a profile, as a dotted path (found from the models, so a float
     field added later is covered without editing this test)."""
-    from core.manifest import Execution, ExitRules, MtfConfig, Portfolio
+    from tandem.core.manifest import Execution, ExitRules, MtfConfig, Portfolio
 
     paths = []
     for prefix, model in (("", Profile), ("execution.", Execution), ("exit_rules.", ExitRules),
@@ -351,7 +351,7 @@ def test_universe_size_limit(tmp_path: Path, doc: dict, capsys) -> None:
     refused at once, naming the field."""
     import time
 
-    from core.manifest import MAX_SYMBOLS
+    from tandem.core.manifest import MAX_SYMBOLS
 
     d = copy.deepcopy(doc)
     d["profiles"][P]["universe"] = [f"S{i}/USDT" for i in range(20_000)]
@@ -376,7 +376,7 @@ def test_three_million_symbols_refused_fast(doc: dict) -> None:
 
 
 def test_core_plus_universe_limit(doc: dict) -> None:
-    from core.manifest import MAX_SYMBOLS
+    from tandem.core.manifest import MAX_SYMBOLS
 
     raw = copy.deepcopy(doc["profiles"][P])
     raw["core_assets"] = [f"C{i}/USDT" for i in range(MAX_SYMBOLS // 2 + 1)]
@@ -400,7 +400,7 @@ def test_duplicate_symbol_check_is_linear() -> None:
 
 
 def test_oversized_file_refused(tmp_path: Path, capsys) -> None:
-    from core.manifest import MAX_MANIFEST_BYTES
+    from tandem.core.manifest import MAX_MANIFEST_BYTES
 
     path = tmp_path / "manifest.json"
     path.write_text('{"profiles": {"p": {"exchange": "' + "a" * MAX_MANIFEST_BYTES + '"}}}')

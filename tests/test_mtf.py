@@ -8,10 +8,9 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from core.aggregate import aggregate_candles
-from core.indicators.rating import rating_kernel
-from core.mtf import (
+from tandem.core.aggregate import aggregate_candles
+from tandem.core.indicators.rating import rating_kernel
+from tandem.core.mtf import (
     MtfConfig,
     MtfRatingState,
     MtfRatingStates,
@@ -19,8 +18,9 @@ from core.mtf import (
     mtf_slice_nb,
     new_mtf_states,
 )
-from core.ratings import N_RATING_OUT, new_rating_state, ratings_nb
-from core.timeframes import timeframe_to_ms
+from tandem.core.ratings import N_RATING_OUT, new_rating_state, ratings_nb
+from tandem.core.timeframes import timeframe_to_ms
+
 from tests.conftest import read_shared_csv
 
 H = 3_600_000

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from tandem.core.features import RATING_NAMES, export_features, feature_columns
+from tandem.core.manifest import parse_manifest
+from tandem.core.ratings import N_MA_VOTES, VOTE_NAMES
+from tandem.core.signals import signals_from_candles
 
-from core.features import RATING_NAMES, export_features, feature_columns
-from core.manifest import parse_manifest
-from core.ratings import N_MA_VOTES, VOTE_NAMES
-from core.signals import signals_from_candles
 from tests.conftest import REPO_ROOT
 
 DOC = json.loads((REPO_ROOT / "manifest.json").read_text())

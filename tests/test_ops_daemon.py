@@ -28,8 +28,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
-from daemon.emulator import Emulator, MarketData
+from tandem.daemon.emulator import Emulator, MarketData
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "ops-daemon-test-token-7d1c0e55"
@@ -47,7 +46,7 @@ pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
 def daemon_cmd() -> list[str]:
     exe = Path(sys.executable).with_name("tandem-daemon")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "daemon.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "tandem.daemon.cli"]
 
 
 def write_manifest(folder: Path) -> Path:

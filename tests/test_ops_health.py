@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from daemon.ops.health import Health, HealthConfig
+from tandem.daemon.ops.health import Health, HealthConfig
 
 
 class Clock:

@@ -1,4 +1,4 @@
-"""``python -m daemon.ops.healthcheck`` (the Docker HEALTHCHECK) against a real OpsServer."""
+"""``python -m tandem.daemon.ops.healthcheck`` (the Docker HEALTHCHECK) against a real OpsServer."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import contextlib
 import io
 import socket
 
-from daemon.ops import Health, Metrics, OpsServer
-from daemon.ops.healthcheck import main
+from tandem.daemon.ops import Health, Metrics, OpsServer
+from tandem.daemon.ops.healthcheck import main
 
 TOKEN = "healthcheck-token-0123456789"
 
@@ -60,7 +60,7 @@ def test_probe_imports_stdlib_only():
     import subprocess
     import sys
 
-    code = ("import sys, daemon.ops.healthcheck; "
+    code = ("import sys, tandem.daemon.ops.healthcheck; "
             "heavy = {'aiohttp', 'pydantic', 'prometheus_client', 'numba', 'pandas'}; "
             "print(sorted(heavy & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

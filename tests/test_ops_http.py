@@ -15,9 +15,8 @@ import pytest
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
-
-from daemon.ops import Health, InsecureBindError, Metrics, Ops, OpsConfig, OpsServer
-from daemon.ops.http import is_loopback_host
+from tandem.daemon.ops import Health, InsecureBindError, Metrics, Ops, OpsConfig, OpsServer
+from tandem.daemon.ops.http import is_loopback_host
 
 TOKEN = "s3cr3t-t0ken-do-not-log-4f9a"
 
@@ -195,7 +194,7 @@ async def test_no_secret_in_logs():
 
 
 def test_ops_config_from_settings():
-    from core.settings import load_settings
+    from tandem.core.settings import load_settings
 
     s = load_settings(env_file=None, http_port=0, http_token=TOKEN, health_stale_feed_s=42,
                       health_slice_lag_s=43, notify=False)

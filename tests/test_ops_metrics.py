@@ -10,8 +10,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
-
-from daemon.ops.metrics import SLICE_LATENCY_BUCKETS, Metrics
+from tandem.daemon.ops.metrics import SLICE_LATENCY_BUCKETS, Metrics
 
 
 def samples(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

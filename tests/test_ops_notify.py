@@ -8,8 +8,7 @@ import socket
 import tempfile
 
 import pytest
-
-from daemon.ops.notify import SystemdNotifier
+from tandem.daemon.ops.notify import SystemdNotifier
 
 
 @pytest.fixture
@@ -110,7 +109,7 @@ async def test_watchdog_loop_returns_without_watchdog(listener):
 
 async def test_ops_lifecycle_datagrams(listener):
     """Ops: STATUS while warming up, READY then watchdog pings, STOPPING exactly once."""
-    from daemon.ops import Ops, OpsConfig
+    from tandem.daemon.ops import Ops, OpsConfig
 
     path, sock = listener
     ops = Ops(OpsConfig(http_enabled=False),

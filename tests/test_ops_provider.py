@@ -13,11 +13,10 @@ from types import SimpleNamespace
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
-from daemon.ops import Health, HealthConfig, Metrics, OpsServer
-from daemon.ops.provider import SqliteStateProvider
-from daemon.ops.sampler import DaemonSampler
-from daemon.state import ClosedCandle, StateStore
+from tandem.daemon.ops import Health, HealthConfig, Metrics, OpsServer
+from tandem.daemon.ops.provider import SqliteStateProvider
+from tandem.daemon.ops.sampler import DaemonSampler
+from tandem.daemon.state import ClosedCandle, StateStore
 
 H = 3_600_000
 

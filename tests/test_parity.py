@@ -31,10 +31,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from backtest.reconcile import reconcile
-from core import journal
-from core.store import CandleStore, UniverseParquetSource
+from tandem.backtest.reconcile import reconcile
+from tandem.core import journal
+from tandem.core.store import CandleStore, UniverseParquetSource
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 
@@ -122,7 +121,7 @@ def backtest(world: dict, profile: str, end: int = END, manifest: Path | None = 
     out = world["root"] / ((f"bt-{profile}" if end == END else f"bt-{profile}-{end}") + tag)
     manifest = manifest or world["manifest"]
     if not (out / "fills.parquet").exists():
-        proc = _run(["backtest.cli", "run", "--manifest", str(manifest), "--profile", profile,
+        proc = _run(["tandem.backtest.cli", "run", "--manifest", str(manifest), "--profile", profile,
                      "--data", str(world["store"]), "--from", str(START), "--to", str(end),
                      "--out", str(out), "--no-report"])
         (out / "stdout.txt").write_text(proc.stdout)
@@ -137,7 +136,7 @@ def fingerprint_printed(stdout: str) -> str:
 
 
 def replay_cmd(world: dict, profile: str, db: Path, fresh: bool = True) -> list[str]:
-    cmd = ["daemon.cli", "replay", "--manifest", str(world["manifest"]), "--profile", profile,
+    cmd = ["tandem.daemon.cli", "replay", "--manifest", str(world["manifest"]), "--profile", profile,
            "--data", str(world["store"]), "--from", str(START), "--to", str(END), "--db", str(db),
            "--log-level", "ERROR",
            # Grace is wall-clock time; on a loaded CI machine the default can expire before
@@ -177,7 +176,7 @@ def test_replay_equals_backtest(world, profile):
     if profile == PROFILES[0]:
         # ``run --candles-from <daemon db>``: a backtest of exactly the consumed candles.
         out = world["root"] / "bt-candles-from"
-        _run(["backtest.cli", "run", "--manifest", str(world["manifest"]), "--profile", profile,
+        _run(["tandem.backtest.cli", "run", "--manifest", str(world["manifest"]), "--profile", profile,
               "--candles-from", str(db), "--from", str(START), "--to", str(END),
               "--out", str(out), "--no-report"])
         assert_parity(world, db, out / "fills.parquet", profile)
@@ -185,12 +184,12 @@ def test_replay_equals_backtest(world, profile):
 
 def test_replay_with_faults_equals_backtest(world):
     """Recoverable faults during the replay: the daemon must still produce the same fills."""
-    from core.manifest import load_manifest
-    from core.timeframes import timeframe_to_ms
-    from daemon.app import Daemon, DaemonConfig
-    from daemon.emulator.market import MarketData
-    from daemon.replay import run_replay
-    from daemon.strategy import stepper_factory
+    from tandem.core.manifest import load_manifest
+    from tandem.core.timeframes import timeframe_to_ms
+    from tandem.daemon.app import Daemon, DaemonConfig
+    from tandem.daemon.emulator.market import MarketData
+    from tandem.daemon.replay import run_replay
+    from tandem.daemon.strategy import stepper_factory
 
     profile_name = "rating_all_portfolio"
     bt = backtest(world, profile_name)

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tandem.backtest.reconcile import reconcile
+from tandem.core import journal
+from tandem.core.store import CandleStore
 
-from backtest.reconcile import reconcile
-from core import journal
-from core.store import CandleStore
 from tests.test_parity import START, TF, WARMUP, backtest
 from tests.test_parity import world as world  # noqa: F401 - the shared fixture
 
@@ -35,12 +35,12 @@ PROFILE = "rating_all_discrete"
 def replay(world: dict, db: Path, *, alter=None, plant=None, grace_s: float = 60.0,  # noqa: ANN001
            bar_timeout_s: float = 3.0, manifest: Path | None = None) -> None:
     """Replay PROFILE over [START, SHORT_END) in-process, through emulator + ccxt.pro + daemon."""
-    from core.manifest import load_manifest
-    from core.timeframes import timeframe_to_ms
-    from daemon.app import Daemon, DaemonConfig
-    from daemon.emulator.market import MarketData
-    from daemon.replay import run_replay
-    from daemon.strategy import stepper_factory
+    from tandem.core.manifest import load_manifest
+    from tandem.core.timeframes import timeframe_to_ms
+    from tandem.daemon.app import Daemon, DaemonConfig
+    from tandem.daemon.emulator.market import MarketData
+    from tandem.daemon.replay import run_replay
+    from tandem.daemon.strategy import stepper_factory
 
     prof = load_manifest(manifest or world["manifest"]).profile(PROFILE)
     store = CandleStore(world["store"], exchange="binance", timeframe="1h")

@@ -1,7 +1,7 @@
 """The fused rating kernel against the standalone indicator kernels.
 
 ``rating_step_nb`` computes all 26 indicators in one pass with shared rings and fixed
-lengths (for speed and compile time); the standalone kernels in ``core.indicators`` are
+lengths (for speed and compile time); the standalone kernels in ``tandem.core.indicators`` are
 the ones checked against TA-Lib and pandas references in ``test_indicators.py``. Here the
 votes are rebuilt in NumPy, rule by rule from RATINGS.md, on the standalone kernels'
 outputs, and must equal the fused kernel's votes and ratings exactly: same arithmetic,
@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from core.indicators import (
+from tandem.core.indicators import (
     ao_nb,
     bbp_nb,
     cci_nb,
@@ -32,7 +31,7 @@ from core.indicators import (
     vwma_nb,
     wpr_nb,
 )
-from core.ratings import (
+from tandem.core.ratings import (
     OUT_ALL,
     OUT_MA,
     OUT_OSC,
@@ -42,6 +41,7 @@ from core.ratings import (
     rating_step_nb,
     ratings_nb,
 )
+
 from tests.conftest import read_shared_csv
 
 
@@ -175,10 +175,10 @@ def test_fused_kernel_equals_standalone_indicators_on_awkward_bars() -> None:
 
 def test_the_kernel_is_called_by_address_within_bounds() -> None:
     """The loops get the kernel as an address (an int: typed in nanoseconds, and the loops'
-    machine code does not depend on the kernel, which lets core.warmup compile them with a
+    machine code does not depend on the kernel, which lets tandem.core.warmup compile them with a
     stand-in); an out-of-range offset is refused before the kernel writes through a
     pointer."""
-    from core.indicators.rating import N_RATING_OUT, rating_kernel, rating_step_at_nb
+    from tandem.core.indicators.rating import N_RATING_OUT, rating_kernel, rating_step_at_nb
 
     kern = rating_kernel()
     assert isinstance(kern, int) and kern == rating_kernel()

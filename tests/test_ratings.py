@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import talib
-
-from core.ratings import (
+from tandem.core.ratings import (
     LABELS,
     N_MA_VOTES,
     N_RATING_OUT,
@@ -23,6 +22,7 @@ from core.ratings import (
     rating_step_nb,
     ratings_nb,
 )
+
 from tests.conftest import read_shared_csv
 
 START = 600  # TA-Lib's seeds have converged by then

@@ -28,8 +28,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import talib
-
-from core.ratings import (
+from tandem.core.ratings import (
     OUT_ALL,
     OUT_MA,
     OUT_OSC,
@@ -38,6 +37,7 @@ from core.ratings import (
     new_rating_state,
     ratings_nb,
 )
+
 from tests.conftest import read_shared_csv
 
 START = 300  # TA-Lib's exponential seeds have converged by then (RATINGS.md)

@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from core.ratings import (
+from tandem.core.ratings import (
     N_RATING_OUT,
     RATING_WARMUP_BARS,
     RatingState,

@@ -19,14 +19,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from backtest.reconcile import Tolerance, reconcile
-from backtest.reconcile.match import IDENTICAL, MISMATCHED, MISSING_PAPER, match_fills
-from core import journal
-from core.engine import Engine, EngineConfig, run_batch
-from core.fingerprint import run_fingerprint
-from core.store import CandleStore
-from daemon.state import ClosedCandle, StateStore, canonical_json, profile_hash
+from tandem.backtest.reconcile import Tolerance, reconcile
+from tandem.backtest.reconcile.match import IDENTICAL, MISMATCHED, MISSING_PAPER, match_fills
+from tandem.core import journal
+from tandem.core.engine import Engine, EngineConfig, run_batch
+from tandem.core.fingerprint import run_fingerprint
+from tandem.core.store import CandleStore
+from tandem.daemon.state import ClosedCandle, StateStore, canonical_json, profile_hash
 
 SYMS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 TF = 3_600_000

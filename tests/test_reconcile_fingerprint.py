@@ -1,6 +1,6 @@
 """Fingerprints: sensitive to every content bit, blind to producer columns and row order.
 
-Trades are cross-checked against ``core.journal.trades_table`` (an independent walk of the
+Trades are cross-checked against ``tandem.core.journal.trades_table`` (an independent walk of the
 same journal) and against a hand-written trade split; the hash encoding against hashlib
 over a hand-built canonical string.
 """
@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from core.fingerprint import (
+from tandem.core.fingerprint import (
     encode_rows,
     fingerprint_line,
     profile_fingerprints,
@@ -22,7 +21,7 @@ from core.fingerprint import (
     trade_fingerprints,
     trade_ids,
 )
-from core.journal import fills_frame, trades_table
+from tandem.core.journal import fills_frame, trades_table
 
 COLS = ["ts", "asset", "side", "qty", "price", "fee", "reason", "intrabar", "pos", "cash"]
 

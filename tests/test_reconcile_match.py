@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from backtest.reconcile.classify import classify
-from backtest.reconcile.drift import drift_frame, infer_initial_cash
-from backtest.reconcile.evidence import ConfigDiff
-from backtest.reconcile.match import (
+from tandem.backtest.reconcile.classify import classify
+from tandem.backtest.reconcile.drift import drift_frame, infer_initial_cash
+from tandem.backtest.reconcile.evidence import ConfigDiff
+from tandem.backtest.reconcile.match import (
     IDENTICAL,
     MISMATCHED,
     MISSING_BACKTEST,
@@ -20,7 +19,7 @@ from backtest.reconcile.match import (
     Tolerance,
     match_fills,
 )
-from core.journal import fills_frame
+from tandem.core.journal import fills_frame
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 

@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from tandem.backtest.reconcile.cli import main
 
-from backtest.reconcile.cli import main
 from tests.test_reconcile import SYMS, Plan, make_candles, write_backtest, write_paper
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -78,7 +78,7 @@ def test_html_report_renders_in_headless_chromium(altered, tmp_path, capsys):
 
 
 def test_markdown_and_terminal_agree_on_counts(altered):
-    from backtest.reconcile import reconcile
+    from tandem.backtest.reconcile import reconcile
 
     root, db, bt = altered
     r = reconcile(db, bt, history=root / "store")
@@ -91,8 +91,8 @@ def test_markdown_and_terminal_agree_on_counts(altered):
 
 
 def test_fingerprints_command_lists_every_trade(altered, capsys):
-    from core.fingerprint import fingerprint_line
-    from core.journal import read_csv, trades_table
+    from tandem.core.fingerprint import fingerprint_line
+    from tandem.core.journal import read_csv, trades_table
 
     _, db, bt = altered
     assert main(["fingerprints", str(bt)]) == 0

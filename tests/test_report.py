@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from backtest import svg
-from backtest.demo_data import generate_candles
-from backtest.plots import write_equity_png
-from backtest.report import ReportInput, write_report
-from backtest.stats import compute_stats
+from tandem.backtest import svg
+from tandem.backtest.demo_data import generate_candles
+from tandem.backtest.plots import write_equity_png
+from tandem.backtest.report import ReportInput, write_report
+from tandem.backtest.stats import compute_stats
 
 SYMS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -25,8 +24,8 @@ N_BARS = 1500  # short enough that the price line is not decimated (markers sit 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> tuple[ReportInput, Path]:
     """A real engine run on demo candles with random signals, and its written report."""
-    from core.engine import EngineConfig, run_batch
-    from core.journal import trades_table
+    from tandem.core.engine import EngineConfig, run_batch
+    from tandem.core.journal import trades_table
 
     candles = generate_candles(SYMS, n_bars=N_BARS, seed=11)
     mat = {k: np.column_stack([candles[s][k].to_numpy() for s in SYMS])
@@ -162,7 +161,7 @@ def _decimate_by_hand(x, y, buckets):  # noqa: ANN001, ANN202
 
 
 def test_decimate_keeps_each_buckets_ends_and_extremes() -> None:
-    from backtest.svg import decimate
+    from tandem.backtest.svg import decimate
 
     rng = np.random.default_rng(3)
     for trial in range(200):
@@ -197,7 +196,7 @@ def _hand_portfolio(mode: str = "portfolio") -> ReportInput:
 
 
 def test_weights_and_turnover_by_hand(tmp_path):
-    from backtest.report import portfolio_weights, rebalance_turnover
+    from tandem.backtest.report import portfolio_weights, rebalance_turnover
 
     data = _hand_portfolio()
     w = portfolio_weights(data)

@@ -9,9 +9,9 @@ import json
 import time
 
 import aiohttp
+from tandem.daemon.replay import run_replay
+from tandem.daemon.state import StateStore
 
-from daemon.replay import run_replay
-from daemon.state import StateStore
 from tests.test_daemon_support import (
     TF_MS,
     assert_candles_exactly_once,
@@ -221,7 +221,7 @@ async def test_warmup_backfill_pages_without_lag_retries(tmp_path):
 
 # ---- warm-up from the candle store ------------------------------------------------------
 async def test_warmup_from_store_gives_the_same_fills_as_rest(tmp_path):
-    from core.store import CandleStore
+    from tandem.core.store import CandleStore
 
     warm = 1500
     profile = small_profile(warmup=warm)
@@ -258,7 +258,7 @@ async def test_warmup_from_store_gives_the_same_fills_as_rest(tmp_path):
 
 # ---- the REST weight budget ---------------------------------------------------------------
 async def test_rest_budget_bursts_then_refills_at_its_rate():
-    from daemon.restbudget import RestBudget
+    from tandem.daemon.restbudget import RestBudget
 
     b = RestBudget(600, share=0.8, burst_share=0.25)  # 480/min: burst 120, then 6 weight/s
     t = time.monotonic()
@@ -273,7 +273,7 @@ async def test_rest_budget_bursts_then_refills_at_its_rate():
 
 
 async def test_rest_budget_pause_stops_everyone():
-    from daemon.restbudget import RestBudget
+    from tandem.daemon.restbudget import RestBudget
 
     b = RestBudget(6000)
     b.pause(0.4)  # a 429 said Retry-After
@@ -283,7 +283,7 @@ async def test_rest_budget_pause_stops_everyone():
 
 
 async def test_warmup_from_store_missing_symbol_comes_over_rest(tmp_path):
-    from core.store import CandleStore
+    from tandem.core.store import CandleStore
 
     profile = small_profile()
     market = sample_market(n_tradable=30)

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
+from tandem.core.settings import Settings, SettingsError, load_settings
 
-from core.settings import Settings, SettingsError, load_settings
 from tests.conftest import REPO_ROOT
 
 
@@ -126,7 +126,7 @@ def test_non_utf8_dotenv(tmp_path: Path, content: bytes) -> None:
 
 
 def test_oversized_dotenv(tmp_path: Path) -> None:
-    from core.settings import MAX_ENV_FILE_BYTES
+    from tandem.core.settings import MAX_ENV_FILE_BYTES
 
     env = tmp_path / ".env"
     env.write_text("# " + "x" * MAX_ENV_FILE_BYTES + "\n")

@@ -10,9 +10,9 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from tandem.core.manifest import parse_manifest
+from tandem.core.signals import compute_signals, target_weights_nb
 
-from core.manifest import parse_manifest
-from core.signals import compute_signals, target_weights_nb
 from tests.conftest import REPO_ROOT
 
 DOC = json.loads((REPO_ROOT / "manifest.json").read_text())

@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from backtest.stats import compute_stats, drawdown_series, write_stats_json
+from tandem.backtest.stats import compute_stats, drawdown_series, write_stats_json
 
 INIT = 10_000.0
 

@@ -15,8 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
-
-from core.store import (
+from tandem.core.store import (
     AlignedCandles,
     CandleStore,
     CandleStoreError,

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from tandem.backtest.cli import main
 
-from backtest.cli import main
 from tests.sweep_fixtures import make_inputs, sweep_args
 
 
@@ -114,12 +114,12 @@ def _sweep_best_then_run(inp, grid_df, tmp_path, capsys):  # noqa: ANN001, ANN20
     """Sweep with --write-profile, run the written profile with the ordinary CLI over the
     same range: the sweep kernel's fills for the best trial equal run's, bit for bit, and
     the sweep's statistics equal stats.json."""
-    from backtest.sweep.data import load_sweep_data
-    from backtest.sweep.driver import single_trial
-    from core.fingerprint import run_fingerprint
-    from core.journal import fills_frame, read_parquet
-    from core.manifest import load_manifest
-    from core.store import CsvFolderSource
+    from tandem.backtest.sweep.data import load_sweep_data
+    from tandem.backtest.sweep.driver import single_trial
+    from tandem.core.fingerprint import run_fingerprint
+    from tandem.core.journal import fills_frame, read_parquet
+    from tandem.core.manifest import load_manifest
+    from tandem.core.store import CsvFolderSource
 
     out = tmp_path / "w"
     man_out = tmp_path / "chosen.json"
@@ -164,7 +164,7 @@ def test_write_profile_then_run_gives_the_sweeps_fills(inp, grid, tmp_path, caps
     {"weighting": "hrp", "lookback": 48, "max_weight": 0.6, "rebalance_every": "4h"},
 ], ids=lambda p: p["weighting"])
 def test_weighted_portfolio_sweep_equals_run(tmp_path, capsys, portfolio):
-    """core.weighting in the sweep (core.trials): a weighted portfolio profile's best trial
+    """tandem.core.weighting in the sweep (tandem.core.trials): a weighted portfolio profile's best trial
     trades exactly what `run` of the written profile trades."""
     inp = make_inputs(tmp_path / "in", days=30)
     doc = json.loads(inp["manifest"].read_text())
@@ -183,7 +183,7 @@ def test_weighted_portfolio_sweep_equals_run(tmp_path, capsys, portfolio):
 
 
 def test_resume_after_lost_parts_ends_with_the_same_results(inp, grid, tmp_path, monkeypatch):
-    import backtest.sweep.driver as drv
+    import tandem.backtest.sweep.driver as drv
 
     monkeypatch.setattr(drv, "MAX_CHUNK", 2)  # many parts
     out = tmp_path / "r"
@@ -198,11 +198,11 @@ def test_resume_after_lost_parts_ends_with_the_same_results(inp, grid, tmp_path,
     calls = []
     real = drv.finalize
     monkeypatch.setattr(drv, "finalize", lambda *a: (calls.append(1), real(*a))[1])
-    from backtest.sweep import evaluate as ev
+    from tandem.backtest.sweep import evaluate as ev
 
     n_run = []
     real_eval = ev.evaluate_chunk
-    import backtest.sweep.executor as ex
+    import tandem.backtest.sweep.executor as ex
 
     monkeypatch.setattr(ex, "evaluate_chunk",
                         lambda d, b, t: (n_run.append(len(t)), real_eval(d, b, t))[1])
@@ -212,15 +212,15 @@ def test_resume_after_lost_parts_ends_with_the_same_results(inp, grid, tmp_path,
 
 
 def test_walk_forward_folds_start_flat_and_pick_is_winners(inp, tmp_path):
-    from backtest.runner import load_window
-    from backtest.stats import compute_stats
-    from backtest.sweep.driver import fold_winners, objective_values
-    from backtest.sweep.space import trial_profile
-    from core.engine import EngineConfig, run_batch
-    from core.journal import trades_table
-    from core.manifest import load_manifest
-    from core.signals import compute_signals, ratings_from_candles
-    from core.store import CsvFolderSource
+    from tandem.backtest.runner import load_window
+    from tandem.backtest.stats import compute_stats
+    from tandem.backtest.sweep.driver import fold_winners, objective_values
+    from tandem.backtest.sweep.space import trial_profile
+    from tandem.core.engine import EngineConfig, run_batch
+    from tandem.core.journal import trades_table
+    from tandem.core.manifest import load_manifest
+    from tandem.core.signals import compute_signals, ratings_from_candles
+    from tandem.core.store import CsvFolderSource
 
     out = tmp_path / "wf"
     assert main(sweep_args(inp, out, "--workers", "0", "--walk-forward", "3", "--train", "14d",
@@ -268,7 +268,7 @@ def test_walk_forward_folds_start_flat_and_pick_is_winners(inp, tmp_path):
 
 
 def test_fold_winner_ties_and_nan():
-    from backtest.sweep.driver import fold_winners
+    from tandem.backtest.sweep.driver import fold_winners
 
     df = pd.DataFrame({"trial": [0, 1, 2, 3], "fold": 0, "valid": [True, True, True, False],
                        "is_sharpe": [np.nan, 1.0, 1.0, 5.0], "oos_sharpe": np.nan})
@@ -294,7 +294,7 @@ def test_daily_returns_compound_to_the_total_return(grid):
 
 
 def test_warmup_override_is_used_and_written(inp, tmp_path):
-    from core.manifest import load_manifest
+    from tandem.core.manifest import load_manifest
 
     out = tmp_path / "wu"
     assert main(sweep_args(inp, out, "--workers", "0", "--warmup-bars", "240", "--trials", "2",
@@ -306,8 +306,8 @@ def test_warmup_override_is_used_and_written(inp, tmp_path):
 
 
 def test_ranges_sample_within_bounds_and_steps():
-    from backtest.sweep.search import TpeSearch, random_trials
-    from backtest.sweep.space import parse_dim
+    from tandem.backtest.sweep.search import TpeSearch, random_trials
+    from tandem.backtest.sweep.space import parse_dim
 
     dims = [parse_dim("execution.size_pct", {"low": 0.01, "high": 0.5, "log": True}),
             parse_dim("exit_rules.stop_loss_pct", {"low": 0.02, "high": 0.1, "step": 0.02}),
@@ -328,7 +328,7 @@ def test_ranges_sample_within_bounds_and_steps():
 
 
 def test_calmar_objective():
-    from backtest.sweep.driver import objective_values
+    from tandem.backtest.sweep.driver import objective_values
 
     df = pd.DataFrame({"valid": [True, True, False], "is_cagr": [0.2, 0.1, 0.5],
                        "is_max_drawdown": [-0.1, 0.0, -0.1]})

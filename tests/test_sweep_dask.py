@@ -9,8 +9,8 @@ import time
 
 import pandas as pd
 import pytest
+from tandem.backtest.cli import main
 
-from backtest.cli import main
 from tests.sweep_fixtures import make_inputs, sweep_args
 
 pytestmark = pytest.mark.timeout(240)
@@ -18,10 +18,10 @@ pytestmark = pytest.mark.timeout(240)
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from backtest.sweep.data import load_sweep_data
-    from backtest.sweep.space import load_space
-    from core.manifest import load_manifest
-    from core.store import CsvFolderSource
+    from tandem.backtest.sweep.data import load_sweep_data
+    from tandem.backtest.sweep.space import load_space
+    from tandem.core.manifest import load_manifest
+    from tandem.core.store import CsvFolderSource
 
     inp = make_inputs(tmp_path_factory.mktemp("dask"))
     base = load_manifest(inp["manifest"]).profile("t")
@@ -30,7 +30,7 @@ def setup(tmp_path_factory):
 
 
 def _sweep(setup, executor, out):
-    from backtest.sweep.driver import SweepConfig, run_sweep
+    from tandem.backtest.sweep.driver import SweepConfig, run_sweep
 
     _, base, data, dims = setup
     return run_sweep(base, data, dims, SweepConfig(progress=False), out, executor).results
@@ -38,8 +38,8 @@ def _sweep(setup, executor, out):
 
 def test_local_cluster_equals_in_process_and_survives_a_killed_worker(setup, tmp_path,
                                                                       monkeypatch):
-    import backtest.sweep.driver as drv
-    from backtest.sweep import executor as ex
+    import tandem.backtest.sweep.driver as drv
+    from tandem.backtest.sweep import executor as ex
 
     _, base, data, _ = setup
     local = _sweep(setup, ex.LocalExecutor(data, base), tmp_path / "local")
@@ -84,7 +84,7 @@ def test_help_imports_no_dask_or_optuna():
     import subprocess
     import sys
 
-    code = ("import sys; from backtest.cli import build_parser; build_parser().format_help(); "
+    code = ("import sys; from tandem.backtest.cli import build_parser; build_parser().format_help(); "
             "bad = [m for m in ('dask', 'distributed', 'optuna') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.getcwd())

@@ -1,7 +1,7 @@
-"""core.trials: many trials per kernel call give, per trial, the run's fills and statistics.
+"""tandem.core.trials: many trials per kernel call give, per trial, the run's fills and statistics.
 
 The truth is an ordinary ``run_backtest`` of the same profile (its fills and
-``backtest.stats.compute_stats(trades_table(fills))``), for discrete and portfolio modes,
+``tandem.backtest.stats.compute_stats(trades_table(fills))``), for discrete and portfolio modes,
 with SL/TP/trailing, long/short and the vote combiner.
 """
 
@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from backtest.demo_data import generate_candles, write_csv_folder
-from backtest.runner import run_backtest, with_overrides
-from backtest.sweep.data import load_sweep_data
-from backtest.sweep.evaluate import profile_rows
-from backtest.sweep.space import trial_profile
-from core.trials import STAT_NAMES, run_trials
+from tandem.backtest.demo_data import generate_candles, write_csv_folder
+from tandem.backtest.runner import run_backtest, with_overrides
+from tandem.backtest.sweep.data import load_sweep_data
+from tandem.backtest.sweep.evaluate import profile_rows
+from tandem.backtest.sweep.space import trial_profile
+from tandem.core.trials import STAT_NAMES, run_trials
 
 SYMS = ["BTC/USDT", "ETH/USDT", "DOGE/USDT"]
 WARM = 24 * 20
@@ -38,8 +37,8 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from core.manifest import load_manifest
-    from core.store import CsvFolderSource
+    from tandem.core.manifest import load_manifest
+    from tandem.core.store import CsvFolderSource
 
     folder = tmp_path_factory.mktemp("c")
     write_csv_folder(generate_candles(SYMS, start="2024-01-01", n_bars=24 * 50, seed=11), folder)
@@ -59,7 +58,7 @@ def _single(data, prof):
 
 
 def test_trials_equal_run_backtest_fills_and_stats(setup):
-    from core.journal import fills_frame
+    from tandem.core.journal import fills_frame
 
     base, src, data = setup
     profiles = []

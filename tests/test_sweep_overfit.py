@@ -15,8 +15,7 @@ from itertools import combinations
 import numpy as np
 import pytest
 from scipy import integrate, stats
-
-from backtest.sweep.overfit import (
+from tandem.backtest.sweep.overfit import (
     deflated_sharpe_ratio,
     expected_max_sharpe,
     pbo_cscv,
@@ -102,7 +101,7 @@ def test_dsr_edge_cases():
 
 
 def test_return_moments_match_scipy_and_backtest_stats():
-    from backtest.stats import sharpe_ratio
+    from tandem.backtest.stats import sharpe_ratio
 
     r = np.random.default_rng(8).standard_t(4, size=3000) * 0.01 + 0.0004
     m = return_moments(np.concatenate([r, [np.nan]]))

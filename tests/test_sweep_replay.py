@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 import pytest
+from tandem.backtest.cli import main
 
-from backtest.cli import main
 from tests.sweep_fixtures import REPO, make_inputs, sweep_args
 
 pytestmark = pytest.mark.slow
@@ -20,12 +20,12 @@ END = "2024-01-29"
 
 
 def test_written_profile_replayed_by_the_daemon_gives_the_sweeps_fills(tmp_path):
-    from backtest.sweep.data import load_sweep_data
-    from backtest.sweep.driver import single_trial
-    from core.fingerprint import fingerprint_line
-    from core.journal import fills_frame
-    from core.manifest import load_manifest
-    from core.store import CsvFolderSource
+    from tandem.backtest.sweep.data import load_sweep_data
+    from tandem.backtest.sweep.driver import single_trial
+    from tandem.core.fingerprint import fingerprint_line
+    from tandem.core.journal import fills_frame
+    from tandem.core.manifest import load_manifest
+    from tandem.core.store import CsvFolderSource
 
     inp = make_inputs(tmp_path)
     out = tmp_path / "out"
@@ -40,7 +40,7 @@ def test_written_profile_replayed_by_the_daemon_gives_the_sweeps_fills(tmp_path)
     env = dict(os.environ)
     env.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
     proc = subprocess.run(
-        [sys.executable, "-m", "daemon.cli", "replay", "--manifest", str(out / "manifest.json"),
+        [sys.executable, "-m", "tandem.daemon.cli", "replay", "--manifest", str(out / "manifest.json"),
          "--profile", "t_rp", "--data", str(inp["data"]), "--from", START, "--to", END,
          "--db", str(tmp_path / "replay.sqlite"), "--fresh", "--log-level", "ERROR",
          "--grace", "120"], cwd=REPO, capture_output=True, text=True, timeout=600, env=env)

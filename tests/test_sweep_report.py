@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from backtest.sweep.overfit import deflated_sharpe_ratio, pbo_cscv
-from backtest.sweep.report import objective_values, write_sweep_report
+from tandem.backtest.sweep.overfit import deflated_sharpe_ratio, pbo_cscv
+from tandem.backtest.sweep.report import objective_values, write_sweep_report
 
 DAY = 86_400_000
 EVIL = "<script>alert('x')</script> entry_threshold below exit"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import ccxt
 import pandas as pd
 import pytest
-
-from core.timeframes import (
+from tandem.core.timeframes import (
     EXCHANGE_TIMEFRAMES,
     TimeframeError,
     bars_per,

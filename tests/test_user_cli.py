@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from backtest.cli import main
-from backtest.demo_data import generate_candles
-from backtest.report import ReportInput, render_report
+from tandem.backtest.cli import main
+from tandem.backtest.demo_data import generate_candles
+from tandem.backtest.report import ReportInput, render_report
 
 REPO = Path(__file__).resolve().parents[1]
 SYMS = ["BTC/USDT", "ETH/USDT"]
@@ -28,7 +27,7 @@ HOUR = 3_600_000
 
 def test_help_does_not_import_ccxt():
     """Building the parser (what every ``--help`` does) must not pay ccxt's ~1.5 s import."""
-    code = ("import sys; from backtest.cli import build_parser; build_parser(); "
+    code = ("import sys; from tandem.backtest.cli import build_parser; build_parser(); "
             "print('ccxt' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -39,9 +38,9 @@ def test_help_does_not_import_ccxt():
 @pytest.fixture(scope="module")
 def report_input() -> tuple[ReportInput, np.ndarray]:
     """A real engine run with positions still open at the end, as the runner would pass it."""
-    from backtest.stats import compute_stats
-    from core.engine import EngineConfig, run_batch
-    from core.journal import trades_table
+    from tandem.backtest.stats import compute_stats
+    from tandem.core.engine import EngineConfig, run_batch
+    from tandem.core.journal import trades_table
 
     candles = generate_candles(SYMS, n_bars=300, seed=3)
     opens_ms = candles[SYMS[0]]["ts"].to_numpy()
@@ -155,8 +154,7 @@ def test_cli_logging_survives_a_closed_stderr(monkeypatch):
     import io
 
     import structlog
-
-    from backtest.logs import configure_logging
+    from tandem.backtest.logs import configure_logging
 
     first = io.StringIO()
     monkeypatch.setattr(sys, "stderr", first)

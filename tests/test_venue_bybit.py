@@ -1,5 +1,5 @@
 """Bybit through the real ccxt.pro ``bybit`` client against the emulator speaking Bybit's
-v5 wire protocol (daemon.emulator.bybit): REST instruments and klines, the websocket
+v5 wire protocol (tandem.daemon.emulator.bybit): REST instruments and klines, the websocket
 subscribe/ack and op ping/pong, kline frames with ``confirm``, and replay == backtest bit
 for bit — also when the closed flag is missing from every frame."""
 
@@ -9,10 +9,10 @@ import json
 import re
 
 import aiohttp
+from tandem.daemon.emulator.bybit import BybitEmulator
+from tandem.daemon.replay import run_replay
+from tandem.daemon.state import StateStore
 
-from daemon.emulator.bybit import BybitEmulator
-from daemon.replay import run_replay
-from daemon.state import StateStore
 from tests.test_daemon_support import (
     TF_MS,
     assert_candles_exactly_once,
@@ -126,7 +126,7 @@ def test_emulator_command_speaks_bybit_when_asked(tmp_path):
 
     repo = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon.emulator", "--protocol", "bybit", "--generate", "10",
+        [sys.executable, "-m", "tandem.daemon.emulator", "--protocol", "bybit", "--generate", "10",
          "--symbols", "BTC/USDT", "--timeframe", "1m", "--speed", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(repo)})
@@ -175,9 +175,9 @@ async def test_bybit_subscribes_in_batches_of_ten_through_ccxt_pro():
     import asyncio
     import contextlib
 
-    from daemon.client import build_exchange
-    from daemon.emulator.market import MarketData
-    from daemon.replay import wait_subscribed
+    from tandem.daemon.client import build_exchange
+    from tandem.daemon.emulator.market import MarketData
+    from tandem.daemon.replay import wait_subscribed
 
     names = [f"Q{chr(65 + i // 26)}{chr(65 + i % 26)}/USDT" for i in range(25)]
     market = MarketData.generate(names, "1m", n_bars=20)
@@ -202,8 +202,7 @@ async def _bybit_fetches(emu, n: int, venue=None) -> tuple[int, int]:
     import asyncio
 
     import ccxt
-
-    from daemon.client import build_exchange
+    from tandem.daemon.client import build_exchange
 
     ex = build_exchange("bybit", emu.rest_url, emu.ws_url, venue=venue)
     since = emu.market.first_ts
@@ -240,9 +239,8 @@ async def test_bybit_403_pauses_every_request_for_the_ban():
     import time
 
     import ccxt
-
-    from daemon.client import build_exchange
-    from daemon.venues import BybitAdapter
+    from tandem.daemon.client import build_exchange
+    from tandem.daemon.venues import BybitAdapter
 
     venue = BybitAdapter()
     venue.rate_limit_pause_s = 1.5  # Bybit's: 600 s (the ban is 10+ minutes)

@@ -1,5 +1,5 @@
 """OKX through the real ccxt.pro ``okx`` client against the emulator speaking OKX's v5
-wire protocol (daemon.emulator.okx): public instruments, candles / history-candles REST
+wire protocol (tandem.daemon.emulator.okx): public instruments, candles / history-candles REST
 with their limits, the business websocket's subscribe/ack and text ping/pong, candle
 frames with ``confirm``, and replay == backtest bit for bit — also under the whole fault
 plan and when the closed flag is missing from every frame."""
@@ -12,11 +12,11 @@ import re
 
 import aiohttp
 import pytest
+from tandem.daemon.emulator.okx import OkxEmulator
+from tandem.daemon.replay import run_replay
+from tandem.daemon.state import StateStore
+from tandem.daemon.venues import OkxAdapter, VenueError, check_venue
 
-from daemon.emulator.okx import OkxEmulator
-from daemon.replay import run_replay
-from daemon.state import StateStore
-from daemon.venues import OkxAdapter, VenueError, check_venue
 from tests.test_daemon_support import (
     TF_MS,
     assert_candles_exactly_once,
@@ -126,7 +126,7 @@ async def test_okx_emulator_wire_ping_subscribe_frames():
 
 
 async def test_okx_emulator_candles_paging_and_rate_limit():
-    from daemon.emulator.market import MarketData
+    from tandem.daemon.emulator.market import MarketData
 
     market = MarketData.generate(["BTC/USDT"], "1m", n_bars=1700)
     now = market.first_ts + 1600 * TF_MS
@@ -203,7 +203,7 @@ def test_emulator_command_speaks_okx_when_asked(tmp_path):
 
     repo = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon.emulator", "--protocol", "okx", "--generate", "10",
+        [sys.executable, "-m", "tandem.daemon.emulator", "--protocol", "okx", "--generate", "10",
          "--symbols", "BTC/USDT", "--timeframe", "1m", "--speed", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(repo)})

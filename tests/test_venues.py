@@ -9,8 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from daemon.venues import (
+from tandem.daemon.venues import (
     ADAPTERS,
     BinanceAdapter,
     BybitAdapter,
@@ -18,6 +17,7 @@ from daemon.venues import (
     adapter_for,
     check_venue,
 )
+
 from tests.test_daemon_support import small_profile
 from tests.test_hostile_daemon import _daemon, _one_error_line
 
@@ -31,7 +31,7 @@ def _manifest(tmp_path: Path, **over) -> Path:
 
 
 def _cli(tmp_path: Path, monkeypatch, capsys, *args: str) -> subprocess.CompletedProcess:
-    import daemon.cli as cli
+    import tandem.daemon.cli as cli
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TANDEM_STATE_DB", str(tmp_path / "state.sqlite"))
@@ -83,7 +83,7 @@ def test_timeframe_the_venue_does_not_stream_is_named():
 
 
 def test_registered_venues_are_the_ones_with_an_emulator_and_parity():
-    from daemon.replay import emulator_class
+    from tandem.daemon.replay import emulator_class
 
     assert sorted(ADAPTERS) == ["binance", "bybit", "okx"]
     for venue in ADAPTERS:
@@ -142,7 +142,7 @@ def test_binance_subscribe_and_rest_request_match_the_docs():
 
 def test_library_use_of_an_unsupported_venue_is_refused_too():
     """``Daemon`` builds its client with ``build_exchange``: no adapter, no client."""
-    from daemon.client import build_exchange
+    from tandem.daemon.client import build_exchange
 
     with pytest.raises(VenueError, match="'kraken' is not supported"):
         build_exchange("kraken", "http://127.0.0.1:9", "ws://127.0.0.1:9")

@@ -1,4 +1,4 @@
-"""The batched warm-up (daemon.warmstart) against the slice path it replaces: the same
+"""The batched warm-up (tandem.daemon.warmstart) against the slice path it replaces: the same
 strategy state bit for bit — MTF/rating states per asset and a weighting profile's
 cross-asset return window — with bars missing here and there and the bars handed over in
 uneven chunks, and the same journal rows (``slices`` with their missing assets, ``candles``)."""
@@ -9,11 +9,11 @@ import json
 
 import numpy as np
 import pytest
+from tandem.daemon.slices import make_slice
+from tandem.daemon.state import ClosedCandle, StateStore
+from tandem.daemon.strategy import ProfileStepper
+from tandem.daemon.warmstart import WarmupSink
 
-from daemon.slices import make_slice
-from daemon.state import ClosedCandle, StateStore
-from daemon.strategy import ProfileStepper
-from daemon.warmstart import WarmupSink
 from tests.test_daemon_support import TF_MS, sample_market, small_profile
 
 WARM = 300
@@ -130,7 +130,8 @@ async def test_journal_between_live_slices_and_at_stop(tmp_path, monkeypatch, st
     """A replay whose warm-up journal goes out in the background (as for 500 assets): fills
     == backtest; the journal is whole once done, and a stop that leaves it no time (0 s)
     leaves it ``pending`` — the state committed, the journal never half a chunk."""
-    import daemon.app as app
+    import tandem.daemon.app as app
+
     from tests.test_daemon_support import (
         assert_candles_exactly_once,
         assert_journal_equal,

@@ -1,4 +1,4 @@
-"""core.warmup: worker processes fill the numba cache that a later process then loads.
+"""tandem.core.warmup: worker processes fill the numba cache that a later process then loads.
 
 Each test uses its own empty cache folder. Only the engine and MTF-loop jobs are compiled
 here (a few seconds each); the ratings job runs the same machinery with a bigger kernel.
@@ -13,10 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from core import warmup
-from core.manifest import load_manifest, parse_manifest
-from core.numba_cache import core_source_hash
+from tandem.core import warmup
+from tandem.core.manifest import load_manifest, parse_manifest
+from tandem.core.numba_cache import core_source_hash
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,8 +29,7 @@ def profile():  # noqa: ANN201
 def cache(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
     """An empty numba cache folder for this process (and the workers it starts)."""
     from numba.core import config
-
-    from core import numba_cache
+    from tandem.core import numba_cache
 
     folder = tmp_path / f"core-{core_source_hash()}"
     monkeypatch.setattr(config, "CACHE_DIR", str(folder))
@@ -40,19 +38,19 @@ def cache(tmp_path, monkeypatch):  # noqa: ANN001, ANN201
 
 
 def load_in_fresh_process(folder: Path, profile_name: str = "crypto_rating_all",
-                          job: str = "engine", kernel: str = "core.engine.kernels.run_batch_nb") -> dict:
+                          job: str = "engine", kernel: str = "tandem.core.engine.kernels.run_batch_nb") -> dict:
     """Run ``job`` in a new interpreter on ``folder``; report ``kernel``'s cache use."""
     module, name = kernel.rsplit(".", 1)
     code = (
         "import json, sys\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
-        "from core.numba_cache import use_numba_cache_folder\n"
+        "from tandem.core.numba_cache import use_numba_cache_folder\n"
         # The exact folder (not one derived from a hash of the sources, which another
         # session editing the core may change in the meantime), before any kernel module
         # is imported.
         f"use_numba_cache_folder({str(folder)!r})\n"
         "from core import warmup\n"
-        "from core.manifest import load_manifest\n"
+        "from tandem.core.manifest import load_manifest\n"
         f"p = load_manifest({str(REPO / 'manifest.json')!r}).profile({profile_name!r})\n"
         f"warmup.run_jobs(p, [{job!r}])\n"
         f"from {module} import {name} as k\n"
@@ -131,12 +129,12 @@ def test_mtf_job_compiles_the_loop_the_run_loads(profile, cache) -> None:  # noq
     info = w.wait(timeout=300)
     assert info["failed"] == [], info
     assert warmup.is_warm(profile, "mtf")
-    assert load_in_fresh_process(cache, job="mtf", kernel="core.mtf.mtf_batch_nb") == {
+    assert load_in_fresh_process(cache, job="mtf", kernel="tandem.core.mtf.mtf_batch_nb") == {
         "hits": 1, "misses": 0}
 
 
 class FakeWarmup:
-    """Stands in for core.warmup.Warmup: records when the runner waits, reports a failure."""
+    """Stands in for tandem.core.warmup.Warmup: records when the runner waits, reports a failure."""
 
     def __init__(self, events: list[str]) -> None:
         self.groups = [list(g) for g in warmup.BACKTEST_GROUPS]
@@ -157,12 +155,12 @@ def test_runner_waits_for_each_worker_right_before_its_stage(monkeypatch, tmp_pa
     combiner after wait:signals (after the first chunk's ratings), the engine after
     wait:engine. A failed worker only costs time: the run completes (compiling in-process)."""
 
-    import core.engine.api
-    import core.mtf
-    import core.signals
-    from backtest.demo_data import generate_candles, write_csv_folder
-    from backtest.runner import run_backtest, with_overrides
-    from core.store import CsvFolderSource
+    import tandem.core.engine.api
+    import tandem.core.mtf
+    import tandem.core.signals
+    from tandem.backtest.demo_data import generate_candles, write_csv_folder
+    from tandem.backtest.runner import run_backtest, with_overrides
+    from tandem.core.store import CsvFolderSource
 
     events: list[str] = []
     monkeypatch.setattr(warmup, "start_warmup", lambda *a, **k: FakeWarmup(events))
@@ -177,7 +175,7 @@ def test_runner_waits_for_each_worker_right_before_its_stage(monkeypatch, tmp_pa
         events.append("ratings")
         res[:, first:stop] = 0.5
 
-    real_signals, real_batch = core.signals.signals_rows_nb, core.engine.api.run_batch_nb
+    real_signals, real_batch = tandem.core.signals.signals_rows_nb, tandem.core.engine.api.run_batch_nb
 
     def spy_signals(*a):  # noqa: ANN002, ANN202
         events.append("signals")
@@ -187,10 +185,10 @@ def test_runner_waits_for_each_worker_right_before_its_stage(monkeypatch, tmp_pa
         events.append("engine")
         return real_batch(*a)
 
-    monkeypatch.setattr(core.mtf, "rating_kernel", fake_kernel)
-    monkeypatch.setattr(core.mtf, "mtf_batch_nb", fake_mtf_batch)
-    monkeypatch.setattr(core.signals, "signals_rows_nb", spy_signals)
-    monkeypatch.setattr(core.engine.api, "run_batch_nb", spy_batch)
+    monkeypatch.setattr(tandem.core.mtf, "rating_kernel", fake_kernel)
+    monkeypatch.setattr(tandem.core.mtf, "mtf_batch_nb", fake_mtf_batch)
+    monkeypatch.setattr(tandem.core.signals, "signals_rows_nb", spy_signals)
+    monkeypatch.setattr(tandem.core.engine.api, "run_batch_nb", spy_batch)
     syms = ["BTC/USDT", "DOGE/USDT"]
     write_csv_folder(generate_candles(syms, start="2024-01-01", n_bars=5000, seed=5), tmp_path)
     prof = with_overrides(load_manifest(REPO / "manifest.json").profile("crypto_rating_all"),
@@ -238,10 +236,9 @@ def test_daemon_prewarm_compiles_the_kernel_in_a_worker(profile, cache, monkeypa
     the daemon compiles its slice loop around a stand-in; afterwards the stepper rates with
     the real kernel, exactly as the MTF states do."""
     import numpy as np
-
-    from core.mtf import MtfRatingStates
-    from daemon.slices import Slice
-    from daemon.strategy import ProfileStepper
+    from tandem.core.mtf import MtfRatingStates
+    from tandem.daemon.slices import Slice
+    from tandem.daemon.strategy import ProfileStepper
 
     monkeypatch.setenv(warmup.ENV_SWITCH, "1")  # the suite's conftest sets 0
     stepper = ProfileStepper(profile, "t")

@@ -1,4 +1,4 @@
-"""portfolio.weighting (core.weighting): manifest, weights against skfolio, properties,
+"""portfolio.weighting (tandem.core.weighting): manifest, weights against skfolio, properties,
 state checkpoints, and the drivers (batch == daemon slice stepper)."""
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from core.manifest import ManifestError, Portfolio, load_manifest
-from core.weighting import (
+from tandem.core.manifest import ManifestError, Portfolio, load_manifest
+from tandem.core.weighting import (
     W_EQUAL,
     W_HRP,
     W_INVERSE_VOL,
@@ -94,8 +93,7 @@ def test_min_variance_matches_skfolio(seed, n, lookback, max_w):
     """Same window, same Ledoit-Wolf shrinkage (sklearn's, through skfolio), same box:
     weights to 1e-6 and a variance no higher than the reference solver's."""
     from sklearn.covariance import LedoitWolf
-
-    from core.weighting import ledoit_wolf_nb
+    from tandem.core.weighting import ledoit_wolf_nb
 
     rng = np.random.default_rng(seed)
     n_bars = lookback + 20
@@ -147,7 +145,7 @@ def test_risk_parity_matches_skfolio(seed, n, lookback, max_w):
     want[elig] = np.minimum(ref.weights_, max_w)
     np.testing.assert_allclose(target[-1], want, rtol=0, atol=1e-6)
     if max_w == 1.0:  # the defining property, independently of any solver
-        from core.weighting import ledoit_wolf_nb
+        from tandem.core.weighting import ledoit_wolf_nb
 
         w = target[-1][elig]
         rc = w * (ledoit_wolf_nb(window[:, elig]) @ w)
@@ -200,8 +198,7 @@ def test_single_linkage_order_equals_scipy(ties):
     when distances tie (rounded to one decimal: many equal merge heights)."""
     from scipy.cluster.hierarchy import leaves_list, linkage
     from scipy.spatial.distance import squareform
-
-    from core.weighting import single_linkage_order_nb
+    from tandem.core.weighting import single_linkage_order_nb
 
     rng = np.random.default_rng(4)
     for _ in range(50):
@@ -233,7 +230,7 @@ def test_min_variance_vertex_is_solved_exactly():
     rebalance; 12 such rebalances made the 100-asset year 1.5x slower than score). A
     one-factor covariance where the 20 low-beta assets at the cap are optimal by KKT:
     gradient 0.14 on them, 0.3 on the others."""
-    from core.weighting import min_variance_nb
+    from tandem.core.weighting import min_variance_nb
 
     beta = np.r_[np.full(20, 0.3), np.full(10, 1.0)]
     cov = 1e-4 * (np.outer(beta, beta) + np.diag(np.r_[np.ones(20), np.full(10, 4.0)]))
@@ -405,7 +402,7 @@ def test_defaults_leave_canonical_json_unchanged():
     mine = {n: p.profile_hash() for n, p in load_manifest(REPO / "manifest.json").profiles.items()}
     if not MAIN_PY.exists() or not Path("/work/main/core/manifest.py").exists():
         pytest.skip("no main checkout to compare with")
-    code = ("import json; from core.manifest import load_manifest; "
+    code = ("import json; from tandem.core.manifest import load_manifest; "
             f"print(json.dumps({{n: p.profile_hash() for n, p in load_manifest({str(REPO / 'manifest.json')!r}).profiles.items()}}))")
     out = subprocess.run([str(MAIN_PY), "-c", code], cwd="/work/main", capture_output=True,
                          text=True, timeout=120, check=True)
@@ -418,11 +415,10 @@ def test_daemon_stepper_with_checkpoint_equals_backtest(tmp_path, weighting):
     """In process: the daemon's ProfileStepper, checkpointed (blobs -> restore into a new
     stepper) half-way, trades exactly the fills of the batch backtest."""
     import pandas as pd
-
-    from backtest.demo_data import generate_candles
-    from backtest.runner import run_backtest
-    from daemon.slices import Slice
-    from daemon.strategy import ProfileStepper
+    from tandem.backtest.demo_data import generate_candles
+    from tandem.backtest.runner import run_backtest
+    from tandem.daemon.slices import Slice
+    from tandem.daemon.strategy import ProfileStepper
 
     syms = ["AAA/USDT", "BBB/USDT", "CCC/USDT", "DDD/USDT"]
     candles = generate_candles(syms, start="2024-01-01", n_bars=24 * 12, seed=3)
@@ -437,7 +433,7 @@ def test_daemon_stepper_with_checkpoint_equals_backtest(tmp_path, weighting):
     path = tmp_path / "m.json"
     path.write_text(json.dumps({"version": 1, "default_profile": "w", "profiles": {"w": p}}))
     prof = load_manifest(path).profile("w")
-    from core.store import AlignedCandles
+    from tandem.core.store import AlignedCandles
 
     ts = candles[syms[0]]["ts"].to_numpy(np.int64)
     frames = {c: np.column_stack([candles[s][c].to_numpy(np.float64) for s in syms])
@@ -475,7 +471,7 @@ def test_a_weighting_without_scipy_is_a_manifest_error_naming_the_field(monkeypa
     refused when the manifest loads, not a numba error at the first rebalance."""
     import json
 
-    from core import manifest as m
+    from tandem.core import manifest as m
 
     monkeypatch.setattr(m, "_have_scipy", lambda: False)
     data = json.loads((m.Path(__file__).resolve().parents[1] / "manifest.json").read_text())
@@ -492,7 +488,7 @@ def test_daemon_runs_blas_with_one_thread(tmp_path) -> None:
     """tandem-daemon sets one BLAS thread before numpy/scipy load (the weighting kernels'
     small products through scipy's OpenBLAS); without it the pool has one per core."""
     pytest.importorskip("threadpoolctl")
-    code = ("import json, sys; from daemon.cli import main; "
+    code = ("import json, sys; from tandem.daemon.cli import main; "
             "main(['status', '--db', sys.argv[1]]) if sys.argv[2] == 'daemon' else None; "
             "import numpy, scipy.linalg; from threadpoolctl import threadpool_info; "
             "print(json.dumps([i['num_threads'] for i in threadpool_info() "

@@ -2,12 +2,12 @@
 
 Public API::
 
-    from backtest.reconcile import reconcile, Tolerance
+    from tandem.backtest.reconcile import reconcile, Tolerance
     report = reconcile("paper.db", "runs/x/fills.parquet", history="../shared/data")
     print(report.to_terminal()); report.write("out/"); raise SystemExit(report.exit_code)
 
-See :func:`reconcile` for the inputs, :mod:`backtest.reconcile.classify` for the causes
-(data, intrabar, rounding, config, logic) and :mod:`backtest.reconcile.cli` for
+See :func:`reconcile` for the inputs, :mod:`tandem.backtest.reconcile.classify` for the causes
+(data, intrabar, rounding, config, logic) and :mod:`tandem.backtest.reconcile.cli` for
 ``tandem-backtest reconcile`` and ``tandem-backtest run --candles-from``.
 """
 
@@ -18,12 +18,12 @@ from typing import Any
 # reconcile commands in ``tandem-backtest`` does not import pandas and the core for every
 # command (``--help`` included).
 _PUBLIC = {
-    "DaemonCandleSource": "backtest.reconcile.sources",
-    "ProfileInfo": "backtest.reconcile.sources",
-    "ProfileSummary": "backtest.reconcile.report",
-    "ReconcileReport": "backtest.reconcile.report",
-    "Tolerance": "backtest.reconcile.match",
-    "reconcile": "backtest.reconcile.api",
+    "DaemonCandleSource": "tandem.backtest.reconcile.sources",
+    "ProfileInfo": "tandem.backtest.reconcile.sources",
+    "ProfileSummary": "tandem.backtest.reconcile.report",
+    "ReconcileReport": "tandem.backtest.reconcile.report",
+    "Tolerance": "tandem.backtest.reconcile.match",
+    "reconcile": "tandem.backtest.reconcile.api",
 }
 __all__ = sorted(_PUBLIC)
 

@@ -8,17 +8,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from backtest.reconcile.classify import category_counts, classify
-from backtest.reconcile.drift import drift_frame
-from backtest.reconcile.evidence import (
+from tandem.backtest.reconcile.classify import category_counts, classify
+from tandem.backtest.reconcile.drift import drift_frame
+from tandem.backtest.reconcile.evidence import (
     CandleReader,
     ConfigDiff,
     config_diff,
     data_events,
     empty_events,
 )
-from backtest.reconcile.match import (
+from tandem.backtest.reconcile.match import (
     IDENTICAL,
     MISMATCHED,
     MISSING_BACKTEST,
@@ -27,8 +26,8 @@ from backtest.reconcile.match import (
     Tolerance,
     match_fills,
 )
-from backtest.reconcile.report import ProfileSummary, ReconcileReport
-from backtest.reconcile.sources import (
+from tandem.backtest.reconcile.report import ProfileSummary, ReconcileReport
+from tandem.backtest.reconcile.sources import (
     ProfileInfo,
     Side,
     conform,
@@ -41,8 +40,8 @@ from backtest.reconcile.sources import (
     read_db_slices,
     sidecar_data_path,
 )
-from core.fingerprint import run_fingerprint, trade_fingerprints
-from core.timeframes import timeframe_to_ms
+from tandem.core.fingerprint import run_fingerprint, trade_fingerprints
+from tandem.core.timeframes import timeframe_to_ms
 
 PathLike = str | Path
 Journal = PathLike | Sequence[PathLike] | pd.DataFrame
@@ -64,7 +63,7 @@ def _paths(x: PathLike | Sequence[PathLike] | None) -> list[Path]:
 def _history(history: PathLike | CandleReader | None, timeframe: str | None) -> CandleReader | None:
     if history is None or hasattr(history, "read"):
         return history  # type: ignore[return-value]
-    from core.store import open_candles
+    from tandem.core.store import open_candles
 
     return open_candles(history, timeframe=timeframe)
 
@@ -86,7 +85,7 @@ def reconcile(
     ``fills.parquet``/``fills.csv``, a list of those (concatenated), or a journal frame.
     ``candles``: daemon database(s) whose journaled candles explain *data* differences
     (default: the paper inputs that are databases). ``history``: the stored candles the
-    backtest read (a path for :func:`core.store.open_candles`, or a source object; default:
+    backtest read (a path for :func:`tandem.core.store.open_candles`, or a source object; default:
     the ``data`` named in the backtest's ``stats.json``); the journaled candles are compared
     with it bar by bar. ``tolerance``: a :class:`Tolerance`
     or a relative tolerance; default exact. Profile hashes come from the daemon database

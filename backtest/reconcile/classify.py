@@ -7,7 +7,7 @@ Categories (issue 7):
 * ``config``   — the profile's hash differs between the sides (any change but the intrabar
   policy alone, which is reported as ``intrabar``);
 * ``data``     — the daemon saw a candle that differs from history, came late, or never
-  came (see :mod:`backtest.reconcile.evidence`);
+  came (see :mod:`tandem.backtest.reconcile.evidence`);
 * ``intrabar`` — an ambiguous bar (SL and TP both inside) decided by a policy that may
   differ between the sides;
 * ``logic``    — none of these: a bug.
@@ -28,9 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pandas as pd
-
-from backtest.reconcile.evidence import ConfigDiff
-from backtest.reconcile.match import IDENTICAL, MISMATCHED, NUMERIC, WITHIN
+from tandem.backtest.reconcile.evidence import ConfigDiff
+from tandem.backtest.reconcile.match import IDENTICAL, MISMATCHED, NUMERIC, WITHIN
 
 DATA, INTRABAR, ROUNDING, CONFIG, LOGIC = "data", "intrabar", "rounding", "config", "logic"
 CATEGORIES = (DATA, INTRABAR, ROUNDING, CONFIG, LOGIC)
@@ -109,7 +108,7 @@ def classify(
     coverage: dict[str, tuple[int, int]] | None = None,
 ) -> pd.DataFrame:
     """Add ``category``, ``evidence`` and ``caused_by`` to the non-identical rows of a
-    :func:`~backtest.reconcile.match.match_fills` frame (identical rows are dropped).
+    :func:`~tandem.backtest.reconcile.match.match_fills` frame (identical rows are dropped).
 
     ``events`` is a data-event frame per profile, or one frame that applies to all.
     ``coverage`` maps a profile to the close times ``(first, last)`` of the slices its

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 # The reconcile machinery (pandas, the core's kernels) is imported by the commands that
 # run it: registering the options must not slow down every tandem-backtest command.
 if TYPE_CHECKING:
-    from backtest.reconcile.sources import DaemonCandleSource
+    from tandem.backtest.reconcile.sources import DaemonCandleSource
 
 
 def register_reconcile(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -67,10 +67,10 @@ def register_reconcile(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """Run reconcile from parsed arguments; returns the process exit code."""
-    from backtest.reconcile.api import reconcile
-    from backtest.reconcile.match import Tolerance
-    from backtest.reconcile.sources import ReconcileInputError
-    from core.outpaths import OutPathError, check_out_dir, check_out_file
+    from tandem.backtest.reconcile.api import reconcile
+    from tandem.backtest.reconcile.match import Tolerance
+    from tandem.backtest.reconcile.sources import ReconcileInputError
+    from tandem.core.outpaths import OutPathError, check_out_dir, check_out_file
 
     try:  # output paths first: a bad one must not cost the whole comparison
         if args.out:
@@ -125,9 +125,8 @@ def register_fingerprints(subparsers: argparse._SubParsersAction) -> argparse.Ar
 def cmd_fingerprints(args: argparse.Namespace) -> int:
     """Print the fingerprints of the given journals (concatenated); exit 2 on bad input."""
     import pandas as pd
-
-    from backtest.reconcile.sources import ReconcileInputError, read_fills
-    from core.fingerprint import fingerprint_line, trade_fingerprints
+    from tandem.backtest.reconcile.sources import ReconcileInputError, read_fills
+    from tandem.core.fingerprint import fingerprint_line, trade_fingerprints
 
     try:
         fills = pd.concat([read_fills(p) for p in args.journal], ignore_index=True)
@@ -161,8 +160,8 @@ def candles_from_source(args: argparse.Namespace, timeframe: str | None = None) 
     dbs = getattr(args, "candles_from", None)
     if not dbs:
         return None
-    from backtest.reconcile.sources import DaemonCandleSource, ReconcileInputError
-    from backtest.runner import DataError
+    from tandem.backtest.reconcile.sources import DaemonCandleSource, ReconcileInputError
+    from tandem.backtest.runner import DataError
 
     missing = [p for p in dbs if not Path(p).is_file()]
     if missing:  # the data is not there: exit 1, like a --data path that does not exist
@@ -176,7 +175,7 @@ def candles_from_source(args: argparse.Namespace, timeframe: str | None = None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m backtest.reconcile.cli reconcile ...``)."""
+    """Stand-alone entry (``python -m tandem.backtest.reconcile.cli reconcile ...``)."""
     parser = argparse.ArgumentParser(prog="tandem-reconcile")
     sub = parser.add_subparsers(dest="command", required=True)
     register_reconcile(sub)

@@ -5,15 +5,14 @@ marked to market — on one common time grid (the union of both sides' fill time
 candles' close times when candles are given). Both sides are marked with the *same*
 prices, so the drift measures what the fills did, not what the mark did: the close of the
 last closed bar from the candles when available, else the last backtest fill price of the
-symbol (else the paper's). Realized PnL comes from :func:`core.journal.trades_table`.
+symbol (else the paper's). Realized PnL comes from :func:`tandem.core.journal.trades_table`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from core.journal import trades_table
+from tandem.core.journal import trades_table
 
 DRIFT_COLUMNS = [
     "profile", "ts", "equity_paper", "equity_backtest", "equity_drift",

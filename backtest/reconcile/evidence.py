@@ -25,15 +25,14 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-
-from backtest.reconcile.sources import ProfileInfo
+from tandem.backtest.reconcile.sources import ProfileInfo
 
 EVENT_COLUMNS = ["symbol", "ts", "close_ts", "kind", "detail"]
 _OHLCV = ("open", "high", "low", "close", "volume")
 
 
 class CandleReader(Protocol):
-    """What reconcile needs from a candle source (``core.store`` sources satisfy it)."""
+    """What reconcile needs from a candle source (``tandem.core.store`` sources satisfy it)."""
 
     def read(self, symbol: str, start: Any = None, end: Any = None, *, timeframe: str | None = None) -> pd.DataFrame: ...
 
@@ -69,8 +68,8 @@ def data_events(
 ) -> pd.DataFrame:
     """Data events (see the module doc), one row per (symbol, bar), sorted by time.
 
-    ``consumed``/``late`` are :func:`~backtest.reconcile.sources.read_db_candles` frames,
-    ``slices`` a :func:`~backtest.reconcile.sources.read_db_slices` frame; ``ts`` is the
+    ``consumed``/``late`` are :func:`~tandem.backtest.reconcile.sources.read_db_candles` frames,
+    ``slices`` a :func:`~tandem.backtest.reconcile.sources.read_db_slices` frame; ``ts`` is the
     bar open time and ``close_ts = ts + tf_ms`` the journal time of fills on that bar.
     """
     rows: list[tuple[str, int, str, str]] = []

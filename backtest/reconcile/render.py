@@ -1,4 +1,4 @@
-"""Render a :class:`~backtest.reconcile.report.ReconcileReport`: terminal, Markdown, HTML.
+"""Render a :class:`~tandem.backtest.reconcile.report.ReconcileReport`: terminal, Markdown, HTML.
 
 The HTML page is self-contained — inline CSS and inline SVG charts, no script, no font,
 no CDN — so it opens offline, in a mail attachment or in a headless browser alike.
@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-
-from backtest.reconcile.classify import CATEGORIES, fmt_ts
+from tandem.backtest.reconcile.classify import CATEGORIES, fmt_ts
 
 if TYPE_CHECKING:  # annotations only: report.py imports this module, not the reverse
-    from backtest.reconcile.report import ProfileSummary, ReconcileReport
+    from tandem.backtest.reconcile.report import ProfileSummary, ReconcileReport
 
 #: Differences listed in full in the Markdown/HTML reports (all are in the CSV).
 MAX_ROWS = 200

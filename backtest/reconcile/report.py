@@ -6,11 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-
-from backtest.reconcile.classify import CATEGORIES
-from backtest.reconcile.evidence import ConfigDiff
-from backtest.reconcile.match import MISMATCHED, MISSING_BACKTEST, MISSING_PAPER, Tolerance
-from backtest.reconcile.render import html, markdown, terminal
+from tandem.backtest.reconcile.classify import CATEGORIES
+from tandem.backtest.reconcile.evidence import ConfigDiff
+from tandem.backtest.reconcile.match import MISMATCHED, MISSING_BACKTEST, MISSING_PAPER, Tolerance
+from tandem.backtest.reconcile.render import html, markdown, terminal
 
 
 @dataclass
@@ -53,9 +52,9 @@ class ProfileSummary:
 
 @dataclass
 class ReconcileReport:
-    """Everything :func:`backtest.reconcile.reconcile` found.
+    """Everything :func:`tandem.backtest.reconcile.reconcile` found.
 
-    ``matches``: every pair/unmatched fill (:func:`~backtest.reconcile.match.match_fills`);
+    ``matches``: every pair/unmatched fill (:func:`~tandem.backtest.reconcile.match.match_fills`);
     ``differences``: the non-identical ones with ``category``/``evidence``/``caused_by``;
     ``drift``: per profile and time, equities and realized PnL of both sides;
     ``events``: data events (candles) with a ``profile`` column.

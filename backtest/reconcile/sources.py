@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from core import journal
-from core.store import _Source, normalize_candles
+from tandem.core import journal
+from tandem.core.store import _Source, normalize_candles
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 #: Sidecar files next to a backtest's fills that may carry the profile (first found wins).
@@ -275,8 +274,8 @@ def _profiles_from_json(data: Any, origin: str) -> dict[str, ProfileInfo]:
 
 
 def manifest_profiles(manifest: str | Path | dict[str, Any], origin: str = "") -> dict[str, ProfileInfo]:
-    """Every profile of a manifest with its canonical JSON and hash (core.manifest rules)."""
-    from core.manifest import load_manifest, parse_manifest
+    """Every profile of a manifest with its canonical JSON and hash (tandem.core.manifest rules)."""
+    from tandem.core.manifest import load_manifest, parse_manifest
 
     if isinstance(manifest, dict):
         m = parse_manifest(manifest, origin or "manifest")

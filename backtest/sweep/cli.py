@@ -26,7 +26,7 @@ sweep.html + PNGs, parts/ (chunk results, for --resume).
 
 
 def _duration(text: str) -> int:
-    from backtest.sweep.data import parse_duration
+    from tandem.backtest.sweep.data import parse_duration
 
     try:
         return parse_duration(text)
@@ -103,13 +103,13 @@ def add_sweep_parser(sub: Any, add_profile: Callable, add_data: Callable, epilog
 
 def cmd_sweep(args: argparse.Namespace, settings_fn: Callable, profile_fn: Callable,
               source_fn: Callable) -> int:
-    from backtest.runner import ConfigError  # exit 2 in tandem-backtest's main
-    from backtest.sweep.space import SpaceError, load_space
+    from tandem.backtest.runner import ConfigError  # exit 2 in tandem-backtest's main
+    from tandem.backtest.sweep.space import SpaceError, load_space
 
     settings = settings_fn()
     base, manifest_path = profile_fn(args, settings)
     if args.warmup_bars is not None:
-        from backtest.runner import with_overrides
+        from tandem.backtest.runner import with_overrides
 
         # The written profile carries it too, so `run --profile NAME` loads the same bars.
         base = with_overrides(base, warmup_bars=args.warmup_bars)
@@ -137,20 +137,20 @@ def cmd_sweep(args: argparse.Namespace, settings_fn: Callable, profile_fn: Calla
     manifest_out = args.manifest_out or args.out / "manifest.json"
     doc = None
     if args.write_profile:
-        from backtest.sweep.profile_out import ProfileOutError, check_target
+        from tandem.backtest.sweep.profile_out import ProfileOutError, check_target
 
         try:
             doc = check_target(manifest_path, args.write_profile, manifest_out)
         except ProfileOutError as exc:
             raise ConfigError(str(exc)) from None
     if args.scheduler:
-        from backtest.sweep.executor import connect_check
+        from tandem.backtest.sweep.executor import connect_check
 
         connect_check(args.scheduler)  # exit 1 within seconds, before loading anything
     # --- work ---------------------------------------------------------------------------
-    from backtest.sweep.data import load_sweep_data
-    from backtest.sweep.driver import SweepConfig, run_sweep, write_outputs
-    from backtest.sweep.executor import make_executor
+    from tandem.backtest.sweep.data import load_sweep_data
+    from tandem.backtest.sweep.driver import SweepConfig, run_sweep, write_outputs
+    from tandem.backtest.sweep.executor import make_executor
 
     source, _ = source_fn(args, settings, base)
     strategies = [base.strategy] + [v for d in dims if d.path == "strategy"
@@ -170,7 +170,7 @@ def cmd_sweep(args: argparse.Namespace, settings_fn: Callable, profile_fn: Calla
     finally:
         executor.close()
     if args.write_profile and outcome.best["params"] is not None:
-        from backtest.sweep.profile_out import write_profile
+        from tandem.backtest.sweep.profile_out import write_profile
 
         outcome.best["profile_name"] = args.write_profile
         outcome.best["manifest"] = str(manifest_out)

@@ -2,7 +2,7 @@
 
 Ratings depend only on the candles and the timeframes, never on a swept field, so they are
 computed once over the whole loaded window (warm-up included) and every trial and fold reads
-them. The window is loaded exactly as ``run`` loads it (:func:`backtest.runner.load_window`
+them. The window is loaded exactly as ``run`` loads it (:func:`tandem.backtest.runner.load_window`
 with the same ``--from``/``--to`` and warm-up), so a trial over the full range gives the
 fills ``run`` gives for that profile.
 
@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from backtest.runner import ConfigError, DataError, load_window
-from core.manifest import RATING_COLUMNS
+from tandem.backtest.runner import ConfigError, DataError, load_window
+from tandem.core.manifest import RATING_COLUMNS
 
 DAY_MS = 86_400_000
 YEAR_MS = 365 * DAY_MS
@@ -80,7 +79,7 @@ class SweepData:
 
 
 def _ppy(ts: np.ndarray) -> float:
-    """backtest.stats.infer_periods_per_year on the segment's close times."""
+    """tandem.backtest.stats.infer_periods_per_year on the segment's close times."""
     if len(ts) < 2:
         return float("nan")
     step = float(np.median(np.diff(ts)))
@@ -131,8 +130,8 @@ def load_sweep_data(profile: Any, source: Any, start: Any = None, end: Any = Non
     ``strategies``: the rating columns trials may use (default: the profile's).
     ``walk_forward``: ``(folds, train_ms, test_ms, anchored)`` or None (one segment).
     """
-    from core.engine.inputs import check_bars
-    from core.signals import SignalParams, ratings_from_candles
+    from tandem.core.engine.inputs import check_bars
+    from tandem.core.signals import SignalParams, ratings_from_candles
 
     w = load_window(profile, source, start, end, symbols)
     a = w.candles

@@ -18,10 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import structlog
-
-from backtest.sweep.data import SweepData
-from backtest.sweep.evaluate import finalize, trial_key
-from backtest.sweep.space import Dim
+from tandem.backtest.sweep.data import SweepData
+from tandem.backtest.sweep.evaluate import finalize, trial_key
+from tandem.backtest.sweep.space import Dim
 
 log = structlog.get_logger(__name__)
 
@@ -114,7 +113,7 @@ class PartStore:
 def run_sweep(base: Any, data: SweepData, dims: list[Dim], cfg: SweepConfig, out: Path,
               executor: Any) -> SweepOutcome:
     """Generate, evaluate and collect every trial; pick winners; compute DSR/PBO."""
-    from backtest.sweep import search
+    from tandem.backtest.sweep import search
 
     store = PartStore(out, cfg.resume)
     trial_rows: dict[int, str] = {}  # trial index -> key
@@ -178,7 +177,7 @@ def run_sweep(base: Any, data: SweepData, dims: list[Dim], cfg: SweepConfig, out
 
 
 def _total(dims: list[Dim], cfg: SweepConfig) -> int:
-    from backtest.sweep.search import grid_size
+    from tandem.backtest.sweep.search import grid_size
 
     if cfg.search == "grid":
         n = grid_size(dims)
@@ -240,9 +239,9 @@ def summarize(results: pd.DataFrame, daily: dict[int, np.ndarray], dims: list[Di
 def single_trial(data: SweepData, base: Any, params: dict[str, Any], seg_index: int,
                  keep_fills: int = 0) -> tuple[np.ndarray, np.ndarray, Any]:
     """One trial on one segment through the sweep kernel: ``(equity, raw fills, profile)``."""
-    from backtest.sweep.evaluate import profile_rows
-    from backtest.sweep.space import trial_profile
-    from core.trials import run_trials
+    from tandem.backtest.sweep.evaluate import profile_rows
+    from tandem.backtest.sweep.space import trial_profile
+    from tandem.core.trials import run_trials
 
     prof, err = trial_profile(base, params)
     if prof is None:
@@ -288,7 +287,7 @@ def overfit_stats(daily: dict[int, np.ndarray], chosen: int | None) -> dict[str,
     Sharpe, skew and plain kurtosis of the chosen trial, the number of valid trials and the
     variance of their daily Sharpe ratios. PBO: CSCV over the (days × trials) matrix.
     """
-    from backtest.sweep.overfit import deflated_sharpe_ratio, pbo_cscv, return_moments
+    from tandem.backtest.sweep.overfit import deflated_sharpe_ratio, pbo_cscv, return_moments
 
     notes: list[str] = []
     if chosen is None or chosen not in daily or len(daily) < 2:
@@ -335,7 +334,7 @@ def overfit_summary(overfit: dict[str, Any]) -> dict[str, Any]:
 
 def write_outputs(outcome: SweepOutcome, out: Path, dims: list[Dim]) -> dict[str, Path]:
     """results.parquet, best.json, the daily returns, and the report when available."""
-    from backtest.stats import _json_safe
+    from tandem.backtest.stats import _json_safe
 
     files = {"results.parquet": out / "results.parquet", "best.json": out / "best.json"}
     outcome.results.to_parquet(files["results.parquet"], index=False)
@@ -346,7 +345,7 @@ def write_outputs(outcome: SweepOutcome, out: Path, dims: list[Dim]) -> dict[str
             pd.DataFrame({str(t): outcome.daily[t] for t in trials}).to_parquet(
                 out / "daily_returns.parquet", index=False)
             files["daily_returns.parquet"] = out / "daily_returns.parquet"
-    from backtest.sweep.report import write_sweep_report
+    from tandem.backtest.sweep.report import write_sweep_report
 
     # The report marks our fold winners (ties: lowest trial) through `selected`.
     sel = outcome.results.copy()

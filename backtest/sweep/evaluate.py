@@ -1,8 +1,8 @@
 """Evaluate a chunk of trials: profiles → kernel parameters → result rows.
 
 This is the body of one Dask task (or of one in-process step): it validates each trial's
-profile with the manifest model, runs the valid ones through :func:`core.trials.run_trials`
-on the shared :class:`~backtest.sweep.data.SweepData`, and returns one row per trial × fold
+profile with the manifest model, runs the valid ones through :func:`tandem.core.trials.run_trials`
+on the shared :class:`~tandem.backtest.sweep.data.SweepData`, and returns one row per trial × fold
 (the ``results.parquet`` schema plus two private columns: ``_params``, the canonical
 parameter JSON, and ``_daily``, the trial's daily returns for the overfitting statistics).
 """
@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from backtest.sweep.data import SweepData
-from backtest.sweep.space import params_key, trial_profile
-from core.trials import N_SP, STAT_NAMES, TrialBatch, run_trials
+from tandem.backtest.sweep.data import SweepData
+from tandem.backtest.sweep.space import params_key, trial_profile
+from tandem.core.trials import N_SP, STAT_NAMES, TrialBatch, run_trials
 
 TRIAL_COLUMNS = ("trial", "fold", "key", "data_fingerprint", "valid", "error")
 SEG_COLUMNS = ("is_start", "is_end", "oos_start", "oos_end")
@@ -31,8 +30,8 @@ def trial_key(params: dict[str, Any], fingerprint: str) -> str:
 
 def profile_rows(profiles: list[Any], data: SweepData) -> TrialBatch:
     """Kernel parameter rows of validated trial profiles."""
-    from core.engine import EngineConfig
-    from core.signals import SignalParams
+    from tandem.core.engine import EngineConfig
+    from tandem.core.signals import SignalParams
 
     n = len(profiles)
     n_tf = data.ratings.shape[3]
@@ -72,7 +71,7 @@ def evaluate_chunk(data: SweepData, base: Any, trials: list[tuple[int, dict[str,
                    ) -> pd.DataFrame:
     """Result rows of ``trials`` (``[(trial index, params)]``) on ``data``.
 
-    ``base``: the base :class:`core.manifest.Profile`.
+    ``base``: the base :class:`tandem.core.manifest.Profile`.
     """
     valid_idx, profiles, errors = [], [], {}
     for t, params in trials:

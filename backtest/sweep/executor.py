@@ -1,6 +1,6 @@
 """Where chunks of trials run: in this process, or on a Dask cluster (local or remote).
 
-Both executors call the same :func:`backtest.sweep.evaluate.evaluate_chunk`. The Dask one
+Both executors call the same :func:`tandem.backtest.sweep.evaluate.evaluate_chunk`. The Dask one
 scatters the shared data to every worker once (``broadcast=True``); each task then carries
 only its trials. A worker that dies mid-task has its tasks rerun elsewhere by the
 scheduler (the driver keys results by trial, so nothing is counted twice).
@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
-
-from backtest.runner import DataError
-from backtest.sweep.evaluate import evaluate_chunk
+from tandem.backtest.runner import DataError
+from tandem.backtest.sweep.evaluate import evaluate_chunk
 
 #: Seconds to reach a remote scheduler before giving up (the CLI promises < 10 s).
 CONNECT_TIMEOUT_S = 5

@@ -60,7 +60,7 @@ def probabilistic_sharpe_ratio(
 
 def return_moments(returns: Any) -> dict[str, float]:
     """The DSR inputs of one return series: per-period ``sharpe`` (mean / std, ddof=1, as
-    :mod:`backtest.stats` before annualising), ``skew`` and plain ``kurtosis`` (normal = 3;
+    :mod:`tandem.backtest.stats` before annualising), ``skew`` and plain ``kurtosis`` (normal = 3;
     population moments, as the papers) and ``n_obs``. NaN values are dropped first; fewer than
     2 returns or a flat series give NaN statistics.
     """
@@ -261,7 +261,7 @@ def pbo_cscv(perf: np.ndarray, n_splits: int = 16, metric: str = "sharpe") -> di
     out-of-sample median).
 
     ``metric``: ``sharpe`` (per-period mean/std, ddof=1), ``sortino`` (mean / √mean(min(r,0)²),
-    as :mod:`backtest.stats`), ``mean``, or ``total_return`` (compounded). A trial whose
+    as :mod:`tandem.backtest.stats`), ``mean``, or ``total_return`` (compounded). A trial whose
     metric is undefined (flat returns) ranks below every other; an in-sample tie goes to the
     lowest column index.
 

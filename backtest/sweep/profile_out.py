@@ -1,7 +1,7 @@
 """``--write-profile NAME``: the chosen parameters as a new profile in a manifest copy.
 
 The new profile is the base profile with the chosen fields replaced (the same
-:func:`backtest.sweep.space.apply_params` the trials used), added to a copy of the input
+:func:`tandem.backtest.sweep.space.apply_params` the trials used), added to a copy of the input
 manifest (or ``--manifest-out``), and the written file is loaded back through the manifest
 model before its profile hash is reported — so ``tandem-backtest run --profile NAME`` and
 the daemon run exactly the trial the sweep scored.
@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from backtest.sweep.space import apply_params
+from tandem.backtest.sweep.space import apply_params
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
@@ -44,7 +44,7 @@ def write_profile(doc: dict[str, Any], base: Any, name: str, params: dict[str, A
                   manifest_out: Path) -> str:
     """Add profile ``name`` to ``doc``, write it to ``manifest_out``, validate, return its
     profile hash."""
-    from core.manifest import load_manifest
+    from tandem.core.manifest import load_manifest
 
     data = apply_params(base.model_dump(mode="json"), params, list(base.timeframes))
     doc = json.loads(json.dumps(doc))

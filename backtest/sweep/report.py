@@ -36,10 +36,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from backtest import svg
-from backtest.plots import write_equity_png
-from backtest.report import _CSS as _RUN_CSS  # same look as report.html
+from tandem.backtest import svg
+from tandem.backtest.plots import write_equity_png
+from tandem.backtest.report import _CSS as _RUN_CSS  # same look as report.html
 
 OBJECTIVES = ("sharpe", "sortino", "calmar", "total_return", "profit_factor")
 MAX_LEVELS = 12  # a numeric parameter with more distinct values is binned
@@ -483,7 +482,7 @@ def _png_scatter(path: Path, x: np.ndarray, y: np.ndarray, win: np.ndarray, labe
 
 def _split_overfit(overfit: dict[str, Any] | None) -> tuple[dict, dict, list[str]]:
     """Accept ``{"dsr": {...}, "pbo": {...}, "notes": [...]}`` (the dicts of
-    :mod:`backtest.sweep.overfit`) or the same keys flat in one dict."""
+    :mod:`tandem.backtest.sweep.overfit`) or the same keys flat in one dict."""
     of = dict(overfit or {})
     d, p = of.get("dsr"), of.get("pbo")
     dsr = d if isinstance(d, dict) else {k: of[k] for k in _DSR_KEYS if k in of}

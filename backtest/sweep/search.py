@@ -11,8 +11,7 @@ import itertools
 from typing import Any
 
 import numpy as np
-
-from backtest.sweep.space import Dim
+from tandem.backtest.sweep.space import Dim
 
 TPE_BATCH = 16
 

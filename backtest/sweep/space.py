@@ -3,7 +3,7 @@
 A space file (YAML or JSON) maps a dotted path of the profile (``exit_rules.stop_loss_pct``)
 to either a list of values or a range ``{low, high, step?, log?}``. A trial is the base
 profile with those fields replaced, validated again by the manifest model
-(:func:`core.manifest.parse_manifest`), so an invalid combination is reported with the
+(:func:`tandem.core.manifest.parse_manifest`), so an invalid combination is reported with the
 model's own message instead of running.
 
 Only fields that leave the ratings unchanged are sweepable: the ratings are computed once
@@ -219,7 +219,7 @@ def trial_profile(base_profile: Any, params: dict[str, Any]) -> tuple[Any | None
     The message is the manifest model's, so the user sees exactly why the combination is
     refused (e.g. "entry_threshold ... is below exit_threshold ...").
     """
-    from core.manifest import ManifestError, parse_manifest
+    from tandem.core.manifest import ManifestError, parse_manifest
 
     name = base_profile.name or "profile"
     data = apply_params(base_profile.model_dump(mode="json"), params,

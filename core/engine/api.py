@@ -1,6 +1,6 @@
 """Python faces of the engine: :class:`Engine` (per-slice, for the daemon) and
 :func:`run_batch` (whole history, for the backtest). Both call the same numba kernel,
-:func:`core.engine.kernels.run_batch_nb` (the daemon with one slice at a time)."""
+:func:`tandem.core.engine.kernels.run_batch_nb` (the daemon with one slice at a time)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-
-from core.engine.inputs import as_matrix, check_bars, check_signals
-from core.engine.kernels import equity_nb, run_batch_nb
-from core.engine.layout import (
+from tandem.core.engine.inputs import as_matrix, check_bars, check_signals
+from tandem.core.engine.kernels import equity_nb, run_batch_nb
+from tandem.core.engine.layout import (
     A_ENTRY,
     A_LAST_CLOSE,
     A_PEAK,
@@ -25,9 +24,9 @@ from core.engine.layout import (
     N_FILL_COLS,
     S_CASH,
 )
-from core.engine.params import P_TRAIL, EngineConfig
-from core.engine.state import new_state, state_from_bytes, state_to_bytes
-from core.jit_ready import ready as jit_ready
+from tandem.core.engine.params import P_TRAIL, EngineConfig
+from tandem.core.engine.state import new_state, state_from_bytes, state_to_bytes
+from tandem.core.jit_ready import ready as jit_ready
 
 if TYPE_CHECKING:  # pandas is imported where it is used (not on the daemon's hot path)
     import pandas as pd
@@ -67,7 +66,7 @@ class Engine:
 
     def work_array(self) -> np.ndarray | None:
         """The kernel's mode-selecting work array: None (discrete) or float64[n_assets]
-        (portfolio); see :func:`core.engine.kernels.run_batch_nb`."""
+        (portfolio); see :func:`tandem.core.engine.kernels.run_batch_nb`."""
         return np.empty(self.n_assets) if self.config.mode == "portfolio" else None
 
     @property
@@ -83,7 +82,7 @@ class Engine:
         return float(equity_nb(self.astate, self.pstate))
 
     def step_raw(self, ts_close: int, o, h, lo, c, signal) -> np.ndarray:  # noqa: ANN001
-        """One slice; returns the numeric fill rows (see :mod:`core.engine.layout`)."""
+        """One slice; returns the numeric fill rows (see :mod:`tandem.core.engine.layout`)."""
         shape = (self.n_assets,)
         o, h, lo, c = (
             as_matrix(n, a, shape)
@@ -105,8 +104,8 @@ class Engine:
         return self._buf[:n].copy()
 
     def step(self, ts_close: int, o, h, lo, c, signal) -> pd.DataFrame:  # noqa: ANN001
-        """One slice; returns its fills as a journal frame (``core.journal`` schema)."""
-        from core.journal import fills_frame
+        """One slice; returns its fills as a journal frame (``tandem.core.journal`` schema)."""
+        from tandem.core.journal import fills_frame
 
         raw = self.step_raw(ts_close, o, h, lo, c, signal)
         return fills_frame(raw, self.symbols, self.profile, self.run_id, self.source)
@@ -265,8 +264,7 @@ def run_batch(
 ) -> BatchResult:
     """Backtest driver: every bar through the step kernel; fills as a journal frame."""
     import pandas as pd
-
-    from core.journal import fills_frame
+    from tandem.core.journal import fills_frame
 
     eng = Engine(config, symbols, profile=profile, run_id=run_id, source=source)
     raw, equity, eng = run_batch_raw(config, ts_close, open_, high, low, close, signals, engine=eng)

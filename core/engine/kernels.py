@@ -1,6 +1,6 @@
 """Numba kernels of the trading engine: one loop over time slices, :func:`run_batch_nb`.
 
-Pure functions over explicit arrays (see :mod:`core.engine.layout`). The backtest calls
+Pure functions over explicit arrays (see :mod:`tandem.core.engine.layout`). The backtest calls
 :func:`run_batch_nb` over its whole history; the daemon calls the very same kernel with a
 one-slice batch for each closed slice, so both drivers are bit-identical by construction.
 No ``fastmath``: every float comparison below states which side counts.
@@ -29,8 +29,7 @@ of ``work`` (None = discrete), so a run compiles only its own mode's branch.
 from __future__ import annotations
 
 import numpy as np
-
-from core.engine.layout import (
+from tandem.core.engine.layout import (
     A_BLOCK,
     A_ENTRY,
     A_LAST_CLOSE,
@@ -59,7 +58,7 @@ from core.engine.layout import (
     S_LAST_TS,
     S_STEPS,
 )
-from core.engine.params import (
+from tandem.core.engine.params import (
     INTRABAR_ADAPTIVE,
     INTRABAR_NONE,
     INTRABAR_OHLC,
@@ -78,7 +77,7 @@ from core.engine.params import (
     P_TRAIL,
     SIZING_RISK,
 )
-from core.jit import njit
+from tandem.core.jit import njit
 
 # Reason / intrabar codes as float64 (the fill row's dtype). Passed as Python int constants
 # they would be typed as numba literals, compiling one copy of each helper per value.

@@ -5,8 +5,7 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-
-from core.engine.layout import (
+from tandem.core.engine.layout import (
     A_BLOCK,
     A_ENTRY,
     A_LAST_CLOSE,

@@ -14,7 +14,7 @@ All kernels are ``@njit(cache=True)`` and never use ``fastmath``. Definitions fo
 (TradingView) as restated in ``../shared/RATINGS.md``.
 """
 
-from core.indicators.extremes import (
+from tandem.core.indicators.extremes import (
     HL_HI,
     HL_LO,
     ICHI_BASE,
@@ -32,7 +32,7 @@ from core.indicators.extremes import (
     new_highlow_state,
     new_ichimoku_state,
 )
-from core.indicators.moving import (
+from tandem.core.indicators.moving import (
     EMA_SIZE,
     ema_nb,
     ema_step_at_nb,
@@ -59,7 +59,7 @@ from core.indicators.moving import (
     wma_step_at_nb,
     wma_step_nb,
 )
-from core.indicators.oscillators import (
+from tandem.core.indicators.oscillators import (
     BBP_BEAR,
     BBP_BULL,
     DMI_ADX,

@@ -1,6 +1,6 @@
 """Rolling highest/lowest (one tracker for both) and the Ichimoku lines built from them.
 
-Same conventions as :mod:`core.indicators.moving`: ``*_step_at_nb(s, o, ...)`` works on a
+Same conventions as :mod:`tandem.core.indicators.moving`: ``*_step_at_nb(s, o, ...)`` works on a
 state embedded at offset ``o``; ``*_step_nb(s, ...)`` on a standalone state.
 """
 
@@ -9,9 +9,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from core.indicators.moving import ring_push_nb
-from core.jit import njit
+from tandem.core.indicators.moving import ring_push_nb
+from tandem.core.jit import njit
 
 # ---------------------------------------------------------------- highest / lowest
 # layout: [n, run, t, hi, lo, hi_head, hi_len, lo_head, lo_len,

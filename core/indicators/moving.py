@@ -18,8 +18,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from core.jit import njit
+from tandem.core.jit import njit
 
 # ---------------------------------------------------------------- SMA
 # layout: [n, run, pos, sum, ring[n]]
@@ -85,7 +84,7 @@ def chrono_sum4_nb(s: np.ndarray, b: int, n: int, pos: int) -> float:
     into four interleaved partial sums (x0+x4+..., x1+x5+..., ...) added pairwise at the
     end: the rounding depends on the window's values only, and the chain of dependent
     additions is a quarter as long (what the 20-bar CCI and VWMA windows cost).
-    ``core.indicators.rating.sum4_nb`` is the same sum over a contiguous window."""
+    ``tandem.core.indicators.rating.sum4_nb`` is the same sum over a contiguous window."""
     return _chrono4_nb(s, b, n, pos, 0.0, False)
 
 

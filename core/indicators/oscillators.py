@@ -13,9 +13,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from core.indicators.extremes import HL_HI, HL_LO, highlow_step_at_nb, new_highlow_state
-from core.indicators.moving import (
+from tandem.core.indicators.extremes import HL_HI, HL_LO, highlow_step_at_nb, new_highlow_state
+from tandem.core.indicators.moving import (
     EMA_SIZE,
     chrono_absdev4_nb,
     chrono_sum4_nb,
@@ -26,7 +25,7 @@ from core.indicators.moving import (
     ring_push_nb,
     sma_step_at_nb,
 )
-from core.jit import njit
+from tandem.core.jit import njit
 
 
 @njit(cache=True)

@@ -37,8 +37,7 @@ import numpy as np
 from llvmlite import ir as llvm_ir
 from numba.core.ccallback import CFunc
 from numba.extending import intrinsic
-
-from core.jit import carray, cfunc, njit, types
+from tandem.core.jit import carray, cfunc, njit, types
 
 MA_LENGTHS = (10, 20, 30, 50, 100, 200)
 MA_VOTE_NAMES = (
@@ -350,7 +349,7 @@ def _window_min_nb(
 @njit(cache=True)
 def sum4_nb(s: np.ndarray, first: int, n: int) -> float:
     """Sum of ``s[first:first+n]`` (oldest first) as four interleaved partial sums added
-    pairwise: ``core.indicators.moving.chrono_sum4_nb`` over a contiguous window, so the
+    pairwise: ``tandem.core.indicators.moving.chrono_sum4_nb`` over a contiguous window, so the
     standalone VWMA and CCI give the same bits."""
     p0 = 0.0
     p1 = 0.0
@@ -853,7 +852,7 @@ def stand_in_kernel() -> CFunc:
     """A function with the kernel's C signature that rates every bar as missing (all NaN),
     compiled in well under a second. The loops get the kernel as an address, so their
     machine code does not depend on it: with this stand-in they can be compiled and run on
-    dummy bars while another process compiles the real kernel (:mod:`core.warmup`)."""
+    dummy bars while another process compiles the real kernel (:mod:`tandem.core.warmup`)."""
     return cfunc(RATING_KERNEL_SIG)(_stand_in)
 
 

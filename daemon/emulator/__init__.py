@@ -1,12 +1,18 @@
 """Exchange emulator: Binance spot REST + websocket kline streams on a virtual clock.
 
-See :mod:`daemon.emulator.server` for what is served and the fault-injection API;
-:mod:`daemon.emulator.bybit` and :mod:`daemon.emulator.okx` speak those venues' protocols.
+See :mod:`tandem.daemon.emulator.server` for what is served and the fault-injection API;
+:mod:`tandem.daemon.emulator.bybit` and :mod:`tandem.daemon.emulator.okx` speak those venues' protocols.
 """
 
-from daemon.emulator.faults import FaultPlan, MessageFault, MessageFaultKind, RestFault
-from daemon.emulator.market import MarketData, kline_event, kline_event_json, kline_row, partial_bar
-from daemon.emulator.server import Emulator
+from tandem.daemon.emulator.faults import FaultPlan, MessageFault, MessageFaultKind, RestFault
+from tandem.daemon.emulator.market import (
+    MarketData,
+    kline_event,
+    kline_event_json,
+    kline_row,
+    partial_bar,
+)
+from tandem.daemon.emulator.server import Emulator
 
 __all__ = [
     "Emulator",

@@ -1,12 +1,12 @@
-"""``python -m daemon.emulator``: serve stored (or generated) candles over Binance's wire format.
+"""``python -m tandem.daemon.emulator``: serve stored (or generated) candles over Binance's wire format.
 
 Examples::
 
     # real candles from a candle store or a folder of <exchange>_<BASE-QUOTE>_<tf>.csv files
-    python -m daemon.emulator --data ../shared/data --symbols BTC/USDT,ETH/USDT --timeframe 1h \\
+    python -m tandem.daemon.emulator --data ../shared/data --symbols BTC/USDT,ETH/USDT --timeframe 1h \\
         --from 2021-03-01 --speed 3600
     # seeded generated candles, no files
-    python -m daemon.emulator --generate 2000 --symbols BTC/USDT --timeframe 1m --speed 60
+    python -m tandem.daemon.emulator --generate 2000 --symbols BTC/USDT --timeframe 1m --speed 60
 
 It prints the REST / websocket URLs (and the ``TANDEM_EXCHANGE_*`` settings that point the
 daemon at them), then plays the virtual clock at ``--speed`` × wall time from ``--start``
@@ -22,15 +22,14 @@ import signal
 import sys
 
 import structlog
-
-from core.store import CandleStoreError, open_candles, to_ms
-from daemon.emulator.market import MarketData
-from daemon.emulator.server import Emulator
+from tandem.core.store import CandleStoreError, open_candles, to_ms
+from tandem.daemon.emulator.market import MarketData
+from tandem.daemon.emulator.server import Emulator
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m daemon.emulator",
+        prog="python -m tandem.daemon.emulator",
         description="Binance-spot exchange emulator: REST /api/v3 (exchangeInfo, klines, time, "
         "ping) and websocket kline streams replaying candles on a virtual clock.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -72,7 +71,7 @@ async def serve(args: argparse.Namespace, market: MarketData) -> None:
     start = to_ms(args.start) if args.start else None
     protocol = getattr(args, "protocol", "binance")
     if protocol in ("bybit", "okx"):
-        from daemon.replay import emulator_class
+        from tandem.daemon.replay import emulator_class
 
         # Bybit's and OKX's clients ping (op ping / "ping"); the server sends no ping frames
         emu: Emulator = emulator_class(protocol)(market, start=start, host=args.host,

@@ -1,7 +1,7 @@
 """The emulator speaking Bybit v5 public spot (REST market endpoints + public websocket).
 
 Same market, virtual clock, forming/closing updates and fault plan as the Binance emulator
-(:class:`daemon.emulator.server.Emulator`); only the wire differs, as documented by Bybit:
+(:class:`tandem.daemon.emulator.server.Emulator`); only the wire differs, as documented by Bybit:
 
 * ``GET /v5/market/instruments-info?category=spot`` — the instruments (what ccxt reads);
 * ``GET /v5/market/kline?category=spot&symbol&interval&start&end&limit`` — the NEWEST
@@ -29,9 +29,8 @@ from collections import deque
 from typing import Any
 
 from aiohttp import web
-
-from daemon.emulator.market import fmt, market_id
-from daemon.emulator.server import Connection, Emulator, log
+from tandem.daemon.emulator.market import fmt, market_id
+from tandem.daemon.emulator.server import Connection, Emulator, log
 
 #: ccxt timeframe -> Bybit interval code (the websocket topic and REST ``interval``)
 BYBIT_INTERVALS = {"1m": "1", "3m": "3", "5m": "5", "15m": "15", "30m": "30", "1h": "60",

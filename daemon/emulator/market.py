@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
-
-from core.store import AlignedCandles, timeframe_ms
+from tandem.core.store import AlignedCandles, timeframe_ms
 
 # Binance spot interval names == ccxt timeframe names for these.
 BINANCE_INTERVALS = (
@@ -101,7 +100,7 @@ class MarketData:
         start: Any = None,
         end: Any = None,
     ) -> MarketData:
-        """From any :mod:`core.store` source (store, CSV folder, universe parquet)."""
+        """From any :mod:`tandem.core.store` source (store, CSV folder, universe parquet)."""
         return cls.from_aligned(source.load_aligned(symbols, timeframe, start, end), timeframe)
 
     @classmethod

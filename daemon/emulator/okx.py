@@ -1,7 +1,7 @@
 """The emulator speaking OKX v5 (public REST market endpoints + the business websocket).
 
 Same market, virtual clock, forming/closing updates and fault plan as the Binance emulator
-(:class:`daemon.emulator.server.Emulator`); only the wire differs, as OKX documents it and
+(:class:`tandem.daemon.emulator.server.Emulator`); only the wire differs, as OKX documents it and
 as ccxt / ccxt.pro ``okx`` use it:
 
 * ``GET /api/v5/public/instruments?instType=SPOT`` (what ccxt's load_markets reads) and
@@ -35,9 +35,8 @@ from collections import deque
 from typing import Any
 
 from aiohttp import web
-
-from daemon.emulator.market import fmt
-from daemon.emulator.server import Connection, Emulator
+from tandem.daemon.emulator.market import fmt
+from tandem.daemon.emulator.server import Connection, Emulator
 
 #: ccxt timeframe -> OKX bar (UTC-aligned variants from 6h up, as the daemon asks)
 OKX_BARS = {"1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m", "1h": "1H",

@@ -1,7 +1,7 @@
 """An asyncio exchange emulator that speaks Binance spot's REST and websocket wire format.
 
 Start it on 127.0.0.1 (an OS-chosen port by default), point a real ccxt / ccxt.pro client at
-``rest_url`` / ``ws_url`` (see :func:`core.exchange.create_exchange`), and move its
+``rest_url`` / ``ws_url`` (see :func:`tandem.core.exchange.create_exchange`), and move its
 **virtual clock** explicitly::
 
     async with Emulator(MarketData.generate(["BTC/USDT"], "1m", n_bars=300)) as emu:
@@ -57,15 +57,14 @@ from typing import Any
 
 import structlog
 from aiohttp import WSMsgType, web
-
-from daemon.emulator.faults import (
+from tandem.daemon.emulator.faults import (
     FaultPlan,
     HandshakeFault,
     MessageFault,
     MessageFaultKind,
     RestFault,
 )
-from daemon.emulator.market import (
+from tandem.daemon.emulator.market import (
     BINANCE_INTERVALS,
     MarketData,
     closed_rows_json,
@@ -200,7 +199,7 @@ class Emulator:
     klines_path = "/api/v3/klines"
 
     def _add_routes(self, app: web.Application) -> None:
-        """The venue's endpoints (Binance spot here; see daemon.emulator.bybit)."""
+        """The venue's endpoints (Binance spot here; see tandem.daemon.emulator.bybit)."""
         app.router.add_get("/api/v3/ping", self._ping)
         app.router.add_get("/api/v3/time", self._time)
         app.router.add_get("/api/v3/exchangeInfo", self._exchange_info)

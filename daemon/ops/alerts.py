@@ -36,9 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
-
-from daemon.ops.health import Health
-from daemon.ops.metrics import Metrics
+from tandem.daemon.ops.health import Health
+from tandem.daemon.ops.metrics import Metrics
 
 __all__ = ["Alerts", "Message", "NotifyConfigError", "format_fills", "parse_urls"]
 

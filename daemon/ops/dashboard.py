@@ -28,7 +28,7 @@ What a snapshot shows and where it comes from:
   counters), late and missing candles per asset (the ``late`` and ``slices`` tables,
   counted incrementally);
 * slice lag (``Health.slice_lag_s``) and the last close-to-commit latency;
-* the core assets' MTF ratings, labelled per RATINGS.md by :func:`core.ratings.label_of`.
+* the core assets' MTF ratings, labelled per RATINGS.md by :func:`tandem.core.ratings.label_of`.
 
 Everything is read-only: no route changes trading state.
 """
@@ -50,10 +50,9 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import SecretStr
-
-from daemon.ops.health import Health
-from daemon.ops.http import is_loopback_host
-from daemon.ops.metrics import Metrics
+from tandem.daemon.ops.health import Health
+from tandem.daemon.ops.http import is_loopback_host
+from tandem.daemon.ops.metrics import Metrics
 
 __all__ = ["SESSION_COOKIE", "DashboardHub"]
 
@@ -76,7 +75,7 @@ _PUBLIC_PATHS = frozenset({"/", "/login", "/logout"})
 
 def _static_files() -> dict[str, bytes]:
     """The page's files, read once from the package (``daemon/ops/static``)."""
-    root = resources.files("daemon.ops") / "static"
+    root = resources.files("tandem.daemon.ops") / "static"
     return {f.name: f.read_bytes() for f in root.iterdir()
             if f.is_file() and Path(f.name).suffix in _STATIC_TYPES}
 
@@ -180,7 +179,7 @@ class _JournalReader:
 
     def _equity_history(self, conn: sqlite3.Connection,
                         before_ts: int | None) -> list[tuple[int, float]]:
-        from core.timeframes import timeframe_to_ms
+        from tandem.core.timeframes import timeframe_to_ms
 
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         profile = json.loads(meta["profile_json"])
@@ -255,7 +254,7 @@ class _JournalReader:
             self._slices_seen = max(self._slices_seen, int(last))
             if self._tf is None:
                 with contextlib.suppress(TypeError, KeyError, ValueError):
-                    from core.timeframes import timeframe_to_ms
+                    from tandem.core.timeframes import timeframe_to_ms
 
                     row = conn.execute(
                         "SELECT value FROM meta WHERE key = 'profile_json'").fetchone()
@@ -474,7 +473,7 @@ class DashboardHub:
         fn = getattr(stepper, "core_ratings", None)
         if fn is None:
             return {"timeframes": [], "rows": []}
-        from core.ratings import label_of  # RATINGS.md thresholds live in the core only
+        from tandem.core.ratings import label_of  # RATINGS.md thresholds live in the core only
 
         try:
             table = fn()

@@ -3,7 +3,7 @@
 ``tandem_health_ok`` (1/0), ``tandem_stale_feeds`` (count), ``tandem_slice_lag_seconds``
 (the oldest closed-but-unstepped slice's wait) and ``tandem_feed_last_update_age_seconds``
 per feed: what ``deploy/prometheus/alerts.yml`` alerts on. Nothing is added to the slice
-path: the values are read from :class:`~daemon.ops.health.Health` when Prometheus asks.
+path: the values are read from :class:`~tandem.daemon.ops.health.Health` when Prometheus asks.
 
 ``/metrics`` renders in a worker thread while the event loop keeps mutating the health
 model's dicts; a read that races a resize raises ``RuntimeError`` and is simply retried.
@@ -15,8 +15,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-from daemon.ops.health import Health
+from tandem.daemon.ops.health import Health
 
 __all__ = ["HealthCollector"]
 

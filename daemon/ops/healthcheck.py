@@ -1,4 +1,4 @@
-"""``python -m daemon.ops.healthcheck``: exit 0 when the local daemon reports ``/health`` ok.
+"""``python -m tandem.daemon.ops.healthcheck``: exit 0 when the local daemon reports ``/health`` ok.
 
 Used by the Docker ``HEALTHCHECK`` (slim images have no curl). It always asks loopback —
 inside the container the server listens on every interface, and loopback is one of them —

@@ -33,9 +33,8 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import web
 from pydantic import SecretStr
-
-from daemon.ops.health import Health
-from daemon.ops.metrics import CONTENT_TYPE_LATEST, Metrics
+from tandem.daemon.ops.health import Health
+from tandem.daemon.ops.metrics import CONTENT_TYPE_LATEST, Metrics
 
 __all__ = [
     "DEFAULT_FILLS_LIMIT",
@@ -61,7 +60,7 @@ class StateProvider(Protocol):
     def fills(self, since: int | None, limit: int, since_id: int | None = None,
               ) -> Rows | Awaitable[Rows]:
         """Journal rows with ``ts > since`` (all when None), oldest first, at most ``limit``
-        (see :meth:`daemon.ops.provider.SqliteStateProvider.fills_sync`). A provider with
+        (see :meth:`tandem.daemon.ops.provider.SqliteStateProvider.fills_sync`). A provider with
         a unique journal sequence returns it per row as ``seq`` and honours ``since_id``
         (``seq > since_id``); ``since_id`` is passed only when a client sent it."""
 

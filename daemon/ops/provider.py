@@ -8,7 +8,7 @@ Its own **read-only** connection per request (``mode=ro`` URI), in a worker thre
 * a slow query runs off the event loop that steps slices.
 
 It depends on the state schema only (tables ``fills``, ``positions``, ``candles``, ``meta``
-of :mod:`daemon.state`), not on the daemon's objects.
+of :mod:`tandem.daemon.state`), not on the daemon's objects.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from daemon.state import JOURNAL_COLUMNS
+from tandem.daemon.state import JOURNAL_COLUMNS
 
 __all__ = ["SqliteStateProvider"]
 

@@ -27,15 +27,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
-
-from daemon.ops.alerts import Alerts
-from daemon.ops.dashboard import DashboardHub
-from daemon.ops.health import Health, HealthConfig
-from daemon.ops.health_metrics import HealthCollector
-from daemon.ops.http import OpsServer, StateProvider
-from daemon.ops.metrics import Metrics
-from daemon.ops.notify import SystemdNotifier
-from daemon.ops.sampler import DaemonSampler
+from tandem.daemon.ops.alerts import Alerts
+from tandem.daemon.ops.dashboard import DashboardHub
+from tandem.daemon.ops.health import Health, HealthConfig
+from tandem.daemon.ops.health_metrics import HealthCollector
+from tandem.daemon.ops.http import OpsServer, StateProvider
+from tandem.daemon.ops.metrics import Metrics
+from tandem.daemon.ops.notify import SystemdNotifier
+from tandem.daemon.ops.sampler import DaemonSampler
 
 __all__ = ["Ops", "OpsConfig"]
 
@@ -62,7 +61,7 @@ class OpsConfig:
 
     @classmethod
     def from_settings(cls, settings: Any) -> OpsConfig:
-        """Read our fields from ``core.settings.Settings`` (any object with those names)."""
+        """Read our fields from ``tandem.core.settings.Settings`` (any object with those names)."""
         kw: dict[str, Any] = {}
         for name in cls.__dataclass_fields__:
             source = _SETTINGS_NAMES.get(name, name)
@@ -131,7 +130,7 @@ class Ops:
     @classmethod
     def from_settings(cls, settings: Any, provider: StateProvider | None = None,
                       **kw: Any) -> Ops:
-        """Build from ``core.settings`` (any object with our field names)."""
+        """Build from ``tandem.core.settings`` (any object with our field names)."""
         return cls(OpsConfig.from_settings(settings), provider, **kw)
 
     @property

@@ -19,8 +19,8 @@ import asyncio
 import math
 from typing import Any
 
-from daemon.ops.health import Health
-from daemon.ops.metrics import Metrics
+from tandem.daemon.ops.health import Health
+from tandem.daemon.ops.metrics import Metrics
 
 __all__ = ["DaemonSampler"]
 
