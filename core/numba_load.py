@@ -18,6 +18,9 @@ the runtime and load. Nothing else changes:
   numba's own path, which refreshes first;
 * kernels of other libraries (vectorbt, …) load exactly as numba loads them.
 
+A ``parallel=True`` kernel would also need numba's threading layer launched before its
+cached code runs; the core has none (:mod:`tandem.core.mtf` says why), and a test keeps it so.
+
 numba's maintainers weighed the same deferral upstream (numba pull request #9806).
 """
 

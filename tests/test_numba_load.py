@@ -43,3 +43,12 @@ def test_cached_kernel_loads_without_compiler_setup(tmp_path):
     assert (warm["full"], warm["state"]) == (cold["full"], cold["state"])
     assert warm["full"] == [False, False, True, True]
     assert not warm["registries"]
+
+
+def test_core_has_no_parallel_kernels():
+    """The loader starts NRT only; a ``parallel=True`` kernel would need the threading layer."""
+    from pathlib import Path
+
+    core = Path(__file__).resolve().parents[1] / "core"
+    offenders = [p.name for p in core.rglob("*.py") if "parallel=True" in p.read_text()]
+    assert offenders == []
