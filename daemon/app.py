@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import ccxt
+from tandem.core import exiting
 from tandem.daemon.client import build_exchange
 from tandem.daemon.feeds import CandleFeed, FeedSupervisor
 from tandem.daemon.jobs import build_scheduler
@@ -334,9 +335,11 @@ class Daemon:
                 loop.call_soon_threadsafe(settle, outcome)
 
         # A daemon thread: an abandoned compile must not hold up the process exit.
-        threading.Thread(target=work, name="tandem-prewarm", daemon=True).start()
+        thread = threading.Thread(target=work, name="tandem-prewarm", daemon=True)
+        thread.start()
         done, outcome = await self._until_stopped(fut)
         if not done:
+            exiting.abandon(thread)  # the process must not exit through LLVM's destructors
             cancel = getattr(self.stepper, "cancel_prewarm", None)
             if cancel is not None:
                 cancel()  # warm-up worker processes, if any

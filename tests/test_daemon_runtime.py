@@ -364,3 +364,28 @@ async def test_closed_bars_keep_coming_over_rest_while_only_the_websocket_is_dow
     with StateStore(db) as st:
         assert st.last_ts == end - TF_MS
         assert_journal_equal(st.fills_frame(), batch_fills(profile, market, t0, end))
+
+
+EXIT_PROBE = """
+import atexit, sys, threading, time
+from tandem.core import exiting
+atexit.register(lambda: print("atexit ran", flush=True))
+print("journal written")  # buffered: must still reach the pipe
+if sys.argv[1] == "abandoned":
+    t = threading.Thread(target=time.sleep, args=(30,), daemon=True)
+    t.start()
+    exiting.abandon(t)
+exiting.exit_fast(0)
+"""
+
+
+@pytest.mark.parametrize("case", ["abandoned", "clean"])
+def test_exit_with_an_abandoned_native_thread_skips_static_teardown(case):
+    """A stopped cold compile leaves a thread inside LLVM; exiting through the interpreter's
+    teardown (atexit, C++ static destructors) under it aborted with SIGABRT once in the
+    suite. With such a thread alive the process flushes its output and leaves at once."""
+    proc = subprocess.run([sys.executable, "-c", EXIT_PROBE, case], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "journal written" in proc.stdout
+    assert ("atexit ran" in proc.stdout) == (case == "clean")
