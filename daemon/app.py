@@ -3,9 +3,10 @@
 Lifecycle of :meth:`Daemon.run`:
 
 1. open the state database and bind the profile (a changed profile hash refuses to resume
-   unless ``fresh``); restore the strategy's state blobs when resuming;
-2. load markets, start one feed per asset under the supervisor (+ watchdog), start the
-   scheduler jobs;
+   unless ``fresh``); load the exchange's markets — a profile symbol it does not list is
+   refused here, before the core's kernels load (or compile) — then make the stepper, load
+   its kernels and restore the strategy's state blobs when resuming;
+2. start one feed per asset under the supervisor (+ watchdog), start the scheduler jobs;
 3. each feed, on its first websocket update, asks where to start: the bar after the last
    committed slice (resume: catch-up over REST), or ``t0 - warmup_bars`` on a fresh start
    (``t0`` = the forming bar of the first update, persisted), so history and stream meet;
@@ -168,6 +169,7 @@ class Daemon:
         self.commit_hook: Callable[[Slice, float], None] | None = None  # (slice, commit time)
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
+        self._markets_retrying = asyncio.Event()  # load_markets failed once (see _start_up)
         self._failed: BaseException | None = None
 
     # ---- control -----------------------------------------------------------------------
@@ -184,25 +186,7 @@ class Daemon:
         self._started_at = time.monotonic()
         resumed = self.store.bind_profile(cfg.profile_name, cfg.profile_json, cfg.run_id,
                                           fresh=cfg.fresh)
-        self.stepper = self._stepper_factory(cfg.run_id)
-        if not await self._prewarm():
-            log.info("daemon_stop", slices=0, fills_this_run=0, last_ts=self.store.last_ts,
-                     reason="stop requested while the core was compiling")
-            self.store.close()
-            return 0
-        self.t0 = self.store.t0
-        if resumed:
-            self._restore()
         self._ckpt_slices = 0
-        self._ckpt_at = time.monotonic()
-        last_ts = self.store.last_ts
-        log.info("daemon_start", profile=cfg.profile_name, run_id=cfg.run_id, resumed=resumed,
-                 last_ts=last_ts, t0=self.t0, symbols=len(cfg.symbols), db=str(cfg.state_db))
-        if cfg.stop_after_ts is not None and last_ts is not None and last_ts >= cfg.stop_after_ts:
-            self.store.close()
-            return 0
-        self.assembler = SliceAssembler(cfg.symbols, cfg.grace_s, last_ts=last_ts,
-                                        hold=self._hold)
         own_exchange = self.ex is None
         if own_exchange:
             self.ex = build_exchange(cfg.exchange_id, cfg.rest_url, cfg.ws_url,
@@ -212,9 +196,24 @@ class Daemon:
                                      rest_weight_per_min=cfg.rest_weight_per_min)
         sched = None
         try:
-            if not await self._load_markets():
-                log.info("stopped_before_start", reason="stop requested while loading markets")
+            if not await self._start_up():
+                log.info("stopped_before_start",
+                         reason="stop requested while loading markets or the core")
                 return 0
+            self.t0 = self.store.t0
+            if resumed:
+                self._restore()
+            self._ckpt_slices = 0
+            self._ckpt_at = time.monotonic()
+            last_ts = self.store.last_ts
+            log.info("daemon_start", profile=cfg.profile_name, run_id=cfg.run_id,
+                     resumed=resumed, last_ts=last_ts, t0=self.t0, symbols=len(cfg.symbols),
+                     db=str(cfg.state_db))
+            if (cfg.stop_after_ts is not None and last_ts is not None
+                    and last_ts >= cfg.stop_after_ts):
+                return 0
+            self.assembler = SliceAssembler(cfg.symbols, cfg.grace_s, last_ts=last_ts,
+                                            hold=self._hold)
             history = None
             if cfg.candle_store is not None:
                 from tandem.daemon.history import StoreHistory
@@ -301,6 +300,42 @@ class Daemon:
             exc = self._failed
             raise SliceFailedError(f"the state could not be written: {exc!r}") from exc
         return self.slices_stepped
+
+    async def _start_up(self) -> bool:
+        """The exchange's markets, then the core's kernels (a cold numba cache compiles for
+        20-60 s): a symbol the exchange does not list is refused (:class:`UnknownSymbolError`)
+        before the strategy, numba or any kernel is loaded — a typo costs one REST request,
+        not a compile. While the exchange is unreachable the kernels load meanwhile, so an
+        outage at start does not add the compile on top. False: a stop request came first."""
+        markets = asyncio.ensure_future(self._load_markets())
+        retrying = asyncio.ensure_future(self._markets_retrying.wait())
+        try:
+            await asyncio.wait((markets, retrying), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            retrying.cancel()
+        if markets.done():  # the usual start: the markets first, then the core
+            return markets.result() and await self._prepare_core()
+        core = asyncio.ensure_future(self._prepare_core())
+        try:
+            done, _ = await asyncio.wait((markets, core), return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # an unknown symbol, a failed compile
+            return markets.result() and core.result()
+        finally:
+            if not markets.done():  # the compile failed while the exchange is unreachable
+                markets.cancel()
+                await asyncio.gather(markets, return_exceptions=True)
+            if not core.done():  # an unknown symbol while the core compiles: abandon it
+                core.cancel()
+                await asyncio.gather(core, return_exceptions=True)
+                cancel = getattr(self.stepper, "cancel_prewarm", None)
+                if cancel is not None:
+                    cancel()  # its warm-up worker processes
+
+    async def _prepare_core(self) -> bool:
+        """Make the stepper and load (or compile) its kernels; False: stopped meanwhile."""
+        self.stepper = self._stepper_factory(self.cfg.run_id)
+        return await self._prewarm()
 
     async def _prewarm(self) -> bool:
         """Load (or, on a cold numba cache, compile) the core's kernels before the feeds
@@ -413,6 +448,7 @@ class Daemon:
                 break
             except (ccxt.NetworkError, ccxt.ExchangeError) as exc:
                 log.warning("load_markets_retry", error=str(exc)[:200], backoff_s=backoff)
+                self._markets_retrying.set()
                 done, _ = await self._until_stopped(asyncio.sleep(backoff))
                 if not done:
                     return False

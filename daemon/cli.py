@@ -458,9 +458,21 @@ def _build_ops(settings, db: Path, *, notify: bool = True):
         raise _UsageError(str(exc)) from None
 
 
+def _stepper_factory(profile):  # noqa: ANN001 - core.manifest.Profile
+    """``run_id -> stepper`` importing the strategy (the core's kernels, numba: seconds)
+    only when the daemon makes its stepper, after the exchange's markets were checked
+    (:meth:`tandem.daemon.app.Daemon.run`): a symbol the exchange does not list fails first."""
+
+    def make(run_id: str):
+        from tandem.daemon import strategy
+
+        return strategy.stepper_factory(profile)(run_id)
+
+    return make
+
+
 async def _run_live(args, settings, profile, ops=None) -> int:
     from tandem.daemon.app import Daemon
-    from tandem.daemon.strategy import stepper_factory
 
     cfg = _daemon_config(args, settings, profile, args.db or settings.state_db)
     # Warm up from the local candle store when there is one (issue 18): REST fetches only
@@ -471,7 +483,7 @@ async def _run_live(args, settings, profile, ops=None) -> int:
         cfg.candle_store, cfg.candle_store_exchange = data_dir, profile.exchange
     if ops is not None:  # ops (issue 8): HTTP up during warm-up (/health says "starting")
         await ops.start()
-    daemon = Daemon(cfg, stepper_factory(profile), ops=ops)
+    daemon = Daemon(cfg, _stepper_factory(profile), ops=ops)
     _install_signals(daemon, ops)
     if ops is not None:
         ops.watch_daemon(daemon)  # ops (issue 8): feeds/equity -> health + metrics
@@ -492,7 +504,6 @@ async def _run_replay(args, settings, profile, ops=None) -> int:
     from tandem.daemon.export import export_fills
     from tandem.daemon.replay import run_replay
     from tandem.daemon.state import StateStore
-    from tandem.daemon.strategy import stepper_factory
 
     db = _replay_db(args, settings, profile)
     tf = timeframe_to_ms(profile.base_timeframe)
@@ -541,7 +552,7 @@ async def _run_replay(args, settings, profile, ops=None) -> int:
     if ops is not None:
         await ops.start()
         print(f"dashboard: {ops.server.url}/", file=sys.stderr, flush=True)
-    daemon = Daemon(cfg, stepper_factory(profile), ops=ops)
+    daemon = Daemon(cfg, _stepper_factory(profile), ops=ops)
     _install_signals(daemon, ops)
     if ops is not None:
         ops.watch_daemon(daemon)

@@ -107,7 +107,9 @@ class LiveExchangeMixin(BatchedKlinesMixin):
         self.kline_sinks: dict[tuple[str, str], Callable[[int], None]] = {}
         self._routes: dict[tuple[str, str], tuple] = {}  # (market id, interval) -> route
 
-    async def fetch_ohlcv(self, symbol, timeframe="1m", since=None, limit=None, params={}):  # noqa: B006 - ccxt's signature
+    async def fetch_ohlcv(self, symbol, timeframe="1m", since=None, limit=None, params=None):
+        # a fresh dict per call: ccxt may write into it (see BatchedKlinesMixin.watch_ohlcv)
+        params = {} if params is None else dict(params)
         budget = self.rest_budget
         if budget is None:
             return await self._fetch_klines(symbol, timeframe, since, limit, params)

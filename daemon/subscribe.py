@@ -141,7 +141,12 @@ class BatchedKlinesMixin:
             client._tandem_batcher = b
         return b
 
-    async def watch_ohlcv(self, symbol, timeframe="1m", since=None, limit=None, params={}):  # noqa: B006 - ccxt's signature
+    async def watch_ohlcv(self, symbol, timeframe="1m", since=None, limit=None, params=None):
+        # A fresh dict per call, never a shared default: ccxt.pro binance and bybit write
+        # ``params["callerMethodName"]`` into the dict they get, and a mutated default made
+        # every later call of every venue in the process take ccxt's one-stream-per-message
+        # path on one connection (Binance closed it with 1008).
+        params = {} if params is None else dict(params)
         if not getattr(self, "batched_subscribe", False) or params:
             return await super().watch_ohlcv(symbol, timeframe, since, limit, params)
         if self.markets is None:

@@ -23,6 +23,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -208,6 +209,58 @@ def test_sigterm_during_a_cold_compile_is_prompt_and_announced(tmp_path):
         assert "prewarm_abandoned" in events
     finally:
         d.stop()
+
+
+class _SlowCore:
+    """A stepper whose kernels take until released (a cold compile), recording its cancel."""
+
+    def __init__(self, run_id: str):
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.cancelled = False
+
+    def prewarm(self) -> None:
+        self.started.set()
+        self.release.wait(60)
+
+    def cancel_prewarm(self) -> None:
+        self.cancelled = True
+        self.release.set()
+
+
+async def test_unknown_symbol_while_the_core_compiles_abandons_the_compile(tmp_path):
+    """The exchange is unreachable at start: the kernels load meanwhile (an outage does not
+    add the compile on top); when its markets come and lack a profile symbol, the error is
+    raised at once and the compile abandoned, not waited for."""
+    from tandem.daemon.app import Daemon, UnknownSymbolError
+    from tandem.daemon.emulator.server import Emulator
+
+    port = _closed_port()
+    cfg = make_daemon(small_profile(), tmp_path / "d.sqlite",
+                      rest_url=f"http://127.0.0.1:{port}/api/v3",
+                      ws_url=f"ws://127.0.0.1:{port}/ws").cfg
+    made: list[_SlowCore] = []
+
+    def slow_core(run_id: str) -> _SlowCore:
+        made.append(_SlowCore(run_id))
+        return made[-1]
+
+    daemon = Daemon(cfg, slow_core)
+    task = asyncio.ensure_future(daemon.run())
+    deadline = time.monotonic() + 20
+    while not (made and made[0].started.is_set()):  # compiling while markets are retried
+        assert time.monotonic() < deadline and not task.done(), "the core did not start"
+        await asyncio.sleep(0.05)
+    emu = Emulator(sample_market(symbols=("BTC/USDT", "ETH/USDT")), port=port)
+    await emu.start()
+    try:
+        t = time.monotonic()
+        with pytest.raises(UnknownSymbolError, match="does not list SOL/USDT"):
+            await asyncio.wait_for(task, 20)
+        assert time.monotonic() - t < 10  # the next markets retry, not the compile's end
+    finally:
+        await emu.stop()
+    assert made[0].cancelled and daemon.supervisor is None
 
 
 # ------------------------------------------------------- item 15: live = caught up

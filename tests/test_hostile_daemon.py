@@ -238,6 +238,34 @@ def test_unknown_symbol_is_exit_2_naming_it(tmp_path, monkeypatch, capsys):
     assert len(lines) == 1 and "SOL/USDT" in lines[0] and "'tst'" in lines[0], err
 
 
+@pytest.mark.timeout(120)
+def test_unknown_symbol_is_refused_before_the_core_loads(tmp_path):
+    """The markets check comes before the kernels: on an empty numba cache the error line
+    arrives with numba not even imported and nothing compiled or cached. Before, a typo in
+    the profile's assets cost the whole cold compile (20-60 s) before its one-line error."""
+    cache = tmp_path / "numba-cold"
+    cache.mkdir()
+    manifest = _manifest(tmp_path)  # trades BTC, ETH and SOL
+    probe = ("import sys\n"
+             "from tandem.daemon import cli\n"
+             "code = cli.main(sys.argv[1:])\n"
+             "print('numba imported' if 'numba' in sys.modules else 'numba not imported')\n"
+             "sys.exit(code)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_")}
+    env.update(PYTHONPATH=str(REPO), NUMBA_CACHE_DIR=str(cache), TANDEM_HTTP_ENABLED="false")
+    with emulator_in_thread(sample_market(symbols=("BTC/USDT", "ETH/USDT"))) as emu:
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, "run", "--manifest", str(manifest), "--profile",
+             "tst", "--db", str(tmp_path / "s.sqlite"), "--rest-url", emu.base_url,
+             "--ws-url", emu.ws_url, "--log-format", "json"],
+            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=100)
+    _one_error_line(proc, 2, "does not list SOL/USDT")
+    assert proc.stdout.strip() == "numba not imported", proc.stdout
+    assert not [p for p in cache.rglob("*") if p.is_file()]  # no kernel compiled or cached
+    events = [json.loads(ln)["event"] for ln in proc.stderr.splitlines() if ln.startswith("{")]
+    assert "compiling_core" not in events and "kernels_ready" not in events, events
+
+
 @pytest.mark.timeout(90)
 def test_exchange_speaking_garbage_is_one_line(tmp_path, monkeypatch, capsys):
     """A server whose exchangeInfo is not what ccxt expects (here a JSON list): ccxt fails

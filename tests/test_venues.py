@@ -220,3 +220,50 @@ def test_bybit_profile_with_8h_base_is_refused_at_start(tmp_path, monkeypatch, c
                   portfolio={"rebalance_every": "1d", "max_weight": 0.4})
     proc = _cli(tmp_path, monkeypatch, capsys, "replay", "--manifest", str(m), "--profile", "tst")
     _one_error_line(proc, 2, "exchange 'bybit' does not stream '8h' klines")
+
+
+# ------------------------------------------------ venues in one process share no state
+
+async def _subscribed(exchange_id: str, names: list[str], **build) -> tuple[list[int], list[int]]:
+    """(streams in each subscribe message, streams on each connection) when the daemon's
+    exchange for ``exchange_id`` watches the 1m klines of ``names`` on that venue's emulator."""
+    import asyncio
+    import contextlib
+
+    from tandem.daemon.client import build_exchange
+    from tandem.daemon.emulator.market import MarketData
+    from tandem.daemon.replay import emulator_class, wait_subscribed
+
+    market = MarketData.generate(names, "1m", n_bars=20)
+    async with emulator_class(exchange_id)(market, start=market.first_ts) as emu:
+        ex = build_exchange(exchange_id, emu.rest_url, emu.ws_url, **build)
+        watches = [asyncio.ensure_future(ex.watch_ohlcv(s, "1m")) for s in names]
+        try:
+            await wait_subscribed(emu, len(names), timeout_s=20)
+            per_connection = sorted(len(c.subs) for c in emu.connections if c.subs)
+        finally:
+            for w in watches:
+                w.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.gather(*watches, return_exceptions=True)
+            await ex.close()
+    return sorted(len(streams) for _, streams in emu.subscribe_log), per_connection
+
+
+async def test_a_venue_on_ccxts_own_subscribe_leaves_the_others_batched():
+    """ccxt.pro bybit and binance write ``params["callerMethodName"]`` into the dict their
+    ``watch_ohlcv`` gets. The daemon's override once handed ccxt its shared default dict,
+    so after one call through ccxt's own path every later exchange of every venue in the
+    process saw params and subscribed one stream per message on one connection: Binance's
+    500 streams (tests/test_scale.py after tests/test_venue_bybit.py) were closed 1008."""
+
+    class Unbatched(BybitAdapter):
+        batched_subscribe = False
+
+    names = [f"Q{chr(65 + i // 26)}{chr(65 + i % 26)}/USDT" for i in range(25)]
+    # ccxt.pro bybit's own path: one topic per subscribe, one connection
+    assert await _subscribed("bybit", names[:2], venue=Unbatched()) == ([1, 1], [2])
+    for venue in ("binance", "bybit", "okx"):
+        # 25 streams, 10 a connection: 3 connections, each subscribed in one message
+        assert await _subscribed(venue, names, streams_per_connection=10) == (
+            [5, 10, 10], [5, 10, 10]), venue
