@@ -10,38 +10,22 @@ from __future__ import annotations
 from typing import Any
 
 import ccxt.pro as ccxtpro
-from tandem.core.exchange import rest_api_base
+from tandem.core.exchange import exchange_config as core_exchange_config
 from tandem.daemon.feeds import make_live_exchange
 from tandem.daemon.restbudget import RestBudget
 from tandem.daemon.venues import VenueAdapter, adapter_for
 
 
-def exchange_config(rest_url: str | None = None, ws_url: str | None = None) -> dict[str, Any]:
-    """ccxt config for Binance-protocol endpoints (DESIGN.md: point ccxt at a local server).
+def exchange_config(exchange_id: str, timeout_ms: int = 10_000) -> dict[str, Any]:
+    """The ccxt config of a daemon venue: the core's, spot markets only.
 
-    Prefers the core's factory when present, so the backtest and the daemon configure ccxt
-    the same way.
+    Spot only, on every venue (Binance, Bybit and OKX all read ``fetchMarkets.types``):
+    ``load_markets`` must not call the futures and options hosts. Endpoint overrides are
+    the venue adapter's (:meth:`tandem.daemon.venues.VenueAdapter.point_at`), so that each
+    venue gets its own URL layout.
     """
-    try:
-        from tandem.core.exchange import exchange_config as core_config  # type: ignore[attr-defined]
-
-        return core_config(rest_url=rest_url, ws_url=ws_url)
-    except (ImportError, AttributeError, TypeError):
-        pass
-    cfg: dict[str, Any] = {
-        "enableRateLimit": True,
-        "newUpdates": True,
-        # Without this, load_markets also calls the futures hosts.
-        "options": {"fetchMarkets": {"types": ["spot"]}, "OHLCVLimit": 1000},
-    }
-    urls: dict[str, Any] = {}
-    if rest_url:
-        urls.setdefault("api", {})["public"] = rest_api_base(rest_url)
-    if ws_url:
-        urls.setdefault("api", {})["ws"] = {"spot": ws_url.rstrip("/")}
-    if urls:
-        cfg["urls"] = urls
-    return cfg
+    return core_exchange_config(exchange_id, timeout_ms=timeout_ms,
+                                options={"fetchMarkets": {"types": ["spot"]}})
 
 
 def build_exchange(exchange_id: str, rest_url: str | None = None, ws_url: str | None = None,
@@ -56,8 +40,7 @@ def build_exchange(exchange_id: str, rest_url: str | None = None, ws_url: str | 
     not (yet) registered, for its tests."""
     venue = adapter_for(exchange_id) if venue is None else venue
     base = getattr(ccxtpro, exchange_id)
-    cfg = exchange_config(rest_url, ws_url)
-    cfg["timeout"] = timeout_ms
+    cfg = exchange_config(exchange_id, timeout_ms)
     def pick(value: int | None, default: int) -> int:
         return default if value is None else value
 
