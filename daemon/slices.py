@@ -81,10 +81,10 @@ class SliceAssembler:
         if bucket is None:
             bucket = self._pending[candle.ts] = {}
             heapq.heappush(self._order, candle.ts)
+            self._first_seen[candle.ts] = self.clock()  # grace runs from the first candle
         if candle.symbol in bucket:
             return "duplicate"
         bucket[candle.symbol] = candle
-        self._first_seen.setdefault(candle.ts, self.clock())
         prev = self._progress.get(candle.symbol)
         if prev is None or candle.ts > prev:
             self._progress[candle.symbol] = candle.ts
@@ -116,11 +116,13 @@ class SliceAssembler:
     def pop_ready(self) -> list[Slice]:
         """Slices that may be stepped now, oldest first (possibly empty)."""
         out: list[Slice] = []
-        now = self.clock()
+        now = None  # read only for an incomplete slice (this runs once per candle)
         while self._pending:
             ts = self._order[0]
             by_grace = False
             if not self._complete(ts):
+                if now is None:
+                    now = self.clock()
                 if now - self._first_seen[ts] < self.grace_s:
                     break
                 if self.hold is not None and any(

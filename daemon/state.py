@@ -30,15 +30,16 @@ after a slice's commit, when the next bar is a whole bar period away.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:  # pandas (+ pyarrow, ~75 MB resident) only for the readers: imported there
     import pandas as pd
@@ -73,6 +74,18 @@ CREATE TABLE IF NOT EXISTS late (
     symbol TEXT NOT NULL, ts INTEGER NOT NULL, open REAL, high REAL, low REAL, close REAL,
     volume REAL, origin TEXT NOT NULL, received_at REAL NOT NULL, PRIMARY KEY (symbol, ts));
 """
+
+
+#: candles per INSERT statement of a slice commit (9 bound values each: 4,500, under
+#: SQLite's 32,766 since 3.32 and over the 999 of older builds, see StateStore._open)
+CANDLES_PER_INSERT = 500
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_candles_sql(n: int) -> str:
+    """One INSERT of ``n`` candle rows (multi-row VALUES; cached: a slice's size rarely
+    changes)."""
+    return "INSERT INTO candles VALUES " + ",".join(["(?,?,?,?,?,?,?,?,?)"] * n)
 
 
 _INSERT_FILL = (f"INSERT INTO fills ({', '.join(JOURNAL_COLUMNS)}) "
@@ -116,10 +129,7 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)
 
 
-@dataclass(frozen=True)
-class ClosedCandle:
-    """One closed candle as the engine consumes it (``ts`` = bar open time, ms)."""
-
+class _CandleFields(NamedTuple):
     symbol: str
     ts: int
     open: float
@@ -127,8 +137,26 @@ class ClosedCandle:
     low: float
     close: float
     volume: float
-    origin: str = "ws"  # "ws" (closing kline frame) or "rest" (backfill / warm-up / catch-up)
-    received_at: float = field(default_factory=time.time)
+    origin: str
+    received_at: float
+
+
+class ClosedCandle(_CandleFields):
+    """One closed candle as the engine consumes it (``ts`` = bar open time, ms); ``origin``:
+    "ws" (closing kline frame), "rest" (backfill / warm-up / catch-up) or "store";
+    ``received_at``: ``time.time()`` when made, unless given.
+
+    An immutable named tuple: one is made per closing frame on the close-to-commit path,
+    where a frozen dataclass's ``__init__`` (``object.__setattr__`` per field) was ~1/8 of
+    a closing frame's handling."""
+
+    __slots__ = ()
+
+    def __new__(cls, symbol: str, ts: int, open: float, high: float, low: float,  # noqa: A002
+                close: float, volume: float, origin: str = "ws",
+                received_at: float | None = None) -> ClosedCandle:
+        return tuple.__new__(cls, (symbol, ts, open, high, low, close, volume, origin,
+                                   time.time() if received_at is None else received_at))
 
 
 class StateStore:
@@ -168,6 +196,8 @@ class StateStore:
         # Checkpoints are ours (checkpoint_wal), off the close-to-commit path (module doc).
         self.conn.execute("PRAGMA wal_autocheckpoint=0")
         self.conn.executescript(_SCHEMA)
+        self._candles_per_insert = min(
+            CANDLES_PER_INSERT, self.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 9)
         self._last_ts: int | None = self.last_ts  # cached: the commit guard reads it per slice
         # Quantity last written per symbol (positions table), so a slice rewrites only the
         # open positions and the ones that changed.
@@ -295,11 +325,13 @@ class StateStore:
         # One statement per table; sqlite3 caches the prepared statements by their text.
         with self.transaction():
             c = self.conn
-            c.executemany(
-                "INSERT INTO candles VALUES (?,?,?,?,?,?,?,?,?)",
-                [(k.symbol, k.ts, k.open, k.high, k.low, k.close, k.volume, k.origin,
-                  k.received_at) for k in candles],
-            )
+            # Multi-row INSERTs: executemany steps the statement once per row (500 candles:
+            # 1.15 ms, the bulk of the commit, vs 0.64 ms). A ClosedCandle's fields are the
+            # table's columns, in order: its values are bound as they are.
+            per = self._candles_per_insert
+            for i in range(0, len(candles), per):
+                chunk = candles[i:i + per]
+                c.execute(_insert_candles_sql(len(chunk)), tuple(itertools.chain.from_iterable(chunk)))
             if fills:
                 c.executemany(_INSERT_FILL, [tuple(f[col] for col in JOURNAL_COLUMNS)
                                              for f in fills])

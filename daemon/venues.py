@@ -38,7 +38,7 @@ class Kline(NamedTuple):
     interval: Any  # the venue's interval code as sent
     bar_ts: Any  # open time of the bar (ms), as sent
     closed: bool  # the venue's closed flag was present and true
-    row: list | None  # [ts, o, h, l, c, v] when closed and parseable, else None
+    row: list | None  # [ts, o, h, l, c, v] (int, floats) when closed and parseable, else None
 
 
 class VenueAdapter:

@@ -45,6 +45,25 @@ def test_commit_resume_and_journal(tmp_path):
         assert st.consumed("BTC/USDT", 0) and not st.consumed("BTC/USDT", 1)
 
 
+def test_slice_candles_go_in_as_made_over_several_inserts(tmp_path, monkeypatch):
+    """commit_slice binds a ClosedCandle's fields as the candles table's columns (same
+    order), several multi-row INSERTs per slice when it is larger than one."""
+    import tandem.daemon.state as state
+
+    monkeypatch.setattr(state, "CANDLES_PER_INSERT", 3)
+    with StateStore(tmp_path / "s.sqlite") as st:
+        cols = [r[1] for r in st.conn.execute("PRAGMA table_info(candles)")]
+        assert list(ClosedCandle._fields) == cols
+        st.bind_profile("p", PROFILE, "r1")
+        made = [ClosedCandle(f"S{i}/USDT", 60_000, 1.0 + i / 3, 2.0, 0.5, 1.5, 0.1 * i,
+                             origin="ws", received_at=1e9 + i) for i in range(7)]
+        st.commit_slice(60_000, made, [], [], {}, warmup=True)
+        stored = st.conn.execute("SELECT * FROM candles ORDER BY symbol").fetchall()
+        assert [ClosedCandle(*r) for r in stored] == made
+        ((_, _, back),) = st.slices_after(None)
+        assert sorted(back) == made
+
+
 def test_profile_hash_change_refuses_unless_fresh(tmp_path):
     db = tmp_path / "s.sqlite"
     with StateStore(db) as st:
