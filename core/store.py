@@ -44,21 +44,24 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import structlog
-from tandem.core.candles import CandleDataError, clean_candles, timestamps_to_ms
+from tandem.core.candles import CandleDataError, arrow_to_numpy, clean_candles, timestamps_to_ms
 
 try:  # POSIX only; elsewhere appends are not guarded against a concurrent writer
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:  # imported where used: the daemon reads the store without pandas
+    import pandas as pd
 
 log = structlog.get_logger(__name__)
 
@@ -69,7 +72,7 @@ _SCHEMA = pa.schema(
 )
 _CSV_NAME = re.compile(r"^(?P<exchange>[^_]+)_(?P<pair>[^_]+)_(?P<tf>[^_.]+)\.csv$")
 
-TimeLike = int | str | pd.Timestamp | None
+TimeLike = int | str | datetime | None  # datetime: pandas.Timestamp too
 
 
 class CandleStoreError(Exception):
@@ -110,6 +113,8 @@ class AlignedCandles:
 
     def asset(self, symbol: str) -> pd.DataFrame:
         """One asset's bars (rows where it has a bar) as a ``ts, open, ... volume`` frame."""
+        import pandas as pd
+
         j = self.symbols.index(symbol)
         have = ~np.isnan(self.close[:, j])
         return pd.DataFrame(
@@ -144,6 +149,8 @@ def to_ms(value: TimeLike) -> int | None:
         return int(value)
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)  # a command line's "1700000000000": ms, not a date
+    import pandas as pd
+
     stamp = pd.Timestamp(value)
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
@@ -170,6 +177,8 @@ def normalize_candles(data: Any) -> pd.DataFrame:
     columns (e.g. ccxt ``fetch_ohlcv`` rows). Raises ``ValueError`` on NaN/inf prices or
     negative volume. The result keeps input order (dedup/sort happen in ``append``).
     """
+    import pandas as pd
+
     if isinstance(data, pd.DataFrame):
         frame = data.rename(columns={"timestamp": "ts"})
         missing = [c for c in COLUMNS if c not in frame.columns]
@@ -202,6 +211,8 @@ def _bounds(ts: np.ndarray, start: TimeLike, end: TimeLike) -> tuple[int, int]:
 
 
 def _to_frame(ts: np.ndarray, values: np.ndarray) -> pd.DataFrame:
+    import pandas as pd
+
     frame = pd.DataFrame({"ts": np.asarray(ts, dtype=np.int64)})
     for k, name in enumerate(PRICE_COLUMNS):
         frame[name] = np.asarray(values[:, k], dtype=np.float64)
@@ -349,7 +360,8 @@ class CandleStore(_Source):
             ts = timestamps_to_ms(table.column("ts"), str(path))
         except CandleDataError as exc:
             raise CandleStoreError(str(exc)) from None
-        values = np.column_stack([table.column(c).to_numpy().astype(np.float64, copy=False) for c in PRICE_COLUMNS])
+        values = np.column_stack([arrow_to_numpy(table.column(c)).astype(np.float64, copy=False)
+                                  for c in PRICE_COLUMNS])
         return ts, values.reshape(-1, len(PRICE_COLUMNS))
 
     def _arrays(self, symbol: str, timeframe: str) -> Arrays:
@@ -369,6 +381,8 @@ class CandleStore(_Source):
 
     def append(self, symbol: str, candles: Any, *, timeframe: str | None = None) -> int:
         """Add bars (deduplicated, first written wins); return how many new bars were stored."""
+        import pandas as pd
+
         tf = self._tf(timeframe)
         new = normalize_candles(candles)
         if new.empty:
@@ -483,6 +497,8 @@ class CsvFolderSource(_Source):
 
 def _read_csv(path: Path) -> Arrays:
     """A candle CSV's rows (file order) with ts in ms: timestamps by type or magnitude."""
+    import pandas as pd
+
     try:
         raw = pd.read_csv(path)
     except Exception as exc:  # pandas raises many types for unreadable text
