@@ -18,7 +18,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 from tandem.core.store import CandleStore, CandleStoreError, SymbolNotFoundError
 from tandem.daemon.logconfig import get_logger
 
@@ -31,10 +30,6 @@ class StoreHistory:
 
     def __init__(self, root: str | Path, exchange: str, timeframe: str):
         self.store = CandleStore(root, exchange=exchange, timeframe=timeframe)
-        # Arrow's default pool (mimalloc) keeps the pages each reading thread freed: ~30 MB
-        # resident for good after a 500-asset warm-up read on worker threads. Freed
-        # system-allocator pages go back to the kernel (malloc_trim, daemon.memory).
-        pa.set_memory_pool(pa.system_memory_pool())
         self.timeframe = timeframe
         self.rows_read = 0
         self.rows_saved = 0
