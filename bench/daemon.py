@@ -23,7 +23,9 @@ shared 2-core machine, other jobs preempt the daemon and the emulator).
 
 Idle: a separate ``tandem-daemon run`` process with 200 streams, live and caught up, then no
 market data for ``--idle-s`` seconds: resident memory (VmRSS, split into anonymous and
-file-backed pages, and PSS) and CPU use of that process.
+file-backed pages, and PSS) and CPU use of that process. ``--idle-store 6024``: the profile
+warms up 6,024 bars per asset, all of them in a candle store (``TANDEM_DATA_DIR``), as a
+user who ran ``download`` starts it; measured once the warm-up's journal rows are written.
 
 Start -> live (``--start 500``): a daemon with N streams and 6,024 warm-up bars per asset
 starts against the emulator (child process, Binance's limits enforced): once with the
@@ -31,6 +33,7 @@ candle store holding the warm-up, once REST only (inside the request-weight budg
 
     NUMBA_CACHE_DIR=.numba_cache .venv/bin/python bench/daemon.py [--bars 60] [--idle-s 10]
         [--streams 10,50,200] [--inproc] [--profile 200:prof.out]
+        [--idle-streams 500] [--idle-store 6024]
     NUMBA_CACHE_DIR=.numba_cache .venv/bin/python bench/daemon.py --start 500 [--warmup 6024]
     ... [--venue bybit|okx]   (the emulator speaks that venue; the daemon uses its adapter)
 """
@@ -290,11 +293,13 @@ async def latency_inproc(n: int, bars: int, tmp: Path) -> dict:
 # ---------------------------------------------------------------------------------------
 # start -> live
 # ---------------------------------------------------------------------------------------
-def fill_store(root: Path, n: int, warmup: int) -> None:
-    """The candle store holding every asset's warm-up (as ``tandem-backtest download``)."""
+def fill_store(root: Path, n: int, warmup: int, market: MarketData | None = None) -> None:
+    """The candle store holding every asset's warm-up (as ``tandem-backtest download``):
+    the bars before ``warmup`` bars after the start of ``market`` (default: the start
+    run's market)."""
     from tandem.core.store import CandleStore
 
-    market = bench_market(n, 0, warmup)
+    market = market or bench_market(n, 0, warmup)
     t0 = market.first_ts + warmup * TF_MS
     store = CandleStore(root, exchange="binance", timeframe="1m")
     for s in market.symbols:
@@ -364,13 +369,34 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def idle(n: int, idle_s: float, tmp: Path) -> dict:
+def _warmup_journaled(db: Path) -> bool:
+    """The daemon's state DB says its warm-up journal is written (read-only look)."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'warmup_journal'").fetchone()
+    except sqlite3.Error:
+        return False
+    return row is not None and row[0] == "done"
+
+
+async def idle(n: int, idle_s: float, tmp: Path, store_warmup: int = 0) -> dict:
+    """``store_warmup`` > 0: the profile warms up ``store_warmup`` bars per asset, all of
+    them in a candle store (``TANDEM_DATA_DIR``) as a user who ran ``download`` has them;
+    idle is measured once their journal rows are written."""
     syms = symbols(n)
-    market = MarketData.generate(syms, "1m", n_bars=WARMUP + 20, seed=SEED)
+    warmup = store_warmup or WARMUP
+    market = MarketData.generate(syms, "1m", n_bars=warmup + 20, seed=SEED)
     man = tmp / "manifest.json"
-    man.write_text(json.dumps({"version": 1, "profiles": {"bench": profile_dict(syms)}}))
+    man.write_text(json.dumps({"version": 1, "profiles": {"bench": {
+        **profile_dict(syms), "warmup_bars": warmup}}}))
     db = tmp / "idle.sqlite"
-    emu = Emulator(market, start=market.first_ts + WARMUP * TF_MS)
+    data_env = {}
+    if store_warmup:
+        fill_store(tmp / "idle-data", n, warmup, market)
+        data_env["TANDEM_DATA_DIR"] = str(tmp / "idle-data")
+    emu = Emulator(market, start=market.first_ts + warmup * TF_MS)
     await emu.start()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tandem.daemon.cli", "run", "--manifest", str(man), "--profile", "bench",
@@ -380,6 +406,7 @@ async def idle(n: int, idle_s: float, tmp: Path) -> dict:
         # An absolute NUMBA_CACHE_DIR: the child runs in ``tmp``, where a relative one would
         # be an empty cache (a compile at start, whose leftovers would count as idle RSS).
         cwd=str(tmp), env={**os.environ, "PYTHONPATH": str(REPO), "TANDEM_HTTP_PORT": "0",
+                           **data_env,
                            **({"NUMBA_CACHE_DIR": os.path.abspath(os.environ["NUMBA_CACHE_DIR"])}
                               if os.environ.get("NUMBA_CACHE_DIR") else {})},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -389,6 +416,9 @@ async def idle(n: int, idle_s: float, tmp: Path) -> dict:
         for _ in range(3):  # warm-up + two live bars
             await emu.advance(1)
             await asyncio.sleep(2.0)
+        deadline = time.monotonic() + 600
+        while store_warmup and not _warmup_journaled(db) and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)  # its journal rows follow between live slices
         await asyncio.sleep(2.0)
         cpu0, t0 = _proc_cpu_s(proc.pid), time.monotonic()
         await asyncio.sleep(idle_s)
@@ -404,7 +434,7 @@ async def idle(n: int, idle_s: float, tmp: Path) -> dict:
             proc.wait()
         stop_s = time.monotonic() - t
         await emu.stop()
-    return {"streams": n, "idle_s": idle_s, "stop_s": stop_s, **mem,
+    return {"streams": n, "idle_s": idle_s, "stop_s": stop_s, "store_warmup": store_warmup, **mem,
             "cpu_pct": 100.0 * (cpu1 - cpu0) / (t1 - t0)}
 
 
@@ -414,6 +444,9 @@ async def main() -> None:
     ap.add_argument("--streams", default="10,50,200")
     ap.add_argument("--idle-s", type=float, default=10.0, help="0 = skip the idle run")
     ap.add_argument("--idle-streams", type=int, default=200, help="streams of the idle run")
+    ap.add_argument("--idle-store", type=int, default=0, metavar="BARS",
+                    help="idle run warmed up from a candle store holding BARS warm-up bars "
+                         "per asset (TANDEM_DATA_DIR; e.g. 6024), not 60 bars over REST")
     ap.add_argument("--inproc", action="store_true",
                     help="emulator in the daemon's process and loop (the old set-up)")
     ap.add_argument("--profile", metavar="N:FILE",
@@ -477,8 +510,10 @@ async def main() -> None:
             if prof is not None:
                 prof.dump_stats(prof_file)
         if args.idle_s > 0:
-            r = await idle(args.idle_streams, args.idle_s, tmp)
-            print(f"idle     streams={r['streams']}  rss={r['VmRSS']:.0f} MB (anon "
+            r = await idle(args.idle_streams, args.idle_s, tmp, args.idle_store)
+            warm = (f"store warm-up {r['store_warmup']} bars" if r["store_warmup"]
+                    else f"REST warm-up {WARMUP} bars")
+            print(f"idle     streams={r['streams']}  {warm}  rss={r['VmRSS']:.0f} MB (anon "
                   f"{r['RssAnon']:.0f}, file {r['RssFile']:.0f}; pss {r['Pss']:.0f})  "
                   f"cpu={r['cpu_pct']:.2f} % over {r['idle_s']:.0f} s  "
                   f"SIGTERM->exit={r['stop_s']:.1f} s", flush=True)

@@ -267,12 +267,28 @@ def _datetime64_to_ms(arr: np.ndarray, where: str) -> np.ndarray:
     return _scale(arr.view(np.int64) * count, num, den, unit, where)
 
 
+_ARROW_NUMPY = {"int64": np.int64, "double": np.float64}
+
+
+def arrow_to_numpy(column: Any) -> np.ndarray:
+    """An Arrow column (``ChunkedArray`` or ``Array``) as numpy. An int64 or float64 column
+    without nulls is read from its data buffers: Arrow's ``to_numpy`` imports pandas (~45 MB
+    resident, for the daemon's life) although this conversion does not need it."""
+    chunks = column.chunks if hasattr(column, "chunks") else [column]
+    dtype = _ARROW_NUMPY.get(str(column.type))
+    if dtype is None or column.null_count:
+        return column.to_numpy()
+    parts = [np.frombuffer(c.buffers()[1], dtype=dtype, count=len(c), offset=c.offset * 8)
+             for c in chunks if len(c)]
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.empty(0, dtype)
+
+
 def timestamps_to_ms(column: Any, where: str = "candles") -> np.ndarray:
     """Bar open times of any source column as int64 ms UTC: typed timestamps (Arrow,
     pandas, numpy ``datetime64``, with or without a zone; naive = UTC) by their unit,
     ISO-8601 text parsed, integer epochs by magnitude (:func:`epochs_to_ms`)."""
-    import pandas as pd
-
     try:
         import pyarrow as pa
     except ImportError:  # pragma: no cover - pyarrow is a dependency
@@ -286,11 +302,15 @@ def timestamps_to_ms(column: Any, where: str = "candles") -> np.ndarray:
                 column = column.cast(pa.timestamp(t.unit))  # the instant, zone dropped (UTC)
             return _datetime64_to_ms(np.asarray(column.to_numpy()), where)
         if pa.types.is_string(t) or pa.types.is_large_string(t) or str(t) == "string_view":
+            import pandas as pd
+
             column = pd.Series(column.to_pylist())
         else:
             if column.null_count:
                 raise CandleDataError(f"{where}: {column.null_count} timestamp(s) missing")
-            return epochs_to_ms(column.to_numpy(), where)
+            return epochs_to_ms(arrow_to_numpy(column), where)
+    import pandas as pd  # here: an Arrow store's integer epochs need no pandas (the daemon)
+
     series = column if isinstance(column, pd.Series) else pd.Series(np.asarray(column))
     dtype = series.dtype
     if isinstance(dtype, pd.DatetimeTZDtype):

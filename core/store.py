@@ -40,25 +40,29 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import structlog
-from tandem.core.candles import CandleDataError, clean_candles, timestamps_to_ms
+from tandem.core.candles import CandleDataError, arrow_to_numpy, clean_candles, timestamps_to_ms
 
 try:  # POSIX only; elsewhere appends are not guarded against a concurrent writer
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:  # imported where used: the daemon reads the store without pandas
+    import pandas as pd
 
 log = structlog.get_logger(__name__)
 
@@ -69,7 +73,7 @@ _SCHEMA = pa.schema(
 )
 _CSV_NAME = re.compile(r"^(?P<exchange>[^_]+)_(?P<pair>[^_]+)_(?P<tf>[^_.]+)\.csv$")
 
-TimeLike = int | str | pd.Timestamp | None
+TimeLike = int | str | datetime | None  # datetime: pandas.Timestamp too
 
 
 class CandleStoreError(Exception):
@@ -110,6 +114,8 @@ class AlignedCandles:
 
     def asset(self, symbol: str) -> pd.DataFrame:
         """One asset's bars (rows where it has a bar) as a ``ts, open, ... volume`` frame."""
+        import pandas as pd
+
         j = self.symbols.index(symbol)
         have = ~np.isnan(self.close[:, j])
         return pd.DataFrame(
@@ -144,6 +150,8 @@ def to_ms(value: TimeLike) -> int | None:
         return int(value)
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)  # a command line's "1700000000000": ms, not a date
+    import pandas as pd
+
     stamp = pd.Timestamp(value)
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
@@ -170,6 +178,8 @@ def normalize_candles(data: Any) -> pd.DataFrame:
     columns (e.g. ccxt ``fetch_ohlcv`` rows). Raises ``ValueError`` on NaN/inf prices or
     negative volume. The result keeps input order (dedup/sort happen in ``append``).
     """
+    import pandas as pd
+
     if isinstance(data, pd.DataFrame):
         frame = data.rename(columns={"timestamp": "ts"})
         missing = [c for c in COLUMNS if c not in frame.columns]
@@ -184,15 +194,50 @@ def normalize_candles(data: Any) -> pd.DataFrame:
     out = pd.DataFrame({"ts": np.asarray(frame["ts"], dtype=np.int64)})
     for name in PRICE_COLUMNS:
         out[name] = np.asarray(frame[name], dtype=np.float64)
-    values = out.loc[:, list(PRICE_COLUMNS)].to_numpy()
-    if not np.isfinite(values).all():
-        raise ValueError("candles contain NaN or inf")
-    if (out["volume"].to_numpy() < 0).any():
-        raise ValueError("candles contain negative volume")
+    _check_candle_values(out.loc[:, list(PRICE_COLUMNS)].to_numpy())
     return out
 
 
 Arrays = tuple[np.ndarray, np.ndarray]  # (ts int64[n], values float64[n, 5]) sorted, unique ts
+
+
+def _check_candle_values(values: np.ndarray) -> None:
+    if not np.isfinite(values).all():
+        raise ValueError("candles contain NaN or inf")
+    if (values[:, PRICE_COLUMNS.index("volume")] < 0).any():
+        raise ValueError("candles contain negative volume")
+
+
+def _candle_arrays(candles: Any) -> Arrays:
+    """:func:`normalize_candles` as ``(ts, values)`` arrays; rows (ccxt's OHLCV lists, the
+    daemon's REST tail) need no pandas."""
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(candles, pd.DataFrame):
+        return _frame_arrays(normalize_candles(candles))
+    arr = np.asarray(candles, dtype=object) if len(candles) else np.empty((0, 6))
+    if arr.ndim != 2 or arr.shape[1] < 6:
+        raise ValueError("candles must be rows of [ts, open, high, low, close, volume]")
+    ts = np.asarray(arr[:, 0], dtype=np.int64)
+    values = np.asarray(arr[:, 1:6], dtype=np.float64).reshape(-1, len(PRICE_COLUMNS))
+    _check_candle_values(values)
+    return ts, values
+
+
+def _arrow_column(data: np.ndarray, dtype: type) -> pa.Array:
+    """A numpy column as an Arrow array over its buffer (``pa.array`` imports pandas)."""
+    data = np.ascontiguousarray(data, dtype=dtype)
+    kind = pa.int64() if dtype is np.int64 else pa.float64()
+    return pa.Array.from_buffers(kind, len(data), [None, pa.py_buffer(data)])
+
+
+def _log_conflicts(symbol: str, tf: str, ts: np.ndarray, unequal: np.ndarray, where: str,
+                   kept: str) -> None:
+    """Log bars whose ``ts`` was already there with other values (``unequal``: per bar and
+    column, sorted by ``ts``)."""
+    differs = unequal.any(axis=1)
+    if differs.any():
+        log.warning("candle_conflict", symbol=symbol, timeframe=tf, where=where,
+                    conflicts=int(differs.sum()), first_ts=int(ts[differs][0]), kept=kept)
 
 
 def _bounds(ts: np.ndarray, start: TimeLike, end: TimeLike) -> tuple[int, int]:
@@ -202,6 +247,8 @@ def _bounds(ts: np.ndarray, start: TimeLike, end: TimeLike) -> tuple[int, int]:
 
 
 def _to_frame(ts: np.ndarray, values: np.ndarray) -> pd.DataFrame:
+    import pandas as pd
+
     frame = pd.DataFrame({"ts": np.asarray(ts, dtype=np.int64)})
     for k, name in enumerate(PRICE_COLUMNS):
         frame[name] = np.asarray(values[:, k], dtype=np.float64)
@@ -349,7 +396,8 @@ class CandleStore(_Source):
             ts = timestamps_to_ms(table.column("ts"), str(path))
         except CandleDataError as exc:
             raise CandleStoreError(str(exc)) from None
-        values = np.column_stack([table.column(c).to_numpy().astype(np.float64, copy=False) for c in PRICE_COLUMNS])
+        values = np.column_stack([arrow_to_numpy(table.column(c)).astype(np.float64, copy=False)
+                                  for c in PRICE_COLUMNS])
         return ts, values.reshape(-1, len(PRICE_COLUMNS))
 
     def _arrays(self, symbol: str, timeframe: str) -> Arrays:
@@ -368,57 +416,52 @@ class CandleStore(_Source):
             return list(pool.map(lambda sym: self._arrays(sym, timeframe), symbols))
 
     def append(self, symbol: str, candles: Any, *, timeframe: str | None = None) -> int:
-        """Add bars (deduplicated, first written wins); return how many new bars were stored."""
+        """Add bars (deduplicated, first written wins); return how many new bars were stored.
+        Works on arrays: rows (the daemon's REST tail) are stored without importing pandas."""
         tf = self._tf(timeframe)
-        new = normalize_candles(candles)
-        if new.empty:
+        ts, values = _candle_arrays(candles)
+        if not len(ts):
             return 0
         # First occurrence of a ts inside the batch wins (stable sort keeps input order).
-        new = new.sort_values("ts", kind="stable")
-        dup_in_batch = new["ts"].duplicated(keep="first")
-        if dup_in_batch.any():
-            self._log_conflicts(symbol, tf, new, dup_in_batch, "batch")
-            new = new[~dup_in_batch]
+        order = np.argsort(ts, kind="stable")
+        ts, values = ts[order], values[order]
+        dup = np.zeros(len(ts), dtype=bool)
+        dup[1:] = ts[1:] == ts[:-1]
+        if dup.any():
+            first = np.flatnonzero(~dup)
+            kept = first[np.searchsorted(ts[first], ts[dup])]
+            _log_conflicts(symbol, tf, ts[dup], values[dup] != values[kept], "batch", "first")
+            ts, values = ts[~dup], values[~dup]
         path = self.path(symbol, tf)
         path.parent.mkdir(parents=True, exist_ok=True)
         with _exclusive(path.parent / f".{tf}.lock"):  # read-merge-write by one writer at a time
             # The rows as stored (not the read policy's view): append never drops a stored bar.
-            old = _to_frame(*self._raw_arrays(symbol, tf)) if path.is_file() else None
-            if old is not None and len(old):
-                known = np.isin(new["ts"].to_numpy(), old["ts"].to_numpy())
-                if known.any():
-                    self._log_stored_conflicts(symbol, tf, old, new[known])
-                new = new[~known]
-                if new.empty:
-                    return 0
-                merged = pd.concat([old, new], ignore_index=True).sort_values("ts", kind="stable")
+            if path.is_file():
+                old_ts, old_values = self._raw_arrays(symbol, tf)
             else:
-                merged = new
-            self._write(path, merged)
-        return int(len(new))
+                old_ts, old_values = np.empty(0, np.int64), np.empty((0, len(PRICE_COLUMNS)))
+            if len(old_ts):
+                known = np.isin(ts, old_ts)
+                if known.any():
+                    by_ts = np.argsort(old_ts, kind="stable")
+                    at = by_ts[np.searchsorted(old_ts[by_ts], ts[known])]
+                    _log_conflicts(symbol, tf, ts[known], values[known] != old_values[at],
+                                   "stored", "stored")
+                ts, values = ts[~known], values[~known]
+                if not len(ts):
+                    return 0
+                all_ts = np.concatenate([old_ts, ts])
+                order = np.argsort(all_ts, kind="stable")
+                self._write(path, all_ts[order], np.concatenate([old_values, values])[order])
+            else:
+                self._write(path, ts, values)
+        return int(len(ts))
 
-    def _log_conflicts(self, symbol: str, tf: str, batch: pd.DataFrame, dup: pd.Series, where: str) -> None:
-        firsts = batch[~dup].set_index("ts")
-        later = batch[dup]
-        differs = later.set_index("ts").ne(firsts.loc[later["ts"]]).any(axis=1)
-        if differs.any():
-            log.warning(
-                "candle_conflict", symbol=symbol, timeframe=tf, where=where,
-                conflicts=int(differs.sum()), first_ts=int(differs[differs].index[0]), kept="first",
-            )
-
-    def _log_stored_conflicts(self, symbol: str, tf: str, old: pd.DataFrame, dupes: pd.DataFrame) -> None:
-        stored = old.set_index("ts").loc[dupes["ts"]]
-        differs = dupes.set_index("ts").ne(stored).any(axis=1)
-        if differs.any():
-            log.warning(
-                "candle_conflict", symbol=symbol, timeframe=tf, where="stored",
-                conflicts=int(differs.sum()), first_ts=int(differs[differs].index[0]), kept="stored",
-            )
-
-    def _write(self, path: Path, frame: pd.DataFrame) -> None:
+    def _write(self, path: Path, ts: np.ndarray, values: np.ndarray) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pandas(frame.reset_index(drop=True), schema=_SCHEMA, preserve_index=False)
+        columns = [_arrow_column(ts, np.int64)] + [
+            _arrow_column(values[:, k], np.float64) for k in range(len(PRICE_COLUMNS))]
+        table = pa.Table.from_arrays(columns, schema=_SCHEMA)
         # Write-then-rename: readers and crashes only ever see a complete file.
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
         os.close(fd)
@@ -483,6 +526,8 @@ class CsvFolderSource(_Source):
 
 def _read_csv(path: Path) -> Arrays:
     """A candle CSV's rows (file order) with ts in ms: timestamps by type or magnitude."""
+    import pandas as pd
+
     try:
         raw = pd.read_csv(path)
     except Exception as exc:  # pandas raises many types for unreadable text

@@ -473,6 +473,9 @@ def _stepper_factory(profile):  # noqa: ANN001 - core.manifest.Profile
 
 async def _run_live(args, settings, profile, ops=None) -> int:
     from tandem.daemon.app import Daemon
+    from tandem.daemon.memory import configure_allocators
+
+    configure_allocators()  # before the warm-up's threads and the store's pyarrow
 
     cfg = _daemon_config(args, settings, profile, args.db or settings.state_db)
     # Warm up from the local candle store when there is one (issue 18): REST fetches only

@@ -18,8 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from tandem.core.store import COLUMNS, CandleStore, CandleStoreError, SymbolNotFoundError
+from tandem.core.store import CandleStore, CandleStoreError, SymbolNotFoundError
 from tandem.daemon.logconfig import get_logger
 
 log = get_logger("history")
@@ -58,7 +57,9 @@ class StoreHistory:
         if not rows:
             return 0
         try:
-            n = self.store.append(symbol, pd.DataFrame([r[:6] for r in rows], columns=list(COLUMNS)),
+            # rows as they are: the store's append makes its frame (and imports pandas
+            # only now, not for the reads of every start)
+            n = self.store.append(symbol, [r[:6] for r in rows],
                                   timeframe=self.timeframe)
         except (CandleStoreError, ValueError, OSError) as exc:
             log.warning("store_save_failed", symbol=symbol, error=str(exc)[:200])
