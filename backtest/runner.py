@@ -18,16 +18,21 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 import structlog
-from tandem.backtest.stats import compute_stats, write_stats_json
+from tandem.backtest.stats import EquityCurve, compute_stats, write_stats_json
 from tandem.core.store import AlignedCandles, CandleStoreError, to_ms
+
+if TYPE_CHECKING:  # a run that only writes files never imports pandas (~0.3 s a process)
+    import pandas as pd
+    import pyarrow as pa
 
 log = structlog.get_logger(__name__)
 
@@ -53,20 +58,45 @@ class DataError(BacktestError):
 
 @dataclass
 class BacktestResult:
-    """Everything a run produced (also written to ``out_dir`` when one is given)."""
+    """Everything a run produced (also written to ``out_dir`` when one is given).
+
+    ``fills``, ``trades`` and ``equity`` are pandas objects built on first use from
+    ``fills_table`` (Arrow), ``trade_rows`` and ``equity_values``.
+    """
 
     profile: str
     run_id: str
     mode: str
     symbols: list[str]
     ts_close: np.ndarray  # close times of the tradable bars (int64 ms)
-    fills: pd.DataFrame  # the journal (core.journal schema)
-    trades: pd.DataFrame  # core.journal.trades_table
-    equity: pd.Series  # equity after each tradable bar, index = ts_close
+    fills_table: pa.Table  # the journal (core.journal schema)
+    trade_rows: list[dict[str, Any]]  # core.journal.trade_rows
+    equity_values: np.ndarray  # equity after each tradable bar
     stats: dict[str, Any]
     meta: dict[str, Any]  # profile hash, data range, warm-up, fingerprint...
     files: dict[str, Path] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+
+    @cached_property
+    def fills(self) -> pd.DataFrame:
+        """The journal as a frame."""
+        return self.fills_table.to_pandas()
+
+    @cached_property
+    def trades(self) -> pd.DataFrame:
+        """:func:`tandem.core.journal.trades_table` of the fills."""
+        import pandas as pd
+        from tandem.core.journal import TRADE_COLUMNS
+
+        return pd.DataFrame(self.trade_rows, columns=TRADE_COLUMNS)
+
+    @cached_property
+    def equity(self) -> pd.Series:
+        """Equity after each tradable bar, index = ts_close."""
+        import pandas as pd
+
+        return pd.Series(self.equity_values, index=pd.Index(self.ts_close, name="ts"),
+                         name="equity")
 
 
 def with_overrides(profile: Any, *, mode: Mode | None = None, warmup_bars: int | None = None) -> Any:
@@ -99,7 +129,9 @@ def default_run_id(profile: Any, symbols: Sequence[str], start_ms: int, end_ms: 
 
 
 def _iso(ms: int | None) -> str | None:
-    return None if ms is None else pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat()
+    if ms is None:
+        return None
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(ms))).isoformat()
 
 
 def _load(
@@ -237,7 +269,7 @@ def run_backtest(
     """
     from tandem.core.engine import EngineConfig, run_batch
     from tandem.core.fingerprint import run_fingerprint
-    from tandem.core.journal import trades_table
+    from tandem.core.journal import trade_columns, trade_rows
     from tandem.core.warmup import jit_warmup
 
     t_all = time.perf_counter()
@@ -283,9 +315,9 @@ def run_backtest(
 
         # 4. Derived tables and statistics.
         t0 = time.perf_counter()
-        trades = trades_table(res.fills)
-        stats = compute_stats(res.equity, trades, res.fills, initial_cash=cfg.initial_cash,
-                              symbols=syms)
+        trades = trade_rows(res.fills_table)
+        stats = compute_stats(EquityCurve(res.ts_close, res.equity_values), trade_columns(trades),
+                              res.fills_table, initial_cash=cfg.initial_cash, symbols=syms)
         meta = {
             "profile": profile.name,
             "profile_hash": profile.profile_hash(),
@@ -300,45 +332,46 @@ def run_backtest(
             "last_bar": _iso(int(a.ts[-1])),
             "warmup_bars": warm,
             "warmup_bars_available": warm_avail,
-            "run_fingerprint": run_fingerprint(res.fills),
+            "run_fingerprint": run_fingerprint(res.fills_table),
         }
         timings["stats"] = time.perf_counter() - t0
         result = BacktestResult(
             profile=profile.name, run_id=rid, mode=mode, symbols=syms,
-            ts_close=ts_close_all[k0:], fills=res.fills, trades=trades, equity=res.equity,
-            stats=stats, meta=meta, timings=timings,
+            ts_close=ts_close_all[k0:], fills_table=res.fills_table, trade_rows=trades,
+            equity_values=res.equity_values, stats=stats, meta=meta, timings=timings,
         )
 
         # 5. Outputs.
         if out_dir is not None:
             t0 = time.perf_counter()
-            close = pd.DataFrame(a.close[k0:], index=ts_close_all[k0:], columns=syms)
-            result.files = write_outputs(result, Path(out_dir), profile, close, chart_symbols,
-                                         report)
+            result.files = write_outputs(result, Path(out_dir), profile, a.close[k0:],
+                                         chart_symbols, report)
             timings["write"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
-    log.info("backtest_done", run_id=rid, fills=len(res.fills), trades=stats["n_trades"],
+    log.info("backtest_done", run_id=rid, fills=len(res.fills_table), trades=stats["n_trades"],
              total_return=round(stats["total_return"], 6),
              **{f"t_{k}": round(v, 3) for k, v in timings.items()})
     return result
 
 
-def _write_frame_csv(frame: pd.DataFrame, path: Path) -> None:
+def _write_frame_csv(frame: Mapping[str, np.ndarray] | pd.DataFrame, path: Path) -> None:
     """``frame.to_csv(path, index=False)``, byte for byte, through Python's csv writer:
     pandas formats each block first, which took ~10x the writing itself. Floats print as
-    their shortest round-trip repr (as pandas does), NaN and None as an empty field."""
+    their shortest round-trip repr (as pandas does), NaN and None as an empty field.
+    ``frame``: a frame or its columns as arrays."""
     import csv
 
+    names = list(frame)
     columns = []
-    for name in frame.columns:
-        values = frame[name].to_numpy()
+    for name in names:
+        values = np.asarray(frame[name])
         if values.dtype.kind in "fO":  # floats, and strings that may be missing (NaN)
             columns.append(["" if v != v else v for v in values.tolist()])  # v != v: NaN
         else:
             columns.append(values.tolist())
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(frame.columns)
+        writer.writerow(names)
         writer.writerows(zip(*columns, strict=True))
 
 
@@ -385,12 +418,13 @@ def write_outputs(
     result: BacktestResult,
     out_dir: Path,
     profile: Any,
-    close: pd.DataFrame,
+    close: np.ndarray,
     chart_symbols: Sequence[str] | None = None,
     report: bool = True,
 ) -> dict[str, Path]:
-    """Write the run's files into ``out_dir``; returns ``{name: path}``."""
-    from tandem.core.journal import write_csv, write_parquet
+    """Write the run's files into ``out_dir``; returns ``{name: path}``. ``close``: the
+    tradable bars' closes (``n_bars x n_assets``, ``result.symbols`` order), for the report."""
+    from tandem.core.journal import trade_columns, write_csv, write_parquet
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
@@ -400,23 +434,26 @@ def write_outputs(
         "equity.csv": out_dir / "equity.csv",
         "stats.json": out_dir / "stats.json",
     }
-    write_csv(result.fills, files["fills.csv"])
-    write_parquet(result.fills, files["fills.parquet"])
-    _write_frame_csv(result.trades, files["trades.csv"])
-    eq = result.equity
-    ts = np.asarray(eq.index, dtype=np.int64)
+    write_csv(result.fills_table, files["fills.csv"])
+    write_parquet(result.fills_table, files["fills.parquet"])
+    _write_frame_csv(trade_columns(result.trade_rows), files["trades.csv"])
+    ts = np.asarray(result.ts_close, dtype=np.int64)
     seconds = ts.astype("datetime64[ms]").astype("datetime64[s]")
-    _write_frame_csv(pd.DataFrame({"ts": ts, "time": np.char.add(np.datetime_as_string(seconds), "Z"),
-                                   "equity": eq.to_numpy()}), files["equity.csv"])
+    _write_frame_csv({"ts": ts, "time": np.char.add(np.datetime_as_string(seconds), "Z"),
+                      "equity": np.asarray(result.equity_values, dtype=np.float64)},
+                     files["equity.csv"])
     write_stats_json(result.stats, files["stats.json"], **result.meta)
     if not report:
         # A report left by an earlier run in the same folder would describe other fills.
         for stale in ("report.html", "equity.png"):
             (out_dir / stale).unlink(missing_ok=True)
     else:
+        import pandas as pd
         from tandem.backtest.plots import write_equity_png
         from tandem.backtest.report import ReportInput, write_report
 
+        eq = result.equity
+        close = pd.DataFrame(close, index=result.ts_close, columns=result.symbols)
         data = ReportInput(
             profile=result.profile, equity=eq, stats=result.stats, fills=result.fills,
             trades=result.trades, closes=close, profile_config=profile.model_dump(mode="json"),

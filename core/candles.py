@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 import structlog
+from tandem.core.arrow_numpy import arrow_to_numpy
 
 log = structlog.get_logger(__name__)
 
@@ -267,24 +268,6 @@ def _datetime64_to_ms(arr: np.ndarray, where: str) -> np.ndarray:
     return _scale(arr.view(np.int64) * count, num, den, unit, where)
 
 
-_ARROW_NUMPY = {"int64": np.int64, "double": np.float64}
-
-
-def arrow_to_numpy(column: Any) -> np.ndarray:
-    """An Arrow column (``ChunkedArray`` or ``Array``) as numpy. An int64 or float64 column
-    without nulls is read from its data buffers: Arrow's ``to_numpy`` imports pandas (~45 MB
-    resident, for the daemon's life) although this conversion does not need it."""
-    chunks = column.chunks if hasattr(column, "chunks") else [column]
-    dtype = _ARROW_NUMPY.get(str(column.type))
-    if dtype is None or column.null_count:
-        return column.to_numpy()
-    parts = [np.frombuffer(c.buffers()[1], dtype=dtype, count=len(c), offset=c.offset * 8)
-             for c in chunks if len(c)]
-    if len(parts) == 1:
-        return parts[0]
-    return np.concatenate(parts) if parts else np.empty(0, dtype)
-
-
 def timestamps_to_ms(column: Any, where: str = "candles") -> np.ndarray:
     """Bar open times of any source column as int64 ms UTC: typed timestamps (Arrow,
     pandas, numpy ``datetime64``, with or without a zone; naive = UTC) by their unit,
@@ -300,7 +283,11 @@ def timestamps_to_ms(column: Any, where: str = "candles") -> np.ndarray:
                 column = column.cast(pa.timestamp("ms"))
             elif t.tz is not None:
                 column = column.cast(pa.timestamp(t.unit))  # the instant, zone dropped (UTC)
-            return _datetime64_to_ms(np.asarray(column.to_numpy()), where)
+            if column.null_count:  # NaT: the clear error below names the row
+                return _datetime64_to_ms(np.asarray(column.to_numpy()), where)
+            unit = column.type.unit
+            ticks = arrow_to_numpy(column.cast(pa.int64()))
+            return _datetime64_to_ms(ticks.view(f"datetime64[{unit}]"), where)
         if pa.types.is_string(t) or pa.types.is_large_string(t) or str(t) == "string_view":
             import pandas as pd
 

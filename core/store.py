@@ -54,7 +54,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import structlog
-from tandem.core.candles import CandleDataError, arrow_to_numpy, clean_candles, timestamps_to_ms
+from tandem.core.arrow_numpy import arrow_to_numpy
+from tandem.core.candles import CandleDataError, clean_candles, timestamps_to_ms
 
 try:  # POSIX only; elsewhere appends are not guarded against a concurrent writer
     import fcntl
@@ -578,7 +579,7 @@ class UniverseParquetSource(_Source):
         if not pa.types.is_dictionary(symbol_col.type):
             symbol_col = pc.dictionary_encode(symbol_col)
         symbol_col = symbol_col.unify_dictionaries().combine_chunks()  # one shared dictionary
-        codes = symbol_col.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        codes = arrow_to_numpy(symbol_col.indices).astype(np.int64)
         uniques = symbol_col.dictionary.to_pylist()
         try:  # an Arrow timestamp column by its unit, integer epochs by magnitude
             ts = timestamps_to_ms(table.column(ts_col), str(self.path))
@@ -588,7 +589,7 @@ class UniverseParquetSource(_Source):
         bounds = np.searchsorted(codes[by_symbol], np.arange(len(uniques) + 1))
         self._rows = {str(n): by_symbol[bounds[i]:bounds[i + 1]] for i, n in enumerate(uniques)}
         self._ts = ts
-        self._columns = [table.column(c).to_numpy() for c in PRICE_COLUMNS]
+        self._columns = [arrow_to_numpy(table.column(c)) for c in PRICE_COLUMNS]
         self._cache: dict[str, Arrays] = {}
 
     def symbols(self, timeframe: str | None = None) -> list[str]:

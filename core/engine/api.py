@@ -8,6 +8,7 @@ import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -30,6 +31,7 @@ from tandem.core.jit_ready import ready as jit_ready
 
 if TYPE_CHECKING:  # pandas is imported where it is used (not on the daemon's hot path)
     import pandas as pd
+    import pyarrow as pa
 
 Source = Literal["backtest", "paper"]
 
@@ -177,12 +179,31 @@ class Engine:
 
 @dataclass
 class BatchResult:
-    """What :func:`run_batch` returns."""
+    """What :func:`run_batch` returns.
 
-    fills: pd.DataFrame  # journal rows
-    equity: pd.Series  # equity after each bar, indexed by ts_close
+    The journal and the equity curve as pandas objects (``fills``, ``equity``, built on
+    first use) or as Arrow/NumPy (``fills_table``, ``ts_close`` + ``equity_values``), for a
+    caller that only writes files and need not import pandas.
+    """
+
+    fills_table: pa.Table  # journal rows (core.journal schema)
+    ts_close: np.ndarray  # int64 close time of each bar
+    equity_values: np.ndarray  # equity after each bar
     raw: np.ndarray  # numeric fill rows (core.engine.layout)
     engine: Engine  # final state (continue with engine.step, or save it)
+
+    @cached_property
+    def fills(self) -> pd.DataFrame:
+        """Journal rows as a frame."""
+        return self.fills_table.to_pandas()
+
+    @cached_property
+    def equity(self) -> pd.Series:
+        """Equity after each bar, indexed by ts_close."""
+        import pandas as pd
+
+        return pd.Series(self.equity_values, index=pd.Index(self.ts_close, name="ts"),
+                         name="equity")
 
 
 def run_batch_raw(
@@ -262,14 +283,11 @@ def run_batch(
     run_id: str,
     source: Source = "backtest",
 ) -> BatchResult:
-    """Backtest driver: every bar through the step kernel; fills as a journal frame."""
-    import pandas as pd
-    from tandem.core.journal import fills_frame
+    """Backtest driver: every bar through the step kernel; fills as a journal."""
+    from tandem.core.journal import fills_table
 
     eng = Engine(config, symbols, profile=profile, run_id=run_id, source=source)
     raw, equity, eng = run_batch_raw(config, ts_close, open_, high, low, close, signals, engine=eng)
-    fills = fills_frame(raw, eng.symbols, profile, run_id, source)
-    eq = pd.Series(
-        equity, index=pd.Index(np.asarray(ts_close, dtype=np.int64), name="ts"), name="equity"
-    )
-    return BatchResult(fills=fills, equity=eq, raw=raw, engine=eng)
+    return BatchResult(fills_table=fills_table(raw, eng.symbols, profile, run_id, source),
+                       ts_close=np.asarray(ts_close, dtype=np.int64), equity_values=equity,
+                       raw=raw, engine=eng)
