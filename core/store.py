@@ -54,7 +54,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import structlog
-from tandem.core.arrow_numpy import arrow_to_numpy
+from tandem.core.arrow_numpy import arrow_to_numpy, numpy_to_arrow
 from tandem.core.candles import CandleDataError, clean_candles, timestamps_to_ms
 
 try:  # POSIX only; elsewhere appends are not guarded against a concurrent writer
@@ -222,13 +222,6 @@ def _candle_arrays(candles: Any) -> Arrays:
     values = np.asarray(arr[:, 1:6], dtype=np.float64).reshape(-1, len(PRICE_COLUMNS))
     _check_candle_values(values)
     return ts, values
-
-
-def _arrow_column(data: np.ndarray, dtype: type) -> pa.Array:
-    """A numpy column as an Arrow array over its buffer (``pa.array`` imports pandas)."""
-    data = np.ascontiguousarray(data, dtype=dtype)
-    kind = pa.int64() if dtype is np.int64 else pa.float64()
-    return pa.Array.from_buffers(kind, len(data), [None, pa.py_buffer(data)])
 
 
 def _log_conflicts(symbol: str, tf: str, ts: np.ndarray, unequal: np.ndarray, where: str,
@@ -460,8 +453,8 @@ class CandleStore(_Source):
 
     def _write(self, path: Path, ts: np.ndarray, values: np.ndarray) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        columns = [_arrow_column(ts, np.int64)] + [
-            _arrow_column(values[:, k], np.float64) for k in range(len(PRICE_COLUMNS))]
+        columns = [numpy_to_arrow(ts, pa.int64())] + [
+            numpy_to_arrow(values[:, k], pa.float64()) for k in range(len(PRICE_COLUMNS))]
         table = pa.Table.from_arrays(columns, schema=_SCHEMA)
         # Write-then-rename: readers and crashes only ever see a complete file.
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
