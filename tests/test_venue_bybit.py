@@ -172,28 +172,11 @@ async def test_bybit_survives_every_fault_with_the_same_fills(tmp_path):
 async def test_bybit_subscribes_in_batches_of_ten_through_ccxt_pro():
     """ccxt.pro bybit sends one topic per ``subscribe``; the adapter batches them, at most
     10 a message (Bybit's cap on ``args``, which the emulator enforces: over it, refused)."""
-    import asyncio
-    import contextlib
-
-    from tandem.daemon.client import build_exchange
-    from tandem.daemon.emulator.market import MarketData
-    from tandem.daemon.replay import wait_subscribed
+    from tests.test_venues import _subscribed
 
     names = [f"Q{chr(65 + i // 26)}{chr(65 + i % 26)}/USDT" for i in range(25)]
-    market = MarketData.generate(names, "1m", n_bars=20)
-    async with BybitEmulator(market, start=market.first_ts) as emu:
-        ex = build_exchange("bybit", emu.rest_url, emu.ws_url)
-        watches = [asyncio.ensure_future(ex.watch_ohlcv(s, "1m")) for s in names]
-        try:
-            await wait_subscribed(emu, len(names), timeout_s=20)
-        finally:
-            for w in watches:
-                w.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.gather(*watches, return_exceptions=True)
-            await ex.close()
-    sizes = [len(subs) for _, subs in emu.subscribe_log]
-    assert sorted(sizes) == [5, 10, 10] and emu.refused_subscribes == 0
+    sizes, _ = await _subscribed("bybit", names)
+    assert sizes == [5, 10, 10]
 
 
 async def _bybit_fetches(emu, n: int, venue=None) -> tuple[int, int]:
