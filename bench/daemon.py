@@ -19,7 +19,10 @@ the daemon's time).
 Also printed: the daemon process's CPU time from the burst's start to the slice's commit
 (p50; the process also runs this driver, a pipe read per bar) — a figure the machine's load
 hardly inflates, unlike the wall-clock latency (the load average is printed too: on a
-shared 2-core machine, other jobs preempt the daemon and the emulator).
+shared 2-core machine, other jobs preempt the daemon and the emulator). And: the cyclic
+collections that started inside bursts (wall ms per burst, p50/max, and how many of each
+generation; daemon.memory keeps them out once live) and the daemon process's RSS after the
+first live bar and after the last (``--bars 2000``: memory over thousands of slices).
 
 Idle: a separate ``tandem-daemon run`` process with 200 streams, live and caught up, then no
 market data for ``--idle-s`` seconds: resident memory (VmRSS, split into anonymous and

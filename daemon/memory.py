@@ -23,16 +23,17 @@ reading threads' pages, ``release_unused()`` or not.
 
 Once live, :func:`defer_collection` / :func:`resume_collection` keep the cyclic collector's
 automatic runs off the close-to-commit path. A bar's closing frames (and the candles, bucket
-and slice arrays they make) allocate ~1.4 container objects per stream that live until the
-slice is committed: at 500 streams the young generation's threshold (700) was crossed in most
-bursts, and a collection ran between a bar's first closing frame and its commit (gen0
-0.2-1 ms, gen1 up to 5 ms of CPU on the shared machine; they found no garbage: those
-objects die by reference count right after the commit). From a slice's first candle to its
-commit the young generation's threshold is raised (:data:`BURST_GEN0_THRESHOLD`); the
-commit restores it, so a collection the burst deferred runs at the next allocation after
-the commit, and between bars the collector keeps its usual schedule: cycles are reclaimed
-as before, memory stays bounded. Why not ``gc.disable()`` during the burst: a slice that
-waits out its grace while frames keep coming would then have no bound at all.
+and slice arrays they make) leave ~1.3 container objects per stream alive until the slice is
+committed, so at 500 streams the young generation's threshold (700) was crossed inside ~40 %
+of the bursts: a gen0 (now and then gen1) collection ran between the bar's first closing
+frame and the commit, up to 5-9 ms of a burst on the shared machine (``bench/daemon.py``:
+"gc in bursts"), and found no garbage — those objects die by reference count right after
+the commit. From a slice's first candle to its commit the young generation's threshold is
+raised (:data:`BURST_GEN0_THRESHOLD`); the commit restores it, so a collection the burst
+deferred runs at the next allocation after the commit, and between bars the collector keeps
+its usual schedule: cycles are reclaimed as before and memory stays bounded. Not
+``gc.disable()``: a slice that waits out its grace while frames keep coming would then have
+no bound at all.
 """
 
 from __future__ import annotations
