@@ -24,10 +24,10 @@ reading threads' pages, ``release_unused()`` or not.
 Once live, :func:`defer_collection` / :func:`resume_collection` keep the cyclic collector's
 automatic runs off the close-to-commit path. A bar's closing frames (and the candles, bucket
 and slice arrays they make) leave ~1.3 container objects per stream alive until the slice is
-committed, so at 500 streams the young generation's threshold (700) was crossed inside ~40 %
+committed, so at 500 streams the young generation's threshold (700) was crossed inside 20-40 %
 of the bursts: a gen0 (now and then gen1) collection ran between the bar's first closing
-frame and the commit, up to 5-9 ms of a burst on the shared machine (``bench/daemon.py``:
-"gc in bursts"), and found no garbage — those objects die by reference count right after
+frame and the commit, the worst burst's 1-9 ms per run on the shared machine
+(``bench/daemon.py``: "gc in bursts"), and found no garbage — those objects die by reference count right after
 the commit. From a slice's first candle to its commit the young generation's threshold is
 raised (:data:`BURST_GEN0_THRESHOLD`); the commit restores it, so a collection the burst
 deferred runs at the next allocation after the commit, and between bars the collector keeps
@@ -91,7 +91,7 @@ def configure_allocators() -> None:
 
 #: the young generation's threshold from a slice's first candle to its commit: far above a
 #: burst's allocations (~700 at 500 streams), still a bound for a slice that waits
-#: (a young generation of that size is collected in a few ms)
+#: (a young generation of that size: ~7 ms to collect, measured)
 BURST_GEN0_THRESHOLD = 100_000
 
 #: the thresholds a burst replaced (None: no burst open). Process-wide, as the collector is.
