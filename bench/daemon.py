@@ -19,7 +19,10 @@ the daemon's time).
 Also printed: the daemon process's CPU time from the burst's start to the slice's commit
 (p50; the process also runs this driver, a pipe read per bar) — a figure the machine's load
 hardly inflates, unlike the wall-clock latency (the load average is printed too: on a
-shared 2-core machine, other jobs preempt the daemon and the emulator).
+shared 2-core machine, other jobs preempt the daemon and the emulator). And: the cyclic
+collections that started inside bursts (wall ms per burst, p50/max, and how many of each
+generation; daemon.memory keeps them out once live) and the daemon process's RSS after the
+first live bar and after the last (``--bars 2000``: memory over thousands of slices).
 
 Idle: a separate ``tandem-daemon run`` process with 200 streams, live and caught up, then no
 market data for ``--idle-s`` seconds: resident memory (VmRSS, split into anonymous and
@@ -44,6 +47,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import json
 import os
 import subprocess
@@ -62,6 +66,7 @@ from tandem.daemon.app import Daemon, DaemonConfig  # noqa: E402
 from tandem.daemon.emulator.market import MarketData  # noqa: E402
 from tandem.daemon.emulator.server import Emulator  # noqa: E402
 from tandem.daemon.logconfig import configure_logging  # noqa: E402
+from tandem.daemon.memory import rss_mb  # noqa: E402
 from tandem.daemon.replay import emulator_class, wait_delivered, wait_subscribed  # noqa: E402
 from tandem.daemon.strategy import stepper_factory  # noqa: E402
 
@@ -217,6 +222,41 @@ def _figures(n: int, commits: dict[int, float], frames: dict[int, float], t0: in
     return out
 
 
+class GcLog:
+    """Python's cyclic collections in the daemon process (``gc.callbacks``): which ones ran
+    inside a burst (from the burst's start to the slice's commit) and for how long."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[float, float, int]] = []  # (start, end, generation)
+        self._start = 0.0
+
+    def start(self) -> None:
+        gc.callbacks.append(self._on_gc)
+
+    def stop(self) -> None:
+        gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.runs.append((self._start, time.perf_counter(), info["generation"]))
+
+    def in_bursts(self, bursts: list[tuple[float, float]]) -> dict:
+        """Per burst ``(start, commit)``: collection ms (p50, max) and collections per
+        generation over all bursts."""
+        per, gens = [], [0, 0, 0]
+        for a, b in bursts:
+            ms = 0.0
+            for s, e, g in self.runs:
+                if a <= s < b:
+                    ms += (e - s) * 1000.0
+                    gens[g] += 1
+            per.append(ms)
+        return {"gc_p50_ms": float(np.percentile(per, 50)) if per else 0.0,
+                "gc_max_ms": max(per, default=0.0), "gc_gens": gens}
+
+
 async def latency(n: int, bars: int, tmp: Path, prof: cProfile.Profile | None = None) -> dict:
     """Emulator in a child process (see the module docstring)."""
     emu = await RemoteEmulator.start(n, bars)
@@ -234,6 +274,10 @@ async def latency(n: int, bars: int, tmp: Path, prof: cProfile.Profile | None = 
     daemon.commit_hook = on_commit
     task = asyncio.create_task(daemon.run())
     cpu: list[float] = []  # daemon process CPU from the burst's start to the slice's commit
+    bursts: list[tuple[float, float]] = []  # (burst start, commit), perf_counter
+    rss: list[float] = []  # daemon process RSS after the first live bar and at the end
+    gcs = GcLog()
+    gcs.start()
     try:
         await emu.ask(f"subs {n}")  # first run after a core change compiles: may be slow
         for k in range(bars):
@@ -245,6 +289,7 @@ async def latency(n: int, bars: int, tmp: Path, prof: cProfile.Profile | None = 
             await asyncio.sleep(0.02)
             committed.clear()
             cpu0 = time.process_time()
+            burst0 = time.perf_counter()
             reply = await emu.ask("advance")
             closed = reply["now"] - TF_MS
             frames.update({int(ts): t for ts, t in reply["frames"].items()})
@@ -255,14 +300,18 @@ async def latency(n: int, bars: int, tmp: Path, prof: cProfile.Profile | None = 
                 committed.clear()
             if k > 0 and closed in cpu_at_commit:
                 cpu.append(cpu_at_commit[closed] - cpu0)
+                bursts.append((burst0, commits[closed]))
+            if k in (1, bars - 1):
+                rss.append(rss_mb() or 0.0)
             await asyncio.sleep(0.002)  # idle gap between bars, as in live trading
         if prof is not None:
             prof.disable()
     finally:
+        gcs.stop()
         daemon.stop()
         await task
         await emu.stop()
-    return _figures(n, commits, frames, emu.t0, cpu)
+    return {**_figures(n, commits, frames, emu.t0, cpu), **gcs.in_bursts(bursts), "rss": rss}
 
 
 async def latency_inproc(n: int, bars: int, tmp: Path) -> dict:
@@ -504,6 +553,11 @@ async def main() -> None:
             r = await (latency_inproc(n, args.bars, tmp) if args.inproc
                        else latency(n, args.bars, tmp, prof))
             cpu = f"  daemon CPU/bar p50={r['cpu_ms']:.2f} ms" if "cpu_ms" in r else ""
+            if "gc_gens" in r:
+                cpu += (f"  gc in bursts p50={r['gc_p50_ms']:.2f} max={r['gc_max_ms']:.2f} ms "
+                        f"(gen0/1/2 {'/'.join(map(str, r['gc_gens']))})")
+            if r.get("rss"):
+                cpu += f"  rss {' -> '.join(f'{x:.0f}' for x in r['rss'])} MB"
             print(f"latency  streams={r['streams']:>3}  slices={r['slices']:>3}  "
                   f"p50={r['p50_ms']:.2f} ms  p99={r['p99_ms']:.2f} ms  max={r['max_ms']:.2f} ms"
                   f"{cpu}", flush=True)

@@ -38,7 +38,7 @@ from tandem.daemon.client import build_exchange
 from tandem.daemon.feeds import CandleFeed, FeedSupervisor
 from tandem.daemon.jobs import build_scheduler
 from tandem.daemon.logconfig import get_logger
-from tandem.daemon.memory import release_memory
+from tandem.daemon.memory import defer_collection, release_memory, resume_collection
 from tandem.daemon.slices import Slice, SliceAssembler, make_slice
 from tandem.daemon.state import ClosedCandle, StateStore
 from tandem.daemon.warmstart import JOURNAL_AT_ONCE_ROWS, WarmupSink
@@ -115,6 +115,9 @@ class DaemonConfig:
     wal_checkpoint_every: int = 100
     #: on going live: gc.collect + gc.freeze + malloc_trim (daemon.memory)
     release_memory: bool = True
+    #: once live: no automatic cyclic collection from a slice's first candle to its commit
+    #: (daemon.memory.defer_collection)
+    defer_gc: bool = True
     #: while a feed's websocket is down, fetch closed bars over REST this often (seconds);
     #: None = a tenth of the bar, 1-30 s (daemon.feeds.CandleFeed)
     stream_down_poll_s: float | None = None
@@ -166,6 +169,7 @@ class Daemon:
         self.late = 0
         self.live = False
         self.live_ts: int | None = None  # the slice at which the daemon went live
+        self._defer_gc = False  # live and cfg.defer_gc: see _on_candle, _drain
         self.commit_hook: Callable[[Slice, float], None] | None = None  # (slice, commit time)
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
@@ -270,6 +274,8 @@ class Daemon:
                 exc = self._failed
                 raise SliceFailedError(f"a slice could not be committed: {exc!r}") from exc
         finally:
+            self._defer_gc = False
+            resume_collection()  # a burst cut short by the stop
             if sched is not None:
                 sched.shutdown(wait=False)
             if self.supervisor is not None:
@@ -592,6 +598,8 @@ class Daemon:
         if verdict != "ok":
             log.warning("candle_rejected", verdict=verdict, symbol=candle.symbol, ts=candle.ts)
             return
+        if self._defer_gc:
+            defer_collection()  # until the commit (daemon.memory): a no-op after the first
         # Step right here (no await): the lowest close-to-commit latency.
         self._drain()
 
@@ -599,11 +607,15 @@ class Daemon:
     def _drain(self) -> None:
         if self._failed is not None or self.assembler is None:
             return
+        stepped = False
         try:
             for sl in self.assembler.pop_ready():
                 self._step(sl)
+                stepped = True
         except Exception as exc:  # noqa: BLE001 - a failed step/commit stops the daemon
             self._fail("slice_failed", exc)
+        if stepped:
+            resume_collection()  # after the commit: what the burst deferred runs now
 
     def _fail(self, event: str, exc: BaseException) -> None:
         """A state write (or step) failed: log it, stop, and make :meth:`run` raise
@@ -694,6 +706,7 @@ class Daemon:
             # commit, a bar period before the next slice is due.
             mem = release_memory()
             log.info("memory_released", **{k: v and round(v, 1) for k, v in mem.items()})
+        self._defer_gc = self.cfg.defer_gc
         if self.ops is not None:
             self.ops.ready()
 
