@@ -461,10 +461,7 @@ def write_outputs(
             initial_cash=float(profile.initial_cash),
         )
         files["report.html"] = write_report(out_dir / "report.html", data, chart_symbols)
-        try:
-            files["equity.png"] = write_equity_png(out_dir / "equity.png", eq,
-                                                   float(profile.initial_cash),
-                                                   title=f"{result.profile} equity")
-        except ImportError:  # matplotlib is a dependency, but a trimmed install may lack it
-            log.warning("png_skipped", reason="matplotlib not installed")
+        files["equity.png"] = write_equity_png(out_dir / "equity.png", eq,
+                                               float(profile.initial_cash),
+                                               title=f"{result.profile} equity")
     return files

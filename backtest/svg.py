@@ -12,9 +12,9 @@ import html
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pandas as pd
 
 # Plot area margins inside the SVG viewBox (left room for y labels, bottom for dates).
 _ML, _MR, _MT, _MB = 64, 16, 28, 28
@@ -121,8 +121,13 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [first + i * step for i in range(int((hi - first) / step) + 1)]
 
 
-def _fmt_date(ms: float, span_ms: float) -> str:
-    ts = pd.Timestamp(int(ms), unit="ms", tz="UTC")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def fmt_date(ms: float, span_ms: float) -> str:
+    """A UTC time-axis label: the day, with the time of day when the axis spans < 5 days."""
+    # datetime, not pandas: the PNG plot (backtest.plots) shares these labels without pandas.
+    ts = _EPOCH + timedelta(milliseconds=int(ms))
     return ts.strftime("%Y-%m-%d %H:%M" if span_ms < 5 * 86_400_000 else "%Y-%m-%d")
 
 
@@ -187,7 +192,7 @@ def render(chart: Chart) -> str:
         anchor = "start" if i == 0 else "end" if i == 5 else "middle"
         out.append(
             f'<text class="tick" x="{xx:.1f}" y="{h - 8}" text-anchor="{anchor}">'
-            f"{_fmt_date(t, x1 - x0)}</text>"
+            f"{fmt_date(t, x1 - x0)}</text>"
         )
     if chart.stacked:
         out += _band_paths(lines, sx, sy)
