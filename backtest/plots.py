@@ -6,7 +6,7 @@ and save): most of what the report added to ``tandem-backtest run``. ``PIL.Image
 ``ImageDraw`` import in ~30 ms. ImageDraw does not anti-alias, so the chart is drawn at
 twice its size and downsampled (LANCZOS). Ticks, date labels and the drawdown rule are the
 HTML report's (:mod:`tandem.backtest.svg`, :mod:`tandem.backtest.stats`); pandas is not
-imported here (a run's equity arrives as a Series, read through NumPy).
+imported here (a run's equity arrives as an EquityCurve or a Series, read through NumPy).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from tandem.backtest.stats import drawdown_series
+from tandem.backtest.stats import EquityCurve, drawdown, equity_curve
 from tandem.backtest.svg import decimate, fmt_date, nice_ticks
 
 if TYPE_CHECKING:
@@ -122,16 +122,16 @@ def _series(draw: ImageDraw.ImageDraw, panel: _Panel, x: np.ndarray, y: np.ndarr
         draw.line(pts, fill=color, width=width, joint="curve")
 
 
-def _points(equity: pd.Series, initial_cash: float | None
+def _points(equity: pd.Series | EquityCurve, initial_cash: float | None
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bar times (ms), finite equity values and their drawdown in % (NaN where undefined)."""
-    values = np.asarray(equity, dtype=np.float64)
+    ts, values = equity_curve(equity)
     finite = np.isfinite(values)
-    ts = np.asarray(equity.index, dtype=np.int64)[finite].astype(np.float64)
+    ts, values = ts[finite].astype(np.float64), values[finite]
     with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0: equity and its peak at 0
-        dd = np.asarray(drawdown_series(equity[finite], initial_cash), dtype=np.float64) * 100
+        dd = drawdown(values, initial_cash) * 100
     dd[~np.isfinite(dd)] = np.nan
-    return ts, values[finite], dd
+    return ts, values, dd
 
 
 def _axes(draw: ImageDraw.ImageDraw, panels: list[tuple[_Panel, list[float], Callable]],
@@ -160,12 +160,14 @@ def _axes(draw: ImageDraw.ImageDraw, panels: list[tuple[_Panel, list[float], Cal
 
 
 def write_equity_png(
-    path: str | Path, equity: pd.Series, initial_cash: float | None = None, title: str = ""
+    path: str | Path, equity: pd.Series | EquityCurve, initial_cash: float | None = None,
+    title: str = "",
 ) -> Path:
     """Equity (top) and drawdown (bottom) against UTC time, as one PNG; returns ``path``.
 
-    ``equity``: a Series indexed by epoch ms (bar close). NaN/inf values are skipped and the
-    drawdown (:func:`~tandem.backtest.stats.drawdown_series`) is taken over the others.
+    ``equity``: an EquityCurve or a Series indexed by epoch ms (bar close). NaN/inf values
+    are skipped and the drawdown (:func:`~tandem.backtest.stats.drawdown`) is taken over
+    the others.
     """
     path = Path(path)
     ts, values, dd = _points(equity, initial_cash)

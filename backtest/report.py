@@ -13,15 +13,21 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 from tandem.backtest import svg
-from tandem.backtest.stats import drawdown_series, fill_turnover
+from tandem.backtest.stats import EquityCurve, drawdown, equity_curve, fill_turnover
+from tandem.core.arrow_numpy import column_values
+
+if TYPE_CHECKING:  # the page is built from NumPy columns; pandas objects are accepted too
+    import pandas as pd
+    import pyarrow as pa
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2733;background:#fff}
@@ -61,25 +67,93 @@ s.addEventListener('change',show);show();})();
 """
 
 
+class Closes(NamedTuple):
+    """Close prices without pandas: ``values`` is ``n_bars x n_assets`` (NaN = no bar)."""
+
+    ts: np.ndarray  # bar close times, int64 ms
+    values: np.ndarray
+    symbols: list[str]
+
+    @classmethod
+    def of(cls, closes: pd.DataFrame | Closes) -> Closes:
+        """A frame (index = ts_close in ms, one column per symbol) or a Closes."""
+        if isinstance(closes, Closes):
+            return closes
+        return cls(np.asarray(closes.index, dtype=np.int64), closes.to_numpy(np.float64),
+                   [str(c) for c in closes.columns])
+
+
 @dataclass
 class ReportInput:
-    """Everything the report shows; the runner fills it from one backtest run."""
+    """Everything the report shows; the runner fills it from one backtest run.
+
+    The page is built from NumPy columns (importing pandas would cost a run ~0.3 s); the
+    pandas objects of a run (Series, frames) are accepted as well.
+    """
 
     profile: str
-    equity: pd.Series  # equity at each bar close, index = ts_close (int ms)
+    equity: pd.Series | EquityCurve  # equity at each bar close (ts_close, int ms)
     stats: dict[str, Any]
-    fills: pd.DataFrame  # the journal
-    trades: pd.DataFrame  # core.journal.trades_table
-    closes: pd.DataFrame  # index = ts_close (int ms), one column per symbol
+    fills: pd.DataFrame | pa.Table  # the journal
+    trades: pd.DataFrame | Mapping[str, np.ndarray]  # core.journal.trades_table / trade_columns
+    closes: pd.DataFrame | Closes  # one column per symbol, index = ts_close (int ms)
     profile_config: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)  # run id, mode, data source, range...
     initial_cash: float | None = None
+
+    @cached_property
+    def curve(self) -> EquityCurve:
+        return equity_curve(self.equity)
+
+    @cached_property
+    def close(self) -> Closes:
+        return Closes.of(self.closes)
+
+    @cached_property
+    def _fill_names(self) -> list[str]:
+        f = self.fills
+        return list(f.column_names) if hasattr(f, "column_names") else [str(c) for c in f.keys()]
+
+    @cached_property
+    def n_fills(self) -> int:
+        return len(self.fill(self._fill_names[0])) if self._fill_names else 0
+
+    def fill(self, name: str) -> np.ndarray | None:
+        """A journal column as NumPy (None when the journal has no such column)."""
+        return column_values(self.fills, name) if name in self._fill_names else None
+
+    @cached_property
+    def trade_cols(self) -> dict[str, np.ndarray]:
+        return {str(c): np.asarray(self.trades[c]) for c in self.trades}
+
+
+def _n_trades(data: ReportInput) -> int:
+    cols = data.trade_cols
+    return len(next(iter(cols.values()))) if cols else 0
+
+
+def _groups(values: np.ndarray) -> dict[Any, np.ndarray]:
+    """Row positions per value, values in order of first appearance (a groupby's indices)."""
+    rows: dict[Any, list[int]] = {}
+    for k, v in enumerate(values.tolist()):
+        rows.setdefault(v, []).append(k)
+    return {v: np.asarray(r, dtype=np.int64) for v, r in rows.items()}
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _iso(ms: Any) -> str:
     if ms is None or (isinstance(ms, float) and not math.isfinite(ms)):
         return "–"
-    return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
+    return (_EPOCH + timedelta(milliseconds=int(ms))).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _iso_to_ms(text: str) -> int:
+    """An ISO time of the run's metadata (naive = UTC) as epoch ms."""
+    when = datetime.fromisoformat(text)
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return (when - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _bar_range(stats: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -90,8 +164,7 @@ def _bar_range(stats: dict[str, Any], meta: dict[str, Any]) -> str:
     """
     first, last = meta.get("first_tradable_bar"), meta.get("last_bar")
     if first and last:
-        return f"Bars {_iso(pd.Timestamp(first).value // 1_000_000)} → " \
-               f"{_iso(pd.Timestamp(last).value // 1_000_000)} (open times)"
+        return f"Bars {_iso(_iso_to_ms(first))} → {_iso(_iso_to_ms(last))} (open times)"
     return f"Equity {_iso(stats.get('start_ts'))} → {_iso(stats.get('end_ts'))} (bar closes)"
 
 
@@ -114,29 +187,31 @@ def _cls(v: Any) -> str:
     return ' class="neg"' if v is not None and math.isfinite(float(v)) and float(v) < 0 else ""
 
 
-def per_asset_table(data: ReportInput) -> pd.DataFrame:
+def per_asset_rows(data: ReportInput) -> list[dict[str, Any]]:
     """One row per asset: trades, win rate, pnl, fees, time in market, buy-and-hold return."""
-    symbols = list(data.closes.columns)
-    tr, fills = data.trades, data.fills
-    closed_mask = np.isfinite(tr["pnl"].to_numpy(np.float64)) if len(tr) else np.zeros(0, bool)
+    close = data.close
+    n_tr = _n_trades(data)
+    tr = data.trade_cols
+    pnl_all = tr["pnl"].astype(np.float64) if n_tr else np.zeros(0)
+    closed_mask = np.isfinite(pnl_all)
     # Row positions per symbol, found once (a boolean mask per asset cost seconds at 100).
-    trade_rows = tr.groupby("symbol", sort=False).indices if len(tr) else {}
-    fill_rows = fills.groupby("symbol", sort=False).indices if len(fills) else {}
+    trade_rows = _groups(tr["symbol"]) if n_tr else {}
+    has_fills = data.n_fills > 0
+    fill_rows = _groups(data.fill("symbol")) if has_fills else {}
     none = np.zeros(0, dtype=np.int64)
-    pnl_all = tr["pnl"].to_numpy(np.float64) if len(tr) else np.zeros(0)
-    fill_ts = fills["ts"].to_numpy(np.int64) if len(fills) else none
-    fill_pos = fills["position_after"].to_numpy(np.float64) if len(fills) else np.zeros(0)
-    fill_fee = fills["fee"].to_numpy(np.float64) if len(fills) else np.zeros(0)
+    fill_ts = data.fill("ts").astype(np.int64) if has_fills else none
+    fill_pos = data.fill("position_after").astype(np.float64) if has_fills else np.zeros(0)
+    fill_fee = data.fill("fee").astype(np.float64) if has_fills else np.zeros(0)
     rows = []
-    ts = np.asarray(data.closes.index, dtype=np.int64)
-    for sym in symbols:
+    for j, sym in enumerate(close.symbols):
         t_rows = trade_rows.get(sym, none)
         pnl = pnl_all[t_rows[closed_mask[t_rows]]]
         f_rows = fill_rows.get(sym, none)
-        px = data.closes[sym].dropna()
+        col = close.values[:, j]
+        px = col[~np.isnan(col)]
         held = 0.0
         if len(f_rows):
-            k = np.searchsorted(fill_ts[f_rows], ts, side="right") - 1
+            k = np.searchsorted(fill_ts[f_rows], close.ts, side="right") - 1
             pos = fill_pos[f_rows]
             held = float((np.where(k >= 0, pos[np.clip(k, 0, None)], 0.0) != 0).mean())
         rows.append(
@@ -148,18 +223,34 @@ def per_asset_table(data: ReportInput) -> pd.DataFrame:
                 "pnl": float(pnl.sum()) if len(pnl) else 0.0,
                 "fees": float(fill_fee[f_rows].sum()) if len(f_rows) else 0.0,
                 "in_market": held,
-                "buy_hold": float(px.iloc[-1] / px.iloc[0] - 1.0) if len(px) > 1 else float("nan"),
+                "buy_hold": float(px[-1] / px[0] - 1.0) if len(px) > 1 else float("nan"),
             }
         )
-    return pd.DataFrame(rows)
+    return rows
+
+
+def per_asset_table(data: ReportInput) -> pd.DataFrame:
+    """:func:`per_asset_rows` as a frame."""
+    import pandas as pd
+
+    return pd.DataFrame(per_asset_rows(data))
+
+
+def _by_count(values: np.ndarray) -> list[Any]:
+    """Distinct values, most frequent first, ties in order of first appearance (the order
+    of ``Series.value_counts()``)."""
+    groups = _groups(values)
+    keys = list(groups)
+    counts = np.array([len(r) for r in groups.values()], dtype=np.int64)
+    return [keys[k] for k in np.argsort(-counts, kind="stable")]
 
 
 def default_chart_symbols(data: ReportInput, limit: int = 8) -> list[str]:
     """Core assets first (from the profile), then the most-traded assets, up to ``limit``."""
-    symbols = list(data.closes.columns)
+    symbols = data.close.symbols
     core = [s for s in data.profile_config.get("core_assets", []) if s in symbols]
-    counts = data.fills["symbol"].value_counts() if len(data.fills) else pd.Series(dtype=int)
-    busy = [s for s in counts.index if s in symbols]
+    counts = _by_count(data.fill("symbol")) if data.n_fills else []
+    busy = [s for s in counts if s in symbols]
     out: list[str] = []
     for s in core + busy + symbols:
         if s not in out:
@@ -168,23 +259,25 @@ def default_chart_symbols(data: ReportInput, limit: int = 8) -> list[str]:
 
 
 def _price_chart(data: ReportInput, sym: str, max_markers: int = 3000) -> svg.Chart:
-    px = data.closes[sym]
-    f = data.fills[data.fills["symbol"] == sym] if len(data.fills) else data.fills
-    markers = [
-        svg.Marker(
-            x=int(r.ts),
-            y=float(r.price),
-            side=str(r.side),
-            tooltip=f"{r.side} {r.qty:.6g} @ {r.price:.6g} ({r.reason}"
-            + (f", ambiguous bar: {r.intrabar}" if getattr(r, "intrabar", "") else "")
-            + f") {_iso(r.ts)}",
-        )
-        for r in f.head(max_markers).itertuples(index=False)
-    ]
+    close = data.close
+    markers = []
+    if data.n_fills:
+        rows = np.flatnonzero(data.fill("symbol") == sym)[:max_markers]
+        cols = {c: data.fill(c) for c in ("ts", "price", "side", "qty", "reason", "intrabar")}
+        ts, price, side, qty, reason = (cols[c][rows].tolist()
+                                        for c in ("ts", "price", "side", "qty", "reason"))
+        intrabar = cols["intrabar"][rows].tolist() if cols["intrabar"] is not None else [""] * len(rows)
+        markers = [
+            svg.Marker(
+                x=int(t), y=float(p), side=str(sd),
+                tooltip=f"{sd} {q:.6g} @ {p:.6g} ({why}"
+                + (f", ambiguous bar: {ib}" if ib else "") + f") {_iso(t)}",
+            )
+            for t, p, sd, q, why, ib in zip(ts, price, side, qty, reason, intrabar, strict=True)
+        ]
     return svg.Chart(
         title=f"{sym} close with fills (▲ buy, ▼ sell)",
-        lines=[svg.Line(np.asarray(px.index, dtype=np.int64), px.to_numpy(np.float64), "price",
-                        "close")],
+        lines=[svg.Line(close.ts, close.values[:, close.symbols.index(sym)], "price", "close")],
         markers=markers,
         y_format=lambda v: f"{v:,.6g}",
         css_id=f"price-{sym.replace('/', '-')}",
@@ -195,54 +288,85 @@ def _price_chart(data: ReportInput, sym: str, max_markers: int = 3000) -> svg.Ch
 WEIGHT_SAMPLES, WEIGHT_BANDS = 400, 8
 
 
+def _weights(data: ReportInput) -> np.ndarray:
+    """Each asset's weight at every bar close, ``n_assets x n_bars`` (see
+    :func:`portfolio_weights`)."""
+    ts, eq = data.curve
+    close = data.close
+    # Closes at the equity's bar closes, a missing bar valued at the asset's last close.
+    k = np.searchsorted(close.ts, ts)
+    hit = (k < len(close.ts)) & (close.ts[np.clip(k, 0, len(close.ts) - 1)] == ts)
+    px = np.full((len(ts), len(close.symbols)), np.nan)
+    px[hit] = close.values[k[hit]]
+    last = np.where(~np.isnan(px), np.arange(len(ts))[:, None], -1)
+    last = np.maximum.accumulate(last, axis=0)
+    px = np.where(last >= 0, px[np.clip(last, 0, None), np.arange(len(close.symbols))], np.nan)
+    out = np.zeros((len(close.symbols), len(ts)))
+    if not data.n_fills:
+        return out
+    f_ts = data.fill("ts").astype(np.int64)
+    f_pos = data.fill("position_after").astype(np.float64)
+    for sym, r in _groups(data.fill("symbol")).items():
+        if sym not in close.symbols:
+            continue
+        j = close.symbols.index(sym)
+        r = r[np.argsort(f_ts[r], kind="stable")]
+        k = np.searchsorted(f_ts[r], ts, side="right") - 1
+        pos = np.where(k >= 0, f_pos[r][np.clip(k, 0, None)], 0.0)
+        out[j] = np.where(pos != 0.0, pos * px[:, j] / eq, 0.0)
+    return out
+
+
 def portfolio_weights(data: ReportInput) -> pd.DataFrame:
     """Each asset's weight at every bar close: position (from the fills' ``position_after``)
     × close / equity; index = the equity's bar closes, one column per asset. A missing bar
     is valued at the asset's last close."""
-    ts = np.asarray(data.equity.index, dtype=np.int64)
-    eq = data.equity.to_numpy(np.float64)
-    closes = data.closes.reindex(ts).ffill()
-    out = pd.DataFrame(0.0, index=ts, columns=list(closes.columns))
-    if not len(data.fills):
-        return out
-    rows = data.fills.groupby("symbol", sort=False).indices
-    f_ts = data.fills["ts"].to_numpy(np.int64)
-    f_pos = data.fills["position_after"].to_numpy(np.float64)
-    for sym, r in rows.items():
-        if sym not in out.columns:
-            continue
-        r = r[np.argsort(f_ts[r], kind="stable")]
-        k = np.searchsorted(f_ts[r], ts, side="right") - 1
-        pos = np.where(k >= 0, f_pos[r][np.clip(k, 0, None)], 0.0)
-        out[sym] = np.where(pos != 0.0, pos * closes[sym].to_numpy(np.float64) / eq, 0.0)
-    return out
+    import pandas as pd
+
+    return pd.DataFrame(_weights(data).T, index=data.curve.ts, columns=data.close.symbols)
+
+
+def _turnover(data: ReportInput) -> tuple[np.ndarray, np.ndarray]:
+    """Rebalance bar closes and the turnover of each (see :func:`rebalance_turnover`)."""
+    if not data.n_fills:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    rows = np.flatnonzero(data.fill("reason") == "rebalance")
+    per_fill = fill_turnover({c: data.fill(c)[rows] for c in ("ts", "qty", "price")},
+                             data.curve)
+    ts = data.fill("ts").astype(np.int64)[rows]
+    bars, at = np.unique(ts, return_inverse=True)
+    ok = ~np.isnan(per_fill)  # NaN (no equity yet) adds nothing
+    sums = np.bincount(at[ok], weights=per_fill[ok], minlength=len(bars))
+    return bars, sums
 
 
 def rebalance_turnover(data: ReportInput) -> pd.Series:
     """Turnover of each rebalance: Σ ``|qty · price| / equity`` over its ``rebalance``
     fills (the ``turnover`` statistic's rule), indexed by the rebalance bar's close."""
-    f = data.fills[data.fills["reason"] == "rebalance"] if len(data.fills) else data.fills
-    if not len(f):
-        return pd.Series(dtype=np.float64)
-    per_fill = pd.Series(fill_turnover(f, data.equity), index=f["ts"].to_numpy(np.int64))
-    return per_fill.groupby(level=0).sum()
+    import pandas as pd
+
+    bars, sums = _turnover(data)
+    return pd.Series(sums, index=bars, dtype=np.float64)
 
 
 def _weights_section(data: ReportInput) -> list[str]:
     """The weights chart (largest average weights in bands of their own, the rest as
     ``other``; cash is what lies above the top) and the turnover per rebalance."""
-    w = portfolio_weights(data)
+    w = _weights(data)  # n_assets x n_bars
+    symbols = data.close.symbols
     out = ["<h2>Portfolio weights</h2>"]
-    if len(w):
-        pick = np.unique(np.linspace(0, len(w) - 1, min(len(w), WEIGHT_SAMPLES)).astype(np.int64))
-        w = w.iloc[pick]
-        x = np.asarray(w.index, dtype=np.int64)
-        mean = w.mean().sort_values(ascending=False, kind="stable")
-        top = [s for s in mean.index[:WEIGHT_BANDS] if mean[s] > 0]
-        rest = [s for s in w.columns if s not in top]
-        bands = [svg.Line(x, w[s].to_numpy(), f"band{i}", s) for i, s in enumerate(top)]
-        if rest and (w[rest].to_numpy() != 0).any():
-            bands.append(svg.Line(x, w[rest].sum(axis=1).to_numpy(), "band-other", "other"))
+    n = w.shape[1]
+    if n:
+        pick = np.unique(np.linspace(0, n - 1, min(n, WEIGHT_SAMPLES)).astype(np.int64))
+        w = np.ascontiguousarray(w[:, pick])
+        x = data.curve.ts[pick]
+        mean = w.sum(axis=1) / w.shape[1]
+        ranked = np.argsort(-mean, kind="stable")  # largest first, ties in column order
+        top = [int(j) for j in ranked[:WEIGHT_BANDS] if mean[j] > 0]
+        rest = [j for j in range(len(symbols)) if j not in top]
+        bands = [svg.Line(x, w[j], f"band{i}", symbols[j]) for i, j in enumerate(top)]
+        if rest and (w[rest] != 0).any():
+            bands.append(svg.Line(x, w[rest].sum(axis=0), "band-other", "other"))
         if bands:
             out.append(svg.render(svg.Chart("Weights over time (share of equity; cash above)",
                                             bands, y_format=lambda v: f"{100 * v:.0f}%",
@@ -250,27 +374,30 @@ def _weights_section(data: ReportInput) -> list[str]:
             out.append("<div class='meta' id='weights-legend'>" + "".join(
                 f"<span class='swatch {b.css}'></span>{html.escape(b.label)}" for b in bands)
                 + "</div>")
-    turn = rebalance_turnover(data)
+    bars, turn = _turnover(data)
     if len(turn):
         out.append(svg.render(svg.Chart(
             "Turnover per rebalance (traded value / equity)",
-            [svg.Line(np.asarray(turn.index, dtype=np.int64), turn.to_numpy(), "turnover",
-                      "turnover", bars=True)],
+            [svg.Line(bars, turn, "turnover", "turnover", bars=True)],
             y_format=lambda v: f"{100 * v:.0f}%", height=200, css_id="turnover-chart")))
     else:
         out.append("<p>No rebalance trades.</p>")
     return out
 
 
-def _trades_table(trades: pd.DataFrame, last: int = 50) -> str:
+def _trades_table(data: ReportInput, last: int = 50) -> str:
     """The most recent ``last`` trades (open ones included), newest first."""
-    if not len(trades):
+    n = _n_trades(data)
+    if not n:
         return "<h2>Trades</h2><p>No trades.</p>"
-    t = trades.sort_values("entry_ts", kind="stable").tail(last).iloc[::-1]
-    out = [f"<h2>Trades (last {len(t)} of {len(trades)})</h2><table id='trades'><tr>"
+    cols = data.trade_cols
+    pick = np.argsort(cols["entry_ts"], kind="stable")[-last:][::-1]
+    records = [dict(zip(cols, row, strict=True))
+               for row in zip(*(v[pick].tolist() for v in cols.values()), strict=True)]
+    out = [f"<h2>Trades (last {len(pick)} of {n})</h2><table id='trades'><tr>"
            "<th>symbol</th><th>side</th><th>entry</th><th>exit</th><th>entry price</th>"
            "<th>exit price</th><th>pnl</th><th>return</th><th>exit reason</th></tr>"]
-    for r in t.to_dict("records"):
+    for r in records:
         exit_at = _iso(r["exit_ts"]) if math.isfinite(float(r["exit_ts"])) else "open"
         out.append(
             f"<tr><td>{html.escape(str(r['symbol']))}</td><td>{html.escape(str(r['direction']))}"
@@ -286,17 +413,16 @@ def _trades_table(trades: pd.DataFrame, last: int = 50) -> str:
 def render_report(data: ReportInput, chart_symbols: Sequence[str] | None = None) -> str:
     """The whole page as one HTML string."""
     st = data.stats
-    eq = data.equity
-    x = np.asarray(eq.index, dtype=np.int64)
-    dd = drawdown_series(eq, data.initial_cash)
+    x, eq = data.curve
+    dd = drawdown(eq, data.initial_cash)
     charts_top = [
-        svg.Chart("Equity", [svg.Line(x, eq.to_numpy(np.float64), "equity", "equity")],
+        svg.Chart("Equity", [svg.Line(x, eq, "equity", "equity")],
                   y_format=lambda v: f"{v:,.0f}", css_id="equity-chart"),
-        svg.Chart("Drawdown", [svg.Line(x, dd.to_numpy(), "drawdown", "drawdown", area=True)],
+        svg.Chart("Drawdown", [svg.Line(x, dd, "drawdown", "drawdown", area=True)],
                   y_format=lambda v: f"{100 * v:.0f}%", height=200, css_id="drawdown-chart"),
     ]
     syms = list(chart_symbols) if chart_symbols is not None else default_chart_symbols(data)
-    syms = [s for s in syms if s in data.closes.columns]
+    syms = [s for s in syms if s in data.close.symbols]
 
     kpis = [
         ("Total return", _pct(st.get("total_return"))),
@@ -323,7 +449,7 @@ def render_report(data: ReportInput, chart_symbols: Sequence[str] | None = None)
     p.append(
         f"<div class='meta' id='data-range'>{_bar_range(st, data.meta)} · "
         f"{st.get('n_bars', 0)} bars · "
-        f"{len(data.closes.columns)} assets</div>"
+        f"{len(data.close.symbols)} assets</div>"
     )
     p.append("<h2>Summary</h2><div class='kpi' id='kpis'>")
     p += [f"<div>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in kpis]
@@ -345,16 +471,16 @@ def render_report(data: ReportInput, chart_symbols: Sequence[str] | None = None)
     p.append("<h2>Per asset</h2><table id='per-asset'><tr><th>symbol</th><th>trades</th>"
              "<th>open</th><th>win rate</th><th>pnl</th><th>fees</th><th>in market</th>"
              "<th>buy &amp; hold</th></tr>")
-    for r in per_asset_table(data).itertuples(index=False):
+    for r in per_asset_rows(data):
         p.append(
-            f"<tr><td>{html.escape(r.symbol)}</td><td>{r.trades}</td><td>{r.open}</td>"
-            f"<td>{_pct(r.win_rate)}</td><td{_cls(r.pnl)}>{_num(r.pnl)}</td>"
-            f"<td>{_num(r.fees)}</td><td>{_pct(r.in_market)}</td>"
-            f"<td{_cls(r.buy_hold)}>{_pct(r.buy_hold)}</td></tr>"
+            f"<tr><td>{html.escape(r['symbol'])}</td><td>{r['trades']}</td><td>{r['open']}</td>"
+            f"<td>{_pct(r['win_rate'])}</td><td{_cls(r['pnl'])}>{_num(r['pnl'])}</td>"
+            f"<td>{_num(r['fees'])}</td><td>{_pct(r['in_market'])}</td>"
+            f"<td{_cls(r['buy_hold'])}>{_pct(r['buy_hold'])}</td></tr>"
         )
     p.append("</table>")
 
-    p.append(_trades_table(data.trades))
+    p.append(_trades_table(data))
 
     p.append("<h2>Run</h2><table id='run-meta'>")
     p += [f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"

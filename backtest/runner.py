@@ -448,15 +448,16 @@ def write_outputs(
         for stale in ("report.html", "equity.png"):
             (out_dir / stale).unlink(missing_ok=True)
     else:
-        import pandas as pd
         from tandem.backtest.plots import write_equity_png
-        from tandem.backtest.report import ReportInput, write_report
+        from tandem.backtest.report import Closes, ReportInput, write_report
 
-        eq = result.equity
-        close = pd.DataFrame(close, index=result.ts_close, columns=result.symbols)
+        eq = EquityCurve(result.ts_close, result.equity_values)
         data = ReportInput(
-            profile=result.profile, equity=eq, stats=result.stats, fills=result.fills,
-            trades=result.trades, closes=close, profile_config=profile.model_dump(mode="json"),
+            profile=result.profile, equity=eq, stats=result.stats, fills=result.fills_table,
+            trades=trade_columns(result.trade_rows),
+            closes=Closes(np.asarray(result.ts_close, dtype=np.int64), close,
+                          list(result.symbols)),
+            profile_config=profile.model_dump(mode="json"),
             meta={k: v for k, v in result.meta.items() if k != "profile"},
             initial_cash=float(profile.initial_cash),
         )

@@ -62,7 +62,8 @@ def _index_ms(index: pd.Index) -> np.ndarray:
     return np.asarray(index, dtype=np.int64)
 
 
-def _curve(equity: pd.Series | EquityCurve) -> EquityCurve:
+def equity_curve(equity: pd.Series | EquityCurve) -> EquityCurve:
+    """``equity`` as an :class:`EquityCurve` (int64 ms, float64 values)."""
     if isinstance(equity, EquityCurve):
         return EquityCurve(np.asarray(equity.ts, dtype=np.int64),
                            np.asarray(equity.values, dtype=np.float64))
@@ -78,7 +79,7 @@ def _periods_per_year(ms: np.ndarray) -> float:
 
 def infer_periods_per_year(equity: pd.Series | EquityCurve) -> float:
     """Bars per year from the median spacing of the index (crypto: 365 days a year)."""
-    return _periods_per_year(_curve(equity).ts)
+    return _periods_per_year(equity_curve(equity).ts)
 
 
 def bar_returns(equity: pd.Series | np.ndarray, initial_cash: float | None = None) -> np.ndarray:
@@ -110,7 +111,8 @@ def sortino_ratio(returns: np.ndarray, periods_per_year: float) -> float:
     return float(np.mean(returns)) / downside * math.sqrt(periods_per_year)
 
 
-def _drawdown(values: np.ndarray, initial_cash: float | None) -> np.ndarray:
+def drawdown(values: np.ndarray, initial_cash: float | None = None) -> np.ndarray:
+    """:func:`drawdown_series` of equity values, as an array."""
     peak = np.maximum.accumulate(values)
     if initial_cash is not None:
         # Losing money on the very first bar is a drawdown from the starting cash.
@@ -122,7 +124,7 @@ def drawdown_series(equity: pd.Series, initial_cash: float | None = None) -> pd.
     """Drawdown (≤ 0) at every bar: equity over its running peak, minus 1."""
     import pandas as pd
 
-    values = _drawdown(np.asarray(equity, dtype=np.float64), initial_cash)
+    values = drawdown(np.asarray(equity, dtype=np.float64), initial_cash)
     return pd.Series(values, index=equity.index, name="drawdown")
 
 
@@ -186,7 +188,7 @@ def holdings_count(fills: pd.DataFrame | pa.Table | None, bar_ts: np.ndarray) ->
 def fill_turnover(fills: pd.DataFrame | pa.Table, equity: pd.Series | EquityCurve) -> np.ndarray:
     """Each fill's ``|qty · price|`` over the equity at its bar's close (the last equity
     value at or before the fill's ts; NaN before the first)."""
-    eq_ts, eq_values = _curve(equity)
+    eq_ts, eq_values = equity_curve(equity)
     ts = column_values(fills, "ts").astype(np.int64, copy=False)
     k = np.searchsorted(eq_ts, ts, side="right") - 1
     eq = np.where(k >= 0, eq_values[np.clip(k, 0, None)], np.nan)
@@ -237,7 +239,7 @@ def compute_stats(
     columns (a frame or a mapping of columns). ``fills``: the journal (frame or Arrow
     table). ``symbols``: every asset of the run, so assets that never traded show 0 trades.
     """
-    ms, values = _curve(equity)
+    ms, values = equity_curve(equity)
     ppy = float(periods_per_year) if periods_per_year else _periods_per_year(ms)
     rets = bar_returns(values, initial_cash)
     rets = rets[np.isfinite(rets)]
@@ -248,7 +250,7 @@ def compute_stats(
     total_return = last / first - 1.0 if first else float("nan")
     n = len(rets)
     cagr = _cagr(total_return, ppy, n)
-    dd = _drawdown(values, initial_cash)
+    dd = drawdown(values, initial_cash)
 
     n_open = 0
     pnl = np.empty(0)

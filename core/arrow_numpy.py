@@ -72,9 +72,10 @@ def table_from_columns(columns: Mapping[str, Any], schema: pa.Schema) -> pa.Tabl
         [numpy_to_arrow(columns[f.name], f.type) for f in schema], schema=schema)
 
 
-def column_values(table: pd.DataFrame | pa.Table, name: str) -> np.ndarray:
-    """Column ``name`` of a pandas frame or an Arrow table as NumPy (strings: objects)."""
+def column_values(table: pd.DataFrame | pa.Table | Mapping[str, Any], name: str) -> np.ndarray:
+    """Column ``name`` of an Arrow table, a pandas frame or a mapping of columns as NumPy
+    (strings: objects)."""
     pa = sys.modules.get("pyarrow")  # not loaded: it cannot be an Arrow table
     if pa is not None and isinstance(table, pa.Table):
         return arrow_to_numpy(table.column(name))
-    return table[name].to_numpy()
+    return np.asarray(table[name])

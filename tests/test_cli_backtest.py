@@ -110,9 +110,10 @@ def test_rerun_is_byte_identical_and_warmup_is_exact(run_dir, csv_dir, tmp_path)
 
 
 def test_run_without_pandas_writes_the_same_files(run_dir, csv_dir, tmp_path):
-    """``run --no-report`` on Arrow data never imports pandas (~0.3 s of every run, issue
-    15), and writes what the frames of the same run serialise to: the journal and trades
-    as ``DataFrame.to_csv`` prints them, and the same bytes as a run with pandas loaded."""
+    """``run`` on Arrow data never imports pandas (~0.3 s of every run, issue 15), report
+    included, and writes what the frames of the same run serialise to: the journal and
+    trades as ``DataFrame.to_csv`` prints them, and the same bytes as a run with pandas
+    loaded (the report's equality is tests/test_report.py's)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tandem.core.journal import read_parquet, trades_table
@@ -125,7 +126,7 @@ def test_run_without_pandas_writes_the_same_files(run_dir, csv_dir, tmp_path):
     out = tmp_path / "out"
     args = ["run", "--profile", "crypto_rating_all", "--data", str(universe), "--symbols",
             ",".join(SYMS), "--from", FROM, "--to", TO, "--warmup-bars", str(WARMUP),
-            "--out", str(out), "--no-report"]
+            "--out", str(out)]
     probe = (f"import sys\nfrom tandem.backtest.cli import main\nrc = main({args!r})\n"
              "print('pandas' in sys.modules, rc)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
@@ -140,6 +141,7 @@ def test_run_without_pandas_writes_the_same_files(run_dir, csv_dir, tmp_path):
     pd.testing.assert_frame_equal(fills, read_parquet(run_dir / "fills.parquet"))
     assert (out / "fills.csv").read_text() == fills.to_csv(index=False)
     assert (out / "trades.csv").read_text() == trades_table(fills).to_csv(index=False)
+    assert (out / "report.html").stat().st_size > 0 and (out / "equity.png").stat().st_size > 0
 
 
 def test_portfolio_mode_override(csv_dir, tmp_path):

@@ -15,7 +15,7 @@ from tandem.backtest import svg
 from tandem.backtest.demo_data import generate_candles
 from tandem.backtest.plots import DRAWDOWN_COLOR, EQUITY_COLOR, HEIGHT, WIDTH, write_equity_png
 from tandem.backtest.report import ReportInput, write_report
-from tandem.backtest.stats import compute_stats
+from tandem.backtest.stats import compute_stats, fill_turnover
 
 SYMS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -284,3 +284,55 @@ def test_discrete_report_has_no_weights_section(tmp_path):
     text = write_report(tmp_path / "r.html", _hand_portfolio("discrete")).read_text()
     assert "weights-chart" not in text and "turnover-chart" not in text
     assert "Turnover<b>" in text  # the statistic is there in every mode
+
+
+def test_page_from_arrow_and_arrays_equals_page_from_pandas(run):
+    """The runner hands the report an Arrow journal, trade columns and NumPy curves (no
+    pandas import); the same run as pandas objects renders the same page, byte for byte."""
+    import pyarrow as pa
+    from tandem.backtest.report import Closes, render_report
+    from tandem.backtest.stats import EquityCurve
+    from tandem.core.journal import trade_columns, trade_rows
+
+    data, _ = run
+    fills = pa.Table.from_pandas(data.fills, preserve_index=False)
+    plain = ReportInput(
+        data.profile, EquityCurve(np.asarray(data.equity.index), data.equity.to_numpy()),
+        data.stats, fills, trade_columns(trade_rows(fills)), Closes.of(data.closes),
+        profile_config=data.profile_config, meta=data.meta, initial_cash=data.initial_cash)
+    assert render_report(plain) == render_report(data)
+    for mode in ("portfolio", "discrete"):  # the weights section too
+        hand = _hand_portfolio(mode)
+        arrays = ReportInput(hand.profile, hand.curve, hand.stats, {
+            c: hand.fills[c].to_numpy() for c in hand.fills.columns}, hand.trades,
+            hand.close, meta=hand.meta, initial_cash=hand.initial_cash)
+        assert render_report(arrays) == render_report(hand)
+
+
+def test_busiest_assets_in_pandas_value_counts_order():
+    """Ties among the most-traded assets break as ``value_counts`` breaks them, so the
+    report picks the same charts it picked when it was built on pandas."""
+    from tandem.backtest.report import _by_count
+
+    rng = np.random.default_rng(3)
+    for n in (5, 40, 300):
+        values = np.array([f"S{k}" for k in rng.integers(0, n // 3 + 2, n)], dtype=object)
+        assert _by_count(values) == list(pd.Series(values).value_counts().index)
+
+
+def test_rebalance_turnover_sums_as_a_pandas_groupby():
+    from tandem.backtest.report import rebalance_turnover
+
+    data = _hand_portfolio()
+    rng = np.random.default_rng(9)
+    n = 500
+    fills = pd.DataFrame({
+        "symbol": "A", "ts": np.sort(rng.choice([1000, 2000, 3000, 4000], n)),
+        "qty": rng.random(n) * 1e3, "price": rng.random(n) * 1e-3 + 1e-9,
+        "reason": "rebalance", "position_after": 1.0, "fee": 0.0, "side": "buy"})
+    data = ReportInput(data.profile, data.equity, data.stats, fills, data.trades, data.closes,
+                       meta=data.meta, initial_cash=data.initial_cash)
+    want = pd.Series(fill_turnover(fills, data.equity), index=fills["ts"]).groupby(level=0).sum()
+    got = rebalance_turnover(data)
+    assert got.index.tolist() == want.index.tolist()
+    np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-12)
