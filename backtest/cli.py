@@ -20,11 +20,11 @@ import math
 import sys
 import tempfile
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from tandem.core.exiting import exit_fast
+from tandem.core.utc import ms_from_iso
 
 EXIT_OK = 0
 EXIT_DATA = 1
@@ -47,7 +47,7 @@ def _date(text: str) -> int:
     """argparse type: a UTC date/time or epoch ms → epoch ms."""
     if text.strip().lstrip("-").isdigit():
         ms = int(text)
-    elif (iso := _iso_ms(text)) is not None:
+    elif (iso := ms_from_iso(text)) is not None:
         ms = iso
     else:
         import pandas as pd  # the forms ISO 8601 lacks ("Feb 1 2021"); pandas costs ~0.3 s
@@ -70,18 +70,6 @@ def _date(text: str) -> int:
 
 
 _MAX_MS = 9_223_372_036_854  # pandas' last representable time (2262-04-11), in ms
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _iso_ms(text: str) -> int | None:
-    """An ISO 8601 date/time (naive = UTC) as epoch ms, floored; None if not ISO."""
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return (when - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _symbols(text: str) -> list[str]:

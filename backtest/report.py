@@ -15,7 +15,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -24,6 +24,7 @@ import numpy as np
 from tandem.backtest import svg
 from tandem.backtest.stats import EquityCurve, drawdown, equity_curve, fill_turnover
 from tandem.core.arrow_numpy import column_values
+from tandem.core.utc import EPOCH, ms_from_iso
 
 if TYPE_CHECKING:  # the page is built from NumPy columns; pandas objects are accepted too
     import pandas as pd
@@ -140,20 +141,10 @@ def _groups(values: np.ndarray) -> dict[Any, np.ndarray]:
     return {v: np.asarray(r, dtype=np.int64) for v, r in rows.items()}
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 def _iso(ms: Any) -> str:
     if ms is None or (isinstance(ms, float) and not math.isfinite(ms)):
         return "–"
-    return (_EPOCH + timedelta(milliseconds=int(ms))).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _iso_to_ms(text: str) -> int:
-    """An ISO time of the run's metadata (naive = UTC) as epoch ms."""
-    when = datetime.fromisoformat(text)
-    when = when if when.tzinfo else when.replace(tzinfo=UTC)
-    return (when - _EPOCH) // timedelta(milliseconds=1)
+    return (EPOCH + timedelta(milliseconds=int(ms))).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _bar_range(stats: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -164,7 +155,7 @@ def _bar_range(stats: dict[str, Any], meta: dict[str, Any]) -> str:
     """
     first, last = meta.get("first_tradable_bar"), meta.get("last_bar")
     if first and last:
-        return f"Bars {_iso(_iso_to_ms(first))} → {_iso(_iso_to_ms(last))} (open times)"
+        return f"Bars {_iso(ms_from_iso(first))} → {_iso(ms_from_iso(last))} (open times)"
     return f"Equity {_iso(stats.get('start_ts'))} → {_iso(stats.get('end_ts'))} (bar closes)"
 
 

@@ -20,7 +20,6 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -29,6 +28,7 @@ import numpy as np
 import structlog
 from tandem.backtest.stats import EquityCurve, compute_stats, write_stats_json
 from tandem.core.store import AlignedCandles, CandleStoreError, to_ms
+from tandem.core.utc import iso_from_ms
 
 if TYPE_CHECKING:  # a run that only writes files never imports pandas (~0.3 s a process)
     import pandas as pd
@@ -129,9 +129,7 @@ def default_run_id(profile: Any, symbols: Sequence[str], start_ms: int, end_ms: 
 
 
 def _iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(ms))).isoformat()
+    return None if ms is None else iso_from_ms(ms)
 
 
 def _load(

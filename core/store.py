@@ -56,6 +56,7 @@ import pyarrow.parquet as pq
 import structlog
 from tandem.core.arrow_numpy import arrow_to_numpy, numpy_to_arrow
 from tandem.core.candles import CandleDataError, clean_candles, timestamps_to_ms
+from tandem.core.utc import ms_from_iso
 
 try:  # POSIX only; elsewhere appends are not guarded against a concurrent writer
     import fcntl
@@ -151,7 +152,9 @@ def to_ms(value: TimeLike) -> int | None:
         return int(value)
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)  # a command line's "1700000000000": ms, not a date
-    import pandas as pd
+    if isinstance(value, str) and (ms := ms_from_iso(value)) is not None:
+        return ms
+    import pandas as pd  # datetimes and the text forms ISO 8601 lacks
 
     stamp = pd.Timestamp(value)
     if stamp.tzinfo is None:

@@ -22,6 +22,7 @@ import math
 import os
 import signal
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +82,16 @@ def _number(kind: type, lo: float, hi: float, *, lo_open: bool = False):
 
 def _date(text: str) -> int:
     """argparse type: a UTC date/time or epoch ms -> epoch ms (as ``tandem-backtest``)."""
-    import pandas as pd
     from tandem.core.store import to_ms
 
     try:
         ms = to_ms(text)
-    except (OverflowError, pd.errors.OutOfBoundsDatetime):
+    except OverflowError:
         ms = -1  # a date, but past what pandas can hold: the range message below
-    except (ValueError, TypeError):
-        ms = None
+    except (ValueError, TypeError) as exc:
+        # pandas' OutOfBoundsDatetime is a ValueError too (named, not imported: pandas is
+        # loaded only for the forms ISO 8601 lacks)
+        ms = -1 if type(exc).__name__ == "OutOfBoundsDatetime" else None
     if ms is None:
         raise argparse.ArgumentTypeError(
             f"not a date: {text[:40]!r} (use e.g. 2021-02-01 or 2021-02-01T12:00, UTC, or epoch ms)")
@@ -218,9 +220,9 @@ def _check_out(path: Path | None, option: str = "--out") -> None:
 
 
 def _iso(ms: int) -> str:
-    import pandas as pd
+    from tandem.core.utc import iso_from_ms
 
-    return pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat()
+    return iso_from_ms(ms)
 
 
 def _settings(**overrides: Any):
@@ -566,7 +568,7 @@ async def _run_replay(args, settings, profile, ops=None) -> int:
             ops.stopping()
             await ops.stop()
     with StateStore(db) as store:
-        fills = store.fills_frame()
+        fills = store.fills_table()
         out = args.out
         paths = export_fills(store, out) if out is not None else []
         _print_summary(profile.name, fills, store.status(), db, paths)
@@ -574,13 +576,15 @@ async def _run_replay(args, settings, profile, ops=None) -> int:
 
 
 def _print_summary(name: str, fills, status: dict, db: Path, paths: list[Path]) -> None:
+    from tandem.core.arrow_numpy import column_values
+
     n = len(fills)
     lines = [f"replay of {name}: {status.get('slices', 0)} slices, {n} fills"]
     if n:
-        by = fills.groupby("reason").size().to_dict()
+        by = Counter(column_values(fills, "reason").tolist())
         lines.append("  fills by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(by.items())))
-        lines.append(f"  fees paid: {fills['fee'].sum():.2f}; cash after last fill: "
-                     f"{fills['cash_after'].iloc[-1]:.2f}")
+        lines.append(f"  fees paid: {column_values(fills, 'fee').sum():.2f}; cash after last "
+                     f"fill: {column_values(fills, 'cash_after')[-1]:.2f}")
     open_pos = status.get("positions") or {}
     lines.append(f"  open positions: {open_pos or 'none'}")
     from tandem.core.fingerprint import fingerprint_line

@@ -12,9 +12,10 @@ from tandem.daemon.state import StateStore
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 
-def write_journal(df: pd.DataFrame, out_dir: Path, stem: str = "fills") -> list[Path]:
+def write_journal(df: pd.DataFrame | pa.Table, out_dir: Path, stem: str = "fills") -> list[Path]:
     """Write ``df`` as ``stem.csv`` and ``stem.parquet`` via temp files + atomic rename,
     so a reader never sees a half-written export."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -29,4 +30,4 @@ def write_journal(df: pd.DataFrame, out_dir: Path, stem: str = "fills") -> list[
 
 def export_fills(store: StateStore, out_dir: Path) -> list[Path]:
     """Export the whole journal held in ``store``."""
-    return write_journal(store.fills_frame(), Path(out_dir))
+    return write_journal(store.fills_table(), Path(out_dir))

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:  # pandas (+ pyarrow, ~75 MB resident) only for the readers: imported there
     import pandas as pd
+    import pyarrow as pa
 
 # The journal columns, in DESIGN.md order ("The fills journal").
 JOURNAL_COLUMNS: tuple[str, ...] = (
@@ -449,6 +450,20 @@ class StateStore:
         )
         return _journal_dtypes(df)
 
+    def fills_table(self) -> pa.Table:
+        """:meth:`fills_frame` as an Arrow table (the journal's schema), without pandas:
+        what an export writes and a replay's summary reads."""
+        from tandem.core.arrow_numpy import table_from_columns
+        from tandem.core.journal import fills_schema
+
+        rows = self.conn.execute(
+            f"SELECT {', '.join(JOURNAL_COLUMNS)} FROM fills ORDER BY seq").fetchall()
+        columns = dict(zip(JOURNAL_COLUMNS, zip(*rows, strict=True) if rows else
+                           [()] * len(JOURNAL_COLUMNS), strict=True))
+        for col in _TEXT_COLUMNS:  # NULL text reads as "" (as fills_frame has it)
+            columns[col] = ["" if v is None else v for v in columns[col]]
+        return table_from_columns(columns, fills_schema())
+
     def candles_frame(self, symbol: str | None = None) -> pd.DataFrame:
         """Consumed closed candles (``ts`` = bar open time), ordered by symbol then ts."""
         q = "SELECT symbol, ts, open, high, low, close, volume, origin FROM candles"
@@ -505,10 +520,13 @@ def _iso(epoch_s: float) -> str:
     return text.replace("+00:00", "Z")
 
 
+_TEXT_COLUMNS = ("fill_id", "source", "run_id", "profile", "symbol", "side", "reason", "intrabar")
+
+
 def _journal_dtypes(df: pd.DataFrame) -> pd.DataFrame:
     df = df.astype({"ts": "int64", "qty": "float64", "price": "float64", "fee": "float64",
                     "position_after": "float64", "cash_after": "float64"})
-    for col in ("fill_id", "source", "run_id", "profile", "symbol", "side", "reason", "intrabar"):
+    for col in _TEXT_COLUMNS:
         df[col] = df[col].astype(object).where(df[col].notna(), "")
     return df
 

@@ -31,3 +31,21 @@ def test_exchange_ids_are_ccxts_own_list() -> None:
     from tandem.core.manifest import _ccxt_exchanges
 
     assert _ccxt_exchanges() == frozenset(ccxt.exchanges)
+
+
+def test_the_readmes_replay_imports_no_pandas(tmp_path) -> None:
+    """The README's main job (replay: emulator, daemon, journal export, summary) never
+    needs pandas, which costs ~0.4 s of the process (issue 15). Small: two assets on 1m."""
+    from tests.test_ops_daemon import base_env, write_manifest
+
+    write_manifest(tmp_path)
+    env = base_env(tmp_path, TANDEM_HTTP_ENABLED="false")
+    args = ["replay", "--sample", "--bars", "120", "--db", str(tmp_path / "r.sqlite"),
+            "--fresh", "--out", str(tmp_path / "out")]
+    probe = (f"import sys\nfrom tandem.daemon.cli import main\nrc = main({args!r})\n"
+             "print('pandas' in sys.modules, rc)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=600, env=env)
+    assert done.stdout.strip().splitlines()[-1] == "False 0", done.stderr[-2000:]
+    assert "fingerprint run=" in done.stdout
+    assert (tmp_path / "out" / "fills.csv").exists()

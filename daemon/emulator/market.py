@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
-import pandas as pd
 from tandem.core.store import AlignedCandles, timeframe_ms
+
+if TYPE_CHECKING:  # pandas only for the frames tests compare with (MarketData.frame)
+    import pandas as pd
 
 # Binance spot interval names == ccxt timeframe names for these.
 BINANCE_INTERVALS = (
@@ -158,6 +160,8 @@ class MarketData:
 
     def frame(self, symbol: str) -> pd.DataFrame:
         """All closed bars of ``symbol`` (for tests that compare against the source)."""
+        import pandas as pd
+
         arr = self.ohlcv[symbol]
         return pd.DataFrame(
             {"ts": self.ts[symbol], "open": arr[:, 0], "high": arr[:, 1], "low": arr[:, 2],
