@@ -287,3 +287,23 @@ def test_notify_urls_setting_is_a_secret():
     assert load_settings(env_file=None, notify_urls=" , ").notify_urls is None
     cfg = OpsConfig.from_settings(st)
     assert isinstance(cfg.notify_urls, SecretStr) and SECRET not in repr(cfg)
+
+
+def test_daily_summary_log_job_counts_the_last_day_in_sql(tmp_path):
+    """The log's daily summary (daemon.jobs) reads the journal in SQL: a live daemon never
+    loads pandas for it (issue 18: idle RSS)."""
+    from tandem.daemon.jobs import daily_summary_job
+
+    db = tmp_path / "s.sqlite"
+    day = 86_400_000
+    with StateStore(db) as st:
+        st.bind_profile("p", "{}", "r")
+        for k, (ts, reason, cash) in enumerate([(day, "entry", 90.0), (2 * day + 5, "entry", 80.0),
+                                                (2 * day + 9, "stop_loss", 85.0)]):
+            st.commit_slice(k, [], [], [dict(
+                fill_id=f"f{k}", source="paper", run_id="r", profile="p", symbol="BTC/USDT",
+                ts=ts, side="buy", qty=1.0, price=10.0, fee=0.5, reason=reason, intrabar="",
+                position_after=1.0, cash_after=cash)], {"BTC/USDT": 1.0}, warmup=False)
+        got = daily_summary_job(st, now_ms=3 * day)
+    assert got["fills"] == 2 and got["fills_by_reason"] == {"entry": 1, "stop_loss": 1}
+    assert got["fees"] == 1.0 and got["last_cash"] == 85.0
