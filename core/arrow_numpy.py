@@ -36,7 +36,7 @@ def arrow_to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
         return np.array(column.to_pylist(), dtype=object)
     dtype = _FIXED.get(kind)
     if dtype is None or column.null_count:
-        return column.to_numpy()
+        return column.to_numpy(zero_copy_only=False)  # an Array with nulls: NaN, no error
     size = np.dtype(dtype).itemsize
     parts = [np.frombuffer(c.buffers()[1], dtype=dtype, count=len(c), offset=c.offset * size)
              for c in chunks if len(c)]
@@ -55,10 +55,16 @@ def numpy_to_arrow(values: np.ndarray | Sequence[Any], type_: pa.DataType) -> pa
         data = np.ascontiguousarray(values, dtype=_FIXED[kind])
         return pa.Array.from_buffers(type_, len(data), [None, pa.py_buffer(data)])
     if kind == "string":
-        encoded = [str(v).encode() for v in (values.tolist() if isinstance(values, np.ndarray)
-                                             else values)]
+        texts = values.tolist() if isinstance(values, np.ndarray) else list(values)
+        if not all(isinstance(v, str) for v in texts):  # None/NaN must not become "None"/"nan"
+            bad = next(v for v in texts if not isinstance(v, str))
+            raise TypeError(f"a text column holds {bad!r} ({type(bad).__name__}), not a string")
+        encoded = [v.encode() for v in texts]
+        ends = np.cumsum([len(b) for b in encoded], dtype=np.int64)
+        if len(ends) and ends[-1] > np.iinfo(np.int32).max:  # past 32-bit offsets: pyarrow's way
+            return pa.array(texts, type=type_)
         offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
-        np.cumsum([len(b) for b in encoded], out=offsets[1:])
+        offsets[1:] = ends
         return pa.Array.from_buffers(type_, len(encoded), [
             None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
     return pa.array(values, type=type_)

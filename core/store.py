@@ -572,6 +572,10 @@ class UniverseParquetSource(_Source):
         # rows are sorted by ts only when it is read, so a run of 10 pairs of a 100-pair
         # universe sorts and copies only those 10.
         symbol_col = table.column("symbol")
+        if symbol_col.null_count:  # a bar of no asset: refused, not guessed
+            row = int(np.argmax(arrow_to_numpy(pc.is_null(symbol_col).cast(pa.int8()))))
+            raise CandleStoreError(f"{self.path}: {symbol_col.null_count} row(s) have no "
+                                   f"symbol (first: row {row})")
         if not pa.types.is_dictionary(symbol_col.type):
             symbol_col = pc.dictionary_encode(symbol_col)
         symbol_col = symbol_col.unify_dictionaries().combine_chunks()  # one shared dictionary

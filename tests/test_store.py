@@ -293,3 +293,36 @@ def test_concurrent_appends_from_two_processes_lose_nothing(tmp_path: Path) -> N
     assert [p.exitcode for p in procs] == [0, 0]
     got = CandleStore(tmp_path).read("BTC/USDT")
     assert got["ts"].tolist() == [T0 + i * H for i in range(24)]  # every bar of both writers
+
+
+@pytest.mark.parametrize("dictionary", [False, True])
+def test_universe_rows_without_a_symbol_are_refused(tmp_path, dictionary) -> None:
+    """A bar of no asset is corrupt input: one clear error naming the row, not a silent drop
+    (nor a NaN code cast to some integer)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 5
+    sym = pa.array(["BTC/USDT", "BTC/USDT", None, "BTC/USDT", None])
+    if dictionary:
+        sym = sym.dictionary_encode()
+    ts = 1_700_000_000_000 // 3_600_000 * 3_600_000 + 3_600_000 * np.arange(n)
+    path = tmp_path / "binance_USDT_1h_universe.parquet"
+    pq.write_table(pa.table({"symbol": sym, "timestamp": ts, **{
+        c: np.ones(n) for c in ("open", "high", "low", "close", "volume")}}), path)
+    with pytest.raises(CandleStoreError, match=r"2 row\(s\) have no symbol \(first: row 2\)"):
+        UniverseParquetSource(path)
+
+
+def test_text_columns_refuse_missing_values() -> None:
+    """Writing Arrow from NumPy without pandas must not turn None/NaN into "None"/"nan"."""
+    import pyarrow as pa
+    from tandem.core.arrow_numpy import arrow_to_numpy, numpy_to_arrow
+
+    got = numpy_to_arrow(np.array(["a", "", "é"], dtype=object), pa.string())
+    assert got.to_pylist() == ["a", "", "é"] and arrow_to_numpy(got).tolist() == ["a", "", "é"]
+    for bad in (None, float("nan")):
+        with pytest.raises(TypeError, match="not a string"):
+            numpy_to_arrow(np.array(["a", bad], dtype=object), pa.string())
+    ints = pa.array([1, None, 3], type=pa.int8())
+    assert np.isnan(arrow_to_numpy(ints)[1])  # nulls: pyarrow's own conversion, no error
