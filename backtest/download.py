@@ -22,15 +22,14 @@ Rules:
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-# ccxt (≈1.5 s to import), tqdm and the candle store (pandas, pyarrow) are imported where
-# they are used, so that building the ``tandem-backtest`` parser (every command, every
+# ccxt (≈1.5 s to import), asyncio, tqdm and the candle store (pandas, pyarrow) are imported
+# where they are used, so that building the ``tandem-backtest`` parser (every command, every
 # ``--help``) does not pay for them.
 if TYPE_CHECKING:
     from tandem.core.store import CandleStore, TimeLike
@@ -106,6 +105,8 @@ def download(
     exchange id, e.g. ``"binance"``, plus optional ``rest_url=``). Returns new bars per
     symbol.
     """
+    import asyncio
+
     return asyncio.run(
         download_async(exchange, symbols, timeframe, since, store, until, progress, **kwargs)
     )
@@ -173,6 +174,8 @@ async def _retry(
     call: Callable[[], Any], max_retries: int, delay: float, what: str, done: int = 0
 ) -> Any:
     """Await ``call()``, retrying ccxt's transient errors with exponential back-off."""
+    import asyncio
+
     import ccxt
 
     for attempt in range(max_retries + 1):

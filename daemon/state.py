@@ -41,6 +41,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from tandem.core.quoting import quote
+
 if TYPE_CHECKING:  # pandas (+ pyarrow, ~75 MB resident) only for the readers: imported there
     import pandas as pd
     import pyarrow as pa
@@ -457,11 +459,19 @@ class StateStore:
         from tandem.core.journal import fills_schema
 
         rows = self.conn.execute(
-            f"SELECT {', '.join(JOURNAL_COLUMNS)} FROM fills ORDER BY seq").fetchall()
-        columns = dict(zip(JOURNAL_COLUMNS, zip(*rows, strict=True) if rows else
-                           [()] * len(JOURNAL_COLUMNS), strict=True))
+            f"SELECT {', '.join(JOURNAL_COLUMNS)}, seq FROM fills ORDER BY seq").fetchall()
+        columns = dict(zip((*JOURNAL_COLUMNS, "seq"), zip(*rows, strict=True) if rows else
+                           [()] * (len(JOURNAL_COLUMNS) + 1), strict=True))
         for col in _TEXT_COLUMNS:  # NULL text reads as "" (as fills_frame has it)
             columns[col] = ["" if v is None else v for v in columns[col]]
+        for col in _SQL_NUMERIC:  # NOT NULL REAL/INTEGER: anything else is a corrupt file
+            kinds = (int,) if col == "ts" else (int, float)
+            for seq, v in zip(columns["seq"], columns[col], strict=True):
+                if type(v) not in kinds:
+                    raise StateDbError(
+                        f"state database {self.path}: journal row seq {seq}: {col} is "
+                        f"{'NULL' if v is None else quote(v)}, not a number (a corrupt or "
+                        f"hand-edited file); move it away or pass another --db", usage=False)
         return table_from_columns(columns, fills_schema())
 
     def candles_frame(self, symbol: str | None = None) -> pd.DataFrame:
@@ -520,6 +530,7 @@ def _iso(epoch_s: float) -> str:
     return text.replace("+00:00", "Z")
 
 
+_SQL_NUMERIC = tuple(_JOURNAL_SQL_TYPES)
 _TEXT_COLUMNS = ("fill_id", "source", "run_id", "profile", "symbol", "side", "reason", "intrabar")
 
 

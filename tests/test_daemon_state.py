@@ -151,3 +151,28 @@ def test_wal_is_checkpointed_by_the_daemon_not_inside_a_commit(tmp_path):
             st.commit_slice(4 * 60_000, [ClosedCandle("BTC/USDT", 0, 1, 2, 0.5, 1.5, 3)], [], [],
                             {}, warmup=True)
         assert st.last_ts == 2 * 60_000 and st.consumed("BTC/USDT", 60_000)
+
+
+@pytest.mark.parametrize("tamper", [
+    "UPDATE fills SET qty = 'abc'",  # REAL affinity keeps text it cannot convert
+    "UPDATE fills SET ts = 1.5",
+    # NOT NULL only binds new writes: a table rebuilt without it (a hand-edited file)
+    "CREATE TABLE f2 AS SELECT * FROM fills; UPDATE f2 SET fee = NULL; DROP TABLE fills; "
+    "ALTER TABLE f2 RENAME TO fills",
+])
+def test_export_of_a_corrupt_journal_is_one_line_exit_1(tmp_path, capsys, tamper):
+    """A journal value that is not a number is named (row, column), not a traceback, and
+    nothing is exported."""
+    from tandem.daemon.cli import main
+
+    db = tmp_path / "s.sqlite"
+    with StateStore(db) as st:
+        st.bind_profile("p", PROFILE, "r1")
+        st.commit_slice(0, [], [], [_fill(3_600_000)], {}, warmup=False)
+    with sqlite3.connect(db) as conn:
+        conn.executescript(tamper)
+    out = tmp_path / "out"
+    assert main(["export-fills", "--db", str(db), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "journal row seq 1" in err and "not a number" in err
+    assert not out.exists() or not any(out.iterdir())

@@ -177,3 +177,27 @@ def test_fuzz_dotenv(tmp_path: Path, content: bytes) -> None:
         load_settings(env_file=env)
     except SettingsError as exc:
         assert "\n" not in str(exc) and len(str(exc)) < 500, str(exc)
+
+
+def test_defaults_need_no_pydantic_settings(tmp_path: Path) -> None:
+    """Nothing to read (no TANDEM_* variable, no .env): the defaults, without importing
+    pydantic-settings; and they equal what pydantic-settings builds from an empty .env."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TANDEM_")}
+    code = ("import sys; from tandem.core.settings import load_settings; s = load_settings(); "
+            "print(s.http_port, 'pydantic_settings' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True,
+                         capture_output=True, text=True).stdout.split()
+    assert out == ["8080", "False"]
+    (tmp_path / ".env").write_text("# nothing set\n")
+    assert load_settings(env_file=tmp_path / ".env") == load_settings(env_file=None)
+    assert type(load_settings(env_file=tmp_path / ".env")) is Settings
+
+
+def test_variables_are_read_in_any_case(monkeypatch) -> None:
+    """pydantic-settings matches TANDEM_* case-insensitively: so does the no-variables check."""
+    monkeypatch.setenv("tandem_http_port", "9005")
+    assert load_settings(env_file=None).http_port == 9005
