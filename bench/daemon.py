@@ -29,6 +29,8 @@ market data for ``--idle-s`` seconds: resident memory (VmRSS, split into anonymo
 file-backed pages, and PSS) and CPU use of that process. ``--idle-store 6024``: the profile
 warms up 6,024 bars per asset, all of them in a candle store (``TANDEM_DATA_DIR``), as a
 user who ran ``download`` starts it; measured once the warm-up's journal rows are written.
+``--idle-markets 3000``: the venue lists 3,000 markets (as Binance spot does), not only the
+played ones: ccxt keeps every listed market in memory.
 
 Start -> live (``--start 500``): a daemon with N streams and 6,024 warm-up bars per asset
 starts against the emulator (child process, Binance's limits enforced): once with the
@@ -36,7 +38,7 @@ candle store holding the warm-up, once REST only (inside the request-weight budg
 
     NUMBA_CACHE_DIR=.numba_cache .venv/bin/python bench/daemon.py [--bars 60] [--idle-s 10]
         [--streams 10,50,200] [--inproc] [--profile 200:prof.out]
-        [--idle-streams 500] [--idle-store 6024]
+        [--idle-streams 500] [--idle-store 6024] [--idle-markets 3000]
     NUMBA_CACHE_DIR=.numba_cache .venv/bin/python bench/daemon.py --start 500 [--warmup 6024]
     ... [--venue bybit|okx]   (the emulator speaks that venue; the daemon uses its adapter)
 """
@@ -430,10 +432,11 @@ def _warmup_journaled(db: Path) -> bool:
     return row is not None and row[0] == "done"
 
 
-async def idle(n: int, idle_s: float, tmp: Path, store_warmup: int = 0) -> dict:
+async def idle(n: int, idle_s: float, tmp: Path, store_warmup: int = 0, markets: int = 0) -> dict:
     """``store_warmup`` > 0: the profile warms up ``store_warmup`` bars per asset, all of
     them in a candle store (``TANDEM_DATA_DIR``) as a user who ran ``download`` has them;
-    idle is measured once their journal rows are written."""
+    idle is measured once their journal rows are written. ``markets``: the venue lists that
+    many markets in all (ccxt keeps every one in memory), as Binance lists ~3,000."""
     syms = symbols(n)
     warmup = store_warmup or WARMUP
     market = MarketData.generate(syms, "1m", n_bars=warmup + 20, seed=SEED)
@@ -445,7 +448,7 @@ async def idle(n: int, idle_s: float, tmp: Path, store_warmup: int = 0) -> dict:
     if store_warmup:
         fill_store(tmp / "idle-data", n, warmup, market)
         data_env["TANDEM_DATA_DIR"] = str(tmp / "idle-data")
-    emu = Emulator(market, start=market.first_ts + warmup * TF_MS)
+    emu = Emulator(market, start=market.first_ts + warmup * TF_MS, listed=symbols(markets))
     await emu.start()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tandem.daemon.cli", "run", "--manifest", str(man), "--profile", "bench",
@@ -483,7 +486,8 @@ async def idle(n: int, idle_s: float, tmp: Path, store_warmup: int = 0) -> dict:
             proc.wait()
         stop_s = time.monotonic() - t
         await emu.stop()
-    return {"streams": n, "idle_s": idle_s, "stop_s": stop_s, "store_warmup": store_warmup, **mem,
+    return {"streams": n, "idle_s": idle_s, "stop_s": stop_s, "store_warmup": store_warmup,
+            "markets": max(n, markets), **mem,
             "cpu_pct": 100.0 * (cpu1 - cpu0) / (t1 - t0)}
 
 
@@ -496,6 +500,9 @@ async def main() -> None:
     ap.add_argument("--idle-store", type=int, default=0, metavar="BARS",
                     help="idle run warmed up from a candle store holding BARS warm-up bars "
                          "per asset (TANDEM_DATA_DIR; e.g. 6024), not 60 bars over REST")
+    ap.add_argument("--idle-markets", type=int, default=0, metavar="N",
+                    help="the venue of the idle run lists N markets in all (played or not; "
+                         "Binance spot lists ~3,000): their memory in ccxt counts too")
     ap.add_argument("--inproc", action="store_true",
                     help="emulator in the daemon's process and loop (the old set-up)")
     ap.add_argument("--profile", metavar="N:FILE",
@@ -564,10 +571,11 @@ async def main() -> None:
             if prof is not None:
                 prof.dump_stats(prof_file)
         if args.idle_s > 0:
-            r = await idle(args.idle_streams, args.idle_s, tmp, args.idle_store)
+            r = await idle(args.idle_streams, args.idle_s, tmp, args.idle_store, args.idle_markets)
             warm = (f"store warm-up {r['store_warmup']} bars" if r["store_warmup"]
                     else f"REST warm-up {WARMUP} bars")
-            print(f"idle     streams={r['streams']}  {warm}  rss={r['VmRSS']:.0f} MB (anon "
+            print(f"idle     streams={r['streams']}  markets={r['markets']}  {warm}  "
+                  f"rss={r['VmRSS']:.0f} MB (anon "
                   f"{r['RssAnon']:.0f}, file {r['RssFile']:.0f}; pss {r['Pss']:.0f})  "
                   f"cpu={r['cpu_pct']:.2f} % over {r['idle_s']:.0f} s  "
                   f"SIGTERM->exit={r['stop_s']:.1f} s", flush=True)

@@ -188,6 +188,20 @@ async def test_ccxt_load_markets_fetch_ohlcv_fetch_time(emulator: Emulator, pro_
     assert all(path.startswith("/api/v3/") for path, _ in emulator.rest_log)
 
 
+async def test_listed_markets_without_candles(pro_exchange_factory) -> None:
+    """A venue's whole market list (``listed``): ccxt loads every market; only the played
+    ones have candles, the others answer klines with Binance's invalid-symbol error."""
+    import ccxt
+
+    md = sample_market()
+    async with Emulator(md, listed=["BTC/USDT", "AAA/USDT", "BBB/BTC", "AAA/USDT"]) as emu:
+        ex = pro_exchange_factory(emu)
+        markets = await ex.load_markets()
+        assert set(markets) == {"BTC/USDT", "ETH/USDT", "SOL/USDT", "AAA/USDT", "BBB/BTC"}
+        with pytest.raises(ccxt.BadSymbol):
+            await ex.fetch_ohlcv("AAA/USDT", "1m", limit=5)
+
+
 async def test_ccxt_pro_watch_ohlcv_sees_every_closed_bar(emulator: Emulator, pro_exchange_factory) -> None:
     """One watch task per symbol copying rows; a bar is closed once a newer ts arrives."""
     ex = pro_exchange_factory(emulator)

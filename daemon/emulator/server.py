@@ -51,7 +51,7 @@ import contextlib
 import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,8 +136,13 @@ class Emulator:
         rest_weight_per_min: int | None = 6000,
         rest_window_s: float = 60.0,
         ban_s: float | None = None,
+        listed: Sequence[str] = (),
     ):
         self.market = market
+        #: symbols exchangeInfo lists besides the played ones (no candles): a venue's
+        #: full market list, e.g. Binance's ~3,000 spot markets for a memory benchmark
+        played = set(market.symbols)
+        self.listed = [s for s in dict.fromkeys(listed) if s not in played]
         self.host = host
         self.port = port
         self.updates_per_bar = max(0, int(updates_per_bar))
@@ -660,7 +665,7 @@ class Emulator:
                     {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
                 ],
                 "exchangeFilters": [],
-                "symbols": [_symbol_info(s) for s in self.market.symbols],
+                "symbols": [_symbol_info(s) for s in (*self.market.symbols, *self.listed)],
             }
         )
 
