@@ -19,9 +19,11 @@ Two layers:
      ``candle_duplicates`` (dropped, conflicting values, first ts).
   3. **Grid.** Every bar opens on the timeframe's UTC grid (weeks start Monday) and
      consecutive bars are a whole multiple of the timeframe apart (a multiple > 1 is a gap:
-     missing bars, allowed). Anything else (5m bars in a 1h file, 1h bars at :30) is a data
-     error: :class:`CandleDataError` naming the source, the first offending ts and the
-     spacing found. Months/years (no fixed length) skip this rule.
+     missing bars, allowed), and at least one pair of consecutive bars is exactly one
+     timeframe apart (a series of three or more bars where every spacing is a gap is
+     another timeframe's data: 4h bars in a 1h file). Anything else (5m bars in a 1h file,
+     1h bars at :30) is a data error: :class:`CandleDataError` naming the source, the first
+     offending ts and the spacing found. Months/years (no fixed length) skip this rule.
   4. **Bad bars are dropped**: a non-finite or ≤ 0 price, a non-finite or < 0 volume,
      ``high < low``, open or close outside ``[low, high]``, a high more than
      ``SPIKE_FACTOR`` × the bar's body (``max(open, close)``; a 1e300 print), and — on
@@ -325,7 +327,8 @@ def timestamps_to_ms(column: Any, where: str = "candles") -> np.ndarray:
 
 def check_grid(ts: np.ndarray, timeframe: str, where: str = "candles") -> None:
     """Raise :class:`CandleDataError` unless every bar (sorted, unique ``ts``) opens on
-    ``timeframe``'s UTC grid and consecutive bars are a whole multiple of it apart."""
+    ``timeframe``'s UTC grid, consecutive bars are a whole multiple of it apart, and (three
+    bars or more) some two consecutive bars are exactly one ``timeframe`` apart."""
     from tandem.core.timeframes import (
         TimeframeError,
         bucket_offset_ms,
@@ -357,6 +360,15 @@ def check_grid(ts: np.ndarray, timeframe: str, where: str = "candles") -> None:
             f"{where}: bar at {iso(t)} (ts {t}) is {span((t - off) % tf)} off the UTC {timeframe} "
             f"grid (spacing found {span(int(d[0])) if len(d) else 'n/a'}); {timeframe} bars "
             f"open on whole {timeframe} boundaries")
+    if len(d) >= 2 and not (d == tf).any():
+        # Every spacing a gap: 4h or 1d bars in a 1h file pass the rules above (whole bars
+        # apart, on the grid) and would be traded as 1h bars with three (23) missing between.
+        # Real history of a timeframe has consecutive bars somewhere; a series with none
+        # is another timeframe's data.
+        raise CandleDataError(
+            f"{where}: no two of its {len(ts)} bars are one {timeframe} apart (smallest "
+            f"spacing {span(int(d.min()))}, first bars at {iso(int(ts[0]))} and "
+            f"{iso(int(ts[1]))}); is this really {timeframe} data?")
 
 
 # ---- 4. bad bars

@@ -139,6 +139,24 @@ def test_1h_bars_offset_by_30_minutes_are_a_data_error(tmp_path):
     assert str(T0 + 1_800_000) in msg and "spacing found 1h" in msg
 
 
+@pytest.mark.parametrize(("step_h", "smallest"), [(4, "4h"), (24, "1d")])
+def test_4h_or_1d_bars_in_a_1h_file_are_a_data_error(tmp_path, step_h, smallest):
+    # On the 1h grid and whole hours apart, so they passed as 1h bars with every bar a gap.
+    coarse = _bars().assign(timestamp=T0 + np.arange(N, dtype=np.int64) * step_h * H)
+    for source in (_csv(tmp_path / "csv", coarse), _store_file(tmp_path / "store", coarse)):
+        with pytest.raises(CandleStoreError) as err:
+            _load(source)
+        msg = str(err.value)
+        assert f"smallest spacing {smallest}" in msg and "really 1h data" in msg, msg
+
+
+def test_two_gapped_bars_or_one_consecutive_pair_stay_allowed(tmp_path):
+    two = _bars(2).assign(timestamp=[T0, T0 + 5 * H])  # too short to tell a timeframe
+    _same(_load(_csv(tmp_path / "two", two)), two)
+    sparse = _bars(4).assign(timestamp=[T0, T0 + 3 * H, T0 + 4 * H, T0 + 9 * H])
+    _same(_load(_csv(tmp_path / "sparse", sparse)), sparse)
+
+
 def test_a_gap_of_whole_bars_stays_allowed(tmp_path):
     frame = _bars().drop(index=[50, 51, 52, 120]).reset_index(drop=True)
     _same(_load(_csv(tmp_path, frame)), frame)
