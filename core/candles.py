@@ -20,8 +20,8 @@ Two layers:
   3. **Grid.** Every bar opens on the timeframe's UTC grid (weeks start Monday) and
      consecutive bars are a whole multiple of the timeframe apart (a multiple > 1 is a gap:
      missing bars, allowed), and at least one pair of consecutive bars is exactly one
-     timeframe apart (a series of three or more bars where every spacing is a gap is
-     another timeframe's data: 4h bars in a 1h file). Anything else (5m bars in a 1h file,
+     timeframe apart (a series of ``SPACING_MIN_BARS`` (20) bars or more where every spacing
+     is a gap is another timeframe's data: 4h bars in a 1h file). Anything else (5m bars in a 1h file,
      1h bars at :30) is a data error: :class:`CandleDataError` naming the source, the first
      offending ts and the spacing found. Months/years (no fixed length) skip this rule.
   4. **Bad bars are dropped**: a non-finite or ≤ 0 price, a non-finite or < 0 volume,
@@ -64,6 +64,9 @@ log = structlog.get_logger(__name__)
 SPIKE_FACTOR = 100.0
 #: An open/close more than JUMP_FACTOR x away from both neighbours (which agree) is a bad print.
 JUMP_FACTOR = 1.25
+#: A series of this many bars or more with no two consecutive bars one timeframe apart is
+#: another timeframe's data (fewer bars may just be a sparse store: a few separate closes).
+SPACING_MIN_BARS = 20
 
 _FIELDS = ("open", "high", "low", "close", "volume")
 
@@ -327,8 +330,8 @@ def timestamps_to_ms(column: Any, where: str = "candles") -> np.ndarray:
 
 def check_grid(ts: np.ndarray, timeframe: str, where: str = "candles") -> None:
     """Raise :class:`CandleDataError` unless every bar (sorted, unique ``ts``) opens on
-    ``timeframe``'s UTC grid, consecutive bars are a whole multiple of it apart, and (three
-    bars or more) some two consecutive bars are exactly one ``timeframe`` apart."""
+    ``timeframe``'s UTC grid, consecutive bars are a whole multiple of it apart, and (from
+    ``SPACING_MIN_BARS`` bars on) some two consecutive bars are exactly one ``timeframe`` apart."""
     from tandem.core.timeframes import (
         TimeframeError,
         bucket_offset_ms,
@@ -360,7 +363,7 @@ def check_grid(ts: np.ndarray, timeframe: str, where: str = "candles") -> None:
             f"{where}: bar at {iso(t)} (ts {t}) is {span((t - off) % tf)} off the UTC {timeframe} "
             f"grid (spacing found {span(int(d[0])) if len(d) else 'n/a'}); {timeframe} bars "
             f"open on whole {timeframe} boundaries")
-    if len(d) >= 2 and not (d == tf).any():
+    if len(ts) >= SPACING_MIN_BARS and not (d == tf).any():
         # Every spacing a gap: 4h or 1d bars in a 1h file pass the rules above (whole bars
         # apart, on the grid) and would be traded as 1h bars with three (23) missing between.
         # Real history of a timeframe has consecutive bars somewhere; a series with none
