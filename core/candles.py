@@ -312,15 +312,24 @@ def timestamps_to_ms(column: Any, where: str = "candles") -> np.ndarray:
     if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
         if series.isna().any():
             raise CandleDataError(f"{where}: timestamp missing at row {int(np.argmax(series.isna()))}")
-        try:
-            return epochs_to_ms(pd.to_numeric(series, errors="raise").to_numpy(), where)
-        except (ValueError, TypeError):
-            pass
+        numbers = pd.to_numeric(series, errors="coerce")
+        if numbers.notna().all():
+            return epochs_to_ms(numbers.to_numpy(), where)
+        if numbers.notna().any():  # epochs with a stray word ("total" in a last row)
+            i = int(np.argmax(numbers.isna().to_numpy()))
+            raise CandleDataError(f"{where}: timestamp {str(series.iloc[i])[:40]!r} at row {i} "
+                                  "is not a number like the other rows' epochs")
         try:
             stamps = pd.to_datetime(series, utc=True, format="ISO8601")
         except (ValueError, TypeError) as exc:
+            # pandas' message spans several lines of advice; the error is one line naming the row
+            nat = pd.to_datetime(series, utc=True, format="ISO8601", errors="coerce").isna()
+            if nat.any():
+                i = int(np.argmax(nat.to_numpy()))
+                raise CandleDataError(f"{where}: timestamp {str(series.iloc[i])[:40]!r} at row "
+                                      f"{i} is neither an epoch nor an ISO-8601 date") from None
             raise CandleDataError(f"{where}: timestamps are neither epochs nor ISO-8601 dates "
-                                  f"({str(exc)[:120]})") from None
+                                  f"({str(exc).splitlines()[0][:120]})") from None
         return _datetime64_to_ms(stamps.dt.tz_localize(None).to_numpy(), where)
     return epochs_to_ms(series.to_numpy(), where)
 

@@ -118,6 +118,23 @@ def test_csv_impossible_or_mixed_epochs_are_refused_naming_the_unit(tmp_path, st
     assert "binance_BTC-USDT_1h.csv" in str(err.value)
 
 
+@pytest.mark.parametrize(("last", "words"), [
+    ("total", r"timestamp 'total' at row 240 is not a number like the other rows' epochs"),
+    ("2021-01-11T2x:00", r"timestamp '2021-01-11T2x:00' at row 240 is neither an epoch nor an "
+                         r"ISO-8601 date"),
+])
+def test_csv_stray_timestamp_text_is_one_line_naming_the_row(tmp_path, last, words):
+    # pandas' own ISO-8601 error spans several lines of advice: it was the message, verbatim.
+    frame = _bars()
+    if "T" in last:
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms").dt.strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+    row = pd.DataFrame([{"timestamp": last, **{k: 1.0 for k in COLS}}])
+    with pytest.raises(CandleStoreError, match=words) as err:
+        _load(_csv(tmp_path, pd.concat([frame, row], ignore_index=True)))
+    assert "\n" not in str(err.value) and "binance_BTC-USDT_1h.csv" in str(err.value)
+
+
 # --------------------------------------------------------------------- 2. spacing, alignment
 
 
