@@ -173,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, help="output folder (default: a new temporary folder)")
     demo.add_argument("--days", type=_positive_int, default=180,
                       help="tradable days to generate after the warm-up (default: 180)")
-    demo.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
+    demo.add_argument("--seed", type=_positive_int, default=7,  # numpy refuses a negative one
+                      help="random seed, >= 0 (default: 7)")
     demo.add_argument("--mode", choices=["discrete", "portfolio"],
                       help="override the profile's execution mode")
 

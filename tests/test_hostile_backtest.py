@@ -122,3 +122,19 @@ def test_dates_past_what_pandas_holds_are_usage_errors(tmp_path, capsys, option,
     rc = _rc(["run", "--profile", "crypto_rating_all", "--data", str(tmp_path / "nowhere"),
               "--out", str(tmp_path / "o"), option, value])
     _one_error(capsys, rc, 2, "is outside 1970-01-01 .. 2262-04-11")
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_seeds_numpy_or_optuna_refuse_are_usage_errors(tmp_path, capsys, seed):
+    """A negative seed (numpy) or one past 2**32 - 1 (Optuna's TPE) crashed with a ValueError
+    traceback: in demo after its candles folder was prepared, in sweep after the data loaded."""
+    out = tmp_path / "o"
+    if seed == "-1":  # demo's numpy Generator takes any seed >= 0
+        _one_error(capsys, _rc(["demo", "--days", "1", "--seed", seed, "--out", str(out)]), 2,
+                   "--seed")
+    space = tmp_path / "space.yaml"
+    space.write_text("entry_threshold: [0.1, 0.2]\n")
+    rc = _rc(["sweep", "--space", str(space), "--search", "tpe", "--seed", seed,
+              "--data", str(tmp_path / "nowhere"), "--out", str(out)])
+    _one_error(capsys, rc, 2, "--seed")
+    assert not out.exists()
