@@ -38,6 +38,9 @@ def _err(capsys) -> str:
     ("entry_threshold: {low: 0.3, high: 0.1, step: 0.1}", "high (0.1) is below low"),
     ("entry_threshold: []", "empty list"),
     ("- 1\n- 2", "non-empty mapping"),
+    # the second one silently replaced the first (only [0.2, 0.3] was swept)
+    ("entry_threshold: [0.1]\nentry_threshold: [0.2, 0.3]", "duplicate key 'entry_threshold' at line 2"),
+    ("entry_threshold: {low: 0.1, high: 0.3, step: 0.1, step: 0.05}", "duplicate key 'step'"),
 ])
 def test_bad_space_is_one_line_exit_2_before_any_work(inp, tmp_path, capsys, space, needle):
     bad = tmp_path / "bad.yaml"
@@ -347,3 +350,18 @@ def test_tpe_resume_ends_with_the_same_results(inp, tmp_path):
         p.unlink()
     assert main(args + ["--resume"]) == 0
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), full)
+
+
+def test_json_space_with_a_key_twice_is_refused(tmp_path):
+    from pathlib import Path
+
+    from tandem.backtest.sweep.space import SpaceError, load_space
+    from tandem.core.manifest import load_manifest
+
+    profile = load_manifest(Path(__file__).resolve().parents[1] / "manifest.json").profile()
+    space = tmp_path / "space.json"
+    space.write_text('{"entry_threshold": [0.1], "entry_threshold": [0.2, 0.3]}')
+    with pytest.raises(SpaceError, match="duplicate key 'entry_threshold'"):
+        load_space(space, profile)
+    space.write_text('{"entry_threshold": [0.1], "exit_threshold": [-0.2, -0.1]}')
+    assert [d.path for d in load_space(space, profile)] == ["entry_threshold", "exit_threshold"]

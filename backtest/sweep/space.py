@@ -166,16 +166,40 @@ def load_space(path: str | Path, profile: Any) -> list[Dim]:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpaceError(f"{p}: cannot read space file: {exc.strerror or exc}") from None
+    # A key given twice is refused, as in the manifest: both parsers keep the last one
+    # silently, so a space listing a field twice swept only its second list.
     if p.suffix.lower() == ".json":
+        def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            keys = [k for k, _ in pairs]
+            for k in keys:
+                if keys.count(k) > 1:
+                    raise SpaceError(f"{p}: duplicate key {k!r}; each key may appear once")
+            return dict(pairs)
+
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=unique)
         except json.JSONDecodeError as exc:
             raise SpaceError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
     else:
         import yaml
 
+        class UniqueKeyLoader(yaml.SafeLoader):
+            def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+                seen: set[Any] = set()
+                for key_node, _ in node.value:
+                    key = self.construct_object(key_node, deep=deep)
+                    try:
+                        if key in seen:
+                            raise SpaceError(f"{p}: duplicate key {key!r} at line "
+                                             f"{key_node.start_mark.line + 1}; each key may "
+                                             "appear once")
+                        seen.add(key)
+                    except TypeError:  # an unhashable key: SafeLoader's own error below
+                        pass
+                return super().construct_mapping(node, deep)
+
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
         except yaml.YAMLError as exc:
             raise SpaceError(f"{p}: invalid YAML: {str(exc).splitlines()[0]}") from None
     return parse_space(data, profile, source=str(p))
