@@ -138,3 +138,14 @@ def test_seeds_numpy_or_optuna_refuse_are_usage_errors(tmp_path, capsys, seed):
               "--data", str(tmp_path / "nowhere"), "--out", str(out)])
     _one_error(capsys, rc, 2, "--seed")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--equity-tolerance", "nan"),
+                                               ("--tolerance", "-0.1"),
+                                               ("--abs-tolerance", "nan")])
+def test_reconcile_tolerance_nan_or_negative_is_a_usage_error(tmp_path, capsys, option, value):
+    """``--equity-tolerance nan`` disabled the equity check (every comparison with NaN is
+    False) and the run passed; a negative bound means nothing."""
+    rc = _rc(["reconcile", "--paper", str(tmp_path / "p.csv"), "--backtest",
+              str(tmp_path / "b.csv"), option, value])
+    _one_error(capsys, rc, 2, f"{option} must be a number >= 0")
