@@ -365,3 +365,26 @@ def test_json_space_with_a_key_twice_is_refused(tmp_path):
         load_space(space, profile)
     space.write_text('{"entry_threshold": [0.1], "exit_threshold": [-0.2, -0.1]}')
     assert [d.path for d in load_space(space, profile)] == ["entry_threshold", "exit_threshold"]
+
+
+def test_walk_forward_folds_stay_on_the_data(inp, tmp_path, capsys):
+    """--to past the data laid the last test fold partly over bars that do not exist (a
+    shorter out-of-sample fold, silently); --from before the data let the first training
+    fold start where there is none. Folds end at the data's end; its first bar bounds them."""
+    space = tmp_path / "one.yaml"
+    space.write_text("entry_threshold: [0.1]\n")
+    wf = ["--workers", "0", "--walk-forward", "2", "--train", "14d", "--test", "8d",
+          "--space", str(space)]
+    runs = {}
+    for name, extra in (("plain", []), ("late_to", ["--to", "2024-03-04"])):
+        assert main(sweep_args(inp, tmp_path / name, *wf, *extra)) == 0
+        runs[name] = pd.read_parquet(tmp_path / name / "results.parquet")
+    data_end = pd.Timestamp("2024-03-01", tz="UTC").value // 10**6  # 60 days of 1h bars
+    for name, df in runs.items():
+        assert df["oos_end"].max() == data_end, name
+        assert (df["oos_end"] - df["oos_start"] == 8 * 86_400_000).all(), name
+    capsys.readouterr()
+    long_train = ["--workers", "0", "--walk-forward", "2", "--train", "50d", "--test", "7d",
+                  "--space", str(space), "--warmup-bars", "0"]
+    assert main(sweep_args(inp, tmp_path / "early", *long_train, "--from", "2023-12-01")) == 1
+    assert "tradable data starts 2024-01-01T00:00:00+00:00" in _err(capsys)
