@@ -149,3 +149,22 @@ def test_reconcile_tolerance_nan_or_negative_is_a_usage_error(tmp_path, capsys, 
     rc = _rc(["reconcile", "--paper", str(tmp_path / "p.csv"), "--backtest",
               str(tmp_path / "b.csv"), option, value])
     _one_error(capsys, rc, 2, f"{option} must be a number >= 0")
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    (["--since", "garbage"], "--since: not a date"),
+    (["--timeframe", "7x"], "--timeframe: invalid timeframe '7x'"),
+    (["--limit", "0"], "--limit must be an integer >= 1"),
+    (["--retries", "-1"], "--retries must be an integer >= 0"),  # was an AssertionError traceback
+    (["--until", "2023-12-01"], "--until (2023-12-01) must be after --since"),  # was 0 bars, exit 0
+    (["--symbols", "BTCUSDT"], "symbol must look like BASE/QUOTE"),
+])
+def test_download_options_are_checked_before_the_exchange(tmp_path, capsys, extra, needle):
+    """Each was found only after the exchange answered (exit 1), or never. Port 9 on
+    loopback refuses: reaching the exchange would be exit 1 naming load_markets."""
+    opts = {"--symbols": "BTC/USDT", "--since": "2024-01-01", "--data": str(tmp_path / "d"),
+            "--rest-url": "http://127.0.0.1:9/api/v3", "--retries": "0"}
+    opts.update(zip(extra[::2], extra[1::2], strict=True))
+    argv = ["download", "--no-progress", *[x for kv in opts.items() for x in kv]]
+    _one_error(capsys, _rc(argv), 2, needle)
+    assert not (tmp_path / "d").exists()
