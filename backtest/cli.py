@@ -90,6 +90,14 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _at_least_one(text: str) -> int:
+    """argparse type: an integer >= 1 (``lookahead --cuts 0`` probed 5 cuts anyway)."""
+    v = _positive_int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
 # ------------------------------------------------------------------------------ parser
 
 
@@ -193,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_profile_args(la)
     _add_data_args(la)
-    la.add_argument("--cuts", type=_positive_int, default=20,
-                    help="number of cut points (default: 20)")
+    la.add_argument("--cuts", type=_at_least_one, default=20,
+                    help="number of cut points, >= 1 (default: 20)")
     la.add_argument("--warmup-lengths", type=lambda t: [_positive_int(x) for x in t.split(",")],
                     metavar="N,N,...", help="also report how much ratings and signals move "
                     "when the warm-up is only N bars instead of all bars before --from "

@@ -168,3 +168,9 @@ def test_download_options_are_checked_before_the_exchange(tmp_path, capsys, extr
     argv = ["download", "--no-progress", *[x for kv in opts.items() for x in kv]]
     _one_error(capsys, _rc(argv), 2, needle)
     assert not (tmp_path / "d").exists()
+
+
+def test_lookahead_zero_cuts_is_a_usage_error(tmp_path, capsys):
+    """``--cuts 0`` was accepted and the probe ran (and reported) 5 cuts anyway."""
+    rc = _rc(["lookahead", "--cuts", "0", "--data", str(tmp_path / "nowhere")])
+    _one_error(capsys, rc, 2, "--cuts: must be >= 1, got 0")
