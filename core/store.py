@@ -622,7 +622,13 @@ class UniverseParquetSource(_Source):
         return sorted(self._rows) if self._tf(timeframe) == self.default_timeframe else []
 
     def _arrays(self, symbol: str, timeframe: str) -> Arrays:
-        if timeframe != self.default_timeframe or symbol not in self._rows:
+        if timeframe != self.default_timeframe:
+            # One timeframe per file, read from its name: say so ("available: none" hid why).
+            held = (f"its name says {self.default_timeframe}" if self.default_timeframe else
+                    "its name carries no timeframe (like binance_USDT_1h_universe.parquet)")
+            raise SymbolNotFoundError(f"no {timeframe} candles for {symbol} in universe "
+                                      f"{self.path}: {held}")
+        if symbol not in self._rows:
             raise self._missing(symbol, timeframe, f"universe {self.path}")
         if symbol not in self._cache:
             rows = self._rows[symbol]

@@ -370,3 +370,16 @@ def _write_store(root: Path, frame: pd.DataFrame, replace: dict | None = None) -
     path.parent.mkdir(parents=True)
     pq.write_table(pa.table(cols), path)
     return root
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("universe.parquet", "its name carries no timeframe"),
+    ("binance_USDT_4h_universe.parquet", "its name says 4h"),
+])
+def test_universe_of_another_or_no_timeframe_says_why(tmp_path, name, words) -> None:
+    """The error said only "available: none" although the file holds the symbol."""
+    frame = bars([T0 + i * H for i in range(3)]).rename(columns={"ts": "timestamp"})
+    frame.insert(0, "symbol", "BTC/USDT")
+    frame.to_parquet(tmp_path / name)
+    with pytest.raises(SymbolNotFoundError, match=f"no 1h candles for BTC/USDT in universe .*{words}"):
+        open_candles(tmp_path / name).read("BTC/USDT", timeframe="1h")
