@@ -352,6 +352,17 @@ def test_tpe_resume_ends_with_the_same_results(inp, tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), full)
 
 
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_space_file_not_utf8_is_one_line(inp, tmp_path, capsys, suffix):
+    bad = tmp_path / f"space{suffix}"
+    bad.write_bytes("entry_threshold: [0.1]".encode("utf-16"))  # a UnicodeDecodeError traceback
+    args = sweep_args(inp, tmp_path / "out")
+    args[args.index("--space") + 1] = str(bad)
+    assert main(args) == 2
+    assert "not UTF-8 text (byte 0xff at offset 0)" in _err(capsys)
+    assert not (tmp_path / "out").exists()
+
+
 def test_json_space_with_a_key_twice_is_refused(tmp_path):
     from pathlib import Path
 

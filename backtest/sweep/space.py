@@ -166,6 +166,9 @@ def load_space(path: str | Path, profile: Any) -> list[Dim]:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpaceError(f"{p}: cannot read space file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:  # a binary or UTF-16 file: a traceback before
+        raise SpaceError(f"{p}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                         f"{exc.start}); save the space file as UTF-8") from None
     # A key given twice is refused, as in the manifest: both parsers keep the last one
     # silently, so a space listing a field twice swept only its second list.
     if p.suffix.lower() == ".json":
