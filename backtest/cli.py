@@ -341,6 +341,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     profile = _profile(args, settings, mode=args.mode, warmup=args.warmup_bars)
     from tandem.backtest.reconcile.cli import candles_from_source
 
+    if args.run_id is not None and not args.run_id.strip():
+        raise UsageError("--run-id is empty (a journal's missing run id reads as empty)")
+    traded = args.symbols or profile.assets
+    stray = [s for s in args.chart or () if s not in traded]
+    if stray:  # the report dropped it silently and showed no asset chart at all
+        raise UsageError(f"--chart {stray[0]}: not among the run's assets "
+                         f"({', '.join(traded[:10])}{' ...' if len(traded) > 10 else ''})")
     out = args.out or Path("runs") / f"{profile.name}-{profile.execution.mode}"
     _check_out(out, folder=True)  # before minutes of compute, not after
     source = candles_from_source(args, profile.base_timeframe)  # run --candles-from <daemon db>

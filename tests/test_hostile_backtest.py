@@ -174,3 +174,16 @@ def test_lookahead_zero_cuts_is_a_usage_error(tmp_path, capsys):
     """``--cuts 0`` was accepted and the probe ran (and reported) 5 cuts anyway."""
     rc = _rc(["lookahead", "--cuts", "0", "--data", str(tmp_path / "nowhere")])
     _one_error(capsys, rc, 2, "--cuts: must be >= 1, got 0")
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    (["--chart", "NOPE/USDT"], "--chart NOPE/USDT: not among the run's assets"),
+    (["--symbols", "BTC/USDT", "--chart", "ETH/USDT"], "--chart ETH/USDT: not among"),
+    (["--run-id", " "], "--run-id is empty"),
+])
+def test_run_chart_of_no_asset_or_empty_run_id_is_a_usage_error(tmp_path, capsys, extra, needle):
+    """Both were accepted: the report dropped the chart silently; the journal got run_id ''."""
+    rc = _rc(["run", "--profile", "crypto_rating_all", "--data", str(tmp_path / "nowhere"),
+              "--out", str(tmp_path / "o"), *extra])
+    _one_error(capsys, rc, 2, needle)
+    assert not (tmp_path / "o").exists()
