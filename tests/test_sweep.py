@@ -41,6 +41,9 @@ def _err(capsys) -> str:
     # the second one silently replaced the first (only [0.2, 0.3] was swept)
     ("entry_threshold: [0.1]\nentry_threshold: [0.2, 0.3]", "duplicate key 'entry_threshold' at line 2"),
     ("entry_threshold: {low: 0.1, high: 0.3, step: 0.1, step: 0.05}", "duplicate key 'step'"),
+    # an OverflowError traceback (int of inf); a hang building 10**12 grid values
+    ("entry_threshold: {low: 0, high: 1, step: 1.0e-320}", "step 9.99989e-321 is too small"),
+    ("entry_threshold: {low: 0, high: 1, step: 1.0e-12}", "makes 1,000,000,000,001 grid values"),
 ])
 def test_bad_space_is_one_line_exit_2_before_any_work(inp, tmp_path, capsys, space, needle):
     bad = tmp_path / "bad.yaml"
