@@ -187,3 +187,15 @@ def test_run_chart_of_no_asset_or_empty_run_id_is_a_usage_error(tmp_path, capsys
               "--out", str(tmp_path / "o"), *extra])
     _one_error(capsys, rc, 2, needle)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("option", "value", "needle"), [
+    ("--from", "1612137600", "is an epoch in s (2021-02-01T00:00:00Z)"),
+    ("--to", "1612137600000000", "is an epoch in µs"),
+])
+def test_dates_as_epochs_in_another_unit_are_usage_errors(tmp_path, capsys, option, value, needle):
+    """Epoch seconds were read as ms (1970-01-19): a --from before the data, so the run traded
+    from the first bar with no warm-up and exited 0. Candle epochs are never guessed either."""
+    rc = _rc(["run", "--profile", "crypto_rating_all", "--data", str(tmp_path / "nowhere"),
+              "--out", str(tmp_path / "o"), option, value])
+    _one_error(capsys, rc, 2, needle)
