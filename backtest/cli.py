@@ -479,6 +479,11 @@ def cmd_features(args: argparse.Namespace) -> int:
     profile = _profile(args, settings, warmup=args.warmup_bars)
     out = args.out or Path("runs") / f"{profile.name}-features.parquet"
     _check_out(out, folder=False)
+    data = (args.data if args.data is not None else Path(settings.data_dir)).resolve()
+    if out.resolve() == data or data in out.resolve().parents:
+        # `--out` = the universe file (or a store's 1h.parquet) replaced the candles it read
+        raise UsageError(f"--out {out} is inside the candle data {data}; writing there could "
+                         "replace a candle file: pick a path outside --data")
     source, _ = _source(args, settings, profile)
     w = load_window(profile, source, args.start, args.end, args.symbols)
     out.parent.mkdir(parents=True, exist_ok=True)

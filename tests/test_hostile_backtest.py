@@ -199,3 +199,17 @@ def test_dates_as_epochs_in_another_unit_are_usage_errors(tmp_path, capsys, opti
     rc = _rc(["run", "--profile", "crypto_rating_all", "--data", str(tmp_path / "nowhere"),
               "--out", str(tmp_path / "o"), option, value])
     _one_error(capsys, rc, 2, needle)
+
+
+def test_features_out_inside_the_data_is_refused(tmp_path, capsys):
+    """``--out`` = the universe file read (or a store's candle file) overwrote the candles."""
+    universe = tmp_path / "binance_USDT_1h_universe.parquet"
+    universe.write_bytes(b"PAR1 candles")
+    store_file = tmp_path / "store" / "binance" / "BTC-USDT" / "1h.parquet"
+    store_file.parent.mkdir(parents=True)
+    store_file.write_bytes(b"PAR1 candles")
+    for data, out in ((universe, universe), (store_file.parents[2], store_file)):
+        rc = _rc(["features", "--profile", "crypto_rating_all", "--data", str(data),
+                  "--out", str(out)])
+        _one_error(capsys, rc, 2, "is inside the candle data")
+        assert out.read_bytes() == b"PAR1 candles"
