@@ -366,6 +366,19 @@ def test_space_file_not_utf8_is_one_line(inp, tmp_path, capsys, suffix):
     assert not (tmp_path / "out").exists()
 
 
+def test_out_or_manifest_out_under_a_file_is_exit_2_before_work(inp, tmp_path, capsys):
+    """Found only when the outputs were written (a traceback after the whole sweep, or
+    after the data was loaded)."""
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(sweep_args(inp, f / "out")) == 2
+    assert "--out" in _err(capsys) and f.read_text() == "x"
+    out = tmp_path / "out"
+    assert main(sweep_args(inp, out, "--write-profile", "chosen", "--manifest-out",
+                           str(f / "m.json"))) == 2
+    assert "--manifest-out" in _err(capsys) and not out.exists()
+
+
 def test_json_space_with_a_key_twice_is_refused(tmp_path):
     from pathlib import Path
 

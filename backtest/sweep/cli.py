@@ -130,6 +130,14 @@ def cmd_sweep(args: argparse.Namespace, settings_fn: Callable, profile_fn: Calla
         raise ConfigError(str(exc)) from None
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out} is a file; give a folder")
+    from tandem.core.outpaths import OutPathError, check_out_dir, check_out_file
+
+    try:  # under a file, or not writable: failed after the data was loaded, with a traceback
+        check_out_dir(args.out, "--out")
+        if args.write_profile:
+            check_out_file(args.manifest_out or args.out / "manifest.json", "--manifest-out")
+    except OutPathError as exc:
+        raise ConfigError(str(exc)) from None
     if args.walk_forward is not None and (args.train is None or args.test is None):
         raise ConfigError("--walk-forward needs --train and --test (e.g. --train 180d --test 60d)")
     if args.walk_forward is None and (args.train or args.test or args.anchored):
