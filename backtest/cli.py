@@ -47,13 +47,10 @@ def _date(text: str) -> int:
     """argparse type: a UTC date/time or epoch ms → epoch ms."""
     if text.strip().lstrip("-").isdigit():
         ms = int(text)
-        from tandem.core.candles import epoch_unit, iso
+        from tandem.core.candles import ms_option_problem
 
-        unit = epoch_unit(ms)
-        if unit not in (None, "ms"):  # 1612137600 (seconds) read as ms is 1970-01-19
-            raise argparse.ArgumentTypeError(
-                f"{text[:40]} is an epoch in {unit} ({iso(ms * 1000) if unit == 's' else 'not ms'})"
-                f"; give epoch milliseconds or a date")
+        if (problem := ms_option_problem(ms)) is not None:  # seconds read as ms: 1970
+            raise argparse.ArgumentTypeError(f"{text[:40]} {problem}")
     elif (iso := ms_from_iso(text)) is not None:
         ms = iso
     else:

@@ -303,6 +303,7 @@ def _usage_problem(symbols: Any, timeframe: str, since: Any, until: Any, limit: 
     """What is wrong with the options, or None. They were checked only after the exchange
     answered (exit 1, or a traceback for ``--retries -1``), some never (``--until`` before
     ``--since`` downloaded nothing and exited 0)."""
+    from tandem.core.candles import ms_option_problem
     from tandem.core.store import CandleStoreError, symbol_to_filename, to_ms
     from tandem.core.timeframes import TimeframeError, timeframe_to_ms
 
@@ -316,6 +317,9 @@ def _usage_problem(symbols: Any, timeframe: str, since: Any, until: Any, limit: 
             bounds[name] = to_ms(value)
         except (ValueError, TypeError, OverflowError):
             return f"{name}: not a date: {str(value)[:40]!r} (use e.g. 2024-01-01 or epoch ms)"
+        digits = isinstance(value, int) or str(value).strip().lstrip("-").isdigit()
+        if digits and (problem := ms_option_problem(bounds[name])) is not None:
+            return f"{name} {value} {problem}"  # seconds read as ms fetched from 1970
     if None not in bounds.values() and bounds["--until"] <= bounds["--since"]:
         return f"--until ({until}) must be after --since ({since})"
     for name, value, least in (("--limit", limit, 1), ("--retries", retries, 0)):

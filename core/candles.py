@@ -202,6 +202,17 @@ def epoch_unit(value: int) -> str | None:
     return None
 
 
+def ms_option_problem(ms: int) -> str | None:
+    """Why an integer given as epoch *ms* (``--from``, ``--since``) is another unit's epoch,
+    or None. As for candle epochs the unit is not guessed: 1612137600 (seconds of
+    2021-02-01) read as ms is 1970-01-19, and is refused rather than reinterpreted."""
+    unit = epoch_unit(ms)
+    if unit in (None, "ms"):
+        return None
+    seen = f" ({iso(ms * 1000)})" if unit == "s" else ""
+    return f"is an epoch in {unit}{seen}, not ms; give epoch milliseconds or a date"
+
+
 def _nearest_reading(value: int) -> str:
     """What ``value`` would mean in the unit whose window is nearest (for a refusal)."""
     best = None

@@ -158,6 +158,7 @@ def test_reconcile_tolerance_nan_or_negative_is_a_usage_error(tmp_path, capsys, 
     (["--retries", "-1"], "--retries must be an integer >= 0"),  # was an AssertionError traceback
     (["--until", "2023-12-01"], "--until (2023-12-01) must be after --since"),  # was 0 bars, exit 0
     (["--symbols", "BTCUSDT"], "symbol must look like BASE/QUOTE"),
+    (["--since", "1704067200"], "--since 1704067200 is an epoch in s (2024-01-01T00:00:00Z)"),
 ])
 def test_download_options_are_checked_before_the_exchange(tmp_path, capsys, extra, needle):
     """Each was found only after the exchange answered (exit 1), or never. Port 9 on
@@ -190,7 +191,7 @@ def test_run_chart_of_no_asset_or_empty_run_id_is_a_usage_error(tmp_path, capsys
 
 
 @pytest.mark.parametrize(("option", "value", "needle"), [
-    ("--from", "1612137600", "is an epoch in s (2021-02-01T00:00:00Z)"),
+    ("--from", "1612137600", "is an epoch in s (2021-02-01T00:00:00Z), not ms"),
     ("--to", "1612137600000000", "is an epoch in µs"),
 ])
 def test_dates_as_epochs_in_another_unit_are_usage_errors(tmp_path, capsys, option, value, needle):
