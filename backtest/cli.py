@@ -47,6 +47,10 @@ def _date(text: str) -> int:
     """argparse type: a UTC date/time or epoch ms → epoch ms."""
     if text.strip().lstrip("-").isdigit():
         ms = int(text)
+        from tandem.core.candles import ms_option_problem
+
+        if (problem := ms_option_problem(ms)) is not None:  # seconds read as ms: 1970
+            raise argparse.ArgumentTypeError(f"{text[:40]} {problem}")
     elif (iso := ms_from_iso(text)) is not None:
         ms = iso
     else:
@@ -87,6 +91,14 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def _at_least_one(text: str) -> int:
+    """argparse type: an integer >= 1 (``lookahead --cuts 0`` probed 5 cuts anyway)."""
+    v = _positive_int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
     return v
 
 
@@ -173,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, help="output folder (default: a new temporary folder)")
     demo.add_argument("--days", type=_positive_int, default=180,
                       help="tradable days to generate after the warm-up (default: 180)")
-    demo.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
+    demo.add_argument("--seed", type=_positive_int, default=7,  # numpy refuses a negative one
+                      help="random seed, >= 0 (default: 7)")
     demo.add_argument("--mode", choices=["discrete", "portfolio"],
                       help="override the profile's execution mode")
 
@@ -192,8 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_profile_args(la)
     _add_data_args(la)
-    la.add_argument("--cuts", type=_positive_int, default=20,
-                    help="number of cut points (default: 20)")
+    la.add_argument("--cuts", type=_at_least_one, default=20,
+                    help="number of cut points, >= 1 (default: 20)")
     la.add_argument("--warmup-lengths", type=lambda t: [_positive_int(x) for x in t.split(",")],
                     metavar="N,N,...", help="also report how much ratings and signals move "
                     "when the warm-up is only N bars instead of all bars before --from "
@@ -332,6 +345,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     profile = _profile(args, settings, mode=args.mode, warmup=args.warmup_bars)
     from tandem.backtest.reconcile.cli import candles_from_source
 
+    if args.run_id is not None and not args.run_id.strip():
+        raise UsageError("--run-id is empty (a journal's missing run id reads as empty)")
+    traded = args.symbols or profile.assets
+    stray = [s for s in args.chart or () if s not in traded]
+    if stray:  # the report dropped it silently and showed no asset chart at all
+        raise UsageError(f"--chart {stray[0]}: not among the run's assets "
+                         f"({', '.join(traded[:10])}{' ...' if len(traded) > 10 else ''})")
     out = args.out or Path("runs") / f"{profile.name}-{profile.execution.mode}"
     _check_out(out, folder=True)  # before minutes of compute, not after
     source = candles_from_source(args, profile.base_timeframe)  # run --candles-from <daemon db>
@@ -456,6 +476,11 @@ def cmd_features(args: argparse.Namespace) -> int:
     profile = _profile(args, settings, warmup=args.warmup_bars)
     out = args.out or Path("runs") / f"{profile.name}-features.parquet"
     _check_out(out, folder=False)
+    data = (args.data if args.data is not None else Path(settings.data_dir)).resolve()
+    if out.resolve() == data or data in out.resolve().parents:
+        # `--out` = the universe file (or a store's 1h.parquet) replaced the candles it read
+        raise UsageError(f"--out {out} is inside the candle data {data}; writing there could "
+                         "replace a candle file: pick a path outside --data")
     source, _ = _source(args, settings, profile)
     w = load_window(profile, source, args.start, args.end, args.symbols)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -272,6 +272,11 @@ def cli_main(args: Any, settings: Any = None, profile: Any = None) -> int:
     if not symbols:
         print("error: no symbols given (use --symbols or a profile)", file=sys.stderr)
         return 1
+    problem = _usage_problem(symbols, timeframe, pick("since"), pick("until"),
+                             pick("limit", 1000), pick("retries", 5))
+    if problem:  # before the exchange is contacted: a typo costs no request (exit 2)
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     import ccxt
     from tandem.core.store import CandleStore, CandleStoreError
 
@@ -291,6 +296,41 @@ def cli_main(args: Any, settings: Any = None, profile: Any = None) -> int:
     for symbol, n in added.items():
         print(f"{symbol}: {n} new bars -> {Path(data) / exchange}")
     return 0
+
+
+def _usage_problem(symbols: Any, timeframe: str, since: Any, until: Any, limit: Any,
+                   retries: Any) -> str | None:
+    """What is wrong with the options, or None. They were checked only after the exchange
+    answered (exit 1, or a traceback for ``--retries -1``), some never (``--until`` before
+    ``--since`` downloaded nothing and exited 0)."""
+    from tandem.core.candles import ms_option_problem
+    from tandem.core.store import CandleStoreError, symbol_to_filename, to_ms
+    from tandem.core.timeframes import TimeframeError, timeframe_to_ms
+
+    try:
+        timeframe_to_ms(timeframe)
+    except TimeframeError as exc:
+        return f"--timeframe: {exc}"
+    bounds = {}
+    for name, value in (("--since", since), ("--until", until)):
+        try:
+            bounds[name] = to_ms(value)
+        except (ValueError, TypeError, OverflowError):
+            return f"{name}: not a date: {str(value)[:40]!r} (use e.g. 2024-01-01 or epoch ms)"
+        digits = isinstance(value, int) or str(value).strip().lstrip("-").isdigit()
+        if digits and (problem := ms_option_problem(bounds[name])) is not None:
+            return f"{name} {value} {problem}"  # seconds read as ms fetched from 1970
+    if None not in bounds.values() and bounds["--until"] <= bounds["--since"]:
+        return f"--until ({until}) must be after --since ({since})"
+    for name, value, least in (("--limit", limit, 1), ("--retries", retries, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            return f"{name} must be an integer >= {least}, got {value!r}"
+    for sym in symbols:
+        try:
+            symbol_to_filename(sym)
+        except CandleStoreError as exc:
+            return f"--symbols: {exc}"
+    return None
 
 
 run_download_command = cli_main  # older name

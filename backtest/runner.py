@@ -178,6 +178,12 @@ class Window:
     warmup_available: int  # base-bar periods of data actually before ``start_ms`` (≤ wanted)
     base_ms: int
 
+    @property
+    def first_bar_ms(self) -> int:
+        """Open time of the first bar that trades: ``start_ms`` when a bar opens there; later
+        when ``--from`` falls in a gap or before the data (the run id keeps the request)."""
+        return int(self.candles.ts[self.k0])
+
 
 def load_window(
     profile: Any,
@@ -326,7 +332,7 @@ def run_backtest(
             "timeframes": list(profile.timeframes),
             "data": data_label,
             "n_assets": len(syms),
-            "first_tradable_bar": _iso(start_ms),
+            "first_tradable_bar": _iso(w.first_bar_ms),  # a bar, not the --from asked for
             "last_bar": _iso(int(a.ts[-1])),
             "warmup_bars": warm,
             "warmup_bars_available": warm_avail,

@@ -19,9 +19,11 @@ Two layers:
      ``candle_duplicates`` (dropped, conflicting values, first ts).
   3. **Grid.** Every bar opens on the timeframe's UTC grid (weeks start Monday) and
      consecutive bars are a whole multiple of the timeframe apart (a multiple > 1 is a gap:
-     missing bars, allowed). Anything else (5m bars in a 1h file, 1h bars at :30) is a data
-     error: :class:`CandleDataError` naming the source, the first offending ts and the
-     spacing found. Months/years (no fixed length) skip this rule.
+     missing bars, allowed), and at least one pair of consecutive bars is exactly one
+     timeframe apart (a series of ``SPACING_MIN_BARS`` (20) bars or more where every spacing
+     is a gap is another timeframe's data: 4h bars in a 1h file). Anything else (5m bars in a 1h file,
+     1h bars at :30) is a data error: :class:`CandleDataError` naming the source, the first
+     offending ts and the spacing found. Months/years (no fixed length) skip this rule.
   4. **Bad bars are dropped**: a non-finite or ≤ 0 price, a non-finite or < 0 volume,
      ``high < low``, open or close outside ``[low, high]``, a high more than
      ``SPIKE_FACTOR`` × the bar's body (``max(open, close)``; a 1e300 print), and — on
@@ -62,6 +64,9 @@ log = structlog.get_logger(__name__)
 SPIKE_FACTOR = 100.0
 #: An open/close more than JUMP_FACTOR x away from both neighbours (which agree) is a bad print.
 JUMP_FACTOR = 1.25
+#: A series of this many bars or more with no two consecutive bars one timeframe apart is
+#: another timeframe's data (fewer bars may just be a sparse store: a few separate closes).
+SPACING_MIN_BARS = 20
 
 _FIELDS = ("open", "high", "low", "close", "volume")
 
@@ -197,6 +202,17 @@ def epoch_unit(value: int) -> str | None:
     return None
 
 
+def ms_option_problem(ms: int) -> str | None:
+    """Why an integer given as epoch *ms* (``--from``, ``--since``) is another unit's epoch,
+    or None. As for candle epochs the unit is not guessed: 1612137600 (seconds of
+    2021-02-01) read as ms is 1970-01-19, and is refused rather than reinterpreted."""
+    unit = epoch_unit(ms)
+    if unit in (None, "ms"):
+        return None
+    seen = f" ({iso(ms * 1000)})" if unit == "s" else ""
+    return f"is an epoch in {unit}{seen}, not ms; give epoch milliseconds or a date"
+
+
 def _nearest_reading(value: int) -> str:
     """What ``value`` would mean in the unit whose window is nearest (for a refusal)."""
     best = None
@@ -307,15 +323,24 @@ def timestamps_to_ms(column: Any, where: str = "candles") -> np.ndarray:
     if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
         if series.isna().any():
             raise CandleDataError(f"{where}: timestamp missing at row {int(np.argmax(series.isna()))}")
-        try:
-            return epochs_to_ms(pd.to_numeric(series, errors="raise").to_numpy(), where)
-        except (ValueError, TypeError):
-            pass
+        numbers = pd.to_numeric(series, errors="coerce")
+        if numbers.notna().all():
+            return epochs_to_ms(numbers.to_numpy(), where)
+        if numbers.notna().any():  # epochs with a stray word ("total" in a last row)
+            i = int(np.argmax(numbers.isna().to_numpy()))
+            raise CandleDataError(f"{where}: timestamp {str(series.iloc[i])[:40]!r} at row {i} "
+                                  "is not a number like the other rows' epochs")
         try:
             stamps = pd.to_datetime(series, utc=True, format="ISO8601")
         except (ValueError, TypeError) as exc:
+            # pandas' message spans several lines of advice; the error is one line naming the row
+            nat = pd.to_datetime(series, utc=True, format="ISO8601", errors="coerce").isna()
+            if nat.any():
+                i = int(np.argmax(nat.to_numpy()))
+                raise CandleDataError(f"{where}: timestamp {str(series.iloc[i])[:40]!r} at row "
+                                      f"{i} is neither an epoch nor an ISO-8601 date") from None
             raise CandleDataError(f"{where}: timestamps are neither epochs nor ISO-8601 dates "
-                                  f"({str(exc)[:120]})") from None
+                                  f"({str(exc).splitlines()[0][:120]})") from None
         return _datetime64_to_ms(stamps.dt.tz_localize(None).to_numpy(), where)
     return epochs_to_ms(series.to_numpy(), where)
 
@@ -325,7 +350,8 @@ def timestamps_to_ms(column: Any, where: str = "candles") -> np.ndarray:
 
 def check_grid(ts: np.ndarray, timeframe: str, where: str = "candles") -> None:
     """Raise :class:`CandleDataError` unless every bar (sorted, unique ``ts``) opens on
-    ``timeframe``'s UTC grid and consecutive bars are a whole multiple of it apart."""
+    ``timeframe``'s UTC grid, consecutive bars are a whole multiple of it apart, and (from
+    ``SPACING_MIN_BARS`` bars on) some two consecutive bars are exactly one ``timeframe`` apart."""
     from tandem.core.timeframes import (
         TimeframeError,
         bucket_offset_ms,
@@ -357,6 +383,15 @@ def check_grid(ts: np.ndarray, timeframe: str, where: str = "candles") -> None:
             f"{where}: bar at {iso(t)} (ts {t}) is {span((t - off) % tf)} off the UTC {timeframe} "
             f"grid (spacing found {span(int(d[0])) if len(d) else 'n/a'}); {timeframe} bars "
             f"open on whole {timeframe} boundaries")
+    if len(ts) >= SPACING_MIN_BARS and not (d == tf).any():
+        # Every spacing a gap: 4h or 1d bars in a 1h file pass the rules above (whole bars
+        # apart, on the grid) and would be traded as 1h bars with three (23) missing between.
+        # Real history of a timeframe has consecutive bars somewhere; a series with none
+        # is another timeframe's data.
+        raise CandleDataError(
+            f"{where}: no two of its {len(ts)} bars are one {timeframe} apart (smallest "
+            f"spacing {span(int(d.min()))}, first bars at {iso(int(ts[0]))} and "
+            f"{iso(int(ts[1]))}); is this really {timeframe} data?")
 
 
 # ---- 4. bad bars

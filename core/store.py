@@ -392,7 +392,7 @@ class CandleStore(_Source):
             ts = timestamps_to_ms(table.column("ts"), str(path))
         except CandleDataError as exc:
             raise CandleStoreError(str(exc)) from None
-        values = np.column_stack([arrow_to_numpy(table.column(c)).astype(np.float64, copy=False)
+        values = np.column_stack([_numbers(table.column(c), c, str(path)).astype(np.float64, copy=False)
                                   for c in PRICE_COLUMNS])
         return ts, values.reshape(-1, len(PRICE_COLUMNS))
 
@@ -520,6 +520,24 @@ class CsvFolderSource(_Source):
         )
 
 
+def _numbers(column: pa.ChunkedArray, name: str, where: str) -> np.ndarray:
+    """A Parquet price/volume column as NumPy: numbers as stored (nulls read as NaN: a bad
+    bar, dropped by the policy); text only where it reads as a number, as in a CSV. Anything
+    else is refused naming the row (it crashed in ``astype`` with a traceback)."""
+    t = column.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return arrow_to_numpy(column)
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        raise CandleStoreError(f"{where}: column {name!r} is {t}, not numbers")
+    out = np.empty(len(column))
+    for i, v in enumerate(column.to_pylist()):
+        try:
+            out[i] = np.nan if v is None else float(v)
+        except ValueError:
+            raise CandleStoreError(f"{where}: {name} {v[:40]!r} at row {i} is not a number") from None
+    return out
+
+
 def _read_csv(path: Path) -> Arrays:
     """A candle CSV's rows (file order) with ts in ms: timestamps by type or magnitude."""
     import pandas as pd
@@ -597,14 +615,20 @@ class UniverseParquetSource(_Source):
         bounds = np.searchsorted(codes[by_symbol], np.arange(len(uniques) + 1))
         self._rows = {str(n): by_symbol[bounds[i]:bounds[i + 1]] for i, n in enumerate(uniques)}
         self._ts = ts
-        self._columns = [arrow_to_numpy(table.column(c)) for c in PRICE_COLUMNS]
+        self._columns = [_numbers(table.column(c), c, str(self.path)) for c in PRICE_COLUMNS]
         self._cache: dict[str, Arrays] = {}
 
     def symbols(self, timeframe: str | None = None) -> list[str]:
         return sorted(self._rows) if self._tf(timeframe) == self.default_timeframe else []
 
     def _arrays(self, symbol: str, timeframe: str) -> Arrays:
-        if timeframe != self.default_timeframe or symbol not in self._rows:
+        if timeframe != self.default_timeframe:
+            # One timeframe per file, read from its name: say so ("available: none" hid why).
+            held = (f"its name says {self.default_timeframe}" if self.default_timeframe else
+                    "its name carries no timeframe (like binance_USDT_1h_universe.parquet)")
+            raise SymbolNotFoundError(f"no {timeframe} candles for {symbol} in universe "
+                                      f"{self.path}: {held}")
+        if symbol not in self._rows:
             raise self._missing(symbol, timeframe, f"universe {self.path}")
         if symbol not in self._cache:
             rows = self._rows[symbol]

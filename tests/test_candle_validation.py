@@ -118,6 +118,23 @@ def test_csv_impossible_or_mixed_epochs_are_refused_naming_the_unit(tmp_path, st
     assert "binance_BTC-USDT_1h.csv" in str(err.value)
 
 
+@pytest.mark.parametrize(("last", "words"), [
+    ("total", r"timestamp 'total' at row 240 is not a number like the other rows' epochs"),
+    ("2021-01-11T2x:00", r"timestamp '2021-01-11T2x:00' at row 240 is neither an epoch nor an "
+                         r"ISO-8601 date"),
+])
+def test_csv_stray_timestamp_text_is_one_line_naming_the_row(tmp_path, last, words):
+    # pandas' own ISO-8601 error spans several lines of advice: it was the message, verbatim.
+    frame = _bars()
+    if "T" in last:
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms").dt.strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+    row = pd.DataFrame([{"timestamp": last, **{k: 1.0 for k in COLS}}])
+    with pytest.raises(CandleStoreError, match=words) as err:
+        _load(_csv(tmp_path, pd.concat([frame, row], ignore_index=True)))
+    assert "\n" not in str(err.value) and "binance_BTC-USDT_1h.csv" in str(err.value)
+
+
 # --------------------------------------------------------------------- 2. spacing, alignment
 
 
@@ -137,6 +154,24 @@ def test_1h_bars_offset_by_30_minutes_are_a_data_error(tmp_path):
     msg = str(err.value)
     assert "binance_BTC-USDT_1h.csv" in msg and "30m off the UTC 1h grid" in msg
     assert str(T0 + 1_800_000) in msg and "spacing found 1h" in msg
+
+
+@pytest.mark.parametrize(("step_h", "smallest"), [(4, "4h"), (24, "1d")])
+def test_4h_or_1d_bars_in_a_1h_file_are_a_data_error(tmp_path, step_h, smallest):
+    # On the 1h grid and whole hours apart, so they passed as 1h bars with every bar a gap.
+    coarse = _bars().assign(timestamp=T0 + np.arange(N, dtype=np.int64) * step_h * H)
+    for source in (_csv(tmp_path / "csv", coarse), _store_file(tmp_path / "store", coarse)):
+        with pytest.raises(CandleStoreError) as err:
+            _load(source)
+        msg = str(err.value)
+        assert f"smallest spacing {smallest}" in msg and "really 1h data" in msg, msg
+
+
+def test_few_gapped_bars_or_one_consecutive_pair_stay_allowed(tmp_path):
+    few = _bars(19).assign(timestamp=T0 + np.arange(19, dtype=np.int64) * 2 * H)  # too few to tell
+    _same(_load(_csv(tmp_path / "few", few)), few)
+    sparse = _bars().assign(timestamp=T0 + np.r_[0, 1, np.arange(2, N) * 3] * H)
+    _same(_load(_csv(tmp_path / "sparse", sparse)), sparse)
 
 
 def test_a_gap_of_whole_bars_stays_allowed(tmp_path):

@@ -282,3 +282,20 @@ def test_demo_runs_anywhere_without_shared_data(tmp_path):
     stats = json.loads((out / "stats.json").read_text())
     assert stats["profile"] == "crypto_rating_all" and stats["n_bars"] == 24 * 10
     assert stats["warmup_bars_available"] == stats["warmup_bars"]  # a full warm-up
+
+
+@pytest.mark.parametrize(("start", "first_bar"), [
+    ("2023-12-01", "2024-01-01T00:00:00+00:00"),  # before the data: it starts trading at once
+    ("2024-02-15T00:30", "2024-02-15T01:00:00+00:00"),  # between two bars
+])
+def test_first_tradable_bar_is_the_bar_that_trades(csv_dir, tmp_path, start, first_bar):
+    """stats.json / the summary named the requested --from (a time with no bar) as the first
+    tradable bar; equity.csv's first close shows where trading began."""
+    out = tmp_path / "o"
+    assert main(["run", "--profile", "crypto_rating_all", "--data", str(csv_dir), "--symbols",
+                 ",".join(SYMS), "--from", start, "--to", TO, "--warmup-bars", str(WARMUP),
+                 "--no-report", "--out", str(out)]) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    first_close = pd.read_csv(out / "equity.csv")["ts"].iloc[0]
+    assert stats["first_tradable_bar"] == first_bar
+    assert first_close - HOUR == pd.Timestamp(first_bar).value // 10**6

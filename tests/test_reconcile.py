@@ -286,6 +286,11 @@ def test_edited_fill_is_logic_and_ulp_is_rounding(tmp_path):
     r = reconcile(ulp, bt)
     assert list(r.differences["category"]) == ["rounding"] and not r.ok
     assert reconcile(ulp, bt, tolerance=Tolerance(rel=1e-12)).ok
+    for col in ("price", "qty"):  # a NaN is no rounding (it compared False: "rounding")
+        nan = fills.copy()
+        nan.loc[k, col] = np.nan
+        r = reconcile(nan, bt)
+        assert list(r.differences["category"]) == ["logic"] and not r.ok, col
     dropped = fills.drop(index=k)
     r = reconcile(dropped, bt)
     first = r.differences.iloc[0]

@@ -326,3 +326,60 @@ def test_text_columns_refuse_missing_values() -> None:
             numpy_to_arrow(np.array(["a", bad], dtype=object), pa.string())
     ints = pa.array([1, None, 3], type=pa.int8())
     assert np.isnan(arrow_to_numpy(ints)[1])  # nulls: pyarrow's own conversion, no error
+
+
+def test_parquet_price_columns_of_text_read_as_numbers_or_one_clear_error(tmp_path) -> None:
+    """A Parquet price column of text: numeric text reads as in a CSV; other text names the
+    file, column and row (a traceback from ``astype`` before); a non-number type is refused."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = bars([T0 + i * H for i in range(6)])
+    want = open_candles(_write_store(tmp_path / "ok", frame)).read("BTC/USDT")
+    as_text = {c: pa.array([repr(float(v)) for v in frame[c]]) for c in ("high", "volume")}
+    got = open_candles(_write_store(tmp_path / "text", frame, as_text)).read("BTC/USDT")
+    pd.testing.assert_frame_equal(got, want)
+    universe = tmp_path / "binance_USDT_1h_universe.parquet"
+    pq.write_table(pa.table({"symbol": ["BTC/USDT"] * 6, "timestamp": frame["ts"],
+                             **{c: frame[c] for c in ("open", "high", "low", "close")},
+                             "volume": as_text["volume"]}), universe)
+    pd.testing.assert_frame_equal(open_candles(universe).read("BTC/USDT"), want)
+
+    words = [repr(float(v)) for v in frame["high"]]
+    words[3] = "n/a"
+    root = _write_store(tmp_path / "word", frame, {"high": pa.array(words)})
+    with pytest.raises(CandleStoreError, match=r"1h\.parquet: high 'n/a' at row 3 is not a number"):
+        open_candles(root).read("BTC/USDT")
+    pq.write_table(pa.table({"symbol": ["BTC/USDT"] * 6, "timestamp": frame["ts"],
+                             **{c: frame[c] for c in ("open", "high", "low", "volume")},
+                             "close": pa.array(words)}), universe)
+    with pytest.raises(CandleStoreError, match=r"universe\.parquet: close 'n/a' at row 3"):
+        open_candles(universe)
+    root = _write_store(tmp_path / "bool", frame, {"volume": pa.array([True] * 6)})
+    with pytest.raises(CandleStoreError, match="column 'volume' is bool, not numbers"):
+        open_candles(root).read("BTC/USDT")
+
+
+def _write_store(root: Path, frame: pd.DataFrame, replace: dict | None = None) -> Path:
+    """A store file written by pyarrow, some columns replaced by other Arrow arrays."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = {c: pa.array(frame[c].to_numpy()) for c in frame.columns} | (replace or {})
+    path = root / "binance" / "BTC-USDT" / "1h.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.table(cols), path)
+    return root
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("universe.parquet", "its name carries no timeframe"),
+    ("binance_USDT_4h_universe.parquet", "its name says 4h"),
+])
+def test_universe_of_another_or_no_timeframe_says_why(tmp_path, name, words) -> None:
+    """The error said only "available: none" although the file holds the symbol."""
+    frame = bars([T0 + i * H for i in range(3)]).rename(columns={"ts": "timestamp"})
+    frame.insert(0, "symbol", "BTC/USDT")
+    frame.to_parquet(tmp_path / name)
+    with pytest.raises(SymbolNotFoundError, match=f"no 1h candles for BTC/USDT in universe .*{words}"):
+        open_candles(tmp_path / name).read("BTC/USDT", timeframe="1h")

@@ -38,6 +38,12 @@ def _err(capsys) -> str:
     ("entry_threshold: {low: 0.3, high: 0.1, step: 0.1}", "high (0.1) is below low"),
     ("entry_threshold: []", "empty list"),
     ("- 1\n- 2", "non-empty mapping"),
+    # the second one silently replaced the first (only [0.2, 0.3] was swept)
+    ("entry_threshold: [0.1]\nentry_threshold: [0.2, 0.3]", "duplicate key 'entry_threshold' at line 2"),
+    ("entry_threshold: {low: 0.1, high: 0.3, step: 0.1, step: 0.05}", "duplicate key 'step'"),
+    # an OverflowError traceback (int of inf); a hang building 10**12 grid values
+    ("entry_threshold: {low: 0, high: 1, step: 1.0e-320}", "step 9.99989e-321 is too small"),
+    ("entry_threshold: {low: 0, high: 1, step: 1.0e-12}", "makes 1,000,000,000,001 grid values"),
 ])
 def test_bad_space_is_one_line_exit_2_before_any_work(inp, tmp_path, capsys, space, needle):
     bad = tmp_path / "bad.yaml"
@@ -347,3 +353,65 @@ def test_tpe_resume_ends_with_the_same_results(inp, tmp_path):
         p.unlink()
     assert main(args + ["--resume"]) == 0
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), full)
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_space_file_not_utf8_is_one_line(inp, tmp_path, capsys, suffix):
+    bad = tmp_path / f"space{suffix}"
+    bad.write_bytes("entry_threshold: [0.1]".encode("utf-16"))  # a UnicodeDecodeError traceback
+    args = sweep_args(inp, tmp_path / "out")
+    args[args.index("--space") + 1] = str(bad)
+    assert main(args) == 2
+    assert "not UTF-8 text (byte 0xff at offset 0)" in _err(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_or_manifest_out_under_a_file_is_exit_2_before_work(inp, tmp_path, capsys):
+    """Found only when the outputs were written (a traceback after the whole sweep, or
+    after the data was loaded)."""
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert main(sweep_args(inp, f / "out")) == 2
+    assert "--out" in _err(capsys) and f.read_text() == "x"
+    out = tmp_path / "out"
+    assert main(sweep_args(inp, out, "--write-profile", "chosen", "--manifest-out",
+                           str(f / "m.json"))) == 2
+    assert "--manifest-out" in _err(capsys) and not out.exists()
+
+
+def test_json_space_with_a_key_twice_is_refused(tmp_path):
+    from pathlib import Path
+
+    from tandem.backtest.sweep.space import SpaceError, load_space
+    from tandem.core.manifest import load_manifest
+
+    profile = load_manifest(Path(__file__).resolve().parents[1] / "manifest.json").profile()
+    space = tmp_path / "space.json"
+    space.write_text('{"entry_threshold": [0.1], "entry_threshold": [0.2, 0.3]}')
+    with pytest.raises(SpaceError, match="duplicate key 'entry_threshold'"):
+        load_space(space, profile)
+    space.write_text('{"entry_threshold": [0.1], "exit_threshold": [-0.2, -0.1]}')
+    assert [d.path for d in load_space(space, profile)] == ["entry_threshold", "exit_threshold"]
+
+
+def test_walk_forward_folds_stay_on_the_data(inp, tmp_path, capsys):
+    """--to past the data laid the last test fold partly over bars that do not exist (a
+    shorter out-of-sample fold, silently); --from before the data let the first training
+    fold start where there is none. Folds end at the data's end; its first bar bounds them."""
+    space = tmp_path / "one.yaml"
+    space.write_text("entry_threshold: [0.1]\n")
+    wf = ["--workers", "0", "--walk-forward", "2", "--train", "14d", "--test", "8d",
+          "--space", str(space)]
+    runs = {}
+    for name, extra in (("plain", []), ("late_to", ["--to", "2024-03-04"])):
+        assert main(sweep_args(inp, tmp_path / name, *wf, *extra)) == 0
+        runs[name] = pd.read_parquet(tmp_path / name / "results.parquet")
+    data_end = pd.Timestamp("2024-03-01", tz="UTC").value // 10**6  # 60 days of 1h bars
+    for name, df in runs.items():
+        assert df["oos_end"].max() == data_end, name
+        assert (df["oos_end"] - df["oos_start"] == 8 * 86_400_000).all(), name
+    capsys.readouterr()
+    long_train = ["--workers", "0", "--walk-forward", "2", "--train", "50d", "--test", "7d",
+                  "--space", str(space), "--warmup-bars", "0"]
+    assert main(sweep_args(inp, tmp_path / "early", *long_train, "--from", "2023-12-01")) == 1
+    assert "tradable data starts 2024-01-01T00:00:00+00:00" in _err(capsys)

@@ -39,6 +39,14 @@ class Tolerance:
     abs: float = 0.0
     equity: float | None = None
 
+    def __post_init__(self) -> None:
+        # NaN compares False everywhere: an equity bound of NaN never failed (a silent pass);
+        # a negative bound means nothing. Refused (ValueError: the CLI's exit 2).
+        for name, v in (("--tolerance", self.rel), ("--abs-tolerance", self.abs),
+                        ("--equity-tolerance", self.equity)):
+            if v is not None and not v >= 0:
+                raise ValueError(f"{name} must be a number >= 0, got {v}")
+
     def agree(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         a = np.asarray(a, dtype=np.float64)
         b = np.asarray(b, dtype=np.float64)

@@ -51,6 +51,16 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 
 _count = _int_at_least(1)
 _workers = _int_at_least(0)
+SEED_MAX = 2**32 - 1  # numpy's legacy RandomState (Optuna's TPE) takes 0 .. 2**32 - 1
+
+
+def seed_arg(text: str) -> int:
+    """argparse type of ``--seed``: an integer 0 .. 2**32 - 1. A negative one or a bigger one
+    raised a numpy ValueError traceback after the data was loaded."""
+    v = _workers(text)
+    if v > SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be <= {SEED_MAX}, got {v}")
+    return v
 
 
 def add_sweep_parser(sub: Any, add_profile: Callable, add_data: Callable, epilog: str) -> None:
@@ -75,7 +85,7 @@ def add_sweep_parser(sub: Any, add_profile: Callable, add_data: Callable, epilog
                    "(default: grid)")
     p.add_argument("--trials", type=_count, help="number of trials for random/tpe (default 100); "
                    "with grid, keep only the first N combinations")
-    p.add_argument("--seed", type=int, default=0, help="seed of random/tpe (default: 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of random/tpe (default: 0)")
     p.add_argument("--walk-forward", type=_count, metavar="FOLDS",
                    help="walk-forward with FOLDS folds laid end to end, ending at the data end "
                    "(or --to); needs --train and --test")
@@ -120,6 +130,14 @@ def cmd_sweep(args: argparse.Namespace, settings_fn: Callable, profile_fn: Calla
         raise ConfigError(str(exc)) from None
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out} is a file; give a folder")
+    from tandem.core.outpaths import OutPathError, check_out_dir, check_out_file
+
+    try:  # under a file, or not writable: failed after the data was loaded, with a traceback
+        check_out_dir(args.out, "--out")
+        if args.write_profile:
+            check_out_file(args.manifest_out or args.out / "manifest.json", "--manifest-out")
+    except OutPathError as exc:
+        raise ConfigError(str(exc)) from None
     if args.walk_forward is not None and (args.train is None or args.test is None):
         raise ConfigError("--walk-forward needs --train and --test (e.g. --train 180d --test 60d)")
     if args.walk_forward is None and (args.train or args.test or args.anchored):

@@ -141,9 +141,12 @@ def load_sweep_data(profile: Any, source: Any, start: Any = None, end: Any = Non
         segs = [(0, "is", w.k0, n_all)]
     else:
         folds, train_ms, test_ms, anchored = walk_forward
-        end_ms = w.end_ms if w.end_ms is not None else int(a.ts[-1]) + base_ms
+        # Folds end at --to, or at the data's end when that comes first: a --to past the
+        # data laid the last test fold(s) partly over bars that do not exist.
+        data_end = int(a.ts[-1]) + base_ms
+        end_ms = data_end if w.end_ms is None else min(w.end_ms, data_end)
         segs = []
-        for k, (tr0, te0, te1) in enumerate(fold_ranges(end_ms, w.start_ms, folds, train_ms,
+        for k, (tr0, te0, te1) in enumerate(fold_ranges(end_ms, w.first_bar_ms, folds, train_ms,
                                                         test_ms, anchored)):
             idx = np.searchsorted(a.ts, [tr0, te0, te1], side="left")
             for kind, lo, hi in (("is", idx[0], idx[1]), ("oos", idx[1], idx[2])):

@@ -49,6 +49,11 @@ RATING_FIELDS = ("timeframes", "base_timeframe", "core_assets", "universe", "war
                  "exchange")
 
 
+#: Values one grid field may have: a grid is built in memory before it runs, so a tiny step
+#: (1e-12 over [0, 1]) hung the command instead of saying anything.
+MAX_GRID_VALUES = 1_000_000
+
+
 class SpaceError(ValueError):
     """A bad space file or path (CLI exit 2); the message says what and where."""
 
@@ -77,8 +82,21 @@ class Dim:
         if self.step is None:
             raise SpaceError(f"{self.path}: a range needs 'step' for --search grid "
                              "(or give a list of values)")
-        n = int(math.floor((self.high - self.low) / self.step + 1e-9))
+        n = self._steps()
+        if n + 1 > MAX_GRID_VALUES:
+            raise SpaceError(f"{self.path}: step {self.step:g} makes {n + 1:,} grid values; at "
+                             f"most {MAX_GRID_VALUES:,} per field (a bigger step, or --search random)")
         return [self._snap(self.low + k * self.step) for k in range(n + 1)]
+
+    def _steps(self) -> int:
+        """Whole steps from low to high. A step so small the count is not finite raised an
+        OverflowError traceback (int of inf)."""
+        assert self.low is not None and self.high is not None and self.step is not None
+        n = (self.high - self.low) / self.step + 1e-9
+        if not math.isfinite(n):
+            raise SpaceError(f"{self.path}: step {self.step:g} is too small for the range "
+                             f"{self.low:g} .. {self.high:g}")
+        return int(math.floor(n))
 
     def _snap(self, v: float) -> Any:
         # low + k*step in binary floats gives 0.060000000000000005; 12 digits are plenty.
@@ -90,7 +108,7 @@ class Dim:
             return self.values[int(rng.integers(len(self.values)))]
         assert self.low is not None and self.high is not None
         if self.step is not None:
-            n = int(math.floor((self.high - self.low) / self.step + 1e-9))
+            n = self._steps()
             return self._snap(self.low + int(rng.integers(n + 1)) * self.step)
         if self.log:
             v = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
@@ -142,7 +160,10 @@ def parse_dim(path: str, spec: Any) -> Dim:
         integer = all(isinstance(spec.get(k), int) and not isinstance(spec.get(k), bool)
                       for k in ("low", "high") ) and (step is None or
                                                       isinstance(spec["step"], int))
-        return Dim(path, low=low, high=high, step=step, log=log, integer=integer)
+        dim = Dim(path, low=low, high=high, step=step, log=log, integer=integer)
+        if step is not None:
+            dim._steps()  # a count that is not finite: refused here, for every search
+        return dim
     raise SpaceError(f"{path}: expected a list of values or {{low, high, step}}, got {spec!r}")
 
 
@@ -166,16 +187,43 @@ def load_space(path: str | Path, profile: Any) -> list[Dim]:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpaceError(f"{p}: cannot read space file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:  # a binary or UTF-16 file: a traceback before
+        raise SpaceError(f"{p}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                         f"{exc.start}); save the space file as UTF-8") from None
+    # A key given twice is refused, as in the manifest: both parsers keep the last one
+    # silently, so a space listing a field twice swept only its second list.
     if p.suffix.lower() == ".json":
+        def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            keys = [k for k, _ in pairs]
+            for k in keys:
+                if keys.count(k) > 1:
+                    raise SpaceError(f"{p}: duplicate key {k!r}; each key may appear once")
+            return dict(pairs)
+
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=unique)
         except json.JSONDecodeError as exc:
             raise SpaceError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
     else:
         import yaml
 
+        class UniqueKeyLoader(yaml.SafeLoader):
+            def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+                seen: set[Any] = set()
+                for key_node, _ in node.value:
+                    key = self.construct_object(key_node, deep=deep)
+                    try:
+                        if key in seen:
+                            raise SpaceError(f"{p}: duplicate key {key!r} at line "
+                                             f"{key_node.start_mark.line + 1}; each key may "
+                                             "appear once")
+                        seen.add(key)
+                    except TypeError:  # an unhashable key: SafeLoader's own error below
+                        pass
+                return super().construct_mapping(node, deep)
+
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
         except yaml.YAMLError as exc:
             raise SpaceError(f"{p}: invalid YAML: {str(exc).splitlines()[0]}") from None
     return parse_space(data, profile, source=str(p))
