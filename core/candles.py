@@ -33,7 +33,11 @@ Two layers:
      missing bar (NaN in the aligned arrays: that asset does nothing in that slice, as for
      an exchange gap). Logged once per series: ``candles_rejected`` with the count, the
      first ts and a count per reason. Nothing is repaired: a repaired price is a price no
-     one traded.
+     one traded. **Unless most bars are bad**: when more than half the bars of a series of
+     ``BAD_SHARE_MIN_BARS`` (10) or more fail these checks, the series is refused
+     (:class:`CandleDataError` with the counts per reason): that is not bad prints in good
+     history but a file read wrongly (high and low columns swapped, prices in the volume
+     column), and thinning it to the few bars that pass would trade on a different market.
 
 Why drop and not reject the file: one bad print in years of history should not stop a
 backtest, and a missing bar is a state the engine already handles honestly; why not repair:
@@ -67,6 +71,9 @@ JUMP_FACTOR = 1.25
 #: A series of this many bars or more with no two consecutive bars one timeframe apart is
 #: another timeframe's data (fewer bars may just be a sparse store: a few separate closes).
 SPACING_MIN_BARS = 20
+#: A series of this many bars or more where over half the bars fail the bar checks is
+#: refused, not thinned (a file read wrongly; fewer bars: too few to tell).
+BAD_SHARE_MIN_BARS = 10
 
 _FIELDS = ("open", "high", "low", "close", "volume")
 
@@ -534,6 +541,13 @@ def clean_candles(
     if bad.any():
         first = int(ts[int(np.argmax(bad))])
         counts = np.bincount(codes[bad], minlength=len(FAULTS))
+        if len(ts) >= BAD_SHARE_MIN_BARS and 2 * int(bad.sum()) > len(ts):
+            reasons = ", ".join(f"{FAULTS[k]} {int(counts[k])}" for k in range(1, len(FAULTS))
+                                if counts[k])
+            raise CandleDataError(
+                f"{where}: {int(bad.sum())} of its {len(ts)} bars fail the candle checks "
+                f"({reasons}; first at {iso(first)}): most of the series, so the file is "
+                f"read wrongly (columns swapped or mislabelled?), not a few bad prints")
         log.warning("candles_rejected", source=where, dropped=int(bad.sum()), first_ts=first,
                     first_time=iso(first), action="dropped (missing bars)",
                     reasons={FAULTS[k]: int(counts[k]) for k in range(1, len(FAULTS)) if counts[k]})

@@ -239,6 +239,22 @@ def test_a_bad_bar_is_dropped_and_logged_the_same_from_every_source(tmp_path, ca
     assert events[0]["reasons"] == {BAD[case]: 1}
 
 
+@pytest.mark.parametrize("source", ["csv", "store"])
+def test_a_series_mostly_bad_is_refused_not_thinned(tmp_path, source):
+    """High and low columns swapped: every bar fails (high < low). Dropping them all but the
+    flat ones would trade a different market: the series is refused, naming the counts.
+    Half the bars bad (or fewer) is still bad prints in good history: dropped and run."""
+    swapped = _bars().rename(columns={"high": "low", "low": "high"})
+    path = _csv(tmp_path / "c", swapped) if source == "csv" else _store_file(tmp_path / "s", swapped)
+    with pytest.raises(CandleStoreError) as err:
+        _load(path)
+    assert f"{N} of its {N} bars fail" in str(err.value) and "high < low" in str(err.value)
+    half = _bars()
+    half.loc[::2, ["high", "low"]] = half.loc[::2, ["low", "high"]].to_numpy()
+    path = _csv(tmp_path / "h", half) if source == "csv" else _store_file(tmp_path / "t", half)
+    assert _load(path).ts.tolist() == half["timestamp"][1::2].tolist()  # the good half
+
+
 def test_nan_close_store_and_csv_give_identical_arrays(tmp_path):
     bad = _spoil(_bars(), 10, "NaN close")
     a = _load(_csv(tmp_path / "csv", bad))
