@@ -44,6 +44,11 @@ def _err(capsys) -> str:
     # an OverflowError traceback (int of inf); a hang building 10**12 grid values
     ("entry_threshold: {low: 0, high: 1, step: 1.0e-320}", "step 9.99989e-321 is too small"),
     ("entry_threshold: {low: 0, high: 1, step: 1.0e-12}", "makes 1,000,000,000,001 grid values"),
+    # each field under the cap, their product built in memory: a hang
+    ("entry_threshold: {low: 0, high: 1, step: 0.001}\n"
+     "exit_threshold: {low: -1, high: 0, step: 0.001}\n"
+     "exit_rules.stop_loss_pct: {low: 0.001, high: 0.5, step: 0.001}",
+     "the grid has 501,000,500 trials (1001 x 1001 x 500)"),
 ])
 def test_bad_space_is_one_line_exit_2_before_any_work(inp, tmp_path, capsys, space, needle):
     bad = tmp_path / "bad.yaml"

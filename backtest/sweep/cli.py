@@ -8,6 +8,7 @@ write) is checked before candles are loaded or a worker is started; each problem
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -114,7 +115,7 @@ def add_sweep_parser(sub: Any, add_profile: Callable, add_data: Callable, epilog
 def cmd_sweep(args: argparse.Namespace, settings_fn: Callable, profile_fn: Callable,
               source_fn: Callable) -> int:
     from tandem.backtest.runner import ConfigError  # exit 2 in tandem-backtest's main
-    from tandem.backtest.sweep.space import SpaceError, load_space
+    from tandem.backtest.sweep.space import MAX_GRID_TRIALS, SpaceError, load_space
 
     settings = settings_fn()
     base, manifest_path = profile_fn(args, settings)
@@ -148,10 +149,14 @@ def cmd_sweep(args: argparse.Namespace, settings_fn: Callable, profile_fn: Calla
         raise ConfigError("--manifest-out only applies with --write-profile NAME")
     if args.search == "grid":
         try:
-            for d in dims:
-                d.grid()
+            sizes = [len(d.grid()) for d in dims]
         except SpaceError as exc:
             raise ConfigError(str(exc)) from None
+        if math.prod(sizes) > MAX_GRID_TRIALS:
+            raise ConfigError(
+                f"the grid has {math.prod(sizes):,} trials ({' x '.join(map(str, sizes))}); at "
+                f"most {MAX_GRID_TRIALS:,}: coarser steps, fewer values, or --search random/tpe "
+                f"--trials N")
     manifest_out = args.manifest_out or args.out / "manifest.json"
     doc = None
     if args.write_profile:

@@ -52,6 +52,8 @@ RATING_FIELDS = ("timeframes", "base_timeframe", "core_assets", "universe", "war
 #: Values one grid field may have: a grid is built in memory before it runs, so a tiny step
 #: (1e-12 over [0, 1]) hung the command instead of saying anything.
 MAX_GRID_VALUES = 1_000_000
+#: Trials of a whole grid (the product of its fields): it is built up front, in memory.
+MAX_GRID_TRIALS = 1_000_000
 
 
 class SpaceError(ValueError):
