@@ -546,10 +546,13 @@ def _read_csv(path: Path) -> Arrays:
         raw = pd.read_csv(path)
     except Exception as exc:  # pandas raises many types for unreadable text
         raise CandleStoreError(f"bad candle CSV {path}: {str(exc)[:200]}") from None
-    ts_col = "timestamp" if "timestamp" in raw.columns else "ts"
+    ts_col = "ts" if "ts" in raw.columns and "timestamp" not in raw.columns else "timestamp"
     missing = [c for c in (ts_col, *PRICE_COLUMNS) if c not in raw.columns]
     if missing:
-        raise CandleStoreError(f"bad candle CSV {path}: missing columns {missing}")
+        found = ", ".join(map(str, raw.columns[:8]))
+        raise CandleStoreError(
+            f"bad candle CSV {path}: missing columns {missing} (found: {found}); a candle CSV "
+            f"has the lower-case header timestamp (or ts),{','.join(PRICE_COLUMNS)}")
     try:
         ts = timestamps_to_ms(raw[ts_col], str(path))
     except CandleDataError as exc:

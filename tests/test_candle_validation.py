@@ -503,3 +503,14 @@ def test_backtest_with_bad_bars_runs_and_logs(tmp_path, capsys):
     assert backtest_main(args) == 0
     err = capsys.readouterr().err
     assert "candles_rejected" in err and "Traceback" not in err
+
+
+def test_csv_with_a_capitalised_header_names_what_it_found(tmp_path):
+    """``Timestamp,Open,...`` (another tool's header): the error says what was found and
+    what a candle CSV's header is, not only ``missing ['ts', ...]``."""
+    frame = _bars().rename(columns=str.capitalize)
+    with pytest.raises(CandleStoreError) as err:
+        _load(_csv(tmp_path, frame))
+    msg = str(err.value)
+    assert "missing columns ['timestamp', 'open'" in msg and "found: Timestamp, Open" in msg
+    assert "header timestamp (or ts),open,high,low,close,volume" in msg
