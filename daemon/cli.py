@@ -554,6 +554,8 @@ async def _run_replay(args, settings, profile, ops=None) -> int:
                          f"({_iso(data_end)})")
     cfg = _daemon_config(args, settings, profile, db)
     cfg.fresh = True if args.db is None else args.fresh
+    if not cfg.fresh:
+        _check_resume(db, profile, market, start_ts, end_ts)
     if ops is not None:
         await ops.start()
         print(f"dashboard: {ops.server.url}/", file=sys.stderr, flush=True)
@@ -573,6 +575,23 @@ async def _run_replay(args, settings, profile, ops=None) -> int:
         paths = export_fills(store, out) if out is not None else []
         _print_summary(profile.name, fills, store.status(), db, paths)
     return EXIT_OK
+
+
+def _check_resume(db: Path, profile, market, start_ts: int, end_ts: int) -> None:
+    """A ``--db`` journal of this profile is continued only with the same candles and range
+    (:func:`tandem.daemon.replay.resume_conflict`); otherwise exit 2 before anything runs,
+    as for a changed profile. Another profile's journal is left to ``bind_profile``."""
+    from tandem.daemon.replay import resume_conflict
+    from tandem.daemon.state import StateStore, profile_hash
+
+    with StateStore(db) as store:
+        if (store.get_meta("profile") != profile.name
+                or store.get_meta("profile_hash") != profile_hash(profile.canonical_json())):
+            return
+        why = resume_conflict(store, market, start_ts, end_ts)
+    if why is not None:
+        raise _UsageError(f"state in {db} is not this replay's journal: {why}; refusing to "
+                          "resume; start with --fresh to discard it or pass another --db")
 
 
 def _print_summary(name: str, fills, status: dict, db: Path, paths: list[Path]) -> None:

@@ -306,3 +306,35 @@ def test_exchange_speaking_garbage_is_one_line(tmp_path, monkeypatch, capsys):
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert code == 1 and "Traceback" not in err, err
     assert len(lines) == 1 and lines[0].startswith("error: run failed:"), err
+
+
+# ------------------------------------------------------------- a --db of another replay
+
+
+@pytest.mark.timeout(300)
+def test_replay_db_of_other_candles_is_refused_not_resumed(tmp_path):
+    """``replay --db`` continues a journal of the same profile. One made from other candles
+    (another --seed) or covering more bars (a shorter --bars) was taken as this replay's:
+    exit 0 with the OLD journal's summary and fingerprint printed as the new run's."""
+    m = str(_manifest(tmp_path))
+    base = ["replay", "--manifest", m, "--profile", "tst", "--sample", "--db", "r.sqlite"]
+
+    def fingerprint(proc: subprocess.CompletedProcess) -> str:
+        assert proc.returncode == 0, proc.stderr
+        return next(ln.strip() for ln in proc.stdout.splitlines() if "fingerprint" in ln)
+
+    first = fingerprint(_daemon(*base, "--bars", "60", cwd=tmp_path, timeout=240))
+    with StateStore(tmp_path / "r.sqlite") as s:
+        before = (s.fill_count(), s.last_ts)
+    line = _one_error_line(_daemon(*base, "--bars", "60", "--seed", "8", cwd=tmp_path), 2,
+                           "is not this replay's journal")
+    assert "differs from this data's" in line and "--fresh" in line
+    _one_error_line(_daemon(*base, "--bars", "40", cwd=tmp_path), 2,
+                    "past this replay's last bar")
+    with StateStore(tmp_path / "r.sqlite") as s:
+        assert (s.fill_count(), s.last_ts) == before  # refused before anything ran
+    # the same replay again still resumes (here: already complete, same fingerprint) ...
+    assert fingerprint(_daemon(*base, "--bars", "60", cwd=tmp_path)) == first
+    # ... and --fresh replays the other candles
+    other = fingerprint(_daemon(*base, "--bars", "60", "--seed", "8", "--fresh", cwd=tmp_path))
+    assert other != first
