@@ -103,6 +103,18 @@ def _date(text: str) -> int:
 _MAX_MS = 9_223_372_036_854  # pandas' last representable time (2262-04-11), in ms
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(text: str) -> str:
+    """argparse type: a log level (any case). Unchecked, ``--log-level LOUD`` or ``warn``
+    ran silently at INFO (TANDEM_LOG_LEVEL refuses the same values)."""
+    if text.upper() not in _LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"not a log level: {text[:40]!r} "
+                                         f"(use {', '.join(_LOG_LEVELS)})")
+    return text.upper()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="tandem-daemon", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -126,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
                         default=30.0, help="heartbeat, s (> 0)")
         sp.add_argument("--log-format", choices=["auto", "json", "pretty"],
                         help="default: JSON when not on a terminal, pretty on one")
-        sp.add_argument("--log-level", help="DEBUG/INFO/WARNING/ERROR")
+        sp.add_argument("--log-level", type=_log_level, help="DEBUG/INFO/WARNING/ERROR")
 
     run = sub.add_parser("run", help="paper-trade live candles (endpoints from settings)")
     common(run)
@@ -258,7 +270,12 @@ def _export(args) -> int:
         raise _UsageError(f"no state database at {db}")
     _check_out(args.out)
     with StateStore(db) as store:
-        paths = export_fills(store, args.out)
+        try:
+            paths = export_fills(store, args.out)
+        except OSError as exc:  # the folder passed its check, the write failed (disk full...)
+            raise _DataError(f"--out {args.out}: cannot write the export: "
+                             f"{exc.strerror or exc}"
+                             + (f" ({exc.filename})" if exc.filename else "")) from None
         print(f"{store.fill_count()} fills -> {', '.join(str(p) for p in paths)}")
     return EXIT_OK
 

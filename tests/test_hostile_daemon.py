@@ -66,6 +66,7 @@ def _manifest(tmp_path: Path, **over) -> Path:
     (["--to", "2021-13-45"], "--to: not a date"),
     (["--from", "3000-01-01"], "--from: '3000-01-01' is outside 1970-01-01 .. 2262-04-11"),
     (["--to", "99999999999999999999"], "is outside 1970-01-01"),
+    (["--log-level", "loud"], "--log-level: not a log level: 'loud'"),
 ])
 @pytest.mark.timeout(60)  # before the fix several of these never returned
 def test_bad_replay_option_is_one_line_exit_2(tmp_path, monkeypatch, capsys, args, needle):
@@ -175,6 +176,19 @@ def test_out_that_is_a_file_fails_before_any_work(tmp_path):
     proc = _daemon("replay", "--sample", "--out", "taken/sub", cwd=tmp_path, timeout=30)
     _one_error_line(proc, 2, "is a file, so no folder can be created under it")
     assert not (tmp_path / "state.sqlite").exists() and not list(tmp_path.glob("replay-*"))
+
+
+def test_export_write_failure_is_one_line_exit_1(tmp_path):
+    """The --out folder passes its check but a write in it fails (here: the temp name is
+    taken by a folder; the same path as a full disk): a traceback before; now one line,
+    exit 1, and no half-written temp file left behind."""
+    db = tmp_path / "s.sqlite"
+    StateStore(db).close()
+    out = tmp_path / "exp"
+    (out / ".fills.parquet.tmp").mkdir(parents=True)
+    _one_error_line(_daemon("export-fills", "--db", str(db), "--out", "exp", cwd=tmp_path),
+                    1, "--out exp: cannot write the export")
+    assert sorted(p.name for p in out.iterdir()) == [".fills.parquet.tmp"]  # no .csv.tmp
 
 
 # ------------------------------------------------------------- item 12: exchange
