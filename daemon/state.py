@@ -79,6 +79,10 @@ CREATE TABLE IF NOT EXISTS late (
 """
 
 
+#: the tables of a state database (sqlite_sequence: SQLite's, for AUTOINCREMENT)
+_OWN_TABLES = frozenset({"meta", "blobs", "positions", "fills", "candles", "slices", "late",
+                         "sqlite_sequence"})
+
 #: candles per INSERT statement of a slice commit (9 bound values each: 4,500, under
 #: SQLite's 32,766 since 3.32 and over the 999 of older builds, see StateStore._open)
 CANDLES_PER_INSERT = 500
@@ -191,6 +195,7 @@ class StateStore:
                                f"({why})", usage=True) from None
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per slice.
         self.conn = sqlite3.connect(str(self.path), isolation_level=None)
+        self._refuse_foreign()
         self.conn.execute("PRAGMA journal_mode=WAL")
         # WAL + synchronous=NORMAL: a commit is atomic and survives any process crash
         # (SIGKILL included); only an OS crash/power loss may drop the newest commits (never
@@ -206,6 +211,22 @@ class StateStore:
         # open positions and the ones that changed.
         self._pos_written: dict[str, float] = self.positions()
         self._commits_since_ckpt = 0
+
+    def _refuse_foreign(self) -> None:
+        """Another program's SQLite file (a typo in --db, a wrong TANDEM_STATE_DB) is
+        refused BEFORE anything is written: the schema below would add our tables to it and
+        switch it to WAL for good — even ``status``, a read, did that and printed an empty
+        summary, exit 0. Only our own tables (some may be missing: a crash during the first
+        creation) make a file ours."""
+        names = {r[0] for r in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        foreign = sorted(names - _OWN_TABLES)
+        if foreign:
+            self.conn.close()
+            shown = ", ".join(quote(n) for n in foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise StateDbError(f"state database {self.path} is not a usable Tandem/SQLite "
+                               f"database (it holds another program's tables: {shown}); "
+                               "move it away or pass another --db", usage=False)
 
     # ---- lifecycle ---------------------------------------------------------------------
     def close(self) -> None:

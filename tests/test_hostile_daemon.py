@@ -166,6 +166,26 @@ def test_state_db_problems_are_one_line(tmp_path, cmd):
                         "plainfile is a file")
 
 
+@pytest.mark.parametrize("cmd", [["status"], ["export-fills", "--out", "exp"],
+                                 ["replay", "--sample", "--bars", "5"]])
+def test_another_programs_sqlite_file_is_refused_untouched(tmp_path, cmd):
+    """A --db that is some other program's SQLite database: ``status`` printed an empty
+    summary (exit 0) after adding our seven tables to it and switching it to WAL for good;
+    ``replay`` wrote its journal into it. Refused now, the file left as it was."""
+    import sqlite3
+
+    db = tmp_path / "places.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE bookmarks (url TEXT)")
+        conn.execute("INSERT INTO bookmarks VALUES ('https://example.org')")
+    conn.close()
+    before = db.read_bytes()
+    _one_error_line(_daemon(*cmd, "--db", "places.sqlite", cwd=tmp_path), 1,
+                    "holds another program's tables: 'bookmarks'")
+    assert db.read_bytes() == before and not (tmp_path / "places.sqlite-wal").exists()
+    assert not (tmp_path / "exp").exists()
+
+
 def test_out_that_is_a_file_fails_before_any_work(tmp_path):
     db = tmp_path / "s.sqlite"
     StateStore(db).close()
