@@ -590,7 +590,15 @@ async def _run_replay(args, settings, profile, ops=None) -> int:
         fills = store.fills_table()
         out = args.out
         paths = export_fills(store, out) if out is not None else []
-        _print_summary(profile.name, fills, store.status(), db, paths)
+        status = store.status()
+        _print_summary(profile.name, fills, status, db, paths)
+    last, last_bar = status.get("last_ts_ms"), end_ts - tf
+    if last is None or last < last_bar:
+        # Stopped by SIGTERM/SIGINT (exit 0, documented): the summary and the fingerprint
+        # above cover only the slices replayed, which nothing said.
+        done = "no slice" if last is None else f"up to the slice at {_iso(last)}"
+        print(f"  stopped before the end: replayed {done}, not up to {_iso(last_bar)}; "
+              "the figures above cover only that part")
     return EXIT_OK
 
 

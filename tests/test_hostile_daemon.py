@@ -4,6 +4,7 @@ option, data error, state database or exchange problem ends in ONE ``error:`` li
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -355,6 +356,7 @@ def test_replay_db_of_other_candles_is_refused_not_resumed(tmp_path):
 
     def fingerprint(proc: subprocess.CompletedProcess) -> str:
         assert proc.returncode == 0, proc.stderr
+        assert "stopped before the end" not in proc.stdout  # complete runs
         return next(ln.strip() for ln in proc.stdout.splitlines() if "fingerprint" in ln)
 
     first = fingerprint(_daemon(*base, "--bars", "60", cwd=tmp_path, timeout=240))
@@ -372,3 +374,37 @@ def test_replay_db_of_other_candles_is_refused_not_resumed(tmp_path):
     # ... and --fresh replays the other candles
     other = fingerprint(_daemon(*base, "--bars", "60", "--seed", "8", "--fresh", cwd=tmp_path))
     assert other != first
+
+
+@pytest.mark.timeout(300)
+def test_replay_stopped_by_a_signal_says_its_summary_is_partial(tmp_path):
+    """SIGTERM ends a replay with exit 0 (documented) and its summary: that summary and its
+    fingerprint line looked like a complete replay's."""
+    import signal
+    import sqlite3
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TANDEM_HTTP_ENABLED": "false"}
+    db = tmp_path / "r.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tandem.daemon.cli", "replay", "--manifest",
+         str(_manifest(tmp_path)), "--profile", "tst", "--sample", "--bars", "120",
+         "--speed", "60", "--db", str(db)],  # 1m bars at 60x: one bar a second
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path, env=env)
+    try:
+        deadline = time.monotonic() + 200
+        while time.monotonic() < deadline:  # until a tradable slice is committed
+            time.sleep(0.5)
+            with contextlib.suppress(sqlite3.Error), \
+                    contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as c:
+                row = dict(c.execute("SELECT key, value FROM meta").fetchall())
+                if "last_ts" in row and int(row["last_ts"]) >= int(row.get("t0", 2**62)):
+                    break
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "fingerprint" in out
+    assert "stopped before the end: replayed up to the slice at" in out, out
