@@ -175,10 +175,12 @@ class StateStore:
             raise ValueError("synchronous must be NORMAL or FULL")
         try:
             self._open(synchronous.upper())
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StateDbError) as exc:
             conn = getattr(self, "conn", None)  # set once connect() succeeded
             if conn is not None:
                 conn.close()
+            if isinstance(exc, StateDbError):
+                raise
             raise _open_error(self.path, exc) from None
 
     def _open(self, synchronous: str) -> None:
@@ -291,6 +293,22 @@ class StateStore:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
+    def _meta_number(self, key: str, kind: type) -> Any:
+        """A numeric meta value (None when absent). A hand-edited or corrupt value is one
+        line naming the key, as for a journal row, not a ValueError traceback."""
+        value = self.get_meta(key)
+        if value is None:
+            return None
+        try:
+            number = kind(value)
+            _iso(number / 1000 if kind is int else number)  # a time a date can hold
+            return number
+        except (ValueError, OverflowError, OSError):
+            raise StateDbError(
+                f"state database {self.path}: meta {key} is {quote(value)}, not "
+                f"{'a time in ms' if kind is int else 'a time'} (a corrupt or hand-edited file); "
+                "move it away or pass another --db", usage=False) from None
+
     def set_meta(self, key: str, value: Any) -> None:
         with self.transaction():
             self._set_meta_many({key: value})
@@ -305,14 +323,12 @@ class StateStore:
     @property
     def last_ts(self) -> int | None:
         """Open time of the last committed slice, or None before the first one."""
-        value = self.get_meta("last_ts")
-        return None if value is None else int(value)
+        return self._meta_number("last_ts", int)
 
     @property
     def t0(self) -> int | None:
         """Open time of the first tradable bar (everything before it is warm-up)."""
-        value = self.get_meta("t0")
-        return None if value is None else int(value)
+        return self._meta_number("t0", int)
 
     # ---- blobs -------------------------------------------------------------------------
     def load_blobs(self) -> dict[str, bytes]:
@@ -426,8 +442,7 @@ class StateStore:
 
     @property
     def checkpoint_ts(self) -> int | None:
-        value = self.get_meta("checkpoint_ts")
-        return None if value is None else int(value)
+        return self._meta_number("checkpoint_ts", int)
 
     def slices_after(self, ts: int | None) -> list[tuple[int, bool, list[ClosedCandle]]]:
         """Committed slices with ``ts`` after the given one, oldest first:
@@ -529,11 +544,11 @@ class StateStore:
         meta.pop("profile_json", None)
         for key in ("t0", "last_ts", "checkpoint_ts"):
             if meta.get(key) is not None:
-                ms = int(meta[key])
+                ms = self._meta_number(key, int)
                 meta[key], meta[f"{key}_ms"] = _iso(ms / 1000), ms
         for key in ("created_at", "run_started_at"):
             if meta.get(key) is not None:
-                meta[key] = _iso(float(meta[key]))
+                meta[key] = _iso(self._meta_number(key, float))
         return {
             **meta,
             "slices": self.slice_count(),
