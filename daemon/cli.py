@@ -592,6 +592,13 @@ async def _run_replay(args, settings, profile, ops=None) -> int:
         paths = export_fills(store, out) if out is not None else []
         status = store.status()
         _print_summary(profile.name, fills, status, db, paths)
+    warm_have = min(warm, (start_ts - first) // tf)
+    if warm_have < warm:
+        # --from at or near the start of the data: the first tradable bar has fewer warm-up
+        # bars than the profile asks (cold indicators), which the summary did not say (the
+        # backtest's report shows "warm-up N/M").
+        print(f"  warm-up short: {warm_have} of the profile's {warm} bars before the first "
+              f"tradable bar {_iso(start_ts)} (the data starts at {_iso(first)})")
     last, last_bar = status.get("last_ts_ms"), end_ts - tf
     if last is None or last < last_bar:
         # Stopped by SIGTERM/SIGINT (exit 0, documented): the summary and the fingerprint

@@ -142,6 +142,16 @@ def test_replay_range_messages_say_what_is_wrong(tmp_path, csv_dir):
     line = _one_error_line(_daemon(*base, "--from", "2024-02-01", cwd=tmp_path), 1,
                            "--from 2024-02-01T00:00:00+00:00 is at or after the end of the data")
     assert "2024-01-01T10:00:00+00:00" in line  # where the data ends (600 1m bars)
+    # --from inside the warm-up: trades with cold indicators; the summary now says so
+    proc = _daemon(*base, "--from", "2024-01-01T00:30", "--to", "2024-01-01T01:00",
+                   "--db", "w.sqlite", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert ("warm-up short: 30 of the profile's 100 bars before the first tradable bar "
+            "2024-01-01T00:30:00+00:00 (the data starts at 2024-01-01T00:00:00+00:00)"
+            in proc.stdout), proc.stdout
+    proc = _daemon(*base, "--from", "2024-01-01T02:00", "--to", "2024-01-01T02:30",
+                   "--db", "f.sqlite", cwd=tmp_path)
+    assert proc.returncode == 0 and "warm-up short" not in proc.stdout, proc.stdout
     # no --from: the first tradable bar is the first bar + 100 warm-up bars (01:40)
     _one_error_line(_daemon(*base, "--to", "2024-01-01T01:00", cwd=tmp_path), 1,
                     "--to 2024-01-01T01:00:00+00:00 is at or before the first tradable bar "
