@@ -219,6 +219,17 @@ class _DataError(Exception):
     """The data cannot serve the request, or the exchange failed -> exit 1."""
 
 
+def _out(text: str) -> None:
+    """A result line on stdout. ``tandem-daemon status | head`` closing the pipe is not an
+    error (it was a BrokenPipeError traceback): the rest of the output is dropped, and
+    Python's flush at exit is silenced, as ``tandem-backtest fingerprints`` does."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def _check_out(path: Path | None, option: str = "--out") -> None:
     """An output folder must be usable BEFORE the run, not after it (exit 2)."""
     if path is None:
@@ -257,7 +268,7 @@ def _status(args) -> int:
     if not db.exists():
         raise _UsageError(f"no state database at {db}")
     with StateStore(db) as store:
-        print(json.dumps(store.status(), indent=2, default=str))
+        _out(json.dumps(store.status(), indent=2, default=str))
     return EXIT_OK
 
 
@@ -276,7 +287,7 @@ def _export(args) -> int:
             raise _DataError(f"--out {args.out}: cannot write the export: "
                              f"{exc.strerror or exc}"
                              + (f" ({exc.filename})" if exc.filename else "")) from None
-        print(f"{store.fill_count()} fills -> {', '.join(str(p) for p in paths)}")
+        _out(f"{store.fill_count()} fills -> {', '.join(str(p) for p in paths)}")
     return EXIT_OK
 
 
@@ -597,15 +608,15 @@ async def _run_replay(args, settings, profile, ops=None) -> int:
         # --from at or near the start of the data: the first tradable bar has fewer warm-up
         # bars than the profile asks (cold indicators), which the summary did not say (the
         # backtest's report shows "warm-up N/M").
-        print(f"  warm-up short: {warm_have} of the profile's {warm} bars before the first "
-              f"tradable bar {_iso(start_ts)} (the data starts at {_iso(first)})")
+        _out(f"  warm-up short: {warm_have} of the profile's {warm} bars before the first "
+             f"tradable bar {_iso(start_ts)} (the data starts at {_iso(first)})")
     last, last_bar = status.get("last_ts_ms"), end_ts - tf
     if last is None or last < last_bar:
         # Stopped by SIGTERM/SIGINT (exit 0, documented): the summary and the fingerprint
         # above cover only the slices replayed, which nothing said.
         done = "no slice" if last is None else f"up to the slice at {_iso(last)}"
-        print(f"  stopped before the end: replayed {done}, not up to {_iso(last_bar)}; "
-              "the figures above cover only that part")
+        _out(f"  stopped before the end: replayed {done}, not up to {_iso(last_bar)}; "
+             "the figures above cover only that part")
     return EXIT_OK
 
 
@@ -644,7 +655,7 @@ def _print_summary(name: str, fills, status: dict, db: Path, paths: list[Path]) 
     lines.append(f"  journal: {db} (tandem-daemon export-fills --db {db} --out DIR)")
     for p in paths:
         lines.append(f"  exported: {p}")
-    print("\n".join(lines))
+    _out("\n".join(lines))
 
 
 if __name__ == "__main__":

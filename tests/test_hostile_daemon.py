@@ -418,3 +418,19 @@ def test_replay_stopped_by_a_signal_says_its_summary_is_partial(tmp_path):
     assert proc.returncode == 0
     assert "fingerprint" in out
     assert "stopped before the end: replayed up to the slice at" in out, out
+
+
+def test_status_into_a_closed_pipe_is_not_a_traceback(tmp_path):
+    """``tandem-daemon status | head``: the reader gone, Python raised BrokenPipeError with
+    a traceback. Now quiet, exit 0 (as ``tandem-backtest fingerprints``)."""
+    db = tmp_path / "s.sqlite"
+    with StateStore(db) as st:
+        st.bind_profile("p", "{}", "r1")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # head -c 0 exits at once: every write of the status finds the pipe closed
+    proc = subprocess.run(
+        f"'{sys.executable}' -m tandem.daemon.cli status --db '{db}' | head -c 0; "
+        "exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True,
+        text=True, cwd=tmp_path, env=env, timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr == "", proc.stderr
