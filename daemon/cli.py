@@ -103,6 +103,20 @@ def _date(text: str) -> int:
 _MAX_MS = 9_223_372_036_854  # pandas' last representable time (2262-04-11), in ms
 
 
+def _url(schemes: tuple[str, ...], what: str):
+    """argparse type: an endpoint URL, checked as its TANDEM_EXCHANGE_* variable is."""
+
+    def parse(text: str) -> str:
+        from tandem.core.settings import check_url
+
+        try:
+            return check_url(text, schemes, what) or ""
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -142,8 +156,10 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="paper-trade live candles (endpoints from settings)")
     common(run)
-    run.add_argument("--rest-url", help="override TANDEM_EXCHANGE_REST_URL")
-    run.add_argument("--ws-url", help="override TANDEM_EXCHANGE_WS_URL")
+    run.add_argument("--rest-url", type=_url(("http", "https"), "REST URL"),
+                     help="override TANDEM_EXCHANGE_REST_URL")
+    run.add_argument("--ws-url", type=_url(("ws", "wss"), "websocket URL"),
+                     help="override TANDEM_EXCHANGE_WS_URL")
     run.add_argument("--http", action="store_true",
                      help="serve /health, /metrics, /positions, /fills (tandem.daemon.ops; on by "
                           "default, TANDEM_HTTP_ENABLED=false turns it off)")

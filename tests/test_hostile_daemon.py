@@ -84,6 +84,26 @@ def test_bad_replay_option_is_one_line_exit_2(tmp_path, monkeypatch, capsys, arg
     _one_error_line(proc, 2, needle)
 
 
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--rest-url", "notaurl"], "--rest-url: REST URL must be a http:// or https:// URL"),
+    (["--rest-url", "http://127.0.0.1:99999"], "--rest-url: REST URL has no valid port"),
+    (["--ws-url", "http://127.0.0.1:9/ws"], "--ws-url: websocket URL must be a ws://"),
+])
+def test_bad_endpoint_override_is_one_line_exit_2(tmp_path, monkeypatch, capsys, args, needle):
+    """``run --rest-url/--ws-url`` skipped the checks of their TANDEM_EXCHANGE_* variables:
+    ``--rest-url notaurl`` retried load_markets forever, a bad port ended as exit 1."""
+    import tandem.daemon.cli as cli
+
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = cli.main(["run", "--db", str(tmp_path / "s.sqlite"), *args])
+    except SystemExit as exc:
+        code = exc.code
+    _one_error_line(subprocess.CompletedProcess([], code, "", capsys.readouterr().err), 2,
+                    needle)
+    assert not (tmp_path / "s.sqlite").exists()
+
+
 def test_bad_option_through_the_real_entry_point(tmp_path):
     """The same through ``python -m tandem.daemon.cli``: one line on stderr, exit 2, promptly."""
     _one_error_line(_daemon("replay", "--speed", "0", cwd=tmp_path, timeout=30), 2,
