@@ -32,6 +32,9 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 #: Upper bound of every duration option (s): larger values overflow the event loop's timers
 #: and are never what a user meant (11.6 days).
 MAX_SECONDS = 1e6
+#: Shortest period of a scheduled job (export, heartbeat), s: at --export-every 1e-6 the
+#: jobs ran back to back on the event loop and a 20-bar replay never finished.
+MIN_PERIOD_S = 1.0
 #: --sample generates (warm-up + --bars) bars for every asset in memory.
 MAX_SAMPLE_BARS = 1_000_000
 #: Thread counts the BLAS libraries (numpy's and scipy's OpenBLAS, MKL, OpenMP builds) read
@@ -75,6 +78,18 @@ def _number(kind: type, lo: float, hi: float, *, lo_open: bool = False):
             low = f"> {lo:g}" if lo_open else f">= {lo:g}"
             high = f" and <= {hi:g}" if math.isfinite(hi) else ""
             raise argparse.ArgumentTypeError(f"must be {low}{high}, got {v:g}")
+        return v
+
+    return parse
+
+
+def _off_or_period(secs):
+    """argparse type: 0 (off) or a period of at least :data:`MIN_PERIOD_S` seconds."""
+
+    def parse(text: str) -> float:
+        v = secs(text)
+        if 0 < v < MIN_PERIOD_S:
+            raise argparse.ArgumentTypeError(f"must be 0 (off) or >= {MIN_PERIOD_S:g} s, got {v:g}")
         return v
 
     return parse
@@ -146,10 +161,10 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--warmup-bars", type=_number(int, 0, float("inf")),
                         help="override the profile's warm-up (>= 0 base bars)")
         sp.add_argument("--export-dir", type=Path, help="periodic fills.csv/.parquet export")
-        sp.add_argument("--export-every", type=secs, default=300.0,
-                        help="export period, s (0 = off)")
-        sp.add_argument("--heartbeat-every", type=_number(float, 0, MAX_SECONDS, lo_open=True),
-                        default=30.0, help="heartbeat, s (> 0)")
+        sp.add_argument("--export-every", type=_off_or_period(secs), default=300.0,
+                        help=f"export period, s (0 = off, else >= {MIN_PERIOD_S:g})")
+        sp.add_argument("--heartbeat-every", type=_number(float, MIN_PERIOD_S, MAX_SECONDS),
+                        default=30.0, help=f"heartbeat, s (>= {MIN_PERIOD_S:g})")
         sp.add_argument("--log-format", choices=["auto", "json", "pretty"],
                         help="default: JSON when not on a terminal, pretty on one")
         sp.add_argument("--log-level", type=_log_level, help="DEBUG/INFO/WARNING/ERROR")

@@ -62,7 +62,10 @@ def _manifest(tmp_path: Path, **over) -> Path:
     (["--seed", "-1"], "--seed: must be >= 0"),
     (["--grace", "-1"], "--grace: must be >= 0"),
     (["--watchdog", "inf"], "--watchdog: must be a finite number"),
-    (["--heartbeat-every", "0"], "--heartbeat-every: must be > 0"),
+    (["--heartbeat-every", "0"], "--heartbeat-every: must be >= 1"),
+    # periods so short the jobs starved the event loop: a 20-bar replay never finished
+    (["--heartbeat-every", "1e-6"], "--heartbeat-every: must be >= 1"),
+    (["--export-every", "1e-6"], "--export-every: must be 0 (off) or >= 1 s"),
     (["--from", "notadate"], "--from: not a date"),
     (["--to", "2021-13-45"], "--to: not a date"),
     (["--from", "3000-01-01"], "--from: '3000-01-01' is outside 1970-01-01 .. 2262-04-11"),
