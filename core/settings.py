@@ -41,12 +41,21 @@ class SettingsError(ValueError):
         self.variable = variable
 
 
-def _check_url(v: str | None, schemes: tuple[str, ...], what: str) -> str | None:
+def check_url(v: str | None, schemes: tuple[str, ...], what: str) -> str | None:
+    """``v`` as an exchange endpoint URL of one of ``schemes`` (None/"" = not set), else a
+    ValueError saying what is wrong. Also what ``tandem-daemon run --rest-url/--ws-url``
+    check: unchecked there, ``--rest-url notaurl`` retried load_markets forever."""
     if v is None or v == "":
         return None
     scheme, sep, rest = v.partition("://")
     if not sep or scheme not in schemes or not rest or rest.startswith("/"):
         raise ValueError(f"{what} must be a {' or '.join(s + '://' for s in schemes)} URL, got {quote(v)}")
+    from urllib.parse import urlsplit
+
+    try:
+        urlsplit(v).port  # noqa: B018 - parsing it is the check (":99999", ":abc")
+    except ValueError:
+        raise ValueError(f"{what} has no valid port (0-65535): {quote(v)}") from None
     return v
 
 
@@ -94,12 +103,12 @@ class Settings(BaseModel):
     @field_validator("exchange_rest_url")
     @classmethod
     def _rest(cls, v: str | None) -> str | None:
-        return _check_url(v, ("http", "https"), "REST URL")
+        return check_url(v, ("http", "https"), "REST URL")
 
     @field_validator("exchange_ws_url")
     @classmethod
     def _ws(cls, v: str | None) -> str | None:
-        return _check_url(v, ("ws", "wss"), "websocket URL")
+        return check_url(v, ("ws", "wss"), "websocket URL")
 
     @field_validator("health_slice_lag_s")
     @classmethod

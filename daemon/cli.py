@@ -32,6 +32,9 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 #: Upper bound of every duration option (s): larger values overflow the event loop's timers
 #: and are never what a user meant (11.6 days).
 MAX_SECONDS = 1e6
+#: Shortest period of a scheduled job (export, heartbeat), s: at --export-every 1e-6 the
+#: jobs ran back to back on the event loop and a 20-bar replay never finished.
+MIN_PERIOD_S = 1.0
 #: --sample generates (warm-up + --bars) bars for every asset in memory.
 MAX_SAMPLE_BARS = 1_000_000
 #: Thread counts the BLAS libraries (numpy's and scipy's OpenBLAS, MKL, OpenMP builds) read
@@ -80,6 +83,18 @@ def _number(kind: type, lo: float, hi: float, *, lo_open: bool = False):
     return parse
 
 
+def _off_or_period(secs):
+    """argparse type: 0 (off) or a period of at least :data:`MIN_PERIOD_S` seconds."""
+
+    def parse(text: str) -> float:
+        v = secs(text)
+        if 0 < v < MIN_PERIOD_S:
+            raise argparse.ArgumentTypeError(f"must be 0 (off) or >= {MIN_PERIOD_S:g} s, got {v:g}")
+        return v
+
+    return parse
+
+
 def _date(text: str) -> int:
     """argparse type: a UTC date/time or epoch ms -> epoch ms (as ``tandem-backtest``)."""
     from tandem.core.store import to_ms
@@ -103,6 +118,32 @@ def _date(text: str) -> int:
 _MAX_MS = 9_223_372_036_854  # pandas' last representable time (2262-04-11), in ms
 
 
+def _url(schemes: tuple[str, ...], what: str):
+    """argparse type: an endpoint URL, checked as its TANDEM_EXCHANGE_* variable is."""
+
+    def parse(text: str) -> str:
+        from tandem.core.settings import check_url
+
+        try:
+            return check_url(text, schemes, what) or ""
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(text: str) -> str:
+    """argparse type: a log level (any case). Unchecked, ``--log-level LOUD`` or ``warn``
+    ran silently at INFO (TANDEM_LOG_LEVEL refuses the same values)."""
+    if text.upper() not in _LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"not a log level: {text[:40]!r} "
+                                         f"(use {', '.join(_LOG_LEVELS)})")
+    return text.upper()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="tandem-daemon", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -120,18 +161,20 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--warmup-bars", type=_number(int, 0, float("inf")),
                         help="override the profile's warm-up (>= 0 base bars)")
         sp.add_argument("--export-dir", type=Path, help="periodic fills.csv/.parquet export")
-        sp.add_argument("--export-every", type=secs, default=300.0,
-                        help="export period, s (0 = off)")
-        sp.add_argument("--heartbeat-every", type=_number(float, 0, MAX_SECONDS, lo_open=True),
-                        default=30.0, help="heartbeat, s (> 0)")
+        sp.add_argument("--export-every", type=_off_or_period(secs), default=300.0,
+                        help=f"export period, s (0 = off, else >= {MIN_PERIOD_S:g})")
+        sp.add_argument("--heartbeat-every", type=_number(float, MIN_PERIOD_S, MAX_SECONDS),
+                        default=30.0, help=f"heartbeat, s (>= {MIN_PERIOD_S:g})")
         sp.add_argument("--log-format", choices=["auto", "json", "pretty"],
                         help="default: JSON when not on a terminal, pretty on one")
-        sp.add_argument("--log-level", help="DEBUG/INFO/WARNING/ERROR")
+        sp.add_argument("--log-level", type=_log_level, help="DEBUG/INFO/WARNING/ERROR")
 
     run = sub.add_parser("run", help="paper-trade live candles (endpoints from settings)")
     common(run)
-    run.add_argument("--rest-url", help="override TANDEM_EXCHANGE_REST_URL")
-    run.add_argument("--ws-url", help="override TANDEM_EXCHANGE_WS_URL")
+    run.add_argument("--rest-url", type=_url(("http", "https"), "REST URL"),
+                     help="override TANDEM_EXCHANGE_REST_URL")
+    run.add_argument("--ws-url", type=_url(("ws", "wss"), "websocket URL"),
+                     help="override TANDEM_EXCHANGE_WS_URL")
     run.add_argument("--http", action="store_true",
                      help="serve /health, /metrics, /positions, /fills (tandem.daemon.ops; on by "
                           "default, TANDEM_HTTP_ENABLED=false turns it off)")
@@ -207,6 +250,17 @@ class _DataError(Exception):
     """The data cannot serve the request, or the exchange failed -> exit 1."""
 
 
+def _out(text: str) -> None:
+    """A result line on stdout. ``tandem-daemon status | head`` closing the pipe is not an
+    error (it was a BrokenPipeError traceback): the rest of the output is dropped, and
+    Python's flush at exit is silenced, as ``tandem-backtest fingerprints`` does."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def _check_out(path: Path | None, option: str = "--out") -> None:
     """An output folder must be usable BEFORE the run, not after it (exit 2)."""
     if path is None:
@@ -245,7 +299,7 @@ def _status(args) -> int:
     if not db.exists():
         raise _UsageError(f"no state database at {db}")
     with StateStore(db) as store:
-        print(json.dumps(store.status(), indent=2, default=str))
+        _out(json.dumps(store.status(), indent=2, default=str))
     return EXIT_OK
 
 
@@ -258,8 +312,13 @@ def _export(args) -> int:
         raise _UsageError(f"no state database at {db}")
     _check_out(args.out)
     with StateStore(db) as store:
-        paths = export_fills(store, args.out)
-        print(f"{store.fill_count()} fills -> {', '.join(str(p) for p in paths)}")
+        try:
+            paths = export_fills(store, args.out)
+        except OSError as exc:  # the folder passed its check, the write failed (disk full...)
+            raise _DataError(f"--out {args.out}: cannot write the export: "
+                             f"{exc.strerror or exc}"
+                             + (f" ({exc.filename})" if exc.filename else "")) from None
+        _out(f"{store.fill_count()} fills -> {', '.join(str(p) for p in paths)}")
     return EXIT_OK
 
 
@@ -554,6 +613,8 @@ async def _run_replay(args, settings, profile, ops=None) -> int:
                          f"({_iso(data_end)})")
     cfg = _daemon_config(args, settings, profile, db)
     cfg.fresh = True if args.db is None else args.fresh
+    if not cfg.fresh:
+        _check_resume(db, profile, market, start_ts, end_ts)
     if ops is not None:
         await ops.start()
         print(f"dashboard: {ops.server.url}/", file=sys.stderr, flush=True)
@@ -571,8 +632,40 @@ async def _run_replay(args, settings, profile, ops=None) -> int:
         fills = store.fills_table()
         out = args.out
         paths = export_fills(store, out) if out is not None else []
-        _print_summary(profile.name, fills, store.status(), db, paths)
+        status = store.status()
+        _print_summary(profile.name, fills, status, db, paths)
+    warm_have = min(warm, (start_ts - first) // tf)
+    if warm_have < warm:
+        # --from at or near the start of the data: the first tradable bar has fewer warm-up
+        # bars than the profile asks (cold indicators), which the summary did not say (the
+        # backtest's report shows "warm-up N/M").
+        _out(f"  warm-up short: {warm_have} of the profile's {warm} bars before the first "
+             f"tradable bar {_iso(start_ts)} (the data starts at {_iso(first)})")
+    last, last_bar = status.get("last_ts_ms"), end_ts - tf
+    if last is None or last < last_bar:
+        # Stopped by SIGTERM/SIGINT (exit 0, documented): the summary and the fingerprint
+        # above cover only the slices replayed, which nothing said.
+        done = "no slice" if last is None else f"up to the slice at {_iso(last)}"
+        _out(f"  stopped before the end: replayed {done}, not up to {_iso(last_bar)}; "
+             "the figures above cover only that part")
     return EXIT_OK
+
+
+def _check_resume(db: Path, profile, market, start_ts: int, end_ts: int) -> None:
+    """A ``--db`` journal of this profile is continued only with the same candles and range
+    (:func:`tandem.daemon.replay.resume_conflict`); otherwise exit 2 before anything runs,
+    as for a changed profile. Another profile's journal is left to ``bind_profile``."""
+    from tandem.daemon.replay import resume_conflict
+    from tandem.daemon.state import StateStore, profile_hash
+
+    with StateStore(db) as store:
+        if (store.get_meta("profile") != profile.name
+                or store.get_meta("profile_hash") != profile_hash(profile.canonical_json())):
+            return
+        why = resume_conflict(store, market, start_ts, end_ts)
+    if why is not None:
+        raise _UsageError(f"state in {db} is not this replay's journal: {why}; refusing to "
+                          "resume; start with --fresh to discard it or pass another --db")
 
 
 def _print_summary(name: str, fills, status: dict, db: Path, paths: list[Path]) -> None:
@@ -593,7 +686,7 @@ def _print_summary(name: str, fills, status: dict, db: Path, paths: list[Path]) 
     lines.append(f"  journal: {db} (tandem-daemon export-fills --db {db} --out DIR)")
     for p in paths:
         lines.append(f"  exported: {p}")
-    print("\n".join(lines))
+    _out("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -21,10 +21,17 @@ def write_journal(df: pd.DataFrame | pa.Table, out_dir: Path, stem: str = "fills
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, pq_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.parquet"
     tmp_csv, tmp_pq = out_dir / f".{stem}.csv.tmp", out_dir / f".{stem}.parquet.tmp"
-    write_csv(df, tmp_csv)
-    write_parquet(df, tmp_pq)
-    os.replace(tmp_csv, csv_path)
-    os.replace(tmp_pq, pq_path)
+    try:
+        write_csv(df, tmp_csv)
+        write_parquet(df, tmp_pq)
+        os.replace(tmp_csv, csv_path)
+        os.replace(tmp_pq, pq_path)
+    except BaseException:
+        # A failed write (disk full...) must not leave hidden half files to pile up.
+        for tmp in (tmp_csv, tmp_pq):
+            if tmp.is_file():
+                tmp.unlink()
+        raise
     return [csv_path, pq_path]
 
 

@@ -19,6 +19,7 @@ from tandem.daemon.app import Daemon
 from tandem.daemon.emulator.market import MarketData
 from tandem.daemon.emulator.server import Emulator
 from tandem.daemon.logconfig import get_logger
+from tandem.daemon.state import StateStore
 
 log = get_logger("replay")
 
@@ -112,6 +113,52 @@ async def run_replay(
             await asyncio.gather(task, return_exceptions=True)
         await emu.stop()
     return emu
+
+
+def resume_conflict(store: StateStore, market: MarketData, start_ts: int,
+                    end_ts: int) -> str | None:
+    """Why the replay journal in ``store`` cannot be continued with this replay (``market``
+    from ``start_ts`` to ``end_ts``), or None when it can.
+
+    A replay resumes an existing ``--db`` after its last committed slice (a crash, a
+    SIGTERM, a longer ``--to``). Without this check a journal of OTHER candles (another
+    ``--seed``, ``--bars``, ``--data`` or ``--from``) was silently continued — or, when it
+    already reached the end, its old summary and fingerprint printed as this run's, exit 0.
+    So: the same first tradable bar, nothing committed past this replay's last bar, and
+    every candle the journal consumed identical to this data's bar (exact floats: the
+    emulator serves shortest round-trip decimals)."""
+    import numpy as np
+    from tandem.core.utc import iso_from_ms
+
+    t0 = store.t0
+    if t0 is not None and t0 != start_ts:
+        return (f"its replay starts trading at {iso_from_ms(t0)}, this one at "
+                f"{iso_from_ms(start_ts)} (another --from, --data or --warmup-bars)")
+    last = store.last_ts
+    if last is not None and last > end_ts - market.tf_ms:
+        return (f"it holds slices up to {iso_from_ms(last)}, past this replay's last bar "
+                f"{iso_from_ms(end_ts - market.tf_ms)} (another --to or --bars)")
+    rows = store.conn.execute(
+        "SELECT symbol, ts, open, high, low, close, volume FROM candles ORDER BY symbol, ts"
+    ).fetchall()
+    by_symbol: dict[str, list[tuple]] = {}
+    for r in rows:
+        by_symbol.setdefault(r[0], []).append(r[1:])
+    for symbol, got in sorted(by_symbol.items()):
+        arr = np.array(got, dtype=np.float64)
+        ts = arr[:, 0].astype(np.int64)
+        have = market.ts.get(symbol)
+        if have is None or not len(have):
+            return f"it consumed {symbol} candles that this data does not have"
+        i = np.minimum(np.searchsorted(have, ts), len(have) - 1)
+        want = market.ohlcv[symbol][i]
+        same = (have[i] == ts) & ((want == arr[:, 1:]) |
+                                  (np.isnan(want) & np.isnan(arr[:, 1:]))).all(axis=1)
+        if not same.all():
+            k = int(np.argmin(same))
+            return (f"its {symbol} candle at {iso_from_ms(int(ts[k]))} differs from this "
+                    f"data's (another --seed, --bars or --data)")
+    return None
 
 
 def emulator_class(exchange_id: str) -> type[Emulator]:

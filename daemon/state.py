@@ -79,6 +79,10 @@ CREATE TABLE IF NOT EXISTS late (
 """
 
 
+#: the tables of a state database (sqlite_sequence: SQLite's, for AUTOINCREMENT)
+_OWN_TABLES = frozenset({"meta", "blobs", "positions", "fills", "candles", "slices", "late",
+                         "sqlite_sequence"})
+
 #: candles per INSERT statement of a slice commit (9 bound values each: 4,500, under
 #: SQLite's 32,766 since 3.32 and over the 999 of older builds, see StateStore._open)
 CANDLES_PER_INSERT = 500
@@ -171,10 +175,12 @@ class StateStore:
             raise ValueError("synchronous must be NORMAL or FULL")
         try:
             self._open(synchronous.upper())
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StateDbError) as exc:
             conn = getattr(self, "conn", None)  # set once connect() succeeded
             if conn is not None:
                 conn.close()
+            if isinstance(exc, StateDbError):
+                raise
             raise _open_error(self.path, exc) from None
 
     def _open(self, synchronous: str) -> None:
@@ -191,6 +197,7 @@ class StateStore:
                                f"({why})", usage=True) from None
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per slice.
         self.conn = sqlite3.connect(str(self.path), isolation_level=None)
+        self._refuse_foreign()
         self.conn.execute("PRAGMA journal_mode=WAL")
         # WAL + synchronous=NORMAL: a commit is atomic and survives any process crash
         # (SIGKILL included); only an OS crash/power loss may drop the newest commits (never
@@ -206,6 +213,22 @@ class StateStore:
         # open positions and the ones that changed.
         self._pos_written: dict[str, float] = self.positions()
         self._commits_since_ckpt = 0
+
+    def _refuse_foreign(self) -> None:
+        """Another program's SQLite file (a typo in --db, a wrong TANDEM_STATE_DB) is
+        refused BEFORE anything is written: the schema below would add our tables to it and
+        switch it to WAL for good — even ``status``, a read, did that and printed an empty
+        summary, exit 0. Only our own tables (some may be missing: a crash during the first
+        creation) make a file ours."""
+        names = {r[0] for r in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        foreign = sorted(names - _OWN_TABLES)
+        if foreign:
+            self.conn.close()
+            shown = ", ".join(quote(n) for n in foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise StateDbError(f"state database {self.path} is not a usable Tandem/SQLite "
+                               f"database (it holds another program's tables: {shown}); "
+                               "move it away or pass another --db", usage=False)
 
     # ---- lifecycle ---------------------------------------------------------------------
     def close(self) -> None:
@@ -270,6 +293,22 @@ class StateStore:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
+    def _meta_number(self, key: str, kind: type) -> Any:
+        """A numeric meta value (None when absent). A hand-edited or corrupt value is one
+        line naming the key, as for a journal row, not a ValueError traceback."""
+        value = self.get_meta(key)
+        if value is None:
+            return None
+        try:
+            number = kind(value)
+            _iso(number / 1000 if kind is int else number)  # a time a date can hold
+            return number
+        except (ValueError, OverflowError, OSError):
+            raise StateDbError(
+                f"state database {self.path}: meta {key} is {quote(value)}, not "
+                f"{'a time in ms' if kind is int else 'a time'} (a corrupt or hand-edited file); "
+                "move it away or pass another --db", usage=False) from None
+
     def set_meta(self, key: str, value: Any) -> None:
         with self.transaction():
             self._set_meta_many({key: value})
@@ -284,14 +323,12 @@ class StateStore:
     @property
     def last_ts(self) -> int | None:
         """Open time of the last committed slice, or None before the first one."""
-        value = self.get_meta("last_ts")
-        return None if value is None else int(value)
+        return self._meta_number("last_ts", int)
 
     @property
     def t0(self) -> int | None:
         """Open time of the first tradable bar (everything before it is warm-up)."""
-        value = self.get_meta("t0")
-        return None if value is None else int(value)
+        return self._meta_number("t0", int)
 
     # ---- blobs -------------------------------------------------------------------------
     def load_blobs(self) -> dict[str, bytes]:
@@ -405,8 +442,7 @@ class StateStore:
 
     @property
     def checkpoint_ts(self) -> int | None:
-        value = self.get_meta("checkpoint_ts")
-        return None if value is None else int(value)
+        return self._meta_number("checkpoint_ts", int)
 
     def slices_after(self, ts: int | None) -> list[tuple[int, bool, list[ClosedCandle]]]:
         """Committed slices with ``ts`` after the given one, oldest first:
@@ -508,11 +544,11 @@ class StateStore:
         meta.pop("profile_json", None)
         for key in ("t0", "last_ts", "checkpoint_ts"):
             if meta.get(key) is not None:
-                ms = int(meta[key])
+                ms = self._meta_number(key, int)
                 meta[key], meta[f"{key}_ms"] = _iso(ms / 1000), ms
         for key in ("created_at", "run_started_at"):
             if meta.get(key) is not None:
-                meta[key] = _iso(float(meta[key]))
+                meta[key] = _iso(self._meta_number(key, float))
         return {
             **meta,
             "slices": self.slice_count(),

@@ -176,3 +176,27 @@ def test_export_of_a_corrupt_journal_is_one_line_exit_1(tmp_path, capsys, tamper
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "journal row seq 1" in err and "not a number" in err
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize(("cmd", "key", "value"), [
+    ("status", "last_ts", "abc"), ("status", "t0", "1e400"), ("status", "t0", "9" * 20),
+    ("status", "created_at", "abc"),
+    ("export-fills", "last_ts", "abc"),  # read when any command opens the database
+])
+def test_hand_edited_meta_is_one_line_exit_1(tmp_path, capsys, key, value, cmd):
+    """A meta time that is not one (a hand-edited or corrupt file): ``status`` and
+    ``export-fills`` ended in a ValueError traceback; now one line naming the key."""
+    from tandem.daemon.cli import main
+
+    db = tmp_path / "s.sqlite"
+    with StateStore(db) as st:
+        st.bind_profile("p", PROFILE, "r1")
+        st.commit_slice(0, [], [], [_fill(3_600_000)], {}, warmup=False)
+        st.set_meta("t0", 0)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
+    conn.close()
+    extra = ["--out", str(tmp_path / "out")] if cmd == "export-fills" else []
+    assert main([cmd, "--db", str(db), *extra]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"meta {key} is {value[:40]!r}" in err, err

@@ -4,6 +4,7 @@ option, data error, state database or exchange problem ends in ONE ``error:`` li
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -61,11 +62,15 @@ def _manifest(tmp_path: Path, **over) -> Path:
     (["--seed", "-1"], "--seed: must be >= 0"),
     (["--grace", "-1"], "--grace: must be >= 0"),
     (["--watchdog", "inf"], "--watchdog: must be a finite number"),
-    (["--heartbeat-every", "0"], "--heartbeat-every: must be > 0"),
+    (["--heartbeat-every", "0"], "--heartbeat-every: must be >= 1"),
+    # periods so short the jobs starved the event loop: a 20-bar replay never finished
+    (["--heartbeat-every", "1e-6"], "--heartbeat-every: must be >= 1"),
+    (["--export-every", "1e-6"], "--export-every: must be 0 (off) or >= 1 s"),
     (["--from", "notadate"], "--from: not a date"),
     (["--to", "2021-13-45"], "--to: not a date"),
     (["--from", "3000-01-01"], "--from: '3000-01-01' is outside 1970-01-01 .. 2262-04-11"),
     (["--to", "99999999999999999999"], "is outside 1970-01-01"),
+    (["--log-level", "loud"], "--log-level: not a log level: 'loud'"),
 ])
 @pytest.mark.timeout(60)  # before the fix several of these never returned
 def test_bad_replay_option_is_one_line_exit_2(tmp_path, monkeypatch, capsys, args, needle):
@@ -80,6 +85,26 @@ def test_bad_replay_option_is_one_line_exit_2(tmp_path, monkeypatch, capsys, arg
         code = exc.code
     proc = subprocess.CompletedProcess([], code, "", capsys.readouterr().err)
     _one_error_line(proc, 2, needle)
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--rest-url", "notaurl"], "--rest-url: REST URL must be a http:// or https:// URL"),
+    (["--rest-url", "http://127.0.0.1:99999"], "--rest-url: REST URL has no valid port"),
+    (["--ws-url", "http://127.0.0.1:9/ws"], "--ws-url: websocket URL must be a ws://"),
+])
+def test_bad_endpoint_override_is_one_line_exit_2(tmp_path, monkeypatch, capsys, args, needle):
+    """``run --rest-url/--ws-url`` skipped the checks of their TANDEM_EXCHANGE_* variables:
+    ``--rest-url notaurl`` retried load_markets forever, a bad port ended as exit 1."""
+    import tandem.daemon.cli as cli
+
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = cli.main(["run", "--db", str(tmp_path / "s.sqlite"), *args])
+    except SystemExit as exc:
+        code = exc.code
+    _one_error_line(subprocess.CompletedProcess([], code, "", capsys.readouterr().err), 2,
+                    needle)
+    assert not (tmp_path / "s.sqlite").exists()
 
 
 def test_bad_option_through_the_real_entry_point(tmp_path):
@@ -140,6 +165,16 @@ def test_replay_range_messages_say_what_is_wrong(tmp_path, csv_dir):
     line = _one_error_line(_daemon(*base, "--from", "2024-02-01", cwd=tmp_path), 1,
                            "--from 2024-02-01T00:00:00+00:00 is at or after the end of the data")
     assert "2024-01-01T10:00:00+00:00" in line  # where the data ends (600 1m bars)
+    # --from inside the warm-up: trades with cold indicators; the summary now says so
+    proc = _daemon(*base, "--from", "2024-01-01T00:30", "--to", "2024-01-01T01:00",
+                   "--db", "w.sqlite", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert ("warm-up short: 30 of the profile's 100 bars before the first tradable bar "
+            "2024-01-01T00:30:00+00:00 (the data starts at 2024-01-01T00:00:00+00:00)"
+            in proc.stdout), proc.stdout
+    proc = _daemon(*base, "--from", "2024-01-01T02:00", "--to", "2024-01-01T02:30",
+                   "--db", "f.sqlite", cwd=tmp_path)
+    assert proc.returncode == 0 and "warm-up short" not in proc.stdout, proc.stdout
     # no --from: the first tradable bar is the first bar + 100 warm-up bars (01:40)
     _one_error_line(_daemon(*base, "--to", "2024-01-01T01:00", cwd=tmp_path), 1,
                     "--to 2024-01-01T01:00:00+00:00 is at or before the first tradable bar "
@@ -165,6 +200,26 @@ def test_state_db_problems_are_one_line(tmp_path, cmd):
                         "plainfile is a file")
 
 
+@pytest.mark.parametrize("cmd", [["status"], ["export-fills", "--out", "exp"],
+                                 ["replay", "--sample", "--bars", "5"]])
+def test_another_programs_sqlite_file_is_refused_untouched(tmp_path, cmd):
+    """A --db that is some other program's SQLite database: ``status`` printed an empty
+    summary (exit 0) after adding our seven tables to it and switching it to WAL for good;
+    ``replay`` wrote its journal into it. Refused now, the file left as it was."""
+    import sqlite3
+
+    db = tmp_path / "places.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE bookmarks (url TEXT)")
+        conn.execute("INSERT INTO bookmarks VALUES ('https://example.org')")
+    conn.close()
+    before = db.read_bytes()
+    _one_error_line(_daemon(*cmd, "--db", "places.sqlite", cwd=tmp_path), 1,
+                    "holds another program's tables: 'bookmarks'")
+    assert db.read_bytes() == before and not (tmp_path / "places.sqlite-wal").exists()
+    assert not (tmp_path / "exp").exists()
+
+
 def test_out_that_is_a_file_fails_before_any_work(tmp_path):
     db = tmp_path / "s.sqlite"
     StateStore(db).close()
@@ -175,6 +230,19 @@ def test_out_that_is_a_file_fails_before_any_work(tmp_path):
     proc = _daemon("replay", "--sample", "--out", "taken/sub", cwd=tmp_path, timeout=30)
     _one_error_line(proc, 2, "is a file, so no folder can be created under it")
     assert not (tmp_path / "state.sqlite").exists() and not list(tmp_path.glob("replay-*"))
+
+
+def test_export_write_failure_is_one_line_exit_1(tmp_path):
+    """The --out folder passes its check but a write in it fails (here: the temp name is
+    taken by a folder; the same path as a full disk): a traceback before; now one line,
+    exit 1, and no half-written temp file left behind."""
+    db = tmp_path / "s.sqlite"
+    StateStore(db).close()
+    out = tmp_path / "exp"
+    (out / ".fills.parquet.tmp").mkdir(parents=True)
+    _one_error_line(_daemon("export-fills", "--db", str(db), "--out", "exp", cwd=tmp_path),
+                    1, "--out exp: cannot write the export")
+    assert sorted(p.name for p in out.iterdir()) == [".fills.parquet.tmp"]  # no .csv.tmp
 
 
 # ------------------------------------------------------------- item 12: exchange
@@ -306,3 +374,86 @@ def test_exchange_speaking_garbage_is_one_line(tmp_path, monkeypatch, capsys):
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert code == 1 and "Traceback" not in err, err
     assert len(lines) == 1 and lines[0].startswith("error: run failed:"), err
+
+
+# ------------------------------------------------------------- a --db of another replay
+
+
+@pytest.mark.timeout(300)
+def test_replay_db_of_other_candles_is_refused_not_resumed(tmp_path):
+    """``replay --db`` continues a journal of the same profile. One made from other candles
+    (another --seed) or covering more bars (a shorter --bars) was taken as this replay's:
+    exit 0 with the OLD journal's summary and fingerprint printed as the new run's."""
+    m = str(_manifest(tmp_path))
+    base = ["replay", "--manifest", m, "--profile", "tst", "--sample", "--db", "r.sqlite"]
+
+    def fingerprint(proc: subprocess.CompletedProcess) -> str:
+        assert proc.returncode == 0, proc.stderr
+        assert "stopped before the end" not in proc.stdout  # complete runs
+        return next(ln.strip() for ln in proc.stdout.splitlines() if "fingerprint" in ln)
+
+    first = fingerprint(_daemon(*base, "--bars", "60", cwd=tmp_path, timeout=240))
+    with StateStore(tmp_path / "r.sqlite") as s:
+        before = (s.fill_count(), s.last_ts)
+    line = _one_error_line(_daemon(*base, "--bars", "60", "--seed", "8", cwd=tmp_path), 2,
+                           "is not this replay's journal")
+    assert "differs from this data's" in line and "--fresh" in line
+    _one_error_line(_daemon(*base, "--bars", "40", cwd=tmp_path), 2,
+                    "past this replay's last bar")
+    with StateStore(tmp_path / "r.sqlite") as s:
+        assert (s.fill_count(), s.last_ts) == before  # refused before anything ran
+    # the same replay again still resumes (here: already complete, same fingerprint) ...
+    assert fingerprint(_daemon(*base, "--bars", "60", cwd=tmp_path)) == first
+    # ... and --fresh replays the other candles
+    other = fingerprint(_daemon(*base, "--bars", "60", "--seed", "8", "--fresh", cwd=tmp_path))
+    assert other != first
+
+
+@pytest.mark.timeout(300)
+def test_replay_stopped_by_a_signal_says_its_summary_is_partial(tmp_path):
+    """SIGTERM ends a replay with exit 0 (documented) and its summary: that summary and its
+    fingerprint line looked like a complete replay's."""
+    import signal
+    import sqlite3
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TANDEM_HTTP_ENABLED": "false"}
+    db = tmp_path / "r.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tandem.daemon.cli", "replay", "--manifest",
+         str(_manifest(tmp_path)), "--profile", "tst", "--sample", "--bars", "120",
+         "--speed", "60", "--db", str(db)],  # 1m bars at 60x: one bar a second
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path, env=env)
+    try:
+        deadline = time.monotonic() + 200
+        while time.monotonic() < deadline:  # until a tradable slice is committed
+            time.sleep(0.5)
+            with contextlib.suppress(sqlite3.Error), \
+                    contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as c:
+                row = dict(c.execute("SELECT key, value FROM meta").fetchall())
+                if "last_ts" in row and int(row["last_ts"]) >= int(row.get("t0", 2**62)):
+                    break
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "fingerprint" in out
+    assert "stopped before the end: replayed up to the slice at" in out, out
+
+
+def test_status_into_a_closed_pipe_is_not_a_traceback(tmp_path):
+    """``tandem-daemon status | head``: the reader gone, Python raised BrokenPipeError with
+    a traceback. Now quiet, exit 0 (as ``tandem-backtest fingerprints``)."""
+    db = tmp_path / "s.sqlite"
+    with StateStore(db) as st:
+        st.bind_profile("p", "{}", "r1")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # head -c 0 exits at once: every write of the status finds the pipe closed
+    proc = subprocess.run(
+        f"'{sys.executable}' -m tandem.daemon.cli status --db '{db}' | head -c 0; "
+        "exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True,
+        text=True, cwd=tmp_path, env=env, timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr == "", proc.stderr

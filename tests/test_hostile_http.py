@@ -110,3 +110,44 @@ async def test_malformed_requests_log_one_line_without_client_bytes():
     for ln in lines:
         doc = json.loads(ln)  # one JSON object per line
         assert doc["event"] == "http_request_error" and doc["status"] == 400, doc
+
+
+def _form(body: bytes, content_type: str = "application/x-www-form-urlencoded") -> bytes:
+    return (b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + content_type.encode()
+            + b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+
+
+@pytest.mark.parametrize(("payload", "status"), [
+    # a bearer token or a session cookie of bytes that are not UTF-8: 500 before
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xe4\xe4\r\n"
+     b"Connection: close\r\n\r\n", 401),
+    (b"GET /api/dashboard HTTP/1.1\r\nHost: x\r\nCookie: tandem_session=\xe4\xe4\r\n"
+     b"Connection: close\r\n\r\n", 401),
+    (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: tandem_session=\xe4\r\n"
+     b"Connection: close\r\n\r\n", 200),  # the login page
+    # login forms the server cannot decode: 500 before
+    (_form(b"token=\xe4\xe4"), 400),
+    (_form(b"token=abc", "application/x-www-form-urlencoded; charset=bogus"), 400),
+    (_form(b'--x\r\nContent-Disposition: form-data; name="token"\r\n'
+           b"Content-Type: text/plain; charset=bogus\r\n\r\nabc\r\n--x--\r\n",
+           "multipart/form-data; boundary=x"), 400),
+    (_form(b"token=%E4%E4"), 401),  # decodable, just wrong
+])
+async def test_undecodable_credentials_are_refused_not_500(payload, status):
+    from pydantic import SecretStr
+    from tandem.daemon.ops.dashboard import DashboardHub
+
+    health, metrics = Health(), Metrics()
+    health.set_phase("live")
+    hub = DashboardHub(health=health, metrics=metrics, token=SecretStr(TOKEN))
+    srv = OpsServer(metrics=metrics, health=health, host="127.0.0.1", port=0, token=TOKEN,
+                    dashboard=hub)
+    await srv.start()
+    try:
+        answer = await _raw(srv.port, payload)
+    finally:
+        await srv.stop()
+    assert answer.split(b"\r\n", 1)[0].endswith(b" %d" % status
+                                                  + {200: b" OK", 400: b" Bad Request",
+                                                     401: b" Unauthorized"}[status]), answer[:80]
+    assert TOKEN.encode() not in answer

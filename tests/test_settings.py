@@ -77,6 +77,9 @@ MALFORMED = [
     ("TANDEM_EXCHANGE_REST_URL", "127.0.0.1:8000", "TANDEM_EXCHANGE_REST_URL"),
     ("TANDEM_EXCHANGE_REST_URL", "ws://127.0.0.1:8000", "TANDEM_EXCHANGE_REST_URL"),
     ("TANDEM_EXCHANGE_WS_URL", "http://127.0.0.1:8000/ws", "TANDEM_EXCHANGE_WS_URL"),
+    # a port out of range passed, then failed at run time (exit 1, "run failed")
+    ("TANDEM_EXCHANGE_REST_URL", "http://127.0.0.1:70000/api/v3", "TANDEM_EXCHANGE_REST_URL"),
+    ("TANDEM_EXCHANGE_WS_URL", "ws://127.0.0.1:port/ws", "TANDEM_EXCHANGE_WS_URL"),
     ("TANDEM_HTTP_HOST", "", "TANDEM_HTTP_HOST"),
 ]
 

@@ -508,7 +508,9 @@ class DashboardHub:
         if self._token is None:
             return True
         given = request.cookies.get(SESSION_COOKIE, "")
-        return hmac.compare_digest(given.encode(), self._session_value().encode())
+        # surrogateescape: a cookie of non-UTF-8 bytes is a wrong session, not a 500
+        return hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                                   self._session_value().encode())
 
     def allows(self, request: web.Request) -> bool:
         """May this request pass without a bearer header? (The OpsServer middleware asks.)
@@ -553,8 +555,12 @@ class DashboardHub:
     async def _login(self, request: web.Request) -> web.StreamResponse:
         if self._token is None:
             raise web.HTTPSeeOther("/")
-        form = await request.post()
-        given = str(form.get("token", "")).strip().encode()
+        try:
+            form = await request.post()
+        except (ValueError, LookupError):  # bytes that are not UTF-8, an unknown charset
+            return self._html("login.html", status=400,
+                              message='<p class="error">Unreadable form.</p>')
+        given = str(form.get("token", "")).strip().encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, self._token.get_secret_value().encode()):
             await asyncio.sleep(0.3)  # slows guessing; the token is >= 16 chars anyway
             return self._html("login.html", status=401,

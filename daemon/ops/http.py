@@ -216,8 +216,10 @@ class OpsServer:
             header = request.headers.get("Authorization", "")
             scheme, _, given = header.partition(" ")
             expected = self._token.get_secret_value().encode()
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
-                                                                     expected):
+            # surrogateescape: a header with bytes that are not UTF-8 reaches us with lone
+            # surrogates, which a strict encode turned into a 500; as bytes it is just wrong.
+            given_b = given.strip().encode("utf-8", "surrogateescape")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given_b, expected):
                 return web.json_response(
                     {"error": "unauthorized"}, status=401,
                     headers={"WWW-Authenticate": 'Bearer realm="tandem"'},
