@@ -6,7 +6,7 @@ lives in the manifest (:mod:`tandem.core.manifest`). Every variable is documente
 and :meth:`Settings.safe_dict` is what drivers log.
 
 Environment variables win over ``.env``, which wins over defaults. Unknown ``TANDEM_*``
-keys in ``.env`` are errors (a typo must not silently fall back to a default). The ``.env``
+keys in the environment or ``.env`` are errors (a typo must not silently fall back to a default). The ``.env``
 must be UTF-8 text of at most :data:`MAX_ENV_FILE_BYTES`; values quoted in messages are
 shortened (:func:`tandem.core.quoting.quote`).
 
@@ -28,7 +28,7 @@ from tandem.core.quoting import clip, quote
 
 ENV_PREFIX = "TANDEM_"
 # TANDEM_* variables that belong to other parts of the project, not to Settings.
-FOREIGN_VARIABLES = frozenset({"TANDEM_TEST_DATA"})
+FOREIGN_VARIABLES = frozenset({"TANDEM_TEST_DATA", "TANDEM_WARMUP"})
 #: A .env is a few dozen lines; anything this big is the wrong file.
 MAX_ENV_FILE_BYTES = 1024 * 1024
 
@@ -205,12 +205,19 @@ def _check_env_file(env_file: str | Path | None) -> None:
 
 
 def _reject_unknown(env_file: str | Path | None, overrides: dict[str, Any]) -> None:
-    """Unknown TANDEM_* keys in the .env file, or unknown override names, are typos."""
+    """Unknown TANDEM_* keys in the environment or the .env file, or unknown override names,
+    are typos: ``TANDEM_HTTP_TOKN`` must not leave the HTTP endpoints without a token."""
     fields = set(Settings.model_fields)
     for name in overrides:
         if name not in fields:
             raise SettingsError(f"settings: {_variable((name,))}: unknown setting (see .env.example)",
                                 variable=_variable((name,)))
+    for key in os.environ:
+        up = key.upper()
+        if up.startswith(ENV_PREFIX) and up not in FOREIGN_VARIABLES and up[len(ENV_PREFIX):].lower() not in fields:
+            raise SettingsError(f"settings: {clip(up)} (in the environment): unknown setting "
+                                f"(see .env.example; unset it if it belongs to another tool)",
+                                variable=up)
     if env_file is None or not Path(env_file).is_file():
         return
     from dotenv import dotenv_values  # python-dotenv ships with pydantic-settings

@@ -204,3 +204,16 @@ def test_variables_are_read_in_any_case(monkeypatch) -> None:
     """pydantic-settings matches TANDEM_* case-insensitively: so does the no-variables check."""
     monkeypatch.setenv("tandem_http_port", "9005")
     assert load_settings(env_file=None).http_port == 9005
+
+
+def test_unknown_variable_in_the_environment_is_named(monkeypatch) -> None:
+    """A typo in the environment (as in .env) is an error naming it, not a silent default;
+    the project's own non-setting variables pass."""
+    monkeypatch.setenv("TANDEM_WARMUP", "0")
+    monkeypatch.setenv("TANDEM_TEST_DATA", "/nowhere")
+    assert load_settings(env_file=None).http_token is None
+    monkeypatch.setenv("TANDEM_HTTP_TOKN", "s3cr3t-token-abcdefgh")
+    with pytest.raises(SettingsError) as info:
+        load_settings(env_file=None)
+    assert info.value.variable == "TANDEM_HTTP_TOKN" and "in the environment" in str(info.value)
+    assert "s3cr3t" not in str(info.value)
