@@ -54,6 +54,12 @@ async def test_bad_limit_names_limit_not_since(server):
     assert "limit" in doc["error"] and "since" not in doc["error"], doc
 
 
+@pytest.mark.parametrize("limit", ["0", "-5"])
+async def test_limit_below_one_is_400_not_one_row(server, limit):
+    status, doc = await _get(f"{server.url}/fills?limit={limit}")
+    assert status == 400 and doc["error"] == f"limit must be at least 1, got {limit}", doc
+
+
 async def test_valid_since_still_answers(server):
     status, doc = await _get(f"{server.url}/fills?since=0&limit=5")
     assert status == 200 and doc["fills"] == []

@@ -253,7 +253,9 @@ class OpsServer:
             since_id = _int_param(request, "since_id", None)
         except ValueError as exc:
             return _json_response({"error": str(exc)}, status=400)
-        limit = max(1, min(int(limit), MAX_FILLS_LIMIT))
+        if limit < 1:  # not "one row": a client asking for none (or -5) has a bug to see
+            return _json_response({"error": f"limit must be at least 1, got {limit}"}, status=400)
+        limit = min(int(limit), MAX_FILLS_LIMIT)  # a page is at most this big; cursors go on
         if self.provider is None:
             return _json_response({"error": "no state yet"}, status=503)
         cursor = {} if since_id is None else {"since_id": since_id}
