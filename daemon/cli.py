@@ -112,6 +112,11 @@ def _date(text: str) -> int:
             f"not a date: {text[:40]!r} (use e.g. 2021-02-01 or 2021-02-01T12:00, UTC, or epoch ms)")
     if not 0 <= ms <= _MAX_MS:
         raise argparse.ArgumentTypeError(f"{text[:40]!r} is outside 1970-01-01 .. 2262-04-11")
+    if text.strip().isdigit():  # the backtest's rule: seconds are not read as ms (1970)
+        from tandem.core.candles import ms_option_problem
+
+        if (problem := ms_option_problem(ms)) is not None:
+            raise argparse.ArgumentTypeError(f"{text[:40]} {problem}")
     return ms
 
 

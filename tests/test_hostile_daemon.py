@@ -70,6 +70,8 @@ def _manifest(tmp_path: Path, **over) -> Path:
     (["--to", "2021-13-45"], "--to: not a date"),
     (["--from", "3000-01-01"], "--from: '3000-01-01' is outside 1970-01-01 .. 2262-04-11"),
     (["--to", "99999999999999999999"], "is outside 1970-01-01"),
+    # epoch seconds read as ms were 1970: the replay ran from the data's start, exit 0
+    (["--from", "1612137600"], "--from: 1612137600 is an epoch in s (2021-02-01T00:00:00Z), not ms"),
     (["--log-level", "loud"], "--log-level: not a log level: 'loud'"),
 ])
 @pytest.mark.timeout(60)  # before the fix several of these never returned
