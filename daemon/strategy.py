@@ -137,10 +137,10 @@ class ProfileStepper:
         """Load/compile every kernel :meth:`step` uses, on a throwaway copy, so the first
         live slice does not pay for JIT compilation (seconds) while feeds wait.
 
-        On an empty cache with a core idle (:mod:`tandem.core.warmup`), a worker process compiles
-        the rating kernel while this one compiles the slice loop (running a stand-in
-        kernel: the loop gets the kernel as an address), the combiner and the engine;
-        then the kernel loads from the cache."""
+        On an empty cache with two CPUs (:mod:`tandem.core.warmup`), a worker process compiles
+        the rating kernel and the warm-up's batch loop while this one compiles the slice
+        loop (running a stand-in kernel: the loop gets the kernel as an address), the
+        combiner and the engine; then both load from the cache."""
         from tandem.core import warmup
 
         n = len(self.symbols)
@@ -149,8 +149,10 @@ class ProfileStepper:
         stand_in = stand_in_kernel().address if worker.procs else None
         scratch = ProfileStepper(self.profile, "prewarm", kernel=stand_in)
         scratch.step(Slice(0, one, one * 1.01, one * 0.99, one, one, [], [], False), trade=True)
-        scratch.warm_asset(0, np.zeros(1, np.int64), np.ones((1, 5)))  # the warm-up's loop
         info = worker.wait()
+        # The warm-up's loop: the backtest's MTF batch kernel, same types (the worker's
+        # "mtf" job compiled it; without a worker it compiles here).
+        scratch.warm_asset(0, np.zeros(1, np.int64), np.ones((1, 5)))
         if info["failed"] or info.get("error"):
             log.warning("jit_warmup_failed", failed=info["failed"], error=info.get("error"),
                         hint="compiling the rating kernel in this process instead")

@@ -232,8 +232,8 @@ def test_block_cancels_on_error_marks_on_success(profile, cache, monkeypatch) ->
 
 
 def test_daemon_prewarm_compiles_the_kernel_in_a_worker(profile, cache, monkeypatch) -> None:  # noqa: ANN001
-    """The daemon's first start on an empty cache: a worker compiles the rating kernel while
-    the daemon compiles its slice loop around a stand-in; afterwards the stepper rates with
+    """The daemon's first start on an empty cache: a worker compiles the rating kernel and
+    the warm-up's batch loop while the daemon compiles its slice loop around a stand-in; afterwards the stepper rates with
     the real kernel, exactly as the MTF states do."""
     import numpy as np
     from tandem.core.mtf import MtfRatingStates
@@ -243,7 +243,10 @@ def test_daemon_prewarm_compiles_the_kernel_in_a_worker(profile, cache, monkeypa
     monkeypatch.setenv(warmup.ENV_SWITCH, "1")  # the suite's conftest sets 0
     stepper = ProfileStepper(profile, "t")
     stepper.prewarm()
-    assert warmup.is_warm(profile, "kernel")
+    assert warmup.is_warm(profile, "kernel") and warmup.is_warm(profile, "mtf")
+    # The warm-up's batch loop is the entry the worker's "mtf" job compiled (the backtest's
+    # types): the daemon's call added no second signature to the cache.
+    assert len(list(cache.rglob("mtf.mtf_batch_nb-*.nbc"))) == 1
     n = len(stepper.symbols)
     ref = MtfRatingStates.from_profile(profile)
     rng = np.random.default_rng(3)
@@ -254,3 +257,5 @@ def test_daemon_prewarm_compiles_the_kernel_in_a_worker(profile, cache, monkeypa
         want = ref.step_slice(sl.ts, sl.open, sl.high, sl.low, sl.close, sl.volume)
     assert np.array_equal(stepper._out, want, equal_nan=True)
     assert not np.isnan(want[:, 0, 0]).all()  # real ratings, not the stand-in's NaN
+    stepper.warm_asset(0, np.arange(3, dtype=np.int64) * 3_600_000, np.ones((3, 5)))
+    assert len(list(cache.rglob("mtf.mtf_batch_nb-*.nbc"))) == 1
