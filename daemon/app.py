@@ -96,6 +96,9 @@ class DaemonConfig:
     export_every_s: float = 300.0
     heartbeat_every_s: float = 30.0
     fresh: bool = False
+    #: what makes the journal: "live" (``tandem-daemon run``) or "replay" (played history);
+    #: one never continues the other's (:meth:`tandem.daemon.state.StateStore.bind_profile`)
+    journal_kind: str = "live"
     run_id: str = field(default_factory=lambda: f"paper-{uuid.uuid4().hex[:12]}")
     #: stop by itself once this slice ts (bar open) is committed (replay); None = run forever
     stop_after_ts: int | None = None
@@ -189,7 +192,7 @@ class Daemon:
         self.store = StateStore(cfg.state_db, synchronous=cfg.sqlite_synchronous)
         self._started_at = time.monotonic()
         resumed = self.store.bind_profile(cfg.profile_name, cfg.profile_json, cfg.run_id,
-                                          fresh=cfg.fresh)
+                                          fresh=cfg.fresh, kind=cfg.journal_kind)
         self._ckpt_slices = 0
         own_exchange = self.ex is None
         if own_exchange:

@@ -617,6 +617,7 @@ async def _run_replay(args, settings, profile, ops=None) -> int:
         raise _DataError(f"nothing to replay: {what} is at or after the end of the data "
                          f"({_iso(data_end)})")
     cfg = _daemon_config(args, settings, profile, db)
+    cfg.journal_kind = "replay"
     cfg.fresh = True if args.db is None else args.fresh
     if not cfg.fresh:
         _check_resume(db, profile, market, start_ts, end_ts)

@@ -242,12 +242,15 @@ class StateStore:
         self.close()
 
     def bind_profile(
-        self, name: str, profile: Mapping[str, Any] | str, run_id: str, *, fresh: bool = False
+        self, name: str, profile: Mapping[str, Any] | str, run_id: str, *, fresh: bool = False,
+        kind: str = "live",
     ) -> bool:
         """Attach this database to a profile. Returns True when resuming existing state.
 
-        A database created for another profile, or for this profile with different contents
-        (hash changed), refuses to resume unless ``fresh``; ``fresh`` wipes every table.
+        A database created for another profile, for this profile with different contents
+        (hash changed), or by the other kind of run (``kind``: "live" or "replay": a live
+        run must not continue a replay's played fills, nor a replay a live journal),
+        refuses to resume unless ``fresh``; ``fresh`` wipes every table.
         """
         text = profile if isinstance(profile, str) else canonical_json(profile)
         digest = profile_hash(text)
@@ -259,6 +262,12 @@ class StateStore:
                     f"(hash {stored[:12]}), not {name!r} (hash {digest[:12]}): "
                     "refusing to resume; start with --fresh to discard it"
                 )
+            made_by = self.get_meta("journal_kind")  # None: a journal from before this rule
+            if made_by is not None and made_by != kind:
+                raise ProfileChangedError(
+                    f"state in {self.path} is a {made_by} journal (tandem-daemon "
+                    f"{'replay' if made_by == 'replay' else 'run'}), not a {kind} one: "
+                    "refusing to continue it; start with --fresh to discard it or pass another --db")
             # run_id is the current session's (status shows what runs now); the first
             # session's stays as first_run_id.
             with self.transaction():
@@ -273,7 +282,7 @@ class StateStore:
             self._set_meta_many(
                 {"profile": name, "profile_json": text, "profile_hash": digest,
                  "run_id": run_id, "first_run_id": run_id, "created_at": now,
-                 "run_started_at": now}
+                 "run_started_at": now, "journal_kind": kind}
             )
         return False
 

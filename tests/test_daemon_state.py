@@ -200,3 +200,18 @@ def test_hand_edited_meta_is_one_line_exit_1(tmp_path, capsys, key, value, cmd):
     assert main([cmd, "--db", str(db), *extra]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"meta {key} is {value[:40]!r}" in err, err
+
+
+def test_a_live_run_and_a_replay_never_continue_each_others_journal(tmp_path):
+    db = tmp_path / "s.sqlite"
+    with StateStore(db) as st:
+        assert st.bind_profile("p", PROFILE, "r1", kind="replay") is False
+        assert st.get_meta("journal_kind") == "replay"
+        assert st.bind_profile("p", PROFILE, "r2", kind="replay") is True
+        with pytest.raises(ProfileChangedError, match="is a replay journal"):
+            st.bind_profile("p", PROFILE, "r3", kind="live")
+        assert st.bind_profile("p", PROFILE, "r4", kind="live", fresh=True) is False
+        with pytest.raises(ProfileChangedError, match="is a live journal"):
+            st.bind_profile("p", PROFILE, "r5", kind="replay")
+        st.conn.execute("DELETE FROM meta WHERE key = 'journal_kind'")  # made before the rule
+        assert st.bind_profile("p", PROFILE, "r6", kind="replay") is True

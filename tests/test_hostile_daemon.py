@@ -409,6 +409,17 @@ def test_replay_db_of_other_candles_is_refused_not_resumed(tmp_path):
     # ... and --fresh replays the other candles
     other = fingerprint(_daemon(*base, "--bars", "60", "--seed", "8", "--fresh", cwd=tmp_path))
     assert other != first
+    # a live run is not continued on a replay's journal (its played fills): refused before
+    # it connects anywhere (the URLs point at a closed port)
+    with StateStore(tmp_path / "r.sqlite") as s:
+        before = (s.fill_count(), s.last_ts)
+    line = _one_error_line(_daemon("run", "--manifest", m, "--profile", "tst", "--db", "r.sqlite",
+                                   "--rest-url", "http://127.0.0.1:9/api/v3",
+                                   "--ws-url", "ws://127.0.0.1:9/ws", cwd=tmp_path), 2,
+                           "is a replay journal (tandem-daemon replay), not a live one")
+    assert "--fresh" in line
+    with StateStore(tmp_path / "r.sqlite") as s:
+        assert (s.fill_count(), s.last_ts) == before
 
 
 @pytest.mark.timeout(300)
