@@ -222,7 +222,8 @@ class StateStore:
         creation) make a file ours."""
         names = {r[0] for r in self.conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        foreign = sorted(names - _OWN_TABLES)
+        # sqlite_*: SQLite's own (sqlite_stat1 after an ANALYZE or PRAGMA optimize)
+        foreign = sorted(n for n in names - _OWN_TABLES if not n.startswith("sqlite_"))
         if foreign:
             self.conn.close()
             shown = ", ".join(quote(n) for n in foreign[:5]) + (", ..." if len(foreign) > 5 else "")

@@ -215,3 +215,18 @@ def test_a_live_run_and_a_replay_never_continue_each_others_journal(tmp_path):
             st.bind_profile("p", PROFILE, "r5", kind="replay")
         st.conn.execute("DELETE FROM meta WHERE key = 'journal_kind'")  # made before the rule
         assert st.bind_profile("p", PROFILE, "r6", kind="replay") is True
+
+
+def test_sqlites_own_tables_do_not_make_a_state_file_foreign(tmp_path):
+    """ANALYZE (or PRAGMA optimize, or an operator's sqlite3 shell) adds sqlite_stat1: the
+    file is still ours, and it opens and resumes."""
+    db = tmp_path / "s.sqlite"
+    with StateStore(db) as st:
+        st.bind_profile("p", PROFILE, "r1")
+        st.commit_slice(0, [], [], [_fill(3_600_000)], {}, warmup=False)
+    with sqlite3.connect(db) as conn:
+        conn.execute("ANALYZE")
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'"
+                            ).fetchone()[0] == 1
+    with StateStore(db) as st:
+        assert st.bind_profile("p", PROFILE, "r2") is True and st.fill_count() == 1
