@@ -131,14 +131,15 @@ def test_run_candles_from_a_whole_journal_still_runs(world, capsys):
 
 def test_reconcile_says_the_candle_evidence_is_partial(world, capsys):
     """The fills still compare (the pending and the whole run traded alike); every output
-    carries the caveat, and the warm-up bars the journal lacks are 'unjournaled' events,
-    never 'missing' ones (the daemon warmed up on them)."""
+    carries the caveat, and the warm-up bars the journal lacks are listed as 'unjournaled'
+    events that explain nothing — before, they were 'missing' candles ("never received by
+    the daemon", which warmed up on them) and made the difference below a 'data' one."""
     root = world["root"]
     db = root / "pending.sqlite"
     with StateStore(root / "done.sqlite") as st:
         fills = st.fills_frame()
     bt = root / "bt.csv"
-    # One fill left out of the backtest side: a difference whose explanation is a data event.
+    # One fill left out of the backtest side: no candle explains that (a logic difference).
     plain = fills.index[fills["intrabar"] == ""]
     journal.write_csv(fills.drop(index=plain[-1]), bt)
     out = root / "rec"
@@ -153,8 +154,8 @@ def test_reconcile_says_the_candle_evidence_is_partial(world, capsys):
     assert "warm-up journal is incomplete" in (out / "reconcile.html").read_text()
     diffs = pd.read_csv(out / "reconcile_differences.csv")
     assert len(diffs) == 1
-    assert diffs["evidence"].iloc[0].startswith("unjournaled candle")
-    assert "warm-up journal is incomplete" in diffs["evidence"].iloc[0]
+    assert diffs["category"].iloc[0] == "logic", diffs["evidence"].iloc[0]
+    assert "data events: 0" in text  # the unjournaled bars are listed, not counted as evidence
 
     from tandem.backtest.reconcile import reconcile
 

@@ -115,7 +115,10 @@ def reconcile(
         history = found[0] if found else None
     hist = _history(history, timeframe)
     gaps = {db: gap for db in dbs if (gap := warmup_journal_gap(db)) is not None}
-    events = _events(dbs, tf_ms, hist, timeframe, gaps)
+    listed = _events(dbs, tf_ms, hist, timeframe, gaps)
+    # An unjournaled warm-up bar is listed in the report but explains no difference: the
+    # daemon may well have warmed up on it, so it is no evidence either way.
+    events = _EventsByProfile({k: e[e["kind"] != UNJOURNALED] for k, e in listed.items()})
 
     matches = match_fills(p_side.fills, b_side.fills, tol)
     profiles = sorted(set(p_side.fills["profile"]) | set(b_side.fills["profile"]))
@@ -134,8 +137,8 @@ def reconcile(
     drift = drift_frame(p_side.fills, b_side.fills, marks, cash)
 
     all_events = (
-        pd.concat([e.assign(profile=k or "") for k, e in events.items()], ignore_index=True)
-        if events else empty_events().assign(profile="")
+        pd.concat([e.assign(profile=k or "") for k, e in listed.items()], ignore_index=True)
+        if listed else empty_events().assign(profile="")
     )
     summaries = [
         _summary(p, matches, diffs, drift, p_side, b_side, configs[p], events)
@@ -155,10 +158,10 @@ def reconcile(
             "history": [str(history)] if history is not None else [],
         },
         # Not a refusal: the fills comparison does not need the warm-up's candles, only
-        # the data evidence does (its unjournaled bars are marked, not called missing).
-        caveats=[f"{warmup_gap_text(db, gap)}; warm-up bars absent from it are data events "
-                 f"of kind '{UNJOURNALED}' (the daemon may well have had them), never "
-                 "'missing'" for db, gap in gaps.items()],
+        # the data evidence does (its unjournaled bars are no evidence, see above).
+        caveats=[f"{warmup_gap_text(db, gap)}; the warm-up bars it lacks are listed as data "
+                 f"events of kind '{UNJOURNALED}' and explain no difference (the daemon may "
+                 "well have had them)" for db, gap in gaps.items()],
     )
 
 
