@@ -466,7 +466,9 @@ class StateStore:
         # a warm-up slice's row and its candles are written in one transaction
         journaled = self.conn.execute(
             "SELECT COALESCE(SUM(n_assets), 0) FROM slices WHERE ts < ?", (t0,)).fetchone()[0]
-        return {"missing_candles": max(0, total - int(journaled)), "warmup_candles": total}
+        missing = max(0, total - int(journaled))
+        # every row written, only the closing "done" lost to the stop: complete
+        return {"missing_candles": missing, "warmup_candles": total} if missing else None
 
     @property
     def checkpoint_ts(self) -> int | None:

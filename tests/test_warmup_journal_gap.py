@@ -102,6 +102,13 @@ def test_the_reader(world):
         st.conn.execute("DELETE FROM meta WHERE key = 'warmup_journal'")
         assert st.warmup_journal_gap() is None
     assert warmup_journal_gap(old) is None
+    # every row written, only the closing "done" lost to the stop: complete, not refused
+    whole = root / "whole.sqlite"
+    shutil.copy(root / "done.sqlite", whole)
+    with StateStore(whole) as st:
+        st.set_meta("warmup_journal", "pending")
+        assert st.warmup_journal_gap() is None
+    assert warmup_journal_gap(whole) is None
 
 
 def test_run_candles_from_refuses_a_pending_warmup_journal(world, capsys):

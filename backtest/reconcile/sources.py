@@ -140,7 +140,9 @@ def warmup_journal_gap(path: str | Path) -> dict[str, int | None] | None:
         journaled = conn.execute(
             "SELECT COALESCE(SUM(n_assets), 0) FROM slices WHERE ts < ?", (t0,),
         ).fetchone()[0] if "slices" in tables else 0
-    return {"missing_candles": max(0, total - int(journaled)), "warmup_candles": total}
+    missing = max(0, total - int(journaled))
+    # every row written, only the closing "done" lost to the stop: complete
+    return {"missing_candles": missing, "warmup_candles": total} if missing else None
 
 
 def warmup_gap_text(path: str | Path, gap: dict[str, int | None]) -> str:
