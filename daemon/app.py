@@ -216,6 +216,8 @@ class Daemon:
             log.info("daemon_start", profile=cfg.profile_name, run_id=cfg.run_id,
                      resumed=resumed, last_ts=last_ts, t0=self.t0, symbols=len(cfg.symbols),
                      db=str(cfg.state_db))
+            if resumed:
+                self._warn_warmup_journal()
             if (cfg.stop_after_ts is not None and last_ts is not None
                     and last_ts >= cfg.stop_after_ts):
                 return 0
@@ -422,6 +424,23 @@ class Daemon:
                  last_ts=self.store.last_ts)
         if todo:
             self._checkpoint(todo[-1][0])
+
+    def _warn_warmup_journal(self) -> None:
+        """A resumed state whose warm-up journal was cut short (stopped or killed while
+        writing it): trading is unaffected (the warm-up state was committed whole), but the
+        journal lacks warm-up candles, so `tandem-backtest run --candles-from` refuses it
+        and reconcile's evidence is partial. Said once, at start, and on /health.
+        Completing the journal would mean fetching those bars again (the candle store or
+        REST, rate-limited): not done here; the collected bars are gone with the old
+        process."""
+        gap = self.store.warmup_journal_gap()
+        if gap is None:
+            return
+        log.warning("warmup_journal_incomplete", db=str(self.cfg.state_db), **gap,
+                    hint="the journal lacks warm-up candles: backtest this run from the "
+                         "candle store (tandem-backtest run --data), not --candles-from")
+        if self.ops is not None:
+            self.ops.on_warmup_journal_incomplete(gap)
 
     def _checkpoint(self, ts: int) -> None:
         self.store.write_checkpoint(ts, self.stepper.blobs())

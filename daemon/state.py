@@ -450,6 +450,26 @@ class StateStore:
             c.executemany("INSERT INTO slices VALUES (?,?,?,?,?,?)", slices)
         self._commits_since_ckpt += 1
 
+    def warmup_journal_gap(self) -> dict[str, int | None] | None:
+        """None when the warm-up's journal rows are all written, else
+        ``{"missing_candles": n, "warmup_candles": m}`` (None where unknown): a stop or a
+        kill before the last of them (:meth:`journal_warmup`) leaves ``warmup_journal =
+        pending`` for good. A state without that meta predates the rule (its warm-up was
+        journaled slice by slice): complete. Reconcile reads the same rule from the file
+        (``tandem.backtest.reconcile.sources.warmup_journal_gap``)."""
+        if self.get_meta("warmup_journal") != "pending":
+            return None
+        try:
+            total, t0 = int(self.get_meta("warmup_candles")), int(self.get_meta("warmup_to"))
+        except (TypeError, ValueError):
+            return {"missing_candles": None, "warmup_candles": None}
+        # a warm-up slice's row and its candles are written in one transaction
+        journaled = self.conn.execute(
+            "SELECT COALESCE(SUM(n_assets), 0) FROM slices WHERE ts < ?", (t0,)).fetchone()[0]
+        missing = max(0, total - int(journaled))
+        # every row written, only the closing "done" lost to the stop: complete
+        return {"missing_candles": missing, "warmup_candles": total} if missing else None
+
     @property
     def checkpoint_ts(self) -> int | None:
         return self._meta_number("checkpoint_ts", int)

@@ -37,13 +37,18 @@ from tandem.backtest.reconcile.sources import (
     load_side,
     manifest_profiles,
     read_db_candles,
+    read_db_meta,
     read_db_slices,
     sidecar_data_path,
+    warmup_gap_text,
+    warmup_journal_gap,
 )
 from tandem.core.fingerprint import run_fingerprint, trade_fingerprints
 from tandem.core.timeframes import timeframe_to_ms
 
 PathLike = str | Path
+#: data-event kind of a warm-up bar an incomplete warm-up journal lacks (see _unjournaled)
+UNJOURNALED = "unjournaled"
 Journal = PathLike | Sequence[PathLike] | pd.DataFrame
 
 
@@ -109,7 +114,11 @@ def reconcile(
         found = [d for d in map(sidecar_data_path, b_side.paths) if d is not None]
         history = found[0] if found else None
     hist = _history(history, timeframe)
-    events = _events(dbs, tf_ms, hist, timeframe)
+    gaps = {db: gap for db in dbs if (gap := warmup_journal_gap(db)) is not None}
+    listed = _events(dbs, tf_ms, hist, timeframe, gaps)
+    # An unjournaled warm-up bar is listed in the report but explains no difference: the
+    # daemon may well have warmed up on it, so it is no evidence either way.
+    events = _EventsByProfile({k: e[e["kind"] != UNJOURNALED] for k, e in listed.items()})
 
     matches = match_fills(p_side.fills, b_side.fills, tol)
     profiles = sorted(set(p_side.fills["profile"]) | set(b_side.fills["profile"]))
@@ -128,8 +137,8 @@ def reconcile(
     drift = drift_frame(p_side.fills, b_side.fills, marks, cash)
 
     all_events = (
-        pd.concat([e.assign(profile=k or "") for k, e in events.items()], ignore_index=True)
-        if events else empty_events().assign(profile="")
+        pd.concat([e.assign(profile=k or "") for k, e in listed.items()], ignore_index=True)
+        if listed else empty_events().assign(profile="")
     )
     summaries = [
         _summary(p, matches, diffs, drift, p_side, b_side, configs[p], events)
@@ -148,6 +157,11 @@ def reconcile(
             "candles": [str(x) for x in dbs],
             "history": [str(history)] if history is not None else [],
         },
+        # Not a refusal: the fills comparison does not need the warm-up's candles, only
+        # the data evidence does (its unjournaled bars are no evidence, see above).
+        caveats=[f"{warmup_gap_text(db, gap)}; the warm-up bars it lacks are listed as data "
+                 f"events of kind '{UNJOURNALED}' and explain no difference (the daemon may "
+                 "well have had them)" for db, gap in gaps.items()],
     )
 
 
@@ -161,15 +175,19 @@ def _timeframe(p_side: Side, b_side: Side, dbs: list[Path]) -> str | None:
 
 
 def _events(
-    dbs: list[Path], tf_ms: int, hist: CandleReader | None, timeframe: str | None
+    dbs: list[Path], tf_ms: int, hist: CandleReader | None, timeframe: str | None,
+    gaps: dict[Path, Any] | None = None,
 ) -> dict[str | None, pd.DataFrame]:
     """Data events per profile (key None: a database without a profile, applies to all)."""
     out: dict[str | None, pd.DataFrame] = _EventsByProfile()
     for db in dbs:
         info = db_profile(db)
+        slices = read_db_slices(db)
         ev = data_events(
-            read_db_candles(db), read_db_candles(db, "late"), read_db_slices(db), tf_ms, hist, timeframe
+            read_db_candles(db), read_db_candles(db, "late"), slices, tf_ms, hist, timeframe
         )
+        if gaps and db in gaps:
+            ev = _unjournaled(ev, slices, read_db_meta(db).get("warmup_to"))
         key = info.name if info else None
         out[key] = pd.concat([out[key], ev], ignore_index=True) if key in out else ev
     if None in out:  # unattributed events apply to every profile
@@ -177,6 +195,21 @@ def _events(
         for k in [k for k in out if k is not None]:
             out[k] = pd.concat([out[k], shared], ignore_index=True)
     return out
+
+
+def _unjournaled(events: pd.DataFrame, slices: pd.DataFrame, t0: str | None) -> pd.DataFrame:
+    """A database whose warm-up journal is incomplete: a warm-up bar history has but the
+    journal lacks, on a warm-up slice it has no row of, is not evidence that the daemon
+    never had it (it warmed up on it, then stopped before journaling it)."""
+    if t0 is None or events.empty:
+        return events
+    hit = ((events["kind"] == "missing") & (events["ts"] < int(t0))
+           & ~events["ts"].isin(set(slices["ts"].tolist())))
+    events = events.copy()
+    events.loc[hit, "kind"] = UNJOURNALED
+    events.loc[hit, "detail"] = ("in history, not in the daemon's journal: its warm-up journal "
+                                 "is incomplete (the daemon may well have had this bar)")
+    return events
 
 
 def _coverage(dbs: list[Path], tf_ms: int) -> dict[str, tuple[int, int]]:

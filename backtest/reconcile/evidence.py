@@ -11,6 +11,10 @@ missing    history has the bar; the daemon never received it (stepped as missing
 extra      the daemon consumed a bar that history does not have
 =========  =================================================================================
 
+(``tandem.backtest.reconcile.api`` re-labels a *missing* warm-up bar of a database whose
+warm-up journal is incomplete as *unjournaled*: the daemon may well have warmed up on it,
+so it is listed but explains no difference.)
+
 Without a history, only what the daemon itself recorded is used (late candles, and assets
 its slices stepped as missing, which then cannot be told apart from a real exchange gap).
 """

@@ -85,6 +85,7 @@ def terminal(r: ReconcileReport, max_diffs: int = 10) -> str:
         f"reconcile  paper: {', '.join(r.inputs.get('paper', []))}",
         f"           backtest: {', '.join(r.inputs.get('backtest', []))}",
         f"tolerance: {_tol_text(r)}",
+        *(f"caveat: {c}" for c in r.caveats),
     ]
     for p in r.profiles:
         same_fp = p.paper_fingerprint == p.backtest_fingerprint
@@ -185,6 +186,7 @@ def markdown(r: ReconcileReport) -> str:
         f"- candles: {', '.join(r.inputs.get('candles', [])) or 'none'}; "
         f"history: {', '.join(r.inputs.get('history', [])) or 'none'}",
         f"- tolerance: {_tol_text(r)}",
+        *(f"- **caveat**: {_md_escape(c)}" for c in r.caveats),
         f"- **{_verdict(r)}**",
         "",
         "## Summary",
@@ -301,7 +303,8 @@ def html(r: ReconcileReport) -> str:
         f"<style>{_CSS}</style></head><body>"
         "<h1>Tandem reconcile report</h1>"
         f'<p id="verdict" class="{verdict_cls}">{esc(_verdict(r))}</p>'
-        f"<ul>{inputs}<li>tolerance: {esc(_tol_text(r))}</li></ul>"
+        + "".join(f'<p class="caveat bad">caveat: {esc(c)}</p>' for c in r.caveats)
+        + f"<ul>{inputs}<li>tolerance: {esc(_tol_text(r))}</li></ul>"
         "<h2>Summary</h2>"
         + (_html_table(_summary_frame(r)) if r.profiles else "<p>no fills on either side</p>")
         + "<h2>Fingerprints</h2>"

@@ -67,6 +67,9 @@ class ReconcileReport:
     profiles: list[ProfileSummary]
     tolerance: Tolerance
     inputs: dict[str, list[str]] = field(default_factory=dict)
+    #: what limits the evidence (e.g. a candle db whose warm-up journal is incomplete):
+    #: shown on every output, the verdict itself unchanged
+    caveats: list[str] = field(default_factory=list)
 
     # ---- verdict -----------------------------------------------------------------------
     @property

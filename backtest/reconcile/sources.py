@@ -113,6 +113,47 @@ def db_profile(path: str | Path) -> ProfileInfo | None:
     )
 
 
+def warmup_journal_gap(path: str | Path) -> dict[str, int | None] | None:
+    """Whether a daemon database's journal lacks some of its warm-up candles: None when
+    complete, else ``{"missing_candles": n, "warmup_candles": m}`` (None where unknown).
+
+    The daemon commits its warm-up state at ``t0`` and journals the warm-up's candle rows
+    afterwards (``daemon/warmstart.py``); stopped or killed before the last of them, its
+    meta keeps ``warmup_journal = pending`` for good. A database without that key predates
+    the rule and journaled its warm-up slice by slice: complete. The same rule as
+    ``StateStore.warmup_journal_gap`` on the daemon side (backtest must not import daemon).
+    """
+    with _closing(connect_ro(path)) as conn:
+        tables = _tables(conn)
+        if "meta" not in tables:
+            return None
+        meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN "
+                                 "('warmup_journal', 'warmup_candles', 'warmup_to')"))
+        if meta.get("warmup_journal") != "pending":
+            return None
+        try:
+            total, t0 = int(meta["warmup_candles"]), int(meta["warmup_to"])
+        except (KeyError, TypeError, ValueError):
+            return {"missing_candles": None, "warmup_candles": None}
+        # A warm-up slice's row and its candles go in one transaction: the slices' asset
+        # counts before t0 are the journaled warm-up candles (thousands of rows, not millions).
+        journaled = conn.execute(
+            "SELECT COALESCE(SUM(n_assets), 0) FROM slices WHERE ts < ?", (t0,),
+        ).fetchone()[0] if "slices" in tables else 0
+    missing = max(0, total - int(journaled))
+    # every row written, only the closing "done" lost to the stop: complete
+    return {"missing_candles": missing, "warmup_candles": total} if missing else None
+
+
+def warmup_gap_text(path: str | Path, gap: dict[str, int | None]) -> str:
+    """``<db>: its warm-up journal is incomplete (n of m warm-up candles not journaled:
+    ...)`` — for a refusal or a report caveat."""
+    n, m = gap.get("missing_candles"), gap.get("warmup_candles")
+    count = f"{n:,} of {m:,} warm-up candles" if n is not None and m is not None else "warm-up candles"
+    return (f"{path}: its warm-up journal is incomplete ({count} not journaled: the daemon "
+            "was stopped while journaling its warm-up, or still is)")
+
+
 def read_db_candles(path: str | Path, table: str = "candles") -> pd.DataFrame:
     """Candles the daemon consumed (``candles``) or received too late (``late``).
 
@@ -328,6 +369,14 @@ class DaemonCandleSource(_Source):
         for p in paths:
             if not is_sqlite(p):
                 raise ReconcileInputError(f"{p} is not a daemon database (SQLite)")
+            gap = warmup_journal_gap(p)
+            if gap is not None:
+                # Its journal holds fewer warm-up bars than the daemon warmed up on: a
+                # backtest of it would start from another state and differ, silently.
+                raise ReconcileInputError(
+                    f"{warmup_gap_text(p, gap)}, so a backtest of its candles would warm up "
+                    "on fewer bars than the daemon did; backtest the candle store the daemon "
+                    "warmed up from instead (--data)")
             frames.append(read_db_candles(p))
             if timeframe is None:
                 info = db_profile(p)

@@ -19,7 +19,7 @@ bookkeeping (no asyncio, no I/O): the daemon reports events, ``evaluate()`` judg
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -77,6 +77,7 @@ class Health:
         self._last_stepped_ts: int | None = None
         self._write_error: str | None = None
         self._write_error_at: float | None = None
+        self._warmup_journal: dict[str, Any] | None = None
 
     # --- events the daemon reports -----------------------------------------------------------
     def set_phase(self, phase: Phase) -> None:
@@ -130,6 +131,11 @@ class Health:
         self._write_error = error
         self._write_error_at = self._clock()
 
+    def warmup_journal_incomplete(self, gap: Mapping[str, Any]) -> None:
+        """The state's journal lacks warm-up candles (a stop while journaling them): a
+        detail for whoever reconciles this run, not a reason — trading is unaffected."""
+        self._warmup_journal = {"status": "incomplete", **gap}
+
     def slice_lag_s(self) -> float:
         """Seconds the oldest closed-but-unstepped slice has waited (0.0 when none)."""
         if not self._pending:
@@ -169,6 +175,8 @@ class Health:
             "last_slice_ts": self._last_stepped_ts,
             "pending_slices": len(self._pending),
         }
+        if self._warmup_journal is not None:
+            details["warmup_journal"] = dict(self._warmup_journal)
         return HealthReport(
             status="ok" if not reasons else "degraded",
             reasons=tuple(reasons),

@@ -249,6 +249,11 @@ class Ops:
         self.metrics.on_write_error()
         self.health.write_failed(error)
 
+    def on_warmup_journal_incomplete(self, gap: Mapping[str, Any]) -> None:
+        """The resumed state's journal lacks warm-up candles (``missing_candles``,
+        ``warmup_candles``): shown on /health, which stays ok (trading is unaffected)."""
+        self.health.warmup_journal_incomplete(gap)
+
     def set_portfolio(self, equity: float, cash: float | None = None,
                       open_positions: int | None = None) -> None:
         self.metrics.set_equity(equity, cash)
