@@ -9,7 +9,10 @@
 Each command runs once untimed (fills numba's cache), then ``--runs`` times; the figures are
 min / median / max wall seconds. ``--busy`` keeps one core spinning in another process
 meanwhile (a busy machine); ``--cold`` adds one run of each on an empty numba cache.
-``--versus`` instead times the 100-pair run against the reference job
+``--warmup-ab`` instead runs each command on an empty numba cache with the warm-up worker
+(``TANDEM_WARMUP`` unset: on two or more CPUs) and without it (``TANDEM_WARMUP=0``: compiling
+in one process), in turn, ``--runs`` pairs: whether the worker machinery ever makes a first
+run slower (with ``--busy``: on a busy machine). ``--versus`` instead times the 100-pair run against the reference job
 (:mod:`bench/reference.py`: pandas resample + TA-Lib + vectorbt ``from_signals`` on the same
 pairs), each one job per process, in turn (A B A B ...; both warm), and prints the ratio
 reference / Tandem pair by pair: pairing keeps it meaningful on a machine whose speed drifts.
@@ -21,6 +24,7 @@ dropped from their environment; with it set, every run compiled the project's so
 
     .venv/bin/python bench/commands.py [--runs 5] [--busy] [--cold] [--only run100,help]
     .venv/bin/python bench/commands.py --versus [--runs 5]
+    .venv/bin/python bench/commands.py --warmup-ab --runs 3 [--busy] --only "replay,run 100 pairs --no"
 """
 
 from __future__ import annotations
@@ -90,6 +94,31 @@ def _versus(ours: tuple[str, list[str]], theirs: tuple[str, list[str]], env: dic
           f"{max(ratios):7.2f}   (pair by pair; target >= 5)")
 
 
+def _warmup_ab(commands: dict[str, list[str]], env: dict[str, str], work: Path,
+               runs: int) -> None:
+    """Each command cold, with the warm-up worker (A) and compiling in one process (B), in
+    turn; the ratio A/B pair by pair (pairing keeps it meaningful on a drifting machine)."""
+    cache = work / "ab-cache"
+
+    def cold(cmd: list[str], mode: str) -> float:
+        shutil.rmtree(cache, ignore_errors=True)
+        run_env = dict(env, NUMBA_CACHE_DIR=str(cache))
+        run_env.pop("TANDEM_WARMUP", None)
+        if mode == "0":
+            run_env["TANDEM_WARMUP"] = "0"
+        return _time(cmd, run_env)
+
+    for name, cmd in commands.items():
+        pairs = [(cold(cmd, "auto"), cold(cmd, "0")) for _ in range(runs)]
+        a, b = [x for x, _ in pairs], [y for _, y in pairs]
+        ratios = [x / y for x, y in pairs]
+        print(f"{name + ' cold, worker':34} {min(a):7.2f} {statistics.median(a):7.2f} {max(a):7.2f}")
+        print(f"{name + ' cold, one process':34} {min(b):7.2f} {statistics.median(b):7.2f} "
+              f"{max(b):7.2f}")
+        print(f"{'  ratio worker / one process':34} {min(ratios):7.2f} "
+              f"{statistics.median(ratios):7.2f} {max(ratios):7.2f}   (pair by pair)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5)
@@ -98,6 +127,8 @@ def main() -> None:
     ap.add_argument("--only", help="comma-separated subset of the command names")
     ap.add_argument("--versus", action="store_true",
                     help="the 100-pair run against the reference job, in turn")
+    ap.add_argument("--warmup-ab", action="store_true",
+                    help="cold runs with the warm-up worker against compiling in one process")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="tandem-bench-"))
@@ -141,6 +172,9 @@ def main() -> None:
               f"{', one core busy' if args.busy else ''})")
         if args.versus:
             _versus(*commands.items(), env=env, runs=args.runs)
+            return
+        if args.warmup_ab:
+            _warmup_ab(commands, env, work, args.runs)
             return
         for name, cmd in commands.items():
             if args.cold:
