@@ -46,3 +46,25 @@ def test_inf_on_one_side_is_never_within_tolerance(bt, fills, tmp_path, capsys):
     assert main(["reconcile", "--paper", paper, "--backtest", str(bt), "--tolerance", "1e-9"]) == 1
     out = capsys.readouterr().out
     assert "mismatched 1" in out and "logic 1" in out and "rounding 0" in out
+
+
+@pytest.mark.parametrize("order", ["reversed", "shuffled", "row_appended"])
+def test_fills_out_of_time_order_are_refused(bt, fills, tmp_path, capsys, order):
+    """Reversed, the identical fills drifted (max |equity| in the thousands: exit 1 under
+    --equity-tolerance); shuffled or a row appended, 'index must be monotonic' without a file."""
+    bad = {"reversed": fills.iloc[::-1], "shuffled": fills.sample(frac=1.0, random_state=3),
+           "row_appended": pd.concat([fills, fills.iloc[[10]]])}[order]
+    paper = _write(bad, tmp_path / "paper.csv")
+    rc = main(["reconcile", "--paper", paper, "--backtest", str(bt), "--equity-tolerance", "1"])
+    line = _one_error(capsys, rc, 2, paper)
+    assert "earlier than the row before it" in line
+
+
+def test_several_files_of_one_profile_are_taken_oldest_first(bt, fills, tmp_path, capsys):
+    half = len(fills) // 2
+    a = _write(fills.iloc[:half], tmp_path / "a.csv")
+    b = _write(fills.iloc[half:], tmp_path / "b.csv")
+    assert main(["reconcile", "--paper", a, "--paper", b, "--backtest", str(bt)]) == 0
+    capsys.readouterr()
+    rc = main(["reconcile", "--paper", b, "--paper", a, "--backtest", str(bt)])
+    _one_error(capsys, rc, 2, "give the files oldest first")

@@ -30,6 +30,7 @@ from tandem.backtest.reconcile.report import ProfileSummary, ReconcileReport
 from tandem.backtest.reconcile.sources import (
     ProfileInfo,
     Side,
+    check_time_order,
     conform,
     db_profile,
     infer_timeframe,
@@ -54,7 +55,9 @@ Journal = PathLike | Sequence[PathLike] | pd.DataFrame
 
 def _side(label: str, src: Journal, profiles: dict[str, ProfileInfo] | None) -> Side:
     if isinstance(src, pd.DataFrame):
-        return Side(label, conform(src), dict(profiles or {}))
+        fills = conform(src)
+        check_time_order(fills, f"{label} frame")
+        return Side(label, fills, dict(profiles or {}))
     paths = [src] if isinstance(src, str | Path) else list(src)
     return load_side(label, paths, profiles)
 

@@ -330,6 +330,31 @@ def manifest_profiles(manifest: str | Path | dict[str, Any], origin: str = "") -
     return out
 
 
+def first_time_reversal(fills: pd.DataFrame) -> tuple[int, str] | None:
+    """``(row, profile)`` of the first fill earlier than the fill before it of its profile.
+
+    Drift takes a bar's last fill (journal order) for its cash and position, and needs each
+    profile's fills in time order: out of order, it failed ("index must be monotonic") or,
+    reversed, drifted on identical fills (a wrong verdict under --equity-tolerance).
+    """
+    for profile, ts in fills.groupby("profile", sort=False)["ts"]:
+        back = np.flatnonzero(np.diff(ts.to_numpy(np.int64)) < 0)
+        if len(back):
+            return int(ts.index[back[0] + 1]), str(profile)
+    return None
+
+
+def check_time_order(fills: pd.DataFrame, where: str) -> None:
+    """:class:`ReconcileInputError` naming the first row that goes back in time."""
+    hit = first_time_reversal(fills)
+    if hit is not None:
+        i, profile = hit
+        raise ReconcileInputError(
+            f"{where}: fill row {i + 1} (ts {fills['ts'].iat[i]}) is earlier than the row before "
+            f"it of profile {profile!r}; a fills journal is in time order (sort it by ts, "
+            "keeping the order within a bar, or export it again)")
+
+
 def load_side(
     label: str, paths: Sequence[str | Path], profiles: dict[str, ProfileInfo] | None = None
 ) -> Side:
@@ -338,6 +363,7 @@ def load_side(
     for raw in paths:
         p = Path(raw)
         frames.append(read_fills(p))
+        check_time_order(frames[-1], str(p))
         if is_sqlite(p):
             dbs.append(p)
             info = db_profile(p)
@@ -348,6 +374,10 @@ def load_side(
                 infos.setdefault(name, info)
     infos.update(profiles or {})
     fills = pd.concat(frames, ignore_index=True) if frames else conform(journal.empty_fills_frame())
+    if first_time_reversal(fills) is not None:  # each file is in order: the files are not
+        raise ReconcileInputError(f"{label} inputs {', '.join(map(str, paths))}: one profile's "
+                                  "fills go back in time from one file to the next; give the "
+                                  "files oldest first")
     return Side(label, conform(fills), infos, dbs, [Path(p) for p in paths])
 
 
