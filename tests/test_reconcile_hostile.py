@@ -68,3 +68,27 @@ def test_several_files_of_one_profile_are_taken_oldest_first(bt, fills, tmp_path
     capsys.readouterr()
     rc = main(["reconcile", "--paper", b, "--paper", a, "--backtest", str(bt)])
     _one_error(capsys, rc, 2, "give the files oldest first")
+
+
+@pytest.mark.parametrize(("scale", "unit"), [(0.001, "s"), (1000, "µs"), (1_000_000, "ns")])
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_ts_in_another_unit_is_refused(bt, fills, tmp_path, capsys, scale, unit, fmt):
+    """In seconds every fill was 'missing' on both sides and blamed on logic (exit 1 with
+    a wrong explanation); in µs or ns reconcile ended in a pandas traceback."""
+    bad = fills.assign(ts=(fills["ts"] * scale).astype("int64"))
+    path = tmp_path / f"paper.{fmt}"
+    (journal.write_csv if fmt == "csv" else journal.write_parquet)(bad, path)
+    rc = main(["reconcile", "--paper", str(path), "--backtest", str(bt)])
+    _one_error(capsys, rc, 2, f"{path}: fill row 1: ts {bad['ts'].iat[0]} is an epoch in {unit}")
+    _one_error(capsys, main(["fingerprints", str(path)]), 2, f"is an epoch in {unit}")
+
+
+@pytest.mark.parametrize("qty", [-1.5, 0.0])
+def test_qty_not_positive_is_refused(bt, fills, tmp_path, capsys, qty):
+    """Was a ZeroDivisionError traceback from the trade split."""
+    bad = fills.copy()
+    bad.loc[5, "qty"] = qty
+    paper = _write(bad, tmp_path / "paper.csv")
+    rc = main(["reconcile", "--paper", paper, "--backtest", str(bt)])
+    _one_error(capsys, rc, 2, f"{paper}: fill row 6: qty {qty} is not > 0")
+

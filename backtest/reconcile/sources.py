@@ -231,17 +231,42 @@ def read_fills(path: str | Path) -> pd.DataFrame:
                 return read_fills(p / name)
         raise ReconcileInputError(f"{p} is a folder without fills.parquet or fills.csv")
     if is_sqlite(p):
-        return read_db_fills(p)
+        return check_values(read_db_fills(p), p)
     with p.open("rb") as fh:
         magic = fh.read(4)
     try:
         if magic == b"PAR1":
-            return conform(journal.read_parquet(p))
-        return conform(journal.read_csv(p))
+            return check_values(conform(journal.read_parquet(p)), p)
+        return check_values(conform(journal.read_csv(p)), p)
     except ReconcileInputError:
         raise
     except Exception as exc:  # pyarrow raises many types for a file of the wrong kind
         raise ReconcileInputError(f"{p}: not a fills journal ({exc})") from exc
+
+
+_MS_LO, _MS_HI = 315_532_800_000, 7_258_118_400_000  # 1980 .. 2200 in ms (core.candles)
+
+
+def check_values(fills: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """``fills`` unchanged, or :class:`ReconcileInputError` naming the first row whose ``ts``
+    is an epoch in seconds/µs/ns (a journal in seconds matched nothing and every fill was
+    blamed on logic; µs/ns ended in a traceback) or whose ``qty`` is not > 0 (a traceback
+    in the trade split). NaN values stay: they are differences, classed logic."""
+    from tandem.core.candles import epoch_unit
+
+    ts = fills["ts"].to_numpy(np.int64)
+    for i in np.flatnonzero((ts < _MS_LO) | (ts >= _MS_HI)):
+        unit = epoch_unit(int(ts[i]))
+        if unit is not None:
+            raise ReconcileInputError(
+                f"{path}: fill row {i + 1}: ts {ts[i]} is an epoch in {unit}, not in "
+                "milliseconds as a fills journal's ts is")
+    bad = np.flatnonzero(fills["qty"].to_numpy(np.float64) <= 0)
+    if len(bad):
+        i = int(bad[0])
+        raise ReconcileInputError(f"{path}: fill row {i + 1}: qty {fills['qty'].iat[i]} is not > 0 "
+                                  "(a fill's qty is its size; its side says buy or sell)")
+    return fills
 
 
 def sidecar_profiles(fills_path: str | Path) -> dict[str, ProfileInfo]:
