@@ -92,3 +92,16 @@ def test_qty_not_positive_is_refused(bt, fills, tmp_path, capsys, qty):
     rc = main(["reconcile", "--paper", paper, "--backtest", str(bt)])
     _one_error(capsys, rc, 2, f"{paper}: fill row 6: qty {qty} is not > 0")
 
+
+def test_corrupt_sqlite_is_one_line(bt, tmp_path, capsys):
+    """A truncated daemon db (SQLite header, broken body) was a sqlite3 traceback."""
+    import sqlite3
+
+    db = tmp_path / "state.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE fills (x)")
+        conn.executemany("INSERT INTO fills VALUES (?)", [("x" * 500,)] * 200)
+    conn.close()
+    db.write_bytes(db.read_bytes()[:3000])
+    for argv in (["reconcile", "--paper", str(db), "--backtest", str(bt)], ["fingerprints", str(db)]):
+        _one_error(capsys, main(argv), 2, f"{db}: not a readable SQLite database")

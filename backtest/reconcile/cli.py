@@ -90,7 +90,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             history=args.history,
             backtest_manifest=args.manifest,
         )
-    except (ReconcileInputError, ValueError, OSError) as exc:
+    except (ReconcileInputError, ValueError, OSError, sqlite3.Error) as exc:
         print(f"reconcile: error: {exc}", file=sys.stderr)
         return 2
     print(report.to_terminal())
@@ -130,7 +130,7 @@ def cmd_fingerprints(args: argparse.Namespace) -> int:
 
     try:
         fills = pd.concat([read_fills(p) for p in args.journal], ignore_index=True)
-    except (ReconcileInputError, ValueError, OSError) as exc:
+    except (ReconcileInputError, ValueError, OSError, sqlite3.Error) as exc:
         print(f"fingerprints: error: {exc}", file=sys.stderr)
         return 2
     lines = [fingerprint_line(fills)]

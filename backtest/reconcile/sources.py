@@ -231,7 +231,10 @@ def read_fills(path: str | Path) -> pd.DataFrame:
                 return read_fills(p / name)
         raise ReconcileInputError(f"{p} is a folder without fills.parquet or fills.csv")
     if is_sqlite(p):
-        return check_values(read_db_fills(p), p)
+        try:
+            return check_values(read_db_fills(p), p)
+        except sqlite3.Error as exc:  # corrupt, truncated: was a sqlite3 traceback
+            raise ReconcileInputError(f"{p}: not a readable SQLite database ({exc})") from None
     with p.open("rb") as fh:
         magic = fh.read(4)
     try:
