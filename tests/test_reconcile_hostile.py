@@ -105,3 +105,14 @@ def test_corrupt_sqlite_is_one_line(bt, tmp_path, capsys):
     db.write_bytes(db.read_bytes()[:3000])
     for argv in (["reconcile", "--paper", str(db), "--backtest", str(bt)], ["fingerprints", str(db)]):
         _one_error(capsys, main(argv), 2, f"{db}: not a readable SQLite database")
+
+
+@pytest.mark.parametrize("column", ["fee", "intrabar"])
+def test_parquet_without_a_column_is_refused(bt, fills, tmp_path, capsys, column):
+    """Read with the schema, the missing column came back as nulls: NaN fees made every fill
+    a 'logic' mismatch (exit 1, wrong cause); the fingerprint hashed the NaNs."""
+    path = tmp_path / "paper.parquet"
+    fills.drop(columns=[column]).to_parquet(path, index=False)
+    rc = main(["reconcile", "--paper", str(path), "--backtest", str(bt)])
+    _one_error(capsys, rc, 2, f"{path}: not a fills journal (fills lack columns ['{column}'])")
+    _one_error(capsys, main(["fingerprints", str(path)]), 2, f"lack columns ['{column}']")
