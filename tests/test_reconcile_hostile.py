@@ -4,6 +4,8 @@ traceback instead of one ``error:`` line naming the file."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from tandem.backtest.reconcile.cli import main
@@ -116,3 +118,18 @@ def test_parquet_without_a_column_is_refused(bt, fills, tmp_path, capsys, column
     rc = main(["reconcile", "--paper", str(path), "--backtest", str(bt)])
     _one_error(capsys, rc, 2, f"{path}: not a fills journal (fills lack columns ['{column}'])")
     _one_error(capsys, main(["fingerprints", str(path)]), 2, f"lack columns ['{column}']")
+
+
+@pytest.mark.parametrize("option", ["--markdown", "--html", "--out"])
+def test_report_onto_an_input_is_refused(fills, tmp_path, capsys, option):
+    """``--markdown run/fills.csv`` replaced the backtest's journal with the report (exit 0);
+    ``--out DIR`` likewise an input named DIR/reconcile.md."""
+    run = tmp_path / "run"
+    run.mkdir()
+    bt = _write(fills, run / "fills.csv")
+    paper = _write(fills, tmp_path / ("reconcile.md" if option == "--out" else "p.csv"))
+    target = str(tmp_path) if option == "--out" else bt
+    before = [Path(p).read_bytes() for p in (bt, paper)]
+    rc = main(["reconcile", "--paper", paper, "--backtest", str(run), option, target])
+    _one_error(capsys, rc, 2, f"{option} would overwrite")
+    assert [Path(p).read_bytes() for p in (bt, paper)] == before

@@ -78,6 +78,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         for option, path in (("--markdown", args.markdown), ("--html", args.html)):
             if path:
                 check_out_file(path, option)
+        _check_not_an_input(args)
     except OutPathError as exc:
         print(f"reconcile: error: {exc}", file=sys.stderr)
         return 2
@@ -103,6 +104,26 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             Path(path).write_text(text(), encoding="utf-8")
             print(f"wrote {path}")
     return report.exit_code
+
+
+def _check_not_an_input(args: argparse.Namespace) -> None:
+    """An output that is one of the inputs (``--markdown runs/x/fills.csv``) was overwritten
+    with the report after the comparison: refused, before any work."""
+    from tandem.core.outpaths import OutPathError
+
+    inputs = set()
+    for raw in [*args.paper, *args.backtest, *(args.candles or []), args.manifest, args.history]:
+        if raw is not None:
+            p = Path(raw)  # a run folder is read through its fills files
+            inputs.update([p / "fills.parquet", p / "fills.csv"] if p.is_dir() else [p])
+    inputs = {p.resolve() for p in inputs if p.is_file()}
+    names = ("reconcile.md", "reconcile.html", "reconcile_differences.csv")
+    outputs = [("--out", Path(args.out) / n) for n in names] if args.out else []
+    outputs += [(o, Path(v)) for o, v in (("--markdown", args.markdown), ("--html", args.html)) if v]
+    for option, path in outputs:
+        if path.resolve() in inputs:
+            raise OutPathError(f"{option} would overwrite {path}, an input of this comparison; "
+                               "pick another path")
 
 
 def register_fingerprints(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
