@@ -133,3 +133,16 @@ def test_report_onto_an_input_is_refused(fills, tmp_path, capsys, option):
     rc = main(["reconcile", "--paper", paper, "--backtest", str(run), option, target])
     _one_error(capsys, rc, 2, f"{option} would overwrite")
     assert [Path(p).read_bytes() for p in (bt, paper)] == before
+
+
+def test_export_fills_onto_its_own_database_is_refused(tmp_path, capsys):
+    """A state db named fills.parquet in the --out folder was replaced by its own export."""
+    from tandem.daemon.cli import main as daemon_main
+    from tandem.daemon.state import StateStore
+
+    db = tmp_path / "fills.parquet"
+    StateStore(db).close()
+    before = db.read_bytes()
+    rc = daemon_main(["export-fills", "--db", str(db), "--out", str(tmp_path)])
+    _one_error(capsys, rc, 2, f"the export would overwrite the state database {db}")
+    assert db.read_bytes() == before and not (tmp_path / "fills.csv").exists()
