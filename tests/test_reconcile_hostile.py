@@ -146,3 +146,11 @@ def test_export_fills_onto_its_own_database_is_refused(tmp_path, capsys):
     rc = daemon_main(["export-fills", "--db", str(db), "--out", str(tmp_path)])
     _one_error(capsys, rc, 2, f"the export would overwrite the state database {db}")
     assert db.read_bytes() == before and not (tmp_path / "fills.csv").exists()
+
+
+@pytest.mark.parametrize("history", ["nowhere", "fills.csv"])
+def test_history_that_is_no_candle_source_is_one_line(bt, tmp_path, capsys, history):
+    """A --history that does not exist or is a fills file was a CandleStoreError traceback."""
+    path = bt.parent / history
+    rc = main(["reconcile", "--paper", str(bt), "--backtest", str(bt), "--history", str(path)])
+    _one_error(capsys, rc, 2, str(path))

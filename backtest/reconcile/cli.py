@@ -71,6 +71,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from tandem.backtest.reconcile.match import Tolerance
     from tandem.backtest.reconcile.sources import ReconcileInputError
     from tandem.core.outpaths import OutPathError, check_out_dir, check_out_file
+    from tandem.core.store import CandleStoreError
 
     try:  # output paths first: a bad one must not cost the whole comparison
         if args.out:
@@ -91,7 +92,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             history=args.history,
             backtest_manifest=args.manifest,
         )
-    except (ReconcileInputError, ValueError, OSError, sqlite3.Error) as exc:
+    except (ReconcileInputError, ValueError, OSError, sqlite3.Error, CandleStoreError) as exc:
+        # CandleStoreError: a --history that is not there or not candles (was a traceback)
         print(f"reconcile: error: {exc}", file=sys.stderr)
         return 2
     print(report.to_terminal())
