@@ -69,7 +69,9 @@ def test_several_files_of_one_profile_are_taken_oldest_first(bt, fills, tmp_path
     assert main(["reconcile", "--paper", a, "--paper", b, "--backtest", str(bt)]) == 0
     capsys.readouterr()
     rc = main(["reconcile", "--paper", b, "--paper", a, "--backtest", str(bt)])
-    _one_error(capsys, rc, 2, "give the files oldest first")
+    _one_error(capsys, rc, 2, "give each journal once, oldest first")
+    rc = main(["reconcile", "--paper", a, "--paper", a, "--backtest", str(bt)])
+    _one_error(capsys, rc, 2, "the same fills twice?")
 
 
 @pytest.mark.parametrize(("scale", "unit"), [(0.001, "s"), (1000, "µs"), (1_000_000, "ns")])

@@ -404,8 +404,8 @@ def load_side(
     fills = pd.concat(frames, ignore_index=True) if frames else conform(journal.empty_fills_frame())
     if first_time_reversal(fills) is not None:  # each file is in order: the files are not
         raise ReconcileInputError(f"{label} inputs {', '.join(map(str, paths))}: one profile's "
-                                  "fills go back in time from one file to the next; give the "
-                                  "files oldest first")
+                                  "fills go back in time from one file to the next (the same "
+                                  "fills twice?); give each journal once, oldest first")
     return Side(label, conform(fills), infos, dbs, [Path(p) for p in paths])
 
 
