@@ -156,3 +156,18 @@ def test_history_that_is_no_candle_source_is_one_line(bt, tmp_path, capsys, hist
     path = bt.parent / history
     rc = main(["reconcile", "--paper", str(bt), "--backtest", str(bt), "--history", str(path)])
     _one_error(capsys, rc, 2, str(path))
+
+
+def test_run_folder_whose_fills_twins_differ_is_refused(bt, fills, tmp_path, capsys):
+    """A run folder was read through its fills.parquet alone: an edited fills.csv next to it
+    was ignored and the verdict 'identical' (exit 0) was about the other file."""
+    run = tmp_path / "run"
+    run.mkdir()
+    journal.write_parquet(fills, run / "fills.parquet")
+    edited = fills.copy()
+    edited.loc[7, "price"] *= 1.1
+    _write(edited, run / "fills.csv")
+    rc = main(["reconcile", "--paper", str(bt), "--backtest", str(run)])
+    _one_error(capsys, rc, 2, f"{run}: its fills.parquet and fills.csv differ")
+    _write(fills, run / "fills.csv")  # twins that agree: the folder reads as before
+    assert main(["reconcile", "--paper", str(bt), "--backtest", str(run)]) == 0

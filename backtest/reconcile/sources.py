@@ -226,10 +226,16 @@ def read_fills(path: str | Path) -> pd.DataFrame:
     if not p.exists():
         raise ReconcileInputError(f"{p} does not exist")
     if p.is_dir():
-        for name in ("fills.parquet", "fills.csv"):
-            if (p / name).is_file():
-                return read_fills(p / name)
-        raise ReconcileInputError(f"{p} is a folder without fills.parquet or fills.csv")
+        found = [p / n for n in ("fills.parquet", "fills.csv") if (p / n).is_file()]
+        if not found:
+            raise ReconcileInputError(f"{p} is a folder without fills.parquet or fills.csv")
+        fills = read_fills(found[0])
+        # The twins are written together: when they differ one was edited or a write was cut
+        # short, and reading the Parquet alone silently ignored an edited CSV.
+        if len(found) == 2 and not fills.equals(read_fills(found[1])):
+            raise ReconcileInputError(f"{p}: its fills.parquet and fills.csv differ; pass the "
+                                      "one you mean (the file, not the folder)")
+        return fills
     if is_sqlite(p):
         try:
             return check_values(read_db_fills(p), p)
