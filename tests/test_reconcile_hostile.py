@@ -171,3 +171,13 @@ def test_run_folder_whose_fills_twins_differ_is_refused(bt, fills, tmp_path, cap
     _one_error(capsys, rc, 2, f"{run}: its fills.parquet and fills.csv differ")
     _write(fills, run / "fills.csv")  # twins that agree: the folder reads as before
     assert main(["reconcile", "--paper", str(bt), "--backtest", str(run)]) == 0
+
+
+def test_swapped_paper_and_backtest_are_refused(bt, fills, tmp_path, capsys):
+    """Swapped, a daemon's candles were no evidence and every data difference read 'logic'."""
+    paper = _write(fills.assign(source="paper"), tmp_path / "paper.csv")
+    rc = main(["reconcile", "--paper", str(bt), "--backtest", paper])
+    _one_error(capsys, rc, 2, "the two look swapped")
+    # the right way round, or one journal on both sides: compared as before
+    assert main(["reconcile", "--paper", paper, "--backtest", str(bt)]) == 0
+    assert main(["reconcile", "--paper", str(bt), "--backtest", str(bt)]) == 0
