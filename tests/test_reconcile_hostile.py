@@ -181,3 +181,15 @@ def test_swapped_paper_and_backtest_are_refused(bt, fills, tmp_path, capsys):
     # the right way round, or one journal on both sides: compared as before
     assert main(["reconcile", "--paper", paper, "--backtest", str(bt)]) == 0
     assert main(["reconcile", "--paper", str(bt), "--backtest", str(bt)]) == 0
+
+
+def test_huge_tolerance_accepts_without_a_warning(bt, fills, tmp_path, capsys):
+    """rel * max(|a|, |b|) overflowed: a RuntimeWarning on stderr under the verdict."""
+    import warnings
+
+    rounded = fills.assign(qty=fills["qty"].round(6))
+    paper = _write(rounded, tmp_path / "paper.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["reconcile", "--paper", paper, "--backtest", str(bt), "--tolerance", "1e308"]) == 0
+    assert "within tolerance" in capsys.readouterr().out
