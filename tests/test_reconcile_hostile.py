@@ -193,3 +193,13 @@ def test_huge_tolerance_accepts_without_a_warning(bt, fills, tmp_path, capsys):
         warnings.simplefilter("error")
         assert main(["reconcile", "--paper", paper, "--backtest", str(bt), "--tolerance", "1e308"]) == 0
     assert "within tolerance" in capsys.readouterr().out
+
+
+def test_a_line_of_empty_fields_names_its_row(bt, tmp_path, capsys):
+    """A trailing ',,,' line: 'Cannot convert non-finite values (NA or inf) to integer'."""
+    paper = tmp_path / "paper.csv"
+    text = bt.read_text()
+    paper.write_text(text + "," * 13 + "\n")
+    rc = main(["reconcile", "--paper", str(paper), "--backtest", str(bt)])
+    rows = text.count("\n")  # header + fills: the empty line is fill row <rows>
+    _one_error(capsys, rc, 2, f"{paper}: not a fills journal (fill row {rows}: ts is empty)")

@@ -211,8 +211,10 @@ def conform(df: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ReconcileInputError(f"fills lack columns {missing}")
     df = df[journal.FILL_COLUMNS].copy()
-    for col in ("ts",):
-        df[col] = df[col].astype("int64")
+    empty = np.flatnonzero(df["ts"].isna().to_numpy())
+    if len(empty):  # a blank or trailing ',,,' line: pandas' error named no column or row
+        raise ValueError(f"fill row {empty[0] + 1}: ts is empty")
+    df["ts"] = df["ts"].astype("int64")
     for col in ("qty", "price", "fee", "position_after", "cash_after"):
         df[col] = df[col].astype("float64")
     for col in ("fill_id", "source", "run_id", "profile", "symbol", "side", "reason", "intrabar"):
