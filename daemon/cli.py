@@ -283,6 +283,19 @@ def _check_out(path: Path | None, option: str = "--out", db: Path | None = None)
                           "pick another folder")
 
 
+def _backtest_journal_in(folder: Path) -> Path | None:
+    """``folder/fills.csv`` when a backtest wrote it (its first row's ``source``), else None."""
+    import csv
+
+    f = folder / "fills.csv"
+    try:
+        with f.open(newline="", encoding="utf-8") as fh:
+            row = next(csv.DictReader(fh), None)
+    except (OSError, UnicodeDecodeError, csv.Error):  # absent or unreadable: not a journal
+        return None
+    return f if row is not None and row.get("source") == "backtest" else None
+
+
 def _iso(ms: int) -> str:
     from tandem.core.utc import iso_from_ms
 
@@ -321,6 +334,10 @@ def _export(args) -> int:
     if not db.exists():
         raise _UsageError(f"no state database at {db}")
     _check_out(args.out, db=db)
+    theirs = _backtest_journal_in(args.out)
+    if theirs is not None:  # then reconcile --backtest <that folder> compared paper with paper
+        raise _UsageError(f"--out {args.out}: {theirs} holds a backtest's fills, which the "
+                          "export would replace; pick another folder")
     with StateStore(db) as store:
         try:
             paths = export_fills(store, args.out)

@@ -203,3 +203,24 @@ def test_a_line_of_empty_fields_names_its_row(bt, tmp_path, capsys):
     rc = main(["reconcile", "--paper", str(paper), "--backtest", str(bt)])
     rows = text.count("\n")  # header + fills: the empty line is fill row <rows>
     _one_error(capsys, rc, 2, f"{paper}: not a fills journal (fill row {rows}: ts is empty)")
+
+
+def test_export_fills_onto_a_backtest_run_is_refused(fills, tmp_path, capsys):
+    """Exported into a backtest's run folder, the paper fills replaced the backtest's: a
+    later ``reconcile --backtest <folder>`` compared the paper journal with itself (exit 0)."""
+    from tandem.daemon.cli import main as daemon_main
+    from tandem.daemon.state import StateStore
+
+    db = tmp_path / "state.sqlite"
+    StateStore(db).close()
+    run = tmp_path / "run"
+    run.mkdir()
+    bt = _write(fills, run / "fills.csv")
+    before = Path(bt).read_bytes()
+    rc = daemon_main(["export-fills", "--db", str(db), "--out", str(run)])
+    _one_error(capsys, rc, 2, f"{bt} holds a backtest's fills")
+    assert Path(bt).read_bytes() == before
+    # its own earlier export (source paper) is replaced as before
+    (tmp_path / "exp").mkdir()
+    _write(fills.assign(source="paper"), tmp_path / "exp" / "fills.csv")
+    assert daemon_main(["export-fills", "--db", str(db), "--out", str(tmp_path / "exp")]) == 0
