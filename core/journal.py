@@ -251,6 +251,11 @@ def read_parquet(path: str | Path) -> pd.DataFrame:
     """Read a journal Parquet file; the schema is enforced."""
     import pyarrow.parquet as pq
 
+    # read_table(schema=...) fills a column the file lacks with nulls: a journal without
+    # its fee column read as NaN fees (every fill a 'logic' difference in reconcile)
+    missing = [c for c in FILL_COLUMNS if c not in pq.read_schema(path).names]
+    if missing:
+        raise ValueError(f"fills lack columns {missing}")
     table = pq.read_table(path, schema=fills_schema())
     return table.to_pandas()
 

@@ -266,8 +266,10 @@ def _out(text: str) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _check_out(path: Path | None, option: str = "--out") -> None:
-    """An output folder must be usable BEFORE the run, not after it (exit 2)."""
+def _check_out(path: Path | None, option: str = "--out", db: Path | None = None) -> None:
+    """An output folder must be usable BEFORE the run, not after it (exit 2); the export
+    into it must not replace the database ``db`` it reads (a db named fills.parquet there
+    was replaced by its own export)."""
     if path is None:
         return
     from tandem.core.outpaths import OutPathError, check_out_dir
@@ -276,6 +278,22 @@ def _check_out(path: Path | None, option: str = "--out") -> None:
         check_out_dir(path, option)
     except OutPathError as exc:
         raise _UsageError(str(exc)) from None
+    if db is not None and db.resolve() in {(path / n).resolve() for n in ("fills.csv", "fills.parquet")}:
+        raise _UsageError(f"{option} {path}: the export would overwrite the state database {db}; "
+                          "pick another folder")
+
+
+def _backtest_journal_in(folder: Path) -> Path | None:
+    """``folder/fills.csv`` when a backtest wrote it (its first row's ``source``), else None."""
+    import csv
+
+    f = folder / "fills.csv"
+    try:
+        with f.open(newline="", encoding="utf-8") as fh:
+            row = next(csv.DictReader(fh), None)
+    except (OSError, UnicodeDecodeError, csv.Error):  # absent or unreadable: not a journal
+        return None
+    return f if row is not None and row.get("source") == "backtest" else None
 
 
 def _iso(ms: int) -> str:
@@ -315,7 +333,11 @@ def _export(args) -> int:
     db = _db_path(args)
     if not db.exists():
         raise _UsageError(f"no state database at {db}")
-    _check_out(args.out)
+    _check_out(args.out, db=db)
+    theirs = _backtest_journal_in(args.out)
+    if theirs is not None:  # then reconcile --backtest <that folder> compared paper with paper
+        raise _UsageError(f"--out {args.out}: {theirs} holds a backtest's fills, which the "
+                          "export would replace; pick another folder")
     with StateStore(db) as store:
         try:
             paths = export_fills(store, args.out)

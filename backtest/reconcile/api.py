@@ -29,7 +29,9 @@ from tandem.backtest.reconcile.match import (
 from tandem.backtest.reconcile.report import ProfileSummary, ReconcileReport
 from tandem.backtest.reconcile.sources import (
     ProfileInfo,
+    ReconcileInputError,
     Side,
+    check_time_order,
     conform,
     db_profile,
     infer_timeframe,
@@ -54,7 +56,9 @@ Journal = PathLike | Sequence[PathLike] | pd.DataFrame
 
 def _side(label: str, src: Journal, profiles: dict[str, ProfileInfo] | None) -> Side:
     if isinstance(src, pd.DataFrame):
-        return Side(label, conform(src), dict(profiles or {}))
+        fills = conform(src)
+        check_time_order(fills, f"{label} frame")
+        return Side(label, fills, dict(profiles or {}))
     paths = [src] if isinstance(src, str | Path) else list(src)
     return load_side(label, paths, profiles)
 
@@ -102,6 +106,7 @@ def reconcile(
         backtest_profiles = {**manifest_profiles(backtest_manifest), **(backtest_profiles or {})}
     p_side = _side("paper", paper, paper_profiles)
     b_side = _side("backtest", backtest, backtest_profiles)
+    _check_not_swapped(p_side, b_side)
     dbs = _paths(candles) if candles is not None else list(p_side.dbs)
     for db in dbs:
         if not is_sqlite(db):
@@ -163,6 +168,17 @@ def reconcile(
                  f"events of kind '{UNJOURNALED}' and explain no difference (the daemon may "
                  "well have had them)" for db, gap in gaps.items()],
     )
+
+
+def _check_not_swapped(p_side: Side, b_side: Side) -> None:
+    """Swapped, the daemon db's candles were no evidence (they come from the --paper side)
+    and every data difference was blamed on logic, each side's gaps on the other."""
+    if (len(p_side.fills) and len(b_side.fills) and set(p_side.fills["source"]) == {"backtest"}
+            and set(b_side.fills["source"]) == {"paper"}):
+        where = lambda s: ", ".join(map(str, s.paths)) or "<frame>"  # noqa: E731
+        raise ReconcileInputError(
+            f"--paper {where(p_side)} holds backtest fills and --backtest {where(b_side)} paper "
+            "fills (their source column): the two look swapped")
 
 
 def _timeframe(p_side: Side, b_side: Side, dbs: list[Path]) -> str | None:

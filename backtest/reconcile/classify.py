@@ -88,8 +88,9 @@ def _is_rounding(row: pd.Series) -> bool:
     for c in fields:
         a, b = float(row[f"{c}_paper"]), float(row[f"{c}_backtest"])
         scale = max(abs(a), abs(b))
-        # ``not <=``: a NaN on one side fails every comparison, and read as rounding before
-        if scale == 0.0 or not abs(a - b) <= ROUNDING_REL * scale:
+        # ``not <=``: a NaN on one side fails every comparison, and read as rounding before;
+        # an inf on one side is no rounding either (inf <= 1e-9 * inf held)
+        if scale in (0.0, float("inf")) or not abs(a - b) <= ROUNDING_REL * scale:
             return False
     return True
 

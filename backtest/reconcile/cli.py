@@ -71,6 +71,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from tandem.backtest.reconcile.match import Tolerance
     from tandem.backtest.reconcile.sources import ReconcileInputError
     from tandem.core.outpaths import OutPathError, check_out_dir, check_out_file
+    from tandem.core.store import CandleStoreError
 
     try:  # output paths first: a bad one must not cost the whole comparison
         if args.out:
@@ -78,6 +79,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         for option, path in (("--markdown", args.markdown), ("--html", args.html)):
             if path:
                 check_out_file(path, option)
+        _check_not_an_input(args)
     except OutPathError as exc:
         print(f"reconcile: error: {exc}", file=sys.stderr)
         return 2
@@ -90,7 +92,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             history=args.history,
             backtest_manifest=args.manifest,
         )
-    except (ReconcileInputError, ValueError, OSError) as exc:
+    except (ReconcileInputError, ValueError, OSError, sqlite3.Error, CandleStoreError) as exc:
+        # CandleStoreError: a --history that is not there or not candles (was a traceback)
         print(f"reconcile: error: {exc}", file=sys.stderr)
         return 2
     print(report.to_terminal())
@@ -103,6 +106,26 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             Path(path).write_text(text(), encoding="utf-8")
             print(f"wrote {path}")
     return report.exit_code
+
+
+def _check_not_an_input(args: argparse.Namespace) -> None:
+    """An output that is one of the inputs (``--markdown runs/x/fills.csv``) was overwritten
+    with the report after the comparison: refused, before any work."""
+    from tandem.core.outpaths import OutPathError
+
+    inputs = set()
+    for raw in [*args.paper, *args.backtest, *(args.candles or []), args.manifest, args.history]:
+        if raw is not None:
+            p = Path(raw)  # a run folder is read through its fills files
+            inputs.update([p / "fills.parquet", p / "fills.csv"] if p.is_dir() else [p])
+    inputs = {p.resolve() for p in inputs if p.is_file()}
+    names = ("reconcile.md", "reconcile.html", "reconcile_differences.csv")
+    outputs = [("--out", Path(args.out) / n) for n in names] if args.out else []
+    outputs += [(o, Path(v)) for o, v in (("--markdown", args.markdown), ("--html", args.html)) if v]
+    for option, path in outputs:
+        if path.resolve() in inputs:
+            raise OutPathError(f"{option} would overwrite {path}, an input of this comparison; "
+                               "pick another path")
 
 
 def register_fingerprints(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -130,7 +153,7 @@ def cmd_fingerprints(args: argparse.Namespace) -> int:
 
     try:
         fills = pd.concat([read_fills(p) for p in args.journal], ignore_index=True)
-    except (ReconcileInputError, ValueError, OSError) as exc:
+    except (ReconcileInputError, ValueError, OSError, sqlite3.Error) as exc:
         print(f"fingerprints: error: {exc}", file=sys.stderr)
         return 2
     lines = [fingerprint_line(fills)]

@@ -50,8 +50,11 @@ class Tolerance:
     def agree(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         a = np.asarray(a, dtype=np.float64)
         b = np.asarray(b, dtype=np.float64)
-        bound = self.abs + self.rel * np.maximum(np.abs(a), np.abs(b))
-        return (a == b) | (np.abs(a - b) <= bound)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 is NaN (no agreement);
+            # a huge --tolerance overflows to an inf bound: agreement, as asked, no warning
+            bound = self.abs + self.rel * np.maximum(np.abs(a), np.abs(b))
+            # an inf on one side made the relative bound inf too: "within tolerance" (exit 0)
+            return (a == b) | (np.isfinite(a) & np.isfinite(b) & (np.abs(a - b) <= bound))
 
 
 def _with_occ(fills: pd.DataFrame) -> pd.DataFrame:

@@ -211,8 +211,10 @@ def conform(df: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ReconcileInputError(f"fills lack columns {missing}")
     df = df[journal.FILL_COLUMNS].copy()
-    for col in ("ts",):
-        df[col] = df[col].astype("int64")
+    empty = np.flatnonzero(df["ts"].isna().to_numpy())
+    if len(empty):  # a blank or trailing ',,,' line: pandas' error named no column or row
+        raise ValueError(f"fill row {empty[0] + 1}: ts is empty")
+    df["ts"] = df["ts"].astype("int64")
     for col in ("qty", "price", "fee", "position_after", "cash_after"):
         df[col] = df[col].astype("float64")
     for col in ("fill_id", "source", "run_id", "profile", "symbol", "side", "reason", "intrabar"):
@@ -226,22 +228,56 @@ def read_fills(path: str | Path) -> pd.DataFrame:
     if not p.exists():
         raise ReconcileInputError(f"{p} does not exist")
     if p.is_dir():
-        for name in ("fills.parquet", "fills.csv"):
-            if (p / name).is_file():
-                return read_fills(p / name)
-        raise ReconcileInputError(f"{p} is a folder without fills.parquet or fills.csv")
+        found = [p / n for n in ("fills.parquet", "fills.csv") if (p / n).is_file()]
+        if not found:
+            raise ReconcileInputError(f"{p} is a folder without fills.parquet or fills.csv")
+        fills = read_fills(found[0])
+        # The twins are written together: when they differ one was edited or a write was cut
+        # short, and reading the Parquet alone silently ignored an edited CSV.
+        if len(found) == 2 and not fills.equals(read_fills(found[1])):
+            raise ReconcileInputError(f"{p}: its fills.parquet and fills.csv differ; pass the "
+                                      "one you mean (the file, not the folder)")
+        return fills
     if is_sqlite(p):
-        return read_db_fills(p)
+        try:
+            return check_values(read_db_fills(p), p)
+        except sqlite3.Error as exc:  # corrupt, truncated: was a sqlite3 traceback
+            raise ReconcileInputError(f"{p}: not a readable SQLite database ({exc})") from None
     with p.open("rb") as fh:
         magic = fh.read(4)
     try:
         if magic == b"PAR1":
-            return conform(journal.read_parquet(p))
-        return conform(journal.read_csv(p))
+            return check_values(conform(journal.read_parquet(p)), p)
+        return check_values(conform(journal.read_csv(p)), p)
     except ReconcileInputError:
         raise
     except Exception as exc:  # pyarrow raises many types for a file of the wrong kind
         raise ReconcileInputError(f"{p}: not a fills journal ({exc})") from exc
+
+
+_MS_LO, _MS_HI = 315_532_800_000, 7_258_118_400_000  # 1980 .. 2200 in ms (core.candles)
+
+
+def check_values(fills: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """``fills`` unchanged, or :class:`ReconcileInputError` naming the first row whose ``ts``
+    is an epoch in seconds/µs/ns (a journal in seconds matched nothing and every fill was
+    blamed on logic; µs/ns ended in a traceback) or whose ``qty`` is not > 0 (a traceback
+    in the trade split). NaN values stay: they are differences, classed logic."""
+    from tandem.core.candles import epoch_unit
+
+    ts = fills["ts"].to_numpy(np.int64)
+    for i in np.flatnonzero((ts < _MS_LO) | (ts >= _MS_HI)):
+        unit = epoch_unit(int(ts[i]))
+        if unit is not None:
+            raise ReconcileInputError(
+                f"{path}: fill row {i + 1}: ts {ts[i]} is an epoch in {unit}, not in "
+                "milliseconds as a fills journal's ts is")
+    bad = np.flatnonzero(fills["qty"].to_numpy(np.float64) <= 0)
+    if len(bad):
+        i = int(bad[0])
+        raise ReconcileInputError(f"{path}: fill row {i + 1}: qty {fills['qty'].iat[i]} is not > 0 "
+                                  "(a fill's qty is its size; its side says buy or sell)")
+    return fills
 
 
 def sidecar_profiles(fills_path: str | Path) -> dict[str, ProfileInfo]:
@@ -330,6 +366,31 @@ def manifest_profiles(manifest: str | Path | dict[str, Any], origin: str = "") -
     return out
 
 
+def first_time_reversal(fills: pd.DataFrame) -> tuple[int, str] | None:
+    """``(row, profile)`` of the first fill earlier than the fill before it of its profile.
+
+    Drift takes a bar's last fill (journal order) for its cash and position, and needs each
+    profile's fills in time order: out of order, it failed ("index must be monotonic") or,
+    reversed, drifted on identical fills (a wrong verdict under --equity-tolerance).
+    """
+    for profile, ts in fills.groupby("profile", sort=False)["ts"]:
+        back = np.flatnonzero(np.diff(ts.to_numpy(np.int64)) < 0)
+        if len(back):
+            return int(ts.index[back[0] + 1]), str(profile)
+    return None
+
+
+def check_time_order(fills: pd.DataFrame, where: str) -> None:
+    """:class:`ReconcileInputError` naming the first row that goes back in time."""
+    hit = first_time_reversal(fills)
+    if hit is not None:
+        i, profile = hit
+        raise ReconcileInputError(
+            f"{where}: fill row {i + 1} (ts {fills['ts'].iat[i]}) is earlier than the row before "
+            f"it of profile {profile!r}; a fills journal is in time order (sort it by ts, "
+            "keeping the order within a bar, or export it again)")
+
+
 def load_side(
     label: str, paths: Sequence[str | Path], profiles: dict[str, ProfileInfo] | None = None
 ) -> Side:
@@ -338,6 +399,7 @@ def load_side(
     for raw in paths:
         p = Path(raw)
         frames.append(read_fills(p))
+        check_time_order(frames[-1], str(p))
         if is_sqlite(p):
             dbs.append(p)
             info = db_profile(p)
@@ -348,6 +410,10 @@ def load_side(
                 infos.setdefault(name, info)
     infos.update(profiles or {})
     fills = pd.concat(frames, ignore_index=True) if frames else conform(journal.empty_fills_frame())
+    if first_time_reversal(fills) is not None:  # each file is in order: the files are not
+        raise ReconcileInputError(f"{label} inputs {', '.join(map(str, paths))}: one profile's "
+                                  "fills go back in time from one file to the next (the same "
+                                  "fills twice?); give each journal once, oldest first")
     return Side(label, conform(fills), infos, dbs, [Path(p) for p in paths])
 
 
