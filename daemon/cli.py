@@ -296,6 +296,19 @@ def _backtest_journal_in(folder: Path) -> Path | None:
     return f if row is not None and row.get("source") == "backtest" else None
 
 
+def _check_export_to(path: Path | None, option: str, db: Path) -> None:
+    """A folder the fills of ``db`` are exported to (export-fills ``--out``, run/replay
+    ``--export-dir``/``--out``): usable, not the database itself, and not a backtest's run
+    folder (replacing its fills.csv made reconcile compare the paper fills with themselves)."""
+    if path is None:
+        return
+    _check_out(path, option, db=db)
+    theirs = _backtest_journal_in(path)
+    if theirs is not None:
+        raise _UsageError(f"{option} {path}: {theirs} holds a backtest's fills, which the "
+                          "export would replace; pick another folder")
+
+
 def _iso(ms: int) -> str:
     from tandem.core.utc import iso_from_ms
 
@@ -333,11 +346,7 @@ def _export(args) -> int:
     db = _db_path(args)
     if not db.exists():
         raise _UsageError(f"no state database at {db}")
-    _check_out(args.out, db=db)
-    theirs = _backtest_journal_in(args.out)
-    if theirs is not None:  # then reconcile --backtest <that folder> compared paper with paper
-        raise _UsageError(f"--out {args.out}: {theirs} holds a backtest's fills, which the "
-                          "export would replace; pick another folder")
+    _check_export_to(args.out, "--out", db)
     with StateStore(db) as store:
         try:
             paths = export_fills(store, args.out)
@@ -372,8 +381,9 @@ def _serve(args) -> int:
         check_venue(profile.exchange, profile.base_timeframe, profile.assets)
     except VenueError as exc:
         raise _UsageError(f"profile {profile.name!r}: {exc}") from None
+    db = Path(args.db or settings.state_db) if args.cmd == "run" else _replay_db(args, settings, profile)
     for option in ("export_dir", "out"):
-        _check_out(getattr(args, option, None), "--" + option.replace("_", "-"))
+        _check_export_to(getattr(args, option, None), "--" + option.replace("_", "-"), db)
     import ccxt
     from tandem.daemon.app import SliceFailedError, UnknownSymbolError
     from tandem.daemon.state import ProfileChangedError, StateDbError

@@ -224,3 +224,22 @@ def test_export_fills_onto_a_backtest_run_is_refused(fills, tmp_path, capsys):
     (tmp_path / "exp").mkdir()
     _write(fills.assign(source="paper"), tmp_path / "exp" / "fills.csv")
     assert daemon_main(["export-fills", "--db", str(db), "--out", str(tmp_path / "exp")]) == 0
+
+
+@pytest.mark.parametrize("argv", [["replay", "--sample", "--bars", "5", "--out", "{run}"],
+                                  ["run", "--export-dir", "{run}"]])
+def test_daemon_exports_onto_a_backtest_run_are_refused(argv, fills, tmp_path, capsys,
+                                                        monkeypatch):
+    """The daemon's own exports (replay ``--out``, run ``--export-dir``) follow the same
+    rule as export-fills: refused before anything runs, the backtest's fills untouched."""
+    from tandem.daemon.cli import main as daemon_main
+
+    monkeypatch.chdir(tmp_path)  # the default state database goes under here, if anywhere
+    run = tmp_path / "run"
+    run.mkdir()
+    bt = _write(fills, run / "fills.csv")
+    before = Path(bt).read_bytes()
+    rc = daemon_main([a.format(run=run) for a in argv] + ["--db", str(tmp_path / "s.sqlite")])
+    _one_error(capsys, rc, 2, f"{bt} holds a backtest's fills")
+    assert Path(bt).read_bytes() == before
+    assert not (tmp_path / "s.sqlite").exists()
