@@ -11,6 +11,7 @@ import pytest
 from tandem.backtest.reconcile.cli import main
 from tandem.core import journal
 
+from tests.test_hostile_backtest import _one_error
 from tests.test_reconcile import make_candles, write_backtest
 
 
@@ -28,15 +29,6 @@ def fills(bt) -> pd.DataFrame:
 def _write(df: pd.DataFrame, path):
     journal.write_csv(df, path)
     return str(path)
-
-
-def _one_error(capsys, rc: int, code: int, needle: str) -> str:
-    err = capsys.readouterr().err
-    assert rc == code, err
-    assert "Traceback" not in err, err
-    lines = [ln for ln in err.splitlines() if "error:" in ln]
-    assert len(lines) == 1 and needle in lines[0], err
-    return lines[0]
 
 
 def test_inf_on_one_side_is_never_within_tolerance(bt, fills, tmp_path, capsys):
