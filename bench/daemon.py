@@ -9,7 +9,10 @@ by the emulator (``Emulator.on_frame``, in the child) -> the moment the slice's 
 transaction committed (``Daemon.commit_hook``, in the daemon). Both stamps are
 ``time.perf_counter()``, which on Linux is ``clock_gettime(CLOCK_MONOTONIC)``: one
 system-wide clock, so stamps from the two processes are comparable (printed at start).
-p50/p99/max over the live bars (warm-up excluded). Per bar the emulator first sends every
+p50/p99/max over the live bars (warm-up excluded), and split where the daemon handled the
+bar's last closing frame (``LiveExchangeMixin.frame_hook``): *queued* (the frames waiting in
+the socket, ccxt.pro and our frame handler before it) and *slice work* (assemble, step,
+commit). Per bar the emulator first sends every
 stream's in-progress update (``x: false``; on the exchange these are spread over the bar),
 pauses 20 ms, then sends every closing frame followed by every stream's open tick of the next
 bar (``x: false``), as Binance does — so the daemon reads 400 frames per burst at 200 streams.
@@ -214,13 +217,23 @@ def _daemon(n: int, tmp: Path, rest_url: str, ws_url: str, t0: int) -> Daemon:
 
 
 def _figures(n: int, commits: dict[int, float], frames: dict[int, float], t0: int,
-             cpu: list[float] | None = None) -> dict:
-    lat = np.array([commits[ts] - frames[ts] for ts in commits
-                    if ts >= t0 + TF_MS and ts in frames]) * 1000.0
+             cpu: list[float] | None = None, handled: dict[int, float] | None = None) -> dict:
+    live = [ts for ts in commits if ts >= t0 + TF_MS and ts in frames]
+    lat = np.array([commits[ts] - frames[ts] for ts in live]) * 1000.0
     out = {"streams": n, "slices": int(lat.size), "p50_ms": float(np.percentile(lat, 50)),
            "p99_ms": float(np.percentile(lat, 99)), "max_ms": float(lat.max())}
     if cpu:
         out["cpu_ms"] = float(np.percentile(np.array(cpu) * 1000.0, 50))
+    if handled:
+        # The split of each latency at the moment the daemon handled the bar's last closing
+        # frame: before it, frames queued behind one another (socket, ccxt.pro, our frame
+        # handler); after it, the slice's own work (assemble, step, commit).
+        both = [ts for ts in live if ts in handled]
+        queue = np.array([handled[ts] - frames[ts] for ts in both]) * 1000.0
+        work = np.array([commits[ts] - handled[ts] for ts in both]) * 1000.0
+        for name, x in (("queue", queue), ("work", work)):
+            out[f"{name}_p50_ms"] = float(np.percentile(x, 50))
+            out[f"{name}_p99_ms"] = float(np.percentile(x, 99))
     return out
 
 
@@ -274,6 +287,11 @@ async def latency(n: int, bars: int, tmp: Path, prof: cProfile.Profile | None = 
         committed.set()
 
     daemon.commit_hook = on_commit
+    handled: dict[int, float] = {}  # bar ts -> when the daemon handled its last closing frame
+
+    def on_closing_frame(symbol: str, timeframe: str, bar_ts: int) -> None:
+        handled[bar_ts] = time.perf_counter()  # the last one per bar stays
+
     task = asyncio.create_task(daemon.run())
     cpu: list[float] = []  # daemon process CPU from the burst's start to the slice's commit
     bursts: list[tuple[float, float]] = []  # (burst start, commit), perf_counter
@@ -282,6 +300,7 @@ async def latency(n: int, bars: int, tmp: Path, prof: cProfile.Profile | None = 
     gcs.start()
     try:
         await emu.ask(f"subs {n}")  # first run after a core change compiles: may be slow
+        daemon.ex.frame_hook = on_closing_frame  # the exchange exists once streams are live
         for k in range(bars):
             if prof is not None and k == 1:
                 prof.enable()  # live bars only (the first one still seeds caches)
@@ -313,7 +332,8 @@ async def latency(n: int, bars: int, tmp: Path, prof: cProfile.Profile | None = 
         daemon.stop()
         await task
         await emu.stop()
-    return {**_figures(n, commits, frames, emu.t0, cpu), **gcs.in_bursts(bursts), "rss": rss}
+    return {**_figures(n, commits, frames, emu.t0, cpu, handled), **gcs.in_bursts(bursts),
+            "rss": rss}
 
 
 async def latency_inproc(n: int, bars: int, tmp: Path) -> dict:
@@ -566,6 +586,9 @@ async def main() -> None:
             if "gc_gens" in r:
                 cpu += (f"  gc in bursts p50={r['gc_p50_ms']:.2f} max={r['gc_max_ms']:.2f} ms "
                         f"(gen0/1/2 {'/'.join(map(str, r['gc_gens']))})")
+            if "work_p50_ms" in r:
+                cpu += (f"  (queued p50={r['queue_p50_ms']:.2f} p99={r['queue_p99_ms']:.2f}, "
+                        f"slice work p50={r['work_p50_ms']:.2f} p99={r['work_p99_ms']:.2f} ms)")
             if r.get("rss"):
                 cpu += f"  rss {' -> '.join(f'{x:.0f}' for x in r['rss'])} MB"
             print(f"latency  streams={r['streams']:>3}  slices={r['slices']:>3}  "

@@ -100,6 +100,8 @@ class LiveExchangeMixin(BatchedKlinesMixin):
         self.closed_rows: dict[tuple[str, str], dict[int, Row]] = {}
         self.subscribed: set[tuple[str, str]] = set()
         self.last_data_at: dict[str, float] = {}
+        #: ``(symbol, timeframe, bar_ts)`` of each valid closing frame, as it is handled
+        #: (bench/daemon.py splits close-to-commit latency there)
         self.frame_hook: Callable[[str, str, int], None] | None = None
         self.skipped_frames = 0
         #: (symbol, timeframe) -> ``sink(bar_ts)`` called for each kline frame of that stream
