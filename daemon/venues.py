@@ -142,7 +142,7 @@ class BinanceAdapter(VenueAdapter):
     subscribe_msgs_per_s = 3  # Binance: 5 incoming messages/s per connection, PONGs count
     streams_per_message = 200
     rest_weight_per_min = 6000  # REQUEST_WEIGHT on spot
-    klines_weight = 2  # GET /api/v3/klines with limit 101..1000
+    klines_weight = 2  # GET /api/v3/klines: 2 at any limit (Binance's rest-api.md)
     rest_page_limit = 1000
     rest_klines_method = "publicGetKlines"  # GET /api/v3/klines
     batched_subscribe = True
@@ -223,9 +223,11 @@ class BybitAdapter(VenueAdapter):
         "60": 3_600_000, "120": 7_200_000, "240": 14_400_000, "360": 21_600_000,
         "720": 43_200_000, "D": 86_400_000, "W": 604_800_000}
     ws_timeframes = tuple(INTERVALS)
-    # Bybit documents no per-connection topic cap for public spot, only "args" of at most
-    # 10 topics per subscribe request; 200 per connection keeps a reconnect's resubscription
-    # at 20 messages.
+    # Bybit caps public spot at 10 topics per subscribe request and a public connection's
+    # "args" at 21,000 characters in all (https://bybit-exchange.github.io/docs/v5/ws/connect,
+    # "Public channel - Args limits"): 500 topics of "kline.720.<symbol>" stay under it for
+    # symbols up to ~28 characters. 200 per connection keeps a reconnect's resubscription at
+    # 20 messages.
     max_streams_per_connection = 500
     default_streams_per_connection = 200
     subscribe_msgs_per_s = 10  # Bybit documents no subscribe rate; 200 topics in 2 s

@@ -5,13 +5,15 @@ Same market, virtual clock, forming/closing updates and fault plan as the Binanc
 
 * ``GET /v5/market/instruments-info?category=spot`` — the instruments (what ccxt reads);
 * ``GET /v5/market/kline?category=spot&symbol&interval&start&end&limit`` — the NEWEST
-  ``limit`` (<= 1000, default 200) bars of ``[start, end]``, newest first, each
+  ``limit`` (<= 1000, default 200) bars from the one containing ``start`` to the one
+  containing ``end`` (end defaults to now), newest first, each
   ``[start, open, high, low, close, volume, turnover]`` as strings, the forming bar
   included; errors are HTTP 200 with ``retCode != 0``;
 * ``GET /v5/market/time``;
 * websocket ``/v5/public/spot``: ``{"op": "subscribe", "args": [...], "req_id"}`` (at most
-  10 args) answered ``{"success", "ret_msg", "conn_id", "req_id", "op"}``;
-  ``{"op": "ping"}`` answered with ``ret_msg: "pong"``; kline frames
+  10 args) answered ``{"success", "ret_msg": "subscribe", "conn_id", "req_id", "op"}``;
+  ``{"op": "ping"}`` answered ``{"success", "ret_msg": "pong", "conn_id", "op": "ping"}``;
+  kline frames
   ``{"topic": "kline.<interval>.<SYMBOL>", "data": [{..., "confirm": bool}], "ts", "type"}``.
 
 Bybit's HTTP IP limit (``ip_limit``, None turns it off): at most 600 requests in any 5-s
@@ -137,7 +139,10 @@ class BybitEmulator(Emulator):
             op, rid, args = req.get("op"), req.get("req_id"), req.get("args", [])
             base = {"conn_id": str(id(conn)), "req_id": rid, "op": op}
             if op == "ping":
-                reply = {"success": True, "ret_msg": "pong", **base}
+                # public spot's pong carries no req_id (Bybit's docs, "How to Send the
+                # Heartbeat Packet": https://bybit-exchange.github.io/docs/v5/ws/connect)
+                reply = {"success": True, "ret_msg": "pong", "conn_id": base["conn_id"],
+                         "op": "ping"}
             elif op in ("subscribe", "unsubscribe"):
                 bad = (not isinstance(args, list) or not args
                        or not all(isinstance(a, str) for a in args))
@@ -154,7 +159,9 @@ class BybitEmulator(Emulator):
                     elif op == "subscribe":
                         self._subscribe(conn, args)
                         self.subscribe_log.append((conn.path, list(args)))
-                        reply = {"success": True, "ret_msg": "", **base}
+                        # public spot acks with ret_msg "subscribe" (linear/inverse: ""):
+                        # https://bybit-exchange.github.io/docs/v5/ws/connect
+                        reply = {"success": True, "ret_msg": "subscribe", **base}
                     else:
                         conn.subs = [s for s in conn.subs if s not in args]
                         reply = {"success": True, "ret_msg": "", **base}
@@ -203,9 +210,12 @@ class BybitEmulator(Emulator):
             return _fail(10001, "params error")
         if not 1 <= limit <= 1000:
             return _fail(10001, "params error: limit")
-        now = self._now
+        now, tf = self._now, self.market.tf_ms
         hi_ts = now if end is None else min(end, now)
-        lo_ts = -(2**62) if start is None else start
+        # Bybit lists the bar that *contains* ``start`` (its open may be before ``start``),
+        # as ccxt bybit's fetch_ohlcv notes (ccxt issues 20646, 26736): bars with
+        # ts + tf > start, ts <= end.
+        lo_ts = -(2**62) if start is None else start - tf + 1
         idx = self.market.index_range(symbol, lo_ts, hi_ts)
         idx = range(max(idx.start, idx.stop - limit), idx.stop)  # the newest `limit`
         rows = []
