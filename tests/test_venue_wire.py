@@ -187,3 +187,30 @@ async def test_adapters_read_the_emulators_rest_pages_as_ccxt_does():
         assert [r[0] for r in rows] == [forming - k * TF_MS for k in range(4, -1, -1)]
         assert rows[:-1] == [[b.ts, b.open, b.high, b.low, b.close, b.volume]
                              for b in (market.bar("BTC/USDT", 46 + k) for k in range(4))]
+
+
+class _BatchedBybit(BybitEmulator):
+    """Bybit's ``data`` is a list (docs/v5/websocket/public/kline.mdx; ccxt bybit loops over
+    it): here a bar's closing update and the next bar's first update, due at the same
+    moment, travel in ONE frame ``data: [closed, forming]``."""
+
+    def _events_between(self, t0, t1):
+        merged: dict = {}
+        for ev in super()._events_between(t0, t1):
+            key = (ev.time, ev.stream)
+            first = merged.get(key)
+            if first is None:
+                merged[key] = ev
+                continue
+            frame = json.loads(first.text)
+            frame["data"] += json.loads(ev.text)["data"]
+            first.text = json.dumps(frame)
+            self.batched = getattr(self, "batched", 0) + 1
+        return list(merged.values())
+
+
+async def test_bybit_frames_carrying_two_klines_give_the_same_fills(tmp_path):
+    from tests.test_venue_bybit import _replay_bybit
+
+    daemon, emu, _ = await _replay_bybit(tmp_path, _BatchedBybit)
+    assert daemon.live and daemon.late == 0 and emu.batched > 100
