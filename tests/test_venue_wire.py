@@ -214,3 +214,24 @@ async def test_bybit_frames_carrying_two_klines_give_the_same_fills(tmp_path):
 
     daemon, emu, _ = await _replay_bybit(tmp_path, _BatchedBybit)
     assert daemon.live and daemon.late == 0 and emu.batched > 100
+
+
+async def test_bybit_connection_args_stop_at_21000_characters():
+    """Bybit public: a connection's "args" may not pass 21,000 characters (/v5/ws/connect,
+    "Args limits"); the adapter's per-connection cap of 500 kline topics stays under it for
+    symbols of up to 28 characters."""
+    symbols = [f"S{k:04d}/USDT" for k in range(1100)]  # topics of 16 characters
+    market = MarketData.generate(symbols, "1m", n_bars=3)
+    topics = [f"kline.1.{s.replace('/', '')}" for s in symbols]
+    async with BybitEmulator(market, start=market.first_ts) as emu, \
+            aiohttp.ClientSession() as http, http.ws_connect(emu.ws_url) as ws:
+        acks = []
+        for k in range(0, len(topics), 10):
+            await ws.send_str(json.dumps({"op": "subscribe", "args": topics[k:k + 10],
+                                          "req_id": str(k)}))
+            acks += await _recv(ws)
+    n = 10 * sum(a["success"] for a in acks)  # topics subscribed
+    assert n > 900 and len(json.dumps(topics[:n])) <= 21_000 < len(json.dumps(topics[:n + 10]))
+    assert emu.refused_subscribes == len(acks) - n // 10
+    longest = "kline.720." + "X" * 28
+    assert len(json.dumps([longest] * BybitAdapter.max_streams_per_connection)) <= 21_000

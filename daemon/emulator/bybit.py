@@ -11,9 +11,9 @@ Same market, virtual clock, forming/closing updates and fault plan as the Binanc
   included; errors are HTTP 200 with ``retCode != 0``;
 * ``GET /v5/market/time``;
 * websocket ``/v5/public/spot``: ``{"op": "subscribe", "args": [...], "req_id"}`` (at most
-  10 args) answered ``{"success", "ret_msg": "subscribe", "conn_id", "req_id", "op"}``;
-  ``{"op": "ping"}`` answered ``{"success", "ret_msg": "pong", "conn_id", "op": "ping"}``;
-  kline frames
+  10 args, 21,000 characters of args per connection) answered ``{"success", "ret_msg":
+  "subscribe", "conn_id", "req_id", "op"}``; ``{"op": "ping"}`` answered ``{"success",
+  "ret_msg": "pong", "conn_id", "op": "ping"}``; kline frames
   ``{"topic": "kline.<interval>.<SYMBOL>", "data": [{..., "confirm": bool}], "ts", "type"}``.
 
 Bybit's HTTP IP limit (``ip_limit``, None turns it off): at most 600 requests in any 5-s
@@ -40,6 +40,10 @@ BYBIT_INTERVALS = {"1m": "1", "3m": "3", "5m": "5", "15m": "15", "30m": "30", "1
                    "1w": "W", "1M": "M"}
 _TF_OF = {v: k for k, v in BYBIT_INTERVALS.items()}
 MAX_ARGS_PER_SUBSCRIBE = 10
+#: "for one public connection, you cannot have length of "args" array over 21,000
+#: characters" (https://bybit-exchange.github.io/docs/v5/ws/connect, "Args limits"); counted
+#: here as the JSON text of all the connection's topics (Bybit does not say how it counts)
+MAX_ARGS_CHARS_PER_CONNECTION = 21_000
 IP_LIMIT = (600, 5.0)  # requests, seconds
 
 
@@ -156,6 +160,12 @@ class BybitEmulator(Emulator):
                     if unknown:
                         reply = {"success": False,
                                  "ret_msg": f"error:handler not found,topic:{unknown[0]}", **base}
+                    elif op == "subscribe" and len(json.dumps(
+                            list(dict.fromkeys([*conn.subs, *args])))) \
+                            > MAX_ARGS_CHARS_PER_CONNECTION:
+                        self.refused_subscribes += 1
+                        reply = {"success": False, "ret_msg": "error:args over 21000 "
+                                 "characters on this connection", **base}
                     elif op == "subscribe":
                         self._subscribe(conn, args)
                         self.subscribe_log.append((conn.path, list(args)))
