@@ -120,6 +120,12 @@ class VenueAdapter:
         """A non-JSON frame the venue's protocol uses (OKX answers ``ping`` with ``pong``)."""
         return False
 
+    def is_pong(self, message: Any) -> bool:
+        """The venue's answer to ccxt's keep-alive ping when it is a *message* (Bybit, OKX),
+        not a websocket pong frame (Binance): proof the connection lives, not that its data
+        flows, so the daemon's silent-socket watchdog must not count it."""
+        return False
+
     def check_symbol(self, symbol: str) -> str | None:
         """Why the venue cannot stream ``symbol`` (by its form), or None. Whether the venue
         *lists* it is checked against its markets when the daemon starts."""
@@ -275,6 +281,12 @@ class BybitAdapter(VenueAdapter):
     def stream_name(self, market: dict, interval: str) -> str:
         return f"kline.{interval}.{market['id']}"
 
+    def is_pong(self, message: Any) -> bool:
+        # public: {"success": true, "ret_msg": "pong", "conn_id", "op": "ping"}; private and
+        # option: {"op": "pong", "args": [...]} (https://bybit-exchange.github.io/docs/v5/ws/connect)
+        return type(message) is dict and (message.get("ret_msg") == "pong"
+                                          or message.get("op") == "pong")
+
     def ws_url(self, exchange: Any, index: int) -> str:
         return _indexed(exchange.implode_hostname(exchange.urls["api"]["ws"]["public"]["spot"]),
                         index)
@@ -409,6 +421,9 @@ class OkxAdapter(VenueAdapter):
 
     def is_control_text(self, message: Any) -> bool:
         return message == "pong"
+
+    def is_pong(self, message: Any) -> bool:
+        return message == "pong"  # OKX's answer to the text frame "ping"
 
     def klines_call(self, market: dict, interval: str, since: int | None, limit: int | None,
                     now_ms: int | None = None) -> tuple[str, dict]:

@@ -14,6 +14,7 @@ import json
 import aiohttp
 import ccxt
 import ccxt.pro as ccxtpro
+import pytest
 from tandem.daemon.emulator.bybit import BybitEmulator
 from tandem.daemon.emulator.market import MarketData
 from tandem.daemon.emulator.okx import OkxEmulator
@@ -235,3 +236,43 @@ async def test_bybit_connection_args_stop_at_21000_characters():
     assert emu.refused_subscribes == len(acks) - n // 10
     longest = "kline.720." + "X" * 28
     assert len(json.dumps([longest] * BybitAdapter.max_streams_per_connection)) <= 21_000
+
+
+@pytest.mark.parametrize("venue", ["okx", "bybit"])
+async def test_a_silent_socket_is_seen_through_the_venues_pongs(venue):
+    """OKX ("ping" -> "pong" text) and Bybit ({"op": "ping"} -> {"ret_msg": "pong"}) answer
+    ccxt's keep-alive pings with *messages*, not websocket pong frames (Binance's), every
+    18 s — under the daemon's 60-s watchdog. Counted as data, they kept a socket that had
+    stopped sending klines looking alive forever."""
+    import contextlib
+
+    from tandem.daemon.client import build_exchange
+    from tandem.daemon.feeds import FeedSupervisor
+    from tandem.daemon.replay import emulator_class, wait_subscribed
+
+    market = MarketData.generate(["BTC/USDT"], "1m", n_bars=20)
+    async with emulator_class(venue)(market, start=market.first_ts) as emu:
+        ex = build_exchange(venue, emu.rest_url, emu.ws_url)
+        ex.streaming["keepAlive"] = 100  # ms: pings (and pongs) far inside the watchdog
+        watch = asyncio.ensure_future(ex.watch_ohlcv("BTC/USDT", "1m"))
+        try:
+            await wait_subscribed(emu, 1, timeout_s=20)
+            await emu.advance(1)  # a kline: the socket is alive
+            await asyncio.sleep(0.3)
+            emu.silence_connections(True)  # no more data; pings still answered
+            clients = list(ex.clients.values())
+            pongs_before = max(c.lastPong or 0 for c in clients)
+            supervisor = FeedSupervisor(ex, [], watchdog_s=1.0)
+            for _ in range(30):
+                await asyncio.sleep(0.1)
+                supervisor.check()
+                if supervisor.watchdog_fires:
+                    break
+            pongs_after = max(c.lastPong or 0 for c in clients)
+        finally:
+            watch.cancel()
+            with contextlib.suppress(BaseException):
+                await watch
+            await ex.close()
+    assert pongs_after > pongs_before  # the venue kept answering pings meanwhile
+    assert supervisor.watchdog_fires == 1

@@ -177,7 +177,9 @@ class BybitEmulator(Emulator):
                         reply = {"success": True, "ret_msg": "", **base}
             else:
                 reply = {"success": False, "ret_msg": f"error:unknown op {op!r}", **base}
-        if not conn.silent:
+        # a silenced socket still answers pings, as the Binance and OKX emulators do (its
+        # data stopped, the connection did not)
+        if not conn.silent or reply.get("ret_msg") == "pong":
             await self._send(conn, json.dumps(reply))
 
     # ------------------------------------------------------------------ REST
