@@ -83,7 +83,8 @@ class LiveExchangeMixin(BatchedKlinesMixin):
     * skips, and logs, klines for unknown symbols or streams we did not subscribe;
     * survives malformed frames (a JSON parse error inside ccxt's receive callback would
       otherwise stop the connection's receive loop silently);
-    * stamps ``last_data_at[url]`` on every data frame for the watchdog;
+    * stamps ``last_data_at[url]`` on every data frame for the watchdog (not on a venue's
+      pong message: Bybit and OKX answer pings with messages, see ``VenueAdapter.is_pong``);
     * subscribes klines in batches over several connections (:mod:`tandem.daemon.subscribe`);
     * on Binance's ``serverShutdown`` event (the connection is about to end) reconnects that
       connection at once: its feeds resubscribe and fetch over REST what closed meanwhile.
@@ -158,8 +159,10 @@ class LiveExchangeMixin(BatchedKlinesMixin):
         return client
 
     def handle_message(self, client, message):
-        self.last_data_at[client.url] = time.monotonic()
-        if self.venue.is_kline_frame(message):
+        venue = self.venue
+        if not venue.is_pong(message):  # a pong message shows the socket, not its data
+            self.last_data_at[client.url] = time.monotonic()
+        if venue.is_kline_frame(message):
             # A raw-stream kline event: binance.handle_message would probe it for envelopes,
             # errors and ids and then call handle_ohlcv; go there directly.
             try:

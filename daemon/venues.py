@@ -120,6 +120,12 @@ class VenueAdapter:
         """A non-JSON frame the venue's protocol uses (OKX answers ``ping`` with ``pong``)."""
         return False
 
+    def is_pong(self, message: Any) -> bool:
+        """The venue's answer to ccxt's keep-alive ping when it is a *message* (Bybit, OKX),
+        not a websocket pong frame (Binance): proof the connection lives, not that its data
+        flows, so the daemon's silent-socket watchdog must not count it."""
+        return False
+
     def check_symbol(self, symbol: str) -> str | None:
         """Why the venue cannot stream ``symbol`` (by its form), or None. Whether the venue
         *lists* it is checked against its markets when the daemon starts."""
@@ -142,7 +148,7 @@ class BinanceAdapter(VenueAdapter):
     subscribe_msgs_per_s = 3  # Binance: 5 incoming messages/s per connection, PONGs count
     streams_per_message = 200
     rest_weight_per_min = 6000  # REQUEST_WEIGHT on spot
-    klines_weight = 2  # GET /api/v3/klines with limit 101..1000
+    klines_weight = 2  # GET /api/v3/klines: 2 at any limit (Binance's rest-api.md)
     rest_page_limit = 1000
     rest_klines_method = "publicGetKlines"  # GET /api/v3/klines
     batched_subscribe = True
@@ -223,9 +229,11 @@ class BybitAdapter(VenueAdapter):
         "60": 3_600_000, "120": 7_200_000, "240": 14_400_000, "360": 21_600_000,
         "720": 43_200_000, "D": 86_400_000, "W": 604_800_000}
     ws_timeframes = tuple(INTERVALS)
-    # Bybit documents no per-connection topic cap for public spot, only "args" of at most
-    # 10 topics per subscribe request; 200 per connection keeps a reconnect's resubscription
-    # at 20 messages.
+    # Bybit caps public spot at 10 topics per subscribe request and a public connection's
+    # "args" at 21,000 characters in all (https://bybit-exchange.github.io/docs/v5/ws/connect,
+    # "Public channel - Args limits"): 500 topics of "kline.720.<symbol>" stay under it for
+    # symbols up to ~28 characters. 200 per connection keeps a reconnect's resubscription at
+    # 20 messages.
     max_streams_per_connection = 500
     default_streams_per_connection = 200
     subscribe_msgs_per_s = 10  # Bybit documents no subscribe rate; 200 topics in 2 s
@@ -272,6 +280,12 @@ class BybitAdapter(VenueAdapter):
 
     def stream_name(self, market: dict, interval: str) -> str:
         return f"kline.{interval}.{market['id']}"
+
+    def is_pong(self, message: Any) -> bool:
+        # public: {"success": true, "ret_msg": "pong", "conn_id", "op": "ping"}; private and
+        # option: {"op": "pong", "args": [...]} (https://bybit-exchange.github.io/docs/v5/ws/connect)
+        return type(message) is dict and (message.get("ret_msg") == "pong"
+                                          or message.get("op") == "pong")
 
     def ws_url(self, exchange: Any, index: int) -> str:
         return _indexed(exchange.implode_hostname(exchange.urls["api"]["ws"]["public"]["spot"]),
@@ -407,6 +421,9 @@ class OkxAdapter(VenueAdapter):
 
     def is_control_text(self, message: Any) -> bool:
         return message == "pong"
+
+    def is_pong(self, message: Any) -> bool:
+        return message == "pong"  # OKX's answer to the text frame "ping"
 
     def klines_call(self, market: dict, interval: str, since: int | None, limit: int | None,
                     now_ms: int | None = None) -> tuple[str, dict]:

@@ -148,8 +148,8 @@ async def test_okx_emulator_candles_paging_and_rate_limit():
         assert body["data"] == []  # older than the newest 1,440 bars: history-candles only
         _, body = await get("history-candles", **page)
         assert [int(x[0]) for x in body["data"]] == [since + k * TF_MS for k in range(99, -1, -1)]
-        _, body = await get("history-candles", **{**page, "limit": "300"})
-        assert body["code"] == "51000"  # history-candles: 100 rows at most
+        _, body = await get("history-candles", **{**page, "limit": "301"})
+        assert body["code"] == "51000"  # history-candles: 300 rows at most (OKX's docs)
         _, body = await get("candles", limit="300")
         assert len(body["data"]) == 300  # candles: 300
         got = [await get("history-candles", **page) for _ in range(25)]

@@ -5,13 +5,15 @@ Same market, virtual clock, forming/closing updates and fault plan as the Binanc
 
 * ``GET /v5/market/instruments-info?category=spot`` — the instruments (what ccxt reads);
 * ``GET /v5/market/kline?category=spot&symbol&interval&start&end&limit`` — the NEWEST
-  ``limit`` (<= 1000, default 200) bars of ``[start, end]``, newest first, each
+  ``limit`` (<= 1000, default 200) bars from the one containing ``start`` to the one
+  containing ``end`` (end defaults to now), newest first, each
   ``[start, open, high, low, close, volume, turnover]`` as strings, the forming bar
   included; errors are HTTP 200 with ``retCode != 0``;
 * ``GET /v5/market/time``;
 * websocket ``/v5/public/spot``: ``{"op": "subscribe", "args": [...], "req_id"}`` (at most
-  10 args) answered ``{"success", "ret_msg", "conn_id", "req_id", "op"}``;
-  ``{"op": "ping"}`` answered with ``ret_msg: "pong"``; kline frames
+  10 args, 21,000 characters of args per connection) answered ``{"success", "ret_msg":
+  "subscribe", "conn_id", "req_id", "op"}``; ``{"op": "ping"}`` answered ``{"success",
+  "ret_msg": "pong", "conn_id", "op": "ping"}``; kline frames
   ``{"topic": "kline.<interval>.<SYMBOL>", "data": [{..., "confirm": bool}], "ts", "type"}``.
 
 Bybit's HTTP IP limit (``ip_limit``, None turns it off): at most 600 requests in any 5-s
@@ -38,6 +40,10 @@ BYBIT_INTERVALS = {"1m": "1", "3m": "3", "5m": "5", "15m": "15", "30m": "30", "1
                    "1w": "W", "1M": "M"}
 _TF_OF = {v: k for k, v in BYBIT_INTERVALS.items()}
 MAX_ARGS_PER_SUBSCRIBE = 10
+#: "for one public connection, you cannot have length of "args" array over 21,000
+#: characters" (https://bybit-exchange.github.io/docs/v5/ws/connect, "Args limits"); counted
+#: here as the JSON text of all the connection's topics (Bybit does not say how it counts)
+MAX_ARGS_CHARS_PER_CONNECTION = 21_000
 IP_LIMIT = (600, 5.0)  # requests, seconds
 
 
@@ -137,7 +143,10 @@ class BybitEmulator(Emulator):
             op, rid, args = req.get("op"), req.get("req_id"), req.get("args", [])
             base = {"conn_id": str(id(conn)), "req_id": rid, "op": op}
             if op == "ping":
-                reply = {"success": True, "ret_msg": "pong", **base}
+                # public spot's pong carries no req_id (Bybit's docs, "How to Send the
+                # Heartbeat Packet": https://bybit-exchange.github.io/docs/v5/ws/connect)
+                reply = {"success": True, "ret_msg": "pong", "conn_id": base["conn_id"],
+                         "op": "ping"}
             elif op in ("subscribe", "unsubscribe"):
                 bad = (not isinstance(args, list) or not args
                        or not all(isinstance(a, str) for a in args))
@@ -151,16 +160,26 @@ class BybitEmulator(Emulator):
                     if unknown:
                         reply = {"success": False,
                                  "ret_msg": f"error:handler not found,topic:{unknown[0]}", **base}
+                    elif op == "subscribe" and len(json.dumps(
+                            list(dict.fromkeys([*conn.subs, *args])))) \
+                            > MAX_ARGS_CHARS_PER_CONNECTION:
+                        self.refused_subscribes += 1
+                        reply = {"success": False, "ret_msg": "error:args over 21000 "
+                                 "characters on this connection", **base}
                     elif op == "subscribe":
                         self._subscribe(conn, args)
                         self.subscribe_log.append((conn.path, list(args)))
-                        reply = {"success": True, "ret_msg": "", **base}
+                        # public spot acks with ret_msg "subscribe" (linear/inverse: ""):
+                        # https://bybit-exchange.github.io/docs/v5/ws/connect
+                        reply = {"success": True, "ret_msg": "subscribe", **base}
                     else:
                         conn.subs = [s for s in conn.subs if s not in args]
                         reply = {"success": True, "ret_msg": "", **base}
             else:
                 reply = {"success": False, "ret_msg": f"error:unknown op {op!r}", **base}
-        if not conn.silent:
+        # a silenced socket still answers pings, as the Binance and OKX emulators do (its
+        # data stopped, the connection did not)
+        if not conn.silent or reply.get("ret_msg") == "pong":
             await self._send(conn, json.dumps(reply))
 
     # ------------------------------------------------------------------ REST
@@ -203,9 +222,12 @@ class BybitEmulator(Emulator):
             return _fail(10001, "params error")
         if not 1 <= limit <= 1000:
             return _fail(10001, "params error: limit")
-        now = self._now
+        now, tf = self._now, self.market.tf_ms
         hi_ts = now if end is None else min(end, now)
-        lo_ts = -(2**62) if start is None else start
+        # Bybit lists the bar that *contains* ``start`` (its open may be before ``start``),
+        # as ccxt bybit's fetch_ohlcv notes (ccxt issues 20646, 26736): bars with
+        # ts + tf > start, ts <= end.
+        lo_ts = -(2**62) if start is None else start - tf + 1
         idx = self.market.index_range(symbol, lo_ts, hi_ts)
         idx = range(max(idx.start, idx.stop - limit), idx.stop)  # the newest `limit`
         rows = []

@@ -8,9 +8,10 @@ as ccxt / ccxt.pro ``okx`` use it:
   ``GET /api/v5/public/time``;
 * ``GET /api/v5/market/candles?instId&bar&after&before&limit`` — only the newest 1,440
   bars, ``limit`` <= 300 (default 100); ``GET /api/v5/market/history-candles`` — all bars,
-  ``limit`` <= 100. Both list the newest ``limit`` rows with ``before < ts < after`` (and
-  ``ts <= now``: the forming bar included), newest first, each ``[ts, o, h, l, c, vol,
-  volCcy, volCcyQuote, confirm]`` as strings (``confirm`` "1" = complete). Errors are
+  ``limit`` <= 300 (older docs: 100). Both list the newest ``limit`` rows with ``before <
+  ts < after`` (and ``ts <= now``: the forming bar included), newest first, each ``[ts, o,
+  h, l, c, vol, volCcy, volCcyQuote, confirm]`` as strings (``confirm`` "1" = complete;
+  for SPOT ``vol`` is in base currency, ``volCcy`` and ``volCcyQuote`` in quote). Errors are
   ``{"code": "51000"/"51001", "msg", "data": []}``;
 * per-IP rate limits (``rate_limits``; None turns them off): candles 40 requests / 2 s,
   history-candles 20 / 2 s; beyond them HTTP 429 ``{"code": "50011", "msg": "Too Many
@@ -130,7 +131,7 @@ class OkxEmulator(Emulator):
         return (
             f'{{"arg":{{"channel":"candle{OKX_BARS[interval]}","instId":"{inst_id(symbol)}"}},'
             f'"data":[["{bar.ts}","{fmt(bar.open)}","{fmt(bar.high)}","{fmt(bar.low)}",'
-            f'"{fmt(bar.close)}","{fmt(bar.volume)}","{fmt(bar.volume)}",'
+            f'"{fmt(bar.close)}","{fmt(bar.volume)}","{fmt(bar.volume * bar.close)}",'
             f'"{fmt(bar.volume * bar.close)}","{"1" if bar.closed else "0"}"]]}}'
         )
 
@@ -221,7 +222,11 @@ class OkxEmulator(Emulator):
         return self._candle_rows(request.query, max_limit=300, recent_only=True)
 
     async def _history_candles(self, request: web.Request) -> web.Response:
-        return self._candle_rows(request.query, max_limit=100, recent_only=False)
+        # 300 like candles: OKX's current docs ("The maximum is 300. The default is 100.",
+        # https://www.okx.com/docs-v5/en/#order-book-trading-market-data-get-candlesticks-history)
+        # and ccxt okx, which sends limit=300 here by default; older copies of the docs said
+        # 100, so the daemon's pages stay at 100 (daemon.venues.OkxAdapter.rest_page_limit).
+        return self._candle_rows(request.query, max_limit=300, recent_only=False)
 
     def _candle_rows(self, q: Any, max_limit: int, recent_only: bool) -> web.Response:
         symbol = self.market.symbol_of((q.get("instId") or "").replace("-", "")) \
@@ -250,8 +255,8 @@ class OkxEmulator(Emulator):
         rows = []
         for i in reversed(range(max(idx.start, idx.stop - limit), idx.stop)):  # newest first
             bar = self.market.bar(symbol, i, now)
-            vol = fmt(bar.volume)
+            quote = fmt(bar.volume * bar.close)  # SPOT: volCcy is in quote currency too
             rows.append([str(bar.ts), fmt(bar.open), fmt(bar.high), fmt(bar.low),
-                         fmt(bar.close), vol, vol, fmt(bar.volume * bar.close),
+                         fmt(bar.close), fmt(bar.volume), quote, quote,
                          "1" if bar.closed else "0"])
         return _ok(rows)
