@@ -163,7 +163,8 @@ def cmd_sweep(args: argparse.Namespace, settings_fn: Callable, profile_fn: Calla
         from tandem.backtest.sweep.profile_out import ProfileOutError, check_target
 
         try:
-            doc = check_target(manifest_path, args.write_profile, manifest_out)
+            doc = check_target(manifest_path, args.write_profile, manifest_out, base,
+                               args.symbols)
         except ProfileOutError as exc:
             raise ConfigError(str(exc)) from None
     if args.scheduler:
@@ -198,17 +199,38 @@ def cmd_sweep(args: argparse.Namespace, settings_fn: Callable, profile_fn: Calla
         outcome.best["profile_name"] = args.write_profile
         outcome.best["manifest"] = str(manifest_out)
         outcome.best["profile_hash"] = write_profile(doc, base, args.write_profile,
-                                                     outcome.best["params"], manifest_out)
+                                                     outcome.best["params"], manifest_out,
+                                                     args.symbols)
     files = write_outputs(outcome, args.out, dims)
     _summary(outcome, files, args)
+    if args.write_profile and outcome.best["params"] is None:
+        # Exit 0 without the asked-for profile broke `sweep --write-profile X && run
+        # --profile X` one step later, with an unrelated message.
+        from tandem.backtest.runner import DataError
+
+        raise DataError(f"no winner: profile {args.write_profile!r} not written (no valid "
+                        f"trial with a finite {args.objective}; see 'error' in "
+                        f"{args.out / 'results.parquet'})")
     return 0
+
+
+def _invalid_reasons(results: Any, top: int = 3) -> list[tuple[str, int]]:
+    """The most frequent messages of invalid trials: "0 valid" alone hid that a whole
+    field's values were refused (a percent given as 5 instead of 0.05)."""
+    bad = results.loc[~results["valid"] & (results["fold"] == results["fold"].min()), "error"]
+    counts = bad.str.replace(r"^trial: profile '[^']*', ", "", regex=True).value_counts()
+    return [(str(k), int(v)) for k, v in counts.head(top).items()]
 
 
 def _summary(outcome: Any, files: dict[str, Path], args: argparse.Namespace) -> None:
     b = outcome.best
     out = sys.stdout
-    print(f"trials        {b['n_trials']} ({b['n_valid']} valid), search {b['search']}, "
-          f"objective {b['objective']}", file=out)
+    distinct = (f"{b['n_distinct']} distinct, " if b.get("n_distinct", b["n_trials"])
+                != b["n_trials"] else "")
+    print(f"trials        {b['n_trials']} ({distinct}{b['n_valid']} valid), search "
+          f"{b['search']}, objective {b['objective']}", file=out)
+    for reason, n in _invalid_reasons(outcome.results):
+        print(f"invalid       {n} x {reason}", file=out)
     if b["trial"] is None:
         print("winner        none (no valid trial with a finite objective)", file=out)
     else:

@@ -126,8 +126,18 @@ def sweepable_paths(profile: Any) -> list[str]:
 
 def _num(path: str, key: str, v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise SpaceError(f"{path}: '{key}' must be a finite number, got {v!r}")
+        hint = (" (YAML reads 1e-3 without a dot as text: write 1.0e-3 or 0.001)"
+                if isinstance(v, str) and _looks_numeric(v) else "")
+        raise SpaceError(f"{path}: '{key}' must be a finite number, got {v!r}{hint}")
     return float(v)
+
+
+def _looks_numeric(text: str) -> bool:
+    """A string float() reads as a finite number (no sweepable text field has such values)."""
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def parse_dim(path: str, spec: Any) -> Dim:
@@ -139,6 +149,11 @@ def parse_dim(path: str, spec: Any) -> Dim:
         for v in spec:
             if isinstance(v, dict | list):
                 raise SpaceError(f"{path}: values must be scalars, got {v!r}")
+            if isinstance(v, str) and _looks_numeric(v):
+                # YAML 1.1 reads 1e-3 (no dot) as text: the trials with it were all invalid,
+                # and a mixed list made its column (and the written profile) text.
+                raise SpaceError(f"{path}: {v!r} is text, not a number (YAML reads 1e-3 "
+                                 "without a dot as text: write 1.0e-3 or 0.001)")
         if len({json.dumps(v) for v in spec}) != len(spec):
             raise SpaceError(f"{path}: duplicate values in {spec!r}")
         return Dim(path, values=tuple(spec))
@@ -159,9 +174,11 @@ def parse_dim(path: str, spec: Any) -> Dim:
             raise SpaceError(f"{path}: log: true needs low > 0, got {low}")
         if log and step is not None:
             raise SpaceError(f"{path}: use either step or log: true, not both")
-        integer = all(isinstance(spec.get(k), int) and not isinstance(spec.get(k), bool)
-                      for k in ("low", "high") ) and (step is None or
-                                                      isinstance(spec["step"], int))
+        # Integer values only when an integer step says so: every sweepable number is a
+        # float field, and {low: 0, high: 1} without a step drew only 0 or 1 (random/tpe).
+        integer = step is not None and all(
+            isinstance(spec.get(k), int) and not isinstance(spec.get(k), bool)
+            for k in ("low", "high", "step"))
         dim = Dim(path, low=low, high=high, step=step, log=log, integer=integer)
         if step is not None:
             dim._steps()  # a count that is not finite: refused here, for every search
