@@ -153,3 +153,35 @@ def test_write_profile_with_symbols_trades_the_swept_assets(inp, tmp_path, capsy
                            "--write-profile", "chosen2", *space)) == 2
     assert "needs one of its core_assets" in _err(capsys) and not out2.exists()
 
+
+
+def test_tpe_walk_forward_is_not_steered_by_out_of_sample_bars(inp, tmp_path):
+    """TPE was told the mean in-sample objective over all folds; fold 1 trains on fold 0's
+    test window, so fold 0's out-of-sample bars chose which candidates fold 0 then picked
+    its winner from. The search may only see bars before the first test window: changing
+    every bar from there on leaves the proposed trials as they were."""
+    from tandem.backtest.demo_data import generate_candles, write_csv_folder
+
+    days, cut = 30, 20 * 24  # fold 0 trains on days 10-20 and tests on days 20-25
+    a = generate_candles(SYMS, start="2024-01-01", n_bars=24 * days, seed=11)
+    b = generate_candles(SYMS, start="2024-01-01", n_bars=24 * days, seed=12)
+    for s in SYMS:
+        k = a[s]["close"].iloc[cut - 1] / b[s]["open"].iloc[cut]
+        for col in ("open", "high", "low", "close"):
+            a[s].loc[cut:, col] = b[s].loc[cut:, col] * k
+    changed = dict(inp, data=tmp_path / "changed")
+    write_csv_folder(a, changed["data"])
+    space = _space(tmp_path, "entry_threshold: {low: 0.0, high: 0.3}\n"
+                             "exit_rules.stop_loss_pct: {low: 0.01, high: 0.1}\n")
+    params, later = {}, {}
+    for name, src in (("same", inp), ("changed", changed)):
+        out = tmp_path / name
+        assert main(sweep_args(src, out, "--workers", "0", "--search", "tpe", "--trials",
+                               "32", "--seed", "4", "--warmup-bars", "48", "--walk-forward",
+                               "2", "--train", "10d", "--test", "5d", *space)) == 0
+        df = pd.read_parquet(out / "results.parquet")
+        assert df["fold"].nunique() == 2
+        params[name] = df[df["fold"] == 0].filter(like="param.").reset_index(drop=True)
+        later[name] = df.loc[df["fold"] == 1, "is_total_return"].to_numpy()
+    assert (later["same"] != later["changed"]).any()  # fold 1's training bars did change
+    pd.testing.assert_frame_equal(params["same"], params["changed"])

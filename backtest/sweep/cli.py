@@ -83,7 +83,7 @@ def add_sweep_parser(sub: Any, add_profile: Callable, add_data: Callable, epilog
     p.add_argument("--search", choices=["grid", "random", "tpe"], default="grid",
                    help="grid = every combination (ranges need a step); random = --trials "
                    "seeded draws; tpe = Optuna's TPE sampler, asked in fixed batches of 16 "
-                   "(default: grid)")
+                   "and told the (first fold's) in-sample objective (default: grid)")
     p.add_argument("--trials", type=_count, help="number of trials for random/tpe (default 100); "
                    "with grid, keep only the first N combinations")
     p.add_argument("--seed", type=seed_arg, default=0, help="seed of random/tpe (default: 0)")

@@ -147,8 +147,13 @@ def run_sweep(base: Any, data: SweepData, dims: list[Dim], cfg: SweepConfig, out
                 vals = []
                 for k, _ in batch:
                     rows = store.rows[trial_rows[k]]
+                    # Only the first fold's in-sample objective steers the search: a later
+                    # fold's training window covers earlier folds' test windows (rolling
+                    # and anchored alike), so the mean over folds let out-of-sample bars
+                    # choose the candidates those folds' winners were then picked from.
+                    rows = rows[rows["fold"] == rows["fold"].min()]
                     v = objective_values(rows, cfg.objective, "is")
-                    vals.append(float(v.mean()) if v.notna().all() else float("nan"))
+                    vals.append(float(v.iloc[0]) if v.notna().all() else float("nan"))
                 tpe.tell(vals)
                 t += len(batch)
         else:
