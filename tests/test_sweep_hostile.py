@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from tandem.backtest.cli import main
@@ -185,3 +186,27 @@ def test_tpe_walk_forward_is_not_steered_by_out_of_sample_bars(inp, tmp_path):
         later[name] = df.loc[df["fold"] == 1, "is_total_return"].to_numpy()
     assert (later["same"] != later["changed"]).any()  # fold 1's training bars did change
     pd.testing.assert_frame_equal(params["same"], params["changed"])
+
+
+def test_trials_without_any_difference_give_no_pbo(inp, tmp_path):
+    """risk_pct does nothing under fraction sizing: three identical trials gave PBO 1.0
+    (tied out-of-sample ranks read as "certainly overfit") and a DSR over 3 trials."""
+    out = tmp_path / "out"
+    assert main(sweep_args(inp, out, "--workers", "0", *_space(
+        tmp_path, "execution.risk_pct: [0.01, 0.02, 0.03]\n"))) == 0
+    best = json.loads((out / "best.json").read_text())
+    assert best["n_valid"] == 3 and best["dsr"] is None and best["pbo"] is None
+    assert any("counted once" in n for n in best["overfit"]["notes"])
+
+
+def test_identical_daily_returns_count_once_in_dsr_and_pbo():
+    from tandem.backtest.sweep.driver import overfit_stats
+
+    rng = np.random.default_rng(0)
+    x, y, z = (rng.normal(0.001, 0.01, 64) for _ in range(3))
+    ref = overfit_stats({0: x, 1: y, 3: z}, 1)
+    got = overfit_stats({0: x, 1: y, 2: y.copy(), 3: z, 4: z.copy()}, 1)
+    assert got["dsr"]["n_trials"] == ref["dsr"]["n_trials"] == 3
+    assert got["dsr"]["dsr"] == ref["dsr"]["dsr"] and got["pbo"]["pbo"] == ref["pbo"]["pbo"]
+    # the chosen trial stands for its group, whichever trial number it has
+    assert overfit_stats({0: x, 1: y, 2: y.copy(), 3: z}, 2)["dsr"]["dsr"] == ref["dsr"]["dsr"]

@@ -317,13 +317,26 @@ def overfit_stats(daily: dict[int, np.ndarray], chosen: int | None) -> dict[str,
     without walk-forward, the out-of-sample folds end to end with it. DSR: per-period (daily)
     Sharpe, skew and plain kurtosis of the chosen trial, the number of valid trials and the
     variance of their daily Sharpe ratios. PBO: CSCV over the (days × trials) matrix.
-    ``daily`` holds each distinct parameter set once (:func:`run_sweep` drops repeats).
+    ``daily`` holds each distinct parameter set once (:func:`run_sweep` drops repeats), and
+    trials whose daily returns are identical count once too (the chosen one stands for its
+    group): a swept field without effect (risk_pct under fraction sizing) gave N clones
+    whose tied out-of-sample ranks made PBO 1.0 ("overfit") and inflated DSR's trial count.
     """
     from tandem.backtest.sweep.overfit import deflated_sharpe_ratio, pbo_cscv, return_moments
 
     notes: list[str] = []
+    if chosen is not None and chosen in daily:
+        groups: dict[bytes, list[int]] = {}
+        for t in sorted(daily):
+            groups.setdefault(np.asarray(daily[t], dtype=np.float64).tobytes(), []).append(t)
+        keep = [chosen if chosen in g else g[0] for g in groups.values()]
+        if len(keep) < len(daily):
+            notes.append(f"{len(daily) - len(keep)} trial(s) with the same daily returns as "
+                         "another counted once")
+            daily = {t: daily[t] for t in keep}
     if chosen is None or chosen not in daily or len(daily) < 2:
-        return {"notes": ["fewer than two valid trials: no DSR/PBO"]}
+        return {"notes": notes + ["fewer than two valid trials with distinct daily returns: "
+                                  "no DSR/PBO"]}
     if len({len(v) for v in daily.values()}) != 1:
         return {"notes": ["the trials' daily return series differ in length: no DSR/PBO"]}
     trials = sorted(daily)
