@@ -210,3 +210,20 @@ def test_identical_daily_returns_count_once_in_dsr_and_pbo():
     assert got["dsr"]["dsr"] == ref["dsr"]["dsr"] and got["pbo"]["pbo"] == ref["pbo"]["pbo"]
     # the chosen trial stands for its group, whichever trial number it has
     assert overfit_stats({0: x, 1: y, 2: y.copy(), 3: z}, 2)["dsr"]["dsr"] == ref["dsr"]["dsr"]
+
+
+def test_a_sweep_into_a_used_out_leaves_no_file_of_the_previous_one(inp, tmp_path):
+    """A second sweep into the same --out without valid trials left the first sweep's
+    daily_returns.parquet (and plots) beside its own results: DSR/PBO redone from that
+    folder used another sweep's returns."""
+    out = tmp_path / "out"
+    assert main(sweep_args(inp, out, "--workers", "0", "--walk-forward", "2", "--train", "5d",
+                           "--test", "2d", "--warmup-bars", "48", *_space(
+                               tmp_path, "entry_threshold: [0.05, 0.1]\n"))) == 0
+    first = {p.name for p in out.iterdir()}
+    assert {"daily_returns.parquet", "sweep_heatmap.png", "sweep_is_oos.png",
+            "sweep_equity.png"} <= first
+    assert main(sweep_args(inp, out, "--workers", "0", *_space(
+        tmp_path, "exit_rules.stop_loss_pct: [2, 5]\n"))) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best.json", "parts", "results.parquet", "sweep.html"]

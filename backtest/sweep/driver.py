@@ -27,6 +27,9 @@ log = structlog.get_logger(__name__)
 OBJECTIVES = ("sharpe", "sortino", "calmar", "total_return", "profit_factor")
 #: Trials per task at most (smaller when there are few trials per worker).
 MAX_CHUNK = 32
+#: Files of --out that only some sweeps write (removed before writing the new set).
+STALE_OUTPUTS = ("daily_returns.parquet", "sweep_heatmap.png", "sweep_is_oos.png",
+                 "sweep_equity.png")
 
 
 @dataclass
@@ -382,6 +385,10 @@ def write_outputs(outcome: SweepOutcome, out: Path, dims: list[Dim]) -> dict[str
     from tandem.backtest.stats import _json_safe
 
     files = {"results.parquet": out / "results.parquet", "best.json": out / "best.json"}
+    # Outputs this sweep may not write (no daily returns without a valid trial, a plot it
+    # has no data for) were otherwise a previous sweep's in the same --out, read as this one's.
+    for name in STALE_OUTPUTS:
+        (out / name).unlink(missing_ok=True)
     outcome.results.to_parquet(files["results.parquet"], index=False)
     if outcome.daily:
         trials = sorted(outcome.daily)
