@@ -227,3 +227,16 @@ def test_a_sweep_into_a_used_out_leaves_no_file_of_the_previous_one(inp, tmp_pat
         tmp_path, "exit_rules.stop_loss_pct: [2, 5]\n"))) == 0
     assert sorted(p.name for p in out.iterdir()) == [
         "best.json", "parts", "results.parquet", "sweep.html"]
+
+
+def test_trials_beyond_the_cap_is_a_usage_error(inp, tmp_path, capsys):
+    """Random trials are drawn up front: --trials 10000000000 hung without a word."""
+    from tandem.backtest.sweep.cli import MAX_TRIALS
+    from tandem.backtest.sweep.space import MAX_GRID_TRIALS
+
+    assert MAX_TRIALS == MAX_GRID_TRIALS
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(sweep_args(inp, out, "--search", "random", "--trials", "10000000000"))
+    assert exc.value.code == 2 and "must be <= 1,000,000" in capsys.readouterr().err
+    assert not out.exists()

@@ -51,6 +51,16 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 
 
 _count = _int_at_least(1)
+MAX_TRIALS = 1_000_000  # as MAX_GRID_TRIALS (not imported: --help stays light)
+
+
+def trials_arg(text: str) -> int:
+    """argparse type of ``--trials``: 1 .. MAX_TRIALS. Random/TPE trials are built in memory
+    up front; a typo such as 10000000000 hung (or ran out of memory) without a word."""
+    v = _count(text)
+    if v > MAX_TRIALS:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_TRIALS:,}, got {v:,}")
+    return v
 _workers = _int_at_least(0)
 SEED_MAX = 2**32 - 1  # numpy's legacy RandomState (Optuna's TPE) takes 0 .. 2**32 - 1
 
@@ -84,7 +94,7 @@ def add_sweep_parser(sub: Any, add_profile: Callable, add_data: Callable, epilog
                    help="grid = every combination (ranges need a step); random = --trials "
                    "seeded draws; tpe = Optuna's TPE sampler, asked in fixed batches of 16 "
                    "and told the (first fold's) in-sample objective (default: grid)")
-    p.add_argument("--trials", type=_count, help="number of trials for random/tpe (default 100); "
+    p.add_argument("--trials", type=trials_arg, help="number of trials for random/tpe (default 100); "
                    "with grid, keep only the first N combinations")
     p.add_argument("--seed", type=seed_arg, default=0, help="seed of random/tpe (default: 0)")
     p.add_argument("--walk-forward", type=_count, metavar="FOLDS",
