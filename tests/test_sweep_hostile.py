@@ -240,3 +240,14 @@ def test_trials_beyond_the_cap_is_a_usage_error(inp, tmp_path, capsys):
         main(sweep_args(inp, out, "--search", "random", "--trials", "10000000000"))
     assert exc.value.code == 2 and "must be <= 1,000,000" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_one_fold_walk_forward_prints_its_out_of_sample_figure(inp, tmp_path, capsys):
+    """--walk-forward 1 printed the in-sample objective only (fold lines needed two folds)."""
+    capsys.readouterr()
+    assert main(sweep_args(inp, tmp_path / "out", "--workers", "0", "--walk-forward", "1",
+                           "--train", "5d", "--test", "3d", "--warmup-bars", "48", *_space(
+                               tmp_path, "entry_threshold: [0.05, 0.1]\n"))) == 0
+    best = json.loads((tmp_path / "out" / "best.json").read_text())
+    fold = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("fold 0")]
+    assert len(fold) == 1 and f"trial {best['trial']}" in fold[0] and "OOS" in fold[0]

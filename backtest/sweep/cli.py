@@ -246,7 +246,8 @@ def _summary(outcome: Any, files: dict[str, Path], args: argparse.Namespace) -> 
     else:
         print(f"winner        trial {b['trial']}: {b['params']}", file=out)
         print(f"in-sample     {b['objective']} = {b['value']:.4f}", file=out)
-    for f in b["folds"] if len(b["folds"]) > 1 else []:
+    # Every fold with walk-forward: --walk-forward 1 printed no out-of-sample figure at all.
+    for f in b["folds"] if args.walk_forward is not None else []:
         oos = f.get("oos_value")
         print(f"fold {f['fold']:<8} trial {f['trial']}  IS {f.get('is_value', float('nan')):.4f}"
               f"  OOS {'n/a' if oos is None else f'{oos:.4f}'}", file=out)
