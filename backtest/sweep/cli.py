@@ -218,8 +218,9 @@ def cmd_sweep(args: argparse.Namespace, settings_fn: Callable, profile_fn: Calla
         # --profile X` one step later, with an unrelated message.
         from tandem.backtest.runner import DataError
 
+        where = " in the last fold" if args.walk_forward is not None else ""
         raise DataError(f"no winner: profile {args.write_profile!r} not written (no valid "
-                        f"trial with a finite {args.objective}; see 'error' in "
+                        f"trial with a finite in-sample {args.objective}{where}; see "
                         f"{args.out / 'results.parquet'})")
     return 0
 
