@@ -53,8 +53,11 @@ def test_integer_bounds_without_a_step_are_a_continuous_range():
 @pytest.mark.parametrize(("space", "needle"), [
     ("exit_rules.stop_loss_pct: [1e-2, 0.03]", "'1e-2' is text, not a number"),
     ("exit_rules.stop_loss_pct: {low: 1e-2, high: 0.05, step: 0.01}", "write 1.0e-3 or 0.001"),
+    # a ValueError traceback from the resume key's JSON, after the data was loaded
+    ("exit_rules.stop_loss_pct: [.nan, 0.03]", "values must be finite, got nan"),
+    ("exit_rules.stop_loss_pct: [0.03, -.inf]", "values must be finite, got -inf"),
 ])
-def test_numbers_yaml_reads_as_text_are_refused_before_work(inp, tmp_path, capsys, space,
+def test_values_yaml_misreads_are_refused_before_work(inp, tmp_path, capsys, space,
                                                             needle):
     """YAML 1.1 reads 1e-2 (no dot) as the string '1e-2': its trials were all invalid and
     the mixed column made the winner (and the written profile) text."""

@@ -149,6 +149,10 @@ def parse_dim(path: str, spec: Any) -> Dim:
         for v in spec:
             if isinstance(v, dict | list):
                 raise SpaceError(f"{path}: values must be scalars, got {v!r}")
+            if isinstance(v, float) and not math.isfinite(v):
+                # YAML .nan/.inf, JSON NaN: a traceback (the resume key's JSON refuses them)
+                # after the data was loaded.
+                raise SpaceError(f"{path}: values must be finite, got {v!r}")
             if isinstance(v, str) and _looks_numeric(v):
                 # YAML 1.1 reads 1e-3 (no dot) as text: the trials with it were all invalid,
                 # and a mixed list made its column (and the written profile) text.
