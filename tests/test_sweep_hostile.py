@@ -56,6 +56,11 @@ def test_integer_bounds_without_a_step_are_a_continuous_range():
     # a ValueError traceback from the resume key's JSON, after the data was loaded
     ("exit_rules.stop_loss_pct: [.nan, 0.03]", "values must be finite, got nan"),
     ("exit_rules.stop_loss_pct: [0.03, -.inf]", "values must be finite, got -inf"),
+    # TypeError / OverflowError tracebacks after the data was loaded
+    ("exit_rules.stop_loss_pct: [0.03, 2021-01-01]", "got date datetime.date(2021, 1, 1)"),
+    ("exit_rules.stop_loss_pct: [0.03, !!binary aGVsbG8=]", "got bytes"),
+    ("exit_rules.stop_loss_pct: [0.03, 1" + "0" * 400 + "]", "~10^400 is too large"),
+    ("exit_rules.stop_loss_pct: {low: 0, high: 1" + "0" * 400 + "}", "~10^400 is too large"),
 ])
 def test_values_yaml_misreads_are_refused_before_work(inp, tmp_path, capsys, space,
                                                             needle):

@@ -124,7 +124,17 @@ def sweepable_paths(profile: Any) -> list[str]:
     return list(SWEEPABLE) + [f"mtf.weights.{tf}" for tf in profile.timeframes]
 
 
+#: Integers beyond this are refused (float() of a 400-digit one raised OverflowError).
+_MAX_INT = 2**63
+
+
+def _count_text(v: int) -> str:
+    return f"~10^{int(abs(v).bit_length() * 0.30103)}"
+
+
 def _num(path: str, key: str, v: Any) -> float:
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > _MAX_INT:
+        raise SpaceError(f"{path}: '{key}' {_count_text(v)} is too large a number")
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
         hint = (" (YAML reads 1e-3 without a dot as text: write 1.0e-3 or 0.001)"
                 if isinstance(v, str) and _looks_numeric(v) else "")
@@ -149,6 +159,13 @@ def parse_dim(path: str, spec: Any) -> Dim:
         for v in spec:
             if isinstance(v, dict | list):
                 raise SpaceError(f"{path}: values must be scalars, got {v!r}")
+            if v is not None and not isinstance(v, bool | int | float | str):
+                # YAML dates (2021-01-01), !!binary…: a TypeError traceback from the resume
+                # key's JSON after the data was loaded.
+                raise SpaceError(f"{path}: values must be numbers, text, true/false or null, "
+                                 f"got {type(v).__name__} {v!r}")
+            if isinstance(v, int) and abs(v) > _MAX_INT:
+                raise SpaceError(f"{path}: {_count_text(v)} is too large a number")
             if isinstance(v, float) and not math.isfinite(v):
                 # YAML .nan/.inf, JSON NaN: a traceback (the resume key's JSON refuses them)
                 # after the data was loaded.
