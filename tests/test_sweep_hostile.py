@@ -56,18 +56,22 @@ def test_integer_bounds_without_a_step_are_a_continuous_range():
     # a ValueError traceback from the resume key's JSON, after the data was loaded
     ("exit_rules.stop_loss_pct: [.nan, 0.03]", "values must be finite, got nan"),
     ("exit_rules.stop_loss_pct: [0.03, -.inf]", "values must be finite, got -inf"),
+    # random: numpy's "high is out of bounds for int64", tpe: decimal.InvalidOperation
+    ("exit_rules.stop_loss_pct: {low: 0.01, high: 0.2, step: 1.0e-300}",
+     "makes ~10^299 grid values; at most 1,000,000 per field"),
     # TypeError / OverflowError tracebacks after the data was loaded
     ("exit_rules.stop_loss_pct: [0.03, 2021-01-01]", "got date datetime.date(2021, 1, 1)"),
     ("exit_rules.stop_loss_pct: [0.03, !!binary aGVsbG8=]", "got bytes"),
     ("exit_rules.stop_loss_pct: [0.03, 1" + "0" * 400 + "]", "~10^400 is too large"),
     ("exit_rules.stop_loss_pct: {low: 0, high: 1" + "0" * 400 + "}", "~10^400 is too large"),
 ])
-def test_values_yaml_misreads_are_refused_before_work(inp, tmp_path, capsys, space,
-                                                            needle):
+@pytest.mark.parametrize("search", ["grid", "random", "tpe"])
+def test_values_yaml_misreads_are_refused_before_work(inp, tmp_path, capsys, space, needle,
+                                                      search):
     """YAML 1.1 reads 1e-2 (no dot) as the string '1e-2': its trials were all invalid and
     the mixed column made the winner (and the written profile) text."""
     out = tmp_path / "out"
-    assert main(sweep_args(inp, out, "--workers", "0",
+    assert main(sweep_args(inp, out, "--workers", "0", "--search", search,
                            *_space(tmp_path, space))) == 2
     err = _err(capsys)
     assert err.startswith("error: ") and needle in err and "exit_rules.stop_loss_pct" in err

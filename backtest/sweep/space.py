@@ -85,9 +85,6 @@ class Dim:
             raise SpaceError(f"{self.path}: a range needs 'step' for --search grid "
                              "(or give a list of values)")
         n = self._steps()
-        if n + 1 > MAX_GRID_VALUES:
-            raise SpaceError(f"{self.path}: step {self.step:g} makes {n + 1:,} grid values; at "
-                             f"most {MAX_GRID_VALUES:,} per field (a bigger step, or --search random)")
         return [self._snap(self.low + k * self.step) for k in range(n + 1)]
 
     def _steps(self) -> int:
@@ -98,6 +95,13 @@ class Dim:
         if not math.isfinite(n):
             raise SpaceError(f"{self.path}: step {self.step:g} is too small for the range "
                              f"{self.low:g} .. {self.high:g}")
+        # For every search: random draws a step index (numpy's int64 bound) and TPE builds
+        # a stepped distribution, both raised tracebacks on a step of 1e-300.
+        if n + 1 > MAX_GRID_VALUES:
+            count = f"{int(n) + 1:,}" if n < 1e15 else f"~10^{int(math.log10(n))}"
+            raise SpaceError(f"{self.path}: step {self.step:g} makes {count} grid values; "
+                             f"at most {MAX_GRID_VALUES:,} per field (a bigger step, or no "
+                             "step with --search random/tpe)")
         return int(math.floor(n))
 
     def _snap(self, v: float) -> Any:
