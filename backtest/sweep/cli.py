@@ -61,6 +61,8 @@ def trials_arg(text: str) -> int:
     if v > MAX_TRIALS:
         raise argparse.ArgumentTypeError(f"must be <= {MAX_TRIALS:,}, got {v:,}")
     return v
+
+
 _workers = _int_at_least(0)
 SEED_MAX = 2**32 - 1  # numpy's legacy RandomState (Optuna's TPE) takes 0 .. 2**32 - 1
 
