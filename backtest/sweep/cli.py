@@ -51,6 +51,18 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 
 
 _count = _int_at_least(1)
+MAX_TRIALS = 1_000_000  # as MAX_GRID_TRIALS (not imported: --help stays light)
+
+
+def trials_arg(text: str) -> int:
+    """argparse type of ``--trials``: 1 .. MAX_TRIALS. Random/TPE trials are built in memory
+    up front; a typo such as 10000000000 hung (or ran out of memory) without a word."""
+    v = _count(text)
+    if v > MAX_TRIALS:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_TRIALS:,}, got {v:,}")
+    return v
+
+
 _workers = _int_at_least(0)
 SEED_MAX = 2**32 - 1  # numpy's legacy RandomState (Optuna's TPE) takes 0 .. 2**32 - 1
 
@@ -83,8 +95,8 @@ def add_sweep_parser(sub: Any, add_profile: Callable, add_data: Callable, epilog
     p.add_argument("--search", choices=["grid", "random", "tpe"], default="grid",
                    help="grid = every combination (ranges need a step); random = --trials "
                    "seeded draws; tpe = Optuna's TPE sampler, asked in fixed batches of 16 "
-                   "(default: grid)")
-    p.add_argument("--trials", type=_count, help="number of trials for random/tpe (default 100); "
+                   "and told the (first fold's) in-sample objective (default: grid)")
+    p.add_argument("--trials", type=trials_arg, help="number of trials for random/tpe (default 100); "
                    "with grid, keep only the first N combinations")
     p.add_argument("--seed", type=seed_arg, default=0, help="seed of random/tpe (default: 0)")
     p.add_argument("--walk-forward", type=_count, metavar="FOLDS",
@@ -163,7 +175,8 @@ def cmd_sweep(args: argparse.Namespace, settings_fn: Callable, profile_fn: Calla
         from tandem.backtest.sweep.profile_out import ProfileOutError, check_target
 
         try:
-            doc = check_target(manifest_path, args.write_profile, manifest_out)
+            doc = check_target(manifest_path, args.write_profile, manifest_out, base,
+                               args.symbols)
         except ProfileOutError as exc:
             raise ConfigError(str(exc)) from None
     if args.scheduler:
@@ -198,23 +211,46 @@ def cmd_sweep(args: argparse.Namespace, settings_fn: Callable, profile_fn: Calla
         outcome.best["profile_name"] = args.write_profile
         outcome.best["manifest"] = str(manifest_out)
         outcome.best["profile_hash"] = write_profile(doc, base, args.write_profile,
-                                                     outcome.best["params"], manifest_out)
+                                                     outcome.best["params"], manifest_out,
+                                                     args.symbols)
     files = write_outputs(outcome, args.out, dims)
     _summary(outcome, files, args)
+    if args.write_profile and outcome.best["params"] is None:
+        # Exit 0 without the asked-for profile broke `sweep --write-profile X && run
+        # --profile X` one step later, with an unrelated message.
+        from tandem.backtest.runner import DataError
+
+        where = " in the last fold" if args.walk_forward is not None else ""
+        raise DataError(f"no winner: profile {args.write_profile!r} not written (no valid "
+                        f"trial with a finite in-sample {args.objective}{where}; see "
+                        f"{args.out / 'results.parquet'})")
     return 0
+
+
+def _invalid_reasons(results: Any, top: int = 3) -> list[tuple[str, int]]:
+    """The most frequent messages of invalid trials: "0 valid" alone hid that a whole
+    field's values were refused (a percent given as 5 instead of 0.05)."""
+    bad = results.loc[~results["valid"] & (results["fold"] == results["fold"].min()), "error"]
+    counts = bad.str.replace(r"^trial: profile '[^']*', ", "", regex=True).value_counts()
+    return [(str(k), int(v)) for k, v in counts.head(top).items()]
 
 
 def _summary(outcome: Any, files: dict[str, Path], args: argparse.Namespace) -> None:
     b = outcome.best
     out = sys.stdout
-    print(f"trials        {b['n_trials']} ({b['n_valid']} valid), search {b['search']}, "
-          f"objective {b['objective']}", file=out)
+    distinct = (f"{b['n_distinct']} distinct, " if b.get("n_distinct", b["n_trials"])
+                != b["n_trials"] else "")
+    print(f"trials        {b['n_trials']} ({distinct}{b['n_valid']} valid), search "
+          f"{b['search']}, objective {b['objective']}", file=out)
+    for reason, n in _invalid_reasons(outcome.results):
+        print(f"invalid       {n} x {reason}", file=out)
     if b["trial"] is None:
         print("winner        none (no valid trial with a finite objective)", file=out)
     else:
         print(f"winner        trial {b['trial']}: {b['params']}", file=out)
         print(f"in-sample     {b['objective']} = {b['value']:.4f}", file=out)
-    for f in b["folds"] if len(b["folds"]) > 1 else []:
+    # Every fold with walk-forward: --walk-forward 1 printed no out-of-sample figure at all.
+    for f in b["folds"] if args.walk_forward is not None else []:
         oos = f.get("oos_value")
         print(f"fold {f['fold']:<8} trial {f['trial']}  IS {f.get('is_value', float('nan')):.4f}"
               f"  OOS {'n/a' if oos is None else f'{oos:.4f}'}", file=out)

@@ -27,6 +27,9 @@ log = structlog.get_logger(__name__)
 OBJECTIVES = ("sharpe", "sortino", "calmar", "total_return", "profit_factor")
 #: Trials per task at most (smaller when there are few trials per worker).
 MAX_CHUNK = 32
+#: Files of --out that only some sweeps write (removed before writing the new set).
+STALE_OUTPUTS = ("daily_returns.parquet", "sweep_heatmap.png", "sweep_is_oos.png",
+                 "sweep_equity.png")
 
 
 @dataclass
@@ -147,8 +150,13 @@ def run_sweep(base: Any, data: SweepData, dims: list[Dim], cfg: SweepConfig, out
                 vals = []
                 for k, _ in batch:
                     rows = store.rows[trial_rows[k]]
+                    # Only the first fold's in-sample objective steers the search: a later
+                    # fold's training window covers earlier folds' test windows (rolling
+                    # and anchored alike), so the mean over folds let out-of-sample bars
+                    # choose the candidates those folds' winners were then picked from.
+                    rows = rows[rows["fold"] == rows["fold"].min()]
                     v = objective_values(rows, cfg.objective, "is")
-                    vals.append(float(v.mean()) if v.notna().all() else float("nan"))
+                    vals.append(float(v.iloc[0]) if v.notna().all() else float("nan"))
                 tpe.tell(vals)
                 t += len(batch)
         else:
@@ -165,15 +173,27 @@ def run_sweep(base: Any, data: SweepData, dims: list[Dim], cfg: SweepConfig, out
 
     frames = []
     daily: dict[int, np.ndarray] = {}
+    params: dict[int, dict[str, Any]] = {}
+    counted: set[str] = set()
     for t in sorted(trial_rows):
         g = store.rows[trial_rows[t]].copy()
         g["trial"] = t
         frames.append(g)
+        # The values the trial ran with (its canonical JSON), not read back from the typed
+        # param.* columns: a column mixing kinds is text, and '0.03' was then written to
+        # the profile (a ManifestError traceback after the whole sweep).
+        params[t] = json.loads(g["_params"].iloc[0])
+        if trial_rows[t] in counted:
+            # The same parameters drawn again (random/tpe, or a grid --trials larger than
+            # the grid's distinct values): one trial for DSR/PBO, not another independent
+            # one — 60 draws of 18 combinations gave another DSR and PBO than the 18.
+            continue
+        counted.add(trial_rows[t])
         first = g.sort_values("fold").iloc[0]
         if bool(first["valid"]):
             daily[t] = np.asarray(first["_daily"], dtype=np.float64)
     results = finalize(pd.concat(frames, ignore_index=True), dims)
-    return summarize(results, daily, dims, cfg, data, base)
+    return summarize(results, daily, dims, cfg, data, base, params)
 
 
 def _total(dims: list[Dim], cfg: SweepConfig) -> int:
@@ -210,23 +230,35 @@ def params_of(results: pd.DataFrame, trial: int, dims: list[Dim]) -> dict[str, A
 
 
 def summarize(results: pd.DataFrame, daily: dict[int, np.ndarray], dims: list[Dim],
-              cfg: SweepConfig, data: SweepData, base: Any) -> SweepOutcome:
-    """Fold winners, the chosen trial (the last fold's winner), stitched OOS equity, DSR/PBO."""
+              cfg: SweepConfig, data: SweepData, base: Any,
+              params: dict[int, dict[str, Any]] | None = None) -> SweepOutcome:
+    """Fold winners, the chosen trial (the last fold's winner), stitched OOS equity, DSR/PBO.
+
+    ``params``: trial -> the parameters it ran with (default: read from ``results``).
+    """
+    def pick(t: int | None) -> dict[str, Any] | None:
+        if t is None:
+            return None
+        if params is None:
+            return params_of(results, t, dims)
+        return {d.path: params[t].get(d.path) for d in dims}  # in the space file's order
+
     winners = fold_winners(results, cfg.objective)
     chosen = winners[-1]["trial"] if winners else None
-    n_valid = int(results.loc[results["fold"] == results["fold"].min(), "valid"].sum())
+    first_fold = results[results["fold"] == results["fold"].min()]
+    n_valid = int(first_fold["valid"].sum())
     best: dict[str, Any] = {
         "objective": cfg.objective, "search": cfg.search, "seed": cfg.seed,
         "n_trials": int(results["trial"].nunique()), "n_valid": n_valid,
+        "n_distinct": int(first_fold["key"].nunique()),
         "data_fingerprint": data.fingerprint, "trial": chosen,
-        "params": params_of(results, chosen, dims) if chosen is not None else None,
+        "params": pick(chosen),
         "value": winners[-1].get("is_value") if winners else None,
         "profile_hash": None,
-        "folds": [dict(w, params=params_of(results, w["trial"], dims)
-                       if w["trial"] is not None else None) for w in winners],
+        "folds": [dict(w, params=pick(w["trial"])) for w in winners],
     }
-    oos = stitched_oos_equity(results, winners, dims, data, base) if data.n_folds > 1 or any(
-        s.kind == "oos" for s in data.segments) else None
+    oos = stitched_oos_equity(results, winners, dims, data, base, pick) if (
+        data.n_folds > 1 or any(s.kind == "oos" for s in data.segments)) else None
     overfit = overfit_stats(daily, chosen)
     summary = overfit_summary(overfit)
     best["dsr"] = summary.get("dsr", {}).get("dsr")
@@ -257,14 +289,16 @@ def single_trial(data: SweepData, base: Any, params: dict[str, Any], seg_index: 
 
 
 def stitched_oos_equity(results: pd.DataFrame, winners: list[dict[str, Any]], dims: list[Dim],
-                        data: SweepData, base: Any) -> pd.Series | None:
-    """Each fold winner's out-of-sample equity, chained by returns from its initial cash."""
+                        data: SweepData, base: Any, pick: Any = None) -> pd.Series | None:
+    """Each fold winner's out-of-sample equity, chained by returns from its initial cash.
+    ``pick``: trial -> its parameters (default: read from ``results``)."""
     parts, level = [], None
     for w in winners:
         if w["trial"] is None:
             continue
         k = next(i for i, s in enumerate(data.segments) if s.fold == w["fold"] and s.kind == "oos")
-        eq, _, prof = single_trial(data, base, params_of(results, w["trial"], dims), k)
+        params = pick(w["trial"]) if pick is not None else params_of(results, w["trial"], dims)
+        eq, _, prof = single_trial(data, base, params, k)
         cash = float(prof.initial_cash)
         level = cash if level is None else level
         scaled = level * eq / cash
@@ -286,12 +320,26 @@ def overfit_stats(daily: dict[int, np.ndarray], chosen: int | None) -> dict[str,
     without walk-forward, the out-of-sample folds end to end with it. DSR: per-period (daily)
     Sharpe, skew and plain kurtosis of the chosen trial, the number of valid trials and the
     variance of their daily Sharpe ratios. PBO: CSCV over the (days × trials) matrix.
+    ``daily`` holds each distinct parameter set once (:func:`run_sweep` drops repeats), and
+    trials whose daily returns are identical count once too (the chosen one stands for its
+    group): a swept field without effect (risk_pct under fraction sizing) gave N clones
+    whose tied out-of-sample ranks made PBO 1.0 ("overfit") and inflated DSR's trial count.
     """
     from tandem.backtest.sweep.overfit import deflated_sharpe_ratio, pbo_cscv, return_moments
 
     notes: list[str] = []
+    if chosen is not None and chosen in daily:
+        groups: dict[bytes, list[int]] = {}
+        for t in sorted(daily):
+            groups.setdefault(np.asarray(daily[t], dtype=np.float64).tobytes(), []).append(t)
+        keep = [chosen if chosen in g else g[0] for g in groups.values()]
+        if len(keep) < len(daily):
+            notes.append(f"{len(daily) - len(keep)} trial(s) with the same daily returns as "
+                         "another counted once")
+            daily = {t: daily[t] for t in keep}
     if chosen is None or chosen not in daily or len(daily) < 2:
-        return {"notes": ["fewer than two valid trials: no DSR/PBO"]}
+        return {"notes": notes + ["fewer than two valid trials with distinct daily returns: "
+                                  "no DSR/PBO"]}
     if len({len(v) for v in daily.values()}) != 1:
         return {"notes": ["the trials' daily return series differ in length: no DSR/PBO"]}
     trials = sorted(daily)
@@ -337,6 +385,10 @@ def write_outputs(outcome: SweepOutcome, out: Path, dims: list[Dim]) -> dict[str
     from tandem.backtest.stats import _json_safe
 
     files = {"results.parquet": out / "results.parquet", "best.json": out / "best.json"}
+    # Outputs this sweep may not write (no daily returns without a valid trial, a plot it
+    # has no data for) were otherwise a previous sweep's in the same --out, read as this one's.
+    for name in STALE_OUTPUTS:
+        (out / name).unlink(missing_ok=True)
     outcome.results.to_parquet(files["results.parquet"], index=False)
     if outcome.daily:
         trials = sorted(outcome.daily)

@@ -23,8 +23,15 @@ class ProfileOutError(ValueError):
     """Bad --write-profile / --manifest-out (exit 2)."""
 
 
-def check_target(manifest_path: Path, name: str, manifest_out: Path) -> dict[str, Any]:
-    """Validate the request before any work; returns the input manifest document."""
+def check_target(manifest_path: Path, name: str, manifest_out: Path, base: Any = None,
+                 symbols: list[str] | None = None) -> dict[str, Any]:
+    """Validate the request before any work; returns the input manifest document.
+
+    ``symbols``: the sweep's ``--symbols`` (the written profile trades only those)."""
+    if symbols and base is not None and not set(symbols) & set(base.core_assets):
+        raise ProfileOutError(f"--write-profile with --symbols {','.join(symbols)}: the "
+                              f"profile written trades only these, and needs one of its "
+                              f"core_assets ({', '.join(base.core_assets)}) among them")
     if not _NAME_RE.match(name):
         raise ProfileOutError(f"--write-profile {name!r}: a profile name is lowercase letters, "
                               "digits and '_'")
@@ -41,12 +48,18 @@ def check_target(manifest_path: Path, name: str, manifest_out: Path) -> dict[str
 
 
 def write_profile(doc: dict[str, Any], base: Any, name: str, params: dict[str, Any],
-                  manifest_out: Path) -> str:
+                  manifest_out: Path, symbols: list[str] | None = None) -> str:
     """Add profile ``name`` to ``doc``, write it to ``manifest_out``, validate, return its
-    profile hash."""
+    profile hash. ``symbols``: the sweep's ``--symbols`` subset."""
     from tandem.core.manifest import load_manifest
 
     data = apply_params(base.model_dump(mode="json"), params, list(base.timeframes))
+    if symbols:
+        # The sweep scored these assets only; the profile with all of the base's assets
+        # made `run --profile NAME` (and the daemon) trade others than the scored trial.
+        keep = set(symbols)
+        data["core_assets"] = [s for s in data["core_assets"] if s in keep]
+        data["universe"] = [s for s in data.get("universe") or [] if s in keep]
     doc = json.loads(json.dumps(doc))
     doc["profiles"][name] = data
     manifest_out.parent.mkdir(parents=True, exist_ok=True)

@@ -85,9 +85,6 @@ class Dim:
             raise SpaceError(f"{self.path}: a range needs 'step' for --search grid "
                              "(or give a list of values)")
         n = self._steps()
-        if n + 1 > MAX_GRID_VALUES:
-            raise SpaceError(f"{self.path}: step {self.step:g} makes {n + 1:,} grid values; at "
-                             f"most {MAX_GRID_VALUES:,} per field (a bigger step, or --search random)")
         return [self._snap(self.low + k * self.step) for k in range(n + 1)]
 
     def _steps(self) -> int:
@@ -98,6 +95,13 @@ class Dim:
         if not math.isfinite(n):
             raise SpaceError(f"{self.path}: step {self.step:g} is too small for the range "
                              f"{self.low:g} .. {self.high:g}")
+        # For every search: random draws a step index (numpy's int64 bound) and TPE builds
+        # a stepped distribution, both raised tracebacks on a step of 1e-300.
+        if n + 1 > MAX_GRID_VALUES:
+            count = f"{int(n) + 1:,}" if n < 1e15 else f"~10^{int(math.log10(n))}"
+            raise SpaceError(f"{self.path}: step {self.step:g} makes {count} grid values; "
+                             f"at most {MAX_GRID_VALUES:,} per field (a bigger step, or no "
+                             "step with --search random/tpe)")
         return int(math.floor(n))
 
     def _snap(self, v: float) -> Any:
@@ -124,10 +128,30 @@ def sweepable_paths(profile: Any) -> list[str]:
     return list(SWEEPABLE) + [f"mtf.weights.{tf}" for tf in profile.timeframes]
 
 
+#: Integers beyond this are refused (float() of a 400-digit one raised OverflowError).
+_MAX_INT = 2**63
+
+
+def _count_text(v: int) -> str:
+    return f"~10^{int(abs(v).bit_length() * 0.30103)}"
+
+
 def _num(path: str, key: str, v: Any) -> float:
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > _MAX_INT:
+        raise SpaceError(f"{path}: '{key}' {_count_text(v)} is too large a number")
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise SpaceError(f"{path}: '{key}' must be a finite number, got {v!r}")
+        hint = (" (YAML reads 1e-3 without a dot as text: write 1.0e-3 or 0.001)"
+                if isinstance(v, str) and _looks_numeric(v) else "")
+        raise SpaceError(f"{path}: '{key}' must be a finite number, got {v!r}{hint}")
     return float(v)
+
+
+def _looks_numeric(text: str) -> bool:
+    """A string float() reads as a finite number (no sweepable text field has such values)."""
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def parse_dim(path: str, spec: Any) -> Dim:
@@ -139,6 +163,22 @@ def parse_dim(path: str, spec: Any) -> Dim:
         for v in spec:
             if isinstance(v, dict | list):
                 raise SpaceError(f"{path}: values must be scalars, got {v!r}")
+            if v is not None and not isinstance(v, bool | int | float | str):
+                # YAML dates (2021-01-01), !!binary…: a TypeError traceback from the resume
+                # key's JSON after the data was loaded.
+                raise SpaceError(f"{path}: values must be numbers, text, true/false or null, "
+                                 f"got {type(v).__name__} {v!r}")
+            if isinstance(v, int) and abs(v) > _MAX_INT:
+                raise SpaceError(f"{path}: {_count_text(v)} is too large a number")
+            if isinstance(v, float) and not math.isfinite(v):
+                # YAML .nan/.inf, JSON NaN: a traceback (the resume key's JSON refuses them)
+                # after the data was loaded.
+                raise SpaceError(f"{path}: values must be finite, got {v!r}")
+            if isinstance(v, str) and _looks_numeric(v):
+                # YAML 1.1 reads 1e-3 (no dot) as text: the trials with it were all invalid,
+                # and a mixed list made its column (and the written profile) text.
+                raise SpaceError(f"{path}: {v!r} is text, not a number (YAML reads 1e-3 "
+                                 "without a dot as text: write 1.0e-3 or 0.001)")
         if len({json.dumps(v) for v in spec}) != len(spec):
             raise SpaceError(f"{path}: duplicate values in {spec!r}")
         return Dim(path, values=tuple(spec))
@@ -159,9 +199,11 @@ def parse_dim(path: str, spec: Any) -> Dim:
             raise SpaceError(f"{path}: log: true needs low > 0, got {low}")
         if log and step is not None:
             raise SpaceError(f"{path}: use either step or log: true, not both")
-        integer = all(isinstance(spec.get(k), int) and not isinstance(spec.get(k), bool)
-                      for k in ("low", "high") ) and (step is None or
-                                                      isinstance(spec["step"], int))
+        # Integer values only when an integer step says so: every sweepable number is a
+        # float field, and {low: 0, high: 1} without a step drew only 0 or 1 (random/tpe).
+        integer = step is not None and all(
+            isinstance(spec.get(k), int) and not isinstance(spec.get(k), bool)
+            for k in ("low", "high", "step"))
         dim = Dim(path, low=low, high=high, step=step, log=log, integer=integer)
         if step is not None:
             dim._steps()  # a count that is not finite: refused here, for every search

@@ -1,0 +1,265 @@
+"""tandem-backtest sweep as a demanding quant user tries it: spaces that meant something
+else, repeated draws, a --write-profile that cannot be honoured, --symbols with a written
+profile. Each case was an exit 0 with wrong or missing results."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from tandem.backtest.cli import main
+
+from tests.sweep_fixtures import SYMS, make_inputs, sweep_args
+
+
+@pytest.fixture(scope="module")
+def inp(tmp_path_factory):
+    return make_inputs(tmp_path_factory.mktemp("hostile"), days=30)
+
+
+def _space(tmp_path, text: str) -> list[str]:  # noqa: ANN001
+    p = tmp_path / "space.yaml"
+    p.write_text(text)
+    return ["--space", str(p)]
+
+
+def _err(capsys) -> str:  # noqa: ANN001
+    err = capsys.readouterr().err.strip().splitlines()
+    return err[-1] if err else ""
+
+
+def test_integer_bounds_without_a_step_are_a_continuous_range():
+    """{low: -1, high: 1} is a range of thresholds; random and TPE drew only -1, 0 and 1
+    (the integer bounds made it an integer range, though no sweepable field is one)."""
+    from tandem.backtest.sweep.search import TpeSearch, random_trials
+    from tandem.backtest.sweep.space import parse_dim
+
+    dims = [parse_dim("entry_threshold", {"low": -1, "high": 1}),
+            parse_dim("execution.size_pct", {"low": 0, "high": 1})]
+    assert not any(d.integer for d in dims)
+    for trials in (random_trials(dims, 50, 3), TpeSearch(dims, 3).ask(16)):
+        for d in dims:
+            v = [t[d.path] for t in trials]
+            assert len(set(v)) > 3 and all(isinstance(x, float) for x in v)
+            assert min(v) >= d.low and max(v) <= d.high
+    # an integer step still means integer values (cash amounts stay whole)
+    cash = parse_dim("initial_cash", {"low": 1000, "high": 3000, "step": 1000})
+    assert cash.integer and {t["initial_cash"] for t in random_trials([cash], 20, 1)} <= {
+        1000, 2000, 3000}
+
+
+@pytest.mark.parametrize(("space", "needle"), [
+    ("exit_rules.stop_loss_pct: [1e-2, 0.03]", "'1e-2' is text, not a number"),
+    ("exit_rules.stop_loss_pct: {low: 1e-2, high: 0.05, step: 0.01}", "write 1.0e-3 or 0.001"),
+    # a ValueError traceback from the resume key's JSON, after the data was loaded
+    ("exit_rules.stop_loss_pct: [.nan, 0.03]", "values must be finite, got nan"),
+    ("exit_rules.stop_loss_pct: [0.03, -.inf]", "values must be finite, got -inf"),
+    # random: numpy's "high is out of bounds for int64", tpe: decimal.InvalidOperation
+    ("exit_rules.stop_loss_pct: {low: 0.01, high: 0.2, step: 1.0e-300}",
+     "makes ~10^299 grid values; at most 1,000,000 per field"),
+    # TypeError / OverflowError tracebacks after the data was loaded
+    ("exit_rules.stop_loss_pct: [0.03, 2021-01-01]", "got date datetime.date(2021, 1, 1)"),
+    ("exit_rules.stop_loss_pct: [0.03, !!binary aGVsbG8=]", "got bytes"),
+    ("exit_rules.stop_loss_pct: [0.03, 1" + "0" * 400 + "]", "~10^400 is too large"),
+    ("exit_rules.stop_loss_pct: {low: 0, high: 1" + "0" * 400 + "}", "~10^400 is too large"),
+])
+@pytest.mark.parametrize("search", ["grid", "random", "tpe"])
+def test_values_yaml_misreads_are_refused_before_work(inp, tmp_path, capsys, space, needle,
+                                                      search):
+    """YAML 1.1 reads 1e-2 (no dot) as the string '1e-2': its trials were all invalid and
+    the mixed column made the winner (and the written profile) text."""
+    out = tmp_path / "out"
+    assert main(sweep_args(inp, out, "--workers", "0", "--search", search,
+                           *_space(tmp_path, space))) == 2
+    err = _err(capsys)
+    assert err.startswith("error: ") and needle in err and "exit_rules.stop_loss_pct" in err
+    assert not out.exists()
+
+
+def test_repeated_draws_count_once_in_dsr_and_pbo(inp, tmp_path):
+    """60 random draws of a 6-combination space are 6 trials: DSR, PBO and the daily
+    returns are the grid's (they counted every draw as another independent trial)."""
+    space = _space(tmp_path, "entry_threshold: [0.1, 0.2]\n"
+                                  "exit_rules.stop_loss_pct: [0.02, 0.03, 0.04]\n")
+    runs = {}
+    for name, extra in (("grid", []), ("random", ["--search", "random", "--trials", "60"])):
+        out = tmp_path / name
+        assert main(sweep_args(inp, out, "--workers", "0", *space, *extra)) == 0
+        runs[name] = (json.loads((out / "best.json").read_text()),
+                      pd.read_parquet(out / "daily_returns.parquet"),
+                      pd.read_parquet(out / "results.parquet"))
+    (bg, dg, _), (br, dr, rr) = runs["grid"], runs["random"]
+    assert len(rr) == 60 and rr["key"].nunique() == 6 and br["n_distinct"] == 6
+    assert bg["dsr"] is not None and bg["pbo"] is not None
+    assert br["overfit"]["dsr"]["n_trials"] == bg["overfit"]["dsr"]["n_trials"] == 6
+    assert br["dsr"] == pytest.approx(bg["dsr"], rel=1e-12)
+    assert br["pbo"] == pytest.approx(bg["pbo"], rel=1e-12)
+    assert dr.shape == dg.shape
+    assert br["params"] == bg["params"] and br["value"] == bg["value"]
+
+
+def test_write_profile_without_a_winner_is_exit_1(inp, tmp_path, capsys):
+    """Percentages given as 2 and 5 instead of 0.02 and 0.05: every trial is invalid, and
+    --write-profile exited 0 without writing the profile and without a word."""
+    out, man = tmp_path / "out", tmp_path / "m.json"
+    args = sweep_args(inp, out, "--workers", "0", "--write-profile", "chosen",
+                      "--manifest-out", str(man),
+                      *_space(tmp_path, "exit_rules.stop_loss_pct: [2, 5]\n"))
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()[-1]
+    assert err.startswith("error: no winner: profile 'chosen' not written"), err
+    assert "field 'exit_rules.stop_loss_pct': Input should be less than 1" in captured.out
+    assert not man.exists() and not list(tmp_path.glob("*.tmp"))
+    df = pd.read_parquet(out / "results.parquet")  # the reasons stay inspectable
+    assert not df["valid"].any()
+
+
+def test_write_profile_uses_the_values_the_trial_ran_with(inp, tmp_path):
+    """A list mixing kinds is a text column in results.parquet; the winner's parameters were
+    read back from it, so 0.1 was written as '0.1' (a ManifestError traceback after the
+    whole sweep, the manifest left as a .tmp file)."""
+    from tandem.core.manifest import load_manifest
+
+    out, man = tmp_path / "out", tmp_path / "m.json"
+    space = _space(tmp_path, "exit_rules.take_profit_pct: [0.1, 'off']\n")
+    assert main(sweep_args(inp, out, "--workers", "0", "--write-profile", "chosen",
+                           "--manifest-out", str(man), *space)) == 0
+    best = json.loads((out / "best.json").read_text())
+    assert best["params"] == {"exit_rules.take_profit_pct": 0.1}
+    assert load_manifest(man).profile("chosen").exit_rules.take_profit_pct == 0.1
+
+
+def test_write_profile_with_symbols_trades_the_swept_assets(inp, tmp_path, capsys):
+    """A sweep over --symbols wrote a profile trading all the base profile's assets, so
+    `run --profile NAME` (and the daemon) traded others than the trial scored."""
+    from tandem.backtest.sweep.data import load_sweep_data
+    from tandem.backtest.sweep.driver import single_trial
+    from tandem.core.journal import fills_frame, read_parquet
+    from tandem.core.manifest import load_manifest
+    from tandem.core.store import CsvFolderSource
+
+    syms = [SYMS[0], SYMS[2]]  # one core asset, one universe asset
+    out, man = tmp_path / "out", tmp_path / "m.json"
+    space = _space(tmp_path, "entry_threshold: [0.05, 0.1]\n")
+    assert main(sweep_args(inp, out, "--workers", "0", "--symbols", ",".join(syms),
+                           "--write-profile", "chosen", "--manifest-out", str(man),
+                           *space)) == 0
+    prof = load_manifest(man).profile("chosen")
+    assert prof.assets == syms and prof.core_assets == [SYMS[0]]
+    run_out = tmp_path / "run"
+    assert main(["run", "--manifest", str(man), "--profile", "chosen", "--data",
+                 str(inp["data"]), "--out", str(run_out), "--no-report"]) == 0
+    run_fills = read_parquet(run_out / "fills.parquet")
+    base = load_manifest(inp["manifest"]).profile("t")
+    data = load_sweep_data(base, CsvFolderSource(inp["data"], timeframe="1h"), symbols=syms)
+    best = json.loads((out / "best.json").read_text())
+    _, raw, _ = single_trial(data, base, best["params"], 0, keep_fills=256)
+    fills = fills_frame(raw, data.symbols, "chosen", run_fills["run_id"].iloc[0], "backtest")
+    assert len(fills) > 0 and fills.equals(run_fills)
+    # no core asset among --symbols: such a profile cannot exist; said before any work
+    capsys.readouterr()
+    out2 = tmp_path / "out2"
+    assert main(sweep_args(inp, out2, "--workers", "0", "--symbols", SYMS[2],
+                           "--write-profile", "chosen2", *space)) == 2
+    assert "needs one of its core_assets" in _err(capsys) and not out2.exists()
+
+
+
+def test_tpe_walk_forward_is_not_steered_by_out_of_sample_bars(inp, tmp_path):
+    """TPE was told the mean in-sample objective over all folds; fold 1 trains on fold 0's
+    test window, so fold 0's out-of-sample bars chose which candidates fold 0 then picked
+    its winner from. The search may only see bars before the first test window: changing
+    every bar from there on leaves the proposed trials as they were."""
+    from tandem.backtest.demo_data import generate_candles, write_csv_folder
+
+    days, cut = 30, 20 * 24  # fold 0 trains on days 10-20 and tests on days 20-25
+    a = generate_candles(SYMS, start="2024-01-01", n_bars=24 * days, seed=11)
+    b = generate_candles(SYMS, start="2024-01-01", n_bars=24 * days, seed=12)
+    for s in SYMS:
+        k = a[s]["close"].iloc[cut - 1] / b[s]["open"].iloc[cut]
+        for col in ("open", "high", "low", "close"):
+            a[s].loc[cut:, col] = b[s].loc[cut:, col] * k
+    changed = dict(inp, data=tmp_path / "changed")
+    write_csv_folder(a, changed["data"])
+    space = _space(tmp_path, "entry_threshold: {low: 0.0, high: 0.3}\n"
+                             "exit_rules.stop_loss_pct: {low: 0.01, high: 0.1}\n")
+    params, later = {}, {}
+    for name, src in (("same", inp), ("changed", changed)):
+        out = tmp_path / name
+        assert main(sweep_args(src, out, "--workers", "0", "--search", "tpe", "--trials",
+                               "32", "--seed", "4", "--warmup-bars", "48", "--walk-forward",
+                               "2", "--train", "10d", "--test", "5d", *space)) == 0
+        df = pd.read_parquet(out / "results.parquet")
+        assert df["fold"].nunique() == 2
+        params[name] = df[df["fold"] == 0].filter(like="param.").reset_index(drop=True)
+        later[name] = df.loc[df["fold"] == 1, "is_total_return"].to_numpy()
+    assert (later["same"] != later["changed"]).any()  # fold 1's training bars did change
+    pd.testing.assert_frame_equal(params["same"], params["changed"])
+
+
+def test_trials_without_any_difference_give_no_pbo(inp, tmp_path):
+    """risk_pct does nothing under fraction sizing: three identical trials gave PBO 1.0
+    (tied out-of-sample ranks read as "certainly overfit") and a DSR over 3 trials."""
+    out = tmp_path / "out"
+    assert main(sweep_args(inp, out, "--workers", "0", *_space(
+        tmp_path, "execution.risk_pct: [0.01, 0.02, 0.03]\n"))) == 0
+    best = json.loads((out / "best.json").read_text())
+    assert best["n_valid"] == 3 and best["dsr"] is None and best["pbo"] is None
+    assert any("counted once" in n for n in best["overfit"]["notes"])
+
+
+def test_identical_daily_returns_count_once_in_dsr_and_pbo():
+    from tandem.backtest.sweep.driver import overfit_stats
+
+    rng = np.random.default_rng(0)
+    x, y, z = (rng.normal(0.001, 0.01, 64) for _ in range(3))
+    ref = overfit_stats({0: x, 1: y, 3: z}, 1)
+    got = overfit_stats({0: x, 1: y, 2: y.copy(), 3: z, 4: z.copy()}, 1)
+    assert got["dsr"]["n_trials"] == ref["dsr"]["n_trials"] == 3
+    assert got["dsr"]["dsr"] == ref["dsr"]["dsr"] and got["pbo"]["pbo"] == ref["pbo"]["pbo"]
+    # the chosen trial stands for its group, whichever trial number it has
+    assert overfit_stats({0: x, 1: y, 2: y.copy(), 3: z}, 2)["dsr"]["dsr"] == ref["dsr"]["dsr"]
+
+
+def test_a_sweep_into_a_used_out_leaves_no_file_of_the_previous_one(inp, tmp_path):
+    """A second sweep into the same --out without valid trials left the first sweep's
+    daily_returns.parquet (and plots) beside its own results: DSR/PBO redone from that
+    folder used another sweep's returns."""
+    out = tmp_path / "out"
+    assert main(sweep_args(inp, out, "--workers", "0", "--walk-forward", "2", "--train", "5d",
+                           "--test", "2d", "--warmup-bars", "48", *_space(
+                               tmp_path, "entry_threshold: [0.05, 0.1]\n"))) == 0
+    first = {p.name for p in out.iterdir()}
+    assert {"daily_returns.parquet", "sweep_heatmap.png", "sweep_is_oos.png",
+            "sweep_equity.png"} <= first
+    assert main(sweep_args(inp, out, "--workers", "0", *_space(
+        tmp_path, "exit_rules.stop_loss_pct: [2, 5]\n"))) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best.json", "parts", "results.parquet", "sweep.html"]
+
+
+def test_trials_beyond_the_cap_is_a_usage_error(inp, tmp_path, capsys):
+    """Random trials are drawn up front: --trials 10000000000 hung without a word."""
+    from tandem.backtest.sweep.cli import MAX_TRIALS
+    from tandem.backtest.sweep.space import MAX_GRID_TRIALS
+
+    assert MAX_TRIALS == MAX_GRID_TRIALS
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(sweep_args(inp, out, "--search", "random", "--trials", "10000000000"))
+    assert exc.value.code == 2 and "must be <= 1,000,000" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_one_fold_walk_forward_prints_its_out_of_sample_figure(inp, tmp_path, capsys):
+    """--walk-forward 1 printed the in-sample objective only (fold lines needed two folds)."""
+    capsys.readouterr()
+    assert main(sweep_args(inp, tmp_path / "out", "--workers", "0", "--walk-forward", "1",
+                           "--train", "5d", "--test", "3d", "--warmup-bars", "48", *_space(
+                               tmp_path, "entry_threshold: [0.05, 0.1]\n"))) == 0
+    best = json.loads((tmp_path / "out" / "best.json").read_text())
+    fold = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("fold 0")]
+    assert len(fold) == 1 and f"trial {best['trial']}" in fold[0] and "OOS" in fold[0]
