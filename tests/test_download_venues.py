@@ -149,3 +149,29 @@ def test_command_line_rest_url(venue: str, tmp_path: Path, capsys) -> None:
         assert cli_main(parser.parse_args(argv)) == 0, capsys.readouterr().err
         assert "BTC/USDT: 200 new bars" in capsys.readouterr().out
     pd.testing.assert_frame_equal(stored(tmp_path, venue), md.frame("BTC/USDT").iloc[:200])
+
+
+@pytest.mark.parametrize("venue", VENUES)
+async def test_one_url_layout_for_downloader_and_daemon(venue: str) -> None:
+    """core.exchange knows each venue's URL layout; the daemon's adapters use it, so the
+    downloader's client and the daemon's point at the same URLs."""
+    from tandem.core.exchange import create_exchange
+    from tandem.daemon.client import build_exchange
+
+    rest = {"binance": "http://127.0.0.1:9/api/v3/", "bybit": "http://127.0.0.1:9/v5/",
+            "okx": "http://127.0.0.1:9/api/v5/"}[venue]
+    ws = "ws://127.0.0.1:9/x/"
+    core = create_exchange(venue, flavor="sync", rest_url=rest, ws_url=ws)
+    daemon = build_exchange(venue, rest, ws)
+    await daemon.close()
+    key = "rest" if venue == "okx" else "public"
+    want = "http://127.0.0.1:9" + ("/api/v3" if venue == "binance" else "")
+    assert core.urls["api"][key] == daemon.urls["api"][key] == want  # ccxt appends the paths
+    wss = {"binance": lambda u: u["ws"]["spot"], "bybit": lambda u: u["ws"]["public"]["spot"],
+           "okx": lambda u: u["ws"]}[venue]
+    assert wss(daemon.urls["api"]) == "ws://127.0.0.1:9/x"
+    assert core.options["fetchMarkets"]["types"] == ["spot"]  # no futures hosts on load_markets
+    if venue == "bybit":
+        assert daemon.urls["api"]["ws"]["public"]["linear"].startswith("wss://")  # others kept
+    with pytest.raises(ValueError, match="only defined for binance, bybit, okx, not 'kraken'"):
+        create_exchange("kraken", flavor="sync", rest_url=rest)
