@@ -7,6 +7,14 @@ stored bar (the store's first-write-wins dedup makes any overlap harmless).
 
 Rules:
 
+* **Explicit windows.** Each request asks for ``[cursor, cursor + limit bars)`` with ccxt's
+  unified ``until`` (Binance ``endTime``, Bybit ``end``, OKX ``after``), ``limit`` clamped
+  to the venue's page (:data:`PAGE_MAX`). A bare ``since`` is not enough: Bybit answers it
+  with the newest ``limit`` bars up to now (ccxt issue 16551), which once stored only the
+  latest page and exited 0. An empty window is a gap (downtime, a pause, before the
+  listing): the download goes on to the next window until it reaches the last closed bar
+  or ``until``.
+
 * **Only closed bars are stored.** The exchange's clock is read once per symbol before the
   first page (``fetch_time``; the local clock if the exchange has none). A bar is kept iff
   ``ts + timeframe <= that time``. So the still-forming last candle of ``fetch_ohlcv`` is
@@ -37,6 +45,15 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 PageHook = Callable[[str, list[list[float]]], None]
+
+
+#: Most rows one klines request gets, per venue; ccxt clamps ``limit`` to these itself
+#: (binance.py and bybit.py: 1000; okx.py: 300, OKX's candles and history-candles), so a
+#: wider window would come back cut.
+PAGE_MAX = {"binance": 1000, "bybit": 1000, "okx": 300}
+#: Venues whose ccxt ``until`` excludes a bar opening at that ms: okx sends it as ``after``
+#: (rows with ts < after), while binance's ``endTime`` and bybit's ``end`` include it.
+UNTIL_EXCLUSIVE = frozenset({"okx"})
 
 
 class DownloadError(RuntimeError):
@@ -134,40 +151,67 @@ async def _download_symbol(
     cursor = last + tf if last is not None else since
     if since is not None:
         cursor = max(cursor, since)
+    server_now = None
     if client.has.get("fetchTime"):
-        server_now = int(await _retry(client.fetch_time, max_retries, retry_delay, f"{symbol} time"))
-    else:
-        server_now = int(client.milliseconds())
-    stop = server_now if until is None else min(server_now, until + tf)  # bars must close by `stop`
-    total = max(0, (stop - cursor) // tf)
+        server_now = await _retry(client.fetch_time, max_retries, retry_delay, f"{symbol} time")
+    if not server_now or server_now <= 0:  # no clock, or a 0 / missing field: ours
+        server_now = client.milliseconds()
+    server_now = int(server_now)
+    # Bars opening before `end` have closed by server_now (ts + tf <= server_now) and lie
+    # before `until`: the forming bar is never even asked for.
+    end = server_now - tf + 1 if until is None else min(server_now - tf + 1, until)
+    page = min(limit, PAGE_MAX.get(client.id, limit))
+    first = cursor
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=symbol, unit="bar", disable=not progress, leave=False)
+    bar = tqdm(total=max(0, -(-(end - cursor) // tf)), desc=symbol, unit="bar",
+               disable=not progress, leave=False)
     added = 0
     log.info("download_start", symbol=symbol, timeframe=timeframe, cursor=cursor, resume=last is not None)
     try:
-        while until is None or cursor < until:
-            rows = await _retry(
-                lambda c=cursor: client.fetch_ohlcv(symbol, timeframe, since=c, limit=limit),
-                max_retries, retry_delay, f"{symbol} klines@{cursor}", done=added,
-            )
-            rows = [r for r in rows if r[0] >= cursor]
-            keep = [r for r in rows if r[0] + tf <= server_now and (until is None or r[0] < until)]
-            if keep:
-                n = store.append(symbol, keep, timeframe=timeframe)
+        # Explicit windows [cursor, cursor + page bars): a venue that answers a bare `since`
+        # with the NEWEST bars up to now (Bybit) would otherwise skip the history, and an
+        # empty window is a gap (downtime, a pause, before the listing), not the end.
+        while cursor < end:
+            hi = min(cursor + page * tf, end)
+            rows = await _window(client, symbol, timeframe, tf, cursor, hi, page,
+                                 max_retries, retry_delay, added)
+            if rows:
+                n = store.append(symbol, rows, timeframe=timeframe)
                 added += n
-                bar.update(len(keep))
                 if on_page is not None:
-                    on_page(symbol, keep)
-            # Stop at: no more data, the forming bar / `until` reached (a row was held back).
-            if not rows or len(keep) < len(rows):
-                break
-            cursor = int(rows[-1][0]) + tf
+                    on_page(symbol, rows)
+            # After the last row, not the window: a venue that lists fewer rows than asked
+            # (its oldest ones) gets the rest asked again; an empty window is passed.
+            cursor = int(rows[-1][0]) + tf if rows else hi
+            bar.update(min(bar.total, (cursor - first) // tf) - bar.n)
     finally:
         bar.close()
     log.info("download_done", symbol=symbol, timeframe=timeframe, added=added,
              last_ts=store.last_ts(symbol, timeframe=timeframe))
     return added
+
+
+async def _window(client: Any, symbol: str, timeframe: str, tf: int, lo: int, hi: int,
+                  page: int, max_retries: int, retry_delay: float, done: int) -> list[list]:
+    """The bars with ``lo <= ts < hi`` (at most ``page``), oldest first.
+
+    When the first row leaves room for a bar before it, that stretch is asked again before
+    returning: a venue listing only the newest rows of a window (a page cap below ours:
+    Bybit and OKX answer newest first) would otherwise lose them silently; a real gap costs
+    one empty request. Ascending order matters: resuming starts after the last stored bar."""
+    until = hi if client.id in UNTIL_EXCLUSIVE else hi - 1
+    rows = await _retry(
+        lambda: client.fetch_ohlcv(symbol, timeframe, since=lo, limit=page,
+                                   params={"until": until}),
+        max_retries, retry_delay, f"{symbol} klines@{lo}", done=done,
+    )
+    rows = sorted((r for r in rows if lo <= r[0] < hi), key=lambda r: r[0])
+    if rows and rows[0][0] - lo >= tf:
+        head = await _window(client, symbol, timeframe, tf, lo, int(rows[0][0]), page,
+                             max_retries, retry_delay, done)
+        rows = head + rows
+    return rows
 
 
 async def _retry(
@@ -212,6 +256,8 @@ examples:
   tandem-backtest download --symbols BTC/USDT --since 2024-01-01 --until 2024-07-01 --store data/
   tandem-backtest download --symbols BTC/USDT --since 2021-01-01 \\
       --rest-url http://127.0.0.1:8080/api/v3      # any server speaking Binance's REST
+  tandem-backtest download --exchange okx --symbols BTC/USDT --since 2024-01-01 \\
+      --rest-url http://127.0.0.1:8081             # a server speaking OKX's (or Bybit's)
 """
 
 
@@ -236,9 +282,12 @@ def add_download_arguments(parser: Any) -> None:
     parser.add_argument("--data", "--store", dest="data", default=None,
                         help="candle store root folder (default: $TANDEM_DATA_DIR or ./data)")
     parser.add_argument("--rest-url", default=None,
-                        help="override the exchange REST base URL (e.g. the emulator's or a "
-                        "testnet's /api/v3); default: $TANDEM_EXCHANGE_REST_URL or the exchange's own")
-    parser.add_argument("--limit", type=int, default=1000, help="bars per request (default: 1000)")
+                        help="override the exchange REST base URL (binance, bybit, okx; e.g. "
+                        "an emulator's or a testnet's); default: $TANDEM_EXCHANGE_REST_URL or "
+                        "the exchange's own")
+    parser.add_argument("--limit", type=int, default=1000,
+                        help="bars per request, at most the venue's page (binance and bybit "
+                        "1000, okx 300; default: 1000)")
     parser.add_argument("--retries", type=int, default=5,
                         help="retries per request on transient errors (default: 5)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")

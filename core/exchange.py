@@ -1,14 +1,22 @@
 """ccxt / ccxt.pro client factory: one place that knows how to point a client at a server.
 
 Exchange endpoints are settings (``TANDEM_EXCHANGE_REST_URL`` / ``TANDEM_EXCHANGE_WS_URL``
-in the daemon's settings), so the same code runs against the real exchange, a testnet or
-the emulator. For Binance spot (DESIGN.md, "What we know about ccxt.pro"):
+in the daemon's settings, ``--rest-url`` of the downloader), so the same code runs against
+the real exchange, a testnet or the project's emulators. Each venue's URL layout
+(:func:`url_overrides`; the daemon's venue adapters use it too, so there is one rule):
 
-* ``rest_url`` -> ``urls.api.public`` (the ``/api/v3`` base; a bare ``http://host:port`` gets
-  ``/api/v3`` appended);
-* ``ws_url`` -> ``urls.api.ws.spot`` (ccxt.pro appends ``/<stream index>``);
-* ``options.fetchMarkets.types = ["spot"]`` always, or ``load_markets`` would also call the
-  futures hosts, which an override cannot redirect and an emulator does not serve.
+* **binance** spot: ``rest_url`` -> ``urls.api.public``, the ``/api/v3`` base (a bare
+  ``http://host:port`` gets ``/api/v3`` appended); ``ws_url`` -> ``urls.api.ws.spot`` and
+  ``.margin`` (ccxt.pro appends ``/<stream index>``);
+* **bybit**: ``rest_url`` -> ``urls.api.public``, the host (ccxt appends ``/v5/market/...``;
+  a trailing ``/v5`` is dropped); ``ws_url`` -> ``urls.api.ws.public.spot``;
+* **okx**: ``rest_url`` -> ``urls.api.rest``, the host (ccxt appends ``/api/v5/...``; a
+  trailing ``/api/v5`` is dropped); ``ws_url`` -> ``urls.api.ws`` (ccxt.pro appends
+  ``/business``, ``/public``).
+
+``options.fetchMarkets.types = ["spot"]`` always on these three, or ``load_markets`` would
+also read the futures/options markets (other hosts on Binance), which an override may not
+redirect and an emulator does not serve.
 
 Building the client is pure configuration (no I/O happens until a method is awaited), which
 is why it may live in ``core``.
@@ -39,16 +47,9 @@ def exchange_config(
     if timeout_ms is not None:
         config["timeout"] = int(timeout_ms)
     opts: dict[str, Any] = {}
-    urls: dict[str, Any] = {}
-    if exchange_id == "binance":
-        # Spot only: other market types live on other hosts (fapi/dapi/eapi/sapi).
+    if exchange_id in KNOWN_VENUES:
         opts["fetchMarkets"] = {"types": ["spot"]}
-        if rest_url is not None:
-            urls["public"] = rest_api_base(rest_url)
-        if ws_url is not None:
-            urls["ws"] = {"spot": ws_url.rstrip("/"), "margin": ws_url.rstrip("/")}
-    elif rest_url is not None or ws_url is not None:
-        raise ValueError(f"URL overrides are only defined for binance, not {exchange_id!r}")
+    urls = url_overrides(exchange_id, rest_url, ws_url)
     if urls:
         config["urls"] = {"api": urls}
     if options:
@@ -71,6 +72,53 @@ def rest_api_base(rest_url: str) -> str:
     """
     base = rest_url.strip().rstrip("/")
     return base if base.endswith("/api/v3") else base + "/api/v3"
+
+
+#: venues whose URL layout (:func:`url_overrides`) and spot-only markets this module knows
+KNOWN_VENUES = ("binance", "bybit", "okx")
+
+
+def url_overrides(exchange_id: str, rest_url: str | None = None,
+                  ws_url: str | None = None) -> dict[str, Any]:
+    """The ``urls.api`` entries that point ``exchange_id``'s ccxt client at ``rest_url`` /
+    ``ws_url`` (module docstring); ``{}`` without overrides. A venue whose layout is not
+    known raises ``ValueError`` (a silently ignored override would reach the real exchange)."""
+    if rest_url is None and ws_url is None:
+        return {}
+    if exchange_id not in KNOWN_VENUES:
+        raise ValueError(f"URL overrides are only defined for {', '.join(KNOWN_VENUES)}, "
+                         f"not {exchange_id!r}")
+    api: dict[str, Any] = {}
+    ws = ws_url.strip().rstrip("/") if ws_url is not None else None
+    if exchange_id == "binance":
+        if rest_url is not None:
+            api["public"] = rest_api_base(rest_url)
+        if ws is not None:
+            api["ws"] = {"spot": ws, "margin": ws}
+    elif exchange_id == "bybit":
+        if rest_url is not None:
+            api["public"] = _strip_suffix(rest_url, "/v5")
+        if ws is not None:
+            api["ws"] = {"public": {"spot": ws}}
+    else:  # okx
+        if rest_url is not None:
+            api["rest"] = _strip_suffix(rest_url, "/api/v5")
+        if ws is not None:
+            api["ws"] = ws
+    return api
+
+
+def point_at(exchange: Any, rest_url: str | None = None, ws_url: str | None = None) -> None:
+    """Point an existing ccxt client at other endpoints (:func:`url_overrides`), keeping its
+    other hosts."""
+    patch = url_overrides(exchange.id, rest_url, ws_url)
+    if patch:
+        exchange.urls["api"] = _deep_merge(exchange.urls.get("api") or {}, patch)
+
+
+def _strip_suffix(url: str, suffix: str) -> str:
+    base = url.strip().rstrip("/")
+    return base[: -len(suffix)] if base.endswith(suffix) else base
 
 
 def create_exchange(

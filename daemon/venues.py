@@ -88,8 +88,12 @@ class VenueAdapter:
         raise NotImplementedError
 
     def point_at(self, exchange: Any, rest_url: str | None, ws_url: str | None) -> None:
-        """Point a ccxt exchange at other endpoints (testnet, emulator)."""
-        raise NotImplementedError
+        """Point a ccxt exchange at other endpoints (testnet, emulator): the venue's URL
+        layout is the core's (:func:`tandem.core.exchange.url_overrides`), which the
+        backtest's downloader uses too."""
+        from tandem.core.exchange import point_at
+
+        point_at(exchange, rest_url or None, ws_url or None)
 
     def stream_name(self, market: dict, interval: str) -> str:
         raise NotImplementedError
@@ -176,18 +180,6 @@ class BinanceAdapter(VenueAdapter):
         # GET /api/v3/klines: [[open time, "o", "h", "l", "c", "v", close time, ...], ...],
         # oldest first. Parsed here: ccxt's generic parse_ohlcv was ~1/4 of replay's CPU.
         return [_row(r, 0, 1) for r in response]
-
-    def point_at(self, exchange: Any, rest_url: str | None, ws_url: str | None) -> None:
-        from tandem.core.exchange import rest_api_base
-
-        # ccxt merges urls deeply only for known keys; set them explicitly to be sure.
-        api = exchange.urls.setdefault("api", {})
-        if rest_url:
-            api["public"] = rest_api_base(rest_url)  # same normalisation as the core's config
-        if ws_url:
-            ws = api.get("ws") if isinstance(api.get("ws"), dict) else {}
-            ws["spot"] = ws_url.rstrip("/")
-            api["ws"] = ws
 
     def stream_name(self, market: dict, interval: str) -> str:
         return market["lowercaseId"] + "@kline_" + interval
@@ -313,17 +305,6 @@ class BybitAdapter(VenueAdapter):
         # newest first
         rows = ((response or {}).get("result") or {}).get("list") or []
         return [_row(r, 0, 1) for r in reversed(rows)]
-
-    def point_at(self, exchange: Any, rest_url: str | None, ws_url: str | None) -> None:
-        api = exchange.urls.setdefault("api", {})
-        if rest_url:
-            api["public"] = rest_url.rstrip("/")
-        if ws_url:
-            ws = api.get("ws") if isinstance(api.get("ws"), dict) else {}
-            public = ws.get("public") if isinstance(ws.get("public"), dict) else {}
-            public["spot"] = ws_url.rstrip("/")
-            ws["public"] = public
-            api["ws"] = ws
 
 
 class OkxAdapter(VenueAdapter):
@@ -454,11 +435,7 @@ class OkxAdapter(VenueAdapter):
         return [_row(r, 0, 1) for r in reversed(rows)]
 
     def point_at(self, exchange: Any, rest_url: str | None, ws_url: str | None) -> None:
-        api = exchange.urls.setdefault("api", {})
-        if rest_url:
-            api["rest"] = rest_url.rstrip("/")  # ccxt okx appends /api/v5/<path>
-        if ws_url:
-            api["ws"] = ws_url.rstrip("/")  # ccxt.pro okx appends /business, /public
+        super().point_at(exchange, rest_url, ws_url)
         # load_markets then reads GET /api/v5/public/time: klines_call's "now" is the
         # venue's clock (the emulator's virtual one in replay), not this machine's
         exchange.options["adjustForTimeDifference"] = True

@@ -71,12 +71,14 @@ async def pro_exchange_factory() -> AsyncIterator[Callable[..., Any]]:
 
 
 @contextmanager
-def emulator_in_thread(market: MarketData | None = None, **kwargs: Any) -> Iterator[Emulator]:
-    """An emulator served from a background thread's event loop (see module docstring)."""
+def emulator_in_thread(market: MarketData | None = None, *, emulator_cls: type[Emulator] = Emulator,
+                       **kwargs: Any) -> Iterator[Emulator]:
+    """An emulator served from a background thread's event loop (see module docstring);
+    ``emulator_cls``: another venue's (``tandem.daemon.replay.emulator_class``)."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="emulator", daemon=True)
     thread.start()
-    emu = Emulator(market if market is not None else sample_market(), **kwargs)
+    emu = emulator_cls(market if market is not None else sample_market(), **kwargs)
     emu._thread_loop = loop  # type: ignore[attr-defined]
     try:
         asyncio.run_coroutine_threadsafe(emu.start(), loop).result(10)

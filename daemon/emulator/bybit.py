@@ -47,17 +47,6 @@ MAX_ARGS_CHARS_PER_CONNECTION = 21_000
 IP_LIMIT = (600, 5.0)  # requests, seconds
 
 
-def _ok(result: Any) -> web.Response:
-    return web.json_response({"retCode": 0, "retMsg": "OK", "result": result,
-                              "retExtInfo": {}, "time": 0})
-
-
-def _fail(code: int, msg: str) -> web.Response:
-    # Bybit reports request errors with HTTP 200 and a retCode
-    return web.json_response({"retCode": code, "retMsg": msg, "result": {},
-                              "retExtInfo": {}, "time": 0})
-
-
 class BybitEmulator(Emulator):
     """:class:`Emulator` with Bybit's wire protocol (module docstring)."""
 
@@ -74,6 +63,17 @@ class BybitEmulator(Emulator):
         self._ip_times: deque = deque()
         self.rest_403 = 0
         self.peak_ip_requests = 0  # most requests within one ip_limit window
+
+    def _ok(self, result: Any) -> web.Response:
+        # "time": the server's clock in ms, which ccxt bybit's fetch_time reads (it was 0,
+        # so a download took 1970 for "now" and fetched nothing, exit 0)
+        return web.json_response({"retCode": 0, "retMsg": "OK", "result": result,
+                                  "retExtInfo": {}, "time": self._now})
+
+    def _fail(self, code: int, msg: str) -> web.Response:
+        # Bybit reports request errors with HTTP 200 and a retCode
+        return web.json_response({"retCode": code, "retMsg": msg, "result": {},
+                                  "retExtInfo": {}, "time": self._now})
 
     def _spend_weight(self, path: str) -> web.Response | None:
         """Bybit's HTTP IP limit (module docstring): None (go on) or the 403."""
@@ -184,11 +184,11 @@ class BybitEmulator(Emulator):
 
     # ------------------------------------------------------------------ REST
     async def _bybit_time(self, request: web.Request) -> web.Response:
-        return _ok({"timeSecond": str(self._now // 1000), "timeNano": str(self._now * 10**6)})
+        return self._ok({"timeSecond": str(self._now // 1000), "timeNano": str(self._now * 10**6)})
 
     async def _instruments(self, request: web.Request) -> web.Response:
         if request.query.get("category") != "spot":
-            return _fail(10001, "params error: category only support spot in this emulator")
+            return self._fail(10001, "params error: category only support spot in this emulator")
         items = []
         for s in self.market.symbols:
             base, quote = s.split("/")
@@ -200,28 +200,28 @@ class BybitEmulator(Emulator):
                                   "minOrderAmt": "1", "maxOrderAmt": "2000000"},
                 "priceFilter": {"tickSize": "0.01"},
             })
-        return _ok({"category": "spot", "list": items, "nextPageCursor": ""})
+        return self._ok({"category": "spot", "list": items, "nextPageCursor": ""})
 
     async def _bybit_klines(self, request: web.Request) -> web.Response:
         q = request.query
         if q.get("category", "spot") != "spot":
-            return _fail(10001, "params error: category")
+            return self._fail(10001, "params error: category")
         symbol = self.market.symbol_of(q.get("symbol", "") or "")
         if symbol is None:
-            return _fail(10001, "params error: symbol invalid")
+            return self._fail(10001, "params error: symbol invalid")
         tf_name = _TF_OF.get(q.get("interval", ""))
         if tf_name is None:
-            return _fail(10001, "params error: interval invalid")
+            return self._fail(10001, "params error: interval invalid")
         if tf_name != self.market.timeframe:
-            return _fail(10001, f"params error: emulator serves {self.market.timeframe} only")
+            return self._fail(10001, f"params error: emulator serves {self.market.timeframe} only")
         try:
             limit = int(q.get("limit", 200))
             start = int(q["start"]) if "start" in q else None
             end = int(q["end"]) if "end" in q else None
         except ValueError:
-            return _fail(10001, "params error")
+            return self._fail(10001, "params error")
         if not 1 <= limit <= 1000:
-            return _fail(10001, "params error: limit")
+            return self._fail(10001, "params error: limit")
         now, tf = self._now, self.market.tf_ms
         hi_ts = now if end is None else min(end, now)
         # Bybit lists the bar that *contains* ``start`` (its open may be before ``start``),
@@ -237,4 +237,4 @@ class BybitEmulator(Emulator):
                 continue
             rows.append([str(bar.ts), fmt(bar.open), fmt(bar.high), fmt(bar.low),
                          fmt(bar.close), fmt(bar.volume), fmt(bar.volume * bar.close)])
-        return _ok({"category": "spot", "symbol": market_id(symbol), "list": rows})
+        return self._ok({"category": "spot", "symbol": market_id(symbol), "list": rows})
