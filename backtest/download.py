@@ -13,7 +13,8 @@ Rules:
   with the newest ``limit`` bars up to now (ccxt issue 16551), which once stored only the
   latest page and exited 0. An empty window is a gap (downtime, a pause, before the
   listing): the download goes on to the next window until it reaches the last closed bar
-  or ``until``.
+  or ``until`` — on Binance, which lists the oldest bars from a bare ``since``, one request
+  finds the bar after the gap instead (:data:`SINCE_LISTS_OLDEST`).
 
 * **Only closed bars are stored.** The exchange's clock is read once per symbol before the
   first page (``fetch_time``; the local clock if the exchange has none). A bar is kept iff
@@ -54,6 +55,11 @@ PAGE_MAX = {"binance": 1000, "bybit": 1000, "okx": 300}
 #: Venues whose ccxt ``until`` excludes a bar opening at that ms: okx sends it as ``after``
 #: (rows with ts < after), while binance's ``endTime`` and bybit's ``end`` include it.
 UNTIL_EXCLUSIVE = frozenset({"okx"})
+#: Venues that answer a bare ``since`` with the OLDEST bars from it (Binance's
+#: ``startTime``): after an empty window, one such request finds the next bar, however long
+#: the gap. Elsewhere every empty window costs a request (a 1m ``--since`` a year before a
+#: listing: 526 of them per symbol).
+SINCE_LISTS_OLDEST = frozenset({"binance"})
 
 
 class DownloadError(RuntimeError):
@@ -183,7 +189,14 @@ async def _download_symbol(
                     on_page(symbol, rows)
             # After the last row, not the window: a venue that lists fewer rows than asked
             # (its oldest ones) gets the rest asked again; an empty window is passed.
-            cursor = int(rows[-1][0]) + tf if rows else hi
+            if rows:
+                cursor = int(rows[-1][0]) + tf
+            elif client.id in SINCE_LISTS_OLDEST:
+                nxt = await _next_bar(client, symbol, timeframe, hi, max_retries, retry_delay,
+                                      added)
+                cursor = end if nxt is None else max(hi, nxt)
+            else:
+                cursor = hi
             bar.update(min(bar.total, (cursor - first) // tf) - bar.n)
     finally:
         bar.close()
@@ -212,6 +225,18 @@ async def _window(client: Any, symbol: str, timeframe: str, tf: int, lo: int, hi
                              max_retries, retry_delay, done)
         rows = head + rows
     return rows
+
+
+async def _next_bar(client: Any, symbol: str, timeframe: str, since: int, max_retries: int,
+                    retry_delay: float, done: int) -> int | None:
+    """Open time of the venue's first bar at or after ``since`` (None: there is none), for
+    a venue listing the oldest bars from a bare ``since`` (:data:`SINCE_LISTS_OLDEST`)."""
+    rows = await _retry(
+        lambda: client.fetch_ohlcv(symbol, timeframe, since=since, limit=1),
+        max_retries, retry_delay, f"{symbol} next bar@{since}", done=done,
+    )
+    later = [int(r[0]) for r in rows if r[0] is not None and r[0] >= since]
+    return min(later) if later else None
 
 
 async def _retry(

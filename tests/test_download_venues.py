@@ -96,6 +96,21 @@ async def test_gaps_longer_than_a_window_are_skipped(venue: str, serve, tmp_path
     pd.testing.assert_frame_equal(stored(tmp_path, venue), md.frame("BTC/USDT"))
 
 
+async def test_binance_crosses_a_long_gap_in_one_request(serve, tmp_path: Path) -> None:
+    """Binance lists the oldest bars from a bare ``startTime``: after an empty window one
+    request finds the next bar, instead of one request per empty window (a 1m --since a
+    year before the listing was 526 of them per symbol)."""
+    md = without(MarketData.generate(["BTC/USDT"], "1m", n_bars=200, seed=7), "BTC/USDT",
+                 slice(50, 150))
+    emu = await serve("binance", md, start=md.end_ts)
+    since = md.first_ts - 5_000 * M  # 100 empty windows of 50 before the listing
+    assert await get("binance", emu, since, tmp_path, limit=50) == 100
+    pd.testing.assert_frame_equal(stored(tmp_path, "binance"), md.frame("BTC/USDT"))
+    # before the listing: an empty window + a next-bar request; [0, 50); the gap: an empty
+    # window + a next-bar request; [150, 200): 6, not 104
+    assert len(klines(emu)) == 6
+
+
 @pytest.mark.parametrize("venue", VENUES)
 async def test_limit_is_clamped_to_the_venue_page(venue: str, serve, tmp_path: Path) -> None:
     md = MarketData.generate(["BTC/USDT"], "1m", n_bars=1300, seed=2)
