@@ -222,6 +222,38 @@ def test_resume_after_lost_parts_ends_with_the_same_results(inp, grid, tmp_path,
     assert 0 < sum(n_run) < 18  # only the lost trials ran again
 
 
+def test_resume_after_an_upgrade_reruns_every_trial(inp, tmp_path, monkeypatch):
+    """Rows computed by other code (an upgrade changed the core or the sweep) are not
+    reused by --resume: the same parameters and data may give other numbers now."""
+    import tandem.backtest.sweep.executor as ex
+    from tandem.backtest.sweep import evaluate as ev
+
+    out = tmp_path / "r"
+    assert main(sweep_args(inp, out, "--workers", "0")) == 0
+    n_run = []
+    real_eval = ev.evaluate_chunk
+    monkeypatch.setattr(ex, "evaluate_chunk",
+                        lambda d, b, t: (n_run.append(len(t)), real_eval(d, b, t))[1])
+    assert main(sweep_args(inp, out, "--workers", "0", "--resume")) == 0
+    assert sum(n_run) == 0  # same code: every trial reused
+    import tandem.backtest.sweep.data as sd
+
+    monkeypatch.setattr(sd, "code_version", lambda: "another-release")  # the client's
+    monkeypatch.setattr(ev, "code_version", lambda: "another-release")  # the worker's
+    assert main(sweep_args(inp, out, "--workers", "0", "--resume")) == 0
+    assert sum(n_run) == 18  # other code: every trial again
+
+
+def test_a_worker_with_other_code_is_refused(inp, tmp_path, monkeypatch, capsys):
+    """A worker running another release would mix its numbers into the table: exit 1."""
+    from tandem.backtest.sweep import evaluate as ev
+
+    monkeypatch.setattr(ev, "code_version", lambda: "another-release")  # the worker's
+    assert main(sweep_args(inp, tmp_path / "o", "--workers", "0")) == 1
+    err = _err(capsys)
+    assert "other Tandem code (another-release)" in err and "Traceback" not in err
+
+
 def test_walk_forward_folds_start_flat_and_pick_is_winners(inp, tmp_path):
     from tandem.backtest.runner import load_window
     from tandem.backtest.stats import compute_stats

@@ -13,8 +13,10 @@ range.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,6 +60,8 @@ class SweepData:
     #: closes of the loaded bars before ``ts_open[0]`` (the warm-up the arrays above drop):
     #: a portfolio weighting's return window is fed from the first loaded bar, as in ``run``
     warm_close: np.ndarray | None = None
+    #: :func:`code_version` of the process that built this (the sweep's client)
+    code: str = ""
 
     @property
     def n_folds(self) -> int:
@@ -120,6 +124,21 @@ def _iso(ms: int) -> str:
     import pandas as pd
 
     return pd.Timestamp(int(ms), unit="ms", tz="UTC").isoformat()
+
+
+@functools.cache
+def code_version() -> str:
+    """Hash of the code a trial's result depends on: the core (kernels, trials, stats: the
+    hash that keys numba's cache) and this sweep package. Part of the resume key, so that
+    ``--resume`` after an upgrade reruns the trials instead of reusing rows an older release
+    computed; and checked by every worker, which must run the client's code."""
+    from tandem.core.numba_cache import core_source_hash
+
+    digest = hashlib.sha256(core_source_hash().encode())
+    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def load_sweep_data(profile: Any, source: Any, start: Any = None, end: Any = None,
@@ -192,6 +211,6 @@ def load_sweep_data(profile: Any, source: Any, start: Any = None, end: Any = Non
         open=c(a.open[first:]), high=c(a.high[first:]), low=c(a.low[first:]),
         close=c(a.close[first:]), ratings=ratings, rating_cols=cols, mtf_mask=sp.mtf_mask,
         segments=segments, base_ms=base_ms, fingerprint=h.hexdigest(), sample_idx=sample_idx,
-        warmup_bars=w.warmup_bars, warmup_available=w.warmup_available,
+        warmup_bars=w.warmup_bars, warmup_available=w.warmup_available, code=code_version(),
         warm_close=c(a.close[:first]),
     )

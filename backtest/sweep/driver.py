@@ -125,7 +125,7 @@ def run_sweep(base: Any, data: SweepData, dims: list[Dim], cfg: SweepConfig, out
     def evaluate(batch: list[tuple[int, dict]]) -> None:
         todo, seen = [], set()
         for t, params in batch:
-            key = trial_key(params, data.fingerprint)
+            key = trial_key(params, data)
             trial_rows[t] = key
             if key in store.rows or key in seen:
                 if bar is not None:

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tandem.backtest.sweep.data import SweepData
+from tandem.backtest.runner import DataError
+from tandem.backtest.sweep.data import SweepData, code_version
 from tandem.backtest.sweep.space import params_key, trial_profile
 from tandem.core.trials import N_SP, STAT_NAMES, TrialBatch, run_trials
 
@@ -23,9 +24,11 @@ TRIAL_COLUMNS = ("trial", "fold", "key", "data_fingerprint", "valid", "error")
 SEG_COLUMNS = ("is_start", "is_end", "oos_start", "oos_end")
 
 
-def trial_key(params: dict[str, Any], fingerprint: str) -> str:
-    """Resume key: sha256 of the canonical parameter JSON and the data fingerprint."""
-    return hashlib.sha256((params_key(params) + "|" + fingerprint).encode()).hexdigest()
+def trial_key(params: dict[str, Any], data: SweepData) -> str:
+    """Resume key: sha256 of the canonical parameter JSON, the data fingerprint and the
+    client's code version (:func:`tandem.backtest.sweep.data.code_version`)."""
+    text = params_key(params) + "|" + data.fingerprint + "|" + data.code
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def profile_rows(profiles: list[Any], data: SweepData) -> TrialBatch:
@@ -73,6 +76,11 @@ def evaluate_chunk(data: SweepData, base: Any, trials: list[tuple[int, dict[str,
 
     ``base``: the base :class:`tandem.core.manifest.Profile`.
     """
+    if data.code and data.code != code_version():
+        # A Dask worker with another Tandem release computed other numbers for the same
+        # trial, and they were mixed into one result table without a word.
+        raise DataError(f"a sweep worker runs other Tandem code ({code_version()}) than the "
+                        f"client ({data.code}): install the same version on every worker")
     valid_idx, profiles, errors = [], [], {}
     for t, params in trials:
         prof, err = trial_profile(base, params)
@@ -95,7 +103,7 @@ def evaluate_chunk(data: SweepData, base: Any, trials: list[tuple[int, dict[str,
     rows = []
     folds = sorted({s.fold for s in data.segments})
     for t, params in trials:
-        key = trial_key(params, data.fingerprint)
+        key = trial_key(params, data)
         k = pos.get(t)
         daily = (daily_returns(samples[k], data, float(profiles[k].initial_cash)).tolist()
                  if k is not None else [])
