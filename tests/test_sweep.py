@@ -403,6 +403,23 @@ def test_space_file_not_utf8_is_one_line(inp, tmp_path, capsys, suffix):
     assert not (tmp_path / "out").exists()
 
 
+def test_manifest_out_keeps_the_profiles_earlier_sweeps_wrote(inp, tmp_path, capsys):
+    """Two sweeps writing two names to one --manifest-out: both profiles stay (the second
+    used to drop the first); rerunning a name rewrites it; a file that is no manifest is
+    refused before any work."""
+    from tandem.core.manifest import load_manifest
+
+    man_out = tmp_path / "chosen.json"
+    for name in ("first", "second", "second"):
+        assert main(sweep_args(inp, tmp_path / name, "--workers", "0", "--write-profile", name,
+                               "--manifest-out", str(man_out))) == 0
+    assert set(load_manifest(man_out).profiles) == {"t", "first", "second"}
+    man_out.write_text("not json")
+    assert main(sweep_args(inp, tmp_path / "x", "--workers", "0", "--write-profile", "third",
+                           "--manifest-out", str(man_out))) == 2
+    assert "is not a manifest" in _err(capsys) and not (tmp_path / "x").exists()
+
+
 def test_out_or_manifest_out_under_a_file_is_exit_2_before_work(inp, tmp_path, capsys):
     """Found only when the outputs were written (a traceback after the whole sweep, or
     after the data was loaded)."""

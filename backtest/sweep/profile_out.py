@@ -2,7 +2,8 @@
 
 The new profile is the base profile with the chosen fields replaced (the same
 :func:`tandem.backtest.sweep.space.apply_params` the trials used), added to a copy of the input
-manifest (or ``--manifest-out``), and the written file is loaded back through the manifest
+manifest written to ``--manifest-out`` (default ``<out>/manifest.json``; the profiles earlier
+sweeps wrote there are kept), and the written file is loaded back through the manifest
 model before its profile hash is reported — so ``tandem-backtest run --profile NAME`` and
 the daemon run exactly the trial the sweep scored.
 """
@@ -44,6 +45,29 @@ def check_target(manifest_path: Path, name: str, manifest_out: Path, base: Any =
                               "of that name; pick another")
     if manifest_out.is_dir():
         raise ProfileOutError(f"--manifest-out {manifest_out} is a folder; give a file path")
+    return _keep_earlier_profiles(doc, manifest_out, Path(manifest_path), name)
+
+
+def _keep_earlier_profiles(doc: dict[str, Any], manifest_out: Path, manifest_path: Path,
+                           name: str) -> dict[str, Any]:
+    """``doc`` plus the profiles an existing ``manifest_out`` holds beyond it: profiles that
+    earlier sweeps wrote there were otherwise dropped by the next sweep writing another
+    name. ``name`` itself is replaced (rerunning a sweep rewrites its own profile); the
+    input manifest's profiles are taken as they are now."""
+    if not manifest_out.exists() or manifest_out.resolve() == manifest_path.resolve():
+        return doc
+    try:
+        earlier = json.loads(manifest_out.read_text(encoding="utf-8"))
+        profiles = earlier["profiles"]
+        if not isinstance(profiles, dict):
+            raise TypeError("'profiles' is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ProfileOutError(f"--manifest-out {manifest_out} exists and is not a manifest "
+                              f"({exc}); pick another path or remove it") from None
+    doc = json.loads(json.dumps(doc))
+    for other, prof in profiles.items():
+        if other != name and other not in doc["profiles"]:
+            doc["profiles"][other] = prof
     return doc
 
 
