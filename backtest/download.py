@@ -379,12 +379,17 @@ def _usage_problem(symbols: Any, timeframe: str, since: Any, until: Any, limit: 
     ``--since`` downloaded nothing and exited 0)."""
     from tandem.core.candles import ms_option_problem
     from tandem.core.store import CandleStoreError, symbol_to_filename, to_ms
-    from tandem.core.timeframes import TimeframeError, timeframe_to_ms
+    from tandem.core.timeframes import TimeframeError, is_fixed_length, timeframe_to_ms
 
     try:
         timeframe_to_ms(timeframe)
     except TimeframeError as exc:
         return f"--timeframe: {exc}"
+    if not is_fixed_length(timeframe):
+        # Pages advance by a fixed bar length (a "1M" of 30 days skipped months) and the
+        # store checks bars are one timeframe apart: months and years have no such length.
+        return (f"--timeframe {timeframe}: months and years have no fixed length; download "
+                "1d (or 1w) bars, the store and the backtest aggregate from fixed bars")
     bounds = {}
     for name, value in (("--since", since), ("--until", until)):
         try:

@@ -154,6 +154,7 @@ def test_reconcile_tolerance_nan_or_negative_is_a_usage_error(tmp_path, capsys, 
 @pytest.mark.parametrize(("extra", "needle"), [
     (["--since", "garbage"], "--since: not a date"),
     (["--timeframe", "7x"], "--timeframe: invalid timeframe '7x'"),
+    (["--timeframe", "1M"], "--timeframe 1M: months and years have no fixed length"),  # skipped months
     (["--limit", "0"], "--limit must be an integer >= 1"),
     (["--retries", "-1"], "--retries must be an integer >= 0"),  # was an AssertionError traceback
     (["--until", "2023-12-01"], "--until (2023-12-01) must be after --since"),  # was 0 bars, exit 0
