@@ -39,8 +39,9 @@ def sample_market(
 async def emulator_factory() -> AsyncIterator[Callable[..., Awaitable[Emulator]]]:
     started: list[Emulator] = []
 
-    async def make(market: MarketData | None = None, **kwargs: Any) -> Emulator:
-        emu = Emulator(market if market is not None else sample_market(), **kwargs)
+    async def make(market: MarketData | None = None, cls: type[Emulator] = Emulator,
+                   **kwargs: Any) -> Emulator:
+        emu = cls(market if market is not None else sample_market(), **kwargs)
         await emu.start()
         started.append(emu)
         return emu

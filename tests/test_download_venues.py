@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import pytest_asyncio
 from tandem.backtest.download import download_async
 from tandem.daemon.emulator import MarketData
 from tandem.daemon.emulator.okx import OkxEmulator
@@ -29,19 +28,14 @@ KLINE_PATHS = ("/api/v3/klines", "/v5/market/kline", "/api/v5/market/candles",
                "/api/v5/market/history-candles")
 
 
-@pytest_asyncio.fixture
-async def serve():
-    started = []
-
+@pytest.fixture
+def serve(emulator_factory):
+    """``serve(venue, market, cls=None, **kw)``: that venue's emulator, started (and
+    stopped at the end of the test)."""
     async def make(venue: str, md: MarketData, cls=None, **kw):
-        emu = (cls or emulator_class(venue))(md, **kw)
-        await emu.start()
-        started.append(emu)
-        return emu
+        return await emulator_factory(md, cls=cls or emulator_class(venue), **kw)
 
-    yield make
-    for emu in started:
-        await emu.stop()
+    return make
 
 
 def klines(emu, mark: int = 0) -> list[dict]:
