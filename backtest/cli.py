@@ -190,7 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--mode", choices=["discrete", "portfolio"],
                       help="override the profile's execution mode")
 
-    from tandem.backtest.download import DOWNLOAD_DESCRIPTION, DOWNLOAD_HELP, add_download_arguments
+    from tandem.backtest.download_cli import (
+        DOWNLOAD_DESCRIPTION,
+        DOWNLOAD_HELP,
+        add_download_arguments,
+    )
 
     dl = sub.add_parser("download", help=DOWNLOAD_HELP, description=DOWNLOAD_DESCRIPTION,
                         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -438,9 +442,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from tandem.backtest.download import run_download_command
+    from tandem.backtest.download_cli import cli_main
 
-    return run_download_command(args)
+    return cli_main(args)
 
 
 def cmd_lookahead(args: argparse.Namespace) -> int:

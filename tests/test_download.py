@@ -176,7 +176,7 @@ async def test_real_candles_with_gaps_roundtrip(shared_data: Path, emulator_fact
 def test_download_command_line(md: MarketData, tmp_path: Path, capsys) -> None:
     import argparse
 
-    from tandem.backtest.download import DOWNLOAD_DESCRIPTION, add_download_arguments, cli_main
+    from tandem.backtest.download_cli import DOWNLOAD_DESCRIPTION, add_download_arguments, cli_main
 
     parser = argparse.ArgumentParser(description=DOWNLOAD_DESCRIPTION)
     add_download_arguments(parser)

@@ -145,7 +145,7 @@ async def test_a_venue_listing_fewer_newest_rows_loses_none(serve, tmp_path: Pat
 def test_command_line_rest_url(venue: str, tmp_path: Path, capsys) -> None:
     import argparse
 
-    from tandem.backtest.download import add_download_arguments, cli_main
+    from tandem.backtest.download_cli import add_download_arguments, cli_main
 
     parser = argparse.ArgumentParser()
     add_download_arguments(parser)
