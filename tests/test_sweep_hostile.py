@@ -263,3 +263,15 @@ def test_one_fold_walk_forward_prints_its_out_of_sample_figure(inp, tmp_path, ca
     best = json.loads((tmp_path / "out" / "best.json").read_text())
     fold = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("fold 0")]
     assert len(fold) == 1 and f"trial {best['trial']}" in fold[0] and "OOS" in fold[0]
+
+
+def test_summary_counts_valid_trials_whose_objective_cannot_win():
+    """A valid trial with an infinite profit factor (no losing trade) or none at all never
+    wins; the summary says how many, instead of leaving "inf" to look like the best."""
+    import numpy as np
+    import pandas as pd
+    from tandem.backtest.sweep.cli import _undefined_objectives
+
+    results = pd.DataFrame({"fold": [0, 0, 0, 0, 1], "valid": [True, True, True, False, True],
+                            "is_profit_factor": [np.inf, 1.5, np.nan, np.inf, np.inf]})
+    assert _undefined_objectives(results, "profit_factor") == 2  # fold 0, valid: inf and NaN

@@ -235,6 +235,14 @@ def _invalid_reasons(results: Any, top: int = 3) -> list[tuple[str, int]]:
     return [(str(k), int(v)) for k, v in counts.head(top).items()]
 
 
+def _undefined_objectives(results: Any, objective: str) -> int:
+    """Valid trials (first fold) whose in-sample objective is NaN or infinite."""
+    from tandem.backtest.sweep.driver import objective_values
+
+    first = results[results["fold"] == results["fold"].min()]
+    return int((first["valid"] & objective_values(first, objective, "is").isna()).sum())
+
+
 def _summary(outcome: Any, files: dict[str, Path], args: argparse.Namespace) -> None:
     b = outcome.best
     out = sys.stdout
@@ -244,6 +252,11 @@ def _summary(outcome: Any, files: dict[str, Path], args: argparse.Namespace) -> 
           f"{b['search']}, objective {b['objective']}", file=out)
     for reason, n in _invalid_reasons(outcome.results):
         print(f"invalid       {n} x {reason}", file=out)
+    if n_undefined := _undefined_objectives(outcome.results, b["objective"]):
+        # A valid trial whose objective is NaN or infinite never wins (fold_winners): say
+        # so, since "profit factor inf" (no losing trade) reads like the best there is.
+        print(f"no objective  {n_undefined} valid trial(s) have no finite in-sample "
+              f"{b['objective']} (e.g. no losing trade, no drawdown) and cannot win", file=out)
     if b["trial"] is None:
         print("winner        none (no valid trial with a finite objective)", file=out)
     else:
