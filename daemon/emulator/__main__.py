@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--generate", type=int, metavar="N_BARS", help="play N seeded random-walk bars")
     p.add_argument("--symbols", required=True, help="comma-separated ccxt symbols, e.g. BTC/USDT,ETH/USDT")
     p.add_argument("--timeframe", default="1h", help="base timeframe of the played candles")
-    p.add_argument("--exchange", default="binance", help="exchange name inside --data")
+    p.add_argument("--exchange", default=None,
+                   help="exchange folder inside --data (default: the --protocol's venue)")
     p.add_argument("--from", dest="start_data", help="first bar to load (inclusive; date or ms)")
     p.add_argument("--to", dest="end_data", help="last bar to load (exclusive; date or ms)")
     p.add_argument("--start", help="virtual clock start (default: the first loaded bar's open)")
@@ -60,7 +61,11 @@ def load_market(args: argparse.Namespace) -> MarketData:
     if args.generate is not None:
         start = to_ms(args.start_data) if args.start_data else 1_700_000_000_000
         return MarketData.generate(symbols, args.timeframe, start=start, n_bars=args.generate, seed=args.seed)
-    source = open_candles(args.data, exchange=args.exchange, timeframe=args.timeframe)
+    # A bybit/okx store holds <data>/bybit/..., <data>/okx/...: serving --protocol bybit from
+    # <data>/binance (the old default) failed on a bybit-only store and, where both folders
+    # exist, played Binance's candles over Bybit's wire.
+    exchange = args.exchange or getattr(args, "protocol", None) or "binance"
+    source = open_candles(args.data, exchange=exchange, timeframe=args.timeframe)
     aligned = source.load_aligned(symbols, args.timeframe, args.start_data, args.end_data)
     if aligned.n_bars == 0:
         raise CandleStoreError(f"no {args.timeframe} candles for {symbols} in that range")
