@@ -9,6 +9,7 @@ Binance's, or the numbers are silently someone else's.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -125,3 +126,49 @@ def test_standalone_emulator_serves_the_protocols_store_folder(venue, tmp_path):
                                       "--exchange", "binance"])
     assert np.allclose(load_market(args).ohlcv[SYMBOLS[0]][:, 3],
                        2.0 * market.ohlcv[SYMBOLS[0]][:, 3])
+
+
+@pytest.mark.parametrize("stale", [False, True])
+async def test_daemon_warmup_saves_only_a_tail_that_continues_the_store(stale, tmp_path):
+    """TANDEM_DATA_DIR on Bybit: the warm-up reads <data>/bybit and stores the REST tail it
+    fetched. A store older than the warm-up window got that window appended after a hole
+    (04:59 -> 05:06 in a manual run) that `download` never fills, as it resumes after the
+    last stored bar: backtests over the store then silently lacked those bars."""
+    from tandem.daemon.replay import run_replay
+    from tandem.daemon.state import StateStore
+
+    from tests.test_daemon_support import (
+        TF_MS,
+        assert_journal_equal,
+        batch_fills,
+        make_daemon,
+        replay_window,
+        sample_market,
+        small_profile,
+    )
+
+    profile = small_profile(exchange="bybit")
+    # 40 bars older than the warm-up window, where a stale download ends
+    market = sample_market(n_tradable=20, warmup=profile.warmup + 40)
+    t0, end = replay_window(market, profile.warmup + 40)
+    lo = t0 - profile.warmup * TF_MS
+    stop = lo - 10 * TF_MS if stale else t0 - 30 * TF_MS  # stale: ends before the warm-up
+    store = CandleStore(tmp_path / "data", exchange="bybit", timeframe="1m")
+    for s in profile.assets:
+        f = market.frame(s)
+        store.append(s, f[f["ts"] < stop])
+    db = tmp_path / "d.sqlite"
+    daemon = make_daemon(profile, db, exchange_id="bybit", candle_store=tmp_path / "data",
+                         candle_store_exchange="bybit")
+    await run_replay(daemon, market, t0, end, bar_timeout_s=2.0)
+    with StateStore(db) as st:
+        assert_journal_equal(st.fills_frame(), batch_fills(profile, market, t0, end))
+    await asyncio.sleep(0.1)  # the save runs in a worker thread
+    for s in profile.assets:
+        ts = store.read(s)["ts"].astype("int64").to_numpy()
+        assert (np.diff(ts) == TF_MS).all(), f"{s}: a hole in the store"
+        if stale:  # left as it was: the next download continues it without a hole
+            assert ts[-1] == stop - TF_MS
+        else:  # the warm-up's REST tail (and the bars up to the replay's start) stored
+            assert ts[-1] >= t0 - TF_MS
+    assert not (tmp_path / "data" / "binance").exists()
