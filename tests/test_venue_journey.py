@@ -158,8 +158,8 @@ async def test_daemon_warmup_saves_only_a_tail_that_continues_the_store(stale, t
         f = market.frame(s)
         store.append(s, f[f["ts"] < stop])
     db = tmp_path / "d.sqlite"
-    daemon = make_daemon(profile, db, exchange_id="bybit", candle_store=tmp_path / "data",
-                         candle_store_exchange="bybit")
+    # no candle_store_exchange: the store's venue folder follows exchange_id
+    daemon = make_daemon(profile, db, exchange_id="bybit", candle_store=tmp_path / "data")
     await run_replay(daemon, market, t0, end, bar_timeout_s=2.0)
     with StateStore(db) as st:
         assert_journal_equal(st.fills_frame(), batch_fills(profile, market, t0, end))
@@ -172,3 +172,4 @@ async def test_daemon_warmup_saves_only_a_tail_that_continues_the_store(stale, t
         else:  # the warm-up's REST tail (and the bars up to the replay's start) stored
             assert ts[-1] >= t0 - TF_MS
     assert not (tmp_path / "data" / "binance").exists()
+    assert all(f.from_store > 0 for f in daemon.supervisor.feeds) != stale
