@@ -173,3 +173,29 @@ async def test_daemon_warmup_saves_only_a_tail_that_continues_the_store(stale, t
             assert ts[-1] >= t0 - TF_MS
     assert not (tmp_path / "data" / "binance").exists()
     assert all(f.from_store > 0 for f in daemon.supervisor.feeds) != stale
+
+
+@pytest.mark.parametrize("given", ["rest", "ws"])
+def test_run_refuses_one_endpoint_without_the_other(given, tmp_path, monkeypatch, capsys):
+    """``tandem-daemon run --rest-url <emulator>`` alone backfilled from the emulator and
+    streamed from the real venue (stream.bybit.com), trading on over REST polling: two
+    markets mixed. Now exit 2, one line naming both settings, before anything is written."""
+    from tandem.daemon.cli import main as daemon_main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TANDEM_HTTP_ENABLED", "false")
+    for var in ("TANDEM_EXCHANGE_REST_URL", "TANDEM_EXCHANGE_WS_URL"):
+        monkeypatch.delenv(var, raising=False)
+    if given == "rest":
+        opts = ["--rest-url", "http://127.0.0.1:9"]
+    else:  # the setting alone, as a .env would give it
+        monkeypatch.setenv("TANDEM_EXCHANGE_WS_URL", "ws://127.0.0.1:9/v5/public/spot")
+        opts = []
+    db = tmp_path / "s.sqlite"
+    code = daemon_main(["run", "--manifest", str(_manifest(tmp_path, "bybit")), "--profile",
+                        "p", "--db", str(db), *opts])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "TANDEM_EXCHANGE_REST_URL" in lines[0] and "TANDEM_EXCHANGE_WS_URL" in lines[0]
+    assert not db.exists()
