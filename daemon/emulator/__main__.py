@@ -1,4 +1,6 @@
-"""``python -m tandem.daemon.emulator``: serve stored (or generated) candles over Binance's wire format.
+"""``python -m tandem.daemon.emulator``: serve stored (or generated) candles over Binance's wire
+format, or Bybit's / OKX's with ``--protocol bybit|okx`` (``--data`` then reads that venue's
+store folder).
 
 Examples::
 
@@ -30,8 +32,9 @@ from tandem.daemon.emulator.server import Emulator
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tandem.daemon.emulator",
-        description="Binance-spot exchange emulator: REST /api/v3 (exchangeInfo, klines, time, "
-        "ping) and websocket kline streams replaying candles on a virtual clock.",
+        description="Exchange emulator (Binance spot by default; --protocol bybit|okx): REST "
+        "markets, klines and time, and websocket kline streams replaying candles on a "
+        "virtual clock.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     src = p.add_mutually_exclusive_group(required=True)
