@@ -27,17 +27,17 @@ WARMUP = 30
 START = 1_700_000_000_000 // 3_600_000 * 3_600_000
 
 
-def _manifest(tmp_path: Path, venue: str) -> Path:
+def _manifest(tmp_path: Path, venue: str, base: str = "1m", htf: str = "5m") -> Path:
     prof = {
         "strategy": "rating_all", "exchange": venue, "core_assets": SYMBOLS[:2],
-        "universe": SYMBOLS, "base_timeframe": "1m", "timeframes": ["1m", "5m"],
-        "mtf": {"mode": "wide", "weights": {"1m": 1.0, "5m": 1.0}},
+        "universe": SYMBOLS, "base_timeframe": base, "timeframes": [base, htf],
+        "mtf": {"mode": "wide", "weights": {base: 1.0, htf: 1.0}},
         "entry_threshold": 0.05, "exit_threshold": -0.05,
         "exit_rules": {"stop_loss_pct": 0.01, "take_profit_pct": 0.015,
                        "intrabar": "pessimistic"},
         "execution": {"mode": "discrete", "fee_rate": 0.001, "slippage_bps": 5.0,
                       "size_pct": 0.2, "min_trade_value": 1.0},
-        "portfolio": {"rebalance_every": "5m", "max_weight": 0.4},
+        "portfolio": {"rebalance_every": htf, "max_weight": 0.4},
         "initial_cash": 10_000.0, "warmup_bars": WARMUP,
     }
     path = tmp_path / "manifest.json"
@@ -47,7 +47,7 @@ def _manifest(tmp_path: Path, venue: str) -> Path:
 
 def _decoy_binance(store: Path, market: MarketData) -> None:
     """Same bar times, doubled prices, under <store>/binance: reading it is never right here."""
-    decoy = CandleStore(store, exchange="binance", timeframe="1m")
+    decoy = CandleStore(store, exchange="binance", timeframe=market.timeframe)
     for sym in SYMBOLS:
         ohlcv = market.ohlcv[sym].copy()
         ohlcv[:, :4] *= 2.0
@@ -58,24 +58,31 @@ def _fingerprint(run_dir: Path) -> str:
     return json.loads((run_dir / "stats.json").read_text())["run_fingerprint"]
 
 
-@pytest.mark.parametrize("venue", ["bybit", "okx"])
-def test_download_run_replay_reconcile_agree(venue, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(("venue", "base", "htf"), [
+    ("bybit", "1m", "5m"), ("okx", "1m", "5m"),
+    # OKX days: downloaded as bar=1Dutc and streamed as candle1Dutc (its plain 1D opens at
+    # 16:00 UTC): the same 00:00 UTC bars on both paths, and weeks from Monday
+    ("okx", "1d", "1w")])
+def test_download_run_replay_reconcile_agree(venue, base, htf, tmp_path, monkeypatch, capsys):
     from tandem.backtest.reconcile.api import reconcile
     from tandem.daemon.cli import main as daemon_main
 
     monkeypatch.chdir(tmp_path)  # no stray .env / ./data of the caller
-    market = MarketData.generate(SYMBOLS, "1m", start=START, n_bars=WARMUP + 150, seed=5)
-    store, manifest = tmp_path / "store", _manifest(tmp_path, venue)
+    start = START // 86_400_000 * 86_400_000
+    market = MarketData.generate(SYMBOLS, base, start=start, n_bars=WARMUP + 150, seed=5)
+    store, manifest = tmp_path / "store", _manifest(tmp_path, venue, base, htf)
     _decoy_binance(store, market)
     # 1. download every closed bar from the venue's emulator (clock past the last bar)
     with emulator_in_thread(market, emulator_cls=emulator_class(venue),
                             start=market.end_ts + 1_000) as emu:
         assert backtest_main(["download", "--exchange", venue, "--rest-url", emu.rest_url,
-                              "--symbols", ",".join(SYMBOLS), "--timeframe", "1m",
+                              "--symbols", ",".join(SYMBOLS), "--timeframe", base,
                               "--since", str(market.first_ts), "--data", str(store),
                               "--no-progress"]) == 0
-    got = CandleStore(store, exchange=venue, timeframe="1m").read("BTC/USDT")
+    got = CandleStore(store, exchange=venue, timeframe=base).read("BTC/USDT")
     assert got["ts"].astype("int64").tolist() == market.ts["BTC/USDT"].tolist()
+    if base == "1d":
+        assert all(t % 86_400_000 == 0 for t in got["ts"].astype("int64"))  # 00:00 UTC
     assert np.allclose(got["close"], market.ohlcv["BTC/USDT"][:, 3])
     # 2. backtest the venue's folder; 3. replay it through the venue's wire protocol
     common = ["--manifest", str(manifest), "--profile", "p"]
