@@ -206,3 +206,30 @@ def test_run_refuses_one_endpoint_without_the_other(given, tmp_path, monkeypatch
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert "TANDEM_EXCHANGE_REST_URL" in lines[0] and "TANDEM_EXCHANGE_WS_URL" in lines[0]
     assert not db.exists()
+
+
+def test_universe_file_of_another_venue_is_refused(tmp_path, monkeypatch, capsys):
+    """``--data binance_USDT_1m_universe.parquet`` with a bybit profile backtested (and
+    replayed) Binance's candles, exit 0: the store folder and CSV names are per venue, a
+    universe file was read whatever its name said. Now exit 1 naming both venues; a file
+    named for the profile's venue (or for none) still reads."""
+    import pandas as pd
+    from tandem.daemon.cli import main as daemon_main
+
+    monkeypatch.chdir(tmp_path)
+    market = MarketData.generate(SYMBOLS, "1m", start=START, n_bars=WARMUP + 40, seed=5)
+    frame = pd.concat([market.frame(s).assign(symbol=s) for s in SYMBOLS])
+    common = ["--manifest", str(_manifest(tmp_path, "bybit")), "--profile", "p"]
+    for name, code in [("binance_USDT_1m_universe.parquet", 1),
+                       ("bybit_USDT_1m_universe.parquet", 0), ("my_1m_universe.parquet", 0)]:
+        frame.to_parquet(tmp_path / name, index=False)
+        got = backtest_main(["run", *common, "--data", str(tmp_path / name), "--no-report",
+                             "--out", str(tmp_path / name.split("_")[0])])
+        err = capsys.readouterr().err
+        assert got == code, err
+        if code:
+            line = err.strip().splitlines()[-1]
+            assert line.startswith("error: ") and "binance" in line and "bybit" in line
+            assert daemon_main(["replay", *common, "--data", str(tmp_path / name),
+                                "--db", str(tmp_path / "r.sqlite")]) == 1
+            assert "says binance candles" in capsys.readouterr().err

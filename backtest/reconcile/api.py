@@ -78,8 +78,6 @@ def _history(history: PathLike | CandleReader | None, timeframe: str | None,
     # The store keeps one folder per venue (<root>/<exchange>/...): without the profile's
     # exchange a bybit/okx journey read <root>/binance — absent (every bar listed as a data
     # event) or, worse, another venue's prices compared and used for the drift marks.
-    if exchange is None:
-        return open_candles(history, timeframe=timeframe)
     return open_candles(history, exchange=exchange, timeframe=timeframe)
 
 
