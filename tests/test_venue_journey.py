@@ -54,6 +54,26 @@ def _decoy_binance(store: Path, market: MarketData) -> None:
         decoy.append(sym, np.column_stack([market.ts[sym].astype(np.float64), ohlcv]))
 
 
+def _to_closed_pipe(fn):
+    """``fn()`` with stdout (fd 1 and sys.stdout) a pipe whose reader has gone."""
+    import os
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)
+    saved_fd, saved_stdout = os.dup(1), sys.stdout
+    os.dup2(w, 1)
+    os.close(w)
+    try:
+        with open(1, "w", closefd=False) as out:
+            sys.stdout = out
+            return fn()
+    finally:
+        sys.stdout = saved_stdout
+        os.dup2(saved_fd, 1)
+        os.close(saved_fd)
+
+
 def _fingerprint(run_dir: Path) -> str:
     return json.loads((run_dir / "stats.json").read_text())["run_fingerprint"]
 
@@ -100,6 +120,11 @@ def test_download_run_replay_reconcile_agree(venue, base, htf, tmp_path, monkeyp
     assert report.events.empty, report.events.head()
     assert backtest_main(["reconcile", "--paper", str(db), "--backtest", str(bt),
                           "--history", str(store), "--out", str(tmp_path / "rec")]) == 0
+    # ... also as `reconcile ... | head -1` (the reader gone): was a BrokenPipeError traceback
+    assert _to_closed_pipe(lambda: backtest_main(
+        ["reconcile", "--paper", str(db), "--backtest", str(bt), "--history", str(store),
+         "--out", str(tmp_path / "rec2")])) == 0
+    assert (tmp_path / "rec2" / "reconcile.html").is_file()
     # 5. backtest exactly the candles the daemon consumed
     cf = tmp_path / "cf"
     t0 = json.loads((bt / "stats.json").read_text())["first_tradable_bar"]
