@@ -372,7 +372,7 @@ def fill_store(root: Path, n: int, warmup: int, market: MarketData | None = None
 
     market = market or bench_market(n, 0, warmup)
     t0 = market.first_ts + warmup * TF_MS
-    store = CandleStore(root, exchange="binance", timeframe="1m")
+    store = CandleStore(root, exchange=VENUE, timeframe="1m")  # the folder the daemon reads
     for s in market.symbols:
         f = market.frame(s)
         store.append(s, f[f["ts"] < t0])

@@ -666,22 +666,41 @@ def _clean(ts: np.ndarray, values: np.ndarray, timeframe: str, where: str) -> Ar
 
 
 def open_candles(
-    path: str | Path, exchange: str = "binance", timeframe: str | None = "1h"
+    path: str | Path, exchange: str | None = None, timeframe: str | None = "1h"
 ) -> CandleStore | CsvFolderSource | UniverseParquetSource:
     """Open a candle source by what is at ``path``.
 
     A ``.parquet`` file -> :class:`UniverseParquetSource`; a folder holding ``*.csv`` (and
     no ``<exchange>/`` store folder) -> :class:`CsvFolderSource`; otherwise a
     :class:`CandleStore` rooted there. A missing path is an error (a typo must not read as
-    an empty store).
+    an empty store). ``exchange``: the profile's venue (None = not known: ``binance`` for
+    the store and CSV names); a universe file named for another venue is refused.
     """
     p = Path(path)
     if not p.exists():
         raise CandleStoreError(f"candle data path {p} does not exist")
     if p.is_file():
         if p.suffix == ".parquet":
+            _check_universe_venue(p, exchange)
             return UniverseParquetSource(p)
         raise CandleStoreError(f"{p} is neither a folder nor a .parquet universe file")
+    exchange = exchange or "binance"
     if not (p / exchange).is_dir() and any(p.glob("*.csv")):
         return CsvFolderSource(p, exchange=exchange, timeframe=timeframe)
     return CandleStore(p, exchange=exchange, timeframe=timeframe)
+
+
+def _check_universe_venue(path: Path, exchange: str | None) -> None:
+    """``binance_USDT_1h_universe.parquet`` for a bybit profile: refused as the store and
+    the CSV folder refuse another venue's files (they read ``<exchange>/`` and
+    ``<exchange>_*.csv`` only); a universe file was read whatever its venue, so a bybit or
+    okx backtest silently ran on Binance's prices. Names without a ccxt id prefix pass."""
+    named = path.name.split("_", 1)[0] if "_" in path.name else None
+    if exchange is None or named is None or named == exchange:
+        return
+    from tandem.core.manifest import _ccxt_exchanges  # lazy: the manifest model imports pydantic
+
+    if named in _ccxt_exchanges():
+        raise CandleStoreError(
+            f"universe {path}: its name says {named} candles, but the profile trades on "
+            f"{exchange}; use {exchange} candles (or rename the file if that is intended)")

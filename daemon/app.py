@@ -134,7 +134,10 @@ class DaemonConfig:
     rest_weight_per_min: int | None = None
     #: local candle store root (TANDEM_DATA_DIR) to warm up from; None = REST only
     candle_store: Path | None = None
-    candle_store_exchange: str = "binance"
+    #: the store's venue folder (<candle_store>/<exchange>/...); None = ``exchange_id``:
+    #: a fixed "binance" default read Binance's folder for a bybit/okx daemon built
+    #: without it (bench/daemon.py --venue bybit)
+    candle_store_exchange: str | None = None
 
 
 class UnknownSymbolError(ValueError):
@@ -227,7 +230,8 @@ class Daemon:
             if cfg.candle_store is not None:
                 from tandem.daemon.history import StoreHistory
 
-                history = StoreHistory(cfg.candle_store, cfg.candle_store_exchange,
+                history = StoreHistory(cfg.candle_store,
+                                       cfg.candle_store_exchange or cfg.exchange_id,
                                        cfg.base_timeframe)
             self.history = history
             if self.store.last_ts is None and cfg.warmup_bars > 0:

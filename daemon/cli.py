@@ -283,6 +283,22 @@ def _check_out(path: Path | None, option: str = "--out", db: Path | None = None)
                           "pick another folder")
 
 
+def _check_endpoints(args, settings, exchange: str) -> None:
+    """REST and websocket overrides come together or not at all (exit 2): with only one,
+    the other reached the real venue — a daemon pointed at an emulator or testnet by
+    ``--rest-url`` alone backfilled from there and streamed the live exchange's candles
+    (here: reconnect loops on stream.bybit.com while REST polling quietly traded on)."""
+    rest = getattr(args, "rest_url", None) or settings.exchange_rest_url
+    ws = getattr(args, "ws_url", None) or settings.exchange_ws_url
+    if bool(rest) == bool(ws):
+        return
+    have, lack = (("--rest-url/TANDEM_EXCHANGE_REST_URL", "--ws-url/TANDEM_EXCHANGE_WS_URL")
+                  if rest else ("--ws-url/TANDEM_EXCHANGE_WS_URL",
+                                "--rest-url/TANDEM_EXCHANGE_REST_URL"))
+    raise _UsageError(f"{have} is set but {lack} is not: the daemon would mix {exchange}'s "
+                      f"real endpoint with {_clip(str(rest or ws), 80)}; set both (or neither)")
+
+
 def _backtest_journal_in(folder: Path) -> Path | None:
     """``folder/fills.csv`` when a backtest wrote it (its first row's ``source``), else None."""
     import csv
@@ -381,6 +397,8 @@ def _serve(args) -> int:
         check_venue(profile.exchange, profile.base_timeframe, profile.assets)
     except VenueError as exc:
         raise _UsageError(f"profile {profile.name!r}: {exc}") from None
+    if args.cmd == "run":
+        _check_endpoints(args, settings, profile.exchange)
     db = Path(args.db or settings.state_db) if args.cmd == "run" else _replay_db(args, settings, profile)
     for option in ("export_dir", "out"):
         _check_export_to(getattr(args, option, None), "--" + option.replace("_", "-"), db)

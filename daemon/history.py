@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tandem.core.store import CandleStore, CandleStoreError, SymbolNotFoundError
+from tandem.core.store import CandleStore, CandleStoreError, SymbolNotFoundError, timeframe_ms
 from tandem.daemon.logconfig import get_logger
 
 log = get_logger("history")
@@ -31,6 +31,7 @@ class StoreHistory:
     def __init__(self, root: str | Path, exchange: str, timeframe: str):
         self.store = CandleStore(root, exchange=exchange, timeframe=timeframe)
         self.timeframe = timeframe
+        self.tf_ms = timeframe_ms(timeframe)
         self.rows_read = 0
         self.rows_saved = 0
 
@@ -57,6 +58,18 @@ class StoreHistory:
         if not rows:
             return 0
         try:
+            # Only a tail that continues the stored bars: a store older than the warm-up
+            # window would otherwise get a hole between its last bar and the first REST row
+            # that nothing ever fills (`tandem-backtest download` resumes after the LAST
+            # stored bar), so backtests over it silently miss those bars. The next
+            # download fetches all of it instead.
+            last = self.store.last_ts(symbol, timeframe=self.timeframe)
+            first = min(int(r[0]) for r in rows)
+            if last is not None and first > last + self.tf_ms:
+                log.info("store_tail_not_saved", symbol=symbol, store_last_ts=last,
+                         first_ts=first, reason="would leave a gap after the stored bars; "
+                         "run tandem-backtest download to extend the store")
+                return 0
             # rows as they are: the store's append makes its frame (and imports pandas
             # only now, not for the reads of every start)
             n = self.store.append(symbol, [r[:6] for r in rows],

@@ -69,12 +69,16 @@ def _paths(x: PathLike | Sequence[PathLike] | None) -> list[Path]:
     return [Path(x)] if isinstance(x, str | Path) else [Path(p) for p in x]
 
 
-def _history(history: PathLike | CandleReader | None, timeframe: str | None) -> CandleReader | None:
+def _history(history: PathLike | CandleReader | None, timeframe: str | None,
+             exchange: str | None = None) -> CandleReader | None:
     if history is None or hasattr(history, "read"):
         return history  # type: ignore[return-value]
     from tandem.core.store import open_candles
 
-    return open_candles(history, timeframe=timeframe)
+    # The store keeps one folder per venue (<root>/<exchange>/...): without the profile's
+    # exchange a bybit/okx journey read <root>/binance — absent (every bar listed as a data
+    # event) or, worse, another venue's prices compared and used for the drift marks.
+    return open_candles(history, exchange=exchange, timeframe=timeframe)
 
 
 def reconcile(
@@ -118,7 +122,7 @@ def reconcile(
         # Default: the candles the backtest itself read (its stats.json names them).
         found = [d for d in map(sidecar_data_path, b_side.paths) if d is not None]
         history = found[0] if found else None
-    hist = _history(history, timeframe)
+    hist = _history(history, timeframe, _exchange(b_side, p_side))
     gaps = {db: gap for db in dbs if (gap := warmup_journal_gap(db)) is not None}
     listed = _events(dbs, tf_ms, hist, timeframe, gaps)
     # An unjournaled warm-up bar is listed in the report but explains no difference: the
@@ -188,6 +192,16 @@ def _timeframe(p_side: Side, b_side: Side, dbs: list[Path]) -> str | None:
                 return str(info.json["base_timeframe"])
     frames = [read_db_candles(db) for db in dbs]
     return infer_timeframe(frames)
+
+
+def _exchange(*sides: Side) -> str | None:
+    """The profile's exchange, the backtest side first: ``history`` is the candles the
+    backtest read, so its venue folder is the one to open."""
+    for side in sides:
+        for info in side.profiles.values():
+            if info.json and info.json.get("exchange"):
+                return str(info.json["exchange"])
+    return None
 
 
 def _events(

@@ -96,16 +96,27 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         # CandleStoreError: a --history that is not there or not candles (was a traceback)
         print(f"reconcile: error: {exc}", file=sys.stderr)
         return 2
-    print(report.to_terminal())
+    _say(report.to_terminal())
     if args.out:
         for path in report.write(args.out):
-            print(f"wrote {path}")
+            _say(f"wrote {path}")
     for path, text in ((args.markdown, report.to_markdown), (args.html, report.to_html)):
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(text(), encoding="utf-8")
-            print(f"wrote {path}")
+            _say(f"wrote {path}")
     return report.exit_code
+
+
+def _say(text: str) -> None:
+    """A result line on stdout. ``reconcile ... | head`` closing the pipe ended in a
+    BrokenPipeError traceback (and no reports written after it): the rest of the output is
+    dropped, the files are still written and the exit code is the verdict's."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _check_not_an_input(args: argparse.Namespace) -> None:

@@ -1,4 +1,6 @@
-"""``python -m tandem.daemon.emulator``: serve stored (or generated) candles over Binance's wire format.
+"""``python -m tandem.daemon.emulator``: serve stored (or generated) candles over Binance's wire
+format, or Bybit's / OKX's with ``--protocol bybit|okx`` (``--data`` then reads that venue's
+store folder).
 
 Examples::
 
@@ -30,8 +32,9 @@ from tandem.daemon.emulator.server import Emulator
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tandem.daemon.emulator",
-        description="Binance-spot exchange emulator: REST /api/v3 (exchangeInfo, klines, time, "
-        "ping) and websocket kline streams replaying candles on a virtual clock.",
+        description="Exchange emulator (Binance spot by default; --protocol bybit|okx): REST "
+        "markets, klines and time, and websocket kline streams replaying candles on a "
+        "virtual clock.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     src = p.add_mutually_exclusive_group(required=True)
@@ -39,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--generate", type=int, metavar="N_BARS", help="play N seeded random-walk bars")
     p.add_argument("--symbols", required=True, help="comma-separated ccxt symbols, e.g. BTC/USDT,ETH/USDT")
     p.add_argument("--timeframe", default="1h", help="base timeframe of the played candles")
-    p.add_argument("--exchange", default="binance", help="exchange name inside --data")
+    p.add_argument("--exchange", default=None,
+                   help="exchange folder inside --data (default: the --protocol's venue)")
     p.add_argument("--from", dest="start_data", help="first bar to load (inclusive; date or ms)")
     p.add_argument("--to", dest="end_data", help="last bar to load (exclusive; date or ms)")
     p.add_argument("--start", help="virtual clock start (default: the first loaded bar's open)")
@@ -60,7 +64,11 @@ def load_market(args: argparse.Namespace) -> MarketData:
     if args.generate is not None:
         start = to_ms(args.start_data) if args.start_data else 1_700_000_000_000
         return MarketData.generate(symbols, args.timeframe, start=start, n_bars=args.generate, seed=args.seed)
-    source = open_candles(args.data, exchange=args.exchange, timeframe=args.timeframe)
+    # A bybit/okx store holds <data>/bybit/..., <data>/okx/...: serving --protocol bybit from
+    # <data>/binance (the old default) failed on a bybit-only store and, where both folders
+    # exist, played Binance's candles over Bybit's wire.
+    exchange = args.exchange or getattr(args, "protocol", None) or "binance"
+    source = open_candles(args.data, exchange=exchange, timeframe=args.timeframe)
     aligned = source.load_aligned(symbols, args.timeframe, args.start_data, args.end_data)
     if aligned.n_bars == 0:
         raise CandleStoreError(f"no {args.timeframe} candles for {symbols} in that range")
