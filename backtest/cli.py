@@ -276,7 +276,11 @@ def _source(args: argparse.Namespace, settings: Any, profile: Any) -> tuple[Any,
 
     path = args.data if args.data is not None else Path(settings.data_dir)
     try:
-        return open_candles(path, exchange=profile.exchange, timeframe=profile.base_timeframe), str(path)
+        # The label goes into stats.json, where `reconcile` finds the history to compare
+        # with: absolute, so that it names these candles from any working directory (a
+        # relative `data` found nothing there, or another folder of the same name).
+        return (open_candles(path, exchange=profile.exchange, timeframe=profile.base_timeframe),
+                str(Path(path).resolve()))
     except CandleStoreError as exc:
         from tandem.backtest.runner import DataError
 

@@ -299,3 +299,20 @@ def test_first_tradable_bar_is_the_bar_that_trades(csv_dir, tmp_path, start, fir
     first_close = pd.read_csv(out / "equity.csv")["ts"].iloc[0]
     assert stats["first_tradable_bar"] == first_bar
     assert first_close - HOUR == pd.Timestamp(first_bar).value // 10**6
+
+
+def test_stats_json_names_the_data_from_any_directory(csv_dir, tmp_path, monkeypatch):
+    """``reconcile`` compares the daemon's candles with the data stats.json names: a
+    relative ``--data`` written as given named nothing (or another folder of the same name)
+    once reconcile ran from another directory."""
+    from tandem.backtest.reconcile.sources import sidecar_data_path
+
+    monkeypatch.chdir(csv_dir.parent)
+    out = tmp_path / "run"
+    assert main(["run", "--profile", "crypto_rating_all", "--data", csv_dir.name,
+                 "--symbols", ",".join(SYMS), "--from", FROM, "--to", TO, "--warmup-bars",
+                 str(WARMUP), "--out", str(out), "--no-report"]) == 0
+    assert json.loads((out / "stats.json").read_text())["data"] == str(csv_dir.resolve())
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / csv_dir.name).mkdir()  # a folder of the same name here: not the one read
+    assert sidecar_data_path(out) == csv_dir.resolve()
