@@ -311,13 +311,25 @@ def _fmt(v: Any, pct: bool = False) -> str:
     return f"{v:,.3f}" if isinstance(v, float) else str(v)
 
 
-def print_summary(result: Any, out: Any = None) -> None:
-    """Headline statistics and file locations, for people (stdout)."""
+def _exit_rules_text(profile: Any) -> str:
+    """The SL/TP/trailing levels as percentages: the manifest takes fractions (0.05 = 5 %),
+    and a ``take_profit_pct: 5`` meant as 5 % runs as +500 %; shown, it cannot pass unseen."""
+    er = profile.exit_rules
+    parts = [(name, getattr(er, field)) for name, field in (
+        ("stop-loss", "stop_loss_pct"), ("take-profit", "take_profit_pct"),
+        ("trailing", "trailing_stop_pct"))]
+    return " · ".join(f"{name} {_fmt(v, True) if v else 'off'}" for name, v in parts)
+
+
+def print_summary(result: Any, out: Any = None, profile: Any = None) -> None:
+    """Headline statistics and file locations, for people (stdout); with ``profile``, also
+    its exit rules."""
     out = out or sys.stdout
     s, m = result.stats, result.meta
     rows = [
         ("profile", f"{m['profile']} ({m['strategy']}, {m['mtf']} MTF {'/'.join(m['timeframes'])}, "
                     f"{m['mode']})"),
+        *([("exit rules", _exit_rules_text(profile))] if profile is not None else []),
         ("data", f"{m['first_tradable_bar']} → {m['last_bar']} · {s['n_bars']} bars · "
                  f"{m['n_assets']} assets · warm-up {m['warmup_bars_available']}/{m['warmup_bars']}"),
         ("total return", _fmt(s["total_return"], True)),
@@ -370,7 +382,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = run_backtest(profile, source, args.start, args.end, out, symbols=args.symbols,
                           run_id=args.run_id, data_label=label, chart_symbols=args.chart,
                           progress=args.progress, report=not args.no_report)
-    print_summary(result)
+    print_summary(result, profile=profile)
     from tandem.core.fingerprint import fingerprint_line
 
     # The same line tandem-daemon prints; the run hash is the one the runner computed.
@@ -439,7 +451,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
           "the compile cache)", flush=True)
     result = run_backtest(profile, store, first_tradable, None, out,
                           data_label=f"demo (seed {args.seed})", progress=None)
-    print_summary(result)
+    print_summary(result, profile=profile)
     print(f"\nopen {result.files['report.html']} in a browser to see the equity curve, "
           "drawdown and trades.")
     return EXIT_OK
@@ -534,6 +546,13 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tandem-backtest``; returns the exit code."""
+    from tandem.core.stdout import tolerate_closed_stdout
+
+    with tolerate_closed_stdout():  # `... | head`: the rest of the output is dropped
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from tandem.backtest.logs import configure_logging

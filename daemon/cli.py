@@ -218,6 +218,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``tandem-daemon``."""
+    from tandem.core.stdout import tolerate_closed_stdout
+
+    with tolerate_closed_stdout():  # `status | head`: the rest of the output is dropped
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     one_blas_thread()
     args = _parser().parse_args(argv)
     from tandem.daemon.state import StateDbError
@@ -256,14 +263,8 @@ class _DataError(Exception):
 
 
 def _out(text: str) -> None:
-    """A result line on stdout. ``tandem-daemon status | head`` closing the pipe is not an
-    error (it was a BrokenPipeError traceback): the rest of the output is dropped, and
-    Python's flush at exit is silenced, as ``tandem-backtest fingerprints`` does."""
-    try:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    """A result line on stdout (a reader that left is :func:`main`'s business)."""
+    print(text, flush=True)
 
 
 def _check_out(path: Path | None, option: str = "--out", db: Path | None = None) -> None:

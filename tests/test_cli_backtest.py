@@ -316,3 +316,36 @@ def test_stats_json_names_the_data_from_any_directory(csv_dir, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     (tmp_path / csv_dir.name).mkdir()  # a folder of the same name here: not the one read
     assert sidecar_data_path(out) == csv_dir.resolve()
+
+
+def test_summary_shows_the_exit_rules_as_percentages(csv_dir, tmp_path, capsys):
+    """The manifest takes fractions: ``take_profit_pct: 5`` meant as 5 % runs as +500 %.
+    The summary prints each level as a percentage, so such a run cannot pass unseen."""
+    manifest = json.loads((Path(__file__).resolve().parents[1] / "manifest.json").read_text())
+    prof = manifest["profiles"]["crypto_rating_all"]
+    prof["exit_rules"] = {**prof.get("exit_rules", {}), "stop_loss_pct": 0.02,
+                          "take_profit_pct": 5, "trailing_stop_pct": None}
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(manifest))
+    assert main(["run", "--manifest", str(path), "--profile", "crypto_rating_all", "--data",
+                 str(csv_dir), "--symbols", ",".join(SYMS), "--from", FROM, "--to", TO,
+                 "--warmup-bars", str(WARMUP), "--out", str(tmp_path / "r"), "--no-report"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("exit rules"))
+    assert line.split(None, 2)[2] == "stop-loss 2.00% · take-profit 500.00% · trailing off"
+
+
+def test_run_into_a_closed_pipe_finishes_quietly(csv_dir, tmp_path):
+    """``tandem-backtest run ... | head``: the summary's first write found the reader gone
+    and ended the command in a BrokenPipeError traceback. The lines are dropped; the run
+    finishes, writes its files and exits 0 (as ``reconcile`` and ``tandem-daemon status``)."""
+    out = tmp_path / "r"
+    cmd = [sys.executable, "-m", "tandem.backtest.cli", "run", "--profile", "crypto_rating_all",
+           "--data", str(csv_dir), "--symbols", ",".join(SYMS), "--from", FROM, "--to", TO,
+           "--warmup-bars", str(WARMUP), "--out", str(out), "--no-report"]
+    for args in (cmd, [sys.executable, "-m", "tandem.backtest.cli", "run", "--help"]):
+        # head -c 0 exits at once: every write to stdout finds the pipe closed
+        proc = subprocess.run(" ".join(f"'{a}'" for a in args) + " | head -c 0; exit ${PIPESTATUS[0]}",
+                              shell=True, executable="/bin/bash", capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert json.loads((out / "stats.json").read_text())["n_fills"] > 0

@@ -16,7 +16,6 @@ Kept in this package so the backtest CLI's owner only adds the registration call
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -109,14 +108,10 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def _say(text: str) -> None:
-    """A result line on stdout. ``reconcile ... | head`` closing the pipe ended in a
-    BrokenPipeError traceback (and no reports written after it): the rest of the output is
-    dropped, the files are still written and the exit code is the verdict's."""
-    try:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    """A result line on stdout. ``tandem-backtest``'s main drops what a reader that left
+    (``reconcile ... | head``) cannot take: the files are still written and the exit code
+    is the verdict's."""
+    print(text, flush=True)
 
 
 def _check_not_an_input(args: argparse.Namespace) -> None:
@@ -171,12 +166,7 @@ def cmd_fingerprints(args: argparse.Namespace) -> int:
     for t in trade_fingerprints(fills).itertuples(index=False):
         state = "" if t.closed else " open"
         lines.append(f"{t.fingerprint[:16]}  {t.trade_id}  fills={t.n_fills}{state}")
-    try:
-        sys.stdout.write("\n".join(lines) + "\n")
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # `... | head` closed the pipe: not an error; silence Python's flush at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    print("\n".join(lines), flush=True)  # `... | head`: see tandem-backtest's main
     return 0
 
 
