@@ -460,7 +460,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     from tandem.backtest.download_cli import cli_main
 
-    return cli_main(args)
+    settings = _settings()  # TANDEM_DATA_DIR from .env too, as `run` reads it
+    profile = None
+    if args.profile is not None or args.manifest is not None:
+        profile, _ = _profile_only(args, settings)
+        if args.exchange is not None and args.exchange != profile.exchange:
+            # the store keeps one folder per venue: these candles would not be the profile's
+            raise UsageError(f"--exchange {args.exchange}: profile {profile.name!r} trades on "
+                             f"{profile.exchange}")
+    return cli_main(args, settings, profile)
 
 
 def cmd_lookahead(args: argparse.Namespace) -> int:

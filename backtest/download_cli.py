@@ -21,6 +21,7 @@ interruption neither refetches nor duplicates anything. The still-forming candle
 stored. Transient errors (network, timeouts, HTTP 5xx) are retried with back-off.
 
 examples:
+  tandem-backtest download --profile crypto_rating_all --since 2024-01-01
   tandem-backtest download --symbols BTC/USDT,ETH/USDT --timeframe 1h --since 2024-01-01
   tandem-backtest download --symbols BTC/USDT --since 2024-01-01 --until 2024-07-01 --store data/
   tandem-backtest download --symbols BTC/USDT --since 2021-01-01 \\
@@ -39,10 +40,18 @@ def _symbol_list(text: str) -> list[str]:
 
 def add_download_arguments(parser: Any) -> None:
     """Add the ``download`` options to an ``argparse`` (sub)parser (see :func:`cli_main`)."""
-    parser.add_argument("--exchange", default="binance", help="ccxt exchange id (default: binance)")
-    parser.add_argument("--symbols", type=_symbol_list, required=True,
-                        help="comma-separated ccxt unified symbols, e.g. BTC/USDT,ETH/USDT")
-    parser.add_argument("--timeframe", default="1h", help="candle timeframe (default: 1h)")
+    parser.add_argument("--profile", help="download what this manifest profile trades: its "
+                        "assets, on its exchange, in its base timeframe (the higher timeframes "
+                        "are built from it); --symbols/--timeframe narrow or change that")
+    parser.add_argument("--manifest", type=Path, help="strategy manifest JSON for --profile "
+                        "(default: TANDEM_MANIFEST_PATH, else ./manifest.json)")
+    parser.add_argument("--exchange", default=None,
+                        help="ccxt exchange id (default: the profile's, else binance)")
+    parser.add_argument("--symbols", type=_symbol_list, default=None,
+                        help="comma-separated ccxt unified symbols, e.g. BTC/USDT,ETH/USDT "
+                        "(default: the profile's assets; one of the two is needed)")
+    parser.add_argument("--timeframe", default=None,
+                        help="candle timeframe (default: the profile's base timeframe, else 1h)")
     parser.add_argument("--since", default=None,
                         help="first bar open time to fetch, inclusive: a UTC date or epoch ms; "
                         "needed for symbols with nothing stored yet")
@@ -87,9 +96,9 @@ def cli_main(args: Any, settings: Any = None, profile: Any = None) -> int:
     data = pick("data", getattr(settings, "data_dir", None) or os.environ.get("TANDEM_DATA_DIR") or "data")
     rest_url = pick("rest_url", getattr(settings, "exchange_rest_url", None)
                     or os.environ.get("TANDEM_EXCHANGE_REST_URL") or None)
-    if not symbols:
-        print("error: no symbols given (use --symbols or a profile)", file=sys.stderr)
-        return 1
+    if not symbols:  # usage: nothing said what to download
+        print("error: no symbols given (use --symbols or --profile)", file=sys.stderr)
+        return 2
     problem = _usage_problem(symbols, timeframe, pick("since"), pick("until"),
                              pick("limit", 1000), pick("retries", 5))
     if problem:  # before the exchange is contacted: a typo costs no request (exit 2)

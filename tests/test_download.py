@@ -211,3 +211,32 @@ def test_tandem_backtest_download_subcommand(md: MarketData, tmp_path: Path, mon
     store = CandleStore(tmp_path, timeframe="1m")
     assert store.symbols() == ["BTC/USDT", "ETH/USDT"]
     assert_store_equals_source(store, md, "BTC/USDT", 250)
+
+
+def test_download_what_a_profile_trades(md: MarketData, tmp_path: Path, monkeypatch, capsys) -> None:
+    """``download --profile``: the profile's assets, exchange and base timeframe (they had to
+    be typed again: ``--exchange`` defaulted to binance whatever the profile traded); the
+    store root from a ``.env`` (it read only the environment, unlike ``run``)."""
+    import json
+
+    from tandem.backtest import cli
+
+    prof = {"strategy": "rating_all", "exchange": "binance", "core_assets": ["BTC/USDT"],
+            "universe": ["ETH/USDT"], "base_timeframe": "1m", "timeframes": ["1m", "5m"]}
+    (tmp_path / "m.json").write_text(json.dumps({"version": 1, "profiles": {"p1m": prof}}))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(f"TANDEM_DATA_DIR={tmp_path / 'store'}\n")
+    with emulator_in_thread(md, start=md.first_ts + 300 * M) as emu:
+        base = ["download", "--manifest", "m.json", "--since", str(md.first_ts),
+                "--rest-url", emu.rest_url, "--no-progress"]
+        assert cli.main([*base, "--profile", "p1m"]) == 0, capsys.readouterr().err
+        assert "ETH/USDT: 300 new bars" in capsys.readouterr().out
+        assert cli.main([*base, "--profile", "p1m", "--exchange", "okx"]) == 2
+        assert "profile 'p1m' trades on binance" in capsys.readouterr().err
+        assert cli.main([*base, "--profile", "nope"]) == 2
+        assert "nope" in capsys.readouterr().err
+        assert cli.main(["download", "--since", str(md.first_ts)]) == 2
+        assert "use --symbols or --profile" in capsys.readouterr().err
+    store = CandleStore(tmp_path / "store", timeframe="1m")
+    assert store.symbols() == ["BTC/USDT", "ETH/USDT"]
+    assert_store_equals_source(store, md, "BTC/USDT", 300)
