@@ -191,7 +191,7 @@ def _same_signals(sparams, weights, k):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # nogil: a sweep runs chunks of trials on threads at once
 def run_trials_nb(ratings, ts, o, h, lo, c, mtf_mask, sparams, weights, eparams, seg_lo,
                   seg_hi, seg_ppy, seg_sample, sample_idx, work, stats_out, samples_out,
                   eq_out, fills_keep, sigf, combine):

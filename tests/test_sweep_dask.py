@@ -88,3 +88,21 @@ def test_help_imports_no_dask_or_optuna():
             "bad = [m for m in ('dask', 'distributed', 'optuna') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.getcwd())
+
+
+def test_threads_in_process_equal_one_at_a_time(setup, tmp_path, monkeypatch):
+    """The default executor (no --workers): a thread per core in this process. The trial
+    kernel releases the GIL, so chunks run side by side; the results are those of one chunk
+    after another, whatever order the chunks finish in."""
+    import tandem.backtest.sweep.driver as drv
+    from tandem.backtest.sweep import executor as ex
+    from tandem.core.trials import run_trials_nb
+
+    _, base, data, _ = setup
+    assert run_trials_nb.targetoptions.get("nogil") is True
+    one = _sweep(setup, ex.make_executor(data, base, 0, None), tmp_path / "one")
+    monkeypatch.setattr(drv, "MAX_CHUNK", 1)  # 18 chunks over the threads
+    threaded = ex.make_executor(data, base, None, None)
+    assert isinstance(threaded, ex.LocalExecutor) and threaded.n_workers == (os.cpu_count() or 1)
+    threaded.n_workers = 3  # more threads than chunks finish in order, on any machine
+    pd.testing.assert_frame_equal(_sweep(setup, threaded, tmp_path / "threads"), one)

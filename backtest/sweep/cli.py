@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -110,8 +109,10 @@ def add_sweep_parser(sub: Any, add_profile: Callable, add_data: Callable, epilog
                    choices=["sharpe", "sortino", "calmar", "total_return", "profit_factor"],
                    help="what the winner maximises in-sample (calmar = CAGR / |max drawdown|; "
                    "default: sharpe)")
-    p.add_argument("--workers", type=_workers, help="local Dask worker processes (default: "
-                   "the number of cores); 0 runs in this process without Dask")
+    p.add_argument("--workers", type=_workers, help="N >= 1: a local Dask cluster of N worker "
+                   "processes; 0: this process, one chunk of trials at a time. Default: this "
+                   "process, a thread per core (no cluster to start: the fastest on one "
+                   "machine)")
     p.add_argument("--scheduler", metavar="URL", help="use an existing Dask cluster, e.g. "
                    "tcp://HOST:8786 (workers need tandem installed)")
     p.add_argument("--resume", action="store_true", help="reuse the chunk results already in "
@@ -198,9 +199,7 @@ def cmd_sweep(args: argparse.Namespace, settings_fn: Callable, profile_fn: Calla
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = SweepConfig(search=args.search, trials=args.trials, seed=args.seed,
                       objective=args.objective, resume=args.resume, progress=args.progress)
-    workers = args.workers if args.workers is not None else (
-        None if args.scheduler else (os.cpu_count() or 1))
-    executor = make_executor(data, base, workers, args.scheduler)
+    executor = make_executor(data, base, args.workers, args.scheduler)
     try:
         outcome = run_sweep(base, data, dims, cfg, args.out, executor)
     finally:
