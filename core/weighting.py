@@ -554,7 +554,7 @@ def _min_variance_row_nb(state, signal, target, max_w, work, method):
         work[idx[k]] = w[k]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # nogil: a sweep's weighted trials run on threads at once
 def weights_rows_nb(close, signal, target, trade, state, method, max_w, min_w, band, cap):
     """Bars ``close[t]`` ``(n_bars, n_assets)`` through the window; on rows where ``trade``
     is set and ``target[t]`` is a rebalance row (any non-NaN), rewrite its weights in place.

@@ -106,3 +106,34 @@ def test_threads_in_process_equal_one_at_a_time(setup, tmp_path, monkeypatch):
     assert isinstance(threaded, ex.LocalExecutor) and threaded.n_workers == (os.cpu_count() or 1)
     threaded.n_workers = 3  # more threads than chunks finish in order, on any machine
     pd.testing.assert_frame_equal(_sweep(setup, threaded, tmp_path / "threads"), one)
+
+
+def test_weighted_portfolio_trials_on_threads_equal_one_at_a_time(tmp_path, monkeypatch):
+    """Weighted portfolio trials (the optimizers' kernel releases the GIL too) on threads:
+    the results of one chunk after another."""
+    import json
+
+    import tandem.backtest.sweep.driver as drv
+    from tandem.backtest.sweep import executor as ex
+    from tandem.backtest.sweep.data import load_sweep_data
+    from tandem.backtest.sweep.space import load_space
+    from tandem.core.manifest import load_manifest
+    from tandem.core.store import CsvFolderSource
+    from tandem.core.weighting import weights_rows_nb
+
+    assert weights_rows_nb.targetoptions.get("nogil") is True
+    inp = make_inputs(tmp_path / "in", days=40)
+    doc = json.loads(inp["manifest"].read_text())
+    doc["profiles"]["t"].update(execution={"mode": "portfolio"},
+                                portfolio={"weighting": "min_variance", "lookback": 48})
+    inp["manifest"].write_text(json.dumps(doc))
+    inp["space"].write_text("entry_threshold: [0.05, 0.1]\nportfolio.max_weight: [0.3, 0.5, 0.8]\n")
+    base = load_manifest(inp["manifest"]).profile("t")
+    data = load_sweep_data(base, CsvFolderSource(inp["data"], timeframe="1h"))
+    setup = (inp, base, data, load_space(inp["space"], base))
+    one = _sweep(setup, ex.LocalExecutor(data, base), tmp_path / "one")
+    assert one["valid"].all() and len(one) == 6
+    monkeypatch.setattr(drv, "MAX_CHUNK", 1)
+    threads = _sweep(setup, ex.LocalExecutor(data, base, threads=3), tmp_path / "threads")
+    pd.testing.assert_frame_equal(threads, one)
+
