@@ -7,6 +7,7 @@ and save): most of what the report added to ``tandem-backtest run``. ``PIL.Image
 twice its size and averaged down (2 x 2 boxes). Ticks, date labels and the drawdown rule are the
 HTML report's (:mod:`tandem.backtest.svg`, :mod:`tandem.backtest.stats`); pandas is not
 imported here (a run's equity arrives as an EquityCurve or a Series, read through NumPy).
+The sweep's PNGs (:mod:`tandem.backtest.sweep.pngs`) are drawn with the helpers below.
 """
 
 from __future__ import annotations
@@ -39,6 +40,25 @@ _MONDAY_MS = 4 * _DAY  # 1970-01-05, a Monday: weekly ticks fall on Mondays
 
 def _font(size: float) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size * _S)
+
+
+# Pillow's built-in font has no glyph for these (they came out as empty boxes).
+_PLAIN = str.maketrans({"×": "x", "−": "-", "–": "-", "∞": "inf", "→": "->"})
+
+
+def _plain(text: str) -> str:
+    return text.translate(_PLAIN)
+
+
+def _canvas(width: int, height: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    """A white image of ``width`` x ``height`` output pixels, drawn at _S x."""
+    img = Image.new("RGB", (width * _S, height * _S), "white")
+    return img, ImageDraw.Draw(img, "RGBA")  # RGBA: translucent fills blend over what is there
+
+
+def _save(img: Image.Image, path: str | Path) -> Path:
+    img.reduce(_S).save(path, format="PNG")  # a 2x2 box average: the anti-aliasing
+    return Path(path)
 
 
 def _time_ticks(t0: float, t1: float, max_n: int) -> list[int]:
@@ -93,15 +113,35 @@ class _Panel:
             bottom - top)
 
 
-def _vertical_text(img: Image.Image, center: tuple[float, float], text: str,
-                   font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> None:
-    """An axis label turned 90° counter-clockwise, centred on ``center``."""
+def _rotated_text(img: Image.Image, xy: tuple[float, float], text: str,
+                  font: ImageFont.FreeTypeFont | ImageFont.ImageFont, angle: float = 90,
+                  anchor: tuple[float, float] = (0.5, 0.5), fill: str = _MUTED) -> None:
+    """``text`` turned ``angle``° counter-clockwise, placed so that its point ``anchor`` (a
+    fraction of the unturned box: (0.5, 0.5) the centre, (1, 0.5) the end) lands on ``xy``."""
+    text = _plain(text)
     left, top, right, bottom = font.getbbox(text)
     mask = Image.new("L", (right - left + 2, bottom - top + 2), 0)
     ImageDraw.Draw(mask).text((-left + 1, -top + 1), text, fill=255, font=font)
-    mask = mask.rotate(90, expand=True)
-    ink = Image.new("RGB", mask.size, _MUTED)
-    img.paste(ink, (round(center[0] - mask.width / 2), round(center[1] - mask.height / 2)), mask)
+    # Where the anchor moves: rotate its offset from the centre (y points down).
+    dx, dy = (anchor[0] - 0.5) * mask.width, (anchor[1] - 0.5) * mask.height
+    a = math.radians(angle)
+    mask = mask.rotate(angle, expand=True, resample=Image.Resampling.BILINEAR)
+    ax = mask.width / 2 + dx * math.cos(a) + dy * math.sin(a)
+    ay = mask.height / 2 - dx * math.sin(a) + dy * math.cos(a)
+    img.paste(Image.new("RGB", mask.size, fill), (round(xy[0] - ax), round(xy[1] - ay)), mask)
+
+
+def _dashed(draw: ImageDraw.ImageDraw, a: tuple[float, float], b: tuple[float, float],
+            fill: str, width: int, dash: float, gap: float) -> None:
+    """A dashed straight line from ``a`` to ``b`` (ImageDraw has none)."""
+    length = math.dist(a, b)
+    ux, uy = (b[0] - a[0]) / (length or 1), (b[1] - a[1]) / (length or 1)
+    at = 0.0
+    while at < length:
+        end = min(at + dash, length)
+        draw.line([(a[0] + ux * at, a[1] + uy * at), (a[0] + ux * end, a[1] + uy * end)],
+                  fill=fill, width=width)
+        at = end + gap
 
 
 def _series(draw: ImageDraw.ImageDraw, panel: _Panel, x: np.ndarray, y: np.ndarray, color: str,
@@ -135,9 +175,12 @@ def _points(equity: pd.Series | EquityCurve, initial_cash: float | None
 
 
 def _axes(draw: ImageDraw.ImageDraw, panels: list[tuple[_Panel, list[float], Callable]],
-          x_ticks: list[int], font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> None:
-    """Grid lines and y tick labels in each panel; the UTC dates under the last one."""
+          x_ticks: list[float], font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
+          x_fmt: Callable[[float], str] | None = None) -> None:
+    """Grid lines and y tick labels in each panel; the x labels under the last one (``x_fmt``,
+    UTC dates by default)."""
     s = _S
+    width = draw.im.size[0]  # the canvas, in drawn pixels
     for panel, ticks, fmt in panels:
         x_left, y_top, x_right, y_bottom = panel.box
         for xt in x_ticks:
@@ -147,15 +190,16 @@ def _axes(draw: ImageDraw.ImageDraw, panels: list[tuple[_Panel, list[float], Cal
             yy = float(panel.py(yt))
             draw.line([(x_left, yy), (x_right, yy)], fill=_GRID, width=s)
             draw.line([(x_left - 4 * s, yy), (x_left, yy)], fill=_FRAME, width=s)
-            draw.text((x_left - 7 * s, yy), fmt(yt), fill=_MUTED, font=font, anchor="rm")
+            draw.text((x_left - 7 * s, yy), _plain(fmt(yt)), fill=_MUTED, font=font,
+                      anchor="rm")
     last = panels[-1][0]
     y = last.box[3]
     for xt in x_ticks:
         xx = float(last.px(xt))
         draw.line([(xx, y), (xx, y + 4 * s)], fill=_FRAME, width=s)
-        label = fmt_date(xt, last.x1 - last.x0)
+        label = _plain(x_fmt(xt) if x_fmt else fmt_date(xt, last.x1 - last.x0))
         half = font.getlength(label) / 2  # the end labels stay inside the image
-        xx = min(max(xx, half + 2 * s), WIDTH * s - half - 2 * s)
+        xx = min(max(xx, half + 2 * s), width - half - 2 * s)
         draw.text((xx, y + 7 * s), label, fill=_MUTED, font=font, anchor="mt")
 
 
@@ -198,8 +242,7 @@ def write_equity_png(
     max_dates = max(2, int((right - left) * s // (date_w + 40 * s)))
     x_ticks = _time_ticks(*x_span, max_n=max_dates) if len(ts) else []
 
-    img = Image.new("RGB", (WIDTH * s, HEIGHT * s), "white")
-    draw = ImageDraw.Draw(img, "RGBA")  # RGBA: the drawdown fill blends over the grid
+    img, draw = _canvas(WIDTH, HEIGHT)
     _axes(draw, [(eq_panel, eq_ticks, eq_fmt), (dd_panel, dd_ticks, dd_fmt)], x_ticks, tick_font)
     if len(ts):
         buckets = eq_panel.box[2] - eq_panel.box[0]  # ~ one bucket per drawn pixel column
@@ -211,9 +254,8 @@ def write_equity_png(
                   fill=_MUTED, font=label_font, anchor="mm")
     for panel in (eq_panel, dd_panel):
         draw.rectangle(panel.box, outline=_FRAME, width=s)
-    draw.text(((left + right) / 2 * s, 20 * s), title or "Equity", fill=_INK, font=title_font,
-              anchor="mm")
+    draw.text(((left + right) / 2 * s, 20 * s), _plain(title or "Equity"), fill=_INK,
+              font=title_font, anchor="mm")
     for panel, name in ((eq_panel, "equity"), (dd_panel, "drawdown")):
-        _vertical_text(img, (12 * s, (panel.box[1] + panel.box[3]) / 2), name, label_font)
-    img.reduce(_S).save(path, format="PNG")  # a 2x2 box average: the anti-aliasing
-    return path
+        _rotated_text(img, (12 * s, (panel.box[1] + panel.box[3]) / 2), name, label_font)
+    return _save(img, path)

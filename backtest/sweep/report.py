@@ -39,6 +39,7 @@ import pandas as pd
 from tandem.backtest import svg
 from tandem.backtest.plots import write_equity_png
 from tandem.backtest.report import _CSS as _RUN_CSS  # same look as report.html
+from tandem.backtest.sweep.pngs import bars_png, heatmap_png, level_color, scatter_png, short
 
 OBJECTIVES = ("sharpe", "sortino", "calmar", "total_return", "profit_factor")
 MAX_LEVELS = 12  # a numeric parameter with more distinct values is binned
@@ -251,21 +252,6 @@ def _fold_winners(df: pd.DataFrame, best: dict | None = None) -> pd.DataFrame:
 # ------------------------------------------------------------------ SVG figures
 
 
-def _color(t: float) -> str:
-    """Red (worst) → yellow → green (best) for t in [0, 1]."""
-    stops = [(0.0, (215, 48, 39)), (0.5, (255, 255, 191)), (1.0, (26, 152, 80))]
-    t = min(max(t, 0.0), 1.0)
-    for (t0, c0), (t1, c1) in zip(stops[:-1], stops[1:], strict=True):
-        if t <= t1:
-            f = (t - t0) / (t1 - t0)
-            return "#" + "".join(f"{round(a + (b - a) * f):02x}" for a, b in zip(c0, c1, strict=True))
-    return "#1a9850"
-
-
-def _short(s: str, n: int = 14) -> str:
-    return s if len(s) <= n else s[: n - 1] + "…"
-
-
 def svg_heatmap(xl: list[str], yl: list[str], means: np.ndarray, counts: np.ndarray,
                 x_name: str, y_name: str, title: str) -> str:
     """A heatmap; every cell is a ``rect.cell`` carrying ``data-x``, ``data-y``, ``data-value``
@@ -283,11 +269,11 @@ def svg_heatmap(xl: list[str], yl: list[str], means: np.ndarray, counts: np.ndar
     for iy, ylab in enumerate(yl):
         yy = mt + ch * (len(yl) - 1 - iy)  # first level at the bottom
         out.append(f'<text x="{ml - 6}" y="{yy + ch / 2 + 4:.1f}" text-anchor="end">'
-                   f"<title>{html.escape(ylab)}</title>{html.escape(_short(ylab))}</text>")
+                   f"<title>{html.escape(ylab)}</title>{html.escape(short(ylab))}</text>")
         for ix, xlab in enumerate(xl):
             v, n = float(means[iy, ix]), int(counts[iy, ix])
             xx = ml + cw * ix
-            fill = _color((v - lo) / (hi - lo) if hi > lo else 0.5) if math.isfinite(v) else ""
+            fill = level_color((v - lo) / (hi - lo) if hi > lo else 0.5) if math.isfinite(v) else ""
             cls = "cell" if fill else "cell nan"
             style = f' style="fill:{fill}"' if fill else ""
             out.append(
@@ -303,7 +289,7 @@ def svg_heatmap(xl: list[str], yl: list[str], means: np.ndarray, counts: np.ndar
         xx = ml + cw * ix + cw / 2
         out.append(f'<text x="{xx:.1f}" y="{base + 14}" text-anchor="end" '
                    f'transform="rotate(-30 {xx:.1f} {base + 14})"><title>{html.escape(xlab)}'
-                   f"</title>{html.escape(_short(xlab))}</text>")
+                   f"</title>{html.escape(short(xlab))}</text>")
     out.append(f'<text class="axis" x="{ml + cw * len(xl) / 2:.1f}" y="{h - 6}" '
                f'text-anchor="middle">{html.escape(x_name)}</text>')
     out.append(f'<text class="axis" x="12" y="{mt + ch * len(yl) / 2:.1f}" '
@@ -352,7 +338,7 @@ def svg_bars(labels: Sequence[str], values: Sequence[float], title: str, x_name:
         if i % every == 0:
             out.append(f'<text x="{x + bw / 2:.1f}" y="{mt + ph + 14}" text-anchor="end" '
                        f'transform="rotate(-30 {x + bw / 2:.1f} {mt + ph + 14})">'
-                       f"{html.escape(_short(lab))}</text>")
+                       f"{html.escape(short(lab))}</text>")
     if x_name:
         out.append(f'<text class="axis" x="{ml + bw * n / 2:.1f}" y="{h - 4}" '
                    f'text-anchor="middle">{html.escape(x_name)}</text>')
@@ -400,81 +386,6 @@ def svg_scatter(x: np.ndarray, y: np.ndarray, win: np.ndarray, title: str, x_nam
                f'transform="rotate(-90 14 {mt + ph / 2:.1f})">{html.escape(y_name)}</text>')
     out.append("</svg>")
     return "\n".join(out)
-
-
-# ------------------------------------------------------------------ PNGs
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png_heatmap(path: Path, xl: list[str], yl: list[str], means: np.ndarray, x_name: str,
-                 y_name: str, title: str) -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(xl) + 2.5), max(3.5, 0.45 * len(yl) + 2)))
-    try:
-        im = ax.imshow(np.ma.masked_invalid(means), origin="lower", cmap="RdYlGn", aspect="auto")
-        ax.set_xticks(range(len(xl)), [_short(s) for s in xl], rotation=30, ha="right")
-        ax.set_yticks(range(len(yl)), [_short(s) for s in yl])
-        ax.set_xlabel(x_name)
-        ax.set_ylabel(y_name)
-        ax.set_title(title)
-        if len(xl) * len(yl) <= 15 * 15:
-            for iy in range(len(yl)):
-                for ix in range(len(xl)):
-                    if math.isfinite(means[iy, ix]):
-                        ax.text(ix, iy, _fmt(means[iy, ix], 3), ha="center", va="center",
-                                fontsize=8)
-        fig.colorbar(im, ax=ax)
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-    finally:
-        plt.close(fig)
-    return path
-
-
-def _png_bars(path: Path, labels: list[str], values: np.ndarray, x_name: str, title: str) -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(labels) + 2), 3.8))
-    try:
-        vals = np.asarray(values, dtype=np.float64)
-        ax.bar(range(len(labels)), np.nan_to_num(vals),
-               color=["#cf222e" if v < 0 else "#1f6feb" for v in np.nan_to_num(vals)])
-        ax.set_xticks(range(len(labels)), [_short(s) for s in labels], rotation=30, ha="right")
-        ax.set_xlabel(x_name)
-        ax.set_title(title)
-        ax.grid(alpha=0.3, axis="y")
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-    finally:
-        plt.close(fig)
-    return path
-
-
-def _png_scatter(path: Path, x: np.ndarray, y: np.ndarray, win: np.ndarray, label: str) -> Path:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 5))
-    try:
-        ax.scatter(x[~win], y[~win], s=10, alpha=0.4, color="#1f6feb", label="trial × fold")
-        ax.scatter(x[win], y[win], s=30, color="#cf222e", label="fold winner")
-        lo, hi = float(np.min([x.min(), y.min()])), float(np.max([x.max(), y.max()]))
-        ax.plot([lo, hi], [lo, hi], ls="--", color="#8c959f", lw=1)
-        ax.set_xlabel(f"in-sample {label}")
-        ax.set_ylabel(f"out-of-sample {label}")
-        ax.set_title("In-sample vs out-of-sample")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="best", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path, dpi=100)
-    finally:
-        plt.close(fig)
-    return path
 
 
 # ------------------------------------------------------------------ page sections
@@ -661,7 +572,7 @@ def _heatmaps(pg: _Page) -> list[str]:
         codes, labels = param_levels(t[c])
         means = t.groupby(codes)["objective"].mean().reindex(range(len(labels))).to_numpy()
         title = f"Mean {obj} by {pg.name(c)}"
-        pg.files["sweep_heatmap.png"] = _png_bars(png, labels, means, pg.name(c), title)
+        pg.files["sweep_heatmap.png"] = bars_png(png, labels, means, pg.name(c), title)
         return [*p, "<div id='heatmaps'>" + svg_bars(labels, means, title, pg.name(c)) + "</div>"]
     ranked = [c for c in pg.imp["column"] if c in pg.cols]
     pairs = list(combinations(ranked[:12], 2))[:MAX_PAIRS]  # the first: the 2 most important
@@ -677,7 +588,7 @@ def _heatmaps(pg: _Page) -> list[str]:
         p.append(svg_heatmap(xl, yl, means, counts, pg.name(a), pg.name(b), title))
         p.append("</div>")
         if i == 0:
-            pg.files["sweep_heatmap.png"] = _png_heatmap(png, xl, yl, means, pg.name(a), pg.name(b), title)
+            pg.files["sweep_heatmap.png"] = heatmap_png(png, xl, yl, means, pg.name(a), pg.name(b), title)
     p.append("</div>")
     return p
 
@@ -718,7 +629,7 @@ def _is_vs_oos(pg: _Page, winners: pd.DataFrame) -> list[str]:
              "sample than in sample; winners far below it are what overfitting looks like.</p>")
     p.append(svg_scatter(x, y, win, f"{obj}: in sample vs out of sample", f"in-sample {obj}",
                          f"out-of-sample {obj}", tips))
-    pg.files["sweep_is_oos.png"] = _png_scatter(pg.out_dir / "sweep_is_oos.png", x, y, win, obj)
+    pg.files["sweep_is_oos.png"] = scatter_png(pg.out_dir / "sweep_is_oos.png", x, y, win, obj)
     p.append("</div>")
     return p
 
