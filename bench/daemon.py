@@ -12,12 +12,16 @@ system-wide clock, so stamps from the two processes are comparable (printed at s
 p50/p99/max over the live bars (warm-up excluded), and split where the daemon handled the
 bar's last closing frame (``LiveExchangeMixin.frame_hook``): *queued* (the frames waiting in
 the socket, ccxt.pro and our frame handler before it) and *slice work* (assemble, step,
-commit), with the daemon's CPU time over the slice work (wall time above it: the process was
-preempted) and the fills a live slice journals (p50). The bench profile trades a lot: at 500
-assets a live slice carries ~48 fills and rewrites ~70 open positions, ~1.5 of its ~5 ms
-(engine, journal rows, their INSERTs); a slice without fills is the ratings kernel and the
-candles' INSERT. Per bar the emulator first sends every
-stream's in-progress update (``x: false``; on the exchange these are spread over the bar),
+commit), with the daemon's CPU time over the slice work (to the commit hook, which runs after
+the fills' log calls: ~0.2 ms more than the commit; wall time below it, CPU above: the process
+was preempted — on 2 shared cores, a third busy process makes the daemon share a core with the
+emulator, which sends the next bar's open ticks right after the closings: slice work wall
+~2x its CPU in such runs, ~= its CPU with the emulator at nice 10) and the fills a live
+slice journals (p50). The bench profile trades a lot: at 500 assets a live slice carries ~48
+fills and rewrites ~70 open positions, about a third of its CPU (engine, journal rows, their
+INSERTs); a slice without fills is mostly the ratings kernel and the candles' INSERT. (The
+machine's speed varies ~2x over an hour: compare runs made back to back.) Per bar the
+emulator first sends every stream's in-progress update (``x: false``; on the exchange these are spread over the bar),
 pauses 20 ms, then sends every closing frame followed by every stream's open tick of the next
 bar (``x: false``), as Binance does — so the daemon reads 400 frames per burst at 200 streams.
 ``--inproc`` runs the emulator in the daemon's own process and event loop instead, a whole
