@@ -12,8 +12,16 @@ system-wide clock, so stamps from the two processes are comparable (printed at s
 p50/p99/max over the live bars (warm-up excluded), and split where the daemon handled the
 bar's last closing frame (``LiveExchangeMixin.frame_hook``): *queued* (the frames waiting in
 the socket, ccxt.pro and our frame handler before it) and *slice work* (assemble, step,
-commit). Per bar the emulator first sends every
-stream's in-progress update (``x: false``; on the exchange these are spread over the bar),
+commit), with the daemon's CPU time over the slice work (to the commit hook, which runs after
+the fills' log calls: ~0.2 ms more than the commit; wall time below it, CPU above: the process
+was preempted — on 2 shared cores, a third busy process makes the daemon share a core with the
+emulator, which sends the next bar's open ticks right after the closings: slice work wall
+~2x its CPU in such runs, ~= its CPU with the emulator at nice 10) and the fills a live
+slice journals (p50). The bench profile trades a lot: at 500 assets a live slice carries ~48
+fills and rewrites ~70 open positions, about a third of its CPU (engine, journal rows, their
+INSERTs); a slice without fills is mostly the ratings kernel and the candles' INSERT. (The
+machine's speed varies ~2x over an hour: compare runs made back to back.) Per bar the
+emulator first sends every stream's in-progress update (``x: false``; on the exchange these are spread over the bar),
 pauses 20 ms, then sends every closing frame followed by every stream's open tick of the next
 bar (``x: false``), as Binance does — so the daemon reads 400 frames per burst at 200 streams.
 ``--inproc`` runs the emulator in the daemon's own process and event loop instead, a whole
@@ -217,7 +225,9 @@ def _daemon(n: int, tmp: Path, rest_url: str, ws_url: str, t0: int) -> Daemon:
 
 
 def _figures(n: int, commits: dict[int, float], frames: dict[int, float], t0: int,
-             cpu: list[float] | None = None, handled: dict[int, float] | None = None) -> dict:
+             cpu: list[float] | None = None, handled: dict[int, float] | None = None,
+             work_cpu: dict[int, float] | None = None, fills: dict[int, int] | None = None,
+             ) -> dict:
     live = [ts for ts in commits if ts >= t0 + TF_MS and ts in frames]
     lat = np.array([commits[ts] - frames[ts] for ts in live]) * 1000.0
     out = {"streams": n, "slices": int(lat.size), "p50_ms": float(np.percentile(lat, 50)),
@@ -234,6 +244,17 @@ def _figures(n: int, commits: dict[int, float], frames: dict[int, float], t0: in
         for name, x in (("queue", queue), ("work", work)):
             out[f"{name}_p50_ms"] = float(np.percentile(x, 50))
             out[f"{name}_p99_ms"] = float(np.percentile(x, 99))
+    if work_cpu:
+        # The daemon's CPU time over the slice work: wall time above it is time the process
+        # was not running (preempted: on 2 shared cores, by the emulator sending the next
+        # bar's open ticks or by other jobs).
+        x = np.array([work_cpu[ts] for ts in live if ts in work_cpu]) * 1000.0
+        if x.size:
+            out["work_cpu_p50_ms"] = float(np.percentile(x, 50))
+            out["work_cpu_p99_ms"] = float(np.percentile(x, 99))
+    if fills:
+        # What a live slice carries (fills journaled); slices without fills cost less.
+        out["fills_p50"] = float(np.percentile([fills.get(ts, 0) for ts in live], 50))
     return out
 
 
@@ -284,13 +305,28 @@ async def latency(n: int, bars: int, tmp: Path, prof: cProfile.Profile | None = 
     def on_commit(sl, t: float) -> None:  # noqa: ANN001
         commits[sl.ts] = t
         cpu_at_commit[sl.ts] = time.process_time()
+        if sl.ts in handled_cpu:
+            work_cpu[sl.ts] = cpu_at_commit[sl.ts] - handled_cpu[sl.ts]
+        fills[sl.ts] = daemon.fills_written - fills_before[0]
+        fills_before[0] = daemon.fills_written
         committed.set()
 
     daemon.commit_hook = on_commit
     handled: dict[int, float] = {}  # bar ts -> when the daemon handled its last closing frame
+    handled_cpu: dict[int, float] = {}  # ... and the daemon process's CPU time then
+    work_cpu: dict[int, float] = {}  # bar ts -> CPU time from there to the commit hook
+    fills: dict[int, int] = {}  # bar ts -> fills journaled by that slice
+    fills_before = [0]
+
+    seen: dict[int, int] = {}  # bar ts -> closing frames handled
 
     def on_closing_frame(symbol: str, timeframe: str, bar_ts: int) -> None:
         handled[bar_ts] = time.perf_counter()  # the last one per bar stays
+        k = seen[bar_ts] = seen.get(bar_ts, 0) + 1
+        if k == n:
+            # Only at the bar's last closing frame: process_time() is a system call (no
+            # vDSO), several us here; once per frame it was 10 % of the daemon's samples.
+            handled_cpu[bar_ts] = time.process_time()
 
     task = asyncio.create_task(daemon.run())
     cpu: list[float] = []  # daemon process CPU from the burst's start to the slice's commit
@@ -332,7 +368,8 @@ async def latency(n: int, bars: int, tmp: Path, prof: cProfile.Profile | None = 
         daemon.stop()
         await task
         await emu.stop()
-    return {**_figures(n, commits, frames, emu.t0, cpu, handled), **gcs.in_bursts(bursts),
+    return {**_figures(n, commits, frames, emu.t0, cpu, handled, work_cpu, fills),
+            **gcs.in_bursts(bursts),
             "rss": rss}
 
 
@@ -588,7 +625,13 @@ async def main() -> None:
                         f"(gen0/1/2 {'/'.join(map(str, r['gc_gens']))})")
             if "work_p50_ms" in r:
                 cpu += (f"  (queued p50={r['queue_p50_ms']:.2f} p99={r['queue_p99_ms']:.2f}, "
-                        f"slice work p50={r['work_p50_ms']:.2f} p99={r['work_p99_ms']:.2f} ms)")
+                        f"slice work p50={r['work_p50_ms']:.2f} p99={r['work_p99_ms']:.2f} ms")
+                if "work_cpu_p50_ms" in r:
+                    cpu += (f", its CPU p50={r['work_cpu_p50_ms']:.2f} "
+                            f"p99={r['work_cpu_p99_ms']:.2f} ms")
+                cpu += ")"
+            if "fills_p50" in r:
+                cpu += f"  fills/slice p50={r['fills_p50']:.0f}"
             if r.get("rss"):
                 cpu += f"  rss {' -> '.join(f'{x:.0f}' for x in r['rss'])} MB"
             print(f"latency  streams={r['streams']:>3}  slices={r['slices']:>3}  "

@@ -34,6 +34,7 @@ import functools
 import hashlib
 import itertools
 import json
+import operator
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -97,6 +98,9 @@ def _insert_candles_sql(n: int) -> str:
 
 _INSERT_FILL = (f"INSERT INTO fills ({', '.join(JOURNAL_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(JOURNAL_COLUMNS))})")
+#: a journal row's values in :data:`JOURNAL_COLUMNS` order (one C call, not a generator
+#: per fill: ~2 us a fill on the close-to-commit path)
+_fill_values = operator.itemgetter(*JOURNAL_COLUMNS)
 
 
 class StateDbError(Exception):
@@ -383,8 +387,7 @@ class StateStore:
                 chunk = candles[i:i + per]
                 c.execute(_insert_candles_sql(len(chunk)), tuple(itertools.chain.from_iterable(chunk)))
             if fills:
-                c.executemany(_INSERT_FILL, [tuple(f[col] for col in JOURNAL_COLUMNS)
-                                             for f in fills])
+                c.executemany(_INSERT_FILL, map(_fill_values, fills))
             if pos_rows:
                 c.executemany(
                     "INSERT INTO positions(symbol, qty, ts) VALUES (?, ?, ?) "
