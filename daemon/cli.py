@@ -380,7 +380,8 @@ def _serve(args) -> int:
     from tandem.core.manifest import ManifestError, load_manifest, resolve_manifest_path
     from tandem.daemon.logconfig import configure_logging
 
-    fmt = args.log_format or "auto"
+    # --log-format, else TANDEM_LOG_FORMAT (its "console" is this option's "pretty")
+    fmt = args.log_format or {"console": "pretty"}.get(settings.log_format, settings.log_format)
     configure_logging(fmt, args.log_level or settings.log_level)
     manifest_path = resolve_manifest_path(args.manifest, settings.manifest_path)
     try:
