@@ -50,3 +50,23 @@ def test_log_format_setting_is_honoured(tmp_path: Path, fmt: str, json_lines: bo
     lines = [ln for ln in proc.stderr.splitlines() if "daemon_stop" in ln]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("{") is json_lines, lines[0]
+
+
+@pytest.mark.timeout(120)
+def test_replay_finishes_when_its_log_reader_goes_away(tmp_path: Path) -> None:
+    """``tandem-daemon replay ... 2>&1 | head`` hung forever: once ``head`` exited, a log line
+    raised BrokenPipeError inside the daemon's tasks and the replay waited for a slice that
+    never came. Log lines past a closed stderr are dropped; the replay ends and says so."""
+    proc = subprocess.Popen(_replay(tmp_path, "--log-format", "json"), cwd=tmp_path,
+                            env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    proc.stderr.readline()  # the first log line, then the reader is gone (like head -1)
+    proc.stderr.close()
+    try:
+        out, _ = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("replay hung after its stderr reader exited")
+    assert proc.returncode == 0
+    assert "replay of tst" in out and "fingerprint run=" in out
