@@ -181,8 +181,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--ws-url", type=_url(("ws", "wss"), "websocket URL"),
                      help="override TANDEM_EXCHANGE_WS_URL")
     run.add_argument("--http", action="store_true",
-                     help="serve /health, /metrics, /positions, /fills (tandem.daemon.ops; on by "
-                          "default, TANDEM_HTTP_ENABLED=false turns it off)")
+                     help="serve /health, /metrics, /positions, /fills and the dashboard "
+                          "(tandem.daemon.ops) even when TANDEM_HTTP_ENABLED=false; on by "
+                          "default")
 
     rep = sub.add_parser("replay", help="play stored history through the emulator and the "
                                         "live path (real ccxt.pro over 127.0.0.1)")
@@ -410,6 +411,8 @@ def _serve(args) -> int:
     try:
         if args.cmd == "run":
             _check_db(args.db or settings.state_db)
+            if args.http:  # the explicit flag wins over TANDEM_HTTP_ENABLED=false
+                settings = settings.model_copy(update={"http_enabled": True})
             ops = _build_ops(settings, args.db or settings.state_db)  # ops (issue 8)
             return asyncio.run(_run_live(args, settings, profile, ops))
         _check_db(_replay_db(args, settings, profile))

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.test_daemon_support import small_profile
+from tests.emulator_fixtures import emulator_in_thread
+from tests.test_daemon_support import sample_market, small_profile
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,3 +76,44 @@ def test_replay_finishes_when_its_log_reader_goes_away(tmp_path: Path) -> None:
         pytest.fail("replay hung after its stderr reader exited")
     assert proc.returncode == 0
     assert "replay of tst" in out and "fingerprint run=" in out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _health_status(port: int) -> int | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:  # 503 while warming up: the server answered
+        return exc.code
+    except OSError:
+        return None
+
+
+@pytest.mark.timeout(180)
+def test_run_http_flag_serves_even_when_the_setting_is_off(tmp_path: Path) -> None:
+    """``run --http`` ("serve /health, /metrics, ...") was read nowhere: with
+    TANDEM_HTTP_ENABLED=false in the environment or .env the flag was accepted and nothing
+    listened. The explicit flag wins over the setting, as ``replay --http`` already did."""
+    port = _free_port()
+    env = _env(tmp_path, TANDEM_HTTP_PORT=str(port))
+    with emulator_in_thread(sample_market()) as emu:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tandem.daemon.cli", "run", "--manifest",
+             str(_manifest(tmp_path)), "--profile", "tst", "--rest-url", emu.base_url,
+             "--ws-url", emu.ws_url, "--http"],
+            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            status, deadline = None, time.monotonic() + 60
+            while status is None and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.3)
+                status = _health_status(port)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+    assert status in (200, 503), f"nothing served /health on {port}: {err[-2000:]}"
+    assert proc.returncode == 0, err[-2000:]
