@@ -165,6 +165,9 @@ def _env_settings() -> type[Settings]:
             # Non-TANDEM keys in .env belong to other tools (docker compose...): ignore them;
             # unknown TANDEM_* keys are rejected by load_settings instead.
             extra="ignore",
+            # .env.example's rule: an empty value means the default (TANDEM_LOG_LEVEL= was
+            # refused; TANDEM_STATE_DB= or TANDEM_DATA_DIR= became ".", the working folder).
+            env_ignore_empty=True,
             case_sensitive=False,
             frozen=True,
         )
