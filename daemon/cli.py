@@ -693,7 +693,7 @@ async def _run_replay(args, settings, profile, ops=None) -> int:
         out = args.out
         paths = export_fills(store, out) if out is not None else []
         status = store.status()
-        _print_summary(profile.name, fills, status, db, paths)
+        _print_summary(profile.name, fills, status, db, paths, store.slice_count(warmup=True))
     warm_have = min(warm, (start_ts - first) // tf)
     if warm_have < warm:
         # --from at or near the start of the data: the first tradable bar has fewer warm-up
@@ -728,11 +728,16 @@ def _check_resume(db: Path, profile, market, start_ts: int, end_ts: int) -> None
                           "resume; start with --fresh to discard it or pass another --db")
 
 
-def _print_summary(name: str, fills, status: dict, db: Path, paths: list[Path]) -> None:
+def _print_summary(name: str, fills, status: dict, db: Path, paths: list[Path],
+                   warm: int) -> None:
     from tandem.core.arrow_numpy import column_values
 
     n = len(fills)
-    lines = [f"replay of {name}: {status.get('slices', 0)} slices, {n} fills"]
+    total = status.get("slices", 0)
+    # The warm-up's slices are journaled too: "6224 slices" for --bars 200 read as 6224
+    # traded bars.
+    lines = [f"replay of {name}: {total} slices ({warm} warm-up, {total - warm} tradable), "
+             f"{n} fills"]
     if n:
         by = Counter(column_values(fills, "reason").tolist())
         lines.append("  fills by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(by.items())))

@@ -560,8 +560,12 @@ class StateStore:
     def positions(self) -> dict[str, float]:
         return {s: q for s, q in self.conn.execute("SELECT symbol, qty FROM positions")}
 
-    def slice_count(self) -> int:
-        return int(self.conn.execute("SELECT COUNT(*) FROM slices").fetchone()[0])
+    def slice_count(self, warmup: bool | None = None) -> int:
+        """Slices in the journal: all, or only the warm-up (True) or tradable (False) ones."""
+        if warmup is None:
+            return int(self.conn.execute("SELECT COUNT(*) FROM slices").fetchone()[0])
+        return int(self.conn.execute("SELECT COUNT(*) FROM slices WHERE warmup = ?",
+                                     (int(warmup),)).fetchone()[0])
 
     def fill_count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM fills").fetchone()[0])

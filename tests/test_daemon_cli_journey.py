@@ -78,6 +78,17 @@ def test_replay_finishes_when_its_log_reader_goes_away(tmp_path: Path) -> None:
     assert "replay of tst" in out and "fingerprint run=" in out
 
 
+@pytest.mark.timeout(120)
+def test_replay_summary_tells_warmup_slices_from_tradable_ones(tmp_path: Path) -> None:
+    """``replay --sample --bars 200`` printed "6224 slices": the journal's slice count,
+    warm-up included, read as 6,224 replayed bars. The 100 warm-up bars of the test
+    profile and the 5 tradable ones are now told apart."""
+    proc = subprocess.run(_replay(tmp_path), capture_output=True, text=True, cwd=tmp_path,
+                          env=_env(tmp_path), timeout=100)
+    assert proc.returncode == 0, proc.stderr
+    assert "replay of tst: 105 slices (100 warm-up, 5 tradable)," in proc.stdout, proc.stdout
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
