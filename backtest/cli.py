@@ -241,9 +241,13 @@ def _settings() -> Any:
     from tandem.core.settings import SettingsError, load_settings
 
     try:
-        return load_settings()
+        settings = load_settings()
     except SettingsError as exc:
         raise UsageError(str(exc)) from None
+    # TANDEM_NUMBA_CACHE_DIR was applied by the daemon only: the backtest compiled into the
+    # default folder whatever .env said. Before any kernel module is imported.
+    settings.apply_numba_cache_dir()
+    return settings
 
 
 def _profile(args: argparse.Namespace, settings: Any, *, mode: str | None = None,
