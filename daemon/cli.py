@@ -399,6 +399,14 @@ def _serve(args) -> int:
         check_venue(profile.exchange, profile.base_timeframe, profile.assets)
     except VenueError as exc:
         raise _UsageError(f"profile {profile.name!r}: {exc}") from None
+    if (args.cmd == "run" or args.http is not None) and args.grace is not None \
+            and args.grace >= settings.health_slice_lag_s:
+        # The settings refuse TANDEM_GRACE_PERIOD_S >= TANDEM_HEALTH_SLICE_LAG_S; --grace went
+        # around that: every slice waiting for a late asset turned /health degraded
+        # ("lagging slice") and sent a degraded notification while it was only waiting.
+        raise _UsageError(f"--grace {args.grace:g} must be below TANDEM_HEALTH_SLICE_LAG_S "
+                          f"({settings.health_slice_lag_s:g} s), or a slice waiting for late "
+                          "assets reads as lagging on /health; raise that setting too")
     if args.cmd == "run":
         _check_endpoints(args, settings, profile.exchange)
     db = Path(args.db or settings.state_db) if args.cmd == "run" else _replay_db(args, settings, profile)

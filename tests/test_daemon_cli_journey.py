@@ -128,3 +128,26 @@ def test_run_http_flag_serves_even_when_the_setting_is_off(tmp_path: Path) -> No
             _, err = proc.communicate(timeout=30)
     assert status in (200, 503), f"nothing served /health on {port}: {err[-2000:]}"
     assert proc.returncode == 0, err[-2000:]
+
+
+def test_grace_at_or_above_the_slice_lag_threshold_is_refused(tmp_path: Path) -> None:
+    """TANDEM_GRACE_PERIOD_S >= TANDEM_HEALTH_SLICE_LAG_S is refused by the settings (a slice
+    legitimately waits the grace); ``run --grace 100`` went around it and the daemon reported
+    every slice held for a late asset as "lagging" on /health. Exit 2 before anything starts."""
+    cmd = [sys.executable, "-m", "tandem.daemon.cli", "run", "--manifest", str(_manifest(tmp_path)),
+           "--profile", "tst", "--grace", "100"]
+    dead = {"TANDEM_EXCHANGE_REST_URL": "http://127.0.0.1:9/api/v3",  # loopback, nothing there
+            "TANDEM_EXCHANGE_WS_URL": "ws://127.0.0.1:9/ws"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path,
+                          env=_env(tmp_path, **dead), timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --grace 100 ") \
+        and "TANDEM_HEALTH_SLICE_LAG_S (60 s)" in lines[0], proc.stderr
+    assert not (tmp_path / "state.sqlite").exists()
+    ok = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                        env=_env(tmp_path, TANDEM_HEALTH_SLICE_LAG_S="120",
+                                 TANDEM_EXCHANGE_REST_URL="http://127.0.0.1:9/api/v3"))
+    # the threshold raised: past the check, to the next one (a REST URL without its websocket)
+    assert ok.returncode == 2 and "--grace" not in ok.stderr, ok.stderr
+    assert "TANDEM_EXCHANGE_WS_URL" in ok.stderr, ok.stderr
