@@ -8,11 +8,11 @@ Every event carries a UTC ISO timestamp and its level.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Literal
 
 import structlog
+from tandem.core.logsink import stderr_logger
 
 LogFormat = Literal["auto", "json", "pretty"]
 
@@ -59,26 +59,7 @@ def _logger_factory(stream):
     """
     if stream is not None:
         return structlog.PrintLoggerFactory(file=stream)
-    return lambda *_args: _PipeSafeLogger(file=sys.stderr)
-
-
-class _PipeSafeLogger(structlog.PrintLogger):
-    """A PrintLogger that outlives its reader. ``tandem-daemon replay 2>&1 | head`` closed the
-    pipe under the daemon: the next log line raised BrokenPipeError inside a feed or slice
-    task and the replay hung (or died without its summary). Logs are a side channel: once
-    nobody reads them, stderr is pointed at /dev/null (later lines, Python's final flush and
-    the ``error:`` line then go nowhere) and the work goes on."""
-
-    def msg(self, message: str) -> None:
-        try:
-            super().msg(message)
-        except BrokenPipeError:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stderr.fileno())
-            os.close(devnull)
-
-    log = debug = info = warn = warning = msg
-    fatal = failure = err = error = critical = exception = msg
+    return stderr_logger
 
 
 def get_logger(name: str = "tandem.daemon") -> structlog.stdlib.BoundLogger:

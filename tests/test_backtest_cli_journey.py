@@ -32,3 +32,26 @@ def test_numba_cache_setting_is_applied(tmp_path: Path) -> None:
     code, cache_dir = proc.stdout.split()
     assert code == "1", proc.stderr  # the missing data folder
     assert Path(cache_dir).parent == tmp_path / "nc", proc.stdout
+
+
+def test_run_finishes_when_its_log_reader_goes_away(tmp_path: Path) -> None:
+    """``tandem-backtest --log-level info run ... 2>&1 | head -1``: the second log line hit
+    the closed pipe, and the run exited 1 with no summary and nothing written. Log lines past
+    a closed stderr are dropped; the run completes (demo candles: no data needed)."""
+    from tandem.backtest.demo_data import generate_candles, write_csv_folder
+
+    symbols = ["BTC/USDT", "ETH/USDT"]
+    write_csv_folder(generate_candles(symbols, n_bars=24 * 40, seed=3), tmp_path / "csv",
+                     exchange="binance", timeframe="1h")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TANDEM_")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tandem.backtest.cli", "--log-level", "info", "run",
+         "--data", str(tmp_path / "csv"), "--symbols", ",".join(symbols), "--warmup-bars", "100",
+         "--out", str(tmp_path / "out"), "--no-report"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stderr.readline()  # one line, then the reader is gone (like head -1)
+    proc.stderr.close()
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert "fingerprint run=" in out and (tmp_path / "out" / "stats.json").is_file()
