@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tandem.core.cliparser import OneLineParser
 from tandem.core.exiting import exit_fast
 from tandem.core.utc import ms_from_iso
 
@@ -131,7 +132,8 @@ def _add_data_args(p: argparse.ArgumentParser, *, dates: bool = True) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of ``tandem-backtest`` (also used to render ``--help``)."""
-    parser = argparse.ArgumentParser(
+    # One line on a bad option (the usage block came first, then the error).
+    parser = OneLineParser(
         prog="tandem-backtest",
         description="Backtest Tandem strategy profiles on stored candles with the same numba "
                     "core the paper-trading daemon runs.",

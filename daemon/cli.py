@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from tandem.core.cliparser import OneLineParser
 from tandem.core.exiting import exit_fast
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -50,14 +51,6 @@ def one_blas_thread() -> None:
     Called before anything loads numpy or scipy: the libraries read these variables once."""
     for var in BLAS_THREAD_VARS:
         os.environ.setdefault(var, "1")
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with ONE line on a bad option (``error: …``, exit 2), like every other
-    error of this command: no usage block for a log collector to split."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _number(kind: type, lo: float, hi: float, *, lo_open: bool = False):
@@ -150,7 +143,7 @@ def _log_level(text: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="tandem-daemon", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="tandem-daemon", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:

@@ -55,3 +55,18 @@ def test_run_finishes_when_its_log_reader_goes_away(tmp_path: Path) -> None:
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     assert "fingerprint run=" in out and (tmp_path / "out" / "stats.json").is_file()
+
+
+def test_bad_option_is_one_error_line(tmp_path: Path) -> None:
+    """A bad option printed argparse's usage block and then the error (4-13 lines, the error
+    last); every other error of the command is one ``error:`` line, as in tandem-daemon."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for args, needle in ((["run", "--bogus"], "--bogus"),
+                         (["run", "--from", "1622505600"], "epoch in s"),
+                         (["sweep", "--profile", "x"], "--space, --out")):
+        proc = subprocess.run([sys.executable, "-m", "tandem.backtest.cli", *args],
+                              capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+        assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: tandem-backtest"), proc.stderr
+        assert needle in lines[0] and "--help" in lines[0], proc.stderr
