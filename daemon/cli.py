@@ -658,15 +658,18 @@ async def _run_replay(args, settings, profile, ops=None) -> int:
     start_ts = start if start is not None else first + warm * tf
     # A --from before the data plays from the first bar (as the backtest trades from the
     # first bar at or after --from): the emulator has nothing to serve earlier.
-    start_ts = max((start_ts // tf) * tf, first)
-    end_ts = data_end if end is None else min((end // tf) * tf, data_end)
+    # Between two bar opens, --from and --to round UP, as the backtest reads them (the first
+    # bar at or after --from; the bars opening before --to): rounded down, a replay --from
+    # 00:30 traded the 00:00 bar the backtest does not, and the fills differed.
+    start_ts = max(-(-start_ts // tf) * tf, first)
+    end_ts = data_end if end is None else min(-(-end // tf) * tf, data_end)
     what = (f"--from {_iso(start_ts)}" if start is not None else
             f"the first tradable bar {_iso(start_ts)} (first bar {_iso(first)} + warm-up "
             f"of {warm} bars)")
     if end is not None and end <= first:
         raise _DataError(f"nothing to replay: --to {_iso(end)} is at or before the first bar "
                          f"of the data ({_iso(first)})")
-    if end is not None and (end // tf) * tf <= start_ts:
+    if end is not None and -(-end // tf) * tf <= start_ts:
         raise _DataError(f"nothing to replay: --to {_iso(end)} is at or before {what}")
     if start_ts >= end_ts:
         raise _DataError(f"nothing to replay: {what} is at or after the end of the data "

@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from tandem.daemon.state import StateStore
 
 from tests.emulator_fixtures import emulator_in_thread
 from tests.test_daemon_support import sample_market, small_profile
@@ -151,3 +152,37 @@ def test_grace_at_or_above_the_slice_lag_threshold_is_refused(tmp_path: Path) ->
     # the threshold raised: past the check, to the next one (a REST URL without its websocket)
     assert ok.returncode == 2 and "--grace" not in ok.stderr, ok.stderr
     assert "TANDEM_EXCHANGE_WS_URL" in ok.stderr, ok.stderr
+
+
+@pytest.mark.timeout(240)
+def test_replay_reads_an_unaligned_range_as_the_backtest_does(tmp_path: Path) -> None:
+    """``--from``/``--to`` between two bar opens: the backtest trades from the first bar at or
+    after --from and up to the last bar opening before --to; the replay rounded both DOWN,
+    traded one bar more at the start and one less at the end, and its fingerprint differed
+    from the backtest's (README: replay == backtest bit for bit)."""
+    from tandem.backtest.demo_data import generate_candles, write_csv_folder
+
+    profile = small_profile()
+    write_csv_folder(generate_candles(profile.assets, start="2024-01-01", n_bars=400,
+                                      timeframe="1m", seed=5), tmp_path / "csv",
+                     exchange="binance", timeframe="1m")
+    rng = ["--from", "2024-01-01T02:00:30", "--to", "2024-01-01T04:30:30"]
+    common = ["--manifest", str(_manifest(tmp_path)), "--profile", "tst",
+              "--data", str(tmp_path / "csv"), *rng]
+
+    def fingerprint(module: str, *args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", module, *args, *common], capture_output=True,
+                              text=True, cwd=tmp_path, env=_env(tmp_path), timeout=200)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return next(ln.split()[1] for ln in proc.stdout.splitlines()
+                    if ln.strip().startswith("fingerprint run="))
+
+    backtest = fingerprint("tandem.backtest.cli", "run", "--out", str(tmp_path / "bt"),
+                           "--no-report")
+    assert fingerprint("tandem.daemon.cli", "replay", "--db", str(tmp_path / "r.sqlite")) == backtest
+    stats = json.loads((tmp_path / "bt" / "stats.json").read_text())
+    with StateStore(tmp_path / "r.sqlite") as store:  # the same bars, not only the same fills
+        status = store.status()
+        assert status["t0"] == stats["first_tradable_bar"].replace("+00:00", "Z") \
+            == "2024-01-01T02:01:00Z"
+        assert store.slice_count(warmup=False) == stats["n_bars"] == 150  # 02:01 .. 04:30
