@@ -186,3 +186,20 @@ def test_replay_reads_an_unaligned_range_as_the_backtest_does(tmp_path: Path) ->
         assert status["t0"] == stats["first_tradable_bar"].replace("+00:00", "Z") \
             == "2024-01-01T02:01:00Z"
         assert store.slice_count(warmup=False) == stats["n_bars"] == 150  # 02:01 .. 04:30
+
+
+@pytest.mark.parametrize("args, code, needle", [
+    (["--generate", "10", "--start", "xx"], 2, "--start 'xx'"),  # was a pandas traceback
+    (["--generate", "10", "--port", "99999"], 2, "--port"),  # was bind()'s OverflowError
+    (["--generate", "0"], 2, "--generate"),  # was a numpy concatenation message
+    (["--data", "does-not-exist"], 1, "does-not-exist"),  # data, not usage (was 2)
+])
+def test_emulator_bad_input_is_one_line(tmp_path: Path, args, code: int, needle: str) -> None:
+    """``python -m tandem.daemon.emulator`` (README: serve stored or generated candles):
+    one ``error:`` line, exit 2 for usage and 1 for data, before anything listens."""
+    proc = subprocess.run([sys.executable, "-m", "tandem.daemon.emulator", "--symbols",
+                           "BTC/USDT", *args], capture_output=True, text=True, cwd=tmp_path,
+                          env=_env(tmp_path), timeout=30)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == code and proc.stdout == "", proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr
