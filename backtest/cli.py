@@ -486,6 +486,10 @@ def cmd_features(args: argparse.Namespace) -> int:
     profile = _profile(args, settings, warmup=args.warmup_bars)
     out = args.out or Path("runs") / f"{profile.name}-features.parquet"
     _check_out(out, folder=False)
+    if out.suffix.lower() not in (".parquet", ".pq"):
+        # `--out features.csv` got Parquet bytes under a .csv name, read as garbage later
+        raise UsageError(f"--out {out}: the feature matrix is written as Parquet; name the "
+                         "file .parquet")
     data = (args.data if args.data is not None else Path(settings.data_dir)).resolve()
     if out.resolve() == data or data in out.resolve().parents:
         # `--out` = the universe file (or a store's 1h.parquet) replaced the candles it read

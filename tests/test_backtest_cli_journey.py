@@ -70,3 +70,15 @@ def test_bad_option_is_one_error_line(tmp_path: Path) -> None:
         lines = proc.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: tandem-backtest"), proc.stderr
         assert needle in lines[0] and "--help" in lines[0], proc.stderr
+
+
+def test_features_out_must_be_a_parquet_name(tmp_path: Path) -> None:
+    """``features --out runs/features.csv`` wrote Parquet bytes under a .csv name (exit 0);
+    now exit 2, one line, before any candle is read and nothing written."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "tandem.backtest.cli", "features", "--data",
+                           str(tmp_path / "none"), "--out", str(tmp_path / "f.csv")],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "Parquet" in lines[0], proc.stderr
+    assert not (tmp_path / "f.csv").exists()
