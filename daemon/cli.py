@@ -158,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="reconnect a connection silent this many seconds (0 = off)")
         sp.add_argument("--warmup-bars", type=_number(int, 0, float("inf")),
                         help="override the profile's warm-up (>= 0 base bars)")
-        sp.add_argument("--export-dir", type=Path, help="periodic fills.csv/.parquet export")
+        sp.add_argument("--export-dir", type=Path, help="periodic fills.csv/.parquet export, and at the stop")
         sp.add_argument("--export-every", type=_off_or_period(secs), default=300.0,
                         help=f"export period, s (0 = off, else >= {MIN_PERIOD_S:g})")
         sp.add_argument("--heartbeat-every", type=_number(float, MIN_PERIOD_S, MAX_SECONDS),

@@ -203,3 +203,20 @@ def test_emulator_bad_input_is_one_line(tmp_path: Path, args, code: int, needle:
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == code and proc.stdout == "", proc.stderr
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], proc.stderr
+
+
+@pytest.mark.timeout(120)
+def test_export_dir_holds_every_fill_once_the_daemon_stops(tmp_path: Path) -> None:
+    """``--export-dir out/ --export-every 300`` exported on the timer only: a daemon stopped
+    (SIGTERM, or a replay that ended) left an export up to 300 s behind its journal — here
+    none at all. The export is written once more at the stop."""
+    proc = subprocess.run(_replay(tmp_path, "--db", str(tmp_path / "r.sqlite"), "--export-dir",
+                                  str(tmp_path / "out"), "--export-every", "300"),
+                          capture_output=True, text=True, cwd=tmp_path, env=_env(tmp_path),
+                          timeout=100)
+    assert proc.returncode == 0, proc.stderr
+    with StateStore(tmp_path / "r.sqlite") as store:
+        n = store.fill_count()
+    assert n > 0
+    with (tmp_path / "out" / "fills.csv").open() as fh:
+        assert sum(1 for _ in fh) == n + 1  # the header and every fill of the journal
