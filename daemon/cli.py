@@ -188,10 +188,10 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--from", dest="from_", type=_date,
                      help="first tradable bar (date or ms); default: first bar + warm-up")
     rep.add_argument("--to", type=_date, help="end (exclusive; date or ms); default: last bar")
-    rep.add_argument("--bars", type=_number(int, 1, MAX_SAMPLE_BARS), default=500,
-                     help="--sample: tradable bars to generate (plus the warm-up)")
-    rep.add_argument("--seed", type=_number(int, 0, 2**63 - 1), default=7,
-                     help="--sample: generator seed (>= 0)")
+    rep.add_argument("--bars", type=_number(int, 1, MAX_SAMPLE_BARS),
+                     help="--sample: tradable bars to generate (plus the warm-up; default 500)")
+    rep.add_argument("--seed", type=_number(int, 0, 2**63 - 1),
+                     help="--sample: generator seed (>= 0; default 7)")
     rep.add_argument("--speed", type=_number(float, 0, 1e9, lo_open=True),
                      help="play in wall time x speed (> 0; default: as fast as the live path "
                           "goes)")
@@ -402,6 +402,10 @@ def _serve(args) -> int:
                           "assets reads as lagging on /health; raise that setting too")
     if args.cmd == "run":
         _check_endpoints(args, settings, profile.exchange)
+    elif args.data is not None and (args.bars is not None or args.seed is not None):
+        # With --data they were ignored: `replay --data … --bars 100` replayed the whole file.
+        raise _UsageError("--bars/--seed apply to --sample only; with --data choose the bars "
+                          "with --from/--to")
     db = Path(args.db or settings.state_db) if args.cmd == "run" else _replay_db(args, settings, profile)
     for option in ("export_dir", "out"):
         _check_export_to(getattr(args, option, None), "--" + option.replace("_", "-"), db)
@@ -649,11 +653,13 @@ async def _run_replay(args, settings, profile, ops=None) -> int:
     else:
         day = 86_400_000
         start0 = (1_700_000_000_000 // day) * day
-        if warm + args.bars > MAX_SAMPLE_BARS:
-            raise _UsageError(f"--sample: {warm} warm-up + {args.bars} bars exceed "
+        bars = 500 if args.bars is None else args.bars
+        seed = 7 if args.seed is None else args.seed
+        if warm + bars > MAX_SAMPLE_BARS:
+            raise _UsageError(f"--sample: {warm} warm-up + {bars} bars exceed "
                               f"{MAX_SAMPLE_BARS} bars; pass a smaller --warmup-bars/--bars")
         market = MarketData.generate(profile.assets, profile.base_timeframe,
-                                     start=start0, n_bars=warm + args.bars, seed=args.seed)
+                                     start=start0, n_bars=warm + bars, seed=seed)
     first, data_end = market.first_ts, market.end_ts
     start_ts = start if start is not None else first + warm * tf
     # A --from before the data plays from the first bar (as the backtest trades from the

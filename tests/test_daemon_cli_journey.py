@@ -220,3 +220,18 @@ def test_export_dir_holds_every_fill_once_the_daemon_stops(tmp_path: Path) -> No
     assert n > 0
     with (tmp_path / "out" / "fills.csv").open() as fh:
         assert sum(1 for _ in fh) == n + 1  # the header and every fill of the journal
+
+
+@pytest.mark.parametrize("option", [["--bars", "100"], ["--seed", "3"]])
+def test_sample_options_with_data_are_refused(tmp_path: Path, option: list[str]) -> None:
+    """``replay --data … --bars 100`` replayed the whole file (--bars and --seed shape the
+    generated sample only): exit 2, one line, before any state is written."""
+    (tmp_path / "csv").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "tandem.daemon.cli", "replay", "--manifest",
+                           str(_manifest(tmp_path)), "--profile", "tst", "--data",
+                           str(tmp_path / "csv"), "--db", str(tmp_path / "r.sqlite"), *option],
+                          capture_output=True, text=True, cwd=tmp_path, env=_env(tmp_path),
+                          timeout=60)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "--sample only" in lines[0], proc.stderr
+    assert not (tmp_path / "r.sqlite").exists()
