@@ -193,6 +193,9 @@ def test_replay_reads_an_unaligned_range_as_the_backtest_does(tmp_path: Path) ->
     (["--generate", "10", "--port", "99999"], 2, "--port"),  # was bind()'s OverflowError
     (["--generate", "0"], 2, "--generate"),  # was a numpy concatenation message
     (["--data", "does-not-exist"], 1, "does-not-exist"),  # data, not usage (was 2)
+    (["--generate", "10", "--speed", "-5"], 2, "--speed"),  # froze the clock, silently
+    (["--generate", "10", "--speed", "nan"], 2, "--speed"),
+    (["--generate", "10", "--updates-per-bar", "-1"], 2, "--updates-per-bar"),  # taken as 0
 ])
 def test_emulator_bad_input_is_one_line(tmp_path: Path, args, code: int, needle: str) -> None:
     """``python -m tandem.daemon.emulator`` (README: serve stored or generated candles):

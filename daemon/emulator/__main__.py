@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import signal
 import sys
 
@@ -46,6 +47,19 @@ def _int_in(lo: int, hi: int):
     return parse
 
 
+def _speed(text: str) -> float:
+    """argparse type: a finite speed >= 0 (``--speed -5`` or ``nan`` froze the clock as 0
+    does, silently)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+    if not (v >= 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (0 = clock frozen), "
+                                         f"got {text[:40]}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="python -m tandem.daemon.emulator",
@@ -64,11 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="start_data", help="first bar to load (inclusive; date or ms)")
     p.add_argument("--to", dest="end_data", help="last bar to load (exclusive; date or ms)")
     p.add_argument("--start", help="virtual clock start (default: the first loaded bar's open)")
-    p.add_argument("--speed", type=float, default=1.0, help="virtual ms per wall ms (0 = clock frozen)")
+    p.add_argument("--speed", type=_speed, default=1.0, help="virtual ms per wall ms (0 = clock frozen)")
     p.add_argument("--seed", type=int, default=0, help="seed for --generate")
     p.add_argument("--host", default="127.0.0.1", help="bind address")
     p.add_argument("--port", type=_int_in(0, 65535), default=0, help="port (0 = any free port)")
-    p.add_argument("--updates-per-bar", type=int, default=1, help="in-progress kline updates per bar")
+    p.add_argument("--updates-per-bar", type=_int_in(0, 1000), default=1, help="in-progress kline updates per bar")
     p.add_argument("--ping-interval", type=float, default=20.0, help="server websocket ping period, s")
     p.add_argument("--protocol", choices=["binance", "bybit", "okx"], default="binance",
                    help="wire protocol to speak (the profile's exchange)")
