@@ -305,9 +305,10 @@ class Daemon:
                     self._checkpoint(last)
                 except sqlite3.Error as exc:  # e.g. disk full: the slices are committed
                     self._fail("checkpoint_failed", exc)
-            if cfg.export_dir is not None and cfg.export_every_s > 0 and self._failed is None:
+            if cfg.export_dir is not None and self._failed is None:
                 # The timer alone left a stopped daemon's export up to --export-every behind
-                # its journal (none at all for a shorter run): export what is committed.
+                # its journal (none at all for a shorter run, or with --export-every 0, which
+                # left --export-dir ignored): export what is committed.
                 try:
                     export_job(self.store, cfg.export_dir)
                 except OSError as exc:  # the state is committed; the export is a copy of it

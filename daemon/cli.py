@@ -160,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="override the profile's warm-up (>= 0 base bars)")
         sp.add_argument("--export-dir", type=Path, help="periodic fills.csv/.parquet export, and at the stop")
         sp.add_argument("--export-every", type=_off_or_period(secs), default=300.0,
-                        help=f"export period, s (0 = off, else >= {MIN_PERIOD_S:g})")
+                        help=f"export period, s (0 = only at the stop, else >= {MIN_PERIOD_S:g})")
         sp.add_argument("--heartbeat-every", type=_number(float, MIN_PERIOD_S, MAX_SECONDS),
                         default=30.0, help=f"heartbeat, s (>= {MIN_PERIOD_S:g})")
         sp.add_argument("--log-format", choices=["auto", "json", "pretty"],

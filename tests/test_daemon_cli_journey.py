@@ -209,12 +209,14 @@ def test_emulator_bad_input_is_one_line(tmp_path: Path, args, code: int, needle:
 
 
 @pytest.mark.timeout(120)
-def test_export_dir_holds_every_fill_once_the_daemon_stops(tmp_path: Path) -> None:
+@pytest.mark.parametrize("every", ["300", "0"])
+def test_export_dir_holds_every_fill_once_the_daemon_stops(tmp_path: Path, every: str) -> None:
     """``--export-dir out/ --export-every 300`` exported on the timer only: a daemon stopped
     (SIGTERM, or a replay that ended) left an export up to 300 s behind its journal — here
-    none at all. The export is written once more at the stop."""
+    none at all — and with ``--export-every 0`` --export-dir was ignored. The export is
+    written once more at the stop (0: only then)."""
     proc = subprocess.run(_replay(tmp_path, "--db", str(tmp_path / "r.sqlite"), "--export-dir",
-                                  str(tmp_path / "out"), "--export-every", "300"),
+                                  str(tmp_path / "out"), "--export-every", every),
                           capture_output=True, text=True, cwd=tmp_path, env=_env(tmp_path),
                           timeout=100)
     assert proc.returncode == 0, proc.stderr
