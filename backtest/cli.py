@@ -357,6 +357,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.run_id is not None and not args.run_id.strip():
         raise UsageError("--run-id is empty (a journal's missing run id reads as empty)")
+    if args.chart and args.no_report:  # the chart lives in report.html: it was ignored
+        raise UsageError("--chart draws into report.html, which --no-report skips; drop one")
     traded = args.symbols or profile.assets
     stray = [s for s in args.chart or () if s not in traded]
     if stray:  # the report dropped it silently and showed no asset chart at all

@@ -82,3 +82,16 @@ def test_features_out_must_be_a_parquet_name(tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "Parquet" in lines[0], proc.stderr
     assert not (tmp_path / "f.csv").exists()
+
+
+def test_chart_without_a_report_is_refused(tmp_path: Path) -> None:
+    """``run --chart ETH/USDT --no-report`` was accepted and the chart silently not drawn
+    (it lives in report.html): exit 2, one line, before any candle is read."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "tandem.backtest.cli", "run", "--data",
+                           str(tmp_path / "none"), "--chart", "ETH/USDT", "--no-report",
+                           "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "--no-report" in lines[0], proc.stderr
+    assert not (tmp_path / "out").exists()
