@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tandem.core.cliparser import OneLineParser
 from tandem.core.exiting import exit_fast
 from tandem.core.utc import ms_from_iso
 
@@ -131,7 +132,8 @@ def _add_data_args(p: argparse.ArgumentParser, *, dates: bool = True) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of ``tandem-backtest`` (also used to render ``--help``)."""
-    parser = argparse.ArgumentParser(
+    # One line on a bad option (the usage block came first, then the error).
+    parser = OneLineParser(
         prog="tandem-backtest",
         description="Backtest Tandem strategy profiles on stored candles with the same numba "
                     "core the paper-trading daemon runs.",
@@ -241,9 +243,13 @@ def _settings() -> Any:
     from tandem.core.settings import SettingsError, load_settings
 
     try:
-        return load_settings()
+        settings = load_settings()
     except SettingsError as exc:
         raise UsageError(str(exc)) from None
+    # TANDEM_NUMBA_CACHE_DIR was applied by the daemon only: the backtest compiled into the
+    # default folder whatever .env said. Before any kernel module is imported.
+    settings.apply_numba_cache_dir()
+    return settings
 
 
 def _profile(args: argparse.Namespace, settings: Any, *, mode: str | None = None,
@@ -367,6 +373,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.run_id is not None and not args.run_id.strip():
         raise UsageError("--run-id is empty (a journal's missing run id reads as empty)")
+    if args.chart and args.no_report:  # the chart lives in report.html: it was ignored
+        raise UsageError("--chart draws into report.html, which --no-report skips; drop one")
     traded = args.symbols or profile.assets
     stray = [s for s in args.chart or () if s not in traded]
     if stray:  # the report dropped it silently and showed no asset chart at all
@@ -504,6 +512,10 @@ def cmd_features(args: argparse.Namespace) -> int:
     profile = _profile(args, settings, warmup=args.warmup_bars)
     out = args.out or Path("runs") / f"{profile.name}-features.parquet"
     _check_out(out, folder=False)
+    if out.suffix.lower() not in (".parquet", ".pq"):
+        # `--out features.csv` got Parquet bytes under a .csv name, read as garbage later
+        raise UsageError(f"--out {out}: the feature matrix is written as Parquet; name the "
+                         "file .parquet")
     data = (args.data if args.data is not None else Path(settings.data_dir)).resolve()
     if out.resolve() == data or data in out.resolve().parents:
         # `--out` = the universe file (or a store's 1h.parquet) replaced the candles it read

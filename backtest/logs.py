@@ -10,17 +10,7 @@ import logging
 import sys
 
 import structlog
-
-
-def _current_stderr_logger(*_args: object) -> structlog.PrintLogger:
-    """A PrintLogger on whatever ``sys.stderr`` is *now*.
-
-    ``PrintLoggerFactory(file=sys.stderr)`` pins the stream object of the moment
-    ``configure_logging`` ran; when that stream is later closed (pytest's capture after the
-    test that ran the CLI; a redirected stderr), every later log line in the process raised
-    ``ValueError: I/O operation on closed file``, failing unrelated tests.
-    """
-    return structlog.PrintLogger(file=sys.stderr)
+from tandem.core.logsink import stderr_logger
 
 
 def configure_logging(level: str = "info", json: bool = False) -> None:
@@ -39,6 +29,6 @@ def configure_logging(level: str = "info", json: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=_current_stderr_logger,
+        logger_factory=stderr_logger,
         cache_logger_on_first_use=False,
     )

@@ -233,10 +233,13 @@ def load_window(
             + _coverage(candles, syms, tf)
             + " (pick another --from/--to, or a shorter --warmup-bars)"
         )
-    warm_avail = min(warm, int((start_ms - int(a.ts[0])) // base_ms)) if k0 > 0 else 0
+    # Counted up to the first tradable bar's open (--from rounded up to the grid, as the
+    # daemon does), not to --from: a --from of 00:30 left the 00:00 bar out of the count.
+    first_open = -(-start_ms // base_ms) * base_ms
+    warm_avail = min(warm, int((first_open - int(a.ts[0])) // base_ms)) if k0 > 0 else 0
     if warm_avail < warm:
         log.warning("warmup_short", wanted_bars=warm, available_bars=warm_avail,
-                    first_tradable=_iso(start_ms),
+                    first_tradable=_iso(first_open),
                     hint="ratings of the first bars differ from a fully warmed run")
     return Window(candles=a, symbols=syms, start_ms=start_ms, end_ms=end_ms, k0=k0,
                   warmup_bars=warm, warmup_available=warm_avail, base_ms=base_ms)

@@ -153,6 +153,7 @@ class Execution(_Strict):
     size_pct: float = Field(default=0.1, gt=0, le=1)
     risk_pct: float = Field(default=0.01, gt=0, le=1)
     long_short: bool = False
+    #: quote value below which a portfolio trade or a discrete entry is skipped (never an exit)
     min_trade_value: float = Field(default=10.0, ge=0)
 
 

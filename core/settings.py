@@ -70,7 +70,8 @@ class Settings(BaseModel):
     state_db: Path = Field(default=Path("state/tandem.sqlite"), description="daemon SQLite state")
     exchange_rest_url: str | None = Field(default=None, description="override ccxt urls.api.public")
     exchange_ws_url: str | None = Field(default=None, description="override ccxt urls.api.ws spot")
-    log_format: Literal["json", "console"] = "console"
+    #: auto = JSON lines when stderr is not a terminal (a service), console on one
+    log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     http_host: str = Field(default="127.0.0.1", min_length=1)
     http_port: int = Field(default=8080, ge=0, le=65535, description="0 = any free port")
@@ -164,6 +165,9 @@ def _env_settings() -> type[Settings]:
             # Non-TANDEM keys in .env belong to other tools (docker compose...): ignore them;
             # unknown TANDEM_* keys are rejected by load_settings instead.
             extra="ignore",
+            # .env.example's rule: an empty value means the default (TANDEM_LOG_LEVEL= was
+            # refused; TANDEM_STATE_DB= or TANDEM_DATA_DIR= became ".", the working folder).
+            env_ignore_empty=True,
             case_sensitive=False,
             frozen=True,
         )

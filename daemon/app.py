@@ -36,7 +36,7 @@ import ccxt
 from tandem.core import exiting
 from tandem.daemon.client import build_exchange
 from tandem.daemon.feeds import CandleFeed, FeedSupervisor
-from tandem.daemon.jobs import build_scheduler
+from tandem.daemon.jobs import build_scheduler, export_job
 from tandem.daemon.logconfig import get_logger
 from tandem.daemon.memory import defer_collection, release_memory, resume_collection
 from tandem.daemon.slices import Slice, SliceAssembler, make_slice
@@ -305,6 +305,14 @@ class Daemon:
                     self._checkpoint(last)
                 except sqlite3.Error as exc:  # e.g. disk full: the slices are committed
                     self._fail("checkpoint_failed", exc)
+            if cfg.export_dir is not None and self._failed is None:
+                # The timer alone left a stopped daemon's export up to --export-every behind
+                # its journal (none at all for a shorter run, or with --export-every 0, which
+                # left --export-dir ignored): export what is committed.
+                try:
+                    export_job(self.store, cfg.export_dir)
+                except OSError as exc:  # the state is committed; the export is a copy of it
+                    log.warning("export_failed", error=repr(exc))
             # fills_this_run: written by this process; fills_total: the whole journal (the
             # heartbeat's figure), so the two are never confused.
             log.info("daemon_stop", slices=self.slices_stepped,

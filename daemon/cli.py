@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from tandem.core.cliparser import OneLineParser
 from tandem.core.exiting import exit_fast
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -50,14 +51,6 @@ def one_blas_thread() -> None:
     Called before anything loads numpy or scipy: the libraries read these variables once."""
     for var in BLAS_THREAD_VARS:
         os.environ.setdefault(var, "1")
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with ONE line on a bad option (``error: …``, exit 2), like every other
-    error of this command: no usage block for a log collector to split."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _number(kind: type, lo: float, hi: float, *, lo_open: bool = False):
@@ -150,7 +143,7 @@ def _log_level(text: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="tandem-daemon", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="tandem-daemon", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
@@ -165,9 +158,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="reconnect a connection silent this many seconds (0 = off)")
         sp.add_argument("--warmup-bars", type=_number(int, 0, float("inf")),
                         help="override the profile's warm-up (>= 0 base bars)")
-        sp.add_argument("--export-dir", type=Path, help="periodic fills.csv/.parquet export")
+        sp.add_argument("--export-dir", type=Path, help="periodic fills.csv/.parquet export, and at the stop")
         sp.add_argument("--export-every", type=_off_or_period(secs), default=300.0,
-                        help=f"export period, s (0 = off, else >= {MIN_PERIOD_S:g})")
+                        help=f"export period, s (0 = only at the stop, else >= {MIN_PERIOD_S:g})")
         sp.add_argument("--heartbeat-every", type=_number(float, MIN_PERIOD_S, MAX_SECONDS),
                         default=30.0, help=f"heartbeat, s (>= {MIN_PERIOD_S:g})")
         sp.add_argument("--log-format", choices=["auto", "json", "pretty"],
@@ -181,8 +174,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--ws-url", type=_url(("ws", "wss"), "websocket URL"),
                      help="override TANDEM_EXCHANGE_WS_URL")
     run.add_argument("--http", action="store_true",
-                     help="serve /health, /metrics, /positions, /fills (tandem.daemon.ops; on by "
-                          "default, TANDEM_HTTP_ENABLED=false turns it off)")
+                     help="serve /health, /metrics, /positions, /fills and the dashboard "
+                          "(tandem.daemon.ops) even when TANDEM_HTTP_ENABLED=false; on by "
+                          "default")
 
     rep = sub.add_parser("replay", help="play stored history through the emulator and the "
                                         "live path (real ccxt.pro over 127.0.0.1)")
@@ -194,10 +188,10 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--from", dest="from_", type=_date,
                      help="first tradable bar (date or ms); default: first bar + warm-up")
     rep.add_argument("--to", type=_date, help="end (exclusive; date or ms); default: last bar")
-    rep.add_argument("--bars", type=_number(int, 1, MAX_SAMPLE_BARS), default=500,
-                     help="--sample: tradable bars to generate (plus the warm-up)")
-    rep.add_argument("--seed", type=_number(int, 0, 2**63 - 1), default=7,
-                     help="--sample: generator seed (>= 0)")
+    rep.add_argument("--bars", type=_number(int, 1, MAX_SAMPLE_BARS),
+                     help="--sample: tradable bars to generate (plus the warm-up; default 500)")
+    rep.add_argument("--seed", type=_number(int, 0, 2**63 - 1),
+                     help="--sample: generator seed (>= 0; default 7)")
     rep.add_argument("--speed", type=_number(float, 0, 1e9, lo_open=True),
                      help="play in wall time x speed (> 0; default: as fast as the live path "
                           "goes)")
@@ -381,7 +375,8 @@ def _serve(args) -> int:
     from tandem.core.manifest import ManifestError, load_manifest, resolve_manifest_path
     from tandem.daemon.logconfig import configure_logging
 
-    fmt = args.log_format or "auto"
+    # --log-format, else TANDEM_LOG_FORMAT (its "console" is this option's "pretty")
+    fmt = args.log_format or {"console": "pretty"}.get(settings.log_format, settings.log_format)
     configure_logging(fmt, args.log_level or settings.log_level)
     manifest_path = resolve_manifest_path(args.manifest, settings.manifest_path)
     try:
@@ -398,8 +393,20 @@ def _serve(args) -> int:
         check_venue(profile.exchange, profile.base_timeframe, profile.assets)
     except VenueError as exc:
         raise _UsageError(f"profile {profile.name!r}: {exc}") from None
+    if (args.cmd == "run" or args.http is not None) and args.grace is not None \
+            and args.grace >= settings.health_slice_lag_s:
+        # The settings refuse TANDEM_GRACE_PERIOD_S >= TANDEM_HEALTH_SLICE_LAG_S; --grace went
+        # around that: every slice waiting for a late asset turned /health degraded
+        # ("lagging slice") and sent a degraded notification while it was only waiting.
+        raise _UsageError(f"--grace {args.grace:g} must be below TANDEM_HEALTH_SLICE_LAG_S "
+                          f"({settings.health_slice_lag_s:g} s), or a slice waiting for late "
+                          "assets reads as lagging on /health; raise that setting too")
     if args.cmd == "run":
         _check_endpoints(args, settings, profile.exchange)
+    elif args.data is not None and (args.bars is not None or args.seed is not None):
+        # With --data they were ignored: `replay --data … --bars 100` replayed the whole file.
+        raise _UsageError("--bars/--seed apply to --sample only; with --data choose the bars "
+                          "with --from/--to")
     db = Path(args.db or settings.state_db) if args.cmd == "run" else _replay_db(args, settings, profile)
     for option in ("export_dir", "out"):
         _check_export_to(getattr(args, option, None), "--" + option.replace("_", "-"), db)
@@ -410,6 +417,8 @@ def _serve(args) -> int:
     try:
         if args.cmd == "run":
             _check_db(args.db or settings.state_db)
+            if args.http:  # the explicit flag wins over TANDEM_HTTP_ENABLED=false
+                settings = settings.model_copy(update={"http_enabled": True})
             ops = _build_ops(settings, args.db or settings.state_db)  # ops (issue 8)
             return asyncio.run(_run_live(args, settings, profile, ops))
         _check_db(_replay_db(args, settings, profile))
@@ -645,24 +654,29 @@ async def _run_replay(args, settings, profile, ops=None) -> int:
     else:
         day = 86_400_000
         start0 = (1_700_000_000_000 // day) * day
-        if warm + args.bars > MAX_SAMPLE_BARS:
-            raise _UsageError(f"--sample: {warm} warm-up + {args.bars} bars exceed "
+        bars = 500 if args.bars is None else args.bars
+        seed = 7 if args.seed is None else args.seed
+        if warm + bars > MAX_SAMPLE_BARS:
+            raise _UsageError(f"--sample: {warm} warm-up + {bars} bars exceed "
                               f"{MAX_SAMPLE_BARS} bars; pass a smaller --warmup-bars/--bars")
         market = MarketData.generate(profile.assets, profile.base_timeframe,
-                                     start=start0, n_bars=warm + args.bars, seed=args.seed)
+                                     start=start0, n_bars=warm + bars, seed=seed)
     first, data_end = market.first_ts, market.end_ts
     start_ts = start if start is not None else first + warm * tf
     # A --from before the data plays from the first bar (as the backtest trades from the
     # first bar at or after --from): the emulator has nothing to serve earlier.
-    start_ts = max((start_ts // tf) * tf, first)
-    end_ts = data_end if end is None else min((end // tf) * tf, data_end)
+    # Between two bar opens, --from and --to round UP, as the backtest reads them (the first
+    # bar at or after --from; the bars opening before --to): rounded down, a replay --from
+    # 00:30 traded the 00:00 bar the backtest does not, and the fills differed.
+    start_ts = max(-(-start_ts // tf) * tf, first)
+    end_ts = data_end if end is None else min(-(-end // tf) * tf, data_end)
     what = (f"--from {_iso(start_ts)}" if start is not None else
             f"the first tradable bar {_iso(start_ts)} (first bar {_iso(first)} + warm-up "
             f"of {warm} bars)")
     if end is not None and end <= first:
         raise _DataError(f"nothing to replay: --to {_iso(end)} is at or before the first bar "
                          f"of the data ({_iso(first)})")
-    if end is not None and (end // tf) * tf <= start_ts:
+    if end is not None and -(-end // tf) * tf <= start_ts:
         raise _DataError(f"nothing to replay: --to {_iso(end)} is at or before {what}")
     if start_ts >= end_ts:
         raise _DataError(f"nothing to replay: {what} is at or after the end of the data "
@@ -690,7 +704,7 @@ async def _run_replay(args, settings, profile, ops=None) -> int:
         out = args.out
         paths = export_fills(store, out) if out is not None else []
         status = store.status()
-        _print_summary(profile.name, fills, status, db, paths)
+        _print_summary(profile.name, fills, status, db, paths, store.slice_count(warmup=True))
     warm_have = min(warm, (start_ts - first) // tf)
     if warm_have < warm:
         # --from at or near the start of the data: the first tradable bar has fewer warm-up
@@ -725,11 +739,16 @@ def _check_resume(db: Path, profile, market, start_ts: int, end_ts: int) -> None
                           "resume; start with --fresh to discard it or pass another --db")
 
 
-def _print_summary(name: str, fills, status: dict, db: Path, paths: list[Path]) -> None:
+def _print_summary(name: str, fills, status: dict, db: Path, paths: list[Path],
+                   warm: int) -> None:
     from tandem.core.arrow_numpy import column_values
 
     n = len(fills)
-    lines = [f"replay of {name}: {status.get('slices', 0)} slices, {n} fills"]
+    total = status.get("slices", 0)
+    # The warm-up's slices are journaled too: "6224 slices" for --bars 200 read as 6224
+    # traded bars.
+    lines = [f"replay of {name}: {total} slices ({warm} warm-up, {total - warm} tradable), "
+             f"{n} fills"]
     if n:
         by = Counter(column_values(fills, "reason").tolist())
         lines.append("  fills by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(by.items())))

@@ -12,6 +12,7 @@ import sys
 from typing import Literal
 
 import structlog
+from tandem.core.logsink import stderr_logger
 
 LogFormat = Literal["auto", "json", "pretty"]
 
@@ -58,7 +59,7 @@ def _logger_factory(stream):
     """
     if stream is not None:
         return structlog.PrintLoggerFactory(file=stream)
-    return lambda *_args: structlog.PrintLogger(file=sys.stderr)
+    return stderr_logger
 
 
 def get_logger(name: str = "tandem.daemon") -> structlog.stdlib.BoundLogger:

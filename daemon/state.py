@@ -563,22 +563,30 @@ class StateStore:
     def positions(self) -> dict[str, float]:
         return {s: q for s, q in self.conn.execute("SELECT symbol, qty FROM positions")}
 
-    def slice_count(self) -> int:
-        return int(self.conn.execute("SELECT COUNT(*) FROM slices").fetchone()[0])
+    def slice_count(self, warmup: bool | None = None) -> int:
+        """Slices in the journal: all, or only the warm-up (True) or tradable (False) ones."""
+        if warmup is None:
+            return int(self.conn.execute("SELECT COUNT(*) FROM slices").fetchone()[0])
+        return int(self.conn.execute("SELECT COUNT(*) FROM slices WHERE warmup = ?",
+                                     (int(warmup),)).fetchone()[0])
 
     def fill_count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM fills").fetchone()[0])
 
     def status(self) -> dict[str, Any]:
         """A summary for ``tandem-daemon status``: times as ISO 8601 UTC (bar times ``t0``,
-        ``last_ts``, ``checkpoint_ts`` are bar opens; their ms values as ``<key>_ms``),
+        ``last_ts``, ``checkpoint_ts``, ``warmup_from``, ``warmup_to`` are bar opens; their ms
+        values as ``<key>_ms``),
         ``run_id`` the current (or last) session's, ``first_run_id`` the first one's."""
         meta: dict[str, Any] = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
         meta.pop("profile_json", None)
-        for key in ("t0", "last_ts", "checkpoint_ts"):
+        # warmup_from/warmup_to (the warm-up's bar range) were printed as raw ms strings
+        for key in ("t0", "last_ts", "checkpoint_ts", "warmup_from", "warmup_to"):
             if meta.get(key) is not None:
                 ms = self._meta_number(key, int)
                 meta[key], meta[f"{key}_ms"] = _iso(ms / 1000), ms
+        if meta.get("warmup_candles") is not None:
+            meta["warmup_candles"] = self._meta_number("warmup_candles", int)
         for key in ("created_at", "run_started_at"):
             if meta.get(key) is not None:
                 meta[key] = _iso(self._meta_number(key, float))

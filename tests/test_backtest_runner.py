@@ -55,6 +55,16 @@ def test_short_warmup_is_reported_not_hidden(setup):
     assert res.meta["warmup_bars_available"] == 4 * 24  # only four days exist before --from
 
 
+def test_short_warmup_counts_bars_before_the_first_tradable_one(setup):
+    """--from between two bar opens: the first tradable bar is the next open (00:00 + 1 h),
+    and the warm-up available is every bar before it. It was counted up to --from itself,
+    one bar short (stats.json's warmup_bars_available 96 for 97 bars), as the log said."""
+    prof, src = setup
+    res = run_backtest(prof, src, "2024-01-05T00:30", None, symbols=SYMS, report=False)
+    assert res.meta["first_tradable_bar"] == "2024-01-05T01:00:00+00:00"
+    assert res.meta["warmup_bars_available"] == 4 * 24 + 1
+
+
 def test_overrides_are_validated():
     from tandem.core.manifest import load_manifest
 

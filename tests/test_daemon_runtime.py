@@ -375,6 +375,20 @@ def test_status_shows_the_current_run_and_iso_times(tmp_path):
     assert doc["run_id"] == "run-2" and doc["t0"] == "2023-11-14T22:14:00Z"
 
 
+def test_status_shows_the_warmup_range_as_iso_times_too(tmp_path):
+    """README: status shows ISO times. The warm-up range came out as raw ms strings
+    ("warmup_from": "1600819200000") next to ISO t0/last_ts, and its count as a string."""
+    with StateStore(tmp_path / "s.sqlite") as st:
+        st.bind_profile("p", {"x": 1}, "run-1")
+        for key, value in {"warmup_from": 1_600_819_200_000, "warmup_to": 1_622_505_600_000,
+                           "warmup_candles": 87_140}.items():
+            st.set_meta(key, value)
+        status = st.status()
+    assert status["warmup_from"] == "2020-09-23T00:00:00Z"
+    assert status["warmup_from_ms"] == 1_600_819_200_000
+    assert status["warmup_to"] == "2021-06-01T00:00:00Z" and status["warmup_candles"] == 87_140
+
+
 # ------------------------------------------- item 14: websocket down, REST up
 
 

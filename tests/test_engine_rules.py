@@ -233,6 +233,26 @@ def test_unfundable_entries_are_skipped_in_asset_order() -> None:
     ]
 
 
+def test_discrete_entry_below_min_trade_value_is_skipped() -> None:
+    """execution.min_trade_value held for portfolio trades only: in discrete mode it was
+    accepted and ignored (a profile with 2,000 traded entries of 1,000 as before). Entries
+    of 10 % of 1,000 = 100 quote: a minimum of 150 skips them (as an unfundable entry is
+    skipped, the level retries later), 100 (equality) and 50 let them through. Exits are
+    never held back by it: a position can always be closed."""
+    bars = [FLAT, FLAT, FLAT]
+    for minimum, entered in ((150.0, False), (100.0, True), (50.0, True)):
+        cfg = EngineConfig(fee_rate=0, size_pct=0.1, initial_cash=1000.0, min_trade_value=minimum)
+        res = run(cfg, bars, [1, 1, 1])
+        assert list(res.fills["reason"]) == (["entry"] if entered else []), minimum
+    cfg = EngineConfig(fee_rate=0, size_pct=0.5, initial_cash=1000.0, min_trade_value=400.0)
+    bars = np.array([[FLAT, FLAT], [FLAT, FLAT], [(50.0,) * 4, FLAT]])
+    res = run(cfg, bars, [[1, 0], [1, 1], [-1, 1]], symbols=("A", "B"))
+    # bar 0: A 500 >= 400 enters; bar 1: B 50 % of 1,000 = 500 enters; bar 2: A exits at
+    # 50 (a 250 sale, below the minimum: exits are never held back)
+    assert list(zip(res.fills["symbol"], res.fills["reason"], strict=True)) == [
+        ("A", "entry"), ("B", "entry"), ("A", "exit")]
+
+
 def test_missing_bar_does_nothing_and_keeps_valuation() -> None:
     cfg = EngineConfig(stop_loss_pct=0.05, fee_rate=0, size_pct=1.0, initial_cash=1000.0)
     bars = [FLAT, (NAN, NAN, NAN, NAN), (100, 100, 99, 100)]

@@ -538,3 +538,15 @@ def test_warmup_span_limit(doc: dict, bars: int) -> None:
     assert "field 'warmup_bars': " in msg and "span more than 20 years; at most 175320" in msg and len(msg) < 300, msg
     raw["warmup_bars"] = 175_320
     assert parse_manifest({"profiles": {P: raw}}).profile(P).warmup == 175_320
+
+
+def test_readme_states_the_warmup_cap_the_check_applies() -> None:
+    # README said "at most 100 years" in one place and "20 years" in another; the check is
+    # MAX_WARMUP_SPAN_MS, so every cap the README states must be that one.
+    import re
+
+    from tandem.core.manifest import MAX_WARMUP_SPAN_MS
+
+    text = " ".join((REPO_ROOT / "README.md").read_text(encoding="utf-8").split())
+    caps = {int(n) for n in re.findall(r"at most (\d+) years of base bars", text)}
+    assert caps == {round(MAX_WARMUP_SPAN_MS / (365.25 * 86_400_000))}

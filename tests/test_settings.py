@@ -80,7 +80,6 @@ MALFORMED = [
     # a port out of range passed, then failed at run time (exit 1, "run failed")
     ("TANDEM_EXCHANGE_REST_URL", "http://127.0.0.1:70000/api/v3", "TANDEM_EXCHANGE_REST_URL"),
     ("TANDEM_EXCHANGE_WS_URL", "ws://127.0.0.1:port/ws", "TANDEM_EXCHANGE_WS_URL"),
-    ("TANDEM_HTTP_HOST", "", "TANDEM_HTTP_HOST"),
 ]
 
 
@@ -217,3 +216,17 @@ def test_unknown_variable_in_the_environment_is_named(monkeypatch) -> None:
         load_settings(env_file=None)
     assert info.value.variable == "TANDEM_HTTP_TOKN" and "in the environment" in str(info.value)
     assert "s3cr3t" not in str(info.value)
+
+
+@pytest.mark.parametrize("field", sorted(Settings.model_fields))
+def test_empty_value_means_the_default(tmp_path: Path, monkeypatch, field: str) -> None:
+    """.env.example: "Empty value = default/none". Most variables refused an empty value
+    instead (TANDEM_LOG_LEVEL=, TANDEM_HTTP_PORT=), and the path ones took it as ``.``:
+    TANDEM_STATE_DB= was "a folder", TANDEM_DATA_DIR= made the working directory the store."""
+    var = "TANDEM_" + field.upper()
+    monkeypatch.setenv(var, "")
+    assert load_settings(env_file=None) == Settings()
+    monkeypatch.delenv(var)
+    env = tmp_path / ".env"
+    env.write_text(f"{var}=\n")
+    assert load_settings(env_file=env) == Settings()

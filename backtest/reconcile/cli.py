@@ -200,7 +200,9 @@ def candles_from_source(args: argparse.Namespace, timeframe: str | None = None) 
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (``python -m tandem.backtest.reconcile.cli reconcile ...``)."""
-    parser = argparse.ArgumentParser(prog="tandem-reconcile")
+    from tandem.core.cliparser import OneLineParser
+
+    parser = OneLineParser(prog="tandem-reconcile")
     sub = parser.add_subparsers(dest="command", required=True)
     register_reconcile(sub)
     register_fingerprints(sub)

@@ -319,8 +319,10 @@ def discrete_signals_nb(params, astate, pstate, ts, c, sig, fills, n):
             break
         price = c[i] * (1.0 + slip * direction)
         qty, spend = entry_qty_nb(params, equity, price)
-        # Unfundable entries are skipped (not shrunk); equality counts as fundable.
-        if not (qty > 0.0) or spend > pstate[S_CASH]:
+        # Unfundable entries are skipped (not shrunk); equality counts as fundable. So is
+        # an entry below min_trade_value (once applied to portfolio trades only, the
+        # setting was silently ignored here); exits are never held back by it.
+        if not (qty > 0.0) or spend > pstate[S_CASH] or qty * price < params[P_MIN_TRADE]:
             continue
         notional = qty * price
         fee = notional * fee_rate

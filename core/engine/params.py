@@ -27,7 +27,7 @@ P_SIZE_PCT = 9  # fraction of equity per entry (fraction sizing)
 P_RISK_PCT = 10  # fraction of equity lost at the stop (risk sizing)
 P_LONG_SHORT = 11  # 1.0 / 0.0
 P_MAX_WEIGHT = 12  # portfolio weight cap
-P_MIN_TRADE = 13  # portfolio: minimum |trade value| in quote
+P_MIN_TRADE = 13  # minimum |trade value| in quote: portfolio trades, discrete entries
 P_INITIAL_CASH = 14
 N_PARAMS = 15
 

@@ -20,17 +20,48 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import signal
 import sys
 
 import structlog
+from tandem.core.cliparser import OneLineParser
 from tandem.core.store import CandleStoreError, open_candles, to_ms
 from tandem.daemon.emulator.market import MarketData
 from tandem.daemon.emulator.server import Emulator
 
 
+def _int_in(lo: int, hi: int):
+    """argparse type: an integer in [lo, hi] (``--port 99999`` was an OverflowError
+    traceback from bind(), ``--generate 0`` a numpy concatenation message)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text[:40]!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"must be in {lo}..{hi}, got {v}")
+        return v
+
+    return parse
+
+
+def _speed(text: str) -> float:
+    """argparse type: a finite speed >= 0 (``--speed -5`` or ``nan`` froze the clock as 0
+    does, silently)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+    if not (v >= 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (0 = clock frozen), "
+                                         f"got {text[:40]}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m tandem.daemon.emulator",
         description="Exchange emulator (Binance spot by default; --protocol bybit|okx): REST "
         "markets, klines and time, and websocket kline streams replaying candles on a "
@@ -39,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", help="candle store folder, folder of CSVs, or universe .parquet")
-    src.add_argument("--generate", type=int, metavar="N_BARS", help="play N seeded random-walk bars")
+    src.add_argument("--generate", type=_int_in(1, 10_000_000), metavar="N_BARS", help="play N seeded random-walk bars")
     p.add_argument("--symbols", required=True, help="comma-separated ccxt symbols, e.g. BTC/USDT,ETH/USDT")
     p.add_argument("--timeframe", default="1h", help="base timeframe of the played candles")
     p.add_argument("--exchange", default=None,
@@ -47,11 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="start_data", help="first bar to load (inclusive; date or ms)")
     p.add_argument("--to", dest="end_data", help="last bar to load (exclusive; date or ms)")
     p.add_argument("--start", help="virtual clock start (default: the first loaded bar's open)")
-    p.add_argument("--speed", type=float, default=1.0, help="virtual ms per wall ms (0 = clock frozen)")
+    p.add_argument("--speed", type=_speed, default=1.0, help="virtual ms per wall ms (0 = clock frozen)")
     p.add_argument("--seed", type=int, default=0, help="seed for --generate")
     p.add_argument("--host", default="127.0.0.1", help="bind address")
-    p.add_argument("--port", type=int, default=0, help="port (0 = any free port)")
-    p.add_argument("--updates-per-bar", type=int, default=1, help="in-progress kline updates per bar")
+    p.add_argument("--port", type=_int_in(0, 65535), default=0, help="port (0 = any free port)")
+    p.add_argument("--updates-per-bar", type=_int_in(0, 1000), default=1, help="in-progress kline updates per bar")
     p.add_argument("--ping-interval", type=float, default=20.0, help="server websocket ping period, s")
     p.add_argument("--protocol", choices=["binance", "bybit", "okx"], default="binance",
                    help="wire protocol to speak (the profile's exchange)")
@@ -119,8 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     # stdout carries the URLs (scripts parse it); logs go to stderr.
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     try:
+        if args.start:  # checked before anything listens (was a pandas traceback)
+            try:
+                to_ms(args.start)
+            except ValueError as exc:
+                raise ValueError(f"--start {args.start[:40]!r}: {exc}") from None
         market = load_market(args)
-    except (CandleStoreError, ValueError) as exc:
+    except CandleStoreError as exc:  # no such path, corrupt file, no candles: data (1)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # a bad date or timeframe: usage (2)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     asyncio.run(serve(args, market))
