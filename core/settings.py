@@ -29,6 +29,12 @@ from tandem.core.quoting import clip, quote
 ENV_PREFIX = "TANDEM_"
 # TANDEM_* variables that belong to other parts of the project, not to Settings.
 FOREIGN_VARIABLES = frozenset({"TANDEM_TEST_DATA", "TANDEM_WARMUP"})
+#: ``TANDEM_WARMUP`` (read by :mod:`tandem.core.warmup`): its words, by meaning.
+WARMUP_WORDS: dict[str, tuple[str, ...]] = {
+    "never": ("0", "false", "no", "off", "never"),
+    "always": ("1", "true", "yes", "on", "always"),
+    "auto": ("", "auto"),
+}
 #: A .env is a few dozen lines; anything this big is the wrong file.
 MAX_ENV_FILE_BYTES = 1024 * 1024
 
@@ -233,6 +239,33 @@ def _reject_unknown(env_file: str | Path | None, overrides: dict[str, Any]) -> N
                                 variable=up)
 
 
+def warmup_mode(value: str | None) -> str:
+    """``never``, ``always`` or ``auto`` for a ``TANDEM_WARMUP`` value (None: unset);
+    ValueError for any other word (a typo was taken silently as ``auto``)."""
+    word = (value or "").strip().lower()
+    for meaning, words in WARMUP_WORDS.items():
+        if word in words:
+            return meaning
+    raise ValueError(f"{ENV_PREFIX}WARMUP must be one of 0/1/auto (or never/always), got "
+                     f"{quote(value)}")
+
+
+def _check_foreign(env_file: str | Path | None) -> None:
+    """The variables other parts read from the environment, checked with the rest."""
+    try:
+        warmup_mode(os.environ.get(ENV_PREFIX + "WARMUP"))
+    except ValueError as exc:
+        raise SettingsError(f"settings: {exc}", variable=ENV_PREFIX + "WARMUP") from None
+    if env_file is not None and Path(env_file).is_file():
+        from dotenv import dotenv_values
+
+        for key in dotenv_values(env_file):
+            if key.upper() == ENV_PREFIX + "WARMUP":  # read from the environment only
+                raise SettingsError(f"settings: {key} (in {env_file}): set it in the "
+                                    "environment; the .env is not read for it",
+                                    variable=key.upper())
+
+
 def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
     """Build :class:`Settings` from env, ``env_file`` and ``overrides`` (highest priority).
 
@@ -240,6 +273,7 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
     """
     _check_env_file(env_file)
     _reject_unknown(env_file, overrides)
+    _check_foreign(env_file)
     try:
         if _nothing_to_read(env_file):
             return Settings(**overrides)

@@ -85,13 +85,15 @@ _BARS = 3  # bars of the dummy inputs: enough for every code path to be typed
 
 
 def mode() -> str:
-    """``never``, ``always`` or ``auto``, from ``TANDEM_WARMUP``."""
-    value = os.environ.get(ENV_SWITCH, "auto").strip().lower()
-    if value in ("0", "false", "no", "off", "never"):
-        return "never"
-    if value in ("1", "true", "yes", "on", "always"):
-        return "always"
-    return "auto"
+    """``never``, ``always`` or ``auto``, from ``TANDEM_WARMUP`` (the commands refuse any
+    other word with their settings, :func:`tandem.core.settings.load_settings`; here it
+    reads as ``auto``)."""
+    from tandem.core.settings import warmup_mode
+
+    try:
+        return warmup_mode(os.environ.get(ENV_SWITCH))
+    except ValueError:
+        return "auto"
 
 
 def usable_cpus() -> int:

@@ -230,3 +230,23 @@ def test_empty_value_means_the_default(tmp_path: Path, monkeypatch, field: str) 
     env = tmp_path / ".env"
     env.write_text(f"{var}=\n")
     assert load_settings(env_file=env) == Settings()
+
+
+def test_warmup_switch_is_checked_with_the_settings(tmp_path: Path, monkeypatch) -> None:
+    """``TANDEM_WARMUP=garbage`` read as ``auto`` without a word, and in a .env it was never
+    read at all (core.warmup reads the environment): both are one-line errors now."""
+    from tandem.core import warmup
+
+    monkeypatch.chdir(tmp_path)
+    for value, meaning in (("0", "never"), ("ALWAYS", "always"), ("", "auto"), (" auto", "auto")):
+        monkeypatch.setenv("TANDEM_WARMUP", value)
+        load_settings(env_file=None)
+        assert warmup.mode() == meaning
+    monkeypatch.setenv("TANDEM_WARMUP", "of")
+    with pytest.raises(SettingsError, match="TANDEM_WARMUP must be one of") as err:
+        load_settings(env_file=None)
+    assert err.value.variable == "TANDEM_WARMUP"
+    monkeypatch.delenv("TANDEM_WARMUP")
+    (tmp_path / ".env").write_text("TANDEM_WARMUP=0\n")
+    with pytest.raises(SettingsError, match="set it in the environment"):
+        load_settings(env_file=tmp_path / ".env")
