@@ -493,7 +493,11 @@ def cmd_lookahead(args: argparse.Namespace) -> int:
     print(report.summary())
     if args.warmup_lengths:
         lengths = sorted({min(x, w.k0) for x in args.warmup_lengths} | {w.k0})
-        print(f"\nwarm-up sensitivity (from the first tradable bar on, vs {w.k0} warm-up bars):")
+        # Lengths count the bars loaded before the first tradable one (rows); `run` reports
+        # bar periods, which count the gaps too: both are printed, or they seemed to disagree.
+        print(f"\nwarm-up sensitivity (from the first tradable bar on, vs the {w.k0} bars "
+              f"loaded before it; {w.warmup_available} bar periods with the gaps, as `run` "
+              "reports them):")
         for rec in warmup_sensitivity(profile, a.ts, *prices, w.k0, lengths, symbols=w.symbols):
             diffs = "  ".join(f"max|Δ| {tf} {rec[f'max_diff_{tf}']:.4f} (NaN {rec[f'nan_{tf}']})"
                               for tf in profile.timeframes)

@@ -349,3 +349,18 @@ def test_run_into_a_closed_pipe_finishes_quietly(csv_dir, tmp_path):
                               timeout=300)
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert json.loads((out / "stats.json").read_text())["n_fills"] > 0
+
+
+def test_warmup_sensitivity_says_rows_and_bar_periods(tmp_path, capsys):
+    """``lookahead --warmup-lengths`` counted the warm-up in bars loaded (rows) and ``run``
+    in bar periods: on data with a gap they printed two numbers for one warm-up. Both now."""
+    candles = generate_candles(SYMS[:2], start="2024-01-01", n_bars=N_BARS, seed=3)
+    gap = {s: df.drop(index=df.index[200:212]) for s, df in candles.items()}  # 12 bars out
+    write_csv_folder(gap, tmp_path / "c")
+    common = ["--profile", "crypto_rating_all", "--data", str(tmp_path / "c"), "--symbols",
+              ",".join(SYMS[:2]), "--from", FROM, "--to", TO, "--warmup-bars", str(WARMUP)]
+    assert main(["lookahead", *common, "--cuts", "2", "--warmup-lengths", "500"]) == 0
+    out = capsys.readouterr().out
+    assert f"vs the {WARMUP - 12} bars loaded before it; {WARMUP} bar periods" in out, out
+    assert main(["run", *common, "--out", str(tmp_path / "r"), "--no-report"]) == 0
+    assert json.loads((tmp_path / "r" / "stats.json").read_text())["warmup_bars_available"] == WARMUP
