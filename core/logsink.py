@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import structlog
+from tandem.core.stdout import to_devnull
 
 
 class PipeSafeLogger(structlog.PrintLogger):
@@ -20,9 +20,7 @@ class PipeSafeLogger(structlog.PrintLogger):
         try:
             super().msg(message)
         except BrokenPipeError:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stderr.fileno())
-            os.close(devnull)
+            to_devnull(sys.stderr)
 
     log = debug = info = warn = warning = msg
     fatal = failure = err = error = critical = exception = msg

@@ -16,6 +16,23 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 
+def to_devnull(stream: TextIO) -> None:
+    """Point ``stream``'s file descriptor at /dev/null: what it still buffers, and what is
+    written to it later (also Python's flush at exit, which would print "Exception ignored
+    ... BrokenPipeError"), goes nowhere. Nothing happens to a stream without a descriptor
+    (a test's buffer)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(devnull, stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+    finally:
+        os.close(devnull)
+
+
 class _ReaderMayLeave:
     """A text stream whose writes are dropped once its reader has closed the pipe."""
 
@@ -40,12 +57,7 @@ class _ReaderMayLeave:
 
     def _reader_left(self) -> None:
         self._gone = True
-        try:
-            # What the stream still buffers goes to /dev/null, also at interpreter exit
-            # (whose flush would print "Exception ignored ... BrokenPipeError").
-            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
-        except (OSError, ValueError, AttributeError):  # not a file descriptor (a test's buffer)
-            pass
+        to_devnull(self._stream)
 
     def __getattr__(self, name: str) -> Any:  # isatty, encoding, fileno, buffer, ...
         return getattr(self._stream, name)
