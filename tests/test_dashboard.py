@@ -420,3 +420,45 @@ async def test_replay_serves_the_dashboard_while_it_runs(tmp_path):
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_drawdown_and_change_count_from_the_initial_cash(tmp_path):
+    """An entry on the first trading slice pays its fee: equity starts below the initial
+    cash. The page's max drawdown and "since start" count from the initial cash, as the
+    backtest's stats do (tandem.backtest.stats.drawdown with initial_cash), both live and
+    rebuilt from the journal by a restarted dashboard."""
+    from tandem.backtest.stats import drawdown
+    from tandem.daemon.state import ClosedCandle, StateStore
+
+    cfg = EngineConfig(size_pct=0.5, fee_rate=0.005, slippage_bps=0.0)
+    eng = Engine(cfg, ["X/USDT"], profile="p", run_id="r", source="paper")
+    hub = DashboardHub(health=Health(), metrics=Metrics())
+    hub.attach(SimpleNamespace(stepper=SimpleNamespace(engine=eng), live=True))
+    one = lambda v: np.array([v], dtype=float)  # noqa: E731
+    db = tmp_path / "s.sqlite"
+    closes = [100.0, 100.5, 101.0]
+    values = []
+    with StateStore(db) as st:
+        st.bind_profile("p", json.dumps({"base_timeframe": "1m",
+                                         "initial_cash": cfg.initial_cash}), "r")
+        for k, c in enumerate(closes):
+            ts = (k + 1) * TF_MS
+            fills = eng.step(ts, one(c), one(c), one(c), one(c), one(1))
+            rows = fills.to_dict("records")
+            candle = ClosedCandle("X/USDT", ts - TF_MS, c, c, c, c, 1.0)
+            pos = {"X/USDT": float(eng.astate[0, 0])}
+            st.commit_slice(ts - TF_MS, [candle], [], rows, pos, warmup=False)
+            hub.on_slice(ts, 0.001, rows)
+            values.append(eng.equity())
+    want = float(np.min(drawdown(np.array(values), cfg.initial_cash)))
+    assert want < 0  # the first slice's fee
+    live = hub.equity.to_dict()
+    assert live["max_drawdown"] == pytest.approx(want, rel=1e-12)
+    assert live["start"] == cfg.initial_cash
+    fresh = DashboardHub(health=Health(), metrics=Metrics(),
+                         provider=lambda: SqliteStateProvider(db))
+    await fresh.seed_history()
+    rebuilt = fresh.equity.to_dict()
+    assert [p[1] for p in rebuilt["points"]] == pytest.approx(values, rel=1e-12)
+    assert rebuilt["max_drawdown"] == pytest.approx(want, rel=1e-12)
+    assert rebuilt["start"] == cfg.initial_cash
