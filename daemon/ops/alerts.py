@@ -324,9 +324,13 @@ class Alerts:
             self.enqueue(await asyncio.to_thread(self.daily_summary))
 
     def daily_summary(self, now_ms: int | None = None) -> Message:
-        """The last 24 h from the journal (read-only) and the engine's equity now."""
+        """The UTC day that ended at the last midnight, from the journal (read-only), and
+        the engine's equity now. The window is the calendar day, not "the last 24 h": a job
+        run late (a busy loop) neither counts the new day's bars twice nor names the new day.
+        Fill ``ts`` is the bar's close, so the bar closing at 00:00 is the old day's last."""
         now_ms = int(time.time() * 1000) if now_ms is None else int(now_ms)
-        since = now_ms - 86_400_000
+        end = now_ms // 86_400_000 * 86_400_000
+        since = end - 86_400_000
         by_reason: dict[str, int] = {}
         fees = 0.0
         if self.db_path is not None and self.db_path.exists():
@@ -334,13 +338,14 @@ class Alerts:
                                    timeout=5.0)
             try:
                 for reason, n, fee in conn.execute(
-                        "SELECT reason, COUNT(*), SUM(fee) FROM fills WHERE ts > ? "
-                        "GROUP BY reason", (since,)):
+                        "SELECT reason, COUNT(*), SUM(fee) FROM fills WHERE ts > ? AND ts <= ? "
+                        "GROUP BY reason", (since, end)):
                     by_reason[str(reason)] = int(n)
                     fees += float(fee or 0.0)
             finally:
                 conn.close()
-        lines = [f"Fills in the last 24 h: {sum(by_reason.values())}"]
+        day = datetime.fromtimestamp(since / 1000, UTC).strftime("%Y-%m-%d")
+        lines = [f"Fills on {day} (UTC): {sum(by_reason.values())}"]
         lines += [f"  {_REASONS.get(r, r)}: {n}" for r, n in sorted(by_reason.items())]
         lines.append(f"Fees: {_fmt_num(fees, 6)}")
         engine = getattr(getattr(self.daemon, "stepper", None), "engine", None)
@@ -353,7 +358,6 @@ class Alerts:
             report = self.health.evaluate()
             lines.append(f"Health: {report.status}"
                          + (f" ({'; '.join(report.reasons)})" if report.reasons else ""))
-        day = datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%Y-%m-%d")
         return Message(f"Tandem daily summary {day}", "\n".join(lines), "info")
 
     def _emit(self, event: str, **fields: Any) -> None:
