@@ -328,3 +328,21 @@ async def test_daily_summary_is_the_utc_day_that_just_ended(tmp_path):
         msg = alerts.daily_summary(now_ms=3 * day + late_ms)
         assert msg.title == "Tandem daily summary 1970-01-03"
         assert "Fills on 1970-01-03 (UTC): 2" in msg.body
+
+
+def test_fill_message_numbers_are_the_fills_numbers():
+    """A memecoin entry (81 million units at 0.0000123): quantity, price, fee, position and
+    cash in the message equal the journal row's to 1e-9, none rounded to 6 digits."""
+    import re
+
+    row = dict(ts=1_700_000_000_000, profile="p", symbol="PEPE/USDT", side="buy",
+               qty=81_037_277.1534, price=1.2340567e-05, fee=1.00001234, reason="entry",
+               position_after=81_037_277.1534, cash_after=9_000.123456789)
+    body = format_fills([row]).body
+    m = re.search(r"BUY (\S+) PEPE/USDT @ (\S+) \(fee (\S+); position after (\S+)\)", body)
+    assert m, body
+    num = lambda s: float(s.replace(",", ""))  # noqa: E731
+    for got, key in zip(m.groups(), ("qty", "price", "fee", "position_after"), strict=True):
+        assert num(got) == pytest.approx(row[key], rel=1e-9), (key, got)
+    cash = body.rsplit("Cash after: ", 1)[1].strip()
+    assert num(cash) == pytest.approx(row["cash_after"], rel=1e-9)

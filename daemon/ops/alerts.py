@@ -99,7 +99,9 @@ def validate_urls(urls: Sequence[SecretStr]) -> None:
                 f"(scheme {_scheme(url)!r}) is not a URL Apprise supports")
 
 
-def _fmt_num(v: Any, digits: int = 6) -> str:
+def _fmt_num(v: Any, digits: int = 10) -> str:
+    # 10 significant digits: a person can match the message to the journal row (6 turned
+    # 81,037,277 units into 8.10373e+07 and a 1.00001 fee into 1).
     try:
         return f"{float(v):,.{digits}g}"
     except (TypeError, ValueError):
@@ -119,9 +121,9 @@ def format_fills(rows: Sequence[Mapping[str, Any]]) -> Message:
     for r in rows:
         lines.append(
             f"{_REASONS.get(str(r['reason']), r['reason'])}: {str(r['side']).upper()} "
-            f"{_fmt_num(r['qty'])} {r['symbol']} @ {_fmt_num(r['price'], 8)} "
-            f"(fee {_fmt_num(r['fee'], 4)}; position after {_fmt_num(r['position_after'])})")
-    lines.append(f"Cash after: {_fmt_num(rows[-1]['cash_after'], 10)}")
+            f"{_fmt_num(r['qty'])} {r['symbol']} @ {_fmt_num(r['price'])} "
+            f"(fee {_fmt_num(r['fee'])}; position after {_fmt_num(r['position_after'])})")
+    lines.append(f"Cash after: {_fmt_num(rows[-1]['cash_after'])}")
     stops = {"stop_loss", "trailing_stop"}
     kind = "warning" if stops & set(reasons) else ("success" if "take_profit" in reasons
                                                    else "info")
@@ -347,7 +349,7 @@ class Alerts:
         day = datetime.fromtimestamp(since / 1000, UTC).strftime("%Y-%m-%d")
         lines = [f"Fills on {day} (UTC): {sum(by_reason.values())}"]
         lines += [f"  {_REASONS.get(r, r)}: {n}" for r, n in sorted(by_reason.items())]
-        lines.append(f"Fees: {_fmt_num(fees, 6)}")
+        lines.append(f"Fees: {_fmt_num(fees)}")
         engine = getattr(getattr(self.daemon, "stepper", None), "engine", None)
         if engine is not None:
             with contextlib.suppress(Exception):
