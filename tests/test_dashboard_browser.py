@@ -113,7 +113,8 @@ async def test_page_renders_and_shows_replay_fills_within_2s(tmp_path):
 
 async def test_positions_of_a_small_price_asset_show_their_levels():
     """A coin priced 0.0000x (PEPE-like): the page's entry, last, SL/TP and trailing cells
-    are the engine's own levels (``open_levels``), not 0.0000, long and short."""
+    are the engine's own levels (``open_levels``), not 0.0000, long and short; the slice
+    latency is named for what it measures."""
     from types import SimpleNamespace
 
     import numpy as np
@@ -134,6 +135,9 @@ async def test_positions_of_a_small_price_asset_show_their_levels():
     health.set_phase("live")
     hub = DashboardHub(health=health, metrics=metrics)
     hub.attach(SimpleNamespace(stepper=SimpleNamespace(engine=eng), live=True))
+    # what Ops passes: the seconds from the slice's step start to its commit, not from the
+    # bar's close (the wait for every asset's candle and the grace come before the step)
+    hub.on_slice(120_000, 0.0042)
     srv = OpsServer(metrics=metrics, health=health, provider=None, host="127.0.0.1", port=0,
                     token=None, dashboard=hub)
     await srv.start()
@@ -144,10 +148,12 @@ async def test_positions_of_a_small_price_asset_show_their_levels():
             rows = await page.eval(
                 "Array.from(document.querySelectorAll('#positions tbody tr'))"
                 ".map(tr => Array.from(tr.cells).map(td => td.textContent))")
+            info = await page.eval("document.getElementById('slice-info').textContent")
             errors = list(page.errors)
     finally:
         await srv.stop()
     assert not errors, errors
+    assert info.startswith("step+commit 4.20 ms"), info
     assert len(rows) == 2
     for cells in rows:
         lv = levels[cells[0]]

@@ -27,7 +27,8 @@ What a snapshot shows and where it comes from:
 * feed health — age of the last websocket update, reconnects, backfills (the feeds'
   counters), late and missing candles per asset (the ``late`` and ``slices`` tables,
   counted incrementally);
-* slice lag (``Health.slice_lag_s``) and the last close-to-commit latency;
+* slice lag (``Health.slice_lag_s``) and the last slice's step-to-commit time (after its
+  candles arrived: the wait for them is the lag);
 * the core assets' MTF ratings, labelled per RATINGS.md by :func:`tandem.core.ratings.label_of`.
 
 Everything is read-only: no route changes trading state.

@@ -183,7 +183,7 @@
     const sl = s.slice || {};
     $("slice-ts").textContent = sl.last_ts_close ? utc(sl.last_ts_close).slice(5) : "–";
     $("slice-info").textContent = sl.last_latency_ms !== null && sl.last_latency_ms !== undefined
-      ? `close→commit ${fmt(sl.last_latency_ms, 2)} ms · ${sl.slices} slices` : "";
+      ? `step+commit ${fmt(sl.last_latency_ms, 2)} ms · ${sl.slices} slices` : "";
     $("slice-lag").textContent = fmt(sl.lag_s, 1) + " s";
     $("slice-pending").textContent = (sl.pending || 0) + " pending";
     renderChart(eq);
