@@ -462,3 +462,42 @@ async def test_drawdown_and_change_count_from_the_initial_cash(tmp_path):
     assert [p[1] for p in rebuilt["points"]] == pytest.approx(values, rel=1e-12)
     assert rebuilt["max_drawdown"] == pytest.approx(want, rel=1e-12)
     assert rebuilt["start"] == cfg.initial_cash
+
+
+def test_missing_candles_count_every_slice_committed_during_a_read(tmp_path, monkeypatch):
+    """The feed table's "missing" counts are incremental: a slice with missing assets
+    committed while the page reads the journal (between two of its queries) must be counted
+    on the next read, not skipped for good."""
+    import tandem.daemon.ops.dashboard as dash
+    from tandem.daemon.ops.dashboard import _JournalReader
+    from tandem.daemon.state import StateStore
+
+    db = tmp_path / "s.sqlite"
+    st = StateStore(db)
+    st.bind_profile("p", json.dumps({"base_timeframe": "1m", "initial_cash": 1000.0}), "r")
+    st.commit_slice(0, [], ["B/USDT"], [], {}, warmup=False)
+    real = sqlite3.connect
+    pending = [lambda: st.commit_slice(TF_MS, [], ["B/USDT"], [], {}, warmup=False)]
+
+    class Hooked:  # a reader connection; the writer commits just before its MAX(ts) query
+        def __init__(self, conn):
+            object.__setattr__(self, "_c", conn)
+
+        def __getattr__(self, k):
+            return getattr(self._c, k)
+
+        def __setattr__(self, k, v):
+            setattr(self._c, k, v)
+
+        def execute(self, sql, *a):
+            if "MAX(ts) FROM slices" in sql and pending:
+                pending.pop()()
+            return self._c.execute(sql, *a)
+
+    monkeypatch.setattr(dash.sqlite3, "connect", lambda *a, **k: Hooked(real(*a, **k))
+                        if "mode=ro" in str(a[0]) else real(*a, **k))
+    reader = _JournalReader(db)
+    reader.read(10)
+    assert not pending
+    assert reader.read(10)["missing"] == {"B/USDT": 2}
+    st.close()

@@ -243,6 +243,9 @@ class _JournalReader:
         conn.row_factory = sqlite3.Row
         try:
             with contextlib.suppress(sqlite3.OperationalError):  # tables not created yet
+                # One snapshot for all queries: a slice committed between two of them would
+                # otherwise be skipped by the incremental "missing" count for good.
+                conn.execute("BEGIN")
                 return self._read(conn, n_fills)
             return {"fills": [], "total": 0, "late": {}, "missing": {}}
         finally:
