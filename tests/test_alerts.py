@@ -211,7 +211,7 @@ async def test_daily_summary_counts_the_last_day(tmp_path):
     alerts = Alerts(None, Metrics())
     alerts.db_path = db
     msg = alerts.daily_summary(now_ms=3 * day)
-    assert "Fills in the last 24 h: 2" in msg.body
+    assert "Fills on 1970-01-03 (UTC): 2" in msg.body
     assert "Entry: 1" in msg.body and "Stop-loss hit: 1" in msg.body
     assert "Fees: 1" in msg.body
 
@@ -307,3 +307,42 @@ def test_daily_summary_log_job_counts_the_last_day_in_sql(tmp_path):
         got = daily_summary_job(st, now_ms=3 * day)
     assert got["fills"] == 2 and got["fills_by_reason"] == {"entry": 1, "stop_loss": 1}
     assert got["fees"] == 1.0 and got["last_cash"] == 85.0
+
+
+async def test_daily_summary_is_the_utc_day_that_just_ended(tmp_path):
+    """Sent at 00:00:10 UTC (or later, if the loop was busy): it names the day it covers
+    (the one that ended at midnight, not the new one) and counts exactly that day's bars
+    (a bar closing at 00:00 is the old day's last; one closing after is tomorrow's)."""
+    db = tmp_path / "s.sqlite"
+    day = 86_400_000
+    with StateStore(db) as st:
+        st.bind_profile("p", "{}", "r")
+        for k, ts in enumerate([2 * day, 2 * day + 60_000, 3 * day, 3 * day + 60_000]):
+            row = dict(fill_id=f"f{k}", source="paper", run_id="r", profile="p",
+                       symbol="BTC/USDT", ts=ts, side="buy", qty=1.0, price=10.0, fee=0.5,
+                       reason="entry", intrabar="", position_after=1.0, cash_after=100.0)
+            st.commit_slice(k, [], [], [row], {"BTC/USDT": 1.0}, warmup=False)
+    alerts = Alerts(None, Metrics())
+    alerts.db_path = db
+    for late_ms in (10_000, 300_000):  # on time, and five minutes late
+        msg = alerts.daily_summary(now_ms=3 * day + late_ms)
+        assert msg.title == "Tandem daily summary 1970-01-03"
+        assert "Fills on 1970-01-03 (UTC): 2" in msg.body
+
+
+def test_fill_message_numbers_are_the_fills_numbers():
+    """A memecoin entry (81 million units at 0.0000123): quantity, price, fee, position and
+    cash in the message equal the journal row's to 1e-9, none rounded to 6 digits."""
+    import re
+
+    row = dict(ts=1_700_000_000_000, profile="p", symbol="PEPE/USDT", side="buy",
+               qty=81_037_277.1534, price=1.2340567e-05, fee=1.00001234, reason="entry",
+               position_after=81_037_277.1534, cash_after=9_000.123456789)
+    body = format_fills([row]).body
+    m = re.search(r"BUY (\S+) PEPE/USDT @ (\S+) \(fee (\S+); position after (\S+)\)", body)
+    assert m, body
+    num = lambda s: float(s.replace(",", ""))  # noqa: E731
+    for got, key in zip(m.groups(), ("qty", "price", "fee", "position_after"), strict=True):
+        assert num(got) == pytest.approx(row[key], rel=1e-9), (key, got)
+    cash = body.rsplit("Cash after: ", 1)[1].strip()
+    assert num(cash) == pytest.approx(row["cash_after"], rel=1e-9)

@@ -420,3 +420,84 @@ async def test_replay_serves_the_dashboard_while_it_runs(tmp_path):
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_drawdown_and_change_count_from_the_initial_cash(tmp_path):
+    """An entry on the first trading slice pays its fee: equity starts below the initial
+    cash. The page's max drawdown and "since start" count from the initial cash, as the
+    backtest's stats do (tandem.backtest.stats.drawdown with initial_cash), both live and
+    rebuilt from the journal by a restarted dashboard."""
+    from tandem.backtest.stats import drawdown
+    from tandem.daemon.state import ClosedCandle, StateStore
+
+    cfg = EngineConfig(size_pct=0.5, fee_rate=0.005, slippage_bps=0.0)
+    eng = Engine(cfg, ["X/USDT"], profile="p", run_id="r", source="paper")
+    hub = DashboardHub(health=Health(), metrics=Metrics())
+    hub.attach(SimpleNamespace(stepper=SimpleNamespace(engine=eng), live=True))
+    one = lambda v: np.array([v], dtype=float)  # noqa: E731
+    db = tmp_path / "s.sqlite"
+    closes = [100.0, 100.5, 101.0]
+    values = []
+    with StateStore(db) as st:
+        st.bind_profile("p", json.dumps({"base_timeframe": "1m",
+                                         "initial_cash": cfg.initial_cash}), "r")
+        for k, c in enumerate(closes):
+            ts = (k + 1) * TF_MS
+            fills = eng.step(ts, one(c), one(c), one(c), one(c), one(1))
+            rows = fills.to_dict("records")
+            candle = ClosedCandle("X/USDT", ts - TF_MS, c, c, c, c, 1.0)
+            pos = {"X/USDT": float(eng.astate[0, 0])}
+            st.commit_slice(ts - TF_MS, [candle], [], rows, pos, warmup=False)
+            hub.on_slice(ts, 0.001, rows)
+            values.append(eng.equity())
+    want = float(np.min(drawdown(np.array(values), cfg.initial_cash)))
+    assert want < 0  # the first slice's fee
+    live = hub.equity.to_dict()
+    assert live["max_drawdown"] == pytest.approx(want, rel=1e-12)
+    assert live["start"] == cfg.initial_cash
+    fresh = DashboardHub(health=Health(), metrics=Metrics(),
+                         provider=lambda: SqliteStateProvider(db))
+    await fresh.seed_history()
+    rebuilt = fresh.equity.to_dict()
+    assert [p[1] for p in rebuilt["points"]] == pytest.approx(values, rel=1e-12)
+    assert rebuilt["max_drawdown"] == pytest.approx(want, rel=1e-12)
+    assert rebuilt["start"] == cfg.initial_cash
+
+
+def test_missing_candles_count_every_slice_committed_during_a_read(tmp_path, monkeypatch):
+    """The feed table's "missing" counts are incremental: a slice with missing assets
+    committed while the page reads the journal (between two of its queries) must be counted
+    on the next read, not skipped for good."""
+    import tandem.daemon.ops.dashboard as dash
+    from tandem.daemon.ops.dashboard import _JournalReader
+    from tandem.daemon.state import StateStore
+
+    db = tmp_path / "s.sqlite"
+    st = StateStore(db)
+    st.bind_profile("p", json.dumps({"base_timeframe": "1m", "initial_cash": 1000.0}), "r")
+    st.commit_slice(0, [], ["B/USDT"], [], {}, warmup=False)
+    real = sqlite3.connect
+    pending = [lambda: st.commit_slice(TF_MS, [], ["B/USDT"], [], {}, warmup=False)]
+
+    class Hooked:  # a reader connection; the writer commits just before its MAX(ts) query
+        def __init__(self, conn):
+            object.__setattr__(self, "_c", conn)
+
+        def __getattr__(self, k):
+            return getattr(self._c, k)
+
+        def __setattr__(self, k, v):
+            setattr(self._c, k, v)
+
+        def execute(self, sql, *a):
+            if "MAX(ts) FROM slices" in sql and pending:
+                pending.pop()()
+            return self._c.execute(sql, *a)
+
+    monkeypatch.setattr(dash.sqlite3, "connect", lambda *a, **k: Hooked(real(*a, **k))
+                        if "mode=ro" in str(a[0]) else real(*a, **k))
+    reader = _JournalReader(db)
+    reader.read(10)
+    assert not pending
+    assert reader.read(10)["missing"] == {"B/USDT": 2}
+    st.close()

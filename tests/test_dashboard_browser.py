@@ -109,3 +109,56 @@ async def test_page_renders_and_shows_replay_fills_within_2s(tmp_path):
     assert chart == 1
     assert labels and all(c.startswith("r-") for c in labels)
     assert len(labels) == len(profile.core_assets) * len(profile.timeframes)
+
+
+async def test_positions_of_a_small_price_asset_show_their_levels():
+    """A coin priced 0.0000x (PEPE-like): the page's entry, last, SL/TP and trailing cells
+    are the engine's own levels (``open_levels``), not 0.0000, long and short; the slice
+    latency is named for what it measures."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from tandem.core.engine import Engine, EngineConfig
+    from tandem.daemon.ops import Health, Metrics, OpsServer
+    from tandem.daemon.ops.dashboard import DashboardHub
+
+    eng = Engine(EngineConfig(stop_loss_pct=0.02, take_profit_pct=0.05, trailing_stop_pct=0.03,
+                              long_short=True), ["PEPE/USDT", "SHIB/USDT"])
+    a = lambda *v: np.array(v, dtype=float)  # noqa: E731
+    eng.step_raw(60_000, a(1.234e-5, 2.5e-5), a(1.234e-5, 2.5e-5), a(1.234e-5, 2.5e-5),
+                 a(1.234e-5, 2.5e-5), a(1, -1))
+    eng.step_raw(120_000, a(1.234e-5, 2.5e-5), a(1.26e-5, 2.51e-5), a(1.23e-5, 2.45e-5),
+                 a(1.25e-5, 2.47e-5), a(1, -1))
+    levels = {r["symbol"]: r for r in eng.open_levels()}
+    assert set(levels) == {"PEPE/USDT", "SHIB/USDT"}
+    health, metrics = Health(), Metrics()
+    health.set_phase("live")
+    hub = DashboardHub(health=health, metrics=metrics)
+    hub.attach(SimpleNamespace(stepper=SimpleNamespace(engine=eng), live=True))
+    # what Ops passes: the seconds from the slice's step start to its commit, not from the
+    # bar's close (the wait for every asset's candle and the grace come before the step)
+    hub.on_slice(120_000, 0.0042)
+    srv = OpsServer(metrics=metrics, health=health, provider=None, host="127.0.0.1", port=0,
+                    token=None, dashboard=hub)
+    await srv.start()
+    try:
+        async with Chromium() as page:
+            await page.goto(srv.url + "/")
+            await page.wait_for("window.__tandem && window.__tandem.renders >= 1")
+            rows = await page.eval(
+                "Array.from(document.querySelectorAll('#positions tbody tr'))"
+                ".map(tr => Array.from(tr.cells).map(td => td.textContent))")
+            info = await page.eval("document.getElementById('slice-info').textContent")
+            errors = list(page.errors)
+    finally:
+        await srv.stop()
+    assert not errors, errors
+    assert info.startswith("step+commit 4.20 ms"), info
+    assert len(rows) == 2
+    for cells in rows:
+        lv = levels[cells[0]]
+        assert cells[1] == lv["side"]
+        for k, key in ((3, "entry"), (4, "last"), (5, "unrealized"), (6, "stop_loss"),
+                       (7, "take_profit"), (8, "trailing")):
+            shown = float(cells[k].replace(",", ""))
+            assert shown == pytest.approx(lv[key], rel=1e-3), (cells[0], key, cells[k])

@@ -99,7 +99,9 @@ def validate_urls(urls: Sequence[SecretStr]) -> None:
                 f"(scheme {_scheme(url)!r}) is not a URL Apprise supports")
 
 
-def _fmt_num(v: Any, digits: int = 6) -> str:
+def _fmt_num(v: Any, digits: int = 10) -> str:
+    # 10 significant digits: a person can match the message to the journal row (6 turned
+    # 81,037,277 units into 8.10373e+07 and a 1.00001 fee into 1).
     try:
         return f"{float(v):,.{digits}g}"
     except (TypeError, ValueError):
@@ -119,9 +121,9 @@ def format_fills(rows: Sequence[Mapping[str, Any]]) -> Message:
     for r in rows:
         lines.append(
             f"{_REASONS.get(str(r['reason']), r['reason'])}: {str(r['side']).upper()} "
-            f"{_fmt_num(r['qty'])} {r['symbol']} @ {_fmt_num(r['price'], 8)} "
-            f"(fee {_fmt_num(r['fee'], 4)}; position after {_fmt_num(r['position_after'])})")
-    lines.append(f"Cash after: {_fmt_num(rows[-1]['cash_after'], 10)}")
+            f"{_fmt_num(r['qty'])} {r['symbol']} @ {_fmt_num(r['price'])} "
+            f"(fee {_fmt_num(r['fee'])}; position after {_fmt_num(r['position_after'])})")
+    lines.append(f"Cash after: {_fmt_num(rows[-1]['cash_after'])}")
     stops = {"stop_loss", "trailing_stop"}
     kind = "warning" if stops & set(reasons) else ("success" if "take_profit" in reasons
                                                    else "info")
@@ -324,9 +326,13 @@ class Alerts:
             self.enqueue(await asyncio.to_thread(self.daily_summary))
 
     def daily_summary(self, now_ms: int | None = None) -> Message:
-        """The last 24 h from the journal (read-only) and the engine's equity now."""
+        """The UTC day that ended at the last midnight, from the journal (read-only), and
+        the engine's equity now. The window is the calendar day, not "the last 24 h": a job
+        run late (a busy loop) neither counts the new day's bars twice nor names the new day.
+        Fill ``ts`` is the bar's close, so the bar closing at 00:00 is the old day's last."""
         now_ms = int(time.time() * 1000) if now_ms is None else int(now_ms)
-        since = now_ms - 86_400_000
+        end = now_ms // 86_400_000 * 86_400_000
+        since = end - 86_400_000
         by_reason: dict[str, int] = {}
         fees = 0.0
         if self.db_path is not None and self.db_path.exists():
@@ -334,15 +340,16 @@ class Alerts:
                                    timeout=5.0)
             try:
                 for reason, n, fee in conn.execute(
-                        "SELECT reason, COUNT(*), SUM(fee) FROM fills WHERE ts > ? "
-                        "GROUP BY reason", (since,)):
+                        "SELECT reason, COUNT(*), SUM(fee) FROM fills WHERE ts > ? AND ts <= ? "
+                        "GROUP BY reason", (since, end)):
                     by_reason[str(reason)] = int(n)
                     fees += float(fee or 0.0)
             finally:
                 conn.close()
-        lines = [f"Fills in the last 24 h: {sum(by_reason.values())}"]
+        day = datetime.fromtimestamp(since / 1000, UTC).strftime("%Y-%m-%d")
+        lines = [f"Fills on {day} (UTC): {sum(by_reason.values())}"]
         lines += [f"  {_REASONS.get(r, r)}: {n}" for r, n in sorted(by_reason.items())]
-        lines.append(f"Fees: {_fmt_num(fees, 6)}")
+        lines.append(f"Fees: {_fmt_num(fees)}")
         engine = getattr(getattr(self.daemon, "stepper", None), "engine", None)
         if engine is not None:
             with contextlib.suppress(Exception):
@@ -353,7 +360,6 @@ class Alerts:
             report = self.health.evaluate()
             lines.append(f"Health: {report.status}"
                          + (f" ({'; '.join(report.reasons)})" if report.reasons else ""))
-        day = datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%Y-%m-%d")
         return Message(f"Tandem daily summary {day}", "\n".join(lines), "info")
 
     def _emit(self, event: str, **fields: Any) -> None:

@@ -27,7 +27,8 @@ What a snapshot shows and where it comes from:
 * feed health — age of the last websocket update, reconnects, backfills (the feeds'
   counters), late and missing candles per asset (the ``late`` and ``slices`` tables,
   counted incrementally);
-* slice lag (``Health.slice_lag_s``) and the last close-to-commit latency;
+* slice lag (``Health.slice_lag_s``) and the last slice's step-to-commit time (after its
+  candles arrived: the wait for them is the lag);
 * the core assets' MTF ratings, labelled per RATINGS.md by :func:`tandem.core.ratings.label_of`.
 
 Everything is read-only: no route changes trading state.
@@ -94,16 +95,28 @@ def _sse(event: str, data: str) -> bytes:
 
 
 class _EquityTrack:
-    """Equity per trading slice: exact peak and maximum drawdown, a thinned series."""
+    """Equity per trading slice: exact peak and maximum drawdown, a thinned series.
 
-    def __init__(self, max_points: int):
+    ``start`` is the session's initial cash: the first peak and the base of "since start",
+    as in the backtest's stats, so a first slice that pays an entry fee is a drawdown."""
+
+    def __init__(self, max_points: int, start: float | None = None):
         self.max_points = max(16, int(max_points))
         self.points: list[tuple[int, float, float]] = []  # (ts_close ms, equity, drawdown)
         self.peak = -math.inf
         self.max_dd = 0.0
         self.first: float | None = None
+        self.start: float | None = None
         self._stride, self._skipped = 1, 0
         self._last: tuple[int, float, float] | None = None
+        self.set_start(start)
+
+    def set_start(self, start: float | None) -> None:
+        """The initial cash (ignored once points exist: their drawdowns are computed)."""
+        if start is None or not math.isfinite(start) or self.points or self._last:
+            return
+        self.first = self.start = float(start)
+        self.peak = max(self.peak, float(start))
 
     def add(self, ts: int, equity: float) -> None:
         if not math.isfinite(equity):
@@ -123,10 +136,12 @@ class _EquityTrack:
                 self.points = self.points[::2]  # halve the resolution, keep the span
                 self._stride *= 2
 
-    def with_history(self, history: Sequence[tuple[int, float]]) -> _EquityTrack:
-        """A track of ``history`` (rebuilt from the journal) followed by this one's points."""
+    def with_history(self, history: Sequence[tuple[int, float]],
+                     start: float | None = None) -> _EquityTrack:
+        """A track of ``history`` (rebuilt from the journal; ``start``: the initial cash)
+        followed by this one's points."""
         first_live = self.points[0][0] if self.points else None
-        out = _EquityTrack(self.max_points)
+        out = _EquityTrack(self.max_points, self.start if start is None else start)
         for ts, eq in history:
             if first_live is None or ts < first_live:
                 out.add(ts, eq)
@@ -161,6 +176,7 @@ class _JournalReader:
         self._missing: dict[str, int] = {}
         self._slices_seen = -(2**63)
         self._tf: int | None = None
+        self.initial_cash: float | None = None  # set by equity_history
 
     def equity_history(self, before_ts: int | None = None) -> list[tuple[int, float]]:
         """Equity after every trading slice, rebuilt from the journal: the cash after the
@@ -184,7 +200,7 @@ class _JournalReader:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         profile = json.loads(meta["profile_json"])
         tf = timeframe_to_ms(profile["base_timeframe"])
-        cash = float(profile["initial_cash"])
+        cash = self.initial_cash = float(profile["initial_cash"])
         hi = 2**62 if before_ts is None else int(before_ts) - tf  # slice ts = close - tf
         slices = [r[0] for r in conn.execute(
             "SELECT ts FROM slices WHERE warmup = 0 AND ts < ? ORDER BY ts", (hi,))]
@@ -227,6 +243,9 @@ class _JournalReader:
         conn.row_factory = sqlite3.Row
         try:
             with contextlib.suppress(sqlite3.OperationalError):  # tables not created yet
+                # One snapshot for all queries: a slice committed between two of them would
+                # otherwise be skipped by the incremental "missing" count for good.
+                conn.execute("BEGIN")
                 return self._read(conn, n_fills)
             return {"fills": [], "total": 0, "late": {}, "missing": {}}
         finally:
@@ -324,6 +343,8 @@ class DashboardHub:
         engine = getattr(getattr(d, "stepper", None), "engine", None)
         if engine is not None and getattr(d, "live", True):
             with contextlib.suppress(Exception):  # monitoring must never break trading
+                if self.equity.first is None:
+                    self.equity.set_start(float(engine.config.initial_cash))
                 self.equity.add(int(ts_close_ms), float(engine.equity()))
         if self._subs:
             self.request_push()
@@ -360,8 +381,9 @@ class DashboardHub:
         if db is None:
             return
         first_live = self.equity.points[0][0] if self.equity.points else None
-        history = await asyncio.to_thread(_JournalReader(Path(db)).equity_history, first_live)
-        self.equity = self.equity.with_history(history)
+        reader = _JournalReader(Path(db))
+        history = await asyncio.to_thread(reader.equity_history, first_live)
+        self.equity = self.equity.with_history(history, reader.initial_cash)
 
     async def snapshot(self) -> dict[str, Any]:
         if self._seed is None:

@@ -9,6 +9,9 @@
 
   const fmt = (v, d = 2) => (v === null || v === undefined || Number.isNaN(v)) ? "–"
     : Number(v).toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d });
+  // Prices and fees keep 6 significant digits below 1 (a 0.0000123 coin is not "0.0000").
+  const fmtPx = (v) => (v !== null && v !== undefined && Math.abs(v) < 1 && v !== 0)
+    ? Number(v).toLocaleString("en-US", { maximumSignificantDigits: 6 }) : fmt(v, 4);
   const fmtQty = (v) => (v === null || v === undefined) ? "–"
     : Number(v).toLocaleString("en-US", { maximumSignificantDigits: 6 });
   const pct = (v) => (v === null || v === undefined) ? "–" : (v * 100).toFixed(2) + " %";
@@ -100,9 +103,9 @@
     fillBody($("positions"), rows, (r) => {
       const tr = document.createElement("tr");
       cell(tr, r.symbol); cell(tr, r.side || (r.qty > 0 ? "long" : "short"));
-      cell(tr, fmtQty(r.qty)); cell(tr, fmt(r.entry, 4)); cell(tr, fmt(r.last, 4));
+      cell(tr, fmtQty(r.qty)); cell(tr, fmtPx(r.entry)); cell(tr, fmtPx(r.last));
       cell(tr, fmt(r.unrealized), sign(r.unrealized));
-      cell(tr, fmt(r.stop_loss, 4)); cell(tr, fmt(r.take_profit, 4)); cell(tr, fmt(r.trailing, 4));
+      cell(tr, fmtPx(r.stop_loss)); cell(tr, fmtPx(r.take_profit)); cell(tr, fmtPx(r.trailing));
       return tr;
     }, "no open positions", 9);
     $("positions-n").textContent = rows.length + " open position" + (rows.length === 1 ? "" : "s");
@@ -114,7 +117,7 @@
       const tr = document.createElement("tr");
       tr.dataset.fillId = r.fill_id;
       cell(tr, utc(r.ts)); cell(tr, r.symbol); cell(tr, r.side, r.side === "buy" ? "pos" : "neg");
-      cell(tr, r.reason); cell(tr, fmtQty(r.qty)); cell(tr, fmt(r.price, 4)); cell(tr, fmt(r.fee, 4));
+      cell(tr, r.reason); cell(tr, fmtQty(r.qty)); cell(tr, fmtPx(r.price)); cell(tr, fmtPx(r.fee));
       cell(tr, fmtQty(r.position_after)); cell(tr, fmt(r.cash_after));
       return tr;
     }, "no fills yet", 9);
@@ -180,7 +183,7 @@
     const sl = s.slice || {};
     $("slice-ts").textContent = sl.last_ts_close ? utc(sl.last_ts_close).slice(5) : "–";
     $("slice-info").textContent = sl.last_latency_ms !== null && sl.last_latency_ms !== undefined
-      ? `close→commit ${fmt(sl.last_latency_ms, 2)} ms · ${sl.slices} slices` : "";
+      ? `step+commit ${fmt(sl.last_latency_ms, 2)} ms · ${sl.slices} slices` : "";
     $("slice-lag").textContent = fmt(sl.lag_s, 1) + " s";
     $("slice-pending").textContent = (sl.pending || 0) + " pending";
     renderChart(eq);
