@@ -28,3 +28,15 @@ def ms_from_iso(text: str) -> int | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return (when - EPOCH) // _MS
+
+
+DAY_MS = 86_400_000
+
+
+def ended_utc_day(now_ms: int) -> tuple[int, int]:
+    """``(since, end)`` of the UTC day that ended at the last midnight before ``now_ms``:
+    the fills with ``since < ts <= end`` (a fill's ``ts`` is its bar's close, so the bar
+    closing at 00:00 is the old day's last). A daily summary run late (a busy loop) covers
+    that day, not "the last 24 h", which counted the new day's first bars twice."""
+    end = int(now_ms) // DAY_MS * DAY_MS
+    return end - DAY_MS, end

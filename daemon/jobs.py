@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from tandem.core.utc import ended_utc_day
 from tandem.daemon.logconfig import get_logger
 from tandem.daemon.state import StateStore
 
@@ -75,17 +76,19 @@ def heartbeat_job(store: StateStore, health: Callable[[], dict[str, Any]] | None
 
 
 def daily_summary_job(store: StateStore, now_ms: int | None = None) -> dict:
-    """Log the last 24 h: slices stepped, fills by reason, fees, open positions."""
+    """Log the UTC day that just ended (:func:`tandem.core.utc.ended_utc_day`): fills by
+    reason, fees; and now: the last cash, open positions."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    since = now_ms - 86_400_000
+    since, end = ended_utc_day(now_ms)
     # In SQL, not a pandas frame of the whole journal: a live daemon never loads pandas
     # (~45 MB resident from the first summary on, for the rest of its life).
     by_reason = store.conn.execute(
-        "SELECT reason, COUNT(*), TOTAL(fee) FROM fills WHERE ts > ? GROUP BY reason "
-        "ORDER BY COUNT(*) DESC, MIN(seq)", (since,)).fetchall()
+        "SELECT reason, COUNT(*), TOTAL(fee) FROM fills WHERE ts > ? AND ts <= ? "
+        "GROUP BY reason ORDER BY COUNT(*) DESC, MIN(seq)", (since, end)).fetchall()
     last = store.conn.execute("SELECT cash_after FROM fills ORDER BY seq DESC LIMIT 1").fetchone()
     summary = {
         "since_ts": since,
+        "until_ts": end,
         "fills": sum(n for _, n, _ in by_reason),
         "fills_by_reason": {reason: n for reason, n, _ in by_reason},
         "fees": float(sum(fee for *_, fee in by_reason)),

@@ -305,8 +305,16 @@ def test_daily_summary_log_job_counts_the_last_day_in_sql(tmp_path):
                 ts=ts, side="buy", qty=1.0, price=10.0, fee=0.5, reason=reason, intrabar="",
                 position_after=1.0, cash_after=cash)], {"BTC/USDT": 1.0}, warmup=False)
         got = daily_summary_job(st, now_ms=3 * day)
+        # run five minutes late, after a bar of the new day: still that day, once
+        st.commit_slice(3, [], [], [dict(
+            fill_id="f3", source="paper", run_id="r", profile="p", symbol="BTC/USDT",
+            ts=3 * day + 60_000, side="sell", qty=1.0, price=10.0, fee=0.5, reason="exit",
+            intrabar="", position_after=0.0, cash_after=95.0)], {"BTC/USDT": 0.0}, warmup=False)
+        late = daily_summary_job(st, now_ms=3 * day + 300_000)
     assert got["fills"] == 2 and got["fills_by_reason"] == {"entry": 1, "stop_loss": 1}
     assert got["fees"] == 1.0 and got["last_cash"] == 85.0
+    assert (late["since_ts"], late["until_ts"]) == (2 * day, 3 * day)
+    assert late["fills_by_reason"] == {"entry": 1, "stop_loss": 1} and late["fees"] == 1.0
 
 
 async def test_daily_summary_is_the_utc_day_that_just_ended(tmp_path):

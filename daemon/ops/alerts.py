@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
+from tandem.core.utc import ended_utc_day
 from tandem.daemon.ops.health import Health
 from tandem.daemon.ops.metrics import Metrics
 
@@ -331,8 +332,7 @@ class Alerts:
         run late (a busy loop) neither counts the new day's bars twice nor names the new day.
         Fill ``ts`` is the bar's close, so the bar closing at 00:00 is the old day's last."""
         now_ms = int(time.time() * 1000) if now_ms is None else int(now_ms)
-        end = now_ms // 86_400_000 * 86_400_000
-        since = end - 86_400_000
+        since, end = ended_utc_day(now_ms)
         by_reason: dict[str, int] = {}
         fees = 0.0
         if self.db_path is not None and self.db_path.exists():
