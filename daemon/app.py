@@ -311,7 +311,7 @@ class Daemon:
                 # left --export-dir ignored): export what is committed.
                 try:
                     export_job(self.store, cfg.export_dir)
-                except OSError as exc:  # the state is committed; the export is a copy of it
+                except (OSError, sqlite3.Error) as exc:  # the state is committed; the export is a copy
                     log.warning("export_failed", error=repr(exc))
             # fills_this_run: written by this process; fills_total: the whole journal (the
             # heartbeat's figure), so the two are never confused.
