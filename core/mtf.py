@@ -5,7 +5,7 @@ Per asset, everything lives in one flat float64 array so the daemon can checkpoi
 
     [ base rating state | HTF 1: agg state, rating state, last out | HTF 2: ... ]
 
-:func:`mtf_step_nb` consumes one base bar: it steps the base rating, feeds the bar to each
+One base bar of one asset: the kernel steps the base rating, feeds the bar to each
 HTF aggregator (:mod:`tandem.core.aggregate`) and, for every HTF bar that closed on this bar,
 steps that timeframe's rating and stores its output. Output rows: ``out[0]`` = base
 ratings of this bar, ``out[1 + k]`` = HTF k's last closed ratings (NaN until its first
@@ -15,9 +15,11 @@ close). An HTF value therefore changes only on the base bar where that HTF bar c
 A missing base bar (close NaN) leaves the whole state untouched: the base row is NaN and
 the HTF rows repeat their last closed values.
 
-The batch (:func:`mtf_batch_nb`) runs the same step over ``n_bars × n_assets`` (written
-out in its loop: the same kernel calls in the same order), so batch and streaming are
-bit-identical; ``tests/test_mtf.py`` checks it. :func:`compute_mtf_ratings` runs it on a
+One kernel, :func:`mtf_batch_nb`, steps ``n_bars × n_assets``: the backtest passes its
+whole history, the daemon one time slice (:func:`mtf_slice`, ``n_bars = 1``) and its
+warm-up one asset's bars. One compiled loop for every driver: they agree bit for bit
+(``tests/test_mtf.py``: batch == slice == streaming), and a first run compiles it once (a
+separate slice kernel was 2.6 s more of a cold replay's compile). :func:`compute_mtf_ratings` runs it on a
 few threads, each over its share of the assets (the kernel releases the GIL): numba's
 ``prange`` would do the same but its parallel lowering costs seconds of compile on a cold
 start.
@@ -75,50 +77,24 @@ def new_mtf_states(n_assets: int, n_htf: int) -> np.ndarray:
     return np.tile(new_mtf_state(n_htf), (n_assets, 1))
 
 
-@njit(cache=True)
-def mtf_step_nb(kern, state, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, scratch, row, out, oo, n_cols):  # noqa: E741
-    """Consume one closed base bar (open time ``ts``) of one asset; ``kern`` is the rating
-    kernel's address (:func:`tandem.core.indicators.rating.rating_kernel`).
-
-    ``htf_ms``/``htf_off``: int64 per HTF (length and bucket offset, ms). ``use_htf``:
-    False for assets that run on the base timeframe only (HTF rows stay NaN and no HTF
-    work is done). ``scratch``: float64 ``(MAX_EMIT, HTF_BAR_SIZE)``; ``row``: float64
-    ``(N_RATING_OUT,)``, the base rating's full output. ``out``: a flat float64 array;
-    this bar's ``(1 + n_htf) x n_cols`` outputs (the first ``n_cols`` output columns of
-    each timeframe: 3 = ratings only, N_RATING_OUT = with votes) go to ``out[oo:]``,
-    timeframe by timeframe. States and outputs are addressed by offset (no array view per
-    bar: a view costs an atomic reference count); an HTF's last ratings live in its block
-    of ``state`` and repeat until its next close.
-    """
-    rating_step_at_nb(kern, state, np.int64(0), o, h, l, c, v, row, np.int64(0))
-    for q in range(n_cols):
-        out[oo + q] = row[q]
-    n_htf = htf_ms.shape[0]
-    for k in range(n_htf):
-        a = RATING_STATE_SIZE + k * HTF_BLOCK
-        b = a + AGG_STATE_SIZE
-        r = b + RATING_STATE_SIZE
-        if use_htf:
-            n = agg_step_at_nb(state, a, ts, o, h, l, c, v, base_ms, htf_ms[k], htf_off[k], scratch)
-            for j in range(n):
-                # Oldest first: after a gap two HTF bars may close on one base bar.
-                rating_step_at_nb(
-                    kern, state, b, scratch[j, 1], scratch[j, 2], scratch[j, 3], scratch[j, 4], scratch[j, 5], state, r
-                )
-        base = oo + (k + 1) * n_cols
-        for q in range(n_cols):
-            out[base + q] = state[r + q]
-
-
 @njit(cache=True, nogil=True)
 def mtf_batch_nb(kern, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, states, res, first, stop):  # noqa: E741
-    """Run :func:`mtf_step_nb`'s step over all bars for the assets ``first .. stop - 1`` (inputs
-    ``(n_bars, n_assets)``), writing ``res`` ``(n_bars, n_assets, 1 + n_htf, n_cols)``:
+    """Step all bars of the assets ``first .. stop - 1`` (inputs ``(n_bars, n_assets)``,
+    ``ts`` their open times), writing ``res`` ``(n_bars, n_assets, 1 + n_htf, n_cols)``:
     the first ``n_cols`` output columns (3 = ratings only, N_RATING_OUT = with votes).
-    ``states`` (``(n_assets, size)``) is advanced in place, so a batch can continue where
-    another (or a warm-up) stopped. Threads given disjoint ranges touch disjoint assets;
-    each steps a private copy of its asset's state (no reference count shared between
-    threads in the hot loop).
+    ``kern`` is the rating kernel's address
+    (:func:`tandem.core.indicators.rating.rating_kernel`).
+
+    Per bar and asset: the base rating steps; each HTF aggregator takes the bar and, for
+    every HTF bar that closed on it (oldest first: after a gap two may close on one base
+    bar), that timeframe's rating steps and its output is kept in the state. Output rows:
+    base ratings of this bar, then each HTF's last closed ratings (NaN until its first
+    close). ``htf_ms``/``htf_off``: int64 per HTF (length and bucket offset, ms);
+    ``use_htf``: False for assets on the base timeframe only (HTF rows stay NaN, no HTF
+    work). ``states`` (``(n_assets, size)``) is advanced in place, so a batch can continue
+    where another (or a warm-up) stopped. Threads given disjoint ranges touch disjoint
+    assets; with more than one bar each steps a private copy of its asset's state (no
+    reference count shared between threads in the hot loop).
     """
     n_bars = c.shape[0]
     n_tf = res.shape[2]
@@ -139,13 +115,13 @@ def mtf_batch_nb(kern, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, sta
         lj = l[:, j].copy()
         cj = c[:, j].copy()
         vj = v[:, j].copy()
-        st = states[j].copy()
+        # One bar (a daemon slice) steps the state row in place: copying a 31 KB state in
+        # and out for one bar costs more than the bar (~2.5 ms a slice at 500 assets).
+        st = states[j] if n_bars == 1 else states[j].copy()
         uh = use_htf[j]
         for t in range(n_bars):
-            # mtf_step_nb, written out: a call (numba-inlined or not) that passes arrays
+            # One function, written out: a call (numba-inlined or not) that passes arrays
             # costs their reference counts on every bar, ~100 ns, a quarter of this loop.
-            # Same calls in the same order as the step (tests/test_mtf.py: batch == slice
-            # == streaming, bit for bit).
             ti, oi, hi, li, ci, vi = ts[t], oj[t], hj[t], lj[t], cj[t], vj[t]
             rating_step_at_nb(kern, st, zero, oi, hi, li, ci, vi, row, zero)
             oo = t * per_bar
@@ -168,22 +144,9 @@ def mtf_batch_nb(kern, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, sta
             for f in range(n_tf):
                 for q in range(n_cols):
                     res[t, j, f, q] = buf[t * per_bar + f * n_cols + q]
-        for q in range(st.shape[0]):
-            states[j, q] = st[q]
-
-
-@njit(cache=True)
-def mtf_slice_nb(kern, states, ts, o, h, l, c, v, base_ms, htf_ms, htf_off, use_htf, out):  # noqa: E741
-    """One time slice for all assets (daemon): inputs ``(n_assets,)``, ``out``
-    ``(n_assets, 1 + n_htf, N_RATING_OUT)`` (C-contiguous). Same step as the batch;
-    ``kern`` = :func:`tandem.core.indicators.rating.rating_kernel`."""
-    scratch = np.empty((MAX_EMIT, HTF_BAR_SIZE))
-    row = np.empty(N_RATING_OUT)
-    flat = out.reshape(-1)
-    per_asset = out.shape[1] * N_RATING_OUT
-    for j in range(states.shape[0]):
-        mtf_step_nb(kern, states[j], ts, o[j], h[j], l[j], c[j], v[j], base_ms, htf_ms, htf_off, use_htf[j],
-                    scratch, row, flat, j * per_asset, N_RATING_OUT)
+        if n_bars != 1:
+            for q in range(st.shape[0]):
+                states[j, q] = st[q]
 
 
 class MtfConfig:
@@ -213,6 +176,21 @@ class MtfConfig:
     @property
     def state_size(self) -> int:
         return mtf_state_size(self.n_htf)
+
+
+def mtf_slice(kern: int, cfg: MtfConfig, use_htf: np.ndarray, states: np.ndarray, ts: int,
+              o: np.ndarray, h: np.ndarray, l: np.ndarray, c: np.ndarray, v: np.ndarray,  # noqa: E741
+              out: np.ndarray) -> None:
+    """One time slice of every asset (the daemon): :func:`mtf_batch_nb` over one bar.
+
+    Prices float64 ``(n_assets,)`` C-contiguous, NaN = no bar; ``ts`` the bar's open time;
+    ``states`` advanced in place; ``out`` ``(n_assets, 1 + n_htf, N_RATING_OUT)``
+    C-contiguous, overwritten. The reshapes are views, typed as the backtest's arguments,
+    so the daemon loads the backtest's compiled loop."""
+    n = states.shape[0]
+    mtf_batch_nb(kern, np.array([ts], dtype=np.int64), o.reshape(1, n), h.reshape(1, n),
+                 l.reshape(1, n), c.reshape(1, n), v.reshape(1, n), cfg.base_ms, cfg.htf_ms,
+                 cfg.htf_off, use_htf, states, out.reshape((1, *out.shape)), 0, n)
 
 
 def use_htf_mask(profile: Profile, symbols: Sequence[str] | None = None) -> np.ndarray:
@@ -311,8 +289,8 @@ class MtfRatingStates:
         """Consume one time slice (prices ``(n_assets,)``, NaN = missing bar); return a
         copy of ``(n_assets, 1 + n_htf, N_RATING_OUT)``."""
         cfg = self.cfg
-        arrs = [np.asarray(x, dtype=np.float64).reshape(self.n_assets) for x in (o, h, l, c, v)]
-        mtf_slice_nb(rating_kernel(), self.states, int(ts), *arrs, cfg.base_ms, cfg.htf_ms, cfg.htf_off, self.use_htf, self._out)
+        arrs = [np.ascontiguousarray(x, dtype=np.float64).reshape(self.n_assets) for x in (o, h, l, c, v)]
+        mtf_slice(rating_kernel(), cfg, self.use_htf, self.states, int(ts), *arrs, self._out)
         return self._out.copy()
 
     def to_bytes(self) -> bytes:

@@ -143,7 +143,7 @@ def signals_rows_nb(
 
     Writes ``out_signal`` (int8), ``out_score`` and ``out_target`` (all-NaN rows unless
     ``portfolio`` and a rebalance bar), each ``(n_bars, n_assets)``. The batch passes its
-    whole history, the daemon one slice (:func:`signals_step_nb`): one kernel for both, so
+    whole history, the daemon one slice (:func:`signals_slice`): one kernel for both, so
     they agree bit for bit, and a cold start compiles it once.
     """
     n_bars, n_assets = ratings.shape[0], ratings.shape[1]
@@ -173,36 +173,6 @@ def signals_rows_nb(
                     target_t[i] = np.nan
         else:
             target_t[:] = np.nan
-
-
-@njit(cache=True)
-def signals_step_nb(
-    ts_close,
-    ratings,
-    mtf_mask,
-    weights,
-    mode,
-    entry,
-    exit_,
-    min_agree,
-    portfolio,
-    max_weight,
-    every_ms,
-    every_off,
-    out_signal,
-    out_score,
-    out_target,
-):
-    """One time slice (the daemon's face of :func:`signals_rows_nb`): ``ratings`` is
-    ``(n_assets, n_tf)`` (C-contiguous); ``out_*`` are ``(n_assets,)``."""
-    n_assets, n_tf = ratings.shape
-    ts = np.empty(1, dtype=np.int64)
-    ts[0] = ts_close
-    signals_rows_nb(
-        ts, ratings.reshape((1, n_assets, n_tf)), mtf_mask, weights, mode, entry, exit_,
-        min_agree, portfolio, max_weight, every_ms, every_off, out_signal.reshape((1, n_assets)),
-        out_score.reshape((1, n_assets)), out_target.reshape((1, n_assets)),
-    )
 
 
 @dataclass(frozen=True)
@@ -255,6 +225,20 @@ class Signals:
     score: np.ndarray  # float64 combined score (NaN during warm-up / missing)
     target: np.ndarray  # float64 target weights; all-NaN rows = not a rebalance bar
 
+
+
+def signals_slice(p: SignalParams, ts_close: int, ratings: np.ndarray, out_signal: np.ndarray,
+                  out_score: np.ndarray, out_target: np.ndarray) -> None:
+    """One time slice (the daemon): :func:`signals_rows_nb` over one bar. ``ratings``
+    float64 ``(n_assets, n_tf)`` of the chosen rating, C-contiguous; ``out_*``
+    ``(n_assets,)``, overwritten. The reshapes are views, typed as the backtest's
+    arguments, so the daemon loads the backtest's compiled combiner."""
+    n, n_tf = ratings.shape
+    signals_rows_nb(
+        np.array([ts_close], dtype=np.int64), ratings.reshape(1, n, n_tf), p.mtf_mask, p.weights,
+        p.mode, p.entry, p.exit, p.min_agree, p.portfolio, p.max_weight, p.every_ms,
+        p.every_off, out_signal.reshape(1, n), out_score.reshape(1, n), out_target.reshape(1, n),
+    )
 
 def compute_signals(
     profile: Profile, ratings: np.ndarray, ts_close: np.ndarray, symbols: Sequence[str] | None = None
@@ -331,7 +315,7 @@ def signals_from_candles(
     ``ts``: bar open times (int64 ms); prices ``(n_bars, n_assets)`` with assets in
     ``symbols`` order (default ``profile.assets``), NaN = missing bar. This is the batch
     path the backtest and the look-ahead probe use; the daemon runs the same kernels one
-    slice at a time (``tandem.core.mtf.mtf_slice_nb`` then :func:`compute_signals`).
+    slice at a time (:func:`tandem.core.mtf.mtf_slice` then :func:`signals_slice`).
     """
     ratings, states = ratings_from_candles(profile, ts, open_, high, low, close, volume, symbols,
                                            states)

@@ -74,9 +74,9 @@ JOBS: tuple[str, ...] = ("ratings", "kernel", "mtf", "signals", "engine")
 #: loop, the combiner and the engine (~10 s with its start-up) — about even on two cores.
 BACKTEST_GROUPS: tuple[tuple[str, ...], ...] = (("mtf", "signals", "engine"),)
 #: The daemon's (:meth:`daemon.strategy.ProfileStepper.prewarm`): the other way round — a
-#: worker compiles the kernel and the warm-up's batch MTF loop (~8 + 2 s) while the daemon
-#: compiles its slice loop, combiner and engine (~11 s).
-DAEMON_GROUPS: tuple[tuple[str, ...], ...] = (("kernel", "mtf"),)
+#: worker compiles the rating kernel (~8 s) while the daemon compiles the MTF loop (its
+#: slices and its warm-up both run the batch loop), the combiner and the engine (~8 s).
+DAEMON_GROUPS: tuple[tuple[str, ...], ...] = (("kernel",),)
 #: ``TANDEM_WARMUP``: ``0`` = never start workers (the run compiles in-process), ``1`` =
 #: always, unset or ``auto`` = when this process may run on two or more CPUs
 #: (:func:`wants_worker`).

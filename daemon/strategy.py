@@ -2,15 +2,16 @@
 
 Per slice, in this order, and only with the core's step functions:
 
-1. :func:`tandem.core.mtf.mtf_slice_nb` — base and higher-timeframe ratings (warm-up included);
-2. :func:`tandem.core.signals.signals_step_nb` — the combiner (the kernel ``compute_signals``
-   loops over bars in the backtest), with the profile's :class:`~tandem.core.signals.SignalParams`;
+1. :func:`tandem.core.mtf.mtf_slice` — base and higher-timeframe ratings (warm-up included);
+2. :func:`tandem.core.signals.signals_slice` — the combiner, with the profile's
+   :class:`~tandem.core.signals.SignalParams`;
 3. :meth:`tandem.core.engine.Engine.step_raw` — exits, entries, sizing, fees: the fills, turned
    into journal rows by :func:`tandem.core.journal.fills_frame`.
 
-Warm-up slices (``trade=False``) run step 1 only, exactly as the batch driver seeds its
-indicator state with the warm-up bars before its first tradable bar. No trading rule lives
-here: the daemon and the backtest cannot drift apart by construction.
+Each is the backtest's batch kernel over one bar (the engine's too): the same compiled
+code. Warm-up slices (``trade=False``) run step 1 only, exactly as the batch driver seeds
+its indicator state with the warm-up bars before its first tradable bar. No trading rule
+lives here: the daemon and the backtest cannot drift apart by construction.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ from tandem.core.mtf import (
     N_RATINGS,
     MtfConfig,
     mtf_batch_nb,
-    mtf_slice_nb,
+    mtf_slice,
     new_mtf_states,
     use_htf_mask,
 )
 from tandem.core.ratings import N_RATING_OUT
-from tandem.core.signals import SignalParams, signals_step_nb
+from tandem.core.signals import SignalParams, signals_slice
 from tandem.core.weighting import WeightParams, new_weight_state, weights_step_nb
 from tandem.daemon.logconfig import get_logger
 from tandem.daemon.slices import Slice
@@ -81,21 +82,16 @@ class ProfileStepper:
         """Step one slice; the journal rows of its fills (none during warm-up)."""
         if self._kernel is None:
             self._kernel = rating_kernel()
-        mtf_slice_nb(self._kernel, self.states, np.int64(sl.ts), sl.open, sl.high, sl.low, sl.close, sl.volume,
-                     self.mtf.base_ms, self.mtf.htf_ms, self.mtf.htf_off, self.use_htf, self._out)
+        mtf_slice(self._kernel, self.mtf, self.use_htf, self.states, sl.ts, sl.open, sl.high,
+                  sl.low, sl.close, sl.volume, self._out)
         if not trade:
             if self.wp is not None:  # warm-up feeds the return window, as the batch does
                 weights_step_nb(sl.close, self._sig, self._target, False, self.wstate,
                                 *self.wp.args())
             return []
         ts_close = sl.ts + self.mtf.base_ms
-        sp = self.sp
-        chosen = np.ascontiguousarray(self._out[:, :, sp.rating_column])
-        signals_step_nb(
-            np.int64(ts_close), chosen, sp.mtf_mask, sp.weights, sp.mode, sp.entry, sp.exit,
-            sp.min_agree, sp.portfolio, sp.max_weight, sp.every_ms, sp.every_off,
-            self._sig, self._score, self._target,
-        )
+        chosen = np.ascontiguousarray(self._out[:, :, self.sp.rating_column])
+        signals_slice(self.sp, ts_close, chosen, self._sig, self._score, self._target)
         if self.wp is not None:
             weights_step_nb(sl.close, self._sig, self._target, True, self.wstate, *self.wp.args())
         signal = self._target if self.portfolio else self._sig
@@ -138,9 +134,9 @@ class ProfileStepper:
         live slice does not pay for JIT compilation (seconds) while feeds wait.
 
         On an empty cache with two CPUs (:mod:`tandem.core.warmup`), a worker process compiles
-        the rating kernel and the warm-up's batch loop while this one compiles the slice
-        loop (running a stand-in kernel: the loop gets the kernel as an address), the
-        combiner and the engine; then both load from the cache."""
+        the rating kernel while this one compiles the MTF loop (running a stand-in kernel:
+        the loop gets the kernel as an address), the combiner and the engine; then this one
+        loads the kernel from the cache."""
         from tandem.core import warmup
 
         n = len(self.symbols)
@@ -150,9 +146,6 @@ class ProfileStepper:
         scratch = ProfileStepper(self.profile, "prewarm", kernel=stand_in)
         scratch.step(Slice(0, one, one * 1.01, one * 0.99, one, one, [], [], False), trade=True)
         info = worker.wait()
-        # The warm-up's loop: the backtest's MTF batch kernel, same types (the worker's
-        # "mtf" job compiled it; without a worker it compiles here).
-        scratch.warm_asset(0, np.zeros(1, np.int64), np.ones((1, 5)))
         if info["failed"] or info.get("error"):
             log.warning("jit_warmup_failed", failed=info["failed"], error=info.get("error"),
                         hint="compiling the rating kernel in this process instead")

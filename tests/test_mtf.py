@@ -15,7 +15,7 @@ from tandem.core.mtf import (
     MtfRatingState,
     MtfRatingStates,
     compute_mtf_ratings,
-    mtf_slice_nb,
+    mtf_slice,
     new_mtf_states,
 )
 from tandem.core.ratings import N_RATING_OUT, new_rating_state, ratings_nb
@@ -123,12 +123,12 @@ def test_stream_slice_batch_identical() -> None:
     batch, states = compute_mtf_ratings(cfg, ts, *p, use, votes=True)
     stream = _stream_all(cfg, ts, p, use)
     assert np.array_equal(batch, stream, equal_nan=True)
-    # daemon slice kernel
+    # the daemon's slice: the batch kernel over one bar, stepping the states in place
     st = new_mtf_states(n_assets, cfg.n_htf)
     out = np.empty((n_assets, 1 + cfg.n_htf, N_RATING_OUT))
     sl = np.empty_like(batch)
     for t in range(n):
-        mtf_slice_nb(rating_kernel(), st, ts[t], *(x[t] for x in p), cfg.base_ms, cfg.htf_ms, cfg.htf_off, use, out)
+        mtf_slice(rating_kernel(), cfg, use, st, ts[t], *(np.ascontiguousarray(x[t]) for x in p), out)
         sl[t] = out
     assert np.array_equal(batch, sl, equal_nan=True)
     assert np.array_equal(st, states, equal_nan=True)

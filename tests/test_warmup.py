@@ -232,9 +232,9 @@ def test_block_cancels_on_error_marks_on_success(profile, cache, monkeypatch) ->
 
 
 def test_daemon_prewarm_compiles_the_kernel_in_a_worker(profile, cache, monkeypatch) -> None:  # noqa: ANN001
-    """The daemon's first start on an empty cache: a worker compiles the rating kernel and
-    the warm-up's batch loop while the daemon compiles its slice loop around a stand-in; afterwards the stepper rates with
-    the real kernel, exactly as the MTF states do."""
+    """The daemon's first start on an empty cache: a worker compiles the rating kernel
+    while the daemon compiles the MTF loop around a stand-in; afterwards the stepper rates
+    with the real kernel, exactly as the MTF states do."""
     import numpy as np
     from tandem.core.mtf import MtfRatingStates
     from tandem.daemon.slices import Slice
@@ -243,10 +243,7 @@ def test_daemon_prewarm_compiles_the_kernel_in_a_worker(profile, cache, monkeypa
     monkeypatch.setenv(warmup.ENV_SWITCH, "1")  # the suite's conftest sets 0
     stepper = ProfileStepper(profile, "t")
     stepper.prewarm()
-    assert warmup.is_warm(profile, "kernel") and warmup.is_warm(profile, "mtf")
-    # The warm-up's batch loop is the entry the worker's "mtf" job compiled (the backtest's
-    # types): the daemon's call added no second signature to the cache.
-    assert len(list(cache.rglob("mtf.mtf_batch_nb-*.nbc"))) == 1
+    assert warmup.is_warm(profile, "kernel")
     n = len(stepper.symbols)
     ref = MtfRatingStates.from_profile(profile)
     rng = np.random.default_rng(3)
@@ -257,5 +254,36 @@ def test_daemon_prewarm_compiles_the_kernel_in_a_worker(profile, cache, monkeypa
         want = ref.step_slice(sl.ts, sl.open, sl.high, sl.low, sl.close, sl.volume)
     assert np.array_equal(stepper._out, want, equal_nan=True)
     assert not np.isnan(want[:, 0, 0]).all()  # real ratings, not the stand-in's NaN
+
+
+def test_daemon_and_backtest_call_each_kernel_with_one_signature(profile, monkeypatch) -> None:  # noqa: ANN001
+    """The daemon's slices and warm-up call the backtest's batch kernels (MTF loop,
+    combiner, engine) with the backtest's argument types: one compiled entry each, so a
+    first replay compiles each loop once and a backtest after it compiles nothing."""
+    import numba
+    import numpy as np
+    from tandem.core import mtf, signals
+    from tandem.core.engine import api
+    from tandem.daemon.slices import Slice
+    from tandem.daemon.strategy import ProfileStepper
+
+    seen: dict[str, set] = {"mtf": set(), "signals": set(), "engine": set()}
+
+    def spy(module, name: str, key: str) -> None:  # noqa: ANN001
+        real = getattr(module, name)
+
+        def call(*args):  # noqa: ANN002, ANN202
+            seen[key].add(tuple(numba.typeof(a) for a in args))
+            return real(*args)
+        monkeypatch.setattr(module, name, call)
+
+    spy(mtf, "mtf_batch_nb", "mtf")
+    spy(signals, "signals_rows_nb", "signals")
+    spy(api, "run_batch_nb", "engine")
+    stepper = ProfileStepper(profile, "t")
+    n = len(stepper.symbols)
+    one = np.ones(n)
+    stepper.step(Slice(0, one, one * 1.01, one * 0.99, one, one, [], [], False), trade=True)
     stepper.warm_asset(0, np.arange(3, dtype=np.int64) * 3_600_000, np.ones((3, 5)))
-    assert len(list(cache.rglob("mtf.mtf_batch_nb-*.nbc"))) == 1
+    warmup.run_jobs(profile, ["mtf", "signals", "engine"])  # the backtest's calls, typed alike
+    assert {k: len(v) for k, v in seen.items()} == {"mtf": 1, "signals": 1, "engine": 1}
