@@ -401,10 +401,12 @@ def test_live_rows_off_the_grid_are_refused():
     assert candle_fault([T0, 1.0, 1.0, 1.0, 1.0, 1.0], H) is None
 
 
-async def test_live_rest_bad_bar_is_dropped_as_missing_not_repaired(tmp_path):
+@pytest.mark.parametrize("where", [20, -30], ids=["live", "warm-up"])
+async def test_live_rest_bad_bar_is_dropped_as_missing_not_repaired(tmp_path, where):
     """The daemon's live path, real ccxt.pro against the emulator: a bar with high < low is
     untrusted on the websocket and dropped over REST (one ``rest_candles_rejected`` line); the
-    engine sees it as a missing bar, exactly like the backtest's loaders do."""
+    engine sees it as a missing bar, exactly like the backtest's loaders do. In the warm-up
+    too: its REST pages are checked as arrays, and a page with a bad bar goes row by row."""
     import io
 
     from tandem.daemon.emulator.market import MarketData
@@ -427,7 +429,7 @@ async def test_live_rest_bad_bar_is_dropped_as_missing_not_repaired(tmp_path):
     frames = {s: market.frame(s).reset_index(drop=True) for s in market.symbols}
     sym = profile.assets[0]
     t0, end = replay_window(market)
-    i = int(np.searchsorted(frames[sym]["ts"].to_numpy(), t0)) + 20  # a live bar
+    i = int(np.searchsorted(frames[sym]["ts"].to_numpy(), t0)) + where  # live / warm-up bar
     bad_ts = int(frames[sym]["ts"][i])
     f = frames[sym].copy()
     f.loc[i, "high"], f.loc[i, "low"] = f.loc[i, "low"], f.loc[i, "high"]
