@@ -275,3 +275,45 @@ def test_summary_counts_valid_trials_whose_objective_cannot_win():
     results = pd.DataFrame({"fold": [0, 0, 0, 0, 1], "valid": [True, True, True, False, True],
                             "is_profit_factor": [np.inf, 1.5, np.nan, np.inf, np.inf]})
     assert _undefined_objectives(results, "profit_factor") == 2  # fold 0, valid: inf and NaN
+
+
+def test_a_field_without_effect_is_named_not_presented_as_a_finding(inp, tmp_path, capsys):
+    """A take-profit given as 5 (500 %: never reached) and risk_pct under fraction sizing
+    changed no trial's numbers; the lowest trial of the tie won and its values were
+    reported (and written) as the best ones, exit 0 without a word."""
+    out = tmp_path / "out"
+    space = _space(tmp_path, "exit_rules.take_profit_pct: [5, 10]\n"
+                             "execution.risk_pct: [0.01, 0.02]\n"
+                             "entry_threshold: [0.05, 0.2]\n")
+    assert main(sweep_args(inp, out, "--workers", "0", *space)) == 0
+    best = json.loads((out / "best.json").read_text())
+    assert best["no_effect"] == ["exit_rules.take_profit_pct", "execution.risk_pct"]
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("no effect"))
+    assert "exit_rules.take_profit_pct, execution.risk_pct:" in line
+    # Independently: the trials differing only in those fields have equal statistics,
+    # and the ones differing in entry_threshold do not.
+    df = pd.read_parquet(out / "results.parquet")
+    stats = [c for c in df.columns if c.startswith("is_") and c not in ("is_start", "is_end")]
+    for _, g in df.groupby("param.entry_threshold"):
+        assert len(g) == 4 and (g[stats].nunique(dropna=False) == 1).all()
+    assert df.groupby("param.entry_threshold")["is_n_fills"].first().nunique() == 2
+
+
+def test_no_effect_needs_trials_that_differ_in_that_field_alone():
+    """Random draws of continuous values never repeat the other fields: nothing is claimed."""
+    from tandem.backtest.sweep.driver import no_effect_fields
+    from tandem.backtest.sweep.evaluate import stat_columns
+    from tandem.backtest.sweep.space import parse_dim
+
+    dims = [parse_dim("entry_threshold", {"low": 0.0, "high": 0.3}),
+            parse_dim("execution.risk_pct", [0.01, 0.02])]
+    params = {0: {"entry_threshold": 0.1, "execution.risk_pct": 0.01},
+              1: {"entry_threshold": 0.2, "execution.risk_pct": 0.02}}
+    df = pd.DataFrame({"trial": [0, 1], "fold": [0, 0], "valid": [True, True]})
+    for c in stat_columns():
+        df[c] = 1.0  # equal numbers, yet no pair differs in one field alone
+    assert no_effect_fields(df, dims, params) == []
+    params[1]["entry_threshold"] = 0.1  # now they differ in risk_pct only
+    assert no_effect_fields(df, dims, params) == ["execution.risk_pct"]
+    df.loc[1, "is_sharpe"] = 2.0
+    assert no_effect_fields(df, dims, params) == []

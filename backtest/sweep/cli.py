@@ -256,6 +256,12 @@ def _summary(outcome: Any, files: dict[str, Path], args: argparse.Namespace) -> 
         # so, since "profit factor inf" (no losing trade) reads like the best there is.
         print(f"no objective  {n_undefined} valid trial(s) have no finite in-sample "
               f"{b['objective']} (e.g. no losing trade, no drawdown) and cannot win", file=out)
+    if b.get("no_effect"):
+        # Every value of these gave the same numbers: the winner's value for them is only
+        # the first of a tie, not a finding (a unit mistake, or a setting the profile ignores).
+        print(f"no effect     {', '.join(b['no_effect'])}: each value gave the same results "
+              "as the others (a unit mistake? a setting this profile does not use?); the "
+              "winner's value for it is arbitrary", file=out)
     if b["trial"] is None:
         print("winner        none (no valid trial with a finite objective)", file=out)
     else:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import structlog
 from tandem.backtest.sweep.data import SweepData
-from tandem.backtest.sweep.evaluate import finalize, trial_key
+from tandem.backtest.sweep.evaluate import finalize, stat_columns, trial_key
 from tandem.backtest.sweep.space import Dim
 
 log = structlog.get_logger(__name__)
@@ -75,6 +75,35 @@ def fold_winners(results: pd.DataFrame, objective: str) -> list[dict[str, Any]]:
         oos = objective_values(ok.loc[[row.name]], objective, "oos").iloc[0]
         out.append({"fold": int(fold), "trial": int(row["trial"]), "is_value": float(row["_v"]),
                     "oos_value": None if pd.isna(oos) else float(oos)})
+    return out
+
+
+def no_effect_fields(results: pd.DataFrame, dims: list[Dim],
+                     params: dict[int, dict[str, Any]]) -> list[str]:
+    """Swept fields whose value never changed a valid trial's statistics (every fold, in
+    and out of sample) while the other fields stayed the same.
+
+    A percent given as 5 (take_profit_pct 500 %: never reached), risk_pct under fraction
+    sizing, max_weight in discrete mode: every value gave the same numbers, the winner was
+    the lowest trial of the tie, and its value was written to the profile as the best one,
+    exit 0. A field only counts when some pair of trials differing in it alone was run
+    (random draws of continuous values seldom give one: nothing is claimed then).
+    """
+    cols = stat_columns()
+    sig: dict[int, bytes] = {}
+    for t, g in results[results["valid"]].groupby("trial", sort=True):
+        vals = g.sort_values("fold")[cols].to_numpy(dtype=np.float64)
+        sig[int(t)] = np.where(np.isnan(vals), 0.0, vals).tobytes() + np.isnan(vals).tobytes()
+    out = []
+    for d in dims:
+        groups: dict[str, dict[str, bytes]] = {}
+        for t, s in sig.items():
+            p = params.get(t, {})
+            rest = json.dumps({k: v for k, v in p.items() if k != d.path}, sort_keys=True)
+            groups.setdefault(rest, {})[json.dumps(p.get(d.path))] = s
+        pairs = [g for g in groups.values() if len(g) > 1]
+        if pairs and all(len(set(g.values())) == 1 for g in pairs):
+            out.append(d.path)
     return out
 
 
@@ -261,6 +290,7 @@ def summarize(results: pd.DataFrame, daily: dict[int, np.ndarray], dims: list[Di
         data.n_folds > 1 or any(s.kind == "oos" for s in data.segments)) else None
     overfit = overfit_stats(daily, chosen)
     summary = overfit_summary(overfit)
+    best["no_effect"] = no_effect_fields(results, dims, params or {})
     best["dsr"] = summary.get("dsr", {}).get("dsr")
     best["pbo"] = summary.get("pbo", {}).get("pbo")
     best["overfit"] = summary
