@@ -101,17 +101,19 @@ def test_repeated_draws_count_once_in_dsr_and_pbo(inp, tmp_path):
 
 
 def test_write_profile_without_a_winner_is_exit_1(inp, tmp_path, capsys):
-    """Percentages given as 2 and 5 instead of 0.02 and 0.05: every trial is invalid, and
-    --write-profile exited 0 without writing the profile and without a word."""
+    """Every trial invalid (min_agree without the vote mode: a check across fields, so per
+    trial), and --write-profile exited 0 without writing the profile and without a word.
+    (A value refused by itself, a stop-loss of 2 meant as 2 %, is refused before any work:
+    test_a_value_the_manifest_refuses_by_itself_is_exit_2_before_any_work.)"""
     out, man = tmp_path / "out", tmp_path / "m.json"
     args = sweep_args(inp, out, "--workers", "0", "--write-profile", "chosen",
                       "--manifest-out", str(man),
-                      *_space(tmp_path, "exit_rules.stop_loss_pct: [2, 5]\n"))
+                      *_space(tmp_path, "mtf.min_agree: [1, 2]\n"))
     assert main(args) == 1
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()[-1]
     assert err.startswith("error: no winner: profile 'chosen' not written"), err
-    assert "field 'exit_rules.stop_loss_pct': Input should be less than 1" in captured.out
+    assert "field 'mtf.min_agree': only applies to mtf.mode 'vote'" in captured.out
     assert not man.exists() and not list(tmp_path.glob("*.tmp"))
     df = pd.read_parquet(out / "results.parquet")  # the reasons stay inspectable
     assert not df["valid"].any()
@@ -120,11 +122,12 @@ def test_write_profile_without_a_winner_is_exit_1(inp, tmp_path, capsys):
 def test_write_profile_uses_the_values_the_trial_ran_with(inp, tmp_path):
     """A list mixing kinds is a text column in results.parquet; the winner's parameters were
     read back from it, so 0.1 was written as '0.1' (a ManifestError traceback after the
-    whole sweep, the manifest left as a .tmp file)."""
+    whole sweep, the manifest left as a .tmp file). A text value such as 'off' is now
+    refused before any work; a null beside numbers still makes the column float with NaN."""
     from tandem.core.manifest import load_manifest
 
     out, man = tmp_path / "out", tmp_path / "m.json"
-    space = _space(tmp_path, "exit_rules.take_profit_pct: [0.1, 'off']\n")
+    space = _space(tmp_path, "exit_rules.take_profit_pct: [0.1, null]\n")
     assert main(sweep_args(inp, out, "--workers", "0", "--write-profile", "chosen",
                            "--manifest-out", str(man), *space)) == 0
     best = json.loads((out / "best.json").read_text())
@@ -236,7 +239,7 @@ def test_a_sweep_into_a_used_out_leaves_no_file_of_the_previous_one(inp, tmp_pat
     assert {"daily_returns.parquet", "sweep_heatmap.png", "sweep_is_oos.png",
             "sweep_equity.png"} <= first
     assert main(sweep_args(inp, out, "--workers", "0", *_space(
-        tmp_path, "exit_rules.stop_loss_pct: [2, 5]\n"))) == 0
+        tmp_path, "mtf.min_agree: [1, 2]\n"))) == 0  # invalid without the vote mode
     assert sorted(p.name for p in out.iterdir()) == [
         "best.json", "parts", "results.parquet", "sweep.html"]
 
@@ -317,3 +320,32 @@ def test_no_effect_needs_trials_that_differ_in_that_field_alone():
     assert no_effect_fields(df, dims, params) == ["execution.risk_pct"]
     df.loc[1, "is_sharpe"] = 2.0
     assert no_effect_fields(df, dims, params) == []
+
+
+@pytest.mark.parametrize(("space", "field", "value"), [
+    ("exit_rules.stop_loss_pct: [0.02, 5]\n", "exit_rules.stop_loss_pct", "5"),
+    ("exit_rules.stop_loss_pct: {low: 2, high: 10, step: 1}\n", "exit_rules.stop_loss_pct", "2"),
+    ("execution.size_pct: {low: 0.5, high: 1.5}\n", "execution.size_pct", "1.5"),
+    ("exit_rules.exit_on_signal: [0, 1]\n", "exit_rules.exit_on_signal", "0"),
+    ("portfolio.rebalance_every: [1d, 24h]\n", "portfolio.rebalance_every", "'24h'"),
+    ("mtf.weights.4h: [1.0, -2.0]\n", "mtf.weights.4h", "-2.0"),
+])
+def test_a_value_the_manifest_refuses_by_itself_is_exit_2_before_any_work(
+        inp, tmp_path, capsys, space, field, value):
+    """A stop-loss of 5 meant as 5 %, 0/1 for a true/false field: every trial holding the
+    value was an invalid row, found after the whole sweep, exit 0 (a winner among the other
+    values, or none)."""
+    out = tmp_path / "out"
+    assert main(sweep_args(inp, out, "--workers", "0", *_space(tmp_path, space))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{field}: value {value} is refused by the manifest" in err[0], err
+    assert not out.exists()
+
+
+def test_bounds_a_continuous_draw_never_reaches_are_not_refused(inp, tmp_path):
+    """{low: 0, high: 1} for a fraction that must be > 0 (size_pct) or < 1 (stop_loss_pct)
+    is a natural range: no draw lands on the bound."""
+    space = _space(tmp_path, "execution.size_pct: {low: 0, high: 1}\n"
+                             "exit_rules.stop_loss_pct: {low: 0, high: 1}\n")
+    assert main(sweep_args(inp, tmp_path / "out", "--workers", "0", "--search", "random",
+                           "--trials", "3", *space)) == 0
