@@ -179,7 +179,10 @@ def parse_dim(path: str, spec: Any) -> Dim:
                 # and a mixed list made its column (and the written profile) text.
                 raise SpaceError(f"{path}: {v!r} is text, not a number (YAML reads 1e-3 "
                                  "without a dot as text: write 1.0e-3 or 0.001)")
-        if len({json.dumps(v) for v in spec}) != len(spec):
+        # Compared as numbers: [1000, 1000.0] ran one trial twice under two keys (two
+        # "distinct" trials, and a field "without effect").
+        if len({json.dumps(float(v) if isinstance(v, int | float) and not isinstance(v, bool)
+                           else v) for v in spec}) != len(spec):
             raise SpaceError(f"{path}: duplicate values in {spec!r}")
         return Dim(path, values=tuple(spec))
     if isinstance(spec, dict):
