@@ -349,3 +349,42 @@ def test_bounds_a_continuous_draw_never_reaches_are_not_refused(inp, tmp_path):
                              "exit_rules.stop_loss_pct: {low: 0, high: 1}\n")
     assert main(sweep_args(inp, tmp_path / "out", "--workers", "0", "--search", "random",
                            "--trials", "3", *space)) == 0
+
+
+def _cscv_by_total_return(perf: np.ndarray, s: int) -> float:
+    """PBO by the paper's steps, ranking by compounded return (a plain loop, no shortcuts)."""
+    from itertools import combinations
+
+    from scipy.stats import rankdata
+
+    perf = perf[len(perf) % s:]
+    blocks = np.split(np.arange(len(perf)), s)
+    n = perf.shape[1]
+    below = []
+    for half in combinations(range(s), s // 2):
+        ins = np.concatenate([blocks[b] for b in half])
+        oos = np.concatenate([blocks[b] for b in range(s) if b not in half])
+        best = int(np.argmax(np.prod(1 + perf[ins], axis=0)))
+        w = rankdata(np.prod(1 + perf[oos], axis=0))[best] / (n + 1)
+        below.append(np.log(w / (1 - w)) <= 0)
+    return float(np.mean(below))
+
+
+def test_pbo_ranks_by_the_sweeps_objective(inp, tmp_path):
+    """PBO judges how the sweep chose; a total_return sweep's PBO was computed ranking the
+    trials by Sharpe (best.json said "metric": "sharpe" and nothing else)."""
+    space = _space(tmp_path, "entry_threshold: [0.0, 0.05, 0.1, 0.2]\n"
+                             "exit_rules.stop_loss_pct: [0.02, 0.05]\n")
+    out = tmp_path / "tr"
+    assert main(sweep_args(inp, out, "--workers", "0", "--objective", "total_return",
+                           *space)) == 0
+    pbo = json.loads((out / "best.json").read_text())["overfit"]["pbo"]
+    assert pbo["metric"] == "total_return"
+    perf = pd.read_parquet(out / "daily_returns.parquet").to_numpy()
+    perf = perf[:, np.sort(np.unique(perf, axis=1, return_index=True)[1])]  # distinct, in order
+    assert pbo["pbo"] == pytest.approx(_cscv_by_total_return(perf, pbo["n_splits"]), abs=1e-12)
+    out = tmp_path / "calmar"  # no per-period form: Sharpe, and said so
+    assert main(sweep_args(inp, out, "--workers", "0", "--objective", "calmar", *space)) == 0
+    overfit = json.loads((out / "best.json").read_text())["overfit"]
+    assert overfit["pbo"]["metric"] == "sharpe"
+    assert any("PBO ranks the trials by sharpe" in n for n in overfit["notes"])

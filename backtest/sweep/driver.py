@@ -288,7 +288,7 @@ def summarize(results: pd.DataFrame, daily: dict[int, np.ndarray], dims: list[Di
     }
     oos = stitched_oos_equity(results, winners, dims, data, base, pick) if (
         data.n_folds > 1 or any(s.kind == "oos" for s in data.segments)) else None
-    overfit = overfit_stats(daily, chosen)
+    overfit = overfit_stats(daily, chosen, cfg.objective)
     summary = overfit_summary(overfit)
     best["no_effect"] = no_effect_fields(results, dims, params or {})
     best["dsr"] = summary.get("dsr", {}).get("dsr")
@@ -343,19 +343,28 @@ def stitched_oos_equity(results: pd.DataFrame, winners: list[dict[str, Any]], di
     return s
 
 
-def overfit_stats(daily: dict[int, np.ndarray], chosen: int | None) -> dict[str, Any]:
+def overfit_stats(daily: dict[int, np.ndarray], chosen: int | None,
+                  objective: str = "sharpe") -> dict[str, Any]:
     """``{"dsr": ..., "pbo": ..., "notes": [...]}`` of the chosen trial and of all valid trials.
 
     Inputs are daily returns (equity sampled at each UTC day's last bar): the full range
     without walk-forward, the out-of-sample folds end to end with it. DSR: per-period (daily)
     Sharpe, skew and plain kurtosis of the chosen trial, the number of valid trials and the
-    variance of their daily Sharpe ratios. PBO: CSCV over the (days × trials) matrix.
+    variance of their daily Sharpe ratios. PBO: CSCV over the (days × trials) matrix,
+    ranking the trials by the sweep's ``objective`` where CSCV has it per period (sharpe,
+    sortino, total_return), else by Sharpe (noted): PBO judges the selection the sweep made,
+    and a total-return sweep's PBO was that of picking by Sharpe, without a word.
     ``daily`` holds each distinct parameter set once (:func:`run_sweep` drops repeats), and
     trials whose daily returns are identical count once too (the chosen one stands for its
     group): a swept field without effect (risk_pct under fraction sizing) gave N clones
     whose tied out-of-sample ranks made PBO 1.0 ("overfit") and inflated DSR's trial count.
     """
-    from tandem.backtest.sweep.overfit import deflated_sharpe_ratio, pbo_cscv, return_moments
+    from tandem.backtest.sweep.overfit import (
+        PBO_METRICS,
+        deflated_sharpe_ratio,
+        pbo_cscv,
+        return_moments,
+    )
 
     notes: list[str] = []
     if chosen is not None and chosen in daily:
@@ -387,9 +396,13 @@ def overfit_stats(daily: dict[int, np.ndarray], chosen: int | None) -> dict[str,
     else:
         notes.append("DSR undefined: the chosen trial (or all but one) has flat daily returns")
     n_splits = min(16, (perf.shape[0] // 4) * 2)
+    metric = objective if objective in PBO_METRICS else "sharpe"
     if n_splits >= 4:
+        if metric != objective:
+            notes.append(f"PBO ranks the trials by sharpe: {objective} has no per-period form "
+                         "for CSCV")
         try:
-            out["pbo"] = pbo_cscv(perf, n_splits=n_splits)
+            out["pbo"] = pbo_cscv(perf, n_splits=n_splits, metric=metric)
         except ValueError as exc:
             notes.append(f"PBO not computed: {exc}")
     else:
