@@ -388,3 +388,27 @@ def test_pbo_ranks_by_the_sweeps_objective(inp, tmp_path):
     overfit = json.loads((out / "best.json").read_text())["overfit"]
     assert overfit["pbo"]["metric"] == "sharpe"
     assert any("PBO ranks the trials by sharpe" in n for n in overfit["notes"])
+
+
+def test_best_json_dsr_is_the_papers_formula_on_the_written_daily_returns(inp, tmp_path):
+    """best.json's DSR rebuilt with scipy from daily_returns.parquet alone (the winner's
+    column against the other distinct trials), walk-forward out-of-sample days included."""
+    from scipy import stats
+
+    out = tmp_path / "out"
+    assert main(sweep_args(inp, out, "--workers", "0", "--walk-forward", "2", "--train", "10d",
+                           "--test", "6d", "--warmup-bars", "48")) == 0
+    best = json.loads((out / "best.json").read_text())
+    daily = pd.read_parquet(out / "daily_returns.parquet")
+    assert len(daily) == 12  # two 6-day test folds, end to end
+    m = daily.to_numpy()
+    m = m[:, np.sort(np.unique(m, axis=1, return_index=True)[1])]
+    sr = m.mean(axis=0) / m.std(axis=0, ddof=1)
+    n, g = m.shape[1], 0.5772156649015329
+    sr0 = np.sqrt(np.var(sr, ddof=1)) * ((1 - g) * stats.norm.ppf(1 - 1 / n)
+                                         + g * stats.norm.ppf(1 - 1 / (n * np.e)))
+    x = daily[str(best["trial"])].to_numpy()
+    s, k = x.mean() / x.std(ddof=1), stats.kurtosis(x, fisher=False)
+    dsr = stats.norm.cdf((s - sr0) * np.sqrt(len(x) - 1)
+                         / np.sqrt(1 - stats.skew(x) * s + (k - 1) / 4 * s * s))
+    assert best["dsr"] == pytest.approx(dsr, rel=1e-9)
