@@ -329,6 +329,7 @@ def test_no_effect_needs_trials_that_differ_in_that_field_alone():
     ("exit_rules.exit_on_signal: [0, 1]\n", "exit_rules.exit_on_signal", "0"),
     ("portfolio.rebalance_every: [1d, 24h]\n", "portfolio.rebalance_every", "'24h'"),
     ("mtf.weights.4h: [1.0, -2.0]\n", "mtf.weights.4h", "-2.0"),
+    ("mtf.weights.4h: [1.0, true]\n", "mtf.weights.4h", "True"),
 ])
 def test_a_value_the_manifest_refuses_by_itself_is_exit_2_before_any_work(
         inp, tmp_path, capsys, space, field, value):

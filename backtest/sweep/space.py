@@ -321,7 +321,7 @@ def check_values(dim: Dim, profile: Any) -> None:
     from tandem.core.manifest import Profile, _FieldProblem
 
     keys = tuple(dim.path.split("."))
-    # A weight's check covers the whole mapping; any other field is checked at its own path.
+    # A weight's own check covers the whole mapping (its type error is at its own path).
     own = keys[:2] if keys[:2] == ("mtf", "weights") else keys
     base = profile.model_dump(mode="json")
     for v, checked in _edge_values(dim):
@@ -330,7 +330,7 @@ def check_values(dim: Dim, profile: Any) -> None:
                                                 list(profile.timeframes)))
         except ValidationError as exc:
             for e in exc.errors():
-                if tuple(str(k) for k in e["loc"]) == own:
+                if tuple(str(k) for k in e["loc"]) in (own, keys):
                     msg = e["msg"].removeprefix("Value error, ")
                     raise SpaceError(f"{dim.path}: value {v!r} is refused by the manifest: "
                                      f"{msg}") from None
