@@ -413,3 +413,20 @@ def test_best_json_dsr_is_the_papers_formula_on_the_written_daily_returns(inp, t
     dsr = stats.norm.cdf((s - sr0) * np.sqrt(len(x) - 1)
                          / np.sqrt(1 - stats.skew(x) * s + (k - 1) / 4 * s * s))
     assert best["dsr"] == pytest.approx(dsr, rel=1e-9)
+
+
+def test_days_pbo_leaves_out_are_said(inp, tmp_path, capsys):
+    """CSCV cuts the days into equal blocks and drops the first T mod S: 13 of 45 days were
+    left out of the PBO without a word (best.json's dropped_rows only)."""
+    out = tmp_path / "out"
+    assert main(sweep_args(inp, out, "--workers", "0")) == 0
+    best = json.loads((out / "best.json").read_text())
+    pbo = best["overfit"]["pbo"]
+    days = len(pd.read_parquet(out / "daily_returns.parquet"))
+    assert pbo["dropped_rows"] == days % pbo["n_splits"] > 0  # this fixture drops some
+    assert pbo["n_obs"] == days - pbo["dropped_rows"]
+    note = f"PBO leaves out the first {pbo['dropped_rows']} of {days} days"
+    assert any(n.startswith(note) for n in best["overfit"]["notes"])
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("PBO"))
+    assert line.endswith(f"(the last {pbo['n_obs']} of {days} days)")
+    assert note in (out / "sweep.html").read_text()

@@ -275,7 +275,10 @@ def _summary(outcome: Any, files: dict[str, Path], args: argparse.Namespace) -> 
     if b.get("dsr") is not None:
         print(f"DSR           {b['dsr']:.4f}", file=out)
     if b.get("pbo") is not None:
-        print(f"PBO           {b['pbo']:.4f}", file=out)
+        pbo = b.get("overfit", {}).get("pbo", {})
+        part = (f" (the last {pbo['n_obs']} of {pbo['n_obs'] + pbo['dropped_rows']} days)"
+                if pbo.get("dropped_rows") else "")
+        print(f"PBO           {b['pbo']:.4f}{part}", file=out)
     if b.get("profile_hash"):
         print(f"profile       {b['profile_name']} written to {b['manifest']} "
               f"(profile hash {b['profile_hash']})", file=out)

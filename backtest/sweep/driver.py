@@ -403,6 +403,11 @@ def overfit_stats(daily: dict[int, np.ndarray], chosen: int | None,
                          "for CSCV")
         try:
             out["pbo"] = pbo_cscv(perf, n_splits=n_splits, metric=metric)
+            if dropped := out["pbo"]["dropped_rows"]:
+                # CSCV needs equal blocks: the first days are left out. Said, since the
+                # figure reads as the whole history's (45 days kept only the last 32).
+                notes.append(f"PBO leaves out the first {dropped} of {perf.shape[0]} days "
+                             f"({n_splits} blocks of equal length)")
         except ValueError as exc:
             notes.append(f"PBO not computed: {exc}")
     else:
