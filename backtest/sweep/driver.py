@@ -89,11 +89,15 @@ def no_effect_fields(results: pd.DataFrame, dims: list[Dim],
     exit 0. A field only counts when some pair of trials differing in it alone was run
     (random draws of continuous values seldom give one: nothing is claimed then).
     """
-    cols = stat_columns()
-    sig: dict[int, bytes] = {}
-    for t, g in results[results["valid"]].groupby("trial", sort=True):
-        vals = g.sort_values("fold")[cols].to_numpy(dtype=np.float64)
-        sig[int(t)] = np.where(np.isnan(vals), 0.0, vals).tobytes() + np.isnan(vals).tobytes()
+    ok = results[results["valid"]].sort_values(["trial", "fold"], kind="stable")
+    if ok.empty:
+        return []
+    # One row of every fold's statistics per trial (each trial has the same folds); NaN as
+    # 0 plus a mask, so equal rows give equal bytes. A frame, not a groupby: 10^5 trials.
+    trials = ok["trial"].to_numpy()[:: ok["fold"].nunique()]
+    vals = ok[stat_columns()].to_numpy(dtype=np.float64).reshape(len(trials), -1)
+    keys = np.hstack([np.where(np.isnan(vals), 0.0, vals), np.isnan(vals)])
+    sig = {int(t): k.tobytes() for t, k in zip(trials, keys, strict=True)}
     out = []
     for d in dims:
         groups: dict[str, dict[str, bytes]] = {}
