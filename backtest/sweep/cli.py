@@ -259,9 +259,10 @@ def _summary(outcome: Any, files: dict[str, Path], args: argparse.Namespace) -> 
     if b.get("no_effect"):
         # Every value of these gave the same numbers: the winner's value for them is only
         # the first of a tie, not a finding (a unit mistake, or a setting the profile ignores).
+        tie = "; the winner's value for it is arbitrary" if b["trial"] is not None else ""
         print(f"no effect     {', '.join(b['no_effect'])}: each value gave the same results "
-              "as the others (a unit mistake? a setting this profile does not use?); the "
-              "winner's value for it is arbitrary", file=out)
+              f"as the others (a unit mistake? a setting this profile does not use?){tie}",
+              file=out)
     if b["trial"] is None:
         print("winner        none (no valid trial with a finite objective)", file=out)
     else:
