@@ -37,6 +37,8 @@ def _err(capsys) -> str:
     ("entry_threshold: {low: 0.1, high: 0.3}", "needs 'step' for --search grid"),
     ("entry_threshold: {low: 0.3, high: 0.1, step: 0.1}", "high (0.1) is below low"),
     ("entry_threshold: []", "empty list"),
+    # one value twice under two keys: run twice, counted as two distinct trials
+    ("initial_cash: [1000, 1000.0]", "duplicate values in [1000, 1000.0]"),
     ("- 1\n- 2", "non-empty mapping"),
     # the second one silently replaced the first (only [0.2, 0.3] was swept)
     ("entry_threshold: [0.1]\nentry_threshold: [0.2, 0.3]", "duplicate key 'entry_threshold' at line 2"),

@@ -101,17 +101,19 @@ def test_repeated_draws_count_once_in_dsr_and_pbo(inp, tmp_path):
 
 
 def test_write_profile_without_a_winner_is_exit_1(inp, tmp_path, capsys):
-    """Percentages given as 2 and 5 instead of 0.02 and 0.05: every trial is invalid, and
-    --write-profile exited 0 without writing the profile and without a word."""
+    """Every trial invalid (min_agree without the vote mode: a check across fields, so per
+    trial), and --write-profile exited 0 without writing the profile and without a word.
+    (A value refused by itself, a stop-loss of 2 meant as 2 %, is refused before any work:
+    test_a_value_the_manifest_refuses_by_itself_is_exit_2_before_any_work.)"""
     out, man = tmp_path / "out", tmp_path / "m.json"
     args = sweep_args(inp, out, "--workers", "0", "--write-profile", "chosen",
                       "--manifest-out", str(man),
-                      *_space(tmp_path, "exit_rules.stop_loss_pct: [2, 5]\n"))
+                      *_space(tmp_path, "mtf.min_agree: [1, 2]\n"))
     assert main(args) == 1
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()[-1]
     assert err.startswith("error: no winner: profile 'chosen' not written"), err
-    assert "field 'exit_rules.stop_loss_pct': Input should be less than 1" in captured.out
+    assert "field 'mtf.min_agree': only applies to mtf.mode 'vote'" in captured.out
     assert not man.exists() and not list(tmp_path.glob("*.tmp"))
     df = pd.read_parquet(out / "results.parquet")  # the reasons stay inspectable
     assert not df["valid"].any()
@@ -120,11 +122,12 @@ def test_write_profile_without_a_winner_is_exit_1(inp, tmp_path, capsys):
 def test_write_profile_uses_the_values_the_trial_ran_with(inp, tmp_path):
     """A list mixing kinds is a text column in results.parquet; the winner's parameters were
     read back from it, so 0.1 was written as '0.1' (a ManifestError traceback after the
-    whole sweep, the manifest left as a .tmp file)."""
+    whole sweep, the manifest left as a .tmp file). A text value such as 'off' is now
+    refused before any work; a null beside numbers still makes the column float with NaN."""
     from tandem.core.manifest import load_manifest
 
     out, man = tmp_path / "out", tmp_path / "m.json"
-    space = _space(tmp_path, "exit_rules.take_profit_pct: [0.1, 'off']\n")
+    space = _space(tmp_path, "exit_rules.take_profit_pct: [0.1, null]\n")
     assert main(sweep_args(inp, out, "--workers", "0", "--write-profile", "chosen",
                            "--manifest-out", str(man), *space)) == 0
     best = json.loads((out / "best.json").read_text())
@@ -236,7 +239,7 @@ def test_a_sweep_into_a_used_out_leaves_no_file_of_the_previous_one(inp, tmp_pat
     assert {"daily_returns.parquet", "sweep_heatmap.png", "sweep_is_oos.png",
             "sweep_equity.png"} <= first
     assert main(sweep_args(inp, out, "--workers", "0", *_space(
-        tmp_path, "exit_rules.stop_loss_pct: [2, 5]\n"))) == 0
+        tmp_path, "mtf.min_agree: [1, 2]\n"))) == 0  # invalid without the vote mode
     assert sorted(p.name for p in out.iterdir()) == [
         "best.json", "parts", "results.parquet", "sweep.html"]
 
@@ -275,3 +278,155 @@ def test_summary_counts_valid_trials_whose_objective_cannot_win():
     results = pd.DataFrame({"fold": [0, 0, 0, 0, 1], "valid": [True, True, True, False, True],
                             "is_profit_factor": [np.inf, 1.5, np.nan, np.inf, np.inf]})
     assert _undefined_objectives(results, "profit_factor") == 2  # fold 0, valid: inf and NaN
+
+
+def test_a_field_without_effect_is_named_not_presented_as_a_finding(inp, tmp_path, capsys):
+    """A take-profit given as 5 (500 %: never reached) and risk_pct under fraction sizing
+    changed no trial's numbers; the lowest trial of the tie won and its values were
+    reported (and written) as the best ones, exit 0 without a word."""
+    out = tmp_path / "out"
+    space = _space(tmp_path, "exit_rules.take_profit_pct: [5, 10]\n"
+                             "execution.risk_pct: [0.01, 0.02]\n"
+                             "entry_threshold: [0.05, 0.2]\n")
+    assert main(sweep_args(inp, out, "--workers", "0", *space)) == 0
+    best = json.loads((out / "best.json").read_text())
+    assert best["no_effect"] == ["exit_rules.take_profit_pct", "execution.risk_pct"]
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("no effect"))
+    assert "exit_rules.take_profit_pct, execution.risk_pct:" in line
+    # Independently: the trials differing only in those fields have equal statistics,
+    # and the ones differing in entry_threshold do not.
+    df = pd.read_parquet(out / "results.parquet")
+    stats = [c for c in df.columns if c.startswith("is_") and c not in ("is_start", "is_end")]
+    for _, g in df.groupby("param.entry_threshold"):
+        assert len(g) == 4 and (g[stats].nunique(dropna=False) == 1).all()
+    assert df.groupby("param.entry_threshold")["is_n_fills"].first().nunique() == 2
+
+
+def test_no_effect_needs_trials_that_differ_in_that_field_alone():
+    """Random draws of continuous values never repeat the other fields: nothing is claimed."""
+    from tandem.backtest.sweep.driver import no_effect_fields
+    from tandem.backtest.sweep.evaluate import stat_columns
+    from tandem.backtest.sweep.space import parse_dim
+
+    dims = [parse_dim("entry_threshold", {"low": 0.0, "high": 0.3}),
+            parse_dim("execution.risk_pct", [0.01, 0.02])]
+    params = {0: {"entry_threshold": 0.1, "execution.risk_pct": 0.01},
+              1: {"entry_threshold": 0.2, "execution.risk_pct": 0.02}}
+    df = pd.DataFrame({"trial": [0, 1], "fold": [0, 0], "valid": [True, True]})
+    for c in stat_columns():
+        df[c] = 1.0  # equal numbers, yet no pair differs in one field alone
+    assert no_effect_fields(df, dims, params) == []
+    params[1]["entry_threshold"] = 0.1  # now they differ in risk_pct only
+    assert no_effect_fields(df, dims, params) == ["execution.risk_pct"]
+    df.loc[1, "is_sharpe"] = 2.0
+    assert no_effect_fields(df, dims, params) == []
+
+
+@pytest.mark.parametrize(("space", "field", "value"), [
+    ("exit_rules.stop_loss_pct: [0.02, 5]\n", "exit_rules.stop_loss_pct", "5"),
+    ("exit_rules.stop_loss_pct: {low: 2, high: 10, step: 1}\n", "exit_rules.stop_loss_pct", "2"),
+    ("execution.size_pct: {low: 0.5, high: 1.5}\n", "execution.size_pct", "1.5"),
+    ("exit_rules.exit_on_signal: [0, 1]\n", "exit_rules.exit_on_signal", "0"),
+    ("portfolio.rebalance_every: [1d, 24h]\n", "portfolio.rebalance_every", "'24h'"),
+    ("mtf.weights.4h: [1.0, -2.0]\n", "mtf.weights.4h", "-2.0"),
+    ("mtf.weights.4h: [1.0, true]\n", "mtf.weights.4h", "True"),
+])
+def test_a_value_the_manifest_refuses_by_itself_is_exit_2_before_any_work(
+        inp, tmp_path, capsys, space, field, value):
+    """A stop-loss of 5 meant as 5 %, 0/1 for a true/false field: every trial holding the
+    value was an invalid row, found after the whole sweep, exit 0 (a winner among the other
+    values, or none)."""
+    out = tmp_path / "out"
+    assert main(sweep_args(inp, out, "--workers", "0", *_space(tmp_path, space))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{field}: value {value} is refused by the manifest" in err[0], err
+    assert not out.exists()
+
+
+def test_bounds_a_continuous_draw_never_reaches_are_not_refused(inp, tmp_path):
+    """{low: 0, high: 1} for a fraction that must be > 0 (size_pct) or < 1 (stop_loss_pct)
+    is a natural range: no draw lands on the bound."""
+    space = _space(tmp_path, "execution.size_pct: {low: 0, high: 1}\n"
+                             "exit_rules.stop_loss_pct: {low: 0, high: 1}\n")
+    assert main(sweep_args(inp, tmp_path / "out", "--workers", "0", "--search", "random",
+                           "--trials", "3", *space)) == 0
+
+
+def _cscv_by_total_return(perf: np.ndarray, s: int) -> float:
+    """PBO by the paper's steps, ranking by compounded return (a plain loop, no shortcuts)."""
+    from itertools import combinations
+
+    from scipy.stats import rankdata
+
+    perf = perf[len(perf) % s:]
+    blocks = np.split(np.arange(len(perf)), s)
+    n = perf.shape[1]
+    below = []
+    for half in combinations(range(s), s // 2):
+        ins = np.concatenate([blocks[b] for b in half])
+        oos = np.concatenate([blocks[b] for b in range(s) if b not in half])
+        best = int(np.argmax(np.prod(1 + perf[ins], axis=0)))
+        w = rankdata(np.prod(1 + perf[oos], axis=0))[best] / (n + 1)
+        below.append(np.log(w / (1 - w)) <= 0)
+    return float(np.mean(below))
+
+
+def test_pbo_ranks_by_the_sweeps_objective(inp, tmp_path):
+    """PBO judges how the sweep chose; a total_return sweep's PBO was computed ranking the
+    trials by Sharpe (best.json said "metric": "sharpe" and nothing else)."""
+    space = _space(tmp_path, "entry_threshold: [0.0, 0.05, 0.1, 0.2]\n"
+                             "exit_rules.stop_loss_pct: [0.02, 0.05]\n")
+    out = tmp_path / "tr"
+    assert main(sweep_args(inp, out, "--workers", "0", "--objective", "total_return",
+                           *space)) == 0
+    pbo = json.loads((out / "best.json").read_text())["overfit"]["pbo"]
+    assert pbo["metric"] == "total_return"
+    perf = pd.read_parquet(out / "daily_returns.parquet").to_numpy()
+    perf = perf[:, np.sort(np.unique(perf, axis=1, return_index=True)[1])]  # distinct, in order
+    assert pbo["pbo"] == pytest.approx(_cscv_by_total_return(perf, pbo["n_splits"]), abs=1e-12)
+    out = tmp_path / "calmar"  # no per-period form: Sharpe, and said so
+    assert main(sweep_args(inp, out, "--workers", "0", "--objective", "calmar", *space)) == 0
+    overfit = json.loads((out / "best.json").read_text())["overfit"]
+    assert overfit["pbo"]["metric"] == "sharpe"
+    assert any("PBO ranks the trials by sharpe" in n for n in overfit["notes"])
+
+
+def test_best_json_dsr_is_the_papers_formula_on_the_written_daily_returns(inp, tmp_path):
+    """best.json's DSR rebuilt with scipy from daily_returns.parquet alone (the winner's
+    column against the other distinct trials), walk-forward out-of-sample days included."""
+    from scipy import stats
+
+    out = tmp_path / "out"
+    assert main(sweep_args(inp, out, "--workers", "0", "--walk-forward", "2", "--train", "10d",
+                           "--test", "6d", "--warmup-bars", "48")) == 0
+    best = json.loads((out / "best.json").read_text())
+    daily = pd.read_parquet(out / "daily_returns.parquet")
+    assert len(daily) == 12  # two 6-day test folds, end to end
+    m = daily.to_numpy()
+    m = m[:, np.sort(np.unique(m, axis=1, return_index=True)[1])]
+    sr = m.mean(axis=0) / m.std(axis=0, ddof=1)
+    n, g = m.shape[1], 0.5772156649015329
+    sr0 = np.sqrt(np.var(sr, ddof=1)) * ((1 - g) * stats.norm.ppf(1 - 1 / n)
+                                         + g * stats.norm.ppf(1 - 1 / (n * np.e)))
+    x = daily[str(best["trial"])].to_numpy()
+    s, k = x.mean() / x.std(ddof=1), stats.kurtosis(x, fisher=False)
+    dsr = stats.norm.cdf((s - sr0) * np.sqrt(len(x) - 1)
+                         / np.sqrt(1 - stats.skew(x) * s + (k - 1) / 4 * s * s))
+    assert best["dsr"] == pytest.approx(dsr, rel=1e-9)
+
+
+def test_days_pbo_leaves_out_are_said(inp, tmp_path, capsys):
+    """CSCV cuts the days into equal blocks and drops the first T mod S: 13 of 45 days were
+    left out of the PBO without a word (best.json's dropped_rows only)."""
+    out = tmp_path / "out"
+    assert main(sweep_args(inp, out, "--workers", "0")) == 0
+    best = json.loads((out / "best.json").read_text())
+    pbo = best["overfit"]["pbo"]
+    days = len(pd.read_parquet(out / "daily_returns.parquet"))
+    assert pbo["dropped_rows"] == days % pbo["n_splits"] > 0  # this fixture drops some
+    assert pbo["n_obs"] == days - pbo["dropped_rows"]
+    note = f"PBO leaves out the first {pbo['dropped_rows']} of {days} days"
+    assert any(n.startswith(note) for n in best["overfit"]["notes"])
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("PBO"))
+    assert line.endswith(f"(the last {pbo['n_obs']} of {days} days)")
+    assert note in (out / "sweep.html").read_text()

@@ -256,6 +256,13 @@ def _summary(outcome: Any, files: dict[str, Path], args: argparse.Namespace) -> 
         # so, since "profit factor inf" (no losing trade) reads like the best there is.
         print(f"no objective  {n_undefined} valid trial(s) have no finite in-sample "
               f"{b['objective']} (e.g. no losing trade, no drawdown) and cannot win", file=out)
+    if b.get("no_effect"):
+        # Every value of these gave the same numbers: the winner's value for them is only
+        # the first of a tie, not a finding (a unit mistake, or a setting the profile ignores).
+        tie = "; the winner's value for it is arbitrary" if b["trial"] is not None else ""
+        print(f"no effect     {', '.join(b['no_effect'])}: each value gave the same results "
+              f"as the others (a unit mistake? a setting this profile does not use?){tie}",
+              file=out)
     if b["trial"] is None:
         print("winner        none (no valid trial with a finite objective)", file=out)
     else:
@@ -269,7 +276,10 @@ def _summary(outcome: Any, files: dict[str, Path], args: argparse.Namespace) -> 
     if b.get("dsr") is not None:
         print(f"DSR           {b['dsr']:.4f}", file=out)
     if b.get("pbo") is not None:
-        print(f"PBO           {b['pbo']:.4f}", file=out)
+        pbo = b.get("overfit", {}).get("pbo", {})
+        part = (f" (the last {pbo['n_obs']} of {pbo['n_obs'] + pbo['dropped_rows']} days)"
+                if pbo.get("dropped_rows") else "")
+        print(f"PBO           {b['pbo']:.4f}{part}", file=out)
     if b.get("profile_hash"):
         print(f"profile       {b['profile_name']} written to {b['manifest']} "
               f"(profile hash {b['profile_hash']})", file=out)

@@ -179,7 +179,10 @@ def parse_dim(path: str, spec: Any) -> Dim:
                 # and a mixed list made its column (and the written profile) text.
                 raise SpaceError(f"{path}: {v!r} is text, not a number (YAML reads 1e-3 "
                                  "without a dot as text: write 1.0e-3 or 0.001)")
-        if len({json.dumps(v) for v in spec}) != len(spec):
+        # Compared as numbers: [1000, 1000.0] ran one trial twice under two keys (two
+        # "distinct" trials, and a field "without effect").
+        if len({json.dumps(float(v) if isinstance(v, int | float) and not isinstance(v, bool)
+                           else v) for v in spec}) != len(spec):
             raise SpaceError(f"{path}: duplicate values in {spec!r}")
         return Dim(path, values=tuple(spec))
     if isinstance(spec, dict):
@@ -283,10 +286,56 @@ def parse_space(data: Any, profile: Any, source: str = "space") -> list[Dim]:
             raise SpaceError(f"{source}: field names must be strings, got {path!r}")
         check_path(path, profile)
         try:
-            dims.append(parse_dim(path, spec))
+            dim = parse_dim(path, spec)
+            check_values(dim, profile)
         except SpaceError as exc:
             raise SpaceError(f"{source}: {exc}") from None
+        dims.append(dim)
     return dims
+
+
+def _edge_values(dim: Dim) -> list[tuple[Any, Any]]:
+    """``(shown, checked)`` values that bound what ``dim`` can give: every listed value; a stepped
+    range's low and last step; a continuous range's bounds moved inward by one float (a
+    draw never lands on them, so {low: 0, high: 1} suits a fraction that must be > 0)."""
+    if dim.values is not None:
+        return [(v, v) for v in dim.values]
+    assert dim.low is not None and dim.high is not None
+    if dim.step is None:
+        return [(dim.low, math.nextafter(dim.low, dim.high)),
+                (dim.high, math.nextafter(dim.high, dim.low))]
+    top = dim._snap(dim.low + dim._steps() * dim.step)
+    ends = [int(dim.low), int(top)] if dim.integer else [dim.low, top]
+    return [(v, v) for v in ends]
+
+
+def check_values(dim: Dim, profile: Any) -> None:
+    """Refuse a value the manifest model refuses *by itself* (its type or bounds: a
+    stop-loss of 5 meant as 5 %, 0/1 for true/false), before any work.
+
+    Such a value made every trial holding it an invalid row: exit 0 after the whole sweep,
+    "winner none" or a winner among the other values only. Checks that tie fields together
+    (entry below exit, min_agree without vote) depend on the other swept values and stay
+    per trial."""
+    from pydantic import ValidationError
+    from tandem.core.manifest import Profile, _FieldProblem
+
+    keys = tuple(dim.path.split("."))
+    # A weight's own check covers the whole mapping (its type error is at its own path).
+    own = keys[:2] if keys[:2] == ("mtf", "weights") else keys
+    base = profile.model_dump(mode="json")
+    for v, checked in _edge_values(dim):
+        try:
+            Profile.model_validate(apply_params(base, {dim.path: checked},
+                                                list(profile.timeframes)))
+        except ValidationError as exc:
+            for e in exc.errors():
+                if tuple(str(k) for k in e["loc"]) in (own, keys):
+                    msg = e["msg"].removeprefix("Value error, ")
+                    raise SpaceError(f"{dim.path}: value {v!r} is refused by the manifest: "
+                                     f"{msg}") from None
+        except _FieldProblem:
+            pass  # a cross-field check: decided per trial
 
 
 def apply_params(base: dict[str, Any], params: dict[str, Any], timeframes: list[str]
