@@ -214,6 +214,20 @@ def ms_option_problem(ms: int) -> str | None:
     or None. As for candle epochs the unit is not guessed: 1612137600 (seconds of
     2021-02-01) read as ms is 1970-01-19, and is refused rather than reinterpreted."""
     unit = epoch_unit(ms)
+    if unit is None and 0 <= ms < _EPOCH_LO_S * 1000:
+        # Small integers are no ms epoch a user means: ``--from 20210201`` (a compact date)
+        # read as ms is 1970-01-01T05:36Z, before any data, so the run traded from the first
+        # bar with no warm-up and exited 0. Refused like the other units (past-2200 values
+        # are left to the callers' own range checks).
+        text = str(ms)
+        hint = ""
+        if len(text) == 8:
+            try:
+                day = np.datetime64(f"{text[:4]}-{text[4:6]}-{text[6:]}")
+                hint = f"; for the date {day} write {day}"
+            except ValueError:
+                pass
+        return f"is {iso(ms)} as epoch ms, before 1980 (no candle is that old){hint}"
     if unit in (None, "ms"):
         return None
     seen = f" ({iso(ms * 1000)})" if unit == "s" else ""
