@@ -330,6 +330,8 @@ def _exit_rules_text(profile: Any) -> str:
 def print_summary(result: Any, out: Any = None, profile: Any = None) -> None:
     """Headline statistics and file locations, for people (stdout); with ``profile``, also
     its exit rules."""
+    from tandem.backtest.report import without_bars_note
+
     out = out or sys.stdout
     s, m = result.stats, result.meta
     rows = [
@@ -337,7 +339,8 @@ def print_summary(result: Any, out: Any = None, profile: Any = None) -> None:
                     f"{m['mode']})"),
         *([("exit rules", _exit_rules_text(profile))] if profile is not None else []),
         ("data", f"{m['first_tradable_bar']} → {m['last_bar']} · {s['n_bars']} bars · "
-                 f"{m['n_assets']} assets · warm-up {m['warmup_bars_available']}/{m['warmup_bars']}"),
+                 f"{m['n_assets']} assets{without_bars_note(m)} · warm-up "
+                 f"{m['warmup_bars_available']}/{m['warmup_bars']}"),
         ("total return", _fmt(s["total_return"], True)),
         ("CAGR", _fmt(s["cagr"], True)),
         ("Sharpe / Sortino", f"{_fmt(s['sharpe'])} / {_fmt(s['sortino'])}"),

@@ -147,6 +147,16 @@ def _iso(ms: Any) -> str:
     return (EPOCH + timedelta(milliseconds=int(ms))).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def without_bars_note(meta: dict[str, Any]) -> str:
+    """`` (1 without bars: LPT/USDT)``: assets counted in the run that trade nothing (the
+    summary and the page said "3 assets" for two that had bars)."""
+    none = meta.get("assets_without_bars") or []
+    if not none:
+        return ""
+    shown = ", ".join(none[:5]) + (f" ... ({len(none)})" if len(none) > 5 else "")
+    return f" ({len(none)} without bars: {shown})"
+
+
 def _bar_range(stats: dict[str, Any], meta: dict[str, Any]) -> str:
     """The header's date range, in bar **open** times like the CLI summary and the Run table.
 
@@ -440,7 +450,7 @@ def render_report(data: ReportInput, chart_symbols: Sequence[str] | None = None)
     p.append(
         f"<div class='meta' id='data-range'>{_bar_range(st, data.meta)} · "
         f"{st.get('n_bars', 0)} bars · "
-        f"{len(data.close.symbols)} assets</div>"
+        f"{len(data.close.symbols)} assets{html.escape(without_bars_note(data.meta))}</div>"
     )
     p.append("<h2>Summary</h2><div class='kpi' id='kpis'>")
     p += [f"<div>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in kpis]

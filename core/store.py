@@ -553,6 +553,8 @@ def _read_csv(path: Path) -> Arrays:
         raise CandleStoreError(
             f"bad candle CSV {path}: missing columns {missing} (found: {found}); a candle CSV "
             f"has the lower-case header timestamp (or ts),{','.join(PRICE_COLUMNS)}")
+    if raw.empty:  # a header only: a run traded the asset as present with no bar, exit 0
+        raise CandleStoreError(f"bad candle CSV {path}: a header and no candle rows")
     try:
         ts = timestamps_to_ms(raw[ts_col], str(path))
     except CandleDataError as exc:

@@ -4,8 +4,10 @@ error. Outputs are checked against pandas/numpy computed here, never against the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from tandem.backtest.cli import main
 
@@ -49,3 +51,67 @@ def test_download_since_a_compact_date_is_refused_before_the_exchange(tmp_path, 
             "--retries", "0"]
     _one_error(capsys, _rc(argv), 2, "for the date 2024-01-01 write 2024-01-01")
     assert not (tmp_path / "d").exists()
+
+
+def _manifest(tmp_path: Path, core: list[str], universe: list[str] | None = None, **fields) -> Path:
+    """A small profile ``t``: 1h base + 4h, a short warm-up (tests stay fast)."""
+    data = json.loads((REPO / "manifest.json").read_text())
+    p = data["profiles"]["crypto_rating_all"]
+    p.update(core_assets=core, universe=universe or core, timeframes=["1h", "4h"],
+             mtf={"mode": "wide", "weights": {"1h": 1.0, "4h": 2.0}, "min_agree": None},
+             warmup_bars=60)
+    for path, value in fields.items():
+        node = p
+        *head, last = path.split("__")
+        for key in head:
+            node = node[key]
+        node[last] = value
+    data["profiles"] = {"t": p}
+    data["default_profile"] = "t"
+    out = tmp_path / "manifest.json"
+    out.write_text(json.dumps(data))
+    return out
+
+
+def _real_1h(shared_data: Path, base: str, rows: slice) -> pd.DataFrame:
+    return pd.read_csv(shared_data / f"binance_{base}-USDT_1h.csv").iloc[rows]
+
+
+def test_a_csv_with_a_header_and_no_rows_is_a_data_error(tmp_path, capsys, shared_data):
+    """The asset ran as present with no bar at all ("2 assets", exit 0), while a missing file
+    is exit 1: an empty file is the same missing data."""
+    d = tmp_path / "d"
+    d.mkdir()
+    _real_1h(shared_data, "ETH", slice(0, 300)).to_csv(d / "binance_ETH-USDT_1h.csv", index=False)
+    _real_1h(shared_data, "BTC", slice(0, 0)).to_csv(d / "binance_BTC-USDT_1h.csv", index=False)
+    rc = _rc(["run", "--manifest", str(_manifest(tmp_path, ["BTC/USDT", "ETH/USDT"])),
+              "--data", str(d), "--out", str(tmp_path / "o"), "--no-report"])
+    _one_error(capsys, rc, 1, "binance_BTC-USDT_1h.csv: a header and no candle rows")
+    assert not (tmp_path / "o").exists()
+
+
+def test_assets_without_a_bar_in_the_range_are_named(tmp_path, capsys, shared_data):
+    """A universe asset listed after --to (LPT/USDT: 2021-05-28) was counted among the run's
+    "3 assets" without a word; it is kept (late listings are normal) and named."""
+    u = pd.read_parquet(shared_data / "binance_USDT_1h_universe.parquet",
+                        filters=[("symbol", "in", ["BTC/USDT", "ETH/USDT", "LPT/USDT"])])
+    lo, hi = pd.Timestamp("2021-02-01", tz="UTC"), pd.Timestamp("2021-02-10", tz="UTC")
+    t = pd.to_datetime(u.timestamp, unit="ms", utc=True)
+    u = u[((t >= lo - pd.Timedelta(days=5)) & (t < hi)) | (u.symbol == "LPT/USDT")]
+    t = pd.to_datetime(u.timestamp, unit="ms", utc=True)
+    u = u[(u.symbol != "LPT/USDT") | (t < pd.Timestamp("2021-06-05", tz="UTC"))]
+    path = tmp_path / "binance_USDT_1h_universe.parquet"
+    u.to_parquet(path)
+    ts = pd.to_datetime(u.timestamp, unit="ms", utc=True)
+    expected = [s for s in ["BTC/USDT", "ETH/USDT", "LPT/USDT"]
+                if not ((u.symbol == s) & (ts >= lo) & (ts < hi)).any()]
+    assert expected == ["LPT/USDT"]
+    m = _manifest(tmp_path, ["BTC/USDT", "ETH/USDT"], ["BTC/USDT", "ETH/USDT", "LPT/USDT"])
+    rc = _rc(["run", "--manifest", str(m), "--data", str(path), "--from", "2021-02-01",
+              "--to", "2021-02-10", "--out", str(tmp_path / "o"), "--no-report"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    stats = json.loads((tmp_path / "o" / "stats.json").read_text())
+    assert stats["assets_without_bars"] == expected
+    assert stats["trades_per_asset"]["LPT/USDT"] == 0
+    assert "3 assets (1 without bars: LPT/USDT)" in out
