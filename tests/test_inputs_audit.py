@@ -115,3 +115,38 @@ def test_assets_without_a_bar_in_the_range_are_named(tmp_path, capsys, shared_da
     assert stats["assets_without_bars"] == expected
     assert stats["trades_per_asset"]["LPT/USDT"] == 0
     assert "3 assets (1 without bars: LPT/USDT)" in out
+
+
+def _small_universe(shared_data: Path, n_bars: int = 200) -> pd.DataFrame:
+    u = pd.read_parquet(shared_data / "binance_USDT_1h_universe.parquet",
+                        filters=[("symbol", "in", ["BTC/USDT", "ETH/USDT"])])
+    u = u[u.timestamp < u.timestamp.min() + n_bars * 3_600_000].reset_index(drop=True)
+    u["symbol"] = u.symbol.astype(str)
+    return u
+
+
+@pytest.mark.parametrize("respell", [lambda s: s.replace("/", ""), str.lower])
+@pytest.mark.parametrize("every", [2, 97])
+def test_a_universe_asset_spelled_two_ways_is_named(tmp_path, capsys, shared_data, respell, every):
+    """Half the rows as BTCUSDT: the BTC/USDT rows were refused as "not 1h data" (smallest
+    spacing 2h); one row in 97: that bar was silently missing. Refused, naming both."""
+    u = _small_universe(shared_data)
+    rows = u.index[(u.symbol == "BTC/USDT")][::every]
+    u.loc[rows, "symbol"] = u.loc[rows, "symbol"].map(respell)
+    path = tmp_path / "binance_USDT_1h_universe.parquet"
+    u.to_parquet(path)
+    rc = _rc(["run", "--manifest", str(_manifest(tmp_path, ["BTC/USDT", "ETH/USDT"])),
+              "--data", str(path), "--out", str(tmp_path / "o"), "--no-report"])
+    line = _one_error(capsys, rc, 1, "BTC/USDT is spelled 2 ways: 'BTC/USDT'")
+    assert f"{respell('BTC/USDT')!r} ({len(rows)} rows)" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_universe_without_its_time_column_names_what_it_has(tmp_path, capsys, shared_data):
+    """It said "missing ['ts']" for a file whose time column is named ``date``."""
+    path = tmp_path / "binance_USDT_1h_universe.parquet"
+    _small_universe(shared_data).rename(columns={"timestamp": "date"}).to_parquet(path)
+    rc = _rc(["run", "--manifest", str(_manifest(tmp_path, ["BTC/USDT", "ETH/USDT"])),
+              "--data", str(path), "--out", str(tmp_path / "o"), "--no-report"])
+    line = _one_error(capsys, rc, 1, "missing timestamp (or ts); found ")
+    assert "date" in line
