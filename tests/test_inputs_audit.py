@@ -150,3 +150,28 @@ def test_a_universe_without_its_time_column_names_what_it_has(tmp_path, capsys, 
               "--data", str(path), "--out", str(tmp_path / "o"), "--no-report"])
     line = _one_error(capsys, rc, 1, "missing timestamp (or ts); found ")
     assert "date" in line
+
+
+def _csv_folder(tmp_path: Path, shared_data: Path, n_bars: int = 300) -> Path:
+    d = tmp_path / "d"
+    d.mkdir(exist_ok=True)
+    for base in ("BTC", "ETH"):
+        _real_1h(shared_data, base, slice(0, n_bars)).to_csv(d / f"binance_{base}-USDT_1h.csv",
+                                                             index=False)
+    return d
+
+
+def test_the_summary_shows_the_fee_as_the_engine_charges_it(tmp_path, capsys, shared_data):
+    """``fee_rate: 0.075`` meant as Binance's 0.075 % is 7.5 % of every fill (a month of
+    real candles: -30 %, exit 0) and nothing said so. The summary shows the rate each fill
+    paid, checked here against fills.csv."""
+    m = _manifest(tmp_path, ["BTC/USDT", "ETH/USDT"], execution__fee_rate=0.075)
+    assert _rc(["run", "--manifest", str(m), "--data", str(_csv_folder(tmp_path, shared_data)),
+                "--out", str(tmp_path / "o"), "--no-report"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("costs"))
+    fills = pd.read_csv(tmp_path / "o" / "fills.csv")
+    assert len(fills) > 0
+    paid = fills.fee / (fills.qty * fills.price)
+    assert paid.round(12).unique().tolist() == [0.075]
+    assert line.split(None, 1)[1] == ("fee 7.5% of each fill's value · slippage 5 bps (0.05%) "
+                                      "· min trade 10")
