@@ -175,3 +175,32 @@ def test_the_summary_shows_the_fee_as_the_engine_charges_it(tmp_path, capsys, sh
     assert paid.round(12).unique().tolist() == [0.075]
     assert line.split(None, 1)[1] == ("fee 7.5% of each fill's value · slippage 5 bps (0.05%) "
                                       "· min trade 10")
+
+
+def test_download_since_before_the_store_says_what_was_not_fetched(tmp_path, capsys, shared_data):
+    """The store held 2020-12-05 → ...; ``--since 2020-12-01`` printed "0 new bars", exit 0,
+    and the user believed the four days before were stored. A download extends a store
+    forward only (its stated rule): now a note names the bars it did not fetch."""
+    from tandem.core.store import CandleStore, CsvFolderSource
+    from tandem.daemon.emulator import MarketData
+
+    from tests.emulator_fixtures import emulator_in_thread
+
+    frame = CsvFolderSource(shared_data, exchange="binance").read("XRP/USDT", timeframe="1h")
+    frame = frame.iloc[:300].reset_index(drop=True)
+    real = MarketData.from_frames({"XRP/USDT": frame}, "1h")
+    first_stored = int(frame.ts[96])  # 2020-12-05T00:00Z
+    with emulator_in_thread(real, start=real.end_ts + 1) as emu:
+        base = ["download", "--no-progress", "--symbols", "XRP/USDT", "--data",
+                str(tmp_path / "d"), "--rest-url", emu.rest_url]
+        assert _rc([*base, "--since", str(first_stored)]) == 0
+        capsys.readouterr()
+        assert _rc([*base, "--since", "2020-12-01T00:30"]) == 0
+        out = capsys.readouterr()
+        assert "XRP/USDT: 0 new bars" in out.out
+        assert ("note: XRP/USDT: --since 2020-12-01T01:00:00Z is before its first stored bar "
+                "2020-12-05T00:00:00Z") in out.err
+        assert _rc([*base, "--since", "2020-12-05"]) == 0  # not before: no note
+        assert "note:" not in capsys.readouterr().err
+    stored = CandleStore(tmp_path / "d", timeframe="1h").read("XRP/USDT")
+    pd.testing.assert_frame_equal(stored, frame.iloc[96:].reset_index(drop=True))
