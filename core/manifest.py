@@ -476,6 +476,12 @@ def _rating_warmup_bars() -> int:
     return int(RATING_WARMUP_BARS)
 
 
+#: Fields given as fractions (0.05 = 5 %), whose out-of-range values are likely percentages.
+_FRACTION_FIELDS = frozenset({"stop_loss_pct", "take_profit_pct", "trailing_stop_pct", "fee_rate",
+                              "size_pct", "risk_pct", "max_weight", "min_weight", "band"})
+_BOUND_ERRORS = frozenset({"less_than", "less_than_equal", "greater_than", "greater_than_equal"})
+
+
 def _format_validation(src: str, profile: str | None, exc: ValidationError) -> ManifestError:
     errs = exc.errors()
     first = errs[0]
@@ -487,8 +493,13 @@ def _format_validation(src: str, profile: str | None, exc: ValidationError) -> M
         msg = "required field is missing"
     else:
         got = quote(first.get("input"))
-        if got not in msg:  # our own validators often quote the value already
+        # Our own validators often quote the value already; a bound's message never does
+        # ("less than 0.1" for 0.1 read as if the value were quoted).
+        if got not in msg or first["type"] in _BOUND_ERRORS:
             msg = f"{msg} (got {got})"
+    if first["loc"] and first["loc"][-1] in _FRACTION_FIELDS and first["type"] in _BOUND_ERRORS:
+        # "less than 1 (got 5)" did not say why: a stop at 5 meant as 5 % is written 0.05
+        msg += "; it is a fraction (0.05 = 5 %)"
     where = f"profile {profile!r}, " if profile else ""
     more = f" [+{len(errs) - 1} more problem(s)]" if len(errs) > 1 else ""
     return ManifestError(f"{src}: {where}field {field!r}: {msg}{more}", profile=profile, field=field)

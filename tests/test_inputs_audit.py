@@ -204,3 +204,19 @@ def test_download_since_before_the_store_says_what_was_not_fetched(tmp_path, cap
         assert "note:" not in capsys.readouterr().err
     stored = CandleStore(tmp_path / "d", timeframe="1h").read("XRP/USDT")
     pd.testing.assert_frame_equal(stored, frame.iloc[96:].reset_index(drop=True))
+
+
+@pytest.mark.parametrize(("field", "value", "needle"), [
+    ("exit_rules__stop_loss_pct", 5, "'exit_rules.stop_loss_pct': Input should be less than 1 "
+                                     "(got 5); it is a fraction (0.05 = 5 %)"),
+    ("execution__fee_rate", 0.1, "'execution.fee_rate': Input should be less than 0.1 (got 0.1); "
+                                 "it is a fraction"),
+])
+def test_a_percentage_in_a_fraction_field_says_so(tmp_path, capsys, field, value, needle):
+    """``stop_loss_pct: 5`` said only "less than 1 (got 5)"; ``fee_rate: 0.1`` (meant as
+    0.1 %) said "less than 0.1" without the value. Exit 2, nothing written."""
+    m = _manifest(tmp_path, ["BTC/USDT"], **{field: value})
+    rc = _rc(["run", "--manifest", str(m), "--data", str(tmp_path), "--out",
+              str(tmp_path / "o")])
+    _one_error(capsys, rc, 2, needle)
+    assert not (tmp_path / "o").exists()
