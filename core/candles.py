@@ -362,8 +362,27 @@ def timestamps_to_ms(column: Any, where: str = "candles") -> np.ndarray:
                                       f"{i} is neither an epoch nor an ISO-8601 date") from None
             raise CandleDataError(f"{where}: timestamps are neither epochs nor ISO-8601 dates "
                                   f"({str(exc).splitlines()[0][:120]})") from None
+        _refuse_mixed_zones(series, where)  # every row is ISO: are their zones alike?
         return _datetime64_to_ms(stamps.dt.tz_localize(None).to_numpy(), where)
     return epochs_to_ms(series.to_numpy(), where)
+
+
+#: An ISO time of day that ends in a zone: ``...T09:00:00+09:00``, ``... 00:00Z``.
+_ZONED = r"[T ]\d{2}(?::\d{2}){0,2}(?:[.,]\d+)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def _refuse_mixed_zones(series: Any, where: str) -> None:
+    """ISO text with a UTC offset on some rows and none on others is refused, as mixed epoch
+    units are: the naive rows read as UTC (the rule) while the file's author may have meant
+    local time, so the bars moved by hours, collided ("candle_duplicates") and the run
+    exited 0."""
+    zoned = series.astype(str).str.strip().str.contains(_ZONED, case=False, regex=True)
+    if zoned.any() and not zoned.all():
+        i, j = int(np.argmax(zoned.to_numpy())), int(np.argmin(zoned.to_numpy()))
+        raise CandleDataError(
+            f"{where}: timestamps mix ISO times with a UTC offset ({str(series.iloc[i])[:40]!r} "
+            f"at row {i}) and without ({str(series.iloc[j])[:40]!r} at row {j}); refusing to "
+            "guess the zone of the naive ones (write every row in UTC, or every row with its offset)")
 
 
 # ---- 3. the grid

@@ -220,3 +220,27 @@ def test_a_percentage_in_a_fraction_field_says_so(tmp_path, capsys, field, value
               str(tmp_path / "o")])
     _one_error(capsys, rc, 2, needle)
     assert not (tmp_path / "o").exists()
+
+
+def test_iso_times_with_and_without_an_offset_in_one_file_are_refused(tmp_path, capsys,
+                                                                      shared_data):
+    """Rows in ``+09:00`` with every third row naive Tokyo time: the naive rows read as UTC
+    (the rule), moved by nine hours onto other bars ("candle_duplicates", first row wins)
+    and the run exited 0 on bars that were not the file's. Refused like mixed epoch units."""
+    d = _csv_folder(tmp_path, shared_data)
+    path = d / "binance_ETH-USDT_1h.csv"
+    frame = pd.read_csv(path)
+    tokyo = pd.to_datetime(frame.timestamp, unit="ms", utc=True).dt.tz_convert("Asia/Tokyo")
+    text = tokyo.map(lambda t: t.isoformat()).astype(object)
+    text.iloc[2::3] = tokyo.iloc[2::3].dt.strftime("%Y-%m-%dT%H:%M:%S")
+    frame.assign(timestamp=text).to_csv(path, index=False)
+    rc = _rc(["run", "--manifest", str(_manifest(tmp_path, ["BTC/USDT", "ETH/USDT"])),
+              "--data", str(d), "--out", str(tmp_path / "o"), "--no-report"])
+    line = _one_error(capsys, rc, 1, "timestamps mix ISO times with a UTC offset")
+    assert f"({text.iloc[2]!r} at row 2)" in line
+    assert not (tmp_path / "o").exists()
+    # every row with its offset: read by it, the same bars as the epoch file
+    text = tokyo.map(lambda t: t.isoformat())
+    frame.assign(timestamp=text).to_csv(path, index=False)
+    assert _rc(["run", "--manifest", str(_manifest(tmp_path, ["BTC/USDT", "ETH/USDT"])),
+                "--data", str(d), "--out", str(tmp_path / "o"), "--no-report"]) == 0
