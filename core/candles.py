@@ -273,7 +273,7 @@ def epochs_to_ms(values: Any, where: str = "candles") -> np.ndarray:
         frac = arr != np.floor(arr)
         if frac.any():
             i = int(np.argmax(frac))
-            raise CandleDataError(f"{where}: timestamp {arr[i]!r} at row {i} is not a whole number")
+            raise CandleDataError(f"{where}: timestamp {float(arr[i])!r} at row {i} is not a whole number")
         if np.abs(arr).max() >= 2.0**63:
             raise CandleDataError(f"{where}: timestamp {np.abs(arr).max():g} is out of range")
         arr = arr.astype(np.int64)

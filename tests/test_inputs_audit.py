@@ -244,3 +244,14 @@ def test_iso_times_with_and_without_an_offset_in_one_file_are_refused(tmp_path, 
     frame.assign(timestamp=text).to_csv(path, index=False)
     assert _rc(["run", "--manifest", str(_manifest(tmp_path, ["BTC/USDT", "ETH/USDT"])),
                 "--data", str(d), "--out", str(tmp_path / "o"), "--no-report"]) == 0
+
+
+def test_a_fractional_epoch_is_named_as_the_file_writes_it(tmp_path, capsys, shared_data):
+    """The message read ``timestamp np.float64(1606780800000.5) at row 0``."""
+    d = _csv_folder(tmp_path, shared_data)
+    path = d / "binance_BTC-USDT_1h.csv"
+    frame = pd.read_csv(path)
+    frame.assign(timestamp=frame.timestamp + 0.5).to_csv(path, index=False)
+    rc = _rc(["run", "--manifest", str(_manifest(tmp_path, ["BTC/USDT", "ETH/USDT"])),
+              "--data", str(d), "--out", str(tmp_path / "o"), "--no-report"])
+    _one_error(capsys, rc, 1, "timestamp 1606780800000.5 at row 0 is not a whole number")
