@@ -255,3 +255,24 @@ def test_a_fractional_epoch_is_named_as_the_file_writes_it(tmp_path, capsys, sha
     rc = _rc(["run", "--manifest", str(_manifest(tmp_path, ["BTC/USDT", "ETH/USDT"])),
               "--data", str(d), "--out", str(tmp_path / "o"), "--no-report"])
     _one_error(capsys, rc, 1, "timestamp 1606780800000.5 at row 0 is not a whole number")
+
+
+def test_reconcile_of_two_different_profiles_is_refused(tmp_path, capsys, shared_data):
+    """A paper journal of profile ``t`` against a backtest of ``u`` matched nothing and
+    classified every fill as *logic* (a bug), exit 1. They share no profile: exit 2."""
+    d = _csv_folder(tmp_path, shared_data)
+    m = _manifest(tmp_path, ["BTC/USDT", "ETH/USDT"])
+    assert _rc(["run", "--manifest", str(m), "--data", str(d), "--out", str(tmp_path / "t"),
+                "--no-report"]) == 0
+    fills = pd.read_csv(tmp_path / "t" / "fills.csv", keep_default_na=False)
+    assert len(fills) > 0
+    other = fills.assign(profile="u", fill_id=fills.fill_id.str.replace("t:", "u:", n=1))
+    other.to_csv(tmp_path / "u.csv", index=False)
+    capsys.readouterr()
+    rc = _rc(["reconcile", "--paper", str(tmp_path / "u.csv"), "--backtest",
+              str(tmp_path / "t"), "--out", str(tmp_path / "rec")])
+    _one_error(capsys, rc, 2, "holds fills of profile u and --backtest")
+    assert not (tmp_path / "rec").exists()
+    # the same fills under the backtest's profile: identical, exit 0
+    assert _rc(["reconcile", "--paper", str(tmp_path / "t" / "fills.csv"), "--backtest",
+                str(tmp_path / "t")]) == 0
