@@ -329,6 +329,7 @@ class Profile(_Strict):
             )
         if self.execution.mode == "portfolio" and self.execution.long_short:
             raise _FieldProblem("execution.long_short", "portfolio mode is long-only")
+        self._check_can_trade()
         if self.warmup_bars is not None and self.warmup_bars * timeframe_to_ms(base) > MAX_WARMUP_SPAN_MS:
             raise _FieldProblem(
                 "warmup_bars",
@@ -340,6 +341,34 @@ class Profile(_Strict):
                 "universe", f"core_assets and universe together name {len(self.assets)} symbols; at most {MAX_SYMBOLS}"
             )
         return self
+
+    def _check_can_trade(self) -> None:
+        """Refuse what can never trade. The engine skips (never shrinks) an entry that costs
+        more than the cash or is worth less than ``min_trade_value``; before a first trade
+        the equity is ``initial_cash`` and stays so, so such a first entry is refused
+        forever: the run exited 0 with no trade and nothing said why."""
+        ex, cash = self.execution, self.initial_cash
+        sl = self.exit_rules.stop_loss_pct
+        margin = 1.0 - 1e-9  # the kernel's own rounding decides the exact borderline
+        if ex.mode == "portfolio":
+            value, what = self.portfolio.max_weight * cash, "portfolio.max_weight × initial_cash"
+        elif ex.sizing == "risk" and sl:
+            spend = ex.risk_pct * cash / sl * (1.0 + ex.fee_rate)
+            if spend * margin > cash:
+                raise _FieldProblem(
+                    "execution.risk_pct",
+                    f"{ex.risk_pct} of equity at a stop-loss of {sl} sizes every entry at "
+                    f"{spend / cash:.4g}× the equity (fee included): more than the cash, so every "
+                    "entry is skipped (entries are never shrunk); lower risk_pct or widen the stop")
+            value, what = ex.risk_pct * cash / sl, "the risk-sized entry"
+        else:
+            value = ex.size_pct * cash / (1.0 + ex.fee_rate)
+            what = "execution.size_pct × initial_cash (fee aside)"
+        if value < ex.min_trade_value * margin:
+            raise _FieldProblem(
+                "execution.min_trade_value",
+                f"{ex.min_trade_value:g} is more than the largest first trade, {what} = "
+                f"{value:.6g}: no trade could ever happen")
 
     # ---- derived values -----------------------------------------------------------------
     @property

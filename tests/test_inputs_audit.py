@@ -276,3 +276,34 @@ def test_reconcile_of_two_different_profiles_is_refused(tmp_path, capsys, shared
     # the same fills under the backtest's profile: identical, exit 0
     assert _rc(["reconcile", "--paper", str(tmp_path / "t" / "fills.csv"), "--backtest",
                 str(tmp_path / "t")]) == 0
+
+
+@pytest.mark.parametrize(("fields", "needle"), [
+    ({"initial_cash": 50.0}, "'execution.min_trade_value': 10 is more than the largest first "
+                             "trade, execution.size_pct × initial_cash (fee aside) = 4.995"),
+    ({"execution__sizing": "risk", "execution__risk_pct": 0.5, "exit_rules__stop_loss_pct": 0.01},
+     "'execution.risk_pct': 0.5 of equity at a stop-loss of 0.01 sizes every entry at 50.05×"),
+    ({"execution__mode": "portfolio", "portfolio__max_weight": 0.0005},
+     "'execution.min_trade_value': 10 is more than the largest first trade, "
+     "portfolio.max_weight × initial_cash = 5"),
+])
+def test_a_profile_that_can_never_trade_is_a_config_error(tmp_path, capsys, shared_data, fields,
+                                                          needle):
+    """An entry that costs more than the cash or is worth less than min_trade_value is
+    skipped, never shrunk; before a first trade the equity is the initial cash, so these
+    runs traded nothing, ever, and exited 0 ("trades 0") without a word why."""
+    m = _manifest(tmp_path, ["BTC/USDT", "ETH/USDT"], **fields)
+    rc = _rc(["run", "--manifest", str(m), "--data", str(_csv_folder(tmp_path, shared_data)),
+              "--out", str(tmp_path / "o"), "--no-report"])
+    _one_error(capsys, rc, 2, needle)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_first_trade_just_above_min_trade_value_still_trades(tmp_path, shared_data):
+    """The borderline of the rule above: 10 % of 10,000 less the fee is 999.001 ≥ 999."""
+    m = _manifest(tmp_path, ["BTC/USDT", "ETH/USDT"], execution__min_trade_value=999.0)
+    assert _rc(["run", "--manifest", str(m), "--data", str(_csv_folder(tmp_path, shared_data)),
+                "--out", str(tmp_path / "o"), "--no-report"]) == 0
+    fills = pd.read_csv(tmp_path / "o" / "fills.csv")
+    entries = fills[fills.reason == "entry"]
+    assert len(entries) > 0 and (entries.qty * entries.price >= 999.0).all()
