@@ -337,6 +337,13 @@ def _costs_text(profile: Any) -> str:
             f"({ex.slippage_bps / 100:.4g}%) · min trade {ex.min_trade_value:g}")
 
 
+def _gaps_note(n_bars: int, periods: int | None) -> str:
+    """`` of 2880 periods (gaps: CAGR/Sharpe count bars)`` when slices are missing."""
+    if not periods or periods <= n_bars:
+        return ""
+    return f" of {periods} periods (gaps: CAGR, Sharpe, Sortino count bars)"
+
+
 def print_summary(result: Any, out: Any = None, profile: Any = None) -> None:
     """Headline statistics and file locations, for people (stdout); with ``profile``, also
     its exit rules."""
@@ -349,7 +356,8 @@ def print_summary(result: Any, out: Any = None, profile: Any = None) -> None:
                     f"{m['mode']})"),
         *([("exit rules", _exit_rules_text(profile)), ("costs", _costs_text(profile))]
           if profile is not None else []),
-        ("data", f"{m['first_tradable_bar']} → {m['last_bar']} · {s['n_bars']} bars · "
+        ("data", f"{m['first_tradable_bar']} → {m['last_bar']} · {s['n_bars']} bars"
+                 f"{_gaps_note(s['n_bars'], m.get('bar_periods'))} · "
                  f"{m['n_assets']} assets{without_bars_note(m)} · warm-up "
                  f"{m['warmup_bars_available']}/{m['warmup_bars']}"),
         ("total return", _fmt(s["total_return"], True)),
