@@ -319,10 +319,12 @@ def test_a_hole_in_the_data_is_named_with_the_periods_it_spans(tmp_path, capsys,
         frame = _real_1h(shared_data, base, slice(0, 700))
         frame.drop(frame.index[300:500]).to_csv(d / f"binance_{base}-USDT_1h.csv", index=False)
     rc = _rc(["run", "--manifest", str(_manifest(tmp_path, ["BTC/USDT", "ETH/USDT"])),
-              "--data", str(d), "--out", str(tmp_path / "o"), "--no-report"])
+              "--data", str(d), "--out", str(tmp_path / "o")])
     out = capsys.readouterr().out
     assert rc == 0
     stats = json.loads((tmp_path / "o" / "stats.json").read_text())
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert f"{stats['n_bars']} bars of {stats['bar_periods']} periods (gaps)" in page
     ts = sorted(set().union(*(pd.read_csv(p).timestamp for p in d.glob("*.csv"))))
     traded = [t for t in ts if t >= stats["start_ts"] - 3_600_000]  # bar opens from the first
     periods = (traded[-1] - traded[0]) // 3_600_000 + 1
