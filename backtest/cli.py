@@ -327,17 +327,39 @@ def _exit_rules_text(profile: Any) -> str:
     return " · ".join(f"{name} {_fmt(v, True) if v else 'off'}" for name, v in parts)
 
 
+def _costs_text(profile: Any) -> str:
+    """Fee and slippage as the engine applies them: ``fee_rate`` is a fraction (0.001 =
+    0.1 %), and a ``0.075`` meant as Binance's 0.075 % runs as 7.5 % a fill (-30 % on a
+    month of real candles, exit 0); shown, it cannot pass unseen."""
+    ex = profile.execution
+    fee = f"{100 * ex.fee_rate:.4g}%"
+    return (f"fee {fee} of each fill's value · slippage {ex.slippage_bps:g} bps "
+            f"({ex.slippage_bps / 100:.4g}%) · min trade {ex.min_trade_value:g}")
+
+
+def _gaps_note(n_bars: int, periods: int | None) -> str:
+    """`` of 2880 periods (gaps: CAGR/Sharpe count bars)`` when slices are missing."""
+    if not periods or periods <= n_bars:
+        return ""
+    return f" of {periods} periods (gaps: CAGR, Sharpe, Sortino count bars)"
+
+
 def print_summary(result: Any, out: Any = None, profile: Any = None) -> None:
     """Headline statistics and file locations, for people (stdout); with ``profile``, also
     its exit rules."""
+    from tandem.backtest.report import without_bars_note
+
     out = out or sys.stdout
     s, m = result.stats, result.meta
     rows = [
         ("profile", f"{m['profile']} ({m['strategy']}, {m['mtf']} MTF {'/'.join(m['timeframes'])}, "
                     f"{m['mode']})"),
-        *([("exit rules", _exit_rules_text(profile))] if profile is not None else []),
-        ("data", f"{m['first_tradable_bar']} → {m['last_bar']} · {s['n_bars']} bars · "
-                 f"{m['n_assets']} assets · warm-up {m['warmup_bars_available']}/{m['warmup_bars']}"),
+        *([("exit rules", _exit_rules_text(profile)), ("costs", _costs_text(profile))]
+          if profile is not None else []),
+        ("data", f"{m['first_tradable_bar']} → {m['last_bar']} · {s['n_bars']} bars"
+                 f"{_gaps_note(s['n_bars'], m.get('bar_periods'))} · "
+                 f"{m['n_assets']} assets{without_bars_note(m)} · warm-up "
+                 f"{m['warmup_bars_available']}/{m['warmup_bars']}"),
         ("total return", _fmt(s["total_return"], True)),
         ("CAGR", _fmt(s["cagr"], True)),
         ("Sharpe / Sortino", f"{_fmt(s['sharpe'])} / {_fmt(s['sortino'])}"),

@@ -109,9 +109,10 @@ def cli_main(args: Any, settings: Any = None, profile: Any = None) -> int:
     from tandem.core.store import CandleStore, CandleStoreError
 
     try:
+        store = CandleStore(data, exchange=exchange, timeframe=timeframe)
+        skipped = _history_before_store(store, symbols, timeframe, pick("since"))
         added = download(
-            exchange, list(symbols), timeframe, pick("since"),
-            CandleStore(data, exchange=exchange, timeframe=timeframe),
+            exchange, list(symbols), timeframe, pick("since"), store,
             until=pick("until"), progress=not pick("no_progress", False), rest_url=rest_url,
             limit=int(pick("limit", 1000)), max_retries=int(pick("retries", 5)),
         )
@@ -123,7 +124,35 @@ def cli_main(args: Any, settings: Any = None, profile: Any = None) -> int:
         return 130
     for symbol, n in added.items():
         print(f"{symbol}: {n} new bars -> {Path(data) / exchange}")
+    from tandem.core.candles import iso
+
+    for symbol, (since, first) in skipped.items():
+        print(f"note: {symbol}: --since {iso(since)} is before its first stored bar "
+              f"{iso(first)}; download extends a store forward only, so those bars were not "
+              "fetched (download them into an empty --data folder)", file=sys.stderr)
     return 0
+
+
+def _history_before_store(store: Any, symbols: Any, timeframe: str, since: Any) -> dict:
+    """``{symbol: (since, first stored ts)}`` where ``--since`` asks for bars before what is
+    stored. The download resumes after the last stored bar, so they are never fetched: it
+    printed "0 new bars" and exit 0, and the user believed the history was there."""
+    from tandem.core.store import SymbolNotFoundError, timeframe_ms, to_ms
+
+    since_ms = to_ms(since)
+    out = {}
+    if since_ms is None:
+        return out
+    tf = timeframe_ms(timeframe)
+    since_ms = -(-since_ms // tf) * tf  # the first bar it asks for opens on the grid
+    for symbol in symbols:
+        try:
+            ts, _ = store.read_arrays(symbol, timeframe=timeframe)
+        except SymbolNotFoundError:
+            continue
+        if len(ts) and since_ms < int(ts[0]):
+            out[symbol] = (since_ms, int(ts[0]))
+    return out
 
 
 def _usage_problem(symbols: Any, timeframe: str, since: Any, until: Any, limit: Any,

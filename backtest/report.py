@@ -147,6 +147,22 @@ def _iso(ms: Any) -> str:
     return (EPOCH + timedelta(milliseconds=int(ms))).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _periods_note(stats: dict[str, Any], meta: dict[str, Any]) -> str:
+    """`` of 2880 periods (gaps)``: the span has slices with no bar (stats.json bar_periods)."""
+    periods, bars = meta.get("bar_periods") or 0, stats.get("n_bars", 0)
+    return f" of {periods} periods (gaps)" if periods > bars else ""
+
+
+def without_bars_note(meta: dict[str, Any]) -> str:
+    """`` (1 without bars: LPT/USDT)``: assets counted in the run that trade nothing (the
+    summary and the page said "3 assets" for two that had bars)."""
+    none = meta.get("assets_without_bars") or []
+    if not none:
+        return ""
+    shown = ", ".join(none[:5]) + (f" ... ({len(none)})" if len(none) > 5 else "")
+    return f" ({len(none)} without bars: {shown})"
+
+
 def _bar_range(stats: dict[str, Any], meta: dict[str, Any]) -> str:
     """The header's date range, in bar **open** times like the CLI summary and the Run table.
 
@@ -439,8 +455,8 @@ def render_report(data: ReportInput, chart_symbols: Sequence[str] | None = None)
     p.append(f"<h1>Backtest: {html.escape(data.profile)}</h1>")
     p.append(
         f"<div class='meta' id='data-range'>{_bar_range(st, data.meta)} · "
-        f"{st.get('n_bars', 0)} bars · "
-        f"{len(data.close.symbols)} assets</div>"
+        f"{st.get('n_bars', 0)} bars{_periods_note(st, data.meta)} · "
+        f"{len(data.close.symbols)} assets{html.escape(without_bars_note(data.meta))}</div>"
     )
     p.append("<h2>Summary</h2><div class='kpi' id='kpis'>")
     p += [f"<div>{html.escape(k)}<b>{html.escape(v)}</b></div>" for k, v in kpis]

@@ -177,6 +177,8 @@ class Window:
     warmup_bars: int  # the profile's warm-up (base bars)
     warmup_available: int  # base-bar periods of data actually before ``start_ms`` (≤ wanted)
     base_ms: int
+    no_bars: list[str] = field(default_factory=list)  # assets with no tradable bar at all
+    bar_periods: int = 0  # base-bar periods from the first to the last tradable bar (gaps too)
 
     @property
     def first_bar_ms(self) -> int:
@@ -241,8 +243,31 @@ def load_window(
         log.warning("warmup_short", wanted_bars=warm, available_bars=warm_avail,
                     first_tradable=_iso(first_open),
                     hint="ratings of the first bars differ from a fully warmed run")
+    # An asset of the run with no tradable bar (listed after --to, delisted before --from, a
+    # CSV of another range) trades nothing; the run still counted it among its "N assets"
+    # and said nothing. Kept (late listings are normal in a universe) but named, here and in
+    # stats.json / the summary.
+    no_bars = [s for j, s in enumerate(syms) if np.isnan(a.close[k0:, j]).all()]
+    if no_bars:
+        log.warning("assets_without_bars", count=len(no_bars), symbols=no_bars,
+                    first_tradable=_iso(first_open),
+                    last_bar=_iso(int(a.ts[-1])), hint="they trade nothing in this run")
+    # Bar periods of the tradable span where no asset has a bar (an outage, a hole in a
+    # file): the run skips them, and CAGR/Sharpe/Sortino annualize over the bars present,
+    # so a two-month hole in four months doubled the CAGR without a word. Named, not
+    # repaired (the statistics' definitions stay vectorbt's).
+    traded = a.ts[k0:]
+    periods = int((traded[-1] - traded[0]) // base_ms) + 1
+    if periods > len(traded):
+        steps = np.diff(traded) // base_ms
+        at = int(np.argmax(steps))
+        log.warning("data_gaps", bar_periods=periods, bars=len(traded),
+                    missing=periods - len(traded), largest_gap_bars=int(steps[at]) - 1,
+                    largest_gap_after=_iso(int(traded[at])),
+                    hint="CAGR, Sharpe and Sortino annualize over the bars present")
     return Window(candles=a, symbols=syms, start_ms=start_ms, end_ms=end_ms, k0=k0,
-                  warmup_bars=warm, warmup_available=warm_avail, base_ms=base_ms)
+                  warmup_bars=warm, warmup_available=warm_avail, base_ms=base_ms,
+                  no_bars=no_bars, bar_periods=periods)
 
 
 def run_backtest(
@@ -335,6 +360,8 @@ def run_backtest(
             "timeframes": list(profile.timeframes),
             "data": data_label,
             "n_assets": len(syms),
+            "assets_without_bars": w.no_bars,
+            "bar_periods": w.bar_periods,
             "first_tradable_bar": _iso(w.first_bar_ms),  # a bar, not the --from asked for
             "last_bar": _iso(int(a.ts[-1])),
             "warmup_bars": warm,

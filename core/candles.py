@@ -214,6 +214,20 @@ def ms_option_problem(ms: int) -> str | None:
     or None. As for candle epochs the unit is not guessed: 1612137600 (seconds of
     2021-02-01) read as ms is 1970-01-19, and is refused rather than reinterpreted."""
     unit = epoch_unit(ms)
+    if unit is None and 0 <= ms < _EPOCH_LO_S * 1000:
+        # Small integers are no ms epoch a user means: ``--from 20210201`` (a compact date)
+        # read as ms is 1970-01-01T05:36Z, before any data, so the run traded from the first
+        # bar with no warm-up and exited 0. Refused like the other units (past-2200 values
+        # are left to the callers' own range checks).
+        text = str(ms)
+        hint = ""
+        if len(text) == 8:
+            try:
+                day = np.datetime64(f"{text[:4]}-{text[4:6]}-{text[6:]}")
+                hint = f"; for the date {day} write {day}"
+            except ValueError:
+                pass
+        return f"is {iso(ms)} as epoch ms, before 1980 (no candle is that old){hint}"
     if unit in (None, "ms"):
         return None
     seen = f" ({iso(ms * 1000)})" if unit == "s" else ""
@@ -259,7 +273,7 @@ def epochs_to_ms(values: Any, where: str = "candles") -> np.ndarray:
         frac = arr != np.floor(arr)
         if frac.any():
             i = int(np.argmax(frac))
-            raise CandleDataError(f"{where}: timestamp {arr[i]!r} at row {i} is not a whole number")
+            raise CandleDataError(f"{where}: timestamp {float(arr[i])!r} at row {i} is not a whole number")
         if np.abs(arr).max() >= 2.0**63:
             raise CandleDataError(f"{where}: timestamp {np.abs(arr).max():g} is out of range")
         arr = arr.astype(np.int64)
@@ -348,8 +362,27 @@ def timestamps_to_ms(column: Any, where: str = "candles") -> np.ndarray:
                                       f"{i} is neither an epoch nor an ISO-8601 date") from None
             raise CandleDataError(f"{where}: timestamps are neither epochs nor ISO-8601 dates "
                                   f"({str(exc).splitlines()[0][:120]})") from None
+        _refuse_mixed_zones(series, where)  # every row is ISO: are their zones alike?
         return _datetime64_to_ms(stamps.dt.tz_localize(None).to_numpy(), where)
     return epochs_to_ms(series.to_numpy(), where)
+
+
+#: An ISO time of day that ends in a zone: ``...T09:00:00+09:00``, ``... 00:00Z``.
+_ZONED = r"[T ]\d{2}(?::\d{2}){0,2}(?:[.,]\d+)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def _refuse_mixed_zones(series: Any, where: str) -> None:
+    """ISO text with a UTC offset on some rows and none on others is refused, as mixed epoch
+    units are: the naive rows read as UTC (the rule) while the file's author may have meant
+    local time, so the bars moved by hours, collided ("candle_duplicates") and the run
+    exited 0."""
+    zoned = series.astype(str).str.strip().str.contains(_ZONED, case=False, regex=True)
+    if zoned.any() and not zoned.all():
+        i, j = int(np.argmax(zoned.to_numpy())), int(np.argmin(zoned.to_numpy()))
+        raise CandleDataError(
+            f"{where}: timestamps mix ISO times with a UTC offset ({str(series.iloc[i])[:40]!r} "
+            f"at row {i}) and without ({str(series.iloc[j])[:40]!r} at row {j}); refusing to "
+            "guess the zone of the naive ones (write every row in UTC, or every row with its offset)")
 
 
 # ---- 3. the grid

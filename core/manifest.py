@@ -329,6 +329,7 @@ class Profile(_Strict):
             )
         if self.execution.mode == "portfolio" and self.execution.long_short:
             raise _FieldProblem("execution.long_short", "portfolio mode is long-only")
+        self._check_can_trade()
         if self.warmup_bars is not None and self.warmup_bars * timeframe_to_ms(base) > MAX_WARMUP_SPAN_MS:
             raise _FieldProblem(
                 "warmup_bars",
@@ -340,6 +341,34 @@ class Profile(_Strict):
                 "universe", f"core_assets and universe together name {len(self.assets)} symbols; at most {MAX_SYMBOLS}"
             )
         return self
+
+    def _check_can_trade(self) -> None:
+        """Refuse what can never trade. The engine skips (never shrinks) an entry that costs
+        more than the cash or is worth less than ``min_trade_value``; before a first trade
+        the equity is ``initial_cash`` and stays so, so such a first entry is refused
+        forever: the run exited 0 with no trade and nothing said why."""
+        ex, cash = self.execution, self.initial_cash
+        sl = self.exit_rules.stop_loss_pct
+        margin = 1.0 - 1e-9  # the kernel's own rounding decides the exact borderline
+        if ex.mode == "portfolio":
+            value, what = self.portfolio.max_weight * cash, "portfolio.max_weight × initial_cash"
+        elif ex.sizing == "risk" and sl:
+            spend = ex.risk_pct * cash / sl * (1.0 + ex.fee_rate)
+            if spend * margin > cash:
+                raise _FieldProblem(
+                    "execution.risk_pct",
+                    f"{ex.risk_pct} of equity at a stop-loss of {sl} sizes every entry at "
+                    f"{spend / cash:.4g}× the equity (fee included): more than the cash, so every "
+                    "entry is skipped (entries are never shrunk); lower risk_pct or widen the stop")
+            value, what = ex.risk_pct * cash / sl, "the risk-sized entry"
+        else:
+            value = ex.size_pct * cash / (1.0 + ex.fee_rate)
+            what = "execution.size_pct × initial_cash (fee aside)"
+        if value < ex.min_trade_value * margin:
+            raise _FieldProblem(
+                "execution.min_trade_value",
+                f"{ex.min_trade_value:g} is more than the largest first trade, {what} = "
+                f"{value:.6g}: no trade could ever happen")
 
     # ---- derived values -----------------------------------------------------------------
     @property
@@ -476,6 +505,12 @@ def _rating_warmup_bars() -> int:
     return int(RATING_WARMUP_BARS)
 
 
+#: Fields given as fractions (0.05 = 5 %), whose out-of-range values are likely percentages.
+_FRACTION_FIELDS = frozenset({"stop_loss_pct", "take_profit_pct", "trailing_stop_pct", "fee_rate",
+                              "size_pct", "risk_pct", "max_weight", "min_weight", "band"})
+_BOUND_ERRORS = frozenset({"less_than", "less_than_equal", "greater_than", "greater_than_equal"})
+
+
 def _format_validation(src: str, profile: str | None, exc: ValidationError) -> ManifestError:
     errs = exc.errors()
     first = errs[0]
@@ -487,8 +522,13 @@ def _format_validation(src: str, profile: str | None, exc: ValidationError) -> M
         msg = "required field is missing"
     else:
         got = quote(first.get("input"))
-        if got not in msg:  # our own validators often quote the value already
+        # Our own validators often quote the value already; a bound's message never does
+        # ("less than 0.1" for 0.1 read as if the value were quoted).
+        if got not in msg or first["type"] in _BOUND_ERRORS:
             msg = f"{msg} (got {got})"
+    if first["loc"] and first["loc"][-1] in _FRACTION_FIELDS and first["type"] in _BOUND_ERRORS:
+        # "less than 1 (got 5)" did not say why: a stop at 5 meant as 5 % is written 0.05
+        msg += "; it is a fraction (0.05 = 5 %)"
     where = f"profile {profile!r}, " if profile else ""
     more = f" [+{len(errs) - 1} more problem(s)]" if len(errs) > 1 else ""
     return ManifestError(f"{src}: {where}field {field!r}: {msg}{more}", profile=profile, field=field)

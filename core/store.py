@@ -553,6 +553,8 @@ def _read_csv(path: Path) -> Arrays:
         raise CandleStoreError(
             f"bad candle CSV {path}: missing columns {missing} (found: {found}); a candle CSV "
             f"has the lower-case header timestamp (or ts),{','.join(PRICE_COLUMNS)}")
+    if raw.empty:  # a header only: a run traded the asset as present with no bar, exit 0
+        raise CandleStoreError(f"bad candle CSV {path}: a header and no candle rows")
     try:
         ts = timestamps_to_ms(raw[ts_col], str(path))
     except CandleDataError as exc:
@@ -592,7 +594,9 @@ class UniverseParquetSource(_Source):
         ts_col = "timestamp" if "timestamp" in names else "ts"
         missing = [c for c in ("symbol", ts_col, *PRICE_COLUMNS) if c not in names]
         if missing:
-            raise CandleStoreError(f"{self.path} is not a long-format universe (missing {missing})")
+            missing = ["timestamp (or ts)" if c == "ts" else c for c in missing]  # not just 'ts'
+            raise CandleStoreError(f"{self.path} is not a long-format universe (missing "
+                                   f"{', '.join(missing)}; found {', '.join(sorted(names))[:200]})")
         # Rows grouped by symbol (a stable sort: file order within a symbol); each symbol's
         # rows are sorted by ts only when it is read, so a run of 10 pairs of a 100-pair
         # universe sorts and copies only those 10.
@@ -617,6 +621,11 @@ class UniverseParquetSource(_Source):
         by_symbol = np.argsort(codes, kind="stable")
         bounds = np.searchsorted(codes[by_symbol], np.arange(len(uniques) + 1))
         self._rows = {str(n): by_symbol[bounds[i]:bounds[i + 1]] for i, n in enumerate(uniques)}
+        # One asset spelled two ways (BTC/USDT and BTCUSDT or btc/usdt): each spelling read
+        # as a thinned series, refused as "not 1h data"; name the spellings instead.
+        self._spellings: dict[str, list[str]] = {}
+        for name in self._rows:
+            self._spellings.setdefault(_spelling_key(name), []).append(name)
         self._ts = ts
         self._columns = [_numbers(table.column(c), c, str(self.path)) for c in PRICE_COLUMNS]
         self._cache: dict[str, Arrays] = {}
@@ -633,6 +642,11 @@ class UniverseParquetSource(_Source):
                                       f"{self.path}: {held}")
         if symbol not in self._rows:
             raise self._missing(symbol, timeframe, f"universe {self.path}")
+        spelled = self._spellings.get(_spelling_key(symbol), [symbol])
+        if len(spelled) > 1:
+            counts = ", ".join(f"{n!r} ({len(self._rows[n])} rows)" for n in sorted(spelled))
+            raise CandleStoreError(f"universe {self.path}: {symbol} is spelled {len(spelled)} "
+                                   f"ways: {counts}; write one symbol per asset (BASE/QUOTE)")
         if symbol not in self._cache:
             rows = self._rows[symbol]
             # A stable sort by ts: among duplicate ts the first row in the file comes first,
@@ -642,6 +656,11 @@ class UniverseParquetSource(_Source):
             ts, values = _clean(self._ts[rows], values, timeframe, f"{self.path}:{symbol}")
             self._cache[symbol] = (ts, values)
         return self._cache[symbol]
+
+
+def _spelling_key(symbol: str) -> str:
+    """``BTC/USDT``, ``BTCUSDT``, ``btc-usdt`` -> ``BTCUSDT``: spellings of one asset."""
+    return re.sub(r"[/\-_:]", "", symbol).upper()
 
 
 @contextmanager

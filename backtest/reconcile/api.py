@@ -111,6 +111,7 @@ def reconcile(
     p_side = _side("paper", paper, paper_profiles)
     b_side = _side("backtest", backtest, backtest_profiles)
     _check_not_swapped(p_side, b_side)
+    _check_a_common_profile(p_side, b_side)
     dbs = _paths(candles) if candles is not None else list(p_side.dbs)
     for db in dbs:
         if not is_sqlite(db):
@@ -183,6 +184,21 @@ def _check_not_swapped(p_side: Side, b_side: Side) -> None:
         raise ReconcileInputError(
             f"--paper {where(p_side)} holds backtest fills and --backtest {where(b_side)} paper "
             "fills (their source column): the two look swapped")
+
+
+def _check_a_common_profile(p_side: Side, b_side: Side) -> None:
+    """Fills are matched per profile: a paper journal of profile ``t`` against a backtest of
+    ``u`` matched nothing and blamed every fill on *logic* (a bug), though the inputs were
+    just two different strategies."""
+    if not (len(p_side.fills) and len(b_side.fills)):
+        return
+    paper, backtest = set(p_side.fills["profile"]), set(b_side.fills["profile"])
+    if paper.isdisjoint(backtest):
+        where = lambda s: ", ".join(map(str, s.paths)) or "<frame>"  # noqa: E731
+        raise ReconcileInputError(
+            f"--paper {where(p_side)} holds fills of profile {', '.join(sorted(paper))} and "
+            f"--backtest {where(b_side)} of {', '.join(sorted(backtest))}: no profile in "
+            "common, nothing to compare (backtest the paper's profile)")
 
 
 def _timeframe(p_side: Side, b_side: Side, dbs: list[Path]) -> str | None:
