@@ -9,25 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tandem.backtest.cli import main
+
+from tests.test_hostile_backtest import _one_error, _rc
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _rc(argv: list[str]) -> int:
-    try:
-        return main(argv)
-    except SystemExit as exc:  # argparse rejects malformed values itself (exit 2)
-        return int(exc.code)
-
-
-def _one_error(capsys, rc: int, code: int, needle: str) -> str:
-    err = capsys.readouterr().err
-    assert rc == code, err
-    assert "Traceback" not in err, err
-    lines = [ln for ln in err.splitlines() if "error:" in ln]
-    assert len(lines) == 1 and needle in lines[0], err
-    return lines[0]
 
 
 @pytest.mark.parametrize(("option", "value", "needle"), [
