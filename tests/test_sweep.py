@@ -312,6 +312,32 @@ def test_walk_forward_folds_start_flat_and_pick_is_winners(inp, tmp_path):
     assert best["trial"] == best["folds"][-1]["trial"]
 
 
+def test_a_fold_reproduces_with_run_from_its_oos_run_options(inp, tmp_path):
+    """best.json names, per fold, the `run` options that give its out-of-sample figures: the
+    last fold's winner is the written profile, and `run --from --to --warmup-bars` as given
+    loads what the sweep rated, so stats.json equals the fold's oos_* statistics."""
+    out, man_out = tmp_path / "wf", tmp_path / "chosen.json"
+    assert main(sweep_args(inp, out, "--workers", "0", "--walk-forward", "3", "--train", "14d",
+                           "--test", "8d", "--write-profile", "t_wf", "--manifest-out",
+                           str(man_out))) == 0
+    best = json.loads((out / "best.json").read_text())
+    last = best["folds"][-1]
+    opts = last["oos_run"]
+    df = pd.read_parquet(out / "results.parquet")
+    row = df[(df["trial"] == last["trial"]) & (df["fold"] == last["fold"])].iloc[0]
+    assert pd.Timestamp(opts["from"]).value // 10**6 == row["oos_start"]
+    assert pd.Timestamp(opts["to"]).value // 10**6 == row["oos_end"]
+    run_out = tmp_path / "run"
+    assert main(["run", "--manifest", str(man_out), "--profile", "t_wf", "--data",
+                 str(inp["data"]), "--from", opts["from"], "--to", opts["to"],
+                 "--warmup-bars", str(opts["warmup_bars"]), "--out", str(run_out),
+                 "--no-report"]) == 0
+    stats = json.loads((run_out / "stats.json").read_text())
+    assert stats["n_trades"] == row["oos_n_trades"] and row["oos_n_fills"] > 0
+    for k in ("total_return", "sharpe", "max_drawdown", "fees", "exposure"):
+        assert row[f"oos_{k}"] == pytest.approx(stats[k], rel=1e-9, abs=1e-12), k
+
+
 def test_fold_winner_ties_and_nan():
     from tandem.backtest.sweep.driver import fold_winners
 

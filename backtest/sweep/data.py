@@ -62,6 +62,13 @@ class SweepData:
     warm_close: np.ndarray | None = None
     #: :func:`code_version` of the process that built this (the sweep's client)
     code: str = ""
+    #: open time of the first loaded bar: every rating was computed from there on
+    load_start_ms: int = 0
+
+    def warmup_bars_for(self, start_ms: int) -> int:
+        """``run --warmup-bars`` that loads from this sweep's first bar for a run starting
+        at ``start_ms``: the ratings, hence the trades, of a fold are ``run``'s then."""
+        return int((start_ms - self.load_start_ms) // self.base_ms)
 
     @property
     def n_folds(self) -> int:
@@ -212,5 +219,5 @@ def load_sweep_data(profile: Any, source: Any, start: Any = None, end: Any = Non
         close=c(a.close[first:]), ratings=ratings, rating_cols=cols, mtf_mask=sp.mtf_mask,
         segments=segments, base_ms=base_ms, fingerprint=h.hexdigest(), sample_idx=sample_idx,
         warmup_bars=w.warmup_bars, warmup_available=w.warmup_available, code=code_version(),
-        warm_close=c(a.close[:first]),
+        warm_close=c(a.close[:first]), load_start_ms=int(a.ts[0]),
     )

@@ -111,6 +111,20 @@ def no_effect_fields(results: pd.DataFrame, dims: list[Dim],
     return out
 
 
+def _oos_run(data: SweepData, fold: int) -> dict[str, Any]:
+    """``{"oos_run": {from, to, warmup_bars}}``: the ``tandem-backtest run`` options that
+    give a fold's out-of-sample figures with its winner's parameters. Its ratings come from
+    the whole loaded window, so ``run --from <fold start>`` with the profile's own warm-up
+    can trade differently (README); this warm-up loads what the sweep loaded."""
+    oos = [s for s in data.segments if s.fold == fold and s.kind == "oos"]
+    if not oos:
+        return {}
+    seg = oos[0]
+    iso = [pd.Timestamp(t, unit="ms", tz="UTC").isoformat() for t in (seg.start_ms, seg.end_ms)]
+    return {"oos_run": {"from": iso[0], "to": iso[1],
+                        "warmup_bars": data.warmup_bars_for(seg.start_ms)}}
+
+
 def _chunks(items: list[tuple[int, dict]], n_workers: int) -> list[list[tuple[int, dict]]]:
     size = max(1, min(MAX_CHUNK, math.ceil(len(items) / (4 * max(1, n_workers)))))
     return [items[k:k + size] for k in range(0, len(items), size)]
@@ -288,7 +302,8 @@ def summarize(results: pd.DataFrame, daily: dict[int, np.ndarray], dims: list[Di
         "params": pick(chosen),
         "value": winners[-1].get("is_value") if winners else None,
         "profile_hash": None,
-        "folds": [dict(w, params=pick(w["trial"])) for w in winners],
+        "folds": [dict(w, params=pick(w["trial"]), **_oos_run(data, w["fold"]))
+                  for w in winners],
     }
     oos = stitched_oos_equity(results, winners, dims, data, base, pick) if (
         data.n_folds > 1 or any(s.kind == "oos" for s in data.segments)) else None
