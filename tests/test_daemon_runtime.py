@@ -211,6 +211,39 @@ def test_sigterm_during_a_cold_compile_is_prompt_and_announced(tmp_path):
         d.stop()
 
 
+_MONITORING_READS = """
+import json, sys
+from numba.core import event
+compiled = []
+class _L(event.Listener):
+    def on_start(self, ev): compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+    def on_end(self, ev): pass
+event.register("numba:compile", _L())
+from tandem.core.manifest import load_manifest
+from tandem.daemon.strategy import ProfileStepper
+stepper = ProfileStepper(load_manifest(sys.argv[1]).profile("crypto_rating_all"), "r")
+engine = stepper.engine
+engine.equity(), engine.cash, engine.open_levels(), stepper.positions(), stepper.core_ratings()
+print(json.dumps(compiled))
+"""
+
+
+def test_monitoring_reads_compile_nothing(tmp_path):
+    """What the event loop reads for /metrics, the dashboard and notifications while the core
+    compiles in its thread on a first start. Engine.equity was jitted: it compiled on the
+    loop, waiting on numba's compiler lock for the whole compile, and a SIGTERM went
+    unanswered (seen under load in CI)."""
+    cache = tmp_path / "numba-cold"
+    cache.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", _MONITORING_READS, str(ROOT / "manifest.json")],
+        env=base_env(tmp_path, NUMBA_CACHE_DIR=str(cache)), capture_output=True, text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
 class _SlowCore:
     """A stepper whose kernels take until released (a cold compile), recording its cancel."""
 

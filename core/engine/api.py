@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from tandem.core.engine.inputs import as_matrix, check_bars, check_signals
-from tandem.core.engine.kernels import equity_nb, run_batch_nb
+from tandem.core.engine.kernels import run_batch_nb
 from tandem.core.engine.layout import (
     A_ENTRY,
     A_LAST_CLOSE,
@@ -80,8 +80,17 @@ class Engine:
         return float(self.pstate[S_CASH])
 
     def equity(self) -> float:
-        """Cash plus positions at their last seen closes."""
-        return float(equity_nb(self.astate, self.pstate))
+        """Cash plus positions at their last seen closes: ``equity_nb``'s sum, in the same
+        order, in Python. The daemon's monitoring (metrics, dashboard, notifications) calls
+        this on its event loop; the jitted one compiled there on a first start, waiting on
+        numba's compiler lock while the core compiled in its thread, and the loop — SIGTERM,
+        ``/health`` — froze for the whole compile."""
+        eq = float(self.pstate[S_CASH])
+        for pos, last in zip(self.astate[:, A_POS].tolist(), self.astate[:, A_LAST_CLOSE].tolist(),
+                             strict=True):
+            if pos != 0.0:
+                eq += pos * last
+        return eq
 
     def step_raw(self, ts_close: int, o, h, lo, c, signal) -> np.ndarray:  # noqa: ANN001
         """One slice; returns the numeric fill rows (see :mod:`tandem.core.engine.layout`)."""
