@@ -9,7 +9,12 @@ Everything the daemon needs to resume lives in one file:
 * ``positions`` — position per symbol (a readable mirror of the blob): every open position
                   is rewritten by every live slice (``ts`` = that slice); a flat one only
                   when it changes (writing 200 unchanged zero rows per slice cost ~0.8 ms);
-* ``fills``     — the fills journal, same columns as the backtest's ``fills.csv``;
+* ``fills``     — the fills journal, same columns as the backtest's ``fills.csv``; a fill
+                  id is unique through an index keyed ``(ts, fill_id)`` (the id holds its
+                  ``ts``: the same rule), so a slice's fills append at the index's end; keyed
+                  by the id alone (``profile:symbol:...``) each fill dirtied its own page
+                  (COMMIT 0.30 -> 0.62 ms at 46 fills a slice and 69k in the journal; files
+                  made before keep that index and work as before);
 * ``candles``   — every closed candle the engine consumed, with where it came from (keyed
                   ``(ts, symbol)`` WITHOUT ROWID: a slice appends at the end of one b-tree
                   instead of touching a page per asset — a smaller WAL and a faster commit);
@@ -66,7 +71,7 @@ CREATE TABLE IF NOT EXISTS positions (
 CREATE TABLE IF NOT EXISTS fills (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     {", ".join(f"{c} {_JOURNAL_SQL_TYPES.get(c, 'TEXT NOT NULL')}" for c in JOURNAL_COLUMNS)},
-    UNIQUE (fill_id));
+    UNIQUE (ts, fill_id));
 CREATE TABLE IF NOT EXISTS candles (
     symbol TEXT NOT NULL, ts INTEGER NOT NULL, open REAL, high REAL, low REAL, close REAL,
     volume REAL, origin TEXT NOT NULL, received_at REAL NOT NULL, PRIMARY KEY (ts, symbol))

@@ -136,6 +136,20 @@ def test_positions_rows_track_the_engine_and_mark_open_ones_as_of_each_slice(tmp
         assert set(syms) == set(st.positions())
 
 
+def test_fill_ids_are_unique_through_an_index_in_time_order(tmp_path):
+    """A duplicate fill id is refused (exactly-once), by an index led by ``ts``: a slice's
+    fills land at its end, not on a page per symbol all over a long journal's index."""
+    with StateStore(tmp_path / "s.sqlite") as st:
+        st.bind_profile("p", PROFILE, "r1")
+        (index,) = [r[1] for r in st.conn.execute("PRAGMA index_list(fills)") if r[2]]
+        cols = [r[2] for r in st.conn.execute(f"PRAGMA index_info({index})")]
+        assert cols == ["ts", "fill_id"]
+        st.commit_slice(0, [], [], [_fill(0), _fill(0, seq=1)], {}, warmup=False)
+        with pytest.raises(sqlite3.IntegrityError):
+            st.commit_slice(60_000, [], [], [_fill(0)], {}, warmup=False)
+        assert st.fill_count() == 2 and st.last_ts == 0
+
+
 def test_wal_is_checkpointed_by_the_daemon_not_inside_a_commit(tmp_path):
     """SQLite's automatic checkpoint is off (it would fsync inside some slice's COMMIT);
     ``checkpoint_wal`` runs it when asked, every ``every`` commits."""
