@@ -287,6 +287,28 @@ def test_short_locks_its_notional_for_later_entries() -> None:
     assert res.equity.iloc[-1] == pytest.approx(1000.0 - 4 * 10.0, rel=1e-15)
 
 
+def test_free_cash_survives_a_daemon_checkpoint() -> None:
+    """Free cash is derived from the saved state (A_POS, A_ENTRY, S_CASH): no new state
+    column, so checkpoint blobs keep their layout. A daemon restarted with a short open
+    still refuses the long its proceeds would have paid for, exactly as the uninterrupted
+    engine (and the backtest) does."""
+    cfg = EngineConfig(fee_rate=0.001, size_pct=0.6, long_short=True, initial_cash=1000.0)
+    bars = [(100.0, 101.0, 99.0, 100.0), (100.0, 102.0, 99.0, 101.0), (101.0, 103.0, 100.0, 102.0)]
+    sig = [[-1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]
+    eng = Engine(cfg, ["A", "B"], profile="p", run_id="r", source="paper")
+    first = eng.step(HOUR, [bars[0][0]] * 2, [bars[0][1]] * 2, [bars[0][2]] * 2,
+                     [bars[0][3]] * 2, sig[0])
+    restored = Engine.from_bytes(eng.to_bytes())
+    assert restored.free_cash() == eng.free_cash() < 0.6 * eng.equity()
+    rest = [
+        e.step((k + 1) * HOUR, [b[0]] * 2, [b[1]] * 2, [b[2]] * 2, [b[3]] * 2, sig[k])
+        for e in (eng, restored) for k, b in list(enumerate(bars))[1:]
+    ]
+    assert all(len(f) == 0 for f in rest)  # B's long: unfunded before and after a restart
+    batch = run(cfg, np.array([[b, b] for b in bars]), sig, symbols=("A", "B"))
+    pd.testing.assert_frame_equal(batch.fills, first.assign(source="backtest"))
+
+
 def test_discrete_entry_below_min_trade_value_is_skipped() -> None:
     """execution.min_trade_value held for portfolio trades only: in discrete mode it was
     accepted and ignored (a profile with 2,000 traded entries of 1,000 as before). Entries
