@@ -337,6 +337,16 @@ def _costs_text(profile: Any) -> str:
             f"({ex.slippage_bps / 100:.4g}%) · min trade {ex.min_trade_value:g}")
 
 
+def _funding_rows(profile: Any) -> list[tuple[str, str]]:
+    """With ``long_short``, the funding rule (the engine's "Funding"): short proceeds once
+    paid for longs, 2x gross exposure at ``size_pct`` 1 without a word; now the rule that
+    prevents it is printed. No row for long-only profiles (their summary is unchanged)."""
+    if not profile.execution.long_short:
+        return []
+    return [("funding", "entries from free cash: a short locks its proceeds and as much "
+                        "again (no leverage; an entry that does not fit is skipped)")]
+
+
 def _gaps_note(n_bars: int, periods: int | None) -> str:
     """`` of 2880 periods (gaps: CAGR/Sharpe count bars)`` when slices are missing."""
     if not periods or periods <= n_bars:
@@ -354,8 +364,8 @@ def print_summary(result: Any, out: Any = None, profile: Any = None) -> None:
     rows = [
         ("profile", f"{m['profile']} ({m['strategy']}, {m['mtf']} MTF {'/'.join(m['timeframes'])}, "
                     f"{m['mode']})"),
-        *([("exit rules", _exit_rules_text(profile)), ("costs", _costs_text(profile))]
-          if profile is not None else []),
+        *([("exit rules", _exit_rules_text(profile)), ("costs", _costs_text(profile)),
+           *_funding_rows(profile)] if profile is not None else []),
         ("data", f"{m['first_tradable_bar']} → {m['last_bar']} · {s['n_bars']} bars"
                  f"{_gaps_note(s['n_bars'], m.get('bar_periods'))} · "
                  f"{m['n_assets']} assets{without_bars_note(m)} · warm-up "

@@ -334,6 +334,26 @@ def test_summary_shows_the_exit_rules_as_percentages(csv_dir, tmp_path, capsys):
     assert line.split(None, 2)[2] == "stop-loss 2.00% · take-profit 500.00% · trailing off"
 
 
+def test_summary_states_the_long_short_funding_rule(csv_dir, tmp_path, capsys):
+    """long_short: short proceeds once paid for longs (2x gross exposure at size_pct 1,
+    silently). The summary states the rule that replaced it; long-only prints no such row."""
+    manifest = json.loads((Path(__file__).resolve().parents[1] / "manifest.json").read_text())
+    prof = manifest["profiles"]["crypto_rating_all"]
+    path = tmp_path / "manifest.json"
+    for long_short in (True, False):
+        prof["execution"] = {**prof.get("execution", {}), "long_short": long_short}
+        path.write_text(json.dumps(manifest))
+        out = tmp_path / f"r{long_short}"
+        assert main(["run", "--manifest", str(path), "--profile", "crypto_rating_all",
+                     "--data", str(csv_dir), "--symbols", ",".join(SYMS), "--from", FROM,
+                     "--to", TO, "--warmup-bars", str(WARMUP), "--out", str(out),
+                     "--no-report"]) == 0
+        lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("funding")]
+        assert len(lines) == long_short
+        if long_short:
+            assert "free cash" in lines[0] and "no leverage" in lines[0]
+
+
 def test_run_into_a_closed_pipe_finishes_quietly(csv_dir, tmp_path):
     """``tandem-backtest run ... | head``: the summary's first write found the reader gone
     and ended the command in a BrokenPipeError traceback. The lines are dropped; the run

@@ -7,7 +7,16 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tandem.core.engine import Engine, EngineConfig, run_batch, run_batch_raw
-from tandem.core.engine.layout import F_CASH_AFTER, F_FEE, F_POS_AFTER, F_PRICE, F_QTY, F_SIDE
+from tandem.core.engine.layout import (
+    F_CASH_AFTER,
+    F_FEE,
+    F_POS_AFTER,
+    F_PRICE,
+    F_QTY,
+    F_REASON,
+    F_SIDE,
+    REASON_ENTRY,
+)
 from tandem.core.journal import equity_series, fills_frame
 
 HOUR = 3_600_000
@@ -100,6 +109,14 @@ def test_accounting_fees_and_positions(sc) -> None:  # noqa: ANN001
     if not cfg.long_short:
         assert (raw[:, F_POS_AFTER] >= 0).all()
         assert (res.engine.astate[:, 0] >= 0).all()
+    # Funding: every entry fits in free cash (cash - 2 x open shorts' notional at their fill
+    # prices, rebuilt from the journal): short proceeds never pay for another entry.
+    short_lock = np.zeros(m)
+    for r in raw:
+        j = int(r[1])
+        short_lock[j] = -2.0 * r[F_POS_AFTER] * r[F_PRICE] if r[F_POS_AFTER] < 0 else 0.0
+        if r[F_REASON] == REASON_ENTRY:
+            assert r[F_CASH_AFTER] - short_lock.sum() >= -1e-6, r
     # Position bookkeeping: position_after follows from the signed quantities.
     for j in range(m):
         rows = raw[raw[:, 1] == j]

@@ -233,6 +233,82 @@ def test_unfundable_entries_are_skipped_in_asset_order() -> None:
     ]
 
 
+def gross_exposure(res, closes) -> np.ndarray:  # noqa: ANN001
+    """Sum of |position| x close over assets, after each bar, as a fraction of equity."""
+    f = res.fills
+    pos = (
+        f.groupby(["ts", "symbol"])["position_after"].last().unstack()
+        .reindex(index=res.equity.index, columns=res.engine.symbols).ffill().fillna(0.0)
+    )
+    return (pos.abs().to_numpy() * np.asarray(closes)).sum(axis=1) / res.equity.to_numpy()
+
+
+def test_short_proceeds_do_not_fund_a_long() -> None:
+    """long_short, size_pct 1: a short of all equity on bar 0 leaves its proceeds in cash
+    (1,000 + 1,000), but they are borrowed: free cash = cash - 2 x the short's notional at
+    its fill price = 0 (vectorbt's lock_cash). B's long on bar 1 (and on bar 0, same slice)
+    is unfunded and skipped; before, it bought 1,000 from those proceeds: 2x gross exposure
+    for a user who asked for 100 % per position. Accounting keeps its meaning: cash_after
+    is the cash, proceeds included; equity = cash + positions at the close."""
+    cfg = EngineConfig(fee_rate=0, size_pct=1.0, long_short=True, initial_cash=1000.0)
+    bars = np.array([[FLAT, FLAT], [FLAT, FLAT]])
+    for sig in ([[-1, 0], [0, 1]], [[-1, 1], [0, 1]]):
+        res = run(cfg, bars, sig, symbols=("A", "B"))
+        f = res.fills
+        assert list(zip(f["symbol"], f["side"], f["reason"], strict=True)) == [
+            ("A", "sell", "entry")], sig
+        assert f["cash_after"].iloc[0] == 2000.0
+        np.testing.assert_array_equal(res.equity.to_numpy(), [1000.0, 1000.0])
+        np.testing.assert_allclose(gross_exposure(res, [[100.0, 100.0]] * 2), [1.0, 1.0])
+        assert res.engine.free_cash() == 0.0
+    # Covering frees the locked cash: A's exit (buy signal = reversal) funds its own long
+    # and B is skipped again on that bar (A's long took the whole equity), entering later
+    # only when free cash allows.
+    bars = np.array([[FLAT, FLAT], [FLAT, FLAT], [FLAT, FLAT]])
+    res = run(cfg, bars, [[-1, 0], [1, 1], [-1, 1]], symbols=("A", "B"))
+    assert list(zip(bar_of(res.fills), res.fills["symbol"], res.fills["reason"],
+                    strict=True)) == [
+        (0, "A", "entry"), (1, "A", "exit"), (1, "A", "entry"), (2, "A", "exit"),
+        (2, "A", "entry")]
+
+
+def test_short_locks_its_notional_for_later_entries() -> None:
+    """size_pct 0.4, fee 0, cash 1,000: short A (400 locked, free 600), long B (400, free
+    200); C's 40 % of equity (400) no longer fits in free cash and is skipped — before, the
+    short's 400 of proceeds paid for it (gross 120 %). A short that moved against us keeps
+    its lock at the fill price (vectorbt's debt), equity drops: C still does not fit."""
+    cfg = EngineConfig(fee_rate=0, size_pct=0.4, long_short=True, initial_cash=1000.0)
+    bars = np.array([[FLAT] * 3, [(110.0,) * 4, FLAT, FLAT]])
+    res = run(cfg, bars, [[-1, 1, 1], [0, 1, 1]], symbols=("A", "B", "C"))
+    f = res.fills
+    assert list(zip(f["symbol"], f["side"], strict=True)) == [("A", "sell"), ("B", "buy")]
+    assert res.engine.free_cash() == pytest.approx(200.0, rel=1e-15)
+    assert res.engine.cash == pytest.approx(1000.0, rel=1e-15)  # +400 proceeds, -400 spent
+    assert res.equity.iloc[-1] == pytest.approx(1000.0 - 4 * 10.0, rel=1e-15)
+
+
+def test_free_cash_survives_a_daemon_checkpoint() -> None:
+    """Free cash is derived from the saved state (A_POS, A_ENTRY, S_CASH): no new state
+    column, so checkpoint blobs keep their layout. A daemon restarted with a short open
+    still refuses the long its proceeds would have paid for, exactly as the uninterrupted
+    engine (and the backtest) does."""
+    cfg = EngineConfig(fee_rate=0.001, size_pct=0.6, long_short=True, initial_cash=1000.0)
+    bars = [(100.0, 101.0, 99.0, 100.0), (100.0, 102.0, 99.0, 101.0), (101.0, 103.0, 100.0, 102.0)]
+    sig = [[-1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]
+    eng = Engine(cfg, ["A", "B"], profile="p", run_id="r", source="paper")
+    first = eng.step(HOUR, [bars[0][0]] * 2, [bars[0][1]] * 2, [bars[0][2]] * 2,
+                     [bars[0][3]] * 2, sig[0])
+    restored = Engine.from_bytes(eng.to_bytes())
+    assert restored.free_cash() == eng.free_cash() < 0.6 * eng.equity()
+    rest = [
+        e.step((k + 1) * HOUR, [b[0]] * 2, [b[1]] * 2, [b[2]] * 2, [b[3]] * 2, sig[k])
+        for e in (eng, restored) for k, b in list(enumerate(bars))[1:]
+    ]
+    assert all(len(f) == 0 for f in rest)  # B's long: unfunded before and after a restart
+    batch = run(cfg, np.array([[b, b] for b in bars]), sig, symbols=("A", "B"))
+    pd.testing.assert_frame_equal(batch.fills, first.assign(source="backtest"))
+
+
 def test_discrete_entry_below_min_trade_value_is_skipped() -> None:
     """execution.min_trade_value held for portfolio trades only: in discrete mode it was
     accepted and ignored (a profile with 2,000 traded entries of 1,000 as before). Entries

@@ -1,5 +1,8 @@
 """The trading engine: SL/TP state machine, discrete and portfolio modes (DESIGN.md "Execution").
 
+Entries are funded from free cash: with ``long_short`` a short's proceeds and as much again
+are locked until it is covered (vectorbt's ``lock_cash``; ``kernels.py``, "Funding").
+
 Public API:
 
 * :class:`EngineConfig` — validated settings with the manifest's names;

@@ -92,6 +92,17 @@ class Engine:
                 eq += pos * last
         return eq
 
+    def free_cash(self) -> float:
+        """Cash an entry may spend: cash minus twice each open short's notional at its fill
+        price (``free_cash_nb``'s sum, in the same order, in Python; see
+        :mod:`tandem.core.engine.kernels`, "Funding"). Equals the cash without shorts."""
+        free = float(self.pstate[S_CASH])
+        for pos, entry in zip(self.astate[:, A_POS].tolist(), self.astate[:, A_ENTRY].tolist(),
+                              strict=True):
+            if pos < 0.0:
+                free += 2.0 * pos * entry
+        return free
+
     def step_raw(self, ts_close: int, o, h, lo, c, signal) -> np.ndarray:  # noqa: ANN001
         """One slice; returns the numeric fill rows (see :mod:`tandem.core.engine.layout`)."""
         shape = (self.n_assets,)

@@ -11,8 +11,17 @@ Order of events inside one slice (DESIGN.md, "Execution"):
    the open), then SL/TP inside the bar with the intrabar policy when both are inside;
 2. trailing extremes update with the bar's high (long) / low (short), *after* the check;
 3. discrete mode: signal exits (and the exit leg of a reversal), then entries in asset
-   order sized on the equity after exits; portfolio mode: on rebalance slices, sells
-   then buys towards the target weights.
+   order sized on the equity after exits and funded from *free cash* (below); portfolio
+   mode: on rebalance slices, sells then buys towards the target weights.
+
+Funding (discrete mode, long_short): a short's proceeds land in cash (cash, equity and the
+fills' ``cash_after`` keep their meaning) but are borrowed, not free. An entry, long or
+short, is funded only from free cash = cash - 2 x each open short's notional at its fill
+price (:func:`free_cash_nb`): the proceeds plus as much again of our own cash as
+collateral, vectorbt's ``free_cash`` with ``lock_cash=True`` (its ``debt`` = the short's
+size x its fill price). So ``size_pct`` never adds up to leverage: 100 % short then a long
+signal = the long is skipped, not 2x gross. Exits are never held back. Long-only (and
+portfolio, long-only) runs have no shorts: free cash is the cash, results unchanged.
 
 A position entered at a bar's close is never checked against that bar (step 1 ran first).
 
@@ -118,6 +127,19 @@ def equity_nb(astate, pstate):
         if pos != 0.0:
             eq += pos * astate[i, A_LAST_CLOSE]
     return eq
+
+
+@njit(cache=True)
+def free_cash_nb(astate, pstate):
+    """Cash an entry may spend: cash minus twice each open short's notional at its fill
+    price (its proceeds, and as much again locked as collateral). Shorts are never added to,
+    so ``A_ENTRY`` is the fill price of the whole short: vectorbt's ``debt``."""
+    free = pstate[S_CASH]
+    for i in range(astate.shape[0]):
+        pos = astate[i, A_POS]
+        if pos < 0.0:
+            free += 2.0 * pos * astate[i, A_ENTRY]
+    return free
 
 
 @njit(cache=True)
@@ -273,7 +295,11 @@ def entry_qty_nb(params, equity, price):
 
 @njit(cache=True)
 def discrete_signals_nb(params, astate, pstate, ts, c, sig, fills, n):
-    """Signal exits, re-arming, then entries in asset order (shared cash, skip if unfundable)."""
+    """Signal exits, re-arming, then entries in asset order (shared cash, skip if unfundable).
+
+    An entry is fundable when its spend (notional + fee) fits in free cash
+    (:func:`free_cash_nb`), which every entry, long or short, then reduces by its spend.
+    """
     n_assets = astate.shape[0]
     slip = params[P_SLIP]
     long_short = params[P_LONG_SHORT] > 0.0
@@ -296,8 +322,9 @@ def discrete_signals_nb(params, astate, pstate, ts, c, sig, fills, n):
         if astate[i, A_BLOCK] != 0.0 and s != astate[i, A_BLOCK]:
             astate[i, A_BLOCK] = 0.0
     # Entries are sized on the equity after exits and before any entry of this slice;
-    # it is computed lazily (most slices have no entry candidate).
+    # it is computed lazily (most slices have no entry candidate), with the free cash.
     equity = np.nan
+    free = 0.0
     fee_rate = params[P_FEE]
     for i in range(n_assets):
         if np.isnan(c[i]):
@@ -315,17 +342,23 @@ def discrete_signals_nb(params, astate, pstate, ts, c, sig, fills, n):
             continue
         if np.isnan(equity):
             equity = equity_nb(astate, pstate)
+            free = free_cash_nb(astate, pstate)
         if not equity > 0.0:
             break
         price = c[i] * (1.0 + slip * direction)
         qty, spend = entry_qty_nb(params, equity, price)
         # Unfundable entries are skipped (not shrunk); equality counts as fundable. So is
         # an entry below min_trade_value (once applied to portfolio trades only, the
-        # setting was silently ignored here); exits are never held back by it.
-        if not (qty > 0.0) or spend > pstate[S_CASH] or qty * price < params[P_MIN_TRADE]:
+        # setting was silently ignored here); exits are never held back by it. Funded from
+        # free cash, not cash: a short's proceeds once paid for longs (2x gross exposure
+        # at size_pct 1, silently).
+        if not (qty > 0.0) or spend > free or qty * price < params[P_MIN_TRADE]:
             continue
         notional = qty * price
         fee = notional * fee_rate
+        # Either side uses up notional + fee of free cash: a long pays it; a short's
+        # proceeds (notional - fee) arrive borrowed and lock 2 x notional.
+        free -= notional + fee
         if direction > 0.0:
             pstate[S_CASH] -= notional + fee
         else:

@@ -75,6 +75,8 @@ class EngineConfig(BaseModel):
     sizing: Literal["fraction", "risk"] = "fraction"
     size_pct: float = 0.1
     risk_pct: float = 0.01
+    # Shorts lock their proceeds and as much again; entries are funded from free cash
+    # (kernels.py, "Funding"), so size_pct never adds up to leverage.
     long_short: bool = False
     max_weight: float = 1.0
     min_trade_value: float = 0.0
