@@ -225,6 +225,21 @@ def test_a_sweep_over_the_weighting_settings_equals_run_of_its_written_profile(t
     assert not written.plain_score()
 
 
+def test_help_lists_every_sweepable_field(capsys):
+    """--help lists the fields the space accepts (the weighting settings were missing from
+    the space and nowhere said), from the list the check uses."""
+    from tandem.backtest.sweep.space import RATING_FIELDS, SWEEPABLE
+
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    listing = " ".join(out.split("sweepable fields: ")[1].split(").")[0].split())
+    assert listing.split(", ")[:len(SWEEPABLE)] == list(SWEEPABLE)
+    assert "mtf.weights.<timeframe>" in listing and all(f in listing for f in RATING_FIELDS)
+    assert "portfolio.weighting: [" in out
+
+
 def test_resume_after_lost_parts_ends_with_the_same_results(inp, grid, tmp_path, monkeypatch):
     import tandem.backtest.sweep.driver as drv
 
