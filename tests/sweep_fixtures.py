@@ -32,6 +32,17 @@ def make_inputs(folder: Path, days: int = 60) -> dict[str, Path]:
     return {"data": data, "manifest": manifest, "space": space}
 
 
+def portfolio_inputs(folder: Path, portfolio: dict, days: int = 30) -> dict[str, Path]:
+    """:func:`make_inputs` with profile ``t`` in portfolio mode with these ``portfolio``
+    settings."""
+    inp = make_inputs(folder, days=days)
+    doc = json.loads(inp["manifest"].read_text())
+    doc["profiles"]["t"]["execution"]["mode"] = "portfolio"
+    doc["profiles"]["t"]["portfolio"] = portfolio
+    inp["manifest"].write_text(json.dumps(doc))
+    return inp
+
+
 def sweep_args(inp: dict[str, Path], out: Path, *extra: str) -> list[str]:
     return ["sweep", "--manifest", str(inp["manifest"]), "--profile", "t", "--data",
             str(inp["data"]), "--space", str(inp["space"]), "--out", str(out),

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from tandem.backtest.cli import main
 
-from tests.sweep_fixtures import make_inputs, sweep_args
+from tests.sweep_fixtures import make_inputs, portfolio_inputs, sweep_args
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +193,51 @@ def test_weighted_portfolio_sweep_equals_run(tmp_path, capsys, portfolio):
                                "4d", "--test", "2d")) == 0
         df = pd.read_parquet(out / "results.parquet")
         assert len(df) == 4 and df["oos_n_fills"].gt(0).all() and df["is_n_fills"].gt(0).all()
+
+
+def test_a_sweep_over_the_weighting_settings_equals_run_of_its_written_profile(tmp_path,
+                                                                             capsys):
+    """portfolio.weighting/lookback/min_weight/band/turnover_cap swept (users of portfolio
+    mode could not): the best trial's statistics are those of `run` on the written profile,
+    its fills are run's bit for bit, and the written profile carries the chosen values."""
+    from tandem.core.manifest import load_manifest
+
+    inp = portfolio_inputs(tmp_path / "in", {"max_weight": 0.5, "rebalance_every": "4h"})
+    inp["space"].write_text("portfolio.weighting: [equal, inverse_vol, hrp]\n"
+                            "portfolio.lookback: [24, 48]\n"
+                            "portfolio.min_weight: [0.0, 0.2]\n"
+                            "portfolio.band: [0.0, 0.05]\n"
+                            "portfolio.turnover_cap: [null, 0.5]\n")
+    fills = _sweep_best_then_run(inp, None, tmp_path, capsys)
+    assert (fills["reason"] == "rebalance").any()
+    df = pd.read_parquet(tmp_path / "w" / "results.parquet")
+    assert len(df) == 48 and df["valid"].all()
+    assert df["param.portfolio.turnover_cap"].isna().sum() == 24  # null: no cap
+    # the trials' numbers differ by weighting (the setting reached the kernel)
+    assert df.groupby("param.portfolio.weighting")["is_total_return"].mean().nunique() == 3
+    best = json.loads((tmp_path / "w" / "best.json").read_text())
+    params = best["params"]
+    assert set(params) == {f"portfolio.{k}" for k in
+                           ("weighting", "lookback", "min_weight", "band", "turnover_cap")}
+    written = load_manifest(tmp_path / "chosen.json").profile("t_best").portfolio
+    for k, v in params.items():
+        assert getattr(written, k.removeprefix("portfolio.")) == v
+    assert not written.plain_score()
+
+
+def test_help_lists_every_sweepable_field(capsys):
+    """--help lists the fields the space accepts (the weighting settings were missing from
+    the space and nowhere said), from the list the check uses."""
+    from tandem.backtest.sweep.space import RATING_FIELDS, SWEEPABLE
+
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    listing = " ".join(out.split("sweepable fields: ")[1].split(").")[0].split())
+    assert listing.split(", ")[:len(SWEEPABLE)] == list(SWEEPABLE)
+    assert "mtf.weights.<timeframe>" in listing and all(f in listing for f in RATING_FIELDS)
+    assert "portfolio.weighting: [" in out
 
 
 def test_resume_after_lost_parts_ends_with_the_same_results(inp, grid, tmp_path, monkeypatch):

@@ -110,7 +110,7 @@ def test_threads_in_process_equal_one_at_a_time(setup, tmp_path, monkeypatch):
 
 def test_weighted_portfolio_trials_on_threads_equal_one_at_a_time(tmp_path, monkeypatch):
     """Weighted portfolio trials (the optimizers' kernel releases the GIL too) on threads:
-    the results of one chunk after another."""
+    the results of one chunk after another, also with the weighting settings swept."""
     import json
 
     import tandem.backtest.sweep.driver as drv
@@ -127,12 +127,14 @@ def test_weighted_portfolio_trials_on_threads_equal_one_at_a_time(tmp_path, monk
     doc["profiles"]["t"].update(execution={"mode": "portfolio"},
                                 portfolio={"weighting": "min_variance", "lookback": 48})
     inp["manifest"].write_text(json.dumps(doc))
-    inp["space"].write_text("entry_threshold: [0.05, 0.1]\nportfolio.max_weight: [0.3, 0.5, 0.8]\n")
+    inp["space"].write_text("entry_threshold: [0.05, 0.1]\nportfolio.max_weight: [0.3, 0.5, 0.8]\n"
+                            "portfolio.weighting: [min_variance, hrp]\n"
+                            "portfolio.turnover_cap: [null, 0.5]\n")
     base = load_manifest(inp["manifest"]).profile("t")
     data = load_sweep_data(base, CsvFolderSource(inp["data"], timeframe="1h"))
     setup = (inp, base, data, load_space(inp["space"], base))
     one = _sweep(setup, ex.LocalExecutor(data, base), tmp_path / "one")
-    assert one["valid"].all() and len(one) == 6
+    assert one["valid"].all() and len(one) == 24
     monkeypatch.setattr(drv, "MAX_CHUNK", 1)
     threads = _sweep(setup, ex.LocalExecutor(data, base, threads=3), tmp_path / "threads")
     pd.testing.assert_frame_equal(threads, one)

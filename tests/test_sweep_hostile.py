@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from tandem.backtest.cli import main
 
-from tests.sweep_fixtures import SYMS, make_inputs, sweep_args
+from tests.sweep_fixtures import SYMS, make_inputs, portfolio_inputs, sweep_args
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,12 @@ def _space(tmp_path, text: str) -> list[str]:  # noqa: ANN001
     p = tmp_path / "space.yaml"
     p.write_text(text)
     return ["--space", str(p)]
+
+
+#: Two random draws of these ranges, each with entry below exit: a sweep without a valid
+#: trial (a grid of such values is refused before any work).
+ENTRY_EXIT_RANGES = "entry_threshold: {low: -1.0, high: 1.0}\nexit_threshold: {low: -1.0, high: 1.0}\n"
+ALL_INVALID_DRAWS = ("--search", "random", "--trials", "2", "--seed", "1")
 
 
 def _err(capsys) -> str:  # noqa: ANN001
@@ -101,19 +107,22 @@ def test_repeated_draws_count_once_in_dsr_and_pbo(inp, tmp_path):
 
 
 def test_write_profile_without_a_winner_is_exit_1(inp, tmp_path, capsys):
-    """Every trial invalid (min_agree without the vote mode: a check across fields, so per
-    trial), and --write-profile exited 0 without writing the profile and without a word.
-    (A value refused by itself, a stop-loss of 2 meant as 2 %, is refused before any work:
-    test_a_value_the_manifest_refuses_by_itself_is_exit_2_before_any_work.)"""
+    """Every trial invalid (entry below exit: a check across fields, so per trial), and
+    --write-profile exited 0 without writing the profile and without a word.
+    (A value refused by itself, a stop-loss of 2 meant as 2 %, or by every combination, as
+    a grid whose trials are all invalid, is refused before any work:
+    test_a_value_the_manifest_refuses_by_itself_is_exit_2_before_any_work; random draws can
+    still all be invalid.)"""
     out, man = tmp_path / "out", tmp_path / "m.json"
     args = sweep_args(inp, out, "--workers", "0", "--write-profile", "chosen",
-                      "--manifest-out", str(man),
-                      *_space(tmp_path, "mtf.min_agree: [1, 2]\n"))
+                      "--manifest-out", str(man), *ALL_INVALID_DRAWS,
+                      *_space(tmp_path, ENTRY_EXIT_RANGES))
     assert main(args) == 1
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()[-1]
     assert err.startswith("error: no winner: profile 'chosen' not written"), err
-    assert "field 'mtf.min_agree': only applies to mtf.mode 'vote'" in captured.out
+    assert "field 'entry_threshold': " in captured.out
+    assert "is below exit_threshold" in captured.out
     assert not man.exists() and not list(tmp_path.glob("*.tmp"))
     df = pd.read_parquet(out / "results.parquet")  # the reasons stay inspectable
     assert not df["valid"].any()
@@ -238,8 +247,8 @@ def test_a_sweep_into_a_used_out_leaves_no_file_of_the_previous_one(inp, tmp_pat
     first = {p.name for p in out.iterdir()}
     assert {"daily_returns.parquet", "sweep_heatmap.png", "sweep_is_oos.png",
             "sweep_equity.png"} <= first
-    assert main(sweep_args(inp, out, "--workers", "0", *_space(
-        tmp_path, "mtf.min_agree: [1, 2]\n"))) == 0  # invalid without the vote mode
+    assert main(sweep_args(inp, out, "--workers", "0", *ALL_INVALID_DRAWS, *_space(
+        tmp_path, ENTRY_EXIT_RANGES))) == 0  # every draw has entry below exit
     assert sorted(p.name for p in out.iterdir()) == [
         "best.json", "parts", "results.parquet", "sweep.html"]
 
@@ -330,6 +339,23 @@ def test_no_effect_needs_trials_that_differ_in_that_field_alone():
     ("portfolio.rebalance_every: [1d, 24h]\n", "portfolio.rebalance_every", "'24h'"),
     ("mtf.weights.4h: [1.0, -2.0]\n", "mtf.weights.4h", "-2.0"),
     ("mtf.weights.4h: [1.0, true]\n", "mtf.weights.4h", "True"),
+    # portfolio weighting settings: a name that does not exist, a window of 0 bars, a cap
+    # above the 2 a turnover can reach
+    ("portfolio.weighting: [equal, black_litterman]\n", "portfolio.weighting",
+     "'black_litterman'"),
+    ("portfolio.lookback: [0, 24]\n", "portfolio.lookback", "0"),
+    ("portfolio.lookback: {low: 1, high: 48, step: 1}\n", "portfolio.lookback", "1"),
+    ("portfolio.turnover_cap: [0.5, 3]\n", "portfolio.turnover_cap", "3"),
+    ("portfolio.band: [0.0, 5]\n", "portfolio.band", "5"),
+    # refused with every value of the other swept fields (the base max_weight is 0.25)
+    ("portfolio.min_weight: [0.1, 0.3]\n", "portfolio.min_weight", "0.3"),
+    ("portfolio.min_weight: [0.3]\nportfolio.max_weight: [0.1, 0.25]\n",
+     "portfolio.min_weight", "0.3"),
+    ("portfolio.min_weight: {low: 0.0, high: 0.5, step: 0.1}\n", "portfolio.min_weight",
+     "0.5"),
+    ("entry_threshold: [-0.5, 0.1]\n", "entry_threshold", "-0.5"),  # exit is -0.1
+    # a continuous range: judged by the points between its ends (0.375 of 0 .. 0.5)
+    ("portfolio.min_weight: {low: 0.0, high: 0.5}\n", "portfolio.min_weight", "0.375"),
 ])
 def test_a_value_the_manifest_refuses_by_itself_is_exit_2_before_any_work(
         inp, tmp_path, capsys, space, field, value):
@@ -341,6 +367,65 @@ def test_a_value_the_manifest_refuses_by_itself_is_exit_2_before_any_work(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{field}: value {value} is refused by the manifest" in err[0], err
     assert not out.exists()
+
+
+def test_a_cross_field_value_is_refused_only_when_every_other_value_refuses_it(inp):
+    """min_weight 0.3 with max_weight [0.2, 0.5]: valid with 0.5, so it stays, and the trial
+    pairing it with 0.2 is an invalid row (the model's message). A min_variance lookback
+    shorter than the asset count is refused only when every swept weighting needs it."""
+    from tandem.backtest.sweep.space import SpaceError, parse_space, trial_profile
+    from tandem.core.manifest import load_manifest
+
+    base = load_manifest(inp["manifest"]).profile("t")  # 3 assets, max_weight 0.25
+    dims = parse_space({"portfolio.min_weight": [0.1, 0.3],
+                        "portfolio.max_weight": [0.2, 0.5]}, base)
+    assert [d.path for d in dims] == ["portfolio.min_weight", "portfolio.max_weight"]
+    prof, err = trial_profile(base, {"portfolio.min_weight": 0.3, "portfolio.max_weight": 0.2})
+    assert prof is None and "0.3 is above portfolio.max_weight 0.2" in err
+    parse_space({"portfolio.weighting": ["equal", "min_variance"], "portfolio.lookback": [2, 24]},
+                base)
+    with pytest.raises(SpaceError) as exc:
+        parse_space({"portfolio.weighting": ["min_variance"], "portfolio.lookback": [2, 24]},
+                    base)
+    msg = str(exc.value)
+    assert msg.startswith("space: portfolio.lookback: value 2 is refused by the manifest: "
+                          "portfolio.lookback: 2 bars of returns are fewer than the 3 assets")
+    assert msg.endswith("(with every value of the other swept fields)") and "\n" not in msg
+
+
+def test_lookback_ranges_give_whole_numbers(inp):
+    """portfolio.lookback takes whole bars: a range without a step gave floats to random and
+    TPE, every one an invalid trial (the model is strict); a fractional step is refused."""
+    from tandem.backtest.sweep.search import TpeSearch, random_trials
+    from tandem.backtest.sweep.space import SpaceError, parse_space
+    from tandem.core.manifest import load_manifest
+
+    base = load_manifest(inp["manifest"]).profile("t")
+    for spec in ({"low": 24, "high": 96}, {"low": 24, "high": 96, "log": True}):
+        (dim,) = parse_space({"portfolio.lookback": spec}, base)
+        assert dim.integer
+        for trials in (random_trials([dim], 40, 3), TpeSearch([dim], 3).ask(16)):
+            v = [t["portfolio.lookback"] for t in trials]
+            assert all(type(x) is int and 24 <= x <= 96 for x in v) and len(set(v)) > 3
+    with pytest.raises(SpaceError, match="portfolio.lookback: takes whole numbers; 'step' 12.5"):
+        parse_space({"portfolio.lookback": {"low": 24, "high": 96, "step": 12.5}}, base)
+    # the other numeric fields stay continuous
+    (dim,) = parse_space({"portfolio.min_weight": {"low": 0, "high": 0.2}}, base)
+    assert not dim.integer
+
+
+def test_lookback_under_the_score_rule_has_no_effect(tmp_path, capsys):
+    """The score weighting uses no return window: lookback changed nothing (also against
+    the default 60, which skips core.weighting altogether) and is named as such."""
+    inp = portfolio_inputs(tmp_path / "in", {"max_weight": 0.5, "rebalance_every": "4h"})
+    out = tmp_path / "out"
+    space = _space(tmp_path, "portfolio.lookback: [24, 60]\nentry_threshold: [0.05, 0.2]\n")
+    assert main(sweep_args(inp, out, "--workers", "0", *space)) == 0
+    best = json.loads((out / "best.json").read_text())
+    assert best["no_effect"] == ["portfolio.lookback"]
+    assert "no effect     portfolio.lookback:" in capsys.readouterr().out
+    df = pd.read_parquet(out / "results.parquet")
+    assert df["valid"].all() and df["is_n_fills"].gt(0).all()
 
 
 def test_bounds_a_continuous_draw_never_reaches_are_not_refused(inp, tmp_path):

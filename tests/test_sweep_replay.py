@@ -11,7 +11,7 @@ import sys
 import pytest
 from tandem.backtest.cli import main
 
-from tests.sweep_fixtures import REPO, make_inputs, sweep_args
+from tests.sweep_fixtures import REPO, make_inputs, portfolio_inputs, sweep_args
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,14 @@ START = "2024-01-25"
 END = "2024-01-29"
 
 
-def test_written_profile_replayed_by_the_daemon_gives_the_sweeps_fills(tmp_path):
+#: A portfolio-mode profile whose weighting settings are swept: the daemon steps the same
+#: core.weighting kernel one slice at a time.
+WEIGHTING_SPACE = ("portfolio.weighting: [equal, hrp]\nportfolio.lookback: [24, 36]\n"
+                   "portfolio.turnover_cap: [null, 0.5]\n")
+
+
+@pytest.mark.parametrize("weighting", [False, True], ids=["discrete", "weighting"])
+def test_written_profile_replayed_by_the_daemon_gives_the_sweeps_fills(tmp_path, weighting):
     from tandem.backtest.sweep.data import load_sweep_data
     from tandem.backtest.sweep.driver import single_trial
     from tandem.core.fingerprint import fingerprint_line
@@ -27,7 +34,11 @@ def test_written_profile_replayed_by_the_daemon_gives_the_sweeps_fills(tmp_path)
     from tandem.core.manifest import load_manifest
     from tandem.core.store import CsvFolderSource
 
-    inp = make_inputs(tmp_path)
+    if weighting:
+        inp = portfolio_inputs(tmp_path, {"max_weight": 0.5, "rebalance_every": "4h"}, days=60)
+        inp["space"].write_text(WEIGHTING_SPACE)
+    else:
+        inp = make_inputs(tmp_path)
     out = tmp_path / "out"
     assert main(sweep_args(inp, out, "--workers", "0", "--from", START, "--to", END,
                            "--write-profile", "t_rp")) == 0
@@ -37,6 +48,11 @@ def test_written_profile_replayed_by_the_daemon_gives_the_sweeps_fills(tmp_path)
     _, raw, _ = single_trial(data, base, best["params"], 0, keep_fills=256)
     fills = fills_frame(raw, data.symbols, "t_rp", "x", "backtest")
     assert len(fills) > 0
+    if weighting:  # the written profile carries the chosen weighting values
+        prof = load_manifest(out / "manifest.json").profile("t_rp")
+        assert {f"portfolio.{k}": getattr(prof.portfolio, k)
+                for k in ("weighting", "lookback", "turnover_cap")} == best["params"]
+        assert (fills["reason"] == "rebalance").any()
     env = dict(os.environ)
     env.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
     proc = subprocess.run(

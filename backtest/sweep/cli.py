@@ -20,9 +20,25 @@ space file (YAML or JSON): dotted manifest paths → a list of values or a range
   exit_rules.stop_loss_pct: {low: 0.02, high: 0.10, step: 0.01}
   exit_rules.intrabar: [pessimistic, ohlc]
   execution.size_pct: {low: 0.05, high: 0.5, log: true}     # random/tpe only
+  portfolio.weighting: [score, equal, inverse_vol, hrp]     # portfolio mode
+  portfolio.lookback: {low: 24, high: 168, step: 24}        # whole base bars
+{fields}
+A value the manifest refuses, by itself or with every value of the other swept fields
+(min_weight above max_weight), is an error before any work.
 outputs in --out: results.parquet (one row per trial x fold), best.json, daily_returns.parquet,
 sweep.html + PNGs, parts/ (chunk results, for --resume).
 """
+
+
+def _sweepable_text() -> str:
+    """The sweepable fields, from the list the space check uses (so the help cannot drift)."""
+    import textwrap
+
+    from tandem.backtest.sweep.space import RATING_FIELDS, SWEEPABLE
+
+    text = (f"sweepable fields: {', '.join(SWEEPABLE)}, mtf.weights.<timeframe>; not the "
+            f"fields the shared ratings depend on ({', '.join(RATING_FIELDS)}).")
+    return textwrap.fill(text, width=92, break_long_words=False, break_on_hyphens=False)
 
 
 def _duration(text: str) -> int:
@@ -84,7 +100,7 @@ def add_sweep_parser(sub: Any, add_profile: Callable, add_data: Callable, epilog
                     "call, in this process or on a Dask cluster. Reports the in-sample (and "
                     "walk-forward out-of-sample) statistics of every trial, the winner, its "
                     "Deflated Sharpe Ratio and the Probability of Backtest Overfitting.",
-        epilog=_SWEEP_EPILOG + "\n" + epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_SWEEP_EPILOG.replace("{fields}", _sweepable_text()) + "\n" + epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_profile(p)
     add_data(p)

@@ -42,6 +42,13 @@ SWEEPABLE: tuple[str, ...] = (
     "execution.min_trade_value",
     "portfolio.max_weight",
     "portfolio.rebalance_every",
+    # How much each eligible asset gets (core.weighting): the return window is computed per
+    # trial from the closes, never from the ratings, so these leave the ratings shared.
+    "portfolio.weighting",
+    "portfolio.lookback",
+    "portfolio.min_weight",
+    "portfolio.band",
+    "portfolio.turnover_cap",
     "initial_cash",
 )
 #: Fields that change the ratings (or the data): never sweepable, named in the error.
@@ -154,9 +161,33 @@ def _looks_numeric(text: str) -> bool:
         return False
 
 
-def parse_dim(path: str, spec: Any) -> Dim:
+def whole_number_field(path: str) -> bool:
+    """True when the manifest field at ``path`` takes whole numbers (``portfolio.lookback``):
+    its ranges then give integers, also without a step (random/TPE drew floats, which the
+    strict model refuses)."""
+    import types
+    import typing
+
+    from tandem.core.manifest import Profile
+
+    model: Any = Profile
+    ann: Any = None
+    for key in path.split("."):
+        fields = getattr(model, "model_fields", None)
+        if not isinstance(fields, dict) or key not in fields:
+            return False
+        ann = model = fields[key].annotation
+    if typing.get_origin(ann) in (typing.Union, types.UnionType):
+        args = set(typing.get_args(ann)) - {type(None)}
+        ann = args.pop() if len(args) == 1 else None
+    return ann is int
+
+
+def parse_dim(path: str, spec: Any, *, whole: bool = False) -> Dim:
     """One entry of the space file → :class:`Dim` (shape checks only; values are checked by
-    the manifest model per trial)."""
+    the manifest model per trial). ``whole``: the field takes whole numbers
+    (:func:`whole_number_field`), so a range's bounds and step must be integers and every
+    value it gives is one."""
     if isinstance(spec, list):
         if not spec:
             raise SpaceError(f"{path}: empty list of values")
@@ -202,11 +233,16 @@ def parse_dim(path: str, spec: Any) -> Dim:
             raise SpaceError(f"{path}: log: true needs low > 0, got {low}")
         if log and step is not None:
             raise SpaceError(f"{path}: use either step or log: true, not both")
-        # Integer values only when an integer step says so: every sweepable number is a
-        # float field, and {low: 0, high: 1} without a step drew only 0 or 1 (random/tpe).
+        # Integer values only when an integer step says so (or the field takes whole
+        # numbers): {low: 0, high: 1} without a step drew only 0 or 1 (random/tpe).
         integer = step is not None and all(
             isinstance(spec.get(k), int) and not isinstance(spec.get(k), bool)
             for k in ("low", "high", "step"))
+        if whole:
+            for key, v in (("low", low), ("high", high), ("step", step)):
+                if v is not None and not v.is_integer():
+                    raise SpaceError(f"{path}: takes whole numbers; '{key}' {v:g} is not one")
+            integer = True
         dim = Dim(path, low=low, high=high, step=step, log=log, integer=integer)
         if step is not None:
             dim._steps()  # a count that is not finite: refused here, for every search
@@ -286,11 +322,15 @@ def parse_space(data: Any, profile: Any, source: str = "space") -> list[Dim]:
             raise SpaceError(f"{source}: field names must be strings, got {path!r}")
         check_path(path, profile)
         try:
-            dim = parse_dim(path, spec)
+            dim = parse_dim(path, spec, whole=whole_number_field(path))
             check_values(dim, profile)
         except SpaceError as exc:
             raise SpaceError(f"{source}: {exc}") from None
         dims.append(dim)
+    try:
+        check_combinations(dims, profile)
+    except SpaceError as exc:
+        raise SpaceError(f"{source}: {exc}") from None
     return dims
 
 
@@ -301,6 +341,8 @@ def _edge_values(dim: Dim) -> list[tuple[Any, Any]]:
     if dim.values is not None:
         return [(v, v) for v in dim.values]
     assert dim.low is not None and dim.high is not None
+    if dim.step is None and dim.integer:  # whole numbers: a draw is rounded, ends included
+        return [(int(dim.low), int(dim.low)), (int(dim.high), int(dim.high))]
     if dim.step is None:
         return [(dim.low, math.nextafter(dim.low, dim.high)),
                 (dim.high, math.nextafter(dim.high, dim.low))]
@@ -315,8 +357,8 @@ def check_values(dim: Dim, profile: Any) -> None:
 
     Such a value made every trial holding it an invalid row: exit 0 after the whole sweep,
     "winner none" or a winner among the other values only. Checks that tie fields together
-    (entry below exit, min_agree without vote) depend on the other swept values and stay
-    per trial."""
+    (entry below exit, min_weight above max_weight) depend on the other swept values:
+    :func:`check_combinations` refuses a value only when they refuse it with all of them."""
     from pydantic import ValidationError
     from tandem.core.manifest import Profile, _FieldProblem
 
@@ -335,7 +377,86 @@ def check_values(dim: Dim, profile: Any) -> None:
                     raise SpaceError(f"{dim.path}: value {v!r} is refused by the manifest: "
                                      f"{msg}") from None
         except _FieldProblem:
-            pass  # a cross-field check: decided per trial
+            pass  # a cross-field check: check_combinations, with the other swept values
+
+
+#: Most combinations of the other swept fields' values :func:`check_combinations` tries for
+#: one value (0.5 s for 10^4 on 24 assets); with more, the values are left to the trials
+#: (a value refused with all of them is then invalid rows, as before the check).
+MAX_CROSS_COMBOS = 20_000
+#: Values a range of another field brings to those combinations: its ends and points
+#: evenly between (the manifest's cross-field bounds are monotone, so the ends decide them;
+#: the points between catch a window such as risk_pct between min_trade_value and the cash).
+CROSS_POINTS = 5
+
+
+def _cross_candidates(dim: Dim) -> list[Any]:
+    """The values of another swept field that :func:`check_combinations` pairs a value with:
+    a list's values, a range's ends and :data:`CROSS_POINTS` - 2 points between."""
+    if dim.values is not None:
+        return list(dim.values)
+    assert dim.low is not None and dim.high is not None
+    if dim.step is not None:
+        n = dim._steps()
+        ks = sorted({round(i * n / (CROSS_POINTS - 1)) for i in range(CROSS_POINTS)})
+        vals = [dim._snap(dim.low + k * dim.step) for k in ks]
+    elif dim.integer:
+        lo, hi = int(dim.low), int(dim.high)
+        vals = sorted({round(lo + (hi - lo) * i / (CROSS_POINTS - 1)) for i in range(CROSS_POINTS)})
+    else:  # a draw never lands on the ends themselves (as _edge_values)
+        step = (dim.high - dim.low) / (CROSS_POINTS - 1)
+        vals = ([math.nextafter(dim.low, dim.high)]
+                + [round(dim.low + i * step, 12) for i in range(1, CROSS_POINTS - 1)]
+                + [math.nextafter(dim.high, dim.low)])
+    return list(dict.fromkeys(vals))
+
+
+def check_combinations(dims: list[Dim], profile: Any) -> None:
+    """Refuse a value that the manifest's cross-field checks refuse with every combination of
+    the other swept fields' values (``portfolio.min_weight`` above every ``max_weight``, a
+    ``min_variance`` lookback shorter than the asset count, ``entry_threshold`` below every
+    ``exit_threshold``): each trial holding it would be an invalid row, found after the
+    whole sweep, exit 0 with a winner among the other values. The message is the model's
+    for the first combination. A value valid with some combination stays, and so do the
+    invalid trials it makes with the others (per trial, as before)."""
+    import itertools
+
+    from pydantic import ValidationError
+    from tandem.core.manifest import Profile, _FieldProblem
+
+    base = profile.model_dump(mode="json")
+    tfs = list(profile.timeframes)
+    for dim in dims:
+        others = [d for d in dims if d is not dim]
+        cands = [_cross_candidates(d) for d in others]
+        if math.prod(len(c) for c in cands) > MAX_CROSS_COMBOS:
+            continue  # too many to try before the sweep: the trials say it
+        if dim.values is None and dim.step is None and not dim.integer:
+            # A continuous range's ends are limits a draw only approaches, where a cross-field
+            # check may well refuse (size_pct near 0 buys less than min_trade_value): it is
+            # judged by the points between them.
+            own = [(x, x) for x in _cross_candidates(dim)[1:-1]]
+        else:
+            own = _edge_values(dim)
+        for v, checked in own:
+            first = ""
+            for combo in itertools.product(*cands):
+                params = {d.path: x for d, x in zip(others, combo, strict=True)}
+                params[dim.path] = checked
+                try:
+                    Profile.model_validate(apply_params(base, params, tfs))
+                    break
+                except ValidationError as exc:
+                    e = exc.errors()[0]
+                    why = (f"{'.'.join(str(k) for k in e['loc'])}: "
+                           f"{e['msg'].removeprefix('Value error, ')}")
+                except _FieldProblem as exc:
+                    why = f"{exc.field}: {exc.message}"
+                first = first or why
+            else:
+                also = " (with every value of the other swept fields)" if others else ""
+                raise SpaceError(f"{dim.path}: value {v!r} is refused by the manifest: "
+                                 f"{first}{also}")
 
 
 def apply_params(base: dict[str, Any], params: dict[str, Any], timeframes: list[str]
