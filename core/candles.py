@@ -538,6 +538,8 @@ def first_valid_copies(ts: np.ndarray, values: np.ndarray) -> np.ndarray:
     that passes :func:`bar_fault` (rule 2: the first *valid* copy), else the first copy
     (it is then dropped as bad by rule 4, as a lone bad bar would be)."""
     n = len(ts)
+    if n == 0:
+        return np.empty(0, dtype=np.intp)
     starts = np.flatnonzero(np.concatenate([[True], ts[1:] != ts[:-1]]))
     valid = bar_fault_codes(values) == 0
     # per group, the smallest row index that is valid (n if none)
@@ -548,9 +550,9 @@ def first_valid_copies(ts: np.ndarray, values: np.ndarray) -> np.ndarray:
 def _dedup(ts: np.ndarray, values: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     """Rule 2's duplicates (``ts`` sorted, stable): one row per ``ts``, the first valid copy
     (:func:`first_valid_copies`); logged ``candle_duplicates``."""
-    starts = np.flatnonzero(np.concatenate([[True], ts[1:] != ts[:-1]]))
+    new_ts = np.concatenate([[True], ts[1:] != ts[:-1]])
+    starts, group = np.flatnonzero(new_ts), np.cumsum(new_ts) - 1
     kept = first_valid_copies(ts, values)
-    group = np.cumsum(np.concatenate([[True], ts[1:] != ts[:-1]])) - 1
     chosen = values[kept[group]]  # each row's kept copy
     same = (values == chosen) | (np.isnan(values) & np.isnan(chosen))
     dropped = np.ones(len(ts), dtype=bool)

@@ -660,7 +660,7 @@ class UniverseParquetSource(_Source):
         if symbol not in self._cache:
             rows = self._rows[symbol]
             # A stable sort by ts: among duplicate ts the first row in the file comes first,
-            # and the policy dedups (that first row wins).
+            # and the policy dedups (the first valid row wins).
             rows = rows[np.argsort(self._ts[rows], kind="stable")]
             values = np.column_stack([c[rows].astype(np.float64, copy=False) for c in self._columns])
             ts, values = _clean(self._ts[rows], values, timeframe, f"{self.path}:{symbol}")
