@@ -125,7 +125,16 @@ class ReportInput:
 
     @cached_property
     def trade_cols(self) -> dict[str, np.ndarray]:
-        return {str(c): np.asarray(self.trades[c]) for c in self.trades}
+        return {str(c): _numeric(self.trades[c]) for c in self.trades}
+
+
+def _numeric(column: Any) -> np.ndarray:
+    """A trades column as NumPy; a pandas nullable integer column (``Int64``: ``exit_ts``,
+    ``duration_ms`` of :func:`tandem.core.journal.trades_table`) as float with NaN for
+    missing, as :func:`tandem.core.journal.trade_columns` gives it."""
+    if str(getattr(column, "dtype", "")) == "Int64":
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.asarray(column)
 
 
 def _n_trades(data: ReportInput) -> int:

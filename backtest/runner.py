@@ -85,10 +85,9 @@ class BacktestResult:
     @cached_property
     def trades(self) -> pd.DataFrame:
         """:func:`tandem.core.journal.trades_table` of the fills."""
-        import pandas as pd
-        from tandem.core.journal import TRADE_COLUMNS
+        from tandem.core.journal import trades_frame
 
-        return pd.DataFrame(self.trade_rows, columns=TRADE_COLUMNS)
+        return trades_frame(self.trade_rows)
 
     @cached_property
     def equity(self) -> pd.Series:
@@ -462,7 +461,7 @@ def write_outputs(
 ) -> dict[str, Path]:
     """Write the run's files into ``out_dir``; returns ``{name: path}``. ``close``: the
     tradable bars' closes (``n_bars x n_assets``, ``result.symbols`` order), for the report."""
-    from tandem.core.journal import trade_columns, write_csv, write_parquet
+    from tandem.core.journal import trade_columns, trade_csv_columns, write_csv, write_parquet
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
@@ -474,7 +473,8 @@ def write_outputs(
     }
     write_csv(result.fills_table, files["fills.csv"])
     write_parquet(result.fills_table, files["fills.parquet"])
-    _write_frame_csv(trade_columns(result.trade_rows), files["trades.csv"])
+    # exit_ts / duration_ms as whole ms, empty for an open trade (not 1612137600000.0)
+    _write_frame_csv(trade_csv_columns(result.trade_rows), files["trades.csv"])
     ts = np.asarray(result.ts_close, dtype=np.int64)
     seconds = ts.astype("datetime64[ms]").astype("datetime64[s]")
     _write_frame_csv({"ts": ts, "time": np.char.add(np.datetime_as_string(seconds), "Z"),

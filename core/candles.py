@@ -15,8 +15,12 @@ Two layers:
      integer epoch's unit (s, ms, µs, ns) is detected by magnitude: every value must be a date
      in 1980–2200 in the same unit, else the series is refused naming what was found.
   2. **Order.** Unsorted rows are sorted (stable), logged ``candles_unsorted`` (count, first
-     ts). **Duplicated ts**: the first row wins (the store's append rule), logged
-     ``candle_duplicates`` (dropped, conflicting values, first ts).
+     ts). **Duplicated ts**: the first *valid* copy wins (valid: passes rule 4's per-bar
+     checks, :func:`bar_fault`); the first copy when none is valid (it is then dropped by
+     rule 4). Logged ``candle_duplicates`` (dropped, conflicting values, first ts, which copy
+     was kept and how many bars kept a later copy). Why not plain first-wins (the store's
+     append rule): a malformed first copy would be kept, then dropped as bad, and the good
+     copy of the same bar lost with it: a hole where data existed.
   3. **Grid.** Every bar opens on the timeframe's UTC grid (weeks start Monday) and
      consecutive bars are a whole multiple of the timeframe apart (a multiple > 1 is a gap:
      missing bars, allowed), and at least one pair of consecutive bars is exactly one
@@ -529,6 +533,40 @@ def jump_outliers(ts: np.ndarray, values: np.ndarray, tf_ms: int) -> np.ndarray:
     return out
 
 
+def first_valid_copies(ts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Row index kept for each distinct ``ts`` of ``ts`` (sorted, stable): the first copy
+    that passes :func:`bar_fault` (rule 2: the first *valid* copy), else the first copy
+    (it is then dropped as bad by rule 4, as a lone bad bar would be)."""
+    n = len(ts)
+    if n == 0:
+        return np.empty(0, dtype=np.intp)
+    starts = np.flatnonzero(np.concatenate([[True], ts[1:] != ts[:-1]]))
+    valid = bar_fault_codes(values) == 0
+    # per group, the smallest row index that is valid (n if none)
+    cand = np.minimum.reduceat(np.where(valid, np.arange(n), n), starts)
+    return np.where(cand < n, cand, starts)
+
+
+def _dedup(ts: np.ndarray, values: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rule 2's duplicates (``ts`` sorted, stable): one row per ``ts``, the first valid copy
+    (:func:`first_valid_copies`); logged ``candle_duplicates``."""
+    new_ts = np.concatenate([[True], ts[1:] != ts[:-1]])
+    starts, group = np.flatnonzero(new_ts), np.cumsum(new_ts) - 1
+    kept = first_valid_copies(ts, values)
+    chosen = values[kept[group]]  # each row's kept copy
+    same = (values == chosen) | (np.isnan(values) & np.isnan(chosen))
+    dropped = np.ones(len(ts), dtype=bool)
+    dropped[kept] = False
+    conflicts = dropped & ~same.all(axis=1)
+    later = kept != starts  # the first copy was bad, a later valid copy is kept
+    first = int(ts[int(np.argmax(dropped))])
+    log.warning("candle_duplicates", source=where, dropped=int(dropped.sum()),
+                conflicting=int(conflicts.sum()), first_ts=first, first_time=iso(first),
+                kept="first valid copy (the first when none is valid)",
+                kept_later_copy=int(later.sum()))
+    return ts[kept], values[kept]
+
+
 def clean_candles(
     ts: np.ndarray, values: np.ndarray, timeframe: str | None, where: str = "candles"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -549,17 +587,8 @@ def clean_candles(
         d = np.diff(ts)
         log.warning("candles_unsorted", source=where, rows_out_of_order=int(back.sum()),
                     first_ts=first, first_time=iso(first), action="sorted by ts")
-    dup = d == 0
-    if dup.any():
-        dup = np.concatenate([[False], dup])
-        keep_idx = np.maximum.accumulate(np.where(dup, 0, np.arange(len(ts))))
-        same = (values == values[keep_idx]) | (np.isnan(values) & np.isnan(values[keep_idx]))
-        conflicts = dup & ~same.all(axis=1)
-        first = int(ts[int(np.argmax(dup))])
-        log.warning("candle_duplicates", source=where, dropped=int(dup.sum()),
-                    conflicting=int(conflicts.sum()), first_ts=first, first_time=iso(first),
-                    kept="first")
-        ts, values = ts[~dup], values[~dup]
+    if (d == 0).any():
+        ts, values = _dedup(ts, values, where)
     if timeframe is not None:
         check_grid(ts, timeframe, where)
     codes = bar_fault_codes(values)

@@ -305,28 +305,56 @@ TRADE_COLUMNS: list[str] = [
 ]
 
 
+#: Whole milliseconds that an unfinished trade lacks: nullable integers (pandas ``Int64``)
+#: in :func:`trades_table` and ``trades.csv`` (``1612137600000``, empty when open), not the
+#: floats a NaN made of them (``1612137600000.0``).
+TRADE_INT_COLUMNS: tuple[str, ...] = ("exit_ts", "duration_ms")
+
+
 def trades_table(fills: pd.DataFrame | pa.Table) -> pd.DataFrame:
     """Round trips per symbol: from a flat position back to flat (or through zero).
 
     Columns: ``symbol, direction (long/short), entry_ts, exit_ts, qty, entry_price``
     (VWAP of the fills that grew the position), ``exit_price`` (VWAP of those that shrank
     it), ``fees, pnl`` (quote, net of all fees), ``return`` (pnl / entry notional),
-    ``duration_ms, exit_reason``. An unfinished trade has NaN exit fields and is kept.
+    ``duration_ms, exit_reason``. An unfinished trade has missing exit fields (NaN; ``<NA>``
+    in the ``Int64`` columns ``exit_ts`` and ``duration_ms``) and is kept.
     Rows in ``(entry_ts, symbol)`` order.
     """
+    return trades_frame(trade_rows(fills))
+
+
+def trades_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """:func:`trade_rows` as the :func:`trades_table` frame (``exit_ts``, ``duration_ms``:
+    ``Int64``)."""
     import pandas as pd
 
-    return pd.DataFrame(trade_rows(fills), columns=TRADE_COLUMNS)
+    frame = pd.DataFrame(rows, columns=TRADE_COLUMNS)
+    for col in TRADE_INT_COLUMNS:
+        frame[col] = frame[col].astype("Int64")
+    return frame
 
 
 def trade_columns(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """:func:`trade_rows` as columns with the dtypes :func:`trades_table` gives them (a
-    column of whole numbers with a NaN is float, as in pandas), without pandas."""
+    """:func:`trade_rows` as NumPy columns for computing (stats, the report), without
+    pandas: ``exit_ts`` and ``duration_ms`` are float there (NaN for an open trade); see
+    :func:`trade_csv_columns` for what ``trades.csv`` prints."""
     out: dict[str, np.ndarray] = {}
     for col in TRADE_COLUMNS:
         values = [r[col] for r in rows]
         text = col in ("symbol", "direction", "exit_reason")
         out[col] = np.array(values, dtype=object if text else None)
+    return out
+
+
+def trade_csv_columns(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """:func:`trade_columns` with ``exit_ts`` and ``duration_ms`` as whole numbers (None
+    for an open trade): the columns ``trades.csv`` is written from, the text
+    ``trades_table(fills).to_csv(index=False)`` gives."""
+    out = trade_columns(rows)
+    for col in TRADE_INT_COLUMNS:
+        out[col] = np.array([None if v != v else int(v) for v in out[col].tolist()],
+                            dtype=object)
     return out
 
 

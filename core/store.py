@@ -16,14 +16,16 @@ Rules (the contract, see docs/CONTRACTS.md):
 * **Deduplicated by ts; the first written value wins.** A bar whose ``ts`` is already stored
   is dropped; if its OHLCV differ from the stored bar this is a *conflict* and is logged
   (count and first ts). Within one ``append`` batch the first occurrence of a ``ts`` wins
-  the same way. Why first-wins: the store only receives *closed* bars, so the first
-  closed value is authoritative, and re-running a download can never rewrite history that
-  a backtest has already used.
+  the same way, except that a copy failing the per-bar checks
+  (:func:`tandem.core.candles.bar_fault`) yields to the first later valid copy (the read
+  policy's duplicate rule). Why first-wins: the store only receives *closed* bars, so the
+  first closed value is authoritative, and re-running a download can never rewrite history
+  that a backtest has already used.
 * Bars with a NaN/inf price or a negative volume are rejected on ``append``
   (``ValueError``); the store does not repair bad candles (real data keeps real bad prints).
 * **Reading** goes through the one source policy of :mod:`tandem.core.candles` for every source
   (store, CSV folder, universe Parquet): timestamps by type or epoch magnitude, sorted and
-  deduplicated (first wins, logged), on the timeframe's grid (else :class:`CandleStoreError`),
+  deduplicated (first valid copy wins, logged), on the timeframe's grid (else :class:`CandleStoreError`),
   bad bars dropped and logged (they read as missing bars). The file itself is never changed.
 
 Read-only sources with the same reading API (``symbols``, ``read``, ``last_ts``,
@@ -54,7 +56,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import structlog
 from tandem.core.arrow_numpy import arrow_to_numpy, numpy_to_arrow
-from tandem.core.candles import CandleDataError, clean_candles, timestamps_to_ms
+from tandem.core.candles import (
+    CandleDataError,
+    clean_candles,
+    first_valid_copies,
+    timestamps_to_ms,
+)
 from tandem.core.utc import ms_from_iso
 
 try:  # POSIX only; elsewhere appends are not guarded against a concurrent writer
@@ -418,16 +425,19 @@ class CandleStore(_Source):
         ts, values = _candle_arrays(candles)
         if not len(ts):
             return 0
-        # First occurrence of a ts inside the batch wins (stable sort keeps input order).
+        # Inside the batch the first *valid* copy of a ts wins (the read policy's rule,
+        # core.candles.first_valid_copies; stable sort keeps input order): a malformed first
+        # copy stored over a good later one would read as a missing bar for ever.
         order = np.argsort(ts, kind="stable")
         ts, values = ts[order], values[order]
-        dup = np.zeros(len(ts), dtype=bool)
-        dup[1:] = ts[1:] == ts[:-1]
-        if dup.any():
-            first = np.flatnonzero(~dup)
-            kept = first[np.searchsorted(ts[first], ts[dup])]
-            _log_conflicts(symbol, tf, ts[dup], values[dup] != values[kept], "batch", "first")
-            ts, values = ts[~dup], values[~dup]
+        if len(ts) > 1 and (ts[1:] == ts[:-1]).any():
+            kept = first_valid_copies(ts, values)
+            dup = np.ones(len(ts), dtype=bool)
+            dup[kept] = False
+            group = np.cumsum(np.concatenate([[True], ts[1:] != ts[:-1]])) - 1
+            _log_conflicts(symbol, tf, ts[dup], values[dup] != values[kept[group[dup]]], "batch",
+                           "first valid")
+            ts, values = ts[kept], values[kept]
         path = self.path(symbol, tf)
         path.parent.mkdir(parents=True, exist_ok=True)
         with _exclusive(path.parent / f".{tf}.lock"):  # read-merge-write by one writer at a time
@@ -650,7 +660,7 @@ class UniverseParquetSource(_Source):
         if symbol not in self._cache:
             rows = self._rows[symbol]
             # A stable sort by ts: among duplicate ts the first row in the file comes first,
-            # and the policy dedups (that first row wins).
+            # and the policy dedups (the first valid row wins).
             rows = rows[np.argsort(self._ts[rows], kind="stable")]
             values = np.column_stack([c[rows].astype(np.float64, copy=False) for c in self._columns])
             ts, values = _clean(self._ts[rows], values, timeframe, f"{self.path}:{symbol}")

@@ -31,6 +31,11 @@ per-bar face :func:`tandem.core.candles.bar_fault` plus the timeframe grid:
 * a REST row that fails it is **dropped** (the bar counts as missing, as in the backtest's
   loaders), logged once per backfill as ``rest_candles_rejected`` with the count, the first
   ts and its reason. Nothing is repaired.
+* duplicates, the rule of :func:`tandem.core.candles.clean_candles` (the first *valid* copy):
+  a closing frame that fails the rule is not recorded, so a later good closing frame of the
+  same bar is (the bar is delivered once: ``next_ts`` moves past it, later copies are
+  discarded as stale); a REST page repeating a bar keeps its first valid row
+  (:func:`first_valid_rows`).
 """
 
 from __future__ import annotations
@@ -71,6 +76,21 @@ def candle_fault(row: Sequence[Any], tf_ms: int | None = None, grid_offset_ms: i
     if tf_ms is not None and (ts - grid_offset_ms) % tf_ms:
         return "off the timeframe grid"
     return bar_fault(o, h, lo, c, v)
+
+
+def first_valid_rows(rows: Sequence[Row], tf_ms: int | None = None,
+                     grid_offset_ms: int = 0) -> dict[int, Row]:
+    """One row per ts of REST ``rows``: the first that passes :func:`candle_fault`, else the
+    first (then dropped as bad) — the duplicate rule of :func:`tandem.core.candles.clean_candles`.
+    Was: the last copy, so a bad repeat of a good bar replaced it and the bar was lost."""
+    out: dict[int, Row] = {}
+    for r in rows:
+        ts = int(r[0])
+        held = out.get(ts)
+        if held is None or (candle_fault(held, tf_ms, grid_offset_ms) is not None
+                            and candle_fault(r, tf_ms, grid_offset_ms) is None):
+            out[ts] = r
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -704,9 +724,11 @@ class CandleFeed:
         rejected, first_bad = 0, None
         while self.next_ts < self.forming_ts:
             rows = await self._fetch(self.next_ts)
-            rows = sorted({int(r[0]): r for r in rows if r and r[0] is not None
-                           and int(r[0]) >= self.next_ts}.items())
-            rows = [r for _, r in rows]
+            fresh = [r for r in rows if r and r[0] is not None and int(r[0]) >= self.next_ts]
+            by_ts = {int(r[0]): r for r in fresh}
+            if len(by_ts) < len(fresh):  # a page repeating a bar: its first valid copy
+                by_ts = first_valid_rows(fresh, self.tf, self._grid_off)
+            rows = [by_ts[t] for t in sorted(by_ts)]
             newest = int(rows[-1][0]) if rows else None
             full_page = len(rows) >= self.rest_limit
             if not full_page and (newest is None or newest < self.forming_ts):

@@ -516,3 +516,41 @@ def test_csv_with_a_capitalised_header_names_what_it_found(tmp_path):
     msg = str(err.value)
     assert "missing columns ['timestamp', 'open'" in msg and "found: Timestamp, Open" in msg
     assert "header timestamp (or ts),open,high,low,close,volume" in msg
+
+
+def test_duplicated_ts_keeps_the_first_valid_copy_not_a_bad_first(tmp_path):
+    """A malformed first copy (high < low, NaN, negative volume) of a bar whose later copy is
+    good: the good copy is kept. It used to keep the bad first copy, then drop it as bad: a
+    hole where a good bar existed, exit 0."""
+    frame = _bars()
+    bad = frame.iloc[[20, 21, 22, 50]].copy()
+    bad.loc[20, "high"] = bad.loc[20, "low"] * 0.5  # high < low
+    bad.loc[21, "close"] = np.nan
+    bad.loc[22, "volume"] = -1.0
+    bad.loc[50, "high"] = bad.loc[50, "low"] * 0.5  # bad, and its only other copy bad too
+    also_bad = bad.loc[[50]].assign(volume=-3.0)
+    later_good = frame.iloc[[30]].assign(close=lambda f: f["close"] * 1.001)  # 2nd valid copy
+    dup = (pd.concat([bad, frame.drop(index=[50]), also_bad, later_good])
+           .sort_values("timestamp", kind="stable").reset_index(drop=True))
+    with capture_logs() as logs:
+        got = _load(_store_file(tmp_path, dup))
+    _same(got, frame.drop(index=[50]))  # bars 20-22: their good copies; 30: its first copy
+    (event,) = [e for e in logs if e["event"] == "candle_duplicates"]
+    assert event["dropped"] == 5 and event["kept_later_copy"] == 3
+    assert event["first_ts"] == T0 + 20 * H and "first valid" in event["kept"]
+    (rejected,) = [e for e in logs if e["event"] == "candles_rejected"]
+    assert rejected["dropped"] == 1 and rejected["first_ts"] == T0 + 50 * H
+
+
+def test_clean_candles_duplicate_rule_on_arrays():
+    """The rule on the arrays face (every loader calls it): per ts the first valid copy."""
+    from tandem.core.candles import clean_candles
+
+    good = [1.0, 2.0, 0.5, 1.5, 10.0]
+    other = [1.0, 2.5, 0.5, 1.5, 11.0]
+    broken = [1.0, 0.4, 0.5, 1.5, 10.0]  # high < low
+    ts = np.array([0, 0, 0, H, H, 2 * H, 2 * H], dtype=np.int64)
+    values = np.array([broken, good, other, good, other, broken, broken])
+    got_ts, got = clean_candles(ts, values, None)
+    assert got_ts.tolist() == [0, H]  # 2H: no valid copy, dropped as bad
+    np.testing.assert_array_equal(got, [good, good])

@@ -244,6 +244,29 @@ def test_open_levels_are_where_the_engine_then_stops_out():
     assert eng.open_levels() == []
 
 
+async def test_snapshot_unrealized_pnl_is_net_of_the_entry_fee_as_the_equity(server):
+    """One open long, bought at 100 with a 0.1 % fee: the equity is down by that fee at the
+    entry bar's close while the dashboard showed +0.00 unrealized. The snapshot's unrealized
+    PnL is net of the entry fee paid, so it equals the equity's change since the start."""
+    cfg = EngineConfig(fee_rate=0.001, size_pct=0.5, slippage_bps=0.0, initial_cash=10_000.0)
+    eng = Engine(cfg, ["X/USDT"])
+    one = lambda v: np.array([v], dtype=float)  # noqa: E731
+    eng.step_raw(60_000, one(100), one(101), one(99), one(100), one(1))  # entry at 100
+    daemon = fake_daemon()
+    daemon.stepper.engine = eng
+    _, hub = await server()
+    hub.attach(daemon)
+    for last in (100.0, 103.0):
+        if last != 100.0:
+            eng.step_raw(120_000, one(100), one(104), one(99), one(last), one(1))
+        (pos,) = (await hub.snapshot())["positions"]
+        assert pos["last"] == last
+        assert pos["entry_fee"] == pytest.approx(pos["qty"] * 100.0 * 0.001, rel=1e-12)
+        assert pos["unrealized"] == pytest.approx(eng.equity() - 10_000.0, rel=1e-12, abs=1e-9)
+        assert pos["unrealized"] == pytest.approx((last - 100.0) * pos["qty"] - pos["entry_fee"])
+    assert pos["unrealized"] < (103.0 - 100.0) * pos["qty"]
+
+
 def rating_label(v: float) -> str | None:
     """RATINGS.md, "Ratings and labels", written out independently of the core."""
     if v != v:

@@ -163,4 +163,33 @@ def test_trades_table_by_hand() -> None:
     assert t["pnl"].iloc[1] == pytest.approx(10.0 - 0.09)
     assert t["duration_ms"].iloc[1] == 2000
     assert t["exit_reason"].tolist()[:2] == ["take_profit", "exit"]
-    assert np.isnan(t["pnl"].iloc[2]) and np.isnan(t["exit_ts"].iloc[2])
+    assert np.isnan(t["pnl"].iloc[2]) and pd.isna(t["exit_ts"].iloc[2])
+    # whole ms, missing for the open trade: Int64, not floats made of them by the NaN
+    assert str(t["exit_ts"].dtype) == str(t["duration_ms"].dtype) == "Int64"
+    assert t["exit_ts"].tolist()[:2] == [2000, 5000] and pd.isna(t["duration_ms"].iloc[2])
+
+
+def test_trades_csv_writes_whole_ms_and_nothing_for_an_open_trade(tmp_path) -> None:
+    """trades.csv printed ``exit_ts`` and ``duration_ms`` as ``2000.0`` (an open trade's
+    NaN made the columns float): whole ms now, an empty field for the open trade, the text
+    ``trades_table(fills).to_csv(index=False)`` gives."""
+    from tandem.backtest.runner import _write_frame_csv
+    from tandem.core.journal import trade_csv_columns, trade_rows
+
+    raw = np.array([
+        [1000, 0, 1, 2.0, 10.0, 0.02, 0, 0, 2.0, 79.98],
+        [2000, 0, -1, 2.0, 12.0, 0.024, 3, 0, 0.0, 103.956],
+        [6000, 0, 1, 1.0, 11.0, 0.0, 0, 0, 1.0, 102.866],  # open long
+    ])
+    fills = fills_frame(raw, ["A", "B"], "p", "r", "backtest")
+    path = tmp_path / "trades.csv"
+    _write_frame_csv(trade_csv_columns(trade_rows(fills)), path)
+    text = path.read_text()
+    assert text == trades_table(fills).to_csv(index=False)
+    back = pd.read_csv(path)
+    assert back["exit_ts"].tolist()[0] == 2000 and pd.isna(back["exit_ts"].iloc[1])
+    rows = text.splitlines()
+    head = rows[0].split(",")
+    closed, open_ = rows[1].split(","), rows[2].split(",")
+    for col, want in (("exit_ts", "2000"), ("duration_ms", "1000")):
+        assert closed[head.index(col)] == want and open_[head.index(col)] == ""

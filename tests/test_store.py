@@ -83,6 +83,23 @@ def test_conflicting_duplicate_keeps_stored_bar_and_logs(tmp_path: Path) -> None
     assert not [e for e in logs if e["event"] == "candle_conflict"]
 
 
+def test_append_batch_keeps_the_first_valid_copy(tmp_path: Path) -> None:
+    """Within one batch a malformed first copy (high < low) yields to a later valid copy of
+    the same bar; it used to be stored and then dropped on every read (a hole)."""
+    store = CandleStore(tmp_path)
+    good = bars([T0, T0 + H, T0 + 2 * H])
+    broken = good.iloc[[1]].copy()
+    broken["high"] = broken["low"] * 0.5
+    batch = pd.concat([good.iloc[[0]], broken, good.iloc[[1, 2]]], ignore_index=True)
+    with capture_logs() as logs:
+        assert store.append("BTC/USDT", batch) == 3
+    out = store.read("BTC/USDT")
+    assert out["ts"].tolist() == [T0, T0 + H, T0 + 2 * H]
+    assert out.loc[1, "high"] == good.loc[1, "high"]
+    (conflict,) = [e for e in logs if e["event"] == "candle_conflict"]
+    assert conflict["conflicts"] == 1 and conflict["kept"] == "first valid"
+
+
 @settings(max_examples=15, deadline=None)
 @given(
     batches=st.lists(

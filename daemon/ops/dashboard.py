@@ -18,7 +18,8 @@ What a snapshot shows and where it comes from:
   journal (cash after the last fill + positions at their last consumed close), then one
   point per committed slice (``engine.equity()``); thinned to at most ``2 * max_points``
   for the chart, the maximum drawdown kept exact;
-* open positions with entry, last price, unrealized PnL and the SL/TP/trailing levels —
+* open positions with entry, last price, unrealized PnL (net of the entry fee paid, as the
+  equity counts it; ``entry_fee`` beside it) and the SL/TP/trailing levels —
   ``Engine.open_levels()`` of the running engine (the same state the next slice's exit
   check reads; ``/positions``' SQLite view is the fallback when no daemon is attached);
 * the latest fills and their count — the SQLite journal through the state provider's
@@ -447,7 +448,8 @@ class DashboardHub:
         if levels is None:
             return None
         try:
-            return [_clean(r) for r in levels()]
+            fee_rate = float(engine.config.fee_rate)
+            return [_clean(_with_entry_fee(r, fee_rate)) for r in levels()]
         except Exception:  # noqa: BLE001
             return None
 
@@ -670,6 +672,21 @@ def _offer(q: asyncio.Queue[Any], item: Any) -> None:
         except asyncio.QueueFull:
             with contextlib.suppress(asyncio.QueueEmpty):
                 q.get_nowait()
+
+
+def _with_entry_fee(row: Mapping[str, Any], fee_rate: float) -> dict[str, Any]:
+    """An open position's unrealized PnL net of the entry fee already paid, as the equity
+    counts it: the fee left the cash at the entry fill, so ``(last - entry) x qty`` alone
+    (the engine's ``open_levels``) showed a flat position as +0 while the equity showed it
+    -fee. ``entry_fee`` = ``|qty| x entry x fee_rate``: the kernel's fee of the units still
+    held at their (average) entry price; a position opened in one fill paid exactly that.
+    The exit's fee is not yet paid and not deducted."""
+    out = dict(row)
+    if out.get("unrealized") is not None and out.get("entry") is not None:
+        fee = abs(float(out["qty"])) * float(out["entry"]) * fee_rate  # the kernel's order
+        out["entry_fee"] = fee
+        out["unrealized"] = float(out["unrealized"]) - fee
+    return out
 
 
 def _clean(row: Mapping[str, Any]) -> dict[str, Any]:

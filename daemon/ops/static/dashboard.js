@@ -104,7 +104,8 @@
       const tr = document.createElement("tr");
       cell(tr, r.symbol); cell(tr, r.side || (r.qty > 0 ? "long" : "short"));
       cell(tr, fmtQty(r.qty)); cell(tr, fmtPx(r.entry)); cell(tr, fmtPx(r.last));
-      cell(tr, fmt(r.unrealized), sign(r.unrealized));
+      const u = cell(tr, fmt(r.unrealized), sign(r.unrealized));
+      if (r.entry_fee != null) u.title = "net of the entry fee paid: " + fmt(r.entry_fee);
       cell(tr, fmtPx(r.stop_loss)); cell(tr, fmtPx(r.take_profit)); cell(tr, fmtPx(r.trailing));
       return tr;
     }, "no open positions", 9);
