@@ -39,7 +39,7 @@ from tandem.daemon.feeds import CandleFeed, FeedSupervisor
 from tandem.daemon.jobs import build_scheduler, export_job
 from tandem.daemon.logconfig import get_logger
 from tandem.daemon.memory import defer_collection, release_memory, resume_collection
-from tandem.daemon.slices import Slice, SliceAssembler, make_slice
+from tandem.daemon.slices import Slice, SliceAssembler, by_name, make_slice
 from tandem.daemon.state import ClosedCandle, StateStore
 from tandem.daemon.warmstart import JOURNAL_AT_ONCE_ROWS, WarmupSink
 
@@ -424,8 +424,9 @@ class Daemon:
         todo = self.store.slices_after(ckpt)
         mismatches = 0
         skip = {"source", "run_id"}
+        order = by_name(self.cfg.symbols)
         for ts, warmup, candles in todo:
-            sl = make_slice(self.cfg.symbols, ts, {c.symbol: c for c in candles})
+            sl = make_slice(self.cfg.symbols, ts, {c.symbol: c for c in candles}, order=order)
             rows = self.stepper.step(sl, trade=not warmup)
             stored = self.store.fills_of_slice(ts + self.cfg.tf_ms)
             strip = [{k: v for k, v in r.items() if k not in skip} for r in rows]

@@ -52,6 +52,7 @@ class SliceAssembler:
     ):
         self.symbols = list(symbols)
         self.index = {s: i for i, s in enumerate(self.symbols)}
+        self._by_name = by_name(self.symbols)
         self.grace_s = float(grace_s)
         self.last_ts = last_ts  # last released slice
         self.clock = clock
@@ -148,25 +149,36 @@ class SliceAssembler:
         heapq.heappop(self._order)  # ts is always the oldest pending (see pop_ready)
         self._first_seen.pop(ts, None)
         self.last_ts = ts
-        return make_slice(self.symbols, ts, bucket, by_grace)
+        return make_slice(self.symbols, ts, bucket, by_grace, self._by_name)
+
+
+def by_name(symbols: Sequence[str]) -> list[tuple[int, str]]:
+    """``(index, symbol)`` pairs in symbol order (:func:`make_slice`'s ``order``)."""
+    return sorted(enumerate(symbols), key=lambda pair: pair[1])
 
 
 def make_slice(symbols: Sequence[str], ts: int, candles: dict[str, ClosedCandle],
-               by_grace: bool = False) -> Slice:
-    """The slice of ``ts`` from ``{symbol: candle}``; absent symbols are NaN (missing)."""
+               by_grace: bool = False, order: list[tuple[int, str]] | None = None) -> Slice:
+    """The slice of ``ts`` from ``{symbol: candle}``; absent symbols are NaN (missing).
+
+    The slice's ``candles`` are in symbol order (``order``: :func:`by_name` of ``symbols``,
+    computed when not given), the candles table's key order within one ``ts``: its INSERT
+    then appends at the b-tree's end (500 candles in a manifest's order: 0.57 ms; in key
+    order: 0.42 ms, on the close-to-commit path). ``missing`` keeps the manifest order."""
     n = len(symbols)
     # Python lists, then one array each: ~3x faster than item-wise numpy stores (this runs
     # on the close-to-commit path, once per slice).
     o, h, lo, c, v = ([_NAN] * n for _ in range(5))
     got: list[ClosedCandle] = []
-    missing: list[str] = []
-    for i, s in enumerate(symbols):
+    absent: list[tuple[int, str]] = []
+    for i, s in by_name(symbols) if order is None else order:
         k = candles.get(s)
         if k is None:
-            missing.append(s)
+            absent.append((i, s))
             continue
         got.append(k)
         o[i], h[i], lo[i], c[i], v[i] = k.open, k.high, k.low, k.close, k.volume
+    missing = [s for _, s in sorted(absent)] if absent else []
     f64 = np.float64
     return Slice(ts=ts, open=np.array(o, f64), high=np.array(h, f64), low=np.array(lo, f64),
                  close=np.array(c, f64), volume=np.array(v, f64), candles=got,

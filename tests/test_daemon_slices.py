@@ -100,3 +100,20 @@ def test_duplicate_and_resume_from_last_ts():
     assert asm.add(_candle("A", 6 * H)) == "ok"
     assert asm.add(_candle("A", 6 * H)) == "duplicate"
     assert [s.ts for s in asm.pop_ready()] == [6 * H]
+
+
+def test_a_slice_lists_its_candles_in_the_tables_key_order():
+    """The candles go to the journal in symbol order (the table's key order: the INSERT
+    appends), the prices stay in manifest order and ``missing`` too."""
+    syms = ["SOL/USDT", "BTC/USDT", "XRP/USDT", "ADA/USDT", "ETH/USDT"]
+    clock = FakeClock()
+    asm = SliceAssembler(syms, grace_s=1.0, clock=clock)
+    for k, s in enumerate(syms):
+        if s not in ("XRP/USDT", "ADA/USDT"):
+            asm.add(_candle(s, 0, px=10.0 + k))
+    clock.t = 2.0
+    (sl,) = asm.pop_ready()
+    assert [c.symbol for c in sl.candles] == ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+    assert sl.open[[0, 1, 4]].tolist() == [10.0, 11.0, 14.0]
+    assert np.isnan(sl.close[[2, 3]]).all()
+    assert sl.missing == ["XRP/USDT", "ADA/USDT"]
