@@ -70,8 +70,14 @@ def test_unfundable_entries_are_counted(long_short: bool) -> None:
     ts, o, h, lo, c = _market(n_bars, n_assets, seed=5)
     sig = _levels(n_bars, n_assets, seed=6, long_short=long_short)
     syms = [f"A{j}" for j in range(n_assets)]
-    cfg = EngineConfig(size_pct=0.45, fee_rate=0.001, slippage_bps=5.0, min_trade_value=0.0,
-                       exit_on_signal=True, long_short=long_short)
+    cfg = EngineConfig(
+        size_pct=0.45,
+        fee_rate=0.001,
+        slippage_bps=5.0,
+        min_trade_value=0.0,
+        exit_on_signal=True,
+        long_short=long_short,
+    )
     res = run_batch(cfg, ts, o, h, lo, c, sig, symbols=syms, profile="p", run_id="r")
     want = entries_without_fill(res.fills, syms, ts, sig, long_short)
     assert want > 50  # the scenario must actually skip
@@ -86,8 +92,14 @@ def test_entries_below_min_trade_value_are_counted() -> None:
     ts = (np.arange(n_bars, dtype=np.int64) + 1) * H
     c = (100.0 * 0.99 ** np.arange(n_bars)).reshape(-1, 1)
     sig = np.where(np.arange(n_bars) % 6 < 3, 1.0, -1.0).reshape(-1, 1)
-    cfg = EngineConfig(size_pct=0.9, fee_rate=0.001, slippage_bps=0.0, min_trade_value=800.0,
-                       exit_on_signal=True, initial_cash=1_000.0)
+    cfg = EngineConfig(
+        size_pct=0.9,
+        fee_rate=0.001,
+        slippage_bps=0.0,
+        min_trade_value=800.0,
+        exit_on_signal=True,
+        initial_cash=1_000.0,
+    )
     res = run_batch(cfg, ts, c, c, c, c, sig, symbols=["X"], profile="p", run_id="r")
     entries = res.fills[res.fills["reason"] == "entry"]
     assert 1 <= len(entries) < n_bars // 6  # traded, then stopped trading
@@ -126,8 +138,14 @@ def test_counts_survive_to_bytes_and_old_layout_is_refused() -> None:
     head = struct.Struct("<8sIII")
     magic, n_assets, n_a, n_p = head.unpack_from(blob, 4 + k)
     assert n_p == N_PSTATE == max(S_SKIP_UNFUNDED, S_SKIP_MIN_TRADE) + 1
-    old = (blob[: 4 + k] + head.pack(magic, n_assets, n_a, 3)
-           + blob[4 + k + head.size : len(blob) - 8 * (N_PSTATE - 3)])
-    with pytest.raises(ValueError, match=r"another layout \(7 asset / 3 portfolio slots; "
-                                         r"this core has 7 / 5\)"):
+    old = (
+        blob[: 4 + k]
+        + head.pack(magic, n_assets, n_a, 3)
+        + blob[4 + k + head.size : len(blob) - 8 * (N_PSTATE - 3)]
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"another layout \(7 asset / 3 portfolio slots; "
+        r"this core has 7 / 5\)",
+    ):
         Engine.from_bytes(old)
