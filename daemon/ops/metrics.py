@@ -39,6 +39,11 @@ SLICE_LATENCY_BUCKETS: tuple[float, ...] = (
 )
 
 
+# The engine's skip causes (``tandem.core.engine.layout.SKIP_CAUSES``; not imported here:
+# that package loads numba). Both are exported from the start, 0 until an entry is skipped.
+SKIP_CAUSES: tuple[str, ...] = ("unfunded", "below_min_trade_value")
+
+
 class _CandleCounter(Collector):
     """``tandem_candles_total{symbol}`` from a plain dict.
 
@@ -117,6 +122,8 @@ class Metrics:
             "unfunded (spend above free cash) or below_min_trade_value.", ["cause"],
             namespace=ns, registry=reg,
         )
+        for cause in SKIP_CAUSES:
+            self.entries_skipped.labels(cause=cause)
         self.late_candles = Counter(
             "late_candles", "Closed candles that arrived after their slice was stepped.",
             namespace=ns, registry=reg,
