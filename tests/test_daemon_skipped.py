@@ -107,3 +107,22 @@ async def test_replay_counts_skips_exports_them_and_rebuilds_an_old_checkpoint(t
     assert eng.entries_skipped() == got
     assert eng.pstate.tobytes() == daemon.stepper.engine.pstate.tobytes()
     assert eng.astate.tobytes() == daemon.stepper.engine.astate.tobytes()
+
+
+def test_replay_summary_names_the_skipped_entries(capsys, tmp_path):
+    """`tandem-daemon replay` ends with a summary; like `tandem-backtest run`'s, it says how
+    many entry signals were skipped and why, only when some were."""
+    import numpy as np
+    from tandem.core.journal import fills_table
+    from tandem.daemon.cli import _print_summary
+
+    fills = fills_table(np.empty((0, 10)), ["A"], "p", "r", "paper")
+    for skipped in ({"unfunded": 5, "below_min_trade_value": 2}, {"unfunded": 0}, None):
+        _print_summary("p", fills, {"slices": 3}, tmp_path / "d.sqlite", [], 1, skipped)
+        lines = [x for x in capsys.readouterr().out.splitlines() if "skipped" in x]
+        if skipped and sum(skipped.values()):
+            assert lines == [
+                "  entries skipped: 7 signal bars (unfunded 5, below min trade value 2)"
+            ]
+        else:
+            assert lines == []
