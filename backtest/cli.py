@@ -347,6 +347,21 @@ def _funding_rows(profile: Any) -> list[tuple[str, str]]:
                         "again (no leverage; an entry that does not fit is skipped)")]
 
 
+_SKIP_LABELS = (("unfunded", "unfunded"), ("below_min_trade_value", "below min trade"))
+
+
+def _skipped_rows(stats: dict[str, Any]) -> list[tuple[str, str]]:
+    """Entry signals the engine did not act on, by cause: fewer trades than signals once
+    went without a word. Counted per bar and asset while flat (a signal held 5 bars counts
+    5), hence "signal bars". No row when none (stats.json always has the count)."""
+    n = stats.get("n_entries_skipped")
+    if not n:
+        return []
+    by = stats.get("entries_skipped") or {}
+    parts = " · ".join(f"{label} {by[k]}" for k, label in _SKIP_LABELS if by.get(k))
+    return [("entries skipped", f"{n} signal bars ({parts})")]
+
+
 def _gaps_note(n_bars: int, periods: int | None) -> str:
     """`` of 2880 periods (gaps: CAGR/Sharpe count bars)`` when slices are missing."""
     if not periods or periods <= n_bars:
@@ -375,6 +390,7 @@ def print_summary(result: Any, out: Any = None, profile: Any = None) -> None:
         ("Sharpe / Sortino", f"{_fmt(s['sharpe'])} / {_fmt(s['sortino'])}"),
         ("max drawdown", _fmt(s["max_drawdown"], True)),
         ("trades (open)", f"{s['n_trades']} ({s['n_open_trades']})"),
+        *_skipped_rows(s),
         ("win rate", _fmt(s["win_rate"], True)),
         ("profit factor", _fmt(s["profit_factor"])),
         ("exposure", _fmt(s["exposure"], True)),

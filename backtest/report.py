@@ -191,6 +191,19 @@ def _trade_count(stats: dict[str, Any]) -> str:
     return f"{closed} (+{n_open} open)" if n_open else closed
 
 
+def _skipped_kpis(stats: dict[str, Any]) -> list[tuple[str, str]]:
+    """The "Entries skipped" tile (discrete runs: stats carry the count), with its causes
+    when any: entry signals the engine did not act on, per bar and asset while flat."""
+    n = stats.get("n_entries_skipped")
+    if n is None:
+        return []
+    by = stats.get("entries_skipped") or {}
+    parts = [f"{by[k]} {label}" for k, label in (("unfunded", "unfunded"),
+                                                 ("below_min_trade_value", "< min trade"))
+             if by.get(k)]
+    return [("Entries skipped", f"{n} ({' · '.join(parts)})" if parts else str(n))]
+
+
 def _pct(v: Any) -> str:
     return "–" if v is None or not math.isfinite(float(v)) else f"{100 * float(v):.2f}%"
 
@@ -450,6 +463,7 @@ def render_report(data: ReportInput, chart_symbols: Sequence[str] | None = None)
         ("Profit factor", _num(st.get("profit_factor"))),
         ("Exposure", _pct(st.get("exposure"))),
         ("Trades", _trade_count(st)),
+        *_skipped_kpis(st),
         ("Fees", _num(st.get("fees"))),
         ("Final equity", _num(st.get("final_equity"))),
         ("Turnover", _num(st.get("turnover")) + "×"),

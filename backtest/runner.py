@@ -351,8 +351,11 @@ def run_backtest(
         # 4. Derived tables and statistics.
         t0 = time.perf_counter()
         trades = trade_rows(res.fills_table)
+        # Skipped entries are a discrete-mode count (a portfolio rebalance has no entries).
+        skipped = res.engine.entries_skipped() if mode == "discrete" else None
         stats = compute_stats(EquityCurve(res.ts_close, res.equity_values), trade_columns(trades),
-                              res.fills_table, initial_cash=cfg.initial_cash, symbols=syms)
+                              res.fills_table, initial_cash=cfg.initial_cash, symbols=syms,
+                              entries_skipped=skipped)
         meta = {
             "profile": profile.name,
             "profile_hash": profile.profile_hash(),

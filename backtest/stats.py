@@ -19,6 +19,11 @@ accessor, which the tests use as the reference):
   in the fills); ``fees`` = sum of fill fees;
 * ``avg_holdings`` = mean over bars of the number of assets held at the bar's close (same
   rule as ``exposure``);
+* ``n_entries_skipped`` / ``entries_skipped`` (discrete mode; only when the engine's counts
+  are passed): entry signals the engine did not act on, by cause (``unfunded``: spend above
+  free cash; ``below_min_trade_value``), counted per bar and asset while flat, so a signal
+  held for 5 bars that cannot be funded counts 5 (``tandem.core.engine.layout``,
+  ``S_SKIP_*``). Without them fewer trades than signals had no stated reason;
 * ``turnover`` = Σ over fills of ``|qty · price| / equity`` at the fill's bar close (fills
   are stamped with the bar close, the equity index): how many times the book was traded,
   buys and sells both counted (1.0 = one full book's worth); 0 without fills.
@@ -231,6 +236,7 @@ def compute_stats(
     initial_cash: float | None = None,
     periods_per_year: float | None = None,
     symbols: list[str] | None = None,
+    entries_skipped: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """All headline statistics of a run as a flat dict (see the module docstring).
 
@@ -238,6 +244,8 @@ def compute_stats(
     datetimes, or an :class:`EquityCurve`. ``trades``: trades with ``symbol`` and ``pnl``
     columns (a frame or a mapping of columns). ``fills``: the journal (frame or Arrow
     table). ``symbols``: every asset of the run, so assets that never traded show 0 trades.
+    ``entries_skipped``: the engine's skip counters by cause (``Engine.entries_skipped``);
+    given, ``n_entries_skipped`` and ``entries_skipped`` follow ``n_open_trades``.
     """
     ms, values = equity_curve(equity)
     ppy = float(periods_per_year) if periods_per_year else _periods_per_year(ms)
@@ -279,6 +287,10 @@ def compute_stats(
     fees = (_nan_sum(column_values(fills, "fee").astype(np.float64, copy=False))
             if has_fills else 0.0)
     held = holdings_count(fills, ms)
+    skipped: dict[str, Any] = {}
+    if entries_skipped is not None:
+        causes = {str(k): int(v) for k, v in entries_skipped.items()}
+        skipped = {"n_entries_skipped": sum(causes.values()), "entries_skipped": causes}
     return {
         "start_ts": int(ms[0]) if len(ms) else None,
         "end_ts": int(ms[-1]) if len(ms) else None,
@@ -294,6 +306,7 @@ def compute_stats(
         "max_drawdown": _nan_min(dd) if len(dd) else float("nan"),
         "n_trades": n_trades,
         "n_open_trades": n_open,
+        **skipped,
         "win_rate": win_rate,
         "profit_factor": profit_factor,
         "exposure": float((held > 0).mean()) if len(ms) else float("nan"),

@@ -704,7 +704,8 @@ async def _run_replay(args, settings, profile, ops=None) -> int:
         out = args.out
         paths = export_fills(store, out) if out is not None else []
         status = store.status()
-        _print_summary(profile.name, fills, status, db, paths, store.slice_count(warmup=True))
+        _print_summary(profile.name, fills, status, db, paths, store.slice_count(warmup=True),
+                       _entries_skipped(daemon))
     warm_have = min(warm, (start_ts - first) // tf)
     if warm_have < warm:
         # --from at or near the start of the data: the first tradable bar has fewer warm-up
@@ -739,8 +740,17 @@ def _check_resume(db: Path, profile, market, start_ts: int, end_ts: int) -> None
                           "resume; start with --fresh to discard it or pass another --db")
 
 
+def _entries_skipped(daemon) -> dict[str, int]:  # noqa: ANN001
+    """The paper engine's skipped entry signals by cause (``Engine.entries_skipped``), or
+    none (no stepper: stopped before start; portfolio mode counts none)."""
+    engine = getattr(getattr(daemon, "stepper", None), "engine", None)
+    if engine is None or engine.config.mode != "discrete":
+        return {}
+    return engine.entries_skipped()
+
+
 def _print_summary(name: str, fills, status: dict, db: Path, paths: list[Path],
-                   warm: int) -> None:
+                   warm: int, skipped: dict[str, int] | None = None) -> None:
     from tandem.core.arrow_numpy import column_values
 
     n = len(fills)
@@ -754,6 +764,10 @@ def _print_summary(name: str, fills, status: dict, db: Path, paths: list[Path],
         lines.append("  fills by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(by.items())))
         lines.append(f"  fees paid: {column_values(fills, 'fee').sum():.2f}; cash after last "
                      f"fill: {column_values(fills, 'cash_after')[-1]:.2f}")
+    if skipped and sum(skipped.values()):
+        # As `tandem-backtest run`'s summary: fewer fills than signals, with the reason.
+        causes = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in skipped.items() if v)
+        lines.append(f"  entries skipped: {sum(skipped.values())} signal bars ({causes})")
     open_pos = status.get("positions") or {}
     lines.append(f"  open positions: {open_pos or 'none'}")
     from tandem.core.fingerprint import fingerprint_line

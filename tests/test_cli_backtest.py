@@ -149,8 +149,43 @@ def test_portfolio_mode_override(csv_dir, tmp_path):
     fills = pd.read_parquet(tmp_path / "fills.parquet")
     assert len(fills) and set(fills["reason"]) <= {"rebalance", "stop_loss", "take_profit",
                                                    "trailing_stop"}
-    assert json.loads((tmp_path / "stats.json").read_text())["mode"] == "portfolio"
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["mode"] == "portfolio"
+    # Skipped entries are a discrete-mode count: a rebalance has no entry signals.
+    assert "n_entries_skipped" not in stats and "entries_skipped" not in stats
     assert not (tmp_path / "report.html").exists()
+
+
+def test_skipped_entries_in_stats_json_and_the_summary(csv_dir, tmp_path, capsys):
+    """Entry signals the engine did not act on (unfunded, below min_trade_value) were not
+    reported anywhere: fewer trades than signals, no reason given. stats.json counts them
+    by cause (the engine's own count) and the summary prints one row when any."""
+    manifest = json.loads((Path(__file__).resolve().parents[1] / "manifest.json").read_text())
+    prof = manifest["profiles"]["crypto_rating_all"]
+    path = tmp_path / "manifest.json"
+    # size_pct 0.6: a second position never fits. min_trade_value just below the first
+    # entry (6000 less the fee): once a loss shrinks equity, entries fall below it.
+    for min_trade, out_name in ((0.0, "a"), (5_900.0, "b")):
+        prof["execution"] = {**prof.get("execution", {}), "size_pct": 0.6,
+                             "min_trade_value": min_trade}
+        path.write_text(json.dumps(manifest))
+        out = tmp_path / out_name
+        assert main(["run", "--manifest", str(path), "--profile", "crypto_rating_all",
+                     "--data", str(csv_dir), "--symbols", ",".join(SYMS), "--from", FROM,
+                     "--to", TO, "--warmup-bars", str(WARMUP), "--out", str(out),
+                     "--no-report"]) == 0
+        stats = json.loads((out / "stats.json").read_text())
+        by = stats["entries_skipped"]
+        assert list(by) == ["unfunded", "below_min_trade_value"]
+        n = stats["n_entries_skipped"]
+        assert n == sum(by.values()) and by["unfunded"] > 0
+        assert (by["below_min_trade_value"] > 0) == bool(min_trade)
+        rows = [x for x in capsys.readouterr().out.splitlines()
+                if x.startswith("entries skipped")]
+        causes = [f"unfunded {by['unfunded']}"]
+        if min_trade:
+            causes.append(f"below min trade {by['below_min_trade_value']}")
+        assert rows == [f"entries skipped   {n} signal bars ({' · '.join(causes)})"]
 
 
 # ----------------------------------------------------------------------------- bad input

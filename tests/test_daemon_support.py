@@ -81,6 +81,11 @@ def aligned(market: MarketData, symbols, lo: int, hi: int):
 def batch_fills(profile, market: MarketData, t0: int, end_ts: int) -> pd.DataFrame:
     """The engine's batch run over the same candles: warm-up bars seed the ratings, the
     engine runs from ``t0`` (inclusive) to ``end_ts`` (exclusive)."""
+    return batch_run(profile, market, t0, end_ts)[0].fills
+
+
+def batch_run(profile, market: MarketData, t0: int, end_ts: int):
+    """:func:`batch_fills`' whole run: ``(BatchResult, ts_close, engine input signal)``."""
     syms = profile.assets
     ts, c = aligned(market, syms, t0 - profile.warmup * TF_MS, end_ts)
     ratings, _ = compute_mtf_ratings(MtfConfig.from_profile(profile), ts, c["open"], c["high"],
@@ -92,7 +97,7 @@ def batch_fills(profile, market: MarketData, t0: int, end_ts: int) -> pd.DataFra
     res = run_batch(EngineConfig(**profile.engine_params()), ts_close, c["open"][tr],
                     c["high"][tr], c["low"][tr], c["close"][tr], signal, symbols=syms,
                     profile=profile.name, run_id="batch")
-    return res.fills
+    return res, ts_close, signal
 
 
 def assert_journal_equal(paper: pd.DataFrame, batch: pd.DataFrame) -> None:

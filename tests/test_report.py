@@ -286,6 +286,20 @@ def test_discrete_report_has_no_weights_section(tmp_path):
     assert "Turnover<b>" in text  # the statistic is there in every mode
 
 
+def test_skipped_entries_tile(tmp_path):
+    """A discrete run's stats carry the skipped entry signals: one KPI tile with the causes
+    that occurred; stats without them (portfolio runs) show no tile."""
+    data = _hand_portfolio("discrete")
+    assert "Entries skipped" not in write_report(tmp_path / "a.html", data).read_text()
+    data.stats.update(n_entries_skipped=7,
+                      entries_skipped={"unfunded": 5, "below_min_trade_value": 2})
+    text = write_report(tmp_path / "b.html", data).read_text()
+    assert "Entries skipped<b>7 (5 unfunded · 2 &lt; min trade)</b>" in text
+    data.stats.update(n_entries_skipped=0,
+                      entries_skipped={"unfunded": 0, "below_min_trade_value": 0})
+    assert "Entries skipped<b>0</b>" in write_report(tmp_path / "c.html", data).read_text()
+
+
 def test_page_from_arrow_and_arrays_equals_page_from_pandas(run):
     """The runner hands the report an Arrow journal, trade columns and NumPy curves (no
     pandas import); the same run as pandas objects renders the same page, byte for byte."""

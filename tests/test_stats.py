@@ -102,6 +102,19 @@ def test_stats_on_int_ms_index_equal_datetime_index(equity):
     assert a == pytest.approx(b, nan_ok=True)
 
 
+def test_entries_skipped_follow_the_open_trades_when_given(tmp_path):
+    eq = pd.Series([100.0, 101.0, 99.0], index=[1000, 2000, 3000])
+    assert "entries_skipped" not in compute_stats(eq, initial_cash=100.0)
+    stats = compute_stats(eq, initial_cash=100.0,
+                       entries_skipped={"unfunded": 4, "below_min_trade_value": 1})
+    keys = list(stats)
+    assert keys[keys.index("n_open_trades") + 1:][:2] == ["n_entries_skipped", "entries_skipped"]
+    assert stats["n_entries_skipped"] == 5
+    assert stats["entries_skipped"] == {"unfunded": 4, "below_min_trade_value": 1}
+    written = json.loads(write_stats_json(stats, tmp_path / "s.json").read_text())
+    assert written["entries_skipped"] == stats["entries_skipped"]
+
+
 def test_empty_trades_and_flat_equity_are_undefined_not_zero():
     idx = pd.Index(np.arange(10, dtype=np.int64) * 3_600_000)
     s = compute_stats(pd.Series(INIT, index=idx), None, None, initial_cash=INIT)

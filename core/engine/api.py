@@ -24,6 +24,8 @@ from tandem.core.engine.layout import (
     MAX_FILLS_PER_ASSET,
     N_FILL_COLS,
     S_CASH,
+    S_LAST_TS,
+    SKIP_CAUSES,
 )
 from tandem.core.engine.params import P_TRAIL, EngineConfig
 from tandem.core.engine.state import new_state, state_from_bytes, state_to_bytes
@@ -92,6 +94,13 @@ class Engine:
                 eq += pos * last
         return eq
 
+    def entries_skipped(self) -> dict[str, int]:
+        """Discrete entry signals the engine did not act on since the start, by cause
+        (``unfunded``, ``below_min_trade_value``; see :mod:`tandem.core.engine.layout`,
+        ``S_SKIP_*``): counted per slice and asset, so a signal held while unfundable
+        counts once per bar. Portfolio mode counts nothing (0)."""
+        return {name: int(self.pstate[slot]) for name, slot in SKIP_CAUSES}
+
     def free_cash(self) -> float:
         """Cash an entry may spend: cash minus twice each open short's notional at its fill
         price (``free_cash_nb``'s sum, in the same order, in Python; see
@@ -114,7 +123,7 @@ class Engine:
         check_bars(o, h, lo, c)
         check_signals(sig, self.config.mode, self.config.max_weight)
         ts = int(ts_close)
-        last = self.pstate[2]
+        last = self.pstate[S_LAST_TS]
         if ts <= last:
             raise ValueError(f"ts_close {ts} is not after the last slice {int(last)}")
         # A one-slice batch: the backtest's kernel, so both drivers run the same code.
@@ -264,7 +273,7 @@ def run_batch_raw(
         engine = Engine(config, syms, source="backtest")
     elif engine.n_assets != shape[1]:
         raise ValueError(f"{engine.n_assets} symbols for {shape[1]} asset columns")
-    if shape[0] and ts[0] <= engine.pstate[2]:
+    if shape[0] and ts[0] <= engine.pstate[S_LAST_TS]:
         raise ValueError("ts_close must start after the engine's last slice")
     check_bars(o, h, lo, c)
     check_signals(sig, engine.config.mode, engine.config.max_weight)

@@ -12,7 +12,9 @@ Order of events inside one slice (DESIGN.md, "Execution"):
 2. trailing extremes update with the bar's high (long) / low (short), *after* the check;
 3. discrete mode: signal exits (and the exit leg of a reversal), then entries in asset
    order sized on the equity after exits and funded from *free cash* (below); portfolio
-   mode: on rebalance slices, sells then buys towards the target weights.
+   mode: on rebalance slices, sells then buys towards the target weights. A discrete entry
+   the engine does not make (unfundable, below ``min_trade_value``) is counted in the
+   portfolio state by cause (``layout.S_SKIP_*``).
 
 Funding (discrete mode, long_short): a short's proceeds land in cash (cash, equity and the
 fills' ``cash_after`` keep their meaning) but are borrowed, not free. An entry, long or
@@ -65,6 +67,8 @@ from tandem.core.engine.layout import (
     REASON_TRAILING_STOP,
     S_CASH,
     S_LAST_TS,
+    S_SKIP_MIN_TRADE,
+    S_SKIP_UNFUNDED,
     S_STEPS,
 )
 from tandem.core.engine.params import (
@@ -299,6 +303,7 @@ def discrete_signals_nb(params, astate, pstate, ts, c, sig, fills, n):
 
     An entry is fundable when its spend (notional + fee) fits in free cash
     (:func:`free_cash_nb`), which every entry, long or short, then reduces by its spend.
+    A skipped entry adds 1 to its cause's counter in ``pstate`` (``S_SKIP_*``).
     """
     n_assets = astate.shape[0]
     slip = params[P_SLIP]
@@ -343,8 +348,11 @@ def discrete_signals_nb(params, astate, pstate, ts, c, sig, fills, n):
         if np.isnan(equity):
             equity = equity_nb(astate, pstate)
             free = free_cash_nb(astate, pstate)
+        # Every candidate from here on either fills or is counted, by cause (layout.py,
+        # S_SKIP_*): fewer trades than signals, silently, told a user nothing.
         if not equity > 0.0:
-            break
+            pstate[S_SKIP_UNFUNDED] += 1.0
+            continue
         price = c[i] * (1.0 + slip * direction)
         qty, spend = entry_qty_nb(params, equity, price)
         # Unfundable entries are skipped (not shrunk); equality counts as fundable. So is
@@ -352,9 +360,16 @@ def discrete_signals_nb(params, astate, pstate, ts, c, sig, fills, n):
         # setting was silently ignored here); exits are never held back by it. Funded from
         # free cash, not cash: a short's proceeds once paid for longs (2x gross exposure
         # at size_pct 1, silently).
-        if not (qty > 0.0) or spend > free or qty * price < params[P_MIN_TRADE]:
-            continue
         notional = qty * price
+        if not (qty > 0.0):
+            pstate[S_SKIP_UNFUNDED] += 1.0
+            continue
+        if notional < params[P_MIN_TRADE]:
+            pstate[S_SKIP_MIN_TRADE] += 1.0
+            continue
+        if spend > free:
+            pstate[S_SKIP_UNFUNDED] += 1.0
+            continue
         fee = notional * fee_rate
         # Either side uses up notional + fee of free cash: a long pays it; a short's
         # proceeds (notional - fee) arrive borrowed and lock 2 x notional.

@@ -26,7 +26,17 @@ N_ASTATE = 7
 S_CASH = 0
 S_STEPS = 1  # number of slices stepped
 S_LAST_TS = 2  # ts_close of the last slice stepped (-1 before any)
-N_PSTATE = 3
+# Discrete entries skipped, by cause: one per (slice, asset) whose signal asked for an entry
+# the engine did not make (flat, not blocked by the re-arm rule). Levels, not edges: a signal
+# held for 5 bars that cannot be funded counts 5. Each skip has one cause, checked in this
+# order: no positive size (equity <= 0) = unfunded; notional below min_trade_value; spend
+# (notional + fee) above free cash = unfunded. Portfolio rebalances are not counted.
+S_SKIP_UNFUNDED = 3
+S_SKIP_MIN_TRADE = 4
+N_PSTATE = 5
+
+# Names of the skip counters (stats.json ``entries_skipped``, the /metrics ``cause`` label).
+SKIP_CAUSES = (("unfunded", S_SKIP_UNFUNDED), ("below_min_trade_value", S_SKIP_MIN_TRADE))
 
 # --- fill row columns ---
 F_TS = 0  # ts_close of the bar (ms)

@@ -17,6 +17,8 @@ from tandem.core.engine.layout import (
     N_PSTATE,
     S_CASH,
     S_LAST_TS,
+    S_SKIP_MIN_TRADE,
+    S_SKIP_UNFUNDED,
     S_STEPS,
 )
 
@@ -37,6 +39,8 @@ def new_state(n_assets: int, initial_cash: float) -> tuple[np.ndarray, np.ndarra
     pstate[S_CASH] = initial_cash
     pstate[S_STEPS] = 0.0
     pstate[S_LAST_TS] = -1.0
+    pstate[S_SKIP_UNFUNDED] = 0.0
+    pstate[S_SKIP_MIN_TRADE] = 0.0
     return astate, pstate
 
 
@@ -51,8 +55,15 @@ def state_from_bytes(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     if len(data) < _HEADER.size:
         raise ValueError("engine state: data too short")
     magic, n_assets, n_a, n_p = _HEADER.unpack_from(data, 0)
-    if magic != _MAGIC or n_a != N_ASTATE or n_p != N_PSTATE:
-        raise ValueError("engine state: unknown format or layout version")
+    if magic != _MAGIC:
+        raise ValueError("engine state: unknown format")
+    if n_a != N_ASTATE or n_p != N_PSTATE:
+        # Another core's layout (e.g. before the S_SKIP_* counters): its slots would load
+        # shifted. Refused; the daemon then rebuilds the state from its journal.
+        raise ValueError(
+            f"engine state: saved with another layout ({n_a} asset / {n_p} "
+            f"portfolio slots; this core has {N_ASTATE} / {N_PSTATE})"
+        )
     body = np.frombuffer(data, dtype="<f8", offset=_HEADER.size)
     if body.size != n_assets * n_a + n_p:
         raise ValueError("engine state: size does not match its header")

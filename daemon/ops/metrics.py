@@ -6,7 +6,8 @@ build as many independent ``Metrics`` as they like (each owns its own ``Collecto
 instead of the process-global one, so nothing leaks between tests or daemon sessions).
 
 Label cardinality is bounded on purpose: ``symbol`` comes from the profile's universe and
-``side``/``reason`` from the fills journal's closed vocabularies. Nothing per-``ts``.
+``side``/``reason`` from the fills journal's closed vocabularies, ``cause`` from the
+engine's skip counters. Nothing per-``ts``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ disable_created_metrics()
 SLICE_LATENCY_BUCKETS: tuple[float, ...] = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )
+
+
+# The engine's skip causes (``tandem.core.engine.layout.SKIP_CAUSES``; not imported here:
+# that package loads numba). Both are exported from the start, 0 until an entry is skipped.
+SKIP_CAUSES: tuple[str, ...] = ("unfunded", "below_min_trade_value")
 
 
 class _CandleCounter(Collector):
@@ -110,6 +116,14 @@ class Metrics:
             "watchdog_reconnects", "Reconnects forced by the connection watchdog (silent socket).",
             namespace=ns, registry=reg,
         )
+        self.entries_skipped = Counter(
+            "entries_skipped",
+            "Discrete entry signals the engine did not act on, per slice and asset: "
+            "unfunded (spend above free cash) or below_min_trade_value.", ["cause"],
+            namespace=ns, registry=reg,
+        )
+        for cause in SKIP_CAUSES:
+            self.entries_skipped.labels(cause=cause)
         self.late_candles = Counter(
             "late_candles", "Closed candles that arrived after their slice was stepped.",
             namespace=ns, registry=reg,
@@ -174,6 +188,10 @@ class Metrics:
         self.backfills.labels(symbol=symbol).inc()
         if n_candles > 0:
             self.backfilled_candles.labels(symbol=symbol).inc(n_candles)
+
+    def on_entries_skipped(self, cause: str, n: int = 1) -> None:
+        """``n`` more entry signals skipped for ``cause`` (the engine's ``S_SKIP_*`` names)."""
+        self.entries_skipped.labels(cause=cause).inc(n)
 
     def on_write_error(self) -> None:
         """A state or journal write failed (the health model says which)."""

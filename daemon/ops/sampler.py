@@ -8,7 +8,8 @@ never calls anything — which is precisely the stale-feed case.
 
 Everything is duck-typed (``daemon.supervisor.feeds[*].symbol / last_update_at /
 reconnects / backfills``, ``daemon.supervisor.restarts / watchdog_fires``, ``daemon.late``,
-``daemon.stepper.engine.equity() / cash``, ``daemon.stepper.positions()``), so this module imports nothing from the daemon. Reading
+``daemon.stepper.engine.equity() / cash / entries_skipped()``,
+``daemon.stepper.positions()``), so this module imports nothing from the daemon. Reading
 Python attributes from the event-loop thread is race-free: the daemon mutates them on the
 same thread.
 """
@@ -83,6 +84,24 @@ class DaemonSampler:
         if math.isfinite(equity):
             self.metrics.set_equity(equity, cash)
         self.metrics.set_open_positions(sum(1 for q in positions.values() if q != 0.0))
+        self._sample_skipped(engine)
+
+    def _sample_skipped(self, engine: Any) -> None:
+        """The engine's skipped-entry counters (cumulative since the run's first slice, kept
+        in its checkpointed state) into ``tandem_entries_skipped_total``: the first sample
+        after a start adds the restored total, so the counter reads as the engine's count.
+        A rebuilt engine (checkpoint_incompatible) counts up from 0 again: re-based, never
+        counted down."""
+        try:
+            skipped = engine.entries_skipped()
+        except Exception:  # noqa: BLE001 - monitoring must never break trading
+            return
+        for cause, now in skipped.items():
+            key = f"skipped:{cause}"
+            delta = int(now) - self._totals.get(key, 0)
+            if delta > 0:
+                self.metrics.on_entries_skipped(cause, delta)
+            self._totals[key] = int(now)
 
     async def run(self, every_s: float = 1.0) -> None:
         """Sample forever (cancel to stop)."""
