@@ -131,7 +131,18 @@ class Settings(BaseModel):
     def _token(cls, v: SecretStr | None) -> SecretStr | None:
         if v is None or v.get_secret_value() == "":
             return None
-        if len(v.get_secret_value()) < 16:
+        token = v.get_secret_value()
+        # The server compares the Authorization header's token stripped (HTTP strips a
+        # header's ends) and no header carries a newline: a token with blank ends (a quoted
+        # .env value, a Docker env_file's trailing blank) or a control character answered
+        # 401 to every request, the Docker HEALTHCHECK's included. Refused, not stripped:
+        # the secret stays what the user wrote.
+        if token != token.strip():
+            raise ValueError("token starts or ends with whitespace, which no Authorization "
+                             "header can carry; remove it")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in token):
+            raise ValueError("token holds a control character (a newline, a tab...); remove it")
+        if len(token) < 16:
             raise ValueError("token must be at least 16 characters")
         return v
 
