@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -541,7 +542,7 @@ def cmd_lookahead(args: argparse.Namespace) -> int:
 def cmd_features(args: argparse.Namespace) -> int:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-    from tandem.backtest.runner import load_window
+    from tandem.backtest.runner import DataError, load_window
     from tandem.core.features import export_features
 
     settings = _settings()
@@ -559,16 +560,28 @@ def cmd_features(args: argparse.Namespace) -> int:
                          "replace a candle file: pick a path outside --data")
     source, _ = _source(args, settings, profile)
     w = load_window(profile, source, args.start, args.end, args.symbols)
-    out.parent.mkdir(parents=True, exist_ok=True)
     a = w.candles
-    n = export_features(profile, out, a.ts, a.open, a.high, a.low, a.close, a.volume,
-                        symbols=w.symbols)
-    if w.k0 > 0:
-        # The warm-up rows only seeded the indicators: keep the requested range.
-        table = pq.read_table(out)
-        table = table.filter(pc.greater_equal(table["ts"], w.start_ms))
-        pq.write_table(table, out)
-        n = table.num_rows
+    # Written under a temporary name, then renamed: a write that fails (disk full) or is
+    # interrupted left the previous matrix truncated, or one still holding warm-up rows.
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        n = export_features(profile, tmp, a.ts, a.open, a.high, a.low, a.close, a.volume,
+                            symbols=w.symbols)
+        if w.k0 > 0:
+            # The warm-up rows only seeded the indicators: keep the requested range.
+            table = pq.read_table(tmp)
+            table = table.filter(pc.greater_equal(table["ts"], w.start_ms))
+            pq.write_table(table, tmp)
+            n = table.num_rows
+        os.replace(tmp, out)
+    except OSError as exc:  # passed the checks, the write failed: one line, exit 1
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"--out {out}: cannot write the feature matrix: "
+                        f"{exc.strerror or exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     print(f"features: {n} rows ({len(w.symbols)} assets, timeframes "
           f"{'/'.join(profile.timeframes)}, from {w.start_ms}) -> {out}")
     return EXIT_OK
@@ -626,6 +639,12 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # A write that fails after the output checks passed (disk full, an I/O error):
+        # `run` ended in a traceback after the whole backtest. One line, exit 1 (runtime).
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_DATA
 
 
 

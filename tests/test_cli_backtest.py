@@ -384,3 +384,39 @@ def test_warmup_sensitivity_says_rows_and_bar_periods(tmp_path, capsys):
     assert f"vs the {WARMUP - 12} bars loaded before it; {WARMUP} bar periods" in out, out
     assert main(["run", *common, "--out", str(tmp_path / "r"), "--no-report"]) == 0
     assert json.loads((tmp_path / "r" / "stats.json").read_text())["warmup_bars_available"] == WARMUP
+
+
+def _fail_writing(*args, **kwargs):  # noqa: ANN002, ANN003
+    raise OSError(28, "No space left on device")
+
+
+def test_features_write_failure_is_one_line_and_keeps_the_old_file(csv_dir, tmp_path, capsys,
+                                                                   monkeypatch):
+    """A write that fails after the checks (disk full, a path such as /proc that passes the
+    permission check) ended `features` in a traceback, and a failure halfway left the
+    previous matrix truncated: now one line, exit 1, the previous file untouched."""
+    import tandem.core.features as features
+
+    out = tmp_path / "f.parquet"
+    out.write_bytes(b"previous matrix")
+    monkeypatch.setattr(features, "export_features", _fail_writing)
+    assert main(["features", "--profile", "crypto_rating_all", "--data", str(csv_dir),
+                 "--symbols", "BTC/USDT", "--from", FROM, "--to", TO,
+                 "--warmup-bars", str(WARMUP), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out ") and "No space left on device" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert out.read_bytes() == b"previous matrix"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.parquet"]  # no temp file left
+
+
+def test_run_write_failure_is_one_line(csv_dir, tmp_path, capsys, monkeypatch):
+    """`run` writing its outputs into a full disk: one `error:` line and exit 1, not a
+    traceback after the whole backtest."""
+    import tandem.backtest.runner as runner
+
+    monkeypatch.setattr(runner, "write_outputs", _fail_writing)
+    assert _run(csv_dir, tmp_path / "out", "--no-report") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "No space left on device" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
