@@ -126,6 +126,16 @@ class Settings(BaseModel):
             raise ValueError(f"must exceed TANDEM_GRACE_PERIOD_S ({grace:g} s)")
         return v
 
+    @field_validator("http_host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        # "127.0.0.1 " (a quoted .env value, an env_file's trailing blank) read as a
+        # non-loopback name: refused without a token with a message that said to bind
+        # 127.0.0.1, and with one the daemon failed at start on a name lookup (exit 1).
+        if v != v.strip() or any(ch.isspace() or ord(ch) < 32 for ch in v):
+            raise ValueError("a host name or address holds no whitespace")
+        return v
+
     @field_validator("http_token")
     @classmethod
     def _token(cls, v: SecretStr | None) -> SecretStr | None:

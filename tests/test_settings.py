@@ -271,3 +271,13 @@ def test_token_with_inner_space_still_works(monkeypatch) -> None:
     # "Bearer abc def" reaches the server as the token "abc def": it can be sent.
     monkeypatch.setenv("TANDEM_HTTP_TOKEN", "s3cr3t token abcdefgh")
     assert load_settings(env_file=None).http_token.get_secret_value() == "s3cr3t token abcdefgh"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1 ", " 0.0.0.0", "127.0.0.1\n", "local host", " "])
+def test_host_with_whitespace_is_refused(monkeypatch, host: str) -> None:
+    """``"127.0.0.1 "`` was taken as a non-loopback name: refused without a token by a
+    message saying to bind 127.0.0.1, and with a token the daemon died at start on a name
+    lookup (exit 1, `gaierror`). Now the variable is named, exit 2 at settings time."""
+    monkeypatch.setenv("TANDEM_HTTP_HOST", host)
+    with pytest.raises(SettingsError, match="TANDEM_HTTP_HOST: a host name or address holds no"):
+        load_settings(env_file=None)
