@@ -608,7 +608,18 @@ async def _run_live(args, settings, profile, ops=None) -> int:
     # the tail it lacks, and that tail is stored for the next start. Not in replay: its
     # history is the emulator's, not the store's.
     data_dir = Path(settings.data_dir)
-    if data_dir.is_dir():
+    from tandem.core.datapaths import reads_as_csv_folder  # no pandas: a path test
+
+    if reads_as_csv_folder(data_dir, profile.exchange):
+        # A CSV folder (the backtest's --data) is not a store: the tail stored there made
+        # it read as a store of those bars only, and backtests of the CSVs ran on them.
+        from tandem.daemon.logconfig import get_logger
+
+        get_logger("cli").warning(
+            "data_dir_not_a_store", data_dir=str(data_dir),
+            hint="it holds CSV files: warm-up over REST, nothing stored; point "
+                 "TANDEM_DATA_DIR at a candle store (tandem-backtest download)")
+    elif data_dir.is_dir():
         cfg.candle_store, cfg.candle_store_exchange = data_dir, profile.exchange
     if ops is not None:  # ops (issue 8): HTTP up during warm-up (/health says "starting")
         await ops.start()
