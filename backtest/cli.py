@@ -534,8 +534,14 @@ def cmd_lookahead(args: argparse.Namespace) -> int:
         for rec in warmup_sensitivity(profile, a.ts, *prices, w.k0, lengths, symbols=w.symbols):
             diffs = "  ".join(f"max|Δ| {tf} {rec[f'max_diff_{tf}']:.4f} (NaN {rec[f'nan_{tf}']})"
                               for tf in profile.timeframes)
+            # Portfolio mode trades the target weights, which moved ~4x as often as the
+            # signals on real data (weights are normalised over every asset's score): the
+            # signals' figure alone understated how much a short warm-up changes the run.
+            weights = (f"  weights differ {100 * rec['target_diff']:.2f}% (max|Δw| "
+                       f"{rec['max_target_diff']:.4f})"
+                       if profile.execution.mode == "portfolio" else "")
             print(f"  warm-up {rec['warmup_bars']:>6} bars: {diffs}  signals differ "
-                  f"{100 * rec['signal_diff']:.2f}%")
+                  f"{100 * rec['signal_diff']:.2f}%{weights}")
     return EXIT_OK if report.ok else EXIT_DATA
 
 

@@ -420,3 +420,41 @@ def test_run_write_failure_is_one_line(csv_dir, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "No space left on device" in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_warmup_sensitivity_shows_the_weights_a_portfolio_trades(csv_dir, capsys):
+    """A portfolio-mode run trades target weights, normalised over every asset's score: they
+    differ on more bars than the signals do (~4x on the shared universe), and the report gave
+    the signals' figure only. Portfolio profiles now also show the weights' (checked here
+    against the core called directly); discrete ones print as before."""
+    from tandem.backtest.runner import load_window, with_overrides
+    from tandem.core.manifest import load_manifest
+    from tandem.core.signals import signals_from_candles
+    from tandem.core.store import open_candles
+
+    from tests.conftest import REPO_ROOT
+
+    syms = ",".join(SYMS)
+    common = ["--data", str(csv_dir), "--symbols", syms, "--from", FROM, "--to", TO,
+              "--warmup-bars", str(WARMUP), "--cuts", "1", "--warmup-lengths", "100"]
+    assert main(["lookahead", "--profile", "crypto_rating_all", *common]) == 0
+    assert "weights differ" not in capsys.readouterr().out
+    assert main(["lookahead", "--profile", "crypto_rating_all_portfolio", *common]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "warm-up    100" in ln)
+
+    profile = load_manifest(REPO_ROOT / "manifest.json").profile("crypto_rating_all_portfolio")
+    profile = with_overrides(profile, warmup_bars=WARMUP)
+    w = load_window(profile, open_candles(csv_dir), FROM, TO, SYMS)
+    a = w.candles
+
+    def target(length: int) -> np.ndarray:
+        s = w.k0 - length
+        _, sig, _ = signals_from_candles(profile, a.ts[s:], a.open[s:], a.high[s:], a.low[s:],
+                                         a.close[s:], a.volume[s:], w.symbols)
+        return sig.target[length:]
+
+    short, full = target(100), target(w.k0)
+    differ = ~((short == full) | (np.isnan(short) & np.isnan(full)))
+    assert differ.any()
+    assert f"weights differ {100 * differ.mean():.2f}%" in line, line
+    assert f"max|Δw| {np.abs(short - full)[differ].max():.4f}" in line, line
