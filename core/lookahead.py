@@ -168,7 +168,7 @@ def warmup_sensitivity(
     |Δ| of the profile's rating) and ``nan_<tf>`` (cells still NaN where the baseline has a
     value), ``signal_diff`` (fraction of (bar, asset) signals that differ), and
     ``target_diff`` / ``max_target_diff`` (fraction of (bar, asset) portfolio target
-    weights that differ, NaN = NaN, and the largest |Δ weight|): what a portfolio-mode run
+    weights that differ, NaN = NaN, and the largest |Δ weight| where both have one): what a portfolio-mode run
     trades, which moves more than the signals (the weights are normalised over every
     asset's score).
     """
@@ -199,6 +199,7 @@ def warmup_sensitivity(
         rec["signal_diff"] = float((s != base_s).mean()) if s.size else 0.0
         differ = ~((t == base_t) | (np.isnan(t) & np.isnan(base_t)))
         rec["target_diff"] = float(differ.mean()) if t.size else 0.0
-        rec["max_target_diff"] = float(np.abs(t - base_t)[differ].max()) if differ.any() else 0.0
+        valued = differ & ~np.isnan(t) & ~np.isnan(base_t)  # a weight vs none: counted above
+        rec["max_target_diff"] = float(np.abs(t - base_t)[valued].max()) if valued.any() else 0.0
         records.append(rec)
     return records
