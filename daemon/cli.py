@@ -339,12 +339,22 @@ def _db_path(args) -> Path:
     return args.db if args.db is not None else _settings().state_db
 
 
+def _check_not_empty(db: Path) -> None:
+    """A 0-byte file holds no journal: opening it made it a Tandem database in WAL mode
+    (``status`` printed an empty summary, exit 0; ``export-fills`` replaced an export with a
+    header-only one). A read command leaves it as it is (exit 1, data)."""
+    if db.is_file() and db.stat().st_size == 0:
+        raise _DataError(f"state database {db} is empty (0 bytes): no journal to read; "
+                         "check --db / TANDEM_STATE_DB")
+
+
 def _status(args) -> int:
     from tandem.daemon.state import StateStore
 
     db = _db_path(args)
     if not db.exists():
         raise _UsageError(f"no state database at {db}")
+    _check_not_empty(db)
     with StateStore(db) as store:
         _out(json.dumps(store.status(), indent=2, default=str))
     return EXIT_OK
@@ -358,6 +368,7 @@ def _export(args) -> int:
     if not db.exists():
         raise _UsageError(f"no state database at {db}")
     _check_export_to(args.out, "--out", db)
+    _check_not_empty(db)
     with StateStore(db) as store:
         try:
             paths = export_fills(store, args.out)

@@ -470,3 +470,18 @@ def test_status_into_a_closed_pipe_is_not_a_traceback(tmp_path):
         text=True, cwd=tmp_path, env=env, timeout=60)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr == "", proc.stderr
+
+
+@pytest.mark.parametrize("cmd", [["status"], ["export-fills", "--out", "exp"]])
+def test_an_empty_file_is_no_journal_and_stays_untouched(tmp_path, cmd):
+    """A 0-byte --db (`touch`ed by a deploy script, a copy that failed): ``status`` turned
+    it into a Tandem database in WAL mode and printed an empty summary, exit 0, and
+    ``export-fills`` replaced the export folder's fills with a header-only file."""
+    db = tmp_path / "state.sqlite"
+    db.touch()
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "fills.csv").write_text("an earlier export\n")
+    _one_error_line(_daemon(*cmd, "--db", "state.sqlite", cwd=tmp_path), 1,
+                    "state database state.sqlite is empty (0 bytes)")
+    assert db.read_bytes() == b"" and not (tmp_path / "state.sqlite-wal").exists()
+    assert (tmp_path / "exp" / "fills.csv").read_text() == "an earlier export\n"
