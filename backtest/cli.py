@@ -569,7 +569,9 @@ def cmd_features(args: argparse.Namespace) -> int:
     a = w.candles
     # Written under a temporary name, then renamed: a write that fails (disk full) or is
     # interrupted left the previous matrix truncated, or one still holding warm-up rows.
-    tmp = out.with_name(f".{out.name}.tmp")
+    # (a symlinked --out: its target is what gets replaced, as a direct write did)
+    target = out.resolve() if out.is_symlink() else out
+    tmp = target.with_name(f".{target.name}.tmp")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         n = export_features(profile, tmp, a.ts, a.open, a.high, a.low, a.close, a.volume,
@@ -580,7 +582,7 @@ def cmd_features(args: argparse.Namespace) -> int:
             table = table.filter(pc.greater_equal(table["ts"], w.start_ms))
             pq.write_table(table, tmp)
             n = table.num_rows
-        os.replace(tmp, out)
+        os.replace(tmp, target)
     except OSError as exc:  # passed the checks, the write failed: one line, exit 1
         tmp.unlink(missing_ok=True)
         raise DataError(f"--out {out}: cannot write the feature matrix: "

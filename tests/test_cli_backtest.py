@@ -462,3 +462,16 @@ def test_warmup_sensitivity_shows_the_weights_a_portfolio_trades(csv_dir, capsys
     # from no warm-up at all, weights are missing where the full run has some: a number still
     assert main(["lookahead", "--profile", "crypto_rating_all_portfolio", *common[:-1], "0"]) == 0
     assert "max|Δw| nan" not in capsys.readouterr().out
+
+
+def test_features_into_a_symlink_replaces_its_target(csv_dir, tmp_path):
+    """The matrix is now written to a temporary file and renamed: a symlinked --out keeps
+    its link, its target gets the matrix (as the direct write did)."""
+    real = tmp_path / "real.parquet"
+    link = tmp_path / "latest.parquet"
+    real.write_bytes(b"old")
+    link.symlink_to(real)
+    assert main(["features", "--profile", "crypto_rating_all", "--data", str(csv_dir),
+                 "--symbols", "BTC/USDT", "--from", FROM, "--to", TO,
+                 "--warmup-bars", str(WARMUP), "--out", str(link)]) == 0
+    assert link.is_symlink() and len(pd.read_parquet(real)) > 0
