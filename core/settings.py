@@ -97,6 +97,16 @@ class Settings(BaseModel):
     def _empty_is_none(cls, v: Any) -> Any:
         return None if v == "" else v
 
+    @field_validator("manifest_path", "data_dir", "state_db", "numba_cache_dir", mode="before")
+    @classmethod
+    def _no_blank_ends(cls, v: Any) -> Any:
+        # TANDEM_STATE_DB='state/tandem.sqlite ' (a quoted .env value, an env_file's
+        # trailing blank) is another file: the daemon started a new journal beside the one
+        # it should resume, and the existing positions and fills were out of its sight.
+        if isinstance(v, str) and v != v.strip():
+            raise ValueError("a path with blanks at its ends (never meant); remove them")
+        return v
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, v: Any) -> Any:

@@ -281,3 +281,19 @@ def test_host_with_whitespace_is_refused(monkeypatch, host: str) -> None:
     monkeypatch.setenv("TANDEM_HTTP_HOST", host)
     with pytest.raises(SettingsError, match="TANDEM_HTTP_HOST: a host name or address holds no"):
         load_settings(env_file=None)
+
+
+@pytest.mark.parametrize("var", ["TANDEM_STATE_DB", "TANDEM_DATA_DIR", "TANDEM_MANIFEST_PATH",
+                                 "TANDEM_NUMBA_CACHE_DIR"])
+@pytest.mark.parametrize("value", ["state/tandem.sqlite ", " data", "\tx"])
+def test_a_path_with_blank_ends_is_refused(monkeypatch, tmp_path, var: str, value: str) -> None:
+    """``TANDEM_STATE_DB='state/tandem.sqlite '`` named another file: the daemon started a
+    fresh journal beside the one it should have resumed, exit 0. Also from a .env."""
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SettingsError, match=f"{var}: a path with blanks at its ends"):
+        load_settings(env_file=None)
+    monkeypatch.delenv(var)
+    env = tmp_path / ".env"
+    env.write_text(f'{var}="{value}"\n')
+    with pytest.raises(SettingsError, match=f"{var}: a path with blanks at its ends"):
+        load_settings(env_file=env)
