@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -549,15 +550,21 @@ def cmd_lookahead(args: argparse.Namespace) -> int:
         for rec in warmup_sensitivity(profile, a.ts, *prices, w.k0, lengths, symbols=w.symbols):
             diffs = "  ".join(f"max|Δ| {tf} {rec[f'max_diff_{tf}']:.4f} (NaN {rec[f'nan_{tf}']})"
                               for tf in profile.timeframes)
+            # Portfolio mode trades the target weights, which moved ~4x as often as the
+            # signals on real data (weights are normalised over every asset's score): the
+            # signals' figure alone understated how much a short warm-up changes the run.
+            weights = (f"  weights differ {100 * rec['target_diff']:.2f}% (max|Δw| "
+                       f"{rec['max_target_diff']:.4f})"
+                       if profile.execution.mode == "portfolio" else "")
             print(f"  warm-up {rec['warmup_bars']:>6} bars: {diffs}  signals differ "
-                  f"{100 * rec['signal_diff']:.2f}%")
+                  f"{100 * rec['signal_diff']:.2f}%{weights}")
     return EXIT_OK if report.ok else EXIT_DATA
 
 
 def cmd_features(args: argparse.Namespace) -> int:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-    from tandem.backtest.runner import load_window
+    from tandem.backtest.runner import DataError, load_window
     from tandem.core.features import export_features
 
     settings = _settings()
@@ -575,16 +582,30 @@ def cmd_features(args: argparse.Namespace) -> int:
                          "replace a candle file: pick a path outside --data")
     source, _ = _source(args, settings, profile)
     w = load_window(profile, source, args.start, args.end, args.symbols)
-    out.parent.mkdir(parents=True, exist_ok=True)
     a = w.candles
-    n = export_features(profile, out, a.ts, a.open, a.high, a.low, a.close, a.volume,
-                        symbols=w.symbols)
-    if w.k0 > 0:
-        # The warm-up rows only seeded the indicators: keep the requested range.
-        table = pq.read_table(out)
-        table = table.filter(pc.greater_equal(table["ts"], w.start_ms))
-        pq.write_table(table, out)
-        n = table.num_rows
+    # Written under a temporary name, then renamed: a write that fails (disk full) or is
+    # interrupted left the previous matrix truncated, or one still holding warm-up rows.
+    # (a symlinked --out: its target is what gets replaced, as a direct write did)
+    target = out.resolve() if out.is_symlink() else out
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        n = export_features(profile, tmp, a.ts, a.open, a.high, a.low, a.close, a.volume,
+                            symbols=w.symbols)
+        if w.k0 > 0:
+            # The warm-up rows only seeded the indicators: keep the requested range.
+            table = pq.read_table(tmp)
+            table = table.filter(pc.greater_equal(table["ts"], w.start_ms))
+            pq.write_table(table, tmp)
+            n = table.num_rows
+        os.replace(tmp, target)
+    except OSError as exc:  # passed the checks, the write failed: one line, exit 1
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"--out {out}: cannot write the feature matrix: "
+                        f"{exc.strerror or exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     print(f"features: {n} rows ({len(w.symbols)} assets, timeframes "
           f"{'/'.join(profile.timeframes)}, from {w.start_ms}) -> {out}")
     return EXIT_OK
@@ -642,6 +663,12 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # A write that fails after the output checks passed (disk full, an I/O error):
+        # `run` ended in a traceback after the whole backtest. One line, exit 1 (runtime).
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_DATA
 
 
 

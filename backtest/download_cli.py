@@ -104,6 +104,15 @@ def cli_main(args: Any, settings: Any = None, profile: Any = None) -> int:
     if problem:  # before the exchange is contacted: a typo costs no request (exit 2)
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    from tandem.core.datapaths import reads_as_csv_folder
+
+    if reads_as_csv_folder(data, exchange):
+        # The store folder created here made every later `--data` of this folder read the
+        # downloaded bars only, not the CSVs beside them (exit 2, nothing written).
+        print(f"error: {data} is a folder of CSV candles, not a candle store: downloading "
+              f"into it would make it read as a store holding only the new bars; pass a "
+              "store folder with --data (e.g. data/store)", file=sys.stderr)
+        return 2
     import ccxt
     from tandem.backtest.download import DownloadError, download
     from tandem.core.store import CandleStore, CandleStoreError

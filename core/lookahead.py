@@ -166,7 +166,11 @@ def warmup_sensitivity(
 
     Returns one record per length: ``warmup_bars``, per timeframe ``max_diff_<tf>`` (max
     |Δ| of the profile's rating) and ``nan_<tf>`` (cells still NaN where the baseline has a
-    value), and ``signal_diff`` (fraction of (bar, asset) signals that differ).
+    value), ``signal_diff`` (fraction of (bar, asset) signals that differ), and
+    ``target_diff`` / ``max_target_diff`` (fraction of (bar, asset) portfolio target
+    weights that differ, NaN = NaN, and the largest |Δ weight| where both have one): what a portfolio-mode run
+    trades, which moves more than the signals (the weights are normalised over every
+    asset's score).
     """
     from tandem.core.signals import signals_from_candles
 
@@ -180,12 +184,12 @@ def warmup_sensitivity(
     def run(length: int):
         a = start - length
         r, s, _ = signals_from_candles(profile, ts[a:], *(p[a:] for p in prices), symbols=symbols)
-        return r[length:, :, :, col], s.signal[length:]
+        return r[length:, :, :, col], s.signal[length:], s.target[length:]
 
-    base_r, base_s = run(lengths[-1])
+    base_r, base_s, base_t = run(lengths[-1])
     records = []
     for length in lengths:
-        r, s = run(length)
+        r, s, t = run(length)
         rec: dict = {"warmup_bars": length}
         for k, tf in enumerate(profile.timeframes):
             a, b = r[:, :, k], base_r[:, :, k]
@@ -193,5 +197,9 @@ def warmup_sensitivity(
             rec[f"max_diff_{tf}"] = float(np.abs(a[both] - b[both]).max()) if both.any() else 0.0
             rec[f"nan_{tf}"] = int((np.isnan(a) & ~np.isnan(b)).sum())
         rec["signal_diff"] = float((s != base_s).mean()) if s.size else 0.0
+        differ = ~((t == base_t) | (np.isnan(t) & np.isnan(base_t)))
+        rec["target_diff"] = float(differ.mean()) if t.size else 0.0
+        valued = differ & ~np.isnan(t) & ~np.isnan(base_t)  # a weight vs none: counted above
+        rec["max_target_diff"] = float(np.abs(t - base_t)[valued].max()) if valued.any() else 0.0
         records.append(rec)
     return records

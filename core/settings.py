@@ -97,6 +97,16 @@ class Settings(BaseModel):
     def _empty_is_none(cls, v: Any) -> Any:
         return None if v == "" else v
 
+    @field_validator("manifest_path", "data_dir", "state_db", "numba_cache_dir", mode="before")
+    @classmethod
+    def _no_blank_ends(cls, v: Any) -> Any:
+        # TANDEM_STATE_DB='state/tandem.sqlite ' (a quoted .env value, an env_file's
+        # trailing blank) is another file: the daemon started a new journal beside the one
+        # it should resume, and the existing positions and fills were out of its sight.
+        if isinstance(v, str) and v != v.strip():
+            raise ValueError("a path with blanks at its ends (never meant); remove them")
+        return v
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, v: Any) -> Any:
@@ -126,12 +136,33 @@ class Settings(BaseModel):
             raise ValueError(f"must exceed TANDEM_GRACE_PERIOD_S ({grace:g} s)")
         return v
 
+    @field_validator("http_host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        # "127.0.0.1 " (a quoted .env value, an env_file's trailing blank) read as a
+        # non-loopback name: refused without a token with a message that said to bind
+        # 127.0.0.1, and with one the daemon failed at start on a name lookup (exit 1).
+        if v != v.strip() or any(ch.isspace() or ord(ch) < 32 for ch in v):
+            raise ValueError("a host name or address holds no whitespace")
+        return v
+
     @field_validator("http_token")
     @classmethod
     def _token(cls, v: SecretStr | None) -> SecretStr | None:
         if v is None or v.get_secret_value() == "":
             return None
-        if len(v.get_secret_value()) < 16:
+        token = v.get_secret_value()
+        # The server compares the Authorization header's token stripped (HTTP strips a
+        # header's ends) and no header carries a newline: a token with blank ends (a quoted
+        # .env value, a Docker env_file's trailing blank) or a control character answered
+        # 401 to every request, the Docker HEALTHCHECK's included. Refused, not stripped:
+        # the secret stays what the user wrote.
+        if token != token.strip():
+            raise ValueError("token starts or ends with whitespace, which no Authorization "
+                             "header can carry; remove it")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in token):
+            raise ValueError("token holds a control character (a newline, a tab...); remove it")
+        if len(token) < 16:
             raise ValueError("token must be at least 16 characters")
         return v
 

@@ -62,6 +62,7 @@ from tandem.core.candles import (
     first_valid_copies,
     timestamps_to_ms,
 )
+from tandem.core.datapaths import reads_as_csv_folder
 from tandem.core.utc import ms_from_iso
 
 try:  # POSIX only; elsewhere appends are not guarded against a concurrent writer
@@ -714,7 +715,7 @@ def open_candles(
             return UniverseParquetSource(p)
         raise CandleStoreError(f"{p} is neither a folder nor a .parquet universe file")
     exchange = exchange or "binance"
-    if not (p / exchange).is_dir() and any(p.glob("*.csv")):
+    if reads_as_csv_folder(p, exchange):
         return CsvFolderSource(p, exchange=exchange, timeframe=timeframe)
     return CandleStore(p, exchange=exchange, timeframe=timeframe)
 

@@ -339,12 +339,22 @@ def _db_path(args) -> Path:
     return args.db if args.db is not None else _settings().state_db
 
 
+def _check_not_empty(db: Path) -> None:
+    """A 0-byte file holds no journal: opening it made it a Tandem database in WAL mode
+    (``status`` printed an empty summary, exit 0; ``export-fills`` replaced an export with a
+    header-only one). A read command leaves it as it is (exit 1, data)."""
+    if db.is_file() and db.stat().st_size == 0:
+        raise _DataError(f"state database {db} is empty (0 bytes): no journal to read; "
+                         "check --db / TANDEM_STATE_DB")
+
+
 def _status(args) -> int:
     from tandem.daemon.state import StateStore
 
     db = _db_path(args)
     if not db.exists():
         raise _UsageError(f"no state database at {db}")
+    _check_not_empty(db)
     with StateStore(db) as store:
         _out(json.dumps(store.status(), indent=2, default=str))
     return EXIT_OK
@@ -358,6 +368,7 @@ def _export(args) -> int:
     if not db.exists():
         raise _UsageError(f"no state database at {db}")
     _check_export_to(args.out, "--out", db)
+    _check_not_empty(db)
     with StateStore(db) as store:
         try:
             paths = export_fills(store, args.out)
@@ -608,7 +619,18 @@ async def _run_live(args, settings, profile, ops=None) -> int:
     # the tail it lacks, and that tail is stored for the next start. Not in replay: its
     # history is the emulator's, not the store's.
     data_dir = Path(settings.data_dir)
-    if data_dir.is_dir():
+    from tandem.core.datapaths import reads_as_csv_folder  # no pandas: a path test
+
+    if reads_as_csv_folder(data_dir, profile.exchange):
+        # A CSV folder (the backtest's --data) is not a store: the tail stored there made
+        # it read as a store of those bars only, and backtests of the CSVs ran on them.
+        from tandem.daemon.logconfig import get_logger
+
+        get_logger("cli").warning(
+            "data_dir_not_a_store", data_dir=str(data_dir),
+            hint="it holds CSV files: warm-up over REST, nothing stored; point "
+                 "TANDEM_DATA_DIR at a candle store (tandem-backtest download)")
+    elif data_dir.is_dir():
         cfg.candle_store, cfg.candle_store_exchange = data_dir, profile.exchange
     if ops is not None:  # ops (issue 8): HTTP up during warm-up (/health says "starting")
         await ops.start()

@@ -419,3 +419,94 @@ def test_warmup_sensitivity_says_rows_and_bar_periods(tmp_path, capsys):
     assert f"vs the {WARMUP - 12} bars loaded before it; {WARMUP} bar periods" in out, out
     assert main(["run", *common, "--out", str(tmp_path / "r"), "--no-report"]) == 0
     assert json.loads((tmp_path / "r" / "stats.json").read_text())["warmup_bars_available"] == WARMUP
+
+
+def _fail_writing(*args, **kwargs):  # noqa: ANN002, ANN003
+    raise OSError(28, "No space left on device")
+
+
+def test_features_write_failure_is_one_line_and_keeps_the_old_file(csv_dir, tmp_path, capsys,
+                                                                   monkeypatch):
+    """A write that fails after the checks (disk full, a path such as /proc that passes the
+    permission check) ended `features` in a traceback, and a failure halfway left the
+    previous matrix truncated: now one line, exit 1, the previous file untouched."""
+    import tandem.core.features as features
+
+    out = tmp_path / "f.parquet"
+    out.write_bytes(b"previous matrix")
+    monkeypatch.setattr(features, "export_features", _fail_writing)
+    assert main(["features", "--profile", "crypto_rating_all", "--data", str(csv_dir),
+                 "--symbols", "BTC/USDT", "--from", FROM, "--to", TO,
+                 "--warmup-bars", str(WARMUP), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out ") and "No space left on device" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert out.read_bytes() == b"previous matrix"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.parquet"]  # no temp file left
+
+
+def test_run_write_failure_is_one_line(csv_dir, tmp_path, capsys, monkeypatch):
+    """`run` writing its outputs into a full disk: one `error:` line and exit 1, not a
+    traceback after the whole backtest."""
+    import tandem.backtest.runner as runner
+
+    monkeypatch.setattr(runner, "write_outputs", _fail_writing)
+    assert _run(csv_dir, tmp_path / "out", "--no-report") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "No space left on device" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_warmup_sensitivity_shows_the_weights_a_portfolio_trades(csv_dir, capsys):
+    """A portfolio-mode run trades target weights, normalised over every asset's score: they
+    differ on more bars than the signals do (~4x on the shared universe), and the report gave
+    the signals' figure only. Portfolio profiles now also show the weights' (checked here
+    against the core called directly); discrete ones print as before."""
+    from tandem.backtest.runner import load_window, with_overrides
+    from tandem.core.manifest import load_manifest
+    from tandem.core.signals import signals_from_candles
+    from tandem.core.store import open_candles
+
+    from tests.conftest import REPO_ROOT
+
+    syms = ",".join(SYMS)
+    common = ["--data", str(csv_dir), "--symbols", syms, "--from", FROM, "--to", TO,
+              "--warmup-bars", str(WARMUP), "--cuts", "1", "--warmup-lengths", "100"]
+    assert main(["lookahead", "--profile", "crypto_rating_all", *common]) == 0
+    assert "weights differ" not in capsys.readouterr().out
+    assert main(["lookahead", "--profile", "crypto_rating_all_portfolio", *common]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "warm-up    100" in ln)
+
+    profile = load_manifest(REPO_ROOT / "manifest.json").profile("crypto_rating_all_portfolio")
+    profile = with_overrides(profile, warmup_bars=WARMUP)
+    w = load_window(profile, open_candles(csv_dir), FROM, TO, SYMS)
+    a = w.candles
+
+    def target(length: int) -> np.ndarray:
+        s = w.k0 - length
+        _, sig, _ = signals_from_candles(profile, a.ts[s:], a.open[s:], a.high[s:], a.low[s:],
+                                         a.close[s:], a.volume[s:], w.symbols)
+        return sig.target[length:]
+
+    short, full = target(100), target(w.k0)
+    differ = ~((short == full) | (np.isnan(short) & np.isnan(full)))
+    assert differ.any()
+    assert f"weights differ {100 * differ.mean():.2f}%" in line, line
+    valued = differ & ~np.isnan(short) & ~np.isnan(full)
+    assert f"max|Δw| {np.abs(short - full)[valued].max():.4f}" in line, line
+    # from no warm-up at all, weights are missing where the full run has some: a number still
+    assert main(["lookahead", "--profile", "crypto_rating_all_portfolio", *common[:-1], "0"]) == 0
+    assert "max|Δw| nan" not in capsys.readouterr().out
+
+
+def test_features_into_a_symlink_replaces_its_target(csv_dir, tmp_path):
+    """The matrix is now written to a temporary file and renamed: a symlinked --out keeps
+    its link, its target gets the matrix (as the direct write did)."""
+    real = tmp_path / "real.parquet"
+    link = tmp_path / "latest.parquet"
+    real.write_bytes(b"old")
+    link.symlink_to(real)
+    assert main(["features", "--profile", "crypto_rating_all", "--data", str(csv_dir),
+                 "--symbols", "BTC/USDT", "--from", FROM, "--to", TO,
+                 "--warmup-bars", str(WARMUP), "--out", str(link)]) == 0
+    assert link.is_symlink() and len(pd.read_parquet(real)) > 0

@@ -244,3 +244,34 @@ def test_sqlites_own_tables_do_not_make_a_state_file_foreign(tmp_path):
                             ).fetchone()[0] == 1
     with StateStore(db) as st:
         assert st.bind_profile("p", PROFILE, "r2") is True and st.fill_count() == 1
+
+
+def test_two_exports_into_one_folder_at_once_both_complete(tmp_path, monkeypatch):
+    """The daemon's periodic ``--export-dir`` export and a user's ``export-fills --out`` (or
+    two cron exports) into the same folder shared one temporary name: the second truncated
+    the first's half-written file and renamed it away, so fills.csv mixed both writes and
+    the first export died on a missing file. Here the second export runs between the first
+    one's CSV write and its rename (a stand-in for another process)."""
+    import tandem.daemon.export as export
+    from tandem.core.journal import read_csv
+
+    out = tmp_path / "out"
+    with StateStore(tmp_path / "a.sqlite") as a, StateStore(tmp_path / "b.sqlite") as b:
+        a.bind_profile("p", PROFILE, "ra")
+        a.commit_slice(0, [], [], [_fill(3_600_000), _fill(3_600_000, 1)], {}, warmup=False)
+        b.bind_profile("p", PROFILE, "rb")
+        b.commit_slice(0, [], [], [_fill(3_600_000)], {}, warmup=False)
+        real = export.write_csv
+        nested = []
+
+        def write_csv(df, path):  # noqa: ANN001
+            real(df, path)
+            if not nested:  # the other writer, before this one renamed its file
+                nested.append(path)
+                export.export_fills(b, out)
+
+        monkeypatch.setattr(export, "write_csv", write_csv)
+        export.export_fills(a, out)
+        want = a.fills_frame()
+    pd.testing.assert_frame_equal(read_csv(out / "fills.csv"), want, check_dtype=False)
+    assert sorted(p.name for p in out.iterdir()) == ["fills.csv", "fills.parquet"]

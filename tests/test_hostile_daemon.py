@@ -234,17 +234,26 @@ def test_out_that_is_a_file_fails_before_any_work(tmp_path):
     assert not (tmp_path / "state.sqlite").exists() and not list(tmp_path.glob("replay-*"))
 
 
-def test_export_write_failure_is_one_line_exit_1(tmp_path):
-    """The --out folder passes its check but a write in it fails (here: the temp name is
-    taken by a folder; the same path as a full disk): a traceback before; now one line,
-    exit 1, and no half-written temp file left behind."""
+def test_export_write_failure_is_one_line_exit_1(tmp_path, capsys, monkeypatch):
+    """The --out folder passes its check but a write in it fails (here: the Parquet write
+    finds the disk full): a traceback before; now one line, exit 1, and no half-written
+    temp file left behind. (In-process: each export's temporary names are its own, so no
+    file put in the way can stand for the failure any more.)"""
+    import tandem.daemon.export as export
+    from tandem.daemon.cli import main
+
+    def disk_full(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise OSError(28, "No space left on device")
+
     db = tmp_path / "s.sqlite"
     StateStore(db).close()
     out = tmp_path / "exp"
-    (out / ".fills.parquet.tmp").mkdir(parents=True)
-    _one_error_line(_daemon("export-fills", "--db", str(db), "--out", "exp", cwd=tmp_path),
-                    1, "--out exp: cannot write the export")
-    assert sorted(p.name for p in out.iterdir()) == [".fills.parquet.tmp"]  # no .csv.tmp
+    monkeypatch.setattr(export, "write_parquet", disk_full)
+    assert main(["export-fills", "--db", str(db), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out {out}: cannot write the export: No space left"), err
+    assert err.count("\n") == 1
+    assert list(out.iterdir()) == []  # neither temp file stays
 
 
 # ------------------------------------------------------------- item 12: exchange
@@ -470,3 +479,18 @@ def test_status_into_a_closed_pipe_is_not_a_traceback(tmp_path):
         text=True, cwd=tmp_path, env=env, timeout=60)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr == "", proc.stderr
+
+
+@pytest.mark.parametrize("cmd", [["status"], ["export-fills", "--out", "exp"]])
+def test_an_empty_file_is_no_journal_and_stays_untouched(tmp_path, cmd):
+    """A 0-byte --db (`touch`ed by a deploy script, a copy that failed): ``status`` turned
+    it into a Tandem database in WAL mode and printed an empty summary, exit 0, and
+    ``export-fills`` replaced the export folder's fills with a header-only file."""
+    db = tmp_path / "state.sqlite"
+    db.touch()
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "fills.csv").write_text("an earlier export\n")
+    _one_error_line(_daemon(*cmd, "--db", "state.sqlite", cwd=tmp_path), 1,
+                    "state database state.sqlite is empty (0 bytes)")
+    assert db.read_bytes() == b"" and not (tmp_path / "state.sqlite-wal").exists()
+    assert (tmp_path / "exp" / "fills.csv").read_text() == "an earlier export\n"

@@ -316,3 +316,63 @@ def test_a_hole_in_the_data_is_named_with_the_periods_it_spans(tmp_path, capsys,
     assert (stats["n_bars"], stats["bar_periods"]) == (len(traded), periods)
     assert periods - len(traded) >= 200  # the hole (and the file's own gaps)
     assert f"{len(traded)} bars of {periods} periods (gaps" in out
+
+
+def _tiny_csv_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "binance_BTC-USDT_1h.csv").write_text(
+        "timestamp,open,high,low,close,volume\n0,1,1,1,1,1\n3600000,1,1,1,1,1\n")
+    return folder
+
+
+def test_download_into_a_csv_folder_is_refused(tmp_path, capsys):
+    """`download --data data/` where data/ is the CSV folder the user backtests: the store
+    folder it created (data/binance/) made every later `--data data/` read the downloaded
+    bars only, not the CSVs: a backtest of the CSVs silently ran on a few days."""
+    from tandem.core.store import CsvFolderSource, open_candles
+
+    folder = _tiny_csv_folder(tmp_path)
+    argv = ["download", "--no-progress", "--symbols", "BTC/USDT", "--since", "2024-01-01",
+            "--data", str(folder), "--rest-url", "http://127.0.0.1:9/api/v3", "--retries", "0"]
+    _one_error(capsys, _rc(argv), 2, "is a folder of CSV candles, not a candle store")
+    assert sorted(p.name for p in folder.iterdir()) == ["binance_BTC-USDT_1h.csv"]
+    assert isinstance(open_candles(folder, exchange="binance"), CsvFolderSource)
+
+
+def test_the_live_daemon_does_not_make_a_csv_folder_its_candle_store(tmp_path, monkeypatch):
+    """TANDEM_DATA_DIR (default ./data) is also the backtest's `--data`: where it is a CSV
+    folder, the daemon stored its REST warm-up tail there as a store (data/binance/...), and
+    from then on `tandem-backtest run --data data/` read only those bars, exit 0. Now the
+    daemon warms up over REST and stores nothing there (a warning says so)."""
+    import asyncio
+    import types
+
+    import tandem.daemon.app as app
+    from tandem.core.manifest import load_manifest
+    from tandem.core.settings import Settings
+    from tandem.daemon import cli
+
+    folder = _tiny_csv_folder(tmp_path)
+    seen = {}
+
+    class FakeDaemon:
+        def __init__(self, cfg, stepper, ops=None):  # noqa: ANN001
+            seen["store"] = cfg.candle_store
+
+        async def run(self) -> None:
+            return None
+
+        def stop(self) -> None:
+            return None
+
+    monkeypatch.setattr(app, "Daemon", FakeDaemon)
+    profile = load_manifest(REPO / "manifest.json").profile("crypto_rating_all")
+    args = types.SimpleNamespace(db=tmp_path / "s.sqlite", rest_url=None, ws_url=None,
+                                 grace=None, watchdog=60, export_dir=None, export_every=300,
+                                 heartbeat_every=60, fresh=False)
+    for data_dir, want in ((folder, None), (tmp_path / "store", tmp_path / "store")):
+        data_dir.mkdir(exist_ok=True)
+        assert asyncio.run(cli._run_live(args, Settings(data_dir=data_dir), profile)) == 0
+        assert seen["store"] == want
+    assert sorted(p.name for p in folder.iterdir()) == ["binance_BTC-USDT_1h.csv"]

@@ -250,3 +250,50 @@ def test_warmup_switch_is_checked_with_the_settings(tmp_path: Path, monkeypatch)
     (tmp_path / ".env").write_text("TANDEM_WARMUP=0\n")
     with pytest.raises(SettingsError, match="set it in the environment"):
         load_settings(env_file=tmp_path / ".env")
+
+
+@pytest.mark.parametrize("token", [
+    " s3cr3t-token-abcdefgh", "s3cr3t-token-abcdefgh ", " " * 16, "s3cr3t-token-abcdefgh\n",
+    "s3cr3t-token\tabcdefgh", "s3cr3t-token\nabcdefgh",
+])
+def test_token_that_no_request_can_send_is_refused(monkeypatch, token: str) -> None:
+    """The HTTP server compares the Authorization header's token after stripping it (as HTTP
+    strips a header's ends), and a header cannot carry a newline (a tab is a paste
+    accident): such a token (a quoted .env value, a Docker env_file keeping a trailing blank)
+    was accepted and then answered 401 to everyone, the Docker HEALTHCHECK included."""
+    monkeypatch.setenv("TANDEM_HTTP_TOKEN", token)
+    with pytest.raises(SettingsError, match="TANDEM_HTTP_TOKEN") as err:
+        load_settings(env_file=None)
+    assert token.strip() not in str(err.value) or not token.strip()  # a secret: never shown
+
+
+def test_token_with_inner_space_still_works(monkeypatch) -> None:
+    # "Bearer abc def" reaches the server as the token "abc def": it can be sent.
+    monkeypatch.setenv("TANDEM_HTTP_TOKEN", "s3cr3t token abcdefgh")
+    assert load_settings(env_file=None).http_token.get_secret_value() == "s3cr3t token abcdefgh"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1 ", " 0.0.0.0", "127.0.0.1\n", "local host", " "])
+def test_host_with_whitespace_is_refused(monkeypatch, host: str) -> None:
+    """``"127.0.0.1 "`` was taken as a non-loopback name: refused without a token by a
+    message saying to bind 127.0.0.1, and with a token the daemon died at start on a name
+    lookup (exit 1, `gaierror`). Now the variable is named, exit 2 at settings time."""
+    monkeypatch.setenv("TANDEM_HTTP_HOST", host)
+    with pytest.raises(SettingsError, match="TANDEM_HTTP_HOST: a host name or address holds no"):
+        load_settings(env_file=None)
+
+
+@pytest.mark.parametrize("var", ["TANDEM_STATE_DB", "TANDEM_DATA_DIR", "TANDEM_MANIFEST_PATH",
+                                 "TANDEM_NUMBA_CACHE_DIR"])
+@pytest.mark.parametrize("value", ["state/tandem.sqlite ", " data", "\tx"])
+def test_a_path_with_blank_ends_is_refused(monkeypatch, tmp_path, var: str, value: str) -> None:
+    """``TANDEM_STATE_DB='state/tandem.sqlite '`` named another file: the daemon started a
+    fresh journal beside the one it should have resumed, exit 0. Also from a .env."""
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SettingsError, match=f"{var}: a path with blanks at its ends"):
+        load_settings(env_file=None)
+    monkeypatch.delenv(var)
+    env = tmp_path / ".env"
+    env.write_text(f'{var}="{value}"\n')
+    with pytest.raises(SettingsError, match=f"{var}: a path with blanks at its ends"):
+        load_settings(env_file=env)
