@@ -116,8 +116,12 @@ def export_features(
             )
             table = pa.Table.from_pandas(frame, preserve_index=False)
             if writer is None:
-                writer = pq.ParquetWriter(str(path), table.schema)
-            writer.write_table(table)
+                # A first chunk without a bar types ``symbol`` as null from its empty
+                # object column: the file's schema names it a string, or the next chunk's
+                # names would not fit it.
+                i = table.schema.get_field_index("symbol")
+                writer = pq.ParquetWriter(str(path), table.schema.set(i, pa.field("symbol", pa.string())))
+            writer.write_table(table.cast(writer.schema))
             n_rows += len(frame)
     finally:
         if writer is not None:

@@ -66,3 +66,18 @@ def test_export_roundtrip(tmp_path: Path) -> None:
         assert np.array_equal(rows["ts"].to_numpy(), ts[have])
         assert np.array_equal(rows["signal"].to_numpy(), s.signal[have, j])
         assert np.array_equal(rows["target"].to_numpy(), s.target[have, j], equal_nan=True)
+
+
+def test_export_when_the_first_chunk_of_assets_has_no_bar(tmp_path: Path) -> None:
+    """A chunk without a single bar (assets listed later than the range) typed the file's
+    ``symbol`` column as null, and the next chunk's names did not fit it: a traceback."""
+    prof = parse_manifest(DOC).profile("crypto_rating_all_portfolio")
+    syms = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "ADA/USDT", "DOGE/USDT"]
+    ts, p = _synthetic()
+    for a in p:
+        a[:, :2] = np.nan  # the first chunk (2 assets) has no bar at all
+    path = tmp_path / "features.parquet"
+    n = export_features(prof, path, ts, *p, symbols=syms, chunk_assets=2)
+    df = pq.read_table(path).to_pandas()
+    assert n == len(df) == int((~np.isnan(p[3])).sum()) > 0
+    assert set(df["symbol"]) == {"SOL/USDT", "ADA/USDT", "DOGE/USDT"}
